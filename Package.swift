@@ -1,0 +1,30 @@
+// swift-tools-version:5.10
+import PackageDescription
+
+// Swift's default x86-64 target lowers SIMD fused multiply-adds to libm calls;
+// x86-64-v3 (AVX2 + FMA) is the baseline every kernel is built for. Anything
+// beyond it (AVX-512) must be chosen at run time.
+#if arch(x86_64)
+let targetFlags: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-march=x86-64-v3"])]
+#else
+let targetFlags: [SwiftSetting] = []
+#endif
+
+let package = Package(
+    name: "SwiftPrune",
+    products: [
+        // The Swift API, for Swift programs.
+        .library(name: "SwiftPrune", targets: ["SwiftPrune"]),
+        // The C ABI (swiftprune.h) as a shared library, loaded by the Python extension.
+        .library(name: "swiftprune", type: .dynamic, targets: ["SwiftPruneC"]),
+    ],
+    targets: [
+        .target(name: "SwiftPrune", swiftSettings: targetFlags),
+        // The one public C header and the per-thread last-error slot.
+        .target(name: "CSwiftPrune"),
+        // @_cdecl exports implementing swiftprune.h.
+        .target(name: "SwiftPruneC", dependencies: ["SwiftPrune", "CSwiftPrune"], swiftSettings: targetFlags),
+        .testTarget(name: "SwiftPruneTests", dependencies: ["SwiftPrune"], swiftSettings: targetFlags),
+        .testTarget(name: "SwiftPruneCTests", dependencies: ["SwiftPruneC", "CSwiftPrune"]),
+    ]
+)

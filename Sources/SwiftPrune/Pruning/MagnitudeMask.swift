@@ -1,0 +1,99 @@
+/// Writes the keep-mask that prunes the `k` smallest magnitudes of `data`
+/// (ties: the lower flat index is pruned first) into `masks`, one mask
+/// segment per data segment. `true` means kept.
+///
+/// This is the one mask writer behind per-tensor and global magnitude pruning.
+/// - Throws: ``SwiftPruneError`` on NaN/Inf, a bad `k` or mismatched segments.
+public func writeMagnitudeMasks<S: MagnitudeOrdered>(
+    _ data: SegmentedBuffer<S>, prune k: Int, into masks: [UnsafeMutableBufferPointer<Bool>]
+) throws {
+    guard masks.count == data.segments.count,
+          zip(masks, data.segments).allSatisfy({ $0.count == $1.count }) else {
+        throw SwiftPruneError.value("mask buffers do not match the weight buffers")
+    }
+    let total = data.count
+    let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
+    guard let threshold = try MagnitudeSelection.select(data, k: k) else {
+        for mask in masks where mask.count > 0 { mask.initialize(repeating: true) }
+        return
+    }
+    let t = threshold.key
+    let equalToPrune = k - threshold.countBelow
+
+    if equalToPrune == threshold.countEqual {
+        // Every element equal to the threshold goes: a pure comparison, vectorizable.
+        parallelFor(workers: workers) { worker in
+            data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
+                let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
+                for i in range { mask[i] = values[i].magnitudeKey > t }
+            }
+        }
+        return
+    }
+
+    // Only the first `equalToPrune` ties in flat order are pruned: count the
+    // ties each worker sees, then give each worker its share of the budget.
+    var tiesPerWorker = [Int](repeating: 0, count: workers)
+    tiesPerWorker.withUnsafeMutableBufferPointer { ties in
+        let tiesBase = ties.baseAddress!
+        parallelFor(workers: workers) { worker in
+            var seen = 0
+            data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
+                let values = data.segments[segment].baseAddress!
+                for i in range where values[i].magnitudeKey == t { seen += 1 }
+            }
+            tiesBase[worker] = seen
+        }
+    }
+    var budgets = [Int](repeating: 0, count: workers)
+    var remaining = equalToPrune
+    for worker in 0 ..< workers {
+        budgets[worker] = min(remaining, tiesPerWorker[worker])
+        remaining -= budgets[worker]
+    }
+    parallelFor(workers: workers) { worker in
+        var budget = budgets[worker]
+        data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
+            let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
+            for i in range {
+                let key = values[i].magnitudeKey
+                if key == t && budget > 0 {
+                    mask[i] = false
+                    budget -= 1
+                } else {
+                    mask[i] = key >= t
+                }
+            }
+        }
+    }
+}
+
+/// Writes into `mask` the keep-mask of `weights` at `sparsity`: exactly
+/// `round(sparsity * count)` entries of smallest `|w|` are pruned (`false`),
+/// the lower flat index first among equal magnitudes.
+/// - Throws: ``SwiftPruneError`` for sparsity outside [0, 1], NaN/Inf weights
+///   or a mask of another size.
+public func magnitudeMask<S: MagnitudeOrdered>(
+    _ weights: TensorView<S>, sparsity: Double, into mask: MutableTensorView<Bool>
+) throws {
+    guard mask.count == weights.count else {
+        throw SwiftPruneError.value("mask has \(mask.count) elements, weights have \(weights.count)")
+    }
+    let k = try prunedCount(sparsity: sparsity, of: weights.count)
+    try writeMagnitudeMasks(SegmentedBuffer([weights.buffer]), prune: k, into: [mask.buffer])
+}
+
+/// The keep-mask of `weights` at `sparsity`; see ``magnitudeMask(_:sparsity:into:)``.
+public func magnitudeMask<S: MagnitudeOrdered>(_ weights: Tensor<S>, sparsity: Double) throws -> Tensor<Bool> {
+    var mask = try Tensor<Bool>(shape: weights.shape, repeating: true)
+    try weights.withView { view in
+        try mask.withMutableView { try magnitudeMask(view, sparsity: sparsity, into: $0) }
+    }
+    return mask
+}
+
+/// `weights` with its `round(sparsity * count)` smallest magnitudes set to zero.
+public func pruneMagnitude<S: MagnitudeOrdered>(_ weights: Tensor<S>, sparsity: Double) throws -> Tensor<S> {
+    let mask = try magnitudeMask(weights, sparsity: sparsity)
+    return try Tensor(shape: weights.shape, scalars: zip(weights.scalars, mask.scalars).map { $1 ? $0 : 0 })
+}

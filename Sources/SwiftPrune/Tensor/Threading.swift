@@ -1,0 +1,68 @@
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The number of threads SwiftPrune's kernels may use.
+///
+/// Defaults to the environment variable `SWIFTPRUNE_NUM_THREADS` when it holds
+/// a positive integer, else to the number of online processors.
+public enum Threading {
+    private static let configured = Atomic<Int>(0)
+
+    /// The processors online on this machine (at least 1).
+    public static var processorCount: Int {
+        max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+
+    static var environmentDefault: Int? {
+        guard let raw = getenv("SWIFTPRUNE_NUM_THREADS"),
+              let value = Int(String(cString: raw)), value > 0 else { return nil }
+        return value
+    }
+
+    /// The current thread count (always ≥ 1).
+    public static var threadCount: Int {
+        let value = configured.load(ordering: .relaxed)
+        return value > 0 ? value : (environmentDefault ?? processorCount)
+    }
+
+    /// Sets the thread count; `0` restores the default.
+    /// - Throws: ``SwiftPruneError`` for a negative count.
+    public static func setThreadCount(_ count: Int) throws {
+        guard count >= 0 else {
+            throw SwiftPruneError.value("number of threads must be >= 0 (0 = default), got \(count)")
+        }
+        configured.store(count, ordering: .relaxed)
+    }
+
+    /// How many workers to use for `work` units when each worker should get at
+    /// least `minimumPerWorker` of them: small jobs stay on one thread.
+    public static func workerCount(for work: Int, minimumPerWorker: Int) -> Int {
+        max(1, min(threadCount, work / max(1, minimumPerWorker)))
+    }
+}
+
+/// Runs `body(worker)` for `worker` in `0..<workers`, concurrently when
+/// `workers > 1`. The call returns when every worker has finished.
+@inlinable
+public func parallelFor(workers: Int, _ body: (Int) -> Void) {
+    if workers <= 1 {
+        body(0)
+    } else {
+        DispatchQueue.concurrentPerform(iterations: workers, execute: body)
+    }
+}
+
+/// Splits `0..<count` into `parts` near-equal contiguous ranges and returns
+/// range `index`.
+@inlinable
+public func partitionRange(_ count: Int, parts: Int, index: Int) -> Range<Int> {
+    let base = count / parts, extra = count % parts
+    let start = index * base + min(index, extra)
+    return start ..< start + base + (index < extra ? 1 : 0)
+}

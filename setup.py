@@ -1,0 +1,70 @@
+"""Builds the Swift shared library (the C ABI) and the CPython extension.
+
+`pip install .` and `pip install -e .` both run `build_ext`, which:
+1. runs `swift build -c release --product swiftprune` with the Swift standard
+   library linked statically, so the installed package needs no Swift runtime;
+2. copies `libswiftprune.so` into the package, next to the extension;
+3. builds `swiftprune._core`, linked to it through an `$ORIGIN` rpath.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+SWIFT_LIBRARY = "libswiftprune.so"
+
+
+def find_swift() -> str:
+    """The `swift` driver: $SWIFT, else PATH, else the usual install location."""
+    for candidate in (os.environ.get("SWIFT"), shutil.which("swift"), "/opt/swift/usr/bin/swift"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    sys.exit("swiftprune: the Swift toolchain (swift) was not found; install Swift 6 or set $SWIFT")
+
+
+def build_swift_library() -> Path:
+    """Builds the release shared library and returns its path."""
+    swift = find_swift()
+    command = [swift, "build", "-c", "release", "--product", "swiftprune", "-Xswiftc", "-static-stdlib"]
+    print("swiftprune: " + " ".join(command), flush=True)
+    subprocess.check_call(command, cwd=ROOT)
+    bin_dir = subprocess.check_output(command[:4] + ["--show-bin-path"], cwd=ROOT, text=True).strip()
+    library = Path(bin_dir) / SWIFT_LIBRARY
+    if not library.exists():
+        sys.exit(f"swiftprune: swift build did not produce {library}")
+    return library
+
+
+class SwiftBuildExt(build_ext):
+    def run(self) -> None:
+        library = build_swift_library()
+        for ext in self.extensions:
+            ext.library_dirs.append(str(library.parent))
+        # Next to the extension, wherever it goes: build/ for a wheel, the source tree for -e.
+        destinations = [Path(self.build_lib) / "swiftprune"]
+        if self.inplace:
+            destinations.append(ROOT / "python" / "swiftprune")
+        for destination in destinations:
+            destination.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(library, destination / SWIFT_LIBRARY)
+        super().run()
+
+
+core = Extension(
+    "swiftprune._core",
+    sources=["python/extension/swiftprune_core.c"],
+    include_dirs=[numpy.get_include(), "Sources/CSwiftPrune/include"],
+    libraries=["swiftprune"],
+    extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-parameter"],
+    extra_link_args=["-Wl,-rpath,$ORIGIN"],
+)
+
+setup(ext_modules=[core], cmdclass={"build_ext": SwiftBuildExt})
