@@ -20,6 +20,8 @@ public enum MagnitudeSelection {
     /// Selects the `k`-th smallest magnitude (1-based) over all of `data`.
     /// `k == 0` only validates the data and returns `nil`.
     /// - Throws: ``SwiftPruneError`` if `data` holds NaN or Inf, or `k` is out of range.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func select<S: MagnitudeOrdered>(
         _ data: SegmentedBuffer<S>, k: Int
     ) throws -> MagnitudeThreshold<S.MagnitudeKey>? {

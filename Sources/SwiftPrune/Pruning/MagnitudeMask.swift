@@ -4,6 +4,8 @@
 ///
 /// This is the one mask writer behind per-tensor and global magnitude pruning.
 /// - Throws: ``SwiftPruneError`` on NaN/Inf, a bad `k` or mismatched segments.
+@_specialize(where S == Float)
+@_specialize(where S == Double)
 public func writeMagnitudeMasks<S: MagnitudeOrdered>(
     _ data: SegmentedBuffer<S>, prune k: Int, into masks: [UnsafeMutableBufferPointer<Bool>]
 ) throws {
@@ -73,6 +75,8 @@ public func writeMagnitudeMasks<S: MagnitudeOrdered>(
 /// the lower flat index first among equal magnitudes.
 /// - Throws: ``SwiftPruneError`` for sparsity outside [0, 1], NaN/Inf weights
 ///   or a mask of another size.
+@_specialize(where S == Float)
+@_specialize(where S == Double)
 public func magnitudeMask<S: MagnitudeOrdered>(
     _ weights: TensorView<S>, sparsity: Double, into mask: MutableTensorView<Bool>
 ) throws {
