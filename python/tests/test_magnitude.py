@@ -1,0 +1,136 @@
+"""magnitude_mask / prune_magnitude against an independent NumPy reference."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import swiftprune as sp
+from _reference_pruning_core import reference_magnitude_mask
+
+DTYPES = [np.float16, np.float32, np.float64]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (3, 5), (4, 3, 2, 5), (300, 257)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.25, 0.5, 0.9, 1.0])
+def test_exact_against_reference(dtype, shape, sparsity):
+    rng = np.random.default_rng(hash((shape, sparsity)) % 2**32)
+    w = rng.standard_normal(shape).astype(dtype)
+    mask = sp.magnitude_mask(w, sparsity)
+    assert mask.dtype == np.bool_ and mask.shape == w.shape
+    np.testing.assert_array_equal(mask, reference_magnitude_mask(w, sparsity))
+    assert (~mask).sum() == round(sparsity * w.size)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ties_prune_lower_flat_index_first(dtype):
+    w = np.array([[1, -1, 2], [1, 0.5, -1]], dtype=dtype)
+    mask = sp.magnitude_mask(w, 0.5)  # k = 3: 0.5, then the first two of the four |1|s
+    np.testing.assert_array_equal(mask, [[False, False, True], [True, False, True]])
+
+
+def test_many_ties_and_large_input():
+    rng = np.random.default_rng(5)
+    w = rng.integers(-8, 9, size=(1000, 701)).astype(np.float32) / 4
+    for sparsity in (0.1, 0.37, 0.5, 0.999):
+        np.testing.assert_array_equal(sp.magnitude_mask(w, sparsity), reference_magnitude_mask(w, sparsity))
+
+
+def test_rounding_is_pythons_round():
+    w = np.arange(1, 6, dtype=np.float32)  # 0.5 * 5 = 2.5 -> round() gives 2
+    assert (~sp.magnitude_mask(w, 0.5)).sum() == 2
+    w = np.arange(1, 8, dtype=np.float32)  # 3.5 -> 4
+    assert (~sp.magnitude_mask(w, 0.5)).sum() == 4
+
+
+@pytest.mark.parametrize("order", ["F", "strided", "negative"])
+def test_layouts(order):
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((40, 60)).astype(np.float32)
+    if order == "F":
+        w = np.asfortranarray(base)
+    elif order == "strided":
+        w = base[::2, ::3]
+    else:
+        w = base[::-1, ::-2]
+    assert not w.flags.c_contiguous
+    np.testing.assert_array_equal(sp.magnitude_mask(w, 0.6), reference_magnitude_mask(np.ascontiguousarray(w), 0.6))
+
+
+def test_input_not_modified():
+    rng = np.random.default_rng(3)
+    for dtype in DTYPES:
+        w = rng.standard_normal((50, 20)).astype(dtype)
+        before = w.copy()
+        sp.magnitude_mask(w, 0.5)
+        sp.prune_magnitude(w, 0.5)
+        np.testing.assert_array_equal(w, before)
+
+
+def test_prune_magnitude():
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((30, 17))
+    pruned = sp.prune_magnitude(w, 0.7)
+    assert pruned.dtype == np.float32 and pruned.shape == w.shape
+    expected = np.where(reference_magnitude_mask(w, 0.7), w, 0).astype(np.float32)
+    np.testing.assert_array_equal(pruned, expected)
+
+
+def test_lists_and_scalars_are_accepted():
+    np.testing.assert_array_equal(sp.magnitude_mask([3.0, -1.0, 2.0], 1 / 3), [True, False, True])
+    assert sp.magnitude_mask(np.float32(2.0), 1.0).shape == ()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_inf_raise_value_error(bad, dtype):
+    w = np.ones(10, dtype=dtype)
+    w[3] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        sp.magnitude_mask(w, 0.5)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        sp.magnitude_mask(w, 0.0)
+
+
+@pytest.mark.parametrize("sparsity", [-0.01, 1.01, float("nan"), float("inf")])
+def test_bad_sparsity_value(sparsity):
+    with pytest.raises(ValueError, match="sparsity"):
+        sp.magnitude_mask(np.ones(4, np.float32), sparsity)
+
+
+@pytest.mark.parametrize("sparsity", ["0.5", None, True, [0.5]])
+def test_bad_sparsity_type(sparsity):
+    with pytest.raises(TypeError, match="sparsity"):
+        sp.magnitude_mask(np.ones(4, np.float32), sparsity)
+
+
+@pytest.mark.parametrize("w", [np.arange(4), np.ones(3, dtype=bool), np.ones(2, dtype=complex), ["a", "b"]])
+def test_non_float_input_raises_type_error(w):
+    with pytest.raises(TypeError, match="floating-point"):
+        sp.magnitude_mask(w, 0.5)
+
+
+def test_two_python_threads_run_concurrently():
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal(300_000).astype(np.float32) for _ in range(4)]
+    expected = [reference_magnitude_mask(a, 0.3) for a in arrays]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(5):
+                results[i] = sp.magnitude_mask(arrays[i], 0.3)
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(4):
+        np.testing.assert_array_equal(results[i], expected[i])
