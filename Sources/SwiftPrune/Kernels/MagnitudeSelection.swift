@@ -75,11 +75,7 @@ public enum MagnitudeSelection {
             parallelFor(workers: workers) { worker in
                 var write = outBase + starts[worker]
                 data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
-                    let values = data.segments[segment].baseAddress!
-                    for i in range {
-                        let key = values[i].magnitudeKey
-                        if key >> shift == chosen { write.initialize(to: key); write += 1 }
-                    }
+                    write += S.gatherKeys(data.segments[segment], range, shift: shift, digit: chosen, into: write)
                 }
             }
             initialized = starts[workers]

@@ -22,50 +22,28 @@ public func writeMagnitudeMasks<S: MagnitudeOrdered>(
     let t = threshold.key
     let equalToPrune = k - threshold.countBelow
 
-    if equalToPrune == threshold.countEqual {
-        // Every element equal to the threshold goes: a pure comparison, vectorizable.
-        parallelFor(workers: workers) { worker in
-            data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
-                let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
+    // Everything above the threshold is kept; ties are kept too when only
+    // some of them are to be pruned. A pure comparison: vectorizable.
+    let keepTies = equalToPrune < threshold.countEqual
+    parallelFor(workers: workers) { worker in
+        data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
+            let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
+            if keepTies {
+                for i in range { mask[i] = values[i].magnitudeKey >= t }
+            } else {
                 for i in range { mask[i] = values[i].magnitudeKey > t }
             }
         }
-        return
     }
-
-    // Only the first `equalToPrune` ties in flat order are pruned: count the
-    // ties each worker sees, then give each worker its share of the budget.
-    var tiesPerWorker = [Int](repeating: 0, count: workers)
-    tiesPerWorker.withUnsafeMutableBufferPointer { ties in
-        let tiesBase = ties.baseAddress!
-        parallelFor(workers: workers) { worker in
-            var seen = 0
-            data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
-                let values = data.segments[segment].baseAddress!
-                for i in range where values[i].magnitudeKey == t { seen += 1 }
-            }
-            tiesBase[worker] = seen
-        }
-    }
-    var budgets = [Int](repeating: 0, count: workers)
+    guard keepTies else { return }
+    // Prune the first `equalToPrune` ties in flat order; the scan stops there.
     var remaining = equalToPrune
-    for worker in 0 ..< workers {
-        budgets[worker] = min(remaining, tiesPerWorker[worker])
-        remaining -= budgets[worker]
-    }
-    parallelFor(workers: workers) { worker in
-        var budget = budgets[worker]
-        data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
-            let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
-            for i in range {
-                let key = values[i].magnitudeKey
-                if key == t && budget > 0 {
-                    mask[i] = false
-                    budget -= 1
-                } else {
-                    mask[i] = key >= t
-                }
-            }
+    for segment in data.segments.indices where remaining > 0 {
+        let values = data.segments[segment], mask = masks[segment]
+        var i = 0
+        while i < values.count && remaining > 0 {
+            if values[i].magnitudeKey == t { mask[i] = false; remaining -= 1 }
+            i += 1
         }
     }
 }
