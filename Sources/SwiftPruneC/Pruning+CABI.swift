@@ -207,3 +207,70 @@ func checkPruningSignatures() {
     var blockF32 = sp_block_mask_f32; implements(&blockF32, spBlockMaskF32)
     var blockF64 = sp_block_mask_f64; implements(&blockF64, spBlockMaskF64)
 }
+
+// MARK: - calibration-aware (Wanda, SparseGPT)
+
+private func calibrationViews<S>(
+    _ w: UnsafePointer<S>?, _ rows: Int64, _ columns: Int64, _ x: UnsafePointer<S>?, _ samples: Int64
+) throws -> (TensorView<S>, TensorView<S>) {
+    (try pruningInput(w, [Int(rows), Int(columns)], "w"), try pruningInput(x, [Int(samples), Int(columns)], "x"))
+}
+
+private func sparseGPTPattern(_ sparsity: Double, _ n: Int64, _ m: Int64) -> SparseGPTPattern {
+    n == 0 && m == 0 ? .unstructured(sparsity: sparsity) : .nm(n: Int(n), m: Int(m))
+}
+
+@_cdecl("sp_wanda_mask_f32")
+public func spWandaMaskF32(
+    _ w: UnsafePointer<Float>?, _ rows: Int64, _ columns: Int64, _ x: UnsafePointer<Float>?, _ samples: Int64,
+    _ sparsity: Double, _ maskOut: UnsafeMutablePointer<Bool>?
+) -> sp_status {
+    withStatus {
+        let (weights, activations) = try calibrationViews(w, rows, columns, x, samples)
+        try wandaMask(weights, activations: activations, sparsity: sparsity,
+                      into: pruningOutput(maskOut, weights.shape, "mask_out"))
+    }
+}
+
+@_cdecl("sp_wanda_mask_f64")
+public func spWandaMaskF64(
+    _ w: UnsafePointer<Double>?, _ rows: Int64, _ columns: Int64, _ x: UnsafePointer<Double>?, _ samples: Int64,
+    _ sparsity: Double, _ maskOut: UnsafeMutablePointer<Bool>?
+) -> sp_status {
+    withStatus {
+        let (weights, activations) = try calibrationViews(w, rows, columns, x, samples)
+        try wandaMask(weights, activations: activations, sparsity: sparsity,
+                      into: pruningOutput(maskOut, weights.shape, "mask_out"))
+    }
+}
+
+@_cdecl("sp_sparsegpt_f32")
+public func spSparseGPTF32(
+    _ w: UnsafePointer<Float>?, _ rows: Int64, _ columns: Int64, _ x: UnsafePointer<Float>?, _ samples: Int64,
+    _ sparsity: Double, _ n: Int64, _ m: Int64, _ blockSize: Int64, _ damp: Double, _ wOut: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        let (weights, activations) = try calibrationViews(w, rows, columns, x, samples)
+        try sparseGPT(weights, activations: activations, pattern: sparseGPTPattern(sparsity, n, m),
+                      blockSize: Int(blockSize), damp: damp, into: pruningOutput(wOut, weights.shape, "w_out"))
+    }
+}
+
+@_cdecl("sp_sparsegpt_f64")
+public func spSparseGPTF64(
+    _ w: UnsafePointer<Double>?, _ rows: Int64, _ columns: Int64, _ x: UnsafePointer<Double>?, _ samples: Int64,
+    _ sparsity: Double, _ n: Int64, _ m: Int64, _ blockSize: Int64, _ damp: Double, _ wOut: UnsafeMutablePointer<Double>?
+) -> sp_status {
+    withStatus {
+        let (weights, activations) = try calibrationViews(w, rows, columns, x, samples)
+        try sparseGPT(weights, activations: activations, pattern: sparseGPTPattern(sparsity, n, m),
+                      blockSize: Int(blockSize), damp: damp, into: pruningOutput(wOut, weights.shape, "w_out"))
+    }
+}
+
+func checkPruningCalibrationSignatures() {
+    var wandaF32 = sp_wanda_mask_f32; implements(&wandaF32, spWandaMaskF32)
+    var wandaF64 = sp_wanda_mask_f64; implements(&wandaF64, spWandaMaskF64)
+    var sparseF32 = sp_sparsegpt_f32; implements(&sparseF32, spSparseGPTF32)
+    var sparseF64 = sp_sparsegpt_f64; implements(&sparseF64, spSparseGPTF64)
+}

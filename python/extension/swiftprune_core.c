@@ -323,9 +323,101 @@ error:
     return NULL;
 }
 
-#ifndef PRUNING_CALIBRATION_METHODS
-#define PRUNING_CALIBRATION_METHODS
-#endif
+/* w and x as 2-D arrays of one floating dtype (float64 if either is). */
+static int calibration_arrays(PyObject *w_obj, PyObject *x_obj, PyArrayObject **w, PyArrayObject **x, int *is_double) {
+    int w_double, x_double;
+    *w = as_float_array(w_obj, "w", &w_double);
+    if (*w == NULL) return -1;
+    *x = as_float_array(x_obj, "x", &x_double);
+    if (*x == NULL) return -1;
+    *is_double = w_double || x_double;
+    PyArrayObject **narrow = (*is_double && !w_double) ? w : ((*is_double && !x_double) ? x : NULL);
+    if (narrow != NULL) {
+        PyArrayObject *wide = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)*narrow, NPY_DOUBLE,
+                                                               NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+        if (wide == NULL) return -1;
+        Py_DECREF(*narrow);
+        *narrow = wide;
+    }
+    if (PyArray_NDIM(*w) != 2) {
+        PyErr_Format(PyExc_ValueError, "w must be 2-D (out, in), got %d dimension(s)", PyArray_NDIM(*w));
+        return -1;
+    }
+    if (PyArray_NDIM(*x) != 2) {
+        PyErr_Format(PyExc_ValueError, "x must be 2-D (samples, in), got %d dimension(s)", PyArray_NDIM(*x));
+        return -1;
+    }
+    if (PyArray_DIM(*x, 1) != PyArray_DIM(*w, 1)) {
+        PyErr_Format(PyExc_ValueError, "x has %zd features but w has %zd input columns (w is (out, in))",
+                     (Py_ssize_t)PyArray_DIM(*x, 1), (Py_ssize_t)PyArray_DIM(*w, 1));
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *core_wanda_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *x_obj;
+    double sparsity;
+    if (!PyArg_ParseTuple(args, "OOd:wanda_mask", &w_obj, &x_obj, &sparsity)) return NULL;
+    PyArrayObject *w = NULL, *x = NULL, *mask = NULL;
+    int is_double;
+    if (calibration_arrays(w_obj, x_obj, &w, &x, &is_double) < 0) goto error;
+    mask = empty_like_shape(w, NPY_BOOL);
+    if (mask == NULL) goto error;
+    int64_t rows = PyArray_DIM(w, 0), columns = PyArray_DIM(w, 1), samples = PyArray_DIM(x, 0);
+    sp_status status;
+    if (is_double) {
+        SP_CALL(status, sp_wanda_mask_f64((const double *)PyArray_DATA(w), rows, columns,
+                                          (const double *)PyArray_DATA(x), samples, sparsity, (bool *)PyArray_DATA(mask)));
+    } else {
+        SP_CALL(status, sp_wanda_mask_f32((const float *)PyArray_DATA(w), rows, columns,
+                                          (const float *)PyArray_DATA(x), samples, sparsity, (bool *)PyArray_DATA(mask)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(x);
+    return (PyObject *)mask;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(x);
+    Py_XDECREF(mask);
+    return NULL;
+}
+
+/* sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array of w's dtype (float32 or float64) */
+static PyObject *core_sparsegpt(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *x_obj;
+    double sparsity, damp;
+    long long n, m, block_size;
+    if (!PyArg_ParseTuple(args, "OOdLLLd:sparsegpt", &w_obj, &x_obj, &sparsity, &n, &m, &block_size, &damp)) return NULL;
+    PyArrayObject *w = NULL, *x = NULL, *out = NULL;
+    int is_double;
+    if (calibration_arrays(w_obj, x_obj, &w, &x, &is_double) < 0) goto error;
+    out = empty_like_shape(w, is_double ? NPY_DOUBLE : NPY_FLOAT);
+    if (out == NULL) goto error;
+    int64_t rows = PyArray_DIM(w, 0), columns = PyArray_DIM(w, 1), samples = PyArray_DIM(x, 0);
+    sp_status status;
+    if (is_double) {
+        SP_CALL(status, sp_sparsegpt_f64((const double *)PyArray_DATA(w), rows, columns, (const double *)PyArray_DATA(x),
+                                         samples, sparsity, n, m, block_size, damp, (double *)PyArray_DATA(out)));
+    } else {
+        SP_CALL(status, sp_sparsegpt_f32((const float *)PyArray_DATA(w), rows, columns, (const float *)PyArray_DATA(x),
+                                         samples, sparsity, n, m, block_size, damp, (float *)PyArray_DATA(out)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(x);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(x);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+#define PRUNING_CALIBRATION_METHODS \
+    {"wanda_mask", core_wanda_mask, METH_VARARGS, "wanda_mask(w, x, sparsity) -> bool array"}, \
+    {"sparsegpt", core_sparsegpt, METH_VARARGS, "sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array"},
 
 #define PRUNING_METHODS \
     {"magnitude_mask", core_magnitude_mask, METH_VARARGS, "magnitude_mask(w, sparsity) -> bool array"}, \

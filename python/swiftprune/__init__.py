@@ -21,6 +21,7 @@ from .pruning import (
     random_mask,
     structured_mask,
 )
+from .calibration import sparsegpt, wanda_mask
 
 # Quantization
 
@@ -42,6 +43,8 @@ __all__ = [
     "structured_mask",
     "nm_mask",
     "block_mask",
+    "wanda_mask",
+    "sparsegpt",
     # Quantization
     # Low-rank factorization
     # Tensor core

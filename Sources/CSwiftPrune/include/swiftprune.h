@@ -141,6 +141,37 @@ sp_status sp_block_mask_f32(const float *w, int64_t rows, int64_t columns, doubl
 sp_status sp_block_mask_f64(const double *w, int64_t rows, int64_t columns, double sparsity,
                             int64_t block_rows, int64_t block_columns, bool *mask_out);
 
+/**
+ * Wanda mask of a linear layer: w is (rows = out, columns = in), x is
+ * (samples, columns); the score of w[r][c] is |w[r][c]| * ||x[:, c]||_2 and
+ * every row gets exactly round(sparsity * columns) entries of smallest score
+ * pruned (false), the lower column first among ties. mask_out: rows*columns.
+ * SP_ERR_VALUE: sparsity outside [0, 1], negative sizes, NaN or Inf.
+ */
+sp_status sp_wanda_mask_f32(const float *w, int64_t rows, int64_t columns, const float *x, int64_t samples,
+                            double sparsity, bool *mask_out);
+/** As sp_wanda_mask_f32, for double inputs. */
+sp_status sp_wanda_mask_f64(const double *w, int64_t rows, int64_t columns, const double *x, int64_t samples,
+                            double sparsity, bool *mask_out);
+
+/**
+ * SparseGPT: prunes w (rows = out, columns = in) using the Hessian x^T x of
+ * the calibration inputs x (samples, columns), with optimal-brain-surgeon
+ * updates of the kept weights; w_out (rows*columns, caller-allocated)
+ * receives the pruned, updated weights. n == m == 0: unstructured, exactly
+ * round(sparsity * rows * columns) pruned; else n:m (keep n of every m
+ * consecutive columns per row, 1 <= n < m, columns % m == 0, block_size % m
+ * == 0; sparsity ignored). damp: fraction of mean(diag(H)) added to the
+ * diagonal.
+ * SP_ERR_VALUE: bad sizes, pattern, block_size < 1, damp < 0, NaN or Inf, a
+ * Hessian that is not positive definite.
+ */
+sp_status sp_sparsegpt_f32(const float *w, int64_t rows, int64_t columns, const float *x, int64_t samples,
+                           double sparsity, int64_t n, int64_t m, int64_t block_size, double damp, float *w_out);
+/** As sp_sparsegpt_f32, for double inputs and output. */
+sp_status sp_sparsegpt_f64(const double *w, int64_t rows, int64_t columns, const double *x, int64_t samples,
+                           double sparsity, int64_t n, int64_t m, int64_t block_size, double damp, double *w_out);
+
 /* ---- quantization ------------------------------------------------------ */
 
 /* ---- low-rank factorization -------------------------------------------- */
