@@ -130,8 +130,303 @@ error:
     return NULL;
 }
 
+/* Copies an array's shape into int64_t dims[NPY_MAXDIMS]. */
+static void pruning_shape(PyArrayObject *a, int64_t *dims) {
+    for (int i = 0; i < PyArray_NDIM(a); i++) dims[i] = (int64_t)PyArray_DIM(a, i);
+}
+
+static PyObject *core_global_magnitude_masks(PyObject *self, PyObject *args) {
+    PyObject *seq_obj;
+    double sparsity;
+    if (!PyArg_ParseTuple(args, "Od:global_magnitude_masks", &seq_obj, &sparsity)) return NULL;
+    PyObject *seq = PySequence_Fast(seq_obj, "weights must be a sequence of arrays");
+    if (seq == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyArrayObject **arrays = NULL;
+    const void **pointers = NULL;
+    bool **mask_pointers = NULL;
+    int64_t *sizes = NULL;
+    PyObject *masks = NULL;
+    int any_double = 0;
+    Py_ssize_t i;
+    arrays = (PyArrayObject **)PyMem_Calloc(count + 1, sizeof *arrays);
+    pointers = (const void **)PyMem_Calloc(count + 1, sizeof *pointers);
+    mask_pointers = (bool **)PyMem_Calloc(count + 1, sizeof *mask_pointers);
+    sizes = (int64_t *)PyMem_Calloc(count + 1, sizeof *sizes);
+    masks = PyList_New(count);
+    if (!arrays || !pointers || !mask_pointers || !sizes) { PyErr_NoMemory(); goto error; }
+    if (masks == NULL) goto error;
+    for (i = 0; i < count; i++) {
+        char name[48];
+        snprintf(name, sizeof name, "weights[%zd]", i);
+        int is_double;
+        arrays[i] = as_float_array(PySequence_Fast_GET_ITEM(seq, i), name, &is_double);
+        if (arrays[i] == NULL) goto error;
+        any_double |= is_double;
+    }
+    for (i = 0; i < count; i++) {
+        if (any_double && PyArray_TYPE(arrays[i]) != NPY_DOUBLE) {
+            /* float32 -> float64 is exact, so one dtype for all keeps the order. */
+            PyArrayObject *wide = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)arrays[i], NPY_DOUBLE,
+                                                                   NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+            if (wide == NULL) goto error;
+            Py_DECREF(arrays[i]);
+            arrays[i] = wide;
+        }
+        PyArrayObject *mask = empty_like_shape(arrays[i], NPY_BOOL);
+        if (mask == NULL) goto error;
+        PyList_SET_ITEM(masks, i, (PyObject *)mask);
+        pointers[i] = PyArray_DATA(arrays[i]);
+        mask_pointers[i] = (bool *)PyArray_DATA(mask);
+        sizes[i] = (int64_t)PyArray_SIZE(arrays[i]);
+    }
+    sp_status status;
+    if (any_double) {
+        SP_CALL(status, sp_global_magnitude_masks_f64((const double *const *)pointers, sizes, (int64_t)count,
+                                                      sparsity, (bool *const *)mask_pointers));
+    } else {
+        SP_CALL(status, sp_global_magnitude_masks_f32((const float *const *)pointers, sizes, (int64_t)count,
+                                                      sparsity, (bool *const *)mask_pointers));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    goto done;
+error:
+    Py_CLEAR(masks);
+done:
+    if (arrays) for (i = 0; i < count; i++) Py_XDECREF(arrays[i]);
+    PyMem_Free(arrays);
+    PyMem_Free(pointers);
+    PyMem_Free(mask_pointers);
+    PyMem_Free(sizes);
+    Py_DECREF(seq);
+    return masks;
+}
+
+static PyObject *core_random_mask(PyObject *self, PyObject *args) {
+    Py_ssize_t n;
+    double sparsity;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "ndK:random_mask", &n, &sparsity, &seed)) return NULL;
+    if (n < 0) { PyErr_SetString(PyExc_ValueError, "n must be >= 0"); return NULL; }
+    npy_intp dims[1] = {(npy_intp)n};
+    PyArrayObject *mask = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_BOOL, 0);
+    if (mask == NULL) return NULL;
+    sp_status status;
+    SP_CALL(status, sp_random_mask((int64_t)n, sparsity, (uint64_t)seed, (bool *)PyArray_DATA(mask)));
+    if (status != SP_OK) { Py_DECREF(mask); return raise_status(status); }
+    return (PyObject *)mask;
+}
+
+static PyObject *core_nm_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    long long n, m, axis;
+    if (!PyArg_ParseTuple(args, "OLLL:nm_mask", &w_obj, &n, &m, &axis)) return NULL;
+    int is_double;
+    PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
+    if (w == NULL) return NULL;
+    PyArrayObject *mask = empty_like_shape(w, NPY_BOOL);
+    if (mask == NULL) goto error;
+    int64_t dims[NPY_MAXDIMS];
+    pruning_shape(w, dims);
+    int64_t ndim = PyArray_NDIM(w);
+    sp_status status;
+    if (is_double) {
+        SP_CALL(status, sp_nm_mask_f64((const double *)PyArray_DATA(w), dims, ndim, n, m, axis, (bool *)PyArray_DATA(mask)));
+    } else {
+        SP_CALL(status, sp_nm_mask_f32((const float *)PyArray_DATA(w), dims, ndim, n, m, axis, (bool *)PyArray_DATA(mask)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return (PyObject *)mask;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(mask);
+    return NULL;
+}
+
+/* structured_mask(w, amount, axis, norm, per_slice): per_slice=1 gives one bool per slice. */
+static PyObject *core_structured_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    double amount, norm;
+    long long axis;
+    int per_slice;
+    if (!PyArg_ParseTuple(args, "OdLdp:structured_mask", &w_obj, &amount, &axis, &norm, &per_slice)) return NULL;
+    int is_double;
+    PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
+    if (w == NULL) return NULL;
+    PyArrayObject *mask = NULL;
+    int64_t dims[NPY_MAXDIMS];
+    pruning_shape(w, dims);
+    int64_t ndim = PyArray_NDIM(w);
+    if (per_slice) {
+        if (ndim == 0 || axis < -ndim || axis >= ndim) {
+            PyErr_Format(PyExc_ValueError, "axis %lld is out of range for a tensor of rank %lld", axis, (long long)ndim);
+            goto error;
+        }
+        npy_intp length[1] = {(npy_intp)dims[axis < 0 ? axis + ndim : axis]};
+        mask = (PyArrayObject *)PyArray_EMPTY(1, length, NPY_BOOL, 0);
+    } else {
+        mask = empty_like_shape(w, NPY_BOOL);
+    }
+    if (mask == NULL) goto error;
+    sp_status status;
+    bool *out = (bool *)PyArray_DATA(mask);
+    int64_t out_count = (int64_t)PyArray_SIZE(mask);
+    if (is_double) {
+        const double *data = (const double *)PyArray_DATA(w);
+        if (per_slice) SP_CALL(status, sp_structured_keep_f64(data, dims, ndim, amount, axis, norm, out, out_count));
+        else SP_CALL(status, sp_structured_mask_f64(data, dims, ndim, amount, axis, norm, out));
+    } else {
+        const float *data = (const float *)PyArray_DATA(w);
+        if (per_slice) SP_CALL(status, sp_structured_keep_f32(data, dims, ndim, amount, axis, norm, out, out_count));
+        else SP_CALL(status, sp_structured_mask_f32(data, dims, ndim, amount, axis, norm, out));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return (PyObject *)mask;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(mask);
+    return NULL;
+}
+
+static PyObject *core_block_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    double sparsity;
+    long long block_rows, block_columns;
+    if (!PyArg_ParseTuple(args, "OdLL:block_mask", &w_obj, &sparsity, &block_rows, &block_columns)) return NULL;
+    int is_double;
+    PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
+    if (w == NULL) return NULL;
+    PyArrayObject *mask = NULL;
+    if (PyArray_NDIM(w) != 2) {
+        PyErr_Format(PyExc_ValueError, "block pruning needs a 2-D weight, got %d dimension(s)", PyArray_NDIM(w));
+        goto error;
+    }
+    mask = empty_like_shape(w, NPY_BOOL);
+    if (mask == NULL) goto error;
+    int64_t rows = PyArray_DIM(w, 0), columns = PyArray_DIM(w, 1);
+    sp_status status;
+    if (is_double) {
+        SP_CALL(status, sp_block_mask_f64((const double *)PyArray_DATA(w), rows, columns, sparsity, block_rows,
+                                          block_columns, (bool *)PyArray_DATA(mask)));
+    } else {
+        SP_CALL(status, sp_block_mask_f32((const float *)PyArray_DATA(w), rows, columns, sparsity, block_rows,
+                                          block_columns, (bool *)PyArray_DATA(mask)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return (PyObject *)mask;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(mask);
+    return NULL;
+}
+
+/* w and x as 2-D arrays of one floating dtype (float64 if either is). */
+static int calibration_arrays(PyObject *w_obj, PyObject *x_obj, PyArrayObject **w, PyArrayObject **x, int *is_double) {
+    int w_double, x_double;
+    *w = as_float_array(w_obj, "w", &w_double);
+    if (*w == NULL) return -1;
+    *x = as_float_array(x_obj, "x", &x_double);
+    if (*x == NULL) return -1;
+    *is_double = w_double || x_double;
+    PyArrayObject **narrow = (*is_double && !w_double) ? w : ((*is_double && !x_double) ? x : NULL);
+    if (narrow != NULL) {
+        PyArrayObject *wide = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)*narrow, NPY_DOUBLE,
+                                                               NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+        if (wide == NULL) return -1;
+        Py_DECREF(*narrow);
+        *narrow = wide;
+    }
+    if (PyArray_NDIM(*w) != 2) {
+        PyErr_Format(PyExc_ValueError, "w must be 2-D (out, in), got %d dimension(s)", PyArray_NDIM(*w));
+        return -1;
+    }
+    if (PyArray_NDIM(*x) != 2) {
+        PyErr_Format(PyExc_ValueError, "x must be 2-D (samples, in), got %d dimension(s)", PyArray_NDIM(*x));
+        return -1;
+    }
+    if (PyArray_DIM(*x, 1) != PyArray_DIM(*w, 1)) {
+        PyErr_Format(PyExc_ValueError, "x has %zd features but w has %zd input columns (w is (out, in))",
+                     (Py_ssize_t)PyArray_DIM(*x, 1), (Py_ssize_t)PyArray_DIM(*w, 1));
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *core_wanda_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *x_obj;
+    double sparsity;
+    if (!PyArg_ParseTuple(args, "OOd:wanda_mask", &w_obj, &x_obj, &sparsity)) return NULL;
+    PyArrayObject *w = NULL, *x = NULL, *mask = NULL;
+    int is_double;
+    if (calibration_arrays(w_obj, x_obj, &w, &x, &is_double) < 0) goto error;
+    mask = empty_like_shape(w, NPY_BOOL);
+    if (mask == NULL) goto error;
+    int64_t rows = PyArray_DIM(w, 0), columns = PyArray_DIM(w, 1), samples = PyArray_DIM(x, 0);
+    sp_status status;
+    if (is_double) {
+        SP_CALL(status, sp_wanda_mask_f64((const double *)PyArray_DATA(w), rows, columns,
+                                          (const double *)PyArray_DATA(x), samples, sparsity, (bool *)PyArray_DATA(mask)));
+    } else {
+        SP_CALL(status, sp_wanda_mask_f32((const float *)PyArray_DATA(w), rows, columns,
+                                          (const float *)PyArray_DATA(x), samples, sparsity, (bool *)PyArray_DATA(mask)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(x);
+    return (PyObject *)mask;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(x);
+    Py_XDECREF(mask);
+    return NULL;
+}
+
+/* sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array of w's dtype (float32 or float64) */
+static PyObject *core_sparsegpt(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *x_obj;
+    double sparsity, damp;
+    long long n, m, block_size;
+    if (!PyArg_ParseTuple(args, "OOdLLLd:sparsegpt", &w_obj, &x_obj, &sparsity, &n, &m, &block_size, &damp)) return NULL;
+    PyArrayObject *w = NULL, *x = NULL, *out = NULL;
+    int is_double;
+    if (calibration_arrays(w_obj, x_obj, &w, &x, &is_double) < 0) goto error;
+    out = empty_like_shape(w, is_double ? NPY_DOUBLE : NPY_FLOAT);
+    if (out == NULL) goto error;
+    int64_t rows = PyArray_DIM(w, 0), columns = PyArray_DIM(w, 1), samples = PyArray_DIM(x, 0);
+    sp_status status;
+    if (is_double) {
+        SP_CALL(status, sp_sparsegpt_f64((const double *)PyArray_DATA(w), rows, columns, (const double *)PyArray_DATA(x),
+                                         samples, sparsity, n, m, block_size, damp, (double *)PyArray_DATA(out)));
+    } else {
+        SP_CALL(status, sp_sparsegpt_f32((const float *)PyArray_DATA(w), rows, columns, (const float *)PyArray_DATA(x),
+                                         samples, sparsity, n, m, block_size, damp, (float *)PyArray_DATA(out)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(x);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(x);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+#define PRUNING_CALIBRATION_METHODS \
+    {"wanda_mask", core_wanda_mask, METH_VARARGS, "wanda_mask(w, x, sparsity) -> bool array"}, \
+    {"sparsegpt", core_sparsegpt, METH_VARARGS, "sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array"},
+
 #define PRUNING_METHODS \
-    {"magnitude_mask", core_magnitude_mask, METH_VARARGS, "magnitude_mask(w, sparsity) -> bool array"},
+    {"magnitude_mask", core_magnitude_mask, METH_VARARGS, "magnitude_mask(w, sparsity) -> bool array"}, \
+    {"global_magnitude_masks", core_global_magnitude_masks, METH_VARARGS, "global_magnitude_masks(list, sparsity) -> list of bool arrays"}, \
+    {"random_mask", core_random_mask, METH_VARARGS, "random_mask(n, sparsity, seed) -> 1-D bool array"}, \
+    {"nm_mask", core_nm_mask, METH_VARARGS, "nm_mask(w, n, m, axis) -> bool array"}, \
+    {"structured_mask", core_structured_mask, METH_VARARGS, "structured_mask(w, amount, axis, norm, per_slice) -> bool array"}, \
+    {"block_mask", core_block_mask, METH_VARARGS, "block_mask(w, sparsity, block_rows, block_columns) -> bool array"}, \
+    PRUNING_CALIBRATION_METHODS
 
 /* ======================================================================== */
 /* Quantization                                                              */

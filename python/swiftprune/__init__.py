@@ -12,7 +12,16 @@ from ._version import __version__
 from .threads import get_num_threads, set_num_threads
 
 # Pruning
-from .pruning import magnitude_mask, prune_magnitude
+from .pruning import (
+    block_mask,
+    global_magnitude_masks,
+    magnitude_mask,
+    nm_mask,
+    prune_magnitude,
+    random_mask,
+    structured_mask,
+)
+from .calibration import sparsegpt, wanda_mask
 
 # Quantization
 
@@ -29,6 +38,13 @@ __all__ = [
     # Pruning
     "magnitude_mask",
     "prune_magnitude",
+    "global_magnitude_masks",
+    "random_mask",
+    "structured_mask",
+    "nm_mask",
+    "block_mask",
+    "wanda_mask",
+    "sparsegpt",
     # Quantization
     # Low-rank factorization
     # Tensor core

@@ -67,6 +67,111 @@ sp_status sp_magnitude_mask_f32(const float *w, int64_t n, double sparsity, bool
 /** As sp_magnitude_mask_f32, for double weights. */
 sp_status sp_magnitude_mask_f64(const double *w, int64_t n, double sparsity, bool *mask_out);
 
+/**
+ * Global magnitude pruning over `count` tensors at once: exactly
+ * k = round(sparsity * sum(sizes)) entries are pruned over all of them, those
+ * of smallest |w|, the lower position in the concatenation (tensor order,
+ * then index) first among equal magnitudes. ws[i]: sizes[i] elements;
+ * masks_out[i]: sizes[i] bools (true = kept). Pointers may be NULL for
+ * empty tensors.
+ * SP_ERR_VALUE: sparsity outside [0, 1], NaN or Inf, a negative size.
+ */
+sp_status sp_global_magnitude_masks_f32(const float *const *ws, const int64_t *sizes, int64_t count,
+                                        double sparsity, bool *const *masks_out);
+/** As sp_global_magnitude_masks_f32, for double weights. */
+sp_status sp_global_magnitude_masks_f64(const double *const *ws, const int64_t *sizes, int64_t count,
+                                        double sparsity, bool *const *masks_out);
+
+/**
+ * Random mask: exactly k = round(sparsity * n) of the n entries false, every
+ * such subset equally likely; Floyd's algorithm over xoshiro256** seeded by
+ * SplitMix64(seed), so a seed always gives the same mask.
+ * SP_ERR_VALUE: sparsity outside [0, 1], n < 0.
+ */
+sp_status sp_random_mask(int64_t n, double sparsity, uint64_t seed, bool *mask_out);
+
+/**
+ * N:M mask: in every run of m consecutive entries along `axis` (negative
+ * counts from the end) of the C-order tensor w of the given shape, the n
+ * entries of largest |w| are kept (ties: lower index kept).
+ * w, mask_out: prod(shape) elements.
+ * SP_ERR_VALUE: ndim == 0, axis out of range, not 1 <= n < m,
+ * shape[axis] % m != 0, NaN or Inf.
+ */
+sp_status sp_nm_mask_f32(const float *w, const int64_t *shape, int64_t ndim, int64_t n, int64_t m,
+                         int64_t axis, bool *mask_out);
+/** As sp_nm_mask_f32, for double weights. */
+sp_status sp_nm_mask_f64(const double *w, const int64_t *shape, int64_t ndim, int64_t n, int64_t m,
+                         int64_t axis, bool *mask_out);
+
+/**
+ * Structured mask: round(amount * shape[axis]) whole slices along `axis`
+ * are pruned, those of smallest `norm`-norm (1, 2 or INFINITY) over all the
+ * other axes; ties: lower index pruned first (torch ln_structured).
+ * w, mask_out: prod(shape) elements.
+ * SP_ERR_VALUE: amount outside [0, 1], norm not 1/2/inf, ndim == 0, axis out
+ * of range, NaN or Inf.
+ */
+sp_status sp_structured_mask_f32(const float *w, const int64_t *shape, int64_t ndim, double amount,
+                                 int64_t axis, double norm, bool *mask_out);
+/** As sp_structured_mask_f32, for double weights. */
+sp_status sp_structured_mask_f64(const double *w, const int64_t *shape, int64_t ndim, double amount,
+                                 int64_t axis, double norm, bool *mask_out);
+
+/**
+ * As sp_structured_mask_f32, but writes one bool per slice: keep_out[l] tells
+ * whether slice l along `axis` is kept. keep_count must equal shape[axis].
+ */
+sp_status sp_structured_keep_f32(const float *w, const int64_t *shape, int64_t ndim, double amount,
+                                 int64_t axis, double norm, bool *keep_out, int64_t keep_count);
+/** As sp_structured_keep_f32, for double weights. */
+sp_status sp_structured_keep_f64(const double *w, const int64_t *shape, int64_t ndim, double amount,
+                                 int64_t axis, double norm, bool *keep_out, int64_t keep_count);
+
+/**
+ * Block mask of a rows x columns matrix: blocks of block_rows x
+ * block_columns from the top-left, scored by mean |w| over their own entries
+ * (edge blocks may be partial); round(sparsity * n_blocks) lowest-scored
+ * blocks pruned, lower row-major block index first among ties.
+ * SP_ERR_VALUE: sparsity outside [0, 1], block sides < 1, NaN or Inf.
+ */
+sp_status sp_block_mask_f32(const float *w, int64_t rows, int64_t columns, double sparsity,
+                            int64_t block_rows, int64_t block_columns, bool *mask_out);
+/** As sp_block_mask_f32, for double weights. */
+sp_status sp_block_mask_f64(const double *w, int64_t rows, int64_t columns, double sparsity,
+                            int64_t block_rows, int64_t block_columns, bool *mask_out);
+
+/**
+ * Wanda mask of a linear layer: w is (rows = out, columns = in), x is
+ * (samples, columns); the score of w[r][c] is |w[r][c]| * ||x[:, c]||_2 and
+ * every row gets exactly round(sparsity * columns) entries of smallest score
+ * pruned (false), the lower column first among ties. mask_out: rows*columns.
+ * SP_ERR_VALUE: sparsity outside [0, 1], negative sizes, NaN or Inf.
+ */
+sp_status sp_wanda_mask_f32(const float *w, int64_t rows, int64_t columns, const float *x, int64_t samples,
+                            double sparsity, bool *mask_out);
+/** As sp_wanda_mask_f32, for double inputs. */
+sp_status sp_wanda_mask_f64(const double *w, int64_t rows, int64_t columns, const double *x, int64_t samples,
+                            double sparsity, bool *mask_out);
+
+/**
+ * SparseGPT: prunes w (rows = out, columns = in) using the Hessian x^T x of
+ * the calibration inputs x (samples, columns), with optimal-brain-surgeon
+ * updates of the kept weights; w_out (rows*columns, caller-allocated)
+ * receives the pruned, updated weights. n == m == 0: unstructured, exactly
+ * round(sparsity * rows * columns) pruned; else n:m (keep n of every m
+ * consecutive columns per row, 1 <= n < m, columns % m == 0, block_size % m
+ * == 0; sparsity ignored). damp: fraction of mean(diag(H)) added to the
+ * diagonal.
+ * SP_ERR_VALUE: bad sizes, pattern, block_size < 1, damp < 0, NaN or Inf, a
+ * Hessian that is not positive definite.
+ */
+sp_status sp_sparsegpt_f32(const float *w, int64_t rows, int64_t columns, const float *x, int64_t samples,
+                           double sparsity, int64_t n, int64_t m, int64_t block_size, double damp, float *w_out);
+/** As sp_sparsegpt_f32, for double inputs and output. */
+sp_status sp_sparsegpt_f64(const double *w, int64_t rows, int64_t columns, const double *x, int64_t samples,
+                           double sparsity, int64_t n, int64_t m, int64_t block_size, double damp, double *w_out);
+
 /* ---- quantization ------------------------------------------------------ */
 
 /* ---- low-rank factorization -------------------------------------------- */

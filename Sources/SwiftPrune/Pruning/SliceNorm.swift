@@ -1,0 +1,155 @@
+/// The norm that scores a slice of a tensor in structured pruning.
+public enum SliceNorm: Sendable, Equatable {
+    /// Sum of `|w|`.
+    case l1
+    /// Square root of the sum of `w²`.
+    case l2
+    /// Largest `|w|`.
+    case infinity
+
+    /// The norm of order `p`: 1, 2 or `+infinity`.
+    /// - Throws: ``SwiftPruneError`` for any other order.
+    public init(order p: Double) throws {
+        switch p {
+        case 1: self = .l1
+        case 2: self = .l2
+        case .infinity: self = .infinity
+        default: throw SwiftPruneError.value("norm must be 1, 2 or inf, got \(p)")
+        }
+    }
+}
+
+/// The `norm` of every slice of `weights` along `axis`, each taken over all
+/// the other axes (as `torch.nn.utils.prune.ln_structured` scores channels):
+/// `result[l]` is the norm of `weights[..., l, ...]`. Sums are accumulated in
+/// `Double`; an empty slice has norm 0.
+/// - Throws: ``SwiftPruneError`` for a scalar, an axis out of range or NaN/Inf
+///   weights.
+@_specialize(where S == Float)
+@_specialize(where S == Double)
+public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
+    _ weights: TensorView<S>, axis: Int, norm: SliceNorm
+) throws -> [Double] {
+    let split = try AxisSplit(shape: weights.shape, axis: axis)
+    let length = split.length, inner = split.inner, outer = split.outer
+    var norms = [Double](repeating: 0, count: length)
+    guard weights.count > 0 else { return norms }
+    let source = weights.buffer.baseAddress!
+    let total = weights.count
+    if norm == .infinity {
+        // NaN is invisible to max(); look for it (and Inf) on the bit patterns.
+        let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 18)
+        var worst = [S.MagnitudeKey](repeating: 0, count: workers)
+        worst.withUnsafeMutableBufferPointer { out in
+            let o = out.baseAddress!
+            parallelFor(workers: workers) { worker in
+                var w: S.MagnitudeKey = 0
+                for i in partitionRange(total, parts: workers, index: worker) { w = max(w, source[i].magnitudeKey) }
+                o[worker] = w
+            }
+        }
+        guard worst.allSatisfy({ $0 < S.infinityKey }) else {
+            throw SwiftPruneError.value("weights contain NaN or Inf values")
+        }
+    }
+    if inner >= 64 {
+        // Long contiguous rows: reduce each (o, l) row with SIMD, add into norms[l].
+        let rows = outer * length
+        let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
+        var partial = [Double](repeating: 0, count: workers * length)
+        partial.withUnsafeMutableBufferPointer { all in
+            let base = all.baseAddress!
+            parallelFor(workers: workers) { worker in
+                let mine = base + worker * length
+                for row in partitionRange(rows, parts: workers, index: worker) {
+                    let value = reduceRow(source + row * inner, inner, norm)
+                    let l = row % length
+                    mine[l] = norm == .infinity ? max(mine[l], value) : mine[l] + value
+                }
+            }
+        }
+        for worker in 0 ..< workers {
+            for l in 0 ..< length {
+                let value = partial[worker * length + l]
+                norms[l] = norm == .infinity ? max(norms[l], value) : norms[l] + value
+            }
+        }
+    } else {
+        // Short rows: accumulate whole (length * inner) planes over `outer`, element-wise.
+        let plane = length * inner
+        let workers = Threading.workerCount(for: total, minimumPerWorker: max(1 << 16, 4 * plane))
+        var partial = [Double](repeating: 0, count: workers * plane)
+        partial.withUnsafeMutableBufferPointer { all in
+            let base = all.baseAddress!
+            parallelFor(workers: workers) { worker in
+                let acc = base + worker * plane
+                for o in partitionRange(outer, parts: workers, index: worker) {
+                    let p = source + o * plane
+                    switch norm {
+                    case .l1: for j in 0 ..< plane { acc[j] += Double(p[j].magnitude) }
+                    case .l2: for j in 0 ..< plane { let x = Double(p[j]); acc[j] += x * x }
+                    case .infinity: for j in 0 ..< plane { acc[j] = max(acc[j], Double(p[j].magnitude)) }
+                    }
+                }
+            }
+        }
+        for worker in 0 ..< workers {
+            for l in 0 ..< length {
+                for i in 0 ..< inner {
+                    let value = partial[worker * plane + l * inner + i]
+                    norms[l] = norm == .infinity ? max(norms[l], value) : norms[l] + value
+                }
+            }
+        }
+    }
+    if norm == .l2 { for l in 0 ..< length { norms[l] = norms[l].squareRoot() } }
+    guard norms.allSatisfy({ $0.isFinite }) else {
+        throw SwiftPruneError.value("weights contain NaN or Inf values (or their norms overflow)")
+    }
+    return norms
+}
+
+/// The L1 sum, squared-L2 sum or max of `|x|` over `count` contiguous values,
+/// with 32 SIMD lanes in flight.
+@inline(__always)
+func reduceRow<S: BinaryFloatingPoint & SIMDScalar>(_ p: UnsafePointer<S>, _ count: Int, _ norm: SliceNorm) -> Double {
+    typealias V = SIMD8<S>
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+    var i = 0
+    let raw = UnsafeRawPointer(p)
+    let stride = MemoryLayout<S>.stride
+    @inline(__always) func load(_ j: Int) -> V { raw.loadUnaligned(fromByteOffset: j * stride, as: V.self) }
+    @inline(__always) func abs(_ x: V) -> V { pointwiseMax(x, -x) }
+    switch norm {
+    case .l1:
+        while i + 32 <= count {
+            a0 += abs(load(i)); a1 += abs(load(i + 8)); a2 += abs(load(i + 16)); a3 += abs(load(i + 24))
+            i += 32
+        }
+    case .l2:
+        while i + 32 <= count {
+            let x0 = load(i), x1 = load(i + 8), x2 = load(i + 16), x3 = load(i + 24)
+            a0.addProduct(x0, x0); a1.addProduct(x1, x1); a2.addProduct(x2, x2); a3.addProduct(x3, x3)
+            i += 32
+        }
+    case .infinity:
+        while i + 32 <= count {
+            a0 = pointwiseMax(a0, abs(load(i))); a1 = pointwiseMax(a1, abs(load(i + 8)))
+            a2 = pointwiseMax(a2, abs(load(i + 16))); a3 = pointwiseMax(a3, abs(load(i + 24)))
+            i += 32
+        }
+    }
+    var result: Double
+    if norm == .infinity {
+        result = Double(pointwiseMax(pointwiseMax(a0, a1), pointwiseMax(a2, a3)).max())
+        while i < count { result = max(result, Double(p[i].magnitude)); i += 1 }
+    } else {
+        result = Double(((a0 + a1) + (a2 + a3)).sum())
+        if norm == .l1 {
+            while i < count { result += Double(p[i].magnitude); i += 1 }
+        } else {
+            while i < count { let x = Double(p[i]); result += x * x; i += 1 }
+        }
+    }
+    return result
+}

@@ -1,0 +1,61 @@
+/// Structured (L_n) pruning: removes whole slices along `axis`.
+///
+/// `round(amount * weights.shape[axis])` slices are pruned, those of smallest
+/// ``sliceNorms(_:axis:norm:)``, the lower index first among equal norms, as
+/// `torch.nn.utils.prune.ln_structured(w, amount, n=norm, dim=axis)` does.
+/// `keep[l]` receives whether slice `l` is kept.
+/// - Throws: ``SwiftPruneError`` for amount outside [0, 1], a scalar, an axis
+///   out of range, NaN/Inf weights or a `keep` buffer of another length.
+@_specialize(where S == Float)
+@_specialize(where S == Double)
+public func structuredSliceMask<S: MagnitudeOrdered & SIMDScalar>(
+    _ weights: TensorView<S>, amount: Double, axis: Int, norm: SliceNorm, into keep: UnsafeMutableBufferPointer<Bool>
+) throws {
+    guard amount >= 0 && amount <= 1 else {
+        throw SwiftPruneError.value("amount must be in [0, 1], got \(amount)")
+    }
+    let norms = try sliceNorms(weights, axis: axis, norm: norm)
+    guard keep.count == norms.count else {
+        throw SwiftPruneError.value("keep has \(keep.count) entries, w.shape[axis] is \(norms.count)")
+    }
+    let k = try prunedCount(sparsity: amount, of: norms.count)
+    try norms.withUnsafeBufferPointer { scores in
+        try writeMagnitudeMasks(SegmentedBuffer([scores]), prune: k, into: [keep])
+    }
+}
+
+/// Writes the element keep-mask of structured pruning along `axis`; see
+/// ``structuredSliceMask(_:amount:axis:norm:into:)`` for the selection rule.
+@_specialize(where S == Float)
+@_specialize(where S == Double)
+public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
+    _ weights: TensorView<S>, amount: Double, axis: Int, norm: SliceNorm, into mask: MutableTensorView<Bool>
+) throws {
+    try checkMaskMatches(mask, weights)
+    let split = try AxisSplit(shape: weights.shape, axis: axis)
+    var keep = [Bool](repeating: true, count: split.length)
+    try keep.withUnsafeMutableBufferPointer {
+        try structuredSliceMask(weights, amount: amount, axis: axis, norm: norm, into: $0)
+    }
+    guard mask.count > 0 else { return }
+    let target = mask.buffer.baseAddress!
+    let rows = split.outer * split.length, inner = split.inner
+    let workers = Threading.workerCount(for: mask.count, minimumPerWorker: 1 << 18)
+    keep.withUnsafeBufferPointer { keepBuffer in
+        let flags = keepBuffer.baseAddress!
+        parallelFor(workers: workers) { worker in
+            for row in partitionRange(rows, parts: workers, index: worker) {
+                (target + row * inner).update(repeating: flags[row % split.length], count: inner)
+            }
+        }
+    }
+}
+
+/// The keep-mask of structured pruning; see ``structuredMask(_:amount:axis:norm:into:)``.
+public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
+    _ weights: Tensor<S>, amount: Double, axis: Int = 0, norm: SliceNorm = .l2
+) throws -> Tensor<Bool> {
+    try pruningMaskTensor(shape: weights.shape) { out in
+        try weights.withView { try structuredMask($0, amount: amount, axis: axis, norm: norm, into: out) }
+    }
+}
