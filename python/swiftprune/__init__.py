@@ -15,6 +15,7 @@ from .threads import get_num_threads, set_num_threads
 from .pruning import magnitude_mask, prune_magnitude
 
 # Quantization
+from .quantization import QuantizedTensor, cast, quantize, relative_error, sqnr_db
 
 # Low-rank factorization
 
@@ -30,6 +31,11 @@ __all__ = [
     "magnitude_mask",
     "prune_magnitude",
     # Quantization
+    "QuantizedTensor",
+    "cast",
+    "quantize",
+    "relative_error",
+    "sqnr_db",
     # Low-rank factorization
     # Tensor core
     # Whole models, files
