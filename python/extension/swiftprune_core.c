@@ -432,7 +432,208 @@ error:
 /* Quantization                                                              */
 /* ======================================================================== */
 
-#define QUANTIZATION_METHODS
+/* Parses an optional axis (None or int) into has_axis / axis. */
+static int parse_optional_axis(PyObject *obj, bool *has_axis, int64_t *axis) {
+    if (obj == Py_None) {
+        *has_axis = false;
+        *axis = 0;
+        return 0;
+    }
+    long long value = PyLong_AsLongLong(obj);
+    if (value == -1 && PyErr_Occurred()) return -1;
+    *has_axis = true;
+    *axis = (int64_t)value;
+    return 0;
+}
+
+/* A new array of `ndim` extents taken from an int64 shape. */
+static PyArrayObject *empty_from_shape(int ndim, const int64_t *shape, int typenum) {
+    npy_intp dims[NPY_MAXDIMS];
+    for (int i = 0; i < ndim; i++) dims[i] = (npy_intp)shape[i];
+    return (PyArrayObject *)PyArray_EMPTY(ndim, dims, typenum, 0);
+}
+
+static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *axis_obj;
+    long long bits, group_size;
+    int symmetric, method;
+    double percentile;
+    if (!PyArg_ParseTuple(args, "OLpOLid:quantize", &w_obj, &bits, &symmetric, &axis_obj, &group_size, &method,
+                          &percentile))
+        return NULL;
+    bool has_axis;
+    int64_t axis;
+    if (parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
+    int is_double;
+    PyArrayObject *values = NULL, *scale = NULL, *zero_point = NULL;
+    PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
+    if (w == NULL) return NULL;
+    int ndim = PyArray_NDIM(w);
+    int64_t shape[NPY_MAXDIMS], scale_shape[NPY_MAXDIMS];
+    for (int i = 0; i < ndim; i++) shape[i] = (int64_t)PyArray_DIM(w, i);
+    sp_status status = sp_quant_scale_shape(shape, ndim, has_axis, axis, (int64_t)group_size, scale_shape);
+    if (status != SP_OK) { raise_status(status); goto error; }
+    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
+    values = empty_like_shape(w, int_type);
+    scale = empty_from_shape(ndim, scale_shape, NPY_FLOAT32);
+    zero_point = empty_from_shape(ndim, scale_shape, int_type);
+    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
+    int64_t n_scales = (int64_t)PyArray_SIZE(scale);
+    if (is_double) {
+        SP_CALL(status, sp_quant_quantize_f64((const double *)PyArray_DATA(w), shape, ndim, (int64_t)bits,
+                                              symmetric, has_axis, axis, (int64_t)group_size, method, percentile,
+                                              PyArray_DATA(values), (float *)PyArray_DATA(scale),
+                                              PyArray_DATA(zero_point), n_scales));
+    } else {
+        SP_CALL(status, sp_quant_quantize_f32((const float *)PyArray_DATA(w), shape, ndim, (int64_t)bits,
+                                              symmetric, has_axis, axis, (int64_t)group_size, method, percentile,
+                                              PyArray_DATA(values), (float *)PyArray_DATA(scale),
+                                              PyArray_DATA(zero_point), n_scales));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return Py_BuildValue("(NNN)", values, scale, zero_point);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(values);
+    Py_XDECREF(scale);
+    Py_XDECREF(zero_point);
+    return NULL;
+}
+
+static PyObject *core_quant_dequantize(PyObject *self, PyObject *args) {
+    PyObject *values_obj, *axis_obj, *scale_obj, *zero_point_obj;
+    long long group_size;
+    int symmetric;
+    if (!PyArg_ParseTuple(args, "OpOLOO:dequantize", &values_obj, &symmetric, &axis_obj, &group_size, &scale_obj,
+                          &zero_point_obj))
+        return NULL;
+    bool has_axis;
+    int64_t axis;
+    if (parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
+    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
+    PyArrayObject *values = NULL, *scale = NULL, *zero_point = NULL, *out = NULL;
+    values = (PyArrayObject *)PyArray_FROM_OTF(values_obj, int_type, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    scale = (PyArrayObject *)PyArray_FROM_OTF(scale_obj, NPY_FLOAT32, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    zero_point = (PyArrayObject *)PyArray_FROM_OTF(zero_point_obj, int_type, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
+    if (PyArray_SIZE(scale) != PyArray_SIZE(zero_point)) {
+        PyErr_SetString(PyExc_ValueError, "scale and zero_point must have the same number of elements");
+        goto error;
+    }
+    int ndim = PyArray_NDIM(values);
+    int64_t shape[NPY_MAXDIMS];
+    for (int i = 0; i < ndim; i++) shape[i] = (int64_t)PyArray_DIM(values, i);
+    out = empty_like_shape(values, NPY_FLOAT32);
+    if (out == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_quant_dequantize(PyArray_DATA(values), symmetric, shape, ndim, has_axis, axis,
+                                        (int64_t)group_size, (const float *)PyArray_DATA(scale),
+                                        PyArray_DATA(zero_point), (int64_t)PyArray_SIZE(scale),
+                                        (float *)PyArray_DATA(out)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(values);
+    Py_DECREF(scale);
+    Py_DECREF(zero_point);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(values);
+    Py_XDECREF(scale);
+    Py_XDECREF(zero_point);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *core_quant_pack_nibbles(PyObject *self, PyObject *args) {
+    PyObject *values_obj;
+    if (!PyArg_ParseTuple(args, "O:pack_nibbles", &values_obj)) return NULL;
+    PyArrayObject *values = NULL, *packed = NULL;
+    values = (PyArrayObject *)PyArray_FROM_OTF(values_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    if (values == NULL) return NULL;
+    int64_t n = (int64_t)PyArray_SIZE(values);
+    npy_intp dims[1] = {(npy_intp)(n / 2 + n % 2)};
+    packed = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_UINT8, 0);
+    if (packed == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_quant_pack_nibbles((const uint8_t *)PyArray_DATA(values), n, (uint8_t *)PyArray_DATA(packed)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(values);
+    return (PyObject *)packed;
+error:
+    Py_XDECREF(values);
+    Py_XDECREF(packed);
+    return NULL;
+}
+
+static PyObject *core_quant_unpack_nibbles(PyObject *self, PyObject *args) {
+    PyObject *packed_obj;
+    long long n;
+    int is_signed;
+    if (!PyArg_ParseTuple(args, "OLp:unpack_nibbles", &packed_obj, &n, &is_signed)) return NULL;
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "count must be >= 0, got %lld", n);
+        return NULL;
+    }
+    PyArrayObject *packed = NULL, *values = NULL;
+    packed = (PyArrayObject *)PyArray_FROM_OTF(packed_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    if (packed == NULL) return NULL;
+    if ((long long)PyArray_SIZE(packed) != n / 2 + n % 2) {
+        PyErr_Format(PyExc_ValueError, "%lld values need %lld packed bytes, got %lld", n, n / 2 + n % 2,
+                     (long long)PyArray_SIZE(packed));
+        goto error;
+    }
+    npy_intp dims[1] = {(npy_intp)n};
+    values = (PyArrayObject *)PyArray_EMPTY(1, dims, is_signed ? NPY_INT8 : NPY_UINT8, 0);
+    if (values == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_quant_unpack_nibbles((const uint8_t *)PyArray_DATA(packed), (int64_t)n, is_signed,
+                                            (uint8_t *)PyArray_DATA(values)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(packed);
+    return (PyObject *)values;
+error:
+    Py_XDECREF(packed);
+    Py_XDECREF(values);
+    return NULL;
+}
+
+static PyObject *core_cast(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    int bfloat;
+    if (!PyArg_ParseTuple(args, "Op:cast", &w_obj, &bfloat)) return NULL;
+    int is_double;
+    PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
+    if (w == NULL) return NULL;
+    PyArrayObject *out = empty_like_shape(w, NPY_UINT16);
+    if (out == NULL) goto error;
+    int64_t n = (int64_t)PyArray_SIZE(w);
+    uint16_t *o = (uint16_t *)PyArray_DATA(out);
+    sp_status status;
+    if (is_double) {
+        const double *x = (const double *)PyArray_DATA(w);
+        SP_CALL(status, bfloat ? sp_cast_bfloat16_f64(x, n, o) : sp_cast_float16_f64(x, n, o));
+    } else {
+        const float *x = (const float *)PyArray_DATA(w);
+        SP_CALL(status, bfloat ? sp_cast_bfloat16_f32(x, n, o) : sp_cast_float16_f32(x, n, o));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+#define QUANTIZATION_METHODS                                                                              \
+    {"quantize", core_quant_quantize, METH_VARARGS,                                                       \
+     "quantize(w, bits, symmetric, axis, group_size, method, percentile) -> (values, scale, zero_point)"}, \
+    {"dequantize", core_quant_dequantize, METH_VARARGS,                                                   \
+     "dequantize(values, symmetric, axis, group_size, scale, zero_point) -> float32 array"},             \
+    {"pack_nibbles", core_quant_pack_nibbles, METH_VARARGS, "pack_nibbles(values) -> uint8 array"},       \
+    {"unpack_nibbles", core_quant_unpack_nibbles, METH_VARARGS,                                           \
+     "unpack_nibbles(packed, count, signed) -> int8/uint8 array"},                                        \
+    {"cast", core_cast, METH_VARARGS, "cast(w, bfloat16) -> uint16 bit patterns"},
 
 /* ======================================================================== */
 /* Low-rank factorization                                                    */

@@ -24,6 +24,7 @@ from .pruning import (
 from .calibration import sparsegpt, wanda_mask
 
 # Quantization
+from .quantization import QuantizedTensor, cast, quantize, relative_error, sqnr_db
 
 # Low-rank factorization
 
@@ -46,6 +47,11 @@ __all__ = [
     "wanda_mask",
     "sparsegpt",
     # Quantization
+    "QuantizedTensor",
+    "cast",
+    "quantize",
+    "relative_error",
+    "sqnr_db",
     # Low-rank factorization
     # Tensor core
     # Whole models, files

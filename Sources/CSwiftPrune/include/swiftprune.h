@@ -174,6 +174,79 @@ sp_status sp_sparsegpt_f64(const double *w, int64_t rows, int64_t columns, const
 
 /* ---- quantization ------------------------------------------------------ */
 
+/*
+ * Quantization layouts. A weight of shape `shape` (ndim extents) gets one
+ * scale per tensor (has_axis == false, group_size == 0), one per index along
+ * `axis` (negative axes count from the end), or, for 2-D weights, one per
+ * group of `group_size` consecutive entries along the other dimension
+ * (has_axis and group_size > 0). Scales and zero points are in C order of the
+ * "scale shape": ndim extents, 1 where one scale covers the dimension,
+ * shape[axis] along the axis, shape[d] / group_size along the grouped d.
+ * SP_ERR_VALUE: axis out of range, group_size < 0 or not dividing, group_size
+ * without an axis or on a tensor that is not 2-D.
+ */
+
+/** Calibration methods of sp_quant_quantize_*: the group's min and max, */
+#define SP_CALIBRATION_MINMAX 0
+/** the given percentile of |w| (NumPy's "linear" percentile), */
+#define SP_CALIBRATION_PERCENTILE 1
+/** or the clipping range minimizing the reconstruction MSE (never worse than minmax). */
+#define SP_CALIBRATION_MSE 2
+
+/** Fills scale_shape_out (ndim extents) with the scale shape of the layout. */
+sp_status sp_quant_scale_shape(const int64_t *shape, int64_t ndim, bool has_axis, int64_t axis,
+                               int64_t group_size, int64_t *scale_shape_out);
+
+/**
+ * Quantizes w (the product of shape elements) to `bits` (2..8) bits:
+ * symmetric: q in [-qmax, qmax], qmax = 2^(bits-1)-1, scale = max|w|/qmax,
+ * zero point 0, values_out and zero_point_out are int8; affine: q in
+ * [0, 2^bits-1], range widened to include 0, scale = (max-min)/(2^bits-1),
+ * zero point = clamp(round(-min/scale)), values_out and zero_point_out are
+ * uint8. q = clamp(round_half_even(w / scale) + zero_point); scales are
+ * computed in double and rounded to float; the division w / scale is done
+ * in w's precision. An all-zero group gets scale 1.
+ * n_scales: the product of the scale shape (see sp_quant_scale_shape).
+ * `percentile` (0..100) is used by SP_CALIBRATION_PERCENTILE only.
+ * SP_ERR_VALUE: bits outside 2..8, bad layout, NaN/Inf in w, bad method,
+ * percentile outside [0, 100], n_scales not matching.
+ */
+sp_status sp_quant_quantize_f32(const float *w, const int64_t *shape, int64_t ndim, int64_t bits, bool symmetric,
+                                bool has_axis, int64_t axis, int64_t group_size, int32_t method, double percentile,
+                                void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
+/** As sp_quant_quantize_f32 for double weights (the division is done in double). */
+sp_status sp_quant_quantize_f64(const double *w, const int64_t *shape, int64_t ndim, int64_t bits, bool symmetric,
+                                bool has_axis, int64_t axis, int64_t group_size, int32_t method, double percentile,
+                                void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
+
+/**
+ * out = (q - zero_point) * scale in float, per group of the layout.
+ * values and zero_point are int8 when `symmetric`, else uint8.
+ */
+sp_status sp_quant_dequantize(const void *values, bool symmetric, const int64_t *shape, int64_t ndim,
+                              bool has_axis, int64_t axis, int64_t group_size,
+                              const float *scale, const void *zero_point, int64_t n_scales, float *out);
+
+/** Packs the low nibbles of n bytes two per byte, low nibble first:
+ *  packed_out holds n/2 + n%2 bytes (the last high nibble is 0 for odd n). */
+sp_status sp_quant_pack_nibbles(const uint8_t *values, int64_t n, uint8_t *packed_out);
+/** Unpacks n values from n/2 + n%2 bytes; is_signed sign-extends each nibble (int8 out). */
+sp_status sp_quant_unpack_nibbles(const uint8_t *packed, int64_t n, bool is_signed, uint8_t *values_out);
+
+/**
+ * Casts n values to float16 / bfloat16 bit patterns, round to nearest even,
+ * subnormals kept, overflow to +-Inf, Inf kept, NaN kept NaN (float16:
+ * NumPy's payload rule; bfloat16: payload truncated, quiet bit set). Float64
+ * input is rounded once, directly. Never fails on values.
+ */
+sp_status sp_cast_float16_f32(const float *x, int64_t n, uint16_t *out);
+/** As sp_cast_float16_f32 for double input. */
+sp_status sp_cast_float16_f64(const double *x, int64_t n, uint16_t *out);
+/** As sp_cast_float16_f32, to bfloat16. */
+sp_status sp_cast_bfloat16_f32(const float *x, int64_t n, uint16_t *out);
+/** As sp_cast_bfloat16_f32 for double input. */
+sp_status sp_cast_bfloat16_f64(const double *x, int64_t n, uint16_t *out);
+
 /* ---- low-rank factorization -------------------------------------------- */
 
 /* ---- tensor core: matmul, sparse and quantized kernels ------------------ */

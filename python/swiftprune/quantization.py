@@ -1,0 +1,357 @@
+"""Quantization: weights as small integers plus per-group scales.
+
+``w ≈ (values - zero_point) * scale``, computed by the Swift core:
+
+* symmetric (default; TFLite's int8 weight convention): integers in
+  ``[-qmax, qmax]`` with ``qmax = 2**(bits-1) - 1``, ``scale = max|w| / qmax``,
+  ``zero_point = 0``; ``values`` are ``int8``;
+* affine (``symmetric=False``): integers in ``[0, 2**bits - 1]``, the range
+  widened to include 0, ``scale = (max - min) / (2**bits - 1)``,
+  ``zero_point = clamp(round(-min / scale), 0, 2**bits - 1)``; ``values`` are
+  ``uint8``.
+
+``values = clamp(round_half_to_even(w / scale) + zero_point)``. Scales are
+computed in float64 and rounded to float32; the division ``w / scale`` is
+done in float32 for float16/float32 weights and float64 for float64 weights,
+so the integers equal NumPy's ``np.round(w / scale)`` bit for bit. A group
+whose values are all zero gets ``scale = 1``.
+
+Scale layout (``scale`` and ``zero_point`` always have the rank of ``w``):
+
+* ``axis=None``: one scale, shape ``(1, 1, ...)``;
+* ``axis=a``: one per index along ``a``: ``w.shape[a]`` there, 1 elsewhere —
+  directly broadcastable against ``values``;
+* ``axis=a, group_size=g`` (2-D weights): groups of ``g`` consecutive entries
+  along the other dimension ``d``, ``scale.shape[d] = w.shape[d] // g``;
+  ``np.repeat(scale, g, axis=d)`` broadcasts it.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _core
+from ._validation import check_int
+
+_METHODS = {"minmax": 0, "percentile": 1, "mse": 2}
+
+
+def _check_bits(bits: Any) -> int:
+    bits = check_int("bits", bits)
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must be in 2..8, got {bits}")
+    return bits
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _check_axis(axis: Any) -> Optional[int]:
+    if axis is None:
+        return None
+    return check_int("axis", axis)
+
+
+def _check_group_size(group_size: Any, axis: Optional[int]) -> int:
+    """The group size as the C layer wants it (0 = no groups)."""
+    if group_size is None:
+        return 0
+    group_size = check_int("group_size", group_size, minimum=1)
+    if axis is None:
+        raise ValueError("group_size needs an axis (the channel axis of a 2-D weight), got axis=None")
+    return group_size
+
+
+def _float_array(name: str, w: ArrayLike) -> np.ndarray:
+    array = np.asarray(w)
+    if array.dtype.kind != "f" or array.dtype.itemsize > 8:
+        raise TypeError(f"{name} must be a real floating-point array (float16, float32 or float64), "
+                        f"got dtype {array.dtype}")
+    return array
+
+
+class QuantizedTensor:
+    """A quantized weight: ``values`` (int8 symmetric / uint8 affine, the
+    weight's shape), ``scale`` (float32) and ``zero_point`` (the values'
+    dtype), both of the scale layout described in the module docstring.
+
+    Build one with :func:`quantize` or :func:`gptq`; :meth:`to_config` /
+    :meth:`from_config` round-trip it through plain arrays and scalars (for
+    ``.safetensors`` metadata).
+    """
+
+    __slots__ = ("values", "scale", "zero_point", "bits", "symmetric", "axis", "group_size", "method")
+
+    def __init__(self, values: NDArray[Any], scale: NDArray[np.float32], zero_point: NDArray[Any], *,
+                 bits: int, symmetric: bool, axis: Optional[int] = None, group_size: Optional[int] = None,
+                 method: str = "minmax") -> None:
+        bits = _check_bits(bits)
+        symmetric = _check_bool("symmetric", symmetric)
+        axis = _check_axis(axis)
+        group_size = None if group_size is None or group_size == 0 else _check_group_size(group_size, axis)
+        dtype = np.int8 if symmetric else np.uint8
+        values = np.asarray(values)
+        if values.dtype != dtype:
+            raise TypeError(f"values must be {np.dtype(dtype).name} for symmetric={symmetric}, got {values.dtype}")
+        scale = np.asarray(scale, dtype=np.float32)
+        zero_point = np.asarray(zero_point)
+        if zero_point.dtype != dtype:
+            zero_point = zero_point.astype(dtype)
+        expected = _core_scale_shape(values.shape, axis, group_size)
+        if scale.shape != expected or zero_point.shape != expected:
+            raise ValueError(f"scale and zero_point must have shape {expected} for values of shape "
+                             f"{values.shape}, axis={axis}, group_size={group_size}; got {scale.shape} "
+                             f"and {zero_point.shape}")
+        if scale.size and not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ValueError("scale must be positive and finite")
+        qmin, qmax = _grid(bits, symmetric)
+        for name, array in (("values", values), ("zero_point", zero_point)):
+            if array.size and (array.min() < qmin or array.max() > qmax):
+                raise ValueError(f"{name} must lie in [{qmin}, {qmax}] for {bits}-bit "
+                                 f"{'symmetric' if symmetric else 'affine'} quantization")
+        self.values = values
+        self.scale = scale
+        self.zero_point = zero_point
+        self.bits = bits
+        self.symmetric = symmetric
+        self.axis = axis
+        self.group_size = group_size
+        self.method = method
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The weight's shape."""
+        return self.values.shape
+
+    def dequantize(self) -> NDArray[np.float32]:
+        """``(values - zero_point) * scale`` as float32, computed in Swift."""
+        return _core.dequantize(self.values, self.symmetric, self.axis, self.group_size or 0,
+                                self.scale, self.zero_point)
+
+    def packed(self) -> NDArray[np.uint8]:
+        """The values as stored: for ``bits <= 4`` two per byte (C order, low
+        nibble first, 4-bit two's complement when symmetric; 2- and 3-bit values
+        take 4 bits), a 1-D ``uint8`` array of ``ceil(size / 2)`` bytes; for
+        ``bits > 4`` one byte per value (``values`` viewed as ``uint8``, flat)."""
+        flat = np.ascontiguousarray(self.values).reshape(-1).view(np.uint8)
+        if self.bits > 4:
+            return flat.copy()
+        return _core.pack_nibbles(flat)
+
+    @classmethod
+    def unpack(cls, packed: ArrayLike, shape: tuple[int, ...], bits: int, symmetric: bool) -> NDArray[Any]:
+        """The values (of ``shape``) from :meth:`packed` bytes."""
+        bits = _check_bits(bits)
+        symmetric = _check_bool("symmetric", symmetric)
+        packed = np.asarray(packed, dtype=np.uint8).reshape(-1)
+        count = int(np.prod(shape, dtype=np.int64))
+        dtype = np.int8 if symmetric else np.uint8
+        if bits > 4:
+            if packed.size != count:
+                raise ValueError(f"{count} values need {count} bytes, got {packed.size}")
+            return packed.view(dtype).reshape(shape).copy()
+        return _core.unpack_nibbles(packed, count, symmetric).reshape(shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed values plus the float32 scales and, when affine,
+        the one-byte zero points (symmetric zero points are implicit)."""
+        count = self.values.size
+        values = (count + 1) // 2 if self.bits <= 4 else count
+        return values + self.scale.size * 4 + (0 if self.symmetric else self.zero_point.size)
+
+    def to_config(self) -> dict[str, Any]:
+        """Plain fields that :meth:`from_config` turns back into an equal tensor:
+        arrays ``values``, ``scale``, ``zero_point`` and scalars ``bits``,
+        ``symmetric``, ``axis``, ``group_size``, ``method``."""
+        return {"values": self.values, "scale": self.scale, "zero_point": self.zero_point, "bits": self.bits,
+                "symmetric": self.symmetric, "axis": self.axis, "group_size": self.group_size,
+                "method": self.method}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "QuantizedTensor":
+        """The tensor described by :meth:`to_config`'s fields (validated)."""
+        return cls(np.asarray(config["values"]), np.asarray(config["scale"]), np.asarray(config["zero_point"]),
+                   bits=int(config["bits"]), symmetric=bool(config["symmetric"]),
+                   axis=None if config.get("axis") is None else int(config["axis"]),
+                   group_size=None if config.get("group_size") is None else int(config["group_size"]),
+                   method=str(config.get("method", "minmax")))
+
+    def __repr__(self) -> str:
+        kind = "symmetric" if self.symmetric else "affine"
+        return (f"QuantizedTensor(shape={self.shape}, bits={self.bits}, {kind}, axis={self.axis}, "
+                f"group_size={self.group_size}, nbytes={self.nbytes})")
+
+
+def _grid(bits: int, symmetric: bool) -> tuple[int, int]:
+    if symmetric:
+        q = 2 ** (bits - 1) - 1
+        return -q, q
+    return 0, 2 ** bits - 1
+
+
+def _core_scale_shape(shape: tuple[int, ...], axis: Optional[int], group_size: Optional[int]) -> tuple[int, ...]:
+    """The scale shape of a layout (validated like :func:`quantize`)."""
+    ndim = len(shape)
+    if axis is None:
+        return (1,) * ndim
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for a tensor of rank {ndim}")
+    a = axis % ndim
+    out = [1] * ndim
+    if group_size is None:
+        out[a] = shape[a]
+        return tuple(out)
+    if ndim != 2:
+        raise ValueError(f"group_size needs a 2-D weight, got shape {shape}")
+    other = 1 - a
+    if shape[other] % group_size:
+        raise ValueError(f"group_size {group_size} does not divide dimension {other} of shape {shape}")
+    out[a] = shape[a]
+    out[other] = shape[other] // group_size
+    return tuple(out)
+
+
+def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optional[int] = None,
+             group_size: Optional[int] = None, method: str = "minmax",
+             percentile: float = 99.99) -> QuantizedTensor:
+    """Quantize ``w`` to ``bits``-bit integers with per-tensor, per-channel or
+    per-group scales.
+
+    Parameters
+    ----------
+    w : array_like of float16, float32 or float64
+        The weights, any shape and memory layout (not modified).
+    bits : int in 2..8
+        The integer width. Values are stored one per ``int8``/``uint8``;
+        :meth:`QuantizedTensor.packed` packs ``bits <= 4`` two per byte.
+    symmetric : bool
+        Symmetric ``[-qmax, qmax]`` with zero point 0 (default), or affine
+        ``[0, 2**bits - 1]`` with a zero point.
+    axis : int or None
+        ``None``: one scale for the tensor; an int (negative counts from the
+        end): one scale per index along it (per channel; ``axis=0`` for a
+        PyTorch ``(out, in)`` weight, ``axis=-1`` for a Keras ``(in, out)`` one).
+    group_size : int or None
+        With ``axis`` on a 2-D weight: one scale per ``group_size`` consecutive
+        entries along the other dimension (GPTQ/AWQ-style int4 groups). Must
+        divide that dimension.
+    method : {"minmax", "percentile", "mse"}
+        How each group's clipping range is chosen: its min/max; clipped at
+        ``percentile`` of its ``|w|`` (NumPy's linear percentile); or the range
+        ``[α·min, α·max]`` (α searched on a grid in (0.2, 1]) of least
+        reconstruction MSE, never worse than minmax.
+    percentile : float in [0, 100]
+        Used by ``method="percentile"``.
+
+    Returns
+    -------
+    QuantizedTensor
+
+    Raises
+    ------
+    TypeError
+        ``w`` is not a real floating array, or an argument has the wrong type.
+    ValueError
+        ``bits`` outside 2..8, ``axis`` out of range, ``group_size`` without an
+        axis / not dividing / not on a 2-D weight, unknown ``method``,
+        ``percentile`` outside [0, 100], NaN or Inf in ``w``.
+
+    Examples
+    --------
+    >>> q = quantize(w, 8, axis=0)                    # int8 per output channel
+    >>> q4 = quantize(w, 4, axis=0, group_size=128)   # int4 groups of 128 inputs
+    >>> w_hat = q4.dequantize(); q4.packed().nbytes
+    """
+    bits = _check_bits(bits)
+    symmetric = _check_bool("symmetric", symmetric)
+    axis = _check_axis(axis)
+    group = _check_group_size(group_size, axis)
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
+    if isinstance(percentile, (bool, np.bool_)) or not isinstance(percentile, numbers.Real):
+        raise TypeError(f"percentile must be a real number in [0, 100], got {percentile!r}")
+    percentile = float(percentile)
+    if not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile!r}")
+    w = _float_array("w", w)
+    values, scale, zero_point = _core.quantize(w, bits, symmetric, axis, group, _METHODS[method], percentile)
+    return QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis,
+                           group_size=group_size, method=method)
+
+
+def cast(w: ArrayLike, dtype: str) -> NDArray[Any]:
+    """``w`` rounded to a 16-bit float format, round to nearest, ties to even.
+
+    Parameters
+    ----------
+    w : array_like of float16, float32 or float64
+        Any values: NaN and ±Inf are converted (this is a value conversion,
+        not a weight check).
+    dtype : {"float16", "bfloat16"}
+        ``"float16"``: a ``numpy.float16`` array, bit-identical to
+        ``w.astype(np.float16)`` (float64 input is rounded once, directly).
+        ``"bfloat16"``: an ``ml_dtypes.bfloat16`` array when ``ml_dtypes`` is
+        installed, else the ``uint16`` bit patterns; NaN stays NaN (quiet bit
+        set), float64 input is rounded once, directly.
+
+    Returns
+    -------
+    numpy.ndarray of ``w``'s shape
+    """
+    if dtype not in ("float16", "bfloat16"):
+        raise ValueError(f"dtype must be 'float16' or 'bfloat16', got {dtype!r}")
+    w = _float_array("w", w)
+    bits = _core.cast(w, dtype == "bfloat16")
+    if dtype == "float16":
+        return bits.view(np.float16)
+    try:
+        import ml_dtypes  # type: ignore[import-not-found]
+    except ImportError:
+        return bits
+    return bits.view(ml_dtypes.bfloat16)
+
+
+def sqnr_db(w: ArrayLike, w_hat: ArrayLike) -> float:
+    """Signal-to-quantization-noise ratio ``10·log10(Σw² / Σ(w - ŵ)²)`` in dB.
+
+    A metric, computed with NumPy in float64 (not a kernel). ``inf`` when
+    ``ŵ == w`` exactly; ``-inf`` when ``w`` is all zero and ``ŵ`` is not.
+    """
+    a, b = _metric_pair(w, w_hat)
+    noise = float(np.sum((a - b) ** 2))
+    signal = float(np.sum(a ** 2))
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return 10.0 * float(np.log10(signal / noise))
+
+
+def relative_error(w: ArrayLike, w_hat: ArrayLike) -> float:
+    """Relative Frobenius error ``‖w - ŵ‖_F / ‖w‖_F`` (NumPy, float64).
+
+    0 when both are zero; ``inf`` when only ``w`` is zero.
+    """
+    a, b = _metric_pair(w, w_hat)
+    diff = float(np.linalg.norm((a - b).ravel()))
+    norm = float(np.linalg.norm(a.ravel()))
+    if norm == 0.0:
+        return 0.0 if diff == 0.0 else float("inf")
+    return diff / norm
+
+
+def _metric_pair(w: ArrayLike, w_hat: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    a = _float_array("w", w).astype(np.float64)
+    b = _float_array("w_hat", w_hat).astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"w and w_hat must have the same shape, got {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("w and w_hat must not contain NaN or Inf")
+    return a, b
