@@ -180,7 +180,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
         while true {
             let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
             let candidate = "\(directory)/.\(name).\(getpid()).\(n).\(suffix)"
-            let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+            let fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
             if fd >= 0 { return (fd, candidate) }
             if errno != EEXIST {
                 throw SwiftPruneError.value("cannot create a file in \(directory): \(errnoText(errno))")
