@@ -21,6 +21,7 @@ from .pruning import magnitude_mask, prune_magnitude
 # Tensor core
 
 # Whole models, files
+from .io import load_weights, save_weights
 
 __all__ = [
     "__version__",
@@ -33,4 +34,6 @@ __all__ = [
     # Low-rank factorization
     # Tensor core
     # Whole models, files
+    "load_weights",
+    "save_weights",
 ]
