@@ -22,6 +22,7 @@ from .pruning import magnitude_mask, prune_magnitude
 
 # Whole models, files
 from .io import load_weights, save_weights
+from .model import CompressionResult, PrunedTensor, Report, compress, compress_file, load_compressed
 
 __all__ = [
     "__version__",
@@ -36,4 +37,10 @@ __all__ = [
     # Whole models, files
     "load_weights",
     "save_weights",
+    "compress",
+    "compress_file",
+    "load_compressed",
+    "CompressionResult",
+    "PrunedTensor",
+    "Report",
 ]
