@@ -651,7 +651,227 @@ error:
 /* Weight files                                                              */
 /* ======================================================================== */
 
-#define IO_METHODS
+/*
+ * safetensors files. An open file is a capsule owning the sp_safetensors_file
+ * (closed, i.e. unmapped, when the capsule dies). Tensor data come back as
+ * read-only 1-D uint8 arrays that view the mapping without copying and hold
+ * the capsule as their base, so the mapping lives as long as any of them.
+ * A writer is a capsule owning the sp_safetensors_writer (an uncommitted file
+ * is discarded when the capsule dies).
+ */
+#define SAFETENSORS_FILE_CAPSULE "swiftprune.safetensors_file"
+#define SAFETENSORS_WRITER_CAPSULE "swiftprune.safetensors_writer"
+
+static void safetensors_file_destructor(PyObject *capsule) {
+    sp_safetensors_close((sp_safetensors_file *)PyCapsule_GetPointer(capsule, SAFETENSORS_FILE_CAPSULE));
+}
+
+static void safetensors_writer_destructor(PyObject *capsule) {
+    sp_safetensors_writer_free((sp_safetensors_writer *)PyCapsule_GetPointer(capsule, SAFETENSORS_WRITER_CAPSULE));
+}
+
+static PyObject *core_safetensors_open(PyObject *self, PyObject *args) {
+    PyObject *path = NULL;
+    if (!PyArg_ParseTuple(args, "O&:safetensors_open", PyUnicode_FSConverter, &path)) return NULL;
+    sp_safetensors_file *file = NULL;
+    sp_status status;
+    SP_CALL(status, sp_safetensors_open(PyBytes_AS_STRING(path), &file));
+    Py_DECREF(path);
+    if (status != SP_OK) return raise_status(status);
+    PyObject *capsule = PyCapsule_New(file, SAFETENSORS_FILE_CAPSULE, safetensors_file_destructor);
+    if (capsule == NULL) sp_safetensors_close(file);
+    return capsule;
+}
+
+/* The shape as a tuple of ints. */
+static PyObject *shape_tuple(const int64_t *shape, int64_t ndim) {
+    PyObject *tuple = PyTuple_New((Py_ssize_t)ndim);
+    if (tuple == NULL) return NULL;
+    for (int64_t i = 0; i < ndim; i++) {
+        PyObject *dim = PyLong_FromLongLong((long long)shape[i]);
+        if (dim == NULL) { Py_DECREF(tuple); return NULL; }
+        PyTuple_SET_ITEM(tuple, (Py_ssize_t)i, dim);
+    }
+    return tuple;
+}
+
+/* safetensors_tensors(file) -> [(name, dtype, shape, uint8 view), ...] in header order. */
+static PyObject *core_safetensors_tensors(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    if (!PyArg_ParseTuple(args, "O:safetensors_tensors", &capsule)) return NULL;
+    sp_safetensors_file *file = (sp_safetensors_file *)PyCapsule_GetPointer(capsule, SAFETENSORS_FILE_CAPSULE);
+    if (file == NULL) return NULL;
+    int64_t count = sp_safetensors_tensor_count(file);
+    PyObject *list = PyList_New(0), *item = NULL, *name = NULL, *shape = NULL;
+    PyArrayObject *data = NULL;
+    if (list == NULL) return NULL;
+    for (int64_t i = 0; i < count; i++) {
+        sp_tensor_record record;
+        sp_status status = sp_safetensors_tensor(file, i, &record);
+        if (status != SP_OK) { raise_status(status); goto error; }
+        name = PyUnicode_DecodeUTF8(record.name, (Py_ssize_t)record.name_length, "strict");
+        if (name == NULL) goto error;
+        shape = shape_tuple(record.shape, record.ndim);
+        if (shape == NULL) goto error;
+        npy_intp n = (npy_intp)record.nbytes;
+        if (n > 0) {
+            data = (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, PyArray_DescrFromType(NPY_UINT8), 1, &n, NULL,
+                                                         (void *)record.data, 0, NULL);
+            if (data == NULL) goto error;
+            Py_INCREF(capsule);
+            if (PyArray_SetBaseObject(data, capsule) < 0) goto error; /* steals the reference, even on failure */
+        } else {
+            data = (PyArrayObject *)PyArray_ZEROS(1, &n, NPY_UINT8, 0);
+            if (data == NULL) goto error;
+        }
+        item = Py_BuildValue("(OsOO)", name, record.dtype, shape, (PyObject *)data);
+        if (item == NULL) goto error;
+        Py_CLEAR(name);
+        Py_CLEAR(shape);
+        Py_CLEAR(data);
+        if (PyList_Append(list, item) < 0) goto error;
+        Py_CLEAR(item);
+    }
+    return list;
+error:
+    Py_XDECREF(item);
+    Py_XDECREF(name);
+    Py_XDECREF(shape);
+    Py_XDECREF(data);
+    Py_DECREF(list);
+    return NULL;
+}
+
+/* safetensors_metadata(file) -> dict of str -> str, in header order. */
+static PyObject *core_safetensors_metadata(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    if (!PyArg_ParseTuple(args, "O:safetensors_metadata", &capsule)) return NULL;
+    sp_safetensors_file *file = (sp_safetensors_file *)PyCapsule_GetPointer(capsule, SAFETENSORS_FILE_CAPSULE);
+    if (file == NULL) return NULL;
+    PyObject *dict = PyDict_New(), *key = NULL, *value = NULL;
+    if (dict == NULL) return NULL;
+    int64_t count = sp_safetensors_metadata_count(file);
+    for (int64_t i = 0; i < count; i++) {
+        const char *k, *v;
+        int64_t kn, vn;
+        sp_status status = sp_safetensors_metadata(file, i, &k, &kn, &v, &vn);
+        if (status != SP_OK) { raise_status(status); goto error; }
+        key = PyUnicode_DecodeUTF8(k, (Py_ssize_t)kn, "strict");
+        value = PyUnicode_DecodeUTF8(v, (Py_ssize_t)vn, "strict");
+        if (key == NULL || value == NULL || PyDict_SetItem(dict, key, value) < 0) goto error;
+        Py_CLEAR(key);
+        Py_CLEAR(value);
+    }
+    return dict;
+error:
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    Py_DECREF(dict);
+    return NULL;
+}
+
+static PyObject *core_safetensors_release(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    long long index;
+    if (!PyArg_ParseTuple(args, "OL:safetensors_release", &capsule, &index)) return NULL;
+    sp_safetensors_file *file = (sp_safetensors_file *)PyCapsule_GetPointer(capsule, SAFETENSORS_FILE_CAPSULE);
+    if (file == NULL) return NULL;
+    sp_status status;
+    SP_CALL(status, sp_safetensors_release(file, (int64_t)index));
+    if (status != SP_OK) return raise_status(status);
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_safetensors_writer(PyObject *self, PyObject *args) {
+    PyObject *path = NULL;
+    if (!PyArg_ParseTuple(args, "O&:safetensors_writer", PyUnicode_FSConverter, &path)) return NULL;
+    sp_safetensors_writer *writer = NULL;
+    sp_status status;
+    SP_CALL(status, sp_safetensors_writer_create(PyBytes_AS_STRING(path), &writer));
+    Py_DECREF(path);
+    if (status != SP_OK) return raise_status(status);
+    PyObject *capsule = PyCapsule_New(writer, SAFETENSORS_WRITER_CAPSULE, safetensors_writer_destructor);
+    if (capsule == NULL) sp_safetensors_writer_free(writer);
+    return capsule;
+}
+
+/* safetensors_writer_add(writer, name, dtype, shape, array): appends the bytes
+ * of `array` (made C-contiguous here if needed; its dtype is the caller's
+ * business: the bytes are written as they are) under `name`. */
+static PyObject *core_safetensors_writer_add(PyObject *self, PyObject *args) {
+    PyObject *capsule, *shape_obj, *array_obj;
+    const char *name, *dtype;
+    Py_ssize_t name_length;
+    if (!PyArg_ParseTuple(args, "Os#sOO:safetensors_writer_add", &capsule, &name, &name_length, &dtype, &shape_obj,
+                          &array_obj)) return NULL;
+    sp_safetensors_writer *writer = (sp_safetensors_writer *)PyCapsule_GetPointer(capsule, SAFETENSORS_WRITER_CAPSULE);
+    if (writer == NULL) return NULL;
+    int64_t *shape = NULL;
+    PyArrayObject *array = NULL;
+    PyObject *dims = PySequence_Fast(shape_obj, "shape must be a sequence of ints");
+    if (dims == NULL) return NULL;
+    Py_ssize_t ndim = PySequence_Fast_GET_SIZE(dims);
+    shape = PyMem_Malloc(sizeof(int64_t) * (size_t)(ndim > 0 ? ndim : 1));
+    if (shape == NULL) { PyErr_NoMemory(); goto error; }
+    for (Py_ssize_t i = 0; i < ndim; i++) {
+        long long d = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(dims, i));
+        if (d == -1 && PyErr_Occurred()) goto error;
+        shape[i] = (int64_t)d;
+    }
+    array = (PyArrayObject *)PyArray_FROM_OF(array_obj, NPY_ARRAY_IN_ARRAY);
+    if (array == NULL) goto error;
+    sp_tensor_record record = {name, (int64_t)name_length, dtype, (int64_t)ndim, shape,
+                               PyArray_DATA(array), (int64_t)PyArray_NBYTES(array)};
+    sp_status status;
+    SP_CALL(status, sp_safetensors_writer_add(writer, &record));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(dims);
+    PyMem_Free(shape);
+    Py_DECREF(array);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(dims);
+    PyMem_Free(shape);
+    Py_XDECREF(array);
+    return NULL;
+}
+
+static PyObject *core_safetensors_writer_set_metadata(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    const char *key, *value;
+    Py_ssize_t key_length, value_length;
+    if (!PyArg_ParseTuple(args, "Os#s#:safetensors_writer_set_metadata", &capsule, &key, &key_length, &value,
+                          &value_length)) return NULL;
+    sp_safetensors_writer *writer = (sp_safetensors_writer *)PyCapsule_GetPointer(capsule, SAFETENSORS_WRITER_CAPSULE);
+    if (writer == NULL) return NULL;
+    sp_status status = sp_safetensors_writer_set_metadata(writer, key, (int64_t)key_length, value, (int64_t)value_length);
+    if (status != SP_OK) return raise_status(status);
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_safetensors_writer_commit(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    if (!PyArg_ParseTuple(args, "O:safetensors_writer_commit", &capsule)) return NULL;
+    sp_safetensors_writer *writer = (sp_safetensors_writer *)PyCapsule_GetPointer(capsule, SAFETENSORS_WRITER_CAPSULE);
+    if (writer == NULL) return NULL;
+    sp_status status;
+    SP_CALL(status, sp_safetensors_writer_commit(writer));
+    if (status != SP_OK) return raise_status(status);
+    Py_RETURN_NONE;
+}
+
+#define IO_METHODS                                                                                             \
+    {"safetensors_open", core_safetensors_open, METH_VARARGS, "safetensors_open(path) -> file capsule"},       \
+    {"safetensors_tensors", core_safetensors_tensors, METH_VARARGS,                                            \
+     "safetensors_tensors(file) -> [(name, dtype, shape, uint8 view)]"},                                       \
+    {"safetensors_metadata", core_safetensors_metadata, METH_VARARGS, "safetensors_metadata(file) -> dict"},   \
+    {"safetensors_release", core_safetensors_release, METH_VARARGS, "safetensors_release(file, index)"},       \
+    {"safetensors_writer", core_safetensors_writer, METH_VARARGS, "safetensors_writer(path) -> writer"},       \
+    {"safetensors_writer_add", core_safetensors_writer_add, METH_VARARGS,                                      \
+     "safetensors_writer_add(writer, name, dtype, shape, array)"},                                             \
+    {"safetensors_writer_set_metadata", core_safetensors_writer_set_metadata, METH_VARARGS,                    \
+     "safetensors_writer_set_metadata(writer, key, value)"},                                                   \
+    {"safetensors_writer_commit", core_safetensors_writer_commit, METH_VARARGS, "safetensors_writer_commit(writer)"},
 
 /* ======================================================================== */
 /* Module                                                                    */

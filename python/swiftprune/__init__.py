@@ -31,6 +31,8 @@ from .quantization import QuantizedTensor, cast, quantize, relative_error, sqnr_
 # Tensor core
 
 # Whole models, files
+from .io import load_weights, save_weights
+from .model import CompressionResult, PrunedTensor, Report, compress, compress_file, load_compressed
 
 __all__ = [
     "__version__",
@@ -55,4 +57,12 @@ __all__ = [
     # Low-rank factorization
     # Tensor core
     # Whole models, files
+    "load_weights",
+    "save_weights",
+    "compress",
+    "compress_file",
+    "load_compressed",
+    "CompressionResult",
+    "PrunedTensor",
+    "Report",
 ]

@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The text of the C `errno` value `code`.
+func errnoText(_ code: Int32) -> String {
+    guard let text = strerror(code) else { return "errno \(code)" }
+    return String(cString: text)
+}
+
+/// A whole regular file mapped read-only into memory; unmapped on deinit.
+///
+/// Pages are read from disk when first touched, so opening a large file is
+/// cheap. The mapping is private and read-only: nothing can write through it.
+/// (As with any mapping, a file truncated by another process while mapped
+/// makes access to the lost pages fault; swiftprune writes files atomically
+/// by rename, which never does that.)
+public final class MappedFile: @unchecked Sendable {
+    /// The mapped bytes (empty for an empty file).
+    public let bytes: UnsafeBufferPointer<UInt8>
+
+    /// Maps the file at `path`.
+    /// - Throws: ``SwiftPruneError`` (`.invalidValue`) if it cannot be opened,
+    ///   is not a regular file or cannot be mapped, with the system's reason.
+    public init(path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SwiftPruneError.value("cannot open \(path): \(errnoText(errno))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw SwiftPruneError.value("cannot stat \(path): \(errnoText(errno))") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw SwiftPruneError.value("\(path) is not a regular file") }
+        let size = Int(info.st_size)
+        if size == 0 {
+            bytes = UnsafeBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0),
+              address != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw SwiftPruneError.value("cannot map \(path) into memory: \(errnoText(errno))")
+        }
+        bytes = UnsafeBufferPointer(start: address.assumingMemoryBound(to: UInt8.self), count: size)
+    }
+
+    /// Tells the kernel that the pages of `range` are not needed for now, so
+    /// they leave this process's resident memory; reading them again later
+    /// reloads them from the file. `range` is clamped to the file.
+    public func release(_ range: Range<Int>) {
+        guard let base = bytes.baseAddress else { return }
+        let page = max(1, Int(sysconf(Int32(_SC_PAGESIZE))))
+        // Only whole pages inside the range: neighbours may still be in use.
+        let lower = (max(0, range.lowerBound) + page - 1) / page * page
+        let upper = min(bytes.count, range.upperBound) / page * page
+        guard upper > lower else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + lower), upper - lower, Int32(MADV_DONTNEED))
+    }
+
+    deinit {
+        if let base = bytes.baseAddress {
+            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+        }
+    }
+}

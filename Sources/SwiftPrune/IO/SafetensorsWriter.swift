@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// Writes a safetensors file tensor by tensor, atomically.
+///
+/// Each ``add(name:dtype:shape:bytes:)`` appends the tensor's bytes to a
+/// spool file next to the destination, so a caller can compress and write a
+/// model one tensor at a time without holding it all in memory. ``commit()``
+/// writes the header and the spooled data to a temporary file in the
+/// destination's directory, flushes it to disk (`fsync`), renames it over the
+/// destination and flushes the directory: readers see the old file or the
+/// complete new one, never a partial file. A writer that is not committed
+/// (an error, ``discard()`` or deinit) leaves the destination untouched and
+/// removes its temporary files.
+///
+/// The methods may be called from any thread; calls are serialized.
+public final class SafetensorsWriter: @unchecked Sendable {
+    public let path: String
+
+    private struct State {
+        var spool: Int32 = -1
+        var spoolPath = ""
+        var entries: [SafetensorsEntry] = []
+        var names = Set<String>()
+        var metadata: [(String, String)] = []
+        var dataSize = 0
+        var finished = false
+    }
+
+    private let state = Mutex(State())
+    private static let counter = Atomic<Int>(0)
+
+    /// Starts a file to be written at `path` (nothing appears there before ``commit()``).
+    /// - Throws: ``SwiftPruneError`` if the spool file cannot be created in
+    ///   the destination's directory.
+    public init(path: String) throws {
+        self.path = path
+        let (fd, spoolPath) = try Self.createUniqueFile(besides: path, suffix: "spool", mode: 0o600)
+        state.withLock { $0.spool = fd; $0.spoolPath = spoolPath }
+    }
+
+    deinit { discard() }
+
+    /// Appends a tensor. `bytes` are its elements in C order, little-endian,
+    /// exactly `dtype.size * product(shape)` of them.
+    /// - Throws: ``SwiftPruneError`` for an empty, duplicate or reserved name
+    ///   (`__metadata__`), a byte count that does not match, a negative
+    ///   dimension, a finished writer or a failed write.
+    public func add(name: String, dtype: SafetensorsDType, shape: [Int], bytes: UnsafeRawBufferPointer) throws {
+        var expected = dtype.size
+        for d in shape {
+            guard d >= 0 else { throw SwiftPruneError.value("tensor \"\(name)\": shape \(shape) has a negative dimension") }
+            let (product, overflow) = expected.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw SwiftPruneError(.outOfMemory, "tensor \"\(name)\": shape \(shape) is too large") }
+            expected = product
+        }
+        guard expected == bytes.count else {
+            throw SwiftPruneError.value(
+                "tensor \"\(name)\": shape \(shape) of \(dtype.rawValue) needs \(expected) bytes, got \(bytes.count)")
+        }
+        guard name != "__metadata__" else { throw SwiftPruneError.value("\"__metadata__\" is reserved and cannot name a tensor") }
+        try state.withLock { state in
+            guard !state.finished else { throw SwiftPruneError.value("the safetensors writer for \(path) is already closed") }
+            guard !state.names.contains(name) else { throw SwiftPruneError.value("duplicate tensor name \"\(name)\"") }
+            try Self.writeAll(state.spool, bytes, what: "spool file for \(path)")
+            let begin = state.dataSize
+            state.dataSize += bytes.count
+            state.names.insert(name)
+            state.entries.append(SafetensorsEntry(name: name, dtype: dtype, shape: shape, dataRange: begin ..< state.dataSize))
+        }
+    }
+
+    /// Sets a `__metadata__` entry (a later value for the same key replaces the earlier one).
+    public func setMetadata(_ key: String, _ value: String) throws {
+        try state.withLock { state in
+            guard !state.finished else { throw SwiftPruneError.value("the safetensors writer for \(path) is already closed") }
+            if let index = state.metadata.firstIndex(where: { $0.0 == key }) {
+                state.metadata[index].1 = value
+            } else {
+                state.metadata.append((key, value))
+            }
+        }
+    }
+
+    /// The header bytes for the tensors added so far: the JSON padded with
+    /// spaces so that the data section starts at a multiple of 8 bytes.
+    static func headerBytes(entries: [SafetensorsEntry], metadata: [(String, String)]) -> [UInt8] {
+        var json: [UInt8] = [UInt8(ascii: "{")]
+        var first = true
+        func separator() { if !first { json.append(UInt8(ascii: ",")) }; first = false }
+        if !metadata.isEmpty {
+            separator()
+            appendJSONString("__metadata__", to: &json)
+            json.append(contentsOf: Array(":{".utf8))
+            for (i, (key, value)) in metadata.enumerated() {
+                if i > 0 { json.append(UInt8(ascii: ",")) }
+                appendJSONString(key, to: &json)
+                json.append(UInt8(ascii: ":"))
+                appendJSONString(value, to: &json)
+            }
+            json.append(UInt8(ascii: "}"))
+        }
+        for entry in entries {
+            separator()
+            appendJSONString(entry.name, to: &json)
+            json.append(contentsOf: Array(":{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[".utf8))
+            json.append(contentsOf: Array(entry.shape.map(String.init).joined(separator: ",").utf8))
+            json.append(contentsOf: Array("],\"data_offsets\":[\(entry.dataRange.lowerBound),\(entry.dataRange.upperBound)]}".utf8))
+        }
+        json.append(UInt8(ascii: "}"))
+        while (8 + json.count) % 8 != 0 { json.append(UInt8(ascii: " ")) }
+        var out = [UInt8](repeating: 0, count: 8)
+        var length = UInt64(json.count)
+        for i in 0 ..< 8 { out[i] = UInt8(truncatingIfNeeded: length); length >>= 8 }
+        return out + json
+    }
+
+    /// Writes the file and renames it into place; the writer is closed afterwards.
+    /// - Throws: ``SwiftPruneError`` if the header is too large or any write,
+    ///   flush or rename fails; the destination is then left untouched.
+    public func commit() throws {
+        try state.withLock { state in
+            guard !state.finished else { throw SwiftPruneError.value("the safetensors writer for \(path) is already closed") }
+            defer { Self.finish(&state) }
+            let header = Self.headerBytes(entries: state.entries, metadata: state.metadata)
+            guard header.count - 8 <= SafetensorsHeader.maximumHeaderLength else {
+                throw SwiftPruneError.value("safetensors header of \(header.count - 8) bytes exceeds the limit of \(SafetensorsHeader.maximumHeaderLength)")
+            }
+            let (fd, temporary) = try Self.createUniqueFile(besides: path, suffix: "tmp", mode: 0o666)
+            var renamed = false
+            defer {
+                if fd >= 0 { close(fd) }
+                if !renamed { unlink(temporary) }
+            }
+            try header.withUnsafeBytes { try Self.writeAll(fd, $0, what: temporary) }
+            try Self.copy(from: state.spool, count: state.dataSize, to: fd, what: temporary)
+            guard fsync(fd) == 0 else { throw SwiftPruneError.value("cannot flush \(temporary): \(errnoText(errno))") }
+            guard rename(temporary, path) == 0 else {
+                throw SwiftPruneError.value("cannot rename \(temporary) to \(path): \(errnoText(errno))")
+            }
+            renamed = true
+            let directory = open(Self.directory(of: path), O_RDONLY | O_CLOEXEC)
+            if directory >= 0 {
+                _ = fsync(directory)
+                close(directory)
+            }
+        }
+    }
+
+    /// Abandons the file: removes the spool, leaves the destination untouched.
+    /// Does nothing on a closed writer.
+    public func discard() {
+        state.withLock { state in Self.finish(&state) }
+    }
+
+    private static func finish(_ state: inout State) {
+        if state.spool >= 0 {
+            close(state.spool)
+            unlink(state.spoolPath)
+            state.spool = -1
+        }
+        state.finished = true
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let directory = String(path[..<slash])
+        return directory.isEmpty ? "/" : directory
+    }
+
+    /// Creates a new file `<dir>/.<name>.<pid>.<n>.<suffix>` next to `path`, exclusively.
+    static func createUniqueFile(besides path: String, suffix: String, mode: mode_t) throws -> (Int32, String) {
+        guard !path.isEmpty, path.last != "/" else { throw SwiftPruneError.value("invalid file path \"\(path)\"") }
+        let directory = directory(of: path)
+        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+        while true {
+            let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
+            let candidate = "\(directory)/.\(name).\(getpid()).\(n).\(suffix)"
+            let fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+            if fd >= 0 { return (fd, candidate) }
+            if errno != EEXIST {
+                throw SwiftPruneError.value("cannot create a file in \(directory): \(errnoText(errno))")
+            }
+        }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, what: String) throws {
+        guard var pointer = bytes.baseAddress else { return }
+        var remaining = bytes.count
+        while remaining > 0 {
+            let written = write(fd, pointer, min(remaining, 1 << 30))
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SwiftPruneError.value("cannot write \(what): \(errnoText(errno))")
+            }
+            pointer += written
+            remaining -= written
+        }
+    }
+
+    static func copy(from source: Int32, count: Int, to destination: Int32, what: String) throws {
+        let chunk = 1 << 22
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
+        defer { buffer.deallocate() }
+        var offset = 0
+        while offset < count {
+            let got = pread(source, buffer.baseAddress, min(chunk, count - offset), off_t(offset))
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw SwiftPruneError.value("cannot read back the spooled data for \(what): \(errnoText(errno))")
+            }
+            guard got > 0 else { throw SwiftPruneError.value("spooled data for \(what) ended early") }
+            try writeAll(destination, UnsafeRawBufferPointer(rebasing: buffer[0 ..< got]), what: what)
+            offset += got
+        }
+    }
+}

@@ -1,0 +1,415 @@
+"""Weight files: ``.safetensors``, ``.npz`` and Keras ``.weights.h5``.
+
+``load_weights`` returns a ``dict`` name → array for every format; a
+sequence saved by ``save_weights`` comes back with the names ``"0"``,
+``"1"``, ... . Every write is atomic: the file is written under a temporary
+name in the destination's directory, flushed to disk and renamed over the
+destination, so a reader never sees a partial file. Nothing is ever pickled.
+
+safetensors files are parsed, validated and written by the Swift core. Loaded
+tensors are read-only NumPy views of the memory-mapped file: opening a large
+file costs nothing until a tensor is used, and ``np.array(x)`` makes a
+writable copy. ``BF16`` tensors are widened exactly to float32 (NumPy has no
+bfloat16); ``F8_*`` tensors need ``ml_dtypes``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence, Union
+
+import numpy as np
+
+from . import _core
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+__all__ = ["load_weights", "save_weights", "SafetensorsFile", "weight_format"]
+
+# safetensors dtype name -> NumPy dtype (little-endian, as the format stores them).
+_SAFETENSORS_TO_NUMPY = {
+    "BOOL": np.dtype(np.bool_),
+    "U8": np.dtype("u1"),
+    "I8": np.dtype("i1"),
+    "U16": np.dtype("<u2"),
+    "I16": np.dtype("<i2"),
+    "F16": np.dtype("<f2"),
+    "U32": np.dtype("<u4"),
+    "I32": np.dtype("<i4"),
+    "F32": np.dtype("<f4"),
+    "U64": np.dtype("<u8"),
+    "I64": np.dtype("<i8"),
+    "F64": np.dtype("<f8"),
+}
+_NUMPY_TO_SAFETENSORS = {(dt.kind, dt.itemsize): name for name, dt in _SAFETENSORS_TO_NUMPY.items()}
+_ML_DTYPES = {"bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2"}
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def weight_format(path: PathLike) -> str:
+    """The weight-file format of ``path``: ``"safetensors"``, ``"npz"`` or ``"h5"``.
+
+    Decided by the file name (``.safetensors``, ``.npz``, ``.h5`` /
+    ``.hdf5``, which covers Keras ``.weights.h5``); for another name of an
+    existing file, by its first bytes. ``ValueError`` otherwise.
+    """
+    name = os.fspath(path).lower()
+    if name.endswith(".safetensors"):
+        return "safetensors"
+    if name.endswith(".npz"):
+        return "npz"
+    if name.endswith((".h5", ".hdf5")):
+        return "h5"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        head = b""
+    if head.startswith(_ZIP_MAGIC):
+        return "npz"
+    if head.startswith(_HDF5_MAGIC[:8]):
+        return "h5"
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    raise ValueError(
+        f"cannot tell the weight-file format of {os.fspath(path)!r}: "
+        "use a .safetensors, .npz or .h5 (Keras .weights.h5) file name")
+
+
+# --------------------------------------------------------------------------- #
+# safetensors
+# --------------------------------------------------------------------------- #
+
+
+def _widen_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) as float32: exact (the top half of a float32)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+class SafetensorsFile:
+    """A safetensors file opened for reading, memory-mapped and validated.
+
+    The whole header is checked when the file is opened (see the C ABI's
+    ``sp_safetensors_open``); any problem raises ``ValueError`` naming the
+    file and the fault. Tensors are read-only views of the mapping, created
+    on access; the mapping lives as long as this object or any tensor taken
+    from it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Examples
+    --------
+    >>> f = SafetensorsFile("model.safetensors")        # doctest: +SKIP
+    >>> for name in f.names:                            # doctest: +SKIP
+    ...     w = f[name]; ...; f.release(name)
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = os.fspath(path)
+        self._handle = _core.safetensors_open(self.path)
+        self._entries = {name: (dtype, shape, raw) for name, dtype, shape, raw in _core.safetensors_tensors(self._handle)}
+        self._index = {name: i for i, name in enumerate(self._entries)}
+        self.metadata: dict[str, str] = _core.safetensors_metadata(self._handle)
+
+    @property
+    def names(self) -> list[str]:
+        """Tensor names in header order."""
+        return list(self._entries)
+
+    def dtype_name(self, name: str) -> str:
+        """The tensor's safetensors dtype, e.g. ``"F32"``."""
+        return self._entries[name][0]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The tensor's shape."""
+        return self._entries[name][1]
+
+    def nbytes(self, name: str) -> int:
+        """The tensor's size in the file, in bytes."""
+        return int(self._entries[name][2].size)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """The tensor as a read-only array viewing the file (BF16: a float32 copy)."""
+        dtype_name, shape, raw = self._entries[name]
+        if dtype_name in _SAFETENSORS_TO_NUMPY:
+            return raw.view(_SAFETENSORS_TO_NUMPY[dtype_name]).reshape(shape)
+        if dtype_name == "BF16":
+            return _widen_bfloat16(raw.view("<u2")).reshape(shape)
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise ValueError(
+                f"{self.path}: tensor {name!r} is {dtype_name}, which needs the ml_dtypes package "
+                "(pip install ml_dtypes)") from None
+        kind = {"F8_E4M3": ml_dtypes.float8_e4m3fn, "F8_E5M2": ml_dtypes.float8_e5m2}[dtype_name]
+        return raw.view(kind).reshape(shape)
+
+    def release(self, name: str) -> None:
+        """Lets the pages of tensor ``name`` leave resident memory.
+
+        The tensor stays readable (its pages are read again when touched).
+        Call it after processing each tensor of a large file to keep the
+        process's memory near one tensor.
+        """
+        _core.safetensors_release(self._handle, self._index[name])
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """Every tensor, as :meth:`__getitem__` gives them."""
+        return {name: self[name] for name in self._entries}
+
+
+def _safetensors_dtype(name: str, array: np.ndarray) -> tuple[str, np.ndarray]:
+    """The safetensors dtype name of ``array`` and its little-endian bytes as an array."""
+    dtype = array.dtype
+    if dtype.name in _ML_DTYPES:
+        return _ML_DTYPES[dtype.name], array
+    key = (dtype.kind, dtype.itemsize)
+    if key not in _NUMPY_TO_SAFETENSORS:
+        raise TypeError(
+            f"tensor {name!r} has dtype {dtype}, which safetensors cannot store "
+            "(bool, signed/unsigned integers and float16/32/64 can)")
+    return _NUMPY_TO_SAFETENSORS[key], array.astype(dtype.newbyteorder("<"), copy=False)
+
+
+class SafetensorsWriter:
+    """Writes a safetensors file tensor by tensor, atomically.
+
+    Tensors are spooled to disk as they are added, so a model can be written
+    without holding it in memory. Use as a context manager: the file appears
+    at ``path`` only when the block ends without an exception.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = os.fspath(path)
+        self._handle = _core.safetensors_writer(self.path)
+
+    def add(self, name: str, array: Any) -> None:
+        """Appends tensor ``name`` (its bytes are copied to the spool file)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"tensor names must be non-empty strings, got {name!r}")
+        array = np.asarray(array)
+        dtype_name, data = _safetensors_dtype(name, array)
+        _core.safetensors_writer_add(self._handle, name, dtype_name, array.shape, data)
+
+    def set_metadata(self, key: str, value: str) -> None:
+        """Sets a ``__metadata__`` entry (strings only)."""
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"safetensors metadata must map str to str, got {key!r}: {value!r}")
+        _core.safetensors_writer_set_metadata(self._handle, key, value)
+
+    def commit(self) -> None:
+        """Writes the file and renames it into place."""
+        _core.safetensors_writer_commit(self._handle)
+
+    def __enter__(self) -> "SafetensorsWriter":
+        return self
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is None:
+            self.commit()
+        # Otherwise the writer is discarded when its handle dies.
+        self._handle = None
+
+
+# --------------------------------------------------------------------------- #
+# Containers, npz, h5
+# --------------------------------------------------------------------------- #
+
+
+def _named_arrays(weights: Any) -> dict[str, np.ndarray]:
+    """``weights`` (mapping or sequence) as name → array; the sequence index names a sequence."""
+    if isinstance(weights, Mapping):
+        items = list(weights.items())
+    elif isinstance(weights, Sequence) and not isinstance(weights, (str, bytes)):
+        items = [(str(i), w) for i, w in enumerate(weights)]
+    else:
+        raise TypeError(f"weights must be a mapping name -> array or a sequence of arrays, got {type(weights).__name__}")
+    out: dict[str, np.ndarray] = {}
+    for name, value in items:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"weight names must be non-empty strings, got {name!r}")
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf" and array.dtype.name not in _ML_DTYPES:
+            raise TypeError(f"weight {name!r} has dtype {array.dtype}; only bool, integer and float arrays are weights")
+        out[name] = array
+    return out
+
+
+@contextmanager
+def atomic_path(path: PathLike) -> Iterator[str]:
+    """Yields a temporary path beside ``path``; on success it is flushed and
+    renamed over ``path`` (and the directory flushed), on failure removed."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy
+                raise ValueError("holds a single array, not an .npz archive")
+            return {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, ValueError, EOFError, KeyError) as error:
+        raise ValueError(f"{path}: not a valid .npz weight file: {error}") from None
+    except AttributeError as error:  # np.load on a non-npz returns an ndarray
+        raise ValueError(f"{path}: not a valid .npz weight file: {error}") from None
+
+
+def _import_h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("Keras .weights.h5 files need the h5py package: pip install h5py") from None
+    return h5py
+
+
+def _load_h5(path: str) -> dict[str, np.ndarray]:
+    h5py = _import_h5py()
+    out: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            def visit(name: str, node: Any) -> None:
+                if isinstance(node, h5py.Dataset):
+                    out[name] = np.asarray(node[()])
+
+            f.visititems(visit)
+    except OSError as error:
+        if not os.path.exists(path):
+            raise
+        raise ValueError(f"{path}: not a valid HDF5 weight file: {error}") from None
+    return out
+
+
+def load_weights(path: PathLike) -> dict[str, np.ndarray]:
+    """Loads every tensor of a weight file, as a ``dict`` name → array.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.safetensors``, ``.npz`` or Keras ``.weights.h5`` file (the
+        format comes from the name, else from the file's first bytes).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        In file order. safetensors tensors are read-only views of the
+        memory-mapped file (BF16 widened to float32); ``.npz`` and ``.h5``
+        tensors are loaded into memory. HDF5 names are dataset paths such as
+        ``"layers/dense/vars/0"``.
+
+    Raises
+    ------
+    ValueError
+        The file is malformed: truncated, a bad header length, invalid JSON,
+        offsets outside the file or overlapping, unknown dtypes, pickled
+        objects in an ``.npz``, and so on. The message names the file.
+    OSError
+        The file cannot be read. ``ImportError`` for ``.h5`` without h5py.
+
+    Examples
+    --------
+    >>> weights = load_weights("model.safetensors")                 # doctest: +SKIP
+    >>> result = compress(weights, [{"prune": {"sparsity": 0.8}}])  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    kind = weight_format(path)
+    if kind == "safetensors":
+        return SafetensorsFile(path).to_dict()
+    if kind == "npz":
+        return _load_npz(path)
+    return _load_h5(path)
+
+
+def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | None = None) -> None:
+    """Writes ``weights`` to a weight file, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; its name picks the format: ``.safetensors``, ``.npz`` or
+        ``.h5`` / ``.weights.h5`` (needs h5py).
+    weights : mapping of str to array_like, or sequence of array_like
+        The tensors (bool, integer or float). A sequence (e.g. Keras
+        ``get_weights()``) is saved under the names ``"0"``, ``"1"``, ...
+    metadata : mapping of str to str, optional
+        safetensors only: the ``__metadata__`` entries.
+
+    Raises
+    ------
+    TypeError
+        A name is not a non-empty string, or a tensor is not a bool,
+        integer or float array.
+    ValueError
+        Unknown format, or ``metadata`` given for a format without it.
+    """
+    path = os.fspath(path)
+    arrays = _named_arrays(weights)
+    name = path.lower()
+    if name.endswith(".safetensors"):
+        with SafetensorsWriter(path) as writer:
+            for key, value in (metadata or {}).items():
+                writer.set_metadata(key, value)
+            for tensor_name, array in arrays.items():
+                writer.add(tensor_name, array)
+        return
+    if metadata:
+        raise ValueError("metadata can only be saved in .safetensors files")
+    if name.endswith(".npz"):
+        with atomic_path(path) as temporary:
+            with open(temporary, "wb") as f:
+                np.savez(f, **arrays)
+        return
+    if name.endswith((".h5", ".hdf5")):
+        h5py = _import_h5py()
+        with atomic_path(path) as temporary:
+            with h5py.File(temporary, "w") as f:
+                for tensor_name, array in arrays.items():
+                    try:
+                        f.create_dataset(tensor_name, data=array)
+                    except (ValueError, TypeError) as error:
+                        raise ValueError(f"cannot store tensor {tensor_name!r} in HDF5: {error}") from None
+        return
+    raise ValueError(f"cannot tell the weight-file format of {path!r}: use a .safetensors, .npz or .h5 file name")
