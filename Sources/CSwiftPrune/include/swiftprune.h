@@ -251,6 +251,82 @@ sp_status sp_cast_bfloat16_f64(const double *x, int64_t n, uint16_t *out);
 
 /* ---- tensor core: matmul, sparse and quantized kernels ------------------ */
 
+/*
+ * Sparse and quantized layers. A weight matrix W has shape (rows, cols) =
+ * (out_features, in_features), as a PyTorch Linear weight; every *_matmul
+ * computes y = W @ x for x of shape (x_rows, batch) with x_rows == cols,
+ * C order, into y of shape (rows, batch). batch may be 1 (a vector).
+ * All of them run multithreaded (sp_set_num_threads).
+ */
+
+/**
+ * CSR conversion, pass 1: counts the nonzeros of the C-order dense matrix
+ * w (rows x cols) into indptr_out (rows + 1 int64, indptr_out[0] = 0,
+ * cumulative) and their total into *nnz_out.
+ * SP_ERR_VALUE: negative sizes, cols > INT32_MAX, NaN or Inf in w.
+ */
+sp_status sp_csr_count_f32(const float *w, int64_t rows, int64_t cols, int64_t *indptr_out, int64_t *nnz_out);
+
+/**
+ * CSR conversion, pass 2: writes the column indices (ascending per row) and
+ * values of w's nonzeros into indices_out and data_out (nnz entries each),
+ * at the offsets indptr from pass 1 (rows + 1 entries).
+ * SP_ERR_VALUE: indptr does not describe w's nonzeros, bad sizes.
+ */
+sp_status sp_csr_fill_f32(const float *w, int64_t rows, int64_t cols, const int64_t *indptr, int64_t nnz,
+                          int32_t *indices_out, float *data_out);
+
+/**
+ * y = W @ x for W in CSR form (indptr: rows + 1, indices and data: nnz
+ * each, as scipy.sparse.csr_matrix; indices need not be sorted).
+ * x: x_rows x batch floats; y: rows x batch floats (fully written).
+ * SP_ERR_VALUE: x_rows != cols, indptr not non-decreasing from 0 to nnz,
+ * a column index outside [0, cols), negative sizes.
+ */
+sp_status sp_csr_matmul_f32(int64_t rows, int64_t cols, const int64_t *indptr, const int32_t *indices,
+                            const float *data, int64_t nnz, const float *x, int64_t x_rows, int64_t batch,
+                            float *y);
+
+/**
+ * The dense rows x cols matrix of a CSR matrix into out (duplicates summed).
+ * SP_ERR_VALUE: as sp_csr_matmul_f32.
+ */
+sp_status sp_csr_to_dense_f32(int64_t rows, int64_t cols, const int64_t *indptr, const int32_t *indices,
+                              const float *data, int64_t nnz, float *out);
+
+/**
+ * N:M compression of the C-order dense w (rows x cols): in each run of m
+ * consecutive entries of a row, the n of largest |w| are kept (ties: the
+ * lower index), in ascending order. values_out (float) and indices_out
+ * (uint8, position inside the group) hold rows * cols / m * n entries each.
+ * SP_ERR_VALUE: cols % m != 0, not 1 <= n <= m <= 255, NaN or Inf in w.
+ */
+sp_status sp_nm_compress_f32(const float *w, int64_t rows, int64_t cols, int64_t n, int64_t m,
+                             float *values_out, uint8_t *indices_out);
+
+/**
+ * y = W @ x for an N:M matrix (values, indices as from sp_nm_compress_f32).
+ * SP_ERR_VALUE: bad layout or sizes, x_rows != cols, an index >= m.
+ */
+sp_status sp_nm_matmul_f32(int64_t rows, int64_t cols, int64_t n, int64_t m, const float *values,
+                           const uint8_t *indices, const float *x, int64_t x_rows, int64_t batch, float *y);
+
+/** The dense rows x cols matrix of an N:M matrix into out. Errors as sp_nm_matmul_f32. */
+sp_status sp_nm_to_dense_f32(int64_t rows, int64_t cols, int64_t n, int64_t m, const float *values,
+                             const uint8_t *indices, float *out);
+
+/**
+ * y = W @ x with W = scale[i] * (values[i, k] - zero_point[i]): int8 values
+ * (rows x cols), float scale (rows), zero_point (rows int32, or NULL for 0).
+ * x is quantized per column to 7-bit unsigned integers with a zero point
+ * (see QuantizedMatmul in the Swift module) and the dot products are exact
+ * integer arithmetic (AVX2 vpmaddubsw).
+ * SP_ERR_VALUE: x_rows != cols, NaN or Inf in x, negative sizes.
+ */
+sp_status sp_quantized_matmul_i8(const int8_t *values, int64_t rows, int64_t cols, const float *scale,
+                                 const int32_t *zero_point, const float *x, int64_t x_rows, int64_t batch,
+                                 float *y);
+
 /* ---- weight files ------------------------------------------------------- */
 
 /*

@@ -1,0 +1,306 @@
+/// A float32 matrix in compressed sparse row (CSR) form, the layout of
+/// `scipy.sparse.csr_matrix`: the nonzeros of row `i` are
+/// `values[rowOffsets[i] ..< rowOffsets[i + 1]]`, in columns
+/// `columnIndices[...]` (ascending when built by ``init(dense:)``).
+///
+/// `W` has shape `(rows, columns)` — `(out_features, in_features)` for a
+/// linear layer, as in PyTorch — and ``matmul(_:)`` computes `W @ x` for `x`
+/// of shape `(columns, n)` or `(columns,)`. The static functions work on
+/// borrowed buffers and are what the C ABI calls; the struct owns its arrays.
+public struct CSRMatrix {
+    public let rows: Int
+    public let columns: Int
+    /// `rows + 1` offsets into `columnIndices` and `values`, from 0 to the nonzero count.
+    public let rowOffsets: [Int64]
+    public let columnIndices: [Int32]
+    public let values: [Float]
+
+    /// The number of stored entries.
+    public var nonzeroCount: Int { values.count }
+
+    /// Bytes held by the three arrays.
+    public var byteCount: Int { rowOffsets.count * 8 + columnIndices.count * 4 + values.count * 4 }
+
+    /// Compresses a 2-D dense matrix, keeping its nonzero entries.
+    /// - Throws: ``SwiftPruneError`` if `dense` is not 2-D, holds NaN or Inf,
+    ///   or has more than `Int32.max` columns.
+    public init(dense: TensorView<Float>) throws {
+        guard dense.rank == 2 else { throw SwiftPruneError.value("CSRMatrix needs a 2-D matrix, got shape \(dense.shape)") }
+        let rows = dense.shape[0], columns = dense.shape[1]
+        var offsets = [Int64](repeating: 0, count: rows + 1)
+        let nonzeros = try offsets.withUnsafeMutableBufferPointer {
+            try CSRMatrix.countNonzeros(dense: dense.buffer, rows: rows, columns: columns, rowOffsets: $0)
+        }
+        var indices = [Int32](repeating: 0, count: nonzeros)
+        var values = [Float](repeating: 0, count: nonzeros)
+        try indices.withUnsafeMutableBufferPointer { indexBuffer in
+            try values.withUnsafeMutableBufferPointer { valueBuffer in
+                try offsets.withUnsafeBufferPointer {
+                    try CSRMatrix.fill(dense: dense.buffer, rows: rows, columns: columns, rowOffsets: $0,
+                                       columnIndices: indexBuffer, values: valueBuffer)
+                }
+            }
+        }
+        self.rows = rows
+        self.columns = columns
+        self.rowOffsets = offsets
+        self.columnIndices = indices
+        self.values = values
+    }
+
+    /// Wraps existing CSR arrays after checking them.
+    /// - Throws: ``SwiftPruneError`` if the offsets are not a non-decreasing
+    ///   run from 0 to `values.count` or a column index is out of range.
+    public init(rows: Int, columns: Int, rowOffsets: [Int64], columnIndices: [Int32], values: [Float]) throws {
+        try rowOffsets.withUnsafeBufferPointer { offsets in
+            try columnIndices.withUnsafeBufferPointer { indices in
+                try CSRMatrix.validate(rows: rows, columns: columns, rowOffsets: offsets, columnIndices: indices,
+                                       valueCount: values.count)
+                try CSRMatrix.checkIndices(rowOffsets: offsets, columnIndices: indices, columns: columns, rows: 0 ..< rows)
+            }
+        }
+        self.rows = rows
+        self.columns = columns
+        self.rowOffsets = rowOffsets
+        self.columnIndices = columnIndices
+        self.values = values
+    }
+
+    /// `W @ x` for `x` of shape `(columns, n)` or `(columns,)`; the result has
+    /// shape `(rows, n)` or `(rows,)`.
+    public func matmul(_ x: TensorView<Float>) throws -> Tensor<Float> {
+        guard x.rank == 1 || x.rank == 2 else { throw SwiftPruneError.value("x must be 1-D or 2-D, got shape \(x.shape)") }
+        let n = x.rank == 2 ? x.shape[1] : 1
+        let shape = x.rank == 2 ? [rows, n] : [rows]
+        return try Tensor.filling(shape: shape) { y in
+            try rowOffsets.withUnsafeBufferPointer { offsets in
+                try columnIndices.withUnsafeBufferPointer { indices in
+                    try values.withUnsafeBufferPointer { vals in
+                        try CSRMatrix.matmul(rows: rows, columns: columns, rowOffsets: offsets, columnIndices: indices,
+                                             values: vals, x: x.buffer, xRows: x.shape[0], n: n, y: y)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The dense `(rows, columns)` matrix.
+    public func toDense() throws -> Tensor<Float> {
+        try Tensor.filling(shape: [rows, columns]) { out in
+            try rowOffsets.withUnsafeBufferPointer { offsets in
+                try columnIndices.withUnsafeBufferPointer { indices in
+                    try values.withUnsafeBufferPointer { vals in
+                        try CSRMatrix.toDense(rows: rows, columns: columns, rowOffsets: offsets, columnIndices: indices,
+                                              values: vals, into: out)
+                    }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Buffer-level kernels (called by the C ABI)
+
+extension CSRMatrix {
+    /// First pass of the conversion: writes `rowOffsets` (`rows + 1`
+    /// entries) for the nonzeros of the C-order `dense` matrix and returns
+    /// their count.
+    /// - Throws: ``SwiftPruneError`` on a size mismatch or NaN/Inf in `dense`.
+    public static func countNonzeros(
+        dense: UnsafeBufferPointer<Float>, rows: Int, columns: Int, rowOffsets: UnsafeMutableBufferPointer<Int64>
+    ) throws -> Int {
+        try checkDenseShape(dense.count, rows: rows, columns: columns)
+        guard rowOffsets.count == rows + 1 else {
+            throw SwiftPruneError.value("row offsets need \(rows + 1) elements, got \(rowOffsets.count)")
+        }
+        guard let offsets = rowOffsets.baseAddress else { return 0 }
+        offsets[0] = 0
+        let workers = Threading.workerCount(for: dense.count, minimumPerWorker: 1 << 16)
+        var finite = [Bool](repeating: true, count: workers)
+        finite.withUnsafeMutableBufferPointer { finiteOut in
+            parallelFor(workers: workers) { worker in
+                var allFinite = true
+                for row in partitionRange(rows, parts: workers, index: worker) {
+                    var count: Int64 = 0
+                    let start = row &* columns
+                    for column in 0 ..< columns {
+                        let value = dense[start &+ column]
+                        allFinite = allFinite && value.isFinite
+                        count &+= value != 0 ? 1 : 0
+                    }
+                    offsets[row &+ 1] = count
+                }
+                finiteOut[worker] = allFinite
+            }
+        }
+        guard !finite.contains(false) else { throw SwiftPruneError.value("w contains NaN or Inf") }
+        for row in 0 ..< rows { offsets[row &+ 1] &+= offsets[row] }
+        return Int(offsets[rows])
+    }
+
+    /// Second pass of the conversion: fills `columnIndices` and `values` from
+    /// `dense`, at the positions given by the `rowOffsets` of the first pass.
+    public static func fill(
+        dense: UnsafeBufferPointer<Float>, rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>,
+        columnIndices: UnsafeMutableBufferPointer<Int32>, values: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        try checkDenseShape(dense.count, rows: rows, columns: columns)
+        guard columnIndices.count == values.count else {
+            throw SwiftPruneError.value("column indices (\(columnIndices.count)) and values (\(values.count)) differ in length")
+        }
+        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: UnsafeBufferPointer(columnIndices),
+                     valueCount: values.count)
+        // Each row must hold exactly its nonzeros, or the writes would overrun.
+        let workers = Threading.workerCount(for: dense.count, minimumPerWorker: 1 << 16)
+        var consistent = [Bool](repeating: true, count: workers)
+        consistent.withUnsafeMutableBufferPointer { consistentOut in
+            parallelFor(workers: workers) { worker in
+                for row in partitionRange(rows, parts: workers, index: worker) {
+                    var position = Int(rowOffsets[row])
+                    let end = Int(rowOffsets[row &+ 1]), start = row &* columns
+                    for column in 0 ..< columns {
+                        let value = dense[start &+ column]
+                        if value != 0 {
+                            guard position < end else { consistentOut[worker] = false; break }
+                            columnIndices[position] = Int32(truncatingIfNeeded: column)
+                            values[position] = value
+                            position &+= 1
+                        }
+                    }
+                    if position != end { consistentOut[worker] = false }
+                }
+            }
+        }
+        guard !consistent.contains(false) else {
+            throw SwiftPruneError.value("row offsets do not match the nonzeros of the dense matrix")
+        }
+    }
+
+    /// Checks the offsets: `rows + 1` of them, non-decreasing from 0 to
+    /// `valueCount`, which must equal the index count. (Indices are checked by
+    /// the kernels that read them.)
+    public static func validate(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>,
+        valueCount: Int
+    ) throws {
+        guard rows >= 0, columns >= 0 else {
+            throw SwiftPruneError.value("shape (\(rows), \(columns)) has a negative dimension")
+        }
+        guard columns <= Int(Int32.max) else {
+            throw SwiftPruneError.value("CSRMatrix supports at most \(Int32.max) columns, got \(columns)")
+        }
+        guard rowOffsets.count == rows + 1 else {
+            throw SwiftPruneError.value("indptr must have rows + 1 = \(rows + 1) entries, got \(rowOffsets.count)")
+        }
+        guard columnIndices.count == valueCount else {
+            throw SwiftPruneError.value("indices (\(columnIndices.count)) and data (\(valueCount)) differ in length")
+        }
+        guard rowOffsets[0] == 0 else { throw SwiftPruneError.value("indptr[0] must be 0, got \(rowOffsets[0])") }
+        guard rowOffsets[rows] == Int64(valueCount) else {
+            throw SwiftPruneError.value("indptr[-1] must equal the number of stored values \(valueCount), got \(rowOffsets[rows])")
+        }
+        for row in 0 ..< rows where rowOffsets[row &+ 1] < rowOffsets[row] {
+            throw SwiftPruneError.value("indptr must be non-decreasing; indptr[\(row + 1)] < indptr[\(row)]")
+        }
+    }
+
+    /// Checks that the column indices of `rows` are in `0 ..< columns`.
+    static func checkIndices(
+        rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>, columns: Int, rows: Range<Int>
+    ) throws {
+        guard !rows.isEmpty else { return }
+        let limit = UInt32(truncatingIfNeeded: columns)
+        for position in Int(rowOffsets[rows.lowerBound]) ..< Int(rowOffsets[rows.upperBound])
+        where UInt32(bitPattern: columnIndices[position]) >= limit {
+            throw SwiftPruneError.value("column index \(columnIndices[position]) out of range for \(columns) columns")
+        }
+    }
+
+    /// `y = W @ x`: `x` is C-order `(xRows, n)` with `xRows == columns`, `y`
+    /// is `(rows, n)`. Rows are split between threads by nonzero count.
+    public static func matmul(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>,
+        values: UnsafeBufferPointer<Float>, x: UnsafeBufferPointer<Float>, xRows: Int, n: Int,
+        y: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices, valueCount: values.count)
+        let outputs = try checkMatmulShapes(rows: rows, columns: columns, xRows: xRows, n: n, xCount: x.count, yCount: y.count)
+        guard outputs > 0 else { return }
+        let nonzeros = values.count
+        guard nonzeros > 0, let xBase = x.baseAddress else {
+            y.update(repeating: 0)
+            return
+        }
+        let (work, overflow) = (nonzeros + rows).multipliedReportingOverflow(by: n)
+        let workers = Threading.workerCount(for: overflow ? Int.max : work, minimumPerWorker: 1 << 16)
+        var failures = [SwiftPruneError?](repeating: nil, count: workers)
+        let vals = values.baseAddress!, indices = columnIndices.baseAddress!, yBase = y.baseAddress!
+        failures.withUnsafeMutableBufferPointer { failuresOut in
+            parallelFor(workers: workers) { worker in
+                let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
+                do {
+                    try checkIndices(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: range)
+                } catch {
+                    failuresOut[worker] = error as? SwiftPruneError
+                    return
+                }
+                for row in range {
+                    let start = Int(rowOffsets[row])
+                    sparseRowTimesDense(values: vals + start, columns: indices + start,
+                                        count: Int(rowOffsets[row &+ 1]) &- start, x: xBase, n: n, y: yBase + row &* n)
+                }
+            }
+        }
+        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+    }
+
+    /// Writes the dense `(rows, columns)` matrix into `out` (duplicate
+    /// entries are summed, as SciPy does).
+    public static func toDense(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>,
+        values: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices, valueCount: values.count)
+        try checkDenseShape(out.count, rows: rows, columns: columns)
+        try checkIndices(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: 0 ..< rows)
+        out.update(repeating: 0)
+        for row in 0 ..< rows {
+            let base = row &* columns
+            for position in Int(rowOffsets[row]) ..< Int(rowOffsets[row &+ 1]) {
+                out[base &+ Int(columnIndices[position])] += values[position]
+            }
+        }
+    }
+
+    static func checkDenseShape(_ count: Int, rows: Int, columns: Int) throws {
+        guard rows >= 0, columns >= 0 else {
+            throw SwiftPruneError.value("shape (\(rows), \(columns)) has a negative dimension")
+        }
+        guard columns <= Int(Int32.max) else {
+            throw SwiftPruneError.value("CSRMatrix supports at most \(Int32.max) columns, got \(columns)")
+        }
+        let expected = try Shape.elementCount([rows, columns])
+        guard expected == count else {
+            throw SwiftPruneError.value("dense matrix of shape (\(rows), \(columns)) needs \(expected) elements, got \(count)")
+        }
+    }
+
+    /// Rows `index` of `parts` when rows are split so that each part holds
+    /// about the same number of nonzeros (plus one per row, for the output).
+    static func balancedRows(_ offsets: UnsafeBufferPointer<Int64>, rows: Int, parts: Int, index: Int) -> Range<Int> {
+        if parts <= 1 { return 0 ..< rows }
+        func boundary(_ part: Int) -> Int {
+            if part == 0 { return 0 }
+            if part == parts { return rows }
+            let total = Double(offsets[rows]) + Double(rows)
+            let target = total * Double(part) / Double(parts)
+            var low = 0, high = rows
+            while low < high {  // first row r with offsets[r] + r >= target
+                let mid = (low + high) / 2
+                if Double(offsets[mid]) + Double(mid) < target { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
+        return boundary(index) ..< boundary(index + 1)
+    }
+}

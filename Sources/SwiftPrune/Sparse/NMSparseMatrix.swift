@@ -1,0 +1,198 @@
+/// A float32 matrix with N:M structured sparsity, stored compressed: in
+/// every run of `m` consecutive entries of a row (a *group*), at most `n`
+/// are kept. `values` is `(rows, columns / m · n)` and `groupIndices` (same
+/// shape, `UInt8`) gives each value's position inside its group, so the
+/// value `values[r, g · n + t]` sits at column `g · m + groupIndices[r, g · n + t]`.
+///
+/// 2:4 halves the multiply-adds and the value storage of a layer. Rows are
+/// `out_features`, columns `in_features` (PyTorch's Linear layout), and
+/// ``matmul(_:)`` computes `W @ x` for `x` of shape `(columns, n)` or `(columns,)`.
+public struct NMSparseMatrix {
+    public let rows: Int
+    public let columns: Int
+    public let n: Int
+    public let m: Int
+    public let values: [Float]
+    public let groupIndices: [UInt8]
+
+    /// Bytes held by the values and the group indices.
+    public var byteCount: Int { values.count * 4 + groupIndices.count }
+
+    /// Compresses a 2-D matrix, keeping in every group of `m` consecutive
+    /// entries of a row the `n` of largest magnitude (ties: the lower index
+    /// is kept, as ``nmMask`` does). A matrix that already is N:M sparse is
+    /// stored exactly.
+    /// - Throws: ``SwiftPruneError`` if `dense` is not 2-D, `columns % m != 0`,
+    ///   `n`/`m` are out of range, or `dense` holds NaN or Inf.
+    public init(dense: TensorView<Float>, n: Int = 2, m: Int = 4) throws {
+        guard dense.rank == 2 else { throw SwiftPruneError.value("NMSparseMatrix needs a 2-D matrix, got shape \(dense.shape)") }
+        let rows = dense.shape[0], columns = dense.shape[1]
+        try NMSparseMatrix.checkLayout(rows: rows, columns: columns, n: n, m: m)
+        let count = rows * (columns / m) * n
+        var values = [Float](repeating: 0, count: count)
+        var indices = [UInt8](repeating: 0, count: count)
+        try values.withUnsafeMutableBufferPointer { valueBuffer in
+            try indices.withUnsafeMutableBufferPointer { indexBuffer in
+                try NMSparseMatrix.compress(dense: dense.buffer, rows: rows, columns: columns, n: n, m: m,
+                                            values: valueBuffer, groupIndices: indexBuffer)
+            }
+        }
+        self.rows = rows
+        self.columns = columns
+        self.n = n
+        self.m = m
+        self.values = values
+        self.groupIndices = indices
+    }
+
+    /// `W @ x` for `x` of shape `(columns, k)` or `(columns,)`.
+    public func matmul(_ x: TensorView<Float>) throws -> Tensor<Float> {
+        guard x.rank == 1 || x.rank == 2 else { throw SwiftPruneError.value("x must be 1-D or 2-D, got shape \(x.shape)") }
+        let batch = x.rank == 2 ? x.shape[1] : 1
+        return try Tensor.filling(shape: x.rank == 2 ? [rows, batch] : [rows]) { y in
+            try values.withUnsafeBufferPointer { vals in
+                try groupIndices.withUnsafeBufferPointer { indices in
+                    try NMSparseMatrix.matmul(rows: rows, columns: columns, n: n, m: m, values: vals, groupIndices: indices,
+                                              x: x.buffer, xRows: x.shape[0], batch: batch, y: y)
+                }
+            }
+        }
+    }
+
+    /// The dense `(rows, columns)` matrix, zeros where entries were dropped.
+    public func toDense() throws -> Tensor<Float> {
+        try Tensor.filling(shape: [rows, columns]) { out in
+            try values.withUnsafeBufferPointer { vals in
+                try groupIndices.withUnsafeBufferPointer { indices in
+                    try NMSparseMatrix.toDense(rows: rows, columns: columns, n: n, m: m, values: vals,
+                                               groupIndices: indices, into: out)
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Buffer-level kernels (called by the C ABI)
+
+extension NMSparseMatrix {
+    /// Checks `0 < n <= m <= 255`, `columns % m == 0` and non-negative sizes.
+    public static func checkLayout(rows: Int, columns: Int, n: Int, m: Int) throws {
+        guard rows >= 0, columns >= 0 else { throw SwiftPruneError.value("shape (\(rows), \(columns)) has a negative dimension") }
+        guard m >= 1, m <= 255 else { throw SwiftPruneError.value("m must be in 1..255, got \(m)") }
+        guard n >= 1, n <= m else { throw SwiftPruneError.value("n must be in 1..m (m = \(m)), got \(n)") }
+        guard columns % m == 0 else {
+            throw SwiftPruneError.value("the number of columns (\(columns)) must be a multiple of m = \(m)")
+        }
+        _ = try Shape.elementCount([rows, columns])
+    }
+
+    static func checkCompressed(rows: Int, columns: Int, n: Int, m: Int, valueCount: Int, indexCount: Int) throws {
+        try checkLayout(rows: rows, columns: columns, n: n, m: m)
+        let expected = rows * (columns / m) * n
+        guard valueCount == expected, indexCount == expected else {
+            throw SwiftPruneError.value("values and indices must hold rows * columns / m * n = \(expected) elements, "
+                                        + "got \(valueCount) and \(indexCount)")
+        }
+    }
+
+    /// Fills `values` and `groupIndices` (`rows · columns / m · n` each) from
+    /// the C-order `dense` matrix; kept entries appear in ascending column order.
+    public static func compress(
+        dense: UnsafeBufferPointer<Float>, rows: Int, columns: Int, n: Int, m: Int,
+        values: UnsafeMutableBufferPointer<Float>, groupIndices: UnsafeMutableBufferPointer<UInt8>
+    ) throws {
+        try checkCompressed(rows: rows, columns: columns, n: n, m: m, valueCount: values.count, indexCount: groupIndices.count)
+        guard dense.count == rows * columns else {
+            throw SwiftPruneError.value("dense matrix of shape (\(rows), \(columns)) needs \(rows * columns) elements, got \(dense.count)")
+        }
+        let groups = rows * (columns / m)
+        let workers = Threading.workerCount(for: dense.count, minimumPerWorker: 1 << 16)
+        var finite = [Bool](repeating: true, count: workers)
+        finite.withUnsafeMutableBufferPointer { finiteOut in
+            parallelFor(workers: workers) { worker in
+                var allFinite = true
+                for group in partitionRange(groups, parts: workers, index: worker) {
+                    let base = group &* m
+                    var out = group &* n
+                    for i in 0 ..< m {
+                        let magnitude = abs(dense[base &+ i])
+                        allFinite = allFinite && magnitude.isFinite
+                        // Entries that beat entry i: larger magnitude, or equal and earlier.
+                        var beaten = 0
+                        for j in 0 ..< m {
+                            let other = abs(dense[base &+ j])
+                            beaten &+= (other > magnitude || (other == magnitude && j < i)) ? 1 : 0
+                        }
+                        if beaten < n {
+                            values[out] = dense[base &+ i]
+                            groupIndices[out] = UInt8(truncatingIfNeeded: i)
+                            out &+= 1
+                        }
+                    }
+                }
+                finiteOut[worker] = allFinite
+            }
+        }
+        guard !finite.contains(false) else { throw SwiftPruneError.value("w contains NaN or Inf") }
+    }
+
+    /// `y = W @ x` with `x` C-order `(xRows, batch)`, `xRows == columns`, and
+    /// `y` `(rows, batch)`.
+    /// - Throws: ``SwiftPruneError`` on a shape mismatch or a group index `>= m`.
+    public static func matmul(
+        rows: Int, columns: Int, n: Int, m: Int, values: UnsafeBufferPointer<Float>, groupIndices: UnsafeBufferPointer<UInt8>,
+        x: UnsafeBufferPointer<Float>, xRows: Int, batch: Int, y: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        try checkCompressed(rows: rows, columns: columns, n: n, m: m, valueCount: values.count, indexCount: groupIndices.count)
+        let outputs = try checkMatmulShapes(rows: rows, columns: columns, xRows: xRows, n: batch, xCount: x.count, yCount: y.count)
+        guard outputs > 0 else { return }
+        let perRow = columns / m * n
+        guard perRow > 0, let xBase = x.baseAddress, let vals = values.baseAddress, let indices = groupIndices.baseAddress,
+              let yBase = y.baseAddress else {
+            y.update(repeating: 0)
+            return
+        }
+        let workers = Threading.workerCount(for: rows * perRow * batch, minimumPerWorker: 1 << 16)
+        var bad = [Bool](repeating: false, count: workers)
+        bad.withUnsafeMutableBufferPointer { badOut in
+            parallelFor(workers: workers) { worker in
+                // The row's absolute column numbers, rebuilt per row (cheap next to the multiply-adds).
+                let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: perRow)
+                defer { scratch.deallocate() }
+                let groupWidth = UInt8(truncatingIfNeeded: m)
+                for row in partitionRange(rows, parts: workers, index: worker) {
+                    let start = row &* perRow
+                    var valid = true
+                    for t in 0 ..< perRow {
+                        let index = indices[start &+ t]
+                        valid = valid && index < groupWidth
+                        scratch[t] = Int32(truncatingIfNeeded: (t / n) &* m &+ Int(index))
+                    }
+                    guard valid else { badOut[worker] = true; return }
+                    sparseRowTimesDense(values: vals + start, columns: scratch, count: perRow, x: xBase, n: batch,
+                                        y: yBase + row &* batch)
+                }
+            }
+        }
+        guard !bad.contains(true) else { throw SwiftPruneError.value("a group index is >= m = \(m)") }
+    }
+
+    /// Writes the dense `(rows, columns)` matrix into `out`.
+    public static func toDense(
+        rows: Int, columns: Int, n: Int, m: Int, values: UnsafeBufferPointer<Float>, groupIndices: UnsafeBufferPointer<UInt8>,
+        into out: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        try checkCompressed(rows: rows, columns: columns, n: n, m: m, valueCount: values.count, indexCount: groupIndices.count)
+        guard out.count == rows * columns else {
+            throw SwiftPruneError.value("output needs \(rows * columns) elements, got \(out.count)")
+        }
+        for index in groupIndices where Int(index) >= m {
+            throw SwiftPruneError.value("group index \(index) is >= m = \(m)")
+        }
+        out.update(repeating: 0)
+        for t in 0 ..< values.count {
+            let group = t / n
+            out[group &* m &+ Int(groupIndices[t])] += values[t]
+        }
+    }
+}

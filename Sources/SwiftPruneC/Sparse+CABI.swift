@@ -1,0 +1,136 @@
+import CSwiftPrune
+import SwiftPrune
+
+/// `rows · cols` as an element count, checking signs and overflow.
+private func matrixCount(_ rows: Int64, _ cols: Int64, _ name: String) throws -> Int64 {
+    guard rows >= 0, cols >= 0 else { throw SwiftPruneError.value("\(name): negative shape (\(rows), \(cols))") }
+    let (count, overflow) = rows.multipliedReportingOverflow(by: cols)
+    guard !overflow else { throw SwiftPruneError(.outOfMemory, "\(name): shape (\(rows), \(cols)) is too large") }
+    return count
+}
+
+/// The element count of an N:M matrix's compressed arrays, after checking the layout.
+private func nmCount(_ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64) throws -> Int64 {
+    _ = try matrixCount(rows, cols, "w")
+    try NMSparseMatrix.checkLayout(rows: Int(rows), columns: Int(cols), n: Int(n), m: Int(m))
+    return rows * (cols / m) * n
+}
+
+@_cdecl("sp_csr_count_f32")
+public func spCSRCountF32(
+    _ w: UnsafePointer<Float>?, _ rows: Int64, _ cols: Int64, _ indptrOut: UnsafeMutablePointer<Int64>?,
+    _ nnzOut: UnsafeMutablePointer<Int64>?
+) -> sp_status {
+    withStatus {
+        let dense = try inputBuffer(w, matrixCount(rows, cols, "w"), "w")
+        let offsets = try outputBuffer(indptrOut, rows &+ 1, "indptr_out")
+        guard let nnzOut else { throw SwiftPruneError.value("nnz_out is NULL") }
+        nnzOut.pointee = Int64(try CSRMatrix.countNonzeros(dense: dense, rows: Int(rows), columns: Int(cols), rowOffsets: offsets))
+    }
+}
+
+@_cdecl("sp_csr_fill_f32")
+public func spCSRFillF32(
+    _ w: UnsafePointer<Float>?, _ rows: Int64, _ cols: Int64, _ indptr: UnsafePointer<Int64>?, _ nnz: Int64,
+    _ indicesOut: UnsafeMutablePointer<Int32>?, _ dataOut: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        let dense = try inputBuffer(w, matrixCount(rows, cols, "w"), "w")
+        try CSRMatrix.fill(dense: dense, rows: Int(rows), columns: Int(cols), rowOffsets: inputBuffer(indptr, rows &+ 1, "indptr"),
+                           columnIndices: outputBuffer(indicesOut, nnz, "indices_out"), values: outputBuffer(dataOut, nnz, "data_out"))
+    }
+}
+
+@_cdecl("sp_csr_matmul_f32")
+public func spCSRMatmulF32(
+    _ rows: Int64, _ cols: Int64, _ indptr: UnsafePointer<Int64>?, _ indices: UnsafePointer<Int32>?,
+    _ data: UnsafePointer<Float>?, _ nnz: Int64, _ x: UnsafePointer<Float>?, _ xRows: Int64, _ batch: Int64,
+    _ y: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        _ = try matrixCount(rows, cols, "W")
+        try CSRMatrix.matmul(rows: Int(rows), columns: Int(cols), rowOffsets: inputBuffer(indptr, rows &+ 1, "indptr"),
+                             columnIndices: inputBuffer(indices, nnz, "indices"), values: inputBuffer(data, nnz, "data"),
+                             x: inputBuffer(x, matrixCount(xRows, batch, "x"), "x"), xRows: Int(xRows), n: Int(batch),
+                             y: outputBuffer(y, matrixCount(rows, batch, "y"), "y"))
+    }
+}
+
+@_cdecl("sp_csr_to_dense_f32")
+public func spCSRToDenseF32(
+    _ rows: Int64, _ cols: Int64, _ indptr: UnsafePointer<Int64>?, _ indices: UnsafePointer<Int32>?,
+    _ data: UnsafePointer<Float>?, _ nnz: Int64, _ out: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        let count = try matrixCount(rows, cols, "W")
+        try CSRMatrix.toDense(rows: Int(rows), columns: Int(cols), rowOffsets: inputBuffer(indptr, rows &+ 1, "indptr"),
+                              columnIndices: inputBuffer(indices, nnz, "indices"), values: inputBuffer(data, nnz, "data"),
+                              into: outputBuffer(out, count, "out"))
+    }
+}
+
+@_cdecl("sp_nm_compress_f32")
+public func spNMCompressF32(
+    _ w: UnsafePointer<Float>?, _ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64,
+    _ valuesOut: UnsafeMutablePointer<Float>?, _ indicesOut: UnsafeMutablePointer<UInt8>?
+) -> sp_status {
+    withStatus {
+        let count = try nmCount(rows, cols, n, m)
+        try NMSparseMatrix.compress(dense: inputBuffer(w, rows * cols, "w"), rows: Int(rows), columns: Int(cols), n: Int(n), m: Int(m),
+                                    values: outputBuffer(valuesOut, count, "values_out"),
+                                    groupIndices: outputBuffer(indicesOut, count, "indices_out"))
+    }
+}
+
+@_cdecl("sp_nm_matmul_f32")
+public func spNMMatmulF32(
+    _ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64, _ values: UnsafePointer<Float>?, _ indices: UnsafePointer<UInt8>?,
+    _ x: UnsafePointer<Float>?, _ xRows: Int64, _ batch: Int64, _ y: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        let count = try nmCount(rows, cols, n, m)
+        try NMSparseMatrix.matmul(rows: Int(rows), columns: Int(cols), n: Int(n), m: Int(m),
+                                  values: inputBuffer(values, count, "values"), groupIndices: inputBuffer(indices, count, "indices"),
+                                  x: inputBuffer(x, matrixCount(xRows, batch, "x"), "x"), xRows: Int(xRows), batch: Int(batch),
+                                  y: outputBuffer(y, matrixCount(rows, batch, "y"), "y"))
+    }
+}
+
+@_cdecl("sp_nm_to_dense_f32")
+public func spNMToDenseF32(
+    _ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64, _ values: UnsafePointer<Float>?, _ indices: UnsafePointer<UInt8>?,
+    _ out: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        let count = try nmCount(rows, cols, n, m)
+        try NMSparseMatrix.toDense(rows: Int(rows), columns: Int(cols), n: Int(n), m: Int(m),
+                                   values: inputBuffer(values, count, "values"), groupIndices: inputBuffer(indices, count, "indices"),
+                                   into: outputBuffer(out, rows * cols, "out"))
+    }
+}
+
+@_cdecl("sp_quantized_matmul_i8")
+public func spQuantizedMatmulI8(
+    _ values: UnsafePointer<Int8>?, _ rows: Int64, _ cols: Int64, _ scale: UnsafePointer<Float>?,
+    _ zeroPoint: UnsafePointer<Int32>?, _ x: UnsafePointer<Float>?, _ xRows: Int64, _ batch: Int64,
+    _ y: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        let zeroPoints = zeroPoint == nil ? UnsafeBufferPointer(start: nil, count: 0) : try inputBuffer(zeroPoint, rows, "zero_point")
+        try QuantizedMatmul.matmul(values: inputBuffer(values, matrixCount(rows, cols, "values"), "values"),
+                                   rows: Int(rows), columns: Int(cols), scale: inputBuffer(scale, rows, "scale"),
+                                   zeroPoint: zeroPoints, x: inputBuffer(x, matrixCount(xRows, batch, "x"), "x"),
+                                   xRows: Int(xRows), batch: Int(batch), y: outputBuffer(y, matrixCount(rows, batch, "y"), "y"))
+    }
+}
+
+func checkSparseSignatures() {
+    var csrCount = sp_csr_count_f32; implements(&csrCount, spCSRCountF32)
+    var csrFill = sp_csr_fill_f32; implements(&csrFill, spCSRFillF32)
+    var csrMatmul = sp_csr_matmul_f32; implements(&csrMatmul, spCSRMatmulF32)
+    var csrToDense = sp_csr_to_dense_f32; implements(&csrToDense, spCSRToDenseF32)
+    var nmCompress = sp_nm_compress_f32; implements(&nmCompress, spNMCompressF32)
+    var nmMatmul = sp_nm_matmul_f32; implements(&nmMatmul, spNMMatmulF32)
+    var nmToDense = sp_nm_to_dense_f32; implements(&nmToDense, spNMToDenseF32)
+    var quantized = sp_quantized_matmul_i8; implements(&quantized, spQuantizedMatmulI8)
+}
