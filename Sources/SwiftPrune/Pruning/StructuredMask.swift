@@ -33,6 +33,13 @@ public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
 ) throws {
     try checkMaskMatches(mask, weights)
     let split = try AxisSplit(shape: weights.shape, axis: axis)
+    guard weights.count > 0 else {
+        // Nothing to score or write (and shape[axis] may be huge for an empty tensor).
+        guard amount >= 0 && amount <= 1 else {
+            throw SwiftPruneError.value("amount must be in [0, 1], got \(amount)")
+        }
+        return
+    }
     var keep = [Bool](repeating: true, count: split.length)
     try keep.withUnsafeMutableBufferPointer {
         try structuredSliceMask(weights, amount: amount, axis: axis, norm: norm, into: $0)
