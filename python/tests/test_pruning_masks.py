@@ -396,3 +396,25 @@ def test_large_inputs_use_threads_and_agree_with_one_thread():
         sp.set_num_threads(previous)
     for a, b in zip(single, multi):
         np.testing.assert_array_equal(a, b)
+
+
+def test_concurrent_calls_from_python_threads_agree():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(15)
+    w = rng.standard_normal((256, 512)).astype(np.float32)
+    x = rng.standard_normal((64, 512)).astype(np.float32)
+    jobs = [
+        lambda: sp.nm_mask(w),
+        lambda: sp.structured_mask(w, 0.5, axis=0),
+        lambda: sp.block_mask(w, 0.5, (4, 4)),
+        lambda: sp.random_mask(w, 0.5, seed=1),
+        lambda: sp.global_magnitude_masks([w, x], 0.5)[0],
+        lambda: sp.wanda_mask(w, x, 0.5),
+        lambda: sp.sparsegpt(w[:32], x, 0.5, block_size=64) != 0,
+    ]
+    expected = [job() for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: jobs[i % len(jobs)](), range(4 * len(jobs))))
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result, expected[i % len(jobs)])
