@@ -22,6 +22,8 @@ from .pruning import (
     structured_mask,
 )
 from .calibration import sparsegpt, wanda_mask
+from .schedules import ConstantSparsity, GradualPruner, PolynomialDecay, PruningSchedule
+from .structured import prune_channels
 
 # Quantization
 from .quantization import QuantizedTensor, cast, quantize, relative_error, sqnr_db
@@ -48,6 +50,11 @@ __all__ = [
     "block_mask",
     "wanda_mask",
     "sparsegpt",
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "PruningSchedule",
+    "GradualPruner",
+    "prune_channels",
     # Quantization
     "QuantizedTensor",
     "cast",
