@@ -15,7 +15,8 @@ from .threads import get_num_threads, set_num_threads
 from .pruning import magnitude_mask, prune_magnitude
 
 # Quantization
-from .quantization import QuantizedTensor, cast, quantize, relative_error, sqnr_db
+from .clustering import ClusteredTensor, cluster
+from .quantization import QuantizedTensor, cast, gptq, quantize, relative_error, sqnr_db
 
 # Low-rank factorization
 
@@ -31,8 +32,11 @@ __all__ = [
     "magnitude_mask",
     "prune_magnitude",
     # Quantization
+    "ClusteredTensor",
     "QuantizedTensor",
     "cast",
+    "cluster",
+    "gptq",
     "quantize",
     "relative_error",
     "sqnr_db",
