@@ -91,6 +91,8 @@ class QuantizedTensor:
     def __init__(self, values: NDArray[Any], scale: NDArray[np.float32], zero_point: NDArray[Any], *,
                  bits: int, symmetric: bool, axis: Optional[int] = None, group_size: Optional[int] = None,
                  method: str = "minmax") -> None:
+        """Assemble a quantized tensor from its parts, validating shapes, dtypes and ranges
+        (the values are scanned once; results of :func:`quantize` skip this)."""
         bits = _check_bits(bits)
         symmetric = _check_bool("symmetric", symmetric)
         axis = _check_axis(axis)
@@ -123,6 +125,15 @@ class QuantizedTensor:
         self.axis = axis
         self.group_size = group_size
         self.method = method
+
+    @classmethod
+    def _trusted(cls, values: NDArray[Any], scale: NDArray[np.float32], zero_point: NDArray[Any], *, bits: int,
+                 symmetric: bool, axis: Optional[int], group_size: Optional[int], method: str) -> "QuantizedTensor":
+        """A tensor from parts the Swift core just produced (already valid)."""
+        self = cls.__new__(cls)
+        self.values, self.scale, self.zero_point = values, scale, zero_point
+        self.bits, self.symmetric, self.axis, self.group_size, self.method = bits, symmetric, axis, group_size, method
+        return self
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -282,7 +293,7 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
         raise ValueError(f"percentile must be in [0, 100], got {percentile!r}")
     w = _float_array("w", w)
     values, scale, zero_point = _core.quantize(w, bits, symmetric, axis, group, _METHODS[method], percentile)
-    return QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis,
+    return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis,
                            group_size=group_size, method=method)
 
 
@@ -415,5 +426,5 @@ def gptq(w: ArrayLike, x: ArrayLike, bits: int = 4, group_size: Optional[int] = 
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"w has {w.shape[1]} input columns but x has {x.shape[1]} features")
     values, scale, zero_point = _core.gptq(w, x, bits, symmetric, group, damp)
-    return QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=0,
+    return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=0,
                            group_size=group_size, method="gptq")
