@@ -625,6 +625,160 @@ error:
     return NULL;
 }
 
+/* A real floating array (see as_float_array) converted to `typenum`
+ * (NPY_FLOAT32 or NPY_FLOAT64), C-contiguous. */
+static PyArrayObject *as_float_array_of(PyObject *obj, const char *name, int typenum) {
+    int is_double;
+    PyArrayObject *any = as_float_array(obj, name, &is_double);
+    if (any == NULL) return NULL;
+    if ((typenum == NPY_FLOAT64) == (is_double != 0)) return any;
+    PyArrayObject *result = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)any, typenum,
+                                                              NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    Py_DECREF(any);
+    return result;
+}
+
+static PyObject *core_cluster_fit(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    long long n_clusters, max_iter;
+    unsigned long long seed;
+    int init;
+    if (!PyArg_ParseTuple(args, "OLiLK:cluster_fit", &w_obj, &n_clusters, &init, &max_iter, &seed)) return NULL;
+    if (n_clusters < 1 || n_clusters > 65536) {
+        PyErr_Format(PyExc_ValueError, "n_clusters must be in 1..65536, got %lld", n_clusters);
+        return NULL;
+    }
+    PyArrayObject *centroids = NULL;
+    PyArrayObject *w = as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    if (w == NULL) return NULL;
+    npy_intp dims[1] = {(npy_intp)n_clusters};
+    centroids = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_FLOAT32, 0);
+    if (centroids == NULL) goto error;
+    int64_t iterations = 0;
+    sp_status status;
+    SP_CALL(status, sp_cluster_fit_f32((const float *)PyArray_DATA(w), (int64_t)PyArray_SIZE(w), (int64_t)n_clusters,
+                                       init, (int64_t)max_iter, (uint64_t)seed, (float *)PyArray_DATA(centroids),
+                                       &iterations));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return Py_BuildValue("(NL)", centroids, (long long)iterations);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(centroids);
+    return NULL;
+}
+
+static PyObject *core_cluster_assign(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *centroids_obj;
+    if (!PyArg_ParseTuple(args, "OO:cluster_assign", &w_obj, &centroids_obj)) return NULL;
+    PyArrayObject *centroids = NULL, *indices = NULL;
+    PyArrayObject *w = as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    if (w == NULL) return NULL;
+    centroids = as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
+    if (centroids == NULL) goto error;
+    int64_t k = (int64_t)PyArray_SIZE(centroids);
+    int wide = k > 256;
+    indices = empty_like_shape(w, wide ? NPY_UINT16 : NPY_UINT8);
+    if (indices == NULL) goto error;
+    sp_status status;
+    const float *x = (const float *)PyArray_DATA(w), *c = (const float *)PyArray_DATA(centroids);
+    int64_t n = (int64_t)PyArray_SIZE(w);
+    if (wide) {
+        SP_CALL(status, sp_cluster_assign_u16_f32(x, n, c, k, (uint16_t *)PyArray_DATA(indices)));
+    } else {
+        SP_CALL(status, sp_cluster_assign_u8_f32(x, n, c, k, (uint8_t *)PyArray_DATA(indices)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(centroids);
+    return (PyObject *)indices;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(centroids);
+    Py_XDECREF(indices);
+    return NULL;
+}
+
+static PyObject *core_cluster_lookup(PyObject *self, PyObject *args) {
+    PyObject *indices_obj, *centroids_obj;
+    if (!PyArg_ParseTuple(args, "OO:cluster_lookup", &indices_obj, &centroids_obj)) return NULL;
+    PyArrayObject *indices = NULL, *centroids = NULL, *out = NULL;
+    PyArrayObject *any = (PyArrayObject *)PyArray_FROM_O(indices_obj);
+    if (any == NULL) return NULL;
+    int wide = PyArray_TYPE(any) == NPY_UINT16;
+    if (!wide && PyArray_TYPE(any) != NPY_UINT8) {
+        PyErr_SetString(PyExc_TypeError, "indices must be a uint8 or uint16 array");
+        Py_DECREF(any);
+        return NULL;
+    }
+    indices = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)any, wide ? NPY_UINT16 : NPY_UINT8, NPY_ARRAY_IN_ARRAY);
+    Py_DECREF(any);
+    if (indices == NULL) return NULL;
+    centroids = as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
+    if (centroids == NULL) goto error;
+    out = empty_like_shape(indices, NPY_FLOAT32);
+    if (out == NULL) goto error;
+    sp_status status;
+    int64_t n = (int64_t)PyArray_SIZE(indices), k = (int64_t)PyArray_SIZE(centroids);
+    const float *c = (const float *)PyArray_DATA(centroids);
+    if (wide) {
+        SP_CALL(status, sp_cluster_lookup_u16((const uint16_t *)PyArray_DATA(indices), n, c, k, (float *)PyArray_DATA(out)));
+    } else {
+        SP_CALL(status, sp_cluster_lookup_u8((const uint8_t *)PyArray_DATA(indices), n, c, k, (float *)PyArray_DATA(out)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(indices);
+    Py_DECREF(centroids);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(indices);
+    Py_XDECREF(centroids);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *core_gptq(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *x_obj;
+    long long bits, group_size;
+    int symmetric;
+    double damp;
+    if (!PyArg_ParseTuple(args, "OOLpLd:gptq", &w_obj, &x_obj, &bits, &symmetric, &group_size, &damp)) return NULL;
+    PyArrayObject *w = NULL, *x = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
+    w = as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    if (w == NULL) return NULL;
+    x = as_float_array_of(x_obj, "x", NPY_FLOAT64);
+    if (x == NULL) goto error;
+    if (PyArray_NDIM(w) != 2 || PyArray_NDIM(x) != 2 || PyArray_DIM(w, 1) != PyArray_DIM(x, 1)) {
+        PyErr_SetString(PyExc_ValueError, "gptq needs w of shape (out, in) and x of shape (samples, in)");
+        goto error;
+    }
+    int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
+    int64_t samples = (int64_t)PyArray_DIM(x, 0);
+    int64_t shape[2] = {rows, cols}, scale_shape[2];
+    sp_status status = sp_quant_scale_shape(shape, 2, true, 0, (int64_t)group_size, scale_shape);
+    if (status != SP_OK) { raise_status(status); goto error; }
+    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
+    values = empty_like_shape(w, int_type);
+    scale = empty_from_shape(2, scale_shape, NPY_FLOAT32);
+    zero_point = empty_from_shape(2, scale_shape, int_type);
+    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
+    SP_CALL(status, sp_quant_gptq_f64((const double *)PyArray_DATA(w), rows, cols, (const double *)PyArray_DATA(x),
+                                      samples, (int64_t)bits, symmetric, (int64_t)group_size, damp,
+                                      PyArray_DATA(values), (float *)PyArray_DATA(scale), PyArray_DATA(zero_point),
+                                      (int64_t)PyArray_SIZE(scale)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(x);
+    return Py_BuildValue("(NNN)", values, scale, zero_point);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(x);
+    Py_XDECREF(values);
+    Py_XDECREF(scale);
+    Py_XDECREF(zero_point);
+    return NULL;
+}
+
 #define QUANTIZATION_METHODS                                                                              \
     {"quantize", core_quant_quantize, METH_VARARGS,                                                       \
      "quantize(w, bits, symmetric, axis, group_size, method, percentile) -> (values, scale, zero_point)"}, \
@@ -633,7 +787,13 @@ error:
     {"pack_nibbles", core_quant_pack_nibbles, METH_VARARGS, "pack_nibbles(values) -> uint8 array"},       \
     {"unpack_nibbles", core_quant_unpack_nibbles, METH_VARARGS,                                           \
      "unpack_nibbles(packed, count, signed) -> int8/uint8 array"},                                        \
-    {"cast", core_cast, METH_VARARGS, "cast(w, bfloat16) -> uint16 bit patterns"},
+    {"cast", core_cast, METH_VARARGS, "cast(w, bfloat16) -> uint16 bit patterns"},                         \
+    {"cluster_fit", core_cluster_fit, METH_VARARGS,                                                       \
+     "cluster_fit(w, n_clusters, init, max_iter, seed) -> (centroids, iterations)"},                      \
+    {"cluster_assign", core_cluster_assign, METH_VARARGS, "cluster_assign(w, centroids) -> indices"},     \
+    {"cluster_lookup", core_cluster_lookup, METH_VARARGS, "cluster_lookup(indices, centroids) -> float32"}, \
+    {"gptq", core_gptq, METH_VARARGS,                                                                     \
+     "gptq(w, x, bits, symmetric, group_size, damp) -> (values, scale, zero_point)"},
 
 /* ======================================================================== */
 /* Low-rank factorization                                                    */

@@ -26,7 +26,8 @@ from .schedules import ConstantSparsity, GradualPruner, PolynomialDecay, Pruning
 from .structured import prune_channels
 
 # Quantization
-from .quantization import QuantizedTensor, cast, quantize, relative_error, sqnr_db
+from .clustering import ClusteredTensor, cluster
+from .quantization import QuantizedTensor, cast, gptq, quantize, relative_error, sqnr_db
 
 # Low-rank factorization
 
@@ -56,8 +57,11 @@ __all__ = [
     "GradualPruner",
     "prune_channels",
     # Quantization
+    "ClusteredTensor",
     "QuantizedTensor",
     "cast",
+    "cluster",
+    "gptq",
     "quantize",
     "relative_error",
     "sqnr_db",

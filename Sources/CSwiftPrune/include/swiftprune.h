@@ -247,6 +247,55 @@ sp_status sp_cast_bfloat16_f32(const float *x, int64_t n, uint16_t *out);
 /** As sp_cast_bfloat16_f32 for double input. */
 sp_status sp_cast_bfloat16_f64(const double *x, int64_t n, uint16_t *out);
 
+/**
+ * GPTQ: quantizes the weight w (rows x cols, layout (out, in)) using the
+ * calibration activations x (samples x cols) so that w x^T changes little:
+ * H = x^T x / samples, dead columns zeroed, H += damp * mean(diag H) * I,
+ * the upper Cholesky factor of H^-1, column-by-column quantization with error
+ * compensation, lazy block updates. group_size 0: one scale per row (scale
+ * shape (rows, 1)); else groups of group_size columns (scale shape
+ * (rows, cols / group_size)). Outputs as sp_quant_quantize_f32 (int8/uint8
+ * values and zero points by `symmetric`).
+ * SP_ERR_VALUE: bits outside 2..8, group_size not dividing cols, damp < 0,
+ * NaN/Inf in w or x, samples == 0 (with cols > 0), H not positive definite.
+ */
+sp_status sp_quant_gptq_f64(const double *w, int64_t rows, int64_t cols, const double *x, int64_t samples,
+                            int64_t bits, bool symmetric, int64_t group_size, double damp,
+                            void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
+
+/** k-means initializations of sp_cluster_fit_f32: linspace(min, max, k), */
+#define SP_CLUSTER_INIT_LINEAR 0
+/** or k-means++ (seeded). */
+#define SP_CLUSTER_INIT_KMEANS_PLUS_PLUS 1
+
+/**
+ * 1-D k-means of the n values of w into n_clusters (1..65536) centroids,
+ * written ascending to centroids_out (n_clusters floats). Lloyd iterations on
+ * the sorted values until the assignment is stable or max_iter; empty
+ * clusters are relocated. Fewer distinct values than clusters: the distinct
+ * values, the last repeated. n == 0: zeros. iterations_out (may be NULL)
+ * receives the iterations run.
+ * SP_ERR_VALUE: NaN/Inf in w, n_clusters out of range, max_iter < 0, bad init.
+ */
+sp_status sp_cluster_fit_f32(const float *w, int64_t n, int64_t n_clusters, int32_t init, int64_t max_iter,
+                             uint64_t seed, float *centroids_out, int64_t *iterations_out);
+/**
+ * indices_out[i] = index of the centroid nearest to w[i] (a value midway
+ * goes to the lower one); centroids ascending, finite, 1..256 of them.
+ * SP_ERR_VALUE: NaN/Inf in w, centroids not ascending or too many.
+ */
+sp_status sp_cluster_assign_u8_f32(const float *w, int64_t n, const float *centroids, int64_t n_clusters,
+                                   uint8_t *indices_out);
+/** As sp_cluster_assign_u8_f32 with up to 65536 centroids and uint16 indices. */
+sp_status sp_cluster_assign_u16_f32(const float *w, int64_t n, const float *centroids, int64_t n_clusters,
+                                    uint16_t *indices_out);
+/** out[i] = centroids[indices[i]]. SP_ERR_VALUE: an index >= n_clusters. */
+sp_status sp_cluster_lookup_u8(const uint8_t *indices, int64_t n, const float *centroids, int64_t n_clusters,
+                               float *out);
+/** As sp_cluster_lookup_u8 with uint16 indices. */
+sp_status sp_cluster_lookup_u16(const uint16_t *indices, int64_t n, const float *centroids, int64_t n_clusters,
+                                float *out);
+
 /* ---- low-rank factorization -------------------------------------------- */
 
 /* ---- tensor core: matmul, sparse and quantized kernels ------------------ */
