@@ -17,8 +17,10 @@ from .pruning import magnitude_mask, prune_magnitude
 # Quantization
 
 # Low-rank factorization
+from .factorization import LowRankFactors, low_rank, randomized_svd, svd
 
 # Tensor core
+from .linalg import matmul
 
 # Whole models, files
 
@@ -31,6 +33,11 @@ __all__ = [
     "prune_magnitude",
     # Quantization
     # Low-rank factorization
+    "LowRankFactors",
+    "low_rank",
+    "randomized_svd",
+    "svd",
     # Tensor core
+    "matmul",
     # Whole models, files
 ]
