@@ -116,4 +116,33 @@ public enum RandomizedSVD {
             }
         }
     }
+
+    /// Rank-`rank` approximate SVD of a 2-D tensor; see
+    /// ``decompose(_:m:n:rank:oversample:powerIterations:seed:u:s:vt:)``.
+    public static func decompose<S: BinaryFloatingPoint>(
+        _ w: Tensor<S>, rank: Int, oversample: Int = 10, powerIterations: Int? = nil, seed: UInt64 = 0
+    ) throws -> SVDResult {
+        guard w.rank == 2 else {
+            throw SwiftPruneError.value("randomized_svd needs a 2-D tensor, got shape \(w.shape)")
+        }
+        let m = w.shape[0], n = w.shape[1]
+        guard rank >= 0 && rank <= min(m, n) else {
+            throw SwiftPruneError.value("rank must be in [0, \(min(m, n))] for a (\(m), \(n)) matrix, got \(rank)")
+        }
+        var u = try Tensor<Float>(shape: [m, rank], repeating: 0)
+        var s = try Tensor<Float>(shape: [rank], repeating: 0)
+        var vt = try Tensor<Float>(shape: [rank, n], repeating: 0)
+        try w.withView { view in
+            try u.withMutableView { u in
+                try s.withMutableView { s in
+                    try vt.withMutableView { vt in
+                        try decompose(view.buffer, m: m, n: n, rank: rank, oversample: oversample,
+                                      powerIterations: powerIterations, seed: seed,
+                                      u: u.buffer, s: s.buffer, vt: vt.buffer)
+                    }
+                }
+            }
+        }
+        return SVDResult(u: u, s: s, vt: vt)
+    }
 }
