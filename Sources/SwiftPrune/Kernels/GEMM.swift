@@ -60,7 +60,7 @@ struct GEMMDriver<T: GEMMScalar> {
 
     static var kc: Int { 256 }
     static var mc: Int { T.gemmMR * (MemoryLayout<T>.size == 4 ? 24 : 16) }
-    static var nc: Int { 4096 }
+    static var nc: Int { 1024 }
 
     init(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
          a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
@@ -198,6 +198,8 @@ struct GEMMDriver<T: GEMMScalar> {
                      packedB: UnsafeMutablePointer<T>, panels: Range<Int>, nc: Int, column: Int, kc: Int,
                      scratch: UnsafeMutablePointer<T>) {
         let mr = T.gemmMR, nr = T.gemmNR
+        var touched: T = 0
+        defer { scratch[0] = touched }
         for panel in panels {
             let j0 = panel * nr
             let cols = min(nr, nc - j0)
@@ -208,6 +210,12 @@ struct GEMMDriver<T: GEMMScalar> {
                 let aPanel = UnsafePointer(packedA + i0 * kc)
                 let cTile = c + (row + i0) * ldc + column + j0
                 if rows == mr && cols == nr {
+                    // Touch the next tile's rows of C now: the loads miss the cache
+                    // while the micro-kernel runs instead of stalling its final update.
+                    if i0 + 2 * mr <= mc {
+                        let next = cTile + mr * ldc
+                        for r in 0 ..< mr { touched += next[r * ldc] + next[r * ldc + nr - 1] }
+                    }
                     T.gemmMicroKernel(kc, aPanel, bPanel, alpha, cTile, ldc)
                 } else {
                     scratch.update(repeating: 0, count: mr * nr)
