@@ -30,8 +30,10 @@ from .clustering import ClusteredTensor, cluster
 from .quantization import QuantizedTensor, cast, gptq, quantize, relative_error, sqnr_db
 
 # Low-rank factorization
+from .factorization import LowRankFactors, low_rank, randomized_svd, svd
 
 # Tensor core
+from .linalg import matmul
 
 # Whole models, files
 from .io import load_weights, save_weights
@@ -66,7 +68,12 @@ __all__ = [
     "relative_error",
     "sqnr_db",
     # Low-rank factorization
+    "LowRankFactors",
+    "low_rank",
+    "randomized_svd",
+    "svd",
     # Tensor core
+    "matmul",
     # Whole models, files
     "load_weights",
     "save_weights",

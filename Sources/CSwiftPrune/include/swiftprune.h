@@ -298,7 +298,79 @@ sp_status sp_cluster_lookup_u16(const uint16_t *indices, int64_t n, const float 
 
 /* ---- low-rank factorization -------------------------------------------- */
 
+/*
+ * All factorizations compute in double precision internally and write
+ * float results. w is a row-major m x n matrix (may be NULL when m*n == 0);
+ * r = min(m, n). NaN or Inf in w gives SP_ERR_VALUE.
+ */
+
+/**
+ * Thin SVD w = u diag(s) vt, singular values descending.
+ * u_out: m*r floats (m x r), s_out: r floats, vt_out: r*n floats (r x n).
+ * SP_ERR_VALUE: negative sizes, NULL buffers of non-zero size, NaN/Inf.
+ */
+sp_status sp_svd_f32(const float *w, int64_t m, int64_t n, float *u_out, float *s_out, float *vt_out);
+/** As sp_svd_f32, for double weights (results are float). */
+sp_status sp_svd_f64(const double *w, int64_t m, int64_t n, float *u_out, float *s_out, float *vt_out);
+
+/**
+ * Randomized truncated SVD (Halko-Martinsson-Tropp, as scikit-learn's
+ * randomized_svd) of rank `rank` (0 <= rank <= min(m, n)) with `oversample`
+ * extra test vectors (>= 0) and `power_iters` QR-normalized power iterations
+ * (< 0: 7 if rank < 0.1 min(m, n), else 4). Deterministic for a given seed.
+ * u_out: m*rank floats, s_out: rank floats, vt_out: rank*n floats.
+ */
+sp_status sp_randomized_svd_f32(const float *w, int64_t m, int64_t n, int64_t rank, int64_t oversample,
+                                int64_t power_iters, uint64_t seed, float *u_out, float *s_out, float *vt_out);
+/** As sp_randomized_svd_f32, for double weights (results are float). */
+sp_status sp_randomized_svd_f64(const double *w, int64_t m, int64_t n, int64_t rank, int64_t oversample,
+                                int64_t power_iters, uint64_t seed, float *u_out, float *s_out, float *vt_out);
+
+/** Rank selectors of sp_low_rank_*: `value` is the rank (an integer), the
+ *  energy fraction in [0, 1], or the parameter ratio (> 0). */
+#define SP_SELECT_RANK 0
+#define SP_SELECT_ENERGY 1
+#define SP_SELECT_RATIO 2
+/** Methods of sp_low_rank_*: auto (randomized for a known rank <= min(m,n)/4
+ *  when min(m,n) >= 128, else exact), exact SVD, randomized SVD. */
+#define SP_LOW_RANK_AUTO 0
+#define SP_LOW_RANK_SVD 1
+#define SP_LOW_RANK_RANDOMIZED 2
+
+/**
+ * The rank sp_low_rank_* will return for SP_SELECT_RANK / SP_SELECT_RATIO,
+ * or min(m, n) for SP_SELECT_ENERGY (an upper bound): the capacity to
+ * allocate. SP_ERR_VALUE for a selector or value out of range.
+ */
+sp_status sp_low_rank_max_rank(int32_t selector, double value, int64_t m, int64_t n, int64_t *rank_out);
+
+/**
+ * Low-rank factors a (m x k) and b (k x n) with a @ b ~ w: a = U_k diag(s_k),
+ * b = V_k^T. k is chosen by `selector`/`value` (see SP_SELECT_*), written to
+ * *rank_out. a_out holds m*capacity floats and b_out capacity*n floats, with
+ * capacity >= sp_low_rank_max_rank(...); the results are written compactly
+ * (a with row stride k) at the start of each buffer. `seed` drives the
+ * randomized method. SP_ERR_VALUE: bad selector/method/value, small
+ * capacity, NaN/Inf.
+ */
+sp_status sp_low_rank_f32(const float *w, int64_t m, int64_t n, int32_t selector, double value, int32_t method,
+                          uint64_t seed, int64_t capacity, float *a_out, float *b_out, int64_t *rank_out);
+/** As sp_low_rank_f32, for double weights (results are float). */
+sp_status sp_low_rank_f64(const double *w, int64_t m, int64_t n, int32_t selector, double value, int32_t method,
+                          uint64_t seed, int64_t capacity, float *a_out, float *b_out, int64_t *rank_out);
+
 /* ---- tensor core: matmul, sparse and quantized kernels ------------------ */
+
+/**
+ * out (m x n, row-major) = A @ B with A m x k and B k x n, float32, on the
+ * blocked multithreaded SGEMM. `a` points at A in row-major order, or, when
+ * a_transposed is true, at A^T (k x m) in row-major order (that is, A in
+ * column-major order); likewise `b` / b_transposed (B^T is n x k). Pointers
+ * may be NULL for empty matrices. SP_ERR_VALUE: negative sizes, NULL
+ * pointers to non-empty matrices.
+ */
+sp_status sp_matmul_f32(const float *a, bool a_transposed, const float *b, bool b_transposed,
+                        int64_t m, int64_t k, int64_t n, float *out);
 
 /*
  * Sparse and quantized layers. A weight matrix W has shape (rows, cols) =
