@@ -19,6 +19,7 @@ from .pruning import magnitude_mask, prune_magnitude
 # Low-rank factorization
 
 # Tensor core
+from .sparse import CSRMatrix, NMSparseMatrix, quantized_matmul
 
 # Whole models, files
 
@@ -32,5 +33,8 @@ __all__ = [
     # Quantization
     # Low-rank factorization
     # Tensor core
+    "CSRMatrix",
+    "NMSparseMatrix",
+    "quantized_matmul",
     # Whole models, files
 ]

@@ -145,16 +145,20 @@ public enum QuantizedMatmul {
     static func rowSum(_ w: UnsafePointer<Int8>, _ count: Int) -> Int64 {
         var total: Int64 = 0
         var k = 0
-        var lanes = SIMD8<Int32>()
+        #if arch(x86_64)
+        // 1 · w[k] pair sums (vpmaddubsw), then pairs of those (vpmaddwd): four bytes per Int32 lane.
+        let onesU8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1)
         while k &+ 32 <= count {
-            let v = UnsafeRawPointer(w + k).loadUnaligned(as: SIMD32<Int8>.self)
-            let wide = SIMD32<Int16>(truncatingIfNeeded: v)
-            let half = wide.lowHalf &+ wide.highHalf
-            lanes &+= SIMD8<Int32>(truncatingIfNeeded: half.lowHalf) &+ SIMD8<Int32>(truncatingIfNeeded: half.highHalf)
-            k &+= 32
-            if k & 0xFFFF == 0 { total &+= Int64(lanes.wrappedSum()); lanes = .zero }
+            var lanes = _mm256_setzero_si256()
+            let stop = min(count, k &+ 32 &* 4096)  // well inside Int32 range per lane
+            while k &+ 32 <= stop {
+                let v = UnsafeRawPointer(w + k).loadUnaligned(as: __m256i.self)
+                lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(_mm256_maddubs_epi16(onesU8, v), ones16))
+                k &+= 32
+            }
+            total &+= Int64(unsafeBitCast(lanes, to: SIMD8<Int32>.self).wrappedSum())
         }
-        total &+= Int64(lanes.wrappedSum())
+        #endif
         while k < count { total &+= Int64(w[k]); k &+= 1 }
         return total
     }
