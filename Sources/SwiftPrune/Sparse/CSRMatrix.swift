@@ -266,14 +266,14 @@ extension CSRMatrix {
                 defer { cursors.deallocate() }
                 let first = range.lowerBound
                 blockedSparseProduct(
-                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth, scratchCapacity: 0,
-                    nonzeros: { row, _, k1, _ in
+                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth,
+                    nonzeros: { row, _, k1 in
                         let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
                         var end = start
                         let limit = Int32(truncatingIfNeeded: k1)
                         while end < rowEnd && indices[end] < limit { end &+= 1 }
                         cursors[row &- first] = end
-                        return (vals + start, indices + start, end &- start)
+                        return (vals + start, ExplicitColumns(indices: indices + start), end &- start)
                     },
                     restart: {
                         for row in range { cursors[row &- first] = Int(rowOffsets[row]) }

@@ -162,29 +162,21 @@ extension NMSparseMatrix {
         var bad = [Bool](repeating: false, count: workers)
         bad.withUnsafeMutableBufferPointer { badOut in
             parallelFor(workers: workers) { worker in
+                let myRows = partitionRange(rows, parts: workers, index: worker)
+                // Every index must be < m before any is used as an offset.
                 let groupWidth = UInt8(truncatingIfNeeded: m)
-                var valid = true
+                var largest: UInt8 = 0
+                for t in myRows.lowerBound &* perRow ..< myRows.upperBound &* perRow { largest = max(largest, indices[t]) }
+                guard largest < groupWidth else { badOut[worker] = true; return }
+                let shift = n & (n &- 1) == 0 ? n.trailingZeroBitCount : -1
                 blockedSparseProduct(
-                    rows: partitionRange(rows, parts: workers, index: worker), depth: columns, x: xBase, batch: batch,
-                    y: yBase, blockDepth: blockDepth, scratchCapacity: perRow,
-                    nonzeros: { row, k0, k1, scratch in
-                        let g0 = k0 / m, g1 = k1 / m
-                        let start = row &* perRow &+ g0 &* n
-                        var t = 0
-                        for group in g0 ..< g1 {
-                            let base = group &* m
-                            for _ in 0 ..< n {
-                                let index = indices[start &+ t]
-                                valid = valid && index < groupWidth
-                                // An invalid index is clamped so that the kernel stays in bounds.
-                                scratch[t] = Int32(truncatingIfNeeded: base &+ Int(min(index, groupWidth &- 1)))
-                                t &+= 1
-                            }
-                        }
-                        return (vals + start, UnsafePointer(scratch), t)
+                    rows: myRows, depth: columns, x: xBase, batch: batch, y: yBase, blockDepth: blockDepth,
+                    nonzeros: { row, k0, k1 in
+                        let start = row &* perRow &+ (k0 / m) &* n
+                        return (vals + start, GroupColumns(indices: indices + start, n: n, m: m, shift: shift, firstColumn: k0),
+                                (k1 &- k0) / m &* n)
                     },
                     restart: {})
-                badOut[worker] = !valid
             }
         }
         guard !bad.contains(true) else { throw SwiftPruneError.value("a group index is >= m = \(m)") }

@@ -7,8 +7,8 @@
 /// (four `SIMD16<Float>`, eight AVX2 vectors); the output row is written
 /// once. Columns are taken 64 at a time, then 16, then 8, then one by one.
 @inline(__always)
-func sparseRowTimesDense(
-    values: UnsafePointer<Float>, columns: UnsafePointer<Int32>, count: Int,
+func sparseRowTimesDense<Columns: SparseColumns>(
+    values: UnsafePointer<Float>, columns: Columns, count: Int,
     x: UnsafePointer<Float>, stride: Int, columnBase: Int = 0, width: Int, y: UnsafeMutablePointer<Float>,
     accumulate: Bool = false
 ) {
@@ -25,7 +25,7 @@ func sparseRowTimesDense(
         accumulate ? UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) : SIMD16<Float>()
     }
     @inline(__always) func row(_ t: Int) -> UnsafePointer<Float> {
-        x + (Int(columns[t]) &- columnBase) &* stride
+        x + (columns.column(t) &- columnBase) &* stride
     }
     var j = 0
     while j &+ 64 <= width {
@@ -85,29 +85,52 @@ func sparseRowTimesDense(
     }
 }
 
+/// Where the nonzeros of one row (slice) sit: `column(t)` is the column of its `t`-th value.
+protocol SparseColumns {
+    func column(_ t: Int) -> Int
+}
+
+/// CSR: explicit Int32 column indices.
+struct ExplicitColumns: SparseColumns {
+    let indices: UnsafePointer<Int32>
+    @inline(__always) func column(_ t: Int) -> Int { Int(indices[t]) }
+}
+
+/// N:M: value `t` is in group `t / n` (a shift when `n` is a power of two),
+/// at position `indices[t]` inside it; `firstColumn` is the first group's column.
+struct GroupColumns: SparseColumns {
+    let indices: UnsafePointer<UInt8>
+    let n: Int
+    let m: Int
+    let shift: Int  // log2(n), or -1 when n is not a power of two
+    let firstColumn: Int
+    @inline(__always) func column(_ t: Int) -> Int {
+        let group = shift >= 0 ? t &>> shift : t / n
+        return firstColumn &+ group &* m &+ Int(indices[t])
+    }
+}
+
 /// The cache-blocked driver of both sparse formats: `y[rows] = W[rows, :] @ x`.
 ///
 /// `x` (`depth × batch`, C order) is visited in tiles of at most 64 columns
 /// and blocks of `blockDepth` rows; each block is copied into a 64-byte
 /// aligned buffer of the worker (so it stays in L1 while every row passes
 /// over it, and no vector load splits a cache line) and partial sums go
-/// through `y`. `nonzeros(row, k0, k1, scratch)` returns the row's nonzeros
+/// through `y`. `nonzeros(row, k0, k1)` returns the row's nonzeros
 /// with columns in `k0 ..< k1` as (values, absolute columns, count); it may
 /// use `scratch` (`scratchCapacity` Int32s) for the columns.
 @inline(__always)
-func blockedSparseProduct(
+func blockedSparseProduct<Columns: SparseColumns>(
     rows: Range<Int>, depth: Int, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>,
-    blockDepth requestedBlockDepth: Int, scratchCapacity: Int,
-    nonzeros: (_ row: Int, _ k0: Int, _ k1: Int, _ scratch: UnsafeMutablePointer<Int32>) -> (UnsafePointer<Float>, UnsafePointer<Int32>, Int),
+    blockDepth requestedBlockDepth: Int,
+    nonzeros: (_ row: Int, _ k0: Int, _ k1: Int) -> (UnsafePointer<Float>, Columns, Int),
     restart: () -> Void
 ) {
-    let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, scratchCapacity))
-    defer { scratch.deallocate() }
     if batch < 8 {
         // A vector or a thin block: nothing to reuse, gather straight from x.
         restart()
         for row in rows {
-            let (vals, cols, count) = nonzeros(row, 0, depth, scratch)
+            let (vals, cols, count) = nonzeros(row, 0, depth)
             sparseRowTimesDense(values: vals, columns: cols, count: count, x: x, stride: batch, width: batch,
                                 y: y + row &* batch)
         }
@@ -130,7 +153,7 @@ func blockedSparseProduct(
                 (buffer + (k &- k0) &* stride).update(from: x + (k &* batch &+ tileStart), count: width)
             }
             for row in rows {
-                let (vals, cols, count) = nonzeros(row, k0, k1, scratch)
+                let (vals, cols, count) = nonzeros(row, k0, k1)
                 sparseRowTimesDense(values: vals, columns: cols, count: count, x: buffer, stride: stride, columnBase: k0,
                                     width: width, y: y + (row &* batch &+ tileStart), accumulate: k0 > 0)
             }
