@@ -66,6 +66,25 @@ public enum QuantizedMatmul {
         let zeroPoints = zeroPoint.baseAddress
         let blocks = (rows + tileRows - 1) / tileRows
         let workers = Threading.workerCount(for: outputs * columns, minimumPerWorker: 1 << 18)
+        if let columnMajor = activations.columnMajor {
+            // Few columns (a matrix-vector product): one pass over each weight row,
+            // dotted with every column of x, instead of zero-padded 16-column tiles.
+            parallelFor(workers: workers) { worker in
+                let dots = UnsafeMutablePointer<Int64>.allocate(capacity: batch)
+                defer { dots.deallocate() }
+                for row in partitionRange(rows, parts: workers, index: worker) {
+                    let weights = wBase + row &* columns
+                    let sum = rowDots(weights, columns: columns, xq: columnMajor, batch: batch, into: dots)
+                    let zp = Int64(zeroPoints?[row] ?? 0)
+                    for b in 0 ..< batch {
+                        let z = Int64(activations.zeroPoints[b])
+                        let exact = dots[b] &- z &* sum &- zp &* activations.columnSums[b] &+ Int64(columns) &* zp &* z
+                        yBase[row &* batch &+ b] = Float(exact) * (scaleBase[row] * activations.scales[b])
+                    }
+                }
+            }
+            return
+        }
         parallelFor(workers: workers) { worker in
             for block in partitionRange(blocks, parts: workers, index: worker) {
                 let firstRow = block &* tileRows
@@ -163,6 +182,67 @@ public enum QuantizedMatmul {
         return total
     }
 
+    /// `dots[b] = Σ_k w[k] · xq[b · columns + k]` for every column `b` of the
+    /// column-major activations; returns `Σ_k w[k]`. Columns are taken four at a time.
+    @inline(__always)
+    static func rowDots(
+        _ w: UnsafePointer<Int8>, columns: Int, xq: UnsafePointer<UInt8>, batch: Int, into dots: UnsafeMutablePointer<Int64>
+    ) -> Int64 {
+        var rowTotal: Int64 = 0
+        var first = 0
+        while first < batch {
+            let count = min(4, batch &- first)
+            // Missing columns of a partial group repeat the last one; their sums are dropped.
+            let x0 = xq + first &* columns
+            let x1 = xq + (first &+ min(1, count &- 1)) &* columns
+            let x2 = xq + (first &+ min(2, count &- 1)) &* columns
+            let x3 = xq + (first &+ min(3, count &- 1)) &* columns
+            var totals = (Int64(0), Int64(0), Int64(0), Int64(0))
+            var sum: Int64 = 0
+            var k = 0
+            #if arch(x86_64)
+            let ones = _mm256_set1_epi16(1), onesU8 = _mm256_set1_epi8(1)
+            while k &+ 32 <= columns {
+                var a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256()
+                var a2 = _mm256_setzero_si256(), a3 = _mm256_setzero_si256(), aw = _mm256_setzero_si256()
+                let stop = min(columns, k &+ 32 &* 8192)  // lanes stay far inside Int32
+                while k &+ 32 <= stop {
+                    let v = UnsafeRawPointer(w + k).loadUnaligned(as: __m256i.self)
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                        UnsafeRawPointer(x0 + k).loadUnaligned(as: __m256i.self), v), ones))
+                    if count > 1 {
+                        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                            UnsafeRawPointer(x1 + k).loadUnaligned(as: __m256i.self), v), ones))
+                        a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                            UnsafeRawPointer(x2 + k).loadUnaligned(as: __m256i.self), v), ones))
+                        a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                            UnsafeRawPointer(x3 + k).loadUnaligned(as: __m256i.self), v), ones))
+                    }
+                    if first == 0 { aw = _mm256_add_epi32(aw, _mm256_madd_epi16(_mm256_maddubs_epi16(onesU8, v), ones)) }
+                    k &+= 32
+                }
+                @inline(__always) func total(_ v: __m256i) -> Int64 { Int64(unsafeBitCast(v, to: SIMD8<Int32>.self).wrappedSum()) }
+                totals.0 &+= total(a0); totals.1 &+= total(a1); totals.2 &+= total(a2); totals.3 &+= total(a3)
+                sum &+= total(aw)
+            }
+            #endif
+            while k < columns {
+                let weight = Int64(w[k])
+                totals.0 &+= weight &* Int64(x0[k]); totals.1 &+= weight &* Int64(x1[k])
+                totals.2 &+= weight &* Int64(x2[k]); totals.3 &+= weight &* Int64(x3[k])
+                sum &+= weight
+                k &+= 1
+            }
+            if first == 0 { rowTotal = sum }
+            dots[first] = totals.0
+            if count > 1 { dots[first &+ 1] = totals.1 }
+            if count > 2 { dots[first &+ 2] = totals.2 }
+            if count > 3 { dots[first &+ 3] = totals.3 }
+            first &+= 4
+        }
+        return rowTotal
+    }
+
     /// Four rows × sixteen columns, depth `quads` (groups of four), added into `tile` (row-major 4 × 16).
     @inline(__always)
     static func microKernel(
@@ -239,6 +319,10 @@ struct ActivationQuantization {
     let columnSums: UnsafeMutablePointer<Int64>
     /// xq of the last `depth % 4` depths, `(depth % 4, paddedBatch)`.
     let tail: UnsafeMutablePointer<Int32>
+    /// For fewer than ``smallBatch`` columns only: xq column-major, `(batch, depth)`
+    /// (and nothing is packed).
+    let columnMajor: UnsafeMutablePointer<UInt8>?
+    static let smallBatch = 8
 
     init(x: UnsafePointer<Float>, depth: Int, batch: Int) throws {
         let tileColumns = QuantizedMatmul.tileColumns
@@ -247,13 +331,15 @@ struct ActivationQuantization {
         paddedBatch = columnBlocks * tileColumns
         quads = depth / 4
         let tailDepth = depth - quads * 4
-        let (packedBytes, overflow) = (columnBlocks * 64).multipliedReportingOverflow(by: max(quads, 1))
+        let small = batch < ActivationQuantization.smallBatch
+        let (packedBytes, overflow) = (small ? 64 : columnBlocks * 64).multipliedReportingOverflow(by: small ? 1 : max(quads, 1))
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "x is too large") }
         packed = .allocate(byteCount: packedBytes, alignment: 64)
         scales = .allocate(capacity: paddedBatch)
         zeroPoints = .allocate(capacity: paddedBatch)
         columnSums = .allocate(capacity: paddedBatch)
         tail = .allocate(capacity: max(1, tailDepth * paddedBatch))
+        columnMajor = small ? .allocate(capacity: max(1, depth * batch)) : nil
         packed.initializeMemory(as: UInt8.self, repeating: 0, count: packedBytes)
         columnSums.initialize(repeating: 0, count: paddedBatch)
         tail.initialize(repeating: 0, count: max(1, tailDepth * paddedBatch))
@@ -299,7 +385,9 @@ struct ActivationQuantization {
                 let q = min(max((row[b] / s).rounded(.toNearestOrEven) + Float(zeroPoints[b]), 0), 127)
                 let value = Int32(q)
                 columnSums[b] &+= Int64(value)
-                if quad < quads {
+                if let columnMajor {
+                    columnMajor[b &* depth &+ k] = UInt8(truncatingIfNeeded: value)
+                } else if quad < quads {
                     let block = b / tileColumns, c = b % tileColumns
                     let byte = (block &* quads &+ quad) &* 64 &+ (c >> 3) &* 32 &+ (c & 7) &* 4 &+ lane
                     packedBytes8[byte] = UInt8(truncatingIfNeeded: value)
@@ -318,5 +406,6 @@ struct ActivationQuantization {
         zeroPoints.deallocate()
         columnSums.deallocate()
         tail.deallocate()
+        columnMajor?.deallocate()
     }
 }
