@@ -344,58 +344,116 @@ struct ActivationQuantization {
         columnSums.initialize(repeating: 0, count: paddedBatch)
         tail.initialize(repeating: 0, count: max(1, tailDepth * paddedBatch))
 
-        // Per-column range, including 0.
-        let low = UnsafeMutablePointer<Float>.allocate(capacity: batch)
-        let high = UnsafeMutablePointer<Float>.allocate(capacity: batch)
-        defer { low.deallocate(); high.deallocate() }
-        low.initialize(repeating: 0, count: batch)
-        high.initialize(repeating: 0, count: batch)
-        var finite = true
-        for k in 0 ..< depth {
-            let row = x + k &* batch
-            for b in 0 ..< batch {
-                let v = row[b]
-                finite = finite && v.isFinite
-                low[b] = min(low[b], v)
-                high[b] = max(high[b], v)
+        // Each block of 16 columns is independent: its range, scales and codes.
+        let blocks = small ? 1 : columnBlocks
+        let workers = Threading.workerCount(for: depth * batch, minimumPerWorker: 1 << 15)
+        var failures = [String?](repeating: nil, count: blocks)
+        let this = self
+        failures.withUnsafeMutableBufferPointer { failuresOut in
+            parallelFor(workers: min(workers, blocks)) { worker in
+                for block in partitionRange(blocks, parts: min(workers, blocks), index: worker) {
+                    let first = small ? 0 : block &* tileColumns
+                    let width = small ? batch : min(tileColumns, batch &- first)
+                    failuresOut[block] = this.quantizeColumns(x: x, depth: depth, first: first, width: width, block: block)
+                }
             }
         }
-        guard finite else {
+        for b in batch ..< paddedBatch { scales[b] = 1; zeroPoints[b] = 0 }
+        if let failure = failures.lazy.compactMap({ $0 }).first {
             deallocate()
-            throw SwiftPruneError.value("x contains NaN or Inf")
+            throw SwiftPruneError.value(failure)
         }
-        for b in 0 ..< paddedBatch {
-            if b >= batch { scales[b] = 1; zeroPoints[b] = 0; continue }
-            var s = (high[b] - low[b]) / 127
-            if s == 0 { s = 1 }
-            guard s.isFinite else {
-                deallocate()
-                throw SwiftPruneError.value("x column \(b) spans too wide a range to quantize (overflow)")
-            }
-            scales[b] = s
-            zeroPoints[b] = Int32(min(max((-low[b] / s).rounded(.toNearestOrEven), 0), 127))
-        }
-        // Quantize and pack.
+    }
+
+    /// Ranges, scales, zero points, codes and column sums of columns
+    /// `first ..< first + width` (one 16-column block, or all columns of a
+    /// small batch). Returns an error message instead of throwing.
+    func quantizeColumns(x: UnsafePointer<Float>, depth: Int, first: Int, width: Int, block: Int) -> String? {
         let packedBytes8 = packed.assumingMemoryBound(to: UInt8.self)
-        for k in 0 ..< depth {
-            let row = x + k &* batch
-            let quad = k >> 2, lane = k & 3
-            for b in 0 ..< batch {
-                let s = scales[b]
-                let q = min(max((row[b] / s).rounded(.toNearestOrEven) + Float(zeroPoints[b]), 0), 127)
-                let value = Int32(q)
-                columnSums[b] &+= Int64(value)
+        let blockBase = block &* quads &* 64
+        if width == QuantizedMatmul.tileColumns && columnMajor == nil {
+            // A full block: sixteen lanes at a time.
+            var low = SIMD16<Float>(), high = SIMD16<Float>(), poison = SIMD16<Float>()
+            for k in 0 ..< depth {
+                let v = UnsafeRawPointer(x + (k &* batch &+ first)).loadUnaligned(as: SIMD16<Float>.self)
+                // (Swift's pointwiseMin/Max go lane by lane; compare-and-blend vectorizes.)
+                low.replace(with: v, where: v .< low)
+                high.replace(with: v, where: v .> high)
+                poison += v * 0  // NaN once any value is NaN or ±Inf
+            }
+            guard poison == .zero else { return "x contains NaN or Inf" }
+            var s = (high - low) / 127
+            s.replace(with: 1, where: s .== 0)
+            for c in 0 ..< 16 where !s[c].isFinite {
+                return "x column \(first + c) spans too wide a range to quantize (overflow)"
+            }
+            // Round half to even by the 1.5 · 2^23 trick (exact for |v| < 2^22; here |v| <= 254),
+            // clamp, and read the integer out of the mantissa of q + 2^23.
+            let magic = SIMD16<Float>(repeating: 12_582_912), lowest = SIMD16<Float>(), highest = SIMD16<Float>(repeating: 127)
+            @inline(__always) func clamp(_ v: SIMD16<Float>) -> SIMD16<Float> {
+                v.replacing(with: lowest, where: v .< lowest).replacing(with: highest, where: v .> highest)
+            }
+            let z = clamp(((-low) / s + magic) - magic)
+            var sums = SIMD16<Int64>()
+            var partial = SIMD16<UInt32>()
+            for k in 0 ..< depth {
+                let v = UnsafeRawPointer(x + (k &* batch &+ first)).loadUnaligned(as: SIMD16<Float>.self)
+                let q = clamp(((v / s + magic) - magic) + z)
+                let codes = unsafeBitCast(q + SIMD16(repeating: 8_388_608), to: SIMD16<UInt32>.self) & 0xFF
+                partial &+= codes
+                if k & 0xFFFF == 0xFFFF { sums &+= SIMD16<Int64>(truncatingIfNeeded: partial); partial = .zero }
+                let quad = k >> 2, lane = k & 3
+                if quad < quads {
+                    let base = blockBase &+ quad &* 64 &+ lane
+                    for c in 0 ..< 16 {
+                        packedBytes8[base &+ (c >> 3) &* 32 &+ (c & 7) &* 4] = UInt8(truncatingIfNeeded: codes[c])
+                    }
+                } else {
+                    let row = (k &- quads &* 4) &* paddedBatch &+ first
+                    for c in 0 ..< 16 { tail[row &+ c] = Int32(truncatingIfNeeded: codes[c]) }
+                }
+            }
+            sums &+= SIMD16<Int64>(truncatingIfNeeded: partial)
+            for c in 0 ..< 16 {
+                scales[first &+ c] = s[c]
+                zeroPoints[first &+ c] = Int32(z[c])
+                columnSums[first &+ c] = sums[c]
+            }
+            return nil
+        }
+        // A partial block or a small batch: one column at a time.
+        for b in first ..< first &+ width {
+            var low: Float = 0, high: Float = 0, poison: Float = 0
+            for k in 0 ..< depth {
+                let v = x[k &* batch &+ b]
+                low = min(low, v)
+                high = max(high, v)
+                poison += v * 0
+            }
+            guard poison == 0 else { return "x contains NaN or Inf" }
+            var s = (high - low) / 127
+            if s == 0 { s = 1 }
+            guard s.isFinite else { return "x column \(b) spans too wide a range to quantize (overflow)" }
+            let z = min(max((-low / s).rounded(.toNearestOrEven), 0), 127)
+            scales[b] = s
+            zeroPoints[b] = Int32(z)
+            var sum: Int64 = 0
+            let c = b &- first
+            for k in 0 ..< depth {
+                let value = Int32(min(max((x[k &* batch &+ b] / s).rounded(.toNearestOrEven) + z, 0), 127))
+                sum &+= Int64(value)
                 if let columnMajor {
                     columnMajor[b &* depth &+ k] = UInt8(truncatingIfNeeded: value)
-                } else if quad < quads {
-                    let block = b / tileColumns, c = b % tileColumns
-                    let byte = (block &* quads &+ quad) &* 64 &+ (c >> 3) &* 32 &+ (c & 7) &* 4 &+ lane
-                    packedBytes8[byte] = UInt8(truncatingIfNeeded: value)
+                } else if k >> 2 < quads {
+                    packedBytes8[blockBase &+ (k >> 2) &* 64 &+ (c >> 3) &* 32 &+ (c & 7) &* 4 &+ (k & 3)] =
+                        UInt8(truncatingIfNeeded: value)
                 } else {
                     tail[(k &- quads &* 4) &* paddedBatch &+ b] = value
                 }
             }
+            columnSums[b] = sum
         }
+        return nil
     }
 
     func packedBlock(_ block: Int) -> UnsafeRawPointer { UnsafeRawPointer(packed + block &* quads &* 64) }
