@@ -34,6 +34,7 @@ from .factorization import LowRankFactors, low_rank, randomized_svd, svd
 
 # Tensor core
 from .linalg import matmul
+from .sparse import CSRMatrix, NMSparseMatrix, quantized_matmul
 
 # Whole models, files
 from .io import load_weights, save_weights
@@ -74,6 +75,9 @@ __all__ = [
     "svd",
     # Tensor core
     "matmul",
+    "CSRMatrix",
+    "NMSparseMatrix",
+    "quantized_matmul",
     # Whole models, files
     "load_weights",
     "save_weights",
