@@ -100,7 +100,7 @@ def parse_prune(text: str) -> dict[str, Any]:
     method, rest = parts[0].strip(), parts[1:]
     if not method:
         raise UsageError(f"--prune: expected METHOD:VALUE such as magnitude:0.8, got {text!r}")
-    return {"method": method, **_options("--prune", rest, PRUNE_POSITIONAL.get(method, ()))}
+    return {"method": method, **_options("--prune", rest, PRUNE_POSITIONAL.get(method, ("sparsity",)))}
 
 
 def parse_quantize(text: str, axis: int | None) -> dict[str, Any]:
