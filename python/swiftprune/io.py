@@ -288,13 +288,12 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
     import zipfile
 
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy
-                raise ValueError("holds a single array, not an .npz archive")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("it holds a single array, not an .npz archive")
+        with archive:
             return {name: archive[name] for name in archive.files}
     except (zipfile.BadZipFile, ValueError, EOFError, KeyError) as error:
-        raise ValueError(f"{path}: not a valid .npz weight file: {error}") from None
-    except AttributeError as error:  # np.load on a non-npz returns an ndarray
         raise ValueError(f"{path}: not a valid .npz weight file: {error}") from None
 
 

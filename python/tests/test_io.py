@@ -295,6 +295,10 @@ def test_malformed_npz(tmp_path):
     np.savez(tmp_path / "objects.npz", a=np.array([{"x": 1}], dtype=object))
     with pytest.raises(ValueError, match="not a valid .npz"):
         sp.load_weights(tmp_path / "objects.npz")  # would need pickle: refused
+    np.save(tmp_path / "single.npy", np.ones(3))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    with pytest.raises(ValueError, match="single array"):
+        sp.load_weights(tmp_path / "single.npz")
 
 
 def test_malformed_h5(tmp_path):
