@@ -8,7 +8,7 @@ final class IOCABITests: XCTestCase {
         let path = "/tmp/swiftprune-cabi-\(getpid()).safetensors"
         defer { unlink(path) }
         var writer: OpaquePointer?
-        XCTAssertEqual(sp_safetensors_writer_create(path, &writer), SP_OK)
+        XCTAssertEqual(sp_safetensors_writer_create(path, 256, &writer), SP_OK)
         let values: [Float] = [1.5, -2, 3]
         let shape: [Int64] = [3]
         let status = "w".withCString { name in

@@ -411,3 +411,28 @@ def test_files_from_swiftprune_load_in_the_safetensors_package(tmp_path):
 
     with safe_open(str(path), framework="np") as f:
         assert f.metadata() == {"who": "swiftprune"}
+
+
+@pytest.mark.parametrize("reserve", [0, 7, 64, 100_000])
+def test_header_reserve_too_small_or_large(tmp_path, reserve):
+    weights = sample_weights()
+    path = tmp_path / "m.safetensors"
+    with SafetensorsWriter(path, header_reserve=reserve) as writer:
+        writer.set_metadata("k", "v" * 50)
+        for name, value in weights.items():
+            writer.add(name, value)
+    assert_same(sp.load_weights(path), weights)
+    (n,) = struct.unpack("<Q", path.read_bytes()[:8])
+    assert (8 + n) % 8 == 0 and n >= min(reserve, n)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # no temporary left
+    st = pytest.importorskip("safetensors.numpy")
+    loaded = st.load_file(str(path))
+    for name, value in weights.items():
+        np.testing.assert_array_equal(loaded[name], value)
+
+
+def test_bad_header_reserve(tmp_path):
+    with pytest.raises(ValueError, match="header_reserve"):
+        SafetensorsWriter(tmp_path / "m.safetensors", header_reserve=-1)
+    with pytest.raises(ValueError, match="header_reserve"):
+        SafetensorsWriter(tmp_path / "m.safetensors", header_reserve=10**9)

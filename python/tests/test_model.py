@@ -404,7 +404,7 @@ def test_save_and_load_compressed_round_trip(tmp_path):
     assert loaded.report == result.report
     assert loaded.summary() == result.summary()
     # Smaller on disk than the dense weights, by about the reported ratio.
-    big = {"w": RNG.standard_normal((256, 256)).astype(np.float32)}
+    big = {"w": RNG.standard_normal((512, 512)).astype(np.float32)}
     sp.compress(big, PRUNE80, progress=False).save(path)
     dense = tmp_path / "d.safetensors"
     sp.save_weights(dense, big)
