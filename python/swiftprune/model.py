@@ -773,7 +773,9 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
     container, names, get = _container_of(weights)
     _check_patterns(stages, names)
     tracks: list[_Track] = []
-    _run(names, get, stages, tracks.append, release=None, show=progress, info=_info_getter(weights, get))
+    # An open file's input pages are let go once each tensor is done (views stay valid).
+    release = weights.release if isinstance(weights, SafetensorsFile) else None
+    _run(names, get, stages, tracks.append, release=release, show=progress, info=_info_getter(weights, get))
     report = Report(_report_row(t) for t in tracks)
     dense = [t.dense if t.form is not None else t.original for t in tracks]
     if container == "sequence":

@@ -436,3 +436,15 @@ def test_bad_header_reserve(tmp_path):
         SafetensorsWriter(tmp_path / "m.safetensors", header_reserve=-1)
     with pytest.raises(ValueError, match="header_reserve"):
         SafetensorsWriter(tmp_path / "m.safetensors", header_reserve=10**9)
+
+
+def test_float8_needs_ml_dtypes(tmp_path):
+    path = tmp_path / "f8.safetensors"
+    write_raw(path, {"x": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\x38\x40")
+    try:
+        import ml_dtypes  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="ml_dtypes"):
+            sp.load_weights(path)
+    else:
+        np.testing.assert_array_equal(sp.load_weights(path)["x"].astype(np.float32), [1.0, 2.0])
