@@ -1443,10 +1443,11 @@ static PyObject *core_safetensors_release(PyObject *self, PyObject *args) {
 
 static PyObject *core_safetensors_writer(PyObject *self, PyObject *args) {
     PyObject *path = NULL;
-    if (!PyArg_ParseTuple(args, "O&:safetensors_writer", PyUnicode_FSConverter, &path)) return NULL;
+    long long header_reserve;
+    if (!PyArg_ParseTuple(args, "O&L:safetensors_writer", PyUnicode_FSConverter, &path, &header_reserve)) return NULL;
     sp_safetensors_writer *writer = NULL;
     sp_status status;
-    SP_CALL(status, sp_safetensors_writer_create(PyBytes_AS_STRING(path), &writer));
+    SP_CALL(status, sp_safetensors_writer_create(PyBytes_AS_STRING(path), (int64_t)header_reserve, &writer));
     Py_DECREF(path);
     if (status != SP_OK) return raise_status(status);
     PyObject *capsule = PyCapsule_New(writer, SAFETENSORS_WRITER_CAPSULE, safetensors_writer_destructor);
@@ -1525,7 +1526,7 @@ static PyObject *core_safetensors_writer_commit(PyObject *self, PyObject *args) 
      "safetensors_tensors(file) -> [(name, dtype, shape, uint8 view)]"},                                       \
     {"safetensors_metadata", core_safetensors_metadata, METH_VARARGS, "safetensors_metadata(file) -> dict"},   \
     {"safetensors_release", core_safetensors_release, METH_VARARGS, "safetensors_release(file, index)"},       \
-    {"safetensors_writer", core_safetensors_writer, METH_VARARGS, "safetensors_writer(path) -> writer"},       \
+    {"safetensors_writer", core_safetensors_writer, METH_VARARGS, "safetensors_writer(path, header_reserve) -> writer"},       \
     {"safetensors_writer_add", core_safetensors_writer_add, METH_VARARGS,                                      \
      "safetensors_writer_add(writer, name, dtype, shape, array)"},                                             \
     {"safetensors_writer_set_metadata", core_safetensors_writer_set_metadata, METH_VARARGS,                    \

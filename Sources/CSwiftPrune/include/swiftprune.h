@@ -530,10 +530,14 @@ sp_status sp_safetensors_release(const sp_safetensors_file *file, int64_t index)
 /**
  * Starts writing a safetensors file to `path` (NUL-terminated). Nothing
  * appears at `path` until sp_safetensors_writer_commit succeeds. Tensor
- * data are spooled to a hidden temporary file in the same directory.
- * SP_ERR_VALUE: the directory is not writable, or a NULL argument.
+ * data go to a hidden temporary file in the same directory, after
+ * `header_reserve` bytes kept for the header (rounded up to a multiple of 8;
+ * the header is padded with spaces to fill it). A header that outgrows the
+ * reserve costs one extra copy of the data at commit, nothing else.
+ * SP_ERR_VALUE: the directory is not writable, header_reserve outside
+ * [0, 100,000,000], or a NULL argument.
  */
-sp_status sp_safetensors_writer_create(const char *path, sp_safetensors_writer **writer_out);
+sp_status sp_safetensors_writer_create(const char *path, int64_t header_reserve, sp_safetensors_writer **writer_out);
 
 /**
  * Appends one tensor (its name, dtype, shape and nbytes of data, copied).
