@@ -1048,7 +1048,7 @@ static PyArrayObject *as_exact_array(PyObject *obj, int typenum, const char *nam
 }
 
 /* A float32 matrix of `rows` x `cols` as a new 2-D array checked to be 2-D. */
-static PyArrayObject *as_float32_matrix(PyObject *obj, const char *name) {
+static PyArrayObject *as_float32_2d(PyObject *obj, const char *name) {
     PyArrayObject *array = as_float32_array(obj, name);
     if (array != NULL && PyArray_NDIM(array) != 2) {
         PyErr_Format(PyExc_ValueError, "%s must be 2-D, got %d dimension(s)", name, PyArray_NDIM(array));
@@ -1083,7 +1083,7 @@ static PyObject *core_csr_from_dense(PyObject *self, PyObject *args) {
     PyObject *w_obj;
     if (!PyArg_ParseTuple(args, "O:csr_from_dense", &w_obj)) return NULL;
     PyArrayObject *indptr = NULL, *indices = NULL, *data = NULL;
-    PyArrayObject *w = as_float32_matrix(w_obj, "w");
+    PyArrayObject *w = as_float32_2d(w_obj, "w");
     if (w == NULL) return NULL;
     int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1), nnz = 0;
     npy_intp offsets_dim = (npy_intp)rows + 1;
@@ -1179,7 +1179,7 @@ static PyObject *core_nm_from_dense(PyObject *self, PyObject *args) {
     long long n, m;
     if (!PyArg_ParseTuple(args, "OLL:nm_from_dense", &w_obj, &n, &m)) return NULL;
     PyArrayObject *values = NULL, *indices = NULL;
-    PyArrayObject *w = as_float32_matrix(w_obj, "w");
+    PyArrayObject *w = as_float32_2d(w_obj, "w");
     if (w == NULL) return NULL;
     int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
     if (m < 1 || m > 255 || n < 1 || n > m || cols % m != 0) {
