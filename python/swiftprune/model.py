@@ -239,6 +239,11 @@ def available_methods() -> dict[str, list[str]]:
     return {stage: sorted(methods) for stage, methods in _METHODS.items() if methods}
 
 
+# Each operation is one entry. The other stages plug in the same way, e.g.
+#   register_method(Method("prune", "nm", nm_mask, {"n": (check_n, 2), "m": (check_m, 4), "axis": (check_axis, -1)}))
+#   register_method(Method("quantize", "minmax", partial(quantize, method="minmax"), {"bits": ..., "axis": ...}),
+#                   default=True)
+# plus register_codec(...) for each new compressed type (QuantizedTensor, ...).
 register_method(Method(
     stage="prune", name="magnitude", apply=magnitude_mask,
     options={"sparsity": (_validation.check_fraction, _REQUIRED)},
