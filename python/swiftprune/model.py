@@ -807,7 +807,9 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
     read, compressed, written to the destination's spool and dropped from
     memory before the next, so peak memory stays near the largest tensor and
     its outputs, not the whole model. (Stages of model scope, such as a
-    global threshold, need every selected tensor at once.)
+    global threshold, need every selected tensor at once; an ``.npz`` or
+    ``.h5`` destination is written at the end, from outputs held in memory;
+    ``.npz`` and ``.h5`` sources are loaded whole.)
 
     Parameters
     ----------
