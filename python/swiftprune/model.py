@@ -56,7 +56,6 @@ from ._progress import progress as _progress
 from ._version import __version__
 from .io import (PathLike, SafetensorsFile, SafetensorsWriter, header_size_estimate, load_weights, save_weights,
                  weight_format)
-from .pruning import magnitude_mask
 
 __all__ = [
     "compress",
@@ -196,6 +195,15 @@ register_codec(Codec(
 # --------------------------------------------------------------------------- #
 
 
+class OptionError(ValueError):
+    """Raised by a :attr:`Method.check` for a bad combination of options;
+    ``field`` is the option the message is about."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Method:
     """One operation variant a recipe stage can name.
@@ -209,6 +217,13 @@ class Method:
     ``options`` maps each option name to ``(validator, default)``; a
     validator takes ``(name, value)`` and returns the checked value or raises
     ``TypeError``/``ValueError``; the default ``_REQUIRED`` makes it mandatory.
+    ``check(options)``, when given, sees every validated option together and
+    raises :class:`OptionError` for a bad combination.
+    ``masked=True``: ``apply`` also receives ``mask=`` (the keep-mask of the
+    earlier prune stages, or ``None``), e.g. to keep pruned entries at an
+    exact zero. ``accepts_pruned=False``: the method cannot keep pruned
+    entries zero (a low-rank product is dense), so running it on a pruned
+    tensor is an error.
     """
 
     stage: str
@@ -216,6 +231,9 @@ class Method:
     apply: Callable[..., Any]
     options: Mapping[str, tuple[Callable[[str, Any], Any], Any]]
     scope: str = "tensor"
+    check: Callable[[Mapping[str, Any]], None] | None = None
+    masked: bool = False
+    accepts_pruned: bool = True
 
 
 _METHODS: dict[str, dict[str, Method]] = {stage: {} for stage in STAGES}
@@ -239,15 +257,8 @@ def available_methods() -> dict[str, list[str]]:
     return {stage: sorted(methods) for stage, methods in _METHODS.items() if methods}
 
 
-# Each operation is one entry. The other stages plug in the same way, e.g.
-#   register_method(Method("prune", "nm", nm_mask, {"n": (check_n, 2), "m": (check_m, 4), "axis": (check_axis, -1)}))
-#   register_method(Method("quantize", "minmax", partial(quantize, method="minmax"), {"bits": ..., "axis": ...}),
-#                   default=True)
-# plus register_codec(...) for each new compressed type (QuantizedTensor, ...).
-register_method(Method(
-    stage="prune", name="magnitude", apply=magnitude_mask,
-    options={"sparsity": (_validation.check_fraction, _REQUIRED)},
-), default=True)
+# The built-in operations and codecs register themselves in ._methods,
+# imported at the end of this module.
 
 
 # --------------------------------------------------------------------------- #
@@ -340,6 +351,11 @@ def _parse_stage(index: int, spec: Any) -> Stage:
             checked[key] = validator(key, options[key])
         except (TypeError, ValueError) as error:
             raise type(error)(f"{where}, field {key!r}: {error}") from None
+    if method.check is not None:
+        try:
+            method.check(checked)
+        except OptionError as error:
+            raise ValueError(f"{where}, field {error.field!r}: {error}") from None
     include = _patterns(where, "include", spec["include"]) if "include" in spec else ("*",)
     exclude = _patterns(where, "exclude", spec["exclude"]) if "exclude" in spec else ()
     min_rank = 2
@@ -402,13 +418,14 @@ def _check_patterns(stages: Sequence[Stage], names: Sequence[str]) -> None:
 class _Track:
     """One tensor on its way through the stages."""
 
-    __slots__ = ("name", "original", "dense", "mask", "form", "labels")
+    __slots__ = ("name", "original", "dense", "mask", "keep_mask", "form", "labels")
 
     def __init__(self, name: str, original: np.ndarray) -> None:
         self.name = name
         self.original = original
         self.dense: np.ndarray | None = None  # float32, once a stage touched it
-        self.mask: np.ndarray | None = None
+        self.mask: np.ndarray | None = None  # the keep-mask of the prune stages so far
+        self.keep_mask: np.ndarray | None = None  # stored with a value encoding that cannot hold the zeros itself
         self.form: Any = None
         self.labels: list[str] = []
 
@@ -416,6 +433,9 @@ class _Track:
         if self.dense is None:
             self.dense = np.ascontiguousarray(self.original, dtype=np.float32)
         return self.dense
+
+
+_ZERO = np.float32(0.0)
 
 
 def _check_mask(stage: Stage, name: str, mask: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -433,13 +453,16 @@ def _finish(stage: Stage, track: _Track, output: Any) -> None:
         if track.mask is not None:
             mask = mask & track.mask
         track.mask = mask
-        track.dense = np.multiply(track.weights(), mask, dtype=np.float32)
+        track.dense = np.where(mask, track.weights(), _ZERO)
         track.form = PrunedTensor._from_dense(mask, track.dense)
     else:
         codec = _codec_for(output)
         dense = np.asarray(codec.dense(output), dtype=np.float32).reshape(track.original.shape)
-        if track.mask is not None:
-            dense = np.multiply(dense, track.mask, dtype=np.float32)  # pruned entries stay exactly zero
+        if track.mask is not None and np.any(dense[~track.mask]):
+            # The encoding moved pruned entries off zero: keep the mask with it and
+            # re-apply it, so they stay exactly zero (here and after load_compressed).
+            dense = np.where(track.mask, dense, _ZERO)
+            track.keep_mask = track.mask
         track.dense = dense
         track.form = output
     track.labels.append(stage.label)
@@ -450,6 +473,12 @@ def _check_order(stage: Stage, track: _Track) -> None:
         raise ValueError(
             f"{stage.where}: tensor {track.name!r} was already encoded by {track.labels[-1]}; "
             "a tensor is quantized, clustered or factorized at most once, and pruned before that")
+    if track.mask is not None and not stage.method.accepts_pruned:
+        pruned_by = " and ".join(label for label in track.labels if label.startswith("prune."))
+        raise ValueError(
+            f"{stage.where}: tensor {track.name!r} was pruned ({pruned_by}), and {stage.label} cannot keep "
+            "pruned entries zero (the product of the factors is dense); factorize or prune a tensor, not both "
+            "(use include/exclude to split the tensors between the stages)")
 
 
 def _apply(stage: Stage, tracks: Sequence[_Track]) -> None:
@@ -465,8 +494,9 @@ def _apply(stage: Stage, tracks: Sequence[_Track]) -> None:
             _finish(stage, track, outputs[track.name])
         return
     for track in tracks:
+        extra = {"mask": track.mask} if stage.method.masked else {}
         try:
-            output = stage.method.apply(track.weights(), **stage.options)
+            output = stage.method.apply(track.weights(), **extra, **stage.options)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
         _finish(stage, track, output)
@@ -476,22 +506,20 @@ def _stored_bytes(track: _Track) -> int:
     if track.form is None:
         return int(track.original.nbytes)
     size = _codec_for(track.form).nbytes(track.form)
-    if track.mask is not None and not isinstance(track.form, PrunedTensor):
-        size += (track.mask.size + 7) // 8
+    if track.keep_mask is not None:
+        size += (track.keep_mask.size + 7) // 8
     return int(size)
 
 
 def _relative_error(original: np.ndarray, approximation: np.ndarray, chunk: int = 1 << 20) -> float:
-    """||original - approximation||_F / ||original||_F, summed chunk by chunk
-    (so memory stays bounded for large tensors); 0 for two zero tensors, inf
-    when only the original is zero."""
+    """||original - approximation||_F / ||original||_F in float64, summed chunk
+    by chunk (so memory stays bounded for large tensors: no float64 copy of
+    the whole tensor); 0 for two zero tensors, inf when only the original is zero."""
     a = np.asarray(original).reshape(-1)
     b = np.asarray(approximation).reshape(-1)
-    if a.dtype == np.float16:
-        a = a.astype(np.float32)
     norm = difference = 0.0
     for start in range(0, a.size, chunk):
-        x = a[start:start + chunk]
+        x = a[start:start + chunk].astype(np.float64)
         d = x - b[start:start + chunk]
         norm += float(np.dot(x, x))
         difference += float(np.dot(d, d))
@@ -794,8 +822,7 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
     else:
         out = dict(zip(names, dense))
     tensors = {t.name: (t.form if t.form is not None else t.original) for t in tracks}
-    masks = {t.name: t.mask for t in tracks
-             if t.mask is not None and not isinstance(t.form, PrunedTensor)}
+    masks = {t.name: t.keep_mask for t in tracks if t.keep_mask is not None}
     return CompressionResult(out, tensors, masks, report, container)
 
 
@@ -854,9 +881,8 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
                 if dense:
                     writer.add(track.name, track.dense if track.form is not None else track.original)
                 else:
-                    masked = track.mask is not None and not isinstance(track.form, PrunedTensor)
                     writer.add(track.name, track.form if track.form is not None else np.asarray(track.original),
-                               track.mask if masked else None)
+                               track.keep_mask)
 
             _run(names, get, stages, emit, release=release, show=progress, info=info)
             if not dense:
@@ -921,7 +947,7 @@ def load_compressed(path: PathLike) -> CompressionResult:
             continue
         values = np.asarray(_codec_for(form).dense(form), dtype=np.float32)
         if name in masks:
-            values = np.multiply(values, masks[name], dtype=np.float32)
+            values = np.where(masks[name], values, _ZERO)
         dense.append(values)
     report = Report()
     for row in document.get("report", []):
@@ -930,3 +956,6 @@ def load_compressed(path: PathLike) -> CompressionResult:
         report.append(row)
     weights: Any = dense if container == "sequence" else dict(zip(tensors, dense))
     return CompressionResult(weights, tensors, masks, report, container)
+
+
+from . import _methods  # noqa: E402,F401  (registers the built-in operations and codecs)
