@@ -935,7 +935,10 @@ def load_compressed(path: PathLike) -> CompressionResult:
             if kind not in _CODECS:
                 raise ValueError(f"tensor {name!r} is stored as {kind!r}, which this build of swiftprune cannot read")
             parts = {part: source[key] for part, key in entry["parts"].items()}
-            tensors[name] = _CODECS[kind].decode(parts, entry.get("attrs", {}))
+            try:
+                tensors[name] = _CODECS[kind].decode(parts, entry.get("attrs", {}))
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{source.path}: tensor {name!r} ({kind}): {error}") from None
             if "mask" in entry:
                 masks[name] = _unpack_mask(source[entry["mask"]["key"]], entry["mask"]["shape"])
     except (KeyError, TypeError, json.JSONDecodeError) as error:
