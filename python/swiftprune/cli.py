@@ -43,7 +43,8 @@ Flags build the same stages, in the order prune, low-rank, cluster, quantize:
                                 block:0.5:block=2x4, random:0.5:seed=3
   --quantize intB[:GROUP]       int8, int4:128 (B from 2 to 8); per channel
                                 along --channel-axis, in groups of GROUP along
-                                the other axis of 2-D weights; extra options,
+                                the other axis (2-D weights only: pick them
+                                with --include); extra options,
                                 e.g. int4:128:method=mse, int8:symmetric=false
   --cluster N                   weight sharing with N centroids (pruned entries
                                 get a centroid of exactly 0)

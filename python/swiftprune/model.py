@@ -13,9 +13,20 @@ Stage fields:
 
 ``prune`` / ``quantize`` / ``cluster`` / ``low_rank`` (exactly one)
     A mapping of options (``{}`` or ``null`` for the defaults). ``method``
-    picks the variant when the operation has several (``prune``: default
-    ``"magnitude"``); the other options are the keyword arguments of the
-    matching function (``magnitude_mask(w, sparsity)`` and so on).
+    picks the variant; the other options are the keyword arguments of the
+    matching function:
+
+    - ``prune``: ``magnitude`` (default; ``sparsity``), ``global_magnitude``
+      (``sparsity``; one threshold over every selected tensor), ``random``
+      (``sparsity``, ``seed``), ``structured`` (``amount``, ``axis``,
+      ``norm``), ``nm`` (``n``, ``m``, ``axis``), ``block`` (``sparsity``,
+      ``block``: ``[rows, columns]`` or ``"RxC"``);
+    - ``quantize``: ``minmax`` (default), ``percentile`` (also
+      ``percentile``), ``mse``; options ``bits``, ``symmetric``, ``axis``,
+      ``group_size`` (see :func:`~swiftprune.quantize`);
+    - ``cluster``: ``kmeans`` (``n_clusters``, ``init``, ``max_iter``, ``seed``);
+    - ``low_rank``: ``auto`` (default), ``svd``, ``randomized``; exactly one
+      of ``rank``, ``energy``, ``ratio``, plus ``layout``, ``seed``.
 ``include``
     A glob pattern or list of them matched against tensor names
     (default ``"*"``). A pattern that matches no tensor of the model is an
@@ -29,10 +40,18 @@ Stage fields:
 
 Only floating-point tensors are ever compressed; others (step counters,
 integer buffers) pass through unchanged. Stages run in order and compose:
-after ``prune``, a ``quantize`` stage works on the pruned weights and the
-pruned entries stay exactly zero (the mask is kept and re-applied). A tensor
+after ``prune``, a ``quantize`` stage works on the pruned weights, and pruned
+entries stay exactly zero: a quantized zero is the zero point, which
+dequantizes to exactly 0 (symmetric and affine alike); ``cluster`` fits the
+kept values with ``n_clusters - 1`` centroids and gives pruned entries a
+centroid of exactly 0. No mask is stored for those. An encoding that moves
+a pruned zero (a user-registered one, or a single cluster) gets its keep-mask
+stored with it and re-applied. ``low_rank`` cannot keep zeros (the product of
+the factors is dense), so factorizing a pruned tensor is an error. A tensor
 is value-encoded (quantized, clustered or factorized) at most once, and
-pruning must come before that encoding.
+pruning must come before that encoding. Without a ``scope="model"`` method
+(``global_magnitude``) each tensor goes through every stage before the next
+is read; with one, the stages run one after the other over all tensors.
 
 Extension points: :func:`register_method` adds an operation variant (one
 entry: a function and its option validators) and :func:`register_codec`
@@ -68,6 +87,9 @@ __all__ = [
     "register_method",
     "register_codec",
     "available_methods",
+    "Method",
+    "Codec",
+    "OptionError",
 ]
 
 STAGES = ("prune", "quantize", "cluster", "low_rank")
@@ -644,8 +666,9 @@ class CompressionResult:
         ...) or the original array for tensors no stage touched. Sequence
         inputs are named ``"0"``, ``"1"``, ...
     masks : dict of str to numpy.ndarray
-        Keep-masks of tensors that were pruned and then value-encoded (the
-        mask is re-applied so pruned entries stay exactly zero).
+        Keep-masks stored with a value encoding that cannot hold the pruned
+        zeros itself (re-applied, so pruned entries stay exactly zero).
+        Empty for the built-in quantize and cluster stages, which keep them.
     report : Report
         One row per tensor; ``report.summary()`` is a table.
     """

@@ -134,13 +134,12 @@ def test_failures_exit_1_with_one_line(model_file, tmp_path, args, message):
     assert not (tmp_path / "o.safetensors").exists()
 
 
-def test_unavailable_stage_fails_cleanly(model_file, tmp_path):
-    from swiftprune.model import available_methods
+def test_unavailable_stage_fails_cleanly(model_file, tmp_path, capsys, monkeypatch):
+    from swiftprune import model
 
-    if "cluster" in available_methods():
-        pytest.skip("cluster is available in this build")
-    out = run("compress", str(model_file), "-o", str(tmp_path / "o.safetensors"), "--cluster", "16")
-    assert out.returncode == 1 and "cluster is not available" in out.stderr
+    monkeypatch.setitem(model._METHODS, "cluster", {})
+    assert cli.main(["compress", str(model_file), "-o", str(tmp_path / "o.safetensors"), "--cluster", "16"]) == 1
+    assert "cluster is not available" in capsys.readouterr().err
 
 
 def test_flag_parsing_builds_recipes():
@@ -148,15 +147,115 @@ def test_flag_parsing_builds_recipes():
     assert cli.parse_prune("nm:2:4") == {"method": "nm", "n": 2, "m": 4}
     assert cli.parse_prune("nm:2:4:axis=0") == {"method": "nm", "n": 2, "m": 4, "axis": 0}
     assert cli.parse_prune("structured:0.25:norm=inf") == {"method": "structured", "amount": 0.25, "norm": float("inf")}
+    assert cli.parse_prune("structured:0.25", -1) == {"method": "structured", "amount": 0.25, "axis": -1}
+    assert cli.parse_prune("structured:0.25:axis=1", -1)["axis"] == 1
+    assert cli.parse_prune("block:0.5:block=2x4") == {"method": "block", "sparsity": 0.5, "block": "2x4"}
+    assert cli.parse_prune("global_magnitude:0.7", 0) == {"method": "global_magnitude", "sparsity": 0.7}
     assert cli.parse_quantize("int8", 0) == {"bits": 8, "axis": 0}
     assert cli.parse_quantize("int4:128", -1) == {"bits": 4, "axis": -1, "group_size": 128}
+    assert cli.parse_quantize("int8:symmetric=false:method=mse", 0) == {"bits": 8, "axis": 0, "symmetric": False,
+                                                                         "method": "mse"}
     assert cli.parse_low_rank("energy:0.95") == {"energy": 0.95}
-    assert cli.parse_low_rank("rank:64") == {"rank": 64}
+    assert cli.parse_low_rank("rank:64", 0) == {"rank": 64, "layout": "torch"}
+    assert cli.parse_low_rank("ratio:0.5:method=svd", -1) == {"ratio": 0.5, "method": "svd", "layout": "keras"}
     args = cli.build_parser().parse_args(["compress", "a", "-o", "b", "--prune", "nm:2:4", "--quantize", "int4:32",
-                                          "--low-rank", "ratio:0.5", "--cluster", "16", "--include", "*.weight"])
+                                          "--include", "*.weight", "--exclude", "head.*", "--min-rank", "1"])
     stages = cli.recipe_from_flags(args)
-    assert [next(iter(s)) for s in stages] == ["prune", "low_rank", "cluster", "quantize"]
-    assert all(s["include"] == ["*.weight"] for s in stages)
+    assert [next(iter(s)) for s in stages] == ["prune", "quantize"]
+    assert all(s["include"] == ["*.weight"] and s["exclude"] == ["head.*"] and s["min_rank"] == 1 for s in stages)
+    args = cli.build_parser().parse_args(["compress", "a", "-o", "b", "--cluster", "16", "--prune", "0.5"])
+    assert [next(iter(s)) for s in cli.recipe_from_flags(args)] == ["prune", "cluster"]
+
+
+def main_ok(capsys, *args: str) -> str:
+    code = cli.main([*args, "--no-progress"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out.out
+
+
+def test_stage_flags_match_recipes(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    weights = {"fc1.weight": rng.standard_normal((16, 32)).astype(np.float32),
+               "fc1.bias": rng.standard_normal(16).astype(np.float32),
+               "conv.weight": rng.standard_normal((8, 4, 3, 4)).astype(np.float32)}
+    source = tmp_path / "m.safetensors"
+    sp.save_weights(source, weights)
+    cases = [
+        (["--prune", "nm:2:4", "--quantize", "int4"],
+         [{"prune": {"method": "nm", "n": 2, "m": 4}}, {"quantize": {"bits": 4, "axis": 0}}]),
+        (["--prune", "nm:2:4", "--quantize", "int4:16:method=mse", "--include", "fc1.*"],
+         [{"prune": {"method": "nm"}, "include": "fc1.*"},
+          {"quantize": {"method": "mse", "bits": 4, "axis": 0, "group_size": 16}, "include": "fc1.*"}]),
+        (["--quantize", "int8:symmetric=false", "--channel-axis", "-1"],
+         [{"quantize": {"bits": 8, "symmetric": False, "axis": -1}}]),
+        (["--prune", "0.5", "--cluster", "16"], [{"prune": {"sparsity": 0.5}}, {"cluster": {"n_clusters": 16}}]),
+        (["--low-rank", "energy:0.95"], [{"low_rank": {"energy": 0.95, "layout": "torch"}}]),
+        (["--low-rank", "rank:2", "--channel-axis", "-1"], [{"low_rank": {"rank": 2, "layout": "keras"}}]),
+        (["--prune", "structured:0.25", "--channel-axis", "-1"],
+         [{"prune": {"method": "structured", "amount": 0.25, "axis": -1}}]),
+        (["--prune", "block:0.5:block=2x4", "--include", "fc1.weight"],
+         [{"prune": {"method": "block", "sparsity": 0.5, "block": [2, 4]}, "include": "fc1.weight"}]),
+        (["--prune", "global_magnitude:0.7", "--min-rank", "1"],
+         [{"prune": {"method": "global_magnitude", "sparsity": 0.7}, "min_rank": 1}]),
+        (["--prune", "random:0.3:seed=5"], [{"prune": {"method": "random", "sparsity": 0.3, "seed": 5}}]),
+    ]
+    for i, (flags, recipe) in enumerate(cases):
+        out = tmp_path / f"o{i}.safetensors"
+        text = main_ok(capsys, "compress", str(source), "-o", str(out), *flags)
+        expected = sp.compress(weights, recipe, progress=False)
+        loaded = sp.load_compressed(out)
+        assert loaded.report == expected.report, flags
+        assert expected.report.summary() in text
+        for name in weights:
+            np.testing.assert_array_equal(loaded.weights[name], expected.weights[name])
+
+
+@pytest.mark.parametrize("flags,code,message", [
+    (["--cluster", "16", "--quantize", "int8"], 2, "--cluster and --quantize both encode"),
+    (["--low-rank", "rank:2", "--quantize", "int8"], 2, "--low-rank and --quantize both encode"),
+    (["--prune", "0.5", "--low-rank", "rank:2"], 2, "--low-rank cannot keep pruned entries zero"),
+    (["--quantize", "int4:5"], 1, "stage 0 (quantize) on tensor 'fc1.weight': group_size 5 does not divide"),
+    (["--quantize", "int4:4", "--min-rank", "1"], 1, "on tensor 'fc1.bias': group_size needs a 2-D weight"),
+    (["--quantize", "int9"], 1, "stage 0 (quantize), field 'bits': bits must be <= 8, got 9"),
+    (["--quantize", "int4:128:symmetric=maybe"], 1, "field 'symmetric'"),
+    (["--prune", "nm:4:4"], 1, "stage 0 (prune), field 'n'"),
+    (["--prune", "nm:2:4:colour=red"], 1, "field 'colour': not an option of prune method 'nm'"),
+    (["--prune", "block:0.5:block=2by4"], 1, "field 'block'"),
+    (["--cluster", "0"], 1, "stage 0 (cluster), field 'n_clusters'"),
+    (["--low-rank", "energy:2"], 1, "stage 0 (low_rank), field 'energy'"),
+])
+def test_bad_stage_flags(model_file, tmp_path, capsys, flags, code, message):
+    assert cli.main(["compress", str(model_file), "-o", str(tmp_path / "o.safetensors"), "--no-progress", *flags]) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_help_examples_are_true(tmp_path, capsys, monkeypatch):
+    """Every `swiftprune compress/inspect` example of --help runs as written."""
+    import shlex
+
+    rng = np.random.default_rng(8)
+    monkeypatch.chdir(tmp_path)
+    sp.save_weights("model.safetensors", {"fc1.weight": rng.standard_normal((16, 128)).astype(np.float32),
+                                          "fc1.bias": rng.standard_normal(16).astype(np.float32),
+                                          "fc2.weight": rng.standard_normal((8, 256)).astype(np.float32)})
+    np.savez("weights.npz", **{"dense/kernel": rng.standard_normal((8, 4)), "dense/bias": np.zeros(4)})
+    (tmp_path / "recipe.yaml").write_text("- prune: {method: magnitude, sparsity: 0.8}\n- quantize: {bits: 8, axis: 0}\n")
+    examples = [line.strip() for line in (cli.EPILOG + cli.COMPRESS_EPILOG).splitlines()
+                if line.strip().startswith(("swiftprune compress", "swiftprune inspect"))]
+    assert len(examples) >= 8
+    for example in examples:
+        args = shlex.split(example)[1:]
+        if "keras.weights.h5" in args:
+            pytest.importorskip("h5py")
+            sp.save_weights("keras.weights.h5", {"dense/kernel": rng.standard_normal((8, 4)).astype(np.float32)})
+        if args[0] == "compress":
+            args.append("--no-progress")
+        code = cli.main(args)
+        assert code == 0, (example, capsys.readouterr().err)
+    capsys.readouterr()
 
 
 def test_demo_runs(tmp_path):

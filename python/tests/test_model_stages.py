@@ -598,3 +598,15 @@ def test_malformed_compressed_parts_are_value_errors(kind, attrs, parts, message
     sp.save_weights(path, {f"t::{p}": a for p, a in parts.items()}, metadata={"swiftprune": json.dumps(layout)})
     with pytest.raises(ValueError, match=message):
         sp.load_compressed(path)
+
+
+def test_report_relative_error_is_the_metric_of_the_quantization_area():
+    """model._relative_error (chunked, float64) computes sp.relative_error without its float64 copies."""
+    w = RNG.standard_normal((30, 50))
+    for original in (w, w.astype(np.float32), w.astype(np.float16), np.asfortranarray(w)[:, ::2]):
+        approximation = sp.quantize(original, 3, axis=0).dequantize()
+        expected = sp.relative_error(original, approximation)
+        assert model._relative_error(original, approximation, chunk=7) == pytest.approx(expected, rel=1e-12)
+        assert model._relative_error(original, approximation) == pytest.approx(expected, rel=1e-12)
+    assert model._relative_error(np.zeros(4), np.zeros(4)) == sp.relative_error(np.zeros(4), np.zeros(4)) == 0.0
+    assert model._relative_error(np.zeros(4), np.ones(4)) == sp.relative_error(np.zeros(4), np.ones(4)) == math.inf
