@@ -115,22 +115,41 @@ extension CSRMatrix {
         }
         guard let offsets = rowOffsets.baseAddress else { return 0 }
         offsets[0] = 0
+        guard rows > 0, columns > 0 else {
+            for row in 0 ..< rows { offsets[row &+ 1] = 0 }
+            return 0
+        }
         let workers = Threading.workerCount(for: dense.count, minimumPerWorker: 1 << 16)
         var finite = [Bool](repeating: true, count: workers)
+        guard let base = dense.baseAddress else { return 0 }
         finite.withUnsafeMutableBufferPointer { finiteOut in
             parallelFor(workers: workers) { worker in
-                var allFinite = true
+                // On the bit patterns: nonzero = any bit but the sign; non-finite = all exponent bits set.
+                let magnitudeMask = SIMD8<UInt32>(repeating: 0x7FFF_FFFF), exponent = SIMD8<UInt32>(repeating: 0x7F80_0000)
+                var badLanes = SIMD8<UInt32>()
+                var bad: UInt32 = 0
                 for row in partitionRange(rows, parts: workers, index: worker) {
-                    var count: Int64 = 0
-                    let start = row &* columns
-                    for column in 0 ..< columns {
-                        let value = dense[start &+ column]
-                        allFinite = allFinite && value.isFinite
-                        count &+= value != 0 ? 1 : 0
+                    let start = UnsafeRawPointer(base + row &* columns)
+                    var lanes = SIMD8<UInt32>()
+                    var column = 0
+                    while column &+ 8 <= columns {
+                        let bits = start.loadUnaligned(fromByteOffset: column &* 4, as: SIMD8<UInt32>.self)
+                        // Arithmetic, not masks (Swift's SIMD masks go lane by lane): the top bit of
+                        // |bits| + 0x7FFFFFFF is set iff |w| != 0, that of exponent + 2^23 iff non-finite.
+                        lanes &+= ((bits & magnitudeMask) &+ magnitudeMask) &>> 31
+                        badLanes |= ((bits & exponent) &+ 0x0080_0000) &>> 31
+                        column &+= 8
+                    }
+                    var count = Int64(lanes.wrappedSum())
+                    while column < columns {
+                        let bits = start.load(fromByteOffset: column &* 4, as: UInt32.self)
+                        count &+= bits & 0x7FFF_FFFF != 0 ? 1 : 0
+                        bad |= bits & 0x7F80_0000 == 0x7F80_0000 ? 1 : 0
+                        column &+= 1
                     }
                     offsets[row &+ 1] = count
                 }
-                finiteOut[worker] = allFinite
+                finiteOut[worker] = bad == 0 && badLanes == .zero
             }
         }
         guard !finite.contains(false) else { throw SwiftPruneError.value("w contains NaN or Inf") }
@@ -155,19 +174,25 @@ extension CSRMatrix {
         var consistent = [Bool](repeating: true, count: workers)
         consistent.withUnsafeMutableBufferPointer { consistentOut in
             parallelFor(workers: workers) { worker in
+                // Branch-free compaction of a row into scratch (one spare slot), then a copy.
+                let scratchIndices = UnsafeMutablePointer<Int32>.allocate(capacity: columns &+ 1)
+                let scratchValues = UnsafeMutablePointer<Float>.allocate(capacity: columns &+ 1)
+                defer { scratchIndices.deallocate(); scratchValues.deallocate() }
                 for row in partitionRange(rows, parts: workers, index: worker) {
-                    var position = Int(rowOffsets[row])
-                    let end = Int(rowOffsets[row &+ 1]), start = row &* columns
+                    let start = Int(rowOffsets[row]), end = Int(rowOffsets[row &+ 1]), first = row &* columns
+                    var count = 0
                     for column in 0 ..< columns {
-                        let value = dense[start &+ column]
-                        if value != 0 {
-                            guard position < end else { consistentOut[worker] = false; break }
-                            columnIndices[position] = Int32(truncatingIfNeeded: column)
-                            values[position] = value
-                            position &+= 1
-                        }
+                        let value = dense[first &+ column]
+                        scratchIndices[count] = Int32(truncatingIfNeeded: column)
+                        scratchValues[count] = value
+                        // 1 iff value != 0, without a branch (a compare would be one, mispredicted).
+                        count &+= Int(((value.bitPattern & 0x7FFF_FFFF) &+ 0x7FFF_FFFF) &>> 31)
                     }
-                    if position != end { consistentOut[worker] = false }
+                    guard count == end &- start else { consistentOut[worker] = false; continue }
+                    if count > 0, let indexBase = columnIndices.baseAddress, let valueBase = values.baseAddress {
+                        (indexBase + start).update(from: scratchIndices, count: count)
+                        (valueBase + start).update(from: scratchValues, count: count)
+                    }
                 }
             }
         }
