@@ -236,19 +236,38 @@ extension CSRMatrix {
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>, columns: Int, rows: Range<Int>
     ) throws -> Bool {
         guard !rows.isEmpty else { return true }
-        let limit = UInt32(truncatingIfNeeded: columns)
-        var sorted = true
+        // Sign bits flag the problems: (columns - 1 - c) | c < 0 iff c is out of range, and
+        // next - c - 1 < 0 iff a row is not ascending (no overflow once both are in range).
+        let last = Int32(truncatingIfNeeded: columns &- 1)
+        var outOfRange: Int32 = 0, descending: Int32 = 0
+        var outLanes = SIMD8<Int32>(), descendingLanes = SIMD8<Int32>()
+        guard let pointer = columnIndices.baseAddress else { return true }  // no entries at all
+        let base = UnsafeRawPointer(pointer)
         for row in rows {
-            var previous: Int32 = -1
-            for position in Int(rowOffsets[row]) ..< Int(rowOffsets[row &+ 1]) {
-                let column = columnIndices[position]
-                guard UInt32(bitPattern: column) < limit else {
-                    throw SwiftPruneError.value("column index \(column) out of range for \(columns) columns")
-                }
-                sorted = sorted && column > previous
-                previous = column
+            var t = Int(rowOffsets[row])
+            let end = Int(rowOffsets[row &+ 1])
+            while t &+ 9 <= end {
+                let c = base.loadUnaligned(fromByteOffset: t &* 4, as: SIMD8<Int32>.self)
+                let next = base.loadUnaligned(fromByteOffset: (t &+ 1) &* 4, as: SIMD8<Int32>.self)
+                outLanes |= (SIMD8(repeating: last) &- c) | c
+                descendingLanes |= next &- c &- 1
+                t &+= 8
+            }
+            while t < end {
+                let c = columnIndices[t]
+                outOfRange |= (last &- c) | c
+                if t &+ 1 < end { descending |= columnIndices[t &+ 1] &- c &- 1 }
+                t &+= 1
             }
         }
+        outOfRange |= outLanes.min() < 0 ? -1 : 0
+        if outOfRange < 0 {
+            for position in Int(rowOffsets[rows.lowerBound]) ..< Int(rowOffsets[rows.upperBound])
+            where columnIndices[position] < 0 || columnIndices[position] > last {
+                throw SwiftPruneError.value("column index \(columnIndices[position]) out of range for \(columns) columns")
+            }
+        }
+        let sorted = descending >= 0 && descendingLanes.min() >= 0
         return sorted
     }
 
@@ -273,7 +292,7 @@ extension CSRMatrix {
         let (work, overflow) = (nonzeros + rows).multipliedReportingOverflow(by: n)
         let workers = Threading.workerCount(for: overflow ? Int.max : work, minimumPerWorker: 1 << 16)
         var failures = [SwiftPruneError?](repeating: nil, count: workers)
-        let vals = values.baseAddress!, indices = columnIndices.baseAddress!, yBase = y.baseAddress!
+        guard let vals = values.baseAddress, let indices = columnIndices.baseAddress, let yBase = y.baseAddress else { return }
         let tileStride = (min(64, n) + 15) & ~15
         failures.withUnsafeMutableBufferPointer { failuresOut in
             parallelFor(workers: workers) { worker in
