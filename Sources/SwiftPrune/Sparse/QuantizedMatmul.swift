@@ -20,8 +20,9 @@ import _Builtin_intrinsics.intel
 ///     acc[i, b] = Σ_k (values[i, k] − zp_i) · (xq[k, b] − z_b)
 ///     y[i, b]   = Float(acc[i, b]) · (scale[i] · s_b)
 ///
-/// The only error against `dequantize(W) @ x` is the rounding of `x` (a
-/// relative error of about 0.3–1% per output). Seven bits, not eight, is the
+/// The only error against `dequantize(W) @ x` is the rounding of `x`: a
+/// relative (Frobenius) error of about 1.6% for Gaussian activations, 0.8%
+/// for post-ReLU ones, measured at 4096 × 4096 × 64. Seven bits, not eight, is the
 /// range x86's AVX2 `vpmaddubsw` multiplies without saturating (PyTorch's
 /// FBGEMM backend makes the same choice, `reduce_range`): a step of four
 /// int8 products is two instructions, twice the float FMA rate.
