@@ -260,8 +260,8 @@ static PyObject *core_csr_matmul(PyObject *self, PyObject *args) {
     PyArrayObject *indptr = NULL, *indices = NULL, *data = NULL, *x = NULL, *y = NULL;
     int64_t x_rows, batch;
     if (parse_csr(indptr_obj, indices_obj, data_obj, &indptr, &indices, &data) < 0) goto error;
-    if (rows < 0 || PyArray_SIZE(indptr) != (npy_intp)rows + 1) {
-        PyErr_Format(PyExc_ValueError, "indptr must have rows + 1 = %lld entries, got %zd", rows + 1, (Py_ssize_t)PyArray_SIZE(indptr));
+    if (rows < 0 || rows >= PY_SSIZE_T_MAX || PyArray_SIZE(indptr) != (npy_intp)rows + 1) {
+        PyErr_Format(PyExc_ValueError, "indptr must have rows + 1 entries (rows = %lld), got %zd", rows, (Py_ssize_t)PyArray_SIZE(indptr));
         goto error;
     }
     x = as_activations(x_obj, &x_rows, &batch);
