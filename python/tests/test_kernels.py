@@ -387,3 +387,37 @@ def test_out_of_range_index_in_a_long_row_is_caught() -> None:
                                 np.ones((20, 64), dtype=np.float32))
         with pytest.raises(ValueError, match="out of range"):
             sp._core.csr_to_dense(np.array([0, 12], dtype=np.int64), indices, np.ones(12, dtype=np.float32), 1, 20)
+
+
+def test_repeated_calls_do_not_leak() -> None:
+    import gc
+    import tracemalloc
+
+    rng = np.random.default_rng(18)
+    w = random_sparse(64, 128, 0.3, seed=19)
+    x = rng.standard_normal((128, 32)).astype(np.float32)
+    values, scale = quantize_rows(rng.standard_normal((64, 128)))
+
+    def round_trip() -> None:
+        csr = sp.CSRMatrix.from_dense(w)
+        csr.matmul(x), csr.to_dense()
+        nm = sp.NMSparseMatrix.from_dense(w)
+        nm.matmul(x), nm.to_dense()
+        sp.quantized_matmul(values, scale, x)
+        for bad in (lambda: sp.CSRMatrix.from_dense(np.full((2, 2), np.nan)),
+                    lambda: sp.quantized_matmul(values, scale, np.full((128, 2), np.inf))):
+            with pytest.raises(ValueError):
+                bad()
+
+    round_trip()
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            round_trip()
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert growth < 200_000, f"memory grew by {growth} bytes over 50 rounds"
