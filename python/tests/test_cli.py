@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,12 +104,29 @@ def test_inspect(model_file, tmp_path):
     (["frobnicate"], "invalid choice"),
     ([], "COMMAND"),
 ])
-def test_usage_errors_exit_2(model_file, tmp_path, args, message):
+def test_usage_errors_exit_2(model_file, tmp_path, capsys, args, message):
     args = [a.format(model=model_file, tmp=tmp_path) for a in args]
-    out = run(*args)
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr
-    assert "Traceback" not in out.stderr
+    code, err = main_in_process(capsys, *args)
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def main_in_process(capsys, *args: str) -> tuple[int, str]:
+    """cli.main's exit code (argparse's SystemExit included) and stderr."""
+    try:
+        code = cli.main(list(args))
+    except SystemExit as exit:
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def test_errors_from_a_real_process(model_file, tmp_path):
+    out = run("compress", str(model_file), "-o", str(tmp_path / "o.safetensors"), "--quantize", "float8")
+    assert out.returncode == 2 and "--quantize" in out.stderr and "Traceback" not in out.stderr
+    out = run("compress", str(model_file), "-o", str(tmp_path / "o.safetensors"), "--prune", "1.5")
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == [
+        "swiftprune: error: recipe stage 0 (prune), field 'sparsity': sparsity must be in [0, 1], got 1.5"]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -122,13 +140,13 @@ def test_usage_errors_exit_2(model_file, tmp_path, args, message):
     (["inspect", "{bad}"], "header"),
     (["inspect", "{tmp}/nothing.safetensors"], "nothing.safetensors"),
 ])
-def test_failures_exit_1_with_one_line(model_file, tmp_path, args, message):
+def test_failures_exit_1_with_one_line(model_file, tmp_path, capsys, args, message):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}")
     args = [a.format(model=model_file, tmp=tmp_path, bad=bad) for a in args]
-    out = run(*args)
-    assert out.returncode == 1, (out.stdout, out.stderr)
-    lines = out.stderr.strip().splitlines()
+    code, err = main_in_process(capsys, *args)
+    assert code == 1, err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("swiftprune: error: "), out.stderr
     assert message in lines[0]
     assert not (tmp_path / "o.safetensors").exists()
@@ -264,9 +282,16 @@ def test_demo_runs(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "original (float32)" in out.stdout and "80% magnitude pruning" in out.stdout
     assert "compression ratio" in out.stdout
-    lines = {line.split("  ")[0]: line for line in out.stdout.splitlines()}
-    accuracy = float(lines["original (float32)"].split()[2].rstrip("%"))
-    assert accuracy > 95.0
+    rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line.strip()) for line in out.stdout.splitlines())}
+    accuracy = {label: float(rows[label][0].rstrip("%")) for label in (
+        "original (float32)", "80% magnitude pruning", "int8 per-channel", "4-bit group-32 + 2:4 sparsity")}
+    original = accuracy["original (float32)"]
+    assert original > 95.0
+    assert accuracy["int8 per-channel"] >= original - 1.0
+    assert accuracy["4-bit group-32 + 2:4 sparsity"] >= original - 5.0
+    assert accuracy["80% magnitude pruning"] >= original - 10.0
+    assert "skipped:" not in out.stdout  # every recipe runs in this build
+    assert "prune.nm+quantize.minmax" in out.stdout  # the report of the composed recipe
 
 
 def test_demo_without_scikit_learn(tmp_path):
