@@ -460,6 +460,15 @@ class _Track:
 _ZERO = np.float32(0.0)
 
 
+def _masked(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """float32 finite ``weights`` with +0.0 where ``mask`` is False (multiply,
+    then + 0 turns the -0.0 of negative pruned weights into +0.0; 3x faster
+    than ``np.where`` with a scalar)."""
+    out = np.multiply(weights, mask, dtype=np.float32)
+    out += _ZERO
+    return out
+
+
 def _check_mask(stage: Stage, name: str, mask: Any, shape: tuple[int, ...]) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.dtype != np.bool_ or mask.shape != shape:
@@ -475,15 +484,15 @@ def _finish(stage: Stage, track: _Track, output: Any) -> None:
         if track.mask is not None:
             mask = mask & track.mask
         track.mask = mask
-        track.dense = np.where(mask, track.weights(), _ZERO)
+        track.dense = _masked(track.weights(), mask)
         track.form = PrunedTensor._from_dense(mask, track.dense)
     else:
         codec = _codec_for(output)
         dense = np.asarray(codec.dense(output), dtype=np.float32).reshape(track.original.shape)
-        if track.mask is not None and np.any(dense[~track.mask]):
+        if track.mask is not None and np.logical_and(dense, ~track.mask).any():
             # The encoding moved pruned entries off zero: keep the mask with it and
             # re-apply it, so they stay exactly zero (here and after load_compressed).
-            dense = np.where(track.mask, dense, _ZERO)
+            dense = np.where(track.mask, dense, _ZERO)  # (not _masked: NaN * 0 is NaN)
             track.keep_mask = track.mask
         track.dense = dense
         track.form = output
@@ -533,18 +542,23 @@ def _stored_bytes(track: _Track) -> int:
     return int(size)
 
 
-def _relative_error(original: np.ndarray, approximation: np.ndarray, chunk: int = 1 << 20) -> float:
-    """||original - approximation||_F / ||original||_F in float64, summed chunk
-    by chunk (so memory stays bounded for large tensors: no float64 copy of
-    the whole tensor); 0 for two zero tensors, inf when only the original is zero."""
+def _relative_error(original: np.ndarray, approximation: np.ndarray, chunk: int = 1 << 16) -> float:
+    """||original - approximation||_F / ||original||_F in float64, as
+    :func:`~swiftprune.relative_error` computes it, but chunk by chunk through
+    one small float64 buffer: no float64 copy of the whole tensor (memory
+    stays bounded on large ones) and no BLAS call (OpenBLAS's threaded ``ddot``
+    is slow on a busy machine). 0 for two zero tensors, inf when only the
+    original is zero."""
     a = np.asarray(original).reshape(-1)
     b = np.asarray(approximation).reshape(-1)
+    buffer = np.empty(min(chunk, a.size), dtype=np.float64)
     norm = difference = 0.0
     for start in range(0, a.size, chunk):
-        x = a[start:start + chunk].astype(np.float64)
-        d = x - b[start:start + chunk]
-        norm += float(np.dot(x, x))
-        difference += float(np.dot(d, d))
+        x = a[start:start + chunk]
+        d = buffer[:x.size]
+        np.subtract(x, b[start:start + chunk], out=d, dtype=np.float64)
+        norm += float(np.einsum("i,i->", x, x, dtype=np.float64))
+        difference += float(np.einsum("i,i->", d, d))
     if norm == 0.0:
         return 0.0 if difference == 0.0 else math.inf
     return math.sqrt(difference) / math.sqrt(norm)
