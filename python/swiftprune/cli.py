@@ -38,9 +38,11 @@ Flags build the same stages, in the order prune, low-rank, cluster, quantize:
   --prune METHOD:VALUE[:VALUE]  magnitude:0.8 (or just 0.8), global_magnitude:0.8
                                 (one threshold over all tensors), random:0.5,
                                 structured:0.25 (whole channels along
-                                --channel-axis), nm:2:4, block:0.5; extra
-                                options as key=value, e.g. nm:2:4:axis=0,
-                                block:0.5:block=2x4, random:0.5:seed=3
+                                --channel-axis), nm:2:4 (groups along the
+                                last axis: PyTorch's inputs; nm:2:4:axis=0
+                                for Keras kernels), block:0.5; extra options
+                                as key=value, e.g. block:0.5:block=2x4,
+                                random:0.5:seed=3
   --quantize intB[:GROUP]       int8, int4:128 (B from 2 to 8); per channel
                                 along --channel-axis, in groups of GROUP along
                                 the other axis (2-D weights only: pick them

@@ -610,3 +610,29 @@ def test_report_relative_error_is_the_metric_of_the_quantization_area():
         assert model._relative_error(original, approximation) == pytest.approx(expected, rel=1e-12)
     assert model._relative_error(np.zeros(4), np.zeros(4)) == sp.relative_error(np.zeros(4), np.zeros(4)) == 0.0
     assert model._relative_error(np.zeros(4), np.ones(4)) == sp.relative_error(np.zeros(4), np.ones(4)) == math.inf
+
+
+@pytest.mark.parametrize("recipe", [
+    [{"prune": {"method": "random", "sparsity": 0.5}}, {"quantize": {"bits": 4, "axis": 0, "symmetric": False}}],
+    [{"prune": {"method": "structured", "amount": 0.5, "axis": 1}}, {"cluster": {"n_clusters": 4}}],
+    [{"prune": {"method": "block", "sparsity": 0.5, "block": [2, 2]}}, {"quantize": {"method": "mse", "bits": 3}}],
+    [{"prune": {"method": "global_magnitude", "sparsity": 0.5}}, {"quantize": {"method": "percentile", "bits": 8}}],
+    [{"low_rank": {"energy": 0.9}}],
+])
+def test_empty_tiny_odd_and_strided_tensors(recipe, tmp_path):
+    base = RNG.standard_normal((6, 10))
+    weights = {"empty": np.zeros((0, 4), np.float32), "one": np.full((1, 1), 3.0, np.float32),
+               "odd": base[:3, :5].astype(np.float16), "fortran": np.asfortranarray(base),
+               "strided": base[::2, ::3], "bias": np.ones(3, np.float32)}
+    before = {name: w.copy() for name, w in weights.items()}
+    result = sp.compress(weights, recipe, progress=False)
+    for name, w in weights.items():
+        np.testing.assert_array_equal(w, before[name])  # inputs not modified
+        assert result.weights[name].shape == w.shape
+    contiguous = sp.compress(dict(weights, fortran=np.ascontiguousarray(base)), recipe, progress=False)
+    np.testing.assert_array_equal(result.weights["fortran"], contiguous.weights["fortran"])
+    result.save(tmp_path / "c.safetensors")
+    loaded = sp.load_compressed(tmp_path / "c.safetensors")
+    for name in weights:
+        np.testing.assert_array_equal(loaded.weights[name], result.weights[name])
+    assert loaded.report == result.report
