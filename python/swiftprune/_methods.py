@@ -21,7 +21,7 @@ from . import _core
 from ._validation import check_fraction, check_int
 from .clustering import ClusteredTensor, cluster
 from .factorization import LowRankFactors, low_rank
-from .model import _REQUIRED, Codec, Method, OptionError, register_codec, register_method
+from .model import REQUIRED, Codec, Method, OptionError, register_codec, register_method
 from .pruning import block_mask, global_magnitude_masks, magnitude_mask, nm_mask, random_mask, structured_mask
 from .quantization import QuantizedTensor, quantize
 
@@ -112,17 +112,17 @@ def _global_magnitude(weights: dict[str, np.ndarray], sparsity: float) -> dict[s
     return global_magnitude_masks(weights, sparsity)
 
 
-register_method(Method("prune", "magnitude", magnitude_mask, {"sparsity": (check_fraction, _REQUIRED)}), default=True)
-register_method(Method("prune", "global_magnitude", _global_magnitude, {"sparsity": (check_fraction, _REQUIRED)},
+register_method(Method("prune", "magnitude", magnitude_mask, {"sparsity": (check_fraction, REQUIRED)}), default=True)
+register_method(Method("prune", "global_magnitude", _global_magnitude, {"sparsity": (check_fraction, REQUIRED)},
                        scope="model"))
 register_method(Method("prune", "random", random_mask,
-                       {"sparsity": (check_fraction, _REQUIRED), "seed": (_SEED, 0)}))
+                       {"sparsity": (check_fraction, REQUIRED), "seed": (_SEED, 0)}))
 register_method(Method("prune", "structured", structured_mask,
-                       {"amount": (check_fraction, _REQUIRED), "axis": (_int(), 0), "norm": (_norm, 2.0)}))
+                       {"amount": (check_fraction, REQUIRED), "axis": (_int(), 0), "norm": (_norm, 2.0)}))
 register_method(Method("prune", "nm", nm_mask, {"n": (_int(1), 2), "m": (_int(2), 4), "axis": (_int(), -1)},
                        check=_check_nm))
 register_method(Method("prune", "block", block_mask,
-                       {"sparsity": (check_fraction, _REQUIRED), "block": (_block, (1, 4))}))
+                       {"sparsity": (check_fraction, REQUIRED), "block": (_block, (1, 4))}))
 
 # --------------------------------------------------------------------------- #
 # Quantize

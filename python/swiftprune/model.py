@@ -90,11 +90,13 @@ __all__ = [
     "Method",
     "Codec",
     "OptionError",
+    "REQUIRED",
 ]
 
 STAGES = ("prune", "quantize", "cluster", "low_rank")
 _STAGE_FIELDS = ("include", "exclude", "min_rank")
 _REQUIRED = object()
+REQUIRED = _REQUIRED  # the default of a mandatory option in Method.options
 
 
 # --------------------------------------------------------------------------- #
@@ -238,12 +240,12 @@ class Method:
     compressed object whose type has a codec.
     ``options`` maps each option name to ``(validator, default)``; a
     validator takes ``(name, value)`` and returns the checked value or raises
-    ``TypeError``/``ValueError``; the default ``_REQUIRED`` makes it mandatory.
+    ``TypeError``/``ValueError``; the default :data:`REQUIRED` makes it mandatory.
     ``check(options)``, when given, sees every validated option together and
     raises :class:`OptionError` for a bad combination.
-    ``masked=True``: ``apply`` also receives ``mask=`` (the keep-mask of the
-    earlier prune stages, or ``None``), e.g. to keep pruned entries at an
-    exact zero. ``accepts_pruned=False``: the method cannot keep pruned
+    ``masked=True`` (tensor scope): ``apply`` also receives ``mask=`` (the
+    keep-mask of the earlier prune stages, or ``None``), e.g. to keep pruned
+    entries at an exact zero. ``accepts_pruned=False``: the method cannot keep pruned
     entries zero (a low-rank product is dense), so running it on a pruned
     tensor is an error.
     """
