@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 failure (bad file, bad recipe, a stage failing),
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any, Sequence
 

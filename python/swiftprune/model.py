@@ -62,10 +62,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import numbers
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray

@@ -147,7 +147,7 @@ def test_failures_exit_1_with_one_line(model_file, tmp_path, capsys, args, messa
     code, err = main_in_process(capsys, *args)
     assert code == 1, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("swiftprune: error: "), out.stderr
+    assert len(lines) == 1 and lines[0].startswith("swiftprune: error: "), err
     assert message in lines[0]
     assert not (tmp_path / "o.safetensors").exists()
 

@@ -636,3 +636,30 @@ def test_empty_tiny_odd_and_strided_tensors(recipe, tmp_path):
     for name in weights:
         np.testing.assert_array_equal(loaded.weights[name], result.weights[name])
     assert loaded.report == result.report
+
+
+def test_readme_recipe_runs(tmp_path):
+    """The YAML recipe of the README's whole-model section does what its comments say."""
+    yaml = pytest.importorskip("yaml")
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    if not readme.exists():
+        pytest.skip("no README.md next to the tests")
+    section = readme.read_text(encoding="utf-8").split("### Whole models", 1)[1]
+    recipe = yaml.safe_load(section.split("```yaml", 1)[1].split("```", 1)[0])
+    weights = {
+        "embed.weight": RNG.standard_normal((50, 16)).astype(np.float32),
+        "conv1.weight": RNG.standard_normal((8, 3, 3, 3)).astype(np.float32),
+        "layers.0.attn.weight": RNG.standard_normal((16, 256)).astype(np.float32),
+        "layers.0.mlp.up.weight": RNG.standard_normal((32, 256)).astype(np.float32),
+        "layers.0.mlp.up.bias": np.zeros(32, np.float32),
+    }
+    result = sp.compress(weights, recipe, progress=False)
+    stages = {r["name"]: r["stages"] for r in result.report}
+    assert stages == {"embed.weight": "cluster.kmeans", "conv1.weight": "low_rank.auto",
+                      "layers.0.attn.weight": "quantize.minmax", "layers.0.mlp.up.weight": "prune.nm+quantize.minmax",
+                      "layers.0.mlp.up.bias": "-"}
+    np.testing.assert_array_equal(result.tensors["layers.0.mlp.up.weight"].scale.shape, (32, 2))
+    assert result.tensors["conv1.weight"].a.shape[0] == 8  # torch layout: (out, in*kh*kw)
+    assert np.count_nonzero(result.weights["layers.0.mlp.up.weight"].reshape(-1, 4), axis=1).max() <= 2
