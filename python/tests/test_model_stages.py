@@ -468,6 +468,7 @@ def test_quantized_codec_is_exact(bits, symmetric, tmp_path):
         "conv": sp.quantize(RNG.standard_normal((3, 2, 3, 3)), bits, symmetric=symmetric, axis=0, method="mse"),
         "odd": sp.quantize(RNG.standard_normal((5, 3)).astype(np.float16), bits, symmetric=symmetric, axis=1),
         "empty": sp.quantize(np.zeros((0, 4), np.float32), bits, symmetric=symmetric, axis=1),
+        "gptq": sp.gptq(w, RNG.standard_normal((20, 12)), bits, group_size=6, symmetric=symmetric),
     }
     loaded, path = round_trip(tmp_path, forms)
     parts = stored_parts(path)
