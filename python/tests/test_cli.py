@@ -58,10 +58,17 @@ def test_compress_with_flags(model_file, tmp_path):
     np.testing.assert_array_equal(loaded.weights["fc1.bias"], weights["fc1.bias"])
 
 
-def test_compress_with_recipe_file_to_npz(model_file, tmp_path):
+def run_here(capsys, *args: str) -> subprocess.CompletedProcess:
+    """cli.main in this process (fast), with the result shaped like run()'s."""
+    code = cli.main([*args, "--no-progress"] if args[0] in ("compress", "inspect") else list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+
+def test_compress_with_recipe_file_to_npz(model_file, tmp_path, capsys):
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps([{"prune": {"sparsity": 0.5}, "include": "fc2.*"}]))
-    out = run("compress", str(model_file), "-o", str(tmp_path / "out.npz"), "--recipe", str(recipe), "-q")
+    out = run_here(capsys, "compress", str(model_file), "-o", str(tmp_path / "out.npz"), "--recipe", str(recipe), "-q")
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""  # quiet
     weights = sp.load_weights(model_file)
@@ -70,9 +77,9 @@ def test_compress_with_recipe_file_to_npz(model_file, tmp_path):
     np.testing.assert_array_equal(dense["fc1.weight"], weights["fc1.weight"])
 
 
-def test_compress_dense_safetensors_and_include(model_file, tmp_path):
+def test_compress_dense_safetensors_and_include(model_file, tmp_path, capsys):
     out_path = tmp_path / "dense.safetensors"
-    out = run("compress", str(model_file), "-o", str(out_path), "--prune", "0.5", "--include", "fc1.*",
+    out = run_here(capsys, "compress", str(model_file), "-o", str(out_path), "--prune", "0.5", "--include", "fc1.*",
               "--min-rank", "1", "--dense", "-q")
     assert out.returncode == 0, out.stderr
     weights = sp.load_weights(model_file)
@@ -81,15 +88,20 @@ def test_compress_dense_safetensors_and_include(model_file, tmp_path):
     np.testing.assert_array_equal(dense["fc2.weight"], weights["fc2.weight"])
 
 
-def test_inspect(model_file, tmp_path):
-    out = run("inspect", str(model_file))
+def test_inspect(model_file, tmp_path, capsys):
+    out = run_here(capsys, "inspect", str(model_file))
     assert out.returncode == 0, out.stderr
     assert "fc1.weight" in out.stdout and "F32" in out.stdout and "32x16" in out.stdout and "3 tensors" in out.stdout
-    run("compress", str(model_file), "-o", str(tmp_path / "c.safetensors"), "--prune", "0.9", "-q")
-    out = run("inspect", str(tmp_path / "c.safetensors"))
+    run_here(capsys, "compress", str(model_file), "-o", str(tmp_path / "c.safetensors"), "--prune", "0.9", "-q")
+    out = run_here(capsys, "inspect", str(tmp_path / "c.safetensors"))
     assert out.returncode == 0 and "fc1.weight::mask" in out.stdout and "stored report" in out.stdout
     np.savez(tmp_path / "w.npz", a=np.zeros((2, 3)))
-    out = run("inspect", str(tmp_path / "w.npz"))
+    run_here(capsys, "compress", str(model_file), "-o", str(tmp_path / "q.safetensors"), "--prune", "nm:2:4",
+             "--quantize", "int4:8", "-q")
+    out = run_here(capsys, "inspect", str(tmp_path / "q.safetensors"))
+    assert "fc1.weight::values" in out.stdout and "fc1.weight::scale" in out.stdout
+    assert "prune.nm+quantize.minmax" in out.stdout and "fc1.weight::keep_mask" not in out.stdout
+    out = run_here(capsys, "inspect", str(tmp_path / "w.npz"))
     assert out.returncode == 0 and "100.0%" in out.stdout and "float64" in out.stdout
 
 
