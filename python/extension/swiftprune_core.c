@@ -207,11 +207,11 @@ error:
 }
 
 static PyObject *core_quant_dequantize(PyObject *self, PyObject *args) {
-    PyObject *values_obj, *axis_obj, *scale_obj, *zero_point_obj;
+    PyObject *values_obj, *axis_obj, *scale_obj, *zero_point_obj, *out_obj = Py_None;
     long long group_size;
     int symmetric;
-    if (!PyArg_ParseTuple(args, "OpOLOO:dequantize", &values_obj, &symmetric, &axis_obj, &group_size, &scale_obj,
-                          &zero_point_obj))
+    if (!PyArg_ParseTuple(args, "OpOLOO|O:dequantize", &values_obj, &symmetric, &axis_obj, &group_size, &scale_obj,
+                          &zero_point_obj, &out_obj))
         return NULL;
     bool has_axis;
     int64_t axis;
@@ -229,8 +229,22 @@ static PyObject *core_quant_dequantize(PyObject *self, PyObject *args) {
     int ndim = PyArray_NDIM(values);
     int64_t shape[NPY_MAXDIMS];
     for (int i = 0; i < ndim; i++) shape[i] = (int64_t)PyArray_DIM(values, i);
-    out = empty_like_shape(values, NPY_FLOAT32);
-    if (out == NULL) goto error;
+    if (out_obj == Py_None) {
+        out = empty_like_shape(values, NPY_FLOAT32);
+        if (out == NULL) goto error;
+    } else {
+        if (!PyArray_Check(out_obj) || PyArray_TYPE((PyArrayObject *)out_obj) != NPY_FLOAT32) {
+            PyErr_SetString(PyExc_TypeError, "out must be a float32 numpy array");
+            goto error;
+        }
+        out = (PyArrayObject *)out_obj;
+        Py_INCREF(out);
+        if (!PyArray_IS_C_CONTIGUOUS(out) || !PyArray_ISWRITEABLE(out) ||
+            !PyArray_SAMESHAPE(out, values)) {
+            PyErr_SetString(PyExc_ValueError, "out must be a writeable C-contiguous array of the values' shape");
+            goto error;
+        }
+    }
     sp_status status;
     SP_CALL(status, sp_quant_dequantize(PyArray_DATA(values), symmetric, shape, ndim, has_axis, axis,
                                         (int64_t)group_size, (const float *)PyArray_DATA(scale),

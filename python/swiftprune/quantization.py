@@ -140,10 +140,17 @@ class QuantizedTensor:
         """The weight's shape."""
         return self.values.shape
 
-    def dequantize(self) -> NDArray[np.float32]:
-        """``(values - zero_point) * scale`` as float32, computed in Swift."""
+    def dequantize(self, out: Optional[NDArray[np.float32]] = None) -> NDArray[np.float32]:
+        """``(values - zero_point) * scale`` as float32, computed in Swift.
+
+        ``out``: an optional C-contiguous float32 array of the weight's shape to
+        write into (and return), as NumPy's ``out=``; saves the allocation.
+        """
+        if out is None:
+            return _core.dequantize(self.values, self.symmetric, self.axis, self.group_size or 0,
+                                    self.scale, self.zero_point)
         return _core.dequantize(self.values, self.symmetric, self.axis, self.group_size or 0,
-                                self.scale, self.zero_point)
+                                self.scale, self.zero_point, out)
 
     def packed(self) -> NDArray[np.uint8]:
         """The values as stored: for ``bits <= 4`` two per byte (C order, low

@@ -227,6 +227,21 @@ def test_config_round_trip():
         sp.QuantizedTensor.from_config(bad)
 
 
+def test_dequantize_into_out():
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((16, 24)).astype(np.float32)
+    q = sp.quantize(w, 4, axis=1, group_size=4, symmetric=False)
+    out = np.full(w.shape, np.nan, np.float32)
+    assert q.dequantize(out=out) is out
+    np.testing.assert_array_equal(out, q.dequantize())
+    with pytest.raises(ValueError, match="out"):
+        q.dequantize(out=np.empty((16, 23), np.float32))
+    with pytest.raises(ValueError, match="out"):
+        q.dequantize(out=np.empty((24, 16), np.float32).T)
+    with pytest.raises(TypeError, match="out"):
+        q.dequantize(out=np.empty(w.shape, np.float64))
+
+
 def test_dequantize_is_close_to_input():
     rng = np.random.default_rng(7)
     w = rng.standard_normal((64, 64)).astype(np.float32)
