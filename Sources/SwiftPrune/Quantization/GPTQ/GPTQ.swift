@@ -13,6 +13,9 @@
 /// already-updated weights when the group starts; without it, one scale per
 /// row from the weights before any update.
 public enum GPTQ {
+    /// The widest layer handled: three `cols × cols` float64 matrices are live.
+    public static let maximumColumns = 32768
+
     /// Quantizes `weights` (rows × cols) against `activations` (samples × cols).
     /// - Throws: ``SwiftPruneError`` for NaN/Inf, bad sizes, a group size not
     ///   dividing `cols`, negative `damp`, or a Hessian that is not positive
@@ -35,6 +38,9 @@ public enum GPTQ {
             throw SwiftPruneError.value("x needs at least one calibration sample")
         }
         let layout = try QuantizationLayout(shape: [rows, cols], axis: 0, groupSize: groupSize)
+        guard cols <= maximumColumns else {
+            throw SwiftPruneError(.outOfMemory, "gptq needs three \(cols) x \(cols) float64 matrices; at most \(maximumColumns) input columns are supported")
+        }
         for v in weights where !v.isFinite { throw SwiftPruneError.value("weights contain NaN or Inf values") }
         for v in activations where !v.isFinite { throw SwiftPruneError.value("x contains NaN or Inf values") }
         let group = groupSize ?? cols

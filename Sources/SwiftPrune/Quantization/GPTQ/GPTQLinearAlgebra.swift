@@ -32,32 +32,85 @@ public enum GPTQLinearAlgebra {
         for i in 0 ..< n { y[i] -= alpha * x[i] }
     }
 
-    /// `XᵀX / samples` (features × features) of `x` (samples × features).
+    /// `C[i][j] += sign · Σ_k a(i, k) · B[k][j]` for `i < m`, `j < n`, `k < depth`,
+    /// where `a(i, k) = a[i · aRowStride + k · aDepthStride]`, `B[k][j] =
+    /// b[k · bStride + j]`, `C[i][j] = c[i · cStride + j]`: a register-tiled
+    /// (4 × 8) multiply-accumulate, the one GEMM-shaped loop of GPTQ.
+    static func multiplyAccumulate(
+        m: Int, n: Int, depth: Int, sign: Double,
+        a: UnsafePointer<Double>, aRowStride: Int, aDepthStride: Int,
+        b: UnsafePointer<Double>, bStride: Int, c: UnsafeMutablePointer<Double>, cStride: Int
+    ) {
+        var i = 0
+        while i < m {
+            let rows = Swift.min(4, m - i)
+            var j = 0
+            while j + 8 <= n && rows == 4 {
+                var c00 = SIMD4<Double>(repeating: 0), c01 = c00, c10 = c00, c11 = c00
+                var c20 = c00, c21 = c00, c30 = c00, c31 = c00
+                let a0 = a + i * aRowStride, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride
+                for k in 0 ..< depth {
+                    let bk = b + k * bStride + j
+                    let b0 = load4(bk), b1 = load4(bk + 4)
+                    let o = k * aDepthStride
+                    let x0 = SIMD4<Double>(repeating: a0[o]), x1 = SIMD4<Double>(repeating: a1[o])
+                    let x2 = SIMD4<Double>(repeating: a2[o]), x3 = SIMD4<Double>(repeating: a3[o])
+                    c00.addProduct(x0, b0); c01.addProduct(x0, b1)
+                    c10.addProduct(x1, b0); c11.addProduct(x1, b1)
+                    c20.addProduct(x2, b0); c21.addProduct(x2, b1)
+                    c30.addProduct(x3, b0); c31.addProduct(x3, b1)
+                }
+                let s = SIMD4<Double>(repeating: sign)
+                func add(_ row: Int, _ lo: SIMD4<Double>, _ hi: SIMD4<Double>) {
+                    let p = c + (i + row) * cStride + j
+                    let raw = UnsafeMutableRawPointer(p)
+                    raw.storeBytes(of: load4(p).addingProduct(s, lo), as: SIMD4<Double>.self)
+                    (raw + 32).storeBytes(of: load4(p + 4).addingProduct(s, hi), as: SIMD4<Double>.self)
+                }
+                add(0, c00, c01); add(1, c10, c11); add(2, c20, c21); add(3, c30, c31)
+                j += 8
+            }
+            // Edges: plain dot products.
+            for r in 0 ..< rows {
+                let ar = a + (i + r) * aRowStride
+                for jj in j ..< n {
+                    var total = 0.0
+                    for k in 0 ..< depth { total += ar[k * aDepthStride] * b[k * bStride + jj] }
+                    c[(i + r) * cStride + jj] += sign * total
+                }
+            }
+            i += rows
+        }
+    }
+
+    /// `XᵀX / samples` (features × features) of `x` (samples × features):
+    /// lower block rows by ``multiplyAccumulate``, then mirrored.
     public static func gram(_ x: UnsafeBufferPointer<Double>, samples: Int, features: Int) -> [Double] {
         let n = features
-        var transposed = [Double](repeating: 0, count: samples * n)
-        transposed.withUnsafeMutableBufferPointer { t in
-            for s in 0 ..< samples {
-                for f in 0 ..< n { t[f * samples + s] = x[s * n + f] }
-            }
-        }
         var h = [Double](repeating: 0, count: n * n)
-        let scale = 1 / Double(Swift.max(samples, 1))
-        let workers = Threading.workerCount(for: n * n * samples / 2, minimumPerWorker: 1 << 20)
-        transposed.withUnsafeBufferPointer { t in
-            h.withUnsafeMutableBufferPointer { hb in
-                let tBase = t.baseAddress!, hBase = hb.baseAddress!
-                parallelFor(workers: workers) { worker in
-                    var i = worker
-                    while i < n {
-                        let row = tBase + i * samples
-                        for j in 0 ... i {
-                            let v = dot(row, tBase + j * samples, samples) * scale
-                            hBase[i * n + j] = v
-                            hBase[j * n + i] = v
-                        }
-                        i += workers
-                    }
+        guard n > 0 && samples > 0 else { return h }
+        let xBase = x.baseAddress!
+        let blocks = (n + 3) / 4
+        let workers = Swift.min(blocks, Threading.workerCount(for: n * n * samples / 2, minimumPerWorker: 1 << 20))
+        h.withUnsafeMutableBufferPointer { hb in
+            let hBase = hb.baseAddress!
+            parallelFor(workers: workers) { worker in
+                var block = worker
+                while block < blocks {
+                    let i0 = block * 4, rows = Swift.min(4, n - i0)
+                    // Rows i0..<i0+rows, columns 0..<i0+rows (the lower part, rounded up to the block).
+                    multiplyAccumulate(m: rows, n: i0 + rows, depth: samples, sign: 1,
+                                       a: xBase + i0, aRowStride: 1, aDepthStride: n,
+                                       b: xBase, bStride: n, c: hBase + i0 * n, cStride: n)
+                    block += workers
+                }
+            }
+            let scale = 1 / Double(samples)
+            for i in 0 ..< n {
+                for j in 0 ... i {
+                    let v = hBase[i * n + j] * scale
+                    hBase[i * n + j] = v
+                    hBase[j * n + i] = v
                 }
             }
         }
@@ -135,25 +188,14 @@ public enum GPTQLinearAlgebra {
 
     /// `w[r, to...] -= Σ_k e[r, k] · u[from + k, to...]` for the rows `rows`
     /// of `w` (rowsTotal × cols), `e` (rowsTotal × width), `u` (cols × cols):
-    /// GPTQ's lazy batch update, tiled over rows so each row of `u` is reused.
+    /// GPTQ's lazy batch update, by ``multiplyAccumulate``.
     static func subtractProduct(
         w: UnsafeMutablePointer<Double>, cols: Int, rows: Range<Int>,
         e: UnsafePointer<Double>, width: Int, u: UnsafePointer<Double>, from: Int, to: Int
     ) {
-        let tile = 8
-        let length = cols - to
-        guard length > 0 else { return }
-        var r0 = rows.lowerBound
-        while r0 < rows.upperBound {
-            let r1 = Swift.min(rows.upperBound, r0 + tile)
-            for k in 0 ..< width {
-                let uRow = u + (from + k) * cols + to
-                for r in r0 ..< r1 {
-                    let coefficient = e[r * width + k]
-                    if coefficient != 0 { axpy(coefficient, uRow, w + r * cols + to, length) }
-                }
-            }
-            r0 = r1
-        }
+        guard cols > to, !rows.isEmpty else { return }
+        multiplyAccumulate(m: rows.count, n: cols - to, depth: width, sign: -1,
+                           a: e + rows.lowerBound * width, aRowStride: width, aDepthStride: 1,
+                           b: u + from * cols + to, bStride: cols, c: w + rows.lowerBound * cols + to, cStride: cols)
     }
 }
