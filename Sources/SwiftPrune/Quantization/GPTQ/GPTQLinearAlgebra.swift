@@ -92,18 +92,34 @@ public enum GPTQLinearAlgebra {
         let xBase = x.baseAddress!
         let blocks = (n + 3) / 4
         let workers = Swift.min(blocks, Threading.workerCount(for: n * n * samples / 2, minimumPerWorker: 1 << 20))
+        // Cache blocking: chunks of samples (depth) and of columns, so that the
+        // panel of x being reused stays in cache.
+        let depthChunk = 256, columnChunk = 512
         h.withUnsafeMutableBufferPointer { hb in
             let hBase = hb.baseAddress!
-            parallelFor(workers: workers) { worker in
-                var block = worker
-                while block < blocks {
-                    let i0 = block * 4, rows = Swift.min(4, n - i0)
-                    // Rows i0..<i0+rows, columns 0..<i0+rows (the lower part, rounded up to the block).
-                    multiplyAccumulate(m: rows, n: i0 + rows, depth: samples, sign: 1,
-                                       a: xBase + i0, aRowStride: 1, aDepthStride: n,
-                                       b: xBase, bStride: n, c: hBase + i0 * n, cStride: n)
-                    block += workers
+            var k0 = 0
+            while k0 < samples {
+                let depth = Swift.min(depthChunk, samples - k0)
+                var j0 = 0
+                while j0 < n {
+                    let width = Swift.min(columnChunk, n - j0)
+                    let firstBlock = j0 / 4
+                    parallelFor(workers: workers) { worker in
+                        var block = firstBlock + worker
+                        while block < blocks {
+                            let i0 = block * 4, rows = Swift.min(4, n - i0)
+                            let columns = Swift.min(j0 + width, i0 + rows) - j0
+                            if columns > 0 {
+                                multiplyAccumulate(m: rows, n: columns, depth: depth, sign: 1,
+                                                   a: xBase + k0 * n + i0, aRowStride: 1, aDepthStride: n,
+                                                   b: xBase + k0 * n + j0, bStride: n, c: hBase + i0 * n + j0, cStride: n)
+                            }
+                            block += workers
+                        }
+                    }
+                    j0 += width
                 }
+                k0 += depth
             }
             let scale = 1 / Double(samples)
             for i in 0 ..< n {
@@ -117,29 +133,66 @@ public enum GPTQLinearAlgebra {
         return h
     }
 
+    static let panel = 64
+
     /// The lower Cholesky factor of the symmetric matrix `a` (n × n), in place
-    /// (the upper triangle is zeroed).
+    /// (the upper triangle is zeroed). Blocked, left-looking: each panel of 64
+    /// columns is first updated with one ``multiplyAccumulate`` call, then
+    /// factored column by column.
     /// - Throws: ``SwiftPruneError`` if `a` is not positive definite.
     public static func cholesky(_ a: inout [Double], n: Int) throws {
         var failedAt = -1
+        let bs = panel
+        var packed = [Double](repeating: 0, count: n * bs)
         a.withUnsafeMutableBufferPointer { m in
-            let base = m.baseAddress!
-            for j in 0 ..< n {
-                let rowJ = base + j * n
-                let d = rowJ[j] - dot(rowJ, rowJ, j)
-                guard d > 0 && d.isFinite else { failedAt = j; return }
-                let pivot = d.squareRoot()
-                rowJ[j] = pivot
-                let below = n - j - 1
-                let workers = Threading.workerCount(for: below * Swift.max(j, 1), minimumPerWorker: 1 << 16)
-                parallelFor(workers: workers) { worker in
-                    for i in partitionRange(below, parts: workers, index: worker) {
-                        let rowI = base + (j + 1 + i) * n
-                        rowI[j] = (rowI[j] - dot(rowI, rowJ, j)) / pivot
+            packed.withUnsafeMutableBufferPointer { pk in
+                let base = m.baseAddress!, pBase = pk.baseAddress!
+                var j0 = 0
+                while j0 < n {
+                    let width = Swift.min(bs, n - j0)
+                    let below = n - j0
+                    // Panel update: A[j0..., j0..<j0+w] -= L[j0..., 0..<j0] · L[j0..<j0+w, 0..<j0]ᵀ.
+                    if j0 > 0 {
+                        for k in 0 ..< j0 { for j in 0 ..< width { pBase[k * width + j] = base[(j0 + j) * n + k] } }
+                        let workers = Swift.min(Swift.max(1, below / 16),
+                                                Threading.workerCount(for: below * width * j0, minimumPerWorker: 1 << 18))
+                        parallelFor(workers: workers) { worker in
+                            let rows = partitionRange(below, parts: workers, index: worker)
+                            guard !rows.isEmpty else { return }
+                            multiplyAccumulate(m: rows.count, n: width, depth: j0, sign: -1,
+                                               a: base + (j0 + rows.lowerBound) * n, aRowStride: n, aDepthStride: 1,
+                                               b: pBase, bStride: width, c: base + (j0 + rows.lowerBound) * n + j0, cStride: n)
+                        }
                     }
+                    // Factor the panel: its diagonal block, then the rows below.
+                    for j in j0 ..< j0 + width {
+                        let rowJ = base + j * n
+                        let d = rowJ[j] - dot(rowJ + j0, rowJ + j0, j - j0)
+                        guard d > 0 && d.isFinite else { failedAt = j; return }
+                        let pivot = d.squareRoot()
+                        rowJ[j] = pivot
+                        for i in (j + 1) ..< (j0 + width) {
+                            let rowI = base + i * n
+                            rowI[j] = (rowI[j] - dot(rowI + j0, rowJ + j0, j - j0)) / pivot
+                        }
+                    }
+                    let rest = n - j0 - width
+                    if rest > 0 {
+                        let workers = Threading.workerCount(for: rest * width * width, minimumPerWorker: 1 << 18)
+                        parallelFor(workers: workers) { worker in
+                            for r in partitionRange(rest, parts: workers, index: worker) {
+                                let rowI = base + (j0 + width + r) * n
+                                for j in j0 ..< j0 + width {
+                                    let rowJ = base + j * n
+                                    rowI[j] = (rowI[j] - dot(rowI + j0, rowJ + j0, j - j0)) / rowJ[j]
+                                }
+                            }
+                        }
+                    }
+                    j0 += width
                 }
+                for i in 0 ..< n { for j in (i + 1) ..< n where j < n { base[i * n + j] = 0 } }
             }
-            for i in 0 ..< n { for j in (i + 1) ..< n where j < n { base[i * n + j] = 0 } }
         }
         if failedAt >= 0 {
             throw SwiftPruneError.value(
@@ -147,39 +200,49 @@ public enum GPTQLinearAlgebra {
         }
     }
 
-    /// The inverse of the lower-triangular `l` (n × n, nonzero diagonal), lower
-    /// triangular. Parallel over blocks of columns.
+    /// The inverse of the lower-triangular `l` (n × n, nonzero diagonal),
+    /// lower triangular. Blocked by rows of 64: for block row I,
+    /// `X[I, :I] = -L[I,I]⁻¹ · (L[I, :I] · X[:I, :I])` (one ``multiplyAccumulate``
+    /// then a short forward substitution), and `X[I, I] = L[I, I]⁻¹`.
     public static func invertLower(_ l: [Double], n: Int) -> [Double] {
         var x = [Double](repeating: 0, count: n * n)
-        let block = 64
-        let blocks = (n + block - 1) / block
-        let workers = Threading.workerCount(for: n * n * n / 6, minimumPerWorker: 1 << 20)
+        let bs = panel
         l.withUnsafeBufferPointer { lb in
             x.withUnsafeMutableBufferPointer { xb in
-                let lBase = lb.baseAddress!, xBase = xb.baseAddress!
-                parallelFor(workers: Swift.min(workers, Swift.max(blocks, 1))) { worker in
-                    var b = worker
-                    while b < blocks {
-                        let c0 = b * block, c1 = Swift.min(n, c0 + block)
-                        // Rows i >= c0: X[i, c0..<min(c1, i+1)].
-                        for i in c0 ..< n {
-                            let rowX = xBase + i * n, rowL = lBase + i * n
-                            let stop = Swift.min(c1, i)
-                            if stop > c0 {
-                                for k in c0 ..< i {
-                                    let coefficient = rowL[k]
-                                    let from = c0, to = Swift.min(stop, k + 1)
-                                    if to > from {
-                                        axpy(coefficient, xBase + k * n + from, rowX + from, to - from)
-                                    }
-                                }
-                                let inverse = 1 / rowL[i]
-                                for c in c0 ..< stop { rowX[c] *= inverse }
-                            }
-                            if i < c1 { rowX[i] = 1 / rowL[i] }
+                let L = lb.baseAddress!, X = xb.baseAddress!
+                var i0 = 0
+                while i0 < n {
+                    let height = Swift.min(bs, n - i0)
+                    if i0 > 0 {
+                        // T = L[I, :i0] · X[:i0, :i0], written into X[I, :i0] (still zero).
+                        let workers = Swift.min(Swift.max(1, i0 / 32),
+                                                Threading.workerCount(for: height * i0 * i0, minimumPerWorker: 1 << 18))
+                        parallelFor(workers: workers) { worker in
+                            let columns = partitionRange(i0, parts: workers, index: worker)
+                            guard !columns.isEmpty else { return }
+                            // X[k][c] is zero for k < c: the depth starts at the first column.
+                            let start = columns.lowerBound
+                            multiplyAccumulate(m: height, n: columns.count, depth: i0 - start, sign: 1,
+                                               a: L + i0 * n + start, aRowStride: n, aDepthStride: 1,
+                                               b: X + start * n + start, bStride: n, c: X + i0 * n + start, cStride: n)
                         }
-                        b += workers
+                        // Forward substitution with L[I, I]: X[r, :i0] = -(T[r] + Σ_{q<r} L[r][q] X[q, :i0]) / L[r][r].
+                        for r in i0 ..< i0 + height {
+                            let rowX = X + r * n, rowL = L + r * n
+                            for q in i0 ..< r { axpy(-rowL[q], X + q * n, rowX, i0) }
+                            let inverse = -1 / rowL[r]
+                            for c in 0 ..< i0 { rowX[c] *= inverse }
+                        }
                     }
+                    // The diagonal block: the inverse of L[I, I], row by row.
+                    for r in i0 ..< i0 + height {
+                        let rowX = X + r * n, rowL = L + r * n
+                        for q in i0 ..< r { axpy(rowL[q], X + q * n + i0, rowX + i0, q - i0 + 1) }
+                        let inverse = 1 / rowL[r]
+                        for c in i0 ..< r { rowX[c] *= inverse }
+                        rowX[r] = inverse
+                    }
+                    i0 += height
                 }
             }
         }
