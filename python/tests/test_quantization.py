@@ -412,3 +412,36 @@ def test_metrics_closed_form():
         sp.sqnr_db(w, np.ones(3))
     with pytest.raises(ValueError, match="NaN"):
         sp.relative_error(np.array([np.nan]), np.array([1.0]))
+
+
+def test_thread_counts_and_python_threads_agree():
+    import threading
+
+    rng = np.random.default_rng(14)
+    arrays = [rng.standard_normal((300, 512)).astype(np.float32) for _ in range(4)]
+    expected = [reference_quantize(a, 4, True, 0, 64)[0] for a in arrays]
+    previous = sp.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            sp.set_num_threads(n)
+            np.testing.assert_array_equal(sp.quantize(arrays[0], 4, axis=0, group_size=64).values, expected[0])
+    finally:
+        sp.set_num_threads(previous)
+    results: dict = {}
+    errors: list = []
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(5):
+                results[i] = sp.quantize(arrays[i], 4, axis=0, group_size=64).values
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(4):
+        np.testing.assert_array_equal(results[i], expected[i])
