@@ -136,3 +136,24 @@ public enum GPTQ {
         return try QuantizedTensor(layout: layout, scheme: scheme, storage: storage, scales: scales, zeroPoints: zeroPoints)
     }
 }
+
+/// GPTQ on tensors: `weights` of shape `[out, in]`, `activations` of shape
+/// `[samples, in]`; see ``GPTQ``. The result has `axis` 0 and the given group size.
+/// - Throws: ``SwiftPruneError`` for bad shapes or values (see ``GPTQ/quantize(weights:rows:cols:activations:samples:scheme:groupSize:damp:blockSize:)``).
+public func gptq<S: QuantizationScalar>(
+    _ weights: Tensor<S>, activations: Tensor<S>, bits: Int = 4, symmetric: Bool = true, groupSize: Int? = 128,
+    damp: Double = 0.01
+) throws -> QuantizedTensor {
+    guard weights.rank == 2, activations.rank == 2, weights.shape[1] == activations.shape[1] else {
+        throw SwiftPruneError.value(
+            "gptq needs weights [out, in] and activations [samples, in], got \(weights.shape) and \(activations.shape)")
+    }
+    let w = weights.scalars.map(Double.init), x = activations.scalars.map(Double.init)
+    return try w.withUnsafeBufferPointer { wb in
+        try x.withUnsafeBufferPointer { xb in
+            try GPTQ.quantize(weights: wb, rows: weights.shape[0], cols: weights.shape[1], activations: xb,
+                              samples: activations.shape[0], scheme: QuantizationScheme(bits: bits, symmetric: symmetric),
+                              groupSize: groupSize, damp: damp)
+        }
+    }
+}
