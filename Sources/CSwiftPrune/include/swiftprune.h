@@ -88,7 +88,8 @@ sp_status sp_magnitude_mask_f64(const double *w, int64_t n, double sparsity, boo
 /** or the clipping range minimizing the reconstruction MSE (never worse than minmax). */
 #define SP_CALIBRATION_MSE 2
 
-/** Fills scale_shape_out (ndim extents) with the scale shape of the layout. */
+/** Fills scale_shape_out (ndim extents) with the scale shape of the layout.
+ *  SP_ERR_VALUE: bad layout (see above), ndim outside 0..64. */
 sp_status sp_quant_scale_shape(const int64_t *shape, int64_t ndim, bool has_axis, int64_t axis,
                                int64_t group_size, int64_t *scale_shape_out);
 
@@ -116,7 +117,9 @@ sp_status sp_quant_quantize_f64(const double *w, const int64_t *shape, int64_t n
 
 /**
  * out = (q - zero_point) * scale in float, per group of the layout.
- * values and zero_point are int8 when `symmetric`, else uint8.
+ * values (the product of shape elements) and zero_point (n_scales) are int8
+ * when `symmetric`, else uint8; scale has n_scales floats; out has one float
+ * per value. SP_ERR_VALUE: bad layout, n_scales not matching, NULL buffers.
  */
 sp_status sp_quant_dequantize(const void *values, bool symmetric, const int64_t *shape, int64_t ndim,
                               bool has_axis, int64_t axis, int64_t group_size,
