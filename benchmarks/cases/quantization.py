@@ -108,4 +108,11 @@ def cases(quick: bool) -> list[Case]:
     for threads in (1, 2):
         out.append(Case(f"cluster 16 k-means {n:.0e} values", ours, theirs if KMeans else None,
                         "sklearn KMeans n_init=1", threads=threads, note=note, data={"v": values}))
+
+    def optimal(values=values, results=results) -> object:
+        results["ours"] = c = sp.cluster(values, 16, init="optimal")
+        return c
+
+    out.append(Case(f"cluster 16 optimal (DP) {n:.0e} values", optimal, theirs if KMeans else None,
+                    "sklearn KMeans n_init=1", threads=2, note=note, data={"v": values}))
     return out

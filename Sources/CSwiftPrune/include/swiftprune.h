@@ -163,8 +163,10 @@ sp_status sp_quant_gptq_f64(const double *w, int64_t rows, int64_t cols, const d
 
 /** k-means initializations of sp_cluster_fit_f32: linspace(min, max, k), */
 #define SP_CLUSTER_INIT_LINEAR 0
-/** or k-means++ (seeded). */
+/** or k-means++ (seeded), */
 #define SP_CLUSTER_INIT_KMEANS_PLUS_PLUS 1
+/** or the globally optimal clustering (dynamic programming, no iterations). */
+#define SP_CLUSTER_INIT_OPTIMAL 2
 
 /**
  * 1-D k-means of the n values of w into n_clusters (1..65536) centroids,
