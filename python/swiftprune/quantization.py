@@ -103,8 +103,8 @@ class QuantizedTensor:
             raise TypeError(f"values must be {np.dtype(dtype).name} for symmetric={symmetric}, got {values.dtype}")
         scale = np.asarray(scale, dtype=np.float32)
         zero_point = np.asarray(zero_point)
-        if zero_point.dtype != dtype:
-            zero_point = zero_point.astype(dtype)
+        if zero_point.dtype.kind not in "iu":
+            raise TypeError(f"zero_point must be an integer array, got dtype {zero_point.dtype}")
         expected = _core_scale_shape(values.shape, axis, group_size)
         if scale.shape != expected or zero_point.shape != expected:
             raise ValueError(f"scale and zero_point must have shape {expected} for values of shape "
@@ -114,9 +114,12 @@ class QuantizedTensor:
             raise ValueError("scale must be positive and finite")
         qmin, qmax = _grid(bits, symmetric)
         for name, array in (("values", values), ("zero_point", zero_point)):
-            if array.size and (array.min() < qmin or array.max() > qmax):
+            if array.size and (int(array.min()) < qmin or int(array.max()) > qmax):
                 raise ValueError(f"{name} must lie in [{qmin}, {qmax}] for {bits}-bit "
                                  f"{'symmetric' if symmetric else 'affine'} quantization")
+        if symmetric and zero_point.size and np.any(zero_point != 0):
+            raise ValueError("zero_point must be 0 for symmetric quantization")
+        zero_point = zero_point.astype(dtype, copy=False)
         self.values = values
         self.scale = scale
         self.zero_point = zero_point

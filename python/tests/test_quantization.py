@@ -222,6 +222,14 @@ def test_config_round_trip():
     with pytest.raises(ValueError, match="values"):
         sp.QuantizedTensor.from_config(bad)
     bad = q.to_config()
+    bad["zero_point"] = np.full(q.scale.shape, 1, np.int32)
+    with pytest.raises(ValueError, match="zero_point"):
+        sp.QuantizedTensor.from_config(bad)
+    affine = sp.quantize(w, 4, symmetric=False).to_config()
+    affine["zero_point"] = np.array([[-1]], np.int32)
+    with pytest.raises(ValueError, match="zero_point"):
+        sp.QuantizedTensor.from_config(affine)
+    bad = q.to_config()
     bad["scale"] = np.zeros((1, 32), np.float32)
     with pytest.raises(ValueError, match="scale"):
         sp.QuantizedTensor.from_config(bad)
