@@ -114,8 +114,9 @@ def test_bad_input():
         sp.cluster(w, 4.0)
     with pytest.raises(ValueError, match="init"):
         sp.cluster(w, 4, init="random")
-    with pytest.raises(ValueError, match="max_iter"):
-        sp.cluster(w, 4, max_iter=-1)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_iter"):
+            sp.cluster(w, 4, max_iter=bad)
     with pytest.raises(ValueError, match="seed"):
         sp.cluster(w, 4, seed=-1)
     with pytest.raises(TypeError, match="floating-point"):

@@ -37,14 +37,14 @@ public struct KMeans1D: Sendable {
 
     /// Clusters the values of `x` into `clusters` groups.
     /// - Throws: ``SwiftPruneError`` for NaN/Inf, `clusters` outside
-    ///   1...65536 or a negative `maxIterations`.
+    ///   1...65536 or `maxIterations < 1`.
     public init(_ x: UnsafeBufferPointer<Float>, clusters k: Int, initialization: ClusterInitialization = .linear,
                 maxIterations: Int = 100, seed: UInt64 = 0) throws {
         guard k >= 1 && k <= 65536 else {
             throw SwiftPruneError.value("n_clusters must be in 1..65536, got \(k)")
         }
-        guard maxIterations >= 0 else {
-            throw SwiftPruneError.value("max_iter must be >= 0, got \(maxIterations)")
+        guard maxIterations >= 1 else {
+            throw SwiftPruneError.value("max_iter must be >= 1, got \(maxIterations)")
         }
         for v in x where !v.isFinite {
             throw SwiftPruneError.value("weights contain NaN or Inf values")
