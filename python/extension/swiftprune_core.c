@@ -138,7 +138,7 @@ error:
 /* ======================================================================== */
 
 /* Parses an optional axis (None or int) into has_axis / axis. */
-static int parse_optional_axis(PyObject *obj, bool *has_axis, int64_t *axis) {
+static int quant_parse_optional_axis(PyObject *obj, bool *has_axis, int64_t *axis) {
     if (obj == Py_None) {
         *has_axis = false;
         *axis = 0;
@@ -152,7 +152,7 @@ static int parse_optional_axis(PyObject *obj, bool *has_axis, int64_t *axis) {
 }
 
 /* A new array of `ndim` extents taken from an int64 shape. */
-static PyArrayObject *empty_from_shape(int ndim, const int64_t *shape, int typenum) {
+static PyArrayObject *quant_empty_from_shape(int ndim, const int64_t *shape, int typenum) {
     npy_intp dims[NPY_MAXDIMS];
     for (int i = 0; i < ndim; i++) dims[i] = (npy_intp)shape[i];
     return (PyArrayObject *)PyArray_EMPTY(ndim, dims, typenum, 0);
@@ -168,7 +168,7 @@ static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
         return NULL;
     bool has_axis;
     int64_t axis;
-    if (parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
+    if (quant_parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
     int is_double;
     PyArrayObject *values = NULL, *scale = NULL, *zero_point = NULL;
     PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
@@ -180,8 +180,8 @@ static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
     if (status != SP_OK) { raise_status(status); goto error; }
     int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
     values = empty_like_shape(w, int_type);
-    scale = empty_from_shape(ndim, scale_shape, NPY_FLOAT32);
-    zero_point = empty_from_shape(ndim, scale_shape, int_type);
+    scale = quant_empty_from_shape(ndim, scale_shape, NPY_FLOAT32);
+    zero_point = quant_empty_from_shape(ndim, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
     int64_t n_scales = (int64_t)PyArray_SIZE(scale);
     if (is_double) {
@@ -215,7 +215,7 @@ static PyObject *core_quant_dequantize(PyObject *self, PyObject *args) {
         return NULL;
     bool has_axis;
     int64_t axis;
-    if (parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
+    if (quant_parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
     int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
     PyArrayObject *values = NULL, *scale = NULL, *zero_point = NULL, *out = NULL;
     values = (PyArrayObject *)PyArray_FROM_OTF(values_obj, int_type, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
@@ -346,7 +346,7 @@ error:
 
 /* A real floating array (see as_float_array) converted to `typenum`
  * (NPY_FLOAT32 or NPY_FLOAT64), C-contiguous. */
-static PyArrayObject *as_float_array_of(PyObject *obj, const char *name, int typenum) {
+static PyArrayObject *quant_as_float_array_of(PyObject *obj, const char *name, int typenum) {
     int is_double;
     PyArrayObject *any = as_float_array(obj, name, &is_double);
     if (any == NULL) return NULL;
@@ -368,7 +368,7 @@ static PyObject *core_cluster_fit(PyObject *self, PyObject *args) {
         return NULL;
     }
     PyArrayObject *centroids = NULL;
-    PyArrayObject *w = as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    PyArrayObject *w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
     if (w == NULL) return NULL;
     npy_intp dims[1] = {(npy_intp)n_clusters};
     centroids = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_FLOAT32, 0);
@@ -391,9 +391,9 @@ static PyObject *core_cluster_assign(PyObject *self, PyObject *args) {
     PyObject *w_obj, *centroids_obj;
     if (!PyArg_ParseTuple(args, "OO:cluster_assign", &w_obj, &centroids_obj)) return NULL;
     PyArrayObject *centroids = NULL, *indices = NULL;
-    PyArrayObject *w = as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    PyArrayObject *w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
     if (w == NULL) return NULL;
-    centroids = as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
+    centroids = quant_as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
     if (centroids == NULL) goto error;
     int64_t k = (int64_t)PyArray_SIZE(centroids);
     int wide = k > 256;
@@ -433,7 +433,7 @@ static PyObject *core_cluster_lookup(PyObject *self, PyObject *args) {
     indices = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)any, wide ? NPY_UINT16 : NPY_UINT8, NPY_ARRAY_IN_ARRAY);
     Py_DECREF(any);
     if (indices == NULL) return NULL;
-    centroids = as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
+    centroids = quant_as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
     if (centroids == NULL) goto error;
     out = empty_like_shape(indices, NPY_FLOAT32);
     if (out == NULL) goto error;
@@ -463,9 +463,9 @@ static PyObject *core_gptq(PyObject *self, PyObject *args) {
     double damp;
     if (!PyArg_ParseTuple(args, "OOLpLd:gptq", &w_obj, &x_obj, &bits, &symmetric, &group_size, &damp)) return NULL;
     PyArrayObject *w = NULL, *x = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
-    w = as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT64);
     if (w == NULL) return NULL;
-    x = as_float_array_of(x_obj, "x", NPY_FLOAT64);
+    x = quant_as_float_array_of(x_obj, "x", NPY_FLOAT64);
     if (x == NULL) goto error;
     if (PyArray_NDIM(w) != 2 || PyArray_NDIM(x) != 2 || PyArray_DIM(w, 1) != PyArray_DIM(x, 1)) {
         PyErr_SetString(PyExc_ValueError, "gptq needs w of shape (out, in) and x of shape (samples, in)");
@@ -478,8 +478,8 @@ static PyObject *core_gptq(PyObject *self, PyObject *args) {
     if (status != SP_OK) { raise_status(status); goto error; }
     int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
     values = empty_like_shape(w, int_type);
-    scale = empty_from_shape(2, scale_shape, NPY_FLOAT32);
-    zero_point = empty_from_shape(2, scale_shape, int_type);
+    scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
+    zero_point = quant_empty_from_shape(2, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
     SP_CALL(status, sp_quant_gptq_f64((const double *)PyArray_DATA(w), rows, cols, (const double *)PyArray_DATA(x),
                                       samples, (int64_t)bits, symmetric, (int64_t)group_size, damp,

@@ -19,7 +19,7 @@ func quantizeRun<S: QuantizationScalar, O: FixedWidthInteger>(
 /// that are contiguous runs (per channel along axis 0, groups along the last
 /// dimension), each group is reduced and quantized while it is in cache: one
 /// pass over memory instead of two.
-/// - Throws: ``SwiftPruneError`` as ``Calibration/parameters(_:layout:scheme:method:)``.
+/// - Throws: ``SwiftPruneError`` as ``QuantizationCalibration/parameters(_:layout:scheme:method:)``.
 @_specialize(where S == Float, O == Int8)
 @_specialize(where S == Float, O == UInt8)
 @_specialize(where S == Double, O == Int8)
@@ -34,13 +34,13 @@ public func quantizeBuffer<S: QuantizationScalar, O: FixedWidthInteger>(
     }
     let runBytes = run * MemoryLayout<S>.stride
     guard method == .minmax, layout.outer == 1, layout.inner == 1, groups > 1, run > 0, runBytes <= 1 << 19 else {
-        let (scales, zeroPoints) = try Calibration.parameters(x, layout: layout, scheme: scheme, method: method)
+        let (scales, zeroPoints) = try QuantizationCalibration.parameters(x, layout: layout, scheme: scheme, method: method)
         try quantizeValues(x, layout: layout, scheme: scheme, scales: scales, zeroPoints: zeroPoints, into: out)
         return (scales, zeroPoints)
     }
     var scales = [Float](repeating: 1, count: groups)
     var zeroPoints = [Int32](repeating: 0, count: groups)
-    let workers = Swift.min(groups, Threading.workerCount(for: total, minimumPerWorker: GroupWalk.minimumPerWorker))
+    let workers = Swift.min(groups, Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker))
     var bad = [Bool](repeating: false, count: workers)
     let src = x.baseAddress!, dst = out.baseAddress!
     scales.withUnsafeMutableBufferPointer { sb in
@@ -51,7 +51,7 @@ public func quantizeBuffer<S: QuantizationScalar, O: FixedWidthInteger>(
                     var nonFinite = false
                     for g in partitionRange(groups, parts: workers, index: worker) {
                         let p = src + g * run
-                        let (lo, hi, check) = reduceRun(p, run, .greatestFiniteMagnitude, -.greatestFiniteMagnitude)
+                        let (lo, hi, check) = quantizationRangeOfRun(p, run, .greatestFiniteMagnitude, -.greatestFiniteMagnitude)
                         if !(check == 0) { nonFinite = true; continue }
                         let (scale, zero) = scheme.parameters(lo: lo, hi: hi, as: S.self)
                         sBase[g] = scale
@@ -98,14 +98,14 @@ public func quantizeValues<S: QuantizationScalar, O: FixedWidthInteger>(
         upper[g] = S(scheme.qmax - zeroPoints[g])
     }
     let src = x.baseAddress!, dst = out.baseAddress!
-    let workers = Threading.workerCount(for: total, minimumPerWorker: GroupWalk.minimumPerWorker)
+    let workers = Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
     divisors.withUnsafeBufferPointer { dv in
         lower.withUnsafeBufferPointer { lw in
             upper.withUnsafeBufferPointer { up in
                 zeroPoints.withUnsafeBufferPointer { zp in
                     let d = dv.baseAddress!, l = lw.baseAddress!, u = up.baseAddress!, z = zp.baseAddress!
                     parallelFor(workers: workers) { worker in
-                        GroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
+                        QuantizationGroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
                             let p = src + start, o = dst + start
                             if layout.inner == 1 {
                                 quantizeRun(p, count, d[group], l[group], u[group], z[group], into: o)
@@ -141,9 +141,9 @@ public func dequantizeValues<O: FixedWidthInteger>(
     guard total > 0 else { return }
     let src = values.baseAddress!, dst = out.baseAddress!
     let sc = scales.baseAddress!, zp = zeroPoints.baseAddress!
-    let workers = Threading.workerCount(for: total, minimumPerWorker: GroupWalk.minimumPerWorker)
+    let workers = Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
     parallelFor(workers: workers) { worker in
-        GroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
+        QuantizationGroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
             let p = src + start, o = dst + start
             if layout.inner == 1 {
                 let s = sc[group], zero = zp[group]

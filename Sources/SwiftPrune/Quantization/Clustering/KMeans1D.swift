@@ -54,7 +54,7 @@ public struct KMeans1D: Sendable {
             (centroids, iterations, inertia) = ([Float](repeating: 0, count: k), 0, 0)
             return
         }
-        let s = FloatRadixSort.sorted(x)
+        let s = ClusteringRadixSort.sorted(x)
         var p1 = [Double](repeating: 0, count: n + 1), p2 = [Double](repeating: 0, count: n + 1)
         for i in 0 ..< n {
             let v = Double(s[i])
@@ -72,7 +72,7 @@ public struct KMeans1D: Sendable {
             (iterations, inertia) = (0, 0)
             return
         }
-        let data = SortedData(values: s, p1: p1, p2: p2)
+        let data = KMeansSortedData(values: s, p1: p1, p2: p2)
         var c: [Double]
         if initialization == .optimal {
             let ends = data.optimalEnds(k)
@@ -152,7 +152,7 @@ public struct KMeans1D: Sendable {
 }
 
 /// Sorted values with prefix sums of `x` and `x²`.
-struct SortedData {
+struct KMeansSortedData {
     let values: [Float]
     let p1: [Double]
     let p2: [Double]
@@ -281,7 +281,7 @@ struct SortedData {
 
     /// k-means++ with 2 + ⌊ln k⌋ greedy trials per centroid (scikit-learn's rule).
     func plusPlus(_ k: Int, seed: UInt64) -> [Double] {
-        var random = SplitMix64(seed: seed)
+        var random = KMeansRandom(seed: seed)
         var centers = [Double(values[Int(random.next() % UInt64(count))])]
         let trials = 2 + Int(log(Double(k)))
         while centers.count < k {
@@ -300,8 +300,8 @@ struct SortedData {
     }
 }
 
-/// A small seeded generator (SplitMix64).
-struct SplitMix64 {
+/// A small seeded generator (KMeansRandom).
+struct KMeansRandom {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

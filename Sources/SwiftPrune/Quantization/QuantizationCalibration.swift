@@ -1,5 +1,5 @@
 /// Scales and zero points of every group of a tensor, by calibration method.
-public enum Calibration {
+public enum QuantizationCalibration {
     /// The scale and zero point of each group of `x` (see
     /// ``QuantizationScheme/parameters(lo:hi:as:)`` for the formulas).
     /// - Throws: ``SwiftPruneError`` on NaN/Inf in `x`, a percentile outside
