@@ -90,8 +90,8 @@ def cluster(w: ArrayLike, n_clusters: int = 16, init: str = "linear", max_iter: 
         ``"optimal"``: no iterations, the globally optimal 1-D clustering
         (dynamic programming over the sorted values, O(k·n·log n): slower,
         never a worse MSE than any other method).
-    max_iter : int >= 1
-        The most Lloyd iterations.
+    max_iter : int >= 0
+        The most Lloyd iterations (0: the initial centroids themselves).
     seed : int >= 0
         Seed of ``"kmeans++"``.
 
@@ -109,10 +109,10 @@ def cluster(w: ArrayLike, n_clusters: int = 16, init: str = "linear", max_iter: 
         ``w`` is not a real floating array, or an argument has the wrong type.
     ValueError
         NaN or Inf in ``w``, ``n_clusters`` outside 1..65536, unknown ``init``,
-        ``max_iter < 1`` or a negative ``seed``.
+        negative ``max_iter`` or ``seed``.
     """
     n_clusters = check_int("n_clusters", n_clusters, minimum=1, maximum=65536)
-    max_iter = check_int("max_iter", max_iter, minimum=1)
+    max_iter = check_int("max_iter", max_iter, minimum=0)
     seed = check_int("seed", seed, minimum=0, maximum=2**64 - 1)
     if not isinstance(init, str) or init not in _INITS:
         raise ValueError(f"init must be one of {sorted(_INITS)}, got {init!r}")

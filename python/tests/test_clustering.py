@@ -114,9 +114,8 @@ def test_bad_input():
         sp.cluster(w, 4.0)
     with pytest.raises(ValueError, match="init"):
         sp.cluster(w, 4, init="random")
-    for bad in (0, -1):
-        with pytest.raises(ValueError, match="max_iter"):
-            sp.cluster(w, 4, max_iter=bad)
+    with pytest.raises(ValueError, match="max_iter"):
+        sp.cluster(w, 4, max_iter=-1)
     with pytest.raises(ValueError, match="seed"):
         sp.cluster(w, 4, seed=-1)
     with pytest.raises(TypeError, match="floating-point"):
@@ -140,3 +139,10 @@ def test_optimal_matches_the_dynamic_program(n, k):
     for init in ("linear", "kmeans++"):
         other = sp.cluster(w, k, init=init)
         assert sse <= float(np.sum((other.dequantize().astype(np.float64) - w) ** 2)) * (1 + 1e-9)
+
+
+def test_max_iter_zero_keeps_the_linear_init():
+    w = np.linspace(-1, 1, 101).astype(np.float32) ** 3
+    c = sp.cluster(w, 5, max_iter=0)
+    np.testing.assert_allclose(c.centroids, np.linspace(w.min(), w.max(), 5), rtol=1e-6, atol=1e-7)
+    assert c.iterations == 0

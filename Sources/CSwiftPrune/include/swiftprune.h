@@ -175,7 +175,7 @@ sp_status sp_quant_gptq_f64(const double *w, int64_t rows, int64_t cols, const d
  * clusters are relocated. Fewer distinct values than clusters: the distinct
  * values, the last repeated. n == 0: zeros. iterations_out (may be NULL)
  * receives the iterations run.
- * SP_ERR_VALUE: NaN/Inf in w, n_clusters out of range, max_iter < 1, bad init.
+ * SP_ERR_VALUE: NaN/Inf in w, n_clusters out of range, max_iter < 0, bad init.
  */
 sp_status sp_cluster_fit_f32(const float *w, int64_t n, int64_t n_clusters, int32_t init, int64_t max_iter,
                              uint64_t seed, float *centroids_out, int64_t *iterations_out);

@@ -37,14 +37,14 @@ public struct KMeans1D: Sendable {
 
     /// Clusters the values of `x` into `clusters` groups.
     /// - Throws: ``SwiftPruneError`` for NaN/Inf, `clusters` outside
-    ///   1...65536 or `maxIterations < 1`.
+    ///   1...65536 or a negative `maxIterations` (0: the initial centroids, no update).
     public init(_ x: UnsafeBufferPointer<Float>, clusters k: Int, initialization: ClusterInitialization = .linear,
                 maxIterations: Int = 100, seed: UInt64 = 0) throws {
         guard k >= 1 && k <= 65536 else {
             throw SwiftPruneError.value("n_clusters must be in 1..65536, got \(k)")
         }
-        guard maxIterations >= 1 else {
-            throw SwiftPruneError.value("max_iter must be >= 1, got \(maxIterations)")
+        guard maxIterations >= 0 else {
+            throw SwiftPruneError.value("max_iter must be >= 0, got \(maxIterations)")
         }
         for v in x where !v.isFinite {
             throw SwiftPruneError.value("weights contain NaN or Inf values")
@@ -99,6 +99,14 @@ public struct KMeans1D: Sendable {
             c = []
         }
         c.sort()
+        if maxIterations == 0 {
+            let initial = c.map { Float($0) }
+            let finalEnds = data.ends(initial.map(Double.init))
+            var total = 0.0, start = 0
+            for j in 0 ..< k { total += data.squaredError(start, finalEnds[j], Double(initial[j])); start = finalEnds[j] }
+            (centroids, iterations, inertia) = (initial, 0, total)
+            return
+        }
         var ends = data.ends(c)
         var iteration = 0
         while iteration < maxIterations {
