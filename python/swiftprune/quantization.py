@@ -265,7 +265,8 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
         divide that dimension.
     method : {"minmax", "percentile", "mse"}
         How each group's clipping range is chosen: its min/max; clipped at
-        ``percentile`` of its ``|w|`` (NumPy's linear percentile); or the range
+        ``percentile`` of its ``|w|`` (NumPy's linear percentile; a group whose
+        clip value is 0 keeps its full range); or the range
         ``[α·min, α·max]`` (α searched on a grid in (0.2, 1]) of least
         reconstruction MSE, never worse than minmax.
     percentile : float in [0, 100]
