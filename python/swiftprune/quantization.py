@@ -143,6 +143,42 @@ class QuantizedTensor:
         """The weight's shape."""
         return self.values.shape
 
+    def matmul(self, x: ArrayLike) -> NDArray[np.float32]:
+        """``W @ x`` computed from the quantized weights, as a layer would run.
+
+        ``W`` is this tensor as a 2-D ``(out_features, in_features)`` weight
+        (PyTorch ``Linear`` layout) and ``x`` has shape ``(in_features, n)``
+        or ``(in_features,)``; the result is float32 of shape ``(out_features,
+        n)`` or ``(out_features,)``.
+
+        Per-output-channel (``axis=0``) and per-tensor quantization run on the
+        int8 kernel :func:`swiftprune.quantized_matmul` (integer dot products
+        with activations quantized on the fly; see it for the error).
+        Other layouts (``axis=1``, groups) have no int8 kernel: their weights
+        are dequantized and multiplied with :func:`swiftprune.matmul`.
+        """
+        from .linalg import matmul
+        from .sparse import quantized_matmul
+
+        if self.values.ndim != 2:
+            raise ValueError(f"matmul needs a 2-D quantized weight, got shape {self.values.shape}")
+        if self.group_size is None and self.axis in (None, 0, -2):
+            rows = self.values.shape[0]
+            scale = np.broadcast_to(self.scale.reshape(-1), (rows,)) if self.axis is None else self.scale.reshape(-1)
+            zero_point = None
+            if not self.symmetric:
+                zero_point = self.zero_point.reshape(-1)
+                zero_point = np.broadcast_to(zero_point, (rows,)) if self.axis is None else zero_point
+            return quantized_matmul(self.values, np.ascontiguousarray(scale), x,
+                                    None if zero_point is None else np.ascontiguousarray(zero_point))
+        x = np.asarray(x)
+        if x.ndim == 1:
+            return matmul(self.dequantize(), x.reshape(-1, 1)).reshape(-1)
+        return matmul(self.dequantize(), x)
+
+    def __matmul__(self, x: ArrayLike) -> NDArray[np.float32]:
+        return self.matmul(x)
+
     def dequantize(self, out: Optional[NDArray[np.float32]] = None) -> NDArray[np.float32]:
         """``(values - zero_point) * scale`` as float32, computed in Swift.
 
