@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _core
 from ._validation import check_fraction, check_int
+from .clustering import _INITS as _CLUSTER_INITS
 from .clustering import ClusteredTensor, cluster
 from .factorization import LowRankFactors, low_rank
 from .model import REQUIRED, Codec, Method, OptionError, register_codec, register_method
@@ -177,7 +178,7 @@ def _cluster(w: np.ndarray, *, mask: Optional[np.ndarray] = None, n_clusters: in
 
 register_method(Method("cluster", "kmeans", _cluster, {
     "n_clusters": (_int(1, 65536), 16),
-    "init": (_choice("linear", "kmeans++"), "linear"),
+    "init": (_choice(*_CLUSTER_INITS), "linear"),
     "max_iter": (_int(0), 100),
     "seed": (_SEED, 0),
 }, masked=True), default=True)

@@ -201,6 +201,10 @@ def test_cluster():
             assert c.centroids[j] == pytest.approx(w[c.indices == j].mean(), rel=1e-5, abs=1e-6)
         np.testing.assert_array_equal(result.weights[name], c.centroids[c.indices])
         assert result.report[[r["name"] for r in result.report].index(name)]["bytes_after"] == c.nbytes
+    optimal = run(weights, {"prune": {"sparsity": 0.5}}, {"cluster": {"n_clusters": 5, "init": "optimal"}})
+    mask = ref.magnitude_mask(weights["conv.weight"], 0.5)
+    kept = sp.cluster(f32(weights["conv.weight"])[mask], 4, init="optimal")
+    np.testing.assert_array_equal(optimal.tensors["conv.weight"].centroids, np.insert(kept.centroids, 2, 0.0))
     other = run(weights, {"cluster": {"n_clusters": 5, "init": "kmeans++", "seed": 3, "max_iter": 2}})
     direct = sp.cluster(f32(weights["conv.weight"]), 5, init="kmeans++", seed=3, max_iter=2)
     np.testing.assert_array_equal(other.tensors["conv.weight"].centroids, direct.centroids)
