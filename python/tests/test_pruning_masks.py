@@ -105,7 +105,7 @@ def test_global_does_not_modify_inputs():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (3, 4), (1, 2), (2, 8), (5, 8), (3, 40)])
+@pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (3, 4), (1, 2), (2, 8), (5, 8), (3, 40), (30, 80), (1, 65)])
 def test_nm_matches_reference_last_axis(dtype, n, m):
     rng = np.random.default_rng(5)
     w = rng.standard_normal((6, 2 * m)).astype(dtype)
@@ -115,11 +115,28 @@ def test_nm_matches_reference_last_axis(dtype, n, m):
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, -1, -2, -3])
-def test_nm_any_axis_and_layout(axis):
+@pytest.mark.parametrize("shape", [(4, 8, 12), (8, 4, 3), (4, 4, 1)])
+def test_nm_any_axis_and_layout(axis, shape):
+    if shape[axis] % 4:
+        pytest.skip("not a multiple of m")
     rng = np.random.default_rng(6)
-    w = rng.standard_normal((4, 8, 12))
+    w = rng.standard_normal(shape)
     for _, view in layouts(w):
         np.testing.assert_array_equal(sp.nm_mask(view, 2, 4, axis=axis), ref.nm(view, 2, 4, axis))
+
+
+@pytest.mark.parametrize("shape, axis, n, m", [((3, 160, 5), 1, 30, 80), ((130, 2), 0, 7, 65), ((2, 130), 1, 64, 65)])
+def test_nm_large_groups_with_ties(shape, axis, n, m):
+    rng = np.random.default_rng(16)
+    w = rng.integers(-3, 4, shape).astype(np.float32)  # many equal magnitudes
+    np.testing.assert_array_equal(sp.nm_mask(w, n, m, axis=axis), ref.nm(w, n, m, axis))
+
+
+@pytest.mark.parametrize("inner", [1, 2, 3, 7, 8, 9])
+def test_nm_every_lane_stride_with_ties(inner):
+    w = np.random.default_rng(17).integers(-2, 3, (5, 8, inner)).astype(np.float64)
+    for n, m in ((1, 4), (2, 4), (3, 8)):
+        np.testing.assert_array_equal(sp.nm_mask(w, n, m, axis=1), ref.nm(w, n, m, 1))
 
 
 def test_nm_ties_keep_the_lower_index():
