@@ -61,3 +61,34 @@ import Testing
         #expect(throws: SwiftPruneError.self) { try perTensor.step(1, weights: [Tensor<Double>([1, 2, .nan, 4, 5, 6])]) }
     }
 }
+
+@Suite struct ChannelPruningTests {
+    @Test func removesDeadUnitsAndTheNextLayersInputs() throws {
+        // Keras Dense chain 2 -> 4 -> 1; units 1 and 3 are dead (zero columns).
+        let k1 = try Tensor<Float>(shape: [2, 4], scalars: [1, 0, 2, 0, 3, 0, 4, 0])
+        let b1 = Tensor<Float>([0.5, 0, -0.5, 0])
+        let k2 = try Tensor<Float>(shape: [4, 1], scalars: [1, 2, 3, 4])
+        let layers = [ChannelPruningLayer(kernel: k1, bias: b1), ChannelPruningLayer(kernel: k2)]
+        let small = try pruneChannels(layers, amount: 0.5, layout: .keras)
+        #expect(small[0].kept == [0, 2])
+        #expect(small[0].kernel.shape == [2, 2] && small[0].kernel.scalars == [1, 2, 3, 4])
+        #expect(small[0].bias?.scalars == [0.5, -0.5])
+        #expect(small[1].kernel.shape == [2, 1] && small[1].kernel.scalars == [1, 3])
+        #expect(small[1].kept == [0])
+    }
+
+    @Test func torchLayoutAndErrors() throws {
+        let conv = try Tensor<Double>(shape: [3, 1, 1, 1], scalars: [0, 5, 1])
+        let linear = try Tensor<Double>(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+        let small = try pruneChannels([ChannelPruningLayer(kernel: conv, batchNorm: [Tensor([1, 2, 3])]),
+                                       ChannelPruningLayer(kernel: linear)], amount: 0.34, layout: .torch)
+        #expect(small[0].kernel.scalars == [5, 1] && small[0].batchNorm[0].scalars == [2, 3])
+        #expect(small[1].kernel.shape == [2, 2] && small[1].kernel.scalars == [2, 3, 5, 6])
+        #expect(throws: SwiftPruneError.self) {
+            try pruneChannels([ChannelPruningLayer(kernel: conv), ChannelPruningLayer(kernel: conv)], amount: 0.5, layout: .torch)
+        }
+        #expect(throws: SwiftPruneError.self) {
+            try pruneChannels([ChannelPruningLayer(kernel: conv, bias: Tensor([1, 2]))], amount: 0.5, layout: .torch)
+        }
+    }
+}
