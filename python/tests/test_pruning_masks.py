@@ -435,3 +435,16 @@ def test_concurrent_calls_from_python_threads_agree():
         results = list(pool.map(lambda i: jobs[i % len(jobs)](), range(4 * len(jobs))))
     for i, result in enumerate(results):
         np.testing.assert_array_equal(result, expected[i % len(jobs)])
+
+
+def test_size_one_and_odd_shapes():
+    one = np.array([[-2.5]], np.float32)
+    np.testing.assert_array_equal(sp.block_mask(one, 1.0, (3, 3)), [[False]])
+    np.testing.assert_array_equal(sp.block_mask(one, 0.4, (3, 3)), [[True]])
+    np.testing.assert_array_equal(sp.structured_mask(one, 1.0, axis=1), [[False]])
+    np.testing.assert_array_equal(sp.random_mask(one, 1.0), [[False]])
+    np.testing.assert_array_equal(sp.global_magnitude_masks([one], 0.6)[0], [[False]])
+    np.testing.assert_array_equal(sp.nm_mask(np.array([0.0, -1.0]), 1, 2), [False, True])
+    odd = np.random.default_rng(18).standard_normal((3, 5, 7))
+    np.testing.assert_array_equal(sp.structured_mask(odd, 0.6, axis=1, norm=1), ref.structured(odd, 0.6, 1, 1))
+    np.testing.assert_array_equal(sp.block_mask(odd[0], 0.5, (2, 3)), ref.block(odd[0], 0.5, (2, 3)))
