@@ -448,3 +448,26 @@ def test_size_one_and_odd_shapes():
     odd = np.random.default_rng(18).standard_normal((3, 5, 7))
     np.testing.assert_array_equal(sp.structured_mask(odd, 0.6, axis=1, norm=1), ref.structured(odd, 0.6, 1, 1))
     np.testing.assert_array_equal(sp.block_mask(odd[0], 0.5, (2, 3)), ref.block(odd[0], 0.5, (2, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_large_with_ties_at_the_threshold_across_workers(dtype):
+    rng = np.random.default_rng(19)
+    arrays = [rng.standard_normal(n).astype(dtype) for n in (150_000, 1, 250_000)]
+    # 3000 exact copies of one magnitude spread over every tensor and both worker halves.
+    for a in (arrays[0], arrays[2]):
+        a[rng.choice(a.size, 1500, replace=False)] = rng.choice([-1, 1], 1500) * dtype(0.6745)
+    previous = sp.get_num_threads()
+    try:
+        for threads in (1, 2):
+            sp.set_num_threads(threads)
+            for sparsity in (0.49, 0.5, 0.502):
+                masks = sp.global_magnitude_masks(arrays, sparsity)
+                for mask, expected in zip(masks, ref.global_magnitude(arrays, sparsity)):
+                    np.testing.assert_array_equal(mask, expected)
+            # Mostly equal values: the threshold bucket is huge (the three-pass fallback).
+            zeros = [np.where(rng.random(200_000) < 0.9, 0.0, rng.standard_normal(200_000)).astype(dtype)]
+            for mask, expected in zip(sp.global_magnitude_masks(zeros, 0.6), ref.global_magnitude(zeros, 0.6)):
+                np.testing.assert_array_equal(mask, expected)
+    finally:
+        sp.set_num_threads(previous)
