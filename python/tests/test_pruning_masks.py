@@ -471,3 +471,36 @@ def test_global_large_with_ties_at_the_threshold_across_workers(dtype):
                 np.testing.assert_array_equal(mask, expected)
     finally:
         sp.set_num_threads(previous)
+
+
+def test_no_reference_leaks_on_success_and_error_paths():
+    import sys
+
+    rng = np.random.default_rng(20)
+    w = rng.standard_normal((8, 16)).astype(np.float32)
+    w64 = w.astype(np.float64)
+    x = rng.standard_normal((32, 16)).astype(np.float32)
+    bad = np.array([[np.nan] * 16] * 8, np.float32)
+    calls = [
+        lambda: sp.nm_mask(w), lambda: sp.structured_mask(w, 0.5), lambda: sp.block_mask(w, 0.5),
+        lambda: sp.global_magnitude_masks([w, w64], 0.5), lambda: sp.wanda_mask(w, x, 0.5),
+        lambda: sp.sparsegpt(w, x, 0.5), lambda: sp.random_mask(w, 0.5),
+    ]
+    failing = [
+        lambda: sp.nm_mask(bad), lambda: sp.structured_mask(bad, 0.5), lambda: sp.block_mask(bad, 0.5),
+        lambda: sp.global_magnitude_masks([w, bad], 0.5), lambda: sp.wanda_mask(bad, x, 0.5),
+        lambda: sp.sparsegpt(w, bad, 0.5), lambda: sp.wanda_mask(w64, x[:, :3], 0.5),
+    ]
+    for call in calls + failing:
+        try:
+            call()
+        except ValueError:
+            pass
+    before = [sys.getrefcount(a) for a in (w, w64, x, bad)]
+    for _ in range(50):
+        for call in calls:
+            call()
+        for call in failing:
+            with pytest.raises(ValueError):
+                call()
+    assert [sys.getrefcount(a) for a in (w, w64, x, bad)] == before
