@@ -504,3 +504,29 @@ def test_no_reference_leaks_on_success_and_error_paths():
             with pytest.raises(ValueError):
                 call()
     assert [sys.getrefcount(a) for a in (w, w64, x, bad)] == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_sampled_one_pass_path_on_large_inputs(dtype):
+    # >= 2**20 entries take the sampled one-pass writer; every outcome must equal the reference.
+    rng = np.random.default_rng(21)
+    arrays = [rng.standard_normal(n).astype(dtype) for n in (700_000, 3, 500_000)]
+    arrays[0][rng.choice(700_000, 4000, replace=False)] = dtype(0.6745)  # ties at the median
+    previous = sp.get_num_threads()
+    try:
+        for threads in (1, 2):
+            sp.set_num_threads(threads)
+            for sparsity in (1e-6, 0.3, 0.5, 0.5004, 0.999999):
+                masks = sp.global_magnitude_masks(arrays, sparsity)
+                for mask, expected in zip(masks, ref.global_magnitude(arrays, sparsity)):
+                    np.testing.assert_array_equal(mask, expected)
+            heavy = [np.where(rng.random(1_200_000) < 0.9, 0.0, rng.standard_normal(1_200_000)).astype(dtype)]
+            for sparsity in (0.5, 0.95):
+                for mask, expected in zip(sp.global_magnitude_masks(heavy, sparsity), ref.global_magnitude(heavy, sparsity)):
+                    np.testing.assert_array_equal(mask, expected)
+            with pytest.raises(ValueError, match="NaN or Inf"):
+                bad = arrays[2].copy()
+                bad[123_456] = np.nan
+                sp.global_magnitude_masks([arrays[0], bad], 0.5)
+    finally:
+        sp.set_num_threads(previous)
