@@ -1,7 +1,7 @@
 /// The keep-masks of ``writeMagnitudeMasks(_:prune:into:)`` in one pass over
 /// the data for large inputs (sample select, after Floyd and Rivest).
 ///
-/// A seeded random sample of 2^18 magnitudes brackets the `k`-th smallest
+/// A seeded, stratified random sample of up to 2^18 magnitudes brackets the `k`-th smallest
 /// in a narrow key range `[lo, hi]` (±4 standard deviations of the sample
 /// rank). One pass then writes every mask entry outside the range (`< lo`
 /// pruned, `> hi` kept), records the entries inside it (key and mask address,
@@ -22,15 +22,18 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
         return
     }
     // Sample and bracket.
-    let sampleCount = 1 << 18
+    // Stratified: one random position in each of `sampleCount` equal strata, read in
+    // increasing order while walking the segments (no search, prefetch-friendly).
+    let sampleCount = min(1 << 18, total / 16)
     var generator = Xoshiro256StarStar(seed: 0x5EED_5A3F_1E5E_1EC7)
     let sample = UnsafeMutablePointer<UInt64>.allocate(capacity: sampleCount)
     defer { sample.deallocate() }
+    var segment = 0
     for s in 0 ..< sampleCount {
-        let position = Int(generator.uniform(below: UInt64(total)))
-        data.forEachPiece(of: position ..< position + 1) { segment, range in
-            sample[s] = UInt64(data.segments[segment][range.lowerBound].magnitudeKey)
-        }
+        let lower = partitionRange(total, parts: sampleCount, index: s)
+        let position = lower.lowerBound + Int(generator.uniform(below: UInt64(lower.count)))
+        while data.offsets[segment + 1] <= position { segment += 1 }
+        sample[s] = UInt64(data.segments[segment][position - data.offsets[segment]].magnitudeKey)
     }
     let center = Double(k) / Double(total) * Double(sampleCount)
     let spread = 2 * Double(sampleCount).squareRoot() + 16  // 4σ of the sample rank (σ <= √n / 2)
