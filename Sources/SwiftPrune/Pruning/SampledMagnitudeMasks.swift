@@ -9,13 +9,16 @@
 /// exactly, the lower flat index first among equal keys. If the bracket
 /// missed (odds ~1e-4) or holds too many entries (many equal values), the
 /// two-pass writer redoes the work, so the result never depends on the sample.
+/// Below `minimumCount` entries (default 2^24) the sample's fixed cost is not
+/// repaid and the two-pass writer runs directly.
 @_specialize(where S == Float)
 @_specialize(where S == Double)
 func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
-    _ data: SegmentedBuffer<S>, prune k: Int, into masks: [UnsafeMutableBufferPointer<Bool>]
+    _ data: SegmentedBuffer<S>, prune k: Int, into masks: [UnsafeMutableBufferPointer<Bool>],
+    minimumCount: Int = 1 << 24
 ) throws {
     let total = data.count
-    guard total >= 1 << 20, k > 0, k < total,
+    guard total >= max(minimumCount, 256), k > 0, k < total,
           masks.count == data.segments.count,
           zip(masks, data.segments).allSatisfy({ $0.count == $1.count }) else {
         try writeMagnitudeMasksTwoPass(data, prune: k, into: masks)
