@@ -327,3 +327,13 @@ def test_concurrent_calls_from_python_threads():
         t.join()
     for s in results:
         np.testing.assert_array_equal(s, expected)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_extreme_magnitudes(scale):
+    rng = np.random.default_rng(18)
+    w = rng.standard_normal((40, 25)) * scale
+    u, s, vt = sp.svd(w)
+    np.testing.assert_allclose(s, np.linalg.svd(w, compute_uv=False), rtol=1e-5)
+    u, s, vt = sp.randomized_svd(w, 25)
+    np.testing.assert_allclose(s, np.linalg.svd(w, compute_uv=False), rtol=1e-4)

@@ -52,14 +52,15 @@ public enum SingularValueDecomposition {
         guard r > 0 else { return }
         let a = UnsafeMutablePointer<Double>.allocate(capacity: mn)
         defer { a.deallocate() }
-        try convertChecked(w, into: a)
+        // Scaled by 1 / max|w| so that the Gram matrix can neither overflow nor underflow.
+        let scale = try convertChecked(w, into: a)
         let result = try denseSVD(a, m: m, n: n)
         defer { result.deallocate() }
         // u (m × r) and vt (r × n) from the row-stored factors.
         let left = result.transposed ? result.right : result.left   // r × m rows: columns of u
         let right = result.transposed ? result.left : result.right  // r × n rows: rows of vt
         for j in 0 ..< r {
-            s[j] = Float(result.values[j])
+            s[j] = Float(result.values[j] * scale)
             for i in 0 ..< m { u[i * r + j] = Float(left[j * m + i]) }
             for i in 0 ..< n { vt[j * n + i] = Float(right[j * n + i]) }
         }
@@ -246,17 +247,29 @@ public enum SingularValueDecomposition {
     }
 }
 
-/// Copies `source` into `destination` as Double, rejecting NaN and Inf.
+/// Copies `source` into `destination` as Double divided by `max |source|`,
+/// rejecting NaN and Inf, and returns that scale (1 for an all-zero source).
 @inline(__always)
 func convertChecked<S: BinaryFloatingPoint>(_ source: UnsafeBufferPointer<S>,
-                                            into destination: UnsafeMutablePointer<Double>) throws {
+                                            into destination: UnsafeMutablePointer<Double>) throws -> Double {
+    let scale = try largestMagnitude(source)
+    let inverse = 1 / scale
+    for i in 0 ..< source.count { destination[i] = Double(source[i]) * inverse }
+    return scale
+}
+
+/// `max |x|` over `source` (1 when every value is zero).
+/// - Throws: ``SwiftPruneError`` if `source` holds NaN or Inf.
+@inline(__always)
+func largestMagnitude<S: BinaryFloatingPoint>(_ source: UnsafeBufferPointer<S>) throws -> Double {
+    var largest = 0.0
     var bad = 0
-    for i in 0 ..< source.count {
-        let value = Double(source[i])
-        destination[i] = value
-        if !value.isFinite { bad += 1 }
+    for value in source {
+        let x = Double(value)
+        if !x.isFinite { bad += 1 } else if abs(x) > largest { largest = abs(x) }
     }
     guard bad == 0 else { throw SwiftPruneError.value("weights contain \(bad) NaN or Inf value(s)") }
+    return largest > 0 ? largest : 1
 }
 
 /// Seeded standard normal numbers: SplitMix64 + Box–Muller. Deterministic

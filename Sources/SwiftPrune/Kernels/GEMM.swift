@@ -82,25 +82,21 @@ struct GEMMDriver<T: GEMMScalar> {
         }
     }
 
-    @inline(__always)
-    static func allocate(_ count: Int) -> UnsafeMutablePointer<T> {
-        UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * MemoryLayout<T>.stride, alignment: 64)
-            .bindMemory(to: T.self, capacity: max(1, count))
-    }
-
     func run(workers: Int) {
         let mr = T.gemmMR, nr = T.gemmNR
         let kcMax = min(Self.kc, k)
         let ncMax = min(Self.nc, (n + nr - 1) / nr * nr)
         let mcMax = min(Self.mc, (m + mr - 1) / mr * mr)
-        let packedB = Self.allocate(kcMax * ncMax)
-        let packedA = Self.allocate(workers * mcMax * kcMax)
-        let scratch = Self.allocate(workers * mr * nr)
-        defer {
-            UnsafeMutableRawPointer(packedB).deallocate()
-            UnsafeMutableRawPointer(packedA).deallocate()
-            UnsafeMutableRawPointer(scratch).deallocate()
+        let bCount = kcMax * ncMax, aCount = workers * mcMax * kcMax
+        ScratchPool.with(T.self, count: bCount + aCount + workers * mr * nr) { workspace in
+            run(workers: workers, packedB: workspace, packedA: workspace + bCount,
+                scratch: workspace + bCount + aCount, kcMax: kcMax, ncMax: ncMax, mcMax: mcMax)
         }
+    }
+
+    func run(workers: Int, packedB: UnsafeMutablePointer<T>, packedA: UnsafeMutablePointer<T>,
+             scratch: UnsafeMutablePointer<T>, kcMax: Int, ncMax: Int, mcMax: Int) {
+        let nr = T.gemmNR, mr = T.gemmMR
         var jc = 0
         while jc < n {
             let nc = min(ncMax, n - jc)
