@@ -12,7 +12,7 @@ enum SymmetricEigen {
     /// Overwrites the `n × n` symmetric matrix `a` (full storage) with its
     /// eigenvectors, one per row, and returns the eigenvalues, ascending.
     /// Row `i` of `a` on return is the unit eigenvector of eigenvalue `i`.
-    static func decompose(_ a: UnsafeMutablePointer<Double>, n: Int) -> [Double] {
+    static func decompose(_ a: UnsafeMutablePointer<Double>, n: Int) throws -> [Double] {
         guard n > 0 else { return [] }
         if n == 1 {
             let value = a[0]
@@ -30,7 +30,7 @@ enum SymmetricEigen {
         z.initialize(repeating: 0, count: n * n)
         for i in 0 ..< n { z[i * n + i] = 1 }
         ql(d: &d, e: &e, zt: z, n: n)
-        backTransform(reflectors: a, tau: tau, zt: z, n: n)
+        try backTransform(reflectors: a, tau: tau, zt: z, n: n)
         // Sort ascending, moving rows along.
         let order = (0 ..< n).sorted { d[$0] < d[$1] }
         for (row, source) in order.enumerated() {
@@ -104,7 +104,10 @@ enum SymmetricEigen {
     static func ql(d: inout [Double], e: inout [Double], zt: UnsafeMutablePointer<Double>, n: Int) {
         let eps = Double.ulpOfOne
         var f = 0.0, tst1 = 0.0
-        var cs = [Double](repeating: 0, count: n), sn = [Double](repeating: 0, count: n)
+        // Rotations are recorded and applied later in column chunks that stay in
+        // cache (columns of Zᵀ are independent), instead of streaming all of Zᵀ
+        // through memory once per sweep.
+        var rotations = RotationLog(capacity: min(1 << 22, 4 * n * n))
         for l in 0 ..< n {
             tst1 = max(tst1, abs(d[l]) + abs(e[l]))
             var m = l
@@ -141,65 +144,69 @@ enum SymmetricEigen {
                         c = p / r
                         p = c * d[i] - s * g
                         d[i + 1] = h + s * (c * g + s * d[i])
-                        cs[i] = c; sn[i] = s
+                        if !rotations.append(row: i, c: c, s: s) { rotations.flush(into: zt, n: n) ; _ = rotations.append(row: i, c: c, s: s) }
                         i -= 1
                     }
                     p = -s * s2 * c3 * el1 * e[l] / dl1
                     e[l] = s * p
                     d[l] = c * p
-                    applyRotations(zt, n: n, from: m - 1, to: l, cs: cs, sn: sn)
                 } while abs(e[l]) > eps * tst1 && iterations < 100
             }
             d[l] += f
             e[l] = 0
         }
+        rotations.flush(into: zt, n: n)
     }
 
-    /// Applies the rotations of one QL sweep (i = from, from-1, …, to) to
-    /// rows i, i+1 of `zt`, splitting the columns over workers.
-    static func applyRotations(_ zt: UnsafeMutablePointer<Double>, n: Int, from: Int, to: Int,
-                               cs: [Double], sn: [Double]) {
-        let rotations = from - to + 1
-        let workers = Threading.workerCount(for: rotations * n, minimumPerWorker: 1 << 15)
-        cs.withUnsafeBufferPointer { cs in
-            sn.withUnsafeBufferPointer { sn in
-                parallelFor(workers: workers) { worker in
-                    // Split on multiples of 8 columns for clean vector loops.
-                    let chunks = (n + 7) / 8
-                    let range = partitionRange(chunks, parts: workers, index: worker)
-                    let lo = range.lowerBound * 8, hi = min(n, range.upperBound * 8)
-                    guard lo < hi else { return }
-                    var i = from
-                    while i >= to {
-                        rotate(zt + i * n + lo, zt + (i + 1) * n + lo, cs[i], sn[i], hi - lo)
-                        i -= 1
-                    }
-                }
-            }
-        }
-    }
-
-    /// Each row z (an eigenvector of T) becomes Q z = H_0 (H_1 (⋯ H_{n-3} z)).
+    /// Each row z (an eigenvector of T) becomes Q z = H_0 (H_1 (⋯ H_{n-3} z)),
+    /// i.e. `Zᵀ ← Zᵀ H_{n-3} ⋯ H_0`, in blocks of `nb` reflectors written in
+    /// compact WY form (`H_{k0} ⋯ H_{k1-1} = I − V T Vᵀ`, LAPACK's `larft`),
+    /// so that almost all the work is three GEMMs per block.
     static func backTransform(reflectors a: UnsafePointer<Double>, tau: [Double],
-                              zt: UnsafeMutablePointer<Double>, n: Int) {
-        let workers = Threading.workerCount(for: n * n * n, minimumPerWorker: 1 << 20)
-        tau.withUnsafeBufferPointer { tau in
-            parallelFor(workers: workers) { worker in
-                for row in partitionRange(n, parts: workers, index: worker) {
-                    let z = zt + row * n
-                    var k = n - 3
-                    while k >= 0 {
-                        let t = tau[k]
-                        if t != 0 {
-                            let v = a + k * n + k + 1
-                            let length = n - k - 1
-                            let s = t * dot(v, UnsafePointer(z + k + 1), length)
-                            axpy(-s, v, z + k + 1, length)
-                        }
-                        k -= 1
-                    }
+                              zt: UnsafeMutablePointer<Double>, n: Int) throws {
+        let count = n - 2   // reflectors 0 ..< n-2
+        guard count > 0 else { return }
+        let nb = 32
+        let vt = UnsafeMutablePointer<Double>.allocate(capacity: nb * n)
+        let t = UnsafeMutablePointer<Double>.allocate(capacity: nb * nb)
+        let w = UnsafeMutablePointer<Double>.allocate(capacity: n * nb)
+        let w2 = UnsafeMutablePointer<Double>.allocate(capacity: n * nb)
+        defer { vt.deallocate(); t.deallocate(); w.deallocate(); w2.deallocate() }
+        var k1 = count
+        while k1 > 0 {
+            let k0 = max(0, k1 - nb)
+            let b = k1 - k0, length = n - k0 - 1
+            // Rows of Vᵀ: v_{k0+j} on coordinates k0+1 ..< n, zero before its leading 1.
+            for j in 0 ..< b {
+                let row = vt + j * length
+                row.update(repeating: 0, count: j)
+                row[j] = 1
+                let source = a + (k0 + j) * n + k0 + 1
+                for i in j + 1 ..< length { row[i] = source[i] }
+            }
+            // T, column by column: T[0..<i, i] = −τ_i · T[0..<i, 0..<i] · (Vᵀ v_i)[0..<i].
+            t.update(repeating: 0, count: b * b)
+            for i in 0 ..< b {
+                let tauI = tau[k0 + i]
+                t[i * b + i] = tauI
+                guard i > 0, tauI != 0 else { continue }
+                var products = [Double](repeating: 0, count: i)
+                for q in 0 ..< i { products[q] = dot(vt + q * length + i, vt + i * length + i, length - i) }
+                for r in 0 ..< i {
+                    var sum = 0.0
+                    for q in r ..< i { sum += t[r * b + q] * products[q] }
+                    t[r * b + i] = -tauI * sum
                 }
             }
+            // Zᵀ[:, k0+1...] −= ((Zᵀ[:, k0+1...] V) Tᵀ) Vᵀ
+            let z = zt + k0 + 1
+            try gemm(transA: false, transB: true, m: n, n: b, k: length, alpha: 1, a: z, lda: n,
+                     b: vt, ldb: length, beta: 0, c: w, ldc: b)
+            try gemm(transA: false, transB: true, m: n, n: b, k: b, alpha: 1, a: w, lda: b,
+                     b: t, ldb: b, beta: 0, c: w2, ldc: b)
+            try gemm(transA: false, transB: false, m: n, n: length, k: b, alpha: -1, a: w2, lda: b,
+                     b: vt, ldb: length, beta: 1, c: z, ldc: n)
+            k1 = k0
         }
     }
 }
@@ -283,5 +290,56 @@ func rotate(_ x: UnsafeMutablePointer<Double>, _ y: UnsafeMutablePointer<Double>
         x[i] = c * xv - s * yv
         y[i] = s * xv + c * yv
         i += 1
+    }
+}
+
+/// Plane rotations of rows (row, row + 1) of `Zᵀ`, recorded in order.
+struct RotationLog {
+    var rows: [Int32] = []
+    var cs: [Double] = []
+    var sn: [Double] = []
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        rows.reserveCapacity(min(self.capacity, 1 << 16))
+        cs.reserveCapacity(min(self.capacity, 1 << 16))
+        sn.reserveCapacity(min(self.capacity, 1 << 16))
+    }
+
+    /// Records a rotation; `false` when the log is full (flush first).
+    mutating func append(row: Int, c: Double, s: Double) -> Bool {
+        guard rows.count < capacity else { return false }
+        rows.append(Int32(truncatingIfNeeded: row)); cs.append(c); sn.append(s)
+        return true
+    }
+
+    /// Applies every recorded rotation, in order, to `zt` (n × n) and empties the log.
+    /// Each worker takes column chunks small enough for the whole chunk of Zᵀ to
+    /// stay in cache while the rotation stream passes over it.
+    mutating func flush(into zt: UnsafeMutablePointer<Double>, n: Int) {
+        let count = rows.count
+        guard count > 0 else { return }
+        let width = max(8, min(n, (1 << 16) / max(1, n)) / 8 * 8)
+        let chunks = (n + width - 1) / width
+        let workers = min(chunks, Threading.workerCount(for: count * n, minimumPerWorker: 1 << 18))
+        rows.withUnsafeBufferPointer { rows in
+            cs.withUnsafeBufferPointer { cs in
+                sn.withUnsafeBufferPointer { sn in
+                    parallelFor(workers: workers) { worker in
+                        for chunk in partitionRange(chunks, parts: workers, index: worker) {
+                            let lo = chunk * width, size = min(width, n - lo)
+                            for r in 0 ..< count {
+                                let row = Int(rows[r])
+                                rotate(zt + row * n + lo, zt + (row + 1) * n + lo, cs[r], sn[r], size)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        rows.removeAll(keepingCapacity: true)
+        cs.removeAll(keepingCapacity: true)
+        sn.removeAll(keepingCapacity: true)
     }
 }
