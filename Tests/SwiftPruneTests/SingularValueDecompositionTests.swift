@@ -87,6 +87,33 @@ final class SingularValueDecompositionTests: XCTestCase {
         }
     }
 
+    func testSymmetricEigenOfWilkinsonMatrixWithNearlyEqualPairs() throws {
+        // W21+: diagonal |10 - i|, off-diagonal 1; its largest eigenvalues come in
+        // pairs equal to ~1e-14, the hard case for inverse iteration.
+        let n = 21
+        var w = [Double](repeating: 0, count: n * n)
+        for i in 0 ..< n {
+            w[i * n + i] = Double(abs(10 - i))
+            if i + 1 < n { w[i * n + i + 1] = 1; w[(i + 1) * n + i] = 1 }
+        }
+        let original = w
+        let values = try w.withUnsafeMutableBufferPointer { try SymmetricEigen.decompose($0.baseAddress!, n: n) }
+        XCTAssertEqual(values[n - 1], 10.746194182903393, accuracy: 1e-12)
+        XCTAssertEqual(values[n - 2], 10.746194182903322, accuracy: 1e-12)
+        for p in 0 ..< n {
+            for q in 0 ..< n {
+                var product = 0.0
+                for i in 0 ..< n { product += w[p * n + i] * w[q * n + i] }
+                XCTAssertEqual(product, p == q ? 1 : 0, accuracy: 1e-12)
+            }
+            for i in 0 ..< n {   // A v = λ v
+                var av = 0.0
+                for j in 0 ..< n { av += original[i * n + j] * w[p * n + j] }
+                XCTAssertEqual(av, values[p] * w[p * n + i], accuracy: 1e-12)
+            }
+        }
+    }
+
     func testRandomizedMatchesExactOnLowRank() throws {
         let a = try randomMatrix(40, 3, seed: 1), b = try randomMatrix(3, 25, seed: 2)
         let w = try matmul(a, b)

@@ -24,19 +24,30 @@ enum SymmetricEigen {
         var tau = [Double](repeating: 0, count: n)
         tridiagonalize(a, n: n, d: &d, e: &e, tau: &tau)
         // The Householder vectors stay in the upper triangle of `a`; the
-        // rotations accumulate in a separate matrix Zᵀ, then Q is applied.
+        // eigenvectors of T go into a separate matrix Zᵀ, then Q is applied.
         let z = UnsafeMutablePointer<Double>.allocate(capacity: n * n)
         defer { z.deallocate() }
-        z.initialize(repeating: 0, count: n * n)
-        for i in 0 ..< n { z[i * n + i] = 1 }
-        ql(d: &d, e: &e, zt: z, n: n)
+        // Eigenvalues by QL without vectors (O(n²)), eigenvectors of T by inverse
+        // iteration (O(n²) plus re-orthogonalization inside clusters), checked;
+        // QL with accumulated rotations (O(n³)) is the fallback.
+        var values = d, work = e
+        ql(d: &values, e: &work, zt: nil, n: n)
+        values.sort()
+        var order = Array(0 ..< n)
+        if try !TridiagonalEigenvectors.inverseIteration(d: d, e: e, values: values, zt: z, n: n) {
+            z.initialize(repeating: 0, count: n * n)
+            for i in 0 ..< n { z[i * n + i] = 1 }
+            values = d
+            work = e
+            ql(d: &values, e: &work, zt: z, n: n)
+            order = (0 ..< n).sorted { values[$0] < values[$1] }
+        }
         try backTransform(reflectors: a, tau: tau, zt: z, n: n)
-        // Sort ascending, moving rows along.
-        let order = (0 ..< n).sorted { d[$0] < d[$1] }
+        // Ascending order, moving rows along.
         for (row, source) in order.enumerated() {
             (a + row * n).update(from: z + source * n, count: n)
         }
-        return order.map { d[$0] }
+        return order.map { values[$0] }
     }
 
     /// Householder tridiagonalization `A = Q T Qᵀ`. On return `d` is T's
@@ -101,13 +112,14 @@ enum SymmetricEigen {
     }
 
     /// Implicit QL on the tridiagonal (d, e), rotating the rows of `zt`.
-    static func ql(d: inout [Double], e: inout [Double], zt: UnsafeMutablePointer<Double>, n: Int) {
+    /// With `zt == nil` only the eigenvalues are computed (O(n²)).
+    static func ql(d: inout [Double], e: inout [Double], zt: UnsafeMutablePointer<Double>?, n: Int) {
         let eps = Double.ulpOfOne
         var f = 0.0, tst1 = 0.0
         // Rotations are recorded and applied later in column chunks that stay in
         // cache (columns of Zᵀ are independent), instead of streaming all of Zᵀ
         // through memory once per sweep.
-        var rotations = RotationLog(capacity: min(1 << 22, 4 * n * n))
+        var rotations = RotationLog(capacity: zt == nil ? 1 : min(1 << 22, 4 * n * n))
         for l in 0 ..< n {
             tst1 = max(tst1, abs(d[l]) + abs(e[l]))
             var m = l
@@ -144,7 +156,10 @@ enum SymmetricEigen {
                         c = p / r
                         p = c * d[i] - s * g
                         d[i + 1] = h + s * (c * g + s * d[i])
-                        if !rotations.append(row: i, c: c, s: s) { rotations.flush(into: zt, n: n) ; _ = rotations.append(row: i, c: c, s: s) }
+                        if let zt, !rotations.append(row: i, c: c, s: s) {
+                            rotations.flush(into: zt, n: n)
+                            _ = rotations.append(row: i, c: c, s: s)
+                        }
                         i -= 1
                     }
                     p = -s * s2 * c3 * el1 * e[l] / dl1
@@ -155,7 +170,7 @@ enum SymmetricEigen {
             d[l] += f
             e[l] = 0
         }
-        rotations.flush(into: zt, n: n)
+        if let zt { rotations.flush(into: zt, n: n) }
     }
 
     /// Each row z (an eigenvector of T) becomes Q z = H_0 (H_1 (⋯ H_{n-3} z)),
