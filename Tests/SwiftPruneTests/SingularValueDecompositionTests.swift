@@ -81,9 +81,15 @@ final class SingularValueDecompositionTests: XCTestCase {
         let n = 12
         var t = [Double](repeating: 0, count: n * n)
         for i in 0 ..< n { t[i * n + i] = 2; if i + 1 < n { t[i * n + i + 1] = -1; t[(i + 1) * n + i] = -1 } }
-        let eigen = try t.withUnsafeMutableBufferPointer { try SymmetricEigen.decompose($0.baseAddress!, n: n) }
-        for j in 1 ... n {
-            XCTAssertEqual(eigen[j - 1], 2 - 2 * cos(Double(j) * .pi / Double(n + 1)), accuracy: 1e-13)
+        for method in [SymmetricEigen.VectorMethod.inverseIteration, .rotations] {
+            var copy = t
+            let eigen = try copy.withUnsafeMutableBufferPointer {
+                try SymmetricEigen.decompose($0.baseAddress!, n: n, method: method)
+            }
+            for j in 1 ... n {
+                XCTAssertEqual(eigen[j - 1], 2 - 2 * cos(Double(j) * .pi / Double(n + 1)), accuracy: 1e-13)
+            }
+            try checkEigenpairs(t, copy, eigen, n: n)
         }
     }
 
@@ -97,9 +103,19 @@ final class SingularValueDecompositionTests: XCTestCase {
             if i + 1 < n { w[i * n + i + 1] = 1; w[(i + 1) * n + i] = 1 }
         }
         let original = w
-        let values = try w.withUnsafeMutableBufferPointer { try SymmetricEigen.decompose($0.baseAddress!, n: n) }
-        XCTAssertEqual(values[n - 1], 10.746194182903393, accuracy: 1e-12)
-        XCTAssertEqual(values[n - 2], 10.746194182903322, accuracy: 1e-12)
+        for method in [SymmetricEigen.VectorMethod.inverseIteration, .rotations] {
+            w = original
+            let values = try w.withUnsafeMutableBufferPointer {
+                try SymmetricEigen.decompose($0.baseAddress!, n: n, method: method)
+            }
+            XCTAssertEqual(values[n - 1], 10.746194182903393, accuracy: 1e-12)
+            XCTAssertEqual(values[n - 2], 10.746194182903322, accuracy: 1e-12)
+            try checkEigenpairs(original, w, values, n: n)
+        }
+    }
+
+    /// Rows of `w` are orthonormal eigenvectors of `original` for `values`.
+    func checkEigenpairs(_ original: [Double], _ w: [Double], _ values: [Double], n: Int) throws {
         for p in 0 ..< n {
             for q in 0 ..< n {
                 var product = 0.0

@@ -12,7 +12,16 @@ enum SymmetricEigen {
     /// Overwrites the `n × n` symmetric matrix `a` (full storage) with its
     /// eigenvectors, one per row, and returns the eigenvalues, ascending.
     /// Row `i` of `a` on return is the unit eigenvector of eigenvalue `i`.
-    static func decompose(_ a: UnsafeMutablePointer<Double>, n: Int) throws -> [Double] {
+    /// How the eigenvectors of the tridiagonal matrix are found.
+    enum VectorMethod {
+        /// Inverse iteration, with rotations as the fallback (the default).
+        case inverseIteration
+        /// QL with accumulated rotations only (O(n³); kept for tests and as the fallback).
+        case rotations
+    }
+
+    static func decompose(_ a: UnsafeMutablePointer<Double>, n: Int,
+                          method: VectorMethod = .inverseIteration) throws -> [Double] {
         guard n > 0 else { return [] }
         if n == 1 {
             let value = a[0]
@@ -34,7 +43,7 @@ enum SymmetricEigen {
         ql(d: &values, e: &work, zt: nil, n: n)
         values.sort()
         var order = Array(0 ..< n)
-        if try !TridiagonalEigenvectors.inverseIteration(d: d, e: e, values: values, zt: z, n: n) {
+        if method == .rotations || !TridiagonalEigenvectors.inverseIteration(d: d, e: e, values: values, zt: z, n: n) {
             z.initialize(repeating: 0, count: n * n)
             for i in 0 ..< n { z[i * n + i] = 1 }
             values = d
