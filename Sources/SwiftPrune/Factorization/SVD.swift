@@ -105,9 +105,7 @@ public enum SingularValueDecomposition {
         let rows = transposed ? n : m, cols = transposed ? m : n
         // G = XᵀX (cols × cols).
         let g = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
-        try gemm(transA: !transposed, transB: transposed, m: cols, n: cols, k: rows,
-                  alpha: 1, a: a, lda: n, b: a, ldb: n, beta: 0, c: g, ldc: cols)
-        symmetrize(g, cols)
+        try syrk(transA: !transposed, n: cols, k: rows, alpha: 1, a: a, lda: n, c: g, ldc: cols)
         _ = try SymmetricEigen.decompose(g, n: cols)
         // Rows of g are eigenvectors, ascending eigenvalue: reverse to descending.
         let right = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
@@ -167,8 +165,7 @@ public enum SingularValueDecomposition {
     static func choleskyQRPass(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int) throws -> PassResult {
         let g = UnsafeMutablePointer<Double>.allocate(capacity: count * count)
         defer { g.deallocate() }
-        try gemm(transA: false, transB: true, m: count, n: count, k: length,
-                  alpha: 1, a: b, lda: length, b: b, ldb: length, beta: 0, c: g, ldc: count)
+        try syrk(transA: false, n: count, k: length, alpha: 1, a: b, lda: length, c: g, ldc: count)
         var deviation = 0.0
         for i in 0 ..< count {
             for j in 0 ..< count { deviation = max(deviation, abs(g[i * count + j] - (i == j ? 1 : 0))) }
@@ -233,16 +230,6 @@ public enum SingularValueDecomposition {
         copy.update(from: b, count: order.count * length)
         for (row, source) in order.enumerated() {
             (b + row * length).update(from: copy + source * length, count: length)
-        }
-    }
-
-    static func symmetrize(_ g: UnsafeMutablePointer<Double>, _ n: Int) {
-        for i in 0 ..< n {
-            for j in i + 1 ..< n {
-                let mean = 0.5 * (g[i * n + j] + g[j * n + i])
-                g[i * n + j] = mean
-                g[j * n + i] = mean
-            }
         }
     }
 }

@@ -49,9 +49,48 @@ public func gemm<T: GEMMScalar>(
         .run(workers: workers)
 }
 
+/// The symmetric product `C = alpha · op(A) · op(A)ᵀ` (`op(A)` is `n × k`)
+/// written in full: only the upper triangle is computed (about half the work
+/// of ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``), then
+/// mirrored. `transA == true` gives `AᵀA` for A stored `k × n`: the Gram
+/// matrix `XᵀX` of calibration activations or of a weight.
+/// - Throws: ``SwiftPruneError`` for negative sizes, a small `lda`/`ldc` or a
+///   `nil` pointer to a non-empty matrix.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+public func syrk<T: GEMMScalar>(
+    transA: Bool, n: Int, k: Int, alpha: T, a: UnsafePointer<T>?, lda: Int,
+    c: UnsafeMutablePointer<T>?, ldc: Int
+) throws {
+    guard n >= 0, k >= 0 else { throw SwiftPruneError.value("syrk: sizes must be non-negative, got n = \(n), k = \(k)") }
+    guard lda >= max(1, transA ? n : k), ldc >= max(1, n) else {
+        throw SwiftPruneError.value("syrk: leading dimensions too small (lda = \(lda), ldc = \(ldc))")
+    }
+    guard n > 0 else { return }
+    guard let c else { throw SwiftPruneError.value("syrk: c is NULL") }
+    GEMMDriver<T>.scale(c, m: n, n: n, ldc: ldc, by: 0)
+    if k > 0 && alpha != 0 {
+        guard let a else { throw SwiftPruneError.value("syrk: a is NULL") }
+        let (nn, o1) = n.multipliedReportingOverflow(by: n)
+        let (work, o2) = nn.multipliedReportingOverflow(by: k)
+        let workers = (o1 || o2) ? Threading.threadCount
+            : Threading.workerCount(for: work / 2, minimumPerWorker: 1 << 21)
+        var driver = GEMMDriver<T>(transA: transA, transB: !transA, m: n, n: n, k: k,
+                                   alpha: alpha, a: a, lda: lda, b: a, ldb: lda, c: c, ldc: ldc)
+        driver.upperOnly = true
+        driver.run(workers: workers)
+    }
+    for i in 0 ..< n {
+        for j in 0 ..< i { c[i * ldc + j] = c[j * ldc + i] }
+    }
+}
+
 /// The blocked, packed, multithreaded implementation behind ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``.
 struct GEMMDriver<T: GEMMScalar> {
     let transA: Bool, transB: Bool
+    /// Compute only the tiles of C that touch its upper triangle (SYRK-style,
+    /// for symmetric products such as XᵀX); tiles strictly below are skipped.
+    var upperOnly = false
     let m: Int, n: Int, k: Int
     let alpha: T
     let a: UnsafePointer<T>, lda: Int
@@ -198,10 +237,13 @@ struct GEMMDriver<T: GEMMScalar> {
         defer { scratch[0] = touched }
         for panel in panels {
             let j0 = panel * nr
+            // With upperOnly, row blocks entirely below this panel are skipped.
+            let lastColumn = column + j0 + nr - 1
             let cols = min(nr, nc - j0)
             let bPanel = UnsafePointer(packedB + panel * kc * nr)
             var i0 = 0
             while i0 < mc {
+                if upperOnly && row + i0 > lastColumn { break }
                 let rows = min(mr, mc - i0)
                 let aPanel = UnsafePointer(packedA + i0 * kc)
                 let cTile = c + (row + i0) * ldc + column + j0
