@@ -63,54 +63,68 @@ enum SymmetricEigen {
     /// diagonal, `e[i] = T[i+1, i]` (`e[n-1] = 0`), and row `k` of `a`,
     /// entries `k+1 ..< n`, holds the reflector `v_k` (with `v_k[k+1] = 1`)
     /// of `H_k = I - tau[k] v_k v_kᵀ`, `Q = H_0 H_1 ⋯ H_{n-3}`.
+    ///
+    /// Each step's rank-2 update `A22 −= v wᵀ + w vᵀ` is applied lazily, in the
+    /// same pass over the rows as the next step's product `A22 v`, so that the
+    /// trailing matrix is streamed through memory once per step, not twice.
     static func tridiagonalize(_ a: UnsafeMutablePointer<Double>, n: Int,
                                d: inout [Double], e: inout [Double], tau: inout [Double]) {
-        let p = UnsafeMutablePointer<Double>.allocate(capacity: n)
-        defer { p.deallocate() }
+        let buffers = UnsafeMutablePointer<Double>.allocate(capacity: 2 * n)
+        defer { buffers.deallocate() }
+        var current = buffers, previous = buffers + n
+        // The update not yet applied: v and w of the previous step, indexed from its first row.
+        var pendingV: UnsafePointer<Double>?
+        var pendingW: UnsafePointer<Double>?
         for k in 0 ..< max(0, n - 2) {
+            if let pv = pendingV, let pw = pendingW {
+                rank2Update(a + k * n + k, pv, -pw[0], pw, -pv[0], n - k)
+            }
             d[k] = a[k * n + k]
             let length = n - k - 1
             let x = a + k * n + k + 1
             var tail = 0.0
             for i in 1 ..< length { tail += x[i] * x[i] }
             let x0 = x[0]
+            var t = 0.0
             if tail == 0 {
-                tau[k] = 0
                 e[k] = x0
                 x[0] = 1
                 for i in 1 ..< length { x[i] = 0 }
-                continue
+            } else {
+                let norm = (x0 * x0 + tail).squareRoot()
+                let beta = x0 >= 0 ? -norm : norm
+                t = (beta - x0) / beta
+                let scale = 1 / (x0 - beta)
+                x[0] = 1
+                for i in 1 ..< length { x[i] *= scale }
+                e[k] = beta
             }
-            let norm = (x0 * x0 + tail).squareRoot()
-            let beta = x0 >= 0 ? -norm : norm
-            let t = (beta - x0) / beta
-            let scale = 1 / (x0 - beta)
-            x[0] = 1
-            for i in 1 ..< length { x[i] *= scale }
             tau[k] = t
-            e[k] = beta
-            // Mirror v into column k so that later rows see a symmetric matrix is
-            // not needed: the trailing block (rows/cols k+1..) is all that is used.
             let v = UnsafePointer(x)
             let base = k + 1
-            // p = t * A22 v
+            let p = current
+            // One pass: finish the previous update on each row, then p = t · A22 v.
             let workers = Threading.workerCount(for: length * length, minimumPerWorker: 1 << 16)
             parallelFor(workers: workers) { worker in
                 for i in partitionRange(length, parts: workers, index: worker) {
-                    p[i] = t * dot(a + (base + i) * n + base, v, length)
+                    let row = a + (base + i) * n + base
+                    if let pv = pendingV, let pw = pendingW {
+                        p[i] = t * updateThenDot(row, pv + 1, -pw[i + 1], pw + 1, -pv[i + 1], v, length)
+                    } else {
+                        p[i] = t * dot(row, v, length)
+                    }
                 }
             }
             // w = p - (t/2)(pᵀv) v
             let kappa = 0.5 * t * dot(p, v, length)
             for i in 0 ..< length { p[i] -= kappa * v[i] }
-            let w = UnsafePointer(p)
-            // A22 -= v wᵀ + w vᵀ
-            parallelFor(workers: workers) { worker in
-                for i in partitionRange(length, parts: workers, index: worker) {
-                    let row = a + (base + i) * n + base
-                    rank2Update(row, v, -w[i], w, -v[i], length)
-                }
-            }
+            pendingV = v
+            pendingW = UnsafePointer(p)
+            swap(&current, &previous)
+        }
+        if let pv = pendingV, let pw = pendingW {
+            rank2Update(a + (n - 2) * n + n - 2, pv, -pw[0], pw, -pv[0], 2)
+            rank2Update(a + (n - 1) * n + n - 2, pv, -pw[1], pw, -pv[1], 2)
         }
         d[n - 2] = a[(n - 2) * n + n - 2]
         d[n - 1] = a[(n - 1) * n + n - 1]
@@ -294,6 +308,34 @@ func rank2Update(_ row: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>
         i += 4
     }
     while i < count { row[i] += alpha * x[i] + beta * y[i]; i += 1 }
+}
+
+/// row += alpha·x + beta·y, returning the updated row · v (one pass).
+@inline(__always)
+func updateThenDot(_ row: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>, _ alpha: Double,
+                   _ y: UnsafePointer<Double>, _ beta: Double, _ v: UnsafePointer<Double>, _ count: Int) -> Double {
+    typealias V = SIMD4<Double>
+    let a = V(repeating: alpha), b = V(repeating: beta)
+    var s0 = V(), s1 = V()
+    var i = 0
+    while i + 8 <= count {
+        var r0: V = loadVector(row + i), r1: V = loadVector(row + i + 4)
+        r0 = r0.addingProduct(a, loadVector(x + i) as V).addingProduct(b, loadVector(y + i) as V)
+        r1 = r1.addingProduct(a, loadVector(x + i + 4) as V).addingProduct(b, loadVector(y + i + 4) as V)
+        storeVector(r0, row + i)
+        storeVector(r1, row + i + 4)
+        s0 = s0.addingProduct(r0, loadVector(v + i) as V)
+        s1 = s1.addingProduct(r1, loadVector(v + i + 4) as V)
+        i += 8
+    }
+    var total = (s0 + s1).sum()
+    while i < count {
+        let r = row[i] + alpha * x[i] + beta * y[i]
+        row[i] = r
+        total += r * v[i]
+        i += 1
+    }
+    return total
 }
 
 /// (x, y) ← (c·x − s·y, s·x + c·y), the QL rotation of rows i and i+1.
