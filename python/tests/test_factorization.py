@@ -337,3 +337,19 @@ def test_extreme_magnitudes(scale):
     np.testing.assert_allclose(s, np.linalg.svd(w, compute_uv=False), rtol=1e-5)
     u, s, vt = sp.randomized_svd(w, 25)
     np.testing.assert_allclose(s, np.linalg.svd(w, compute_uv=False), rtol=1e-4)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(19)
+    w = rng.standard_normal((400, 300)).astype(np.float32)
+    previous = sp.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            sp.set_num_threads(threads)
+            results.append((sp.svd(w), sp.randomized_svd(w, 10), sp.low_rank(w, rank=5).a))
+    finally:
+        sp.set_num_threads(previous)
+    for other in results[1:]:
+        for x, y in zip(results[0][0] + results[0][1] + (results[0][2],), other[0] + other[1] + (other[2],)):
+            np.testing.assert_array_equal(x, y)

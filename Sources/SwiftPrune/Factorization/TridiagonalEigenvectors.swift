@@ -35,7 +35,6 @@ enum TridiagonalEigenvectors {
             e.withUnsafeBufferPointer { e in
                 parallelFor(workers: workers) { worker in
                     var solver = TridiagonalSolver(n: n)
-                    var generator = GaussianGenerator(seed: 0x1be5 &+ UInt64(worker))
                     // Round-robin clusters so that big and small ones mix.
                     var c = worker
                     while c < clusters {
@@ -46,6 +45,8 @@ enum TridiagonalEigenvectors {
                             previous = lambda
                             solver.factor(d: d, e: e, shift: lambda, tiny: eps * norm)
                             let x = zt + j * n
+                            // Seeded by the eigenvalue's index: the same vectors whatever the thread count.
+                            var generator = GaussianGenerator(seed: 0x1be5_0000 &+ UInt64(j))
                             for i in 0 ..< n { x[i] = generator.next() }
                             for _ in 0 ..< 3 {
                                 solver.solve(x)
