@@ -106,7 +106,10 @@ public enum SingularValueDecomposition {
         // G = XᵀX (cols × cols).
         let g = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
         try syrk(transA: !transposed, n: cols, k: rows, alpha: 1, a: a, lda: n, c: g, ldc: cols)
-        _ = try SymmetricEigen.decompose(g, n: cols)
+        // Directions of singular values below 1e-6 · s_max (eigenvalues below
+        // 1e-12 · λ_max) only need to complete the basis: their columns of u are
+        // replaced by an orthonormal completion anyway (see orthonormalizeRows).
+        _ = try SymmetricEigen.decompose(g, n: cols, negligible: 1e-12)
         // Rows of g are eigenvectors, ascending eigenvalue: reverse to descending.
         let right = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
         for j in 0 ..< cols { (right + j * cols).update(from: g + (cols - 1 - j) * cols, count: cols) }

@@ -20,8 +20,15 @@ enum SymmetricEigen {
         case rotations
     }
 
+    ///
+    /// Eigenvalues at most `negligible · max|λ|` (e.g. the null space of a Gram
+    /// matrix) get *some* orthonormal basis of the complement of the other
+    /// eigenvectors instead of their exact eigenvectors, which inverse
+    /// iteration could only find at O(n k²) cost for a cluster of k. By
+    /// default every eigenvector is computed.
     static func decompose(_ a: UnsafeMutablePointer<Double>, n: Int,
-                          method: VectorMethod = .inverseIteration) throws -> [Double] {
+                          method: VectorMethod = .inverseIteration,
+                          negligible: Double = -Double.infinity) throws -> [Double] {
         guard n > 0 else { return [] }
         if n == 1 {
             let value = a[0]
@@ -43,7 +50,9 @@ enum SymmetricEigen {
         ql(d: &values, e: &work, zt: nil, n: n)
         values.sort()
         var order = Array(0 ..< n)
-        if method == .rotations || !TridiagonalEigenvectors.inverseIteration(d: d, e: e, values: values, zt: z, n: n) {
+        if method == .rotations || !TridiagonalEigenvectors.inverseIteration(
+            d: d, e: e, values: values, zt: z, n: n,
+            negligible: negligible * values.reduce(0) { max($0, abs($1)) }) {
             z.initialize(repeating: 0, count: n * n)
             for i in 0 ..< n { z[i * n + i] = 1 }
             values = d

@@ -11,8 +11,12 @@ enum TridiagonalEigenvectors {
     /// Writes the unit eigenvector of `values[j]` (ascending) into row `j` of
     /// `zt` (n × n) for T = tridiag(e, d, e) (`e[i] = T[i+1, i]`). Returns false
     /// when the vectors fail the check.
+    ///
+    /// Rows of eigenvalues `<= negligible` (the first `t`, values ascending) are
+    /// filled with an orthonormal basis of the complement of the others.
     static func inverseIteration(d: [Double], e: [Double], values: [Double],
-                                 zt: UnsafeMutablePointer<Double>, n: Int) -> Bool {
+                                 zt: UnsafeMutablePointer<Double>, n: Int,
+                                 negligible: Double = -Double.infinity) -> Bool {
         var norm = 0.0
         for i in 0 ..< n {
             norm = max(norm, abs(d[i]) + (i > 0 ? abs(e[i - 1]) : 0) + (i + 1 < n ? abs(e[i]) : 0))
@@ -25,9 +29,11 @@ enum TridiagonalEigenvectors {
         let eps = Double.ulpOfOne
         let clusterGap = 1e-3 * norm
         let perturbation = 10 * eps * norm
+        // Eigenvalues up to `negligible` come first (ascending): rows 0 ..< skipped.
+        let skipped = values.prefix { $0 <= negligible }.count
         // Cluster starts, then clusters solved independently (in parallel).
-        var starts = [0]
-        for j in 1 ..< max(1, n) where values[j] - values[j - 1] > clusterGap { starts.append(j) }
+        var starts = [skipped]
+        for j in skipped + 1 ..< max(skipped + 1, n) where values[j] - values[j - 1] > clusterGap { starts.append(j) }
         starts.append(n)
         let clusters = starts.count - 1
         let workers = min(clusters, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 14))
@@ -64,10 +70,11 @@ enum TridiagonalEigenvectors {
                 }
             }
         }
+        if skipped > 0 && !complete(zt, n: n, first: skipped) { return false }
         // Residuals ‖T z − λ z‖₂ ≤ 1e-11 ‖T‖ bound the angle between vectors of
         // different clusters (gap > 1e-3 ‖T‖) by 2e-8; inside a cluster the
         // inner products are checked directly.
-        for j in 0 ..< n {
+        for j in skipped ..< n {
             let x = zt + j * n
             var residual = 0.0
             for i in 0 ..< n {
@@ -83,6 +90,40 @@ enum TridiagonalEigenvectors {
             for j in starts[c] ..< starts[c + 1] {
                 for q in starts[c] ..< j where abs(dot(zt + q * n, zt + j * n, n)) > 1e-10 { return false }
             }
+        }
+        return true
+    }
+
+    /// Fills rows `0 ..< first` of `zt` with an orthonormal basis of the
+    /// complement of rows `first ..< n` (assumed orthonormal): seeded random
+    /// rows, projected out twice with GEMMs, then made orthonormal by Cholesky
+    /// QR (Gram–Schmidt as the fallback). Returns false if that fails.
+    static func complete(_ zt: UnsafeMutablePointer<Double>, n: Int, first: Int) -> Bool {
+        let known = n - first
+        var generator = GaussianGenerator(seed: 0xc0_ffee)
+        for i in 0 ..< first * n { zt[i] = generator.next() }
+        do {
+            if known > 0 {
+                let coefficients = UnsafeMutablePointer<Double>.allocate(capacity: first * known)
+                defer { coefficients.deallocate() }
+                let basis = zt + first * n
+                for _ in 0 ..< 2 {
+                    // X −= (X Zᵀ) Z
+                    try gemm(transA: false, transB: true, m: first, n: known, k: n, alpha: 1, a: zt, lda: n,
+                             b: basis, ldb: n, beta: 0, c: coefficients, ldc: known)
+                    try gemm(transA: false, transB: false, m: first, n: n, k: known, alpha: -1,
+                             a: coefficients, lda: known, b: basis, ldb: n, beta: 1, c: zt, ldc: n)
+                }
+            }
+            var norms = [Double](repeating: 0, count: first)
+            for j in 0 ..< first { norms[j] = dot(zt + j * n, zt + j * n, n).squareRoot() }
+            try SingularValueDecomposition.orthonormalizeRows(zt, count: first, length: n, norms: norms)
+        } catch {
+            return false
+        }
+        // Orthogonal to the known rows (to 1e-10) after all.
+        for j in 0 ..< first {
+            for q in first ..< n where abs(dot(zt + j * n, zt + q * n, n)) > 1e-10 { return false }
         }
         return true
     }
