@@ -353,3 +353,13 @@ def test_results_do_not_depend_on_the_thread_count():
     for other in results[1:]:
         for x, y in zip(results[0][0] + results[0][1] + (results[0][2],), other[0] + other[1] + (other[2],)):
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("shape,rank", [((300, 260), 7), ((260, 300), 1), ((400, 120), 60)])
+def test_svd_large_null_space(shape, rank):
+    # Most singular values are zero: their vectors are an orthonormal completion.
+    rng = np.random.default_rng(20)
+    w = rng.standard_normal((shape[0], rank)) @ rng.standard_normal((rank, shape[1]))
+    u, s, vt = sp.svd(w)
+    assert_valid_svd(w, u, s, vt)
+    assert np.all(s[rank:] <= 1e-5 * s[0])

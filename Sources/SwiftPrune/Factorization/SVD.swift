@@ -137,19 +137,30 @@ public enum SingularValueDecomposition {
     static func orthonormalizeRows(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int, norms: [Double]) throws {
         let largest = norms.max() ?? 0
         let threshold = largest * 1e-6
-        var generator = GaussianGenerator(seed: 0x5eed_5bd0)
+        var good: [Int] = [], bad: [Int] = []
         for j in 0 ..< count {
-            let row = b + j * length
-            if norms[j] > threshold && norms[j] > 0 {
-                let scale = 1 / norms[j]
-                for i in 0 ..< length { row[i] *= scale }
-            } else {
-                for i in 0 ..< length { row[i] = generator.next() }
-                let norm = dot(row, row, length).squareRoot()
-                for i in 0 ..< length { row[i] /= norm }
-            }
+            if norms[j] > threshold && norms[j] > 0 { good.append(j) } else { bad.append(j) }
         }
-        // Cholesky QR: at most three passes, until the Gram matrix is the identity to 1e-13.
+        // Good rows, normalized and packed first, made exactly orthonormal.
+        let packed = UnsafeMutablePointer<Double>.allocate(capacity: count * length)
+        defer { packed.deallocate() }
+        for (row, j) in good.enumerated() {
+            let scale = 1 / norms[j]
+            for i in 0 ..< length { packed[row * length + i] = b[j * length + i] * scale }
+        }
+        try orthonormalizeByCholeskyQR(packed, count: good.count, length: length)
+        // The others: an orthonormal completion, exactly orthogonal to the good rows.
+        OrthonormalComplement.complete(basis: packed, basisCount: good.count, length: length,
+                                       count: bad.count, into: packed + good.count * length)
+        for (row, j) in (good + bad).enumerated() {
+            (b + j * length).update(from: packed + row * length, count: length)
+        }
+    }
+
+    /// Cholesky QR on rows until orthonormal to 1e-10 (at most three passes),
+    /// modified Gram–Schmidt if Cholesky breaks down.
+    static func orthonormalizeByCholeskyQR(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int) throws {
+        guard count > 0 else { return }
         for _ in 0 ..< 3 {
             switch try choleskyQRPass(b, count: count, length: length) {
             case .orthonormal: return

@@ -95,34 +95,17 @@ enum TridiagonalEigenvectors {
     }
 
     /// Fills rows `0 ..< first` of `zt` with an orthonormal basis of the
-    /// complement of rows `first ..< n` (assumed orthonormal): seeded random
-    /// rows, projected out twice with GEMMs, then made orthonormal by Cholesky
-    /// QR (Gram–Schmidt as the fallback). Returns false if that fails.
+    /// complement of rows `first ..< n` (see ``OrthonormalComplement``), and
+    /// checks it. Returns false if the check fails.
     static func complete(_ zt: UnsafeMutablePointer<Double>, n: Int, first: Int) -> Bool {
         let known = n - first
-        var generator = GaussianGenerator(seed: 0xc0_ffee)
-        for i in 0 ..< first * n { zt[i] = generator.next() }
-        do {
-            if known > 0 {
-                let coefficients = UnsafeMutablePointer<Double>.allocate(capacity: first * known)
-                defer { coefficients.deallocate() }
-                let basis = zt + first * n
-                for _ in 0 ..< 2 {
-                    // X −= (X Zᵀ) Z
-                    try gemm(transA: false, transB: true, m: first, n: known, k: n, alpha: 1, a: zt, lda: n,
-                             b: basis, ldb: n, beta: 0, c: coefficients, ldc: known)
-                    try gemm(transA: false, transB: false, m: first, n: n, k: known, alpha: -1,
-                             a: coefficients, lda: known, b: basis, ldb: n, beta: 1, c: zt, ldc: n)
-                }
-            }
-            var norms = [Double](repeating: 0, count: first)
-            for j in 0 ..< first { norms[j] = dot(zt + j * n, zt + j * n, n).squareRoot() }
-            try SingularValueDecomposition.orthonormalizeRows(zt, count: first, length: n, norms: norms)
-        } catch {
-            return false
-        }
-        // Orthogonal to the known rows (to 1e-10) after all.
+        let completion = UnsafeMutablePointer<Double>.allocate(capacity: first * n)
+        defer { completion.deallocate() }
+        OrthonormalComplement.complete(basis: zt + first * n, basisCount: known, length: n,
+                                       count: first, into: completion)
+        zt.update(from: completion, count: first * n)
         for j in 0 ..< first {
+            guard abs(dot(zt + j * n, zt + j * n, n) - 1) <= 1e-12 else { return false }
             for q in first ..< n where abs(dot(zt + j * n, zt + q * n, n)) > 1e-10 { return false }
         }
         return true
