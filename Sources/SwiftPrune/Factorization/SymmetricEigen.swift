@@ -1,13 +1,14 @@
 /// Eigendecomposition of a real symmetric matrix in `Double`:
-/// Householder reduction to tridiagonal form, then the implicit QL
-/// algorithm with Wilkinson-style shifts (as in EISPACK `tql2`), then the
-/// back-transformation of the eigenvectors.
+/// Householder reduction to tridiagonal form, eigenvalues by the implicit QL
+/// algorithm (as in EISPACK `tql2`), eigenvectors of the tridiagonal matrix
+/// by inverse iteration (``TridiagonalEigenvectors``; QL with accumulated
+/// rotations is the verified fallback), then the blocked back-transformation.
 ///
 /// Storage is row-major throughout and every inner loop runs over a
 /// contiguous row: the reduction works on the full symmetric matrix (row k
-/// equals column k), the QL rotations act on rows of `Zᵀ`, and the
-/// eigenvectors come out as *rows*. The matrix-vector and rank-2 updates
-/// and the rotations are split over ``Threading/threadCount`` workers.
+/// equals column k), and the eigenvectors come out as *rows*. The row
+/// passes, the rotations and the back-transformation (GEMM) are split over
+/// ``Threading/threadCount`` workers.
 enum SymmetricEigen {
     /// Overwrites the `n × n` symmetric matrix `a` (full storage) with its
     /// eigenvectors, one per row, and returns the eigenvalues, ascending.
