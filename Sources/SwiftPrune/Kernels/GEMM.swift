@@ -1,3 +1,5 @@
+import SwiftPruneAVX512
+
 /// General matrix multiply on row-major (C-order) matrices:
 /// `C = alpha · op(A) · op(B) + beta · C`, where `op(X)` is `X` or `Xᵀ`.
 ///
@@ -96,10 +98,16 @@ struct GEMMDriver<T: GEMMScalar> {
     let a: UnsafePointer<T>, lda: Int
     let b: UnsafePointer<T>, ldb: Int
     let c: UnsafeMutablePointer<T>, ldc: Int
+    /// Use the AVX-512 micro-kernel (`Float` only, 6 × 32 tiles) instead of
+    /// ``GEMMScalar/gemmMicroKernel(_:_:_:_:_:_:)``: decided once per call.
+    let wide: Bool
+    /// The micro-tile: `MR × NR` of ``GEMMScalar``, or 6 × 32 when ``wide``.
+    let mr: Int, nr: Int
 
     static var kc: Int { 256 }
-    static var mc: Int { T.gemmMR * (MemoryLayout<T>.size == 4 ? 24 : 16) }
     static var nc: Int { 1024 }
+    /// Rows of C per packed block of A (a multiple of ``mr``).
+    var mcBlock: Int { mr * (MemoryLayout<T>.size == 4 ? 24 : 16) }
 
     init(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
          a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
@@ -107,6 +115,25 @@ struct GEMMDriver<T: GEMMScalar> {
         self.transA = transA; self.transB = transB
         self.m = m; self.n = n; self.k = k; self.alpha = alpha
         self.a = a; self.lda = lda; self.b = b; self.ldb = ldb; self.c = c; self.ldc = ldc
+        wide = T.self == Float.self && CPUFeatures.useAVX512
+        mr = T.gemmMR
+        nr = wide ? 32 : T.gemmNR
+    }
+
+    /// The micro-kernel of this call: `c[r · ldc + j] += alpha · Σ_p a[p · MR + r] · b[p · NR + j]`.
+    @inline(__always)
+    func microKernel(_ kc: Int, _ a: UnsafePointer<T>, _ b: UnsafePointer<T>,
+                     _ c: UnsafeMutablePointer<T>, _ ldc: Int) {
+        if wide {
+            // wide implies T == Float.
+            GEMMAVX512.microKernel6x32(
+                k: kc, a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self),
+                b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self),
+                alpha: withUnsafeBytes(of: alpha) { $0.load(as: Float.self) },
+                c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
+        } else {
+            T.gemmMicroKernel(kc, a, b, alpha, c, ldc)
+        }
     }
 
     static func scale(_ c: UnsafeMutablePointer<T>, m: Int, n: Int, ldc: Int, by beta: T) {
@@ -122,10 +149,9 @@ struct GEMMDriver<T: GEMMScalar> {
     }
 
     func run(workers: Int) {
-        let mr = T.gemmMR, nr = T.gemmNR
         let kcMax = min(Self.kc, k)
         let ncMax = min(Self.nc, (n + nr - 1) / nr * nr)
-        let mcMax = min(Self.mc, (m + mr - 1) / mr * mr)
+        let mcMax = min(mcBlock, (m + mr - 1) / mr * mr)
         let bCount = kcMax * ncMax, aCount = workers * mcMax * kcMax
         ScratchPool.with(T.self, count: bCount + aCount + workers * mr * nr) { workspace in
             run(workers: workers, packedB: workspace, packedA: workspace + bCount,
@@ -135,7 +161,6 @@ struct GEMMDriver<T: GEMMScalar> {
 
     func run(workers: Int, packedB: UnsafeMutablePointer<T>, packedA: UnsafeMutablePointer<T>,
              scratch: UnsafeMutablePointer<T>, kcMax: Int, ncMax: Int, mcMax: Int) {
-        let nr = T.gemmNR, mr = T.gemmMR
         var jc = 0
         while jc < n {
             let nc = min(ncMax, n - jc)
@@ -180,7 +205,6 @@ struct GEMMDriver<T: GEMMScalar> {
     /// op(A) into `MR`-row panels, `kc` groups of `MR` each, zero-padded.
     @inline(__always)
     func packA(into dst: UnsafeMutablePointer<T>, row: Int, mc: Int, column: Int, kc: Int) {
-        let mr = T.gemmMR
         var panelStart = 0
         while panelStart < mc {
             let rows = min(mr, mc - panelStart)
@@ -208,7 +232,6 @@ struct GEMMDriver<T: GEMMScalar> {
     /// op(B) as one `NR`-column panel (`kc` groups of `NR`), zero-padded.
     @inline(__always)
     func packB(into panel: UnsafeMutablePointer<T>, row: Int, kc: Int, column: Int, width: Int) {
-        let nr = T.gemmNR
         if width < nr { panel.update(repeating: 0, count: nr * kc) }
         if transB {
             // op(B)[p, j] = b[j * ldb + p]
@@ -232,7 +255,6 @@ struct GEMMDriver<T: GEMMScalar> {
     func macroKernel(packedA: UnsafeMutablePointer<T>, mc: Int, row: Int,
                      packedB: UnsafeMutablePointer<T>, panels: Range<Int>, nc: Int, column: Int, kc: Int,
                      scratch: UnsafeMutablePointer<T>) {
-        let mr = T.gemmMR, nr = T.gemmNR
         var touched: T = 0
         defer { scratch[0] = touched }
         for panel in panels {
@@ -254,10 +276,10 @@ struct GEMMDriver<T: GEMMScalar> {
                         let next = cTile + mr * ldc
                         for r in 0 ..< mr { touched += next[r * ldc] + next[r * ldc + nr - 1] }
                     }
-                    T.gemmMicroKernel(kc, aPanel, bPanel, alpha, cTile, ldc)
+                    microKernel(kc, aPanel, bPanel, cTile, ldc)
                 } else {
                     scratch.update(repeating: 0, count: mr * nr)
-                    T.gemmMicroKernel(kc, aPanel, bPanel, alpha, scratch, nr)
+                    microKernel(kc, aPanel, bPanel, scratch, nr)
                     for r in 0 ..< rows {
                         for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
                     }
