@@ -65,6 +65,27 @@ def numpy_matmul_with_coretype(n: int, coretype: str, threads: int) -> float:
         return float("nan")
 
 
+def swiftprune_matmul_portable(n: int, threads: int) -> float:
+    """Best time of an n×n swiftprune matmul in a subprocess with the AVX-512
+    kernels disabled (SWIFTPRUNE_DISABLE_AVX512=1): the portable AVX2 path."""
+    code = (
+        "import numpy as np, time, swiftprune as sp\n"
+        f"sp.set_num_threads({threads})\n"
+        f"a = np.random.default_rng(0).standard_normal(({n}, {n}), dtype=np.float32); b = a.copy()\n"
+        "sp.matmul(a, b)\nbest = 1e9\n"
+        "for _ in range(3):\n    t = time.perf_counter(); sp.matmul(a, b); best = min(best, time.perf_counter() - t)\n"
+        "print(best)\n"
+    )
+    env = dict(os.environ, SWIFTPRUNE_DISABLE_AVX512="1",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(sp.__file__))),
+                                           os.environ.get("PYTHONPATH", "")]))
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        return float(out.stdout.strip())
+    except (subprocess.SubprocessError, ValueError):
+        return float("nan")
+
+
 def gemm_cases(quick: bool) -> list[Case]:
     out = []
     rng = np.random.default_rng(0)
@@ -83,6 +104,9 @@ def gemm_cases(quick: bool) -> list[Case]:
                 mine = time.perf_counter() - start
                 sp.set_num_threads(0)
                 text = f"{2 * n**3 / mine / 1e9:.0f} GFLOP/s; NumPy kernel: {blas_kernel()}"
+                if not quick:
+                    portable = swiftprune_matmul_portable(n, threads)
+                    text += f"; AVX2 path (SWIFTPRUNE_DISABLE_AVX512=1): {2 * n**3 / portable / 1e9:.0f} GFLOP/s"
                 if not quick and n <= 2048:
                     haswell = numpy_matmul_with_coretype(n, "Haswell", threads)
                     text += f"; vs OPENBLAS_CORETYPE=Haswell (AVX2): {haswell / mine:.2f}x"
