@@ -63,7 +63,7 @@ final class GEMMAVX512Tests: XCTestCase {
         // n around multiples of 32 (full, partial and single-column panels),
         // m around multiples of 6, k across the 256-deep blocks.
         for (m, n, k) in [(1, 1, 1), (6, 32, 7), (7, 33, 5), (5, 31, 300), (12, 64, 257), (13, 95, 40),
-                          (150, 97, 260), (2, 1100, 3), (31, 2, 513), (7, 40, 1030)] {
+                          (150, 97, 260), (101, 70, 30), (96, 33, 517), (2, 1100, 3), (31, 2, 513), (7, 40, 1030)] {
             for transA in [false, true] {
                 for transB in [false, true] {
                     try check(m: m, n: n, k: k, transA: transA, transB: transB, alpha: 1, beta: 0, pad: 0)

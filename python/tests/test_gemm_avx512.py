@@ -15,7 +15,7 @@ import pytest
 import swiftprune
 
 # (m, k, n) around the 6-row and 16/32-column tiles and the 256/512-deep blocks.
-SHAPES = [(1, 1, 1), (6, 7, 32), (7, 5, 33), (13, 300, 31), (50, 257, 95), (150, 520, 97), (3, 40, 1100), (0, 4, 3)]
+SHAPES = [(1, 1, 1), (6, 7, 32), (7, 5, 33), (13, 300, 31), (50, 257, 95), (150, 520, 97), (101, 64, 70), (3, 40, 1100), (0, 4, 3)]
 LAYOUTS = ["CC", "FC", "CF", "FF"]  # memory order of a and b: every transposition of the GEMM
 
 CHILD = r"""

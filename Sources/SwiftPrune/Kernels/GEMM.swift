@@ -113,7 +113,7 @@ struct GEMMDriver<T: GEMMScalar> {
     /// 512/4096/192 is +10–20% at n = 2048 and 4096).
     var kc: Int { wide ? 512 : 256 }
     var nc: Int { wide ? 4096 : 1024 }
-    var mcBlock: Int { mr * (wide ? 32 : MemoryLayout<T>.size == 4 ? 24 : 16) }
+    var mcBlock: Int { wide ? 192 : mr * (MemoryLayout<T>.size == 4 ? 24 : 16) }
 
     init(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
          a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
@@ -122,7 +122,9 @@ struct GEMMDriver<T: GEMMScalar> {
         self.m = m; self.n = n; self.k = k; self.alpha = alpha
         self.a = a; self.lda = lda; self.b = b; self.ldb = ldb; self.c = c; self.ldc = ldc
         wide = T.self == Float.self && CPUFeatures.useAVX512
-        mr = T.gemmMR
+        // 12 × 32 tiles where C has rows enough; 6 × 32 for short C, where
+        // padding a partial 12-row tile would waste more of the work.
+        mr = wide && m >= 96 ? 12 : T.gemmMR
         nr = wide ? 32 : T.gemmNR
     }
 
@@ -130,7 +132,13 @@ struct GEMMDriver<T: GEMMScalar> {
     @inline(__always)
     func microKernel(_ kc: Int, _ a: UnsafePointer<T>, _ b: UnsafePointer<T>,
                      _ c: UnsafeMutablePointer<T>, _ ldc: Int) {
-        if wide {
+        if wide && mr == 12 {
+            GEMMAVX512.microKernel12x32(
+                k: kc, a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self),
+                b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self),
+                alpha: withUnsafeBytes(of: alpha) { $0.load(as: Float.self) },
+                c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
+        } else if wide {
             // wide implies T == Float.
             GEMMAVX512.microKernel6x32(
                 k: kc, a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self),
