@@ -10,8 +10,9 @@ from . import _core
 def matmul(a: ArrayLike, b: ArrayLike) -> NDArray[np.float32]:
     """Matrix product ``a @ b`` of two 2-D arrays, in float32.
 
-    Runs the tensor core's blocked, packed, multithreaded SGEMM (AVX2 + FMA
-    micro-kernel) with the GIL released. Shapes follow NumPy: ``a`` is
+    Runs the tensor core's blocked, packed, multithreaded SGEMM (an AVX-512
+    micro-kernel where the CPU has AVX-512, AVX2 + FMA otherwise;
+    ``SWIFTPRUNE_DISABLE_AVX512=1`` forces the latter) with the GIL released. Shapes follow NumPy: ``a`` is
     ``(m, k)``, ``b`` is ``(k, n)``, the result ``(m, n)``; sizes of zero are
     valid (``k == 0`` gives zeros). Inputs are converted to float32 once;
     float32 arrays in C or Fortran order are used without a copy.

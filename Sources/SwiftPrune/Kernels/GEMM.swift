@@ -14,7 +14,11 @@ import SwiftPruneAVX512
 /// The algorithm is the Goto/BLIS scheme: op(B) is packed in `KC × NC`
 /// blocks (panels of `NR` columns), op(A) in `MC × KC` blocks (panels of
 /// `MR` rows) and a register-blocked micro-kernel (``GEMMScalar``) computes
-/// `MR × NR` tiles with fused multiply-adds. Large products are split over
+/// `MR × NR` tiles with fused multiply-adds. For `Float` on a CPU with
+/// AVX-512 (``CPUFeatures/hasAVX512``) the micro-kernel is
+/// `GEMMAVX512.microKernel12x32` (6 × 32 when C has fewer than 96 rows) with
+/// deeper blocks; the result differs from the AVX2 path's only by the rounding
+/// of the depth split (identical for `k ≤ 256`), never by thread count. Large products are split over
 /// ``Threading/threadCount`` workers by row blocks of C (or column panels
 /// when C has few rows).
 ///
@@ -98,10 +102,10 @@ struct GEMMDriver<T: GEMMScalar> {
     let a: UnsafePointer<T>, lda: Int
     let b: UnsafePointer<T>, ldb: Int
     let c: UnsafeMutablePointer<T>, ldc: Int
-    /// Use the AVX-512 micro-kernel (`Float` only, 6 × 32 tiles) instead of
+    /// Use an AVX-512 micro-kernel (`Float` only, 12 × 32 or 6 × 32 tiles) instead of
     /// ``GEMMScalar/gemmMicroKernel(_:_:_:_:_:_:)``: decided once per call.
     let wide: Bool
-    /// The micro-tile: `MR × NR` of ``GEMMScalar``, or 6 × 32 when ``wide``.
+    /// The micro-tile: `MR × NR` of ``GEMMScalar``, or 12 × 32 / 6 × 32 when ``wide``.
     let mr: Int, nr: Int
 
     /// Depth of a packed block (the sums over depth are split only here, so
