@@ -96,6 +96,41 @@ final class GEMMAVX512Tests: XCTestCase {
         }
     }
 
+    func testSymmetricProductOnBothPaths() throws {
+        // syrk computes only the tiles touching the upper triangle (6- and
+        // 12-row tiles against 32-column panels), then mirrors them.
+        var random = TestRandom(seed: 19)
+        let saved = CPUFeatures.portableOnly
+        defer { CPUFeatures.portableOnly = saved }
+        for (n, k) in [(7, 3), (40, 300), (101, 37), (200, 520)] {
+            for transA in [false, true] {
+                let a = (0 ..< n * k).map { _ in random.float(in: -1 ... 1) }
+                let lda = transA ? n : k
+                var expected = [Double](repeating: 0, count: n * n)
+                for i in 0 ..< n {
+                    for j in 0 ..< n {
+                        var sum = 0.0
+                        for p in 0 ..< k {
+                            let x = Double(transA ? a[p * lda + i] : a[i * lda + p])
+                            let y = Double(transA ? a[p * lda + j] : a[j * lda + p])
+                            sum += x * y
+                        }
+                        expected[i * n + j] = 2 * sum
+                    }
+                }
+                for portable in [false, true] {
+                    CPUFeatures.portableOnly = portable
+                    var sym = [Float](repeating: .nan, count: n * n)
+                    try syrk(transA: transA, n: n, k: k, alpha: 2, a: a, lda: lda, c: &sym, ldc: n)
+                    for i in 0 ..< n * n {
+                        XCTAssertEqual(Double(sym[i]), expected[i], accuracy: 1e-5 * Double(k),
+                                       "n=\(n) k=\(k) tA=\(transA) portable=\(portable) at \(i)")
+                    }
+                }
+            }
+        }
+    }
+
     func testMicroKernelDirectly() throws {
         guard CPUFeatures.hasAVX512 else { throw XCTSkip("no AVX-512 on this CPU") }
         let k = 5, ldc = 35
