@@ -45,7 +45,8 @@ def _import_keras() -> Any:
 def _build() -> Any:
     keras = _import_keras()
     if not hasattr(keras, "ops") or not hasattr(keras, "Variable"):
-        raise ImportError(f"swiftprune.keras needs Keras 3 (keras.ops); found Keras {keras.__version__}")
+        raise ImportError("swiftprune.keras needs Keras 3 (keras.ops); found Keras "
+                          f"{getattr(keras, '__version__', 'of unknown version')}")
     ops = keras.ops
     from . import GradualPruner  # public contract: swiftprune.GradualPruner
 
@@ -69,7 +70,8 @@ def _build() -> Any:
         ``step`` counts training batches across every ``fit`` that uses this
         callback, so a second ``fit`` continues the schedule. At the end of
         training the kernels hold the final masks' zeros; ``masks`` gives the
-        masks by variable path (``"dense/kernel"``).
+        masks by variable path (``variable.path``, e.g.
+        ``"sequential/dense/kernel"``).
 
         Parameters
         ----------
@@ -108,7 +110,7 @@ def _build() -> Any:
         >>> callback = PruningCallback(schedule)
         >>> model.fit(x, y, epochs=4, callbacks=[callback])       # doctest: +SKIP
         >>> {name: 1 - m.mean() for name, m in callback.masks.items()}  # doctest: +SKIP
-        {'dense/kernel': 0.8, 'dense_1/kernel': 0.8}
+        {'sequential/dense/kernel': 0.8, 'sequential/dense_1/kernel': 0.8}
         """
 
         def __init__(self, schedule: Any, method: str = "magnitude", layers: Any = None) -> None:
@@ -161,6 +163,8 @@ def _build() -> Any:
         def _sync(self) -> None:
             # The JAX trainer keeps the training state outside the variables
             # during an epoch; write it back before reading or assigning them.
+            # (Recent Keras does this in the `Callback.model` property already;
+            # an explicit call keeps older Keras 3 releases right too.)
             sync = getattr(self.model, "jax_state_sync", None)
             if callable(sync):
                 sync()

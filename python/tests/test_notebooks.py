@@ -78,6 +78,9 @@ def test_notebook_runs(path: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: 
     monkeypatch.setenv("KERAS_BACKEND", "jax")           # the backend the test extra installs
     monkeypatch.setenv("SWIFTPRUNE_NUM_THREADS", "2")
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    # Small matrices: OpenBLAS threads only spin on a busy 2-core machine
+    # (scikit-learn's MLP training went from 2 s to 35 s with them).
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
 
     notebook = nbformat.read(str(path), as_version=4)
     check = nbformat.v4.new_code_cell(
