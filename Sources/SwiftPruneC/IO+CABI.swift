@@ -141,11 +141,14 @@ public func spSafetensorsRelease(_ file: OpaquePointer?, _ i: Int64) -> sp_statu
 
 @_cdecl("sp_safetensors_writer_create")
 public func spSafetensorsWriterCreate(
-    _ path: UnsafePointer<CChar>?, _ writerOut: UnsafeMutablePointer<OpaquePointer?>?
+    _ path: UnsafePointer<CChar>?, _ headerReserve: Int64, _ writerOut: UnsafeMutablePointer<OpaquePointer?>?
 ) -> sp_status {
     withStatus {
         guard let path, let writerOut else { throw SwiftPruneError.value("path or writer_out is NULL") }
-        let writer = try SafetensorsWriter(path: String(cString: path))
+        guard headerReserve >= 0 && headerReserve <= Int64(SafetensorsHeader.maximumHeaderLength) else {
+            throw SwiftPruneError.value("header_reserve must be in [0, \(SafetensorsHeader.maximumHeaderLength)], got \(headerReserve)")
+        }
+        let writer = try SafetensorsWriter(path: String(cString: path), headerReserve: Int(headerReserve))
         writerOut.pointee = OpaquePointer(Unmanaged.passRetained(writer).toOpaque())
     }
 }

@@ -166,6 +166,103 @@ public func spCastBFloat16F64(_ x: UnsafePointer<Double>?, _ n: Int64, _ out: Un
     withStatus { try HalfPrecisionCast.toBFloat16(inputBuffer(x, n, "x"), into: outputBuffer(out, n, "out")) }
 }
 
+@_cdecl("sp_cluster_fit_f32")
+public func spClusterFitF32(
+    _ w: UnsafePointer<Float>?, _ n: Int64, _ nClusters: Int64, _ initialization: Int32, _ maxIter: Int64,
+    _ seed: UInt64, _ centroidsOut: UnsafeMutablePointer<Float>?, _ iterationsOut: UnsafeMutablePointer<Int64>?
+) -> sp_status {
+    withStatus {
+        guard let method = ClusterInitialization(rawValue: initialization) else {
+            throw SwiftPruneError.value("unknown initialization \(initialization)")
+        }
+        guard nClusters >= 1 && nClusters <= 65536 else {
+            throw SwiftPruneError.value("n_clusters must be in 1..65536, got \(nClusters)")
+        }
+        let centroids = try outputBuffer(centroidsOut, nClusters, "centroids_out")
+        let fit = try KMeans1D(inputBuffer(w, n, "w"), clusters: Int(nClusters), initialization: method,
+                               maxIterations: Int(clamping: maxIter), seed: seed)
+        for (i, c) in fit.centroids.enumerated() { centroids[i] = c }
+        iterationsOut?.pointee = Int64(fit.iterations)
+    }
+}
+
+@_cdecl("sp_cluster_assign_u8_f32")
+public func spClusterAssignU8F32(
+    _ w: UnsafePointer<Float>?, _ n: Int64, _ centroids: UnsafePointer<Float>?, _ nClusters: Int64,
+    _ indicesOut: UnsafeMutablePointer<UInt8>?
+) -> sp_status {
+    withStatus {
+        try Codebook.assign(inputBuffer(w, n, "w"), centroids: inputBuffer(centroids, nClusters, "centroids"),
+                            into: outputBuffer(indicesOut, n, "indices_out"))
+    }
+}
+
+@_cdecl("sp_cluster_assign_u16_f32")
+public func spClusterAssignU16F32(
+    _ w: UnsafePointer<Float>?, _ n: Int64, _ centroids: UnsafePointer<Float>?, _ nClusters: Int64,
+    _ indicesOut: UnsafeMutablePointer<UInt16>?
+) -> sp_status {
+    withStatus {
+        try Codebook.assign(inputBuffer(w, n, "w"), centroids: inputBuffer(centroids, nClusters, "centroids"),
+                            into: outputBuffer(indicesOut, n, "indices_out"))
+    }
+}
+
+@_cdecl("sp_cluster_lookup_u8")
+public func spClusterLookupU8(
+    _ indices: UnsafePointer<UInt8>?, _ n: Int64, _ centroids: UnsafePointer<Float>?, _ nClusters: Int64,
+    _ out: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        try Codebook.lookup(inputBuffer(indices, n, "indices"), centroids: inputBuffer(centroids, nClusters, "centroids"),
+                            into: outputBuffer(out, n, "out"))
+    }
+}
+
+@_cdecl("sp_cluster_lookup_u16")
+public func spClusterLookupU16(
+    _ indices: UnsafePointer<UInt16>?, _ n: Int64, _ centroids: UnsafePointer<Float>?, _ nClusters: Int64,
+    _ out: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        try Codebook.lookup(inputBuffer(indices, n, "indices"), centroids: inputBuffer(centroids, nClusters, "centroids"),
+                            into: outputBuffer(out, n, "out"))
+    }
+}
+
+@_cdecl("sp_quant_gptq_f64")
+public func spQuantGptqF64(
+    _ w: UnsafePointer<Double>?, _ rows: Int64, _ cols: Int64, _ x: UnsafePointer<Double>?, _ samples: Int64,
+    _ bits: Int64, _ symmetric: Bool, _ groupSize: Int64, _ damp: Double,
+    _ valuesOut: UnsafeMutableRawPointer?, _ scaleOut: UnsafeMutablePointer<Float>?,
+    _ zeroPointOut: UnsafeMutableRawPointer?, _ nScales: Int64
+) -> sp_status {
+    withStatus {
+        guard rows >= 0, cols >= 0, samples >= 0, groupSize >= 0 else {
+            throw SwiftPruneError.value("rows, cols, samples and group_size must be >= 0")
+        }
+        let (wCount, o1) = rows.multipliedReportingOverflow(by: cols)
+        let (xCount, o2) = samples.multipliedReportingOverflow(by: cols)
+        guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
+        let result = try GPTQ.quantize(
+            weights: inputBuffer(w, wCount, "w"), rows: Int(rows), cols: Int(cols),
+            activations: inputBuffer(x, xCount, "x"), samples: Int(samples), scheme: scheme,
+            groupSize: groupSize == 0 ? nil : Int(groupSize), damp: damp)
+        guard nScales == Int64(result.scales.count) else {
+            throw SwiftPruneError.value("n_scales is \(nScales), the layout has \(result.scales.count) groups")
+        }
+        let values = try outputBuffer(valuesOut?.assumingMemoryBound(to: UInt8.self), wCount, "values_out")
+        let scales = try outputBuffer(scaleOut, nScales, "scale_out")
+        let zeros = try outputBuffer(zeroPointOut?.assumingMemoryBound(to: UInt8.self), nScales, "zero_point_out")
+        for i in 0 ..< Int(wCount) { values[i] = result.storage[i] }
+        for g in 0 ..< Int(nScales) {
+            scales[g] = result.scales[g]
+            zeros[g] = UInt8(truncatingIfNeeded: result.zeroPoints[g])
+        }
+    }
+}
+
 func checkQuantizationSignatures() {
     var scaleShape = sp_quant_scale_shape; implements(&scaleShape, spQuantScaleShape)
     var quantizeF32 = sp_quant_quantize_f32; implements(&quantizeF32, spQuantQuantizeF32)
@@ -177,4 +274,10 @@ func checkQuantizationSignatures() {
     var halfF64 = sp_cast_float16_f64; implements(&halfF64, spCastFloat16F64)
     var brainF32 = sp_cast_bfloat16_f32; implements(&brainF32, spCastBFloat16F32)
     var brainF64 = sp_cast_bfloat16_f64; implements(&brainF64, spCastBFloat16F64)
+    var clusterFit = sp_cluster_fit_f32; implements(&clusterFit, spClusterFitF32)
+    var assignU8 = sp_cluster_assign_u8_f32; implements(&assignU8, spClusterAssignU8F32)
+    var assignU16 = sp_cluster_assign_u16_f32; implements(&assignU16, spClusterAssignU16F32)
+    var lookupU8 = sp_cluster_lookup_u8; implements(&lookupU8, spClusterLookupU8)
+    var lookupU16 = sp_cluster_lookup_u16; implements(&lookupU16, spClusterLookupU16)
+    var gptq = sp_quant_gptq_f64; implements(&gptq, spQuantGptqF64)
 }

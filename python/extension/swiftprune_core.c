@@ -625,6 +625,160 @@ error:
     return NULL;
 }
 
+/* A real floating array (see as_float_array) converted to `typenum`
+ * (NPY_FLOAT32 or NPY_FLOAT64), C-contiguous. */
+static PyArrayObject *as_float_array_of(PyObject *obj, const char *name, int typenum) {
+    int is_double;
+    PyArrayObject *any = as_float_array(obj, name, &is_double);
+    if (any == NULL) return NULL;
+    if ((typenum == NPY_FLOAT64) == (is_double != 0)) return any;
+    PyArrayObject *result = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)any, typenum,
+                                                              NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    Py_DECREF(any);
+    return result;
+}
+
+static PyObject *core_cluster_fit(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    long long n_clusters, max_iter;
+    unsigned long long seed;
+    int init;
+    if (!PyArg_ParseTuple(args, "OLiLK:cluster_fit", &w_obj, &n_clusters, &init, &max_iter, &seed)) return NULL;
+    if (n_clusters < 1 || n_clusters > 65536) {
+        PyErr_Format(PyExc_ValueError, "n_clusters must be in 1..65536, got %lld", n_clusters);
+        return NULL;
+    }
+    PyArrayObject *centroids = NULL;
+    PyArrayObject *w = as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    if (w == NULL) return NULL;
+    npy_intp dims[1] = {(npy_intp)n_clusters};
+    centroids = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_FLOAT32, 0);
+    if (centroids == NULL) goto error;
+    int64_t iterations = 0;
+    sp_status status;
+    SP_CALL(status, sp_cluster_fit_f32((const float *)PyArray_DATA(w), (int64_t)PyArray_SIZE(w), (int64_t)n_clusters,
+                                       init, (int64_t)max_iter, (uint64_t)seed, (float *)PyArray_DATA(centroids),
+                                       &iterations));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return Py_BuildValue("(NL)", centroids, (long long)iterations);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(centroids);
+    return NULL;
+}
+
+static PyObject *core_cluster_assign(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *centroids_obj;
+    if (!PyArg_ParseTuple(args, "OO:cluster_assign", &w_obj, &centroids_obj)) return NULL;
+    PyArrayObject *centroids = NULL, *indices = NULL;
+    PyArrayObject *w = as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    if (w == NULL) return NULL;
+    centroids = as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
+    if (centroids == NULL) goto error;
+    int64_t k = (int64_t)PyArray_SIZE(centroids);
+    int wide = k > 256;
+    indices = empty_like_shape(w, wide ? NPY_UINT16 : NPY_UINT8);
+    if (indices == NULL) goto error;
+    sp_status status;
+    const float *x = (const float *)PyArray_DATA(w), *c = (const float *)PyArray_DATA(centroids);
+    int64_t n = (int64_t)PyArray_SIZE(w);
+    if (wide) {
+        SP_CALL(status, sp_cluster_assign_u16_f32(x, n, c, k, (uint16_t *)PyArray_DATA(indices)));
+    } else {
+        SP_CALL(status, sp_cluster_assign_u8_f32(x, n, c, k, (uint8_t *)PyArray_DATA(indices)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(centroids);
+    return (PyObject *)indices;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(centroids);
+    Py_XDECREF(indices);
+    return NULL;
+}
+
+static PyObject *core_cluster_lookup(PyObject *self, PyObject *args) {
+    PyObject *indices_obj, *centroids_obj;
+    if (!PyArg_ParseTuple(args, "OO:cluster_lookup", &indices_obj, &centroids_obj)) return NULL;
+    PyArrayObject *indices = NULL, *centroids = NULL, *out = NULL;
+    PyArrayObject *any = (PyArrayObject *)PyArray_FROM_O(indices_obj);
+    if (any == NULL) return NULL;
+    int wide = PyArray_TYPE(any) == NPY_UINT16;
+    if (!wide && PyArray_TYPE(any) != NPY_UINT8) {
+        PyErr_SetString(PyExc_TypeError, "indices must be a uint8 or uint16 array");
+        Py_DECREF(any);
+        return NULL;
+    }
+    indices = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)any, wide ? NPY_UINT16 : NPY_UINT8, NPY_ARRAY_IN_ARRAY);
+    Py_DECREF(any);
+    if (indices == NULL) return NULL;
+    centroids = as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
+    if (centroids == NULL) goto error;
+    out = empty_like_shape(indices, NPY_FLOAT32);
+    if (out == NULL) goto error;
+    sp_status status;
+    int64_t n = (int64_t)PyArray_SIZE(indices), k = (int64_t)PyArray_SIZE(centroids);
+    const float *c = (const float *)PyArray_DATA(centroids);
+    if (wide) {
+        SP_CALL(status, sp_cluster_lookup_u16((const uint16_t *)PyArray_DATA(indices), n, c, k, (float *)PyArray_DATA(out)));
+    } else {
+        SP_CALL(status, sp_cluster_lookup_u8((const uint8_t *)PyArray_DATA(indices), n, c, k, (float *)PyArray_DATA(out)));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(indices);
+    Py_DECREF(centroids);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(indices);
+    Py_XDECREF(centroids);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *core_gptq(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *x_obj;
+    long long bits, group_size;
+    int symmetric;
+    double damp;
+    if (!PyArg_ParseTuple(args, "OOLpLd:gptq", &w_obj, &x_obj, &bits, &symmetric, &group_size, &damp)) return NULL;
+    PyArrayObject *w = NULL, *x = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
+    w = as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    if (w == NULL) return NULL;
+    x = as_float_array_of(x_obj, "x", NPY_FLOAT64);
+    if (x == NULL) goto error;
+    if (PyArray_NDIM(w) != 2 || PyArray_NDIM(x) != 2 || PyArray_DIM(w, 1) != PyArray_DIM(x, 1)) {
+        PyErr_SetString(PyExc_ValueError, "gptq needs w of shape (out, in) and x of shape (samples, in)");
+        goto error;
+    }
+    int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
+    int64_t samples = (int64_t)PyArray_DIM(x, 0);
+    int64_t shape[2] = {rows, cols}, scale_shape[2];
+    sp_status status = sp_quant_scale_shape(shape, 2, true, 0, (int64_t)group_size, scale_shape);
+    if (status != SP_OK) { raise_status(status); goto error; }
+    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
+    values = empty_like_shape(w, int_type);
+    scale = empty_from_shape(2, scale_shape, NPY_FLOAT32);
+    zero_point = empty_from_shape(2, scale_shape, int_type);
+    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
+    SP_CALL(status, sp_quant_gptq_f64((const double *)PyArray_DATA(w), rows, cols, (const double *)PyArray_DATA(x),
+                                      samples, (int64_t)bits, symmetric, (int64_t)group_size, damp,
+                                      PyArray_DATA(values), (float *)PyArray_DATA(scale), PyArray_DATA(zero_point),
+                                      (int64_t)PyArray_SIZE(scale)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(x);
+    return Py_BuildValue("(NNN)", values, scale, zero_point);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(x);
+    Py_XDECREF(values);
+    Py_XDECREF(scale);
+    Py_XDECREF(zero_point);
+    return NULL;
+}
+
 #define QUANTIZATION_METHODS                                                                              \
     {"quantize", core_quant_quantize, METH_VARARGS,                                                       \
      "quantize(w, bits, symmetric, axis, group_size, method, percentile) -> (values, scale, zero_point)"}, \
@@ -633,19 +787,524 @@ error:
     {"pack_nibbles", core_quant_pack_nibbles, METH_VARARGS, "pack_nibbles(values) -> uint8 array"},       \
     {"unpack_nibbles", core_quant_unpack_nibbles, METH_VARARGS,                                           \
      "unpack_nibbles(packed, count, signed) -> int8/uint8 array"},                                        \
-    {"cast", core_cast, METH_VARARGS, "cast(w, bfloat16) -> uint16 bit patterns"},
+    {"cast", core_cast, METH_VARARGS, "cast(w, bfloat16) -> uint16 bit patterns"},                         \
+    {"cluster_fit", core_cluster_fit, METH_VARARGS,                                                       \
+     "cluster_fit(w, n_clusters, init, max_iter, seed) -> (centroids, iterations)"},                      \
+    {"cluster_assign", core_cluster_assign, METH_VARARGS, "cluster_assign(w, centroids) -> indices"},     \
+    {"cluster_lookup", core_cluster_lookup, METH_VARARGS, "cluster_lookup(indices, centroids) -> float32"}, \
+    {"gptq", core_gptq, METH_VARARGS,                                                                     \
+     "gptq(w, x, bits, symmetric, group_size, damp) -> (values, scale, zero_point)"},
 
 /* ======================================================================== */
 /* Low-rank factorization                                                    */
 /* ======================================================================== */
 
-#define FACTORIZATION_METHODS
+/* A float32/float64 2-D array from `obj` (as_float_array), or NULL with an exception. */
+static PyArrayObject *as_float_matrix(PyObject *obj, const char *name, int *is_double) {
+    PyArrayObject *w = as_float_array(obj, name, is_double);
+    if (w == NULL) return NULL;
+    if (PyArray_NDIM(w) != 2) {
+        PyErr_Format(PyExc_ValueError, "%s must be 2-D, got %d dimension(s)", name, PyArray_NDIM(w));
+        Py_DECREF(w);
+        return NULL;
+    }
+    return w;
+}
+
+static PyObject *core_svd(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    if (!PyArg_ParseTuple(args, "O:svd", &w_obj)) return NULL;
+    int is_double;
+    PyArrayObject *u = NULL, *s = NULL, *vt = NULL;
+    PyArrayObject *w = as_float_matrix(w_obj, "w", &is_double);
+    if (w == NULL) return NULL;
+    npy_intp m = PyArray_DIM(w, 0), n = PyArray_DIM(w, 1), r = m < n ? m : n;
+    npy_intp u_dims[2] = {m, r}, s_dims[1] = {r}, vt_dims[2] = {r, n};
+    u = (PyArrayObject *)PyArray_EMPTY(2, u_dims, NPY_FLOAT, 0);
+    s = (PyArrayObject *)PyArray_EMPTY(1, s_dims, NPY_FLOAT, 0);
+    vt = (PyArrayObject *)PyArray_EMPTY(2, vt_dims, NPY_FLOAT, 0);
+    if (u == NULL || s == NULL || vt == NULL) goto error;
+    sp_status status;
+    float *u_data = (float *)PyArray_DATA(u), *s_data = (float *)PyArray_DATA(s), *vt_data = (float *)PyArray_DATA(vt);
+    if (is_double) {
+        SP_CALL(status, sp_svd_f64((const double *)PyArray_DATA(w), m, n, u_data, s_data, vt_data));
+    } else {
+        SP_CALL(status, sp_svd_f32((const float *)PyArray_DATA(w), m, n, u_data, s_data, vt_data));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return Py_BuildValue("(NNN)", u, s, vt);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(u);
+    Py_XDECREF(s);
+    Py_XDECREF(vt);
+    return NULL;
+}
+
+static PyObject *core_randomized_svd(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    long long rank, oversample, power_iters;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "OLLLK:randomized_svd", &w_obj, &rank, &oversample, &power_iters, &seed)) return NULL;
+    int is_double;
+    PyArrayObject *u = NULL, *s = NULL, *vt = NULL;
+    PyArrayObject *w = as_float_matrix(w_obj, "w", &is_double);
+    if (w == NULL) return NULL;
+    npy_intp m = PyArray_DIM(w, 0), n = PyArray_DIM(w, 1);
+    if (rank < 0 || rank > (m < n ? m : n)) {
+        PyErr_Format(PyExc_ValueError, "rank must be in [0, %lld] for a (%lld, %lld) matrix, got %lld",
+                     (long long)(m < n ? m : n), (long long)m, (long long)n, rank);
+        goto error;
+    }
+    npy_intp u_dims[2] = {m, (npy_intp)rank}, s_dims[1] = {(npy_intp)rank}, vt_dims[2] = {(npy_intp)rank, n};
+    u = (PyArrayObject *)PyArray_EMPTY(2, u_dims, NPY_FLOAT, 0);
+    s = (PyArrayObject *)PyArray_EMPTY(1, s_dims, NPY_FLOAT, 0);
+    vt = (PyArrayObject *)PyArray_EMPTY(2, vt_dims, NPY_FLOAT, 0);
+    if (u == NULL || s == NULL || vt == NULL) goto error;
+    sp_status status;
+    float *u_data = (float *)PyArray_DATA(u), *s_data = (float *)PyArray_DATA(s), *vt_data = (float *)PyArray_DATA(vt);
+    if (is_double) {
+        SP_CALL(status, sp_randomized_svd_f64((const double *)PyArray_DATA(w), m, n, rank, oversample, power_iters,
+                                              (uint64_t)seed, u_data, s_data, vt_data));
+    } else {
+        SP_CALL(status, sp_randomized_svd_f32((const float *)PyArray_DATA(w), m, n, rank, oversample, power_iters,
+                                              (uint64_t)seed, u_data, s_data, vt_data));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return Py_BuildValue("(NNN)", u, s, vt);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(u);
+    Py_XDECREF(s);
+    Py_XDECREF(vt);
+    return NULL;
+}
+
+static PyObject *core_low_rank_max_rank(PyObject *self, PyObject *args) {
+    int selector;
+    double value;
+    long long m, n;
+    if (!PyArg_ParseTuple(args, "idLL:low_rank_max_rank", &selector, &value, &m, &n)) return NULL;
+    int64_t rank = 0;
+    sp_status status = sp_low_rank_max_rank((int32_t)selector, value, m, n, &rank);
+    if (status != SP_OK) return raise_status(status);
+    return PyLong_FromLongLong((long long)rank);
+}
+
+/* low_rank(w, selector, value, method, seed) -> (a, b): a (m, k), b (k, n) float32. */
+static PyObject *core_low_rank(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    int selector, method;
+    double value;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "OidiK:low_rank", &w_obj, &selector, &value, &method, &seed)) return NULL;
+    int is_double;
+    PyArrayObject *a_buf = NULL, *b_buf = NULL, *a = NULL, *b = NULL;
+    PyArrayObject *w = as_float_matrix(w_obj, "w", &is_double);
+    if (w == NULL) return NULL;
+    npy_intp m = PyArray_DIM(w, 0), n = PyArray_DIM(w, 1);
+    int64_t capacity = 0, rank = 0;
+    sp_status status = sp_low_rank_max_rank((int32_t)selector, value, m, n, &capacity);
+    if (status != SP_OK) { raise_status(status); goto error; }
+    npy_intp a_dims[1] = {(npy_intp)(m * capacity)}, b_dims[1] = {(npy_intp)(capacity * n)};
+    a_buf = (PyArrayObject *)PyArray_EMPTY(1, a_dims, NPY_FLOAT, 0);
+    b_buf = (PyArrayObject *)PyArray_EMPTY(1, b_dims, NPY_FLOAT, 0);
+    if (a_buf == NULL || b_buf == NULL) goto error;
+    float *a_data = (float *)PyArray_DATA(a_buf), *b_data = (float *)PyArray_DATA(b_buf);
+    if (is_double) {
+        SP_CALL(status, sp_low_rank_f64((const double *)PyArray_DATA(w), m, n, (int32_t)selector, value,
+                                        (int32_t)method, (uint64_t)seed, capacity, a_data, b_data, &rank));
+    } else {
+        SP_CALL(status, sp_low_rank_f32((const float *)PyArray_DATA(w), m, n, (int32_t)selector, value,
+                                        (int32_t)method, (uint64_t)seed, capacity, a_data, b_data, &rank));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    npy_intp a_shape[2] = {m, (npy_intp)rank}, b_shape[2] = {(npy_intp)rank, n};
+    a = (PyArrayObject *)PyArray_EMPTY(2, a_shape, NPY_FLOAT, 0);
+    b = (PyArrayObject *)PyArray_EMPTY(2, b_shape, NPY_FLOAT, 0);
+    if (a == NULL || b == NULL) goto error;
+    if (m * rank > 0) memcpy(PyArray_DATA(a), a_data, (size_t)(m * rank) * sizeof(float));
+    if (rank * n > 0) memcpy(PyArray_DATA(b), b_data, (size_t)(rank * n) * sizeof(float));
+    Py_DECREF(w);
+    Py_DECREF(a_buf);
+    Py_DECREF(b_buf);
+    return Py_BuildValue("(NN)", a, b);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(a_buf);
+    Py_XDECREF(b_buf);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return NULL;
+}
+
+#define FACTORIZATION_METHODS                                                                              \
+    {"svd", core_svd, METH_VARARGS, "svd(w) -> (u, s, vt) float32"},                                       \
+    {"randomized_svd", core_randomized_svd, METH_VARARGS,                                                  \
+     "randomized_svd(w, rank, oversample, power_iters, seed) -> (u, s, vt) float32"},                      \
+    {"low_rank_max_rank", core_low_rank_max_rank, METH_VARARGS, "low_rank_max_rank(selector, value, m, n)"}, \
+    {"low_rank", core_low_rank, METH_VARARGS, "low_rank(w, selector, value, method, seed) -> (a, b)"},
 
 /* ======================================================================== */
 /* Tensor core: matmul, sparse and quantized kernels                         */
 /* ======================================================================== */
 
-#define TENSOR_CORE_METHODS
+/*
+ * A float32 2-D array holding `obj`'s values, C- or Fortran-contiguous
+ * (the latter reported through *transposed, so that no copy is made), or
+ * NULL with an exception. Non-float input raises TypeError.
+ */
+static PyArrayObject *as_float32_matrix(PyObject *obj, const char *name, bool *transposed) {
+    PyArrayObject *any = (PyArrayObject *)PyArray_FROM_O(obj);
+    if (any == NULL) return NULL;
+    int type = PyArray_TYPE(any);
+    if (type != NPY_DOUBLE && type != NPY_FLOAT && type != NPY_HALF) {
+        PyObject *dtype_str = PyObject_Str((PyObject *)PyArray_DESCR(any));
+        PyErr_Format(PyExc_TypeError,
+                     "%s must be a real floating-point array (float16, float32 or float64), got dtype %S",
+                     name, dtype_str ? dtype_str : Py_None);
+        Py_XDECREF(dtype_str);
+        Py_DECREF(any);
+        return NULL;
+    }
+    if (PyArray_NDIM(any) != 2) {
+        PyErr_Format(PyExc_ValueError, "%s must be 2-D, got %d dimension(s)", name, PyArray_NDIM(any));
+        Py_DECREF(any);
+        return NULL;
+    }
+    *transposed = false;
+    if (type == NPY_FLOAT && PyArray_ISALIGNED(any) && !PyArray_IS_C_CONTIGUOUS(any) &&
+        PyArray_IS_F_CONTIGUOUS(any)) {
+        *transposed = true;
+        return any;
+    }
+    PyArrayObject *result = (PyArrayObject *)PyArray_FROM_OTF(
+        (PyObject *)any, NPY_FLOAT, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    Py_DECREF(any);
+    return result;
+}
+
+static PyObject *core_matmul(PyObject *self, PyObject *args) {
+    PyObject *a_obj, *b_obj;
+    if (!PyArg_ParseTuple(args, "OO:matmul", &a_obj, &b_obj)) return NULL;
+    bool a_t, b_t;
+    PyArrayObject *b = NULL, *out = NULL;
+    PyArrayObject *a = as_float32_matrix(a_obj, "a", &a_t);
+    if (a == NULL) return NULL;
+    b = as_float32_matrix(b_obj, "b", &b_t);
+    if (b == NULL) goto error;
+    npy_intp m = PyArray_DIM(a, 0), k = PyArray_DIM(a, 1), n = PyArray_DIM(b, 1);
+    if (PyArray_DIM(b, 0) != k) {
+        PyErr_Format(PyExc_ValueError,
+                     "matmul: a has shape (%lld, %lld) and b has shape (%lld, %lld): inner dimensions %lld != %lld",
+                     (long long)m, (long long)k, (long long)PyArray_DIM(b, 0), (long long)n,
+                     (long long)k, (long long)PyArray_DIM(b, 0));
+        goto error;
+    }
+    npy_intp dims[2] = {m, n};
+    out = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_FLOAT, 0);
+    if (out == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_matmul_f32((const float *)PyArray_DATA(a), a_t, (const float *)PyArray_DATA(b), b_t,
+                                  m, k, n, (float *)PyArray_DATA(out)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(a);
+    Py_DECREF(b);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+#define MATMUL_METHODS \
+    {"matmul", core_matmul, METH_VARARGS, "matmul(a, b) -> float32 a @ b (2-D)"},
+/* ---- sparse and quantized layers (sp_csr_*, sp_nm_*, sp_quantized_matmul_i8) ---- */
+
+/* A new reference to `obj` as a C-contiguous float32 array (float16/32/64 accepted). */
+static PyArrayObject *as_float32_array(PyObject *obj, const char *name) {
+    int is_double;
+    PyArrayObject *array = as_float_array(obj, name, &is_double);
+    if (array == NULL || !is_double) return array;
+    PyArrayObject *single = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)array, NPY_FLOAT,
+                                                              NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    Py_DECREF(array);
+    return single;
+}
+
+/* A new reference to `obj` as a C-contiguous array of `typenum`, safe casts only. */
+static PyArrayObject *as_exact_array(PyObject *obj, int typenum, const char *name) {
+    PyArrayObject *array = (PyArrayObject *)PyArray_FROM_OTF(obj, typenum, NPY_ARRAY_IN_ARRAY);
+    if (array == NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_Format(PyExc_TypeError, "%s: %S", name, value ? value : Py_None);
+        Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(traceback);
+    }
+    return array;
+}
+
+/* A float32 matrix of `rows` x `cols` as a new 2-D array checked to be 2-D. */
+static PyArrayObject *as_float32_2d(PyObject *obj, const char *name) {
+    PyArrayObject *array = as_float32_array(obj, name);
+    if (array != NULL && PyArray_NDIM(array) != 2) {
+        PyErr_Format(PyExc_ValueError, "%s must be 2-D, got %d dimension(s)", name, PyArray_NDIM(array));
+        Py_DECREF(array);
+        return NULL;
+    }
+    return array;
+}
+
+/* The activations x of W @ x: float32, 1-D or 2-D; sets *x_rows and *batch. */
+static PyArrayObject *as_activations(PyObject *obj, int64_t *x_rows, int64_t *batch) {
+    PyArrayObject *x = as_float32_array(obj, "x");
+    if (x == NULL) return NULL;
+    int ndim = PyArray_NDIM(x);
+    if (ndim != 1 && ndim != 2) {
+        PyErr_Format(PyExc_ValueError, "x must be 1-D (in_features,) or 2-D (in_features, n), got %d dimension(s)", ndim);
+        Py_DECREF(x);
+        return NULL;
+    }
+    *x_rows = (int64_t)PyArray_DIM(x, 0);
+    *batch = ndim == 2 ? (int64_t)PyArray_DIM(x, 1) : 1;
+    return x;
+}
+
+/* The float32 result of W @ x: (rows,) for a 1-D x, else (rows, batch). */
+static PyArrayObject *new_product(PyArrayObject *x, int64_t rows, int64_t batch) {
+    npy_intp dims[2] = {(npy_intp)rows, (npy_intp)batch};
+    return (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(x), dims, NPY_FLOAT, 0);
+}
+
+static PyObject *core_csr_from_dense(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    if (!PyArg_ParseTuple(args, "O:csr_from_dense", &w_obj)) return NULL;
+    PyArrayObject *indptr = NULL, *indices = NULL, *data = NULL;
+    PyArrayObject *w = as_float32_2d(w_obj, "w");
+    if (w == NULL) return NULL;
+    int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1), nnz = 0;
+    npy_intp offsets_dim = (npy_intp)rows + 1;
+    indptr = (PyArrayObject *)PyArray_EMPTY(1, &offsets_dim, NPY_INT64, 0);
+    if (indptr == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_csr_count_f32((const float *)PyArray_DATA(w), rows, cols, (int64_t *)PyArray_DATA(indptr), &nnz));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    npy_intp nnz_dim = (npy_intp)nnz;
+    indices = (PyArrayObject *)PyArray_EMPTY(1, &nnz_dim, NPY_INT32, 0);
+    data = (PyArrayObject *)PyArray_EMPTY(1, &nnz_dim, NPY_FLOAT, 0);
+    if (indices == NULL || data == NULL) goto error;
+    SP_CALL(status, sp_csr_fill_f32((const float *)PyArray_DATA(w), rows, cols, (const int64_t *)PyArray_DATA(indptr), nnz,
+                                    (int32_t *)PyArray_DATA(indices), (float *)PyArray_DATA(data)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return Py_BuildValue("(NNN)", indptr, indices, data);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(indptr);
+    Py_XDECREF(indices);
+    Py_XDECREF(data);
+    return NULL;
+}
+
+/* Parses (indptr, indices, data, rows, cols) into contiguous int64 / int32 / float32 arrays. */
+static int parse_csr(PyObject *indptr_obj, PyObject *indices_obj, PyObject *data_obj, PyArrayObject **indptr,
+                     PyArrayObject **indices, PyArrayObject **data) {
+    *indptr = as_exact_array(indptr_obj, NPY_INT64, "indptr");
+    if (*indptr == NULL) return -1;
+    *indices = as_exact_array(indices_obj, NPY_INT32, "indices");
+    if (*indices == NULL) return -1;
+    *data = as_float32_array(data_obj, "data");
+    if (*data == NULL) return -1;
+    if (PyArray_SIZE(*indices) != PyArray_SIZE(*data)) {
+        PyErr_Format(PyExc_ValueError, "indices (%zd) and data (%zd) must have the same length",
+                     (Py_ssize_t)PyArray_SIZE(*indices), (Py_ssize_t)PyArray_SIZE(*data));
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *core_csr_matmul(PyObject *self, PyObject *args) {
+    PyObject *indptr_obj, *indices_obj, *data_obj, *x_obj;
+    long long rows, cols;
+    if (!PyArg_ParseTuple(args, "OOOLLO:csr_matmul", &indptr_obj, &indices_obj, &data_obj, &rows, &cols, &x_obj)) return NULL;
+    PyArrayObject *indptr = NULL, *indices = NULL, *data = NULL, *x = NULL, *y = NULL;
+    int64_t x_rows, batch;
+    if (parse_csr(indptr_obj, indices_obj, data_obj, &indptr, &indices, &data) < 0) goto error;
+    if (rows < 0 || PyArray_SIZE(indptr) != (npy_intp)rows + 1) {
+        PyErr_Format(PyExc_ValueError, "indptr must have rows + 1 = %lld entries, got %zd", rows + 1, (Py_ssize_t)PyArray_SIZE(indptr));
+        goto error;
+    }
+    x = as_activations(x_obj, &x_rows, &batch);
+    if (x == NULL) goto error;
+    y = new_product(x, rows, batch);
+    if (y == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_csr_matmul_f32(rows, cols, (const int64_t *)PyArray_DATA(indptr), (const int32_t *)PyArray_DATA(indices),
+                                      (const float *)PyArray_DATA(data), (int64_t)PyArray_SIZE(data),
+                                      (const float *)PyArray_DATA(x), x_rows, batch, (float *)PyArray_DATA(y)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(indptr); Py_DECREF(indices); Py_DECREF(data); Py_DECREF(x);
+    return (PyObject *)y;
+error:
+    Py_XDECREF(indptr); Py_XDECREF(indices); Py_XDECREF(data); Py_XDECREF(x); Py_XDECREF(y);
+    return NULL;
+}
+
+static PyObject *core_csr_to_dense(PyObject *self, PyObject *args) {
+    PyObject *indptr_obj, *indices_obj, *data_obj;
+    long long rows, cols;
+    if (!PyArg_ParseTuple(args, "OOOLL:csr_to_dense", &indptr_obj, &indices_obj, &data_obj, &rows, &cols)) return NULL;
+    PyArrayObject *indptr = NULL, *indices = NULL, *data = NULL, *out = NULL;
+    if (parse_csr(indptr_obj, indices_obj, data_obj, &indptr, &indices, &data) < 0) goto error;
+    if (rows < 0 || cols < 0) { PyErr_Format(PyExc_ValueError, "shape (%lld, %lld) has a negative dimension", rows, cols); goto error; }
+    npy_intp dims[2] = {(npy_intp)rows, (npy_intp)cols};
+    out = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_FLOAT, 0);
+    if (out == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_csr_to_dense_f32(rows, cols, (const int64_t *)PyArray_DATA(indptr), (const int32_t *)PyArray_DATA(indices),
+                                        (const float *)PyArray_DATA(data), (int64_t)PyArray_SIZE(data), (float *)PyArray_DATA(out)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(indptr); Py_DECREF(indices); Py_DECREF(data);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(indptr); Py_XDECREF(indices); Py_XDECREF(data); Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *core_nm_from_dense(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    long long n, m;
+    if (!PyArg_ParseTuple(args, "OLL:nm_from_dense", &w_obj, &n, &m)) return NULL;
+    PyArrayObject *values = NULL, *indices = NULL;
+    PyArrayObject *w = as_float32_2d(w_obj, "w");
+    if (w == NULL) return NULL;
+    int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
+    if (m < 1 || m > 255 || n < 1 || n > m || cols % m != 0) {
+        PyErr_Format(PyExc_ValueError, "need 1 <= n <= m <= 255 and columns %% m == 0, got n=%lld, m=%lld, columns=%lld",
+                     n, m, (long long)cols);
+        goto error;
+    }
+    npy_intp dims[2] = {(npy_intp)rows, (npy_intp)(cols / m * n)};
+    values = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_FLOAT, 0);
+    indices = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_UINT8, 0);
+    if (values == NULL || indices == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_nm_compress_f32((const float *)PyArray_DATA(w), rows, cols, n, m, (float *)PyArray_DATA(values),
+                                       (uint8_t *)PyArray_DATA(indices)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return Py_BuildValue("(NN)", values, indices);
+error:
+    Py_XDECREF(w); Py_XDECREF(values); Py_XDECREF(indices);
+    return NULL;
+}
+
+static int parse_nm(PyObject *values_obj, PyObject *indices_obj, PyArrayObject **values, PyArrayObject **indices) {
+    *values = as_float32_array(values_obj, "values");
+    if (*values == NULL) return -1;
+    *indices = as_exact_array(indices_obj, NPY_UINT8, "indices");
+    return *indices == NULL ? -1 : 0;
+}
+
+static PyObject *core_nm_matmul(PyObject *self, PyObject *args) {
+    PyObject *values_obj, *indices_obj, *x_obj;
+    long long rows, cols, n, m;
+    if (!PyArg_ParseTuple(args, "OOLLLLO:nm_matmul", &values_obj, &indices_obj, &rows, &cols, &n, &m, &x_obj)) return NULL;
+    PyArrayObject *values = NULL, *indices = NULL, *x = NULL, *y = NULL;
+    int64_t x_rows, batch;
+    if (parse_nm(values_obj, indices_obj, &values, &indices) < 0) goto error;
+    x = as_activations(x_obj, &x_rows, &batch);
+    if (x == NULL) goto error;
+    if (rows < 0) { PyErr_Format(PyExc_ValueError, "rows must be >= 0, got %lld", rows); goto error; }
+    y = new_product(x, rows, batch);
+    if (y == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_nm_matmul_f32(rows, cols, n, m, (const float *)PyArray_DATA(values), (const uint8_t *)PyArray_DATA(indices),
+                                     (const float *)PyArray_DATA(x), x_rows, batch, (float *)PyArray_DATA(y)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(values); Py_DECREF(indices); Py_DECREF(x);
+    return (PyObject *)y;
+error:
+    Py_XDECREF(values); Py_XDECREF(indices); Py_XDECREF(x); Py_XDECREF(y);
+    return NULL;
+}
+
+static PyObject *core_nm_to_dense(PyObject *self, PyObject *args) {
+    PyObject *values_obj, *indices_obj;
+    long long rows, cols, n, m;
+    if (!PyArg_ParseTuple(args, "OOLLLL:nm_to_dense", &values_obj, &indices_obj, &rows, &cols, &n, &m)) return NULL;
+    PyArrayObject *values = NULL, *indices = NULL, *out = NULL;
+    if (parse_nm(values_obj, indices_obj, &values, &indices) < 0) goto error;
+    if (rows < 0 || cols < 0) { PyErr_Format(PyExc_ValueError, "shape (%lld, %lld) has a negative dimension", rows, cols); goto error; }
+    npy_intp dims[2] = {(npy_intp)rows, (npy_intp)cols};
+    out = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_FLOAT, 0);
+    if (out == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_nm_to_dense_f32(rows, cols, n, m, (const float *)PyArray_DATA(values), (const uint8_t *)PyArray_DATA(indices),
+                                       (float *)PyArray_DATA(out)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(values); Py_DECREF(indices);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(values); Py_XDECREF(indices); Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *core_quantized_matmul(PyObject *self, PyObject *args) {
+    PyObject *values_obj, *scale_obj, *zero_point_obj, *x_obj;
+    if (!PyArg_ParseTuple(args, "OOOO:quantized_matmul", &values_obj, &scale_obj, &zero_point_obj, &x_obj)) return NULL;
+    PyArrayObject *values = NULL, *scale = NULL, *zero_point = NULL, *x = NULL, *y = NULL;
+    int64_t x_rows, batch;
+    values = as_exact_array(values_obj, NPY_INT8, "values");
+    if (values == NULL) goto error;
+    if (PyArray_NDIM(values) != 2) {
+        PyErr_Format(PyExc_ValueError, "values must be 2-D (out_features, in_features), got %d dimension(s)", PyArray_NDIM(values));
+        goto error;
+    }
+    int64_t rows = (int64_t)PyArray_DIM(values, 0), cols = (int64_t)PyArray_DIM(values, 1);
+    scale = as_float32_array(scale_obj, "scale");
+    if (scale == NULL) goto error;
+    if (PyArray_SIZE(scale) != (npy_intp)rows) {
+        PyErr_Format(PyExc_ValueError, "scale must have one entry per row (%lld), got %zd", (long long)rows, (Py_ssize_t)PyArray_SIZE(scale));
+        goto error;
+    }
+    if (zero_point_obj != Py_None) {
+        zero_point = as_exact_array(zero_point_obj, NPY_INT32, "zero_point");
+        if (zero_point == NULL) goto error;
+        if (PyArray_SIZE(zero_point) != (npy_intp)rows) {
+            PyErr_Format(PyExc_ValueError, "zero_point must have one entry per row (%lld), got %zd", (long long)rows,
+                         (Py_ssize_t)PyArray_SIZE(zero_point));
+            goto error;
+        }
+    }
+    x = as_activations(x_obj, &x_rows, &batch);
+    if (x == NULL) goto error;
+    y = new_product(x, rows, batch);
+    if (y == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_quantized_matmul_i8((const int8_t *)PyArray_DATA(values), rows, cols, (const float *)PyArray_DATA(scale),
+                                           zero_point ? (const int32_t *)PyArray_DATA(zero_point) : NULL,
+                                           (const float *)PyArray_DATA(x), x_rows, batch, (float *)PyArray_DATA(y)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(values); Py_DECREF(scale); Py_XDECREF(zero_point); Py_DECREF(x);
+    return (PyObject *)y;
+error:
+    Py_XDECREF(values); Py_XDECREF(scale); Py_XDECREF(zero_point); Py_XDECREF(x); Py_XDECREF(y);
+    return NULL;
+}
+
+#define TENSOR_CORE_METHODS                                                                                          \
+    {"csr_from_dense", core_csr_from_dense, METH_VARARGS, "csr_from_dense(w) -> (indptr, indices, data)"},          \
+    {"csr_matmul", core_csr_matmul, METH_VARARGS, "csr_matmul(indptr, indices, data, rows, cols, x) -> W @ x"},     \
+    {"csr_to_dense", core_csr_to_dense, METH_VARARGS, "csr_to_dense(indptr, indices, data, rows, cols) -> dense"},  \
+    {"nm_from_dense", core_nm_from_dense, METH_VARARGS, "nm_from_dense(w, n, m) -> (values, indices)"},             \
+    {"nm_matmul", core_nm_matmul, METH_VARARGS, "nm_matmul(values, indices, rows, cols, n, m, x) -> W @ x"},        \
+    {"nm_to_dense", core_nm_to_dense, METH_VARARGS, "nm_to_dense(values, indices, rows, cols, n, m) -> dense"},     \
+    {"quantized_matmul", core_quantized_matmul, METH_VARARGS,                                                       \
+     "quantized_matmul(values, scale, zero_point, x) -> W @ x"},
 
 /* ======================================================================== */
 /* Weight files                                                              */
@@ -784,10 +1443,11 @@ static PyObject *core_safetensors_release(PyObject *self, PyObject *args) {
 
 static PyObject *core_safetensors_writer(PyObject *self, PyObject *args) {
     PyObject *path = NULL;
-    if (!PyArg_ParseTuple(args, "O&:safetensors_writer", PyUnicode_FSConverter, &path)) return NULL;
+    long long header_reserve;
+    if (!PyArg_ParseTuple(args, "O&L:safetensors_writer", PyUnicode_FSConverter, &path, &header_reserve)) return NULL;
     sp_safetensors_writer *writer = NULL;
     sp_status status;
-    SP_CALL(status, sp_safetensors_writer_create(PyBytes_AS_STRING(path), &writer));
+    SP_CALL(status, sp_safetensors_writer_create(PyBytes_AS_STRING(path), (int64_t)header_reserve, &writer));
     Py_DECREF(path);
     if (status != SP_OK) return raise_status(status);
     PyObject *capsule = PyCapsule_New(writer, SAFETENSORS_WRITER_CAPSULE, safetensors_writer_destructor);
@@ -866,7 +1526,7 @@ static PyObject *core_safetensors_writer_commit(PyObject *self, PyObject *args) 
      "safetensors_tensors(file) -> [(name, dtype, shape, uint8 view)]"},                                       \
     {"safetensors_metadata", core_safetensors_metadata, METH_VARARGS, "safetensors_metadata(file) -> dict"},   \
     {"safetensors_release", core_safetensors_release, METH_VARARGS, "safetensors_release(file, index)"},       \
-    {"safetensors_writer", core_safetensors_writer, METH_VARARGS, "safetensors_writer(path) -> writer"},       \
+    {"safetensors_writer", core_safetensors_writer, METH_VARARGS, "safetensors_writer(path, header_reserve) -> writer"},       \
     {"safetensors_writer_add", core_safetensors_writer_add, METH_VARARGS,                                      \
      "safetensors_writer_add(writer, name, dtype, shape, array)"},                                             \
     {"safetensors_writer_set_metadata", core_safetensors_writer_set_metadata, METH_VARARGS,                    \
@@ -882,6 +1542,7 @@ static PyMethodDef core_methods[] = {
     PRUNING_METHODS
     QUANTIZATION_METHODS
     FACTORIZATION_METHODS
+    MATMUL_METHODS
     TENSOR_CORE_METHODS
     IO_METHODS
     {NULL, NULL, 0, NULL},

@@ -22,13 +22,19 @@ from .pruning import (
     structured_mask,
 )
 from .calibration import sparsegpt, wanda_mask
+from .schedules import ConstantSparsity, GradualPruner, PolynomialDecay, PruningSchedule
+from .structured import prune_channels
 
 # Quantization
-from .quantization import QuantizedTensor, cast, quantize, relative_error, sqnr_db
+from .clustering import ClusteredTensor, cluster
+from .quantization import QuantizedTensor, cast, gptq, quantize, relative_error, sqnr_db
 
 # Low-rank factorization
+from .factorization import LowRankFactors, low_rank, randomized_svd, svd
 
 # Tensor core
+from .linalg import matmul
+from .sparse import CSRMatrix, NMSparseMatrix, quantized_matmul
 
 # Whole models, files
 from .io import load_weights, save_weights
@@ -48,14 +54,30 @@ __all__ = [
     "block_mask",
     "wanda_mask",
     "sparsegpt",
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "PruningSchedule",
+    "GradualPruner",
+    "prune_channels",
     # Quantization
+    "ClusteredTensor",
     "QuantizedTensor",
     "cast",
+    "cluster",
+    "gptq",
     "quantize",
     "relative_error",
     "sqnr_db",
     # Low-rank factorization
+    "LowRankFactors",
+    "low_rank",
+    "randomized_svd",
+    "svd",
     # Tensor core
+    "matmul",
+    "CSRMatrix",
+    "NMSparseMatrix",
+    "quantized_matmul",
     # Whole models, files
     "load_weights",
     "save_weights",

@@ -14,6 +14,7 @@ bfloat16); ``F8_*`` tensors need ``ml_dtypes``.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -189,14 +190,17 @@ def _safetensors_dtype(name: str, array: np.ndarray) -> tuple[str, np.ndarray]:
 class SafetensorsWriter:
     """Writes a safetensors file tensor by tensor, atomically.
 
-    Tensors are spooled to disk as they are added, so a model can be written
-    without holding it in memory. Use as a context manager: the file appears
-    at ``path`` only when the block ends without an exception.
+    Tensors go to a temporary file beside ``path`` as they are added, so a
+    model can be written without holding it in memory. Use as a context
+    manager: the file appears at ``path`` only when the block ends without an
+    exception. ``header_reserve`` is the room (bytes) kept for the header in
+    front of the data; the header is padded with spaces to fill it, and one
+    that outgrows it costs a copy of the data at commit.
     """
 
-    def __init__(self, path: PathLike) -> None:
+    def __init__(self, path: PathLike, header_reserve: int = 4088) -> None:
         self.path = os.fspath(path)
-        self._handle = _core.safetensors_writer(self.path)
+        self._handle = _core.safetensors_writer(self.path, int(header_reserve))
 
     def add(self, name: str, array: Any) -> None:
         """Appends tensor ``name`` (its bytes are copied to the spool file)."""
@@ -284,17 +288,29 @@ def atomic_path(path: PathLike) -> Iterator[str]:
         os.close(dir_fd)
 
 
+def header_size_estimate(ndims: Mapping[str, int], metadata: Mapping[str, str] | None = None,
+                         parts: int = 1) -> int:
+    """An upper bound on the JSON header for tensors of these ranks (each
+    stored as up to ``parts`` tensors) and metadata, so the writer never copies."""
+    size = 64
+    for name, ndim in ndims.items():
+        per_part = len(json.dumps(name)) + 16 + 90 + 21 * max(int(ndim), 1)
+        size += parts * per_part
+    for key, value in (metadata or {}).items():
+        size += len(json.dumps(key)) + len(json.dumps(value)) + 2
+    return min(size, 100_000_000)
+
+
 def _load_npz(path: str) -> dict[str, np.ndarray]:
     import zipfile
 
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy
-                raise ValueError("holds a single array, not an .npz archive")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("it holds a single array, not an .npz archive")
+        with archive:
             return {name: archive[name] for name in archive.files}
     except (zipfile.BadZipFile, ValueError, EOFError, KeyError) as error:
-        raise ValueError(f"{path}: not a valid .npz weight file: {error}") from None
-    except AttributeError as error:  # np.load on a non-npz returns an ndarray
         raise ValueError(f"{path}: not a valid .npz weight file: {error}") from None
 
 
@@ -389,7 +405,7 @@ def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | 
     arrays = _named_arrays(weights)
     name = path.lower()
     if name.endswith(".safetensors"):
-        with SafetensorsWriter(path) as writer:
+        with SafetensorsWriter(path, header_reserve=header_size_estimate({n: a.ndim for n, a in arrays.items()}, metadata)) as writer:
             for key, value in (metadata or {}).items():
                 writer.set_metadata(key, value)
             for tensor_name, array in arrays.items():

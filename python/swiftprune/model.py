@@ -54,7 +54,8 @@ from numpy.typing import NDArray
 from . import _validation
 from ._progress import progress as _progress
 from ._version import __version__
-from .io import PathLike, SafetensorsFile, SafetensorsWriter, load_weights, save_weights, weight_format
+from .io import (PathLike, SafetensorsFile, SafetensorsWriter, header_size_estimate, load_weights, save_weights,
+                 weight_format)
 from .pruning import magnitude_mask
 
 __all__ = [
@@ -80,11 +81,10 @@ _REQUIRED = object()
 # --------------------------------------------------------------------------- #
 
 
-@dataclass(frozen=True)
 class PrunedTensor:
     """A pruned tensor stored as its kept values plus a bit mask.
 
-    Attributes
+    Parameters
     ----------
     mask : numpy.ndarray of bool
         ``True`` where the weight is kept; the tensor's shape.
@@ -92,8 +92,25 @@ class PrunedTensor:
         The kept weights in C order (``dense[mask]``).
     """
 
-    mask: NDArray[np.bool_]
-    values: NDArray[np.float32]
+    __slots__ = ("mask", "_values", "_dense")
+
+    def __init__(self, mask: NDArray[np.bool_], values: NDArray[np.float32]) -> None:
+        self.mask = mask
+        self._values: NDArray[np.float32] | None = values
+        self._dense: NDArray[np.float32] | None = None
+
+    @classmethod
+    def _from_dense(cls, mask: NDArray[np.bool_], dense: NDArray[np.float32]) -> "PrunedTensor":
+        """From the dense pruned weights; the kept values are gathered on first use."""
+        tensor = cls(mask, None)  # type: ignore[arg-type]
+        tensor._dense = dense
+        return tensor
+
+    @property
+    def values(self) -> NDArray[np.float32]:
+        if self._values is None:
+            self._values = self._dense[self.mask]
+        return self._values
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -102,13 +119,18 @@ class PrunedTensor:
     @property
     def nbytes(self) -> int:
         """Stored size: the kept float32 values plus one bit per entry."""
-        return int(self.values.nbytes) + (int(self.mask.size) + 7) // 8
+        return 4 * int(np.count_nonzero(self.mask)) + (int(self.mask.size) + 7) // 8
 
     def to_dense(self) -> NDArray[np.float32]:
         """The dense float32 tensor, zero where pruned."""
+        if self._dense is not None:
+            return self._dense
         dense = np.zeros(self.mask.shape, dtype=np.float32)
         dense[self.mask] = self.values
         return dense
+
+    def __repr__(self) -> str:
+        return f"PrunedTensor(shape={self.shape}, kept={int(np.count_nonzero(self.mask))})"
 
 
 @dataclass(frozen=True)
@@ -407,7 +429,7 @@ def _finish(stage: Stage, track: _Track, output: Any) -> None:
             mask = mask & track.mask
         track.mask = mask
         track.dense = np.multiply(track.weights(), mask, dtype=np.float32)
-        track.form = PrunedTensor(mask, track.dense[mask])
+        track.form = PrunedTensor._from_dense(mask, track.dense)
     else:
         codec = _codec_for(output)
         dense = np.asarray(codec.dense(output), dtype=np.float32).reshape(track.original.shape)
@@ -454,13 +476,23 @@ def _stored_bytes(track: _Track) -> int:
     return int(size)
 
 
-def _relative_error(original: np.ndarray, approximation: np.ndarray) -> float:
-    reference = np.asarray(original, dtype=np.float64)
-    norm = float(np.linalg.norm(reference))
-    difference = float(np.linalg.norm(reference - approximation))
+def _relative_error(original: np.ndarray, approximation: np.ndarray, chunk: int = 1 << 20) -> float:
+    """||original - approximation||_F / ||original||_F, summed chunk by chunk
+    (so memory stays bounded for large tensors); 0 for two zero tensors, inf
+    when only the original is zero."""
+    a = np.asarray(original).reshape(-1)
+    b = np.asarray(approximation).reshape(-1)
+    if a.dtype == np.float16:
+        a = a.astype(np.float32)
+    norm = difference = 0.0
+    for start in range(0, a.size, chunk):
+        x = a[start:start + chunk]
+        d = x - b[start:start + chunk]
+        norm += float(np.dot(x, x))
+        difference += float(np.dot(d, d))
     if norm == 0.0:
         return 0.0 if difference == 0.0 else math.inf
-    return difference / norm
+    return math.sqrt(difference) / math.sqrt(norm)
 
 
 def _report_row(track: _Track) -> dict[str, Any]:
@@ -607,7 +639,9 @@ class CompressionResult:
         if not path.lower().endswith(".safetensors"):
             raise ValueError(f"compressed results are saved as .safetensors, got {path!r}; "
                              "for dense weights in another format use save_weights(path, result.weights)")
-        with _CompressedWriter(path, self.container) as writer:
+        ndims = {name: np.ndim(form) if isinstance(form, np.ndarray) else len(getattr(form, "shape", ()))
+                 for name, form in self.tensors.items()}
+        with _CompressedWriter(path, self.container, ndims) as writer:
             for name, form in self.tensors.items():
                 writer.add(name, form, self.masks.get(name))
             writer.report = list(self.report)
@@ -616,8 +650,10 @@ class CompressionResult:
 class _CompressedWriter:
     """Streams compressed tensors into a ``.safetensors`` file."""
 
-    def __init__(self, path: str, container: str) -> None:
-        self._writer = SafetensorsWriter(path)
+    def __init__(self, path: str, container: str, ndims: Mapping[str, int]) -> None:
+        # Room for up to 6 stored parts per tensor plus the layout and report metadata.
+        reserve = header_size_estimate(ndims, parts=6) + 800 * len(ndims) + 1024
+        self._writer = SafetensorsWriter(path, header_reserve=min(reserve, 100_000_000))
         self._layout: list[dict[str, Any]] = []
         self._names: set[str] = set()
         self.container = container
@@ -737,7 +773,9 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
     container, names, get = _container_of(weights)
     _check_patterns(stages, names)
     tracks: list[_Track] = []
-    _run(names, get, stages, tracks.append, release=None, show=progress, info=_info_getter(weights, get))
+    # An open file's input pages are let go once each tensor is done (views stay valid).
+    release = weights.release if isinstance(weights, SafetensorsFile) else None
+    _run(names, get, stages, tracks.append, release=release, show=progress, info=_info_getter(weights, get))
     report = Report(_report_row(t) for t in tracks)
     dense = [t.dense if t.form is not None else t.original for t in tracks]
     if container == "sequence":
@@ -800,7 +838,9 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
     release = source_file.release if isinstance(source_file, SafetensorsFile) else None
     info = _info_getter(source_file, get)
     if to_safetensors:
-        writer: Any = SafetensorsWriter(destination) if dense else _CompressedWriter(destination, container)
+        ndims = {name: len(info(name)[0]) for name in names}
+        writer: Any = (SafetensorsWriter(destination, header_reserve=header_size_estimate(ndims)) if dense
+                       else _CompressedWriter(destination, container, ndims))
         with writer:
             def emit(track: _Track) -> None:
                 rows.append(_report_row(track))

@@ -91,6 +91,8 @@ class QuantizedTensor:
     def __init__(self, values: NDArray[Any], scale: NDArray[np.float32], zero_point: NDArray[Any], *,
                  bits: int, symmetric: bool, axis: Optional[int] = None, group_size: Optional[int] = None,
                  method: str = "minmax") -> None:
+        """Assemble a quantized tensor from its parts, validating shapes, dtypes and ranges
+        (the values are scanned once; results of :func:`quantize` skip this)."""
         bits = _check_bits(bits)
         symmetric = _check_bool("symmetric", symmetric)
         axis = _check_axis(axis)
@@ -123,6 +125,15 @@ class QuantizedTensor:
         self.axis = axis
         self.group_size = group_size
         self.method = method
+
+    @classmethod
+    def _trusted(cls, values: NDArray[Any], scale: NDArray[np.float32], zero_point: NDArray[Any], *, bits: int,
+                 symmetric: bool, axis: Optional[int], group_size: Optional[int], method: str) -> "QuantizedTensor":
+        """A tensor from parts the Swift core just produced (already valid)."""
+        self = cls.__new__(cls)
+        self.values, self.scale, self.zero_point = values, scale, zero_point
+        self.bits, self.symmetric, self.axis, self.group_size, self.method = bits, symmetric, axis, group_size, method
+        return self
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -282,7 +293,7 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
         raise ValueError(f"percentile must be in [0, 100], got {percentile!r}")
     w = _float_array("w", w)
     values, scale, zero_point = _core.quantize(w, bits, symmetric, axis, group, _METHODS[method], percentile)
-    return QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis,
+    return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis,
                            group_size=group_size, method=method)
 
 
@@ -355,3 +366,65 @@ def _metric_pair(w: ArrayLike, w_hat: ArrayLike) -> tuple[np.ndarray, np.ndarray
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("w and w_hat must not contain NaN or Inf")
     return a, b
+
+
+def gptq(w: ArrayLike, x: ArrayLike, bits: int = 4, group_size: Optional[int] = 128, damp: float = 0.01, *,
+         symmetric: bool = True) -> QuantizedTensor:
+    """GPTQ: quantize a linear layer's weight using calibration activations.
+
+    Columns (input features) are quantized one at a time; each column's
+    rounding error is spread over the columns not yet quantized through the
+    inverse Hessian ``H = xᵀx / samples``, so the layer output ``w @ x.T``
+    moves much less than with round-to-nearest at the same bits and groups
+    (Frantar et al., 2022). Runs in Swift in float64: Hessian, Cholesky of the
+    (reversed) Hessian and its triangular inverse (the upper Cholesky factor
+    of ``H⁻¹``), blocks of 128 columns with lazy updates.
+
+    Parameters
+    ----------
+    w : array_like, shape (out, in)
+        The weight (PyTorch ``Linear`` layout; transpose a Keras kernel).
+    x : array_like, shape (samples, in)
+        Calibration inputs of the layer.
+    bits : int in 2..8
+    group_size : int or None
+        Groups of ``group_size`` input columns per scale (must divide ``in``);
+        ``None``: one scale per output row.
+    damp : float >= 0
+        ``H += damp * mean(diag(H)) * I`` before factorizing.
+    symmetric : bool
+        As in :func:`quantize`.
+
+    Returns
+    -------
+    QuantizedTensor
+        ``axis=0`` and ``group_size`` as given: the same layout as
+        ``quantize(w, bits, axis=0, group_size=group_size)``. Scales are
+        computed (minmax) per row when each group starts, from the weights
+        updated so far. Input columns that are always zero in ``x`` are
+        quantized as zeros.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad types or shapes, bits outside 2..8, ``group_size`` not dividing
+        ``in``, negative ``damp``, NaN/Inf in ``w`` or ``x``, no samples, or a
+        Hessian not positive definite (raise ``damp``).
+    """
+    bits = _check_bits(bits)
+    symmetric = _check_bool("symmetric", symmetric)
+    group = 0 if group_size is None else check_int("group_size", group_size, minimum=1)
+    if isinstance(damp, (bool, np.bool_)) or not isinstance(damp, numbers.Real):
+        raise TypeError(f"damp must be a real number >= 0, got {damp!r}")
+    damp = float(damp)
+    if not (damp >= 0.0 and np.isfinite(damp)):
+        raise ValueError(f"damp must be a finite number >= 0, got {damp!r}")
+    w = _float_array("w", w)
+    x = _float_array("x", x)
+    if w.ndim != 2 or x.ndim != 2:
+        raise ValueError(f"gptq needs w of shape (out, in) and x of shape (samples, in), got {w.shape} and {x.shape}")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input columns but x has {x.shape[1]} features")
+    values, scale, zero_point = _core.gptq(w, x, bits, symmetric, group, damp)
+    return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=0,
+                           group_size=group_size, method="gptq")

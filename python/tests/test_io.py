@@ -295,6 +295,10 @@ def test_malformed_npz(tmp_path):
     np.savez(tmp_path / "objects.npz", a=np.array([{"x": 1}], dtype=object))
     with pytest.raises(ValueError, match="not a valid .npz"):
         sp.load_weights(tmp_path / "objects.npz")  # would need pickle: refused
+    np.save(tmp_path / "single.npy", np.ones(3))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    with pytest.raises(ValueError, match="single array"):
+        sp.load_weights(tmp_path / "single.npz")
 
 
 def test_malformed_h5(tmp_path):
@@ -407,3 +411,40 @@ def test_files_from_swiftprune_load_in_the_safetensors_package(tmp_path):
 
     with safe_open(str(path), framework="np") as f:
         assert f.metadata() == {"who": "swiftprune"}
+
+
+@pytest.mark.parametrize("reserve", [0, 7, 64, 100_000])
+def test_header_reserve_too_small_or_large(tmp_path, reserve):
+    weights = sample_weights()
+    path = tmp_path / "m.safetensors"
+    with SafetensorsWriter(path, header_reserve=reserve) as writer:
+        writer.set_metadata("k", "v" * 50)
+        for name, value in weights.items():
+            writer.add(name, value)
+    assert_same(sp.load_weights(path), weights)
+    (n,) = struct.unpack("<Q", path.read_bytes()[:8])
+    assert (8 + n) % 8 == 0 and n >= min(reserve, n)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # no temporary left
+    st = pytest.importorskip("safetensors.numpy")
+    loaded = st.load_file(str(path))
+    for name, value in weights.items():
+        np.testing.assert_array_equal(loaded[name], value)
+
+
+def test_bad_header_reserve(tmp_path):
+    with pytest.raises(ValueError, match="header_reserve"):
+        SafetensorsWriter(tmp_path / "m.safetensors", header_reserve=-1)
+    with pytest.raises(ValueError, match="header_reserve"):
+        SafetensorsWriter(tmp_path / "m.safetensors", header_reserve=10**9)
+
+
+def test_float8_needs_ml_dtypes(tmp_path):
+    path = tmp_path / "f8.safetensors"
+    write_raw(path, {"x": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\x38\x40")
+    try:
+        import ml_dtypes  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="ml_dtypes"):
+            sp.load_weights(path)
+    else:
+        np.testing.assert_array_equal(sp.load_weights(path)["x"].astype(np.float32), [1.0, 2.0])

@@ -247,9 +247,130 @@ sp_status sp_cast_bfloat16_f32(const float *x, int64_t n, uint16_t *out);
 /** As sp_cast_bfloat16_f32 for double input. */
 sp_status sp_cast_bfloat16_f64(const double *x, int64_t n, uint16_t *out);
 
+/**
+ * GPTQ: quantizes the weight w (rows x cols, layout (out, in)) using the
+ * calibration activations x (samples x cols) so that w x^T changes little:
+ * H = x^T x / samples, dead columns zeroed, H += damp * mean(diag H) * I,
+ * the upper Cholesky factor of H^-1, column-by-column quantization with error
+ * compensation, lazy block updates. group_size 0: one scale per row (scale
+ * shape (rows, 1)); else groups of group_size columns (scale shape
+ * (rows, cols / group_size)). Outputs as sp_quant_quantize_f32 (int8/uint8
+ * values and zero points by `symmetric`).
+ * SP_ERR_VALUE: bits outside 2..8, group_size not dividing cols, damp < 0,
+ * NaN/Inf in w or x, samples == 0 (with cols > 0), H not positive definite.
+ */
+sp_status sp_quant_gptq_f64(const double *w, int64_t rows, int64_t cols, const double *x, int64_t samples,
+                            int64_t bits, bool symmetric, int64_t group_size, double damp,
+                            void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
+
+/** k-means initializations of sp_cluster_fit_f32: linspace(min, max, k), */
+#define SP_CLUSTER_INIT_LINEAR 0
+/** or k-means++ (seeded). */
+#define SP_CLUSTER_INIT_KMEANS_PLUS_PLUS 1
+
+/**
+ * 1-D k-means of the n values of w into n_clusters (1..65536) centroids,
+ * written ascending to centroids_out (n_clusters floats). Lloyd iterations on
+ * the sorted values until the assignment is stable or max_iter; empty
+ * clusters are relocated. Fewer distinct values than clusters: the distinct
+ * values, the last repeated. n == 0: zeros. iterations_out (may be NULL)
+ * receives the iterations run.
+ * SP_ERR_VALUE: NaN/Inf in w, n_clusters out of range, max_iter < 0, bad init.
+ */
+sp_status sp_cluster_fit_f32(const float *w, int64_t n, int64_t n_clusters, int32_t init, int64_t max_iter,
+                             uint64_t seed, float *centroids_out, int64_t *iterations_out);
+/**
+ * indices_out[i] = index of the centroid nearest to w[i] (a value midway
+ * goes to the lower one); centroids ascending, finite, 1..256 of them.
+ * SP_ERR_VALUE: NaN/Inf in w, centroids not ascending or too many.
+ */
+sp_status sp_cluster_assign_u8_f32(const float *w, int64_t n, const float *centroids, int64_t n_clusters,
+                                   uint8_t *indices_out);
+/** As sp_cluster_assign_u8_f32 with up to 65536 centroids and uint16 indices. */
+sp_status sp_cluster_assign_u16_f32(const float *w, int64_t n, const float *centroids, int64_t n_clusters,
+                                    uint16_t *indices_out);
+/** out[i] = centroids[indices[i]]. SP_ERR_VALUE: an index >= n_clusters. */
+sp_status sp_cluster_lookup_u8(const uint8_t *indices, int64_t n, const float *centroids, int64_t n_clusters,
+                               float *out);
+/** As sp_cluster_lookup_u8 with uint16 indices. */
+sp_status sp_cluster_lookup_u16(const uint16_t *indices, int64_t n, const float *centroids, int64_t n_clusters,
+                                float *out);
+
 /* ---- low-rank factorization -------------------------------------------- */
 
+/*
+ * All factorizations compute in double precision internally and write
+ * float results. w is a row-major m x n matrix (may be NULL when m*n == 0);
+ * r = min(m, n). NaN or Inf in w gives SP_ERR_VALUE.
+ */
+
+/**
+ * Thin SVD w = u diag(s) vt, singular values descending.
+ * u_out: m*r floats (m x r), s_out: r floats, vt_out: r*n floats (r x n).
+ * SP_ERR_VALUE: negative sizes, NULL buffers of non-zero size, NaN/Inf.
+ */
+sp_status sp_svd_f32(const float *w, int64_t m, int64_t n, float *u_out, float *s_out, float *vt_out);
+/** As sp_svd_f32, for double weights (results are float). */
+sp_status sp_svd_f64(const double *w, int64_t m, int64_t n, float *u_out, float *s_out, float *vt_out);
+
+/**
+ * Randomized truncated SVD (Halko-Martinsson-Tropp, as scikit-learn's
+ * randomized_svd) of rank `rank` (0 <= rank <= min(m, n)) with `oversample`
+ * extra test vectors (>= 0) and `power_iters` QR-normalized power iterations
+ * (< 0: 7 if rank < 0.1 min(m, n), else 4). Deterministic for a given seed.
+ * u_out: m*rank floats, s_out: rank floats, vt_out: rank*n floats.
+ */
+sp_status sp_randomized_svd_f32(const float *w, int64_t m, int64_t n, int64_t rank, int64_t oversample,
+                                int64_t power_iters, uint64_t seed, float *u_out, float *s_out, float *vt_out);
+/** As sp_randomized_svd_f32, for double weights (results are float). */
+sp_status sp_randomized_svd_f64(const double *w, int64_t m, int64_t n, int64_t rank, int64_t oversample,
+                                int64_t power_iters, uint64_t seed, float *u_out, float *s_out, float *vt_out);
+
+/** Rank selectors of sp_low_rank_*: `value` is the rank (an integer), the
+ *  energy fraction in [0, 1], or the parameter ratio (> 0). */
+#define SP_SELECT_RANK 0
+#define SP_SELECT_ENERGY 1
+#define SP_SELECT_RATIO 2
+/** Methods of sp_low_rank_*: auto (randomized for a known rank <= min(m,n)/4
+ *  when min(m,n) >= 128, else exact), exact SVD, randomized SVD. */
+#define SP_LOW_RANK_AUTO 0
+#define SP_LOW_RANK_SVD 1
+#define SP_LOW_RANK_RANDOMIZED 2
+
+/**
+ * The rank sp_low_rank_* will return for SP_SELECT_RANK / SP_SELECT_RATIO,
+ * or min(m, n) for SP_SELECT_ENERGY (an upper bound): the capacity to
+ * allocate. SP_ERR_VALUE for a selector or value out of range.
+ */
+sp_status sp_low_rank_max_rank(int32_t selector, double value, int64_t m, int64_t n, int64_t *rank_out);
+
+/**
+ * Low-rank factors a (m x k) and b (k x n) with a @ b ~ w: a = U_k diag(s_k),
+ * b = V_k^T. k is chosen by `selector`/`value` (see SP_SELECT_*), written to
+ * *rank_out. a_out holds m*capacity floats and b_out capacity*n floats, with
+ * capacity >= sp_low_rank_max_rank(...); the results are written compactly
+ * (a with row stride k) at the start of each buffer. `seed` drives the
+ * randomized method. SP_ERR_VALUE: bad selector/method/value, small
+ * capacity, NaN/Inf.
+ */
+sp_status sp_low_rank_f32(const float *w, int64_t m, int64_t n, int32_t selector, double value, int32_t method,
+                          uint64_t seed, int64_t capacity, float *a_out, float *b_out, int64_t *rank_out);
+/** As sp_low_rank_f32, for double weights (results are float). */
+sp_status sp_low_rank_f64(const double *w, int64_t m, int64_t n, int32_t selector, double value, int32_t method,
+                          uint64_t seed, int64_t capacity, float *a_out, float *b_out, int64_t *rank_out);
+
 /* ---- tensor core: matmul, sparse and quantized kernels ------------------ */
+
+/**
+ * out (m x n, row-major) = A @ B with A m x k and B k x n, float32, on the
+ * blocked multithreaded SGEMM. `a` points at A in row-major order, or, when
+ * a_transposed is true, at A^T (k x m) in row-major order (that is, A in
+ * column-major order); likewise `b` / b_transposed (B^T is n x k). Pointers
+ * may be NULL for empty matrices. SP_ERR_VALUE: negative sizes, NULL
+ * pointers to non-empty matrices.
+ */
+sp_status sp_matmul_f32(const float *a, bool a_transposed, const float *b, bool b_transposed,
+                        int64_t m, int64_t k, int64_t n, float *out);
 
 /*
  * Sparse and quantized layers. A weight matrix W has shape (rows, cols) =
@@ -409,10 +530,14 @@ sp_status sp_safetensors_release(const sp_safetensors_file *file, int64_t index)
 /**
  * Starts writing a safetensors file to `path` (NUL-terminated). Nothing
  * appears at `path` until sp_safetensors_writer_commit succeeds. Tensor
- * data are spooled to a hidden temporary file in the same directory.
- * SP_ERR_VALUE: the directory is not writable, or a NULL argument.
+ * data go to a hidden temporary file in the same directory, after
+ * `header_reserve` bytes kept for the header (rounded up to a multiple of 8;
+ * the header is padded with spaces to fill it). A header that outgrows the
+ * reserve costs one extra copy of the data at commit, nothing else.
+ * SP_ERR_VALUE: the directory is not writable, header_reserve outside
+ * [0, 100,000,000], or a NULL argument.
  */
-sp_status sp_safetensors_writer_create(const char *path, sp_safetensors_writer **writer_out);
+sp_status sp_safetensors_writer_create(const char *path, int64_t header_reserve, sp_safetensors_writer **writer_out);
 
 /**
  * Appends one tensor (its name, dtype, shape and nbytes of data, copied).

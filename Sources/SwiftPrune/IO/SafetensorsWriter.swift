@@ -8,14 +8,16 @@ import Synchronization
 /// Writes a safetensors file tensor by tensor, atomically.
 ///
 /// Each ``add(name:dtype:shape:bytes:)`` appends the tensor's bytes to a
-/// spool file next to the destination, so a caller can compress and write a
-/// model one tensor at a time without holding it all in memory. ``commit()``
-/// writes the header and the spooled data to a temporary file in the
-/// destination's directory, flushes it to disk (`fsync`), renames it over the
-/// destination and flushes the directory: readers see the old file or the
-/// complete new one, never a partial file. A writer that is not committed
-/// (an error, ``discard()`` or deinit) leaves the destination untouched and
-/// removes its temporary files.
+/// temporary file next to the destination, after room reserved for the
+/// header, so a caller can compress and write a model one tensor at a time
+/// without holding it in memory. ``commit()`` writes the header into the
+/// reserved room (padded with spaces, which the format allows), flushes the
+/// file to disk (`fsync`), renames it over the destination and flushes the
+/// directory: readers see the old file or the complete new one, never a
+/// partial file. If the header outgrew its room, the data are copied once
+/// into a second temporary file behind the header. A writer that is not
+/// committed (an error, ``discard()`` or deinit) leaves the destination
+/// untouched and removes its temporary file.
 ///
 /// The methods may be called from any thread; calls are serialized.
 public final class SafetensorsWriter: @unchecked Sendable {
@@ -34,12 +36,26 @@ public final class SafetensorsWriter: @unchecked Sendable {
     private let state = Mutex(State())
     private static let counter = Atomic<Int>(0)
 
+    /// Where the data section starts in the temporary file: 8 + the reserved header room.
+    private let dataBase: Int
+
     /// Starts a file to be written at `path` (nothing appears there before ``commit()``).
-    /// - Throws: ``SwiftPruneError`` if the spool file cannot be created in
-    ///   the destination's directory.
-    public init(path: String) throws {
+    /// `headerReserve` is the room kept for the header's JSON (rounded up so
+    /// that data start at a multiple of 8); a good estimate saves a copy.
+    /// - Throws: ``SwiftPruneError`` if the temporary file cannot be created in
+    ///   the destination's directory, or the reserve is negative or too large.
+    public init(path: String, headerReserve: Int = 4088) throws {
+        guard headerReserve >= 0 && headerReserve <= SafetensorsHeader.maximumHeaderLength else {
+            throw SwiftPruneError.value("header reserve must be in [0, \(SafetensorsHeader.maximumHeaderLength)], got \(headerReserve)")
+        }
         self.path = path
-        let (fd, spoolPath) = try Self.createUniqueFile(besides: path, suffix: "spool", mode: 0o600)
+        dataBase = (8 + headerReserve + 7) / 8 * 8
+        let (fd, spoolPath) = try Self.createUniqueFile(besides: path, suffix: "tmp", mode: 0o666)
+        guard lseek(fd, off_t(dataBase), SEEK_SET) == off_t(dataBase) else {
+            close(fd)
+            unlink(spoolPath)
+            throw SwiftPruneError.value("cannot seek in \(spoolPath): \(errnoText(errno))")
+        }
         state.withLock { $0.spool = fd; $0.spoolPath = spoolPath }
     }
 
@@ -66,7 +82,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
         try state.withLock { state in
             guard !state.finished else { throw SwiftPruneError.value("the safetensors writer for \(path) is already closed") }
             guard !state.names.contains(name) else { throw SwiftPruneError.value("duplicate tensor name \"\(name)\"") }
-            try Self.writeAll(state.spool, bytes, what: "spool file for \(path)")
+            try Self.writeAll(state.spool, bytes, at: dataBase + state.dataSize, what: "temporary file for \(path)")
             let begin = state.dataSize
             state.dataSize += bytes.count
             state.names.insert(name)
@@ -86,9 +102,10 @@ public final class SafetensorsWriter: @unchecked Sendable {
         }
     }
 
-    /// The header bytes for the tensors added so far: the JSON padded with
-    /// spaces so that the data section starts at a multiple of 8 bytes.
-    static func headerBytes(entries: [SafetensorsEntry], metadata: [(String, String)]) -> [UInt8] {
+    /// The header for the tensors added so far: 8 bytes of length, then the
+    /// JSON padded with spaces to at least `minimumLength` bytes and so that
+    /// the data section starts at a multiple of 8.
+    static func headerBytes(entries: [SafetensorsEntry], metadata: [(String, String)], minimumLength: Int = 0) -> [UInt8] {
         var json: [UInt8] = [UInt8(ascii: "{")]
         var first = true
         func separator() { if !first { json.append(UInt8(ascii: ",")) }; first = false }
@@ -112,7 +129,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
             json.append(contentsOf: Array("],\"data_offsets\":[\(entry.dataRange.lowerBound),\(entry.dataRange.upperBound)]}".utf8))
         }
         json.append(UInt8(ascii: "}"))
-        while (8 + json.count) % 8 != 0 { json.append(UInt8(ascii: " ")) }
+        while json.count < minimumLength || (8 + json.count) % 8 != 0 { json.append(UInt8(ascii: " ")) }
         var out = [UInt8](repeating: 0, count: 8)
         var length = UInt64(json.count)
         for i in 0 ..< 8 { out[i] = UInt8(truncatingIfNeeded: length); length >>= 8 }
@@ -126,23 +143,34 @@ public final class SafetensorsWriter: @unchecked Sendable {
         try state.withLock { state in
             guard !state.finished else { throw SwiftPruneError.value("the safetensors writer for \(path) is already closed") }
             defer { Self.finish(&state) }
-            let header = Self.headerBytes(entries: state.entries, metadata: state.metadata)
-            guard header.count - 8 <= SafetensorsHeader.maximumHeaderLength else {
-                throw SwiftPruneError.value("safetensors header of \(header.count - 8) bytes exceeds the limit of \(SafetensorsHeader.maximumHeaderLength)")
+            let compact = Self.headerBytes(entries: state.entries, metadata: state.metadata)
+            guard compact.count - 8 <= SafetensorsHeader.maximumHeaderLength else {
+                throw SwiftPruneError.value("safetensors header of \(compact.count - 8) bytes exceeds the limit of \(SafetensorsHeader.maximumHeaderLength)")
             }
-            let (fd, temporary) = try Self.createUniqueFile(besides: path, suffix: "tmp", mode: 0o666)
-            var renamed = false
+            var fd = state.spool
+            var temporary = state.spoolPath
+            var second: (Int32, String)?
             defer {
-                if fd >= 0 { close(fd) }
-                if !renamed { unlink(temporary) }
+                if let (fd2, path2) = second {
+                    close(fd2)
+                    unlink(path2)  // fails harmlessly once renamed
+                }
             }
-            try header.withUnsafeBytes { try Self.writeAll(fd, $0, what: temporary) }
-            try Self.copy(from: state.spool, count: state.dataSize, to: fd, what: temporary)
+            if compact.count <= dataBase {
+                // The header fits in the room reserved in front of the data.
+                let header = Self.headerBytes(entries: state.entries, metadata: state.metadata, minimumLength: dataBase - 8)
+                try header.withUnsafeBytes { try Self.writeAll(fd, $0, at: 0, what: temporary) }
+            } else {
+                let made = try Self.createUniqueFile(besides: path, suffix: "tmp", mode: 0o666)
+                second = made
+                (fd, temporary) = made
+                try compact.withUnsafeBytes { try Self.writeAll(fd, $0, at: 0, what: temporary) }
+                try Self.copy(from: state.spool, at: dataBase, count: state.dataSize, to: fd, at: compact.count, what: temporary)
+            }
             guard fsync(fd) == 0 else { throw SwiftPruneError.value("cannot flush \(temporary): \(errnoText(errno))") }
             guard rename(temporary, path) == 0 else {
                 throw SwiftPruneError.value("cannot rename \(temporary) to \(path): \(errnoText(errno))")
             }
-            renamed = true
             let directory = open(Self.directory(of: path), O_RDONLY | O_CLOEXEC)
             if directory >= 0 {
                 _ = fsync(directory)
@@ -188,34 +216,37 @@ public final class SafetensorsWriter: @unchecked Sendable {
         }
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, what: String) throws {
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, what: String) throws {
         guard var pointer = bytes.baseAddress else { return }
         var remaining = bytes.count
+        var position = offset
         while remaining > 0 {
-            let written = write(fd, pointer, min(remaining, 1 << 30))
+            let written = pwrite(fd, pointer, min(remaining, 1 << 30), off_t(position))
             if written < 0 {
                 if errno == EINTR { continue }
                 throw SwiftPruneError.value("cannot write \(what): \(errnoText(errno))")
             }
             pointer += written
             remaining -= written
+            position += written
         }
     }
 
-    static func copy(from source: Int32, count: Int, to destination: Int32, what: String) throws {
+    static func copy(from source: Int32, at sourceOffset: Int, count: Int, to destination: Int32, at destinationOffset: Int,
+                     what: String) throws {
         let chunk = 1 << 22
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
         defer { buffer.deallocate() }
-        var offset = 0
-        while offset < count {
-            let got = pread(source, buffer.baseAddress, min(chunk, count - offset), off_t(offset))
+        var done = 0
+        while done < count {
+            let got = pread(source, buffer.baseAddress, min(chunk, count - done), off_t(sourceOffset + done))
             if got < 0 {
                 if errno == EINTR { continue }
-                throw SwiftPruneError.value("cannot read back the spooled data for \(what): \(errnoText(errno))")
+                throw SwiftPruneError.value("cannot read back the data for \(what): \(errnoText(errno))")
             }
-            guard got > 0 else { throw SwiftPruneError.value("spooled data for \(what) ended early") }
-            try writeAll(destination, UnsafeRawBufferPointer(rebasing: buffer[0 ..< got]), what: what)
-            offset += got
+            guard got > 0 else { throw SwiftPruneError.value("the data for \(what) ended early") }
+            try writeAll(destination, UnsafeRawBufferPointer(rebasing: buffer[0 ..< got]), at: destinationOffset + done, what: what)
+            done += got
         }
     }
 }

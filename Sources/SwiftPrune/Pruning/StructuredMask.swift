@@ -33,19 +33,44 @@ public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
 ) throws {
     try checkMaskMatches(mask, weights)
     let split = try AxisSplit(shape: weights.shape, axis: axis)
+    guard weights.count > 0 else {
+        // Nothing to score or write (and shape[axis] may be huge for an empty tensor).
+        guard amount >= 0 && amount <= 1 else {
+            throw SwiftPruneError.value("amount must be in [0, 1], got \(amount)")
+        }
+        return
+    }
     var keep = [Bool](repeating: true, count: split.length)
     try keep.withUnsafeMutableBufferPointer {
         try structuredSliceMask(weights, amount: amount, axis: axis, norm: norm, into: $0)
     }
     guard mask.count > 0 else { return }
     let target = mask.buffer.baseAddress!
-    let rows = split.outer * split.length, inner = split.inner
+    let length = split.length, inner = split.inner, plane = length * inner
     let workers = Threading.workerCount(for: mask.count, minimumPerWorker: 1 << 18)
     keep.withUnsafeBufferPointer { keepBuffer in
         let flags = keepBuffer.baseAddress!
-        parallelFor(workers: workers) { worker in
-            for row in partitionRange(rows, parts: workers, index: worker) {
-                (target + row * inner).update(repeating: flags[row % split.length], count: inner)
+        if split.outer >= workers {
+            // Each worker fills whole (length × inner) planes.
+            parallelFor(workers: workers) { worker in
+                for o in partitionRange(split.outer, parts: workers, index: worker) {
+                    let out = target + o * plane
+                    if inner == 1 {
+                        out.update(from: flags, count: length)
+                    } else {
+                        for l in 0 ..< length { (out + l * inner).update(repeating: flags[l], count: inner) }
+                    }
+                }
+            }
+        } else {
+            // Few planes (e.g. axis 0): split the slices of each plane instead.
+            for o in 0 ..< split.outer {
+                let out = target + o * plane
+                parallelFor(workers: workers) { worker in
+                    for l in partitionRange(length, parts: workers, index: worker) {
+                        (out + l * inner).update(repeating: flags[l], count: inner)
+                    }
+                }
             }
         }
     }

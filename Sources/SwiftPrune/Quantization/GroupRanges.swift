@@ -38,6 +38,23 @@ enum GroupWalk {
     }
 }
 
+/// Lane-wise minimum and maximum as a compare and a blend (the stdlib's
+/// `pointwiseMin` follows IEEE `minimum` lane by lane and is not inlined);
+/// the data are checked for NaN separately.
+@inline(__always)
+func lanewiseMin<S: QuantizationScalar>(_ a: SIMD8<S>, _ b: SIMD8<S>) -> SIMD8<S> {
+    var r = a
+    for j in 0 ..< 8 { r[j] = b[j] < a[j] ? b[j] : a[j] }
+    return r
+}
+
+@inline(__always)
+func lanewiseMax<S: QuantizationScalar>(_ a: SIMD8<S>, _ b: SIMD8<S>) -> SIMD8<S> {
+    var r = a
+    for j in 0 ..< 8 { r[j] = a[j] < b[j] ? b[j] : a[j] }
+    return r
+}
+
 @inline(__always)
 func loadVector<S: SIMDScalar>(_ p: UnsafePointer<S>) -> SIMD8<S> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<S>.self)
@@ -46,6 +63,79 @@ func loadVector<S: SIMDScalar>(_ p: UnsafePointer<S>) -> SIMD8<S> {
 @inline(__always)
 func storeVector<S: SIMDScalar>(_ v: SIMD8<S>, _ p: UnsafeMutablePointer<S>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<S>.self)
+}
+
+/// The minimum, maximum and `Σ (x - x)` (0 unless NaN/Inf) of `count` values.
+@_specialize(where S == Float)
+@_specialize(where S == Double)
+@inline(never)
+func reduceRun<S: QuantizationScalar>(_ p: UnsafePointer<S>, _ count: Int, _ lo: S, _ hi: S) -> (S, S, S) {
+    var vLo = SIMD8<S>(repeating: lo), vHi = SIMD8<S>(repeating: hi), bad = SIMD8<S>(repeating: 0)
+    var i = 0
+    // Two independent chains, to hide the latency of min/max.
+    var vLo2 = vLo, vHi2 = vHi, bad2 = bad
+    while i + 16 <= count {
+        let v = loadVector(p + i), w = loadVector(p + i + 8)
+        vLo = lanewiseMin(vLo, v)
+        vHi = lanewiseMax(vHi, v)
+        bad += v - v
+        vLo2 = lanewiseMin(vLo2, w)
+        vHi2 = lanewiseMax(vHi2, w)
+        bad2 += w - w
+        i += 16
+    }
+    vLo = lanewiseMin(vLo, vLo2)
+    vHi = lanewiseMax(vHi, vHi2)
+    bad += bad2
+    while i + 8 <= count {
+        let v = loadVector(p + i)
+        vLo = lanewiseMin(vLo, v)
+        vHi = lanewiseMax(vHi, v)
+        bad += v - v
+        i += 8
+    }
+    var sLo = lo, sHi = hi, tail: S = 0
+    for j in 0 ..< 8 {
+        sLo = Swift.min(sLo, vLo[j])
+        sHi = Swift.max(sHi, vHi[j])
+        tail += bad[j]
+    }
+    while i < count {
+        let v = p[i]
+        sLo = Swift.min(sLo, v)
+        sHi = Swift.max(sHi, v)
+        tail += v - v
+        i += 1
+    }
+    return (sLo, sHi, tail)
+}
+
+/// Updates `lo[i]`, `hi[i]` with `p[i]` for `i < count`; returns `Σ (x - x)`.
+@_specialize(where S == Float)
+@_specialize(where S == Double)
+@inline(never)
+func reduceRow<S: QuantizationScalar>(
+    _ p: UnsafePointer<S>, _ count: Int, _ lo: UnsafeMutablePointer<S>, _ hi: UnsafeMutablePointer<S>
+) -> S {
+    var bad = SIMD8<S>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        let v = loadVector(p + i)
+        storeVector(lanewiseMin(loadVector(lo + i), v), lo + i)
+        storeVector(lanewiseMax(loadVector(hi + i), v), hi + i)
+        bad += v - v
+        i += 8
+    }
+    var tail: S = 0
+    for j in 0 ..< 8 { tail += bad[j] }
+    while i < count {
+        let v = p[i]
+        lo[i] = Swift.min(lo[i], v)
+        hi[i] = Swift.max(hi[i], v)
+        tail += v - v
+        i += 1
+    }
+    return tail
 }
 
 /// The minimum and maximum of every group of `x` under `layout`.
@@ -77,46 +167,12 @@ public func groupRanges<S: QuantizationScalar>(
                     GroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
                         let p = base + start
                         if layout.inner == 1 {
-                            var vLo = SIMD8<S>(repeating: myLo[group]), vHi = SIMD8<S>(repeating: myHi[group])
-                            var i = 0
-                            while i + 8 <= count {
-                                let v = loadVector(p + i)
-                                vLo = pointwiseMin(vLo, v)
-                                vHi = pointwiseMax(vHi, v)
-                                nonFinite += v - v
-                                i += 8
-                            }
-                            var sLo = vLo.min(), sHi = vHi.max()
-                            var tail: S = 0
-                            while i < count {
-                                let v = p[i]
-                                sLo = Swift.min(sLo, v)
-                                sHi = Swift.max(sHi, v)
-                                tail += v - v
-                                i += 1
-                            }
-                            nonFinite[0] += tail
-                            myLo[group] = sLo
-                            myHi[group] = sHi
+                            let (l, h, b) = reduceRun(p, count, myLo[group], myHi[group])
+                            myLo[group] = l
+                            myHi[group] = h
+                            nonFinite[0] += b
                         } else {
-                            let gLo = myLo + group, gHi = myHi + group
-                            var i = 0
-                            while i + 8 <= count {
-                                let v = loadVector(p + i)
-                                storeVector(pointwiseMin(loadVector(gLo + i), v), gLo + i)
-                                storeVector(pointwiseMax(loadVector(gHi + i), v), gHi + i)
-                                nonFinite += v - v
-                                i += 8
-                            }
-                            var tail: S = 0
-                            while i < count {
-                                let v = p[i]
-                                gLo[i] = Swift.min(gLo[i], v)
-                                gHi[i] = Swift.max(gHi[i], v)
-                                tail += v - v
-                                i += 1
-                            }
-                            nonFinite[0] += tail
+                            nonFinite[0] += reduceRow(p, count, myLo + group, myHi + group)
                         }
                     }
                     badBase[worker] = nonFinite.sum()

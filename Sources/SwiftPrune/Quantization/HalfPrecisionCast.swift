@@ -59,10 +59,20 @@ public enum HalfPrecisionCast {
 
     @inline(__always)
     static func half(_ x: Float) -> UInt16 {
-        let b = UInt64(x.bitPattern)
-        return narrow(sign: b >> 31, exponent: Int((b >> 23) & 0xFF), mantissa: b & 0x7F_FFFF,
+        let b = x.bitPattern
+        #if arch(x86_64) || arch(arm64)
+        // The hardware conversion (F16C) rounds to nearest even like IEEE;
+        // only NaN payloads follow NumPy's rule instead of being quieted.
+        let converted = Float16(x).bitPattern
+        let payload = UInt16(truncatingIfNeeded: (b & 0x7F_FFFF) >> 13)
+        let nan = UInt16(truncatingIfNeeded: (b >> 16) & 0x8000) | 0x7C00 | (payload == 0 ? 1 : payload)
+        return b & 0x7FFF_FFFF > 0x7F80_0000 ? nan : converted
+        #else
+        let wide = UInt64(b)
+        return narrow(sign: wide >> 31, exponent: Int((wide >> 23) & 0xFF), mantissa: wide & 0x7F_FFFF,
                       sourceExponentMax: 0xFF, sourceBias: 127, sourceMantissaBits: 23,
                       targetExponentMax: 0x1F, targetBias: 15, targetMantissaBits: 10, quietNaN: false)
+        #endif
     }
 
     @inline(__always)
@@ -76,8 +86,9 @@ public enum HalfPrecisionCast {
     @inline(__always)
     static func brain(_ x: Float) -> UInt16 {
         let b = x.bitPattern
-        if b & 0x7FFF_FFFF > 0x7F80_0000 { return UInt16(truncatingIfNeeded: b >> 16) | 0x0040 }
-        return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+        let nan = UInt16(truncatingIfNeeded: b >> 16) | 0x0040
+        let rounded = UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+        return b & 0x7FFF_FFFF > 0x7F80_0000 ? nan : rounded
     }
 
     @inline(__always)
@@ -88,6 +99,7 @@ public enum HalfPrecisionCast {
                       targetExponentMax: 0xFF, targetBias: 127, targetMantissaBits: 7, quietNaN: true)
     }
 
+    @inline(__always)
     static func map<S>(_ x: UnsafeBufferPointer<S>, _ out: UnsafeMutableBufferPointer<UInt16>,
                        _ convert: (S) -> UInt16) throws {
         guard x.count == out.count else {
@@ -103,18 +115,18 @@ public enum HalfPrecisionCast {
 
     /// float32 → float16 bit patterns (NumPy's `astype(np.float16)`).
     public static func toFloat16(_ x: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<UInt16>) throws {
-        try map(x, out, half)
+        try map(x, out) { half($0) }
     }
     /// float64 → float16 bit patterns, rounded once.
     public static func toFloat16(_ x: UnsafeBufferPointer<Double>, into out: UnsafeMutableBufferPointer<UInt16>) throws {
-        try map(x, out, half)
+        try map(x, out) { half($0) }
     }
     /// float32 → bfloat16 bit patterns.
     public static func toBFloat16(_ x: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<UInt16>) throws {
-        try map(x, out, brain)
+        try map(x, out) { brain($0) }
     }
     /// float64 → bfloat16 bit patterns, rounded once.
     public static func toBFloat16(_ x: UnsafeBufferPointer<Double>, into out: UnsafeMutableBufferPointer<UInt16>) throws {
-        try map(x, out, brain)
+        try map(x, out) { brain($0) }
     }
 }

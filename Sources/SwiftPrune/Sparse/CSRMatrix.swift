@@ -205,16 +205,30 @@ extension CSRMatrix {
     }
 
     /// Checks that the column indices of `rows` are in `0 ..< columns`.
+    /// Also returns whether every row's indices are ascending.
+    @discardableResult
     static func checkIndices(
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>, columns: Int, rows: Range<Int>
-    ) throws {
-        guard !rows.isEmpty else { return }
+    ) throws -> Bool {
+        guard !rows.isEmpty else { return true }
         let limit = UInt32(truncatingIfNeeded: columns)
-        for position in Int(rowOffsets[rows.lowerBound]) ..< Int(rowOffsets[rows.upperBound])
-        where UInt32(bitPattern: columnIndices[position]) >= limit {
-            throw SwiftPruneError.value("column index \(columnIndices[position]) out of range for \(columns) columns")
+        var sorted = true
+        for row in rows {
+            var previous: Int32 = -1
+            for position in Int(rowOffsets[row]) ..< Int(rowOffsets[row &+ 1]) {
+                let column = columnIndices[position]
+                guard UInt32(bitPattern: column) < limit else {
+                    throw SwiftPruneError.value("column index \(column) out of range for \(columns) columns")
+                }
+                sorted = sorted && column > previous
+                previous = column
+            }
         }
+        return sorted
     }
+
+    /// Bytes of `x` copied per block by ``matmul`` (see ``NMSparseMatrix``).
+    static let blockBytes = 2 << 20
 
     /// `y = W @ x`: `x` is C-order `(xRows, n)` with `xRows == columns`, `y`
     /// is `(rows, n)`. Rows are split between threads by nonzero count.
@@ -235,20 +249,35 @@ extension CSRMatrix {
         let workers = Threading.workerCount(for: overflow ? Int.max : work, minimumPerWorker: 1 << 16)
         var failures = [SwiftPruneError?](repeating: nil, count: workers)
         let vals = values.baseAddress!, indices = columnIndices.baseAddress!, yBase = y.baseAddress!
+        let tileStride = (min(64, n) + 15) & ~15
         failures.withUnsafeMutableBufferPointer { failuresOut in
             parallelFor(workers: workers) { worker in
                 let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
+                let sorted: Bool
                 do {
-                    try checkIndices(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: range)
+                    sorted = try checkIndices(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: range)
                 } catch {
                     failuresOut[worker] = error as? SwiftPruneError
                     return
                 }
-                for row in range {
-                    let start = Int(rowOffsets[row])
-                    sparseRowTimesDense(values: vals + start, columns: indices + start,
-                                        count: Int(rowOffsets[row &+ 1]) &- start, x: xBase, n: n, y: yBase + row &* n)
-                }
+                // Blocking over the depth needs each row's columns ascending (a cursor per row).
+                let blockDepth = sorted ? max(1, blockBytes / 4 / tileStride) : columns
+                let cursors = UnsafeMutablePointer<Int>.allocate(capacity: max(1, range.count))
+                defer { cursors.deallocate() }
+                let first = range.lowerBound
+                blockedSparseProduct(
+                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth,
+                    nonzeros: { row, _, k1 in
+                        let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
+                        var end = start
+                        let limit = Int32(truncatingIfNeeded: k1)
+                        while end < rowEnd && indices[end] < limit { end &+= 1 }
+                        cursors[row &- first] = end
+                        return (vals + start, ExplicitColumns(indices: indices + start), end &- start)
+                    },
+                    restart: {
+                        for row in range { cursors[row &- first] = Int(rowOffsets[row]) }
+                    })
             }
         }
         if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }

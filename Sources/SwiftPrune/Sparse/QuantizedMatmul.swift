@@ -66,6 +66,25 @@ public enum QuantizedMatmul {
         let zeroPoints = zeroPoint.baseAddress
         let blocks = (rows + tileRows - 1) / tileRows
         let workers = Threading.workerCount(for: outputs * columns, minimumPerWorker: 1 << 18)
+        if let columnMajor = activations.columnMajor {
+            // Few columns (a matrix-vector product): one pass over each weight row,
+            // dotted with every column of x, instead of zero-padded 16-column tiles.
+            parallelFor(workers: workers) { worker in
+                let dots = UnsafeMutablePointer<Int64>.allocate(capacity: batch)
+                defer { dots.deallocate() }
+                for row in partitionRange(rows, parts: workers, index: worker) {
+                    let weights = wBase + row &* columns
+                    let sum = rowDots(weights, columns: columns, xq: columnMajor, batch: batch, into: dots)
+                    let zp = Int64(zeroPoints?[row] ?? 0)
+                    for b in 0 ..< batch {
+                        let z = Int64(activations.zeroPoints[b])
+                        let exact = dots[b] &- z &* sum &- zp &* activations.columnSums[b] &+ Int64(columns) &* zp &* z
+                        yBase[row &* batch &+ b] = Float(exact) * (scaleBase[row] * activations.scales[b])
+                    }
+                }
+            }
+            return
+        }
         parallelFor(workers: workers) { worker in
             for block in partitionRange(blocks, parts: workers, index: worker) {
                 let firstRow = block &* tileRows
@@ -145,18 +164,83 @@ public enum QuantizedMatmul {
     static func rowSum(_ w: UnsafePointer<Int8>, _ count: Int) -> Int64 {
         var total: Int64 = 0
         var k = 0
-        var lanes = SIMD8<Int32>()
+        #if arch(x86_64)
+        // 1 · w[k] pair sums (vpmaddubsw), then pairs of those (vpmaddwd): four bytes per Int32 lane.
+        let onesU8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1)
         while k &+ 32 <= count {
-            let v = UnsafeRawPointer(w + k).loadUnaligned(as: SIMD32<Int8>.self)
-            let wide = SIMD32<Int16>(truncatingIfNeeded: v)
-            let half = wide.lowHalf &+ wide.highHalf
-            lanes &+= SIMD8<Int32>(truncatingIfNeeded: half.lowHalf) &+ SIMD8<Int32>(truncatingIfNeeded: half.highHalf)
-            k &+= 32
-            if k & 0xFFFF == 0 { total &+= Int64(lanes.wrappedSum()); lanes = .zero }
+            var lanes = _mm256_setzero_si256()
+            let stop = min(count, k &+ 32 &* 4096)  // well inside Int32 range per lane
+            while k &+ 32 <= stop {
+                let v = UnsafeRawPointer(w + k).loadUnaligned(as: __m256i.self)
+                lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(_mm256_maddubs_epi16(onesU8, v), ones16))
+                k &+= 32
+            }
+            total &+= Int64(unsafeBitCast(lanes, to: SIMD8<Int32>.self).wrappedSum())
         }
-        total &+= Int64(lanes.wrappedSum())
+        #endif
         while k < count { total &+= Int64(w[k]); k &+= 1 }
         return total
+    }
+
+    /// `dots[b] = Σ_k w[k] · xq[b · columns + k]` for every column `b` of the
+    /// column-major activations; returns `Σ_k w[k]`. Columns are taken four at a time.
+    @inline(__always)
+    static func rowDots(
+        _ w: UnsafePointer<Int8>, columns: Int, xq: UnsafePointer<UInt8>, batch: Int, into dots: UnsafeMutablePointer<Int64>
+    ) -> Int64 {
+        var rowTotal: Int64 = 0
+        var first = 0
+        while first < batch {
+            let count = min(4, batch &- first)
+            // Missing columns of a partial group repeat the last one; their sums are dropped.
+            let x0 = xq + first &* columns
+            let x1 = xq + (first &+ min(1, count &- 1)) &* columns
+            let x2 = xq + (first &+ min(2, count &- 1)) &* columns
+            let x3 = xq + (first &+ min(3, count &- 1)) &* columns
+            var totals = (Int64(0), Int64(0), Int64(0), Int64(0))
+            var sum: Int64 = 0
+            var k = 0
+            #if arch(x86_64)
+            let ones = _mm256_set1_epi16(1), onesU8 = _mm256_set1_epi8(1)
+            while k &+ 32 <= columns {
+                var a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256()
+                var a2 = _mm256_setzero_si256(), a3 = _mm256_setzero_si256(), aw = _mm256_setzero_si256()
+                let stop = min(columns, k &+ 32 &* 8192)  // lanes stay far inside Int32
+                while k &+ 32 <= stop {
+                    let v = UnsafeRawPointer(w + k).loadUnaligned(as: __m256i.self)
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                        UnsafeRawPointer(x0 + k).loadUnaligned(as: __m256i.self), v), ones))
+                    if count > 1 {
+                        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                            UnsafeRawPointer(x1 + k).loadUnaligned(as: __m256i.self), v), ones))
+                        a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                            UnsafeRawPointer(x2 + k).loadUnaligned(as: __m256i.self), v), ones))
+                        a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                            UnsafeRawPointer(x3 + k).loadUnaligned(as: __m256i.self), v), ones))
+                    }
+                    if first == 0 { aw = _mm256_add_epi32(aw, _mm256_madd_epi16(_mm256_maddubs_epi16(onesU8, v), ones)) }
+                    k &+= 32
+                }
+                @inline(__always) func total(_ v: __m256i) -> Int64 { Int64(unsafeBitCast(v, to: SIMD8<Int32>.self).wrappedSum()) }
+                totals.0 &+= total(a0); totals.1 &+= total(a1); totals.2 &+= total(a2); totals.3 &+= total(a3)
+                sum &+= total(aw)
+            }
+            #endif
+            while k < columns {
+                let weight = Int64(w[k])
+                totals.0 &+= weight &* Int64(x0[k]); totals.1 &+= weight &* Int64(x1[k])
+                totals.2 &+= weight &* Int64(x2[k]); totals.3 &+= weight &* Int64(x3[k])
+                sum &+= weight
+                k &+= 1
+            }
+            if first == 0 { rowTotal = sum }
+            dots[first] = totals.0
+            if count > 1 { dots[first &+ 1] = totals.1 }
+            if count > 2 { dots[first &+ 2] = totals.2 }
+            if count > 3 { dots[first &+ 3] = totals.3 }
+            first &+= 4
+        }
+        return rowTotal
     }
 
     /// Four rows × sixteen columns, depth `quads` (groups of four), added into `tile` (row-major 4 × 16).
@@ -235,6 +319,10 @@ struct ActivationQuantization {
     let columnSums: UnsafeMutablePointer<Int64>
     /// xq of the last `depth % 4` depths, `(depth % 4, paddedBatch)`.
     let tail: UnsafeMutablePointer<Int32>
+    /// For fewer than ``smallBatch`` columns only: xq column-major, `(batch, depth)`
+    /// (and nothing is packed).
+    let columnMajor: UnsafeMutablePointer<UInt8>?
+    static let smallBatch = 8
 
     init(x: UnsafePointer<Float>, depth: Int, batch: Int) throws {
         let tileColumns = QuantizedMatmul.tileColumns
@@ -243,67 +331,129 @@ struct ActivationQuantization {
         paddedBatch = columnBlocks * tileColumns
         quads = depth / 4
         let tailDepth = depth - quads * 4
-        let (packedBytes, overflow) = (columnBlocks * 64).multipliedReportingOverflow(by: max(quads, 1))
+        let small = batch < ActivationQuantization.smallBatch
+        let (packedBytes, overflow) = (small ? 64 : columnBlocks * 64).multipliedReportingOverflow(by: small ? 1 : max(quads, 1))
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "x is too large") }
         packed = .allocate(byteCount: packedBytes, alignment: 64)
         scales = .allocate(capacity: paddedBatch)
         zeroPoints = .allocate(capacity: paddedBatch)
         columnSums = .allocate(capacity: paddedBatch)
         tail = .allocate(capacity: max(1, tailDepth * paddedBatch))
+        columnMajor = small ? .allocate(capacity: max(1, depth * batch)) : nil
         packed.initializeMemory(as: UInt8.self, repeating: 0, count: packedBytes)
         columnSums.initialize(repeating: 0, count: paddedBatch)
         tail.initialize(repeating: 0, count: max(1, tailDepth * paddedBatch))
 
-        // Per-column range, including 0.
-        let low = UnsafeMutablePointer<Float>.allocate(capacity: batch)
-        let high = UnsafeMutablePointer<Float>.allocate(capacity: batch)
-        defer { low.deallocate(); high.deallocate() }
-        low.initialize(repeating: 0, count: batch)
-        high.initialize(repeating: 0, count: batch)
-        var finite = true
-        for k in 0 ..< depth {
-            let row = x + k &* batch
-            for b in 0 ..< batch {
-                let v = row[b]
-                finite = finite && v.isFinite
-                low[b] = min(low[b], v)
-                high[b] = max(high[b], v)
+        // Each block of 16 columns is independent: its range, scales and codes.
+        let blocks = small ? 1 : columnBlocks
+        let workers = Threading.workerCount(for: depth * batch, minimumPerWorker: 1 << 15)
+        var failures = [String?](repeating: nil, count: blocks)
+        let this = self
+        failures.withUnsafeMutableBufferPointer { failuresOut in
+            parallelFor(workers: min(workers, blocks)) { worker in
+                for block in partitionRange(blocks, parts: min(workers, blocks), index: worker) {
+                    let first = small ? 0 : block &* tileColumns
+                    let width = small ? batch : min(tileColumns, batch &- first)
+                    failuresOut[block] = this.quantizeColumns(x: x, depth: depth, first: first, width: width, block: block)
+                }
             }
         }
-        guard finite else {
+        for b in batch ..< paddedBatch { scales[b] = 1; zeroPoints[b] = 0 }
+        if let failure = failures.lazy.compactMap({ $0 }).first {
             deallocate()
-            throw SwiftPruneError.value("x contains NaN or Inf")
+            throw SwiftPruneError.value(failure)
         }
-        for b in 0 ..< paddedBatch {
-            if b >= batch { scales[b] = 1; zeroPoints[b] = 0; continue }
-            var s = (high[b] - low[b]) / 127
-            if s == 0 { s = 1 }
-            guard s.isFinite else {
-                deallocate()
-                throw SwiftPruneError.value("x column \(b) spans too wide a range to quantize (overflow)")
-            }
-            scales[b] = s
-            zeroPoints[b] = Int32(min(max((-low[b] / s).rounded(.toNearestOrEven), 0), 127))
-        }
-        // Quantize and pack.
+    }
+
+    /// Ranges, scales, zero points, codes and column sums of columns
+    /// `first ..< first + width` (one 16-column block, or all columns of a
+    /// small batch). Returns an error message instead of throwing.
+    func quantizeColumns(x: UnsafePointer<Float>, depth: Int, first: Int, width: Int, block: Int) -> String? {
         let packedBytes8 = packed.assumingMemoryBound(to: UInt8.self)
-        for k in 0 ..< depth {
-            let row = x + k &* batch
-            let quad = k >> 2, lane = k & 3
-            for b in 0 ..< batch {
-                let s = scales[b]
-                let q = min(max((row[b] / s).rounded(.toNearestOrEven) + Float(zeroPoints[b]), 0), 127)
-                let value = Int32(q)
-                columnSums[b] &+= Int64(value)
+        let blockBase = block &* quads &* 64
+        if width == QuantizedMatmul.tileColumns && columnMajor == nil {
+            // A full block: sixteen lanes at a time.
+            var low = SIMD16<Float>(), high = SIMD16<Float>(), poison = SIMD16<Float>()
+            for k in 0 ..< depth {
+                let v = UnsafeRawPointer(x + (k &* batch &+ first)).loadUnaligned(as: SIMD16<Float>.self)
+                // (Swift's pointwiseMin/Max go lane by lane; compare-and-blend vectorizes.)
+                low.replace(with: v, where: v .< low)
+                high.replace(with: v, where: v .> high)
+                poison += v * 0  // NaN once any value is NaN or ±Inf
+            }
+            guard poison == .zero else { return "x contains NaN or Inf" }
+            var s = (high - low) / 127
+            s.replace(with: 1, where: s .== 0)
+            for c in 0 ..< 16 where !s[c].isFinite {
+                return "x column \(first + c) spans too wide a range to quantize (overflow)"
+            }
+            // Round half to even by the 1.5 · 2^23 trick (exact for |v| < 2^22; here |v| <= 254),
+            // clamp, and read the integer out of the mantissa of q + 2^23.
+            let magic = SIMD16<Float>(repeating: 12_582_912), lowest = SIMD16<Float>(), highest = SIMD16<Float>(repeating: 127)
+            @inline(__always) func clamp(_ v: SIMD16<Float>) -> SIMD16<Float> {
+                v.replacing(with: lowest, where: v .< lowest).replacing(with: highest, where: v .> highest)
+            }
+            let z = clamp(((-low) / s + magic) - magic)
+            var sums = SIMD16<Int64>()
+            var partial = SIMD16<UInt32>()
+            for k in 0 ..< depth {
+                let v = UnsafeRawPointer(x + (k &* batch &+ first)).loadUnaligned(as: SIMD16<Float>.self)
+                let q = clamp(((v / s + magic) - magic) + z)
+                let codes = unsafeBitCast(q + SIMD16(repeating: 8_388_608), to: SIMD16<UInt32>.self) & 0xFF
+                partial &+= codes
+                if k & 0xFFFF == 0xFFFF { sums &+= SIMD16<Int64>(truncatingIfNeeded: partial); partial = .zero }
+                let quad = k >> 2, lane = k & 3
                 if quad < quads {
-                    let block = b / tileColumns, c = b % tileColumns
-                    let byte = (block &* quads &+ quad) &* 64 &+ (c >> 3) &* 32 &+ (c & 7) &* 4 &+ lane
-                    packedBytes8[byte] = UInt8(truncatingIfNeeded: value)
+                    let base = blockBase &+ quad &* 64 &+ lane
+                    for c in 0 ..< 16 {
+                        packedBytes8[base &+ (c >> 3) &* 32 &+ (c & 7) &* 4] = UInt8(truncatingIfNeeded: codes[c])
+                    }
+                } else {
+                    let row = (k &- quads &* 4) &* paddedBatch &+ first
+                    for c in 0 ..< 16 { tail[row &+ c] = Int32(truncatingIfNeeded: codes[c]) }
+                }
+            }
+            sums &+= SIMD16<Int64>(truncatingIfNeeded: partial)
+            for c in 0 ..< 16 {
+                scales[first &+ c] = s[c]
+                zeroPoints[first &+ c] = Int32(z[c])
+                columnSums[first &+ c] = sums[c]
+            }
+            return nil
+        }
+        // A partial block or a small batch: one column at a time.
+        for b in first ..< first &+ width {
+            var low: Float = 0, high: Float = 0, poison: Float = 0
+            for k in 0 ..< depth {
+                let v = x[k &* batch &+ b]
+                low = min(low, v)
+                high = max(high, v)
+                poison += v * 0
+            }
+            guard poison == 0 else { return "x contains NaN or Inf" }
+            var s = (high - low) / 127
+            if s == 0 { s = 1 }
+            guard s.isFinite else { return "x column \(b) spans too wide a range to quantize (overflow)" }
+            let z = min(max((-low / s).rounded(.toNearestOrEven), 0), 127)
+            scales[b] = s
+            zeroPoints[b] = Int32(z)
+            var sum: Int64 = 0
+            let c = b &- first
+            for k in 0 ..< depth {
+                let value = Int32(min(max((x[k &* batch &+ b] / s).rounded(.toNearestOrEven) + z, 0), 127))
+                sum &+= Int64(value)
+                if let columnMajor {
+                    columnMajor[b &* depth &+ k] = UInt8(truncatingIfNeeded: value)
+                } else if k >> 2 < quads {
+                    packedBytes8[blockBase &+ (k >> 2) &* 64 &+ (c >> 3) &* 32 &+ (c & 7) &* 4 &+ (k & 3)] =
+                        UInt8(truncatingIfNeeded: value)
                 } else {
                     tail[(k &- quads &* 4) &* paddedBatch &+ b] = value
                 }
             }
+            columnSums[b] = sum
         }
+        return nil
     }
 
     func packedBlock(_ block: Int) -> UnsafeRawPointer { UnsafeRawPointer(packed + block &* quads &* 64) }
@@ -314,5 +464,6 @@ struct ActivationQuantization {
         zeroPoints.deallocate()
         columnSums.deallocate()
         tail.deallocate()
+        columnMajor?.deallocate()
     }
 }

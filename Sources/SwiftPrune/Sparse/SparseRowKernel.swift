@@ -1,15 +1,16 @@
 /// The inner kernel shared by ``CSRMatrix`` and ``NMSparseMatrix``: one sparse
 /// row of `W` times a dense row-major block `x`.
 ///
-/// `y[0..<n] = Σ_t values[t] · x[columns[t], 0..<n]`. The rows of `x` are
-/// contiguous, so every nonzero streams one row of `x` through 64 lanes of
-/// accumulators held in registers (four `SIMD16<Float>`, eight AVX2 vectors);
-/// the output row is written once. Columns of `x` are taken 64 at a time, then
-/// 16, then 8, then one by one.
+/// `y[j] (+)= Σ_t values[t] · x[(columns[t] − columnBase) · stride + j]` for
+/// `j` in `0 ..< width` (`+=` when `accumulate`, else `=`). Every nonzero
+/// streams one row of `x` through 64 lanes of accumulators held in registers
+/// (four `SIMD16<Float>`, eight AVX2 vectors); the output row is written
+/// once. Columns are taken 64 at a time, then 16, then 8, then one by one.
 @inline(__always)
-func sparseRowTimesDense(
-    values: UnsafePointer<Float>, columns: UnsafePointer<Int32>, count: Int,
-    x: UnsafePointer<Float>, n: Int, y: UnsafeMutablePointer<Float>
+func sparseRowTimesDense<Columns: SparseColumns>(
+    values: UnsafePointer<Float>, columns: Columns, count: Int,
+    x: UnsafePointer<Float>, stride: Int, columnBase: Int = 0, width: Int, y: UnsafeMutablePointer<Float>,
+    accumulate: Bool = false
 ) {
     @inline(__always) func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
         UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
@@ -20,13 +21,19 @@ func sparseRowTimesDense(
     @inline(__always) func store<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
     }
+    @inline(__always) func start16(_ p: UnsafeMutablePointer<Float>) -> SIMD16<Float> {
+        accumulate ? UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) : SIMD16<Float>()
+    }
+    @inline(__always) func row(_ t: Int) -> UnsafePointer<Float> {
+        x + (columns.column(t) &- columnBase) &* stride
+    }
     var j = 0
-    while j &+ 64 <= n {
-        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+    while j &+ 64 <= width {
+        var a0 = start16(y + j), a1 = start16(y + (j &+ 16)), a2 = start16(y + (j &+ 32)), a3 = start16(y + (j &+ 48))
         var t = 0
         while t < count {
             let v = SIMD16<Float>(repeating: values[t])
-            let p = x + (Int(columns[t]) &* n &+ j)
+            let p = row(t) + j
             a0.addProduct(v, load16(p))
             a1.addProduct(v, load16(p + 16))
             a2.addProduct(v, load16(p + 32))
@@ -36,45 +43,123 @@ func sparseRowTimesDense(
         store(a0, y + j); store(a1, y + (j &+ 16)); store(a2, y + (j &+ 32)); store(a3, y + (j &+ 48))
         j &+= 64
     }
-    while j &+ 16 <= n {
-        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
+    while j &+ 16 <= width {
+        var a0 = start16(y + j), a1 = SIMD16<Float>()
         var t = 0
         // Two nonzeros per step: two independent accumulator chains.
         while t &+ 1 < count {
-            a0.addProduct(SIMD16(repeating: values[t]), load16(x + (Int(columns[t]) &* n &+ j)))
-            a1.addProduct(SIMD16(repeating: values[t &+ 1]), load16(x + (Int(columns[t &+ 1]) &* n &+ j)))
+            a0.addProduct(SIMD16(repeating: values[t]), load16(row(t) + j))
+            a1.addProduct(SIMD16(repeating: values[t &+ 1]), load16(row(t &+ 1) + j))
             t &+= 2
         }
-        if t < count { a0.addProduct(SIMD16(repeating: values[t]), load16(x + (Int(columns[t]) &* n &+ j))) }
+        if t < count { a0.addProduct(SIMD16(repeating: values[t]), load16(row(t) + j)) }
         store(a0 + a1, y + j)
         j &+= 16
     }
-    if j &+ 8 <= n {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+    if j &+ 8 <= width {
+        var a0 = accumulate ? load8(y + j) : SIMD8<Float>(), a1 = SIMD8<Float>()
         var t = 0
         while t &+ 1 < count {
-            a0.addProduct(SIMD8(repeating: values[t]), load8(x + (Int(columns[t]) &* n &+ j)))
-            a1.addProduct(SIMD8(repeating: values[t &+ 1]), load8(x + (Int(columns[t &+ 1]) &* n &+ j)))
+            a0.addProduct(SIMD8(repeating: values[t]), load8(row(t) + j))
+            a1.addProduct(SIMD8(repeating: values[t &+ 1]), load8(row(t &+ 1) + j))
             t &+= 2
         }
-        if t < count { a0.addProduct(SIMD8(repeating: values[t]), load8(x + (Int(columns[t]) &* n &+ j))) }
+        if t < count { a0.addProduct(SIMD8(repeating: values[t]), load8(row(t) + j)) }
         store(a0 + a1, y + j)
         j &+= 8
     }
-    while j < n {
+    while j < width {
         // Four partial sums, so a long row is not one serial chain.
-        var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+        var s0: Float = accumulate ? y[j] : 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
         var t = 0
         while t &+ 3 < count {
-            s0 += values[t] * x[Int(columns[t]) &* n &+ j]
-            s1 += values[t &+ 1] * x[Int(columns[t &+ 1]) &* n &+ j]
-            s2 += values[t &+ 2] * x[Int(columns[t &+ 2]) &* n &+ j]
-            s3 += values[t &+ 3] * x[Int(columns[t &+ 3]) &* n &+ j]
+            s0 += values[t] * row(t)[j]
+            s1 += values[t &+ 1] * row(t &+ 1)[j]
+            s2 += values[t &+ 2] * row(t &+ 2)[j]
+            s3 += values[t &+ 3] * row(t &+ 3)[j]
             t &+= 4
         }
-        while t < count { s0 += values[t] * x[Int(columns[t]) &* n &+ j]; t &+= 1 }
+        while t < count { s0 += values[t] * row(t)[j]; t &+= 1 }
         y[j] = (s0 + s1) + (s2 + s3)
         j &+= 1
+    }
+}
+
+/// Where the nonzeros of one row (slice) sit: `column(t)` is the column of its `t`-th value.
+protocol SparseColumns {
+    func column(_ t: Int) -> Int
+}
+
+/// CSR: explicit Int32 column indices.
+struct ExplicitColumns: SparseColumns {
+    let indices: UnsafePointer<Int32>
+    @inline(__always) func column(_ t: Int) -> Int { Int(indices[t]) }
+}
+
+/// N:M: value `t` is in group `t / n` (a shift when `n` is a power of two),
+/// at position `indices[t]` inside it; `firstColumn` is the first group's column.
+struct GroupColumns: SparseColumns {
+    let indices: UnsafePointer<UInt8>
+    let n: Int
+    let m: Int
+    let shift: Int  // log2(n), or -1 when n is not a power of two
+    let firstColumn: Int
+    @inline(__always) func column(_ t: Int) -> Int {
+        let group = shift >= 0 ? t &>> shift : t / n
+        return firstColumn &+ group &* m &+ Int(indices[t])
+    }
+}
+
+/// The cache-blocked driver of both sparse formats: `y[rows] = W[rows, :] @ x`.
+///
+/// `x` (`depth × batch`, C order) is visited in tiles of at most 64 columns
+/// and blocks of `blockDepth` rows; each block is copied into a 64-byte
+/// aligned buffer of the worker (so it stays in L1 while every row passes
+/// over it, and no vector load splits a cache line) and partial sums go
+/// through `y`. `nonzeros(row, k0, k1)` returns the row's nonzeros
+/// with columns in `k0 ..< k1` as (values, absolute columns, count); it may
+/// use `scratch` (`scratchCapacity` Int32s) for the columns.
+@inline(__always)
+func blockedSparseProduct<Columns: SparseColumns>(
+    rows: Range<Int>, depth: Int, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>,
+    blockDepth requestedBlockDepth: Int,
+    nonzeros: (_ row: Int, _ k0: Int, _ k1: Int) -> (UnsafePointer<Float>, Columns, Int),
+    restart: () -> Void
+) {
+    if batch < 8 {
+        // A vector or a thin block: nothing to reuse, gather straight from x.
+        restart()
+        for row in rows {
+            let (vals, cols, count) = nonzeros(row, 0, depth)
+            sparseRowTimesDense(values: vals, columns: cols, count: count, x: x, stride: batch, width: batch,
+                                y: y + row &* batch)
+        }
+        return
+    }
+    let tileWidth = min(64, batch)
+    let stride = (tileWidth + 15) & ~15
+    let blockDepth = max(1, min(depth, requestedBlockDepth))
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: blockDepth * stride * 4, alignment: 64)
+        .bindMemory(to: Float.self, capacity: blockDepth * stride)
+    defer { buffer.deallocate() }
+    var tileStart = 0
+    while tileStart < batch {
+        let width = min(tileWidth, batch &- tileStart)
+        restart()
+        var k0 = 0
+        while k0 < depth {
+            let k1 = min(depth, k0 &+ blockDepth)
+            for k in k0 ..< k1 {
+                (buffer + (k &- k0) &* stride).update(from: x + (k &* batch &+ tileStart), count: width)
+            }
+            for row in rows {
+                let (vals, cols, count) = nonzeros(row, k0, k1)
+                sparseRowTimesDense(values: vals, columns: cols, count: count, x: buffer, stride: stride, columnBase: k0,
+                                    width: width, y: y + (row &* batch &+ tileStart), accumulate: k0 > 0)
+            }
+            k0 = k1
+        }
+        tileStart &+= tileWidth
     }
 }
 

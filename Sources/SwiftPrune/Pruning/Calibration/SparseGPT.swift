@@ -77,6 +77,11 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     for x in activations.buffer { worst = max(worst, x.magnitudeKey) }
     guard worst < S.infinityKey else { throw SwiftPruneError.value("w or x contains NaN or Inf values") }
     guard weights.count > 0 else { return }
+    // The Hessian and U are two columns × columns Double matrices.
+    guard columns <= sparseGPTMaximumColumns else {
+        throw SwiftPruneError(.outOfMemory,
+            "w has \(columns) input columns; SparseGPT's \(columns) x \(columns) Hessian would not fit in memory")
+    }
 
     // Hessian, dead inputs, damping, inverse Cholesky factor.
     var h = try calibrationGramMatrix(activations.buffer, samples: samples, features: columns)
@@ -129,21 +134,27 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
                 blockKeep.withUnsafeMutableBufferPointer { keepBuffer in
                     let keep = keepBuffer.baseAddress!
                     parallelFor(workers: workers) { worker in
-                        for r in partitionRange(rows, parts: workers, index: worker) {
-                            let row = wp + r * columns
-                            let rowKeep = keep + r * width
+                        let mine = partitionRange(rows, parts: workers, index: worker)
+                        // Tiles of rows share each row of U while it is in cache.
+                        var tileStart = mine.lowerBound
+                        while tileStart < mine.upperBound {
+                            let tileEnd = min(mine.upperBound, tileStart + sparseGPTRowTile)
                             for c in 0 ..< width {
                                 let i = start + c
                                 let uRow = up + i * columns
-                                if groupSize > 0 && c % groupSize == 0 {
-                                    selectGroup(row + i, up + i * columns + i, columns + 1, groupSize, groupKeep, rowKeep + c)
+                                for r in tileStart ..< tileEnd {
+                                    let row = wp + r * columns
+                                    let rowKeep = keep + r * width
+                                    if groupSize > 0 && c % groupSize == 0 {
+                                        selectGroup(row + i, uRow + i, columns + 1, groupSize, groupKeep, rowKeep + c)
+                                    }
+                                    guard !rowKeep[c] else { continue }
+                                    let error = row[i] / uRow[i]
+                                    row[i] = 0
+                                    if error != 0 { calibrationAxpy(-error, uRow + i + 1, row + i + 1, columns - i - 1) }
                                 }
-                                let x = row[i]
-                                guard !rowKeep[c] else { continue }
-                                let error = x / uRow[i]
-                                row[i] = 0
-                                if error != 0 { calibrationAxpy(-error, uRow + i + 1, row + i + 1, columns - i - 1) }
                             }
+                            tileStart = tileEnd
                         }
                     }
                 }
@@ -154,6 +165,13 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     let out = output.buffer
     for i in 0 ..< rows * columns { out[i] = S(w[i]) }
 }
+
+/// Largest input dimension SparseGPT accepts (two 32768² Double matrices are 16 GiB).
+let sparseGPTMaximumColumns = 32768
+
+/// Rows processed together in SparseGPT's column loop, so that each row of
+/// `U` is read from memory once per tile rather than once per row.
+let sparseGPTRowTile = 16
 
 /// Keeps the `keep` of `m` entries `x[j]` (stride 1) with the largest
 /// `x[j]² / d[j·dStride]²`, the lower index first among ties.

@@ -27,12 +27,15 @@ public func wandaMask<S: MagnitudeOrdered & SIMDScalar>(
             "x has \(activations.shape[1]) features but w has \(columns) input columns (w is (out, in))")
     }
     let k = try prunedCount(sparsity: sparsity, of: columns)
-    let norms = try sliceNorms(activations, axis: 1, norm: .l2)
     // NaN/Inf in w: check on the bit patterns.
     var worst: S.MagnitudeKey = 0
     for x in weights.buffer { worst = max(worst, x.magnitudeKey) }
     guard worst < S.infinityKey else { throw SwiftPruneError.value("w contains NaN or Inf values") }
-    guard weights.count > 0 else { return }
+    guard weights.count > 0 else {
+        try checkFinite(activations)
+        return
+    }
+    let norms = try sliceNorms(activations, axis: 1, norm: .l2)
     let source = weights.buffer.baseAddress!, target = mask.buffer.baseAddress!
     let workers = Threading.workerCount(for: weights.count, minimumPerWorker: 1 << 15)
     norms.withUnsafeBufferPointer { normBuffer in
@@ -59,4 +62,11 @@ public func wandaMask<S: MagnitudeOrdered & SIMDScalar>(
             try activations.withView { x in try wandaMask(w, activations: x, sparsity: sparsity, into: out) }
         }
     }
+}
+
+/// Throws unless every value of `values` is finite.
+func checkFinite<S: MagnitudeOrdered>(_ values: TensorView<S>) throws {
+    var worst: S.MagnitudeKey = 0
+    for x in values.buffer { worst = max(worst, x.magnitudeKey) }
+    guard worst < S.infinityKey else { throw SwiftPruneError.value("x contains NaN or Inf values") }
 }

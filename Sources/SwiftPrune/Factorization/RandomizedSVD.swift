@@ -1,0 +1,148 @@
+/// Randomized truncated SVD (Halko, Martinsson & Tropp 2011, Algorithms
+/// 4.4 and 5.1), as scikit-learn's `randomized_svd`:
+///
+/// 1. `l = min(rank + oversample, min(m, n))` Gaussian test vectors `Ω`;
+/// 2. `Q = qr(W Ω)`, then `powerIterations` times
+///    `Q = qr(W · qr(Wᵀ Q))` (every product re-orthonormalized by
+///    Householder QR, so the subspace does not collapse onto the top
+///    singular vector);
+/// 3. `B = Qᵀ W` (`l × n`), its dense SVD `B = Û Σ Vᵀ`, `U = Q Û`;
+///    the leading `rank` triplets are returned.
+///
+/// As scikit-learn does, a wide matrix is handled through its transpose,
+/// and `powerIterations == nil` chooses 7 when `rank < 0.1 · min(m, n)`,
+/// else 4. The big products run on the Float GEMM; the small SVD of `B`
+/// in Double.
+public enum RandomizedSVD {
+    /// The number of power iterations scikit-learn picks for `rank` of an `m × n` matrix.
+    public static func defaultPowerIterations(rank: Int, m: Int, n: Int) -> Int {
+        Double(rank) < 0.1 * Double(min(m, n)) ? 7 : 4
+    }
+
+    /// Rank-`rank` approximate SVD of the row-major `m × n` matrix `w` into
+    /// `u` (`m × rank`), `s` (`rank`), `vt` (`rank × n`).
+    /// - Throws: ``SwiftPruneError`` for NaN/Inf, `rank` outside
+    ///   `0 ... min(m, n)`, a negative `oversample` or `powerIterations`,
+    ///   or buffers that do not match.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public static func decompose<S: BinaryFloatingPoint>(
+        _ w: UnsafeBufferPointer<S>, m: Int, n: Int, rank: Int,
+        oversample: Int = 10, powerIterations: Int? = nil, seed: UInt64 = 0,
+        u: UnsafeMutableBufferPointer<Float>, s: UnsafeMutableBufferPointer<Float>,
+        vt: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        guard m >= 0, n >= 0 else { throw SwiftPruneError.value("randomized_svd: negative shape (\(m), \(n))") }
+        let (mn, overflow) = m.multipliedReportingOverflow(by: n)
+        guard !overflow else { throw SwiftPruneError(.outOfMemory, "randomized_svd: shape (\(m), \(n)) is too large") }
+        guard rank >= 0 && rank <= min(m, n) else {
+            throw SwiftPruneError.value("rank must be in [0, \(min(m, n))] for a (\(m), \(n)) matrix, got \(rank)")
+        }
+        guard oversample >= 0 else { throw SwiftPruneError.value("oversample must be >= 0, got \(oversample)") }
+        if let p = powerIterations, p < 0 {
+            throw SwiftPruneError.value("power_iters must be >= 0, got \(p)")
+        }
+        guard w.count == mn, u.count == m * rank, s.count == rank, vt.count == rank * n else {
+            throw SwiftPruneError.value("randomized_svd: buffer sizes do not match the shape (\(m), \(n)) and rank \(rank)")
+        }
+        // Validate and convert to Float, transposing a wide matrix so that rows >= cols.
+        let transposed = m < n
+        let rows = transposed ? n : m, cols = transposed ? m : n
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mn))
+        defer { a.deallocate() }
+        var bad = 0
+        for i in 0 ..< m {
+            for j in 0 ..< n {
+                let value = w[i * n + j]
+                if !value.isFinite { bad += 1 }
+                a[transposed ? j * m + i : i * n + j] = Float(value)
+            }
+        }
+        guard bad == 0 else { throw SwiftPruneError.value("weights contain \(bad) NaN or Inf value(s)") }
+        guard rank > 0 else { return }
+
+        let l = min(rank + oversample, cols)
+        let iterations = powerIterations ?? defaultPowerIterations(rank: rank, m: m, n: n)
+        // Ωᵀ: l × cols Gaussian rows.
+        let omega = UnsafeMutablePointer<Float>.allocate(capacity: l * cols)
+        defer { omega.deallocate() }
+        var generator = GaussianGenerator(seed: seed)
+        for i in 0 ..< l * cols { omega[i] = Float(generator.next()) }
+        // Qᵀ (l × rows) = qr((X Ω))ᵀ, X = a (rows × cols).
+        let qt = UnsafeMutablePointer<Float>.allocate(capacity: l * rows)
+        defer { qt.deallocate() }
+        try gemm(transA: false, transB: true, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
+                 b: a, ldb: cols, beta: 0, c: qt, ldc: rows)
+        try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
+        for _ in 0 ..< iterations {
+            // Zᵀ = Qᵀ X (l × cols), orthonormalized; then Qᵀ = Zᵀ Xᵀ, orthonormalized.
+            try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
+                     b: a, ldb: cols, beta: 0, c: omega, ldc: cols)
+            try HouseholderQR.orthonormalizeRows(omega, count: l, length: cols)
+            try gemm(transA: false, transB: true, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
+                     b: a, ldb: cols, beta: 0, c: qt, ldc: rows)
+            try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
+        }
+        // B = Qᵀ X (l × cols), reusing omega's storage.
+        try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
+                 b: a, ldb: cols, beta: 0, c: omega, ldc: cols)
+        let b = UnsafeMutablePointer<Double>.allocate(capacity: l * cols)
+        defer { b.deallocate() }
+        for i in 0 ..< l * cols { b[i] = Double(omega[i]) }
+        // B is wide (l <= cols): its factors come back as rows, `right` = left singular vectors (l × l).
+        let small = try SingularValueDecomposition.denseSVD(b, m: l, n: cols)
+        defer { small.deallocate() }
+        // small.transposed == (l < cols); its u-rows are `right` when transposed, else `left`.
+        let smallU = small.transposed ? small.right : small.left  // l × l, row j = column j of Û
+        let smallVt = small.transposed ? small.left : small.right // l × cols, row j = row j of Vᵀ
+        // Rows of (Q Û)ᵀ = Ûᵀ Qᵀ: row j = Σ_i Û[i, j] qt_i, for the leading `rank` columns.
+        let ut = UnsafeMutablePointer<Float>.allocate(capacity: rank * l)
+        defer { ut.deallocate() }
+        for j in 0 ..< rank { for i in 0 ..< l { ut[j * l + i] = Float(smallU[j * l + i]) } }
+        let leftRows = UnsafeMutablePointer<Float>.allocate(capacity: rank * rows)
+        defer { leftRows.deallocate() }
+        try gemm(transA: false, transB: false, m: rank, n: rows, k: l, alpha: 1, a: ut, lda: l,
+                 b: qt, ldb: rows, beta: 0, c: leftRows, ldc: rows)
+        // Undo the transposition: X = a = U Σ Vᵀ (or aᵀ).
+        for j in 0 ..< rank {
+            s[j] = Float(small.values[j])
+            if transposed {
+                // w = V Σ Uᵀ: u's column j is Vᵀ row j (length m = cols); vt's row j is leftRows j (length n = rows).
+                for i in 0 ..< m { u[i * rank + j] = Float(smallVt[j * cols + i]) }
+                for i in 0 ..< n { vt[j * n + i] = leftRows[j * rows + i] }
+            } else {
+                for i in 0 ..< m { u[i * rank + j] = leftRows[j * rows + i] }
+                for i in 0 ..< n { vt[j * n + i] = Float(smallVt[j * cols + i]) }
+            }
+        }
+    }
+
+    /// Rank-`rank` approximate SVD of a 2-D tensor; see
+    /// ``decompose(_:m:n:rank:oversample:powerIterations:seed:u:s:vt:)``.
+    public static func decompose<S: BinaryFloatingPoint>(
+        _ w: Tensor<S>, rank: Int, oversample: Int = 10, powerIterations: Int? = nil, seed: UInt64 = 0
+    ) throws -> SVDResult {
+        guard w.rank == 2 else {
+            throw SwiftPruneError.value("randomized_svd needs a 2-D tensor, got shape \(w.shape)")
+        }
+        let m = w.shape[0], n = w.shape[1]
+        guard rank >= 0 && rank <= min(m, n) else {
+            throw SwiftPruneError.value("rank must be in [0, \(min(m, n))] for a (\(m), \(n)) matrix, got \(rank)")
+        }
+        var u = try Tensor<Float>(shape: [m, rank], repeating: 0)
+        var s = try Tensor<Float>(shape: [rank], repeating: 0)
+        var vt = try Tensor<Float>(shape: [rank, n], repeating: 0)
+        try w.withView { view in
+            try u.withMutableView { u in
+                try s.withMutableView { s in
+                    try vt.withMutableView { vt in
+                        try decompose(view.buffer, m: m, n: n, rank: rank, oversample: oversample,
+                                      powerIterations: powerIterations, seed: seed,
+                                      u: u.buffer, s: s.buffer, vt: vt.buffer)
+                    }
+                }
+            }
+        }
+        return SVDResult(u: u, s: s, vt: vt)
+    }
+}

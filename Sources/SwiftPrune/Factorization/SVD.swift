@@ -1,0 +1,288 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A thin singular value decomposition `w = u · diag(s) · vt` of an
+/// `m × n` matrix, `r = min(m, n)`: `u` is `m × r` with orthonormal
+/// columns, `s` the `r` singular values in descending order, `vt` is
+/// `r × n` with orthonormal rows.
+public struct SVDResult {
+    public let u: Tensor<Float>
+    public let s: Tensor<Float>
+    public let vt: Tensor<Float>
+}
+
+/// The dense SVD of the tensor core, computed in `Double` whatever the input:
+///
+/// 1. the Gram matrix `G = WᵀW` of the thin side (`n × n` for a tall `W`,
+///    else `WWᵀ`) with the blocked GEMM;
+/// 2. its eigendecomposition (Householder tridiagonalization + implicit QL,
+///    ``SymmetricEigen``) gives the right singular vectors `V`;
+/// 3. `B = W V` has orthogonal columns of norms `s`; normalized, they are
+///    made exactly orthonormal by Cholesky QR (twice when needed), which
+///    keeps their order and direction. Columns whose singular value is
+///    below `1e-6 · s_max` (numerically zero for float32 results) are
+///    completed to an orthonormal basis from seeded random vectors.
+///
+/// Squaring the condition number in step 1 costs nothing for float32
+/// results: singular values are exact to about `1e-8 · s_max` (they are
+/// taken as the norms of `W v`, not from the eigenvalues), below float32
+/// resolution.
+public enum SingularValueDecomposition {
+    /// Thin SVD of the row-major `m × n` matrix `w`, written into caller
+    /// buffers: `u` (`m × r`), `s` (`r`), `vt` (`r × n`), `r = min(m, n)`.
+    /// - Throws: ``SwiftPruneError`` if `w` holds NaN or Inf or the sizes
+    ///   do not match the buffers.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public static func decompose<S: BinaryFloatingPoint>(
+        _ w: UnsafeBufferPointer<S>, m: Int, n: Int,
+        u: UnsafeMutableBufferPointer<Float>, s: UnsafeMutableBufferPointer<Float>,
+        vt: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        let r = min(m, n)
+        guard m >= 0, n >= 0 else { throw SwiftPruneError.value("svd: negative shape (\(m), \(n))") }
+        let (mn, overflow) = m.multipliedReportingOverflow(by: n)
+        guard !overflow else { throw SwiftPruneError(.outOfMemory, "svd: shape (\(m), \(n)) is too large") }
+        guard w.count == mn, u.count == m * r, s.count == r, vt.count == r * n else {
+            throw SwiftPruneError.value("svd: buffer sizes do not match the shape (\(m), \(n))")
+        }
+        guard r > 0 else { return }
+        let a = UnsafeMutablePointer<Double>.allocate(capacity: mn)
+        defer { a.deallocate() }
+        try convertChecked(w, into: a)
+        let result = try denseSVD(a, m: m, n: n)
+        defer { result.deallocate() }
+        // u (m × r) and vt (r × n) from the row-stored factors.
+        let left = result.transposed ? result.right : result.left   // r × m rows: columns of u
+        let right = result.transposed ? result.left : result.right  // r × n rows: rows of vt
+        for j in 0 ..< r {
+            s[j] = Float(result.values[j])
+            for i in 0 ..< m { u[i * r + j] = Float(left[j * m + i]) }
+            for i in 0 ..< n { vt[j * n + i] = Float(right[j * n + i]) }
+        }
+    }
+
+    /// Thin SVD of a 2-D tensor.
+    public static func decompose<S: BinaryFloatingPoint>(_ w: Tensor<S>) throws -> SVDResult {
+        guard w.rank == 2 else { throw SwiftPruneError.value("svd needs a 2-D tensor, got shape \(w.shape)") }
+        let m = w.shape[0], n = w.shape[1], r = min(m, n)
+        var u = try Tensor<Float>(shape: [m, r], repeating: 0)
+        var s = try Tensor<Float>(shape: [r], repeating: 0)
+        var vt = try Tensor<Float>(shape: [r, n], repeating: 0)
+        try w.withView { view in
+            try u.withMutableView { u in
+                try s.withMutableView { s in
+                    try vt.withMutableView { vt in
+                        try decompose(view.buffer, m: m, n: n, u: u.buffer, s: s.buffer, vt: vt.buffer)
+                    }
+                }
+            }
+        }
+        return SVDResult(u: u, s: s, vt: vt)
+    }
+
+    /// The factors of `a` (row-major `m × n`, Double) with every singular
+    /// vector stored as a row. For `m >= n` (`transposed == false`):
+    /// `left` is `r × m` (columns of u), `right` is `r × n` (rows of vt). For
+    /// `m < n` the roles are computed on `aᵀ` and `transposed` is true:
+    /// `left` is `r × n` (rows of vt), `right` is `r × m` (columns of u).
+    struct RowFactors {
+        let left: UnsafeMutablePointer<Double>
+        let right: UnsafeMutablePointer<Double>
+        let values: [Double]
+        let transposed: Bool
+        func deallocate() { left.deallocate(); right.deallocate() }
+    }
+
+    /// The core of the decomposition on a finite Double matrix.
+    static func denseSVD(_ a: UnsafePointer<Double>, m: Int, n: Int) throws -> RowFactors {
+        let transposed = m < n
+        // Work on the tall orientation: X = a (tall) or aᵀ, of shape rows × cols, rows >= cols.
+        let rows = transposed ? n : m, cols = transposed ? m : n
+        // G = XᵀX (cols × cols).
+        let g = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
+        try gemm(transA: !transposed, transB: transposed, m: cols, n: cols, k: rows,
+                  alpha: 1, a: a, lda: n, b: a, ldb: n, beta: 0, c: g, ldc: cols)
+        symmetrize(g, cols)
+        _ = SymmetricEigen.decompose(g, n: cols)
+        // Rows of g are eigenvectors, ascending eigenvalue: reverse to descending.
+        let right = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
+        for j in 0 ..< cols { (right + j * cols).update(from: g + (cols - 1 - j) * cols, count: cols) }
+        g.deallocate()
+        // Rows of B = right · Xᵀ (cols × rows): B_j = X v_j.
+        let left = UnsafeMutablePointer<Double>.allocate(capacity: cols * rows)
+        try gemm(transA: false, transB: !transposed, m: cols, n: rows, k: cols,
+                  alpha: 1, a: right, lda: cols, b: a, ldb: n, beta: 0, c: left, ldc: rows)
+        var values = [Double](repeating: 0, count: cols)
+        for j in 0 ..< cols { values[j] = dot(left + j * rows, left + j * rows, rows).squareRoot() }
+        try orthonormalizeRows(left, count: cols, length: rows, norms: values)
+        // Descending order of the computed norms (they may differ slightly from the eigenvalue order).
+        let order = (0 ..< cols).sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
+        if order != Array(0 ..< cols) {
+            permuteRows(left, order, length: rows)
+            permuteRows(right, order, length: cols)
+            values = order.map { values[$0] }
+        }
+        return RowFactors(left: left, right: right, values: values, transposed: transposed)
+    }
+
+    /// Makes the rows of `b` (count × length, count <= length) orthonormal,
+    /// keeping rows whose norm is above `1e-6 · max` in direction and
+    /// replacing the others by seeded random directions.
+    static func orthonormalizeRows(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int, norms: [Double]) throws {
+        let largest = norms.max() ?? 0
+        let threshold = largest * 1e-6
+        var generator = GaussianGenerator(seed: 0x5eed_5bd0)
+        for j in 0 ..< count {
+            let row = b + j * length
+            if norms[j] > threshold && norms[j] > 0 {
+                let scale = 1 / norms[j]
+                for i in 0 ..< length { row[i] *= scale }
+            } else {
+                for i in 0 ..< length { row[i] = generator.next() }
+                let norm = dot(row, row, length).squareRoot()
+                for i in 0 ..< length { row[i] /= norm }
+            }
+        }
+        // Cholesky QR: at most three passes, until the Gram matrix is the identity to 1e-13.
+        for _ in 0 ..< 3 {
+            switch try choleskyQRPass(b, count: count, length: length) {
+            case .orthonormal: return
+            case .improved: continue
+            case .failed:
+                gramSchmidtRows(b, count: count, length: length)
+                gramSchmidtRows(b, count: count, length: length)
+                return
+            }
+        }
+    }
+
+    enum PassResult { case orthonormal, improved, failed }
+
+    /// One Cholesky QR pass on the rows of `b`: `G = B Bᵀ = L Lᵀ`, `B ← L⁻¹ B`.
+    static func choleskyQRPass(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int) throws -> PassResult {
+        let g = UnsafeMutablePointer<Double>.allocate(capacity: count * count)
+        defer { g.deallocate() }
+        try gemm(transA: false, transB: true, m: count, n: count, k: length,
+                  alpha: 1, a: b, lda: length, b: b, ldb: length, beta: 0, c: g, ldc: count)
+        var deviation = 0.0
+        for i in 0 ..< count {
+            for j in 0 ..< count { deviation = max(deviation, abs(g[i * count + j] - (i == j ? 1 : 0))) }
+        }
+        if deviation < 1e-13 { return .orthonormal }
+        // In-place Cholesky of the lower triangle.
+        for j in 0 ..< count {
+            let rowJ = g + j * count
+            var diagonal = rowJ[j] - dot(rowJ, rowJ, j)
+            guard diagonal > 1e-20 else { return .failed }
+            diagonal = diagonal.squareRoot()
+            rowJ[j] = diagonal
+            for i in j + 1 ..< count {
+                let rowI = g + i * count
+                rowI[j] = (rowI[j] - dot(rowI, rowJ, j)) / diagonal
+            }
+        }
+        // L⁻¹ (lower triangular), in a zeroed matrix.
+        let inverse = UnsafeMutablePointer<Double>.allocate(capacity: count * count)
+        defer { inverse.deallocate() }
+        inverse.initialize(repeating: 0, count: count * count)
+        // Row i of L⁻¹ is (e_i − Σ_{k<i} L[i,k] · row k of L⁻¹) / L[i,i]; row k is zero past column k.
+        for i in 0 ..< count {
+            let row = inverse + i * count
+            for k in 0 ..< i { axpy(-g[i * count + k], inverse + k * count, row, k + 1) }
+            row[i] = 1
+            let scale = 1 / g[i * count + i]
+            for k in 0 ... i { row[k] *= scale }
+        }
+        let copy = UnsafeMutablePointer<Double>.allocate(capacity: count * length)
+        defer { copy.deallocate() }
+        copy.update(from: b, count: count * length)
+        try gemm(transA: false, transB: false, m: count, n: length, k: count,
+                  alpha: 1, a: inverse, lda: count, b: copy, ldb: length, beta: 0, c: b, ldc: length)
+        return deviation < 1e-4 ? .orthonormal : .improved
+    }
+
+    /// Modified Gram–Schmidt on rows (the fallback when Cholesky breaks down).
+    static func gramSchmidtRows(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int) {
+        var generator = GaussianGenerator(seed: 0x6a5c_11de)
+        for j in 0 ..< count {
+            let row = b + j * length
+            for attempt in 0 ..< 3 {
+                for i in 0 ..< j {
+                    let other = b + i * length
+                    axpy(-dot(other, row, length), other, row, length)
+                }
+                let norm = dot(row, row, length).squareRoot()
+                if norm > 1e-8 || attempt == 2 {
+                    let scale = norm > 0 ? 1 / norm : 0
+                    for i in 0 ..< length { row[i] *= scale }
+                    break
+                }
+                for i in 0 ..< length { row[i] = generator.next() }
+            }
+        }
+    }
+
+    static func permuteRows(_ b: UnsafeMutablePointer<Double>, _ order: [Int], length: Int) {
+        let copy = UnsafeMutablePointer<Double>.allocate(capacity: order.count * length)
+        defer { copy.deallocate() }
+        copy.update(from: b, count: order.count * length)
+        for (row, source) in order.enumerated() {
+            (b + row * length).update(from: copy + source * length, count: length)
+        }
+    }
+
+    static func symmetrize(_ g: UnsafeMutablePointer<Double>, _ n: Int) {
+        for i in 0 ..< n {
+            for j in i + 1 ..< n {
+                let mean = 0.5 * (g[i * n + j] + g[j * n + i])
+                g[i * n + j] = mean
+                g[j * n + i] = mean
+            }
+        }
+    }
+}
+
+/// Copies `source` into `destination` as Double, rejecting NaN and Inf.
+@inline(__always)
+func convertChecked<S: BinaryFloatingPoint>(_ source: UnsafeBufferPointer<S>,
+                                            into destination: UnsafeMutablePointer<Double>) throws {
+    var bad = 0
+    for i in 0 ..< source.count {
+        let value = Double(source[i])
+        destination[i] = value
+        if !value.isFinite { bad += 1 }
+    }
+    guard bad == 0 else { throw SwiftPruneError.value("weights contain \(bad) NaN or Inf value(s)") }
+}
+
+/// Seeded standard normal numbers: SplitMix64 + Box–Muller. Deterministic
+/// across platforms for a given seed.
+struct GaussianGenerator {
+    var state: UInt64
+    var spare: Double?
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func nextBits() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A uniform number in (0, 1].
+    mutating func uniform() -> Double { (Double(nextBits() >> 11) + 1) * 0x1p-53 }
+
+    mutating func next() -> Double {
+        if let value = spare { spare = nil; return value }
+        let radius = (-2 * log(uniform())).squareRoot()
+        let angle = 2 * Double.pi * uniform()
+        spare = radius * sin(angle)
+        return radius * cos(angle)
+    }
+}

@@ -1,0 +1,231 @@
+/// General matrix multiply on row-major (C-order) matrices:
+/// `C = alpha · op(A) · op(B) + beta · C`, where `op(X)` is `X` or `Xᵀ`.
+///
+/// `op(A)` is `m × k`, `op(B)` is `k × n`, `C` is `m × n`. Each matrix is
+/// addressed by a pointer and a leading dimension (the distance between
+/// consecutive rows of the *stored* matrix): with `transA == false`, A is
+/// stored `m × k` and `lda ≥ k`; with `transA == true` it is stored `k × m`
+/// and `lda ≥ m`; likewise for B. As in BLAS, `beta == 0` overwrites C
+/// without reading it (NaN in C does not propagate), and `k == 0` or
+/// `alpha == 0` only scales C.
+///
+/// The algorithm is the Goto/BLIS scheme: op(B) is packed in `KC × NC`
+/// blocks (panels of `NR` columns), op(A) in `MC × KC` blocks (panels of
+/// `MR` rows) and a register-blocked micro-kernel (``GEMMScalar``) computes
+/// `MR × NR` tiles with fused multiply-adds. Large products are split over
+/// ``Threading/threadCount`` workers by row blocks of C (or column panels
+/// when C has few rows).
+///
+/// Pointers may be `nil` only when the matrix they address is empty.
+/// - Throws: ``SwiftPruneError`` for negative sizes, leading dimensions too
+///   small for the shapes, or a `nil` pointer to a non-empty matrix.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+public func gemm<T: GEMMScalar>(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: T, a: UnsafePointer<T>?, lda: Int,
+    b: UnsafePointer<T>?, ldb: Int,
+    beta: T, c: UnsafeMutablePointer<T>?, ldc: Int
+) throws {
+    guard m >= 0, n >= 0, k >= 0 else {
+        throw SwiftPruneError.value("gemm: sizes must be non-negative, got m = \(m), n = \(n), k = \(k)")
+    }
+    let aCols = transA ? m : k, bCols = transB ? k : n
+    guard lda >= max(1, aCols), ldb >= max(1, bCols), ldc >= max(1, n) else {
+        throw SwiftPruneError.value(
+            "gemm: leading dimensions too small (lda = \(lda), ldb = \(ldb), ldc = \(ldc) for m = \(m), n = \(n), k = \(k))")
+    }
+    guard m > 0, n > 0 else { return }
+    guard let c else { throw SwiftPruneError.value("gemm: c is NULL") }
+    GEMMDriver<T>.scale(c, m: m, n: n, ldc: ldc, by: beta)
+    guard k > 0, alpha != 0 else { return }
+    guard let a, let b else { throw SwiftPruneError.value("gemm: a or b is NULL") }
+    let (mn, o1) = m.multipliedReportingOverflow(by: n)
+    let (work, o2) = mn.multipliedReportingOverflow(by: k)
+    let workers = (o1 || o2) ? Threading.threadCount
+        : Threading.workerCount(for: work, minimumPerWorker: 1 << 21)
+    GEMMDriver<T>(transA: transA, transB: transB, m: m, n: n, k: k,
+                  alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+        .run(workers: workers)
+}
+
+/// The blocked, packed, multithreaded implementation behind ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``.
+struct GEMMDriver<T: GEMMScalar> {
+    let transA: Bool, transB: Bool
+    let m: Int, n: Int, k: Int
+    let alpha: T
+    let a: UnsafePointer<T>, lda: Int
+    let b: UnsafePointer<T>, ldb: Int
+    let c: UnsafeMutablePointer<T>, ldc: Int
+
+    static var kc: Int { 256 }
+    static var mc: Int { T.gemmMR * (MemoryLayout<T>.size == 4 ? 24 : 16) }
+    static var nc: Int { 1024 }
+
+    init(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
+         a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
+         c: UnsafeMutablePointer<T>, ldc: Int) {
+        self.transA = transA; self.transB = transB
+        self.m = m; self.n = n; self.k = k; self.alpha = alpha
+        self.a = a; self.lda = lda; self.b = b; self.ldb = ldb; self.c = c; self.ldc = ldc
+    }
+
+    static func scale(_ c: UnsafeMutablePointer<T>, m: Int, n: Int, ldc: Int, by beta: T) {
+        if beta == 1 { return }
+        for i in 0 ..< m {
+            let row = c + i * ldc
+            if beta == 0 {
+                row.update(repeating: 0, count: n)
+            } else {
+                for j in 0 ..< n { row[j] *= beta }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func allocate(_ count: Int) -> UnsafeMutablePointer<T> {
+        UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * MemoryLayout<T>.stride, alignment: 64)
+            .bindMemory(to: T.self, capacity: max(1, count))
+    }
+
+    func run(workers: Int) {
+        let mr = T.gemmMR, nr = T.gemmNR
+        let kcMax = min(Self.kc, k)
+        let ncMax = min(Self.nc, (n + nr - 1) / nr * nr)
+        let mcMax = min(Self.mc, (m + mr - 1) / mr * mr)
+        let packedB = Self.allocate(kcMax * ncMax)
+        let packedA = Self.allocate(workers * mcMax * kcMax)
+        let scratch = Self.allocate(workers * mr * nr)
+        defer {
+            UnsafeMutableRawPointer(packedB).deallocate()
+            UnsafeMutableRawPointer(packedA).deallocate()
+            UnsafeMutableRawPointer(scratch).deallocate()
+        }
+        var jc = 0
+        while jc < n {
+            let nc = min(ncMax, n - jc)
+            let panels = (nc + nr - 1) / nr
+            var pc = 0
+            while pc < k {
+                let kc = min(kcMax, k - pc)
+                let packWorkers = min(workers, panels)
+                parallelFor(workers: packWorkers) { worker in
+                    for panel in partitionRange(panels, parts: packWorkers, index: worker) {
+                        packB(into: packedB + panel * kc * nr, row: pc, kc: kc,
+                              column: jc + panel * nr, width: min(nr, nc - panel * nr))
+                    }
+                }
+                let mBlocks = (m + mcMax - 1) / mcMax
+                parallelFor(workers: workers) { worker in
+                    let myA = packedA + worker * mcMax * kcMax
+                    let blocks: Range<Int>, myPanels: Range<Int>
+                    if mBlocks >= workers {
+                        blocks = partitionRange(mBlocks, parts: workers, index: worker)
+                        myPanels = 0 ..< panels
+                    } else {
+                        blocks = 0 ..< mBlocks
+                        myPanels = partitionRange(panels, parts: workers, index: worker)
+                    }
+                    if myPanels.isEmpty { return }
+                    for block in blocks {
+                        let ic = block * mcMax
+                        let mc = min(mcMax, m - ic)
+                        packA(into: myA, row: ic, mc: mc, column: pc, kc: kc)
+                        macroKernel(packedA: myA, mc: mc, row: ic, packedB: packedB, panels: myPanels,
+                                    nc: nc, column: jc, kc: kc, scratch: scratch + worker * mr * nr)
+                    }
+                }
+                pc += kc
+            }
+            jc += nc
+        }
+    }
+
+    /// Packs rows `row ..< row + mc`, columns `column ..< column + kc` of
+    /// op(A) into `MR`-row panels, `kc` groups of `MR` each, zero-padded.
+    @inline(__always)
+    func packA(into dst: UnsafeMutablePointer<T>, row: Int, mc: Int, column: Int, kc: Int) {
+        let mr = T.gemmMR
+        var panelStart = 0
+        while panelStart < mc {
+            let rows = min(mr, mc - panelStart)
+            let panel = dst + panelStart * kc
+            if rows < mr { panel.update(repeating: 0, count: mr * kc) }
+            if transA {
+                // op(A)[i, p] = a[p * lda + i]: MR values per p are contiguous.
+                for p in 0 ..< kc {
+                    let src = a + (column + p) * lda + row + panelStart
+                    let out = panel + p * mr
+                    for r in 0 ..< rows { out[r] = src[r] }
+                }
+            } else {
+                for r in 0 ..< rows {
+                    let src = a + (row + panelStart + r) * lda + column
+                    var out = panel + r
+                    for p in 0 ..< kc { out.pointee = src[p]; out += mr }
+                }
+            }
+            panelStart += mr
+        }
+    }
+
+    /// Packs rows `row ..< row + kc`, columns `column ..< column + width` of
+    /// op(B) as one `NR`-column panel (`kc` groups of `NR`), zero-padded.
+    @inline(__always)
+    func packB(into panel: UnsafeMutablePointer<T>, row: Int, kc: Int, column: Int, width: Int) {
+        let nr = T.gemmNR
+        if width < nr { panel.update(repeating: 0, count: nr * kc) }
+        if transB {
+            // op(B)[p, j] = b[j * ldb + p]
+            for j in 0 ..< width {
+                let src = b + (column + j) * ldb + row
+                var out = panel + j
+                for p in 0 ..< kc { out.pointee = src[p]; out += nr }
+            }
+        } else if width == nr {
+            for p in 0 ..< kc {
+                (panel + p * nr).update(from: b + (row + p) * ldb + column, count: nr)
+            }
+        } else {
+            for p in 0 ..< kc {
+                (panel + p * nr).update(from: b + (row + p) * ldb + column, count: width)
+            }
+        }
+    }
+
+    @inline(__always)
+    func macroKernel(packedA: UnsafeMutablePointer<T>, mc: Int, row: Int,
+                     packedB: UnsafeMutablePointer<T>, panels: Range<Int>, nc: Int, column: Int, kc: Int,
+                     scratch: UnsafeMutablePointer<T>) {
+        let mr = T.gemmMR, nr = T.gemmNR
+        var touched: T = 0
+        defer { scratch[0] = touched }
+        for panel in panels {
+            let j0 = panel * nr
+            let cols = min(nr, nc - j0)
+            let bPanel = UnsafePointer(packedB + panel * kc * nr)
+            var i0 = 0
+            while i0 < mc {
+                let rows = min(mr, mc - i0)
+                let aPanel = UnsafePointer(packedA + i0 * kc)
+                let cTile = c + (row + i0) * ldc + column + j0
+                if rows == mr && cols == nr {
+                    // Touch the next tile's rows of C now: the loads miss the cache
+                    // while the micro-kernel runs instead of stalling its final update.
+                    if i0 + 2 * mr <= mc {
+                        let next = cTile + mr * ldc
+                        for r in 0 ..< mr { touched += next[r * ldc] + next[r * ldc + nr - 1] }
+                    }
+                    T.gemmMicroKernel(kc, aPanel, bPanel, alpha, cTile, ldc)
+                } else {
+                    scratch.update(repeating: 0, count: mr * nr)
+                    T.gemmMicroKernel(kc, aPanel, bPanel, alpha, scratch, nr)
+                    for r in 0 ..< rows {
+                        for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
+                    }
+                }
+                i0 += mr
+            }
+        }
+    }
+}

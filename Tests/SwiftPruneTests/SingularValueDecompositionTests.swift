@@ -1,0 +1,128 @@
+import XCTest
+@testable import SwiftPrune
+
+/// SVD, randomized SVD, symmetric eigendecomposition and rank selection on
+/// closed-form cases and defining identities (u s vt = w, orthonormality).
+final class SingularValueDecompositionTests: XCTestCase {
+    func randomMatrix(_ m: Int, _ n: Int, seed: UInt64) throws -> Tensor<Float> {
+        var random = TestRandom(seed: seed)
+        return try Tensor(shape: [m, n], scalars: (0 ..< m * n).map { _ in random.float(in: -1 ... 1) })
+    }
+
+    func assertDecomposes(_ w: Tensor<Float>, _ r: SVDResult, tolerance: Float = 1e-5,
+                          file: StaticString = #filePath, line: UInt = #line) {
+        let m = w.shape[0], n = w.shape[1], k = r.s.count
+        let scale = max(r.s.scalars.first ?? 0, 1e-30)
+        for j in 1 ..< max(1, k) { XCTAssertLessThanOrEqual(r.s.scalars[j], r.s.scalars[j - 1], file: file, line: line) }
+        for i in 0 ..< m {
+            for j in 0 ..< n {
+                var sum: Float = 0
+                for p in 0 ..< k { sum += r.u.scalars[i * k + p] * r.s.scalars[p] * r.vt.scalars[p * n + j] }
+                XCTAssertEqual(sum, w.scalars[i * n + j], accuracy: tolerance * scale, file: file, line: line)
+            }
+        }
+        for p in 0 ..< k {
+            for q in 0 ..< k {
+                var uu: Float = 0, vv: Float = 0
+                for i in 0 ..< m { uu += r.u.scalars[i * k + p] * r.u.scalars[i * k + q] }
+                for j in 0 ..< n { vv += r.vt.scalars[p * n + j] * r.vt.scalars[q * n + j] }
+                XCTAssertEqual(uu, p == q ? 1 : 0, accuracy: 1e-5, file: file, line: line)
+                XCTAssertEqual(vv, p == q ? 1 : 0, accuracy: 1e-5, file: file, line: line)
+            }
+        }
+    }
+
+    func testRandomTallWideSquareAndVectors() throws {
+        for (m, n) in [(1, 1), (1, 7), (7, 1), (9, 4), (4, 9), (30, 30), (70, 20)] {
+            let w = try randomMatrix(m, n, seed: UInt64(m * 100 + n))
+            assertDecomposes(w, try SingularValueDecomposition.decompose(w))
+        }
+    }
+
+    func testClosedFormDiagonalAndRankOne() throws {
+        let w = try Tensor<Float>(shape: [3, 3], scalars: [0, 0, -2, 5, 0, 0, 0, 1, 0])
+        let r = try SingularValueDecomposition.decompose(w)
+        XCTAssertEqual(r.s.scalars, [5, 2, 1])
+        assertDecomposes(w, r)
+        // x yᵀ with |x| = 3, |y| = 5.
+        let x: [Float] = [1, 2, 2], y: [Float] = [3, 4]
+        let outer = try Tensor(shape: [3, 2], scalars: x.flatMap { a in y.map { a * $0 } })
+        let s = try SingularValueDecomposition.decompose(outer).s.scalars
+        XCTAssertEqual(s[0], 15, accuracy: 1e-5)
+        XCTAssertEqual(s[1], 0, accuracy: 1e-5)
+    }
+
+    func testZeroAndEmptyMatrices() throws {
+        let zero = try Tensor<Float>(shape: [5, 3], repeating: 0)
+        let r = try SingularValueDecomposition.decompose(zero)
+        XCTAssertEqual(r.s.scalars, [0, 0, 0])
+        assertDecomposes(zero, r)
+        let empty = try SingularValueDecomposition.decompose(try Tensor<Double>(shape: [0, 4], repeating: 0))
+        XCTAssertEqual(empty.u.shape, [0, 0])
+        XCTAssertEqual(empty.vt.shape, [0, 4])
+    }
+
+    func testNonFiniteAndBadShapesThrow() throws {
+        let w = try Tensor<Float>(shape: [2, 2], scalars: [1, .nan, 0, 1])
+        XCTAssertThrowsError(try SingularValueDecomposition.decompose(w)) { error in
+            XCTAssertEqual((error as? SwiftPruneError)?.kind, .invalidValue)
+        }
+        XCTAssertThrowsError(try SingularValueDecomposition.decompose(try Tensor<Float>(shape: [4], repeating: 1)))
+    }
+
+    func testSymmetricEigenOfKnownMatrix() {
+        // [[2, 1], [1, 2]] has eigenvalues 1 and 3.
+        var a: [Double] = [2, 1, 1, 2]
+        let values = a.withUnsafeMutableBufferPointer { SymmetricEigen.decompose($0.baseAddress!, n: 2) }
+        XCTAssertEqual(values[0], 1, accuracy: 1e-14)
+        XCTAssertEqual(values[1], 3, accuracy: 1e-14)
+        XCTAssertEqual(abs(a[2]), 0.5.squareRoot(), accuracy: 1e-14)
+        // The 1-2-1 tridiagonal Toeplitz matrix: λ_j = 2 - 2 cos(jπ/(n+1)).
+        let n = 12
+        var t = [Double](repeating: 0, count: n * n)
+        for i in 0 ..< n { t[i * n + i] = 2; if i + 1 < n { t[i * n + i + 1] = -1; t[(i + 1) * n + i] = -1 } }
+        let eigen = t.withUnsafeMutableBufferPointer { SymmetricEigen.decompose($0.baseAddress!, n: n) }
+        for j in 1 ... n {
+            XCTAssertEqual(eigen[j - 1], 2 - 2 * cos(Double(j) * .pi / Double(n + 1)), accuracy: 1e-13)
+        }
+    }
+
+    func testRandomizedMatchesExactOnLowRank() throws {
+        let a = try randomMatrix(40, 3, seed: 1), b = try randomMatrix(3, 25, seed: 2)
+        let w = try matmul(a, b)
+        let exact = try SingularValueDecomposition.decompose(w).s.scalars
+        let s = try RandomizedSVD.decompose(w, rank: 3).s.scalars
+        for j in 0 ..< 3 { XCTAssertEqual(s[j], exact[j], accuracy: 1e-5 * exact[0]) }
+        XCTAssertEqual(RandomizedSVD.defaultPowerIterations(rank: 9, m: 100, n: 200), 7)
+        XCTAssertEqual(RandomizedSVD.defaultPowerIterations(rank: 10, m: 100, n: 200), 4)
+        XCTAssertThrowsError(try RandomizedSVD.decompose(w, rank: 26))
+        XCTAssertThrowsError(try RandomizedSVD.decompose(w, rank: 2, oversample: -1))
+    }
+
+    func testRankSelectors() throws {
+        let s: [Float] = [3, 2, 1, 0]   // energies 9, 4, 1 of 14
+        try s.withUnsafeBufferPointer { s in
+            XCTAssertEqual(try RankSelector.energy(0).rank(m: 4, n: 5, singularValues: s), 0)
+            XCTAssertEqual(try RankSelector.energy(9.0 / 14).rank(m: 4, n: 5, singularValues: s), 1)
+            XCTAssertEqual(try RankSelector.energy(0.65).rank(m: 4, n: 5, singularValues: s), 2)
+            XCTAssertEqual(try RankSelector.energy(1).rank(m: 4, n: 5, singularValues: s), 3)
+        }
+        XCTAssertEqual(try RankSelector.ratio(0.5).rank(m: 10, n: 10), 2)     // 2 * 20 <= 50 < 3 * 20
+        XCTAssertEqual(try RankSelector.ratio(100).rank(m: 10, n: 4), 4)
+        XCTAssertEqual(try RankSelector.rank(3).rank(m: 10, n: 4), 3)
+        XCTAssertThrowsError(try RankSelector.rank(5).rank(m: 10, n: 4))
+        XCTAssertThrowsError(try RankSelector.ratio(0).rank(m: 10, n: 4))
+        XCTAssertThrowsError(try RankSelector.energy(1.5).maximumRank(m: 10, n: 4))
+    }
+
+    func testLowRankFactorsReproduceTruncation() throws {
+        let w = try randomMatrix(12, 8, seed: 5)
+        let full = try lowRank(w, selector: .rank(8), method: .svd)
+        let product = try matmul(full.a, full.b)
+        for (x, y) in zip(product.scalars, w.scalars) { XCTAssertEqual(x, y, accuracy: 1e-5) }
+        let two = try lowRank(w, selector: .rank(2), method: .randomized)
+        XCTAssertEqual(two.a.shape, [12, 2])
+        XCTAssertEqual(two.b.shape, [2, 8])
+        XCTAssertEqual(two.rank, 2)
+    }
+}

@@ -1,0 +1,97 @@
+"""gptq against a textbook NumPy GPTQ and against round-to-nearest."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import swiftprune as sp
+from _reference_quantization import reference_gptq
+
+
+def layer(rows, cols, samples, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    # Correlated activations, as real layer inputs are.
+    mix = rng.standard_normal((cols, cols)) / np.sqrt(cols)
+    x = (rng.standard_normal((samples, cols)) @ mix + 0.1 * rng.standard_normal((samples, cols))).astype(np.float32)
+    return w, x
+
+
+def output_error(w, w_hat, x):
+    return float(np.linalg.norm((w.astype(np.float64) - w_hat.astype(np.float64)) @ x.T.astype(np.float64)))
+
+
+@pytest.mark.parametrize("bits,group", [(4, 32), (4, None), (3, 64), (8, 16)])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_matches_reference_gptq(bits, group, symmetric):
+    w, x = layer(24, 192, 400, bits)
+    q = sp.gptq(w, x, bits, group, damp=0.01, symmetric=symmetric)
+    values, scales, zeros = reference_gptq(w, x, bits, group, 0.01, symmetric)
+    assert q.axis == 0 and q.group_size == group and q.bits == bits
+    assert q.values.shape == w.shape and q.scale.shape == scales.shape
+    # Lazy batching changes the order of floating-point sums: allow rare +-1 flips.
+    diff = np.abs(q.values.astype(np.int64) - values)
+    assert diff.max() <= 1 and np.mean(diff != 0) < 0.01
+    np.testing.assert_allclose(q.scale, scales, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bits,group,symmetric,ratio", [
+    (4, 128, True, 0.8), (3, 64, True, 0.8), (4, None, True, 0.8), (8, 64, True, 0.8), (4, 32, False, 0.8),
+    (2, 32, False, 0.85),  # symmetric 2-bit has only 3 levels: little room to compensate
+])
+def test_output_error_clearly_below_round_to_nearest(bits, group, symmetric, ratio):
+    w, x = layer(64, 256, 1024, 7)
+    q = sp.gptq(w, x, bits, group, symmetric=symmetric)
+    rtn = sp.quantize(w, bits, axis=0, group_size=group, symmetric=symmetric)
+    assert output_error(w, q.dequantize(), x) < ratio * output_error(w, rtn.dequantize(), x)
+
+
+def test_dead_columns_are_zero():
+    w, x = layer(8, 64, 128, 3)
+    x[:, 5] = 0
+    q = sp.gptq(w, x, 4, 16)
+    assert np.all(q.dequantize()[:, 5] == 0)
+
+
+def test_dtypes_and_layouts():
+    w, x = layer(16, 64, 200, 4)
+    ref = sp.gptq(w, x, 4, 32).values
+    np.testing.assert_array_equal(sp.gptq(w.astype(np.float64), x.astype(np.float64), 4, 32).values, ref)
+    np.testing.assert_array_equal(sp.gptq(np.asfortranarray(w), x[:, :], 4, 32).values, ref)
+    before = w.copy()
+    sp.gptq(w, x, 4, 32)
+    np.testing.assert_array_equal(w, before)
+    assert sp.gptq(w.astype(np.float16), x.astype(np.float16), 4, 32).values.shape == w.shape
+
+
+def test_empty():
+    q = sp.gptq(np.zeros((0, 32), np.float32), np.ones((5, 32), np.float32), 4, 16)
+    assert q.values.shape == (0, 32) and q.scale.shape == (0, 2)
+
+
+def test_bad_input():
+    w, x = layer(8, 64, 100, 5)
+    with pytest.raises(ValueError, match="group_size"):
+        sp.gptq(w, x, 4, 48)
+    with pytest.raises(ValueError, match="bits"):
+        sp.gptq(w, x, 9, 32)
+    with pytest.raises(ValueError, match="damp"):
+        sp.gptq(w, x, 4, 32, damp=-1)
+    with pytest.raises(ValueError, match="input columns"):
+        sp.gptq(w, x[:, :32], 4, 32)
+    with pytest.raises(ValueError, match="shape"):
+        sp.gptq(w.ravel(), x, 4, 32)
+    with pytest.raises(ValueError, match="sample"):
+        sp.gptq(w, x[:0], 4, 32)
+    bad = w.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        sp.gptq(bad, x, 4, 32)
+    badx = x.copy()
+    badx[0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        sp.gptq(w, badx, 4, 32)
+    with pytest.raises(ValueError, match="positive definite"):
+        sp.gptq(w, x[:10], 4, 32, damp=0.0)  # rank 10 < 64
+    with pytest.raises(TypeError, match="floating-point"):
+        sp.gptq(w, x.astype(np.int32), 4, 32)

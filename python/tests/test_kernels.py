@@ -1,0 +1,358 @@
+"""Sparse (CSR, N:M) and int8 kernels against dense NumPy/SciPy references."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import swiftprune as sp
+from _reference_kernels import dense_product, nm_prune, quantize_rows, quantized_product
+
+SHAPES = [(1, 1, 1), (3, 17, 1), (17, 3, 5), (1, 1000, 3), (17, 100, 70), (33, 40, 129), (3, 16, 1000)]
+
+
+def random_sparse(rows: int, columns: int, density: float, seed: int = 0, dtype=np.float32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((rows, columns)).astype(dtype)
+    return np.where(rng.random((rows, columns)) < density, w, 0).astype(dtype)
+
+
+def assert_product_close(y: np.ndarray, reference: np.ndarray, depth: int) -> None:
+    assert y.dtype == np.float32
+    assert y.shape == reference.shape
+    scale = max(1.0, float(np.abs(reference).max(initial=0)))
+    np.testing.assert_allclose(y, reference, rtol=0, atol=1e-6 * scale * max(1, depth) ** 0.5 * 4)
+
+
+# ---- CSR ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows, columns, batch", SHAPES)
+def test_csr_matmul_matches_dense(rows: int, columns: int, batch: int) -> None:
+    w = random_sparse(rows, columns, 0.3, seed=rows * 31 + columns)
+    x = np.random.default_rng(1).standard_normal((columns, batch)).astype(np.float32)
+    csr = sp.CSRMatrix.from_dense(w)
+    assert_product_close(csr.matmul(x), dense_product(w, x), columns)
+    assert_product_close(csr @ x, dense_product(w, x), columns)
+
+
+def test_csr_vector_gives_vector() -> None:
+    w = random_sparse(17, 33, 0.5)
+    x = np.random.default_rng(2).standard_normal(33).astype(np.float32)
+    y = sp.CSRMatrix.from_dense(w).matmul(x)
+    assert y.shape == (17,)
+    assert_product_close(y, dense_product(w, x), 33)
+
+
+def test_csr_arrays_equal_scipy() -> None:
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    w = random_sparse(40, 70, 0.2, seed=3)
+    ours = sp.CSRMatrix.from_dense(w)
+    theirs = scipy_sparse.csr_matrix(w)
+    np.testing.assert_array_equal(ours.indptr, theirs.indptr)
+    np.testing.assert_array_equal(ours.indices, theirs.indices)
+    np.testing.assert_array_equal(ours.data, theirs.data)
+    assert ours.indptr.dtype == np.int64 and ours.indices.dtype == np.int32 and ours.data.dtype == np.float32
+    assert ours.nnz == theirs.nnz
+    assert ours.nbytes == ours.data.nbytes + ours.indices.nbytes + ours.indptr.nbytes
+    x = np.random.default_rng(4).standard_normal((70, 9)).astype(np.float32)
+    np.testing.assert_allclose(ours.matmul(x), theirs @ x, rtol=1e-5, atol=1e-5)
+
+
+def test_csr_from_scipy_arrays_with_unsorted_indices_and_duplicates() -> None:
+    # Row 0: columns 3, 1, 3 (duplicate, summed); row 1 empty; row 2: column 0.
+    data = np.array([1.0, 2.0, 4.0, -1.5])
+    indices = np.array([3, 1, 3, 0])
+    indptr = np.array([0, 3, 3, 4], dtype=np.int32)
+    csr = sp.CSRMatrix(data, indices, indptr, (3, 4))
+    dense = np.array([[0, 2, 0, 5], [0, 0, 0, 0], [-1.5, 0, 0, 0]], dtype=np.float32)
+    np.testing.assert_array_equal(csr.to_dense(), dense)
+    x = np.arange(4 * 70, dtype=np.float32).reshape(4, 70) / 7
+    assert_product_close(csr.matmul(x), dense_product(dense, x), 4)
+
+
+def test_csr_round_trip_exact_and_dtypes() -> None:
+    for dtype in (np.float16, np.float32, np.float64):
+        w = random_sparse(9, 13, 0.4, seed=5, dtype=dtype)
+        csr = sp.CSRMatrix.from_dense(w)
+        np.testing.assert_array_equal(csr.to_dense(), w.astype(np.float32))
+        x = np.random.default_rng(6).standard_normal((13, 20)).astype(dtype)
+        assert_product_close(csr.matmul(x), dense_product(w.astype(np.float32), x.astype(np.float32)), 13)
+
+
+def test_csr_layouts_and_inputs_not_modified() -> None:
+    w = np.asfortranarray(random_sparse(30, 50, 0.3, seed=7))
+    x = np.random.default_rng(8).standard_normal((100, 50)).astype(np.float32).T[:, ::2]  # (50, 50) strided
+    w_copy, x_copy = w.copy(), x.copy()
+    csr = sp.CSRMatrix.from_dense(w[:, :])
+    assert_product_close(csr.matmul(x), dense_product(w, x), 50)
+    np.testing.assert_array_equal(w, w_copy)
+    np.testing.assert_array_equal(x, x_copy)
+
+
+def test_csr_empty_and_zero() -> None:
+    for rows, columns, batch in [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0)]:
+        csr = sp.CSRMatrix.from_dense(np.zeros((rows, columns)))
+        assert csr.nnz == 0
+        y = csr.matmul(np.ones((columns, batch)))
+        assert y.shape == (rows, batch) and not y.any()
+        assert csr.to_dense().shape == (rows, columns)
+    csr = sp.CSRMatrix.from_dense(np.zeros((3, 4)))
+    np.testing.assert_array_equal(csr.matmul(np.ones((4, 70))), np.zeros((3, 70)))
+
+
+def test_csr_nan_in_x_propagates_like_dense() -> None:
+    csr = sp.CSRMatrix.from_dense(np.eye(3))
+    x = np.ones((3, 2), dtype=np.float32)
+    x[1, 0] = np.nan
+    y = csr.matmul(x)
+    assert np.isnan(y[1, 0]) and np.isfinite(y[0, 0]) and np.isfinite(y[:, 1]).all()
+
+
+@pytest.mark.parametrize("bad, error", [
+    (np.array([[1.0, np.nan]]), ValueError),
+    (np.array([[1.0, np.inf]]), ValueError),
+    (np.ones((2, 2, 2)), ValueError),
+    (np.ones(3), ValueError),
+    (np.ones((2, 2), dtype=np.int32), TypeError),
+    (np.ones((2, 2), dtype=np.complex64), TypeError),
+])
+def test_csr_from_dense_rejects(bad: np.ndarray, error: type) -> None:
+    with pytest.raises(error):
+        sp.CSRMatrix.from_dense(bad)
+
+
+def test_csr_matmul_rejects_bad_x() -> None:
+    csr = sp.CSRMatrix.from_dense(np.eye(3))
+    with pytest.raises(ValueError, match="rows"):
+        csr.matmul(np.ones((4, 2)))
+    with pytest.raises(ValueError):
+        csr.matmul(np.ones((3, 2, 2)))
+    with pytest.raises(TypeError):
+        csr.matmul(np.ones((3, 2), dtype=np.int64))
+
+
+@pytest.mark.parametrize("data, indices, indptr, shape, error", [
+    ([1.0], [3], [0, 1], (1, 3), ValueError),           # column out of range
+    ([1.0], [-1], [0, 1], (1, 3), ValueError),
+    ([1.0], [0], [0, 1, 0], (2, 3), ValueError),        # decreasing indptr
+    ([1.0], [0], [1, 1], (1, 3), ValueError),           # indptr[0] != 0
+    ([1.0], [0], [0, 1], (2, 3), ValueError),           # wrong indptr length
+    ([1.0, 2.0], [0], [0, 2], (1, 3), ValueError),      # length mismatch
+    ([np.nan], [0], [0, 1], (1, 3), ValueError),
+    ([1.0], [0.5], [0, 1], (1, 3), TypeError),
+    ([1], [0], [0, 1], (1, 3), TypeError),
+    ([1.0], [0], [0, 1], (1,), TypeError),
+])
+def test_csr_constructor_rejects(data, indices, indptr, shape, error) -> None:
+    with pytest.raises(error):
+        sp.CSRMatrix(np.asarray(data), np.asarray(indices), np.asarray(indptr), shape)
+
+
+def test_core_csr_matmul_checks_raw_arrays() -> None:
+    # The extension and Swift validate on their own: a bad index never reaches the kernel.
+    with pytest.raises(ValueError, match="out of range"):
+        sp._core.csr_matmul(np.array([0, 1], dtype=np.int64), np.array([7], dtype=np.int32),
+                            np.ones(1, dtype=np.float32), 1, 3, np.ones((3, 70), dtype=np.float32))
+    with pytest.raises(TypeError):
+        sp._core.csr_matmul(np.array([0, 1], dtype=np.int64), np.array([0], dtype=np.int64),
+                            np.ones(1, dtype=np.float32), 1, 3, np.ones((3, 2), dtype=np.float32))
+
+
+# ---- N:M ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (2, 8), (4, 4), (3, 5), (1, 1)])
+@pytest.mark.parametrize("rows, batch", [(1, 1), (3, 17), (17, 1000), (5, 64)])
+def test_nm_matches_reference(n: int, m: int, rows: int, batch: int) -> None:
+    columns = 4 * m
+    rng = np.random.default_rng(n * 100 + m)
+    w = rng.standard_normal((rows, columns)).astype(np.float32)
+    x = rng.standard_normal((columns, batch)).astype(np.float32)
+    nm = sp.NMSparseMatrix.from_dense(w, n=n, m=m)
+    pruned = nm_prune(w, n, m)
+    np.testing.assert_array_equal(nm.to_dense(), pruned)
+    assert nm.values.shape == (rows, columns // m * n) and nm.indices.dtype == np.uint8
+    assert_product_close(nm.matmul(x), dense_product(pruned, x), columns)
+
+
+def test_nm_ties_keep_lower_index_and_exact_on_nm_input() -> None:
+    w = np.array([[1.0, -1.0, 1.0, 0.5, 0, 0, 3, 0]], dtype=np.float32)
+    nm = sp.NMSparseMatrix.from_dense(w)
+    np.testing.assert_array_equal(nm.to_dense(), [[1, -1, 0, 0, 0, 0, 3, 0]])
+    np.testing.assert_array_equal(nm.indices, [[0, 1, 0, 2]])
+    already = nm_prune(np.random.default_rng(0).standard_normal((8, 16)), 2, 4)
+    np.testing.assert_array_equal(sp.NMSparseMatrix.from_dense(already).to_dense(), already)
+
+
+def test_nm_agrees_with_nm_mask_when_available() -> None:
+    if not hasattr(sp, "nm_mask"):
+        pytest.skip("nm_mask not in this build")
+    w = np.random.default_rng(9).standard_normal((6, 24)).astype(np.float32)
+    np.testing.assert_array_equal(sp.NMSparseMatrix.from_dense(w).to_dense() != 0, sp.nm_mask(w, 2, 4))
+
+
+def test_nm_vector_layouts_dtypes_not_modified() -> None:
+    rng = np.random.default_rng(10)
+    for dtype in (np.float16, np.float32, np.float64):
+        w = np.asfortranarray(rng.standard_normal((7, 12)).astype(dtype))
+        x = rng.standard_normal(12).astype(dtype)
+        w_copy, x_copy = w.copy(), x.copy()
+        nm = sp.NMSparseMatrix.from_dense(w)
+        y = nm.matmul(x)
+        assert y.shape == (7,)
+        assert_product_close(y, dense_product(nm_prune(w, 2, 4), x.astype(np.float32)), 12)
+        np.testing.assert_array_equal(w, w_copy)
+        np.testing.assert_array_equal(x, x_copy)
+
+
+def test_nm_empty() -> None:
+    nm = sp.NMSparseMatrix.from_dense(np.zeros((0, 8)))
+    assert nm.matmul(np.ones((8, 3))).shape == (0, 3)
+    nm = sp.NMSparseMatrix.from_dense(np.zeros((3, 0)))
+    np.testing.assert_array_equal(nm.matmul(np.ones((0, 3))), np.zeros((3, 3)))
+    np.testing.assert_array_equal(sp.NMSparseMatrix.from_dense(np.ones((2, 4))).matmul(np.ones((4, 0))), np.zeros((2, 0)))
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(w=np.ones((2, 6))), ValueError),
+    (dict(w=np.ones((2, 8)), n=5, m=4), ValueError),
+    (dict(w=np.ones((2, 8)), n=0), ValueError),
+    (dict(w=np.ones((2, 512)), n=2, m=256), ValueError),
+    (dict(w=np.ones((2, 8)), n=2.0), TypeError),
+    (dict(w=np.ones((2, 8)), m=True), TypeError),
+    (dict(w=np.ones((2, 8), dtype=np.int8)), TypeError),
+    (dict(w=np.array([[np.nan, 0, 0, 0]])), ValueError),
+    (dict(w=np.ones(8)), ValueError),
+])
+def test_nm_from_dense_rejects(kwargs, error) -> None:
+    with pytest.raises(error):
+        sp.NMSparseMatrix.from_dense(**kwargs)
+
+
+def test_nm_constructor_and_raw_indices_checked() -> None:
+    with pytest.raises(ValueError):
+        sp.NMSparseMatrix(np.ones((1, 2)), np.array([[0, 4]]), (1, 4))
+    with pytest.raises(ValueError):
+        sp.NMSparseMatrix(np.ones((1, 3)), np.array([[0, 1, 2]]), (1, 4))
+    with pytest.raises(ValueError, match=">= m"):
+        sp._core.nm_matmul(np.ones((1, 2), dtype=np.float32), np.array([[0, 9]], dtype=np.uint8), 1, 4, 2, 4,
+                           np.ones((4, 70), dtype=np.float32))
+    nm = sp.NMSparseMatrix(np.array([[2.0, 3.0]]), np.array([[1, 3]]), (1, 4))
+    np.testing.assert_array_equal(nm.to_dense(), [[0, 2, 0, 3]])
+
+
+# ---- int8 --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows, columns, batch", SHAPES + [(5, 4, 64), (4, 7, 16)])
+def test_quantized_matmul_exact_on_quantized_activations(rows: int, columns: int, batch: int) -> None:
+    rng = np.random.default_rng(rows + columns + batch)
+    values, scale = quantize_rows(rng.standard_normal((rows, columns)))
+    x = rng.standard_normal((columns, batch)).astype(np.float32)
+    y = sp.quantized_matmul(values, scale, x)
+    reference = quantized_product(values, scale, x)
+    assert y.dtype == np.float32 and y.shape == (rows, batch)
+    np.testing.assert_allclose(y, reference, rtol=2e-6, atol=1e-6 * float(np.abs(reference).max(initial=1)))
+
+
+def test_quantized_matmul_error_against_float() -> None:
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((64, 256)).astype(np.float32)
+    x = rng.standard_normal((256, 32)).astype(np.float32)
+    values, scale = quantize_rows(w)
+    exact = (values.astype(np.float32) * scale[:, None]) @ x
+    y = sp.quantized_matmul(values, scale, x)
+    assert np.linalg.norm(y - exact) / np.linalg.norm(exact) < 0.03
+    # Non-negative activations (post-ReLU) use the whole 7-bit range: smaller error.
+    relu = np.maximum(x, 0)
+    y = sp.quantized_matmul(values, scale, relu)
+    exact = (values.astype(np.float32) * scale[:, None]) @ relu
+    assert np.linalg.norm(y - exact) / np.linalg.norm(exact) < 0.02
+
+
+def test_quantized_matmul_zero_point_and_uint8() -> None:
+    rng = np.random.default_rng(12)
+    values = rng.integers(-128, 128, (9, 37)).astype(np.int8)
+    zero_point = rng.integers(-20, 20, 9)
+    scale = rng.random(9).astype(np.float32) + 0.1
+    x = rng.standard_normal((37, 5)).astype(np.float32)
+    np.testing.assert_allclose(sp.quantized_matmul(values, scale, x, zero_point=zero_point),
+                               quantized_product(values, scale, x, zero_point), rtol=2e-6, atol=1e-5)
+    unsigned = rng.integers(0, 256, (9, 37)).astype(np.uint8)
+    zp = rng.integers(0, 256, 9)
+    np.testing.assert_allclose(sp.quantized_matmul(unsigned, scale, x, zero_point=zp),
+                               quantized_product(unsigned, scale, x, zp), rtol=2e-6, atol=1e-5)
+
+
+def test_quantized_matmul_vector_scalar_scale_layouts() -> None:
+    rng = np.random.default_rng(13)
+    values = np.asfortranarray(rng.integers(-127, 128, (6, 10)).astype(np.int8))
+    x = rng.standard_normal(10)
+    values_copy, x_copy = values.copy(), x.copy()
+    y = sp.quantized_matmul(values, 0.5, x)
+    assert y.shape == (6,)
+    np.testing.assert_allclose(y, quantized_product(np.ascontiguousarray(values), np.full(6, 0.5), x.astype(np.float32)),
+                               rtol=2e-6, atol=1e-5)
+    np.testing.assert_array_equal(values, values_copy)
+    np.testing.assert_array_equal(x, x_copy)
+    y2 = sp.quantized_matmul(values, np.full((6, 1), 0.5), x.astype(np.float16).astype(np.float64))
+    assert y2.shape == (6,)
+
+
+def test_quantized_matmul_empty_and_zero_columns() -> None:
+    assert sp.quantized_matmul(np.zeros((0, 4), np.int8), np.zeros(0), np.ones((4, 3))).shape == (0, 3)
+    np.testing.assert_array_equal(sp.quantized_matmul(np.zeros((2, 0), np.int8), np.ones(2), np.ones((0, 3))), 0)
+    np.testing.assert_array_equal(sp.quantized_matmul(np.ones((2, 4), np.int8), np.ones(2), np.zeros((4, 3))), 0)
+
+
+@pytest.mark.parametrize("args, kwargs, error", [
+    ((np.ones((2, 3)), np.ones(2), np.ones((3, 1))), {}, TypeError),
+    ((np.ones((2, 3), np.int16), np.ones(2), np.ones((3, 1))), {}, TypeError),
+    ((np.ones(3, np.int8), np.ones(1), np.ones((3, 1))), {}, ValueError),
+    ((np.ones((2, 3), np.int8), np.ones(3), np.ones((3, 1))), {}, ValueError),
+    ((np.ones((2, 3), np.int8), np.array([1.0, np.nan]), np.ones((3, 1))), {}, ValueError),
+    ((np.ones((2, 3), np.int8), np.ones(2), np.ones((4, 1))), {}, ValueError),
+    ((np.ones((2, 3), np.int8), np.ones(2), np.array([[1.0], [np.inf], [0]])), {}, ValueError),
+    ((np.ones((2, 3), np.int8), np.ones(2), np.ones((3, 1), np.int32)), {}, TypeError),
+    ((np.ones((2, 3), np.int8), np.ones(2), np.ones((3, 1))), dict(zero_point=np.ones(2) * 0.5), TypeError),
+    ((np.ones((2, 3), np.int8), np.ones(2), np.ones((3, 1))), dict(zero_point=np.ones(3, np.int32)), ValueError),
+])
+def test_quantized_matmul_rejects(args, kwargs, error) -> None:
+    with pytest.raises(error):
+        sp.quantized_matmul(*args, **kwargs)
+
+
+# ---- threads -----------------------------------------------------------------------------
+
+
+def test_thread_counts_agree_and_concurrent_calls_are_safe() -> None:
+    rng = np.random.default_rng(14)
+    w = random_sparse(300, 256, 0.2, seed=15)
+    x = rng.standard_normal((256, 70)).astype(np.float32)
+    values, scale = quantize_rows(rng.standard_normal((300, 256)))
+    csr, nm = sp.CSRMatrix.from_dense(w), sp.NMSparseMatrix.from_dense(rng.standard_normal((300, 256)))
+    previous = sp.get_num_threads()
+    try:
+        sp.set_num_threads(1)
+        single = [csr.matmul(x), nm.matmul(x), sp.quantized_matmul(values, scale, x)]
+        sp.set_num_threads(2)
+        double = [csr.matmul(x), nm.matmul(x), sp.quantized_matmul(values, scale, x)]
+    finally:
+        sp.set_num_threads(previous)
+    for a, b in zip(single, double):
+        np.testing.assert_array_equal(a, b)
+    results: list = [None] * 4
+
+    def work(i: int) -> None:
+        results[i] = [csr.matmul(x), nm.matmul(x), sp.quantized_matmul(values, scale, x)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result in results:
+        for a, b in zip(result, single):
+            np.testing.assert_array_equal(a, b)
