@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="train a small MLP, compress it three ways, compare",
                                formatter_class=formatter,
-                               description="Trains a 64-256-256-10 MLP on scikit-learn's digits (needs "
+                               description="Trains a 64-512-10 MLP on scikit-learn's digits (needs "
                                            "scikit-learn), compresses it with three recipes and prints "
                                            "accuracy and size against the original.")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")

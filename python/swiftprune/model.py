@@ -239,6 +239,11 @@ def available_methods() -> dict[str, list[str]]:
     return {stage: sorted(methods) for stage, methods in _METHODS.items() if methods}
 
 
+# Each operation is one entry. The other stages plug in the same way, e.g.
+#   register_method(Method("prune", "nm", nm_mask, {"n": (check_n, 2), "m": (check_m, 4), "axis": (check_axis, -1)}))
+#   register_method(Method("quantize", "minmax", partial(quantize, method="minmax"), {"bits": ..., "axis": ...}),
+#                   default=True)
+# plus register_codec(...) for each new compressed type (QuantizedTensor, ...).
 register_method(Method(
     stage="prune", name="magnitude", apply=magnitude_mask,
     options={"sparsity": (_validation.check_fraction, _REQUIRED)},
@@ -802,7 +807,9 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
     read, compressed, written to the destination's spool and dropped from
     memory before the next, so peak memory stays near the largest tensor and
     its outputs, not the whole model. (Stages of model scope, such as a
-    global threshold, need every selected tensor at once.)
+    global threshold, need every selected tensor at once; an ``.npz`` or
+    ``.h5`` destination is written at the end, from outputs held in memory;
+    ``.npz`` and ``.h5`` sources are loaded whole.)
 
     Parameters
     ----------

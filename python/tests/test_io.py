@@ -448,3 +448,42 @@ def test_float8_needs_ml_dtypes(tmp_path):
             sp.load_weights(path)
     else:
         np.testing.assert_array_equal(sp.load_weights(path)["x"].astype(np.float32), [1.0, 2.0])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_mappings_and_descriptors_are_released(tmp_path):
+    import gc
+
+    path = tmp_path / "m.safetensors"
+    sp.save_weights(path, sample_weights())
+
+    def counts() -> tuple[int, int]:
+        gc.collect()
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f), len(os.listdir("/proc/self/fd"))
+
+    for _ in range(20):
+        sp.load_weights(path)
+    before = counts()
+    for _ in range(60):
+        weights = sp.load_weights(path)
+        sp.save_weights(tmp_path / "out.safetensors", weights)
+        with pytest.raises(ValueError):
+            sp.load_weights(tmp_path / "missing.safetensors")
+    del weights
+    assert counts() == before
+
+
+def test_concurrent_reads_and_writes(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    weights = sample_weights()
+    sp.save_weights(tmp_path / "m.safetensors", weights)
+
+    def work(i: int) -> None:
+        loaded = sp.load_weights(tmp_path / "m.safetensors")
+        sp.save_weights(tmp_path / f"copy{i}.safetensors", loaded)
+        assert_same(sp.load_weights(tmp_path / f"copy{i}.safetensors"), weights)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(16)))

@@ -505,3 +505,14 @@ def test_compress_file_errors(tmp_path):
         sp.compress_file(tmp_path / "nan.safetensors", tmp_path / "never.safetensors", PRUNE80, progress=False)
     assert not (tmp_path / "never.safetensors").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_compress_file_in_place(tmp_path):
+    weights = torch_like()
+    path = tmp_path / "m.safetensors"
+    sp.save_weights(path, weights)
+    sp.compress_file(path, path, PRUNE80, dense=True, progress=False)  # the mapping of the old file stays valid
+    expected = sp.compress(weights, PRUNE80, progress=False)
+    got = sp.load_weights(path)
+    for name in weights:
+        np.testing.assert_array_equal(got[name], expected.weights[name])

@@ -459,6 +459,9 @@ sp_status sp_quantized_matmul_i8(const int8_t *values, int64_t rows, int64_t col
  * dtype names are the format's own: "BOOL", "U8", "I8", "F8_E5M2",
  * "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "I64", "U64",
  * "F64". Data are little-endian, C order.
+ *
+ * Threads: an open file is read-only and may be used from several threads
+ * at once (until it is closed); calls on one writer are serialized.
  */
 
 /** An open safetensors file (opaque). */
