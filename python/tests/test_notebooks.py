@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import site
 
 import pytest
 
@@ -72,8 +73,12 @@ def test_notebook_runs(path: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: 
 
     package_dir = pathlib.Path(swiftprune.__file__).resolve().parent
     # The kernel inherits this process's environment (monkeypatch undoes it).
-    paths = [str(package_dir.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    # An installed package is found by the kernel as it is; a source tree
+    # (PYTHONPATH=python, possibly relative) goes first on the kernel's path.
+    site_dirs = {str(pathlib.Path(d).resolve()) for d in site.getsitepackages() + [site.getusersitepackages()]}
+    if str(package_dir.parent) not in site_dirs:
+        paths = [str(package_dir.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
     monkeypatch.setenv("MPLBACKEND", "Agg")              # no display in CI
     monkeypatch.setenv("KERAS_BACKEND", "jax")           # the backend the test extra installs
     monkeypatch.setenv("SWIFTPRUNE_NUM_THREADS", "2")
