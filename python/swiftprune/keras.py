@@ -71,7 +71,9 @@ def _build() -> Any:
         callback, so a second ``fit`` continues the schedule. At the end of
         training the kernels hold the final masks' zeros; ``masks`` gives the
         masks by variable path (``variable.path``, e.g.
-        ``"sequential/dense/kernel"``).
+        ``"sequential/dense/kernel"``). With ``fit(steps_per_execution=n)``
+        Keras calls the batch hooks once per ``n`` batches, so a step is then
+        ``n`` optimizer steps and masks are re-applied after each group.
 
         Parameters
         ----------
@@ -214,7 +216,7 @@ def _build() -> Any:
             self._apply()
 
         def get_config(self) -> dict[str, Any]:
-            """The constructor arguments (layers by name) and the current step."""
+            """The constructor arguments, layers given by name."""
             layers = None if self.layers is None else [
                 item if isinstance(item, str) else item.name for item in self.layers]
             return {"schedule": self.schedule, "method": self.method, "layers": layers}
