@@ -234,3 +234,35 @@ def test_model_without_kernels() -> None:
     x = np.zeros((8, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="no layer with a trainable kernel"):
         model.fit(x, x, epochs=1, verbose=0, callbacks=[PruningCallback(sp.ConstantSparsity(0.5))])
+
+
+def readme_blocks(section: str) -> list[str]:
+    """The ```python blocks of a README.md "### <section>" subsection."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"### {section}\n")
+    end = min(i for i in (text.find("\n### ", start + 1), text.find("\n## ", start + 1)) if i != -1)
+    return re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+
+
+def test_readme_keras_examples_run() -> None:
+    blocks = readme_blocks("Use from Keras")
+    assert len(blocks) == 2
+    model = mlp()
+    x, y = data()
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
+    x, y = np.tile(x, (4, 1)), np.tile(y, 4)  # 8 batches of 32 per epoch: mask updates at steps 0 and 50
+    namespace = {"model": model, "x": x, "y": y}
+    exec(blocks[0], namespace)  # compress get_weights(), set_weights()
+    for w in model.get_weights():
+        if w.ndim == 2:  # int8 per output channel: at most 255 distinct values per column
+            assert max(len(np.unique(w[:, j])) for j in range(w.shape[1])) <= 255
+    assert namespace["result"].report.totals["bytes_after"] < sum(w.nbytes for w in model.get_weights())
+    exec(blocks[1], namespace)  # fit with PruningCallback
+    schedule = namespace["schedule"]
+    steps = 10 * len(x) // 32  # epochs=10 and Keras' default batch_size 32 in the README
+    hidden = kernels(model)[path(model, "hidden")]
+    last_update = max(t for t in range(steps) if schedule.should_prune(t))
+    assert zeros(hidden) == round(schedule.sparsity_at(last_update) * hidden.size) > 0
