@@ -11,3 +11,29 @@ import Testing
     #expect(nonzeros == 3)
     #expect(offsets == [0, 1, 3])
 }
+
+@Test func sparseExportsReportStatusesInsteadOfTrapping() {
+    var y = [Float](repeating: 0, count: 4)
+    let x: [Float] = [1, 2, 3, 4]
+    // A column index out of range.
+    let indptr: [Int64] = [0, 1]
+    let indices: [Int32] = [5]
+    let data: [Float] = [1]
+    #expect(sp_csr_matmul_f32(1, 2, indptr, indices, data, 1, x, 2, 2, &y) == SP_ERR_VALUE)
+    // x rows do not match the columns.
+    #expect(sp_csr_matmul_f32(1, 2, indptr, [0], data, 1, x, 4, 1, &y) == SP_ERR_VALUE)
+    // NULL where elements are expected, negative sizes.
+    #expect(sp_csr_matmul_f32(1, 2, nil, indices, data, 1, x, 2, 2, &y) == SP_ERR_VALUE)
+    #expect(sp_nm_matmul_f32(-1, 4, 2, 4, nil, nil, x, 4, 1, &y) == SP_ERR_VALUE)
+    // An N:M group index >= m.
+    let values: [Float] = [1, 1]
+    let groupIndices: [UInt8] = [0, 7]
+    #expect(sp_nm_matmul_f32(1, 4, 2, 4, values, groupIndices, x, 4, 1, &y) == SP_ERR_VALUE)
+    // int8: NaN activations.
+    let weights: [Int8] = [1, 2]
+    let scale: [Float] = [1]
+    let bad: [Float] = [.nan, 1]
+    #expect(sp_quantized_matmul_i8(weights, 1, 2, scale, nil, bad, 2, 1, &y) == SP_ERR_VALUE)
+    #expect(sp_quantized_matmul_i8(weights, 1, 2, scale, nil, [2, 1], 2, 1, &y) == SP_OK)
+    #expect(abs(y[0] - 4) < 0.05)
+}

@@ -74,6 +74,19 @@ func nmMatchesDense(shape: (Int, Int, Int)) throws {
     #expect(maxError(y.scalars, denseMatmul(pruned, rows: rows, columns: columns, x, batch: batch)) < 1e-4)
 }
 
+@Test func nmWithNonPowerOfTwoGroups() throws {
+    let (rows, columns, batch) = (4, 15, 9)
+    let w = pseudoRandom(rows * columns, seed: 8)
+    let x = pseudoRandom(columns * batch, seed: 9)
+    let matrix = try Tensor(shape: [rows, columns], scalars: w).withView { try NMSparseMatrix(dense: $0, n: 3, m: 5) }
+    let dense = try matrix.toDense().scalars
+    for group in 0 ..< rows * columns / 5 {
+        #expect((0 ..< 5).filter { dense[group * 5 + $0] != 0 }.count == 3)
+    }
+    let y = try Tensor(shape: [columns, batch], scalars: x).withView { try matrix.matmul($0) }
+    #expect(maxError(y.scalars, denseMatmul(dense, rows: rows, columns: columns, x, batch: batch)) < 1e-4)
+}
+
 @Test func nmRejectsBadLayout() {
     #expect(throws: SwiftPruneError.self) {
         try Tensor(shape: [2, 6], repeating: Float(1)).withView { try NMSparseMatrix(dense: $0, n: 2, m: 4) }
@@ -83,7 +96,7 @@ func nmMatchesDense(shape: (Int, Int, Int)) throws {
     }
 }
 
-@Test(arguments: [(1, 1, 1), (3, 17, 1), (17, 3, 70), (5, 1000, 17), (8, 64, 64)])
+@Test(arguments: [(1, 1, 1), (3, 17, 1), (17, 3, 70), (5, 1000, 17), (8, 64, 64), (3, 100, 1), (2, 70, 5), (6, 35, 20)])
 func quantizedMatmulIsExactOnQuantizedActivations(shape: (Int, Int, Int)) throws {
     let (rows, columns, batch) = shape
     let values = pseudoRandom(rows * columns, seed: 5).map { Int8(($0 * 127).rounded()) }

@@ -1025,7 +1025,7 @@ error:
 /* ---- sparse and quantized layers (sp_csr_*, sp_nm_*, sp_quantized_matmul_i8) ---- */
 
 /* A new reference to `obj` as a C-contiguous float32 array (float16/32/64 accepted). */
-static PyArrayObject *as_float32_array(PyObject *obj, const char *name) {
+static PyArrayObject *sparse_float32_array(PyObject *obj, const char *name) {
     int is_double;
     PyArrayObject *array = as_float_array(obj, name, &is_double);
     if (array == NULL || !is_double) return array;
@@ -1036,7 +1036,7 @@ static PyArrayObject *as_float32_array(PyObject *obj, const char *name) {
 }
 
 /* A new reference to `obj` as a C-contiguous array of `typenum`, safe casts only. */
-static PyArrayObject *as_exact_array(PyObject *obj, int typenum, const char *name) {
+static PyArrayObject *sparse_exact_array(PyObject *obj, int typenum, const char *name) {
     PyArrayObject *array = (PyArrayObject *)PyArray_FROM_OTF(obj, typenum, NPY_ARRAY_IN_ARRAY);
     if (array == NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
         PyObject *type, *value, *traceback;
@@ -1048,8 +1048,8 @@ static PyArrayObject *as_exact_array(PyObject *obj, int typenum, const char *nam
 }
 
 /* A float32 matrix of `rows` x `cols` as a new 2-D array checked to be 2-D. */
-static PyArrayObject *as_float32_2d(PyObject *obj, const char *name) {
-    PyArrayObject *array = as_float32_array(obj, name);
+static PyArrayObject *sparse_float32_matrix(PyObject *obj, const char *name) {
+    PyArrayObject *array = sparse_float32_array(obj, name);
     if (array != NULL && PyArray_NDIM(array) != 2) {
         PyErr_Format(PyExc_ValueError, "%s must be 2-D, got %d dimension(s)", name, PyArray_NDIM(array));
         Py_DECREF(array);
@@ -1059,8 +1059,8 @@ static PyArrayObject *as_float32_2d(PyObject *obj, const char *name) {
 }
 
 /* The activations x of W @ x: float32, 1-D or 2-D; sets *x_rows and *batch. */
-static PyArrayObject *as_activations(PyObject *obj, int64_t *x_rows, int64_t *batch) {
-    PyArrayObject *x = as_float32_array(obj, "x");
+static PyArrayObject *sparse_activations(PyObject *obj, int64_t *x_rows, int64_t *batch) {
+    PyArrayObject *x = sparse_float32_array(obj, "x");
     if (x == NULL) return NULL;
     int ndim = PyArray_NDIM(x);
     if (ndim != 1 && ndim != 2) {
@@ -1074,7 +1074,7 @@ static PyArrayObject *as_activations(PyObject *obj, int64_t *x_rows, int64_t *ba
 }
 
 /* The float32 result of W @ x: (rows,) for a 1-D x, else (rows, batch). */
-static PyArrayObject *new_product(PyArrayObject *x, int64_t rows, int64_t batch) {
+static PyArrayObject *sparse_new_product(PyArrayObject *x, int64_t rows, int64_t batch) {
     npy_intp dims[2] = {(npy_intp)rows, (npy_intp)batch};
     return (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(x), dims, NPY_FLOAT, 0);
 }
@@ -1083,7 +1083,7 @@ static PyObject *core_csr_from_dense(PyObject *self, PyObject *args) {
     PyObject *w_obj;
     if (!PyArg_ParseTuple(args, "O:csr_from_dense", &w_obj)) return NULL;
     PyArrayObject *indptr = NULL, *indices = NULL, *data = NULL;
-    PyArrayObject *w = as_float32_2d(w_obj, "w");
+    PyArrayObject *w = sparse_float32_matrix(w_obj, "w");
     if (w == NULL) return NULL;
     int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1), nnz = 0;
     npy_intp offsets_dim = (npy_intp)rows + 1;
@@ -1112,11 +1112,11 @@ error:
 /* Parses (indptr, indices, data, rows, cols) into contiguous int64 / int32 / float32 arrays. */
 static int parse_csr(PyObject *indptr_obj, PyObject *indices_obj, PyObject *data_obj, PyArrayObject **indptr,
                      PyArrayObject **indices, PyArrayObject **data) {
-    *indptr = as_exact_array(indptr_obj, NPY_INT64, "indptr");
+    *indptr = sparse_exact_array(indptr_obj, NPY_INT64, "indptr");
     if (*indptr == NULL) return -1;
-    *indices = as_exact_array(indices_obj, NPY_INT32, "indices");
+    *indices = sparse_exact_array(indices_obj, NPY_INT32, "indices");
     if (*indices == NULL) return -1;
-    *data = as_float32_array(data_obj, "data");
+    *data = sparse_float32_array(data_obj, "data");
     if (*data == NULL) return -1;
     if (PyArray_SIZE(*indices) != PyArray_SIZE(*data)) {
         PyErr_Format(PyExc_ValueError, "indices (%zd) and data (%zd) must have the same length",
@@ -1133,13 +1133,13 @@ static PyObject *core_csr_matmul(PyObject *self, PyObject *args) {
     PyArrayObject *indptr = NULL, *indices = NULL, *data = NULL, *x = NULL, *y = NULL;
     int64_t x_rows, batch;
     if (parse_csr(indptr_obj, indices_obj, data_obj, &indptr, &indices, &data) < 0) goto error;
-    if (rows < 0 || PyArray_SIZE(indptr) != (npy_intp)rows + 1) {
-        PyErr_Format(PyExc_ValueError, "indptr must have rows + 1 = %lld entries, got %zd", rows + 1, (Py_ssize_t)PyArray_SIZE(indptr));
+    if (rows < 0 || rows >= PY_SSIZE_T_MAX || PyArray_SIZE(indptr) != (npy_intp)rows + 1) {
+        PyErr_Format(PyExc_ValueError, "indptr must have rows + 1 entries (rows = %lld), got %zd", rows, (Py_ssize_t)PyArray_SIZE(indptr));
         goto error;
     }
-    x = as_activations(x_obj, &x_rows, &batch);
+    x = sparse_activations(x_obj, &x_rows, &batch);
     if (x == NULL) goto error;
-    y = new_product(x, rows, batch);
+    y = sparse_new_product(x, rows, batch);
     if (y == NULL) goto error;
     sp_status status;
     SP_CALL(status, sp_csr_matmul_f32(rows, cols, (const int64_t *)PyArray_DATA(indptr), (const int32_t *)PyArray_DATA(indices),
@@ -1179,7 +1179,7 @@ static PyObject *core_nm_from_dense(PyObject *self, PyObject *args) {
     long long n, m;
     if (!PyArg_ParseTuple(args, "OLL:nm_from_dense", &w_obj, &n, &m)) return NULL;
     PyArrayObject *values = NULL, *indices = NULL;
-    PyArrayObject *w = as_float32_2d(w_obj, "w");
+    PyArrayObject *w = sparse_float32_matrix(w_obj, "w");
     if (w == NULL) return NULL;
     int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
     if (m < 1 || m > 255 || n < 1 || n > m || cols % m != 0) {
@@ -1203,9 +1203,9 @@ error:
 }
 
 static int parse_nm(PyObject *values_obj, PyObject *indices_obj, PyArrayObject **values, PyArrayObject **indices) {
-    *values = as_float32_array(values_obj, "values");
+    *values = sparse_float32_array(values_obj, "values");
     if (*values == NULL) return -1;
-    *indices = as_exact_array(indices_obj, NPY_UINT8, "indices");
+    *indices = sparse_exact_array(indices_obj, NPY_UINT8, "indices");
     return *indices == NULL ? -1 : 0;
 }
 
@@ -1216,10 +1216,10 @@ static PyObject *core_nm_matmul(PyObject *self, PyObject *args) {
     PyArrayObject *values = NULL, *indices = NULL, *x = NULL, *y = NULL;
     int64_t x_rows, batch;
     if (parse_nm(values_obj, indices_obj, &values, &indices) < 0) goto error;
-    x = as_activations(x_obj, &x_rows, &batch);
+    x = sparse_activations(x_obj, &x_rows, &batch);
     if (x == NULL) goto error;
     if (rows < 0) { PyErr_Format(PyExc_ValueError, "rows must be >= 0, got %lld", rows); goto error; }
-    y = new_product(x, rows, batch);
+    y = sparse_new_product(x, rows, batch);
     if (y == NULL) goto error;
     sp_status status;
     SP_CALL(status, sp_nm_matmul_f32(rows, cols, n, m, (const float *)PyArray_DATA(values), (const uint8_t *)PyArray_DATA(indices),
@@ -1258,21 +1258,21 @@ static PyObject *core_quantized_matmul(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOO:quantized_matmul", &values_obj, &scale_obj, &zero_point_obj, &x_obj)) return NULL;
     PyArrayObject *values = NULL, *scale = NULL, *zero_point = NULL, *x = NULL, *y = NULL;
     int64_t x_rows, batch;
-    values = as_exact_array(values_obj, NPY_INT8, "values");
+    values = sparse_exact_array(values_obj, NPY_INT8, "values");
     if (values == NULL) goto error;
     if (PyArray_NDIM(values) != 2) {
         PyErr_Format(PyExc_ValueError, "values must be 2-D (out_features, in_features), got %d dimension(s)", PyArray_NDIM(values));
         goto error;
     }
     int64_t rows = (int64_t)PyArray_DIM(values, 0), cols = (int64_t)PyArray_DIM(values, 1);
-    scale = as_float32_array(scale_obj, "scale");
+    scale = sparse_float32_array(scale_obj, "scale");
     if (scale == NULL) goto error;
     if (PyArray_SIZE(scale) != (npy_intp)rows) {
         PyErr_Format(PyExc_ValueError, "scale must have one entry per row (%lld), got %zd", (long long)rows, (Py_ssize_t)PyArray_SIZE(scale));
         goto error;
     }
     if (zero_point_obj != Py_None) {
-        zero_point = as_exact_array(zero_point_obj, NPY_INT32, "zero_point");
+        zero_point = sparse_exact_array(zero_point_obj, NPY_INT32, "zero_point");
         if (zero_point == NULL) goto error;
         if (PyArray_SIZE(zero_point) != (npy_intp)rows) {
             PyErr_Format(PyExc_ValueError, "zero_point must have one entry per row (%lld), got %zd", (long long)rows,
@@ -1280,9 +1280,9 @@ static PyObject *core_quantized_matmul(PyObject *self, PyObject *args) {
             goto error;
         }
     }
-    x = as_activations(x_obj, &x_rows, &batch);
+    x = sparse_activations(x_obj, &x_rows, &batch);
     if (x == NULL) goto error;
-    y = new_product(x, rows, batch);
+    y = sparse_new_product(x, rows, batch);
     if (y == NULL) goto error;
     sp_status status;
     SP_CALL(status, sp_quantized_matmul_i8((const int8_t *)PyArray_DATA(values), rows, cols, (const float *)PyArray_DATA(scale),

@@ -356,3 +356,68 @@ def test_thread_counts_agree_and_concurrent_calls_are_safe() -> None:
     for result in results:
         for a, b in zip(result, single):
             np.testing.assert_array_equal(a, b)
+
+
+# ---- deep matrices: x is processed in several blocks of rows ------------------------------
+
+
+def test_deep_matrices_cross_block_boundaries() -> None:
+    rng = np.random.default_rng(16)
+    depth, batch = 9000, 70  # deeper than one block of x (8192 rows at 64 columns)
+    w = random_sparse(3, depth, 0.05, seed=17)
+    x = rng.standard_normal((depth, batch)).astype(np.float32)
+    csr = sp.CSRMatrix.from_dense(w)
+    assert_product_close(csr.matmul(x), dense_product(w, x), depth)
+    # The same matrix with every row's entries reversed (unsorted): same product.
+    reversed_indices = np.concatenate([csr.indices[a:b][::-1] for a, b in zip(csr.indptr[:-1], csr.indptr[1:])])
+    reversed_data = np.concatenate([csr.data[a:b][::-1] for a, b in zip(csr.indptr[:-1], csr.indptr[1:])])
+    unsorted = sp.CSRMatrix(reversed_data, reversed_indices, csr.indptr, csr.shape)
+    assert_product_close(unsorted.matmul(x), dense_product(w, x), depth)
+    dense = rng.standard_normal((3, depth)).astype(np.float32)
+    nm = sp.NMSparseMatrix.from_dense(dense)
+    assert_product_close(nm.matmul(x), dense_product(nm_prune(dense, 2, 4), x), depth)
+
+
+def test_out_of_range_index_in_a_long_row_is_caught() -> None:
+    for bad in (-1, 20, 2**31 - 1):
+        indices = np.arange(12, dtype=np.int32)
+        indices[5] = bad
+        with pytest.raises(ValueError, match="out of range"):
+            sp._core.csr_matmul(np.array([0, 12], dtype=np.int64), indices, np.ones(12, dtype=np.float32), 1, 20,
+                                np.ones((20, 64), dtype=np.float32))
+        with pytest.raises(ValueError, match="out of range"):
+            sp._core.csr_to_dense(np.array([0, 12], dtype=np.int64), indices, np.ones(12, dtype=np.float32), 1, 20)
+
+
+def test_repeated_calls_do_not_leak() -> None:
+    import gc
+    import tracemalloc
+
+    rng = np.random.default_rng(18)
+    w = random_sparse(64, 128, 0.3, seed=19)
+    x = rng.standard_normal((128, 32)).astype(np.float32)
+    values, scale = quantize_rows(rng.standard_normal((64, 128)))
+
+    def round_trip() -> None:
+        csr = sp.CSRMatrix.from_dense(w)
+        csr.matmul(x), csr.to_dense()
+        nm = sp.NMSparseMatrix.from_dense(w)
+        nm.matmul(x), nm.to_dense()
+        sp.quantized_matmul(values, scale, x)
+        for bad in (lambda: sp.CSRMatrix.from_dense(np.full((2, 2), np.nan)),
+                    lambda: sp.quantized_matmul(values, scale, np.full((128, 2), np.inf))):
+            with pytest.raises(ValueError):
+                bad()
+
+    round_trip()
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            round_trip()
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert growth < 200_000, f"memory grew by {growth} bytes over 50 rounds"

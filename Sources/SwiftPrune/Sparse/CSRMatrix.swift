@@ -115,22 +115,41 @@ extension CSRMatrix {
         }
         guard let offsets = rowOffsets.baseAddress else { return 0 }
         offsets[0] = 0
+        guard rows > 0, columns > 0 else {
+            for row in 0 ..< rows { offsets[row &+ 1] = 0 }
+            return 0
+        }
         let workers = Threading.workerCount(for: dense.count, minimumPerWorker: 1 << 16)
         var finite = [Bool](repeating: true, count: workers)
+        guard let base = dense.baseAddress else { return 0 }
         finite.withUnsafeMutableBufferPointer { finiteOut in
             parallelFor(workers: workers) { worker in
-                var allFinite = true
+                // On the bit patterns: nonzero = any bit but the sign; non-finite = all exponent bits set.
+                let magnitudeMask = SIMD8<UInt32>(repeating: 0x7FFF_FFFF), exponent = SIMD8<UInt32>(repeating: 0x7F80_0000)
+                var badLanes = SIMD8<UInt32>()
+                var bad: UInt32 = 0
                 for row in partitionRange(rows, parts: workers, index: worker) {
-                    var count: Int64 = 0
-                    let start = row &* columns
-                    for column in 0 ..< columns {
-                        let value = dense[start &+ column]
-                        allFinite = allFinite && value.isFinite
-                        count &+= value != 0 ? 1 : 0
+                    let start = UnsafeRawPointer(base + row &* columns)
+                    var lanes = SIMD8<UInt32>()
+                    var column = 0
+                    while column &+ 8 <= columns {
+                        let bits = start.loadUnaligned(fromByteOffset: column &* 4, as: SIMD8<UInt32>.self)
+                        // Arithmetic, not masks (Swift's SIMD masks go lane by lane): the top bit of
+                        // |bits| + 0x7FFFFFFF is set iff |w| != 0, that of exponent + 2^23 iff non-finite.
+                        lanes &+= ((bits & magnitudeMask) &+ magnitudeMask) &>> 31
+                        badLanes |= ((bits & exponent) &+ 0x0080_0000) &>> 31
+                        column &+= 8
+                    }
+                    var count = Int64(lanes.wrappedSum())
+                    while column < columns {
+                        let bits = start.load(fromByteOffset: column &* 4, as: UInt32.self)
+                        count &+= bits & 0x7FFF_FFFF != 0 ? 1 : 0
+                        bad |= bits & 0x7F80_0000 == 0x7F80_0000 ? 1 : 0
+                        column &+= 1
                     }
                     offsets[row &+ 1] = count
                 }
-                finiteOut[worker] = allFinite
+                finiteOut[worker] = bad == 0 && badLanes == .zero
             }
         }
         guard !finite.contains(false) else { throw SwiftPruneError.value("w contains NaN or Inf") }
@@ -155,19 +174,25 @@ extension CSRMatrix {
         var consistent = [Bool](repeating: true, count: workers)
         consistent.withUnsafeMutableBufferPointer { consistentOut in
             parallelFor(workers: workers) { worker in
+                // Branch-free compaction of a row into scratch (one spare slot), then a copy.
+                let scratchIndices = UnsafeMutablePointer<Int32>.allocate(capacity: columns &+ 1)
+                let scratchValues = UnsafeMutablePointer<Float>.allocate(capacity: columns &+ 1)
+                defer { scratchIndices.deallocate(); scratchValues.deallocate() }
                 for row in partitionRange(rows, parts: workers, index: worker) {
-                    var position = Int(rowOffsets[row])
-                    let end = Int(rowOffsets[row &+ 1]), start = row &* columns
+                    let start = Int(rowOffsets[row]), end = Int(rowOffsets[row &+ 1]), first = row &* columns
+                    var count = 0
                     for column in 0 ..< columns {
-                        let value = dense[start &+ column]
-                        if value != 0 {
-                            guard position < end else { consistentOut[worker] = false; break }
-                            columnIndices[position] = Int32(truncatingIfNeeded: column)
-                            values[position] = value
-                            position &+= 1
-                        }
+                        let value = dense[first &+ column]
+                        scratchIndices[count] = Int32(truncatingIfNeeded: column)
+                        scratchValues[count] = value
+                        // 1 iff value != 0, without a branch (a compare would be one, mispredicted).
+                        count &+= Int(((value.bitPattern & 0x7FFF_FFFF) &+ 0x7FFF_FFFF) &>> 31)
                     }
-                    if position != end { consistentOut[worker] = false }
+                    guard count == end &- start else { consistentOut[worker] = false; continue }
+                    if count > 0, let indexBase = columnIndices.baseAddress, let valueBase = values.baseAddress {
+                        (indexBase + start).update(from: scratchIndices, count: count)
+                        (valueBase + start).update(from: scratchValues, count: count)
+                    }
                 }
             }
         }
@@ -211,24 +236,43 @@ extension CSRMatrix {
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>, columns: Int, rows: Range<Int>
     ) throws -> Bool {
         guard !rows.isEmpty else { return true }
-        let limit = UInt32(truncatingIfNeeded: columns)
-        var sorted = true
+        // Sign bits flag the problems: (columns - 1 - c) | c < 0 iff c is out of range, and
+        // next - c - 1 < 0 iff a row is not ascending (no overflow once both are in range).
+        let last = Int32(truncatingIfNeeded: columns &- 1)
+        var outOfRange: Int32 = 0, descending: Int32 = 0
+        var outLanes = SIMD8<Int32>(), descendingLanes = SIMD8<Int32>()
+        guard let pointer = columnIndices.baseAddress else { return true }  // no entries at all
+        let base = UnsafeRawPointer(pointer)
         for row in rows {
-            var previous: Int32 = -1
-            for position in Int(rowOffsets[row]) ..< Int(rowOffsets[row &+ 1]) {
-                let column = columnIndices[position]
-                guard UInt32(bitPattern: column) < limit else {
-                    throw SwiftPruneError.value("column index \(column) out of range for \(columns) columns")
-                }
-                sorted = sorted && column > previous
-                previous = column
+            var t = Int(rowOffsets[row])
+            let end = Int(rowOffsets[row &+ 1])
+            while t &+ 9 <= end {
+                let c = base.loadUnaligned(fromByteOffset: t &* 4, as: SIMD8<Int32>.self)
+                let next = base.loadUnaligned(fromByteOffset: (t &+ 1) &* 4, as: SIMD8<Int32>.self)
+                outLanes |= (SIMD8(repeating: last) &- c) | c
+                descendingLanes |= next &- c &- 1
+                t &+= 8
+            }
+            while t < end {
+                let c = columnIndices[t]
+                outOfRange |= (last &- c) | c
+                if t &+ 1 < end { descending |= columnIndices[t &+ 1] &- c &- 1 }
+                t &+= 1
             }
         }
+        outOfRange |= outLanes.min() < 0 ? -1 : 0
+        if outOfRange < 0 {
+            for position in Int(rowOffsets[rows.lowerBound]) ..< Int(rowOffsets[rows.upperBound])
+            where columnIndices[position] < 0 || columnIndices[position] > last {
+                throw SwiftPruneError.value("column index \(columnIndices[position]) out of range for \(columns) columns")
+            }
+        }
+        let sorted = descending >= 0 && descendingLanes.min() >= 0
         return sorted
     }
 
-    /// Bytes of `x` copied per block by ``matmul`` (see ``NMSparseMatrix``).
-    static let blockBytes = 2 << 20
+    /// Bytes of `x` per L1 block of ``matmul`` (see ``NMSparseMatrix``).
+    static let blockBytes = 32 * 1024
 
     /// `y = W @ x`: `x` is C-order `(xRows, n)` with `xRows == columns`, `y`
     /// is `(rows, n)`. Rows are split between threads by nonzero count.
@@ -248,7 +292,7 @@ extension CSRMatrix {
         let (work, overflow) = (nonzeros + rows).multipliedReportingOverflow(by: n)
         let workers = Threading.workerCount(for: overflow ? Int.max : work, minimumPerWorker: 1 << 16)
         var failures = [SwiftPruneError?](repeating: nil, count: workers)
-        let vals = values.baseAddress!, indices = columnIndices.baseAddress!, yBase = y.baseAddress!
+        guard let vals = values.baseAddress, let indices = columnIndices.baseAddress, let yBase = y.baseAddress else { return }
         let tileStride = (min(64, n) + 15) & ~15
         failures.withUnsafeMutableBufferPointer { failuresOut in
             parallelFor(workers: workers) { worker in
@@ -261,12 +305,16 @@ extension CSRMatrix {
                     return
                 }
                 // Blocking over the depth needs each row's columns ascending (a cursor per row).
-                let blockDepth = sorted ? max(1, blockBytes / 4 / tileStride) : columns
+                // Blocks of x sized to hold about 64 nonzeros of a row, when that block is
+                // L1-sized (dense rows); sparser rows stream over x in L2, which measured faster.
+                let density = Double(nonzeros) / (Double(rows) * Double(max(columns, 1)))
+                let l1Rows = max(1, blockBytes / 4 / tileStride)
+                let blockDepth = sorted && 64 / density <= Double(2 * l1Rows) ? l1Rows : columns
                 let cursors = UnsafeMutablePointer<Int>.allocate(capacity: max(1, range.count))
                 defer { cursors.deallocate() }
                 let first = range.lowerBound
                 blockedSparseProduct(
-                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth,
+                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth, rowChunk: 16,
                     nonzeros: { row, _, k1 in
                         let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
                         var end = start

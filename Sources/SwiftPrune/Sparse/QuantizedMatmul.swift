@@ -20,8 +20,9 @@ import _Builtin_intrinsics.intel
 ///     acc[i, b] = Σ_k (values[i, k] − zp_i) · (xq[k, b] − z_b)
 ///     y[i, b]   = Float(acc[i, b]) · (scale[i] · s_b)
 ///
-/// The only error against `dequantize(W) @ x` is the rounding of `x` (a
-/// relative error of about 0.3–1% per output). Seven bits, not eight, is the
+/// The only error against `dequantize(W) @ x` is the rounding of `x`: a
+/// relative (Frobenius) error of about 1.6% for Gaussian activations, 0.8%
+/// for post-ReLU ones, measured at 4096 × 4096 × 64. Seven bits, not eight, is the
 /// range x86's AVX2 `vpmaddubsw` multiplies without saturating (PyTorch's
 /// FBGEMM backend makes the same choice, `reduce_range`): a step of four
 /// int8 products is two instructions, twice the float FMA rate.
@@ -257,7 +258,7 @@ public enum QuantizedMatmul {
         var a30 = _mm256_setzero_si256(), a31 = _mm256_setzero_si256()
         var q = quads.lowerBound
         let end = quads.upperBound
-        while q < end {
+        @inline(__always) func step(_ q: Int) {
             let xp = packed + q &* 64
             let x0 = xp.loadUnaligned(as: __m256i.self)
             let x1 = (xp + 32).loadUnaligned(as: __m256i.self)
@@ -274,8 +275,14 @@ public enum QuantizedMatmul {
             let b3 = _mm256_set1_epi32(UnsafeRawPointer(w3 + offset).loadUnaligned(as: Int32.self))
             a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, b3), ones))
             a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, b3), ones))
-            q &+= 1
         }
+        // Two groups per trip: half the loop overhead on the ports the multiplies need.
+        while q &+ 1 < end {
+            step(q)
+            step(q &+ 1)
+            q &+= 2
+        }
+        if q < end { step(q) }
         @inline(__always) func add(_ v: __m256i, _ at: Int) {
             let lanes = unsafeBitCast(v, to: SIMD8<Int32>.self)
             for i in 0 ..< 8 { tile[at &+ i] &+= Int64(lanes[i]) }

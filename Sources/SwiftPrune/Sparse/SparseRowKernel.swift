@@ -112,17 +112,18 @@ struct GroupColumns: SparseColumns {
 
 /// The cache-blocked driver of both sparse formats: `y[rows] = W[rows, :] @ x`.
 ///
-/// `x` (`depth × batch`, C order) is visited in tiles of at most 64 columns
-/// and blocks of `blockDepth` rows; each block is copied into a 64-byte
-/// aligned buffer of the worker (so it stays in L1 while every row passes
-/// over it, and no vector load splits a cache line) and partial sums go
-/// through `y`. `nonzeros(row, k0, k1)` returns the row's nonzeros
-/// with columns in `k0 ..< k1` as (values, absolute columns, count); it may
-/// use `scratch` (`scratchCapacity` Int32s) for the columns.
+/// `x` (`depth × batch`, C order) is visited in tiles of at most 64 columns.
+/// A tile is copied into a 64-byte-aligned buffer (no vector load then splits
+/// a cache line), a panel of up to 16 MiB at a time. Within it, chunks of
+/// `rowChunk` rows pass over blocks of `blockDepth` rows of `x`, so a block
+/// stays in L1 while the chunk's rows use it and the chunk's partial sums
+/// stay in L1 too (they go through `y`). `nonzeros(row, k0, k1)` returns the
+/// row's nonzeros with columns in `k0 ..< k1` as (values, columns, count);
+/// blocks are visited in increasing order for every row, after `restart()`.
 @inline(__always)
 func blockedSparseProduct<Columns: SparseColumns>(
     rows: Range<Int>, depth: Int, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>,
-    blockDepth requestedBlockDepth: Int,
+    blockDepth requestedBlockDepth: Int, rowChunk: Int,
     nonzeros: (_ row: Int, _ k0: Int, _ k1: Int) -> (UnsafePointer<Float>, Columns, Int),
     restart: () -> Void
 ) {
@@ -139,25 +140,39 @@ func blockedSparseProduct<Columns: SparseColumns>(
     let tileWidth = min(64, batch)
     let stride = (tileWidth + 15) & ~15
     let blockDepth = max(1, min(depth, requestedBlockDepth))
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: blockDepth * stride * 4, alignment: 64)
-        .bindMemory(to: Float.self, capacity: blockDepth * stride)
+    let panelDepth = max(1, (16 << 20) / 4 / stride / blockDepth) &* blockDepth
+    let panelRows = min(depth, panelDepth)
+    let chunk = max(1, rowChunk)
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, panelRows * stride * 4), alignment: 64)
+        .bindMemory(to: Float.self, capacity: panelRows * stride)
     defer { buffer.deallocate() }
     var tileStart = 0
     while tileStart < batch {
         let width = min(tileWidth, batch &- tileStart)
         restart()
-        var k0 = 0
-        while k0 < depth {
-            let k1 = min(depth, k0 &+ blockDepth)
-            for k in k0 ..< k1 {
-                (buffer + (k &- k0) &* stride).update(from: x + (k &* batch &+ tileStart), count: width)
+        var p0 = 0
+        while p0 < depth {
+            let p1 = min(depth, p0 &+ panelDepth)
+            for k in p0 ..< p1 {
+                (buffer + (k &- p0) &* stride).update(from: x + (k &* batch &+ tileStart), count: width)
             }
-            for row in rows {
-                let (vals, cols, count) = nonzeros(row, k0, k1)
-                sparseRowTimesDense(values: vals, columns: cols, count: count, x: buffer, stride: stride, columnBase: k0,
-                                    width: width, y: y + (row &* batch &+ tileStart), accumulate: k0 > 0)
+            var c0 = rows.lowerBound
+            while c0 < rows.upperBound {
+                let c1 = min(rows.upperBound, c0 &+ chunk)
+                var k0 = p0
+                while k0 < p1 {
+                    let k1 = min(p1, k0 &+ blockDepth)
+                    for row in c0 ..< c1 {
+                        let (vals, cols, count) = nonzeros(row, k0, k1)
+                        sparseRowTimesDense(values: vals, columns: cols, count: count, x: buffer, stride: stride,
+                                            columnBase: p0, width: width, y: y + (row &* batch &+ tileStart),
+                                            accumulate: k0 > 0)
+                    }
+                    k0 = k1
+                }
+                c0 = c1
             }
-            k0 = k1
+            p0 = p1
         }
         tileStart &+= tileWidth
     }
