@@ -55,14 +55,11 @@ private func quantizeExport<S: QuantizationScalar>(
     let values = try outputBuffer(valuesOut?.assumingMemoryBound(to: UInt8.self), n, "values_out")
     let scales = try outputBuffer(scaleOut, nScales, "scale_out")
     let zeroPoints = try outputBuffer(zeroPointOut?.assumingMemoryBound(to: UInt8.self), nScales, "zero_point_out")
-    let (s, z) = try Calibration.parameters(x, layout: layout, scheme: scheme, method: calibration)
-    if symmetric {
-        try values.withMemoryRebound(to: Int8.self) {
-            try quantizeValues(x, layout: layout, scheme: scheme, scales: s, zeroPoints: z, into: $0)
+    let (s, z) = symmetric
+        ? try values.withMemoryRebound(to: Int8.self) {
+            try quantizeBuffer(x, layout: layout, scheme: scheme, method: calibration, into: $0)
         }
-    } else {
-        try quantizeValues(x, layout: layout, scheme: scheme, scales: s, zeroPoints: z, into: values)
-    }
+        : try quantizeBuffer(x, layout: layout, scheme: scheme, method: calibration, into: values)
     for g in 0 ..< layout.groupCount {
         scales[g] = s[g]
         zeroPoints[g] = UInt8(truncatingIfNeeded: z[g])

@@ -200,3 +200,17 @@ final class GPTQTests: XCTestCase {
         XCTAssertLessThan(gptqError, 0.8 * roundingError)
     }
 }
+
+final class QuantizationTensorAPITests: XCTestCase {
+    func testTensorLevelGPTQAndCasts() throws {
+        var random = TestRandom(seed: 12)
+        let w = try Tensor<Float>(shape: [4, 16], scalars: (0 ..< 64).map { _ in random.float(in: -1 ... 1) })
+        let x = try Tensor<Float>(shape: [40, 16], scalars: (0 ..< 640).map { _ in random.float(in: -1 ... 1) })
+        let q = try gptq(w, activations: x, bits: 4, groupSize: 8)
+        XCTAssertEqual(q.layout.scaleShape, [4, 2])
+        XCTAssertThrowsError(try gptq(w, activations: x, groupSize: 5))
+        let h = try HalfPrecisionCast.float16(try Tensor<Double>(shape: [2], scalars: [1, -2]))
+        XCTAssertEqual(h.scalars, [0x3C00, 0xC000])
+        XCTAssertEqual(try HalfPrecisionCast.bfloat16(try Tensor<Float>(shape: [1], scalars: [1])).scalars, [0x3F80])
+    }
+}

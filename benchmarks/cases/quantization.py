@@ -65,10 +65,12 @@ def cases(quick: bool) -> list[Case]:
                             lambda q=q: (q.values.astype(np.float32) - q.zero_point) * q.scale,
                             "(q - zp) * scale", threads=threads, data={"q": q}))
         q_out = np.empty(shape, np.float32)
-        out.append(Case(f"dequantize int8 per-channel {label}", q.dequantize,
-                        lambda q=q, o=q_out: np.multiply(q.values, q.scale, out=o, dtype=np.float32),
-                        "np.multiply(q, s, out=)", threads=2, note="symmetric shortcut, no allocation",
-                        data={"q": q, "o": q_out}))
+        q_ours = np.empty(shape, np.float32)
+        for threads in (1, 2):
+            out.append(Case(f"dequantize int8 per-channel {label}, out=", lambda q=q, o=q_ours: q.dequantize(out=o),
+                            lambda q=q, o=q_out: np.multiply(q.values, q.scale, out=o, dtype=np.float32),
+                            "np.multiply(q, s, out=)", threads=threads, note="both into preallocated output",
+                            data={"q": q, "o": q_out, "o2": q_ours}))
         if shape[1] % 128 == 0:
             q4 = sp.quantize(w, 4, axis=0, group_size=128)
             assert np.array_equal(q4.values, numpy_quantize_groups(w, 128, bufs))
@@ -106,4 +108,11 @@ def cases(quick: bool) -> list[Case]:
     for threads in (1, 2):
         out.append(Case(f"cluster 16 k-means {n:.0e} values", ours, theirs if KMeans else None,
                         "sklearn KMeans n_init=1", threads=threads, note=note, data={"v": values}))
+
+    def optimal(values=values, results=results) -> object:
+        results["ours"] = c = sp.cluster(values, 16, init="optimal")
+        return c
+
+    out.append(Case(f"cluster 16 optimal (DP) {n:.0e} values", optimal, theirs if KMeans else None,
+                    "sklearn KMeans n_init=1", threads=2, note=note, data={"v": values}))
     return out

@@ -433,7 +433,7 @@ error:
 /* ======================================================================== */
 
 /* Parses an optional axis (None or int) into has_axis / axis. */
-static int parse_optional_axis(PyObject *obj, bool *has_axis, int64_t *axis) {
+static int quant_parse_optional_axis(PyObject *obj, bool *has_axis, int64_t *axis) {
     if (obj == Py_None) {
         *has_axis = false;
         *axis = 0;
@@ -447,7 +447,7 @@ static int parse_optional_axis(PyObject *obj, bool *has_axis, int64_t *axis) {
 }
 
 /* A new array of `ndim` extents taken from an int64 shape. */
-static PyArrayObject *empty_from_shape(int ndim, const int64_t *shape, int typenum) {
+static PyArrayObject *quant_empty_from_shape(int ndim, const int64_t *shape, int typenum) {
     npy_intp dims[NPY_MAXDIMS];
     for (int i = 0; i < ndim; i++) dims[i] = (npy_intp)shape[i];
     return (PyArrayObject *)PyArray_EMPTY(ndim, dims, typenum, 0);
@@ -463,7 +463,7 @@ static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
         return NULL;
     bool has_axis;
     int64_t axis;
-    if (parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
+    if (quant_parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
     int is_double;
     PyArrayObject *values = NULL, *scale = NULL, *zero_point = NULL;
     PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
@@ -475,8 +475,8 @@ static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
     if (status != SP_OK) { raise_status(status); goto error; }
     int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
     values = empty_like_shape(w, int_type);
-    scale = empty_from_shape(ndim, scale_shape, NPY_FLOAT32);
-    zero_point = empty_from_shape(ndim, scale_shape, int_type);
+    scale = quant_empty_from_shape(ndim, scale_shape, NPY_FLOAT32);
+    zero_point = quant_empty_from_shape(ndim, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
     int64_t n_scales = (int64_t)PyArray_SIZE(scale);
     if (is_double) {
@@ -502,15 +502,15 @@ error:
 }
 
 static PyObject *core_quant_dequantize(PyObject *self, PyObject *args) {
-    PyObject *values_obj, *axis_obj, *scale_obj, *zero_point_obj;
+    PyObject *values_obj, *axis_obj, *scale_obj, *zero_point_obj, *out_obj = Py_None;
     long long group_size;
     int symmetric;
-    if (!PyArg_ParseTuple(args, "OpOLOO:dequantize", &values_obj, &symmetric, &axis_obj, &group_size, &scale_obj,
-                          &zero_point_obj))
+    if (!PyArg_ParseTuple(args, "OpOLOO|O:dequantize", &values_obj, &symmetric, &axis_obj, &group_size, &scale_obj,
+                          &zero_point_obj, &out_obj))
         return NULL;
     bool has_axis;
     int64_t axis;
-    if (parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
+    if (quant_parse_optional_axis(axis_obj, &has_axis, &axis) < 0) return NULL;
     int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
     PyArrayObject *values = NULL, *scale = NULL, *zero_point = NULL, *out = NULL;
     values = (PyArrayObject *)PyArray_FROM_OTF(values_obj, int_type, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
@@ -524,8 +524,22 @@ static PyObject *core_quant_dequantize(PyObject *self, PyObject *args) {
     int ndim = PyArray_NDIM(values);
     int64_t shape[NPY_MAXDIMS];
     for (int i = 0; i < ndim; i++) shape[i] = (int64_t)PyArray_DIM(values, i);
-    out = empty_like_shape(values, NPY_FLOAT32);
-    if (out == NULL) goto error;
+    if (out_obj == Py_None) {
+        out = empty_like_shape(values, NPY_FLOAT32);
+        if (out == NULL) goto error;
+    } else {
+        if (!PyArray_Check(out_obj) || PyArray_TYPE((PyArrayObject *)out_obj) != NPY_FLOAT32) {
+            PyErr_SetString(PyExc_TypeError, "out must be a float32 numpy array");
+            goto error;
+        }
+        out = (PyArrayObject *)out_obj;
+        Py_INCREF(out);
+        if (!PyArray_IS_C_CONTIGUOUS(out) || !PyArray_ISWRITEABLE(out) ||
+            !PyArray_SAMESHAPE(out, values)) {
+            PyErr_SetString(PyExc_ValueError, "out must be a writeable C-contiguous array of the values' shape");
+            goto error;
+        }
+    }
     sp_status status;
     SP_CALL(status, sp_quant_dequantize(PyArray_DATA(values), symmetric, shape, ndim, has_axis, axis,
                                         (int64_t)group_size, (const float *)PyArray_DATA(scale),
@@ -627,7 +641,7 @@ error:
 
 /* A real floating array (see as_float_array) converted to `typenum`
  * (NPY_FLOAT32 or NPY_FLOAT64), C-contiguous. */
-static PyArrayObject *as_float_array_of(PyObject *obj, const char *name, int typenum) {
+static PyArrayObject *quant_as_float_array_of(PyObject *obj, const char *name, int typenum) {
     int is_double;
     PyArrayObject *any = as_float_array(obj, name, &is_double);
     if (any == NULL) return NULL;
@@ -649,7 +663,7 @@ static PyObject *core_cluster_fit(PyObject *self, PyObject *args) {
         return NULL;
     }
     PyArrayObject *centroids = NULL;
-    PyArrayObject *w = as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    PyArrayObject *w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
     if (w == NULL) return NULL;
     npy_intp dims[1] = {(npy_intp)n_clusters};
     centroids = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_FLOAT32, 0);
@@ -672,9 +686,9 @@ static PyObject *core_cluster_assign(PyObject *self, PyObject *args) {
     PyObject *w_obj, *centroids_obj;
     if (!PyArg_ParseTuple(args, "OO:cluster_assign", &w_obj, &centroids_obj)) return NULL;
     PyArrayObject *centroids = NULL, *indices = NULL;
-    PyArrayObject *w = as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    PyArrayObject *w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
     if (w == NULL) return NULL;
-    centroids = as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
+    centroids = quant_as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
     if (centroids == NULL) goto error;
     int64_t k = (int64_t)PyArray_SIZE(centroids);
     int wide = k > 256;
@@ -714,7 +728,7 @@ static PyObject *core_cluster_lookup(PyObject *self, PyObject *args) {
     indices = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)any, wide ? NPY_UINT16 : NPY_UINT8, NPY_ARRAY_IN_ARRAY);
     Py_DECREF(any);
     if (indices == NULL) return NULL;
-    centroids = as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
+    centroids = quant_as_float_array_of(centroids_obj, "centroids", NPY_FLOAT32);
     if (centroids == NULL) goto error;
     out = empty_like_shape(indices, NPY_FLOAT32);
     if (out == NULL) goto error;
@@ -744,9 +758,9 @@ static PyObject *core_gptq(PyObject *self, PyObject *args) {
     double damp;
     if (!PyArg_ParseTuple(args, "OOLpLd:gptq", &w_obj, &x_obj, &bits, &symmetric, &group_size, &damp)) return NULL;
     PyArrayObject *w = NULL, *x = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
-    w = as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT64);
     if (w == NULL) return NULL;
-    x = as_float_array_of(x_obj, "x", NPY_FLOAT64);
+    x = quant_as_float_array_of(x_obj, "x", NPY_FLOAT64);
     if (x == NULL) goto error;
     if (PyArray_NDIM(w) != 2 || PyArray_NDIM(x) != 2 || PyArray_DIM(w, 1) != PyArray_DIM(x, 1)) {
         PyErr_SetString(PyExc_ValueError, "gptq needs w of shape (out, in) and x of shape (samples, in)");
@@ -759,8 +773,8 @@ static PyObject *core_gptq(PyObject *self, PyObject *args) {
     if (status != SP_OK) { raise_status(status); goto error; }
     int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
     values = empty_like_shape(w, int_type);
-    scale = empty_from_shape(2, scale_shape, NPY_FLOAT32);
-    zero_point = empty_from_shape(2, scale_shape, int_type);
+    scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
+    zero_point = quant_empty_from_shape(2, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
     SP_CALL(status, sp_quant_gptq_f64((const double *)PyArray_DATA(w), rows, cols, (const double *)PyArray_DATA(x),
                                       samples, (int64_t)bits, symmetric, (int64_t)group_size, damp,

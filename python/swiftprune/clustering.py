@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _core
 from ._validation import check_int
 
-_INITS = {"linear": 0, "kmeans++": 1}
+_INITS = {"linear": 0, "kmeans++": 1, "optimal": 2}
 
 
 class ClusteredTensor:
@@ -83,12 +83,15 @@ def cluster(w: ArrayLike, n_clusters: int = 16, init: str = "linear", max_iter: 
         The weights, any shape (clustered as float32; not modified).
     n_clusters : int in 1..65536
         The codebook size (16 = 4-bit palettization).
-    init : {"linear", "kmeans++"}
+    init : {"linear", "kmeans++", "optimal"}
         ``"linear"``: centroids evenly spaced from ``min(w)`` to ``max(w)``
         (TensorFlow Model Optimization's default); ``"kmeans++"``: seeded
-        k-means++ (D² sampling with greedy trials, as scikit-learn).
+        k-means++ (D² sampling with greedy trials, as scikit-learn);
+        ``"optimal"``: no iterations, the globally optimal 1-D clustering
+        (dynamic programming over the sorted values, O(k·n·log n): slower,
+        never a worse MSE than any other method).
     max_iter : int >= 0
-        The most Lloyd iterations.
+        The most Lloyd iterations (0: the initial centroids themselves).
     seed : int >= 0
         Seed of ``"kmeans++"``.
 

@@ -103,8 +103,8 @@ class QuantizedTensor:
             raise TypeError(f"values must be {np.dtype(dtype).name} for symmetric={symmetric}, got {values.dtype}")
         scale = np.asarray(scale, dtype=np.float32)
         zero_point = np.asarray(zero_point)
-        if zero_point.dtype != dtype:
-            zero_point = zero_point.astype(dtype)
+        if zero_point.dtype.kind not in "iu":
+            raise TypeError(f"zero_point must be an integer array, got dtype {zero_point.dtype}")
         expected = _core_scale_shape(values.shape, axis, group_size)
         if scale.shape != expected or zero_point.shape != expected:
             raise ValueError(f"scale and zero_point must have shape {expected} for values of shape "
@@ -114,9 +114,12 @@ class QuantizedTensor:
             raise ValueError("scale must be positive and finite")
         qmin, qmax = _grid(bits, symmetric)
         for name, array in (("values", values), ("zero_point", zero_point)):
-            if array.size and (array.min() < qmin or array.max() > qmax):
+            if array.size and (int(array.min()) < qmin or int(array.max()) > qmax):
                 raise ValueError(f"{name} must lie in [{qmin}, {qmax}] for {bits}-bit "
                                  f"{'symmetric' if symmetric else 'affine'} quantization")
+        if symmetric and zero_point.size and np.any(zero_point != 0):
+            raise ValueError("zero_point must be 0 for symmetric quantization")
+        zero_point = zero_point.astype(dtype, copy=False)
         self.values = values
         self.scale = scale
         self.zero_point = zero_point
@@ -140,10 +143,53 @@ class QuantizedTensor:
         """The weight's shape."""
         return self.values.shape
 
-    def dequantize(self) -> NDArray[np.float32]:
-        """``(values - zero_point) * scale`` as float32, computed in Swift."""
+    def matmul(self, x: ArrayLike) -> NDArray[np.float32]:
+        """``W @ x`` computed from the quantized weights, as a layer would run.
+
+        ``W`` is this tensor as a 2-D ``(out_features, in_features)`` weight
+        (PyTorch ``Linear`` layout) and ``x`` has shape ``(in_features, n)``
+        or ``(in_features,)``; the result is float32 of shape ``(out_features,
+        n)`` or ``(out_features,)``.
+
+        Per-output-channel (``axis=0``) and per-tensor quantization run on the
+        int8 kernel :func:`swiftprune.quantized_matmul` (integer dot products
+        with activations quantized on the fly; see it for the error).
+        Other layouts (``axis=1``, groups) have no int8 kernel: their weights
+        are dequantized and multiplied with :func:`swiftprune.matmul`.
+        """
+        from .linalg import matmul
+        from .sparse import quantized_matmul
+
+        if self.values.ndim != 2:
+            raise ValueError(f"matmul needs a 2-D quantized weight, got shape {self.values.shape}")
+        if self.group_size is None and self.axis in (None, 0, -2):
+            rows = self.values.shape[0]
+            scale = np.broadcast_to(self.scale.reshape(-1), (rows,)) if self.axis is None else self.scale.reshape(-1)
+            zero_point = None
+            if not self.symmetric:
+                zero_point = self.zero_point.reshape(-1)
+                zero_point = np.broadcast_to(zero_point, (rows,)) if self.axis is None else zero_point
+            return quantized_matmul(self.values, np.ascontiguousarray(scale), x,
+                                    None if zero_point is None else np.ascontiguousarray(zero_point))
+        x = np.asarray(x)
+        if x.ndim == 1:
+            return matmul(self.dequantize(), x.reshape(-1, 1)).reshape(-1)
+        return matmul(self.dequantize(), x)
+
+    def __matmul__(self, x: ArrayLike) -> NDArray[np.float32]:
+        return self.matmul(x)
+
+    def dequantize(self, out: Optional[NDArray[np.float32]] = None) -> NDArray[np.float32]:
+        """``(values - zero_point) * scale`` as float32, computed in Swift.
+
+        ``out``: an optional C-contiguous float32 array of the weight's shape to
+        write into (and return), as NumPy's ``out=``; saves the allocation.
+        """
+        if out is None:
+            return _core.dequantize(self.values, self.symmetric, self.axis, self.group_size or 0,
+                                    self.scale, self.zero_point)
         return _core.dequantize(self.values, self.symmetric, self.axis, self.group_size or 0,
-                                self.scale, self.zero_point)
+                                self.scale, self.zero_point, out)
 
     def packed(self) -> NDArray[np.uint8]:
         """The values as stored: for ``bits <= 4`` two per byte (C order, low
@@ -255,7 +301,8 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
         divide that dimension.
     method : {"minmax", "percentile", "mse"}
         How each group's clipping range is chosen: its min/max; clipped at
-        ``percentile`` of its ``|w|`` (NumPy's linear percentile); or the range
+        ``percentile`` of its ``|w|`` (NumPy's linear percentile; a group whose
+        clip value is 0 keeps its full range); or the range
         ``[α·min, α·max]`` (α searched on a grid in (0.2, 1]) of least
         reconstruction MSE, never worse than minmax.
     percentile : float in [0, 100]

@@ -173,3 +173,24 @@ def reference_kmeans_1d(values, k, max_iter=1000):
             break
         c = new
     return np.sort(c)
+
+
+def reference_optimal_kmeans_sse(values, k):
+    """The least total squared error of k contiguous groups of the sorted
+    values, by the O(k n²) dynamic program."""
+    x = np.sort(np.asarray(values, np.float64).ravel())
+    n = x.size
+    p1 = np.concatenate([[0.0], np.cumsum(x)])
+    p2 = np.concatenate([[0.0], np.cumsum(x * x)])
+
+    def cost(a, b):
+        s = p1[b] - p1[a]
+        return max(0.0, p2[b] - p2[a] - s * s / (b - a))
+
+    best = np.array([cost(0, i) if i else np.inf for i in range(n + 1)])
+    for layer in range(1, k):
+        nxt = np.full(n + 1, np.inf)
+        for i in range(layer + 1, n + 1):
+            nxt[i] = min(best[j] + cost(j, i) for j in range(layer, i))
+        best = nxt
+    return best[n]

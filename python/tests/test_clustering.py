@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
-from _reference_quantization import reference_kmeans_1d
+from _reference_quantization import reference_kmeans_1d, reference_optimal_kmeans_sse
 
 
 def mixture(n, k, seed):
@@ -127,3 +127,22 @@ def test_bad_input():
             sp.cluster(x, 4)
     with pytest.raises(ValueError, match="out of range"):
         sp.ClusteredTensor(np.array([0, 5], np.uint8), np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("n,k", [(40, 3), (90, 5), (200, 8), (17, 16)])
+def test_optimal_matches_the_dynamic_program(n, k):
+    w = np.random.default_rng(n).standard_t(3, size=n).astype(np.float32)
+    c = sp.cluster(w, k, init="optimal")
+    sse = float(np.sum((c.dequantize().astype(np.float64) - w.astype(np.float64)) ** 2))
+    assert sse == pytest.approx(reference_optimal_kmeans_sse(w, k), rel=1e-6, abs=1e-9)
+    np.testing.assert_array_equal(c.indices.ravel(), nearest(w, c.centroids))
+    for init in ("linear", "kmeans++"):
+        other = sp.cluster(w, k, init=init)
+        assert sse <= float(np.sum((other.dequantize().astype(np.float64) - w) ** 2)) * (1 + 1e-9)
+
+
+def test_max_iter_zero_keeps_the_linear_init():
+    w = np.linspace(-1, 1, 101).astype(np.float32) ** 3
+    c = sp.cluster(w, 5, max_iter=0)
+    np.testing.assert_allclose(c.centroids, np.linspace(w.min(), w.max(), 5), rtol=1e-6, atol=1e-7)
+    assert c.iterations == 0

@@ -95,3 +95,13 @@ def test_bad_input():
         sp.gptq(w, x[:10], 4, 32, damp=0.0)  # rank 10 < 64
     with pytest.raises(TypeError, match="floating-point"):
         sp.gptq(w, x.astype(np.int32), 4, 32)
+
+
+@pytest.mark.parametrize("cols,group", [(100, 25), (130, None), (7, 7)])
+def test_odd_sizes_match_reference(cols, group):
+    w, x = layer(5, cols, 300, cols)
+    q = sp.gptq(w, x, 4, group)
+    values, scales, _ = reference_gptq(w, x, 4, group, 0.01)
+    diff = np.abs(q.values.astype(np.int64) - values)
+    assert diff.max() <= 1 and np.mean(diff != 0) < 0.01
+    np.testing.assert_allclose(q.scale, scales, rtol=1e-4)

@@ -222,9 +222,32 @@ def test_config_round_trip():
     with pytest.raises(ValueError, match="values"):
         sp.QuantizedTensor.from_config(bad)
     bad = q.to_config()
+    bad["zero_point"] = np.full(q.scale.shape, 1, np.int32)
+    with pytest.raises(ValueError, match="zero_point"):
+        sp.QuantizedTensor.from_config(bad)
+    affine = sp.quantize(w, 4, symmetric=False).to_config()
+    affine["zero_point"] = np.array([[-1]], np.int32)
+    with pytest.raises(ValueError, match="zero_point"):
+        sp.QuantizedTensor.from_config(affine)
+    bad = q.to_config()
     bad["scale"] = np.zeros((1, 32), np.float32)
     with pytest.raises(ValueError, match="scale"):
         sp.QuantizedTensor.from_config(bad)
+
+
+def test_dequantize_into_out():
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((16, 24)).astype(np.float32)
+    q = sp.quantize(w, 4, axis=1, group_size=4, symmetric=False)
+    out = np.full(w.shape, np.nan, np.float32)
+    assert q.dequantize(out=out) is out
+    np.testing.assert_array_equal(out, q.dequantize())
+    with pytest.raises(ValueError, match="out"):
+        q.dequantize(out=np.empty((16, 23), np.float32))
+    with pytest.raises(ValueError, match="out"):
+        q.dequantize(out=np.empty((24, 16), np.float32).T)
+    with pytest.raises(TypeError, match="out"):
+        q.dequantize(out=np.empty(w.shape, np.float64))
 
 
 def test_dequantize_is_close_to_input():
@@ -397,3 +420,36 @@ def test_metrics_closed_form():
         sp.sqnr_db(w, np.ones(3))
     with pytest.raises(ValueError, match="NaN"):
         sp.relative_error(np.array([np.nan]), np.array([1.0]))
+
+
+def test_thread_counts_and_python_threads_agree():
+    import threading
+
+    rng = np.random.default_rng(14)
+    arrays = [rng.standard_normal((300, 512)).astype(np.float32) for _ in range(4)]
+    expected = [reference_quantize(a, 4, True, 0, 64)[0] for a in arrays]
+    previous = sp.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            sp.set_num_threads(n)
+            np.testing.assert_array_equal(sp.quantize(arrays[0], 4, axis=0, group_size=64).values, expected[0])
+    finally:
+        sp.set_num_threads(previous)
+    results: dict = {}
+    errors: list = []
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(5):
+                results[i] = sp.quantize(arrays[i], 4, axis=0, group_size=64).values
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(4):
+        np.testing.assert_array_equal(results[i], expected[i])

@@ -193,7 +193,8 @@ sp_status sp_sparsegpt_f64(const double *w, int64_t rows, int64_t columns, const
 /** or the clipping range minimizing the reconstruction MSE (never worse than minmax). */
 #define SP_CALIBRATION_MSE 2
 
-/** Fills scale_shape_out (ndim extents) with the scale shape of the layout. */
+/** Fills scale_shape_out (ndim extents) with the scale shape of the layout.
+ *  SP_ERR_VALUE: bad layout (see above), ndim outside 0..64. */
 sp_status sp_quant_scale_shape(const int64_t *shape, int64_t ndim, bool has_axis, int64_t axis,
                                int64_t group_size, int64_t *scale_shape_out);
 
@@ -221,7 +222,9 @@ sp_status sp_quant_quantize_f64(const double *w, const int64_t *shape, int64_t n
 
 /**
  * out = (q - zero_point) * scale in float, per group of the layout.
- * values and zero_point are int8 when `symmetric`, else uint8.
+ * values (the product of shape elements) and zero_point (n_scales) are int8
+ * when `symmetric`, else uint8; scale has n_scales floats; out has one float
+ * per value. SP_ERR_VALUE: bad layout, n_scales not matching, NULL buffers.
  */
 sp_status sp_quant_dequantize(const void *values, bool symmetric, const int64_t *shape, int64_t ndim,
                               bool has_axis, int64_t axis, int64_t group_size,
@@ -265,8 +268,10 @@ sp_status sp_quant_gptq_f64(const double *w, int64_t rows, int64_t cols, const d
 
 /** k-means initializations of sp_cluster_fit_f32: linspace(min, max, k), */
 #define SP_CLUSTER_INIT_LINEAR 0
-/** or k-means++ (seeded). */
+/** or k-means++ (seeded), */
 #define SP_CLUSTER_INIT_KMEANS_PLUS_PLUS 1
+/** or the globally optimal clustering (dynamic programming, no iterations). */
+#define SP_CLUSTER_INIT_OPTIMAL 2
 
 /**
  * 1-D k-means of the n values of w into n_clusters (1..65536) centroids,

@@ -2,7 +2,7 @@
 ///
 /// Every kernel walks the tensor in C order, split into one contiguous flat
 /// range per worker, so reads are sequential whatever the layout.
-enum GroupWalk {
+enum QuantizationGroupWalk {
     static let minimumPerWorker = 1 << 16
 
     /// Calls `runBody(flatStart, count, group)` for the maximal stretches of
@@ -42,26 +42,26 @@ enum GroupWalk {
 /// `pointwiseMin` follows IEEE `minimum` lane by lane and is not inlined);
 /// the data are checked for NaN separately.
 @inline(__always)
-func lanewiseMin<S: QuantizationScalar>(_ a: SIMD8<S>, _ b: SIMD8<S>) -> SIMD8<S> {
+func quantizationLaneMin<S: QuantizationScalar>(_ a: SIMD8<S>, _ b: SIMD8<S>) -> SIMD8<S> {
     var r = a
     for j in 0 ..< 8 { r[j] = b[j] < a[j] ? b[j] : a[j] }
     return r
 }
 
 @inline(__always)
-func lanewiseMax<S: QuantizationScalar>(_ a: SIMD8<S>, _ b: SIMD8<S>) -> SIMD8<S> {
+func quantizationLaneMax<S: QuantizationScalar>(_ a: SIMD8<S>, _ b: SIMD8<S>) -> SIMD8<S> {
     var r = a
     for j in 0 ..< 8 { r[j] = a[j] < b[j] ? b[j] : a[j] }
     return r
 }
 
 @inline(__always)
-func loadVector<S: SIMDScalar>(_ p: UnsafePointer<S>) -> SIMD8<S> {
+func quantizationLoad8<S: SIMDScalar>(_ p: UnsafePointer<S>) -> SIMD8<S> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<S>.self)
 }
 
 @inline(__always)
-func storeVector<S: SIMDScalar>(_ v: SIMD8<S>, _ p: UnsafeMutablePointer<S>) {
+func quantizationStore8<S: SIMDScalar>(_ v: SIMD8<S>, _ p: UnsafeMutablePointer<S>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<S>.self)
 }
 
@@ -69,28 +69,28 @@ func storeVector<S: SIMDScalar>(_ v: SIMD8<S>, _ p: UnsafeMutablePointer<S>) {
 @_specialize(where S == Float)
 @_specialize(where S == Double)
 @inline(never)
-func reduceRun<S: QuantizationScalar>(_ p: UnsafePointer<S>, _ count: Int, _ lo: S, _ hi: S) -> (S, S, S) {
+func quantizationRangeOfRun<S: QuantizationScalar>(_ p: UnsafePointer<S>, _ count: Int, _ lo: S, _ hi: S) -> (S, S, S) {
     var vLo = SIMD8<S>(repeating: lo), vHi = SIMD8<S>(repeating: hi), bad = SIMD8<S>(repeating: 0)
     var i = 0
     // Two independent chains, to hide the latency of min/max.
     var vLo2 = vLo, vHi2 = vHi, bad2 = bad
     while i + 16 <= count {
-        let v = loadVector(p + i), w = loadVector(p + i + 8)
-        vLo = lanewiseMin(vLo, v)
-        vHi = lanewiseMax(vHi, v)
+        let v = quantizationLoad8(p + i), w = quantizationLoad8(p + i + 8)
+        vLo = quantizationLaneMin(vLo, v)
+        vHi = quantizationLaneMax(vHi, v)
         bad += v - v
-        vLo2 = lanewiseMin(vLo2, w)
-        vHi2 = lanewiseMax(vHi2, w)
+        vLo2 = quantizationLaneMin(vLo2, w)
+        vHi2 = quantizationLaneMax(vHi2, w)
         bad2 += w - w
         i += 16
     }
-    vLo = lanewiseMin(vLo, vLo2)
-    vHi = lanewiseMax(vHi, vHi2)
+    vLo = quantizationLaneMin(vLo, vLo2)
+    vHi = quantizationLaneMax(vHi, vHi2)
     bad += bad2
     while i + 8 <= count {
-        let v = loadVector(p + i)
-        vLo = lanewiseMin(vLo, v)
-        vHi = lanewiseMax(vHi, v)
+        let v = quantizationLoad8(p + i)
+        vLo = quantizationLaneMin(vLo, v)
+        vHi = quantizationLaneMax(vHi, v)
         bad += v - v
         i += 8
     }
@@ -114,15 +114,15 @@ func reduceRun<S: QuantizationScalar>(_ p: UnsafePointer<S>, _ count: Int, _ lo:
 @_specialize(where S == Float)
 @_specialize(where S == Double)
 @inline(never)
-func reduceRow<S: QuantizationScalar>(
+func quantizationRangeOfRow<S: QuantizationScalar>(
     _ p: UnsafePointer<S>, _ count: Int, _ lo: UnsafeMutablePointer<S>, _ hi: UnsafeMutablePointer<S>
 ) -> S {
     var bad = SIMD8<S>(repeating: 0)
     var i = 0
     while i + 8 <= count {
-        let v = loadVector(p + i)
-        storeVector(lanewiseMin(loadVector(lo + i), v), lo + i)
-        storeVector(lanewiseMax(loadVector(hi + i), v), hi + i)
+        let v = quantizationLoad8(p + i)
+        quantizationStore8(quantizationLaneMin(quantizationLoad8(lo + i), v), lo + i)
+        quantizationStore8(quantizationLaneMax(quantizationLoad8(hi + i), v), hi + i)
         bad += v - v
         i += 8
     }
@@ -149,7 +149,7 @@ public func groupRanges<S: QuantizationScalar>(
     guard x.count == total else {
         throw SwiftPruneError.value("weights have \(x.count) elements, shape \(layout.shape) needs \(total)")
     }
-    let workers = Threading.workerCount(for: total, minimumPerWorker: GroupWalk.minimumPerWorker)
+    let workers = Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
     var lo = [S](repeating: .greatestFiniteMagnitude, count: groups * workers)
     var hi = [S](repeating: -.greatestFiniteMagnitude, count: groups * workers)
     var bad = [S](repeating: 0, count: workers)
@@ -164,15 +164,15 @@ public func groupRanges<S: QuantizationScalar>(
                 parallelFor(workers: workers) { worker in
                     let myLo = loBase + worker * groups, myHi = hiBase + worker * groups
                     var nonFinite = SIMD8<S>(repeating: 0)
-                    GroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
+                    QuantizationGroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
                         let p = base + start
                         if layout.inner == 1 {
-                            let (l, h, b) = reduceRun(p, count, myLo[group], myHi[group])
+                            let (l, h, b) = quantizationRangeOfRun(p, count, myLo[group], myHi[group])
                             myLo[group] = l
                             myHi[group] = h
                             nonFinite[0] += b
                         } else {
-                            nonFinite[0] += reduceRow(p, count, myLo + group, myHi + group)
+                            nonFinite[0] += quantizationRangeOfRow(p, count, myLo + group, myHi + group)
                         }
                     }
                     badBase[worker] = nonFinite.sum()
@@ -208,9 +208,9 @@ public func gatherGroups<S: QuantizationScalar>(
     guard total > 0, x.count == total, out.count == total else { return }
     let src = x.baseAddress!, dst = out.baseAddress!
     let length = layout.groupLength, run = layout.run, groups = layout.groupsAlong, inner = layout.inner
-    let workers = Threading.workerCount(for: total, minimumPerWorker: GroupWalk.minimumPerWorker)
+    let workers = Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
     parallelFor(workers: workers) { worker in
-        GroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
+        QuantizationGroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
             if inner == 1 {
                 // Run r = (a, b): position a * run + (offset in run).
                 let r = start / run

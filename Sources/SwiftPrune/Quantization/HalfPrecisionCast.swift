@@ -130,3 +130,28 @@ public enum HalfPrecisionCast {
         try map(x, out) { brain($0) }
     }
 }
+
+extension HalfPrecisionCast {
+    /// The float16 bit patterns of `tensor` (same shape).
+    public static func float16<S: QuantizationScalar>(_ tensor: Tensor<S>) throws -> Tensor<UInt16> {
+        try convert(tensor, bfloat: false)
+    }
+
+    /// The bfloat16 bit patterns of `tensor` (same shape).
+    public static func bfloat16<S: QuantizationScalar>(_ tensor: Tensor<S>) throws -> Tensor<UInt16> {
+        try convert(tensor, bfloat: true)
+    }
+
+    static func convert<S: QuantizationScalar>(_ tensor: Tensor<S>, bfloat: Bool) throws -> Tensor<UInt16> {
+        try Tensor<UInt16>.filling(shape: tensor.shape) { out in
+            try tensor.scalars.withUnsafeBufferPointer { x in
+                if let f = x as? UnsafeBufferPointer<Float> {
+                    bfloat ? try toBFloat16(f, into: out) : try toFloat16(f, into: out)
+                } else {
+                    let d = x.map(Double.init)
+                    try d.withUnsafeBufferPointer { bfloat ? try toBFloat16($0, into: out) : try toFloat16($0, into: out) }
+                }
+            }
+        }
+    }
+}

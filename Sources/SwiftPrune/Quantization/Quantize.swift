@@ -1,3 +1,72 @@
+/// `out[i] = clamp(round_half_even(x[i] / scale) + zero)` for one group
+/// stored contiguously; `lo`/`hi` are the grid bounds minus `zero`.
+@_specialize(where S == Float, O == Int8)
+@_specialize(where S == Float, O == UInt8)
+@_specialize(where S == Double, O == Int8)
+@_specialize(where S == Double, O == UInt8)
+@inline(never)
+func quantizeRun<S: QuantizationScalar, O: FixedWidthInteger>(
+    _ p: UnsafePointer<S>, _ count: Int, _ scale: S, _ lo: S, _ hi: S, _ zero: Int32, into o: UnsafeMutablePointer<O>
+) {
+    for i in 0 ..< count {
+        let t = Swift.min(Swift.max(p[i] / scale, lo), hi)
+        o[i] = O(truncatingIfNeeded: t.roundedToInt32 &+ zero)
+    }
+}
+
+/// Calibrates and quantizes `x` into `out` (see ``quantizeValues``), and
+/// returns the scales and zero points. With minmax calibration and groups
+/// that are contiguous runs (per channel along axis 0, groups along the last
+/// dimension), each group is reduced and quantized while it is in cache: one
+/// pass over memory instead of two.
+/// - Throws: ``SwiftPruneError`` as ``QuantizationCalibration/parameters(_:layout:scheme:method:)``.
+@_specialize(where S == Float, O == Int8)
+@_specialize(where S == Float, O == UInt8)
+@_specialize(where S == Double, O == Int8)
+@_specialize(where S == Double, O == UInt8)
+public func quantizeBuffer<S: QuantizationScalar, O: FixedWidthInteger>(
+    _ x: UnsafeBufferPointer<S>, layout: QuantizationLayout, scheme: QuantizationScheme, method: CalibrationMethod,
+    into out: UnsafeMutableBufferPointer<O>
+) throws -> (scales: [Float], zeroPoints: [Int32]) {
+    let total = layout.count, groups = layout.groupCount, run = layout.run
+    guard x.count == total, out.count == total else {
+        throw SwiftPruneError.value("quantization buffers do not match shape \(layout.shape)")
+    }
+    let runBytes = run * MemoryLayout<S>.stride
+    guard method == .minmax, layout.outer == 1, layout.inner == 1, groups > 1, run > 0, runBytes <= 1 << 19 else {
+        let (scales, zeroPoints) = try QuantizationCalibration.parameters(x, layout: layout, scheme: scheme, method: method)
+        try quantizeValues(x, layout: layout, scheme: scheme, scales: scales, zeroPoints: zeroPoints, into: out)
+        return (scales, zeroPoints)
+    }
+    var scales = [Float](repeating: 1, count: groups)
+    var zeroPoints = [Int32](repeating: 0, count: groups)
+    let workers = Swift.min(groups, Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker))
+    var bad = [Bool](repeating: false, count: workers)
+    let src = x.baseAddress!, dst = out.baseAddress!
+    scales.withUnsafeMutableBufferPointer { sb in
+        zeroPoints.withUnsafeMutableBufferPointer { zb in
+            bad.withUnsafeMutableBufferPointer { bb in
+                let sBase = sb.baseAddress!, zBase = zb.baseAddress!, bBase = bb.baseAddress!
+                parallelFor(workers: workers) { worker in
+                    var nonFinite = false
+                    for g in partitionRange(groups, parts: workers, index: worker) {
+                        let p = src + g * run
+                        let (lo, hi, check) = quantizationRangeOfRun(p, run, .greatestFiniteMagnitude, -.greatestFiniteMagnitude)
+                        if !(check == 0) { nonFinite = true; continue }
+                        let (scale, zero) = scheme.parameters(lo: lo, hi: hi, as: S.self)
+                        sBase[g] = scale
+                        zBase[g] = zero
+                        quantizeRun(p, run, S(scale), S(scheme.qmin - zero), S(scheme.qmax - zero), zero, into: dst + g * run)
+                    }
+                    bBase[worker] = nonFinite
+                }
+            }
+        }
+    }
+    if bad.contains(true) { throw SwiftPruneError.value("weights contain NaN or Inf values") }
+    return (scales, zeroPoints)
+}
+
 /// Writes `clamp(round_half_even(x / scale) + zeroPoint, qmin, qmax)` for
 /// every element of `x` into `out`, with the scale and zero point of its
 /// group under `layout`. The division is done in `S` on the `Float` scale,
@@ -29,21 +98,17 @@ public func quantizeValues<S: QuantizationScalar, O: FixedWidthInteger>(
         upper[g] = S(scheme.qmax - zeroPoints[g])
     }
     let src = x.baseAddress!, dst = out.baseAddress!
-    let workers = Threading.workerCount(for: total, minimumPerWorker: GroupWalk.minimumPerWorker)
+    let workers = Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
     divisors.withUnsafeBufferPointer { dv in
         lower.withUnsafeBufferPointer { lw in
             upper.withUnsafeBufferPointer { up in
                 zeroPoints.withUnsafeBufferPointer { zp in
                     let d = dv.baseAddress!, l = lw.baseAddress!, u = up.baseAddress!, z = zp.baseAddress!
                     parallelFor(workers: workers) { worker in
-                        GroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
+                        QuantizationGroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
                             let p = src + start, o = dst + start
                             if layout.inner == 1 {
-                                let s = d[group], lo = l[group], hi = u[group], zero = z[group]
-                                for i in 0 ..< count {
-                                    let t = Swift.min(Swift.max(p[i] / s, lo), hi)
-                                    o[i] = O(truncatingIfNeeded: t.roundedToInt32 &+ zero)
-                                }
+                                quantizeRun(p, count, d[group], l[group], u[group], z[group], into: o)
                             } else {
                                 let s = d + group, lo = l + group, hi = u + group, zero = z + group
                                 for i in 0 ..< count {
@@ -76,9 +141,9 @@ public func dequantizeValues<O: FixedWidthInteger>(
     guard total > 0 else { return }
     let src = values.baseAddress!, dst = out.baseAddress!
     let sc = scales.baseAddress!, zp = zeroPoints.baseAddress!
-    let workers = Threading.workerCount(for: total, minimumPerWorker: GroupWalk.minimumPerWorker)
+    let workers = Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
     parallelFor(workers: workers) { worker in
-        GroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
+        QuantizationGroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
             let p = src + start, o = dst + start
             if layout.inner == 1 {
                 let s = sc[group], zero = zp[group]

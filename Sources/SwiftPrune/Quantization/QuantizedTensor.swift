@@ -98,14 +98,14 @@ public func quantize<S: QuantizationScalar>(
     let scheme = try QuantizationScheme(bits: bits, symmetric: symmetric)
     let layout = try QuantizationLayout(shape: weights.shape, axis: axis, groupSize: groupSize)
     return try weights.scalars.withUnsafeBufferPointer { x in
-        let (scales, zeroPoints) = try Calibration.parameters(x, layout: layout, scheme: scheme, method: method)
+        var scales: [Float] = [], zeroPoints: [Int32] = []
         let storage = try [UInt8](unsafeUninitializedCapacity: x.count) { out, n in
             if symmetric {
-                try out.withMemoryRebound(to: Int8.self) {
-                    try quantizeValues(x, layout: layout, scheme: scheme, scales: scales, zeroPoints: zeroPoints, into: $0)
+                (scales, zeroPoints) = try out.withMemoryRebound(to: Int8.self) {
+                    try quantizeBuffer(x, layout: layout, scheme: scheme, method: method, into: $0)
                 }
             } else {
-                try quantizeValues(x, layout: layout, scheme: scheme, scales: scales, zeroPoints: zeroPoints, into: out)
+                (scales, zeroPoints) = try quantizeBuffer(x, layout: layout, scheme: scheme, method: method, into: out)
             }
             n = x.count
         }

@@ -34,6 +34,10 @@ public enum Codebook {
         var midpoints = [Double](repeating: .infinity, count: size)
         for j in 0 ..< (k - 1) { midpoints[j] = (Double(centroids[j]) + Double(centroids[j + 1])) / 2 }
         guard x.count > 0 else { return }
+        if k <= smallCodebook {
+            try assignSmall(x, midpoints: Array(midpoints[0 ..< (k - 1)]), into: out)
+            return
+        }
         let src = x.baseAddress!, dst = out.baseAddress!
         let workers = Threading.workerCount(for: x.count, minimumPerWorker: 1 << 15)
         var bad = [Bool](repeating: false, count: workers)
@@ -60,6 +64,56 @@ public enum Codebook {
             }
         }
         if bad.contains(true) { throw SwiftPruneError.value("weights contain NaN or Inf values") }
+    }
+
+    /// Codebooks up to this size are searched by counting thresholds with SIMD.
+    static let smallCodebook = 32
+
+    /// The largest `Float` not above `m`: for a `Float` x, `x > m` exactly
+    /// when `x > floorFloat(m)`.
+    static func floorFloat(_ m: Double) -> Float {
+        let f = Float(m)
+        return Double(f) > m ? f.nextDown : f
+    }
+
+    /// The index of each value as the count of midpoints below it, eight
+    /// values at a time.
+    static func assignSmall<I: FixedWidthInteger & UnsignedInteger>(
+        _ x: UnsafeBufferPointer<Float>, midpoints: [Double], into out: UnsafeMutableBufferPointer<I>
+    ) throws {
+        let thresholds = midpoints.map(floorFloat)
+        let src = x.baseAddress!, dst = out.baseAddress!
+        let workers = Threading.workerCount(for: x.count, minimumPerWorker: 1 << 15)
+        var bad = [Float](repeating: 0, count: workers)
+        thresholds.withUnsafeBufferPointer { tb in
+            bad.withUnsafeMutableBufferPointer { flags in
+                let flag = flags.baseAddress!
+                parallelFor(workers: workers) { worker in
+                    let range = partitionRange(x.count, parts: workers, index: worker)
+                    var nonFinite = SIMD8<Float>(repeating: 0)
+                    var i = range.lowerBound
+                    while i + 8 <= range.upperBound {
+                        let v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
+                        nonFinite += v - v
+                        var index = SIMD8<Int32>(repeating: 0)
+                        for t in tb { index = index.replacing(with: index &+ 1, where: v .> SIMD8<Float>(repeating: t)) }
+                        for lane in 0 ..< 8 { dst[i + lane] = I(truncatingIfNeeded: index[lane]) }
+                        i += 8
+                    }
+                    var tail: Float = 0
+                    while i < range.upperBound {
+                        let v = src[i]
+                        tail += v - v
+                        var index = 0
+                        for t in tb where v > t { index += 1 }
+                        dst[i] = I(truncatingIfNeeded: index)
+                        i += 1
+                    }
+                    flag[worker] = nonFinite.sum() + tail
+                }
+            }
+        }
+        if bad.contains(where: { !($0 == 0) }) { throw SwiftPruneError.value("weights contain NaN or Inf values") }
     }
 
     /// `out[i] = centroids[indices[i]]`.

@@ -11,6 +11,10 @@ public enum ClusterInitialization: Int32, Sendable {
     case linear = 0
     /// k-means++ (D² sampling with greedy trials, as scikit-learn), seeded.
     case kmeansPlusPlus = 1
+    /// No initialization: the globally optimal clustering by dynamic
+    /// programming over the sorted values (O(k n log n), divide and conquer
+    /// on the monotone split points); no Lloyd iterations are needed.
+    case optimal = 2
 }
 
 /// One-dimensional k-means (weight sharing / palettization) on sorted values.
@@ -33,7 +37,7 @@ public struct KMeans1D: Sendable {
 
     /// Clusters the values of `x` into `clusters` groups.
     /// - Throws: ``SwiftPruneError`` for NaN/Inf, `clusters` outside
-    ///   1...65536 or a negative `maxIterations`.
+    ///   1...65536 or a negative `maxIterations` (0: the initial centroids, no update).
     public init(_ x: UnsafeBufferPointer<Float>, clusters k: Int, initialization: ClusterInitialization = .linear,
                 maxIterations: Int = 100, seed: UInt64 = 0) throws {
         guard k >= 1 && k <= 65536 else {
@@ -50,7 +54,7 @@ public struct KMeans1D: Sendable {
             (centroids, iterations, inertia) = ([Float](repeating: 0, count: k), 0, 0)
             return
         }
-        let s = FloatRadixSort.sorted(x)
+        let s = ClusteringRadixSort.sorted(x)
         var p1 = [Double](repeating: 0, count: n + 1), p2 = [Double](repeating: 0, count: n + 1)
         for i in 0 ..< n {
             let v = Double(s[i])
@@ -68,16 +72,41 @@ public struct KMeans1D: Sendable {
             (iterations, inertia) = (0, 0)
             return
         }
-        let data = SortedData(values: s, p1: p1, p2: p2)
+        let data = KMeansSortedData(values: s, p1: p1, p2: p2)
         var c: [Double]
+        if initialization == .optimal {
+            let ends = data.optimalEnds(k)
+            var start = 0
+            var result = [Float](repeating: 0, count: k)
+            var total = 0.0
+            for j in 0 ..< k {
+                let end = ends[j]
+                let mean = (p1[end] - p1[start]) / Double(end - start)
+                result[j] = Float(mean)
+                total += data.squaredError(start, end, mean)
+                start = end
+            }
+            (centroids, iterations, inertia) = (result, 0, total)
+            return
+        }
         switch initialization {
         case .linear:
             let lo = Double(s[0]), hi = Double(s[n - 1])
             c = k == 1 ? [(lo + hi) / 2] : (0 ..< k).map { lo + (hi - lo) * Double($0) / Double(k - 1) }
         case .kmeansPlusPlus:
             c = data.plusPlus(k, seed: seed)
+        case .optimal:
+            c = []
         }
         c.sort()
+        if maxIterations == 0 {
+            let initial = c.map { Float($0) }
+            let finalEnds = data.ends(initial.map(Double.init))
+            var total = 0.0, start = 0
+            for j in 0 ..< k { total += data.squaredError(start, finalEnds[j], Double(initial[j])); start = finalEnds[j] }
+            (centroids, iterations, inertia) = (initial, 0, total)
+            return
+        }
         var ends = data.ends(c)
         var iteration = 0
         while iteration < maxIterations {
@@ -131,7 +160,7 @@ public struct KMeans1D: Sendable {
 }
 
 /// Sorted values with prefix sums of `x` and `x²`.
-struct SortedData {
+struct KMeansSortedData {
     let values: [Float]
     let p1: [Double]
     let p2: [Double]
@@ -192,9 +221,75 @@ struct SortedData {
         return count - 1
     }
 
+    /// The squared error of `values[a..<b]` around its mean.
+    @inline(__always)
+    func segmentCost(_ a: Int, _ b: Int) -> Double {
+        let count = Double(b - a)
+        let s1 = p1[b] - p1[a]
+        return Swift.max(0, (p2[b] - p2[a]) - s1 * s1 / count)
+    }
+
+    /// The end indices of the `k` contiguous segments of least total squared
+    /// error (each non-empty; needs at least `k` values). Layer by layer,
+    /// `cost[m][i] = min_j cost[m-1][j] + segmentCost(j, i)`, whose best `j`
+    /// is monotone in `i`: divide and conquer, O(n log n) per layer.
+    func optimalEnds(_ k: Int) -> [Int] {
+        let n = count
+        var previous = [Double](repeating: .infinity, count: n + 1)
+        var current = [Double](repeating: .infinity, count: n + 1)
+        var split = [Int32](repeating: 0, count: (k - 1) * (n + 1))
+        for i in 1 ... n { previous[i] = segmentCost(0, i) }
+        for layer in 1 ..< k {
+            // Segments 0...layer cover values[0..<i], i >= layer + 1.
+            current.withUnsafeMutableBufferPointer { cur in
+                previous.withUnsafeBufferPointer { prev in
+                    split.withUnsafeMutableBufferPointer { sp in
+                        let row = sp.baseAddress! + (layer - 1) * (n + 1)
+                        let curBase = cur.baseAddress!, prevBase = prev.baseAddress!
+                        func solve(_ lo: Int, _ hi: Int, _ optLo: Int, _ optHi: Int) {
+                            guard lo <= hi else { return }
+                            let mid = (lo + hi) / 2
+                            var best = Double.infinity, bestJ = optLo
+                            let last = Swift.min(mid - 1, optHi)
+                            var j = optLo
+                            while j <= last {
+                                let v = prevBase[j] + segmentCost(j, mid)
+                                if v < best { best = v; bestJ = j }
+                                j += 1
+                            }
+                            curBase[mid] = best
+                            row[mid] = Int32(truncatingIfNeeded: bestJ)
+                            solve(lo, mid - 1, optLo, bestJ)
+                            solve(mid + 1, hi, bestJ, optHi)
+                        }
+                        let lo = layer + 1, hi = n
+                        // The two halves of the top split are independent: run them concurrently.
+                        let mid = (lo + hi) / 2
+                        solve(mid, mid, layer, n - 1)
+                        let bestJ = Int(row[mid])
+                        let workers = Threading.workerCount(for: n, minimumPerWorker: 1 << 14) > 1 ? 2 : 1
+                        parallelFor(workers: workers) { worker in
+                            if workers == 1 || worker == 0 { solve(lo, mid - 1, layer, bestJ) }
+                            if workers == 1 || worker == 1 { solve(mid + 1, hi, bestJ, n - 1) }
+                        }
+                    }
+                }
+            }
+            swap(&previous, &current)
+        }
+        var ends = [Int](repeating: n, count: k)
+        var end = n
+        for layer in stride(from: k - 1, to: 0, by: -1) {
+            let j = Int(split[(layer - 1) * (n + 1) + end])
+            ends[layer - 1] = j
+            end = j
+        }
+        return ends
+    }
+
     /// k-means++ with 2 + ⌊ln k⌋ greedy trials per centroid (scikit-learn's rule).
     func plusPlus(_ k: Int, seed: UInt64) -> [Double] {
-        var random = SplitMix64(seed: seed)
+        var random = KMeansRandom(seed: seed)
         var centers = [Double(values[Int(random.next() % UInt64(count))])]
         let trials = 2 + Int(log(Double(k)))
         while centers.count < k {
@@ -213,8 +308,8 @@ struct SortedData {
     }
 }
 
-/// A small seeded generator (SplitMix64).
-struct SplitMix64 {
+/// A small seeded generator (KMeansRandom).
+struct KMeansRandom {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

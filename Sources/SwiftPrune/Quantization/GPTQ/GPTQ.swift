@@ -13,6 +13,9 @@
 /// already-updated weights when the group starts; without it, one scale per
 /// row from the weights before any update.
 public enum GPTQ {
+    /// The widest layer handled: three `cols × cols` float64 matrices are live.
+    public static let maximumColumns = 32768
+
     /// Quantizes `weights` (rows × cols) against `activations` (samples × cols).
     /// - Throws: ``SwiftPruneError`` for NaN/Inf, bad sizes, a group size not
     ///   dividing `cols`, negative `damp`, or a Hessian that is not positive
@@ -35,6 +38,9 @@ public enum GPTQ {
             throw SwiftPruneError.value("x needs at least one calibration sample")
         }
         let layout = try QuantizationLayout(shape: [rows, cols], axis: 0, groupSize: groupSize)
+        guard cols <= maximumColumns else {
+            throw SwiftPruneError(.outOfMemory, "gptq needs three \(cols) x \(cols) float64 matrices; at most \(maximumColumns) input columns are supported")
+        }
         for v in weights where !v.isFinite { throw SwiftPruneError.value("weights contain NaN or Inf values") }
         for v in activations where !v.isFinite { throw SwiftPruneError.value("x contains NaN or Inf values") }
         let group = groupSize ?? cols
@@ -128,5 +134,26 @@ public enum GPTQ {
             }
         }
         return try QuantizedTensor(layout: layout, scheme: scheme, storage: storage, scales: scales, zeroPoints: zeroPoints)
+    }
+}
+
+/// GPTQ on tensors: `weights` of shape `[out, in]`, `activations` of shape
+/// `[samples, in]`; see ``GPTQ``. The result has `axis` 0 and the given group size.
+/// - Throws: ``SwiftPruneError`` for bad shapes or values (see ``GPTQ/quantize(weights:rows:cols:activations:samples:scheme:groupSize:damp:blockSize:)``).
+public func gptq<S: QuantizationScalar>(
+    _ weights: Tensor<S>, activations: Tensor<S>, bits: Int = 4, symmetric: Bool = true, groupSize: Int? = 128,
+    damp: Double = 0.01
+) throws -> QuantizedTensor {
+    guard weights.rank == 2, activations.rank == 2, weights.shape[1] == activations.shape[1] else {
+        throw SwiftPruneError.value(
+            "gptq needs weights [out, in] and activations [samples, in], got \(weights.shape) and \(activations.shape)")
+    }
+    let w = weights.scalars.map(Double.init), x = activations.scalars.map(Double.init)
+    return try w.withUnsafeBufferPointer { wb in
+        try x.withUnsafeBufferPointer { xb in
+            try GPTQ.quantize(weights: wb, rows: weights.shape[0], cols: weights.shape[1], activations: xb,
+                              samples: activations.shape[0], scheme: QuantizationScheme(bits: bits, symmetric: symmetric),
+                              groupSize: groupSize, damp: damp)
+        }
     }
 }

@@ -32,61 +32,167 @@ public enum GPTQLinearAlgebra {
         for i in 0 ..< n { y[i] -= alpha * x[i] }
     }
 
-    /// `XᵀX / samples` (features × features) of `x` (samples × features).
+    /// `C[i][j] += sign · Σ_k a(i, k) · B[k][j]` for `i < m`, `j < n`, `k < depth`,
+    /// where `a(i, k) = a[i · aRowStride + k · aDepthStride]`, `B[k][j] =
+    /// b[k · bStride + j]`, `C[i][j] = c[i · cStride + j]`: a register-tiled
+    /// (4 × 8) multiply-accumulate, the one GEMM-shaped loop of GPTQ.
+    static func multiplyAccumulate(
+        m: Int, n: Int, depth: Int, sign: Double,
+        a: UnsafePointer<Double>, aRowStride: Int, aDepthStride: Int,
+        b: UnsafePointer<Double>, bStride: Int, c: UnsafeMutablePointer<Double>, cStride: Int
+    ) {
+        var i = 0
+        while i < m {
+            let rows = Swift.min(4, m - i)
+            var j = 0
+            while j + 8 <= n && rows == 4 {
+                var c00 = SIMD4<Double>(repeating: 0), c01 = c00, c10 = c00, c11 = c00
+                var c20 = c00, c21 = c00, c30 = c00, c31 = c00
+                let a0 = a + i * aRowStride, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride
+                for k in 0 ..< depth {
+                    let bk = b + k * bStride + j
+                    let b0 = load4(bk), b1 = load4(bk + 4)
+                    let o = k * aDepthStride
+                    let x0 = SIMD4<Double>(repeating: a0[o]), x1 = SIMD4<Double>(repeating: a1[o])
+                    let x2 = SIMD4<Double>(repeating: a2[o]), x3 = SIMD4<Double>(repeating: a3[o])
+                    c00.addProduct(x0, b0); c01.addProduct(x0, b1)
+                    c10.addProduct(x1, b0); c11.addProduct(x1, b1)
+                    c20.addProduct(x2, b0); c21.addProduct(x2, b1)
+                    c30.addProduct(x3, b0); c31.addProduct(x3, b1)
+                }
+                let s = SIMD4<Double>(repeating: sign)
+                func add(_ row: Int, _ lo: SIMD4<Double>, _ hi: SIMD4<Double>) {
+                    let p = c + (i + row) * cStride + j
+                    let raw = UnsafeMutableRawPointer(p)
+                    raw.storeBytes(of: load4(p).addingProduct(s, lo), as: SIMD4<Double>.self)
+                    (raw + 32).storeBytes(of: load4(p + 4).addingProduct(s, hi), as: SIMD4<Double>.self)
+                }
+                add(0, c00, c01); add(1, c10, c11); add(2, c20, c21); add(3, c30, c31)
+                j += 8
+            }
+            // Edges: plain dot products.
+            for r in 0 ..< rows {
+                let ar = a + (i + r) * aRowStride
+                for jj in j ..< n {
+                    var total = 0.0
+                    for k in 0 ..< depth { total += ar[k * aDepthStride] * b[k * bStride + jj] }
+                    c[(i + r) * cStride + jj] += sign * total
+                }
+            }
+            i += rows
+        }
+    }
+
+    /// `XᵀX / samples` (features × features) of `x` (samples × features):
+    /// lower block rows by ``multiplyAccumulate``, then mirrored.
     public static func gram(_ x: UnsafeBufferPointer<Double>, samples: Int, features: Int) -> [Double] {
         let n = features
-        var transposed = [Double](repeating: 0, count: samples * n)
-        transposed.withUnsafeMutableBufferPointer { t in
-            for s in 0 ..< samples {
-                for f in 0 ..< n { t[f * samples + s] = x[s * n + f] }
-            }
-        }
         var h = [Double](repeating: 0, count: n * n)
-        let scale = 1 / Double(Swift.max(samples, 1))
-        let workers = Threading.workerCount(for: n * n * samples / 2, minimumPerWorker: 1 << 20)
-        transposed.withUnsafeBufferPointer { t in
-            h.withUnsafeMutableBufferPointer { hb in
-                let tBase = t.baseAddress!, hBase = hb.baseAddress!
-                parallelFor(workers: workers) { worker in
-                    var i = worker
-                    while i < n {
-                        let row = tBase + i * samples
-                        for j in 0 ... i {
-                            let v = dot(row, tBase + j * samples, samples) * scale
-                            hBase[i * n + j] = v
-                            hBase[j * n + i] = v
+        guard n > 0 && samples > 0 else { return h }
+        let xBase = x.baseAddress!
+        let blocks = (n + 3) / 4
+        let workers = Swift.min(blocks, Threading.workerCount(for: n * n * samples / 2, minimumPerWorker: 1 << 20))
+        // Cache blocking: chunks of samples (depth) and of columns, so that the
+        // panel of x being reused stays in cache.
+        let depthChunk = 256, columnChunk = 512
+        h.withUnsafeMutableBufferPointer { hb in
+            let hBase = hb.baseAddress!
+            var k0 = 0
+            while k0 < samples {
+                let depth = Swift.min(depthChunk, samples - k0)
+                var j0 = 0
+                while j0 < n {
+                    let width = Swift.min(columnChunk, n - j0)
+                    let firstBlock = j0 / 4
+                    parallelFor(workers: workers) { worker in
+                        var block = firstBlock + worker
+                        while block < blocks {
+                            let i0 = block * 4, rows = Swift.min(4, n - i0)
+                            let columns = Swift.min(j0 + width, i0 + rows) - j0
+                            if columns > 0 {
+                                multiplyAccumulate(m: rows, n: columns, depth: depth, sign: 1,
+                                                   a: xBase + k0 * n + i0, aRowStride: 1, aDepthStride: n,
+                                                   b: xBase + k0 * n + j0, bStride: n, c: hBase + i0 * n + j0, cStride: n)
+                            }
+                            block += workers
                         }
-                        i += workers
                     }
+                    j0 += width
+                }
+                k0 += depth
+            }
+            let scale = 1 / Double(samples)
+            for i in 0 ..< n {
+                for j in 0 ... i {
+                    let v = hBase[i * n + j] * scale
+                    hBase[i * n + j] = v
+                    hBase[j * n + i] = v
                 }
             }
         }
         return h
     }
 
+    static let panel = 64
+
     /// The lower Cholesky factor of the symmetric matrix `a` (n × n), in place
-    /// (the upper triangle is zeroed).
+    /// (the upper triangle is zeroed). Blocked, left-looking: each panel of 64
+    /// columns is first updated with one ``multiplyAccumulate`` call, then
+    /// factored column by column.
     /// - Throws: ``SwiftPruneError`` if `a` is not positive definite.
     public static func cholesky(_ a: inout [Double], n: Int) throws {
         var failedAt = -1
+        let bs = panel
+        var packed = [Double](repeating: 0, count: n * bs)
         a.withUnsafeMutableBufferPointer { m in
-            let base = m.baseAddress!
-            for j in 0 ..< n {
-                let rowJ = base + j * n
-                let d = rowJ[j] - dot(rowJ, rowJ, j)
-                guard d > 0 && d.isFinite else { failedAt = j; return }
-                let pivot = d.squareRoot()
-                rowJ[j] = pivot
-                let below = n - j - 1
-                let workers = Threading.workerCount(for: below * Swift.max(j, 1), minimumPerWorker: 1 << 16)
-                parallelFor(workers: workers) { worker in
-                    for i in partitionRange(below, parts: workers, index: worker) {
-                        let rowI = base + (j + 1 + i) * n
-                        rowI[j] = (rowI[j] - dot(rowI, rowJ, j)) / pivot
+            packed.withUnsafeMutableBufferPointer { pk in
+                let base = m.baseAddress!, pBase = pk.baseAddress!
+                var j0 = 0
+                while j0 < n {
+                    let width = Swift.min(bs, n - j0)
+                    let below = n - j0
+                    // Panel update: A[j0..., j0..<j0+w] -= L[j0..., 0..<j0] · L[j0..<j0+w, 0..<j0]ᵀ.
+                    if j0 > 0 {
+                        for k in 0 ..< j0 { for j in 0 ..< width { pBase[k * width + j] = base[(j0 + j) * n + k] } }
+                        let workers = Swift.min(Swift.max(1, below / 16),
+                                                Threading.workerCount(for: below * width * j0, minimumPerWorker: 1 << 18))
+                        parallelFor(workers: workers) { worker in
+                            let rows = partitionRange(below, parts: workers, index: worker)
+                            guard !rows.isEmpty else { return }
+                            multiplyAccumulate(m: rows.count, n: width, depth: j0, sign: -1,
+                                               a: base + (j0 + rows.lowerBound) * n, aRowStride: n, aDepthStride: 1,
+                                               b: pBase, bStride: width, c: base + (j0 + rows.lowerBound) * n + j0, cStride: n)
+                        }
                     }
+                    // Factor the panel: its diagonal block, then the rows below.
+                    for j in j0 ..< j0 + width {
+                        let rowJ = base + j * n
+                        let d = rowJ[j] - dot(rowJ + j0, rowJ + j0, j - j0)
+                        guard d > 0 && d.isFinite else { failedAt = j; return }
+                        let pivot = d.squareRoot()
+                        rowJ[j] = pivot
+                        for i in (j + 1) ..< (j0 + width) {
+                            let rowI = base + i * n
+                            rowI[j] = (rowI[j] - dot(rowI + j0, rowJ + j0, j - j0)) / pivot
+                        }
+                    }
+                    let rest = n - j0 - width
+                    if rest > 0 {
+                        let workers = Threading.workerCount(for: rest * width * width, minimumPerWorker: 1 << 18)
+                        parallelFor(workers: workers) { worker in
+                            for r in partitionRange(rest, parts: workers, index: worker) {
+                                let rowI = base + (j0 + width + r) * n
+                                for j in j0 ..< j0 + width {
+                                    let rowJ = base + j * n
+                                    rowI[j] = (rowI[j] - dot(rowI + j0, rowJ + j0, j - j0)) / rowJ[j]
+                                }
+                            }
+                        }
+                    }
+                    j0 += width
                 }
+                for i in 0 ..< n { for j in (i + 1) ..< n where j < n { base[i * n + j] = 0 } }
             }
-            for i in 0 ..< n { for j in (i + 1) ..< n where j < n { base[i * n + j] = 0 } }
         }
         if failedAt >= 0 {
             throw SwiftPruneError.value(
@@ -94,39 +200,49 @@ public enum GPTQLinearAlgebra {
         }
     }
 
-    /// The inverse of the lower-triangular `l` (n × n, nonzero diagonal), lower
-    /// triangular. Parallel over blocks of columns.
+    /// The inverse of the lower-triangular `l` (n × n, nonzero diagonal),
+    /// lower triangular. Blocked by rows of 64: for block row I,
+    /// `X[I, :I] = -L[I,I]⁻¹ · (L[I, :I] · X[:I, :I])` (one ``multiplyAccumulate``
+    /// then a short forward substitution), and `X[I, I] = L[I, I]⁻¹`.
     public static func invertLower(_ l: [Double], n: Int) -> [Double] {
         var x = [Double](repeating: 0, count: n * n)
-        let block = 64
-        let blocks = (n + block - 1) / block
-        let workers = Threading.workerCount(for: n * n * n / 6, minimumPerWorker: 1 << 20)
+        let bs = panel
         l.withUnsafeBufferPointer { lb in
             x.withUnsafeMutableBufferPointer { xb in
-                let lBase = lb.baseAddress!, xBase = xb.baseAddress!
-                parallelFor(workers: Swift.min(workers, Swift.max(blocks, 1))) { worker in
-                    var b = worker
-                    while b < blocks {
-                        let c0 = b * block, c1 = Swift.min(n, c0 + block)
-                        // Rows i >= c0: X[i, c0..<min(c1, i+1)].
-                        for i in c0 ..< n {
-                            let rowX = xBase + i * n, rowL = lBase + i * n
-                            let stop = Swift.min(c1, i)
-                            if stop > c0 {
-                                for k in c0 ..< i {
-                                    let coefficient = rowL[k]
-                                    let from = c0, to = Swift.min(stop, k + 1)
-                                    if to > from {
-                                        axpy(coefficient, xBase + k * n + from, rowX + from, to - from)
-                                    }
-                                }
-                                let inverse = 1 / rowL[i]
-                                for c in c0 ..< stop { rowX[c] *= inverse }
-                            }
-                            if i < c1 { rowX[i] = 1 / rowL[i] }
+                let L = lb.baseAddress!, X = xb.baseAddress!
+                var i0 = 0
+                while i0 < n {
+                    let height = Swift.min(bs, n - i0)
+                    if i0 > 0 {
+                        // T = L[I, :i0] · X[:i0, :i0], written into X[I, :i0] (still zero).
+                        let workers = Swift.min(Swift.max(1, i0 / 32),
+                                                Threading.workerCount(for: height * i0 * i0, minimumPerWorker: 1 << 18))
+                        parallelFor(workers: workers) { worker in
+                            let columns = partitionRange(i0, parts: workers, index: worker)
+                            guard !columns.isEmpty else { return }
+                            // X[k][c] is zero for k < c: the depth starts at the first column.
+                            let start = columns.lowerBound
+                            multiplyAccumulate(m: height, n: columns.count, depth: i0 - start, sign: 1,
+                                               a: L + i0 * n + start, aRowStride: n, aDepthStride: 1,
+                                               b: X + start * n + start, bStride: n, c: X + i0 * n + start, cStride: n)
                         }
-                        b += workers
+                        // Forward substitution with L[I, I]: X[r, :i0] = -(T[r] + Σ_{q<r} L[r][q] X[q, :i0]) / L[r][r].
+                        for r in i0 ..< i0 + height {
+                            let rowX = X + r * n, rowL = L + r * n
+                            for q in i0 ..< r { axpy(-rowL[q], X + q * n, rowX, i0) }
+                            let inverse = -1 / rowL[r]
+                            for c in 0 ..< i0 { rowX[c] *= inverse }
+                        }
                     }
+                    // The diagonal block: the inverse of L[I, I], row by row.
+                    for r in i0 ..< i0 + height {
+                        let rowX = X + r * n, rowL = L + r * n
+                        for q in i0 ..< r { axpy(rowL[q], X + q * n + i0, rowX + i0, q - i0 + 1) }
+                        let inverse = 1 / rowL[r]
+                        for c in i0 ..< r { rowX[c] *= inverse }
+                        rowX[r] = inverse
+                    }
+                    i0 += height
                 }
             }
         }
@@ -135,25 +251,14 @@ public enum GPTQLinearAlgebra {
 
     /// `w[r, to...] -= Σ_k e[r, k] · u[from + k, to...]` for the rows `rows`
     /// of `w` (rowsTotal × cols), `e` (rowsTotal × width), `u` (cols × cols):
-    /// GPTQ's lazy batch update, tiled over rows so each row of `u` is reused.
+    /// GPTQ's lazy batch update, by ``multiplyAccumulate``.
     static func subtractProduct(
         w: UnsafeMutablePointer<Double>, cols: Int, rows: Range<Int>,
         e: UnsafePointer<Double>, width: Int, u: UnsafePointer<Double>, from: Int, to: Int
     ) {
-        let tile = 8
-        let length = cols - to
-        guard length > 0 else { return }
-        var r0 = rows.lowerBound
-        while r0 < rows.upperBound {
-            let r1 = Swift.min(rows.upperBound, r0 + tile)
-            for k in 0 ..< width {
-                let uRow = u + (from + k) * cols + to
-                for r in r0 ..< r1 {
-                    let coefficient = e[r * width + k]
-                    if coefficient != 0 { axpy(coefficient, uRow, w + r * cols + to, length) }
-                }
-            }
-            r0 = r1
-        }
+        guard cols > to, !rows.isEmpty else { return }
+        multiplyAccumulate(m: rows.count, n: cols - to, depth: width, sign: -1,
+                           a: e + rows.lowerBound * width, aRowStride: width, aDepthStride: 1,
+                           b: u + from * cols + to, bStride: cols, c: w + rows.lowerBound * cols + to, cStride: cols)
     }
 }

@@ -1,5 +1,5 @@
 /// Scales and zero points of every group of a tensor, by calibration method.
-public enum Calibration {
+public enum QuantizationCalibration {
     /// The scale and zero point of each group of `x` (see
     /// ``QuantizationScheme/parameters(lo:hi:as:)`` for the formulas).
     /// - Throws: ``SwiftPruneError`` on NaN/Inf in `x`, a percentile outside
@@ -151,6 +151,26 @@ public enum Calibration {
         return total
     }
 
+    /// ``squaredError`` split over threads for a large group (one per tensor).
+    static func squaredErrorParallel<S: QuantizationScalar>(
+        _ values: UnsafePointer<S>, count: Int, scale: Float, zeroPoint: Int32, scheme: QuantizationScheme
+    ) -> Double {
+        let workers = Threading.workerCount(for: count, minimumPerWorker: 1 << 18)
+        guard workers > 1 else {
+            return squaredError(values, count: count, scale: scale, zeroPoint: zeroPoint, scheme: scheme)
+        }
+        var partial = [Double](repeating: 0, count: workers)
+        partial.withUnsafeMutableBufferPointer { out in
+            let base = out.baseAddress!
+            parallelFor(workers: workers) { worker in
+                let range = partitionRange(count, parts: workers, index: worker)
+                base[worker] = squaredError(values + range.lowerBound, count: range.count, scale: scale,
+                                            zeroPoint: zeroPoint, scheme: scheme)
+            }
+        }
+        return partial.reduce(0, +)
+    }
+
     /// The clipping factors tried by the "mse" method: a coarse grid from 1
     /// down to 0.2, then a finer grid around the best coarse factor.
     static let coarseStep = 0.05, fineStep = 0.005
@@ -162,12 +182,12 @@ public enum Calibration {
         _ values: UnsafePointer<S>, count: Int, lo: S, hi: S, scheme: QuantizationScheme
     ) -> (Float, Int32) {
         let minmax = scheme.parameters(lo: lo, hi: hi, as: S.self)
-        let reference = squaredError(values, count: count, scale: minmax.0, zeroPoint: minmax.1, scheme: scheme)
+        let reference = squaredErrorParallel(values, count: count, scale: minmax.0, zeroPoint: minmax.1, scheme: scheme)
         var best = minmax, bestError = reference, bestAlpha = 1.0
         func attempt(_ alpha: Double) {
             guard alpha > 0 && alpha < 1 else { return }
             let p = scheme.parameters(lo: S(Double(lo) * alpha), hi: S(Double(hi) * alpha), as: S.self)
-            let e = squaredError(values, count: count, scale: p.0, zeroPoint: p.1, scheme: scheme)
+            let e = squaredErrorParallel(values, count: count, scale: p.0, zeroPoint: p.1, scheme: scheme)
             if e < bestError { (best, bestError, bestAlpha) = (p, e, alpha) }
         }
         var alpha = 1 - coarseStep

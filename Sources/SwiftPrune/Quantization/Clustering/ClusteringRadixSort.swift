@@ -1,7 +1,7 @@
 /// Sorts finite `Float`s ascending in O(n): an LSD radix sort of the
 /// order-preserving integer keys (sign flipped, negatives inverted), three
 /// passes of 11 bits.
-enum FloatRadixSort {
+enum ClusteringRadixSort {
     @inline(__always)
     static func key(_ x: Float) -> UInt32 {
         let b = x.bitPattern
