@@ -65,6 +65,21 @@ final class GEMMTests: XCTestCase {
         try check(Float.self, m: 9, n: 9, k: 9, transA: false, transB: false, alpha: 0, beta: 0.5, pad: 1, tolerance: 1e-6)
     }
 
+    func testSymmetricProductMatchesGEMM() throws {
+        var random = TestRandom(seed: 11)
+        for (n, k) in [(1, 1), (7, 3), (40, 300), (150, 37)] {
+            for transA in [false, true] {
+                let a = (0 ..< n * k).map { _ in Double(random.float(in: -1 ... 1)) }
+                let lda = transA ? n : k
+                var full = [Double](repeating: 0, count: n * n), sym = [Double](repeating: .nan, count: n * n)
+                try gemm(transA: transA, transB: !transA, m: n, n: n, k: k, alpha: 2, a: a, lda: lda,
+                         b: a, ldb: lda, beta: 0, c: &full, ldc: n)
+                try syrk(transA: transA, n: n, k: k, alpha: 2, a: a, lda: lda, c: &sym, ldc: n)
+                for i in 0 ..< n * n { XCTAssertEqual(sym[i], full[i], accuracy: 1e-12, "n=\(n) k=\(k) tA=\(transA)") }
+            }
+        }
+    }
+
     func testBetaZeroIgnoresNaNInC() throws {
         let a: [Float] = [1, 2], b: [Float] = [3, 4]
         var c: [Float] = [.nan]

@@ -159,3 +159,37 @@ import Testing
         }
     }
 }
+
+@Suite struct MagnitudeWriterTests {
+    /// The one-pass (sampled) and two-pass writers against the three-pass writer.
+    @Test(arguments: [0.0001, 0.3, 0.5, 0.8, 0.9999])
+    func writersAgreeWithTheThreePassWriter(sparsity: Double) throws {
+        var generator = Xoshiro256StarStar(seed: 11)
+        // Coarse values: many exact ties everywhere, including at the threshold.
+        let a = (0 ..< 70_000).map { _ in Float(Int(generator.uniform(below: 4001))) / 1000 - 2 }
+        let b = (0 ..< 3).map { _ in Float(Int(generator.uniform(below: 4001))) / 1000 - 2 }
+        let c = (0 ..< 50_000).map { _ in Float(Int(generator.uniform(below: 4001))) / 1000 - 2 }
+        let total = a.count + b.count + c.count
+        let k = Int((sparsity * Double(total)).rounded(.toNearestOrEven))
+        func run(_ writer: (SegmentedBuffer<Float>, Int, [UnsafeMutableBufferPointer<Bool>]) throws -> Void) throws -> [Bool] {
+            var out = [Bool](repeating: false, count: total)
+            try a.withUnsafeBufferPointer { pa in
+                try b.withUnsafeBufferPointer { pb in
+                    try c.withUnsafeBufferPointer { pc in
+                        try out.withUnsafeMutableBufferPointer { o in
+                            let masks = [UnsafeMutableBufferPointer(rebasing: o[0 ..< a.count]),
+                                         UnsafeMutableBufferPointer(rebasing: o[a.count ..< a.count + b.count]),
+                                         UnsafeMutableBufferPointer(rebasing: o[(a.count + b.count)...])]
+                            try writer(SegmentedBuffer([pa, pb, pc]), k, masks)
+                        }
+                    }
+                }
+            }
+            return out
+        }
+        let reference = try run { try writeMagnitudeMasks($0, prune: $1, into: $2) }
+        #expect(reference.filter { !$0 }.count == k)
+        #expect(try run { try writeMagnitudeMasksTwoPass($0, prune: $1, into: $2) } == reference)
+        #expect(try run { try writeMagnitudeMasksSampled($0, prune: $1, into: $2, minimumCount: 0) } == reference)
+    }
+}

@@ -70,10 +70,10 @@ final class SingularValueDecompositionTests: XCTestCase {
         XCTAssertThrowsError(try SingularValueDecomposition.decompose(try Tensor<Float>(shape: [4], repeating: 1)))
     }
 
-    func testSymmetricEigenOfKnownMatrix() {
+    func testSymmetricEigenOfKnownMatrix() throws {
         // [[2, 1], [1, 2]] has eigenvalues 1 and 3.
         var a: [Double] = [2, 1, 1, 2]
-        let values = a.withUnsafeMutableBufferPointer { SymmetricEigen.decompose($0.baseAddress!, n: 2) }
+        let values = try a.withUnsafeMutableBufferPointer { try SymmetricEigen.decompose($0.baseAddress!, n: 2) }
         XCTAssertEqual(values[0], 1, accuracy: 1e-14)
         XCTAssertEqual(values[1], 3, accuracy: 1e-14)
         XCTAssertEqual(abs(a[2]), 0.5.squareRoot(), accuracy: 1e-14)
@@ -81,9 +81,52 @@ final class SingularValueDecompositionTests: XCTestCase {
         let n = 12
         var t = [Double](repeating: 0, count: n * n)
         for i in 0 ..< n { t[i * n + i] = 2; if i + 1 < n { t[i * n + i + 1] = -1; t[(i + 1) * n + i] = -1 } }
-        let eigen = t.withUnsafeMutableBufferPointer { SymmetricEigen.decompose($0.baseAddress!, n: n) }
-        for j in 1 ... n {
-            XCTAssertEqual(eigen[j - 1], 2 - 2 * cos(Double(j) * .pi / Double(n + 1)), accuracy: 1e-13)
+        for method in [SymmetricEigen.VectorMethod.inverseIteration, .rotations] {
+            var copy = t
+            let eigen = try copy.withUnsafeMutableBufferPointer {
+                try SymmetricEigen.decompose($0.baseAddress!, n: n, method: method)
+            }
+            for j in 1 ... n {
+                XCTAssertEqual(eigen[j - 1], 2 - 2 * cos(Double(j) * .pi / Double(n + 1)), accuracy: 1e-13)
+            }
+            try checkEigenpairs(t, copy, eigen, n: n)
+        }
+    }
+
+    func testSymmetricEigenOfWilkinsonMatrixWithNearlyEqualPairs() throws {
+        // W21+: diagonal |10 - i|, off-diagonal 1; its largest eigenvalues come in
+        // pairs equal to ~1e-14, the hard case for inverse iteration.
+        let n = 21
+        var w = [Double](repeating: 0, count: n * n)
+        for i in 0 ..< n {
+            w[i * n + i] = Double(abs(10 - i))
+            if i + 1 < n { w[i * n + i + 1] = 1; w[(i + 1) * n + i] = 1 }
+        }
+        let original = w
+        for method in [SymmetricEigen.VectorMethod.inverseIteration, .rotations] {
+            w = original
+            let values = try w.withUnsafeMutableBufferPointer {
+                try SymmetricEigen.decompose($0.baseAddress!, n: n, method: method)
+            }
+            XCTAssertEqual(values[n - 1], 10.746194182903393, accuracy: 1e-12)
+            XCTAssertEqual(values[n - 2], 10.746194182903322, accuracy: 1e-12)
+            try checkEigenpairs(original, w, values, n: n)
+        }
+    }
+
+    /// Rows of `w` are orthonormal eigenvectors of `original` for `values`.
+    func checkEigenpairs(_ original: [Double], _ w: [Double], _ values: [Double], n: Int) throws {
+        for p in 0 ..< n {
+            for q in 0 ..< n {
+                var product = 0.0
+                for i in 0 ..< n { product += w[p * n + i] * w[q * n + i] }
+                XCTAssertEqual(product, p == q ? 1 : 0, accuracy: 1e-12)
+            }
+            for i in 0 ..< n {   // A v = λ v
+                var av = 0.0
+                for j in 0 ..< n { av += original[i * n + j] * w[p * n + j] }
+                XCTAssertEqual(av, values[p] * w[p * n + i], accuracy: 1e-12)
+            }
         }
     }
 

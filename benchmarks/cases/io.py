@@ -140,6 +140,59 @@ def cases(quick: bool) -> list[Case]:
     out.append(Case("compress() 64 MiB model, 80% magnitude + report", compress_ours, compress_numpy,
                     "np.partition per tensor", note="ours: exact ties, report, packed form"))
 
+    # compress() with composed stages: 2:4 pruning, then int4 in groups of 128 (packed), plus the report.
+    nm_int4 = [{"prune": {"method": "nm", "n": 2, "m": 4}},
+               {"quantize": {"bits": 4, "axis": 0, "group_size": 128}}]
+
+    def nm_int4_ours() -> object:
+        result = sp.compress(model, nm_int4, progress=False)
+        return [form.packed() for form in result.tensors.values() if isinstance(form, sp.QuantizedTensor)]
+
+    def nm_int4_numpy() -> object:
+        packed = []
+        for name, w in model.items():
+            if w.ndim < 2:
+                continue
+            groups = np.abs(w).reshape(-1, 4)
+            drop = np.argsort(groups, axis=1, kind="stable")[:, :2]
+            mask = np.ones_like(groups, dtype=bool)
+            np.put_along_axis(mask, drop, False, axis=1)
+            pruned = np.where(mask.reshape(w.shape), w, np.float32(0))
+            blocks = pruned.reshape(w.shape[0], -1, 128)
+            scale = np.abs(blocks).max(axis=2, keepdims=True) / np.float32(7)
+            scale[scale == 0] = 1
+            q = np.clip(np.round(blocks / scale), -7, 7).astype(np.int8)
+            dense = (q * scale).reshape(w.shape)
+            np.linalg.norm(w - dense)  # the report's error
+            flat = q.reshape(-1).view(np.uint8) & 0xF
+            packed.append(flat[0::2] | (flat[1::2] << 4))
+        return packed
+
+    out.append(Case("compress() 64 MiB model, 2:4 + int4 group-128 + report", nm_int4_ours, nm_int4_numpy,
+                    "NumPy argsort + rounding", note="ours: exact N:M ties, packed nibbles, report"))
+
+    # Saving that result: packed parts to a compressed .safetensors file.
+    compressed = sp.compress(model, nm_int4, progress=False)
+
+    def save_compressed_ours() -> None:
+        compressed.save(directory / "nm_int4.safetensors")
+
+    def save_compressed_peer() -> None:
+        parts = {}
+        for name, form in compressed.tensors.items():
+            if isinstance(form, sp.QuantizedTensor):
+                parts[f"{name}::values"] = form.packed()
+                parts[f"{name}::scale"] = form.scale
+            else:
+                parts[name] = np.ascontiguousarray(form)
+        if save_file:
+            save_file(parts, str(directory / "nm_int4_peer.safetensors"))
+        else:
+            np.savez(directory / "nm_int4_peer.npz", **parts)
+
+    out.append(Case("save 2:4 + int4 result (8.5 MiB of parts)", save_compressed_ours, save_compressed_peer, peer,
+                    note="ours: packs, writes metadata + report, fsync"))
+
     # Streaming compression of a large file, with memory.
     tensors, rows, cols = (4, 4096, 4096) if quick else (32, 4096, 4096)  # 64 MiB weights: 256 MiB or 2 GiB
     big = directory / "big.safetensors"

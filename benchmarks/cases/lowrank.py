@@ -16,6 +16,15 @@ import swiftprune as sp
 
 from . import Case
 
+# Load every BLAS the baselines use (NumPy's, SciPy's) before threadpoolctl
+# scans the process, or the baselines would run with an unlimited thread count.
+import scipy.linalg  # noqa: E402,F401
+
+try:
+    from sklearn.utils.extmath import randomized_svd as sk_randomized_svd
+except ImportError:  # pragma: no cover - optional
+    sk_randomized_svd = None
+
 try:
     from threadpoolctl import ThreadpoolController, threadpool_info
 
@@ -31,13 +40,12 @@ def limited(threads: int):
 
 
 def blas_kernel() -> str:
-    """Which OpenBLAS kernel NumPy runs (e.g. SapphireRapids, Haswell)."""
+    """Which OpenBLAS kernel(s) NumPy and SciPy run (e.g. SkylakeX, Haswell)."""
     if threadpool_info is None:
         return "unknown (threadpoolctl not installed)"
-    for pool in threadpool_info():
-        if pool.get("user_api") == "blas":
-            return f"{pool.get('internal_api')} {pool.get('version')} {pool.get('architecture')}"
-    return "unknown"
+    kernels = sorted({f"{pool.get('internal_api')} {pool.get('version')} {pool.get('architecture')}"
+                      for pool in threadpool_info() if pool.get("user_api") == "blas"})
+    return " / ".join(kernels) or "unknown"
 
 
 def numpy_matmul_with_coretype(n: int, coretype: str, threads: int) -> float:
@@ -86,8 +94,6 @@ def gemm_cases(quick: bool) -> list[Case]:
 
 
 def svd_cases(quick: bool) -> list[Case]:
-    import scipy.linalg
-
     out = []
     rng = np.random.default_rng(1)
     shapes = [(256, 256)] if quick else [(512, 512), (1024, 1024), (4096, 1024)]
@@ -110,10 +116,6 @@ def svd_cases(quick: bool) -> list[Case]:
 
 
 def randomized_cases(quick: bool) -> list[Case]:
-    try:
-        from sklearn.utils.extmath import randomized_svd as sk_randomized_svd
-    except ImportError:
-        sk_randomized_svd = None
     out = []
     rng = np.random.default_rng(2)
     n = 512 if quick else 2048

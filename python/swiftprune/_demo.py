@@ -96,9 +96,8 @@ def missing_operations(recipe: list[dict[str, Any]]) -> list[str]:
         for stage in STAGES:
             if stage in spec:
                 method = (spec[stage] or {}).get("method", _DEFAULT_METHOD.get(stage))
-                if stage not in available or (method is not None and method not in available[stage]
-                                              and stage == "prune"):
-                    missing.append(f"{stage}.{method}" if stage == "prune" else stage)
+                if method not in available.get(stage, ()):
+                    missing.append(f"{stage}.{method}" if method else stage)
     return missing
 
 
@@ -143,7 +142,7 @@ def run(print_: Callable[[str], None] = print, progress: bool = True) -> int:
            f"({len(y_train)} train / {len(y_test)} test images) in {time.perf_counter() - started:.1f} s")
     print_("")
     rows = [("original (float32)", f"{100 * base_accuracy:.1f}%", _size(base_bytes), "1.00x", "")]
-    first_report = None
+    shown_report = None
     for label, recipe in RECIPES:
         missing = missing_operations(recipe)
         if missing:
@@ -154,11 +153,10 @@ def run(print_: Callable[[str], None] = print, progress: bool = True) -> int:
         compressed = list(result.weights.values())
         rows.append((label, f"{100 * accuracy(compressed, x_test, y_test):.1f}%", _size(totals["bytes_after"]),
                      f"{totals['ratio']:.2f}x", ""))
-        if first_report is None:
-            first_report = (label, result.summary())
-    if first_report is not None:
-        print_(f"Per-tensor report, {first_report[0]}:")
-        print_(first_report[1])
+        shown_report = (label, result.summary())  # the last recipe's: the stages composed
+    if shown_report is not None:
+        print_(f"Per-tensor report, {shown_report[0]}:")
+        print_(shown_report[1])
         print_("")
     headers = ("model", "test accuracy", "size", "smaller by", "")
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(5)]

@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 failure (bad file, bad recipe, a stage failing),
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any, Sequence
 
@@ -35,14 +34,30 @@ A recipe file (YAML or JSON) is a list of stages, e.g.:
   - quantize: {bits: 8, axis: 0}
 
 Flags build the same stages, in the order prune, low-rank, cluster, quantize:
-  --prune METHOD:VALUE[:VALUE]  magnitude:0.8 (or just 0.8), random:0.5,
-                                structured:0.25, nm:2:4, block:0.5; extra
-                                options as key=value, e.g. nm:2:4:axis=0
+  --prune METHOD:VALUE[:VALUE]  magnitude:0.8 (or just 0.8), global_magnitude:0.8
+                                (one threshold over all tensors), random:0.5,
+                                structured:0.25 (whole channels along
+                                --channel-axis), nm:2:4 (groups along the
+                                last axis: PyTorch's inputs; nm:2:4:axis=0
+                                for Keras kernels), block:0.5; extra options
+                                as key=value, e.g. block:0.5:block=2x4,
+                                random:0.5:seed=3
   --quantize intB[:GROUP]       int8, int4:128 (B from 2 to 8); per channel
-                                along --channel-axis (default 0: PyTorch
-                                (out, in) weights; use -1 for Keras kernels)
-  --cluster N                   weight sharing with N centroids
-  --low-rank KIND:VALUE         energy:0.95, rank:64 or ratio:0.5
+                                along --channel-axis, in groups of GROUP along
+                                the other axis (2-D weights only: pick them
+                                with --include); extra options,
+                                e.g. int4:128:method=mse, int8:symmetric=false
+  --cluster N                   weight sharing with N centroids (pruned entries
+                                get a centroid of exactly 0)
+  --low-rank KIND:VALUE         energy:0.95, rank:64 or ratio:0.5; conv kernels
+                                are flattened per --channel-axis (0: PyTorch,
+                                -1: Keras); e.g. energy:0.9:method=svd
+  --channel-axis AXIS           the output-channel axis: 0 for PyTorch (out, in)
+                                weights (default), -1 for Keras (in, out) kernels
+
+--quantize, --cluster and --low-rank each encode the values: give at most one,
+and --low-rank not with --prune (its product is dense). A recipe file can
+apply them to different tensors with include/exclude.
 
 A .safetensors output holds the compressed form (packed values, masks,
 scales; read it back with swiftprune.load_compressed) unless --dense; .npz
@@ -52,13 +67,15 @@ are streamed one tensor at a time.
 examples:
   swiftprune compress model.safetensors -o small.safetensors --prune magnitude:0.8
   swiftprune compress model.safetensors -o w4.safetensors --prune nm:2:4 --quantize int4:128
+  swiftprune compress model.safetensors -o c16.safetensors --prune 0.5 --cluster 16
+  swiftprune compress model.safetensors -o lr.safetensors --low-rank energy:0.95 --exclude 'embed*'
   swiftprune compress keras.weights.h5 -o pruned.weights.h5 --prune 0.5 --channel-axis -1
 """
 
 # The option(s) that the positional values of `--prune METHOD:...` fill.
 PRUNE_POSITIONAL = {
     "magnitude": ("sparsity",), "random": ("sparsity",), "global_magnitude": ("sparsity",),
-    "global": ("sparsity",), "block": ("sparsity",), "structured": ("amount",), "nm": ("n", "m"),
+    "block": ("sparsity",), "structured": ("amount",), "nm": ("n", "m"),
 }
 
 
@@ -92,15 +109,19 @@ def _options(flag: str, parts: Sequence[str], positional: Sequence[str]) -> dict
     return options
 
 
-def parse_prune(text: str) -> dict[str, Any]:
-    """``magnitude:0.8`` → ``{"method": "magnitude", "sparsity": 0.8}``; a bare number means magnitude."""
+def parse_prune(text: str, axis: int | None = None) -> dict[str, Any]:
+    """``magnitude:0.8`` → ``{"method": "magnitude", "sparsity": 0.8}``; a bare
+    number means magnitude; ``structured`` prunes along `axis` unless told."""
     parts = [p for p in text.split(":")]
     if isinstance(_number(parts[0]), (int, float)):
         parts.insert(0, "magnitude")
     method, rest = parts[0].strip(), parts[1:]
     if not method:
         raise UsageError(f"--prune: expected METHOD:VALUE such as magnitude:0.8, got {text!r}")
-    return {"method": method, **_options("--prune", rest, PRUNE_POSITIONAL.get(method, ("sparsity",)))}
+    options = {"method": method, **_options("--prune", rest, PRUNE_POSITIONAL.get(method, ("sparsity",)))}
+    if method == "structured" and axis is not None:
+        options.setdefault("axis", axis)
+    return options
 
 
 def parse_quantize(text: str, axis: int | None) -> dict[str, Any]:
@@ -113,22 +134,34 @@ def parse_quantize(text: str, axis: int | None) -> dict[str, Any]:
     return options
 
 
-def parse_low_rank(text: str) -> dict[str, Any]:
-    """``energy:0.95`` / ``rank:64`` / ``ratio:0.5`` → the matching option."""
+def parse_low_rank(text: str, axis: int | None = None) -> dict[str, Any]:
+    """``energy:0.95`` / ``rank:64`` / ``ratio:0.5`` → the matching option; conv
+    kernels are flattened as PyTorch's (``axis`` 0) or Keras' (-1) layout."""
     kind, sep, value = text.partition(":")
     if kind not in ("energy", "rank", "ratio") or not sep:
         raise UsageError(f"--low-rank: expected energy:F, rank:N or ratio:F, got {text!r}")
     head, *rest = value.split(":")
-    return {kind: _number(head), **_options("--low-rank", rest, ())}
+    options = {kind: _number(head), **_options("--low-rank", rest, ())}
+    if axis in (0, -1):
+        options.setdefault("layout", "torch" if axis == 0 else "keras")
+    return options
 
 
 def recipe_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The stages that --prune / --low-rank / --cluster / --quantize describe."""
+    encodings = [flag for flag, given in (("--low-rank", args.low_rank), ("--cluster", args.cluster is not None),
+                                          ("--quantize", args.quantize)) if given]
+    if len(encodings) > 1:
+        raise UsageError(f"{' and '.join(encodings)} both encode the values of the same tensors; give one "
+                         "(a recipe file can apply them to different tensors with include/exclude)")
+    if args.prune and args.low_rank:
+        raise UsageError("--low-rank cannot keep pruned entries zero; give --prune or --low-rank "
+                         "(a recipe file can apply them to different tensors with include/exclude)")
     stages: list[dict[str, Any]] = []
     if args.prune:
-        stages.append({"prune": parse_prune(args.prune)})
+        stages.append({"prune": parse_prune(args.prune, args.channel_axis)})
     if args.low_rank:
-        stages.append({"low_rank": parse_low_rank(args.low_rank)})
+        stages.append({"low_rank": parse_low_rank(args.low_rank, args.channel_axis)})
     if args.cluster is not None:
         stages.append({"cluster": {"n_clusters": args.cluster}})
     if args.quantize:
@@ -255,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--cluster", metavar="N", type=_int, help="weight clustering with N centroids")
     compress.add_argument("--low-rank", metavar="KIND:VALUE", help="energy:0.95, rank:64 or ratio:0.5")
     compress.add_argument("--channel-axis", metavar="AXIS", type=_int, default=0,
-                          help="axis of per-channel quantization scales (default 0; -1 for Keras)")
+                          help="output-channel axis (quantization scales, structured pruning, low-rank "
+                               "flattening): 0 for PyTorch (default), -1 for Keras")
     compress.add_argument("--include", metavar="GLOB", action="append", help="only tensors matching (repeatable)")
     compress.add_argument("--exclude", metavar="GLOB", action="append", help="skip tensors matching (repeatable)")
     compress.add_argument("--min-rank", metavar="N", type=_int, help="smallest rank compressed (default 2)")

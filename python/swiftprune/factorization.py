@@ -121,7 +121,7 @@ def randomized_svd(
     return _core.randomized_svd(array, rank, oversample, iters, seed)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LowRankFactors:
     """Factors ``a`` (``(m, k)``) and ``b`` (``(k, n)``) with ``a @ b ≈ w2d``.
 

@@ -83,6 +83,9 @@ class PruningSchedule:
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
 
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
     def __repr__(self) -> str:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({arguments})"
@@ -270,11 +273,11 @@ class GradualPruner:
     def _grow(self, mask: np.ndarray, array: np.ndarray, target: float) -> np.ndarray:
         kept = int(mask.sum())
         extra = self._extra(mask.size - kept, kept, mask.size, target)
+        survivors = array[mask]
+        # extra / kept * kept rounds back to exactly `extra`; sparsity 0 still rejects NaN/Inf.
+        sub = magnitude_mask(survivors, extra / kept if kept else 0.0)
         if extra == 0:
             return mask
-        survivors = array[mask]
-        # extra / kept * kept rounds back to exactly `extra`.
-        sub = magnitude_mask(survivors, extra / kept)
         new = mask.copy()
         new[mask] = sub
         return new
@@ -283,9 +286,9 @@ class GradualPruner:
         total = sum(m.size for m in self._masks)
         kept = sum(int(m.sum()) for m in self._masks)
         extra = self._extra(total - kept, kept, total, target)
+        subs = global_magnitude_masks([a[m] for a, m in zip(arrays, self._masks)], extra / kept if kept else 0.0)
         if extra == 0:
             return self._masks
-        subs = global_magnitude_masks([a[m] for a, m in zip(arrays, self._masks)], extra / kept)
         out = []
         for mask, sub in zip(self._masks, subs):
             new = mask.copy()

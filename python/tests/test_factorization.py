@@ -327,3 +327,39 @@ def test_concurrent_calls_from_python_threads():
         t.join()
     for s in results:
         np.testing.assert_array_equal(s, expected)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_extreme_magnitudes(scale):
+    rng = np.random.default_rng(18)
+    w = rng.standard_normal((40, 25)) * scale
+    u, s, vt = sp.svd(w)
+    np.testing.assert_allclose(s, np.linalg.svd(w, compute_uv=False), rtol=1e-5)
+    u, s, vt = sp.randomized_svd(w, 25)
+    np.testing.assert_allclose(s, np.linalg.svd(w, compute_uv=False), rtol=1e-4)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(19)
+    w = rng.standard_normal((400, 300)).astype(np.float32)
+    previous = sp.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            sp.set_num_threads(threads)
+            results.append((sp.svd(w), sp.randomized_svd(w, 10), sp.low_rank(w, rank=5).a))
+    finally:
+        sp.set_num_threads(previous)
+    for other in results[1:]:
+        for x, y in zip(results[0][0] + results[0][1] + (results[0][2],), other[0] + other[1] + (other[2],)):
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("shape,rank", [((300, 260), 7), ((260, 300), 1), ((400, 120), 60)])
+def test_svd_large_null_space(shape, rank):
+    # Most singular values are zero: their vectors are an orthonormal completion.
+    rng = np.random.default_rng(20)
+    w = rng.standard_normal((shape[0], rank)) @ rng.standard_normal((rank, shape[1]))
+    u, s, vt = sp.svd(w)
+    assert_valid_svd(w, u, s, vt)
+    assert np.all(s[rank:] <= 1e-5 * s[0])

@@ -105,7 +105,7 @@ def test_global_does_not_modify_inputs():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (3, 4), (1, 2), (2, 8), (5, 8), (3, 40)])
+@pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (3, 4), (1, 2), (2, 8), (5, 8), (3, 40), (30, 80), (1, 65)])
 def test_nm_matches_reference_last_axis(dtype, n, m):
     rng = np.random.default_rng(5)
     w = rng.standard_normal((6, 2 * m)).astype(dtype)
@@ -115,11 +115,28 @@ def test_nm_matches_reference_last_axis(dtype, n, m):
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, -1, -2, -3])
-def test_nm_any_axis_and_layout(axis):
+@pytest.mark.parametrize("shape", [(4, 8, 12), (8, 4, 3), (4, 4, 1)])
+def test_nm_any_axis_and_layout(axis, shape):
+    if shape[axis] % 4:
+        pytest.skip("not a multiple of m")
     rng = np.random.default_rng(6)
-    w = rng.standard_normal((4, 8, 12))
+    w = rng.standard_normal(shape)
     for _, view in layouts(w):
         np.testing.assert_array_equal(sp.nm_mask(view, 2, 4, axis=axis), ref.nm(view, 2, 4, axis))
+
+
+@pytest.mark.parametrize("shape, axis, n, m", [((3, 160, 5), 1, 30, 80), ((130, 2), 0, 7, 65), ((2, 130), 1, 64, 65)])
+def test_nm_large_groups_with_ties(shape, axis, n, m):
+    rng = np.random.default_rng(16)
+    w = rng.integers(-3, 4, shape).astype(np.float32)  # many equal magnitudes
+    np.testing.assert_array_equal(sp.nm_mask(w, n, m, axis=axis), ref.nm(w, n, m, axis))
+
+
+@pytest.mark.parametrize("inner", [1, 2, 3, 7, 8, 9])
+def test_nm_every_lane_stride_with_ties(inner):
+    w = np.random.default_rng(17).integers(-2, 3, (5, 8, inner)).astype(np.float64)
+    for n, m in ((1, 4), (2, 4), (3, 8)):
+        np.testing.assert_array_equal(sp.nm_mask(w, n, m, axis=1), ref.nm(w, n, m, 1))
 
 
 def test_nm_ties_keep_the_lower_index():
@@ -418,3 +435,98 @@ def test_concurrent_calls_from_python_threads_agree():
         results = list(pool.map(lambda i: jobs[i % len(jobs)](), range(4 * len(jobs))))
     for i, result in enumerate(results):
         np.testing.assert_array_equal(result, expected[i % len(jobs)])
+
+
+def test_size_one_and_odd_shapes():
+    one = np.array([[-2.5]], np.float32)
+    np.testing.assert_array_equal(sp.block_mask(one, 1.0, (3, 3)), [[False]])
+    np.testing.assert_array_equal(sp.block_mask(one, 0.4, (3, 3)), [[True]])
+    np.testing.assert_array_equal(sp.structured_mask(one, 1.0, axis=1), [[False]])
+    np.testing.assert_array_equal(sp.random_mask(one, 1.0), [[False]])
+    np.testing.assert_array_equal(sp.global_magnitude_masks([one], 0.6)[0], [[False]])
+    np.testing.assert_array_equal(sp.nm_mask(np.array([0.0, -1.0]), 1, 2), [False, True])
+    odd = np.random.default_rng(18).standard_normal((3, 5, 7))
+    np.testing.assert_array_equal(sp.structured_mask(odd, 0.6, axis=1, norm=1), ref.structured(odd, 0.6, 1, 1))
+    np.testing.assert_array_equal(sp.block_mask(odd[0], 0.5, (2, 3)), ref.block(odd[0], 0.5, (2, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_large_with_ties_at_the_threshold_across_workers(dtype):
+    rng = np.random.default_rng(19)
+    arrays = [rng.standard_normal(n).astype(dtype) for n in (150_000, 1, 250_000)]
+    # 3000 exact copies of one magnitude spread over every tensor and both worker halves.
+    for a in (arrays[0], arrays[2]):
+        a[rng.choice(a.size, 1500, replace=False)] = rng.choice([-1, 1], 1500) * dtype(0.6745)
+    previous = sp.get_num_threads()
+    try:
+        for threads in (1, 2):
+            sp.set_num_threads(threads)
+            for sparsity in (0.49, 0.5, 0.502):
+                masks = sp.global_magnitude_masks(arrays, sparsity)
+                for mask, expected in zip(masks, ref.global_magnitude(arrays, sparsity)):
+                    np.testing.assert_array_equal(mask, expected)
+            # Mostly equal values: the threshold bucket is huge (the three-pass fallback).
+            zeros = [np.where(rng.random(200_000) < 0.9, 0.0, rng.standard_normal(200_000)).astype(dtype)]
+            for mask, expected in zip(sp.global_magnitude_masks(zeros, 0.6), ref.global_magnitude(zeros, 0.6)):
+                np.testing.assert_array_equal(mask, expected)
+    finally:
+        sp.set_num_threads(previous)
+
+
+def test_no_reference_leaks_on_success_and_error_paths():
+    import sys
+
+    rng = np.random.default_rng(20)
+    w = rng.standard_normal((8, 16)).astype(np.float32)
+    w64 = w.astype(np.float64)
+    x = rng.standard_normal((32, 16)).astype(np.float32)
+    bad = np.array([[np.nan] * 16] * 8, np.float32)
+    calls = [
+        lambda: sp.nm_mask(w), lambda: sp.structured_mask(w, 0.5), lambda: sp.block_mask(w, 0.5),
+        lambda: sp.global_magnitude_masks([w, w64], 0.5), lambda: sp.wanda_mask(w, x, 0.5),
+        lambda: sp.sparsegpt(w, x, 0.5), lambda: sp.random_mask(w, 0.5),
+    ]
+    failing = [
+        lambda: sp.nm_mask(bad), lambda: sp.structured_mask(bad, 0.5), lambda: sp.block_mask(bad, 0.5),
+        lambda: sp.global_magnitude_masks([w, bad], 0.5), lambda: sp.wanda_mask(bad, x, 0.5),
+        lambda: sp.sparsegpt(w, bad, 0.5), lambda: sp.wanda_mask(w64, x[:, :3], 0.5),
+    ]
+    for call in calls + failing:
+        try:
+            call()
+        except ValueError:
+            pass
+    before = [sys.getrefcount(a) for a in (w, w64, x, bad)]
+    for _ in range(50):
+        for call in calls:
+            call()
+        for call in failing:
+            with pytest.raises(ValueError):
+                call()
+    assert [sys.getrefcount(a) for a in (w, w64, x, bad)] == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_large_inputs_ties_extremes_and_heavy_zero_buckets(dtype):
+    # Over 2**20 entries (multi-worker passes, fallbacks for huge tie buckets); every outcome must equal the reference.
+    rng = np.random.default_rng(21)
+    arrays = [rng.standard_normal(n).astype(dtype) for n in (700_000, 3, 500_000)]
+    arrays[0][rng.choice(700_000, 4000, replace=False)] = dtype(0.6745)  # ties at the median
+    previous = sp.get_num_threads()
+    try:
+        for threads in (1, 2):
+            sp.set_num_threads(threads)
+            for sparsity in (1e-6, 0.3, 0.5, 0.5004, 0.999999):
+                masks = sp.global_magnitude_masks(arrays, sparsity)
+                for mask, expected in zip(masks, ref.global_magnitude(arrays, sparsity)):
+                    np.testing.assert_array_equal(mask, expected)
+            heavy = [np.where(rng.random(1_200_000) < 0.9, 0.0, rng.standard_normal(1_200_000)).astype(dtype)]
+            for sparsity in (0.5, 0.95):
+                for mask, expected in zip(sp.global_magnitude_masks(heavy, sparsity), ref.global_magnitude(heavy, sparsity)):
+                    np.testing.assert_array_equal(mask, expected)
+            with pytest.raises(ValueError, match="NaN or Inf"):
+                bad = arrays[2].copy()
+                bad[123_456] = np.nan
+                sp.global_magnitude_masks([arrays[0], bad], 0.5)
+    finally:
+        sp.set_num_threads(previous)

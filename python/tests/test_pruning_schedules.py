@@ -49,7 +49,8 @@ def test_constant_sparsity():
 def test_config_round_trip():
     for schedule in (sp.ConstantSparsity(0.3, 2, 50, 4), sp.PolynomialDecay(0.0, 0.8, 0, 100, 2, 10)):
         clone = type(schedule).from_config(schedule.get_config())
-        assert clone == schedule and repr(clone) == repr(schedule)
+        assert clone == schedule and repr(clone) == repr(schedule) and hash(clone) == hash(schedule)
+    assert sp.ConstantSparsity(0.3) != sp.ConstantSparsity(0.4)
 
 
 @pytest.mark.parametrize("make, error", [

@@ -24,8 +24,14 @@ public enum RankSelector: Equatable {
                 throw SwiftPruneError.value("ratio must be a positive finite number, got \(ratio)")
             }
             guard m + n > 0 else { return 0 }
-            let k = (ratio * Double(m) * Double(n) / Double(m + n)).rounded(.down)
-            return k >= Double(limit) ? limit : Int(k)
+            // The largest k with k (m + n) <= ratio m n, tested with that very expression.
+            let budget = ratio * Double(m) * Double(n), width = Double(m + n)
+            let estimate = (budget / width).rounded(.down)
+            guard estimate < Double(limit) else { return limit }
+            var k = max(0, Int(estimate))
+            while k < limit && Double(k + 1) * width <= budget { k += 1 }
+            while k > 0 && Double(k) * width > budget { k -= 1 }
+            return k
         case .energy(let energy):
             guard energy >= 0 && energy <= 1 else {
                 throw SwiftPruneError.value("energy must be in [0, 1], got \(energy)")
@@ -164,4 +170,16 @@ func scaleColumns(_ a: UnsafeMutableBufferPointer<Float>, m: Int, k: Int, by s: 
 }
 func scaleColumns(_ a: UnsafeMutableBufferPointer<Float>, m: Int, k: Int, by s: [Float]) {
     s.withUnsafeBufferPointer { scaleColumns(a, m: m, k: k, by: $0) }
+}
+
+/// Thin SVD of a 2-D tensor; see ``SingularValueDecomposition``.
+public func svd<S: BinaryFloatingPoint>(_ w: Tensor<S>) throws -> SVDResult {
+    try SingularValueDecomposition.decompose(w)
+}
+
+/// Rank-`rank` randomized SVD of a 2-D tensor; see ``RandomizedSVD``.
+public func randomizedSVD<S: BinaryFloatingPoint>(
+    _ w: Tensor<S>, rank: Int, oversample: Int = 10, powerIterations: Int? = nil, seed: UInt64 = 0
+) throws -> SVDResult {
+    try RandomizedSVD.decompose(w, rank: rank, oversample: oversample, powerIterations: powerIterations, seed: seed)
 }

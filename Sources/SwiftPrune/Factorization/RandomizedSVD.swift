@@ -50,15 +50,14 @@ public enum RandomizedSVD {
         let rows = transposed ? n : m, cols = transposed ? m : n
         let a = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mn))
         defer { a.deallocate() }
-        var bad = 0
+        // Scaled by 1 / max|w|: float64 weights beyond the Float range stay finite.
+        let scale = try largestMagnitude(w)
+        let inverse = 1 / scale
         for i in 0 ..< m {
             for j in 0 ..< n {
-                let value = w[i * n + j]
-                if !value.isFinite { bad += 1 }
-                a[transposed ? j * m + i : i * n + j] = Float(value)
+                a[transposed ? j * m + i : i * n + j] = Float(Double(w[i * n + j]) * inverse)
             }
         }
-        guard bad == 0 else { throw SwiftPruneError.value("weights contain \(bad) NaN or Inf value(s)") }
         guard rank > 0 else { return }
 
         let l = min(rank + oversample, cols)
@@ -105,7 +104,7 @@ public enum RandomizedSVD {
                  b: qt, ldb: rows, beta: 0, c: leftRows, ldc: rows)
         // Undo the transposition: X = a = U Σ Vᵀ (or aᵀ).
         for j in 0 ..< rank {
-            s[j] = Float(small.values[j])
+            s[j] = Float(small.values[j] * scale)
             if transposed {
                 // w = V Σ Uᵀ: u's column j is Vᵀ row j (length m = cols); vt's row j is leftRows j (length n = rows).
                 for i in 0 ..< m { u[i * rank + j] = Float(smallVt[j * cols + i]) }

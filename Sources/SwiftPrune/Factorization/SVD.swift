@@ -18,13 +18,14 @@ public struct SVDResult {
 ///
 /// 1. the Gram matrix `G = WᵀW` of the thin side (`n × n` for a tall `W`,
 ///    else `WWᵀ`) with the blocked GEMM;
-/// 2. its eigendecomposition (Householder tridiagonalization + implicit QL,
-///    ``SymmetricEigen``) gives the right singular vectors `V`;
+/// 2. its eigendecomposition (``SymmetricEigen``: Householder
+///    tridiagonalization, QL eigenvalues, inverse-iteration eigenvectors)
+///    gives the right singular vectors `V`;
 /// 3. `B = W V` has orthogonal columns of norms `s`; normalized, they are
 ///    made exactly orthonormal by Cholesky QR (twice when needed), which
-///    keeps their order and direction. Columns whose singular value is
-///    below `1e-6 · s_max` (numerically zero for float32 results) are
-///    completed to an orthonormal basis from seeded random vectors.
+///    keeps their order and direction. Directions whose singular value is
+///    below `1e-6 · s_max` (numerically zero for float32 results) are an
+///    orthonormal completion (``OrthonormalComplement``), in `V` and in `U`.
 ///
 /// Squaring the condition number in step 1 costs nothing for float32
 /// results: singular values are exact to about `1e-8 · s_max` (they are
@@ -52,14 +53,15 @@ public enum SingularValueDecomposition {
         guard r > 0 else { return }
         let a = UnsafeMutablePointer<Double>.allocate(capacity: mn)
         defer { a.deallocate() }
-        try convertChecked(w, into: a)
+        // Scaled by 1 / max|w| so that the Gram matrix can neither overflow nor underflow.
+        let scale = try convertChecked(w, into: a)
         let result = try denseSVD(a, m: m, n: n)
         defer { result.deallocate() }
         // u (m × r) and vt (r × n) from the row-stored factors.
         let left = result.transposed ? result.right : result.left   // r × m rows: columns of u
         let right = result.transposed ? result.left : result.right  // r × n rows: rows of vt
         for j in 0 ..< r {
-            s[j] = Float(result.values[j])
+            s[j] = Float(result.values[j] * scale)
             for i in 0 ..< m { u[i * r + j] = Float(left[j * m + i]) }
             for i in 0 ..< n { vt[j * n + i] = Float(right[j * n + i]) }
         }
@@ -104,10 +106,11 @@ public enum SingularValueDecomposition {
         let rows = transposed ? n : m, cols = transposed ? m : n
         // G = XᵀX (cols × cols).
         let g = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
-        try gemm(transA: !transposed, transB: transposed, m: cols, n: cols, k: rows,
-                  alpha: 1, a: a, lda: n, b: a, ldb: n, beta: 0, c: g, ldc: cols)
-        symmetrize(g, cols)
-        _ = SymmetricEigen.decompose(g, n: cols)
+        try syrk(transA: !transposed, n: cols, k: rows, alpha: 1, a: a, lda: n, c: g, ldc: cols)
+        // Directions of singular values below 1e-6 · s_max (eigenvalues below
+        // 1e-12 · λ_max) only need to complete the basis: their columns of u are
+        // replaced by an orthonormal completion anyway (see orthonormalizeRows).
+        _ = try SymmetricEigen.decompose(g, n: cols, negligible: 1e-12)
         // Rows of g are eigenvectors, ascending eigenvalue: reverse to descending.
         let right = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
         for j in 0 ..< cols { (right + j * cols).update(from: g + (cols - 1 - j) * cols, count: cols) }
@@ -135,19 +138,30 @@ public enum SingularValueDecomposition {
     static func orthonormalizeRows(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int, norms: [Double]) throws {
         let largest = norms.max() ?? 0
         let threshold = largest * 1e-6
-        var generator = GaussianGenerator(seed: 0x5eed_5bd0)
+        var good: [Int] = [], bad: [Int] = []
         for j in 0 ..< count {
-            let row = b + j * length
-            if norms[j] > threshold && norms[j] > 0 {
-                let scale = 1 / norms[j]
-                for i in 0 ..< length { row[i] *= scale }
-            } else {
-                for i in 0 ..< length { row[i] = generator.next() }
-                let norm = dot(row, row, length).squareRoot()
-                for i in 0 ..< length { row[i] /= norm }
-            }
+            if norms[j] > threshold && norms[j] > 0 { good.append(j) } else { bad.append(j) }
         }
-        // Cholesky QR: at most three passes, until the Gram matrix is the identity to 1e-13.
+        // Good rows, normalized and packed first, made exactly orthonormal.
+        let packed = UnsafeMutablePointer<Double>.allocate(capacity: count * length)
+        defer { packed.deallocate() }
+        for (row, j) in good.enumerated() {
+            let scale = 1 / norms[j]
+            for i in 0 ..< length { packed[row * length + i] = b[j * length + i] * scale }
+        }
+        try orthonormalizeByCholeskyQR(packed, count: good.count, length: length)
+        // The others: an orthonormal completion, exactly orthogonal to the good rows.
+        OrthonormalComplement.complete(basis: packed, basisCount: good.count, length: length,
+                                       count: bad.count, into: packed + good.count * length)
+        for (row, j) in (good + bad).enumerated() {
+            (b + j * length).update(from: packed + row * length, count: length)
+        }
+    }
+
+    /// Cholesky QR on rows until orthonormal to 1e-10 (at most three passes),
+    /// modified Gram–Schmidt if Cholesky breaks down.
+    static func orthonormalizeByCholeskyQR(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int) throws {
+        guard count > 0 else { return }
         for _ in 0 ..< 3 {
             switch try choleskyQRPass(b, count: count, length: length) {
             case .orthonormal: return
@@ -166,13 +180,12 @@ public enum SingularValueDecomposition {
     static func choleskyQRPass(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int) throws -> PassResult {
         let g = UnsafeMutablePointer<Double>.allocate(capacity: count * count)
         defer { g.deallocate() }
-        try gemm(transA: false, transB: true, m: count, n: count, k: length,
-                  alpha: 1, a: b, lda: length, b: b, ldb: length, beta: 0, c: g, ldc: count)
+        try syrk(transA: false, n: count, k: length, alpha: 1, a: b, lda: length, c: g, ldc: count)
         var deviation = 0.0
         for i in 0 ..< count {
             for j in 0 ..< count { deviation = max(deviation, abs(g[i * count + j] - (i == j ? 1 : 0))) }
         }
-        if deviation < 1e-13 { return .orthonormal }
+        if deviation < 1e-10 { return .orthonormal }  // far below float32 resolution
         // In-place Cholesky of the lower triangle.
         for j in 0 ..< count {
             let rowJ = g + j * count
@@ -234,29 +247,31 @@ public enum SingularValueDecomposition {
             (b + row * length).update(from: copy + source * length, count: length)
         }
     }
-
-    static func symmetrize(_ g: UnsafeMutablePointer<Double>, _ n: Int) {
-        for i in 0 ..< n {
-            for j in i + 1 ..< n {
-                let mean = 0.5 * (g[i * n + j] + g[j * n + i])
-                g[i * n + j] = mean
-                g[j * n + i] = mean
-            }
-        }
-    }
 }
 
-/// Copies `source` into `destination` as Double, rejecting NaN and Inf.
+/// Copies `source` into `destination` as Double divided by `max |source|`,
+/// rejecting NaN and Inf, and returns that scale (1 for an all-zero source).
 @inline(__always)
 func convertChecked<S: BinaryFloatingPoint>(_ source: UnsafeBufferPointer<S>,
-                                            into destination: UnsafeMutablePointer<Double>) throws {
+                                            into destination: UnsafeMutablePointer<Double>) throws -> Double {
+    let scale = try largestMagnitude(source)
+    let inverse = 1 / scale
+    for i in 0 ..< source.count { destination[i] = Double(source[i]) * inverse }
+    return scale
+}
+
+/// `max |x|` over `source` (1 when every value is zero).
+/// - Throws: ``SwiftPruneError`` if `source` holds NaN or Inf.
+@inline(__always)
+func largestMagnitude<S: BinaryFloatingPoint>(_ source: UnsafeBufferPointer<S>) throws -> Double {
+    var largest = 0.0
     var bad = 0
-    for i in 0 ..< source.count {
-        let value = Double(source[i])
-        destination[i] = value
-        if !value.isFinite { bad += 1 }
+    for value in source {
+        let x = Double(value)
+        if !x.isFinite { bad += 1 } else if abs(x) > largest { largest = abs(x) }
     }
     guard bad == 0 else { throw SwiftPruneError.value("weights contain \(bad) NaN or Inf value(s)") }
+    return largest > 0 ? largest : 1
 }
 
 /// Seeded standard normal numbers: SplitMix64 + Box–Muller. Deterministic

@@ -1,18 +1,35 @@
 /// Eigendecomposition of a real symmetric matrix in `Double`:
-/// Householder reduction to tridiagonal form, then the implicit QL
-/// algorithm with Wilkinson-style shifts (as in EISPACK `tql2`), then the
-/// back-transformation of the eigenvectors.
+/// Householder reduction to tridiagonal form, eigenvalues by the implicit QL
+/// algorithm (as in EISPACK `tql2`), eigenvectors of the tridiagonal matrix
+/// by inverse iteration (``TridiagonalEigenvectors``; QL with accumulated
+/// rotations is the verified fallback), then the blocked back-transformation.
 ///
 /// Storage is row-major throughout and every inner loop runs over a
 /// contiguous row: the reduction works on the full symmetric matrix (row k
-/// equals column k), the QL rotations act on rows of `Zᵀ`, and the
-/// eigenvectors come out as *rows*. The matrix-vector and rank-2 updates
-/// and the rotations are split over ``Threading/threadCount`` workers.
+/// equals column k), and the eigenvectors come out as *rows*. The row
+/// passes, the rotations and the back-transformation (GEMM) are split over
+/// ``Threading/threadCount`` workers.
 enum SymmetricEigen {
     /// Overwrites the `n × n` symmetric matrix `a` (full storage) with its
     /// eigenvectors, one per row, and returns the eigenvalues, ascending.
     /// Row `i` of `a` on return is the unit eigenvector of eigenvalue `i`.
-    static func decompose(_ a: UnsafeMutablePointer<Double>, n: Int) -> [Double] {
+    /// How the eigenvectors of the tridiagonal matrix are found.
+    enum VectorMethod {
+        /// Inverse iteration, with rotations as the fallback (the default).
+        case inverseIteration
+        /// QL with accumulated rotations only (O(n³); kept for tests and as the fallback).
+        case rotations
+    }
+
+    ///
+    /// Eigenvalues at most `negligible · max|λ|` (e.g. the null space of a Gram
+    /// matrix) get *some* orthonormal basis of the complement of the other
+    /// eigenvectors instead of their exact eigenvectors, which inverse
+    /// iteration could only find at O(n k²) cost for a cluster of k. By
+    /// default every eigenvector is computed.
+    static func decompose(_ a: UnsafeMutablePointer<Double>, n: Int,
+                          method: VectorMethod = .inverseIteration,
+                          negligible: Double = -Double.infinity) throws -> [Double] {
         guard n > 0 else { return [] }
         if n == 1 {
             let value = a[0]
@@ -24,73 +41,100 @@ enum SymmetricEigen {
         var tau = [Double](repeating: 0, count: n)
         tridiagonalize(a, n: n, d: &d, e: &e, tau: &tau)
         // The Householder vectors stay in the upper triangle of `a`; the
-        // rotations accumulate in a separate matrix Zᵀ, then Q is applied.
+        // eigenvectors of T go into a separate matrix Zᵀ, then Q is applied.
         let z = UnsafeMutablePointer<Double>.allocate(capacity: n * n)
         defer { z.deallocate() }
-        z.initialize(repeating: 0, count: n * n)
-        for i in 0 ..< n { z[i * n + i] = 1 }
-        ql(d: &d, e: &e, zt: z, n: n)
-        backTransform(reflectors: a, tau: tau, zt: z, n: n)
-        // Sort ascending, moving rows along.
-        let order = (0 ..< n).sorted { d[$0] < d[$1] }
+        // Eigenvalues by QL without vectors (O(n²)), eigenvectors of T by inverse
+        // iteration (O(n²) plus re-orthogonalization inside clusters), checked;
+        // QL with accumulated rotations (O(n³)) is the fallback.
+        var values = d, work = e
+        ql(d: &values, e: &work, zt: nil, n: n)
+        values.sort()
+        var order = Array(0 ..< n)
+        if method == .rotations || !TridiagonalEigenvectors.inverseIteration(
+            d: d, e: e, values: values, zt: z, n: n,
+            negligible: negligible * values.reduce(0) { max($0, abs($1)) }) {
+            z.initialize(repeating: 0, count: n * n)
+            for i in 0 ..< n { z[i * n + i] = 1 }
+            values = d
+            work = e
+            ql(d: &values, e: &work, zt: z, n: n)
+            order = (0 ..< n).sorted { values[$0] < values[$1] }
+        }
+        try backTransform(reflectors: a, tau: tau, zt: z, n: n)
+        // Ascending order, moving rows along.
         for (row, source) in order.enumerated() {
             (a + row * n).update(from: z + source * n, count: n)
         }
-        return order.map { d[$0] }
+        return order.map { values[$0] }
     }
 
     /// Householder tridiagonalization `A = Q T Qᵀ`. On return `d` is T's
     /// diagonal, `e[i] = T[i+1, i]` (`e[n-1] = 0`), and row `k` of `a`,
     /// entries `k+1 ..< n`, holds the reflector `v_k` (with `v_k[k+1] = 1`)
     /// of `H_k = I - tau[k] v_k v_kᵀ`, `Q = H_0 H_1 ⋯ H_{n-3}`.
+    ///
+    /// Each step's rank-2 update `A22 −= v wᵀ + w vᵀ` is applied lazily, in the
+    /// same pass over the rows as the next step's product `A22 v`, so that the
+    /// trailing matrix is streamed through memory once per step, not twice.
     static func tridiagonalize(_ a: UnsafeMutablePointer<Double>, n: Int,
                                d: inout [Double], e: inout [Double], tau: inout [Double]) {
-        let p = UnsafeMutablePointer<Double>.allocate(capacity: n)
-        defer { p.deallocate() }
+        let buffers = UnsafeMutablePointer<Double>.allocate(capacity: 2 * n)
+        defer { buffers.deallocate() }
+        var current = buffers, previous = buffers + n
+        // The update not yet applied: v and w of the previous step, indexed from its first row.
+        var pendingV: UnsafePointer<Double>?
+        var pendingW: UnsafePointer<Double>?
         for k in 0 ..< max(0, n - 2) {
+            if let pv = pendingV, let pw = pendingW {
+                rank2Update(a + k * n + k, pv, -pw[0], pw, -pv[0], n - k)
+            }
             d[k] = a[k * n + k]
             let length = n - k - 1
             let x = a + k * n + k + 1
             var tail = 0.0
             for i in 1 ..< length { tail += x[i] * x[i] }
             let x0 = x[0]
+            var t = 0.0
             if tail == 0 {
-                tau[k] = 0
                 e[k] = x0
                 x[0] = 1
                 for i in 1 ..< length { x[i] = 0 }
-                continue
+            } else {
+                let norm = (x0 * x0 + tail).squareRoot()
+                let beta = x0 >= 0 ? -norm : norm
+                t = (beta - x0) / beta
+                let scale = 1 / (x0 - beta)
+                x[0] = 1
+                for i in 1 ..< length { x[i] *= scale }
+                e[k] = beta
             }
-            let norm = (x0 * x0 + tail).squareRoot()
-            let beta = x0 >= 0 ? -norm : norm
-            let t = (beta - x0) / beta
-            let scale = 1 / (x0 - beta)
-            x[0] = 1
-            for i in 1 ..< length { x[i] *= scale }
             tau[k] = t
-            e[k] = beta
-            // Mirror v into column k so that later rows see a symmetric matrix is
-            // not needed: the trailing block (rows/cols k+1..) is all that is used.
             let v = UnsafePointer(x)
             let base = k + 1
-            // p = t * A22 v
+            let p = current
+            // One pass: finish the previous update on each row, then p = t · A22 v.
             let workers = Threading.workerCount(for: length * length, minimumPerWorker: 1 << 16)
             parallelFor(workers: workers) { worker in
                 for i in partitionRange(length, parts: workers, index: worker) {
-                    p[i] = t * dot(a + (base + i) * n + base, v, length)
+                    let row = a + (base + i) * n + base
+                    if let pv = pendingV, let pw = pendingW {
+                        p[i] = t * updateThenDot(row, pv + 1, -pw[i + 1], pw + 1, -pv[i + 1], v, length)
+                    } else {
+                        p[i] = t * dot(row, v, length)
+                    }
                 }
             }
             // w = p - (t/2)(pᵀv) v
             let kappa = 0.5 * t * dot(p, v, length)
             for i in 0 ..< length { p[i] -= kappa * v[i] }
-            let w = UnsafePointer(p)
-            // A22 -= v wᵀ + w vᵀ
-            parallelFor(workers: workers) { worker in
-                for i in partitionRange(length, parts: workers, index: worker) {
-                    let row = a + (base + i) * n + base
-                    rank2Update(row, v, -w[i], w, -v[i], length)
-                }
-            }
+            pendingV = v
+            pendingW = UnsafePointer(p)
+            swap(&current, &previous)
+        }
+        if let pv = pendingV, let pw = pendingW {
+            rank2Update(a + (n - 2) * n + n - 2, pv, -pw[0], pw, -pv[0], 2)
+            rank2Update(a + (n - 1) * n + n - 2, pv, -pw[1], pw, -pv[1], 2)
         }
         d[n - 2] = a[(n - 2) * n + n - 2]
         d[n - 1] = a[(n - 1) * n + n - 1]
@@ -101,10 +145,14 @@ enum SymmetricEigen {
     }
 
     /// Implicit QL on the tridiagonal (d, e), rotating the rows of `zt`.
-    static func ql(d: inout [Double], e: inout [Double], zt: UnsafeMutablePointer<Double>, n: Int) {
+    /// With `zt == nil` only the eigenvalues are computed (O(n²)).
+    static func ql(d: inout [Double], e: inout [Double], zt: UnsafeMutablePointer<Double>?, n: Int) {
         let eps = Double.ulpOfOne
         var f = 0.0, tst1 = 0.0
-        var cs = [Double](repeating: 0, count: n), sn = [Double](repeating: 0, count: n)
+        // Rotations are recorded and applied later in column chunks that stay in
+        // cache (columns of Zᵀ are independent), instead of streaming all of Zᵀ
+        // through memory once per sweep.
+        var rotations = RotationLog(capacity: zt == nil ? 1 : min(1 << 22, 4 * n * n))
         for l in 0 ..< n {
             tst1 = max(tst1, abs(d[l]) + abs(e[l]))
             var m = l
@@ -141,65 +189,72 @@ enum SymmetricEigen {
                         c = p / r
                         p = c * d[i] - s * g
                         d[i + 1] = h + s * (c * g + s * d[i])
-                        cs[i] = c; sn[i] = s
+                        if let zt, !rotations.append(row: i, c: c, s: s) {
+                            rotations.flush(into: zt, n: n)
+                            _ = rotations.append(row: i, c: c, s: s)
+                        }
                         i -= 1
                     }
                     p = -s * s2 * c3 * el1 * e[l] / dl1
                     e[l] = s * p
                     d[l] = c * p
-                    applyRotations(zt, n: n, from: m - 1, to: l, cs: cs, sn: sn)
                 } while abs(e[l]) > eps * tst1 && iterations < 100
             }
             d[l] += f
             e[l] = 0
         }
+        if let zt { rotations.flush(into: zt, n: n) }
     }
 
-    /// Applies the rotations of one QL sweep (i = from, from-1, …, to) to
-    /// rows i, i+1 of `zt`, splitting the columns over workers.
-    static func applyRotations(_ zt: UnsafeMutablePointer<Double>, n: Int, from: Int, to: Int,
-                               cs: [Double], sn: [Double]) {
-        let rotations = from - to + 1
-        let workers = Threading.workerCount(for: rotations * n, minimumPerWorker: 1 << 15)
-        cs.withUnsafeBufferPointer { cs in
-            sn.withUnsafeBufferPointer { sn in
-                parallelFor(workers: workers) { worker in
-                    // Split on multiples of 8 columns for clean vector loops.
-                    let chunks = (n + 7) / 8
-                    let range = partitionRange(chunks, parts: workers, index: worker)
-                    let lo = range.lowerBound * 8, hi = min(n, range.upperBound * 8)
-                    guard lo < hi else { return }
-                    var i = from
-                    while i >= to {
-                        rotate(zt + i * n + lo, zt + (i + 1) * n + lo, cs[i], sn[i], hi - lo)
-                        i -= 1
-                    }
-                }
-            }
-        }
-    }
-
-    /// Each row z (an eigenvector of T) becomes Q z = H_0 (H_1 (⋯ H_{n-3} z)).
+    /// Each row z (an eigenvector of T) becomes Q z = H_0 (H_1 (⋯ H_{n-3} z)),
+    /// i.e. `Zᵀ ← Zᵀ H_{n-3} ⋯ H_0`, in blocks of `nb` reflectors written in
+    /// compact WY form (`H_{k0} ⋯ H_{k1-1} = I − V T Vᵀ`, LAPACK's `larft`),
+    /// so that almost all the work is three GEMMs per block.
     static func backTransform(reflectors a: UnsafePointer<Double>, tau: [Double],
-                              zt: UnsafeMutablePointer<Double>, n: Int) {
-        let workers = Threading.workerCount(for: n * n * n, minimumPerWorker: 1 << 20)
-        tau.withUnsafeBufferPointer { tau in
-            parallelFor(workers: workers) { worker in
-                for row in partitionRange(n, parts: workers, index: worker) {
-                    let z = zt + row * n
-                    var k = n - 3
-                    while k >= 0 {
-                        let t = tau[k]
-                        if t != 0 {
-                            let v = a + k * n + k + 1
-                            let length = n - k - 1
-                            let s = t * dot(v, UnsafePointer(z + k + 1), length)
-                            axpy(-s, v, z + k + 1, length)
-                        }
-                        k -= 1
-                    }
+                              zt: UnsafeMutablePointer<Double>, n: Int) throws {
+        let count = n - 2   // reflectors 0 ..< n-2
+        guard count > 0 else { return }
+        let nb = 32
+        let vt = UnsafeMutablePointer<Double>.allocate(capacity: nb * n)
+        let t = UnsafeMutablePointer<Double>.allocate(capacity: nb * nb)
+        let w = UnsafeMutablePointer<Double>.allocate(capacity: n * nb)
+        let w2 = UnsafeMutablePointer<Double>.allocate(capacity: n * nb)
+        defer { vt.deallocate(); t.deallocate(); w.deallocate(); w2.deallocate() }
+        var k1 = count
+        while k1 > 0 {
+            let k0 = max(0, k1 - nb)
+            let b = k1 - k0, length = n - k0 - 1
+            // Rows of Vᵀ: v_{k0+j} on coordinates k0+1 ..< n, zero before its leading 1.
+            for j in 0 ..< b {
+                let row = vt + j * length
+                row.update(repeating: 0, count: j)
+                row[j] = 1
+                let source = a + (k0 + j) * n + k0 + 1
+                for i in j + 1 ..< length { row[i] = source[i] }
+            }
+            // T, column by column: T[0..<i, i] = −τ_i · T[0..<i, 0..<i] · (Vᵀ v_i)[0..<i].
+            t.update(repeating: 0, count: b * b)
+            for i in 0 ..< b {
+                let tauI = tau[k0 + i]
+                t[i * b + i] = tauI
+                guard i > 0, tauI != 0 else { continue }
+                var products = [Double](repeating: 0, count: i)
+                for q in 0 ..< i { products[q] = dot(vt + q * length + i, vt + i * length + i, length - i) }
+                for r in 0 ..< i {
+                    var sum = 0.0
+                    for q in r ..< i { sum += t[r * b + q] * products[q] }
+                    t[r * b + i] = -tauI * sum
                 }
             }
+            // Zᵀ[:, k0+1...] −= ((Zᵀ[:, k0+1...] V) Tᵀ) Vᵀ
+            let z = zt + k0 + 1
+            try gemm(transA: false, transB: true, m: n, n: b, k: length, alpha: 1, a: z, lda: n,
+                     b: vt, ldb: length, beta: 0, c: w, ldc: b)
+            try gemm(transA: false, transB: true, m: n, n: b, k: b, alpha: 1, a: w, lda: b,
+                     b: t, ldb: b, beta: 0, c: w2, ldc: b)
+            try gemm(transA: false, transB: false, m: n, n: length, k: b, alpha: -1, a: w2, lda: b,
+                     b: vt, ldb: length, beta: 1, c: z, ldc: n)
+            k1 = k0
         }
     }
 }
@@ -265,6 +320,34 @@ func rank2Update(_ row: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>
     while i < count { row[i] += alpha * x[i] + beta * y[i]; i += 1 }
 }
 
+/// row += alpha·x + beta·y, returning the updated row · v (one pass).
+@inline(__always)
+func updateThenDot(_ row: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>, _ alpha: Double,
+                   _ y: UnsafePointer<Double>, _ beta: Double, _ v: UnsafePointer<Double>, _ count: Int) -> Double {
+    typealias V = SIMD4<Double>
+    let a = V(repeating: alpha), b = V(repeating: beta)
+    var s0 = V(), s1 = V()
+    var i = 0
+    while i + 8 <= count {
+        var r0: V = loadVector(row + i), r1: V = loadVector(row + i + 4)
+        r0 = r0.addingProduct(a, loadVector(x + i) as V).addingProduct(b, loadVector(y + i) as V)
+        r1 = r1.addingProduct(a, loadVector(x + i + 4) as V).addingProduct(b, loadVector(y + i + 4) as V)
+        storeVector(r0, row + i)
+        storeVector(r1, row + i + 4)
+        s0 = s0.addingProduct(r0, loadVector(v + i) as V)
+        s1 = s1.addingProduct(r1, loadVector(v + i + 4) as V)
+        i += 8
+    }
+    var total = (s0 + s1).sum()
+    while i < count {
+        let r = row[i] + alpha * x[i] + beta * y[i]
+        row[i] = r
+        total += r * v[i]
+        i += 1
+    }
+    return total
+}
+
 /// (x, y) ← (c·x − s·y, s·x + c·y), the QL rotation of rows i and i+1.
 @inline(__always)
 func rotate(_ x: UnsafeMutablePointer<Double>, _ y: UnsafeMutablePointer<Double>,
@@ -283,5 +366,56 @@ func rotate(_ x: UnsafeMutablePointer<Double>, _ y: UnsafeMutablePointer<Double>
         x[i] = c * xv - s * yv
         y[i] = s * xv + c * yv
         i += 1
+    }
+}
+
+/// Plane rotations of rows (row, row + 1) of `Zᵀ`, recorded in order.
+struct RotationLog {
+    var rows: [Int32] = []
+    var cs: [Double] = []
+    var sn: [Double] = []
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        rows.reserveCapacity(min(self.capacity, 1 << 16))
+        cs.reserveCapacity(min(self.capacity, 1 << 16))
+        sn.reserveCapacity(min(self.capacity, 1 << 16))
+    }
+
+    /// Records a rotation; `false` when the log is full (flush first).
+    mutating func append(row: Int, c: Double, s: Double) -> Bool {
+        guard rows.count < capacity else { return false }
+        rows.append(Int32(truncatingIfNeeded: row)); cs.append(c); sn.append(s)
+        return true
+    }
+
+    /// Applies every recorded rotation, in order, to `zt` (n × n) and empties the log.
+    /// Each worker takes column chunks small enough for the whole chunk of Zᵀ to
+    /// stay in cache while the rotation stream passes over it.
+    mutating func flush(into zt: UnsafeMutablePointer<Double>, n: Int) {
+        let count = rows.count
+        guard count > 0 else { return }
+        let width = max(8, min(n, (1 << 16) / max(1, n)) / 8 * 8)
+        let chunks = (n + width - 1) / width
+        let workers = min(chunks, Threading.workerCount(for: count * n, minimumPerWorker: 1 << 18))
+        rows.withUnsafeBufferPointer { rows in
+            cs.withUnsafeBufferPointer { cs in
+                sn.withUnsafeBufferPointer { sn in
+                    parallelFor(workers: workers) { worker in
+                        for chunk in partitionRange(chunks, parts: workers, index: worker) {
+                            let lo = chunk * width, size = min(width, n - lo)
+                            for r in 0 ..< count {
+                                let row = Int(rows[r])
+                                rotate(zt + row * n + lo, zt + (row + 1) * n + lo, cs[r], sn[r], size)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        rows.removeAll(keepingCapacity: true)
+        cs.removeAll(keepingCapacity: true)
+        sn.removeAll(keepingCapacity: true)
     }
 }

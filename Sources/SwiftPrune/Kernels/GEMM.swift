@@ -49,9 +49,48 @@ public func gemm<T: GEMMScalar>(
         .run(workers: workers)
 }
 
+/// The symmetric product `C = alpha · op(A) · op(A)ᵀ` (`op(A)` is `n × k`)
+/// written in full: only the upper triangle is computed (about half the work
+/// of ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``), then
+/// mirrored. `transA == true` gives `AᵀA` for A stored `k × n`: the Gram
+/// matrix `XᵀX` of calibration activations or of a weight.
+/// - Throws: ``SwiftPruneError`` for negative sizes, a small `lda`/`ldc` or a
+///   `nil` pointer to a non-empty matrix.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+public func syrk<T: GEMMScalar>(
+    transA: Bool, n: Int, k: Int, alpha: T, a: UnsafePointer<T>?, lda: Int,
+    c: UnsafeMutablePointer<T>?, ldc: Int
+) throws {
+    guard n >= 0, k >= 0 else { throw SwiftPruneError.value("syrk: sizes must be non-negative, got n = \(n), k = \(k)") }
+    guard lda >= max(1, transA ? n : k), ldc >= max(1, n) else {
+        throw SwiftPruneError.value("syrk: leading dimensions too small (lda = \(lda), ldc = \(ldc))")
+    }
+    guard n > 0 else { return }
+    guard let c else { throw SwiftPruneError.value("syrk: c is NULL") }
+    GEMMDriver<T>.scale(c, m: n, n: n, ldc: ldc, by: 0)
+    if k > 0 && alpha != 0 {
+        guard let a else { throw SwiftPruneError.value("syrk: a is NULL") }
+        let (nn, o1) = n.multipliedReportingOverflow(by: n)
+        let (work, o2) = nn.multipliedReportingOverflow(by: k)
+        let workers = (o1 || o2) ? Threading.threadCount
+            : Threading.workerCount(for: work / 2, minimumPerWorker: 1 << 21)
+        var driver = GEMMDriver<T>(transA: transA, transB: !transA, m: n, n: n, k: k,
+                                   alpha: alpha, a: a, lda: lda, b: a, ldb: lda, c: c, ldc: ldc)
+        driver.upperOnly = true
+        driver.run(workers: workers)
+    }
+    for i in 0 ..< n {
+        for j in 0 ..< i { c[i * ldc + j] = c[j * ldc + i] }
+    }
+}
+
 /// The blocked, packed, multithreaded implementation behind ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``.
 struct GEMMDriver<T: GEMMScalar> {
     let transA: Bool, transB: Bool
+    /// Compute only the tiles of C that touch its upper triangle (SYRK-style,
+    /// for symmetric products such as XᵀX); tiles strictly below are skipped.
+    var upperOnly = false
     let m: Int, n: Int, k: Int
     let alpha: T
     let a: UnsafePointer<T>, lda: Int
@@ -82,25 +121,21 @@ struct GEMMDriver<T: GEMMScalar> {
         }
     }
 
-    @inline(__always)
-    static func allocate(_ count: Int) -> UnsafeMutablePointer<T> {
-        UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * MemoryLayout<T>.stride, alignment: 64)
-            .bindMemory(to: T.self, capacity: max(1, count))
-    }
-
     func run(workers: Int) {
         let mr = T.gemmMR, nr = T.gemmNR
         let kcMax = min(Self.kc, k)
         let ncMax = min(Self.nc, (n + nr - 1) / nr * nr)
         let mcMax = min(Self.mc, (m + mr - 1) / mr * mr)
-        let packedB = Self.allocate(kcMax * ncMax)
-        let packedA = Self.allocate(workers * mcMax * kcMax)
-        let scratch = Self.allocate(workers * mr * nr)
-        defer {
-            UnsafeMutableRawPointer(packedB).deallocate()
-            UnsafeMutableRawPointer(packedA).deallocate()
-            UnsafeMutableRawPointer(scratch).deallocate()
+        let bCount = kcMax * ncMax, aCount = workers * mcMax * kcMax
+        ScratchPool.with(T.self, count: bCount + aCount + workers * mr * nr) { workspace in
+            run(workers: workers, packedB: workspace, packedA: workspace + bCount,
+                scratch: workspace + bCount + aCount, kcMax: kcMax, ncMax: ncMax, mcMax: mcMax)
         }
+    }
+
+    func run(workers: Int, packedB: UnsafeMutablePointer<T>, packedA: UnsafeMutablePointer<T>,
+             scratch: UnsafeMutablePointer<T>, kcMax: Int, ncMax: Int, mcMax: Int) {
+        let nr = T.gemmNR, mr = T.gemmMR
         var jc = 0
         while jc < n {
             let nc = min(ncMax, n - jc)
@@ -202,10 +237,13 @@ struct GEMMDriver<T: GEMMScalar> {
         defer { scratch[0] = touched }
         for panel in panels {
             let j0 = panel * nr
+            // With upperOnly, row blocks entirely below this panel are skipped.
+            let lastColumn = column + j0 + nr - 1
             let cols = min(nr, nc - j0)
             let bPanel = UnsafePointer(packedB + panel * kc * nr)
             var i0 = 0
             while i0 < mc {
+                if upperOnly && row + i0 > lastColumn { break }
                 let rows = min(mr, mc - i0)
                 let aPanel = UnsafePointer(packedA + i0 * kc)
                 let cTile = c + (row + i0) * ldc + column + j0

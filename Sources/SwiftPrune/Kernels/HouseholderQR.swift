@@ -50,9 +50,16 @@ public enum HouseholderQR {
             }
         }
         // Q e_j = H_0 H_1 ⋯ H_j e_j, row by row into a copy.
-        let q = UnsafeMutablePointer<Float>.allocate(capacity: total)
-        defer { q.deallocate() }
-        q.initialize(repeating: 0, count: total)
+        ScratchPool.with(Float.self, count: total) { q in
+            formQ(rows, tau: tau, count: count, length: length, into: q)
+            rows.update(from: q, count: total)
+        }
+    }
+
+    /// Writes the first `count` columns of `Q = H_0 ⋯ H_{count-1}` (as rows) into `q`.
+    static func formQ(_ rows: UnsafeMutablePointer<Float>, tau: [Float], count: Int, length: Int,
+                      into q: UnsafeMutablePointer<Float>) {
+        q.update(repeating: 0, count: count * length)
         let workers = Threading.workerCount(for: count * count * length / 2, minimumPerWorker: 1 << 18)
         tau.withUnsafeBufferPointer { tau in
             parallelFor(workers: workers) { worker in
@@ -76,7 +83,6 @@ public enum HouseholderQR {
                 }
             }
         }
-        rows.update(from: q, count: total)
     }
 }
 

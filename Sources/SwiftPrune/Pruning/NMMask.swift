@@ -36,6 +36,8 @@ public func nmMask<S: MagnitudeOrdered>(
             if split.inner == 1 && m == 4 {
                 flags[worker] = nm4Contiguous(source + range.lowerBound * 4, target + range.lowerBound * 4,
                                               groups: range.count, n: n)
+            } else if m <= 64 {
+                flags[worker] = nmLanes(source, target, groups: range, m: m, n: n, inner: split.inner)
             } else {
                 flags[worker] = nmGeneral(source, target, groups: range, m: m, n: n, inner: split.inner)
             }
@@ -78,38 +80,125 @@ func nm4Contiguous<S: MagnitudeOrdered>(
     return worst >= S.infinityKey
 }
 
-/// Any `m`, any lane stride `inner`: ranks by pairwise comparison for small
-/// `m`, by sorting `(key, index)` for large `m`. Returns whether a NaN or Inf was seen.
+/// Large `m` (> 64), any lane stride: per group, a quickselect finds the
+/// `(m - n)`-th smallest key; entries below it are pruned, and among entries
+/// equal to it the higher indices are pruned first. Returns whether a NaN or
+/// Inf was seen.
 func nmGeneral<S: MagnitudeOrdered>(
     _ source: UnsafePointer<S>, _ target: UnsafeMutablePointer<Bool>,
     groups: Range<Int>, m: Int, n: Int, inner: Int
 ) -> Bool {
     var worst: S.MagnitudeKey = 0
-    withUnsafeTemporaryAllocation(of: S.MagnitudeKey.self, capacity: m) { keys in
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: m) { orderBuffer in
-            var order = orderBuffer
+    let pruned = m - n
+    withUnsafeTemporaryAllocation(of: UInt64.self, capacity: m) { keys in
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: m) { scratch in
+            let key = keys.baseAddress!, work = scratch.baseAddress!
             for g in groups {
                 let base = g &* m &* inner
                 for i in 0 ..< inner {
                     for j in 0 ..< m {
-                        let key = source[base &+ j &* inner &+ i].magnitudeKey
-                        keys[j] = key
-                        worst = max(worst, key)
+                        let k = source[base &+ j &* inner &+ i].magnitudeKey
+                        worst = max(worst, k)
+                        key[j] = UInt64(k)
+                        work[j] = UInt64(k)
                     }
-                    if m <= 32 {
+                    let threshold = quickselect(work, count: m, rank: pruned - 1)
+                    var below = 0
+                    for j in 0 ..< m where key[j] < threshold { below += 1 }
+                    var ties = pruned - below
+                    var j = m - 1
+                    while j >= 0 {
+                        let k = key[j]
+                        var keep = k > threshold
+                        if k == threshold { if ties > 0 { ties -= 1 } else { keep = true } }
+                        target[base &+ j &* inner &+ i] = keep
+                        j -= 1
+                    }
+                }
+            }
+        }
+    }
+    return worst >= S.infinityKey
+}
+
+/// Ranks by pairwise compares over lanes: `key[j * tile + i]` is entry `j` of
+/// lane `i`'s group; `rank[j * tile + i]` receives how many entries of that
+/// group beat it (larger key, or equal key and lower index). Every loop runs
+/// over contiguous lanes, so it vectorizes.
+@inline(__always)
+func nmRankLanes<K: FixedWidthInteger>(
+    _ key: UnsafePointer<K>, _ rank: UnsafeMutablePointer<Int32>, m: Int, width: Int, tile: Int
+) {
+    for j in 0 ..< m {
+        let kj = key + j * tile, rj = rank + j * tile
+        rj.update(repeating: 0, count: width)
+        for k in 0 ..< j {
+            let kk = key + k * tile
+            for i in 0 ..< width { rj[i] &+= kk[i] >= kj[i] ? 1 : 0 }
+        }
+        for k in (j + 1) ..< m {
+            let kk = key + k * tile
+            for i in 0 ..< width { rj[i] &+= kk[i] > kj[i] ? 1 : 0 }
+        }
+    }
+}
+
+/// `m <= 64`: groups whose entries are `inner < 8` apart are gathered
+/// (transposed) a tile of lanes at a time; for `inner >= 8` each group's `m`
+/// rows already are contiguous runs of lanes. Returns whether a NaN or Inf was seen.
+func nmLanes<S: MagnitudeOrdered>(
+    _ source: UnsafePointer<S>, _ target: UnsafeMutablePointer<Bool>,
+    groups: Range<Int>, m: Int, n: Int, inner: Int
+) -> Bool {
+    let tile = 256
+    let limit = Int32(truncatingIfNeeded: n)
+    var worst: S.MagnitudeKey = 0
+    withUnsafeTemporaryAllocation(of: S.MagnitudeKey.self, capacity: m * tile) { keys in
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: m * tile) { ranks in
+            let key = keys.baseAddress!, rank = ranks.baseAddress!
+            if inner < 8 {
+                // Lanes ℓ = g * inner + i over the worker's groups; entry j of lane ℓ is at
+                // (g * m + j) * inner + i. A tile of lanes is gathered (transposed) into rows.
+                let lanes = groups.count * inner
+                let firstLane = groups.lowerBound * inner
+                var l0 = 0
+                while l0 < lanes {
+                    let width = min(tile, lanes - l0)
+                    for t in 0 ..< width {
+                        let lane = firstLane + l0 + t
+                        let start = (lane / inner) * m * inner + lane % inner
                         for j in 0 ..< m {
-                            let kj = keys[j]
-                            var rank = 0
-                            for k in 0 ..< j where keys[k] >= kj { rank &+= 1 }
-                            for k in (j + 1) ..< m where keys[k] > kj { rank &+= 1 }
-                            target[base &+ j &* inner &+ i] = rank < n
+                            let k = source[start + j * inner].magnitudeKey
+                            key[j * tile + t] = k
+                            worst = max(worst, k)
                         }
-                    } else {
-                        for j in 0 ..< m { order[j] = j }
-                        // Largest key first, lower index first among equals.
-                        order.sort { keys[$0] != keys[$1] ? keys[$0] > keys[$1] : $0 < $1 }
-                        for r in 0 ..< m { target[base &+ order[r] &* inner &+ i] = r < n }
                     }
+                    nmRankLanes(key, rank, m: m, width: width, tile: tile)
+                    for t in 0 ..< width {
+                        let lane = firstLane + l0 + t
+                        let start = (lane / inner) * m * inner + lane % inner
+                        for j in 0 ..< m { target[start + j * inner] = rank[j * tile + t] < limit }
+                    }
+                    l0 += width
+                }
+                return
+            }
+            for g in groups {
+                let base = g &* m &* inner
+                var i0 = 0
+                while i0 < inner {
+                    let width = min(tile, inner - i0)
+                    for j in 0 ..< m {
+                        let row = source + base + j * inner + i0, out = key + j * tile
+                        for i in 0 ..< width { out[i] = row[i].magnitudeKey }
+                        for i in 0 ..< width { worst = max(worst, out[i]) }
+                    }
+                    nmRankLanes(key, rank, m: m, width: width, tile: tile)
+                    for j in 0 ..< m {
+                        let out = target + base + j * inner + i0, rj = rank + j * tile
+                        for i in 0 ..< width { out[i] = rj[i] < limit }
+                    }
+                    i0 += width
                 }
             }
         }

@@ -52,8 +52,20 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
             throw SwiftPruneError.value("weights contain NaN or Inf values")
         }
     }
-    if inner >= 64 {
-        // Long contiguous rows: reduce each (o, l) row with SIMD, add into norms[l].
+    if inner == 1 && outer < 4 {
+        // A few rows of single entries (a 1-D tensor): each slice is one value per row.
+        norms.withUnsafeMutableBufferPointer { out in
+            for o in 0 ..< outer {
+                let p = source + o * length
+                switch norm {
+                case .l1, .l2: for l in 0 ..< length { let x = Double(p[l]); out[l] += norm == .l1 ? x.magnitude : x * x }
+                case .infinity: for l in 0 ..< length { out[l] = max(out[l], Double(p[l].magnitude)) }
+                }
+            }
+        }
+    } else if inner >= 64 || outer < 4 {
+        // Long contiguous rows (or too few planes to be worth a plane buffer each):
+        // reduce each (o, l) row with SIMD, add into norms[l].
         let rows = outer * length
         let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
         var partial = [Double](repeating: 0, count: workers * length)
@@ -102,8 +114,16 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
             }
         }
     }
-    if norm == .l2 { for l in 0 ..< length { norms[l] = norms[l].squareRoot() } }
-    guard norms.allSatisfy({ $0.isFinite }) else {
+    var finite = true
+    norms.withUnsafeMutableBufferPointer { out in
+        guard let p = out.baseAddress else { return }
+        if norm == .l2 { for l in 0 ..< length { p[l] = p[l].squareRoot() } }
+        // Inf and NaN are the patterns with every exponent bit set (integer ops vectorize).
+        var special: UInt64 = 0
+        for l in 0 ..< length { special |= (~p[l].bitPattern & 0x7FF0_0000_0000_0000) == 0 ? 1 : 0 }
+        finite = special == 0
+    }
+    guard finite else {
         throw SwiftPruneError.value("weights contain NaN or Inf values (or their norms overflow)")
     }
     return norms

@@ -1,0 +1,168 @@
+/// The keep-masks of ``writeMagnitudeMasks(_:prune:into:)`` in one pass over
+/// the data for large inputs (sample select, after Floyd and Rivest).
+///
+/// A seeded, stratified random sample of up to 2^18 magnitudes brackets the `k`-th smallest
+/// in a narrow key range `[lo, hi]` (±4 standard deviations of the sample
+/// rank). One pass then writes every mask entry outside the range (`< lo`
+/// pruned, `> hi` kept), records the entries inside it (key and mask address,
+/// in flat order) and looks for NaN/Inf; the recorded entries are resolved
+/// exactly, the lower flat index first among equal keys. If the bracket
+/// missed (odds ~1e-4) or holds too many entries (many equal values), the
+/// two-pass writer redoes the work, so the result never depends on the sample.
+/// Below `minimumCount` entries (default 2^24) the sample's fixed cost is not
+/// repaid and the two-pass writer runs directly.
+@_specialize(where S == Float)
+@_specialize(where S == Double)
+func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
+    _ data: SegmentedBuffer<S>, prune k: Int, into masks: [UnsafeMutableBufferPointer<Bool>],
+    minimumCount: Int = 1 << 24
+) throws {
+    let total = data.count
+    guard total >= max(minimumCount, 256), k > 0, k < total,
+          masks.count == data.segments.count,
+          zip(masks, data.segments).allSatisfy({ $0.count == $1.count }) else {
+        try writeMagnitudeMasksTwoPass(data, prune: k, into: masks)
+        return
+    }
+    // Sample and bracket.
+    // Stratified: one random position in each of `sampleCount` equal strata, read in
+    // increasing order while walking the segments (no search, prefetch-friendly).
+    let sampleCount = min(1 << 18, total / 16)
+    var generator = Xoshiro256StarStar(seed: 0x5EED_5A3F_1E5E_1EC7)
+    let sample = UnsafeMutablePointer<UInt64>.allocate(capacity: sampleCount)
+    defer { sample.deallocate() }
+    var segment = 0
+    for s in 0 ..< sampleCount {
+        let lower = partitionRange(total, parts: sampleCount, index: s)
+        let position = lower.lowerBound + Int(generator.uniform(below: UInt64(lower.count)))
+        while data.offsets[segment + 1] <= position { segment += 1 }
+        sample[s] = UInt64(data.segments[segment][position - data.offsets[segment]].magnitudeKey)
+    }
+    let center = Double(k) / Double(total) * Double(sampleCount)
+    let spread = 2 * Double(sampleCount).squareRoot() + 16  // 4σ of the sample rank (σ <= √n / 2)
+    let lowRank = Int((center - spread).rounded(.down)), highRank = Int((center + spread).rounded(.up))
+    let lo: UInt64 = lowRank < 0 ? 0 : quickselect(sample, count: sampleCount, rank: lowRank)
+    let hi: UInt64 = highRank >= sampleCount ? .max : quickselect(sample, count: sampleCount, rank: highRank)
+    let loKey = S.MagnitudeKey(truncatingIfNeeded: lo)
+    let hiKey = hi == .max ? S.MagnitudeKey.max : S.MagnitudeKey(truncatingIfNeeded: hi)
+
+    // One pass: direct writes outside [lo, hi], records inside, NaN/Inf watch.
+    let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
+    let expected = Double(highRank - lowRank) / Double(sampleCount) * Double(total) / Double(workers)
+    let cap = Int(4 * expected) + (1 << 16)
+    var recordKeys = [[UInt64]](repeating: [], count: workers)
+    var recordPlaces = [[UnsafeMutablePointer<Bool>]](repeating: [], count: workers)
+    var belowCounts = [Int](repeating: 0, count: workers)
+    var failed = [Bool](repeating: false, count: workers)
+    var worstKeys = [S.MagnitudeKey](repeating: 0, count: workers)
+    recordKeys.withUnsafeMutableBufferPointer { keysOut in
+        recordPlaces.withUnsafeMutableBufferPointer { placesOut in
+            belowCounts.withUnsafeMutableBufferPointer { belowOut in
+                failed.withUnsafeMutableBufferPointer { failedOut in
+                    worstKeys.withUnsafeMutableBufferPointer { worstOut in
+                        parallelFor(workers: workers) { worker in
+                            var keys: [UInt64] = [], places: [UnsafeMutablePointer<Bool>] = []
+                            keys.reserveCapacity(Int(expected * 1.25) + 64)
+                            places.reserveCapacity(Int(expected * 1.25) + 64)
+                            var below = 0, worst: S.MagnitudeKey = 0, overflow = false
+                            // Pieces collected first: the hot loop below mutates locals, not closure captures.
+                            var pieces: [(Int, Range<Int>)] = []
+                            data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) {
+                                pieces.append(($0, $1))
+                            }
+                            let span = hiKey &- loKey
+                            let chunk = 2048
+                            let flags = UnsafeMutablePointer<UInt8>.allocate(capacity: chunk)
+                            defer { flags.deallocate() }
+                            pieceLoop: for (segment, range) in pieces {
+                                let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
+                                var start = range.lowerBound
+                                while start < range.upperBound {
+                                    let count = min(chunk, range.upperBound - start)
+                                    let v = values + start, m = mask + start
+                                    // Vectorizable: mask, NaN/Inf watch, counts, in-bracket flags.
+                                    var chunkWorst: S.MagnitudeKey = 0, chunkBelow = 0, inside = 0
+                                    for i in 0 ..< count {
+                                        let key = v[i].magnitudeKey
+                                        chunkWorst = max(chunkWorst, key)
+                                        m[i] = key > hiKey
+                                        chunkBelow &+= key < loKey ? 1 : 0
+                                        let flag: UInt8 = (key &- loKey) <= span ? 1 : 0
+                                        flags[i] = flag
+                                        inside &+= Int(flag)
+                                    }
+                                    worst = max(worst, chunkWorst)
+                                    below &+= chunkBelow
+                                    if inside > 0 {
+                                        // Records, found eight flags at a time.
+                                        var i = 0
+                                        let words = UnsafeRawPointer(flags)
+                                        while i < count {
+                                            if i + 8 <= count && words.loadUnaligned(fromByteOffset: i, as: UInt64.self) == 0 {
+                                                i += 8
+                                                continue
+                                            }
+                                            if flags[i] != 0 {
+                                                keys.append(UInt64(v[i].magnitudeKey))
+                                                places.append(m + i)
+                                            }
+                                            i += 1
+                                        }
+                                        if keys.count > cap { overflow = true; break pieceLoop }
+                                    }
+                                    start += count
+                                }
+                            }
+                            keysOut[worker] = keys
+                            placesOut[worker] = places
+                            belowOut[worker] = below
+                            failedOut[worker] = overflow
+                            worstOut[worker] = worst
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let below = belowCounts.reduce(0, +)
+    let candidates = recordKeys.reduce(0) { $0 + $1.count }
+    guard !failed.contains(true), below <= k, k <= below + candidates else {
+        try writeMagnitudeMasksTwoPass(data, prune: k, into: masks)
+        return
+    }
+    guard worstKeys.allSatisfy({ $0 < S.infinityKey }) else {
+        // The exact count comes from the validating writer.
+        try writeMagnitudeMasksTwoPass(data, prune: k, into: masks)
+        return
+    }
+
+    // Resolve the bracket: prune its `need` smallest, lower flat index first among ties.
+    let need = k - below
+    guard need > 0 else {
+        for places in recordPlaces { for place in places { place.pointee = true } }
+        return
+    }
+    let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: candidates)
+    defer { scratch.deallocate() }
+    var offset = 0
+    for keys in recordKeys where !keys.isEmpty {
+        keys.withUnsafeBufferPointer { (scratch + offset).update(from: $0.baseAddress!, count: $0.count) }
+        offset += keys.count
+    }
+    let threshold = quickselect(scratch, count: candidates, rank: need - 1)
+    var countBelow = 0
+    for keys in recordKeys { for key in keys where key < threshold { countBelow += 1 } }
+    var ties = need - countBelow
+    for (keys, places) in zip(recordKeys, recordPlaces) {
+        for (key, place) in zip(keys, places) {
+            if key < threshold {
+                place.pointee = false
+            } else if key == threshold && ties > 0 {
+                place.pointee = false
+                ties -= 1
+            } else {
+                place.pointee = true
+            }
+        }
+    }
+}
