@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,13 +27,12 @@ public enum CPUFeatures {
     public static let hasAVX512: Bool = detectAVX512()
 
     /// Whether the AVX-512 kernels run now: ``hasAVX512`` unless a test turned
-    /// them off (``portableOnly``).
-    @inline(__always)
-    static var useAVX512: Bool { hasAVX512 && !portableOnly }
+    /// them off with ``portableOnly``.
+    static var useAVX512: Bool { hasAVX512 && !portableOnly.load(ordering: .relaxed) }
 
-    /// For tests: run the portable kernels even where AVX-512 is available.
-    /// Set it only while no kernel runs.
-    nonisolated(unsafe) static var portableOnly = false
+    /// For tests: run the portable kernels even where AVX-512 is available
+    /// (both give the same results, so a change mid-call is harmless).
+    static let portableOnly = Atomic<Bool>(false)
 
     static func detectAVX512() -> Bool {
         #if arch(x86_64) && os(Linux) && canImport(Glibc)
