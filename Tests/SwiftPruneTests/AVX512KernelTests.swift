@@ -5,6 +5,8 @@ import SwiftPruneAVX512
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 // The AVX-512 kernels against their portable twins (bit-identical: the same
