@@ -6,9 +6,10 @@
   operations in the same order (fused multiply-adds per lane, the same
   partial sums), only 16 lanes per instruction instead of 8, and the int8
   kernels are exact integer arithmetic before the same final float scaling.
-- The library keeps AVX-512 instructions inside the SwiftPruneAVX512 module
-  (the ODR guard): no function outside it uses zmm/ymm16-31/xmm16-31 or mask
-  registers, and that module's object files define no shared symbol but its own.
+- The library keeps AVX-512 instructions inside the SwiftPruneAVX512 and
+  SwiftPruneAVX512VNNI modules (the ODR guard): no function outside them uses
+  zmm/ymm16-31/xmm16-31 or mask registers (nor VNNI instructions outside the
+  VNNI module), and their object files define no shared symbol but their own.
 - Under `qemu-x86_64 -cpu Haswell` (a CPU without AVX-512) every dispatched
   kernel runs (portable path) and is right, where qemu is installed.
 """
@@ -30,9 +31,13 @@ from swiftprune import _core
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = Path(sp.__file__).resolve().parent / "libswiftprune.so"
-MODULE_PREFIX = "$s16SwiftPruneAVX512"  # Swift mangling of the module name
+# The modules built beyond x86-64-v3, by their Swift-mangled name prefix, and their kernels.
+MODULES = {
+    "SwiftPruneAVX512": ("$s16SwiftPruneAVX512", ("csrRows", "nmRows", "int8Tile4x16", "int8RowDots")),
+    "SwiftPruneAVX512VNNI": ("$s20SwiftPruneAVX512VNNI", ("int8Tile4x16",)),
+}
+PREFIXES = tuple(prefix for prefix, _ in MODULES.values())
 AVX512_FLAGS = ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")
-KERNELS = ("csrRows", "nmRows", "int8Tile4x16", "int8RowDots")
 
 
 def cpuinfo_has_avx512() -> bool:
@@ -145,21 +150,24 @@ def test_avx512_and_portable_paths_are_bit_identical(tmp_path: Path) -> None:
 # ---- ODR guard ----------------------------------------------------------------------------
 
 
-def avx512_object_dir() -> Path | None:
-    """`.build/<triple>/release/SwiftPruneAVX512.build` of the release build (what setup.py builds)."""
-    candidates = sorted((ROOT / ".build").glob("*/release/SwiftPruneAVX512.build"))
-    candidates += [p for p in [ROOT / ".build" / "release" / "SwiftPruneAVX512.build"] if p.is_dir()]
+def object_dir(module: str) -> Path | None:
+    """`.build/<triple>/release/<module>.build` of the release build (what setup.py builds)."""
+    candidates = sorted((ROOT / ".build").glob(f"*/release/{module}.build"))
+    candidates += [p for p in [ROOT / ".build" / "release" / f"{module}.build"] if p.is_dir()]
     return candidates[0] if candidates else None
 
 
-def test_avx512_module_defines_only_its_own_shared_symbols() -> None:
-    """A shared (global or weak) definition emitted in the AVX-512 module, e.g. a
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_avx512_module_defines_only_its_own_shared_symbols(module: str) -> None:
+    """A shared (global or weak) definition emitted in an AVX-512 module, e.g. a
     specialization of a generic standard-library function, could be chosen by the
-    linker for every module and crash other CPUs with SIGILL."""
+    linker for every module and crash other CPUs with SIGILL. Local symbols are
+    invisible outside their object file; Swift's reflection constants are data."""
+    prefix, kernels = MODULES[module]
     nm = shutil.which("nm")
-    objects_dir = avx512_object_dir()
+    objects_dir = object_dir(module)
     if nm is None or objects_dir is None:
-        pytest.skip("needs nm (binutils) and the release build directory .build/*/release/SwiftPruneAVX512.build "
+        pytest.skip(f"needs nm (binutils) and the release build directory .build/*/release/{module}.build "
                     f"(nm: {nm}, build dir: {objects_dir})")
     objects = sorted(objects_dir.glob("*.o"))
     assert objects, f"no object files in {objects_dir}"
@@ -173,21 +181,24 @@ def test_avx512_module_defines_only_its_own_shared_symbols() -> None:
         kind, name = parts[1], parts[2]
         if kind.islower() and kind not in "vw":
             continue  # local: invisible to the linker outside its object
-        if name.startswith(MODULE_PREFIX) or name.startswith(f"symbolic _____ 16SwiftPruneAVX512"):
+        if name.startswith(prefix) or name.startswith(f"symbolic _____ {prefix[2:]}"):
             continue
         # Swift reflection data shared by every Swift object: constants, no code.
         if kind in "VR" and (name == "__swift_reflection_version" or name.startswith("symbolic ")):
             continue
         foreign.append(f"{kind} {name}")
-    assert not foreign, "SwiftPruneAVX512 defines shared symbols outside its namespace:\n" + "\n".join(foreign)
-    for kernel in KERNELS:
-        assert re.search(re.escape(MODULE_PREFIX) + r"0C7KernelsO\d+" + kernel, listing), kernel
+    assert not foreign, f"{module} defines shared symbols outside its namespace:\n" + "\n".join(foreign)
+    for kernel in kernels:
+        assert re.search(re.escape(prefix) + r"\w*Kernels\w*O\d+" + kernel, listing), kernel
 
 
 AVX512_REGISTER = re.compile(r"%(zmm\d+|k[0-7]\b|[xy]mm(1[6-9]|2\d|3[01])\b)")
+VNNI_INSTRUCTION = re.compile(r"\bvpdp(bu|ws)sds?\b")
 
 
-def test_avx512_instructions_only_in_the_avx512_module() -> None:
+def test_avx512_instructions_only_in_the_avx512_modules() -> None:
+    """zmm, ymm16-31, xmm16-31 and mask registers appear only in functions of the
+    AVX-512 modules, and VNNI instructions (vpdpbusd, vpdpwssd, ...) only in the VNNI one."""
     objdump = shutil.which("objdump")
     if objdump is None or not LIBRARY.exists():
         pytest.skip(f"needs objdump (binutils) and {LIBRARY} (objdump: {objdump})")
@@ -195,17 +206,26 @@ def test_avx512_instructions_only_in_the_avx512_module() -> None:
                                  text=True, check=True).stdout
     function = "?"
     users: dict[str, int] = {}
+    vnni_users: set[str] = set()
     for line in disassembly.splitlines():
         if line.endswith(">:"):
             function = line[line.index("<") + 1:-2]
-        elif "%" in line and AVX512_REGISTER.search(line):
-            users[function] = users.get(function, 0) + 1
-    outside = sorted(name for name in users if not name.startswith(MODULE_PREFIX))
-    assert not outside, f"AVX-512 registers used outside SwiftPruneAVX512: {outside[:20]}"
+        elif "%" in line:
+            if AVX512_REGISTER.search(line):
+                users[function] = users.get(function, 0) + 1
+            if VNNI_INSTRUCTION.search(line):
+                vnni_users.add(function)
+    outside = sorted(name for name in users if not name.startswith(PREFIXES))
+    assert not outside, f"AVX-512 registers used outside the AVX-512 modules: {outside[:20]}"
+    vnni_prefix = MODULES["SwiftPruneAVX512VNNI"][0]
+    assert all(name.startswith(vnni_prefix) for name in vnni_users), sorted(vnni_users)
     if sys.platform.startswith("linux") and os.uname().machine == "x86_64":
-        # The kernels really are AVX-512 (the -march=x86-64-v4 flag took effect).
-        for kernel in KERNELS:
-            assert any(kernel in name for name in users), f"{kernel} has no AVX-512 instruction"
+        # The kernels really are AVX-512 (the -march=x86-64-v4 flags took effect).
+        for prefix, kernels in MODULES.values():
+            for kernel in kernels:
+                assert any(name.startswith(prefix) and kernel in name for name in users), \
+                    f"{prefix} {kernel} has no AVX-512 instruction"
+        assert vnni_users, "the VNNI kernel has no VNNI instruction"
 
 
 # ---- a CPU without AVX-512 --------------------------------------------------------------
