@@ -2,6 +2,7 @@ import Synchronization
 import Testing
 @testable import SwiftPrune
 import SwiftPruneAVX512
+import SwiftPruneAVX512VNNI
 
 #if canImport(Glibc)
 import Glibc
@@ -118,6 +119,36 @@ private let shapes = [(1, 8, 1), (7, 16, 9), (17, 64, 64), (33, 128, 100), (5, 4
             }
             #expect(y.avx512 == y.portable)
             #expect(!y.avx512.contains { $0.isNaN })
+        }
+    }
+
+    /// The int8 tile kernels alone (AVX-512, and AVX512-VNNI where present) against
+    /// the AVX2 one, on random 7-bit activations and full-range int8 weights.
+    @Test(.enabled(if: CPUFeatures.hasAVX512, "needs AVX-512")) func int8TileKernelsMatchPortable() {
+        let quads = 37, columns = quads * 4
+        var state: UInt64 = 0x1234_5678
+        func next() -> UInt64 { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state }
+        let weights = (0 ..< 4 * columns).map { _ in Int8(truncatingIfNeeded: next()) }  // -128 ... 127
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: quads * 64, alignment: 64)
+        defer { packed.deallocate() }
+        for i in 0 ..< quads * 64 { packed.storeBytes(of: UInt8(next() & 127), toByteOffset: i, as: UInt8.self) }
+        for (start, end) in [(0, quads), (3, 4), (5, 5), (1, 36)] {
+            let initial = (0 ..< 64).map { Int64($0) * 1000 - 7 }
+            var portable = initial, wide = initial, vnni = initial
+            weights.withUnsafeBufferPointer { w in
+                let p = w.baseAddress!
+                let rows = (p, p + columns, p + 2 * columns, p + 3 * columns)
+                QuantizedMatmul.microKernel(rows.0, rows.1, rows.2, rows.3, packed: packed, quads: start ..< end, into: &portable)
+                AVX512Kernels.int8Tile4x16(rows.0, rows.1, rows.2, rows.3, packed: packed, quadStart: start, quadEnd: end,
+                                           tile: &wide)
+                if CPUFeatures.hasAVX512VNNI {
+                    AVX512VNNIKernels.int8Tile4x16(rows.0, rows.1, rows.2, rows.3, packed: packed, quadStart: start,
+                                                   quadEnd: end, tile: &vnni)
+                }
+            }
+            #expect(wide == portable, "\(start) ..< \(end)")
+            if CPUFeatures.hasAVX512VNNI { #expect(vnni == portable, "VNNI \(start) ..< \(end)") }
+            if end > start { #expect(portable != initial) }
         }
     }
 
