@@ -1,3 +1,5 @@
+import SwiftPruneAVX512
+
 /// A float32 matrix in compressed sparse row (CSR) form, the layout of
 /// `scipy.sparse.csr_matrix`: the nonzeros of row `i` are
 /// `values[rowOffsets[i] ..< rowOffsets[i + 1]]`, in columns
@@ -275,7 +277,8 @@ extension CSRMatrix {
     static let blockBytes = 32 * 1024
 
     /// `y = W @ x`: `x` is C-order `(xRows, n)` with `xRows == columns`, `y`
-    /// is `(rows, n)`. Rows are split between threads by nonzero count.
+    /// is `(rows, n)`. Rows are split between threads by nonzero count. Runs the
+    /// AVX-512 kernel where ``CPUFeatures/hasAVX512`` (same results, bit for bit).
     public static func matmul(
         rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>,
         values: UnsafeBufferPointer<Float>, x: UnsafeBufferPointer<Float>, xRows: Int, n: Int,
@@ -294,6 +297,8 @@ extension CSRMatrix {
         var failures = [SwiftPruneError?](repeating: nil, count: workers)
         guard let vals = values.baseAddress, let indices = columnIndices.baseAddress, let yBase = y.baseAddress else { return }
         let tileStride = (min(64, n) + 15) & ~15
+        let avx512 = CPUFeatures.useAVX512
+        guard let offsetsBase = rowOffsets.baseAddress else { return }
         failures.withUnsafeMutableBufferPointer { failuresOut in
             parallelFor(workers: workers) { worker in
                 let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
@@ -325,7 +330,14 @@ extension CSRMatrix {
                     },
                     restart: {
                         for row in range { cursors[row &- first] = Int(rowOffsets[row]) }
-                    })
+                    },
+                    chunkKernel: avx512 ? { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
+                        AVX512Kernels.csrRows(
+                            rowCount: chunk.count, values: vals, indices: indices, cursors: cursors + (chunk.lowerBound &- first),
+                            rowEnds: offsetsBase + (chunk.lowerBound &+ 1), limit: Int32(truncatingIfNeeded: k1),
+                            x: block, stride: stride, columnBase: columnBase, width: width, y: yChunk, yStride: n,
+                            accumulate: accumulate)
+                    } : nil)
             }
         }
         if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }

@@ -1,3 +1,5 @@
+import SwiftPruneAVX512
+
 /// A float32 matrix with N:M structured sparsity, stored compressed: in
 /// every run of `m` consecutive entries of a row (a *group*), at most `n`
 /// are kept. `values` is `(rows, columns / m · n)` and `groupIndices` (same
@@ -169,6 +171,7 @@ extension NMSparseMatrix {
         let blockDepth = max(m, (blockBytes / 4 / tileStride) / m * m)
         let workers = Threading.workerCount(for: rows * perRow * batch, minimumPerWorker: 1 << 16)
         var bad = [Bool](repeating: false, count: workers)
+        let avx512 = CPUFeatures.useAVX512
         bad.withUnsafeMutableBufferPointer { badOut in
             parallelFor(workers: workers) { worker in
                 let myRows = partitionRange(rows, parts: workers, index: worker)
@@ -185,7 +188,15 @@ extension NMSparseMatrix {
                         return (vals + start, GroupColumns(indices: indices + start, n: n, m: m, shift: shift, firstColumn: k0),
                                 (k1 &- k0) / m &* n)
                     },
-                    restart: {})
+                    restart: {},
+                    chunkKernel: avx512 ? { chunk, k0, k1, block, stride, columnBase, yChunk, width, accumulate in
+                        let start = chunk.lowerBound &* perRow &+ (k0 / m) &* n
+                        AVX512Kernels.nmRows(
+                            rowCount: chunk.count, values: vals + start, indices: indices + start, perRow: perRow,
+                            n: n, m: m, shift: shift, firstColumn: k0, count: (k1 &- k0) / m &* n,
+                            x: block, stride: stride, columnBase: columnBase, width: width, y: yChunk, yStride: batch,
+                            accumulate: accumulate)
+                    } : nil)
             }
         }
         guard !bad.contains(true) else { throw SwiftPruneError.value("a group index is >= m = \(m)") }

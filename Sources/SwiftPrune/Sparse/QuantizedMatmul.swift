@@ -1,6 +1,8 @@
 #if arch(x86_64)
 import _Builtin_intrinsics.intel
 #endif
+import SwiftPruneAVX512
+import SwiftPruneAVX512VNNI
 
 /// `W @ x` for int8 weights with per-row (per-output-channel) scales and
 /// float32 activations: `W = scale[i] · (values[i, k] − zeroPoint[i])`, of
@@ -67,6 +69,7 @@ public enum QuantizedMatmul {
         let zeroPoints = zeroPoint.baseAddress
         let blocks = (rows + tileRows - 1) / tileRows
         let workers = Threading.workerCount(for: outputs * columns, minimumPerWorker: 1 << 18)
+        let avx512 = CPUFeatures.useAVX512, vnni = CPUFeatures.useAVX512VNNI
         if let columnMajor = activations.columnMajor {
             // Few columns (a matrix-vector product): one pass over each weight row,
             // dotted with every column of x, instead of zero-padded 16-column tiles.
@@ -75,7 +78,9 @@ public enum QuantizedMatmul {
                 defer { dots.deallocate() }
                 for row in partitionRange(rows, parts: workers, index: worker) {
                     let weights = wBase + row &* columns
-                    let sum = rowDots(weights, columns: columns, xq: columnMajor, batch: batch, into: dots)
+                    let sum = avx512
+                        ? AVX512Kernels.int8RowDots(weights, columns: columns, xq: columnMajor, batch: batch, dots: dots)
+                        : rowDots(weights, columns: columns, xq: columnMajor, batch: batch, into: dots)
                     let zp = Int64(zeroPoints?[row] ?? 0)
                     for b in 0 ..< batch {
                         let z = Int64(activations.zeroPoints[b])
@@ -91,7 +96,8 @@ public enum QuantizedMatmul {
                 let firstRow = block &* tileRows
                 let rowCount = min(tileRows, rows &- firstRow)
                 multiplyTile(weights: wBase, columns: columns, firstRow: firstRow, rowCount: rowCount,
-                             activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase)
+                             activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase,
+                             avx512: avx512, vnni: vnni)
             }
         }
     }
@@ -100,7 +106,7 @@ public enum QuantizedMatmul {
     @inline(__always)
     static func multiplyTile(
         weights: UnsafePointer<Int8>, columns: Int, firstRow: Int, rowCount: Int, activations: ActivationQuantization,
-        scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Float>
+        scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Float>, avx512: Bool, vnni: Bool
     ) {
         // Missing rows of a partial block repeat the last row; their results are dropped.
         var rowPointers = (weights, weights, weights, weights)
@@ -126,8 +132,16 @@ public enum QuantizedMatmul {
                     let chunkEnd = min(quads, chunkStart &+ chunkQuads)
                     withUnsafeBytes(of: rowPointers) { pointerBytes in
                         let p = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
-                        microKernel(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
-                                    quads: chunkStart ..< chunkEnd, into: tile.baseAddress!)
+                        if vnni {
+                            AVX512VNNIKernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+                                                           quadStart: chunkStart, quadEnd: chunkEnd, tile: tile.baseAddress!)
+                        } else if avx512 {
+                            AVX512Kernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+                                                       quadStart: chunkStart, quadEnd: chunkEnd, tile: tile.baseAddress!)
+                        } else {
+                            microKernel(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+                                        quads: chunkStart ..< chunkEnd, into: tile.baseAddress!)
+                        }
                     }
                     chunkStart = chunkEnd
                 }

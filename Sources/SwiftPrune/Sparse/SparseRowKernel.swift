@@ -6,6 +6,9 @@
 /// streams one row of `x` through 64 lanes of accumulators held in registers
 /// (four `SIMD16<Float>`, eight AVX2 vectors); the output row is written
 /// once. Columns are taken 64 at a time, then 16, then 8, then one by one.
+///
+/// `AVX512Kernels.csrRows`/`nmRows` (module SwiftPruneAVX512) hold a copy of
+/// this function, operation for operation: change both together.
 @inline(__always)
 func sparseRowTimesDense<Columns: SparseColumns>(
     values: UnsafePointer<Float>, columns: Columns, count: Int,
@@ -120,12 +123,18 @@ struct GroupColumns: SparseColumns {
 /// stay in L1 too (they go through `y`). `nonzeros(row, k0, k1)` returns the
 /// row's nonzeros with columns in `k0 ..< k1` as (values, columns, count);
 /// blocks are visited in increasing order for every row, after `restart()`.
+///
+/// `chunkKernel`, when given, replaces the loop over a chunk's rows for one
+/// block (the AVX-512 kernels): it must do what `sparseRowTimesDense` does
+/// for each row of the chunk, with the same nonzeros. It is not used for
+/// `batch < 8` (a scalar loop, where wider vectors do not help).
 @inline(__always)
 func blockedSparseProduct<Columns: SparseColumns>(
     rows: Range<Int>, depth: Int, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>,
     blockDepth requestedBlockDepth: Int, rowChunk: Int,
     nonzeros: (_ row: Int, _ k0: Int, _ k1: Int) -> (UnsafePointer<Float>, Columns, Int),
-    restart: () -> Void
+    restart: () -> Void,
+    chunkKernel: SparseChunkKernel? = nil
 ) {
     if batch < 8 {
         // A vector or a thin block: nothing to reuse, gather straight from x.
@@ -162,11 +171,15 @@ func blockedSparseProduct<Columns: SparseColumns>(
                 var k0 = p0
                 while k0 < p1 {
                     let k1 = min(p1, k0 &+ blockDepth)
-                    for row in c0 ..< c1 {
-                        let (vals, cols, count) = nonzeros(row, k0, k1)
-                        sparseRowTimesDense(values: vals, columns: cols, count: count, x: buffer, stride: stride,
-                                            columnBase: p0, width: width, y: y + (row &* batch &+ tileStart),
-                                            accumulate: k0 > 0)
+                    if let chunkKernel {
+                        chunkKernel(c0 ..< c1, k0, k1, buffer, stride, p0, y + (c0 &* batch &+ tileStart), width, k0 > 0)
+                    } else {
+                        for row in c0 ..< c1 {
+                            let (vals, cols, count) = nonzeros(row, k0, k1)
+                            sparseRowTimesDense(values: vals, columns: cols, count: count, x: buffer, stride: stride,
+                                                columnBase: p0, width: width, y: y + (row &* batch &+ tileStart),
+                                                accumulate: k0 > 0)
+                        }
                     }
                     k0 = k1
                 }
@@ -177,6 +190,16 @@ func blockedSparseProduct<Columns: SparseColumns>(
         tileStart &+= tileWidth
     }
 }
+
+/// One chunk of rows over one block of `x` in ``blockedSparseProduct``:
+/// `(rows, k0, k1, block, stride, columnBase, y, width, accumulate)`, where
+/// `block` holds `x`'s rows from `columnBase` (`stride` floats apart), `y`
+/// points at the first row's output (rows `batch` apart) and `width` outputs
+/// per row are written (`+=` when `accumulate`).
+typealias SparseChunkKernel = (
+    _ rows: Range<Int>, _ k0: Int, _ k1: Int, _ block: UnsafePointer<Float>, _ stride: Int, _ columnBase: Int,
+    _ y: UnsafeMutablePointer<Float>, _ width: Int, _ accumulate: Bool
+) -> Void
 
 /// Validates the shapes shared by every `W @ x` kernel and returns the
 /// number of output elements `rows · n`.
