@@ -6,13 +6,16 @@ import PackageDescription
 // beyond it (AVX-512) must be chosen at run time.
 //
 // SwiftPruneAVX512 holds the AVX-512 (x86-64-v4) kernels: raw-pointer functions
-// only, called by SwiftPrune when `CPUFeatures.hasAVX512` says the CPU has it.
+// only, called by SwiftPrune when `CPUFeatures.hasAVX512` says the CPU has it;
+// SwiftPruneAVX512VNNI the int8 kernels that also need AVX512-VNNI (`hasAVX512VNNI`).
 #if arch(x86_64)
 let targetFlags: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-march=x86-64-v3"])]
 let avx512Flags: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-march=x86-64-v4"])]
+let avx512VNNIFlags: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-march=x86-64-v4", "-Xcc", "-mavx512vnni"])]
 #else
 let targetFlags: [SwiftSetting] = []
 let avx512Flags: [SwiftSetting] = []
+let avx512VNNIFlags: [SwiftSetting] = []
 #endif
 
 let package = Package(
@@ -24,8 +27,9 @@ let package = Package(
         .library(name: "swiftprune", type: .dynamic, targets: ["SwiftPruneC"]),
     ],
     targets: [
-        .target(name: "SwiftPrune", dependencies: ["SwiftPruneAVX512"], swiftSettings: targetFlags),
+        .target(name: "SwiftPrune", dependencies: ["SwiftPruneAVX512", "SwiftPruneAVX512VNNI"], swiftSettings: targetFlags),
         .target(name: "SwiftPruneAVX512", swiftSettings: avx512Flags),
+        .target(name: "SwiftPruneAVX512VNNI", swiftSettings: avx512VNNIFlags),
         // The one public C header and the per-thread last-error slot.
         .target(name: "CSwiftPrune"),
         // @_cdecl exports implementing swiftprune.h.

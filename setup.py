@@ -54,7 +54,11 @@ class SwiftBuildExt(build_ext):
             destinations.append(ROOT / "python" / "swiftprune")
         for destination in destinations:
             destination.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(library, destination / SWIFT_LIBRARY)
+            # Copy, then rename over: a process that has the old library
+            # mapped keeps its (unchanged) file instead of crashing.
+            staged = destination / (SWIFT_LIBRARY + ".tmp")
+            shutil.copy2(library, staged)
+            os.replace(staged, destination / SWIFT_LIBRARY)
         super().run()
 
 

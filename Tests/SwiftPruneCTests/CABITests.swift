@@ -41,5 +41,6 @@ final class CABITests: XCTestCase {
         // Compiling SwiftPruneC is the check; calling the functions keeps them honest.
         checkLibrarySignatures()
         checkPruningSignatures()
+        checkCPUSignatures()
     }
 }

@@ -1565,6 +1565,19 @@ static PyObject *core_safetensors_writer_commit(PyObject *self, PyObject *args) 
     {"safetensors_writer_commit", core_safetensors_writer_commit, METH_VARARGS, "safetensors_writer_commit(writer)"},
 
 /* ======================================================================== */
+/* CPU features                                                              */
+/* ======================================================================== */
+
+static PyObject *core_cpu_has_avx512(PyObject *self, PyObject *noargs) {
+    int32_t has;
+    SP_NOGIL(has = sp_cpu_has_avx512());
+    return PyBool_FromLong(has);
+}
+
+#define CPU_METHODS \
+    {"cpu_has_avx512", core_cpu_has_avx512, METH_NOARGS, "Whether the AVX-512 kernels run in this process."},
+
+/* ======================================================================== */
 /* Module                                                                    */
 /* ======================================================================== */
 
@@ -1576,6 +1589,7 @@ static PyMethodDef core_methods[] = {
     MATMUL_METHODS
     TENSOR_CORE_METHODS
     IO_METHODS
+    CPU_METHODS
     {NULL, NULL, 0, NULL},
 };
 

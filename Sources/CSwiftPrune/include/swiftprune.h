@@ -571,6 +571,15 @@ sp_status sp_safetensors_writer_commit(sp_safetensors_writer *writer);
 /** Frees a writer; an uncommitted file is discarded. NULL is ignored. */
 void sp_safetensors_writer_free(sp_safetensors_writer *writer);
 
+/* ---- cpu features ------------------------------------------------------ */
+
+/**
+ * 1 if the AVX-512 kernels run in this process (the CPU lists avx512f/bw/cd/dq/vl
+ * in /proc/cpuinfo and in cpuid, and SWIFTPRUNE_DISABLE_AVX512 is unset or "0"),
+ * else 0 (the portable AVX2 kernels run). Detected once per process.
+ */
+int32_t sp_cpu_has_avx512(void);
+
 #ifdef __cplusplus
 }
 #endif

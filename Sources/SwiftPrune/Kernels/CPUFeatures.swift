@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,14 +26,32 @@ public enum CPUFeatures {
     /// systems and architectures, and whenever `/proc/cpuinfo` cannot be read.
     public static let hasAVX512: Bool = detectAVX512()
 
-    /// Whether the AVX-512 kernels run now: ``hasAVX512`` unless a test turned
-    /// them off (``portableOnly``).
-    @inline(__always)
-    static var useAVX512: Bool { hasAVX512 && !portableOnly }
+    /// True when ``hasAVX512`` and the CPU also has AVX512-VNNI (`avx512_vnni`
+    /// in `/proc/cpuinfo` and in `cpuid`): the int8 kernels of the
+    /// `SwiftPruneAVX512VNNI` module may run.
+    public static let hasAVX512VNNI: Bool = hasAVX512 && detectVNNI()
 
-    /// For tests: run the portable kernels even where AVX-512 is available.
-    /// Set it only while no kernel runs.
-    nonisolated(unsafe) static var portableOnly = false
+    /// Whether the AVX-512 kernels run now: ``hasAVX512`` unless a test turned
+    /// them off with ``portableOnly``.
+    static var useAVX512: Bool { hasAVX512 && !portableOnly.load(ordering: .relaxed) }
+
+    /// For tests: run the portable kernels even where AVX-512 is available
+    /// (both give the same results, so a change mid-call is harmless).
+    static let portableOnly = Atomic<Bool>(false)
+
+    /// Whether the AVX512-VNNI kernels run now (see ``useAVX512``).
+    static var useAVX512VNNI: Bool { hasAVX512VNNI && !portableOnly.load(ordering: .relaxed) }
+
+    static func detectVNNI() -> Bool {
+        #if arch(x86_64) && os(Linux) && canImport(Glibc)
+        guard let flags = cpuinfoFlags(), flags.contains("avx512_vnni") else { return false }
+        var a: UInt32 = 0, b: UInt32 = 0, c: UInt32 = 0, d: UInt32 = 0
+        guard __get_cpuid_count(7, 0, &a, &b, &c, &d) != 0 else { return false }
+        return c & (1 << 11) != 0  // AVX512_VNNI
+        #else
+        return false
+        #endif
+    }
 
     static func detectAVX512() -> Bool {
         #if arch(x86_64) && os(Linux) && canImport(Glibc)

@@ -2,6 +2,7 @@
 import _Builtin_intrinsics.intel
 #endif
 import SwiftPruneAVX512
+import SwiftPruneAVX512VNNI
 
 /// `W @ x` for int8 weights with per-row (per-output-channel) scales and
 /// float32 activations: `W = scale[i] · (values[i, k] − zeroPoint[i])`, of
@@ -68,7 +69,7 @@ public enum QuantizedMatmul {
         let zeroPoints = zeroPoint.baseAddress
         let blocks = (rows + tileRows - 1) / tileRows
         let workers = Threading.workerCount(for: outputs * columns, minimumPerWorker: 1 << 18)
-        let avx512 = CPUFeatures.useAVX512
+        let avx512 = CPUFeatures.useAVX512, vnni = CPUFeatures.useAVX512VNNI
         if let columnMajor = activations.columnMajor {
             // Few columns (a matrix-vector product): one pass over each weight row,
             // dotted with every column of x, instead of zero-padded 16-column tiles.
@@ -95,7 +96,8 @@ public enum QuantizedMatmul {
                 let firstRow = block &* tileRows
                 let rowCount = min(tileRows, rows &- firstRow)
                 multiplyTile(weights: wBase, columns: columns, firstRow: firstRow, rowCount: rowCount,
-                             activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase, avx512: avx512)
+                             activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase,
+                             avx512: avx512, vnni: vnni)
             }
         }
     }
@@ -104,7 +106,7 @@ public enum QuantizedMatmul {
     @inline(__always)
     static func multiplyTile(
         weights: UnsafePointer<Int8>, columns: Int, firstRow: Int, rowCount: Int, activations: ActivationQuantization,
-        scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Float>, avx512: Bool
+        scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Float>, avx512: Bool, vnni: Bool
     ) {
         // Missing rows of a partial block repeat the last row; their results are dropped.
         var rowPointers = (weights, weights, weights, weights)
@@ -130,7 +132,10 @@ public enum QuantizedMatmul {
                     let chunkEnd = min(quads, chunkStart &+ chunkQuads)
                     withUnsafeBytes(of: rowPointers) { pointerBytes in
                         let p = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
-                        if avx512 {
+                        if vnni {
+                            AVX512VNNIKernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+                                                           quadStart: chunkStart, quadEnd: chunkEnd, tile: tile.baseAddress!)
+                        } else if avx512 {
                             AVX512Kernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
                                                        quadStart: chunkStart, quadEnd: chunkEnd, tile: tile.baseAddress!)
                         } else {
