@@ -1,3 +1,4 @@
+import Synchronization
 import XCTest
 @testable import SwiftPrune
 import SwiftPruneAVX512
@@ -11,9 +12,9 @@ final class GEMMAVX512Tests: XCTestCase {
     /// `gemm` on Float data with the portable path forced or not.
     func product(portable: Bool, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, beta: Float,
                  a: [Float], lda: Int, b: [Float], ldb: Int, c: [Float], ldc: Int) throws -> [Float] {
-        let saved = CPUFeatures.portableOnly
-        CPUFeatures.portableOnly = portable
-        defer { CPUFeatures.portableOnly = saved }
+        let saved = CPUFeatures.portableOnly.load(ordering: .relaxed)
+        CPUFeatures.portableOnly.store(portable, ordering: .relaxed)
+        defer { CPUFeatures.portableOnly.store(saved, ordering: .relaxed) }
         var out = c
         try gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                  b: b, ldb: ldb, beta: beta, c: &out, ldc: ldc)
@@ -100,8 +101,8 @@ final class GEMMAVX512Tests: XCTestCase {
         // syrk computes only the tiles touching the upper triangle (6- and
         // 12-row tiles against 32-column panels), then mirrors them.
         var random = TestRandom(seed: 19)
-        let saved = CPUFeatures.portableOnly
-        defer { CPUFeatures.portableOnly = saved }
+        let saved = CPUFeatures.portableOnly.load(ordering: .relaxed)
+        defer { CPUFeatures.portableOnly.store(saved, ordering: .relaxed) }
         for (n, k) in [(7, 3), (40, 300), (101, 37), (200, 520)] {
             for transA in [false, true] {
                 let a = (0 ..< n * k).map { _ in random.float(in: -1 ... 1) }
@@ -119,7 +120,7 @@ final class GEMMAVX512Tests: XCTestCase {
                     }
                 }
                 for portable in [false, true] {
-                    CPUFeatures.portableOnly = portable
+                    CPUFeatures.portableOnly.store(portable, ordering: .relaxed)
                     var sym = [Float](repeating: .nan, count: n * n)
                     try syrk(transA: transA, n: n, k: k, alpha: 2, a: a, lda: lda, c: &sym, ldc: n)
                     for i in 0 ..< n * n {
