@@ -3,9 +3,10 @@
 ///
 /// 1. `l = min(rank + oversample, min(m, n))` Gaussian test vectors `Ω`;
 /// 2. `Q = qr(W Ω)`, then `powerIterations` times
-///    `Q = qr(W · qr(Wᵀ Q))` (every product re-orthonormalized by
-///    Householder QR, so the subspace does not collapse onto the top
-///    singular vector);
+///    `Q = qr(W · qr(Wᵀ Q))` (every product re-orthonormalized, so the
+///    subspace does not collapse onto the top singular vector: by
+///    one CholeskyQR pass inside the iterations, falling back to Householder QR on
+///    an ill-conditioned panel, and by Householder QR for the final `Q`);
 /// 3. `B = Qᵀ W` (`l × n`), its dense SVD `B = Û Σ Vᵀ`, `U = Q Û`;
 ///    the leading `rank` triplets are returned.
 ///
@@ -72,15 +73,27 @@ public enum RandomizedSVD {
         defer { qt.deallocate() }
         try gemm(transA: false, transB: true, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
                  b: a, ldb: cols, beta: 0, c: qt, ldc: rows)
-        try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
-        for _ in 0 ..< iterations {
+        // Power iterations only need the subspace kept well-conditioned, not an
+        // exactly orthonormal basis (scikit-learn uses LU there): one CholeskyQR
+        // pass (level 3; Householder when the panel is ill-conditioned). The
+        // final Q, which B = QᵀX and U = QÛ rely on, always by Householder QR.
+        if iterations == 0 {
+            try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
+        } else {
+            try CholeskyQR.orthonormalizeRows(qt, count: l, length: rows, passes: 1)
+        }
+        for iteration in 0 ..< iterations {
             // Zᵀ = Qᵀ X (l × cols), orthonormalized; then Qᵀ = Zᵀ Xᵀ, orthonormalized.
             try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
                      b: a, ldb: cols, beta: 0, c: omega, ldc: cols)
-            try HouseholderQR.orthonormalizeRows(omega, count: l, length: cols)
+            try CholeskyQR.orthonormalizeRows(omega, count: l, length: cols, passes: 1)
             try gemm(transA: false, transB: true, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
                      b: a, ldb: cols, beta: 0, c: qt, ldc: rows)
-            try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
+            if iteration == iterations - 1 {
+                try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
+            } else {
+                try CholeskyQR.orthonormalizeRows(qt, count: l, length: rows, passes: 1)
+            }
         }
         // B = Qᵀ X (l × cols), reusing omega's storage.
         try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
