@@ -6,7 +6,7 @@
 ///    `Q = qr(W · qr(Wᵀ Q))` (every product re-orthonormalized, so the
 ///    subspace does not collapse onto the top singular vector: by
 ///    one CholeskyQR pass inside the iterations, falling back to Householder QR on
-///    an ill-conditioned panel, and by Householder QR for the final `Q`);
+///    an ill-conditioned panel, and by CholeskyQR2 (else Householder) for the final `Q`);
 /// 3. `B = Qᵀ W` (`l × n`), its dense SVD `B = Û Σ Vᵀ`, `U = Q Û`;
 ///    the leading `rank` triplets are returned.
 ///
@@ -85,7 +85,7 @@ public enum RandomizedSVD {
         // Power iterations only need the subspace kept well-conditioned, not an
         // exactly orthonormal basis (scikit-learn uses LU there): one CholeskyQR
         // pass (level 3; Householder when the panel is ill-conditioned). The
-        // final Q, which B = QᵀX and U = QÛ rely on, always by Householder QR.
+        // final Q, which B = QᵀX and U = QÛ rely on, by CholeskyQR2 or Householder.
         if iterations == 0 {
             try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
         } else {
@@ -99,7 +99,9 @@ public enum RandomizedSVD {
             try gemm(transA: false, transB: false, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
                      b: at, ldb: rows, beta: 0, c: qt, ldc: rows)
             if iteration == iterations - 1 {
-                try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
+                // CholeskyQR2: orthonormal to Float precision when it accepts the
+                // panel (its second pass sees κ ≤ 1.5), else Householder.
+                try CholeskyQR.orthonormalizeRows(qt, count: l, length: rows, passes: 2)
             } else {
                 try CholeskyQR.orthonormalizeRows(qt, count: l, length: rows, passes: 1)
             }
