@@ -363,3 +363,23 @@ def test_svd_large_null_space(shape, rank):
     u, s, vt = sp.svd(w)
     assert_valid_svd(w, u, s, vt)
     assert np.all(s[rank:] <= 1e-5 * s[0])
+
+
+def test_randomized_svd_large_panels_do_not_depend_on_the_thread_count():
+    # Big enough that the GEMMs, the CholeskyQR Gram products and the
+    # conversions are split over workers.
+    rng = np.random.default_rng(23)
+    w = (rng.standard_normal((900, 700)) / (1.0 + np.arange(700)) ** 0.5).astype(np.float32)
+    previous = sp.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            sp.set_num_threads(threads)
+            results.append(sp.randomized_svd(w, 60))
+    finally:
+        sp.set_num_threads(previous)
+    for other in results[1:]:
+        for x, y in zip(results[0], other):
+            np.testing.assert_array_equal(x, y)
+    u, s, vt = results[0]
+    assert np.linalg.norm(w - (u.astype(np.float64) * s) @ vt) <= 1.01 * optimal_error(w, 60)

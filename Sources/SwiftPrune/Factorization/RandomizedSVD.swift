@@ -3,9 +3,10 @@
 ///
 /// 1. `l = min(rank + oversample, min(m, n))` Gaussian test vectors `Ω`;
 /// 2. `Q = qr(W Ω)`, then `powerIterations` times
-///    `Q = qr(W · qr(Wᵀ Q))` (every product re-orthonormalized by
-///    Householder QR, so the subspace does not collapse onto the top
-///    singular vector);
+///    `Q = qr(W · qr(Wᵀ Q))` (every product re-orthonormalized, so the
+///    subspace does not collapse onto the top singular vector: by
+///    one CholeskyQR pass inside the iterations, falling back to Householder QR on
+///    an ill-conditioned panel, and by CholeskyQR2 (else Householder) for the final `Q`);
 /// 3. `B = Qᵀ W` (`l × n`), its dense SVD `B = Û Σ Vᵀ`, `U = Q Û`;
 ///    the leading `rank` triplets are returned.
 ///
@@ -53,12 +54,21 @@ public enum RandomizedSVD {
         // Scaled by 1 / max|w|: float64 weights beyond the Float range stay finite.
         let scale = try largestMagnitude(w)
         let inverse = 1 / scale
-        for i in 0 ..< m {
-            for j in 0 ..< n {
-                a[transposed ? j * m + i : i * n + j] = Float(Double(w[i * n + j]) * inverse)
+        let convertWorkers = Threading.workerCount(for: mn, minimumPerWorker: 1 << 18)
+        parallelFor(workers: convertWorkers) { worker in
+            for i in partitionRange(m, parts: convertWorkers, index: worker) {
+                for j in 0 ..< n {
+                    a[transposed ? j * m + i : i * n + j] = Float(Double(w[i * n + j]) * inverse)
+                }
             }
         }
         guard rank > 0 else { return }
+        // Xᵀ as well (cols × rows), so that every product packs its big
+        // operand with contiguous copies: packing a transposed B is a strided
+        // gather, as costly as the multiply itself when l is small.
+        let at = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mn))
+        defer { at.deallocate() }
+        transposeBlocked(a, rows: rows, cols: cols, into: at)
 
         let l = min(rank + oversample, cols)
         let iterations = powerIterations ?? defaultPowerIterations(rank: rank, m: m, n: n)
@@ -70,17 +80,31 @@ public enum RandomizedSVD {
         // Qᵀ (l × rows) = qr((X Ω))ᵀ, X = a (rows × cols).
         let qt = UnsafeMutablePointer<Float>.allocate(capacity: l * rows)
         defer { qt.deallocate() }
-        try gemm(transA: false, transB: true, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
-                 b: a, ldb: cols, beta: 0, c: qt, ldc: rows)
-        try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
-        for _ in 0 ..< iterations {
+        try gemm(transA: false, transB: false, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
+                 b: at, ldb: rows, beta: 0, c: qt, ldc: rows)
+        // Power iterations only need the subspace kept well-conditioned, not an
+        // exactly orthonormal basis (scikit-learn uses LU there): one CholeskyQR
+        // pass (level 3; Householder when the panel is ill-conditioned). The
+        // final Q, which B = QᵀX and U = QÛ rely on, by CholeskyQR2 or Householder.
+        if iterations == 0 {
+            try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
+        } else {
+            try CholeskyQR.orthonormalizeRows(qt, count: l, length: rows, passes: 1)
+        }
+        for iteration in 0 ..< iterations {
             // Zᵀ = Qᵀ X (l × cols), orthonormalized; then Qᵀ = Zᵀ Xᵀ, orthonormalized.
             try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
                      b: a, ldb: cols, beta: 0, c: omega, ldc: cols)
-            try HouseholderQR.orthonormalizeRows(omega, count: l, length: cols)
-            try gemm(transA: false, transB: true, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
-                     b: a, ldb: cols, beta: 0, c: qt, ldc: rows)
-            try HouseholderQR.orthonormalizeRows(qt, count: l, length: rows)
+            try CholeskyQR.orthonormalizeRows(omega, count: l, length: cols, passes: 1)
+            try gemm(transA: false, transB: false, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
+                     b: at, ldb: rows, beta: 0, c: qt, ldc: rows)
+            if iteration == iterations - 1 {
+                // CholeskyQR2: orthonormal to Float precision when it accepts the
+                // panel (its second pass sees κ ≤ 1.5), else Householder.
+                try CholeskyQR.orthonormalizeRows(qt, count: l, length: rows, passes: 2)
+            } else {
+                try CholeskyQR.orthonormalizeRows(qt, count: l, length: rows, passes: 1)
+            }
         }
         // B = Qᵀ X (l × cols), reusing omega's storage.
         try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
@@ -112,6 +136,26 @@ public enum RandomizedSVD {
             } else {
                 for i in 0 ..< m { u[i * rank + j] = leftRows[j * rows + i] }
                 for i in 0 ..< n { vt[j * n + i] = Float(smallVt[j * cols + i]) }
+            }
+        }
+    }
+
+    /// `dst` (`cols × rows`) = `src` (`rows × cols`)ᵀ, in 32 × 32 tiles.
+    static func transposeBlocked(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+        let tile = 32
+        let tiles = (rows + tile - 1) / tile
+        let workers = Threading.workerCount(for: rows * cols, minimumPerWorker: 1 << 18)
+        parallelFor(workers: workers) { worker in
+            for t in partitionRange(tiles, parts: workers, index: worker) {
+                let i0 = t * tile, i1 = min(i0 + tile, rows)
+                var j0 = 0
+                while j0 < cols {
+                    let j1 = min(j0 + tile, cols)
+                    for i in i0 ..< i1 {
+                        for j in j0 ..< j1 { dst[j * rows + i] = src[i * cols + j] }
+                    }
+                    j0 = j1
+                }
             }
         }
     }
