@@ -163,14 +163,12 @@ class QuantizedTensor:
         if self.values.ndim != 2:
             raise ValueError(f"matmul needs a 2-D quantized weight, got shape {self.values.shape}")
         if self.group_size is None and self.axis in (None, 0, -2):
-            rows = self.values.shape[0]
-            scale = np.broadcast_to(self.scale.reshape(-1), (rows,)) if self.axis is None else self.scale.reshape(-1)
-            zero_point = None
-            if not self.symmetric:
-                zero_point = self.zero_point.reshape(-1)
-                zero_point = np.broadcast_to(zero_point, (rows,)) if self.axis is None else zero_point
-            return quantized_matmul(self.values, np.ascontiguousarray(scale), x,
-                                    None if zero_point is None else np.ascontiguousarray(zero_point))
+            # One value per output row: per-channel already is, per-tensor is broadcast.
+            def per_row(a: NDArray[Any]) -> NDArray[Any]:
+                return np.ascontiguousarray(np.broadcast_to(a.reshape(-1), (self.values.shape[0],)))
+
+            zero_point = None if self.symmetric else per_row(self.zero_point)
+            return quantized_matmul(self.values, per_row(self.scale), x, zero_point)
         x = np.asarray(x)
         if x.ndim == 1:
             return matmul(self.dequantize(), x.reshape(-1, 1)).reshape(-1)
