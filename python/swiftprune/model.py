@@ -152,7 +152,10 @@ class PrunedTensor:
         return dense
 
     def __repr__(self) -> str:
-        return f"PrunedTensor(shape={self.shape}, kept={int(np.count_nonzero(self.mask))})"
+        kept = int(np.count_nonzero(self.mask))
+        sparsity = 1 - kept / self.mask.size if self.mask.size else 0.0
+        return (f"PrunedTensor(shape={self.shape}, dtype=float32, kept={kept}, sparsity={sparsity:.2%}, "
+                f"nbytes={self.nbytes})")
 
 
 @dataclass(frozen=True)
@@ -643,6 +646,11 @@ class Report(list):
                 "bits": after * 8 / params if params else 0.0,
                 "ratio": before / after if after else math.inf}
 
+    def __repr__(self) -> str:
+        t = self.totals
+        return (f"Report({len(self)} tensors, {_human_bytes(t['bytes_before'])} -> {_human_bytes(t['bytes_after'])}, "
+                f"ratio {t['ratio']:.2f}x)")
+
     def summary(self) -> str:
         """The report as a text table, with totals and the overall ratio."""
         headers = ("tensor", "shape", "params", "nonzeros", "bits", "before", "after", "rel. error", "stages")
@@ -693,6 +701,13 @@ class CompressionResult:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     report: Report = field(default_factory=Report)
     container: str = "mapping"
+
+    def __repr__(self) -> str:
+        t = self.report.totals
+        methods = sorted({r["stages"] for r in self.report if r.get("stages")})
+        return (f"CompressionResult({len(self.tensors)} tensors in a {self.container}, "
+                f"{_human_bytes(t['bytes_before'])} -> {_human_bytes(t['bytes_after'])}, ratio {t['ratio']:.2f}x, "
+                f"stages={methods})")
 
     def summary(self) -> str:
         """The report as a text table (see :meth:`Report.summary`)."""
