@@ -42,6 +42,12 @@ def test_missing_h5_and_recipe_are_file_not_found(tmp_path: pathlib.Path) -> Non
         sp.load_weights(tmp_path / "missing.weights.h5")
     with pytest.raises(FileNotFoundError):
         sp.compress(WEIGHTS, str(tmp_path / "missing.yaml"), progress=False)
+    (tmp_path / "dir.weights.h5").mkdir()
+    with pytest.raises(IsADirectoryError):
+        sp.load_weights(tmp_path / "dir.weights.h5")
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(IsADirectoryError):
+        sp.compress(WEIGHTS, str(tmp_path / "dir.yaml"), progress=False)
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
