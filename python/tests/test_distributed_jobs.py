@@ -33,10 +33,13 @@ def test_dask_local_cluster_output_equals_the_local_output_byte_for_byte(tmp_pat
     sp.compress_file(tmp_path / "in", tmp_path / "local", RECIPE, progress=False, max_shard_size=12_000)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        report = sp.compress_file(tmp_path / "in", tmp_path / "dask", RECIPE, progress=False,
-                                  max_shard_size=12_000, backend="dask", scheduler=client)
-        # Both workers got work (the jobs really ran on the cluster).
-        assert len(client.scheduler_info()["workers"]) == 2
+        with distributed.get_task_stream(client) as stream:
+            report = sp.compress_file(tmp_path / "in", tmp_path / "dask", RECIPE, progress=False,
+                                      max_shard_size=12_000, backend="dask", scheduler=client)
+        # The jobs really ran on the cluster's workers: statistics passes + the output pass, 4 shards each.
+        jobs = [task for task in stream.data if str(task["key"]).startswith("swiftprune-job")]
+        assert len(jobs) >= 8
+        assert {task["worker"] for task in jobs} <= set(client.scheduler_info()["workers"])
     local, remote = _tree(tmp_path / "local"), _tree(tmp_path / "dask")
     assert sorted(local) == sorted(remote) and len(local) > 2
     for name in local:
