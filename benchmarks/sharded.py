@@ -157,6 +157,7 @@ def run_measured(command: list[str]) -> tuple[float, int, subprocess.CompletedPr
 
 SAFETENSORS_COPY = r"""
 import os, sys
+import ml_dtypes  # registers numpy's "bfloat16" dtype name, which safetensors.numpy needs for BF16
 from safetensors.numpy import load_file, save_file
 for path in sys.argv[2:]:
     target = os.path.join(sys.argv[1], os.path.basename(path))
