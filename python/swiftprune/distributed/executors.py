@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import multiprocessing
 import queue as queue_module
+import sys
 import threading
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterator, Sequence
 
@@ -42,6 +44,28 @@ class InProcessExecutor(Executor):
             set_progress_sink(None)
 
 
+@contextmanager
+def _main_script_not_rerun() -> Iterator[None]:
+    """While worker processes are spawned, hides the ``__file__`` of a script run as ``__main__``.
+
+    A spawned process runs the parent's main script again before it can
+    work (so that functions defined there can be unpickled), which fails, or
+    starts the whole compression again, in a script without an
+    ``if __name__ == "__main__":`` guard. Jobs only need swiftprune itself,
+    so the workers are spawned as if from an interactive session.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 class LocalProcessExecutor(Executor):
     """``workers`` spawned processes, each running one job (shard) at a time,
     so at most ``workers`` tensors are in memory at once."""
@@ -67,7 +91,8 @@ class LocalProcessExecutor(Executor):
 
         drainer = threading.Thread(target=drain, name="swiftprune-progress", daemon=True)
         drainer.start()
-        futures: dict[Future, JobSpec] = {self._pool.submit(run_job, spec): spec for spec in specs}
+        with _main_script_not_rerun():  # processes are spawned on submit
+            futures: dict[Future, JobSpec] = {self._pool.submit(run_job, spec): spec for spec in specs}
         try:
             pending = set(futures)
             while pending:
