@@ -954,7 +954,8 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
 
 def load_compressed(path: PathLike) -> CompressionResult:
     """Reads a file written by :meth:`CompressionResult.save` (or
-    ``swiftprune compress``) back into a :class:`CompressionResult`.
+    ``swiftprune compress``) back into a :class:`CompressionResult`; also a
+    sharded output folder (or its ``.index.json``), joining its shards.
 
     The compressed forms, masks and report are exactly those saved;
     ``.weights`` holds their dense float32 reconstruction (and the stored
@@ -967,6 +968,10 @@ def load_compressed(path: PathLike) -> CompressionResult:
         swiftprune (use :func:`~swiftprune.load_weights` for plain weights),
         or stores a compressed type this build does not know.
     """
+    from .distributed.checkpoint import is_sharded_path
+    if is_sharded_path(path):
+        from .distributed.compressed import load_compressed_sharded
+        return load_compressed_sharded(path)
     source = SafetensorsFile(path)
     text = source.metadata.get("swiftprune")
     if text is None:

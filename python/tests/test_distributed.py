@@ -278,6 +278,7 @@ def test_global_pruning_over_shards_is_bit_identical_to_in_memory(tmp_path, dtyp
     got = {}
     for shard in sorted(f for f in os.listdir(tmp_path / "out") if f.endswith(".safetensors")):
         got.update(sp.load_compressed(tmp_path / "out" / shard).tensors)
+    assert list(sp.load_compressed(tmp_path / "out").tensors) == order  # the folder, joined
     for name, ref in zip(selected, reference):
         np.testing.assert_array_equal(got[name].mask, ref, err_msg=name)
         np.testing.assert_array_equal(got[name].mask, in_memory.tensors[name].mask, err_msg=name)
