@@ -323,6 +323,9 @@ def test_errors_are_clear(tmp_path):
                          progress=False)
     with pytest.raises(FileNotFoundError):
         sp.load_weights(tmp_path / "missing.safetensors.index.json")
+    with pytest.raises(ValueError, match="max_shard_size is for a sharded destination"):
+        sp.compress_file(tmp_path / "in", tmp_path / "one.safetensors", [{"prune": {"sparsity": 0.5}}],
+                         max_shard_size="1GB", progress=False)
     assert not (tmp_path / "o").exists() or _files(tmp_path / "o") == []
 
 
@@ -369,3 +372,33 @@ def test_save_sharded_rejects_bad_dtypes_before_writing(tmp_path):
     with pytest.raises(TypeError, match="'s'"):
         save_sharded(tmp_path / "x", {"a": np.zeros(3, np.float32), "s": np.array(["x"])})
     assert not (tmp_path / "x").exists() or _files(tmp_path / "x") == []
+
+
+MEMORY_PROBE = r"""
+import resource, sys
+import numpy as np
+import swiftprune as sp
+source, out = sys.argv[1], sys.argv[2]
+ckpt = sp.load_weights(source)
+np.asarray(ckpt[ckpt.names[0]]).sum()          # warm up every code path once on one tensor
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sp.compress_file(source, out, [{"prune": {"method": "nm"}}, {"quantize": {"bits": 4, "axis": 0, "group_size": 128}}],
+                 progress=False)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024)
+"""
+
+
+def test_memory_grows_with_the_largest_tensor_not_the_model(tmp_path):
+    """24 tensors of 4 MiB (96 MiB of float32): streaming them must not cost more than a few tensors."""
+    rng = np.random.default_rng(0)
+    weights = {f"layers.{i}.weight": rng.standard_normal((1024, 1024), dtype=np.float32) for i in range(24)}
+    write_checkpoint(str(tmp_path / "in"), weights, shards=4)
+    del weights
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(sp.__file__)), SWIFTPRUNE_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(tmp_path / "in"), str(tmp_path / "out")],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    growth = int(run.stdout.strip().splitlines()[-1])
+    largest = 4 * 2**20
+    assert growth < 12 * largest, f"peak grew by {growth / 2**20:.0f} MiB for a 4 MiB largest tensor (96 MiB model)"

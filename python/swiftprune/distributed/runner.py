@@ -225,6 +225,8 @@ def compress_sharded(source: PathLike, destination: PathLike, recipe: Any, *, de
         if dense is False and not lower.endswith(".safetensors"):
             raise ValueError(f"the compressed form is saved as .safetensors; {target!r} can only take dense=True")
         compressed = (not dense if dense is not None else True) and lower.endswith(".safetensors")
+        if max_shard_size != DEFAULT_MAX_SHARD_SIZE:
+            raise ValueError(f"max_shard_size is for a sharded destination (a folder or an .index.json), not {target!r}")
         directory = os.path.dirname(os.path.abspath(target))
         prefix, index_name = os.path.basename(target), ""
         limit = 1 << 62  # one part per job; merged at the end
