@@ -72,7 +72,6 @@ examples:
   swiftprune compress keras.weights.h5 -o pruned.weights.h5 --prune 0.5 --channel-axis -1
   swiftprune compress llama/ -o llama-w4/ --prune nm:2:4 --quantize int4:128 --workers 2
   swiftprune compress llama/model.safetensors.index.json -o out/ --prune global_magnitude:0.5 --resume
-  swiftprune compress /shared/llama/ -o /shared/out/ --recipe r.yaml --scheduler tcp://head:8786
 
 Sharded checkpoints: IN may be a folder of .safetensors shards or its
 *.safetensors.index.json; OUT a folder (or an .index.json path) gets
@@ -80,7 +79,8 @@ model-NNNNN-of-NNNNN.safetensors shards of at most --max-shard-size and the
 index, written last. Memory stays near --workers x the largest tensor;
 global_magnitude runs in streaming passes, exactly as in memory. An
 interrupted run leaves no partial shard; rerun with --resume to keep the
-finished ones.
+finished ones. On a Dask cluster whose workers see the same paths, add
+--scheduler tcp://HOST:8786 (pip install "swiftprune[dask]").
 """
 
 # The option(s) that the positional values of `--prune METHOD:...` fill.

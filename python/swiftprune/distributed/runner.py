@@ -22,6 +22,8 @@ import os
 import shutil
 from typing import Any, Sequence
 
+import numpy as np
+
 from .. import _core
 from .._progress import byte_bar
 from .._version import __version__
@@ -315,8 +317,8 @@ def compress_sharded(source: PathLike, destination: PathLike, recipe: Any, *, de
     return rows
 
 
-def _info_dtype(checkpoint: ShardedCheckpoint, name: str) -> Any:
-    import numpy as np
+def _info_dtype(checkpoint: ShardedCheckpoint, name: str) -> np.dtype:
+    """The dtype stage selection sees (as ``compress`` sees a safetensors file): float32 for any float."""
     return np.dtype(np.float32) if checkpoint.is_float(name) else np.dtype(np.int8)
 
 
