@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..io import SafetensorsFile
-from ..model import _apply, _check_order, _finish, _info_getter, _report_row, _Track, load_recipe
+from ..model import _info_getter
+from ..pipeline import Track as _Track
+from ..pipeline import _apply, _check_order, _finish
+from ..recipe import load_recipe
+from ..report import report_row as _report_row
 from .parts import PartWriter, dense_output, raw_bytes
 from .two_pass import TwoPassPlan
 

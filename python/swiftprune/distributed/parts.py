@@ -22,7 +22,9 @@ import numpy as np
 from .. import _core
 from .._version import __version__
 from ..io import SafetensorsFile, SafetensorsWriter, header_size_estimate
-from ..model import _codec_for, _json_default, _pack_mask
+from ..compressed_file import _json_default
+from ..pruned_tensor import pack_mask as _pack_mask
+from ..registry import codec_for as _codec_for
 
 __all__ = ["PartWriter", "sha256_of", "raw_bytes", "dense_output"]
 

@@ -28,7 +28,10 @@ from .. import _core
 from .._progress import byte_bar
 from .._version import __version__
 from ..io import PathLike, SafetensorsFile, SafetensorsWriter, atomic_path, header_size_estimate, save_weights
-from ..model import Report, _check_patterns, _json_default, load_recipe
+from ..compressed_file import _json_default
+from ..recipe import check_patterns as _check_patterns
+from ..recipe import load_recipe
+from ..report import Report
 from .checkpoint import ShardedCheckpoint, is_sharded_path
 from .executors import Executor, make_executor
 from .jobs import JobSpec
