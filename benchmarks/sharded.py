@@ -111,25 +111,18 @@ def read_bandwidth(paths: list[str]) -> tuple[float, int]:
 
 
 def tree_rss(pid: int) -> int:
-    """Summed RSS (bytes) of a process and its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    total, stack = 0, [pid]
+    """Summed RSS (bytes) of a process and its descendants (walking /proc/PID/task/*/children)."""
+    total, stack, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
     while stack:
         p = stack.pop()
         try:
             with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
+                total += int(f.read().split()[1]) * page
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
             pass
-        stack.extend(children.get(p, []))
     return total
 
 
