@@ -402,3 +402,20 @@ def test_memory_grows_with_the_largest_tensor_not_the_model(tmp_path):
     growth = int(run.stdout.strip().splitlines()[-1])
     largest = 4 * 2**20
     assert growth < 12 * largest, f"peak grew by {growth / 2**20:.0f} MiB for a 4 MiB largest tensor (96 MiB model)"
+
+
+def test_core_streaming_functions_reject_bad_arguments_with_python_errors():
+    from swiftprune import _core
+
+    w = np.ones(10, np.float32)
+    for args in [(w, 0, 32, 1), (w, 0, -1, 1), (w, 0, 0, 0), (w, 0x7FFFFFFF, 0, 2), (w, -1, 0, 1), (w, 0, 15, 1 << 25)]:
+        with pytest.raises((ValueError, OverflowError)):
+            _core.magnitude_histogram(*args)
+    with pytest.raises(TypeError, match="float32"):
+        _core.magnitude_histogram(w.astype(np.float64), 0, 15, 1 << 16)
+    with pytest.raises(ValueError):
+        _core.magnitude_threshold_mask(w, 0, -1)
+    with pytest.raises(ValueError, match="NaN"):
+        _core.magnitude_threshold_mask(np.array([np.inf], np.float32), 0, 0)
+    counts, low_bits, nonfinite = _core.magnitude_histogram(np.array([1.0, -1.0, 0.5, np.nan], np.float32), 0, 15, 1 << 16)
+    assert counts.sum() == 4 and nonfinite == 1 and counts[np.float32(1.0).view(np.uint32) >> 15] == 2
