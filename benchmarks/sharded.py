@@ -166,18 +166,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--shard-gb", type=float, default=2.0)
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--source", help="use the shards already generated in this folder (by an earlier --keep run)")
     args = parser.parse_args()
     free = shutil.disk_usage(args.dir).free
-    need = args.gb * 1e9 * 1.5
+    need = args.gb * 1e9 * (0.5 if args.source else 1.5)
     if free < need:
         sys.exit(f"{args.dir} has {free / 1e9:.0f} GB free; this needs about {need / 1e9:.0f} GB")
     work = tempfile.mkdtemp(prefix="swiftprune-sharded-", dir=args.dir)
     try:
         source, out, copy = (os.path.join(work, d) for d in ("in", "out", "copy"))
-        os.makedirs(source)
         os.makedirs(copy)
-        print(f"generating ~{args.gb:g} GB of bfloat16 shards in {source}", flush=True)
-        paths = generate(source, args.gb, int(args.shard_gb * 1e9))
+        if args.source:
+            source = args.source
+            paths = sorted(os.path.join(source, f) for f in os.listdir(source) if f.endswith(".safetensors"))
+        else:
+            os.makedirs(source)
+            print(f"generating ~{args.gb:g} GB of bfloat16 shards in {source}", flush=True)
+            paths = generate(source, args.gb, int(args.shard_gb * 1e9))
         size = sum(os.path.getsize(p) for p in paths)
 
         drop_cache(paths)
@@ -212,6 +217,8 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+            if args.source:
+                shutil.rmtree(args.source, ignore_errors=True)
 
 
 if __name__ == "__main__":
