@@ -419,3 +419,33 @@ def test_core_streaming_functions_reject_bad_arguments_with_python_errors():
         _core.magnitude_threshold_mask(np.array([np.inf], np.float32), 0, 0)
     counts, low_bits, nonfinite = _core.magnitude_histogram(np.array([1.0, -1.0, 0.5, np.nan], np.float32), 0, 15, 1 << 16)
     assert counts.sum() == 4 and nonfinite == 1 and counts[np.float32(1.0).view(np.uint32) >> 15] == 2
+
+
+class _RecordingBar:
+    def __init__(self, total, description, enabled):
+        self.total, self.done, self.closed = total, 0, False
+
+    def update(self, n=1):
+        self.done += n
+
+    def refresh(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_counts_every_byte_read_in_every_pass(tmp_path, monkeypatch, workers):
+    weights = tensors(dtype="float32")
+    write_checkpoint(str(tmp_path / "in"), weights, shards=3)
+    bars = []
+    monkeypatch.setattr("swiftprune.distributed.runner.byte_bar",
+                        lambda **kw: bars.append(_RecordingBar(kw["total"], kw["description"], kw["enabled"])) or bars[-1])
+    sp.compress_file(tmp_path / "in", tmp_path / "out", [{"prune": {"method": "global_magnitude", "sparsity": 0.5}}],
+                     workers=workers)
+    (bar,) = bars
+    total = sum(a.nbytes for a in weights.values())
+    selected = sum(a.nbytes for a in weights.values() if a.ndim >= 2)
+    assert bar.closed and bar.done == bar.total
+    assert total + selected <= bar.total <= total + 2 * selected  # the output pass + one or two statistics passes

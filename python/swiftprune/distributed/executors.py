@@ -36,7 +36,7 @@ class InProcessExecutor(Executor):
     """One job after the other in this process (``workers=1``)."""
 
     def run(self, specs: Sequence[JobSpec], progress: Progress) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
-        set_progress_sink(progress)
+        set_progress_sink(lambda message: progress(message[1]))
         try:
             for spec in specs:
                 yield spec, run_job(spec)
@@ -79,15 +79,26 @@ class LocalProcessExecutor(Executor):
 
     def run(self, specs: Sequence[JobSpec], progress: Progress) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
         stop = threading.Event()
+        lock = threading.Lock()
+        reported: dict[int, int] = {}   # job index -> bytes counted so far
+        finished: set[int] = set()
+
+        def count(index: int, nbytes: int) -> None:
+            with lock:
+                if index in finished:  # a late message of a job already counted in full
+                    return
+                reported[index] = reported.get(index, 0) + nbytes
+            progress(nbytes)
 
         def drain() -> None:
             while not stop.is_set():
                 try:
-                    progress(self._queue.get(timeout=0.1))
+                    index, nbytes = self._queue.get(timeout=0.1)
                 except queue_module.Empty:
                     continue
                 except (EOFError, OSError):
                     return
+                count(index, nbytes)
 
         drainer = threading.Thread(target=drain, name="swiftprune-progress", daemon=True)
         drainer.start()
@@ -98,7 +109,13 @@ class LocalProcessExecutor(Executor):
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: futures[f].index):
-                    yield futures[future], future.result()
+                    spec, result = futures[future], future.result()
+                    with lock:  # the queue may still carry some of its messages: count the rest now
+                        rest = spec.nbytes - reported.get(spec.index, 0)
+                        finished.add(spec.index)
+                    if rest > 0:
+                        progress(rest)
+                    yield spec, result
         finally:
             for future in futures:
                 future.cancel()

@@ -26,12 +26,14 @@ __all__ = ["JobSpec", "run_job", "set_progress_sink"]
 
 _NUMPY_NAMES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
 
-# Where a worker reports the bytes it has finished (set by the pool initializer).
-_progress_sink: Callable[[int], None] | None = None
+# Where a worker reports the input bytes it has finished, as (job index, bytes)
+# (set by the pool initializer: a queue's put, or a callable in this process).
+_progress_sink: Callable[[tuple[int, int]], None] | None = None
 
 
 def set_progress_sink(sink: Any) -> None:
-    """Installs the per-process progress sink: a callable, or a queue (``put`` is called)."""
+    """Installs the per-process progress sink: a callable taking ``(job index, bytes)``,
+    or a queue (its ``put`` is called with that pair)."""
     global _progress_sink
     _progress_sink = sink if callable(sink) or sink is None else sink.put
 
@@ -133,7 +135,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
                 raise type(error)(f"{stage.where}: {error}") from None
             file.release(name)
             if sink is not None:
-                sink(file.nbytes(name))
+                sink((spec.index, file.nbytes(name)))
         return {"stats": stats}
 
     writer = PartWriter(spec.staging, spec.stem, spec.max_shard_size, compressed=spec.compressed,
@@ -156,7 +158,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
             del track
             file.release(name)
             if sink is not None:
-                sink(file.nbytes(name))
+                sink((spec.index, file.nbytes(name)))
         parts = writer.finish()
     except BaseException:
         writer.discard()
