@@ -323,6 +323,9 @@ def test_errors_are_clear(tmp_path):
                          progress=False)
     with pytest.raises(FileNotFoundError):
         sp.load_weights(tmp_path / "missing.safetensors.index.json")
+    np.savez(tmp_path / "w.npz", a=np.ones((4, 4), np.float32))
+    with pytest.raises(ValueError, match="read .safetensors files"):
+        sp.compress_file(tmp_path / "w.npz", tmp_path / "o", [{"prune": {"sparsity": 0.5}}], progress=False)
     with pytest.raises(ValueError, match="max_shard_size is for a sharded destination"):
         sp.compress_file(tmp_path / "in", tmp_path / "one.safetensors", [{"prune": {"sparsity": 0.5}}],
                          max_shard_size="1GB", progress=False)

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..io import PathLike, SafetensorsFile
+from ..io import PathLike, SafetensorsFile, weight_format
 
 __all__ = ["ShardedCheckpoint", "is_sharded_path", "INDEX_SUFFIX"]
 
@@ -125,6 +125,9 @@ class ShardedCheckpoint(Mapping[str, np.ndarray]):
             self.metadata, weight_map = _read_index(text)
             files = sorted(set(weight_map.values()))
         else:
+            if weight_format(text) != "safetensors":
+                raise ValueError(f"{text}: sharded checkpoints (and workers, Dask, resume) read .safetensors files; "
+                                 "convert it with save_weights(path.safetensors, load_weights(...)) first")
             self.directory = os.path.dirname(os.path.abspath(text))
             files = [os.path.basename(text)]
         self.shards: list[str] = [os.path.join(self.directory, f) for f in files]

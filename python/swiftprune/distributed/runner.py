@@ -280,6 +280,10 @@ def compress_sharded(source: PathLike, destination: PathLike, recipe: Any, *, de
             else:
                 manifests[job.index] = manifest
                 bar.update(job.nbytes)
+        if index_name:  # an index's temporary file, left by a run killed while writing it
+            for entry in os.listdir(directory):
+                if entry.startswith(f".{index_name}.") and entry.endswith(".tmp"):
+                    os.unlink(os.path.join(directory, entry))
         keep = {os.path.basename(_manifest_path(staging, i)) for i in manifests}
         keep |= {part["file"] for m in manifests.values() for part in m["parts"]}
         _clean_staging(staging, keep)
