@@ -53,13 +53,15 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def require_regular_file(path: PathLike) -> None:
-    """Raises unless ``path`` is an existing regular file (after symlinks).
-
-    ``FileNotFoundError`` / ``PermissionError`` as ``os.stat`` raises them;
-    ``ValueError`` for a FIFO, socket, device or directory, which reading
-    would block on or misread.
+    """Raises ``ValueError`` if ``path`` exists but is not a regular file
+    (after symlinks): a FIFO, socket, device or directory, which reading
+    would block on or misread. A missing or unreadable path is left to the
+    reader, which reports it as before.
     """
-    info = os.stat(path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        return
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"{os.fspath(path)} is not a regular file (a FIFO, socket, device or directory "
                          "cannot be read as weights)")
