@@ -999,7 +999,8 @@ static PyArrayObject *as_float32_matrix(PyObject *obj, const char *name, bool *t
         return NULL;
     }
     *transposed = false;
-    if (type == NPY_FLOAT && PyArray_ISALIGNED(any) && !PyArray_IS_C_CONTIGUOUS(any) &&
+    /* Used as is only in native byte order: a big-endian (>f4) array is converted below. */
+    if (type == NPY_FLOAT && PyArray_ISALIGNED(any) && PyArray_ISNOTSWAPPED(any) && !PyArray_IS_C_CONTIGUOUS(any) &&
         PyArray_IS_F_CONTIGUOUS(any)) {
         *transposed = true;
         return any;

@@ -124,13 +124,21 @@ def _publish(fd: int, named: str | None, destination: str) -> None:
     os.fsync(fd)
     linked = named
     try:
-        while linked is None:
-            candidate = _temporary_name(destination)
+        if linked is None:
+            # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N names the anonymous file.
+            # (os.link calls plain link(2), which does not follow, unless a dir fd is given.)
+            dir_fd = os.open(os.path.dirname(destination) or ".", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
-                os.link(f"/proc/self/fd/{fd}", candidate, follow_symlinks=True)
-                linked = candidate
-            except FileExistsError:
-                continue
+                while linked is None:
+                    candidate = _temporary_name(destination)
+                    try:
+                        os.link(f"/proc/self/fd/{fd}", os.path.basename(candidate), dst_dir_fd=dir_fd,
+                                follow_symlinks=True)
+                        linked = candidate
+                    except FileExistsError:
+                        continue
+            finally:
+                os.close(dir_fd)
         os.replace(linked, destination)
         linked = None
     finally:

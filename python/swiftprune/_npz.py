@@ -107,5 +107,6 @@ def load_npz(path: str, max_bytes: Optional[int] = None, opener: Any = open) -> 
             raise ValueError(f"{path}: not a valid .npz weight file: {error}") from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, KeyError, struct.error,
                 RuntimeError, NotImplementedError, UnicodeDecodeError, OverflowError, SyntaxError,
-                TypeError, IndexError) as error:
+                TypeError, IndexError, OSError) as error:
+            # OSError: a seek before the start of the file (offsets the archive lies about).
             raise ValueError(f"{path}: not a valid .npz weight file: {type(error).__name__}: {error}") from None

@@ -368,10 +368,12 @@ def _load_h5(path: str, max_bytes: int | None = None) -> dict[str, np.ndarray]:
                     out[name] = np.asarray(node[()])
 
             f.visititems(visit)
-    except OSError as error:
-        if not os.path.exists(path):
+    except (OSError, RuntimeError, KeyError, TypeError, IndexError, OverflowError, SystemError) as error:
+        # h5py reports a corrupt file as OSError, RuntimeError or KeyError depending on where the HDF5
+        # library notices; all of them mean a malformed file here.
+        if isinstance(error, OSError) and not os.path.exists(path):
             raise
-        raise ValueError(f"{path}: not a valid HDF5 weight file: {error}") from None
+        raise ValueError(f"{path}: not a valid HDF5 weight file: {type(error).__name__}: {error}") from None
     return out
 
 

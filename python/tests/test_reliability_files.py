@@ -256,10 +256,7 @@ def test_kill_9_during_a_write_leaves_the_old_file_and_no_temporary(tmp_path, ki
     old = {"old": np.arange(5, dtype=np.float32)}
     sp.save_weights(dest, old)
     before = dest.read_bytes()
-    process = child(f"""
-        import time, numpy as np, swiftprune as sp
-        DEST = {str(dest)!r}
-    """ + textwrap.dedent(WRITERS[kind]))
+    process = child(f"import time, numpy as np, swiftprune as sp\nDEST = {str(dest)!r}\n" + textwrap.dedent(WRITERS[kind]))
     try:
         line = process.stdout.readline()
         assert line.strip() == "writing", process.stderr.read()
