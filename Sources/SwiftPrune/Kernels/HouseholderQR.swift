@@ -20,7 +20,7 @@ public enum HouseholderQR {
         let (total, overflow) = count.multipliedReportingOverflow(by: length)
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "householder QR: size overflows") }
         // Factor in place: row j holds v_j on entries j..< length (v_j[j] = 1).
-        var tau = [Float](repeating: 0, count: count)
+        var tau = try [Float](fallibleRepeating: 0, count: count)
         for j in 0 ..< count {
             let x = rows + j * length + j
             let size = length - j

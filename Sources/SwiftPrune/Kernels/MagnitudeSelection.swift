@@ -71,8 +71,7 @@ public enum MagnitudeSelection {
         }
         let chosen = S.MagnitudeKey(truncatingIfNeeded: bucket)
         // Probed first: the bucket can hold most of the data (many equal values).
-        let probe = try FallibleAllocation.allocate(S.MagnitudeKey.self, count: starts[workers], "the magnitude bucket")
-        FallibleAllocation.free(probe)
+        try FallibleAllocation.probe(S.MagnitudeKey.self, count: starts[workers], "the magnitude bucket")
         var candidates = [S.MagnitudeKey](unsafeUninitializedCapacity: starts[workers]) { out, initialized in
             let outBase = out.baseAddress!
             parallelFor(workers: workers) { worker in

@@ -39,6 +39,13 @@ public enum FallibleAllocation {
         return try allocate(bytes: bytes, alignment: max(64, MemoryLayout<T>.alignment), what()).bindMemory(to: T.self, capacity: max(count, 1))
     }
 
+    /// Checks that `count` elements of `T` can be allocated right now, for
+    /// storage that must be a Swift `Array` (see `Array.init(fallibleRepeating:count:_:)`).
+    @inline(__always)
+    public static func probe<T>(_: T.Type, count: Int, _ what: @autoclosure () -> String = "scratch") throws {
+        free(try allocate(T.self, count: count, what()))
+    }
+
     /// Frees memory from ``allocate(bytes:alignment:_:)``.
     @inline(__always)
     public static func free(_ pointer: UnsafeMutableRawPointer?) { cFree(pointer) }
@@ -126,8 +133,7 @@ extension Array where Element: BitwiseCopyable {
     /// take the memory between probe and use, so the kernels' own scratch
     /// uses ``ScratchArray`` instead.
     public init(fallibleRepeating value: Element, count: Int, _ what: @autoclosure () -> String = "scratch") throws {
-        let probe = try FallibleAllocation.allocate(Element.self, count: count, what())
-        FallibleAllocation.free(probe)
+        try FallibleAllocation.probe(Element.self, count: count, what())
         self.init(repeating: value, count: count)
     }
 }
