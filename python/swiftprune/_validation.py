@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import re
 from typing import Any
 
 import numpy as np
@@ -43,3 +44,21 @@ def float_array(name: str, value: Any) -> np.ndarray:
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     return array
+
+
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def check_nesting(text: str, limit: int, what: str) -> None:
+    """ValueError if the brackets of JSON/YAML `text` nest deeper than `limit`.
+
+    Python's JSON and YAML parsers recurse per level and end in
+    RecursionError (or take seconds) on hostile nesting; this linear scan
+    refuses it first. Brackets inside strings count too, which can only
+    over-count.
+    """
+    depth = 0
+    for ch in _NOT_BRACKETS.sub("", text):  # the C regex engine drops everything else
+        depth += 1 if ch in "[{" else -1
+        if depth > limit:
+            raise ValueError(f"{what} is nested deeper than {limit} levels")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import re
 from typing import Any, Collection, Mapping
+
+from ._validation import check_nesting
 
 __all__ = ["parse_document", "check_report_rows", "MAX_DIMENSION"]
 
@@ -27,9 +28,6 @@ MAX_DEPTH = 64
 _REPORT_INTS = ("params", "nonzeros", "bytes_before", "bytes_after")
 _REPORT_FLOATS = ("bits", "relative_error")
 _REPORT_STRINGS = ("name", "stages")
-
-
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 class _Fail(ValueError):
@@ -78,19 +76,6 @@ def _shape(value: Any, field: str) -> list[int]:
     if count >= MAX_DIMENSION:
         raise _fail(field, f"shape {dims} has {count} elements, too many for any tensor")
     return dims
-
-
-def _check_depth(text: str) -> None:
-    """Refuses nesting deeper than MAX_DEPTH without a recursive parser.
-
-    Brackets inside strings are counted too, which can only over-count:
-    string values of the real document hold no brackets deeper than that.
-    """
-    depth = 0
-    for ch in _NOT_BRACKETS.sub("", text):  # the C regex engine drops everything else
-        depth += 1 if ch in "[{" else -1
-        if depth > MAX_DEPTH:
-            raise _Fail(f"metadata is nested deeper than {MAX_DEPTH} levels")
 
 
 def _check_attrs(kind: str, attrs: Mapping[str, Any], field: str) -> None:
@@ -166,7 +151,10 @@ def parse_document(text: Any, stored: Collection[str] | None = None) -> dict[str
     try:
         if not isinstance(text, str):
             raise _Fail("metadata is not a string")
-        _check_depth(text)
+        try:
+            check_nesting(text, MAX_DEPTH, "metadata")
+        except ValueError as error:
+            raise _Fail(str(error)) from None
         try:
             document = json.loads(text)
         except (json.JSONDecodeError, RecursionError) as error:
