@@ -242,7 +242,7 @@ def _inspect(args: argparse.Namespace) -> int:
         from .compressed_schema import parse_document
 
         try:
-            document = parse_document(metadata["swiftprune"])
+            document = parse_document(metadata["swiftprune"], set(names))
             report = Report(document["report"])
             version = document.get("swiftprune_version", "?")
         except ValueError as error:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import subprocess
-import sys
 import os
 import zipfile
 
@@ -192,16 +190,17 @@ def test_crafted_metadata_raises_only_value_errors_naming_the_field(compressed, 
             assert "metadata field" in message or "is stored as" in message, (label, message)
 
 
-def test_inspect_survives_crafted_metadata(compressed, tmp_path):
+def test_inspect_survives_crafted_metadata(compressed, tmp_path, capsys):
+    from swiftprune.cli import main
+
     source, document = compressed
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(sp.__file__))))
-    for i, (label, text) in enumerate(mutations(document)[:8] + mutations(document)[-6:]):
+    for i, (label, text) in enumerate(mutations(document)):
         target = tmp_path / f"i{i}.safetensors"
         rewrite(source, target, text)
-        result = subprocess.run([sys.executable, "-m", "swiftprune", "inspect", str(target), "--no-progress"],
-                                env=env, capture_output=True, text=True, timeout=120)
-        assert "Traceback" not in result.stderr, (label, result.stderr)
-        assert result.returncode in (0, 1), (label, result.returncode)
+        code = main(["inspect", str(target), "--no-progress"])  # an escaped exception fails the test
+        captured = capsys.readouterr()
+        assert code == 0, (label, captured.err)
+        assert "(unreadable)" in captured.out and "metadata" in captured.err, (label, captured)
 
 
 # --------------------------------------------------------------------------- #
