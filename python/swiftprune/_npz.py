@@ -78,11 +78,14 @@ def load_npz(path: str, max_bytes: Optional[int] = None, opener: Any = open) -> 
         if limit < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         try:
+            if f.read(6) == b"\x93NUMPY":
+                raise ValueError("it holds a single array (.npy), not an .npz archive")
+            f.seek(0)
             with zipfile.ZipFile(f) as archive:
                 infos = archive.infolist()
                 total = 0
                 for info in infos:
-                    where = f"{path}: member {info.filename!r}"
+                    where = f"member {info.filename!r}"
                     if info.is_dir():
                         raise ValueError(f"{where} is a directory, not an array")
                     if not info.filename.endswith(".npy"):
@@ -99,11 +102,9 @@ def load_npz(path: str, max_bytes: Optional[int] = None, opener: Any = open) -> 
                             f"(the file has {file_size}); pass a larger max_bytes to load_weights if it is trusted")
                 out: dict[str, np.ndarray] = {}
                 for info in infos:
-                    out[info.filename[:-4]] = _member_array(archive, info, f"{path}: member {info.filename!r}")
+                    out[info.filename[:-4]] = _member_array(archive, info, f"member {info.filename!r}")
                 return out
         except ValueError as error:
-            if str(error).startswith(path):
-                raise
             raise ValueError(f"{path}: not a valid .npz weight file: {error}") from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, KeyError, struct.error,
                 RuntimeError, NotImplementedError, UnicodeDecodeError, OverflowError, SyntaxError,
