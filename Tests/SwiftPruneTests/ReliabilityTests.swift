@@ -43,7 +43,7 @@ final class ReliabilityTests: XCTestCase {
 
     private func write(_ path: String, _ values: [Float]) throws {
         let writer = try SafetensorsWriter(path: path)
-        try values.withUnsafeBytes { try writer.add(name: "w", dtype: .f32, shape: [values.count], bytes: $0) }
+        try values.withUnsafeBytes { try writer.add(name: "w", dtype: .float32, shape: [values.count], bytes: $0) }
         try writer.commit()
     }
 
