@@ -1,4 +1,6 @@
-// swift-tools-version:5.10
+// swift-tools-version:5.4
+// (tools-version 5.4: newer versions rename an executable's main for testing, which
+// clashes with the main that libFuzzer provides.)
 // A libFuzzer target for the safetensors header parser, kept out of the
 // main package so that its normal build never compiles it. The parser's
 // sources are symbolic links to the main package's files, compiled here as a

@@ -41,13 +41,18 @@ def default_max_bytes(file_size: int) -> int:
 def _member_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.ndarray:
     """Reads one checked member as an array."""
     with archive.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
-        else:
-            raise ValueError(f"{where}: unsupported .npy version {version}")
+        try:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - NumPy's header parser (tokenize, ast) raises many kinds
+            raise ValueError(f"{where}: invalid .npy header: {type(error).__name__}: {error}") from None
         header_end = member.tell()
     if dtype.hasobject:
         raise ValueError(f"{where}: dtype {dtype} holds Python objects, which are never unpickled")
