@@ -16,6 +16,7 @@ instead of blocking.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -62,8 +63,8 @@ def require_regular_file(path: PathLike) -> None:
         info = os.stat(path)
     except OSError:
         return
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"{os.fspath(path)} is not a regular file (a FIFO, socket, device or directory "
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):  # a directory: IsADirectoryError later
+        raise ValueError(f"{os.fspath(path)} is not a regular file (a FIFO, socket or device "
                          "cannot be read as weights)")
 
 
@@ -72,8 +73,11 @@ def _open_regular(path: PathLike) -> "Any":
     but a regular file (checked on the open descriptor, so no race)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{os.fspath(path)} is not a regular file (a FIFO, socket, device or directory "
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, f"cannot read {os.fspath(path)}: Is a directory")
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{os.fspath(path)} is not a regular file (a FIFO, socket or device "
                              "cannot be read as weights)")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
@@ -120,7 +124,7 @@ def weight_format(path: PathLike) -> str:
 
 def _widen_bfloat16(bits: np.ndarray) -> np.ndarray:
     """bfloat16 bit patterns (uint16) as float32: exact (the top half of a float32)."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+    return np.left_shift(bits, 16, dtype=np.uint32).view(np.float32)  # one pass, no uint32 temporary
 
 
 class SafetensorsFile:
@@ -373,6 +377,10 @@ def _load_h5(path: str, max_bytes: int | None = None) -> dict[str, np.ndarray]:
         # library notices; all of them mean a malformed file here.
         if isinstance(error, OSError) and not os.path.exists(path):
             raise
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, f"cannot read {path}: Is a directory") from None
+        if not os.access(path, os.R_OK):
+            raise PermissionError(errno.EACCES, f"cannot read {path}: Permission denied") from None
         raise ValueError(f"{path}: not a valid HDF5 weight file: {type(error).__name__}: {error}") from None
     return out
 
@@ -384,8 +392,12 @@ def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = 
     ----------
     path : str or os.PathLike
         A ``.safetensors``, ``.npz`` or Keras ``.weights.h5`` file (the
-        format comes from the name, else from the file's first bytes). Only
-        regular files: a FIFO, socket or device raises ``ValueError`` at once.
+        format comes from the name, else from the file's first bytes), or a
+        sharded checkpoint: a folder of ``.safetensors`` shards or its
+        ``*.safetensors.index.json``, returned as a lazy
+        :class:`~swiftprune.distributed.ShardedCheckpoint` mapping (each
+        tensor read from its shard when accessed). A FIFO, socket or device
+        raises ``ValueError`` at once instead of blocking.
     mmap : bool, default False
         safetensors only: return read-only zero-copy views of the
         memory-mapped file instead of arrays read into memory. Faster and
@@ -415,7 +427,8 @@ def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = 
         in an ``.npz``, a file that is not a regular file, and so on. The
         message names the file.
     OSError
-        The file cannot be read. ``ImportError`` for ``.h5`` without h5py.
+        The file cannot be read: ``FileNotFoundError``, ``IsADirectoryError``,
+        ``PermissionError``, ... ``ImportError`` for ``.h5`` without h5py.
 
     Examples
     --------
@@ -423,6 +436,9 @@ def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = 
     >>> result = compress(weights, [{"prune": {"sparsity": 0.8}}])  # doctest: +SKIP
     """
     path = os.fspath(path)
+    from .distributed.checkpoint import ShardedCheckpoint, is_sharded_path
+    if is_sharded_path(path):
+        return ShardedCheckpoint(path)  # type: ignore[return-value]  (a lazy Mapping)
     require_regular_file(path)
     kind = weight_format(path)
     if kind == "safetensors":
@@ -432,19 +448,25 @@ def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = 
     return _load_h5(path, max_bytes)
 
 
-def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | None = None) -> None:
+def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | None = None,
+                 max_shard_size: int | str | None = None) -> None:
     """Writes ``weights`` to a weight file, atomically.
 
     Parameters
     ----------
     path : str or os.PathLike
         Destination; its name picks the format: ``.safetensors``, ``.npz`` or
-        ``.h5`` / ``.weights.h5`` (needs h5py).
+        ``.h5`` / ``.weights.h5`` (needs h5py); a folder (existing, ending in
+        ``/`` or without a suffix) or an ``*.safetensors.index.json`` writes
+        a sharded checkpoint (see :func:`swiftprune.distributed.save_sharded`).
     weights : mapping of str to array_like, or sequence of array_like
         The tensors (bool, integer or float). A sequence (e.g. Keras
         ``get_weights()``) is saved under the names ``"0"``, ``"1"``, ...
     metadata : mapping of str to str, optional
         safetensors only: the ``__metadata__`` entries.
+    max_shard_size : int or str, optional
+        Sharded checkpoints only: the most tensor bytes per shard
+        (default ``"5GB"``; ``"2GiB"`` or an int also work).
 
     Raises
     ------
@@ -455,6 +477,13 @@ def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | 
         Unknown format, or ``metadata`` given for a format without it.
     """
     path = os.fspath(path)
+    from .distributed.checkpoint import is_sharded_path
+    if is_sharded_path(path, destination=True):
+        from .distributed.save import save_sharded
+        save_sharded(path, weights, metadata=metadata, **({} if max_shard_size is None else {"max_shard_size": max_shard_size}))
+        return
+    if max_shard_size is not None:
+        raise ValueError(f"max_shard_size is for sharded checkpoints (a folder or an .index.json), not {path!r}")
     arrays = _named_arrays(weights)
     name = path.lower()
     if name.endswith(".safetensors"):

@@ -16,12 +16,16 @@ func errnoText(_ code: Int32) -> String {
 /// socket, device or directory is refused with a clear error.
 func openRegularFile(_ path: String) throws -> (Int32, Int) {
     let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-    guard fd >= 0 else { throw SwiftPruneError.value("cannot open \(path): \(errnoText(errno))") }
+    guard fd >= 0 else { throw SwiftPruneError.system("cannot open \(path)", errno: errno) }
     var info = stat()
     guard fstat(fd, &info) == 0 else {
         let code = errno
         close(fd)
-        throw SwiftPruneError.value("cannot stat \(path): \(errnoText(code))")
+        throw SwiftPruneError.system("cannot stat \(path)", errno: code)
+    }
+    if (info.st_mode & S_IFMT) == S_IFDIR {
+        close(fd)
+        throw SwiftPruneError.system("cannot read \(path)", errno: EISDIR)
     }
     guard (info.st_mode & S_IFMT) == S_IFREG else {
         close(fd)
@@ -44,8 +48,9 @@ public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeBufferPointer<UInt8>
 
     /// Maps the file at `path`.
-    /// - Throws: ``SwiftPruneError`` (`.invalidValue`) if it cannot be opened,
-    ///   is not a regular file or cannot be mapped, with the system's reason.
+    /// - Throws: ``SwiftPruneError`` (`.system`, with the `errno`) if it cannot be
+    ///   opened, is a directory or cannot be mapped; `.invalidValue` if it is
+    ///   another kind of non-regular file.
     public init(path: String) throws {
         let (fd, size) = try openRegularFile(path)
         defer { close(fd) }
@@ -55,7 +60,7 @@ public final class MappedFile: @unchecked Sendable {
         }
         guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0),
               address != UnsafeMutableRawPointer(bitPattern: -1) else {
-            throw SwiftPruneError.value("cannot map \(path) into memory: \(errnoText(errno))")
+            throw SwiftPruneError.system("cannot map \(path) into memory", errno: errno)
         }
         bytes = UnsafeBufferPointer(start: address.assumingMemoryBound(to: UInt8.self), count: size)
     }

@@ -36,7 +36,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         /// Parse errors name the file.
         func named<T>(_ body: () throws -> T) throws -> T {
             do { return try body() } catch let error as SwiftPruneError {
-                throw SwiftPruneError(error.kind, "\(path): \(error.message)")
+                throw SwiftPruneError(error.kind, "\(path): \(error.message)", code: error.code)
             }
         }
         if mapped {
@@ -141,7 +141,7 @@ func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset:
         let got = pread(fd, base + done, min(buffer.count - done, 1 << 30), off_t(offset + done))
         if got < 0 {
             if errno == EINTR { continue }
-            throw SwiftPruneError.value("cannot read: \(errnoText(errno))")
+            throw SwiftPruneError.system("cannot read", errno: errno)
         }
         if got == 0 { break }
         done += got

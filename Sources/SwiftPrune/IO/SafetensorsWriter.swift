@@ -189,7 +189,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
             let written = pwrite(fd, pointer, min(remaining, 1 << 30), off_t(position))
             if written < 0 {
                 if errno == EINTR { continue }
-                throw SwiftPruneError.value("cannot write \(what): \(errnoText(errno))")
+                throw SwiftPruneError.system("cannot write \(what)", errno: errno)
             }
             pointer += written
             remaining -= written
@@ -207,7 +207,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
             let got = pread(source, buffer.baseAddress, min(chunk, count - done), off_t(sourceOffset + done))
             if got < 0 {
                 if errno == EINTR { continue }
-                throw SwiftPruneError.value("cannot read back the data for \(what): \(errnoText(errno))")
+                throw SwiftPruneError.system("cannot read back the data for \(what)", errno: errno)
             }
             guard got > 0 else { throw SwiftPruneError.value("the data for \(what) ended early") }
             try writeAll(destination, UnsafeRawBufferPointer(rebasing: buffer[0 ..< got]), at: destinationOffset + done, what: what)

@@ -67,7 +67,7 @@ struct TemporaryFile {
             _ = fchmod(descriptor, existing.st_mode & 0o777)
         }
         guard fsync(descriptor) == 0 else {
-            throw SwiftPruneError.value("cannot flush the temporary file for \(destination): \(errnoText(errno))")
+            throw SwiftPruneError.system("cannot flush the temporary file for \(destination)", errno: errno)
         }
         if linked == nil {
             // Give the anonymous file a (temporary, stale-cleanable) name, then rename it.
@@ -78,12 +78,12 @@ struct TemporaryFile {
                     break
                 }
                 if errno != EEXIST {
-                    throw SwiftPruneError.value("cannot link the temporary file for \(destination): \(errnoText(errno))")
+                    throw SwiftPruneError.system("cannot link the temporary file for \(destination)", errno: errno)
                 }
             }
         }
         guard rename(linked!, destination) == 0 else {
-            throw SwiftPruneError.value("cannot rename the temporary file to \(destination): \(errnoText(errno))")
+            throw SwiftPruneError.system("cannot rename the temporary file to \(destination)", errno: errno)
         }
         linked = nil
         let directory = open(Self.directory(of: destination), O_RDONLY | O_CLOEXEC)
@@ -118,7 +118,7 @@ struct TemporaryFile {
             let fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(0o666))
             if fd >= 0 { return (fd, candidate) }
             if errno != EEXIST {
-                throw SwiftPruneError.value("cannot create a file in \(directory(of: path)): \(errnoText(errno))")
+                throw SwiftPruneError.system("cannot create a file in \(directory(of: path))", errno: errno)
             }
         }
     }
