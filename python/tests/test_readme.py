@@ -106,9 +106,10 @@ def shell_commands() -> list[tuple[int, str]]:
     commands = []
     for block in readme_blocks("sh") + readme_blocks("bash") + readme_blocks("console"):
         for offset, line in enumerate(block.code.splitlines()):
+            if not re.match(r"\s*swiftprune\s", line):
+                continue  # other commands (pip, swift, docc) and continuation lines are not run
             words = shlex.split(line, comments=True)
-            if words and words[0] == "swiftprune":
-                commands.append((block.line + offset, shlex.join(words[1:])))
+            commands.append((block.line + offset, shlex.join(words[1:])))
     return commands
 
 
