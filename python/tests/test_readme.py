@@ -228,9 +228,11 @@ def test_readme_shell_commands_run(tmp_path: pathlib.Path) -> None:
 
 
 REPOSITORY = README.parent
-# The consumer package's build folder persists beside the repository's own .build
-# (git ignores .build*), so only the first run compiles SwiftPrune for it.
-SWIFT_CONSUMER_SCRATCH = REPOSITORY / ".build-readme-consumer"
+# The consumer package, its link to the repository and its build folder stay at one
+# place beside the repository's own .build (git ignores .build*): same paths every run,
+# so only the first run compiles SwiftPrune for it (CI's fresh clone: once, ~40 s CPU).
+SWIFT_CONSUMER = REPOSITORY / ".build-readme-consumer"
+SWIFT_CONSUMER_SCRATCH = SWIFT_CONSUMER / "build"
 
 
 def swift_quick_start() -> tuple[str, str]:
@@ -242,7 +244,7 @@ def swift_quick_start() -> tuple[str, str]:
     return manifests[0], programs[0]
 
 
-def test_readme_swift_quick_start_builds_and_runs(tmp_path: pathlib.Path) -> None:
+def test_readme_swift_quick_start_builds_and_runs() -> None:
     swift = shutil.which("swift") or ("/opt/swift/usr/bin/swift" if os.access("/opt/swift/usr/bin/swift", os.X_OK)
                                       else None)
     if swift is None:
@@ -251,9 +253,12 @@ def test_readme_swift_quick_start_builds_and_runs(tmp_path: pathlib.Path) -> Non
         pytest.skip("not a source tree (no Package.swift beside README.md)")
     manifest, program = swift_quick_start()
     # The README's layout: the consumer package beside a clone named swiftprune.
-    (tmp_path / "swiftprune").symlink_to(REPOSITORY, target_is_directory=True)
-    demo = tmp_path / "demo"
-    (demo / "Sources" / "Demo").mkdir(parents=True)
+    SWIFT_CONSUMER.mkdir(exist_ok=True)
+    link = SWIFT_CONSUMER / "swiftprune"
+    if not link.is_symlink():
+        link.symlink_to(REPOSITORY, target_is_directory=True)
+    demo = SWIFT_CONSUMER / "demo"
+    (demo / "Sources" / "Demo").mkdir(parents=True, exist_ok=True)
     (demo / "Package.swift").write_text(manifest, encoding="utf-8")
     (demo / "Sources" / "Demo" / "main.swift").write_text(program, encoding="utf-8")
     built = subprocess.run([swift, "build", "--package-path", str(demo), "--scratch-path", str(SWIFT_CONSUMER_SCRATCH),
