@@ -1,4 +1,4 @@
-/// How ``lowRank(_:m:n:selector:method:seed:)`` chooses the rank `k`.
+/// How ``lowRank(_:m:n:selector:method:seed:a:b:)`` chooses the rank `k`.
 public enum RankSelector: Equatable {
     /// Exactly `k`, in `0 ... min(m, n)`.
     case rank(Int)
@@ -64,7 +64,7 @@ public enum RankSelector: Equatable {
     }
 }
 
-/// Which SVD ``lowRank(_:m:n:selector:method:seed:)`` uses.
+/// Which SVD ``lowRank(_:m:n:selector:method:seed:a:b:)`` uses.
 public enum LowRankMethod: Int32 {
     /// Randomized when the rank is known in advance, at most `min(m, n) / 4`
     /// and `min(m, n) ≥ 128`; the exact SVD otherwise (always for `.energy`).

@@ -18,7 +18,7 @@ public struct SVDResult {
 ///
 /// 1. the Gram matrix `G = WᵀW` of the thin side (`n × n` for a tall `W`,
 ///    else `WWᵀ`) with the blocked GEMM;
-/// 2. its eigendecomposition (``SymmetricEigen``: Householder
+/// 2. its eigendecomposition (`SymmetricEigen`: Householder
 ///    tridiagonalization, QL eigenvalues, inverse-iteration eigenvectors)
 ///    gives the right singular vectors `V`;
 /// 3. `B = W V` has orthogonal columns of norms `s`; normalized, they are
@@ -26,7 +26,7 @@ public struct SVDResult {
 ///    keeps their order and direction. Directions whose singular value is
 ///    below `1e-6 · s_max` (numerically zero for float32 results) are an
 ///    orthonormal completion
-///    (``HouseholderQR/orthonormalComplement(of:basisCount:length:count:into:)``), in `V` and in `U`.
+///    (`HouseholderQR.orthonormalComplement`), in `V` and in `U`.
 ///
 /// Squaring the condition number in step 1 costs nothing for float32
 /// results: singular values are exact to about `1e-8 · s_max` (they are
