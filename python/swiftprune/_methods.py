@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from . import _core
+from . import _core, _sparse_storage
+from ._bitpack import pack_bits, unpack_bits
 from ._validation import check_fraction, check_int
 from .clustering import _INITS as _CLUSTER_INITS
 from .clustering import ClusteredTensor, cluster
@@ -225,27 +226,102 @@ def _shape(attrs: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _quantized_layout(q: QuantizedTensor) -> tuple[str, int, Optional[np.ndarray]]:
+    """The storage layout of `q`'s values (see ``_sparse_storage``), its bytes, and the non-zero mask."""
+    count = q.values.size
+    nonzero = q.nonzero_mask()
+    nm = None
+    if q.nm is not None and _sparse_storage.nm_fits(nonzero, q.nm[0], q.nm[1], q.nm[2]):
+        nm = (q.nm[0], q.nm[1])
+    kind, size = _sparse_storage.choose(count, int(np.count_nonzero(nonzero)), q.bits, nm)
+    return kind, size, nonzero
+
+
+def _quantized_nbytes(q: QuantizedTensor) -> int:
+    """Exactly the bytes the file stores for `q`: values in their layout, scales, affine zero points."""
+    return _quantized_layout(q)[1] + q.scale.size * 4 + (0 if q.symmetric else q.zero_point.size)
+
+
 def _encode_quantized(q: QuantizedTensor) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    parts = {"values": q.packed(), "scale": q.scale}
+    kind, _, nonzero = _quantized_layout(q)
+    attrs: dict[str, Any] = {"shape": list(q.shape), "bits": q.bits, "symmetric": q.symmetric, "axis": q.axis,
+                             "group_size": q.group_size, "method": q.method, "packing": "bits", "layout": kind}
+    if kind == "packed":
+        parts = {"values": q.packed()}
+    elif kind == "bitmask":
+        parts = {"mask": _sparse_storage.pack_mask(nonzero), "values": pack_bits(q.values[nonzero], q.bits)}
+    else:
+        n, m, axis = q.nm
+        stored, positions = _sparse_storage.nm_select(q.values, nonzero, n, m, axis)
+        parts = {"values": pack_bits(stored, q.bits),
+                 "positions": pack_bits(positions, _sparse_storage.nm_index_bits(m))}
+        attrs["nm"] = [n, m, axis]
+    parts["scale"] = q.scale
     if not q.symmetric:  # symmetric zero points are all 0: not stored
         parts["zero_point"] = q.zero_point
-    return parts, {"shape": list(q.shape), "bits": q.bits, "symmetric": q.symmetric, "axis": q.axis,
-                   "group_size": q.group_size, "method": q.method}
+    return parts, attrs
+
+
+def _legacy_values(packed: np.ndarray, shape: tuple[int, ...], bits: int, symmetric: bool) -> np.ndarray:
+    """Values from files of swiftprune <= 0.1.0: 2..4 bits as nibbles, 5..8 bits one per byte."""
+    count = math.prod(shape)
+    if bits <= 4:
+        return _core.unpack_nibbles(packed, count, symmetric).reshape(shape)
+    if packed.size != count:
+        raise ValueError(f"{count} values need {count} bytes, got {packed.size}")
+    return packed.view(np.int8 if symmetric else np.uint8).reshape(shape).copy()
 
 
 def _decode_quantized(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> QuantizedTensor:
     shape = _shape(attrs)
     bits, symmetric = attrs["bits"], attrs["symmetric"]
-    values = QuantizedTensor.unpack(_array(parts, "values", np.uint8, 1), shape, bits, symmetric)
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 8:
+        raise ValueError(f"bits must be in 2..8, got {bits!r}")
     scale = _array(parts, "scale", np.float32)
     dtype = np.int8 if symmetric else np.uint8
     zero_point = np.zeros(scale.shape, dtype) if symmetric else _array(parts, "zero_point", dtype)
-    return QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=attrs["axis"],
-                           group_size=attrs["group_size"], method=str(attrs.get("method", "minmax")))
+    packed = _array(parts, "values", np.uint8, 1)
+    layout = attrs.get("layout", "packed")
+    count = math.prod(shape)
+    if attrs.get("packing") != "bits":
+        values = _legacy_values(packed, shape, bits, symmetric)
+    elif layout == "packed":
+        values = QuantizedTensor.unpack(packed, shape, bits, symmetric)
+    else:
+        # The zeros: each value's zero point (the scale layout is checked by the constructor first).
+        blank = QuantizedTensor(np.zeros(shape, dtype), scale, zero_point, bits=bits, symmetric=symmetric,
+                                axis=attrs["axis"], group_size=attrs["group_size"])
+        fill = np.array(blank.zero_points_full(), dtype=dtype)
+        if layout == "bitmask":
+            mask = _sparse_storage.unpack_mask(_array(parts, "mask", np.uint8, 1), shape)
+            fill[mask] = unpack_bits(packed, int(np.count_nonzero(mask)), bits, symmetric)
+            values = fill
+        elif layout == "nm":
+            n, m, axis = _nm_attr(attrs, shape)
+            stored = count // m * n
+            positions = unpack_bits(_array(parts, "positions", np.uint8, 1), stored, _sparse_storage.nm_index_bits(m))
+            values = np.ascontiguousarray(_sparse_storage.nm_scatter(
+                fill, unpack_bits(packed, stored, bits, symmetric), positions, n, m, axis))
+        else:
+            raise ValueError(f"unknown layout {layout!r}")
+    q = QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=attrs["axis"],
+                        group_size=attrs["group_size"], method=str(attrs.get("method", "minmax")))
+    if layout == "nm":
+        q.nm = _nm_attr(attrs, shape)
+    return q
+
+
+def _nm_attr(attrs: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, int, int]:
+    nm = attrs.get("nm")
+    if (not isinstance(nm, list) or len(nm) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in nm)
+            or not 1 <= nm[0] < nm[1] <= 256 or not -len(shape) <= nm[2] < len(shape) or shape[nm[2]] % nm[1]):
+        raise ValueError(f"nm must be [n, m, axis] with 1 <= n < m <= 256 and m dividing that axis of {shape}, "
+                         f"got {nm!r}")
+    return nm[0], nm[1], nm[2]
 
 
 register_codec(Codec(kind="quantized", type=QuantizedTensor, dense=lambda q: q.dequantize(),
-                     nbytes=lambda q: q.nbytes, encode=_encode_quantized, decode=_decode_quantized))
+                     nbytes=_quantized_nbytes, encode=_encode_quantized, decode=_decode_quantized))
 
 
 def index_bits(n_clusters: int) -> int:
@@ -260,9 +336,9 @@ def pack_indices(indices: np.ndarray, bits: int) -> np.ndarray:
     """Indices as a little-endian bit stream of ``bits`` bits each (1-D uint8,
     ``ceil(size * bits / 8)`` bytes); 4-bit nibbles are packed by the Swift core."""
     flat = np.ascontiguousarray(indices).reshape(-1)
-    if bits == 4:
-        return _core.pack_nibbles(flat.astype(np.uint8))
-    if bits in (8, 16):
+    if bits <= 8:
+        return pack_bits(flat.astype(np.uint8, copy=False), bits)
+    if bits == 16:
         return flat.astype(f"<u{bits // 8}").view(np.uint8).copy()
     out = np.empty((flat.size * bits + 7) // 8, np.uint8)
     step = _CHUNK  # a multiple of 8, so every chunk starts on a byte boundary
@@ -280,9 +356,9 @@ def unpack_indices(packed: np.ndarray, count: int, bits: int, dtype: Any) -> np.
     need = (count * bits + 7) // 8
     if packed.size != need:
         raise ValueError(f"{count} indices of {bits} bits need {need} packed bytes, got {packed.size}")
-    if bits == 4:
-        return _core.unpack_nibbles(packed, count, False).astype(dtype, copy=False)
-    if bits in (8, 16):
+    if bits <= 8:
+        return unpack_bits(packed, count, bits).astype(dtype, copy=False)
+    if bits == 16:
         return packed.view(f"<u{bits // 8}").astype(dtype)
     out = np.empty(count, dtype)
     for start in range(0, count, _CHUNK):
