@@ -161,7 +161,7 @@ def test_minmax_quantize_matches_the_formulas(options):
         np.testing.assert_array_equal(q.zero_point, zero)
         np.testing.assert_array_equal(result.weights[name], ref_q.reference_dequantize(values, scale, zero, axis, group))
         row = next(r for r in result.report if r["name"] == name)
-        assert row["bytes_after"] == q.nbytes and row["stages"] == "quantize.minmax"
+        assert row["bytes_after"] == ref_q.reference_stored_bytes(q) and row["stages"] == "quantize.minmax"
         assert row["relative_error"] == pytest.approx(ref.relative_error(weights[name], result.weights[name]), rel=1e-9)
 
 
@@ -269,7 +269,7 @@ def test_prune_then_quantize_keeps_zeros_without_a_mask(method, symmetric, tmp_p
         zero_point = np.broadcast_to(q.zero_point, q.shape)
         np.testing.assert_array_equal(q.values[~mask], zero_point[~mask])
         row = next(r for r in result.report if r["name"] == name)
-        assert row["bytes_after"] == q.nbytes and row["nonzeros"] <= mask.sum()
+        assert row["bytes_after"] == ref_q.reference_stored_bytes(q) <= q.nbytes and row["nonzeros"] <= mask.sum()
     result.save(tmp_path / "q.safetensors")
     loaded = sp.load_compressed(tmp_path / "q.safetensors")
     assert loaded.masks == {}
@@ -486,12 +486,19 @@ def test_quantized_codec_is_exact(bits, symmetric, tmp_path):
             np.testing.assert_array_equal(getattr(got, field), getattr(q, field))
         np.testing.assert_array_equal(loaded.weights[name], q.dequantize())
         stored = parts[f"{name}::values"]
-        assert stored.dtype == np.uint8 and stored.size == ((q.values.size + 1) // 2 if bits <= 4 else q.values.size)
-        if bits <= 4:
-            np.testing.assert_array_equal(stored, ref_q.reference_pack(q.values))
+        if f"{name}::mask" in parts:  # bit mask + the values that are not their zero point
+            zero = ref_q.expand(q.zero_point, q.shape, q.axis, q.group_size)
+            kept = q.values != zero
+            np.testing.assert_array_equal(parts[f"{name}::mask"], np.packbits(kept.reshape(-1)))
+            np.testing.assert_array_equal(stored, ref_q.reference_pack_bits(q.values[kept], bits))
+        else:
+            assert stored.dtype == np.uint8 and stored.size == (q.values.size * bits + 7) // 8
+            np.testing.assert_array_equal(stored, ref_q.reference_pack_bits(q.values, bits))
+            if bits == 4:
+                np.testing.assert_array_equal(stored, ref_q.reference_pack(q.values))
         assert (f"{name}::zero_point" in parts) is (not symmetric)
         size = sum(parts[k].nbytes for k in parts if k.startswith(f"{name}::"))
-        assert size == q.nbytes  # what the report counts is what the file holds
+        assert size == ref_q.reference_stored_bytes(q) <= q.nbytes  # what the report counts is what the file holds
 
 
 @pytest.mark.parametrize("n_clusters", [1, 2, 3, 4, 5, 16, 17, 200, 256, 257, 1000])
