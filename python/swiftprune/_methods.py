@@ -110,6 +110,24 @@ def _check_nm(options: Mapping[str, Any]) -> None:
         raise OptionError("n", f"n must satisfy 1 <= n < m = {options['m']}, got n = {options['n']}")
 
 
+def _axis_reason(shape: tuple[int, ...], axis: int) -> Optional[str]:
+    if not -len(shape) <= axis < len(shape):
+        return f"it has no axis {axis} (shape {shape})"
+    return None
+
+
+def _nm_fits(shape: tuple[int, ...], options: Mapping[str, Any]) -> Optional[str]:
+    axis, m = options["axis"], options["m"]
+    reason = _axis_reason(shape, axis)
+    if reason is None and shape[axis] % m:
+        reason = f"axis {axis} has {shape[axis]} entries, not a multiple of m = {m} (shape {shape})"
+    return reason
+
+
+def _structured_fits(shape: tuple[int, ...], options: Mapping[str, Any]) -> Optional[str]:
+    return _axis_reason(shape, options["axis"])
+
+
 def _global_magnitude(weights: dict[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
     return global_magnitude_masks(weights, sparsity)
 
@@ -120,9 +138,10 @@ register_method(Method("prune", "global_magnitude", _global_magnitude, {"sparsit
 register_method(Method("prune", "random", random_mask,
                        {"sparsity": (check_fraction, REQUIRED), "seed": (_SEED, 0)}))
 register_method(Method("prune", "structured", structured_mask,
-                       {"amount": (check_fraction, REQUIRED), "axis": (_int(), 0), "norm": (_norm, 2.0)}))
+                       {"amount": (check_fraction, REQUIRED), "axis": (_int(), 0), "norm": (_norm, 2.0)},
+                       fits=_structured_fits))
 register_method(Method("prune", "nm", nm_mask, {"n": (_int(1), 2), "m": (_int(2), 4), "axis": (_int(), -1)},
-                       check=_check_nm))
+                       check=_check_nm, fits=_nm_fits))
 register_method(Method("prune", "block", block_mask,
                        {"sparsity": (check_fraction, REQUIRED), "block": (_block, (1, 4))}))
 
@@ -137,6 +156,21 @@ def _check_quantize(options: Mapping[str, Any]) -> None:
                                         "PyTorch (out, in), -1 for Keras (in, out)), got axis=None")
 
 
+def _quantize_fits(shape: tuple[int, ...], options: Mapping[str, Any]) -> Optional[str]:
+    axis, group = options.get("axis"), options.get("group_size")
+    if axis is None:
+        return None
+    reason = _axis_reason(shape, axis)
+    if reason is not None or group is None:
+        return reason
+    if len(shape) != 2:
+        return f"group_size needs a 2-D weight, got shape {shape}"
+    other = 1 - axis % 2
+    if shape[other] % group:
+        return f"group_size {group} does not divide dimension {other} ({shape[other]} entries) of shape {shape}"
+    return None
+
+
 _QUANTIZE_OPTIONS = {
     "bits": (_int(2, 8), 8),
     "symmetric": (_bool, True),
@@ -148,8 +182,8 @@ for _name in ("minmax", "percentile", "mse"):
     _options = dict(_QUANTIZE_OPTIONS)
     if _name == "percentile":
         _options["percentile"] = (_percentile, 99.99)
-    register_method(Method("quantize", _name, partial(quantize, method=_name), _options, check=_check_quantize),
-                    default=_name == "minmax")
+    register_method(Method("quantize", _name, partial(quantize, method=_name), _options, check=_check_quantize,
+                           fits=_quantize_fits), default=_name == "minmax")
 
 # --------------------------------------------------------------------------- #
 # Cluster
@@ -203,7 +237,9 @@ for _name in ("auto", "svd", "randomized"):
         "ratio": (_optional(_positive), None),
         "layout": (_choice("keras", "torch"), "keras"),
         "seed": (_SEED, 0),
-    }, check=_check_low_rank, accepts_pruned=False), default=_name == "auto")
+    }, check=_check_low_rank, accepts_pruned=False,
+        fits=lambda shape, options: None if len(shape) >= 2 else f"low_rank needs 2 or more dimensions, got shape {shape}"),
+        default=_name == "auto")
 
 # --------------------------------------------------------------------------- #
 # Codecs

@@ -173,6 +173,8 @@ def recipe_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
             stage["exclude"] = args.exclude
         if args.min_rank is not None:
             stage["min_rank"] = args.min_rank
+        if args.on_unfit is not None:
+            stage["on_unfit"] = args.on_unfit
     return stages
 
 
@@ -183,8 +185,9 @@ def _compress(args: argparse.Namespace) -> int:
     if args.recipe and flags:
         raise UsageError("give either --recipe or --prune/--quantize/--cluster/--low-rank, not both")
     if args.recipe:
-        if args.include or args.exclude or args.min_rank is not None:
-            raise UsageError("--include/--exclude/--min-rank go with the stage flags; put them in the recipe file")
+        if args.include or args.exclude or args.min_rank is not None or args.on_unfit is not None:
+            raise UsageError("--include/--exclude/--min-rank/--on-unfit go with the stage flags; "
+                             "put them in the recipe file")
         recipe: Any = args.recipe
     elif flags:
         recipe = recipe_from_flags(args)
@@ -293,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--include", metavar="GLOB", action="append", help="only tensors matching (repeatable)")
     compress.add_argument("--exclude", metavar="GLOB", action="append", help="skip tensors matching (repeatable)")
     compress.add_argument("--min-rank", metavar="N", type=_int, help="smallest rank compressed (default 2)")
+    compress.add_argument("--on-unfit", choices=("skip", "warn", "error"),
+                          help="a stage that cannot apply to a tensor, would grow it or gives rank 0: "
+                               "skip it with a warning (default), keep the result with a warning, or fail")
     compress.add_argument("--dense", action="store_true", help="write dense float weights, not the compressed form")
     compress.add_argument("--no-progress", action="store_true", help="no progress bar")
     compress.add_argument("-q", "--quiet", action="store_true", help="no summary table")

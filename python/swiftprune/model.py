@@ -63,6 +63,7 @@ import fnmatch
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -93,7 +94,8 @@ __all__ = [
 ]
 
 STAGES = ("prune", "quantize", "cluster", "low_rank")
-_STAGE_FIELDS = ("include", "exclude", "min_rank")
+_STAGE_FIELDS = ("include", "exclude", "min_rank", "on_unfit")
+ON_UNFIT = ("skip", "warn", "error")
 _REQUIRED = object()
 REQUIRED = _REQUIRED  # the default of a mandatory option in Method.options
 
@@ -114,12 +116,13 @@ class PrunedTensor:
         The kept weights in C order (``dense[mask]``).
     """
 
-    __slots__ = ("mask", "_values", "_dense")
+    __slots__ = ("mask", "_values", "_dense", "nm")
 
     def __init__(self, mask: NDArray[np.bool_], values: NDArray[np.float32]) -> None:
         self.mask = mask
         self._values: NDArray[np.float32] | None = values
         self._dense: NDArray[np.float32] | None = None
+        self.nm: tuple[int, int, int] | None = None  # (n, m, axis) when an N:M prune made the mask
 
     @classmethod
     def _from_dense(cls, mask: NDArray[np.bool_], dense: NDArray[np.float32]) -> "PrunedTensor":
@@ -140,8 +143,10 @@ class PrunedTensor:
 
     @property
     def nbytes(self) -> int:
-        """Stored size: the kept float32 values plus one bit per entry."""
-        return 4 * int(np.count_nonzero(self.mask)) + (int(self.mask.size) + 7) // 8
+        """Stored size: the kept float32 values plus one bit per entry, or, for
+        an N:M mask keeping exactly n of every m, the kept values plus each
+        one's position in its run (``ceil(log2 m)`` bits)."""
+        return _pruned_layout(self)[1]
 
     def to_dense(self) -> NDArray[np.float32]:
         """The dense float32 tensor, zero where pruned."""
@@ -198,7 +203,44 @@ def _unpack_mask(bits: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.unpackbits(bits, count=count).astype(bool).reshape(tuple(shape))
 
 
+def _pruned_layout(t: PrunedTensor) -> tuple[str, int]:
+    """``("nm", bytes)`` when the mask keeps exactly n of every m along the N:M axis, else ``("bitmask", bytes)``."""
+    from . import _sparse_storage
+
+    kept = int(np.count_nonzero(t.mask))
+    if t.nm is not None and _sparse_storage.nm_fits(t.mask, t.nm[0], t.nm[1], t.nm[2], exact=True):
+        return "nm", 4 * kept + _sparse_storage.packed_size(kept, _sparse_storage.nm_index_bits(t.nm[1]))
+    return "bitmask", 4 * kept + (int(t.mask.size) + 7) // 8
+
+
+def _encode_pruned(t: PrunedTensor) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from . import _sparse_storage
+
+    if _pruned_layout(t)[0] == "nm":
+        n, m, axis = t.nm
+        values, positions = _sparse_storage.nm_select(t.to_dense(), t.mask, n, m, axis)
+        return ({"values": values, "positions": _sparse_storage.pack_bits(positions, _sparse_storage.nm_index_bits(m))},
+                {"shape": list(t.shape), "layout": "nm", "nm": [n, m, axis]})
+    return {"values": t.values, "mask": _pack_mask(t.mask)}, {"shape": list(t.shape)}
+
+
 def _decode_pruned(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> PrunedTensor:
+    if attrs.get("layout", "bitmask") == "nm":
+        from . import _sparse_storage
+        from ._methods import _nm_attr, _shape
+
+        shape = _shape(attrs)
+        n, m, axis = _nm_attr(attrs, shape)
+        stored = math.prod(shape) // m * n
+        values = np.asarray(parts["values"])
+        if values.dtype != np.float32 or values.shape != (stored,):
+            raise ValueError(f"pruned values must be float32 of shape ({stored},), got {values.dtype} {values.shape}")
+        positions = _sparse_storage.unpack_bits(np.asarray(parts["positions"]), stored, _sparse_storage.nm_index_bits(m))
+        mask = _sparse_storage.nm_scatter(np.zeros(shape, bool), np.ones(stored, bool), positions, n, m, axis)
+        dense = _sparse_storage.nm_scatter(np.zeros(shape, np.float32), values, positions, n, m, axis)
+        tensor = PrunedTensor(np.ascontiguousarray(mask), np.ascontiguousarray(dense)[mask])
+        tensor.nm = (n, m, axis)
+        return tensor
     mask = _unpack_mask(parts["mask"], attrs["shape"])
     values = np.asarray(parts["values"])
     if values.dtype != np.float32 or values.shape != (int(mask.sum()),):
@@ -208,8 +250,7 @@ def _decode_pruned(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) ->
 
 register_codec(Codec(
     kind="pruned", type=PrunedTensor, dense=lambda t: t.to_dense(), nbytes=lambda t: t.nbytes,
-    encode=lambda t: ({"values": t.values, "mask": _pack_mask(t.mask)}, {"shape": list(t.shape)}),
-    decode=_decode_pruned,
+    encode=_encode_pruned, decode=_decode_pruned,
 ))
 
 
@@ -246,7 +287,10 @@ class Method:
     keep-mask of the earlier prune stages, or ``None``), e.g. to keep pruned
     entries at an exact zero. ``accepts_pruned=False``: the method cannot keep pruned
     entries zero (a low-rank product is dense), so running it on a pruned
-    tensor is an error.
+    tensor is an error. ``fits(shape, options)``, when given, returns why the
+    method cannot apply to a tensor of that shape (e.g. an N:M axis that m
+    does not divide), or ``None``; such a tensor follows the stage's
+    ``on_unfit`` policy instead of failing the whole run.
     """
 
     stage: str
@@ -257,6 +301,7 @@ class Method:
     check: Callable[[Mapping[str, Any]], None] | None = None
     masked: bool = False
     accepts_pruned: bool = True
+    fits: Callable[[tuple[int, ...], Mapping[str, Any]], str | None] | None = None
 
 
 _METHODS: dict[str, dict[str, Method]] = {stage: {} for stage in STAGES}
@@ -309,6 +354,7 @@ class Stage:
     exclude: tuple[str, ...] = ()
     min_rank: int = 2
     include_given: bool = False
+    on_unfit: str = "skip"
 
     @property
     def label(self) -> str:
@@ -387,7 +433,10 @@ def _parse_stage(index: int, spec: Any) -> Stage:
             min_rank = _validation.check_int("min_rank", spec["min_rank"], minimum=0)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{where}, field 'min_rank': {error}") from None
-    return Stage(index, stage, method, checked, include, exclude, min_rank, "include" in spec)
+    on_unfit = spec.get("on_unfit", "skip")
+    if on_unfit not in ON_UNFIT:
+        raise ValueError(f"{where}, field 'on_unfit': must be one of {', '.join(map(repr, ON_UNFIT))}, got {on_unfit!r}")
+    return Stage(index, stage, method, checked, include, exclude, min_rank, "include" in spec, on_unfit)
 
 
 def load_recipe(recipe: Any) -> list[Stage]:
@@ -441,7 +490,7 @@ def _check_patterns(stages: Sequence[Stage], names: Sequence[str]) -> None:
 class _Track:
     """One tensor on its way through the stages."""
 
-    __slots__ = ("name", "original", "dense", "mask", "keep_mask", "form", "labels")
+    __slots__ = ("name", "original", "dense", "mask", "keep_mask", "form", "labels", "nm")
 
     def __init__(self, name: str, original: np.ndarray) -> None:
         self.name = name
@@ -451,6 +500,7 @@ class _Track:
         self.keep_mask: np.ndarray | None = None  # stored with a value encoding that cannot hold the zeros itself
         self.form: Any = None
         self.labels: list[str] = []
+        self.nm: tuple[int, int, int] | None = None  # the N:M pattern of an nm prune, for compact storage
 
     def weights(self) -> np.ndarray:
         if self.dense is None:
@@ -487,6 +537,9 @@ def _finish(stage: Stage, track: _Track, output: Any) -> None:
         track.mask = mask
         track.dense = _masked(track.weights(), mask)
         track.form = PrunedTensor._from_dense(mask, track.dense)
+        if stage.method.name == "nm" and {"n", "m", "axis"} <= set(stage.options):
+            track.nm = (stage.options["n"], stage.options["m"], stage.options["axis"])
+        track.form.nm = track.nm
     else:
         codec = _codec_for(output)
         dense = np.asarray(codec.dense(output), dtype=np.float32).reshape(track.original.shape)
@@ -497,13 +550,16 @@ def _finish(stage: Stage, track: _Track, output: Any) -> None:
             track.keep_mask = track.mask
         track.dense = dense
         track.form = output
+        if track.nm is not None and hasattr(output, "nm") and track.keep_mask is None:
+            output.nm = track.nm  # its zeros keep the N:M pattern: stored as values + positions when smaller
     track.labels.append(stage.label)
 
 
 def _check_order(stage: Stage, track: _Track) -> None:
     if track.form is not None and not isinstance(track.form, PrunedTensor):
+        encoded_by = [label for label in track.labels if not label.startswith("skipped:")][-1]
         raise ValueError(
-            f"{stage.where}: tensor {track.name!r} was already encoded by {track.labels[-1]}; "
+            f"{stage.where}: tensor {track.name!r} was already encoded by {encoded_by}; "
             "a tensor is quantized, clustered or factorized at most once, and pruned before that")
     if track.mask is not None and not stage.method.accepts_pruned:
         pruned_by = " and ".join(label for label in track.labels if label.startswith("prune."))
@@ -526,12 +582,50 @@ def _apply(stage: Stage, tracks: Sequence[_Track]) -> None:
             _finish(stage, track, outputs[track.name])
         return
     for track in tracks:
+        if stage.method.fits is not None:
+            reason = stage.method.fits(tuple(track.original.shape), stage.options)
+            if reason is not None:
+                _unfit(stage, track, f"{stage.label} cannot apply: {reason}", applied=False)
+                continue
         extra = {"mask": track.mask} if stage.method.masked else {}
         try:
             output = stage.method.apply(track.weights(), **extra, **stage.options)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+        if stage.stage == "prune":
+            _finish(stage, track, output)
+            continue
+        before = _stored_bytes(track)
+        saved = (track.dense, track.mask, track.keep_mask, track.form, list(track.labels))
         _finish(stage, track, output)
+        reason = None
+        if getattr(output, "rank", None) == 0 and np.any(track.original):
+            reason = f"{stage.label} gives rank 0 (an all-zero tensor)"
+        else:
+            after = _stored_bytes(track)
+            if after > before:
+                reason = f"{stage.label} would grow it from {before:,} to {after:,} bytes"
+        if reason is not None and not _unfit(stage, track, reason, applied=True):
+            track.dense, track.mask, track.keep_mask, track.form, track.labels = saved
+            track.labels.append(f"skipped:{stage.label}")
+
+
+def _unfit(stage: Stage, track: _Track, reason: str, *, applied: bool) -> bool:
+    """Applies the stage's ``on_unfit`` policy to a tensor it does not fit.
+
+    Returns True when the stage's result is kept (policy "warn" on a result
+    that exists); otherwise the tensor stays as it was before the stage.
+    "error" raises ``ValueError`` naming the stage, the tensor and why.
+    """
+    message = f"{stage.where}: tensor {track.name!r}: {reason}"
+    if stage.on_unfit == "error":
+        raise ValueError(f"{message} (on_unfit='error'; 'skip' leaves such tensors as they are)")
+    keep = stage.on_unfit == "warn" and applied
+    warnings.warn(f"{message}; {'kept anyway (on_unfit=warn)' if keep else 'left as it was (on_unfit=skip)'}",
+                  UserWarning, stacklevel=4)
+    if not applied:
+        track.labels.append(f"skipped:{stage.label}")
+    return keep
 
 
 def _stored_bytes(track: _Track) -> int:
