@@ -1,9 +1,9 @@
 """The built-in recipe operations and compressed-file codecs.
 
-Every operation a recipe stage can name is one :class:`~swiftprune.model.Method`
+Every operation a recipe stage can name is one :class:`~swiftprune.registry.Method`
 entry here: the function it calls and a validator and default per option
 (option names are the keyword arguments of that function). Every compressed
-type has one :class:`~swiftprune.model.Codec`: what is stored in a
+type has one :class:`~swiftprune.registry.Codec`: what is stored in a
 ``.safetensors`` file and how the object is rebuilt from it, exactly.
 
 Imported by :mod:`swiftprune.model` once its registries exist.
@@ -23,7 +23,7 @@ from ._validation import check_fraction, check_int
 from .clustering import _INITS as _CLUSTER_INITS
 from .clustering import ClusteredTensor, cluster
 from .factorization import LowRankFactors, low_rank
-from .model import REQUIRED, Codec, Method, OptionError, register_codec, register_method
+from .registry import REQUIRED, Codec, Method, OptionError, register_codec, register_method
 from .pruning import block_mask, global_magnitude_masks, magnitude_mask, nm_mask, random_mask, structured_mask
 from .quantization import QuantizedTensor, quantize
 
@@ -333,7 +333,7 @@ def _decode_quantized(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any])
             fill[mask] = unpack_bits(packed, int(np.count_nonzero(mask)), bits, symmetric)
             values = fill
         elif layout == "nm":
-            n, m, axis = _nm_attr(attrs, shape)
+            n, m, axis = _sparse_storage.nm_attr(attrs, shape)
             stored = count // m * n
             positions = unpack_bits(_array(parts, "positions", np.uint8, 1), stored, _sparse_storage.nm_index_bits(m))
             values = np.ascontiguousarray(_sparse_storage.nm_scatter(
@@ -343,17 +343,8 @@ def _decode_quantized(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any])
     q = QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=attrs["axis"],
                         group_size=attrs["group_size"], method=str(attrs.get("method", "minmax")))
     if layout == "nm":
-        q.nm = _nm_attr(attrs, shape)
+        q.nm = _sparse_storage.nm_attr(attrs, shape)
     return q
-
-
-def _nm_attr(attrs: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, int, int]:
-    nm = attrs.get("nm")
-    if (not isinstance(nm, list) or len(nm) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in nm)
-            or not 1 <= nm[0] < nm[1] <= 256 or not -len(shape) <= nm[2] < len(shape) or shape[nm[2]] % nm[1]):
-        raise ValueError(f"nm must be [n, m, axis] with 1 <= n < m <= 256 and m dividing that axis of {shape}, "
-                         f"got {nm!r}")
-    return nm[0], nm[1], nm[2]
 
 
 register_codec(Codec(kind="quantized", type=QuantizedTensor, dense=lambda q: q.dequantize(),

@@ -20,14 +20,14 @@ report can state exactly what the file will hold.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ._bitpack import pack_bits, packed_size, unpack_bits
 
 __all__ = ["mask_size", "nm_index_bits", "nm_groups", "nm_fits", "nm_select", "nm_scatter",
-           "pack_mask", "unpack_mask", "choose"]
+           "pack_mask", "unpack_mask", "choose", "nm_attr"]
 
 
 def mask_size(count: int) -> int:
@@ -100,6 +100,16 @@ def nm_scatter(fill: np.ndarray, stored: np.ndarray, positions: np.ndarray, n: i
         raise ValueError("stored positions must increase within each run")
     np.put_along_axis(runs, index, stored.reshape(-1, n), axis=1)
     return np.moveaxis(runs.reshape(moved.shape), -1, axis)
+
+
+def nm_attr(attrs: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The checked ``[n, m, axis]`` of a stored N:M layout."""
+    nm = attrs.get("nm")
+    if (not isinstance(nm, list) or len(nm) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in nm)
+            or not 1 <= nm[0] < nm[1] <= 256 or not -len(shape) <= nm[2] < len(shape) or shape[nm[2]] % nm[1]):
+        raise ValueError(f"nm must be [n, m, axis] with 1 <= n < m <= 256 and m dividing that axis of {shape}, "
+                         f"got {nm!r}")
+    return nm[0], nm[1], nm[2]
 
 
 def choose(count: int, nonzeros: int, bits: int, nm: Optional[tuple[int, int]] = None,

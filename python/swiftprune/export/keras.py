@@ -143,7 +143,8 @@ def to_keras(model: Any, output: PathLike, compressed: Any = None, *, recipe: An
         Keras 3 is missing.
     """
     keras = _import_keras()
-    from ..model import CompressionResult, PrunedTensor, _codec_for, compress, load_compressed
+    from ..model import CompressionResult, PrunedTensor, compress, load_compressed
+    from ..registry import codec_for as _codec_for
     from ..quantization import QuantizedTensor
 
     path = os.fspath(output)

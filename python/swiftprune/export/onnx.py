@@ -390,6 +390,6 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
 
 
 def _dense_of(form: Any) -> np.ndarray:
-    from ..model import _codec_for
+    from ..registry import codec_for as _codec_for
 
     return _codec_for(form).dense(form)
