@@ -197,7 +197,8 @@ def _compress(args: argparse.Namespace) -> int:
                            progress=not args.no_progress)
     if not args.quiet:
         print(report.summary())
-    print(f"wrote {args.output}", file=sys.stderr if args.quiet else sys.stdout)
+    kind = "dense weights" if report.dense_output else "compressed"
+    print(f"wrote {args.output} ({report.file_bytes:,} bytes, {kind})", file=sys.stderr if args.quiet else sys.stdout)
     return 0
 
 
@@ -211,6 +212,8 @@ def _inspect(args: argparse.Namespace) -> int:
     path = args.file
     if weight_format(path) == "safetensors":
         source: Any = SafetensorsFile(path)
+        if "swiftprune" in source.metadata:
+            return _inspect_compressed(source, args)
         names = source.names
         dtype_of = source.dtype_name
     else:
@@ -255,6 +258,73 @@ def _inspect(args: argparse.Namespace) -> int:
     if other:
         print("")
         print("metadata: " + ", ".join(f"{k}={v if len(v) < 60 else v[:57] + '...'}" for k, v in other.items()))
+    return 0
+
+
+def _describe(form: Any, entry: dict[str, Any]) -> str:
+    """What a compressed tensor is stored as, e.g. ``int4 bitmask`` or ``pruned nm 2:4``."""
+    attrs = entry.get("attrs", {})
+    kind = entry.get("kind", "dense")
+    if kind == "quantized":
+        text = f"{'int' if attrs.get('symmetric', True) else 'uint'}{attrs.get('bits')}"
+        if attrs.get("group_size"):
+            text += f" g{attrs['group_size']}"
+        layout = attrs.get("layout", "packed")
+    elif kind == "pruned":
+        text, layout = "pruned f32", attrs.get("layout", "bitmask")
+    elif kind == "clustered":
+        text, layout = f"clustered {attrs.get('index_bits')}-bit", "packed"
+    else:
+        return kind
+    if layout == "nm" and "nm" in attrs:
+        layout = f"{attrs['nm'][0]}:{attrs['nm'][1]}"
+    return f"{text} {layout}" if layout != "packed" else text
+
+
+def _inspect_compressed(source: Any, args: argparse.Namespace) -> int:
+    """A swiftprune file: one row per original tensor, with the sparsity of its
+    decoded weights and the bytes its stored parts take."""
+    import json
+
+    from .compressed_file import read_compressed
+    from .model import Report
+
+    stored = read_compressed(source.path)
+    document = json.loads(source.metadata["swiftprune"])
+    entries = {entry["name"]: entry for entry in document["tensors"]}
+    rows = []
+    for name, dense in zip(stored.tensors, stored.dense):
+        entry = entries[name]
+        keys = list(entry.get("parts", {}).values()) + ([entry["mask"]["key"]] if "mask" in entry else [])
+        size = sum(source.nbytes(key) for key in keys) if keys else source.nbytes(name)
+        array = np.asarray(dense)
+        zeros = array.size - int(np.count_nonzero(array))
+        rows.append((name, _describe(stored.tensors[name], entry), "x".join(map(str, array.shape)) or "()",
+                     array.size, zeros / array.size if array.size else 0.0, size))
+    headers = ("tensor", "stored as", "shape", "params", "sparsity", "bytes")
+    text = [(r[0], r[1], r[2], f"{r[3]:,}", f"{r[4]:.1%}", f"{r[5]:,}") for r in rows]
+    params = sum(r[3] for r in rows)
+    data = sum(r[5] for r in rows)
+    zero = sum(r[3] * r[4] for r in rows)
+    import os
+
+    file_bytes = os.path.getsize(source.path)
+    footer = ("total", "", "", f"{params:,}", f"{(zero / params if params else 0):.1%}", f"{data:,}")
+    widths = [max(len(line[i]) for line in [headers, footer, *text]) for i in range(6)]
+
+    def fmt(line: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    print(f"{source.path}: swiftprune compressed file, {len(rows)} tensors, {file_bytes:,} bytes "
+          f"({file_bytes - data:,} of header and metadata)")
+    print("\n".join([fmt(headers), rule, *map(fmt, text), rule, fmt(footer)]))
+    print("(sparsity: zeros of the decoded weights; bytes: the stored parts)")
+    report = Report(stored.report)
+    if len(report):
+        print("")
+        print(f"compressed by swiftprune {document.get('swiftprune_version', '?')}; stored report:")
+        print(report.summary())
     return 0
 
 
@@ -331,8 +401,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code (0 ok, 1 failure, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on a syntax error
+    import warnings
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        print(f"swiftprune: warning: {_one_line(message) if isinstance(message, BaseException) else message}",
+              file=sys.stderr)
+
     try:
-        return int(args.run(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", UserWarning)
+            warnings.showwarning = show
+            return int(args.run(args))
     except UsageError as error:
         getattr(args, "parser", parser).print_usage(sys.stderr)
         print(f"swiftprune: error: {_one_line(error)}", file=sys.stderr)

@@ -339,7 +339,7 @@ def _load_h5(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def load_weights(path: PathLike) -> dict[str, np.ndarray]:
+def load_weights(path: PathLike, *, decompress: bool = False) -> dict[str, np.ndarray]:
     """Loads every tensor of a weight file, as a ``dict`` name → array.
 
     Parameters
@@ -355,6 +355,12 @@ def load_weights(path: PathLike) -> dict[str, np.ndarray]:
         memory-mapped file (BF16 widened to float32); ``.npz`` and ``.h5``
         tensors are loaded into memory. HDF5 names are dataset paths such as
         ``"layers/dense/vars/0"``.
+    decompress : bool, default False
+        For a file written by ``CompressionResult.save`` / ``swiftprune
+        compress`` (packed parts such as ``"w::values"``, ``"w::mask"``):
+        return the dense float32 weights (as
+        ``swiftprune.load_compressed(path).weights``, a list's entries named
+        ``"0"``, ``"1"``, ...). Without it such a file is an error.
 
     Raises
     ------
@@ -362,6 +368,7 @@ def load_weights(path: PathLike) -> dict[str, np.ndarray]:
         The file is malformed: truncated, a bad header length, invalid JSON,
         offsets outside the file or overlapping, unknown dtypes, pickled
         objects in an ``.npz``, and so on. The message names the file.
+        Also for a swiftprune compressed file without ``decompress=True``.
     OSError
         The file cannot be read. ``ImportError`` for ``.h5`` without h5py.
 
@@ -373,7 +380,19 @@ def load_weights(path: PathLike) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     kind = weight_format(path)
     if kind == "safetensors":
-        return SafetensorsFile(path).to_dict()
+        source = SafetensorsFile(path)
+        if "swiftprune" in source.metadata:
+            if not decompress:
+                example = repr(source.names[0]) if source.names else "'w::values'"
+                raise ValueError(
+                    f"{path} is a swiftprune compressed file: its tensors are packed parts (such as "
+                    f"{example}), not weights; read it with "
+                    "swiftprune.load_compressed(path), or load_weights(path, decompress=True) for the dense weights")
+            from .model import load_compressed
+
+            weights = load_compressed(path).weights
+            return dict(weights) if isinstance(weights, dict) else {str(i): w for i, w in enumerate(weights)}
+        return source.to_dict()
     if kind == "npz":
         return _load_npz(path)
     return _load_h5(path)
