@@ -21,6 +21,7 @@ examples:
   swiftprune compress model.safetensors -o w4.safetensors --prune nm:2:4 --quantize int4:128
   swiftprune compress weights.npz -o pruned.npz --prune 0.5 --include '*kernel*'
   swiftprune inspect small.safetensors
+  swiftprune export small.safetensors --onnx model.onnx -o model.int4.onnx
   swiftprune demo
 """
 
@@ -328,6 +329,43 @@ def _inspect_compressed(source: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    targets = [flag for flag, value in (("--onnx", args.onnx), ("--keras", args.keras),
+                                        ("--compressed-tensors", args.compressed_tensors)) if value]
+    if len(targets) != 1:
+        raise UsageError("give exactly one of --onnx MODEL.onnx, --keras MODEL.keras, --compressed-tensors")
+    import os
+
+    if (args.input is None) == (args.recipe is None):
+        raise UsageError("give a compressed file IN or --recipe FILE (to compress the model's weights first)")
+    if args.recipe is not None and args.compressed_tensors:
+        raise UsageError("--compressed-tensors takes a compressed file IN (swiftprune compress a state_dict first)")
+    if args.input is not None and not os.path.exists(args.input):
+        raise FileNotFoundError(2, "No such file", args.input)
+    if args.onnx:
+        from .export.onnx import to_onnx
+
+        done: Any = to_onnx(args.onnx, args.output, args.input, recipe=args.recipe,
+                            matmul_nbits=not args.no_matmul_nbits)
+        where = args.output
+    elif args.keras:
+        from .export.keras import to_keras
+
+        done = to_keras(args.keras, args.output, args.input, recipe=args.recipe)
+        where = args.output
+    else:
+        from .export.compressed_tensors import to_compressed_tensors
+
+        done = to_compressed_tensors(args.input, args.output, config=args.config)
+        where = os.path.join(args.output, "model.safetensors")
+    if not args.quiet:
+        width = max((len(name) for name in done.weights), default=0)
+        for name, how in done.weights.items():
+            print(f"{name.ljust(width)}  {how}")
+    print(f"wrote {where} ({done.nbytes:,} bytes)", file=sys.stderr if args.quiet else sys.stdout)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run
 
@@ -381,6 +419,34 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", metavar="FILE")
     inspect.add_argument("--no-progress", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect, parser=inspect)
+
+    export = commands.add_parser(
+        "export", help="write a compressed file into a runtime format (ONNX, Keras, compressed-tensors)",
+        formatter_class=formatter,
+        description="Puts the compressed tensors of IN (written by `swiftprune compress` or result.save) into "
+                    "a model runtimes load: an .onnx (DequantizeLinear / MatMulNBits; needs onnx), a .keras "
+                    "(Keras 3 int8/int4 layers; needs keras) or a compressed-tensors checkpoint directory.",
+        epilog="examples:\n"
+               "  swiftprune export small.safetensors --onnx model.onnx -o model.int4.onnx\n"
+               "  swiftprune export small.safetensors --keras model.keras -o model.int8.keras\n"
+               "  swiftprune export --recipe int4.yaml --onnx model.onnx -o model.int4.onnx\n"
+               "  swiftprune export small.safetensors --compressed-tensors -o checkpoint/ --config config.json\n"
+               "Tensor names must be those of the model: float_weights() in swiftprune.export.onnx / .keras "
+               "gives them (ONNX initializer names, Keras variable paths).")
+    export.add_argument("input", metavar="IN", nargs="?", help="a compressed .safetensors file")
+    export.add_argument("--recipe", metavar="FILE", help="instead of IN: compress the model's weights with this "
+                                                         "YAML/JSON recipe first")
+    export.add_argument("-o", "--output", metavar="OUT", required=True,
+                        help="the .onnx / .keras file, or the compressed-tensors directory")
+    export.add_argument("--onnx", metavar="MODEL", help="the float .onnx model the tensors come from")
+    export.add_argument("--keras", metavar="MODEL", help="the float .keras model the tensors come from")
+    export.add_argument("--compressed-tensors", action="store_true",
+                        help="write a compressed-tensors checkpoint (PyTorch (out, in) weights)")
+    export.add_argument("--config", metavar="FILE", help="with --compressed-tensors: the model's config.json")
+    export.add_argument("--no-matmul-nbits", action="store_true",
+                        help="with --onnx: DequantizeLinear for int4 MatMul weights too")
+    export.add_argument("-q", "--quiet", action="store_true", help="no per-tensor lines")
+    export.set_defaults(run=_export, parser=export)
 
     demo = commands.add_parser("demo", help="train a small MLP, compress it three ways, compare",
                                formatter_class=formatter,

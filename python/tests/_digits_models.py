@@ -17,8 +17,8 @@ def weights() -> dict[str, dict[str, np.ndarray]]:
     out: dict[str, dict[str, np.ndarray]] = {"cnn": {}, "mlp": {}}
     with np.load(DATA) as archive:
         for key in archive.files:
-            model, name = key.split("/", 1)
-            out[model][name] = archive[key]
+            model, *_, layer, variable = key.split("/")  # "cnn/digits_cnn/fc1/kernel"
+            out[model][f"{layer}/{variable}"] = archive[key]
     return out
 
 
