@@ -128,3 +128,14 @@ def test_bad_layouts_are_named(tmp_path):
                          [{"quantize": {"bits": 4, "axis": 1}}], progress=False)
     with pytest.raises(ValueError, match=r"w: compressed-tensors needs scales per output row"):
         to_compressed_tensors(result, tmp_path / "x")
+
+
+def test_cli_export_compressed_tensors(tmp_path):
+    from swiftprune import cli
+
+    sp.compress(state_dict(), RECIPE, progress=False).save(tmp_path / "c.safetensors")
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    assert cli.main(["export", str(tmp_path / "c.safetensors"), "--compressed-tensors", "-o", str(tmp_path / "ct"),
+                     "--config", str(tmp_path / "config.json"), "-q"]) == 0
+    config = json.loads((tmp_path / "ct" / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["quantization_config"]["format"] == "pack-quantized"

@@ -216,3 +216,23 @@ def test_from_a_compressed_file_and_errors(models, tmp_path):
     with pytest.raises(ValueError, match="not a valid ONNX model"):
         to_onnx(tmp_path / "bad.onnx", tmp_path / "x.onnx", result)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_export(models, tmp_path, capsys):
+    from swiftprune import cli
+
+    model, path = models["mlp"]
+    result = sp.compress(float_weights(path), [{"quantize": {"bits": 4, "axis": -1, "group_size": 32}}], progress=False)
+    result.save(tmp_path / "c.safetensors")
+    assert cli.main(["export", str(tmp_path / "c.safetensors"), "--onnx", str(path), "-o", str(tmp_path / "q.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "fc1.weight  MatMulNBits int4 block 32" in out and f"({os.path.getsize(tmp_path / 'q.onnx'):,} bytes)" in out
+    x = inputs("mlp")
+    reference = reference_model(model, result.weights, tmp_path / "ref.onnx")
+    np.testing.assert_allclose(run(tmp_path / "q.onnx", x, BASIC), run(reference, x, BASIC), rtol=1e-5, atol=1e-5)
+    (tmp_path / "r.json").write_text('[{"quantize": {"bits": 8, "axis": -1}}]')
+    assert cli.main(["export", "--recipe", str(tmp_path / "r.json"), "--onnx", str(path), "-o",
+                     str(tmp_path / "r.onnx"), "-q"]) == 0
+    assert cli.main(["export", str(tmp_path / "c.safetensors"), "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "exactly one of --onnx" in capsys.readouterr().err
+    assert cli.main(["export", str(tmp_path / "missing.safetensors"), "--onnx", str(path), "-o", "x.onnx"]) == 1
