@@ -301,6 +301,36 @@ def header_size_estimate(ndims: Mapping[str, int], metadata: Mapping[str, str] |
     return min(size, 100_000_000)
 
 
+def _json_string_length(text: str) -> int:
+    """UTF-8 bytes of `text` as the Swift writer quotes it (\\b and \\f as \\u00XX)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return len(quoted.encode("utf-8")) + 4 * (text.count("\b") + text.count("\f"))
+
+
+def exact_header_reserve(entries: Sequence[tuple[str, str, Sequence[int], int]],
+                         metadata: Mapping[str, str] | None = None) -> int:
+    """The exact header room (JSON padded to the 8-byte alignment) of a file
+    holding ``entries`` — ``(name, safetensors dtype, shape, nbytes)`` in
+    order — and ``metadata``, as the Swift writer lays it out. With it as
+    ``header_reserve`` the writer puts the header in place without moving
+    the data; a wrong guess costs one move of the data, never slack."""
+    size = 2  # the braces
+    items = 0
+    if metadata:
+        size += len('"__metadata__":{}') + sum(_json_string_length(k) + 1 + _json_string_length(v)
+                                              for k, v in metadata.items()) + len(metadata) - 1
+        items += 1
+    offset = 0
+    for name, dtype, shape, nbytes in entries:
+        text = (f':{{"dtype":"{dtype}","shape":[{",".join(str(int(d)) for d in shape)}],'
+                f'"data_offsets":[{offset},{offset + int(nbytes)}]}}')
+        size += _json_string_length(name) + len(text)
+        offset += int(nbytes)
+        items += 1
+    size += max(items - 1, 0)  # commas
+    return -(-(8 + size) // 8) * 8 - 8
+
+
 def _load_npz(path: str) -> dict[str, np.ndarray]:
     import zipfile
 
@@ -424,7 +454,11 @@ def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | 
     arrays = _named_arrays(weights)
     name = path.lower()
     if name.endswith(".safetensors"):
-        with SafetensorsWriter(path, header_reserve=header_size_estimate({n: a.ndim for n, a in arrays.items()}, metadata)) as writer:
+        entries = []
+        for tensor_name, array in arrays.items():
+            dtype_name, data = _safetensors_dtype(tensor_name, array)
+            entries.append((tensor_name, dtype_name, array.shape, data.nbytes))
+        with SafetensorsWriter(path, header_reserve=exact_header_reserve(entries, metadata)) as writer:
             for key, value in (metadata or {}).items():
                 writer.set_metadata(key, value)
             for tensor_name, array in arrays.items():

@@ -8,15 +8,17 @@ compressed file format is :mod:`swiftprune.compressed_file`.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from . import _methods  # noqa: F401  (registers the built-in operations and codecs)
 from .compressed_file import CompressedWriter, read_compressed
-from .io import PathLike, SafetensorsFile, SafetensorsWriter, header_size_estimate, load_weights, save_weights, weight_format
+from .io import (PathLike, SafetensorsFile, SafetensorsWriter, _safetensors_dtype, exact_header_reserve, load_weights,
+                 save_weights, weight_format)
 from .pipeline import Track, run_stages
 from .pruned_tensor import PrunedTensor
 from .recipe import check_patterns, load_recipe
@@ -235,7 +237,8 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
     info = _info_getter(source_file, get)
     if to_safetensors:
         ndims = {name: len(info(name)[0]) for name in names}
-        writer: Any = (SafetensorsWriter(destination, header_reserve=header_size_estimate(ndims)) if dense
+        writer: Any = (SafetensorsWriter(destination, header_reserve=_dense_header_guess(source_file, names, stages, info))
+                       if dense
                        else CompressedWriter(destination, container, ndims))
         with writer:
             written: dict[str, int] = {}
@@ -268,6 +271,26 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
     _as_dense_rows(rows, {name: array.nbytes for name, array in collected.items()})
     rows.file_bytes = os.path.getsize(destination)
     return rows
+
+
+def _dense_header_guess(source: Any, names: Sequence[str], stages: Sequence[Any],
+                        info: Callable[[str], tuple[tuple[int, ...], np.dtype]]) -> int:
+    """The header of a dense output if every tensor a stage selects comes out float32 and
+    the others as read (exact unless a stage skips a tensor; then the writer moves the data once)."""
+    entries = []
+    for name in names:
+        shape, dtype = info(name)
+        count = math.prod(shape)
+        if any(stage.selects(name, shape, dtype) for stage in stages):
+            entries.append((name, "F32", shape, 4 * count))
+        elif isinstance(source, SafetensorsFile):
+            kind = source.dtype_name(name)
+            widened = kind == "BF16"  # read widened to float32
+            entries.append((name, "F32" if widened else kind, shape, source.nbytes(name) * (2 if widened else 1)))
+        else:
+            array = np.asarray(source[name])
+            entries.append((name, _safetensors_dtype(name, array)[0], shape, array.nbytes))
+    return exact_header_reserve(entries)
 
 
 def _as_dense_rows(rows: Report, written: Mapping[str, int]) -> None:

@@ -201,3 +201,18 @@ def test_inspect_shows_the_decoded_sparsity_and_stored_layout(tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("fc.weight"))
     assert "int8 bitmask" in row and "90.0%" in row and f"{512 + 410 + 256:,}" in row
     assert f"{os.path.getsize(path):,} bytes" in out
+
+
+@pytest.mark.parametrize("metadata", [None, {"k": "v" * 50, 'q"\n': "\u00e9\b\f\x01"}])
+def test_exact_header_reserve_is_the_header_written(tmp_path, metadata):
+    from swiftprune.io import exact_header_reserve
+
+    names = ["a", 'b"c', "\u00e9\u4e2d", "x\b\f\n\t\x01\\"] + [f"layer.{i}.weight" for i in range(40)]
+    arrays = {n: RNG.standard_normal((3, i + 1)).astype(np.float32 if i % 2 else np.float16) for i, n in enumerate(names)}
+    sp.save_weights(tmp_path / "w.safetensors", arrays, metadata=metadata)
+    n, _ = header(tmp_path / "w.safetensors")
+    entries = [(name, "F32" if a.dtype == np.float32 else "F16", a.shape, a.nbytes) for name, a in arrays.items()]
+    assert n == exact_header_reserve(entries, metadata) and padding(tmp_path / "w.safetensors") < 8
+    loaded = sp.load_weights(tmp_path / "w.safetensors")
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(loaded[name], a)
