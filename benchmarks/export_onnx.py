@@ -111,9 +111,9 @@ def input_for(session, rng) -> dict[str, np.ndarray]:
             if det:
                 feeds[i.name] = np.pad(feeds[i.name], ((0, 0), (0, 0), (112, 112), (0, 0)), constant_values=1.0)
         elif len(i.shape) == 4:  # the digits CNN
-            feeds[i.name] = digits_inputs().reshape(-1, 1, 8, 8)[:64]
+            feeds[i.name] = digits_inputs().reshape(-1, 1, 8, 8)
         else:
-            feeds[i.name] = digits_inputs()[:64]
+            feeds[i.name] = digits_inputs()
     return feeds
 
 
@@ -169,8 +169,17 @@ def measure(model_path: str, label: str, directory: str, repeats: int) -> list[s
         want = probe.run(None, feeds)[0]
         full = session(model_path, 2).run(None, feeds)[0]
         kinds = sorted(set(v.split(" (")[0] for v in export.weights.values()))
-        checks[f"int{bits}"] = (rel(got, want), rel(session(out, 2).run(None, feeds)[0], full), len(export.weights),
-                                ", ".join(kinds), export.opset)
+        quantized = session(out, 2).run(None, feeds)[0]
+        if label.startswith("digits"):
+            import _digits_models as digits
+
+            y = digits.test_split()[1][:len(full)]
+            quality = f"accuracy {np.mean(quantized.argmax(1) == y):.1%} (float {np.mean(full.argmax(1) == y):.1%})"
+        elif label.endswith("rec"):
+            quality = f"per-step argmax = float's: {np.mean(quantized.argmax(-1) == full.argmax(-1)):.1%}"
+        else:
+            quality = f"output vs float {rel(quantized, full):.1%} (synthetic input)"
+        checks[f"int{bits}"] = (rel(got, want), quality, len(export.weights), ", ".join(kinds), export.opset)
     for threads in (1, 2):
         sessions = {name: session(path, threads) for name, path in variants.items()}
         feeds = input_for(sessions["float32"], rng)
@@ -187,8 +196,8 @@ def measure(model_path: str, label: str, directory: str, repeats: int) -> list[s
             median = statistics.median(times[name])
             size = os.path.getsize(path)
             check = checks.get(name)
-            note = "" if check is None else (f"{check[2]} weights: {check[3]}; opset {check[4]}; vs dequantized "
-                                             f"{check[0]:.1e}, vs float {check[1]:.2%}")
+            note = "" if check is None else (f"{check[2]} weights: {check[3]}; opset {check[4]}; output vs "
+                                             f"dequantized float model {check[0]:.1e}; {check[1]}")
             rows.append(f"| {label} | {name} | {threads} | {size / 1e6:.2f} MB | {base_size / size:.2f}x | "
                         f"{median * 1e3:.2f} ms | {base / median:.2f}x | {note} |")
     return rows
