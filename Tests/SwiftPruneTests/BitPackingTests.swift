@@ -45,11 +45,11 @@ final class BitPackingTests: XCTestCase {
         }
     }
 
-    func testBadArgumentsThrow() {
+    func testBadArgumentsThrow() throws {
         let values: [UInt8] = [1, 2, 3]
         var out = [UInt8](repeating: 0, count: 1)
-        values.withUnsafeBufferPointer { v in
-            out.withUnsafeMutableBufferPointer { o in
+        try values.withUnsafeBufferPointer { v in
+            try out.withUnsafeMutableBufferPointer { o in
                 XCTAssertThrowsError(try BitPacking.pack(v, bits: 0, into: o))
                 XCTAssertThrowsError(try BitPacking.pack(v, bits: 9, into: o))
                 XCTAssertThrowsError(try BitPacking.pack(v, bits: 3, into: o))  // needs 2 bytes

@@ -242,4 +242,4 @@ def _quantize_layer(keras: Any, layer: Any, q: Any) -> str | None:
                          f"swiftprune's values {values.shape}")
     layer._kernel.assign(values)
     layer.kernel_scale.assign(scale)
-    return f"{kind} {mode} (per output channel, {q.bits}-bit values)"
+    return f"{kind} {mode} ({'per tensor' if q.axis is None else 'per output channel'}, {q.bits}-bit values)"
