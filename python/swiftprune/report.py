@@ -95,6 +95,11 @@ class Report(list):
     file_bytes: int | None = None
     dense_output: bool = False
 
+    def __repr__(self) -> str:
+        t = self.totals
+        return (f"Report({len(self)} tensors, {human_bytes(t['bytes_before'])} -> {human_bytes(t['bytes_after'])}, "
+                f"ratio {t['ratio']:.2f}x)")
+
     def summary(self) -> str:
         """The report as a text table, with totals and the overall ratio (or,
         for a dense output, the dense size written) and the file's size."""
