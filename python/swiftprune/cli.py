@@ -235,7 +235,7 @@ def _inspect(args: argparse.Namespace) -> int:
         dtype_of = source.dtype_name
     elif weight_format(path) == "safetensors":
         source: Any = SafetensorsFile(path)
-        if "swiftprune" in source.metadata:
+        if "swiftprune" in source.metadata and not args.parts:
             return _inspect_compressed(source, args)
         names = source.names
         dtype_of = source.dtype_name
@@ -457,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   epilog="examples:\n  swiftprune inspect model.safetensors\n  swiftprune inspect llama/  "
                                          "(a sharded checkpoint folder or its .index.json)")
     inspect.add_argument("file", metavar="FILE")
+    inspect.add_argument("--parts", action="store_true",
+                         help="for a swiftprune compressed file: list the stored parts (w::values, w::mask, ...) "
+                              "instead of the decoded tensors")
     inspect.add_argument("--no-progress", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect, parser=inspect)
 

@@ -94,11 +94,15 @@ def test_inspect(model_file, tmp_path, capsys):
     assert "fc1.weight" in out.stdout and "F32" in out.stdout and "32x16" in out.stdout and "3 tensors" in out.stdout
     run_here(capsys, "compress", str(model_file), "-o", str(tmp_path / "c.safetensors"), "--prune", "0.9", "-q")
     out = run_here(capsys, "inspect", str(tmp_path / "c.safetensors"))
-    assert out.returncode == 0 and "fc1.weight::mask" in out.stdout and "stored report" in out.stdout
+    assert out.returncode == 0 and "stored report" in out.stdout and "swiftprune compressed file" in out.stdout
+    row = next(line for line in out.stdout.splitlines() if line.startswith("fc1.weight "))
+    assert "pruned f32 bitmask" in row and "90.0%" in row  # the decoded weights' sparsity
+    out = run_here(capsys, "inspect", str(tmp_path / "c.safetensors"), "--parts")
+    assert "fc1.weight::mask" in out.stdout and "stored report" in out.stdout
     np.savez(tmp_path / "w.npz", a=np.zeros((2, 3)))
     run_here(capsys, "compress", str(model_file), "-o", str(tmp_path / "q.safetensors"), "--prune", "nm:2:4",
              "--quantize", "int4:8", "-q")
-    out = run_here(capsys, "inspect", str(tmp_path / "q.safetensors"))
+    out = run_here(capsys, "inspect", str(tmp_path / "q.safetensors"), "--parts")
     assert "fc1.weight::values" in out.stdout and "fc1.weight::scale" in out.stdout
     assert "prune.nm+quantize.minmax" in out.stdout and "fc1.weight::keep_mask" not in out.stdout
     out = run_here(capsys, "inspect", str(tmp_path / "w.npz"))
