@@ -216,3 +216,19 @@ def test_exact_header_reserve_is_the_header_written(tmp_path, metadata):
     loaded = sp.load_weights(tmp_path / "w.safetensors")
     for name, a in arrays.items():
         np.testing.assert_array_equal(loaded[name], a)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_bit_packing_against_a_bit_by_bit_reference(bits):
+    from swiftprune._bitpack import pack_bits, unpack_bits
+
+    for count in (0, 1, 7, 9, 1_000_003):  # the largest is split over worker threads
+        values = RNG.integers(0, 256, count).astype(np.uint8)
+        low = values & ((1 << bits) - 1)
+        packed = pack_bits(values, bits)
+        np.testing.assert_array_equal(packed, ref_q.reference_pack_bits(low, bits))
+        np.testing.assert_array_equal(unpack_bits(packed, count, bits), low)
+        signed = ((low.astype(np.int16) ^ (1 << (bits - 1))) - (1 << (bits - 1))).astype(np.int8)
+        np.testing.assert_array_equal(unpack_bits(packed, count, bits, signed=True), signed)
+    with pytest.raises(ValueError, match=f"3 values of {bits} bits need"):
+        unpack_bits(np.zeros(5, np.uint8), 3, bits)
