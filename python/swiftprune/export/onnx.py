@@ -174,8 +174,9 @@ def _int_tensor(onnx: Any, name: str, values: np.ndarray, bits: int, symmetric: 
     return onnx.helper.make_tensor(name, kind, list(values.shape), values.view(np.uint8).tobytes(), raw=True)
 
 
-def _dequantize_linear(onnx: Any, graph: Any, name: str, q: Any) -> str:
-    """Replaces initializer `name` by integer values + DequantizeLinear; returns the description."""
+def _dequantize_linear(onnx: Any, graph: Any, name: str, q: Any, dtype: np.dtype) -> str:
+    """Replaces initializer `name` by integer values + DequantizeLinear (whose output
+    takes the scale's dtype: the weight's own); returns the description."""
     from onnx import numpy_helper
 
     shape = tuple(q.values.shape)
@@ -198,7 +199,7 @@ def _dequantize_linear(onnx: Any, graph: Any, name: str, q: Any) -> str:
         how = f"axis {other} block {q.group_size}"
     bits = 4 if q.bits <= 4 else 8
     graph.initializer.append(_int_tensor(onnx, f"{name}::q", q.values, q.bits, q.symmetric))
-    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(scale, dtype=np.float32), f"{name}::scale"))
+    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(scale, dtype=dtype), f"{name}::scale"))
     graph.initializer.append(_int_tensor(onnx, f"{name}::zero_point", zero_point, q.bits, q.symmetric))
     node = onnx.helper.make_node("DequantizeLinear", [f"{name}::q", f"{name}::scale", f"{name}::zero_point"],
                                  [name], name=f"{name}::dequantize", **attributes)
@@ -208,7 +209,7 @@ def _dequantize_linear(onnx: Any, graph: Any, name: str, q: Any) -> str:
     return f"DequantizeLinear {kind} {how}{stored}"
 
 
-def _matmul_nbits(onnx: Any, graph: Any, name: str, q: Any, consumers: list[tuple[Any, int]]) -> str:
+def _matmul_nbits(onnx: Any, graph: Any, name: str, q: Any, consumers: list[tuple[Any, int]], dtype: np.dtype) -> str:
     """Replaces every MatMul reading weight `name` (K, N) by MatMulNBits; returns the description."""
     from onnx import numpy_helper
 
@@ -219,7 +220,7 @@ def _matmul_nbits(onnx: Any, graph: Any, name: str, q: Any, consumers: list[tupl
     # blocked along K: (N, blocks, g / 2) bytes. Symmetric codes are shifted by the default zero point 8.
     codes = q.values.T.astype(np.int16) + (8 if q.symmetric else 0)
     packed = pack_bits(codes.astype(np.uint8), 4).reshape(n, blocks, g // 2)
-    scales = np.ascontiguousarray(q.scale.T, dtype=np.float32).reshape(-1)  # (N * blocks), n-major
+    scales = np.ascontiguousarray(q.scale.T, dtype=dtype).reshape(-1)  # (N * blocks), n-major, A's dtype
     inputs = [f"{name}::nbits", f"{name}::scales"]
     graph.initializer.append(numpy_helper.from_array(packed, inputs[0]))
     graph.initializer.append(numpy_helper.from_array(scales, inputs[1]))
@@ -357,9 +358,9 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
             continue
         if isinstance(form, QuantizedTensor):
             if name in uses_nbits:
-                report[name] = _matmul_nbits(onnx, graph, name, form, _consumers(graph, name))
+                report[name] = _matmul_nbits(onnx, graph, name, form, _consumers(graph, name), weights[name].dtype)
             else:
-                report[name] = _dequantize_linear(onnx, graph, name, form)
+                report[name] = _dequantize_linear(onnx, graph, name, form, weights[name].dtype)
             remove.add(name)
             continue
         dense = np.asarray(form.to_dense() if isinstance(form, PrunedTensor) else _dense_of(form), np.float32)
