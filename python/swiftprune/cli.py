@@ -216,8 +216,19 @@ def _compress(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(report.summary())
     kind = "dense weights" if report.dense_output else "compressed"
-    print(f"wrote {args.output} ({report.file_bytes:,} bytes, {kind})", file=sys.stderr if args.quiet else sys.stdout)
+    size = report.file_bytes if report.file_bytes is not None else _output_bytes(args.output)
+    print(f"wrote {args.output} ({size:,} bytes, {kind})", file=sys.stderr if args.quiet else sys.stdout)
     return 0
+
+
+def _output_bytes(path: str) -> int:
+    """The measured size of an output: a file, or every file of a (sharded) folder."""
+    import os
+
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names
+                   if not name.startswith("."))
+    return os.path.getsize(path)
 
 
 def _inspect(args: argparse.Namespace) -> int:
