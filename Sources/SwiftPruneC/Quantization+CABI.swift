@@ -143,6 +143,30 @@ public func spQuantUnpackNibbles(
     }
 }
 
+@_cdecl("sp_quant_pack_bits")
+public func spQuantPackBits(
+    _ values: UnsafePointer<UInt8>?, _ n: Int64, _ bits: Int32, _ packedOut: UnsafeMutablePointer<UInt8>?
+) -> sp_status {
+    withStatus {
+        guard (1 ... 8).contains(bits) else { throw SwiftPruneError.value("bits must be in 1...8, got \(bits)") }
+        let input = try inputBuffer(values, n, "values")
+        let need = Int64(BitPacking.packedCount(Int(n), bits: Int(bits)))
+        try BitPacking.pack(input, bits: Int(bits), into: outputBuffer(packedOut, need, "packed_out"))
+    }
+}
+
+@_cdecl("sp_quant_unpack_bits")
+public func spQuantUnpackBits(
+    _ packed: UnsafePointer<UInt8>?, _ n: Int64, _ bits: Int32, _ isSigned: Bool, _ valuesOut: UnsafeMutablePointer<UInt8>?
+) -> sp_status {
+    withStatus {
+        guard (1 ... 8).contains(bits) else { throw SwiftPruneError.value("bits must be in 1...8, got \(bits)") }
+        let output = try outputBuffer(valuesOut, n, "values_out")
+        let need = Int64(BitPacking.packedCount(Int(n), bits: Int(bits)))
+        try BitPacking.unpack(inputBuffer(packed, need, "packed"), bits: Int(bits), signed: isSigned, into: output)
+    }
+}
+
 @_cdecl("sp_cast_float16_f32")
 public func spCastFloat16F32(_ x: UnsafePointer<Float>?, _ n: Int64, _ out: UnsafeMutablePointer<UInt16>?) -> sp_status {
     withStatus { try HalfPrecisionCast.toFloat16(inputBuffer(x, n, "x"), into: outputBuffer(out, n, "out")) }
@@ -267,6 +291,8 @@ func checkQuantizationSignatures() {
     var dequantize = sp_quant_dequantize; implements(&dequantize, spQuantDequantize)
     var pack = sp_quant_pack_nibbles; implements(&pack, spQuantPackNibbles)
     var unpack = sp_quant_unpack_nibbles; implements(&unpack, spQuantUnpackNibbles)
+    var packBits = sp_quant_pack_bits; implements(&packBits, spQuantPackBits)
+    var unpackBits = sp_quant_unpack_bits; implements(&unpackBits, spQuantUnpackBits)
     var halfF32 = sp_cast_float16_f32; implements(&halfF32, spCastFloat16F32)
     var halfF64 = sp_cast_float16_f64; implements(&halfF64, spCastFloat16F64)
     var brainF32 = sp_cast_bfloat16_f32; implements(&brainF32, spCastBFloat16F32)

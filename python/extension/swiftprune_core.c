@@ -687,6 +687,74 @@ error:
     return NULL;
 }
 
+static PyObject *core_quant_pack_bits(PyObject *self, PyObject *args) {
+    PyObject *values_obj;
+    int bits;
+    if (!PyArg_ParseTuple(args, "Oi:pack_bits", &values_obj, &bits)) return NULL;
+    if (bits < 1 || bits > 8) {
+        PyErr_Format(PyExc_ValueError, "bits must be in 1..8, got %d", bits);
+        return NULL;
+    }
+    PyArrayObject *values = NULL, *packed = NULL;
+    values = (PyArrayObject *)PyArray_FROM_OTF(values_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    if (values == NULL) return NULL;
+    int64_t n = (int64_t)PyArray_SIZE(values);
+    if (n > (INT64_MAX - 7) / 8) {
+        PyErr_SetString(PyExc_ValueError, "too many values to pack");
+        goto error;
+    }
+    npy_intp dims[1] = {(npy_intp)((n * bits + 7) / 8)};
+    packed = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_UINT8, 0);
+    if (packed == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_quant_pack_bits((const uint8_t *)PyArray_DATA(values), n, (int32_t)bits,
+                                       (uint8_t *)PyArray_DATA(packed)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(values);
+    return (PyObject *)packed;
+error:
+    Py_XDECREF(values);
+    Py_XDECREF(packed);
+    return NULL;
+}
+
+static PyObject *core_quant_unpack_bits(PyObject *self, PyObject *args) {
+    PyObject *packed_obj;
+    long long n;
+    int bits, is_signed;
+    if (!PyArg_ParseTuple(args, "OLip:unpack_bits", &packed_obj, &n, &bits, &is_signed)) return NULL;
+    if (n < 0 || n > (INT64_MAX - 7) / 8) {
+        PyErr_Format(PyExc_ValueError, "count must be in [0, 2**60), got %lld", n);
+        return NULL;
+    }
+    if (bits < 1 || bits > 8) {
+        PyErr_Format(PyExc_ValueError, "bits must be in 1..8, got %d", bits);
+        return NULL;
+    }
+    PyArrayObject *packed = NULL, *values = NULL;
+    packed = (PyArrayObject *)PyArray_FROM_OTF(packed_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    if (packed == NULL) return NULL;
+    long long need = (n * bits + 7) / 8;
+    if ((long long)PyArray_SIZE(packed) != need) {
+        PyErr_Format(PyExc_ValueError, "%lld values of %d bits need %lld packed bytes, got %lld", n, bits, need,
+                     (long long)PyArray_SIZE(packed));
+        goto error;
+    }
+    npy_intp dims[1] = {(npy_intp)n};
+    values = (PyArrayObject *)PyArray_EMPTY(1, dims, is_signed ? NPY_INT8 : NPY_UINT8, 0);
+    if (values == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_quant_unpack_bits((const uint8_t *)PyArray_DATA(packed), (int64_t)n, (int32_t)bits, is_signed,
+                                         (uint8_t *)PyArray_DATA(values)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(packed);
+    return (PyObject *)values;
+error:
+    Py_XDECREF(packed);
+    Py_XDECREF(values);
+    return NULL;
+}
+
 static sp_status cast_call(const shaped_args *a) {
     return a->arg[0].p ? SP_PRECISION(a->is_double, sp_cast_bfloat16, a->w, a->n, a->out)
                        : SP_PRECISION(a->is_double, sp_cast_float16, a->w, a->n, a->out);
@@ -855,6 +923,9 @@ error:
     {"dequantize", core_quant_dequantize, METH_VARARGS,                                                   \
      "dequantize(values, symmetric, axis, group_size, scale, zero_point) -> float32 array"},             \
     {"pack_nibbles", core_quant_pack_nibbles, METH_VARARGS, "pack_nibbles(values) -> uint8 array"},       \
+    {"pack_bits", core_quant_pack_bits, METH_VARARGS, "pack_bits(values, bits) -> uint8 bit stream"},    \
+    {"unpack_bits", core_quant_unpack_bits, METH_VARARGS,                                                 \
+     "unpack_bits(packed, count, bits, is_signed) -> int8/uint8 array"},                                  \
     {"unpack_nibbles", core_quant_unpack_nibbles, METH_VARARGS,                                           \
      "unpack_nibbles(packed, count, signed) -> int8/uint8 array"},                                        \
     {"cast", core_cast, METH_VARARGS, "cast(w, bfloat16) -> uint16 bit patterns"},                         \

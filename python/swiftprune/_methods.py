@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from . import _core
+from . import _core, _sparse_storage
+from ._bitpack import pack_bits, unpack_bits
 from ._validation import check_fraction, check_int
 from .clustering import _INITS as _CLUSTER_INITS
 from .clustering import ClusteredTensor, cluster
@@ -109,6 +110,24 @@ def _check_nm(options: Mapping[str, Any]) -> None:
         raise OptionError("n", f"n must satisfy 1 <= n < m = {options['m']}, got n = {options['n']}")
 
 
+def _axis_reason(shape: tuple[int, ...], axis: int) -> Optional[str]:
+    if not -len(shape) <= axis < len(shape):
+        return f"it has no axis {axis} (shape {shape})"
+    return None
+
+
+def _nm_fits(shape: tuple[int, ...], options: Mapping[str, Any]) -> Optional[str]:
+    axis, m = options["axis"], options["m"]
+    reason = _axis_reason(shape, axis)
+    if reason is None and shape[axis] % m:
+        reason = f"axis {axis} has {shape[axis]} entries, not a multiple of m = {m} (shape {shape})"
+    return reason
+
+
+def _structured_fits(shape: tuple[int, ...], options: Mapping[str, Any]) -> Optional[str]:
+    return _axis_reason(shape, options["axis"])
+
+
 def _global_magnitude(weights: dict[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
     return global_magnitude_masks(weights, sparsity)
 
@@ -119,9 +138,10 @@ register_method(Method("prune", "global_magnitude", _global_magnitude, {"sparsit
 register_method(Method("prune", "random", random_mask,
                        {"sparsity": (check_fraction, REQUIRED), "seed": (_SEED, 0)}))
 register_method(Method("prune", "structured", structured_mask,
-                       {"amount": (check_fraction, REQUIRED), "axis": (_int(), 0), "norm": (_norm, 2.0)}))
+                       {"amount": (check_fraction, REQUIRED), "axis": (_int(), 0), "norm": (_norm, 2.0)},
+                       fits=_structured_fits))
 register_method(Method("prune", "nm", nm_mask, {"n": (_int(1), 2), "m": (_int(2), 4), "axis": (_int(), -1)},
-                       check=_check_nm))
+                       check=_check_nm, fits=_nm_fits))
 register_method(Method("prune", "block", block_mask,
                        {"sparsity": (check_fraction, REQUIRED), "block": (_block, (1, 4))}))
 
@@ -136,6 +156,21 @@ def _check_quantize(options: Mapping[str, Any]) -> None:
                                         "PyTorch (out, in), -1 for Keras (in, out)), got axis=None")
 
 
+def _quantize_fits(shape: tuple[int, ...], options: Mapping[str, Any]) -> Optional[str]:
+    axis, group = options.get("axis"), options.get("group_size")
+    if axis is None:
+        return None
+    reason = _axis_reason(shape, axis)
+    if reason is not None or group is None:
+        return reason
+    if len(shape) != 2:
+        return f"group_size needs a 2-D weight, got shape {shape}"
+    other = 1 - axis % 2
+    if shape[other] % group:
+        return f"group_size {group} does not divide dimension {other} ({shape[other]} entries) of shape {shape}"
+    return None
+
+
 _QUANTIZE_OPTIONS = {
     "bits": (_int(2, 8), 8),
     "symmetric": (_bool, True),
@@ -147,8 +182,8 @@ for _name in ("minmax", "percentile", "mse"):
     _options = dict(_QUANTIZE_OPTIONS)
     if _name == "percentile":
         _options["percentile"] = (_percentile, 99.99)
-    register_method(Method("quantize", _name, partial(quantize, method=_name), _options, check=_check_quantize),
-                    default=_name == "minmax")
+    register_method(Method("quantize", _name, partial(quantize, method=_name), _options, check=_check_quantize,
+                           fits=_quantize_fits), default=_name == "minmax")
 
 # --------------------------------------------------------------------------- #
 # Cluster
@@ -202,7 +237,9 @@ for _name in ("auto", "svd", "randomized"):
         "ratio": (_optional(_positive), None),
         "layout": (_choice("keras", "torch"), "keras"),
         "seed": (_SEED, 0),
-    }, check=_check_low_rank, accepts_pruned=False), default=_name == "auto")
+    }, check=_check_low_rank, accepts_pruned=False,
+        fits=lambda shape, options: None if len(shape) >= 2 else f"low_rank needs 2 or more dimensions, got shape {shape}"),
+        default=_name == "auto")
 
 # --------------------------------------------------------------------------- #
 # Codecs
@@ -225,27 +262,93 @@ def _shape(attrs: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _quantized_layout(q: QuantizedTensor) -> tuple[str, int, Optional[np.ndarray]]:
+    """The storage layout of `q`'s values (see ``_sparse_storage``), its bytes, and the non-zero mask."""
+    count = q.values.size
+    nonzero = q.nonzero_mask()
+    nm = None
+    if q.nm is not None and _sparse_storage.nm_fits(nonzero, q.nm[0], q.nm[1], q.nm[2]):
+        nm = (q.nm[0], q.nm[1])
+    kind, size = _sparse_storage.choose(count, int(np.count_nonzero(nonzero)), q.bits, nm)
+    return kind, size, nonzero
+
+
+def _quantized_nbytes(q: QuantizedTensor) -> int:
+    """Exactly the bytes the file stores for `q`: values in their layout, scales, affine zero points."""
+    return _quantized_layout(q)[1] + q.scale.size * 4 + (0 if q.symmetric else q.zero_point.size)
+
+
 def _encode_quantized(q: QuantizedTensor) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    parts = {"values": q.packed(), "scale": q.scale}
+    kind, _, nonzero = _quantized_layout(q)
+    attrs: dict[str, Any] = {"shape": list(q.shape), "bits": q.bits, "symmetric": q.symmetric, "axis": q.axis,
+                             "group_size": q.group_size, "method": q.method, "packing": "bits", "layout": kind}
+    if kind == "packed":
+        parts = {"values": q.packed()}
+    elif kind == "bitmask":
+        parts = {"mask": _sparse_storage.pack_mask(nonzero), "values": pack_bits(q.values[nonzero], q.bits)}
+    else:
+        n, m, axis = q.nm
+        stored, positions = _sparse_storage.nm_select(q.values, nonzero, n, m, axis)
+        parts = {"values": pack_bits(stored, q.bits),
+                 "positions": pack_bits(positions, _sparse_storage.nm_index_bits(m))}
+        attrs["nm"] = [n, m, axis]
+    parts["scale"] = q.scale
     if not q.symmetric:  # symmetric zero points are all 0: not stored
         parts["zero_point"] = q.zero_point
-    return parts, {"shape": list(q.shape), "bits": q.bits, "symmetric": q.symmetric, "axis": q.axis,
-                   "group_size": q.group_size, "method": q.method}
+    return parts, attrs
+
+
+def _legacy_values(packed: np.ndarray, shape: tuple[int, ...], bits: int, symmetric: bool) -> np.ndarray:
+    """Values from files of swiftprune <= 0.1.0: 2..4 bits as nibbles, 5..8 bits one per byte."""
+    count = math.prod(shape)
+    if bits <= 4:
+        return _core.unpack_nibbles(packed, count, symmetric).reshape(shape)
+    if packed.size != count:
+        raise ValueError(f"{count} values need {count} bytes, got {packed.size}")
+    return packed.view(np.int8 if symmetric else np.uint8).reshape(shape).copy()
 
 
 def _decode_quantized(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> QuantizedTensor:
     shape = _shape(attrs)
     bits, symmetric = attrs["bits"], attrs["symmetric"]
-    values = QuantizedTensor.unpack(_array(parts, "values", np.uint8, 1), shape, bits, symmetric)
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 8:
+        raise ValueError(f"bits must be in 2..8, got {bits!r}")
     scale = _array(parts, "scale", np.float32)
     dtype = np.int8 if symmetric else np.uint8
     zero_point = np.zeros(scale.shape, dtype) if symmetric else _array(parts, "zero_point", dtype)
-    return QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=attrs["axis"],
-                           group_size=attrs["group_size"], method=str(attrs.get("method", "minmax")))
+    packed = _array(parts, "values", np.uint8, 1)
+    layout = attrs.get("layout", "packed")
+    count = math.prod(shape)
+    if attrs.get("packing") != "bits":
+        values = _legacy_values(packed, shape, bits, symmetric)
+    elif layout == "packed":
+        values = QuantizedTensor.unpack(packed, shape, bits, symmetric)
+    else:
+        # The zeros: each value's zero point (the scale layout is checked by the constructor first).
+        blank = QuantizedTensor(np.zeros(shape, dtype), scale, zero_point, bits=bits, symmetric=symmetric,
+                                axis=attrs["axis"], group_size=attrs["group_size"])
+        fill = np.array(blank.zero_points_full(), dtype=dtype)
+        if layout == "bitmask":
+            mask = _sparse_storage.unpack_mask(_array(parts, "mask", np.uint8, 1), shape)
+            fill[mask] = unpack_bits(packed, int(np.count_nonzero(mask)), bits, symmetric)
+            values = fill
+        elif layout == "nm":
+            n, m, axis = _sparse_storage.nm_attr(attrs, shape)
+            stored = count // m * n
+            positions = unpack_bits(_array(parts, "positions", np.uint8, 1), stored, _sparse_storage.nm_index_bits(m))
+            values = np.ascontiguousarray(_sparse_storage.nm_scatter(
+                fill, unpack_bits(packed, stored, bits, symmetric), positions, n, m, axis))
+        else:
+            raise ValueError(f"unknown layout {layout!r}")
+    q = QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=attrs["axis"],
+                        group_size=attrs["group_size"], method=str(attrs.get("method", "minmax")))
+    if layout == "nm":
+        q.nm = _sparse_storage.nm_attr(attrs, shape)
+    return q
 
 
 register_codec(Codec(kind="quantized", type=QuantizedTensor, dense=lambda q: q.dequantize(),
-                     nbytes=lambda q: q.nbytes, encode=_encode_quantized, decode=_decode_quantized))
+                     nbytes=_quantized_nbytes, encode=_encode_quantized, decode=_decode_quantized))
 
 
 def index_bits(n_clusters: int) -> int:
@@ -260,9 +363,9 @@ def pack_indices(indices: np.ndarray, bits: int) -> np.ndarray:
     """Indices as a little-endian bit stream of ``bits`` bits each (1-D uint8,
     ``ceil(size * bits / 8)`` bytes); 4-bit nibbles are packed by the Swift core."""
     flat = np.ascontiguousarray(indices).reshape(-1)
-    if bits == 4:
-        return _core.pack_nibbles(flat.astype(np.uint8))
-    if bits in (8, 16):
+    if bits <= 8:
+        return pack_bits(flat.astype(np.uint8, copy=False), bits)
+    if bits == 16:
         return flat.astype(f"<u{bits // 8}").view(np.uint8).copy()
     out = np.empty((flat.size * bits + 7) // 8, np.uint8)
     step = _CHUNK  # a multiple of 8, so every chunk starts on a byte boundary
@@ -280,9 +383,9 @@ def unpack_indices(packed: np.ndarray, count: int, bits: int, dtype: Any) -> np.
     need = (count * bits + 7) // 8
     if packed.size != need:
         raise ValueError(f"{count} indices of {bits} bits need {need} packed bytes, got {packed.size}")
-    if bits == 4:
-        return _core.unpack_nibbles(packed, count, False).astype(dtype, copy=False)
-    if bits in (8, 16):
+    if bits <= 8:
+        return unpack_bits(packed, count, bits).astype(dtype, copy=False)
+    if bits == 16:
         return packed.view(f"<u{bits // 8}").astype(dtype)
     out = np.empty(count, dtype)
     for start in range(0, count, _CHUNK):

@@ -21,6 +21,7 @@ examples:
   swiftprune compress model.safetensors -o w4.safetensors --prune nm:2:4 --quantize int4:128
   swiftprune compress weights.npz -o pruned.npz --prune 0.5 --include '*kernel*'
   swiftprune inspect small.safetensors
+  swiftprune export small.safetensors --onnx model.onnx -o model.int4.onnx
   swiftprune demo
 """
 
@@ -184,6 +185,8 @@ def recipe_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
             stage["exclude"] = args.exclude
         if args.min_rank is not None:
             stage["min_rank"] = args.min_rank
+        if args.on_unfit is not None:
+            stage["on_unfit"] = args.on_unfit
     return stages
 
 
@@ -194,8 +197,9 @@ def _compress(args: argparse.Namespace) -> int:
     if args.recipe and flags:
         raise UsageError("give either --recipe or --prune/--quantize/--cluster/--low-rank, not both")
     if args.recipe:
-        if args.include or args.exclude or args.min_rank is not None:
-            raise UsageError("--include/--exclude/--min-rank go with the stage flags; put them in the recipe file")
+        if args.include or args.exclude or args.min_rank is not None or args.on_unfit is not None:
+            raise UsageError("--include/--exclude/--min-rank/--on-unfit go with the stage flags; "
+                             "put them in the recipe file")
         recipe: Any = args.recipe
     elif flags:
         recipe = recipe_from_flags(args)
@@ -211,8 +215,20 @@ def _compress(args: argparse.Namespace) -> int:
                            max_shard_size=args.max_shard_size, resume=args.resume)
     if not args.quiet:
         print(report.summary())
-    print(f"wrote {args.output}", file=sys.stderr if args.quiet else sys.stdout)
+    kind = "dense weights" if report.dense_output else "compressed"
+    size = report.file_bytes if report.file_bytes is not None else _output_bytes(args.output)
+    print(f"wrote {args.output} ({size:,} bytes, {kind})", file=sys.stderr if args.quiet else sys.stdout)
     return 0
+
+
+def _output_bytes(path: str) -> int:
+    """The measured size of an output: a file, or every file of a (sharded) folder."""
+    import os
+
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names
+                   if not name.startswith("."))
+    return os.path.getsize(path)
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -230,6 +246,8 @@ def _inspect(args: argparse.Namespace) -> int:
         dtype_of = source.dtype_name
     elif weight_format(path) == "safetensors":
         source: Any = SafetensorsFile(path)
+        if "swiftprune" in source.metadata and not args.parts:
+            return _inspect_compressed(source, args)
         names = source.names
         dtype_of = source.dtype_name
     else:
@@ -289,6 +307,110 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(form: Any, entry: dict[str, Any]) -> str:
+    """What a compressed tensor is stored as, e.g. ``int4 bitmask`` or ``pruned nm 2:4``."""
+    attrs = entry.get("attrs", {})
+    kind = entry.get("kind", "dense")
+    if kind == "quantized":
+        text = f"{'int' if attrs.get('symmetric', True) else 'uint'}{attrs.get('bits')}"
+        if attrs.get("group_size"):
+            text += f" g{attrs['group_size']}"
+        layout = attrs.get("layout", "packed")
+    elif kind == "pruned":
+        text, layout = "pruned f32", attrs.get("layout", "bitmask")
+    elif kind == "clustered":
+        text, layout = f"clustered {attrs.get('index_bits')}-bit", "packed"
+    else:
+        return kind
+    if layout == "nm" and "nm" in attrs:
+        layout = f"{attrs['nm'][0]}:{attrs['nm'][1]}"
+    return f"{text} {layout}" if layout != "packed" else text
+
+
+def _inspect_compressed(source: Any, args: argparse.Namespace) -> int:
+    """A swiftprune file: one row per original tensor, with the sparsity of its
+    decoded weights and the bytes its stored parts take."""
+    import json
+
+    from .compressed_file import read_compressed
+    from .model import Report
+
+    stored = read_compressed(source.path)
+    document = json.loads(source.metadata["swiftprune"])
+    entries = {entry["name"]: entry for entry in document["tensors"]}
+    rows = []
+    for name, dense in zip(stored.tensors, stored.dense):
+        entry = entries[name]
+        keys = list(entry.get("parts", {}).values()) + ([entry["mask"]["key"]] if "mask" in entry else [])
+        size = sum(source.nbytes(key) for key in keys) if keys else source.nbytes(name)
+        array = np.asarray(dense)
+        zeros = array.size - int(np.count_nonzero(array))
+        rows.append((name, _describe(stored.tensors[name], entry), "x".join(map(str, array.shape)) or "()",
+                     array.size, zeros / array.size if array.size else 0.0, size))
+    headers = ("tensor", "stored as", "shape", "params", "sparsity", "bytes")
+    text = [(r[0], r[1], r[2], f"{r[3]:,}", f"{r[4]:.1%}", f"{r[5]:,}") for r in rows]
+    params = sum(r[3] for r in rows)
+    data = sum(r[5] for r in rows)
+    zero = sum(r[3] * r[4] for r in rows)
+    import os
+
+    file_bytes = os.path.getsize(source.path)
+    footer = ("total", "", "", f"{params:,}", f"{(zero / params if params else 0):.1%}", f"{data:,}")
+    widths = [max(len(line[i]) for line in [headers, footer, *text]) for i in range(6)]
+
+    def fmt(line: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    print(f"{source.path}: swiftprune compressed file, {len(rows)} tensors, {file_bytes:,} bytes "
+          f"({file_bytes - data:,} of header and metadata)")
+    print("\n".join([fmt(headers), rule, *map(fmt, text), rule, fmt(footer)]))
+    print("(sparsity: zeros of the decoded weights; bytes: the stored parts)")
+    report = Report(stored.report)
+    if len(report):
+        print("")
+        print(f"compressed by swiftprune {document.get('swiftprune_version', '?')}; stored report:")
+        print(report.summary())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    targets = [flag for flag, value in (("--onnx", args.onnx), ("--keras", args.keras),
+                                        ("--compressed-tensors", args.compressed_tensors)) if value]
+    if len(targets) != 1:
+        raise UsageError("give exactly one of --onnx MODEL.onnx, --keras MODEL.keras, --compressed-tensors")
+    import os
+
+    if (args.input is None) == (args.recipe is None):
+        raise UsageError("give a compressed file IN or --recipe FILE (to compress the model's weights first)")
+    if args.recipe is not None and args.compressed_tensors:
+        raise UsageError("--compressed-tensors takes a compressed file IN (swiftprune compress a state_dict first)")
+    if args.input is not None and not os.path.exists(args.input):
+        raise FileNotFoundError(2, "No such file", args.input)
+    if args.onnx:
+        from .export.onnx import to_onnx
+
+        done: Any = to_onnx(args.onnx, args.output, args.input, recipe=args.recipe,
+                            matmul_nbits=not args.no_matmul_nbits)
+        where = args.output
+    elif args.keras:
+        from .export.keras import to_keras
+
+        done = to_keras(args.keras, args.output, args.input, recipe=args.recipe)
+        where = args.output
+    else:
+        from .export.compressed_tensors import to_compressed_tensors
+
+        done = to_compressed_tensors(args.input, args.output, config=args.config)
+        where = os.path.join(args.output, "model.safetensors")
+    if not args.quiet:
+        width = max((len(name) for name in done.weights), default=0)
+        for name, how in done.weights.items():
+            print(f"{name.ljust(width)}  {how}")
+    print(f"wrote {where} ({done.nbytes:,} bytes)", file=sys.stderr if args.quiet else sys.stdout)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run
 
@@ -327,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--include", metavar="GLOB", action="append", help="only tensors matching (repeatable)")
     compress.add_argument("--exclude", metavar="GLOB", action="append", help="skip tensors matching (repeatable)")
     compress.add_argument("--min-rank", metavar="N", type=_int, help="smallest rank compressed (default 2)")
+    compress.add_argument("--on-unfit", choices=("skip", "warn", "error"),
+                          help="a stage that cannot apply to a tensor, would grow it or gives rank 0: "
+                               "skip it with a warning (default), keep the result with a warning, or fail")
     compress.add_argument("--dense", action="store_true", help="write dense float weights, not the compressed form")
     compress.add_argument("--workers", metavar="N", type=_int, default=1,
                           help="worker processes on this machine, one shard each (default 1)")
@@ -346,8 +471,39 @@ def build_parser() -> argparse.ArgumentParser:
                                   epilog="examples:\n  swiftprune inspect model.safetensors\n  swiftprune inspect llama/  "
                                          "(a sharded checkpoint folder or its .index.json)")
     inspect.add_argument("file", metavar="FILE")
+    inspect.add_argument("--parts", action="store_true",
+                         help="for a swiftprune compressed file: list the stored parts (w::values, w::mask, ...) "
+                              "instead of the decoded tensors")
     inspect.add_argument("--no-progress", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect, parser=inspect)
+
+    export = commands.add_parser(
+        "export", help="write a compressed file into a runtime format (ONNX, Keras, compressed-tensors)",
+        formatter_class=formatter,
+        description="Puts the compressed tensors of IN (written by `swiftprune compress` or result.save) into "
+                    "a model runtimes load: an .onnx (DequantizeLinear / MatMulNBits; needs onnx), a .keras "
+                    "(Keras 3 int8/int4 layers; needs keras) or a compressed-tensors checkpoint directory.",
+        epilog="examples:\n"
+               "  swiftprune export small.safetensors --onnx model.onnx -o model.int4.onnx\n"
+               "  swiftprune export small.safetensors --keras model.keras -o model.int8.keras\n"
+               "  swiftprune export --recipe int4.yaml --onnx model.onnx -o model.int4.onnx\n"
+               "  swiftprune export small.safetensors --compressed-tensors -o checkpoint/ --config config.json\n"
+               "Tensor names must be those of the model: float_weights() in swiftprune.export.onnx / .keras "
+               "gives them (ONNX initializer names, Keras variable paths).")
+    export.add_argument("input", metavar="IN", nargs="?", help="a compressed .safetensors file")
+    export.add_argument("--recipe", metavar="FILE", help="instead of IN: compress the model's weights with this "
+                                                         "YAML/JSON recipe first")
+    export.add_argument("-o", "--output", metavar="OUT", required=True,
+                        help="the .onnx / .keras file, or the compressed-tensors directory")
+    export.add_argument("--onnx", metavar="MODEL", help="the float .onnx model the tensors come from")
+    export.add_argument("--keras", metavar="MODEL", help="the float .keras model the tensors come from")
+    export.add_argument("--compressed-tensors", action="store_true",
+                        help="write a compressed-tensors checkpoint (PyTorch (out, in) weights)")
+    export.add_argument("--config", metavar="FILE", help="with --compressed-tensors: the model's config.json")
+    export.add_argument("--no-matmul-nbits", action="store_true",
+                        help="with --onnx: DequantizeLinear for int4 MatMul weights too")
+    export.add_argument("-q", "--quiet", action="store_true", help="no per-tensor lines")
+    export.set_defaults(run=_export, parser=export)
 
     demo = commands.add_parser("demo", help="train a small MLP, compress it three ways, compare",
                                formatter_class=formatter,
@@ -368,8 +524,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code (0 ok, 1 failure, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on a syntax error
+    import warnings
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        print(f"swiftprune: warning: {_one_line(message) if isinstance(message, BaseException) else message}",
+              file=sys.stderr)
+
     try:
-        return int(args.run(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", UserWarning)
+            warnings.showwarning = show
+            return int(args.run(args))
     except UsageError as error:
         getattr(args, "parser", parser).print_usage(sys.stderr)
         print(f"swiftprune: error: {_one_line(error)}", file=sys.stderr)

@@ -337,6 +337,36 @@ def header_size_estimate(ndims: Mapping[str, int], metadata: Mapping[str, str] |
     return min(size, 100_000_000)
 
 
+def _json_string_length(text: str) -> int:
+    """UTF-8 bytes of `text` as the Swift writer quotes it (\\b and \\f as \\u00XX)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return len(quoted.encode("utf-8")) + 4 * (text.count("\b") + text.count("\f"))
+
+
+def exact_header_reserve(entries: Sequence[tuple[str, str, Sequence[int], int]],
+                         metadata: Mapping[str, str] | None = None) -> int:
+    """The exact header room (JSON padded to the 8-byte alignment) of a file
+    holding ``entries`` — ``(name, safetensors dtype, shape, nbytes)`` in
+    order — and ``metadata``, as the Swift writer lays it out. With it as
+    ``header_reserve`` the writer puts the header in place without moving
+    the data; a wrong guess costs one move of the data, never slack."""
+    size = 2  # the braces
+    items = 0
+    if metadata:
+        size += len('"__metadata__":{}') + sum(_json_string_length(k) + 1 + _json_string_length(v)
+                                              for k, v in metadata.items()) + len(metadata) - 1
+        items += 1
+    offset = 0
+    for name, dtype, shape, nbytes in entries:
+        text = (f':{{"dtype":"{dtype}","shape":[{",".join(str(int(d)) for d in shape)}],'
+                f'"data_offsets":[{offset},{offset + int(nbytes)}]}}')
+        size += _json_string_length(name) + len(text)
+        offset += int(nbytes)
+        items += 1
+    size += max(items - 1, 0)  # commas
+    return -(-(8 + size) // 8) * 8 - 8
+
+
 def _load_npz(path: str, max_bytes: int | None = None) -> dict[str, np.ndarray]:
     from ._npz import load_npz
 
@@ -386,7 +416,8 @@ def _load_h5(path: str, max_bytes: int | None = None) -> dict[str, np.ndarray]:
     return out
 
 
-def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = None,
+                 decompress: bool = False) -> dict[str, np.ndarray]:
     """Loads every tensor of a weight file, as a ``dict`` name → array.
 
     Parameters
@@ -411,6 +442,12 @@ def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = 
         ``.npz`` / ``.h5`` only: the largest total size the arrays may
         declare, checked before anything is inflated (zip bombs). Default:
         64 times the file size, at least 1 GiB.
+    decompress : bool, default False
+        For a file written by ``CompressionResult.save`` / ``swiftprune
+        compress`` (packed parts such as ``"w::values"``, ``"w::mask"``):
+        return the dense float32 weights (as
+        ``swiftprune.load_compressed(path).weights``, a list's entries named
+        ``"0"``, ``"1"``, ...). Without it such a file is an error.
 
     Returns
     -------
@@ -427,6 +464,7 @@ def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = 
         objects, encrypted or non-array members or a size over ``max_bytes``
         in an ``.npz``, a file that is not a regular file, and so on. The
         message names the file.
+        Also for a swiftprune compressed file without ``decompress=True``.
     OSError
         The file cannot be read: ``FileNotFoundError``, ``IsADirectoryError``,
         ``PermissionError``, ... ``ImportError`` for ``.h5`` without h5py.
@@ -443,7 +481,19 @@ def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = 
     require_regular_file(path)
     kind = weight_format(path)
     if kind == "safetensors":
-        return SafetensorsFile(path, mmap=mmap).to_dict()
+        source = SafetensorsFile(path, mmap=mmap)
+        if "swiftprune" in source.metadata:
+            if not decompress:
+                example = repr(source.names[0]) if source.names else "'w::values'"
+                raise ValueError(
+                    f"{path} is a swiftprune compressed file: its tensors are packed parts (such as "
+                    f"{example}), not weights; read it with "
+                    "swiftprune.load_compressed(path), or load_weights(path, decompress=True) for the dense weights")
+            from .model import load_compressed
+
+            weights = load_compressed(path).weights
+            return dict(weights) if isinstance(weights, dict) else {str(i): w for i, w in enumerate(weights)}
+        return source.to_dict()
     if kind == "npz":
         return _load_npz(path, max_bytes)
     return _load_h5(path, max_bytes)
@@ -488,7 +538,11 @@ def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | 
     arrays = _named_arrays(weights)
     name = path.lower()
     if name.endswith(".safetensors"):
-        with SafetensorsWriter(path, header_reserve=header_size_estimate({n: a.ndim for n, a in arrays.items()}, metadata)) as writer:
+        entries = []
+        for tensor_name, array in arrays.items():
+            dtype_name, data = _safetensors_dtype(tensor_name, array)
+            entries.append((tensor_name, dtype_name, array.shape, data.nbytes))
+        with SafetensorsWriter(path, header_reserve=exact_header_reserve(entries, metadata)) as writer:
             for key, value in (metadata or {}).items():
                 writer.set_metadata(key, value)
             for tensor_name, array in arrays.items():

@@ -8,15 +8,17 @@ compressed file format is :mod:`swiftprune.compressed_file`.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from . import _methods  # noqa: F401  (registers the built-in operations and codecs)
 from .compressed_file import CompressedWriter, read_compressed
-from .io import PathLike, SafetensorsFile, SafetensorsWriter, header_size_estimate, load_weights, save_weights, weight_format
+from .io import (PathLike, SafetensorsFile, SafetensorsWriter, _safetensors_dtype, exact_header_reserve, load_weights,
+                 save_weights, weight_format)
 from .pipeline import Track, run_stages
 from .pruned_tensor import PrunedTensor
 from .recipe import check_patterns, load_recipe
@@ -81,13 +83,17 @@ class CompressionResult:
         """The report as a text table (see :meth:`Report.summary`)."""
         return self.report.summary()
 
-    def save(self, path: PathLike) -> None:
-        """Writes the compressed forms to a ``.safetensors`` file, atomically.
+    def save(self, path: PathLike) -> int:
+        """Writes the compressed forms to a ``.safetensors`` file, atomically,
+        and returns the size of the file written, in bytes.
 
         Packed values, scales, zero points, masks and factors are stored as
         tensors named ``"<tensor>::<part>"``; metadata key ``"swiftprune"``
         holds the layout and the report. :func:`load_compressed` restores it.
-        For plain dense weights use ``save_weights(path, result.weights)``.
+        The stored parts take exactly ``report.totals["bytes_after"]`` bytes;
+        the rest of the file is its JSON header (padded only to the 8-byte
+        alignment of the data). For plain dense weights use
+        ``save_weights(path, result.weights)``.
         """
         path = os.fspath(path)
         if not path.lower().endswith(".safetensors"):
@@ -99,6 +105,7 @@ class CompressionResult:
             for name, form in self.tensors.items():
                 writer.add(name, form, self.masks.get(name))
             writer.report = list(self.report)
+        return os.path.getsize(path)
 
 
 def _container_of(weights: Any) -> tuple[str, list[str], Callable[[str], np.ndarray]]:
@@ -221,6 +228,10 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
     -------
     Report
         The per-tensor rows; ``.summary()`` prints the table.
+        ``.file_bytes`` is the measured size of the file written. For a
+        dense output (``.npz``, ``.h5``, ``dense=True``) ``bytes_after`` is the
+        size of each dense array written and ``.dense_output`` is True: the
+        compression shows in the nonzeros and the error, not in the bytes.
     """
     from .distributed.checkpoint import is_sharded_path
     if (is_sharded_path(source) or is_sharded_path(destination, destination=True) or workers != 1
@@ -248,20 +259,28 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
     info = _info_getter(source_file, get)
     if to_safetensors:
         ndims = {name: len(info(name)[0]) for name in names}
-        writer: Any = (SafetensorsWriter(destination, header_reserve=header_size_estimate(ndims)) if dense
+        writer: Any = (SafetensorsWriter(destination, header_reserve=_dense_header_guess(source_file, names, stages, info))
+                       if dense
                        else CompressedWriter(destination, container, ndims))
         with writer:
+            written: dict[str, int] = {}
+
             def emit(track: Track) -> None:
                 rows.append(report_row(track))
                 if dense:
-                    writer.add(track.name, track.dense if track.form is not None else track.original)
+                    array = np.asarray(track.dense if track.form is not None else track.original)
+                    writer.add(track.name, array)
+                    written[track.name] = array.nbytes
                 else:
                     writer.add(track.name, track.form if track.form is not None else np.asarray(track.original),
                                track.keep_mask)
 
             run_stages(names, get, stages, emit, release=release, show=progress, info=info)
-            if not dense:
+            if dense:
+                _as_dense_rows(rows, written)
+            else:
                 writer.report = list(rows)
+        rows.file_bytes = os.path.getsize(destination)
         return rows
     collected: dict[str, np.ndarray] = {}
 
@@ -271,7 +290,38 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
 
     run_stages(names, get, stages, collect, release=release, show=progress, info=info)
     save_weights(destination, collected)
+    _as_dense_rows(rows, {name: array.nbytes for name, array in collected.items()})
+    rows.file_bytes = os.path.getsize(destination)
     return rows
+
+
+def _dense_header_guess(source: Any, names: Sequence[str], stages: Sequence[Any],
+                        info: Callable[[str], tuple[tuple[int, ...], np.dtype]]) -> int:
+    """The header of a dense output if every tensor a stage selects comes out float32 and
+    the others as read (exact unless a stage skips a tensor; then the writer moves the data once)."""
+    entries = []
+    for name in names:
+        shape, dtype = info(name)
+        count = math.prod(shape)
+        if any(stage.selects(name, shape, dtype) for stage in stages):
+            entries.append((name, "F32", shape, 4 * count))
+        elif isinstance(source, SafetensorsFile):
+            kind = source.dtype_name(name)
+            widened = kind == "BF16"  # read widened to float32
+            entries.append((name, "F32" if widened else kind, shape, source.nbytes(name) * (2 if widened else 1)))
+        else:
+            array = np.asarray(source[name])
+            entries.append((name, _safetensors_dtype(name, array)[0], shape, array.nbytes))
+    return exact_header_reserve(entries)
+
+
+def _as_dense_rows(rows: Report, written: Mapping[str, int]) -> None:
+    """Report rows of a dense output: ``bytes_after`` is what the dense array written takes."""
+    for row in rows:
+        after = int(written[row["name"]])
+        row["bytes_after"] = after
+        row["bits"] = after * 8 / row["params"] if row["params"] else 0.0
+    rows.dense_output = True
 
 
 def load_compressed(path: PathLike) -> CompressionResult:

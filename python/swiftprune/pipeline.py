@@ -2,6 +2,7 @@
 the stages fold their outputs into."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ from ._progress import progress as _progress
 from .pruned_tensor import PrunedTensor
 from .recipe import Stage
 from .registry import codec_for
+from .report import stored_bytes
 
 __all__ = ["Track", "run_stages", "masked"]
 
@@ -17,7 +19,7 @@ __all__ = ["Track", "run_stages", "masked"]
 class Track:
     """One tensor on its way through the stages."""
 
-    __slots__ = ("name", "original", "dense", "mask", "keep_mask", "form", "labels")
+    __slots__ = ("name", "original", "dense", "mask", "keep_mask", "form", "labels", "nm")
 
     def __init__(self, name: str, original: np.ndarray) -> None:
         self.name = name
@@ -27,6 +29,7 @@ class Track:
         self.keep_mask: np.ndarray | None = None  # stored with a value encoding that cannot hold the zeros itself
         self.form: Any = None
         self.labels: list[str] = []
+        self.nm: tuple[int, int, int] | None = None  # the N:M pattern of an nm prune, for compact storage
 
     def weights(self) -> np.ndarray:
         if self.dense is None:
@@ -63,6 +66,9 @@ def _finish(stage: Stage, track: Track, output: Any) -> None:
         track.mask = mask
         track.dense = masked(track.weights(), mask)
         track.form = PrunedTensor._from_dense(mask, track.dense)
+        if stage.method.name == "nm" and {"n", "m", "axis"} <= set(stage.options):
+            track.nm = (stage.options["n"], stage.options["m"], stage.options["axis"])
+        track.form.nm = track.nm
     else:
         codec = codec_for(output)
         dense = np.asarray(codec.dense(output), dtype=np.float32).reshape(track.original.shape)
@@ -73,13 +79,16 @@ def _finish(stage: Stage, track: Track, output: Any) -> None:
             track.keep_mask = track.mask
         track.dense = dense
         track.form = output
+        if track.nm is not None and hasattr(output, "nm") and track.keep_mask is None:
+            output.nm = track.nm  # its zeros keep the N:M pattern: stored as values + positions when smaller
     track.labels.append(stage.label)
 
 
 def _check_order(stage: Stage, track: Track) -> None:
     if track.form is not None and not isinstance(track.form, PrunedTensor):
+        encoded_by = [label for label in track.labels if not label.startswith("skipped:")][-1]
         raise ValueError(
-            f"{stage.where}: tensor {track.name!r} was already encoded by {track.labels[-1]}; "
+            f"{stage.where}: tensor {track.name!r} was already encoded by {encoded_by}; "
             "a tensor is quantized, clustered or factorized at most once, and pruned before that")
     if track.mask is not None and not stage.method.accepts_pruned:
         pruned_by = " and ".join(label for label in track.labels if label.startswith("prune."))
@@ -102,12 +111,50 @@ def _apply(stage: Stage, tracks: Sequence[Track]) -> None:
             _finish(stage, track, outputs[track.name])
         return
     for track in tracks:
+        if stage.method.fits is not None:
+            reason = stage.method.fits(tuple(track.original.shape), stage.options)
+            if reason is not None:
+                _unfit(stage, track, f"{stage.label} cannot apply: {reason}", applied=False)
+                continue
         extra = {"mask": track.mask} if stage.method.masked else {}
         try:
             output = stage.method.apply(track.weights(), **extra, **stage.options)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+        if stage.stage == "prune":  # a mask alone is not an encoding: a later stage encodes the kept values
+            _finish(stage, track, output)
+            continue
+        before = stored_bytes(track)
+        saved = (track.dense, track.mask, track.keep_mask, track.form, list(track.labels))
         _finish(stage, track, output)
+        reason = None
+        if getattr(output, "rank", None) == 0 and np.any(track.original):
+            reason = f"{stage.label} gives rank 0 (an all-zero tensor)"
+        else:
+            after = stored_bytes(track)
+            if after > before:
+                reason = f"{stage.label} would grow it from {before:,} to {after:,} bytes"
+        if reason is not None and not _unfit(stage, track, reason, applied=True):
+            track.dense, track.mask, track.keep_mask, track.form, track.labels = saved
+            track.labels.append(f"skipped:{stage.label}")
+
+
+def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:
+    """Applies the stage's ``on_unfit`` policy to a tensor it does not fit.
+
+    Returns True when the stage's result is kept (policy "warn" on a result
+    that exists); otherwise the tensor stays as it was before the stage.
+    "error" raises ``ValueError`` naming the stage, the tensor and why.
+    """
+    message = f"{stage.where}: tensor {track.name!r}: {reason}"
+    if stage.on_unfit == "error":
+        raise ValueError(f"{message} (on_unfit='error'; 'skip' leaves such tensors as they are)")
+    keep = stage.on_unfit == "warn" and applied
+    warnings.warn(f"{message}; {'kept anyway (on_unfit=warn)' if keep else 'left as it was (on_unfit=skip)'}",
+                  UserWarning, stacklevel=4)
+    if not applied:
+        track.labels.append(f"skipped:{stage.label}")
+    return keep
 
 
 

@@ -7,6 +7,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _sparse_storage
+from ._bitpack import pack_bits, packed_size, unpack_bits
 from .registry import Codec, register_codec
 
 __all__ = ["PrunedTensor", "pack_mask", "unpack_mask"]
@@ -23,12 +25,13 @@ class PrunedTensor:
         The kept weights in C order (``dense[mask]``).
     """
 
-    __slots__ = ("mask", "_values", "_dense")
+    __slots__ = ("mask", "_values", "_dense", "nm")
 
     def __init__(self, mask: NDArray[np.bool_], values: NDArray[np.float32]) -> None:
         self.mask = mask
         self._values: NDArray[np.float32] | None = values
         self._dense: NDArray[np.float32] | None = None
+        self.nm: tuple[int, int, int] | None = None  # (n, m, axis) when an N:M prune made the mask
 
     @classmethod
     def _from_dense(cls, mask: NDArray[np.bool_], dense: NDArray[np.float32]) -> "PrunedTensor":
@@ -49,8 +52,10 @@ class PrunedTensor:
 
     @property
     def nbytes(self) -> int:
-        """Stored size: the kept float32 values plus one bit per entry."""
-        return 4 * int(np.count_nonzero(self.mask)) + (int(self.mask.size) + 7) // 8
+        """Stored size: the kept float32 values plus one bit per entry, or, for
+        an N:M mask keeping exactly n of every m, the kept values plus each
+        one's position in its run (``ceil(log2 m)`` bits)."""
+        return _pruned_layout(self)[1]
 
     def to_dense(self) -> NDArray[np.float32]:
         """The dense float32 tensor, zero where pruned."""
@@ -79,7 +84,41 @@ def unpack_mask(bits: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.unpackbits(bits, count=count).astype(bool).reshape(tuple(shape))
 
 
+def _pruned_layout(t: PrunedTensor) -> tuple[str, int]:
+    """``("nm", bytes)`` when the mask keeps exactly n of every m along the N:M axis, else ``("bitmask", bytes)``."""
+    kept = int(np.count_nonzero(t.mask))
+    if t.nm is not None and _sparse_storage.nm_fits(t.mask, t.nm[0], t.nm[1], t.nm[2], exact=True):
+        return "nm", 4 * kept + packed_size(kept, _sparse_storage.nm_index_bits(t.nm[1]))
+    return "bitmask", 4 * kept + (int(t.mask.size) + 7) // 8
+
+
+def _encode_pruned(t: PrunedTensor) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    if _pruned_layout(t)[0] == "nm":
+        n, m, axis = t.nm
+        values, positions = _sparse_storage.nm_select(t.to_dense(), t.mask, n, m, axis)
+        return ({"values": values, "positions": pack_bits(positions, _sparse_storage.nm_index_bits(m))},
+                {"shape": list(t.shape), "layout": "nm", "nm": [n, m, axis]})
+    return {"values": t.values, "mask": pack_mask(t.mask)}, {"shape": list(t.shape)}
+
+
+def _decode_nm(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> PrunedTensor:
+    shape = tuple(attrs["shape"])
+    n, m, axis = _sparse_storage.nm_attr(attrs, shape)
+    stored = math.prod(shape) // m * n
+    values = np.asarray(parts["values"])
+    if values.dtype != np.float32 or values.shape != (stored,):
+        raise ValueError(f"pruned values must be float32 of shape ({stored},), got {values.dtype} {values.shape}")
+    positions = unpack_bits(np.asarray(parts["positions"]), stored, _sparse_storage.nm_index_bits(m))
+    mask = _sparse_storage.nm_scatter(np.zeros(shape, bool), np.ones(stored, bool), positions, n, m, axis)
+    dense = _sparse_storage.nm_scatter(np.zeros(shape, np.float32), values, positions, n, m, axis)
+    tensor = PrunedTensor(np.ascontiguousarray(mask), np.ascontiguousarray(dense)[mask])
+    tensor.nm = (n, m, axis)
+    return tensor
+
+
 def _decode_pruned(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> PrunedTensor:
+    if attrs.get("layout", "bitmask") == "nm":
+        return _decode_nm(parts, attrs)
     mask = unpack_mask(parts["mask"], attrs["shape"])
     values = np.asarray(parts["values"])
     if values.dtype != np.float32 or values.shape != (int(mask.sum()),):
@@ -89,8 +128,7 @@ def _decode_pruned(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) ->
 
 register_codec(Codec(
     kind="pruned", type=PrunedTensor, dense=lambda t: t.to_dense(), nbytes=lambda t: t.nbytes,
-    encode=lambda t: ({"values": t.values, "mask": pack_mask(t.mask)}, {"shape": list(t.shape)}),
-    decode=_decode_pruned,
+    encode=_encode_pruned, decode=_decode_pruned,
 ))
 
 

@@ -86,7 +86,7 @@ class QuantizedTensor:
     ``.safetensors`` metadata).
     """
 
-    __slots__ = ("values", "scale", "zero_point", "bits", "symmetric", "axis", "group_size", "method")
+    __slots__ = ("values", "scale", "zero_point", "bits", "symmetric", "axis", "group_size", "method", "nm")
 
     def __init__(self, values: NDArray[Any], scale: NDArray[np.float32], zero_point: NDArray[Any], *,
                  bits: int, symmetric: bool, axis: Optional[int] = None, group_size: Optional[int] = None,
@@ -128,6 +128,7 @@ class QuantizedTensor:
         self.axis = axis
         self.group_size = group_size
         self.method = method
+        self.nm: Optional[tuple[int, int, int]] = None  # (n, m, axis) of an N:M pattern its zeros follow, if known
 
     @classmethod
     def _trusted(cls, values: NDArray[Any], scale: NDArray[np.float32], zero_point: NDArray[Any], *, bits: int,
@@ -136,6 +137,7 @@ class QuantizedTensor:
         self = cls.__new__(cls)
         self.values, self.scale, self.zero_point = values, scale, zero_point
         self.bits, self.symmetric, self.axis, self.group_size, self.method = bits, symmetric, axis, group_size, method
+        self.nm = None
         return self
 
     @property
@@ -177,6 +179,20 @@ class QuantizedTensor:
     def __matmul__(self, x: ArrayLike) -> NDArray[np.float32]:
         return self.matmul(x)
 
+    def zero_points_full(self) -> NDArray[Any]:
+        """The zero point of every value (a read-only broadcast of the values' shape)."""
+        zero_point = self.zero_point
+        if self.group_size is not None and self.values.ndim == 2:
+            other = 1 - (self.axis % 2)
+            zero_point = np.repeat(zero_point, self.group_size, axis=other)
+        return np.broadcast_to(zero_point, self.values.shape)
+
+    def nonzero_mask(self) -> NDArray[np.bool_]:
+        """``True`` where the value dequantizes to a non-zero (is not its zero point)."""
+        if self.symmetric:
+            return self.values != 0
+        return self.values != self.zero_points_full()
+
     def dequantize(self, out: Optional[NDArray[np.float32]] = None) -> NDArray[np.float32]:
         """``(values - zero_point) * scale`` as float32, computed in Swift.
 
@@ -190,36 +206,34 @@ class QuantizedTensor:
                                 self.scale, self.zero_point, out)
 
     def packed(self) -> NDArray[np.uint8]:
-        """The values as stored: for ``bits <= 4`` two per byte (C order, low
-        nibble first, 4-bit two's complement when symmetric; 2- and 3-bit values
-        take 4 bits), a 1-D ``uint8`` array of ``ceil(size / 2)`` bytes; for
-        ``bits > 4`` one byte per value (``values`` viewed as ``uint8``, flat)."""
-        flat = np.ascontiguousarray(self.values).reshape(-1).view(np.uint8)
-        if self.bits > 4:
-            return flat.copy()
-        return _core.pack_nibbles(flat)
+        """The values as stored: a little-endian stream of ``bits`` bits per
+        value (C order; value ``i`` at bits ``[i*bits, (i+1)*bits)``, bit 0 the
+        lowest of byte 0; ``bits``-bit two's complement when symmetric), a 1-D
+        ``uint8`` array of ``ceil(size * bits / 8)`` bytes. 4-bit values are
+        two per byte, low nibble first; 8-bit values one per byte."""
+        from ._bitpack import pack_bits
+
+        return pack_bits(self.values, self.bits)
 
     @classmethod
     def unpack(cls, packed: ArrayLike, shape: tuple[int, ...], bits: int, symmetric: bool) -> NDArray[Any]:
         """The values (of ``shape``) from :meth:`packed` bytes."""
+        from ._bitpack import unpack_bits
+
         bits = _check_bits(bits)
         symmetric = _check_bool("symmetric", symmetric)
         packed = np.asarray(packed, dtype=np.uint8).reshape(-1)
         count = int(np.prod(shape, dtype=np.int64))
-        dtype = np.int8 if symmetric else np.uint8
-        if bits > 4:
-            if packed.size != count:
-                raise ValueError(f"{count} values need {count} bytes, got {packed.size}")
-            return packed.view(dtype).reshape(shape).copy()
-        return _core.unpack_nibbles(packed, count, symmetric).reshape(shape)
+        return unpack_bits(packed, count, bits, symmetric).reshape(shape)
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the packed values plus the float32 scales and, when affine,
-        the one-byte zero points (symmetric zero points are implicit)."""
-        count = self.values.size
-        values = (count + 1) // 2 if self.bits <= 4 else count
-        return values + self.scale.size * 4 + (0 if self.symmetric else self.zero_point.size)
+        """Bytes of the packed values (``ceil(size * bits / 8)``) plus the
+        float32 scales and, when affine, the one-byte zero points (symmetric
+        zero points are implicit). A compressed file may store fewer: sparse
+        values as a bit mask plus the packed non-zero ones (see the report)."""
+        return (self.values.size * self.bits + 7) // 8 + self.scale.size * 4 + (
+            0 if self.symmetric else self.zero_point.size)
 
     def to_config(self) -> dict[str, Any]:
         """Plain fields that :meth:`from_config` turns back into an equal tensor:
@@ -284,8 +298,8 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
     w : array_like of float16, float32 or float64
         The weights, any shape and memory layout (not modified).
     bits : int in 2..8
-        The integer width. Values are stored one per ``int8``/``uint8``;
-        :meth:`QuantizedTensor.packed` packs ``bits <= 4`` two per byte.
+        The integer width. Values are held one per ``int8``/``uint8``;
+        :meth:`QuantizedTensor.packed` packs them at ``bits`` bits each.
     symmetric : bool
         Symmetric ``[-qmax, qmax]`` with zero point 0 (default), or affine
         ``[0, 2**bits - 1]`` with a zero point.

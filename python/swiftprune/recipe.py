@@ -73,7 +73,8 @@ from .registry import _DEFAULT_METHOD, _METHODS, _REQUIRED, STAGES, Method, Opti
 
 __all__ = ["Stage", "load_recipe", "check_patterns"]
 
-_STAGE_FIELDS = ("include", "exclude", "min_rank")
+_STAGE_FIELDS = ("include", "exclude", "min_rank", "on_unfit")
+ON_UNFIT = ("skip", "warn", "error")
 # Deeper nesting than any recipe needs; refused before parsing (see _validation.check_nesting).
 _MAX_NESTING = 64
 
@@ -98,6 +99,7 @@ class Stage:
     exclude: tuple[str, ...] = ()
     min_rank: int = 2
     include_given: bool = False
+    on_unfit: str = "skip"
 
     @property
     def label(self) -> str:
@@ -176,7 +178,10 @@ def _parse_stage(index: int, spec: Any) -> Stage:
             min_rank = _validation.check_int("min_rank", spec["min_rank"], minimum=0)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{where}, field 'min_rank': {error}") from None
-    return Stage(index, stage, method, checked, include, exclude, min_rank, "include" in spec)
+    on_unfit = spec.get("on_unfit", "skip")
+    if on_unfit not in ON_UNFIT:
+        raise ValueError(f"{where}, field 'on_unfit': must be one of {', '.join(map(repr, ON_UNFIT))}, got {on_unfit!r}")
+    return Stage(index, stage, method, checked, include, exclude, min_rank, "include" in spec, on_unfit)
 
 
 def load_recipe(recipe: Any) -> list[Stage]:

@@ -82,7 +82,10 @@ class Method:
     keep-mask of the earlier prune stages, or ``None``), e.g. to keep pruned
     entries at an exact zero. ``accepts_pruned=False``: the method cannot keep pruned
     entries zero (a low-rank product is dense), so running it on a pruned
-    tensor is an error.
+    tensor is an error. ``fits(shape, options)``, when given, returns why the
+    method cannot apply to a tensor of that shape (e.g. an N:M axis that m
+    does not divide), or ``None``; such a tensor follows the stage's
+    ``on_unfit`` policy instead of failing the whole run.
     """
 
     stage: str
@@ -93,6 +96,7 @@ class Method:
     check: Callable[[Mapping[str, Any]], None] | None = None
     masked: bool = False
     accepts_pruned: bool = True
+    fits: Callable[[tuple[int, ...], Mapping[str, Any]], str | None] | None = None
 
 
 _METHODS: dict[str, dict[str, Method]] = {stage: {} for stage in STAGES}

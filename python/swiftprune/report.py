@@ -89,13 +89,20 @@ class Report(list):
                 "bits": after * 8 / params if params else 0.0,
                 "ratio": before / after if after else math.inf}
 
+    #: Set by :func:`~swiftprune.compress_file`: the measured size of the file
+    #: written, and whether it holds dense arrays (``bytes_after`` are then
+    #: the dense arrays' sizes, not a compressed size).
+    file_bytes: int | None = None
+    dense_output: bool = False
+
     def __repr__(self) -> str:
         t = self.totals
         return (f"Report({len(self)} tensors, {human_bytes(t['bytes_before'])} -> {human_bytes(t['bytes_after'])}, "
                 f"ratio {t['ratio']:.2f}x)")
 
     def summary(self) -> str:
-        """The report as a text table, with totals and the overall ratio."""
+        """The report as a text table, with totals and the overall ratio (or,
+        for a dense output, the dense size written) and the file's size."""
         headers = ("tensor", "shape", "params", "nonzeros", "bits", "before", "after", "rel. error", "stages")
         lines = [[r["name"], "x".join(map(str, r["shape"])) or "()", f"{r['params']:,}", f"{r['nonzeros']:,}",
                   f"{r['bits']:.2f}", human_bytes(r["bytes_before"]), human_bytes(r["bytes_after"]),
@@ -111,8 +118,16 @@ class Report(list):
                              for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
         rule = "  ".join("-" * w for w in widths)
-        out = [fmt(headers), rule, *map(fmt, lines), rule, fmt(total),
-               f"compression ratio {t['ratio']:.2f}x ({human_bytes(t['bytes_before'])} -> "
-               f"{human_bytes(t['bytes_after'])})"]
+        out = [fmt(headers), rule, *map(fmt, lines), rule, fmt(total)]
+        if getattr(self, "dense_output", False):
+            out.append(f"dense output: {human_bytes(t['bytes_after'])} of dense arrays written (the file is "
+                       "not smaller; write .safetensors without --dense for the compressed form)")
+        else:
+            out.append(f"compression ratio {t['ratio']:.2f}x ({human_bytes(t['bytes_before'])} -> "
+                       f"{human_bytes(t['bytes_after'])})")
+        file_bytes = getattr(self, "file_bytes", None)
+        if file_bytes is not None:
+            out.append(f"file: {file_bytes:,} bytes written ({file_bytes - t['bytes_after']:,} bytes of "
+                       "header, metadata and container)")
         return "\n".join(out)
 

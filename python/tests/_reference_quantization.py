@@ -87,6 +87,25 @@ def reference_dequantize(q, scale, zero, axis, group_size):
     return ((q.astype(np.float32) - z) * s).astype(np.float32)
 
 
+def reference_pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """A little-endian stream of `bits` bits per value, written one bit at a time."""
+    flat = values.reshape(-1).astype(np.int64) & ((1 << bits) - 1)
+    stream = ((flat[:, None] >> np.arange(bits)) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(stream, bitorder="little")
+
+
+def reference_stored_bytes(q) -> int:
+    """What a compressed file holds for a QuantizedTensor: the values either packed at
+    `bits` bits or as a bit mask plus the packed values that are not their zero point
+    (whichever is smaller), then float32 scales and, when affine, uint8 zero points."""
+    zero = expand(q.zero_point, q.values.shape, q.axis, q.group_size)
+    n = q.values.size
+    nonzeros = int(np.sum(q.values.astype(np.int64) != zero.astype(np.int64)))
+    packed = (n * q.bits + 7) // 8
+    bitmask = (n + 7) // 8 + (nonzeros * q.bits + 7) // 8
+    return min(packed, bitmask) + 4 * q.scale.size + (0 if q.symmetric else q.zero_point.size)
+
+
 def reference_pack(values: np.ndarray) -> np.ndarray:
     flat = (values.reshape(-1).astype(np.int64) & 0xF).astype(np.uint8)
     if flat.size % 2:

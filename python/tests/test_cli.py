@@ -94,11 +94,15 @@ def test_inspect(model_file, tmp_path, capsys):
     assert "fc1.weight" in out.stdout and "F32" in out.stdout and "32x16" in out.stdout and "3 tensors" in out.stdout
     run_here(capsys, "compress", str(model_file), "-o", str(tmp_path / "c.safetensors"), "--prune", "0.9", "-q")
     out = run_here(capsys, "inspect", str(tmp_path / "c.safetensors"))
-    assert out.returncode == 0 and "fc1.weight::mask" in out.stdout and "stored report" in out.stdout
+    assert out.returncode == 0 and "stored report" in out.stdout and "swiftprune compressed file" in out.stdout
+    row = next(line for line in out.stdout.splitlines() if line.startswith("fc1.weight "))
+    assert "pruned f32 bitmask" in row and "90.0%" in row  # the decoded weights' sparsity
+    out = run_here(capsys, "inspect", str(tmp_path / "c.safetensors"), "--parts")
+    assert "fc1.weight::mask" in out.stdout and "stored report" in out.stdout
     np.savez(tmp_path / "w.npz", a=np.zeros((2, 3)))
     run_here(capsys, "compress", str(model_file), "-o", str(tmp_path / "q.safetensors"), "--prune", "nm:2:4",
              "--quantize", "int4:8", "-q")
-    out = run_here(capsys, "inspect", str(tmp_path / "q.safetensors"))
+    out = run_here(capsys, "inspect", str(tmp_path / "q.safetensors"), "--parts")
     assert "fc1.weight::values" in out.stdout and "fc1.weight::scale" in out.stdout
     assert "prune.nm+quantize.minmax" in out.stdout and "fc1.weight::keep_mask" not in out.stdout
     out = run_here(capsys, "inspect", str(tmp_path / "w.npz"))
@@ -245,8 +249,10 @@ def test_stage_flags_match_recipes(tmp_path, capsys):
     (["--cluster", "16", "--quantize", "int8"], 2, "--cluster and --quantize both encode"),
     (["--low-rank", "rank:2", "--quantize", "int8"], 2, "--low-rank and --quantize both encode"),
     (["--prune", "0.5", "--low-rank", "rank:2"], 2, "--low-rank cannot keep pruned entries zero"),
-    (["--quantize", "int4:5"], 1, "stage 0 (quantize) on tensor 'fc1.weight': group_size 5 does not divide"),
-    (["--quantize", "int4:4", "--min-rank", "1"], 1, "on tensor 'fc1.bias': group_size needs a 2-D weight"),
+    (["--quantize", "int4:5", "--on-unfit", "error"], 1,
+     "stage 0 (quantize): tensor 'fc1.weight': quantize.minmax cannot apply: group_size 5 does not divide"),
+    (["--quantize", "int4:4", "--min-rank", "1", "--on-unfit", "error"], 1,
+     "tensor 'fc1.bias': quantize.minmax cannot apply: group_size needs a 2-D weight"),
     (["--quantize", "int9"], 1, "stage 0 (quantize), field 'bits': bits must be <= 8, got 9"),
     (["--quantize", "int4:128:symmetric=maybe"], 1, "field 'symmetric'"),
     (["--prune", "nm:4:4"], 1, "stage 0 (prune), field 'n'"),

@@ -6,6 +6,7 @@ import pytest
 
 import swiftprune as sp
 from _reference_quantization import (
+    reference_pack_bits,
     expand,
     grid,
     group_reduce,
@@ -189,11 +190,11 @@ def test_packed_round_trip(bits, symmetric, n):
     w = rng.standard_normal(n).astype(np.float32)
     q = sp.quantize(w, bits, symmetric=symmetric)
     packed = q.packed()
-    assert packed.dtype == np.uint8
-    if bits <= 4:
-        assert packed.shape == ((n + 1) // 2,)
+    assert packed.dtype == np.uint8 and packed.shape == ((n * bits + 7) // 8,)
+    np.testing.assert_array_equal(packed, reference_pack_bits(q.values, bits))
+    if bits == 4:
         np.testing.assert_array_equal(packed, reference_pack(q.values))
-    else:
+    if bits == 8:
         np.testing.assert_array_equal(packed, q.values.view(np.uint8))
     np.testing.assert_array_equal(sp.QuantizedTensor.unpack(packed, q.shape, bits, symmetric), q.values)
 
@@ -204,7 +205,8 @@ def test_nbytes():
     assert q4.nbytes == 64 * 256 // 2 + 64 * 2 * 4
     a8 = sp.quantize(w, 8, symmetric=False, axis=0)
     assert a8.nbytes == 64 * 256 + 64 * 4 + 64
-    assert sp.quantize(np.ones(7, np.float32), 3).nbytes == 4 + 4
+    assert sp.quantize(np.ones(7, np.float32), 3).nbytes == 3 + 4  # 21 bits of values in 3 bytes
+    assert sp.quantize(np.ones(16, np.float32), 5).nbytes == 10 + 4
 
 
 def test_config_round_trip():

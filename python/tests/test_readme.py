@@ -145,6 +145,19 @@ def write_example_files(directory: pathlib.Path) -> None:
         llama_style[f"layers.{layer}.norm.weight"] = np.ones(128)
     swiftprune.save_weights(directory / "llama", {name: value.astype(np.float16) for name, value in llama_style.items()},
                             max_shard_size="100KB")
+    try:  # the ONNX model the export examples read (onnx is in the test extra)
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        pass
+    else:
+        inits = [numpy_helper.from_array(rng.normal(size=(64, 32)).astype(np.float32), "fc1.weight"),
+                 numpy_helper.from_array(rng.normal(size=(32, 10)).astype(np.float32), "fc2.weight")]
+        nodes = [helper.make_node("MatMul", ["x", "fc1.weight"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+                 helper.make_node("MatMul", ["r", "fc2.weight"], ["y"])]
+        graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), directory / "model.onnx")
     for block in readme_blocks("yaml"):
         named = re.match(r"#\s*([\w.-]+\.ya?ml)\b", block.code)
         if named:

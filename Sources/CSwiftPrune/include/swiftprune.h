@@ -264,6 +264,12 @@ sp_status sp_quant_dequantize(const void *values, bool symmetric, const int64_t 
 sp_status sp_quant_pack_nibbles(const uint8_t *values, int64_t n, uint8_t *packed_out);
 /** Unpacks n values from n/2 + n%2 bytes; is_signed sign-extends each nibble (int8 out). */
 sp_status sp_quant_unpack_nibbles(const uint8_t *packed, int64_t n, bool is_signed, uint8_t *values_out);
+/** Packs the low `bits` (1..8) bits of n bytes as a little-endian bit stream (value i at bits
+ *  [i*bits, (i+1)*bits), bit 0 = lowest bit of byte 0): packed_out holds (n*bits + 7)/8 bytes,
+ *  unused high bits of the last one zero. bits = 4 gives the nibble layout above. */
+sp_status sp_quant_pack_bits(const uint8_t *values, int64_t n, int32_t bits, uint8_t *packed_out);
+/** Unpacks n values of `bits` bits from (n*bits + 7)/8 bytes; is_signed sign-extends each (int8 out). */
+sp_status sp_quant_unpack_bits(const uint8_t *packed, int64_t n, int32_t bits, bool is_signed, uint8_t *values_out);
 
 /**
  * Casts n values to float16 / bfloat16 bit patterns, round to nearest even,

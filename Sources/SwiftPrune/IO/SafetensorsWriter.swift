@@ -10,8 +10,10 @@ import Synchronization
 /// Each ``add(name:dtype:shape:bytes:)`` appends the tensor's bytes to a
 /// temporary file next to the destination, after room reserved for the
 /// header, so a caller can compress and write a model one tensor at a time
-/// without holding it in memory. ``commit()`` writes the header into the
-/// reserved room (padded with spaces, which the format allows), flushes the
+/// without holding it in memory. ``commit()`` writes the compact header in
+/// front of the data (padded with spaces only up to the 8-byte alignment of
+/// the data section; data spooled behind a larger reserve are moved down in
+/// place, so the file holds no slack), flushes the
 /// file to disk (`fsync`), renames it over the destination and flushes the
 /// directory: readers see the old file or the complete new one, never a
 /// partial file (see ``TemporaryFile``: no named temporary file exists while
@@ -149,9 +151,16 @@ public final class SafetensorsWriter: @unchecked Sendable {
             let spool = state.spool!
             let what = "temporary file for \(path)"
             if compact.count <= dataBase {
-                // The header fits in the room reserved in front of the data.
-                let header = Self.headerBytes(entries: state.entries, metadata: state.metadata, minimumLength: dataBase - 8)
-                try header.withUnsafeBytes { try Self.writeAll(spool.descriptor, $0, at: 0, what: what) }
+                if compact.count < dataBase {
+                    // Too much room was reserved: move the data down behind the compact
+                    // header (in place) instead of padding the header with spaces, so the
+                    // file is no bigger than its content plus the 8-byte alignment.
+                    try Self.move(spool.descriptor, from: dataBase, to: compact.count, count: state.dataSize, what: what)
+                    guard ftruncate(spool.descriptor, off_t(compact.count + state.dataSize)) == 0 else {
+                        throw SwiftPruneError.system("cannot truncate \(what)", errno: errno)
+                    }
+                }
+                try compact.withUnsafeBytes { try Self.writeAll(spool.descriptor, $0, at: 0, what: what) }
                 state.spool = nil  // publish closes it
                 try spool.publish()
             } else {
@@ -195,6 +204,13 @@ public final class SafetensorsWriter: @unchecked Sendable {
             remaining -= written
             position += written
         }
+    }
+
+    /// Moves `count` bytes of `fd` from `source` down to `destination` (< `source`),
+    /// front to back, so every chunk is read before anything overwrites it.
+    static func move(_ fd: Int32, from source: Int, to destination: Int, count: Int, what: String) throws {
+        guard destination <= source else { throw SwiftPruneError.value("internal: data can only move towards the start of \(what)") }
+        try copy(from: fd, at: source, count: count, to: fd, at: destination, what: what)
     }
 
     static func copy(from source: Int32, at sourceOffset: Int, count: Int, to destination: Int32, at destinationOffset: Int,

@@ -56,23 +56,22 @@ public struct QuantizedTensor: Equatable, Sendable {
         }
     }
 
-    /// The values as stored on disk: two per byte (low nibble first) for
-    /// bits <= 4, else one per byte.
+    /// The values as stored on disk: a little-endian stream of `bits` bits per
+    /// value (``BitPacking``; two per byte, low nibble first, for 4 bits).
     public func packed() throws -> [UInt8] {
-        guard scheme.bits <= 4 else { return storage }
+        guard scheme.bits < 8 else { return storage }
         return try storage.withUnsafeBufferPointer { values in
-            try [UInt8](unsafeUninitializedCapacity: NibblePacking.packedCount(values.count)) { out, n in
-                try NibblePacking.pack(values, into: out)
+            try [UInt8](unsafeUninitializedCapacity: BitPacking.packedCount(values.count, bits: scheme.bits)) { out, n in
+                try BitPacking.pack(values, bits: scheme.bits, into: out)
                 n = out.count
             }
         }
     }
 
-    /// The bytes of the packed values plus the scales (4 bytes each) and, when
-    /// affine, the zero points (1 byte each).
+    /// The bytes of the packed values (`ceil(count * bits / 8)`) plus the
+    /// scales (4 bytes each) and, when affine, the zero points (1 byte each).
     public var byteCount: Int {
-        let values = scheme.bits <= 4 ? NibblePacking.packedCount(storage.count) : storage.count
-        return values + 4 * scales.count + (scheme.symmetric ? 0 : zeroPoints.count)
+        BitPacking.packedCount(storage.count, bits: scheme.bits) + 4 * scales.count + (scheme.symmetric ? 0 : zeroPoints.count)
     }
 }
 

@@ -1,0 +1,139 @@
+"""Layouts of sparse compressed tensors in a file, and their exact sizes.
+
+A tensor with many zeros (pruned, then maybe quantized) is stored in the
+smallest of these layouts that holds it exactly:
+
+``packed``
+    every value at its bit width (``ceil(size * bits / 8)`` bytes);
+``bitmask``
+    one bit per entry (``np.packbits`` order, C order: 1 = stored) plus the
+    stored values packed at their bit width, in C order;
+``nm``
+    for an N:M pattern along an axis (every run of ``m`` entries along it
+    holds at most ``n`` non-zeros): ``n`` values per run, in position order,
+    plus each one's position in the run at ``ceil(log2 m)`` bits (2:4 is
+    values + 2-bit indices, the layout of sparse tensor cores).
+
+The size functions compute the bytes without building the parts, so a
+report can state exactly what the file will hold.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ._bitpack import pack_bits, packed_size, unpack_bits
+
+__all__ = ["mask_size", "nm_index_bits", "nm_groups", "nm_fits", "nm_select", "nm_scatter",
+           "pack_mask", "unpack_mask", "choose", "nm_attr"]
+
+
+def mask_size(count: int) -> int:
+    """Bytes of a bit mask of ``count`` entries."""
+    return (int(count) + 7) // 8
+
+
+def pack_mask(mask: np.ndarray) -> np.ndarray:
+    """A bool array as bits (``np.packbits`` order, C order)."""
+    return np.packbits(np.asarray(mask, dtype=bool).reshape(-1))
+
+
+def unpack_mask(bits: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The bool array of ``shape`` from :func:`pack_mask` bytes (checked)."""
+    count = math.prod(shape)
+    bits = np.asarray(bits)
+    if bits.dtype != np.uint8 or bits.ndim != 1 or bits.size != mask_size(count):
+        raise ValueError(f"a packed mask for shape {tuple(shape)} needs {mask_size(count)} uint8 bytes, "
+                         f"got {bits.shape} {bits.dtype}")
+    return np.unpackbits(bits, count=count).astype(bool).reshape(tuple(shape))
+
+
+def nm_index_bits(m: int) -> int:
+    """Bits per stored position in a run of ``m``: ``ceil(log2 m)`` (at least 1)."""
+    return max(1, math.ceil(math.log2(m)))
+
+
+def nm_groups(array: np.ndarray, m: int, axis: int) -> Optional[np.ndarray]:
+    """``array`` as ``(runs, m)`` with the runs along ``axis`` (a copy when
+    ``axis`` is not the last one), or ``None`` when ``m`` does not divide it."""
+    if array.ndim == 0 or not -array.ndim <= axis < array.ndim or array.shape[axis] % m:
+        return None
+    return np.moveaxis(array, axis, -1).reshape(-1, m)
+
+
+def nm_fits(nonzero: np.ndarray, n: int, m: int, axis: int, *, exact: bool = False) -> bool:
+    """Whether every run of ``m`` along ``axis`` has at most ``n`` (``exact``:
+    exactly ``n``) True entries of ``nonzero``."""
+    runs = nm_groups(nonzero, m, axis)
+    if runs is None or n >= m:
+        return False
+    counts = runs.sum(axis=1, dtype=np.int64)
+    return bool(np.all(counts == n) if exact else np.all(counts <= n))
+
+
+def nm_select(values: np.ndarray, nonzero: np.ndarray, n: int, m: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` entries per run that the ``nm`` layout stores: the non-zero
+    ones first (a run with fewer is filled with its first zero entries), in
+    position order. Returns ``(values, positions)``, each ``(runs * n,)``."""
+    runs = nm_groups(values, m, axis)
+    keep = nm_groups(nonzero, m, axis)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :n]
+    order.sort(axis=1)
+    return np.take_along_axis(runs, order, axis=1).reshape(-1), order.astype(np.uint8).reshape(-1)
+
+
+def nm_scatter(fill: np.ndarray, stored: np.ndarray, positions: np.ndarray, n: int, m: int,
+               axis: int) -> np.ndarray:
+    """Inverse of :func:`nm_select`: ``fill`` (the tensor's zero, of its
+    shape) with the stored values put back at their positions."""
+    moved = np.moveaxis(fill, axis, -1)
+    runs = np.ascontiguousarray(moved).reshape(-1, m)
+    if positions.size != runs.shape[0] * n or stored.size != positions.size:
+        raise ValueError(f"an {n}:{m} layout of {runs.shape[0]} runs needs {runs.shape[0] * n} values and "
+                         f"positions, got {stored.size} and {positions.size}")
+    if positions.size and int(positions.max()) >= m:
+        raise ValueError(f"stored positions must be < m = {m}")
+    index = positions.reshape(-1, n).astype(np.intp)
+    if np.any(np.diff(index, axis=1) <= 0):
+        raise ValueError("stored positions must increase within each run")
+    np.put_along_axis(runs, index, stored.reshape(-1, n), axis=1)
+    return np.moveaxis(runs.reshape(moved.shape), -1, axis)
+
+
+def nm_attr(attrs: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The checked ``[n, m, axis]`` of a stored N:M layout."""
+    nm = attrs.get("nm")
+    if (not isinstance(nm, list) or len(nm) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in nm)
+            or not 1 <= nm[0] < nm[1] <= 256 or not -len(shape) <= nm[2] < len(shape) or shape[nm[2]] % nm[1]):
+        raise ValueError(f"nm must be [n, m, axis] with 1 <= n < m <= 256 and m dividing that axis of {shape}, "
+                         f"got {nm!r}")
+    return nm[0], nm[1], nm[2]
+
+
+def choose(count: int, nonzeros: int, bits: int, nm: Optional[tuple[int, int]] = None,
+           allow_packed: bool = True) -> tuple[str, int]:
+    """The smallest layout for ``count`` entries of ``bits`` bits with
+    ``nonzeros`` non-zeros, and its bytes (values, mask, positions; not
+    scales). ``nm=(n, m)`` when that pattern fits; ``allow_packed=False``
+    when the zeros must be recorded (a pruned tensor's mask). Ties go to
+    ``nm``, then ``packed``."""
+    candidates = []
+    if nm is not None:
+        n, m = nm
+        stored = count // m * n
+        candidates.append(("nm", packed_size(stored, bits) + packed_size(stored, nm_index_bits(m))))
+    if allow_packed:
+        candidates.append(("packed", packed_size(count, bits)))
+    candidates.append(("bitmask", mask_size(count) + packed_size(nonzeros, bits)))
+    return min(candidates, key=lambda c: c[1])  # min keeps the first of equal sizes
+
+
+def pack_values(values: np.ndarray, bits: int) -> np.ndarray:
+    """Integer values at ``bits`` bits (8: the bytes as they are)."""
+    return pack_bits(values, bits)
+
+
+def unpack_values(packed: np.ndarray, count: int, bits: int, signed: bool) -> np.ndarray:
+    return unpack_bits(packed, count, bits, signed)

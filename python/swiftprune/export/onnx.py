@@ -1,0 +1,396 @@
+"""Export compressed weights into an ONNX model that onnxruntime runs.
+
+Every quantized weight becomes integer initializers plus its scales:
+
+* ``MatMulNBits`` (``com.microsoft``, onnxruntime's int4 kernel): a 4-bit
+  weight with groups along K (a MatMul ``B`` of shape ``(K, N)`` quantized
+  with ``axis=-1, group_size=g``, ``g`` a power of two >= 16) whose consumers
+  are all ``MatMul`` nodes: each one is replaced by ``MatMulNBits``;
+* otherwise ``DequantizeLinear`` feeding the original consumers: per tensor
+  (opset >= 10), per channel (``axis``, opset >= 13), blocked groups
+  (``block_size``, opset >= 21); values of 2..4 bits are stored as ``INT4`` /
+  ``UINT4`` (two per byte, opset >= 21), 5..8 bits as ``INT8`` / ``UINT8``.
+  A model of a lower opset is converted with ``onnx.version_converter`` when
+  a weight needs it (``ValueError`` naming the weight when that fails).
+
+Pruned float weights (no quantization) become ``sparse_initializer`` s
+(values + int64 indices) when that is smaller than dense; other compressed
+forms (clusters, low-rank factors) are written as their dense float32
+reconstruction, and the returned :class:`OnnxExport` says so per weight.
+
+Weights are the model's float initializers and its float ``Constant`` nodes
+of rank >= 2 (exporters such as paddle2onnx put weights there); they are named
+by the initializer / the Constant's output. Needs ``pip install
+"swiftprune[onnx]"`` (onnx; onnxruntime to run the result).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+
+from .._bitpack import pack_bits
+from ..io import atomic_path
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+__all__ = ["to_onnx", "OnnxExport", "float_weights"]
+
+_MS_DOMAIN = "com.microsoft"
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError('ONNX export needs the onnx package: pip install "swiftprune[onnx]"') from None
+    return onnx
+
+
+@dataclass
+class OnnxExport:
+    """What :func:`to_onnx` wrote.
+
+    Attributes
+    ----------
+    path : str
+        The ``.onnx`` file.
+    nbytes : int
+        Its size in bytes (measured after writing).
+    opset : int
+        The default-domain opset of the written model.
+    weights : dict of str to str
+        Per exported weight, how it is stored, e.g. ``"MatMulNBits int4
+        block 128"``, ``"DequantizeLinear int8 axis 1"``, ``"sparse float32"``,
+        ``"dense float32 (clustered)"``.
+    """
+
+    path: str
+    nbytes: int
+    opset: int
+    weights: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line per weight, then the file size."""
+        width = max((len(n) for n in self.weights), default=0)
+        lines = [f"{name.ljust(width)}  {how}" for name, how in self.weights.items()]
+        lines.append(f"{self.path}: {self.nbytes:,} bytes, opset {self.opset}")
+        return "\n".join(lines)
+
+
+def _opset(model: Any) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return 1
+
+
+def _lift_constants(model: Any) -> None:
+    """Float Constant nodes of rank >= 2 in the main graph become initializers."""
+    onnx = _import_onnx()
+    graph = model.graph
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 \
+                and node.attribute[0].name == "value":
+            tensor = node.attribute[0].t
+            if tensor.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE) \
+                    and len(tensor.dims) >= 2:
+                lifted = onnx.TensorProto()
+                lifted.CopyFrom(tensor)
+                lifted.name = node.output[0]
+                graph.initializer.append(lifted)
+                continue
+        keep.append(node)
+    if len(keep) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
+
+
+def _load(model: Any) -> Any:
+    onnx = _import_onnx()
+    if isinstance(model, onnx.ModelProto):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        return copy
+    path = os.fspath(model)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    try:
+        return onnx.load(path)
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise ValueError(f"{path}: not a valid ONNX model ({type(error).__name__}: {error})") from None
+
+
+def float_weights(model: Any) -> dict[str, np.ndarray]:
+    """The float weights of an ONNX model (a path or ``ModelProto``) as
+    name → array: initializers and ``Constant`` nodes of rank >= 2, as
+    :func:`to_onnx` sees them. Compress these with :func:`swiftprune.compress`."""
+    onnx = _import_onnx()
+    from onnx import numpy_helper
+
+    proto = _load(model)
+    _lift_constants(proto)
+    out = {}
+    for init in proto.graph.initializer:
+        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
+            out[init.name] = numpy_helper.to_array(init)
+    return out
+
+
+def _consumers(graph: Any, name: str) -> list[tuple[Any, int]]:
+    return [(node, i) for node in graph.node for i, x in enumerate(node.input) if x == name]
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def _matmul_nbits_ok(q: Any, shape: tuple[int, ...], consumers: list[tuple[Any, int]]) -> bool:
+    return (q.bits <= 4 and len(shape) == 2 and q.axis is not None and q.axis % 2 == 1
+            and q.group_size is not None and q.group_size >= 16 and _is_pow2(q.group_size)
+            and bool(consumers)
+            and all(node.op_type == "MatMul" and node.domain in ("", "ai.onnx") and i == 1
+                    for node, i in consumers))
+
+
+def _needed_opset(q: Any) -> int:
+    if q.bits <= 4 or q.group_size is not None:
+        return 21
+    if q.axis is not None:
+        return 13
+    return 10
+
+
+def _int_tensor(onnx: Any, name: str, values: np.ndarray, bits: int, symmetric: bool) -> Any:
+    """An INT4/UINT4 (bits <= 4; packed two per byte) or INT8/UINT8 initializer."""
+    values = np.ascontiguousarray(values)
+    if bits <= 4:
+        kind = onnx.TensorProto.INT4 if symmetric else onnx.TensorProto.UINT4
+        return onnx.helper.make_tensor(name, kind, list(values.shape), pack_bits(values, 4).tobytes(), raw=True)
+    kind = onnx.TensorProto.INT8 if symmetric else onnx.TensorProto.UINT8
+    return onnx.helper.make_tensor(name, kind, list(values.shape), values.view(np.uint8).tobytes(), raw=True)
+
+
+def _dequantize_linear(onnx: Any, graph: Any, name: str, q: Any, dtype: np.dtype) -> str:
+    """Replaces initializer `name` by integer values + DequantizeLinear (whose output
+    takes the scale's dtype: the weight's own); returns the description."""
+    from onnx import numpy_helper
+
+    shape = tuple(q.values.shape)
+    attributes: dict[str, Any] = {}
+    if q.axis is None:
+        scale = q.scale.reshape(())
+        zero_point = q.zero_point.reshape(())
+        how = "per tensor"
+    elif q.group_size is None:
+        axis = q.axis % len(shape)
+        scale = q.scale.reshape(-1)
+        zero_point = q.zero_point.reshape(-1)
+        attributes["axis"] = axis
+        how = f"axis {axis}"
+    else:  # groups along the other dimension of a 2-D weight: ONNX blocked quantization on that axis
+        other = 1 - q.axis % 2
+        scale, zero_point = q.scale, q.zero_point
+        attributes["axis"] = other
+        attributes["block_size"] = int(q.group_size)
+        how = f"axis {other} block {q.group_size}"
+    bits = 4 if q.bits <= 4 else 8
+    graph.initializer.append(_int_tensor(onnx, f"{name}::q", q.values, q.bits, q.symmetric))
+    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(scale, dtype=dtype), f"{name}::scale"))
+    graph.initializer.append(_int_tensor(onnx, f"{name}::zero_point", zero_point, q.bits, q.symmetric))
+    node = onnx.helper.make_node("DequantizeLinear", [f"{name}::q", f"{name}::scale", f"{name}::zero_point"],
+                                 [name], name=f"{name}::dequantize", **attributes)
+    graph.node.insert(0, node)
+    kind = ("int" if q.symmetric else "uint") + str(bits)
+    stored = f" ({q.bits}-bit values)" if q.bits not in (4, 8) else ""
+    return f"DequantizeLinear {kind} {how}{stored}"
+
+
+def _matmul_nbits(onnx: Any, graph: Any, name: str, q: Any, consumers: list[tuple[Any, int]], dtype: np.dtype) -> str:
+    """Replaces every MatMul reading weight `name` (K, N) by MatMulNBits; returns the description."""
+    from onnx import numpy_helper
+
+    k, n = q.values.shape
+    g = int(q.group_size)
+    blocks = k // g
+    # MatMulNBits holds B transposed, (N, K), as unsigned 4-bit codes, low nibble first,
+    # blocked along K: (N, blocks, g / 2) bytes. Symmetric codes are shifted by the default zero point 8.
+    codes = q.values.T.astype(np.int16) + (8 if q.symmetric else 0)
+    packed = pack_bits(codes.astype(np.uint8), 4).reshape(n, blocks, g // 2)
+    scales = np.ascontiguousarray(q.scale.T, dtype=dtype).reshape(-1)  # (N * blocks), n-major, A's dtype
+    inputs = [f"{name}::nbits", f"{name}::scales"]
+    graph.initializer.append(numpy_helper.from_array(packed, inputs[0]))
+    graph.initializer.append(numpy_helper.from_array(scales, inputs[1]))
+    if not q.symmetric:
+        zero = np.ascontiguousarray(q.zero_point.T, dtype=np.uint8)  # (N, blocks), packed per column
+        per_column = (blocks + 1) // 2
+        zp = np.zeros((n, per_column), np.uint8)
+        for j in range(n):
+            zp[j] = pack_bits(zero[j], 4)
+        inputs.append(f"{name}::zero_points")
+        graph.initializer.append(numpy_helper.from_array(zp.reshape(-1), inputs[2]))
+    nodes = list(graph.node)
+    for node, _ in consumers:
+        replacement = onnx.helper.make_node(
+            "MatMulNBits", [node.input[0], *inputs], list(node.output), name=(node.name or name) + "::nbits",
+            domain=_MS_DOMAIN, K=int(k), N=int(n), bits=4, block_size=g)
+        nodes[nodes.index(node)] = replacement
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return f"MatMulNBits {'int4' if q.symmetric else 'uint4'} block {g}"
+
+
+def _sparse_initializer(onnx: Any, graph: Any, name: str, dense: np.ndarray) -> Optional[str]:
+    """A pruned float weight as a sparse_initializer when smaller; None otherwise."""
+    from onnx import numpy_helper
+
+    flat = dense.reshape(-1)
+    kept = np.flatnonzero(flat)
+    if kept.size * (4 + 8) >= flat.size * 4:
+        return None
+    values = numpy_helper.from_array(flat[kept].astype(np.float32), name)
+    indices = numpy_helper.from_array(kept.astype(np.int64), f"{name}::indices")
+    graph.sparse_initializer.append(onnx.helper.make_sparse_tensor(values, indices, list(dense.shape)))
+    return "sparse float32 (values + int64 indices)"
+
+
+def _compressed_forms(compressed: Any, recipe: Any, weights: Mapping[str, np.ndarray], progress: bool) -> dict[str, Any]:
+    from ..model import CompressionResult, compress, load_compressed
+
+    if recipe is not None:
+        if compressed is not None:
+            raise ValueError("give either a compression result or a recipe, not both")
+        return dict(compress(weights, recipe, progress=progress).tensors)
+    if compressed is None:
+        raise ValueError("give a compression result (or the path of a compressed .safetensors) or a recipe")
+    if isinstance(compressed, (str, os.PathLike)):
+        compressed = load_compressed(compressed)
+    if isinstance(compressed, CompressionResult):
+        return dict(compressed.tensors)
+    if isinstance(compressed, Mapping):
+        return dict(compressed)
+    raise TypeError(f"compressed must be a CompressionResult, a path or a mapping name -> compressed tensor, "
+                    f"got {type(compressed).__name__}")
+
+
+def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any = None,
+            matmul_nbits: bool = True, progress: bool = False) -> OnnxExport:
+    """Writes ``model`` with its weights replaced by their compressed forms.
+
+    Parameters
+    ----------
+    model : str, os.PathLike or onnx.ModelProto
+        The float model.
+    output : str or os.PathLike
+        The ``.onnx`` file to write (atomically).
+    compressed : CompressionResult, str / os.PathLike or mapping, optional
+        The compressed weights, named as :func:`float_weights` names them: a
+        :func:`~swiftprune.compress` result, a compressed ``.safetensors``
+        written by ``result.save``, or a mapping name → compressed tensor.
+    recipe : list of stages or a YAML/JSON path, optional
+        Instead of ``compressed``: compress :func:`float_weights(model)
+        <float_weights>` with this recipe first.
+    matmul_nbits : bool, default True
+        Use ``MatMulNBits`` for int4 groups feeding MatMul (faster in
+        onnxruntime); ``False`` keeps ``DequantizeLinear`` everywhere.
+    progress : bool, default False
+        Progress bar while compressing with ``recipe``.
+
+    Returns
+    -------
+    OnnxExport
+        The path, the measured file size, the opset and how each weight is stored.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, TypeError
+        A missing or invalid model, a compressed tensor naming no weight of
+        the model or of another shape, an opset conversion that fails.
+    ImportError
+        The onnx package is missing.
+    """
+    onnx = _import_onnx()
+    from onnx import numpy_helper
+
+    from ..model import PrunedTensor
+    from ..quantization import QuantizedTensor
+
+    proto = _load(model)
+    _lift_constants(proto)
+    graph = proto.graph
+    initializers = {init.name: init for init in graph.initializer}
+    weights = {name: numpy_helper.to_array(init) for name, init in initializers.items()
+               if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)}
+    forms = _compressed_forms(compressed, recipe, weights, progress)
+    for name, form in forms.items():
+        if name not in weights:
+            known = ", ".join(list(weights)[:8])
+            raise ValueError(f"compressed tensor {name!r} is not a float weight of the model (weights: {known}, ...)")
+        shape = tuple(getattr(form, "shape", np.shape(form)))
+        if shape != weights[name].shape:
+            raise ValueError(f"compressed tensor {name!r} has shape {shape}, the model's weight {weights[name].shape}")
+
+    quantized = {n: f for n, f in forms.items() if isinstance(f, QuantizedTensor)}
+    uses_nbits = {n for n, q in quantized.items()
+                  if matmul_nbits and _matmul_nbits_ok(q, q.shape, _consumers(graph, n))}
+    needed = max((_needed_opset(q) for n, q in quantized.items() if n not in uses_nbits), default=0)
+    if needed > _opset(proto):
+        from onnx import version_converter
+
+        old = _opset(proto)
+        try:
+            proto = version_converter.convert_version(proto, needed)
+        except Exception as error:
+            why = next(f"weight {n!r} ({q.bits}-bit{', groups' if q.group_size else ''})"
+                       for n, q in quantized.items() if n not in uses_nbits and _needed_opset(q) == needed)
+            raise ValueError(f"{why} needs DequantizeLinear of opset {needed}, and converting the model from opset "
+                             f"{old} failed ({type(error).__name__}: {error}); quantize to int8 per channel "
+                             "(opset 13) or use int4 groups on MatMul weights (MatMulNBits)") from None
+        graph = proto.graph
+
+    report: dict[str, str] = {}
+    remove = set()
+    for name, form in forms.items():
+        if isinstance(form, np.ndarray):
+            continue
+        if isinstance(form, QuantizedTensor):
+            if name in uses_nbits:
+                report[name] = _matmul_nbits(onnx, graph, name, form, _consumers(graph, name), weights[name].dtype)
+            else:
+                report[name] = _dequantize_linear(onnx, graph, name, form, weights[name].dtype)
+            remove.add(name)
+            continue
+        dense = np.asarray(form.to_dense() if isinstance(form, PrunedTensor) else _dense_of(form), np.float32)
+        if isinstance(form, PrunedTensor):
+            how = _sparse_initializer(onnx, graph, name, dense)
+            if how is not None:
+                report[name] = how
+                remove.add(name)
+                continue
+        replacement = numpy_helper.from_array(dense.astype(weights[name].dtype), name)
+        for i, init in enumerate(graph.initializer):
+            if init.name == name:
+                graph.initializer[i].CopyFrom(replacement)
+        report[name] = f"dense {weights[name].dtype} ({type(form).__name__})"
+    kept = [init for init in graph.initializer if init.name not in remove]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    inputs = [i for i in graph.input if i.name not in remove]  # old IRs list initializers as inputs too
+    del graph.input[:]
+    graph.input.extend(inputs)
+    if uses_nbits and not any(o.domain == _MS_DOMAIN for o in proto.opset_import):
+        proto.opset_import.append(onnx.helper.make_opsetid(_MS_DOMAIN, 1))
+
+    path = os.fspath(output)
+    with atomic_path(path) as temporary:
+        onnx.save(proto, temporary)
+    return OnnxExport(path, os.path.getsize(path), _opset(proto), report)
+
+
+def _dense_of(form: Any) -> np.ndarray:
+    from ..registry import codec_for as _codec_for
+
+    return _codec_for(form).dense(form)
