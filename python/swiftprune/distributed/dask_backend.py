@@ -9,6 +9,7 @@ is byte for byte what the local backend writes.
 """
 from __future__ import annotations
 
+import uuid
 from typing import Any, Callable, Iterator, Sequence
 
 from .executors import Executor
@@ -56,9 +57,10 @@ class DaskExecutor(Executor):
 
     def run(self, specs: Sequence[JobSpec], progress: Callable[[int], None]) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
         futures = {}
+        run = uuid.uuid4().hex  # fresh keys per run: a key reused while its cancel is in flight gets cancelled too
         for spec in specs:
             # pure=False: a resumed or repeated job must run again, never come from the cache.
-            future = self.client.submit(run_job, spec, pure=False, key=f"swiftprune-job-{spec.index}-{id(spec)}")
+            future = self.client.submit(run_job, spec, pure=False, key=f"swiftprune-job-{run}-{spec.index}")
             futures[future.key] = (future, spec)
         try:
             for future in self._distributed.as_completed([f for f, _ in futures.values()]):
@@ -68,7 +70,8 @@ class DaskExecutor(Executor):
                 yield spec, result
         finally:
             for future, _ in futures.values():
-                future.cancel()
+                if not future.done():  # an early exit (error, interrupt): stop what is still queued
+                    future.cancel()
 
     def close(self) -> None:
         if self._own:
