@@ -246,7 +246,7 @@ def test_stage_flags_match_recipes(tmp_path, capsys):
     (["--low-rank", "rank:2", "--quantize", "int8"], 2, "--low-rank and --quantize both encode"),
     (["--prune", "0.5", "--low-rank", "rank:2"], 2, "--low-rank cannot keep pruned entries zero"),
     (["--quantize", "int4:5"], 1, "stage 0 (quantize) on tensor 'fc1.weight': group_size 5 does not divide"),
-    (["--quantize", "int4:4", "--min-rank", "1"], 1, "on tensor 'fc1.bias': group_size needs a 2-D weight"),
+    (["--quantize", "int4:4", "--min-rank", "1"], 1, "on tensor 'fc1.bias': group_size needs a weight of rank 2 or more"),
     (["--quantize", "int9"], 1, "stage 0 (quantize), field 'bits': bits must be <= 8, got 9"),
     (["--quantize", "int4:128:symmetric=maybe"], 1, "field 'symmetric'"),
     (["--prune", "nm:4:4"], 1, "stage 0 (prune), field 'n'"),
