@@ -1,0 +1,306 @@
+"""Per-tensor sensitivity: what each candidate encoding costs and how much it hurts.
+
+For every planned tensor (floating, rank ≥ ``min_rank``) and every candidate
+that applies to it, the tensor alone is compressed by ``compress()`` with the
+candidate's stages, exactly as the final recipe will; its cost is the
+codec's stored size (``bytes_after`` of the report row, the same number the
+written file holds) and its damage is one of
+
+``"weight"``   relative squared error ``‖W − Ŵ‖² / ‖W‖²`` (no data needed);
+``"hessian"``  ``Σ h_j (W − Ŵ)²_ij / Σ h_j W²_ij`` with ``h = diag(xᵀx)`` of
+               the layer's calibration inputs (Optimal-Brain-style saliency;
+               tensors without inputs fall back to ``"weight"``);
+``"output"``   relative squared layer-output error ``‖x(W − Ŵ)‖² / ‖xW‖²``
+               (tensors without inputs fall back to ``"weight"``);
+``"evaluate"`` ``score(original) − score(one tensor replaced)`` from the user's
+               ``evaluate(weights) -> float`` (higher is better), one tensor
+               changed at a time, each (tensor, candidate) evaluated once.
+
+Damages are summed over tensors by the planner (the usual additive
+approximation of layer-wise sensitivity, as in HAWQ / Intel Neural
+Compressor's per-op tuning).
+
+Calibration inputs are ``{tensor name: x}`` with ``x`` of shape
+``(samples, features)``: for a dense kernel ``features`` is its input size;
+for a conv kernel either its input channels (``"hessian"`` only; the
+diagonal is shared by all kernel positions) or the input-channel×kernel
+patch size in the weight's own flattening order (Keras ``(kh, kw, in)``,
+PyTorch ``(in, kh, kw)``).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ._callable_module import make_callable
+from ._progress import progress as _progress
+from .candidates import Candidate, default_candidates, parse_candidate
+
+__all__ = ["sensitivity", "Sensitivity", "Option"]
+
+_MEASURES = ("weight", "hessian", "output", "evaluate")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One candidate on one tensor: the recipe ``stages`` (no ``include``),
+    the stored ``bytes`` and the ``damage``."""
+
+    candidate: str
+    stages: tuple
+    bytes: int
+    damage: float
+
+
+@dataclass
+class Sensitivity:
+    """What :func:`sensitivity` measured.
+
+    Attributes
+    ----------
+    options : dict of str to list of Option
+        Per planned tensor (in model order), the candidates that apply to it.
+    fixed_bytes : dict of str to int
+        Tensors the planner leaves alone (1-D, integer, below ``min_rank``),
+        with their stored size.
+    measure : str
+        The damage measure used.
+    layout : str
+        ``"keras"`` or ``"torch"``.
+    container : str
+        ``"mapping"`` or ``"sequence"`` (how the weights came in).
+    seconds : float
+        Time the measurement took.
+    """
+
+    options: dict[str, list[Option]]
+    fixed_bytes: dict[str, int]
+    measure: str
+    layout: str
+    container: str = "mapping"
+    seconds: float = 0.0
+    base_score: Optional[float] = None
+    original_bytes: int = 0
+
+    def table(self) -> str:
+        """A text table: one line per tensor and candidate (bytes, damage)."""
+        lines = [f"{'tensor':30s} {'candidate':18s} {'bytes':>12s} {'damage':>12s}"]
+        for name, options in self.options.items():
+            for option in options:
+                lines.append(f"{name[:30]:30s} {option.candidate:18s} {option.bytes:12,d} {option.damage:12.4g}")
+        return "\n".join(lines)
+
+
+def _named(weights: Any) -> tuple[str, dict[str, np.ndarray]]:
+    from .io import SafetensorsFile
+
+    if isinstance(weights, SafetensorsFile):
+        return "mapping", {name: weights[name] for name in weights.names}
+    if isinstance(weights, Mapping):
+        return "mapping", {str(k): np.asarray(v) for k, v in weights.items()}
+    if isinstance(weights, (list, tuple)):
+        return "sequence", {str(i): np.asarray(v) for i, v in enumerate(weights)}
+    raise TypeError("weights must be a mapping name -> array or a list of arrays, "
+                    f"got {type(weights).__name__}")
+
+
+def _as_container(container: str, arrays: Mapping[str, np.ndarray]) -> Any:
+    return list(arrays.values()) if container == "sequence" else dict(arrays)
+
+
+def planned_tensors(arrays: Mapping[str, np.ndarray], min_rank: int) -> list[str]:
+    """Names of the floating tensors of rank ≥ ``min_rank`` (the ones the planner chooses for)."""
+    return [name for name, a in arrays.items() if a.dtype.kind == "f" and a.ndim >= min_rank and a.size > 0]
+
+
+def _hessian_diagonal(name: str, w: np.ndarray, x: np.ndarray, layout: str) -> np.ndarray:
+    """``diag(xᵀx)`` expanded to the input dimension K of the weight's 2-D view."""
+    from .candidates import channel_axis
+
+    x = np.asarray(x)
+    if x.ndim != 2 or x.dtype.kind != "f":
+        raise ValueError(f"calibration inputs of {name!r} must be a float (samples, features) array, got "
+                         f"{x.dtype} {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"calibration inputs of {name!r} contain NaN or Inf")
+    axis = channel_axis(w.shape, layout)
+    k = w.size // w.shape[axis]
+    h = np.einsum("si,si->i", x, x, dtype=np.float64)
+    if h.size == k:
+        return h
+    if w.ndim > 2 and axis in (0, w.ndim - 1):
+        inputs = w.shape[1] if layout == "torch" else w.shape[-2]
+        if h.size == inputs:
+            spatial = k // inputs
+            return np.repeat(h, spatial) if layout == "torch" else np.tile(h, spatial)
+    raise ValueError(f"calibration inputs of {name!r} have {h.size} features; its weight of shape {w.shape} "
+                     f"takes {k} (input-channel x kernel) inputs")
+
+
+def _matrix(w: np.ndarray, layout: str) -> np.ndarray:
+    """The weight as ``(K, out)``: rows = inputs, columns = output channels."""
+    from .candidates import channel_axis
+
+    axis = channel_axis(w.shape, layout)
+    moved = np.moveaxis(w, axis, -1)
+    return moved.reshape(-1, w.shape[axis])
+
+
+def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, measure: Optional[str] = None,
+                calibration: Optional[Mapping[str, Any]] = None,
+                evaluate: Optional[Callable[[Any], float]] = None, layout: str = "keras", min_rank: int = 2,
+                include: Optional[Sequence[str]] = None, progress: bool = True) -> Sensitivity:
+    """Bytes and damage of every candidate encoding on every planned tensor.
+
+    Parameters
+    ----------
+    weights : mapping of str to array_like, or list of array_like
+        The model (a ``state_dict`` as NumPy, ``load_weights(path)``, Keras
+        ``get_weights()``). Never modified.
+    candidates : iterable of str or Candidate, optional
+        Spellings such as ``"int4:g32"``, ``"pal16"`` (see
+        :mod:`swiftprune.candidates`); default :func:`default_candidates`.
+        ``"float32"`` (keep) is always added.
+    measure : {"weight", "hessian", "output", "evaluate"}, optional
+        Default: ``"evaluate"`` when ``evaluate`` is given, ``"hessian"`` when
+        ``calibration`` is, else ``"weight"``. See the module docstring.
+    calibration : mapping of str to array_like, optional
+        Layer inputs ``{tensor name: (samples, features)}``.
+    evaluate : callable, optional
+        ``evaluate(weights) -> float``, higher is better; receives the same
+        container kind as ``weights`` with one tensor replaced by its
+        compressed (dense float32) version.
+    layout : {"keras", "torch"}
+        Where the output channel sits (see :mod:`swiftprune.candidates`).
+    min_rank : int, default 2
+        Smaller tensors (biases, norms) are not planned; they stay as they are.
+    include : sequence of str, optional
+        Plan only these tensor names (others stay as they are).
+    progress : bool, default True
+        A progress bar with a time estimate (tqdm) over the measurements.
+
+    Returns
+    -------
+    Sensitivity
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad containers, unknown candidates or measure, calibration inputs of
+        the wrong shape or for unknown tensors, ``evaluate`` missing for
+        ``measure="evaluate"`` or returning a non-finite score.
+    """
+    from .model import compress
+
+    started = time.perf_counter()
+    container, arrays = _named(weights)
+    cands = [parse_candidate(c) for c in (default_candidates() if candidates is None else candidates)]
+    if not any(c.kind == "keep" for c in cands):
+        cands.insert(0, Candidate("keep"))
+    seen: set[str] = set()
+    cands = [c for c in cands if not (c.name in seen or seen.add(c.name))]
+    if measure is None:
+        measure = "evaluate" if evaluate is not None else "hessian" if calibration else "weight"
+    if measure not in _MEASURES:
+        raise ValueError(f"measure must be one of {', '.join(_MEASURES)}, got {measure!r}")
+    if measure == "evaluate" and evaluate is None:
+        raise ValueError("measure='evaluate' needs an evaluate(weights) -> score callable")
+    if measure in ("hessian", "output") and not calibration:
+        raise ValueError(f"measure={measure!r} needs calibration inputs {{tensor name: (samples, features)}}")
+    calibration = dict(calibration or {})
+    unknown = [name for name in calibration if name not in arrays]
+    if unknown:
+        raise ValueError(f"calibration inputs given for unknown tensor {unknown[0]!r}")
+    names = planned_tensors(arrays, min_rank)
+    if include is not None:
+        missing = [n for n in include if n not in arrays]
+        if missing:
+            raise ValueError(f"include names unknown tensor {missing[0]!r}")
+        names = [n for n in names if n in set(include)]
+    fixed = {name: int(a.nbytes) for name, a in arrays.items() if name not in names}
+    base_score = None
+    if measure == "evaluate":
+        base_score = _score(evaluate, _as_container(container, arrays), "the original weights")
+
+    jobs = []
+    for name in names:
+        for cand in cands:
+            stages = cand.stages_for(arrays[name].shape, layout)
+            if stages is not None:
+                jobs.append((name, cand, stages))
+    options: dict[str, list[Option]] = {name: [] for name in names}
+    hessians: dict[str, np.ndarray] = {}
+    for name, cand, stages in _progress(jobs, total=len(jobs), description="sensitivity", enabled=progress):
+        w = arrays[name]
+        if not stages:
+            options[name].append(Option(cand.name, (), int(w.nbytes), 0.0))
+            continue
+        recipe = [dict(stage, include=name) for stage in stages]
+        try:
+            result = compress({name: w}, recipe, progress=False)
+        except ValueError:
+            continue  # the candidate cannot encode this tensor (e.g. out of float16 range)
+        row = result.report[0]
+        size = int(row["bytes_after"])
+        if size >= w.nbytes:
+            continue  # never a candidate that grows the tensor
+        dense = result.weights[name]
+        damage = _damage(measure, name, w, dense, row, calibration, hessians, layout,
+                         evaluate, base_score, container, arrays)
+        options[name].append(Option(cand.name, tuple(stages), size, damage))
+    original = sum(int(a.nbytes) for a in arrays.values())
+    return Sensitivity(options, fixed, measure, layout, container, time.perf_counter() - started, base_score,
+                       original)
+
+
+def _score(evaluate: Callable[[Any], float], weights: Any, what: str) -> float:
+    score = evaluate(weights)
+    try:
+        score = float(score)
+    except (TypeError, ValueError):
+        raise TypeError(f"evaluate must return a number, got {type(score).__name__} for {what}") from None
+    if not math.isfinite(score):
+        raise ValueError(f"evaluate returned {score} for {what}")
+    return score
+
+
+def _damage(measure: str, name: str, w: np.ndarray, dense: np.ndarray, row: Mapping[str, Any],
+            calibration: Mapping[str, Any], hessians: dict[str, np.ndarray], layout: str,
+            evaluate: Optional[Callable[[Any], float]], base_score: Optional[float], container: str,
+            arrays: Mapping[str, np.ndarray]) -> float:
+    if measure == "evaluate":
+        trial = dict(arrays)
+        trial[name] = dense
+        return float(base_score - _score(evaluate, _as_container(container, trial),
+                                         f"tensor {name!r} compressed"))
+    if measure == "weight" or name not in calibration:
+        return float(row["relative_error"]) ** 2
+    w2 = _matrix(np.asarray(w, dtype=np.float32), layout)
+    diff = _matrix(dense, layout) - w2
+    if measure == "hessian":
+        if name not in hessians:
+            hessians[name] = _hessian_diagonal(name, w, calibration[name], layout)
+        h = hessians[name]
+        total = float(np.einsum("ko,ko,k->", w2, w2, h, dtype=np.float64, optimize=True))
+        error = float(np.einsum("ko,ko,k->", diff, diff, h, dtype=np.float64, optimize=True))
+    else:
+        from .linalg import matmul
+
+        x = np.asarray(calibration[name], dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != w2.shape[0]:
+            raise ValueError(f"calibration inputs of {name!r} must have shape (samples, {w2.shape[0]}) for its "
+                             f"weight of shape {w.shape}, got {x.shape}")
+        y = matmul(x, np.ascontiguousarray(w2))
+        e = matmul(x, np.ascontiguousarray(diff))
+        total = float(np.einsum("so,so->", y, y, dtype=np.float64))
+        error = float(np.einsum("so,so->", e, e, dtype=np.float64))
+    if total == 0.0:
+        return 0.0 if error == 0.0 else math.inf
+    return error / total
+
+
+make_callable(__name__, sensitivity)  # ``swiftprune.sensitivity(...)`` is this function
