@@ -386,6 +386,8 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
     if not 0.0 <= percentile <= 100.0:
         raise ValueError(f"percentile must be in [0, 100], got {percentile!r}")
     w = _float_array("w", w)
+    if group and w.ndim < 2:
+        raise ValueError(f"group_size needs a weight of rank 2 or more, got shape {w.shape}")
     if group and w.ndim > 2:
         # A conv kernel: quantize its (channel, input-channel x kernel) matrix view.
         scale_shape = _core_scale_shape(w.shape, axis, group)
