@@ -117,28 +117,67 @@ def planned_tensors(arrays: Mapping[str, np.ndarray], min_rank: int) -> list[str
     return [name for name, a in arrays.items() if a.dtype.kind == "f" and a.ndim >= min_rank and a.size > 0]
 
 
-def _hessian_diagonal(name: str, w: np.ndarray, x: np.ndarray, layout: str) -> np.ndarray:
-    """``diag(xᵀx)`` expanded to the input dimension K of the weight's 2-D view."""
+def _depthwise(w: np.ndarray, layout: str) -> bool:
+    """A Keras depthwise kernel ``(kh, kw, channels, 1)``: its channels are its
+    outputs and each sees only its own input channel."""
     from .candidates import channel_axis
 
+    return layout == "keras" and w.ndim == 4 and channel_axis(w.shape, layout) == 2
+
+
+def _check_inputs(name: str, x: Any) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2 or x.dtype.kind != "f":
         raise ValueError(f"calibration inputs of {name!r} must be a float (samples, features) array, got "
                          f"{x.dtype} {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"calibration inputs of {name!r} contain NaN or Inf")
+    return x
+
+
+def _hessian_weights(name: str, w: np.ndarray, x: Any, layout: str) -> np.ndarray:
+    """``diag(xᵀx)`` as weights broadcastable to the ``(K, out)`` matrix view."""
+    from .candidates import channel_axis
+
+    x = _check_inputs(name, x)
     axis = channel_axis(w.shape, layout)
     k = w.size // w.shape[axis]
     h = np.einsum("si,si->i", x, x, dtype=np.float64)
+    if _depthwise(w, layout):
+        channels = w.shape[2]
+        if h.size == channels:  # per input channel, shared by the kernel positions
+            return h[None, :]
+        if h.size == k * channels:  # patches in (kh, kw, channels) order
+            return h.reshape(k, channels)
+        raise ValueError(f"calibration inputs of depthwise kernel {name!r} must have {channels} (channels) or "
+                         f"{k * channels} (kh x kw x channels patch) features, got {h.size}")
     if h.size == k:
-        return h
+        return h[:, None]
     if w.ndim > 2 and axis in (0, w.ndim - 1):
         inputs = w.shape[1] if layout == "torch" else w.shape[-2]
         if h.size == inputs:
             spatial = k // inputs
-            return np.repeat(h, spatial) if layout == "torch" else np.tile(h, spatial)
+            return (np.repeat(h, spatial) if layout == "torch" else np.tile(h, spatial))[:, None]
     raise ValueError(f"calibration inputs of {name!r} have {h.size} features; its weight of shape {w.shape} "
                      f"takes {k} (input-channel x kernel) inputs")
+
+
+def _output_energy(name: str, w2: np.ndarray, x: Any, depthwise: bool) -> float:
+    """``‖x w2‖²`` for the layer's inputs (a depthwise layer: per channel)."""
+    from .linalg import matmul
+
+    x = _check_inputs(name, x).astype(np.float32, copy=False)
+    if depthwise:
+        k, channels = w2.shape
+        if x.shape[1] != k * channels:
+            raise ValueError(f"calibration inputs of depthwise kernel {name!r} must be (samples, {k * channels}) "
+                             f"patches for measure='output', got {x.shape}")
+        y = np.einsum("skc,kc->sc", x.reshape(-1, k, channels), w2, dtype=np.float64)
+        return float(np.einsum("sc,sc->", y, y))
+    if x.shape[1] != w2.shape[0]:
+        raise ValueError(f"calibration inputs of {name!r} must have shape (samples, {w2.shape[0]}), got {x.shape}")
+    y = matmul(np.ascontiguousarray(x), np.ascontiguousarray(w2))
+    return float(np.einsum("so,so->", y, y, dtype=np.float64))
 
 
 def _matrix(w: np.ndarray, layout: str) -> np.ndarray:
@@ -283,21 +322,16 @@ def _damage(measure: str, name: str, w: np.ndarray, dense: np.ndarray, row: Mapp
     diff = _matrix(dense, layout) - w2
     if measure == "hessian":
         if name not in hessians:
-            hessians[name] = _hessian_diagonal(name, w, calibration[name], layout)
+            hessians[name] = _hessian_weights(name, w, calibration[name], layout)
         h = hessians[name]
-        total = float(np.einsum("ko,ko,k->", w2, w2, h, dtype=np.float64, optimize=True))
-        error = float(np.einsum("ko,ko,k->", diff, diff, h, dtype=np.float64, optimize=True))
+        total = float(np.sum(w2.astype(np.float64) ** 2 * h))
+        error = float(np.sum(diff.astype(np.float64) ** 2 * h))
     else:
-        from .linalg import matmul
-
-        x = np.asarray(calibration[name], dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != w2.shape[0]:
-            raise ValueError(f"calibration inputs of {name!r} must have shape (samples, {w2.shape[0]}) for its "
-                             f"weight of shape {w.shape}, got {x.shape}")
-        y = matmul(x, np.ascontiguousarray(w2))
-        e = matmul(x, np.ascontiguousarray(diff))
-        total = float(np.einsum("so,so->", y, y, dtype=np.float64))
-        error = float(np.einsum("so,so->", e, e, dtype=np.float64))
+        depthwise = _depthwise(w, layout)
+        if name not in hessians:
+            hessians[name] = np.array(_output_energy(name, w2, calibration[name], depthwise))
+        total = float(hessians[name])
+        error = _output_energy(name, diff, calibration[name], depthwise)
     if total == 0.0:
         return 0.0 if error == 0.0 else math.inf
     return error / total
