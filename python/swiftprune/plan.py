@@ -38,7 +38,7 @@ def compressed_file_overhead(ndims: Mapping[str, int]) -> int:
 
     reserve = header_size_estimate(ndims, parts=6) + 800 * len(ndims) + 1024
     reserve = min(reserve, 100_000_000)
-    return 8 + reserve + 8  # the header is padded to 8-byte alignment
+    return (8 + reserve + 7) // 8 * 8  # the data section starts at a multiple of 8
 
 
 @dataclass

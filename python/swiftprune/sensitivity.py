@@ -11,7 +11,8 @@ written file holds) and its damage is one of
                the layer's calibration inputs (Optimal-Brain-style saliency;
                tensors without inputs fall back to ``"weight"``);
 ``"output"``   relative squared layer-output error ``‖x(W − Ŵ)‖² / ‖xW‖²``
-               (tensors without inputs fall back to ``"weight"``);
+               (tensors without inputs fall back to ``"weight"``, a depthwise
+               kernel given per-channel inputs instead of patches to ``"hessian"``);
 ``"evaluate"`` ``score(original) − score(one tensor replaced)`` from the user's
                ``evaluate(weights) -> float`` (higher is better), one tensor
                changed at a time, each (tensor, candidate) evaluated once.
@@ -320,6 +321,9 @@ def _damage(measure: str, name: str, w: np.ndarray, dense: np.ndarray, row: Mapp
         return float(row["relative_error"]) ** 2
     w2 = _matrix(np.asarray(w, dtype=np.float32), layout)
     diff = _matrix(dense, layout) - w2
+    depthwise = _depthwise(w, layout)
+    if measure == "output" and depthwise and np.shape(calibration[name])[-1] == w.shape[2]:
+        measure = "hessian"  # per-channel inputs of a depthwise kernel: no patches, so its diagonal only
     if measure == "hessian":
         if name not in hessians:
             hessians[name] = _hessian_weights(name, w, calibration[name], layout)
@@ -327,7 +331,6 @@ def _damage(measure: str, name: str, w: np.ndarray, dense: np.ndarray, row: Mapp
         total = float(np.sum(w2.astype(np.float64) ** 2 * h))
         error = float(np.sum(diff.astype(np.float64) ** 2 * h))
     else:
-        depthwise = _depthwise(w, layout)
         if name not in hessians:
             hessians[name] = np.array(_output_energy(name, w2, calibration[name], depthwise))
         total = float(hessians[name])
