@@ -165,9 +165,9 @@ def test_failures_exit_1_with_one_line(model_file, tmp_path, capsys, args, messa
 
 
 def test_unavailable_stage_fails_cleanly(model_file, tmp_path, capsys, monkeypatch):
-    from swiftprune import model
+    from swiftprune import registry
 
-    monkeypatch.setitem(model._METHODS, "cluster", {})
+    monkeypatch.setitem(registry._METHODS, "cluster", {})
     assert cli.main(["compress", str(model_file), "-o", str(tmp_path / "o.safetensors"), "--cluster", "16"]) == 1
     assert "cluster is not available" in capsys.readouterr().err
 
