@@ -32,13 +32,11 @@ __all__ = ["plan", "Plan", "compressed_file_overhead"]
 
 def compressed_file_overhead(ndims: Mapping[str, int]) -> int:
     """Bytes a compressed ``.safetensors`` file spends besides the stored
-    tensors: the 8-byte length and the header reserved by the writer
-    (``CompressionResult.save`` / ``compress_file``) for these tensors."""
-    from .io import header_size_estimate
+    tensors: the 8-byte length and the header room the writer
+    (``CompressionResult.save`` / ``compress_file``) reserves for these tensors."""
+    from .compressed_file import file_overhead
 
-    reserve = header_size_estimate(ndims, parts=6) + 800 * len(ndims) + 1024
-    reserve = min(reserve, 100_000_000)
-    return (8 + reserve + 7) // 8 * 8  # the data section starts at a multiple of 8
+    return file_overhead(ndims)
 
 
 @dataclass
