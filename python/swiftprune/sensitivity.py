@@ -181,6 +181,26 @@ def _output_energy(name: str, w2: np.ndarray, x: Any, depthwise: bool) -> float:
     return float(np.einsum("so,so->", y, y, dtype=np.float64))
 
 
+def _natural(w: np.ndarray, layout: str) -> np.ndarray:
+    """The weight as a 2-D view without copying: PyTorch ``(out, K)``, Keras ``(K, out)``."""
+    from .candidates import channel_axis
+
+    if layout == "torch":
+        return w.reshape(w.shape[0], -1)
+    return w.reshape(-1, w.shape[channel_axis(w.shape, layout)])
+
+
+def _weighted_squares(m: np.ndarray, h: np.ndarray) -> float:
+    """``Σ h ⊙ m²`` for ``h`` broadcastable to ``m`` (a row or column of
+    weights reduces the squares along the other axis first, in float64)."""
+    squares = np.square(m, dtype=np.float32)
+    if h.shape[0] == 1 and m.shape[0] != 1:
+        return float(np.dot(squares.sum(axis=0, dtype=np.float64), h[0]))
+    if h.shape[1] == 1 and m.shape[1] != 1:
+        return float(np.dot(squares.sum(axis=1, dtype=np.float64), h[:, 0]))
+    return float(np.sum(squares * h, dtype=np.float64))
+
+
 def _matrix(w: np.ndarray, layout: str) -> np.ndarray:
     """The weight as ``(K, out)``: rows = inputs, columns = output channels."""
     from .candidates import channel_axis
@@ -319,22 +339,23 @@ def _damage(measure: str, name: str, w: np.ndarray, dense: np.ndarray, row: Mapp
                                          f"tensor {name!r} compressed"))
     if measure == "weight" or name not in calibration:
         return float(row["relative_error"]) ** 2
-    w2 = _matrix(np.asarray(w, dtype=np.float32), layout)
-    diff = _matrix(dense, layout) - w2
     depthwise = _depthwise(w, layout)
     if measure == "output" and depthwise and np.shape(calibration[name])[-1] == w.shape[2]:
         measure = "hessian"  # per-channel inputs of a depthwise kernel: no patches, so its diagonal only
     if measure == "hessian":
         if name not in hessians:
-            hessians[name] = _hessian_weights(name, w, calibration[name], layout)
-        h = hessians[name]
-        total = float(np.sum(w2.astype(np.float64) ** 2 * h))
-        error = float(np.sum(diff.astype(np.float64) ** 2 * h))
+            h = _hessian_weights(name, w, calibration[name], layout)
+            hessians[name] = h.T if layout == "torch" else h  # to the natural (out, K) / (K, out) view
+            hessians[name + "\0total"] = np.array(_weighted_squares(_natural(w, layout), hessians[name]))
+        total = float(hessians[name + "\0total"])
+        difference = np.subtract(dense, w, dtype=np.float32)
+        error = _weighted_squares(_natural(difference, layout), hessians[name])
     else:
+        w2 = _matrix(np.asarray(w, dtype=np.float32), layout)
         if name not in hessians:
             hessians[name] = np.array(_output_energy(name, w2, calibration[name], depthwise))
         total = float(hessians[name])
-        error = _output_energy(name, diff, calibration[name], depthwise)
+        error = _output_energy(name, _matrix(dense, layout) - w2, calibration[name], depthwise)
     if total == 0.0:
         return 0.0 if error == 0.0 else math.inf
     return error / total
