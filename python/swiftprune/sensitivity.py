@@ -152,6 +152,8 @@ def _hessian_weights(name: str, w: np.ndarray, x: Any, layout: str) -> np.ndarra
             return h.reshape(k, channels)
         raise ValueError(f"calibration inputs of depthwise kernel {name!r} must have {channels} (channels) or "
                          f"{k * channels} (kh x kw x channels patch) features, got {h.size}")
+    if layout == "torch" and w.ndim > 2 and w.shape[1] == 1 and h.size == w.shape[0] and h.size != k:
+        return h[None, :]  # a PyTorch depthwise (channels, 1, kh, kw) kernel: per-channel inputs
     if h.size == k:
         return h[:, None]
     if w.ndim > 2 and axis in (0, w.ndim - 1):
@@ -234,8 +236,11 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         ``evaluate(weights) -> float``, higher is better; receives the same
         container kind as ``weights`` with one tensor replaced by its
         compressed (dense float32) version.
-    layout : {"keras", "torch"}
-        Where the output channel sits (see :mod:`swiftprune.candidates`).
+    layout : {"keras", "torch"} or mapping of str to it
+        Where the output channel sits (see :mod:`swiftprune.candidates`); a
+        mapping gives it per tensor name (key ``"*"``: the default), e.g. for
+        an ONNX model whose Conv weights are ``(out, in, kh, kw)`` and whose
+        MatMul weights are ``(in, out)``.
     min_rank : int, default 2
         Smaller tensors (biases, norms) are not planned; they stay as they are.
     include : sequence of str, optional
@@ -275,6 +280,7 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
     unknown = [name for name in calibration if name not in arrays]
     if unknown:
         raise ValueError(f"calibration inputs given for unknown tensor {unknown[0]!r}")
+    layout_of = _layouts(layout, arrays)
     names = planned_tensors(arrays, min_rank)
     if include is not None:
         missing = [n for n in include if n not in arrays]
@@ -289,7 +295,7 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
     jobs = []
     for name in names:
         for cand in cands:
-            stages = cand.stages_for(arrays[name].shape, layout)
+            stages = cand.stages_for(arrays[name].shape, layout_of(name))
             if stages is not None:
                 jobs.append((name, cand, stages))
     options: dict[str, list[Option]] = {name: [] for name in names}
@@ -309,12 +315,29 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         if size >= w.nbytes:
             continue  # never a candidate that grows the tensor
         dense = result.weights[name]
-        damage = _damage(measure, name, w, dense, row, calibration, hessians, layout,
+        damage = _damage(measure, name, w, dense, row, calibration, hessians, layout_of(name),
                          evaluate, base_score, container, arrays)
         options[name].append(Option(cand.name, tuple(stages), size, damage))
     original = sum(int(a.nbytes) for a in arrays.values())
     return Sensitivity(options, fixed, measure, layout, container, time.perf_counter() - started, base_score,
                        original)
+
+
+def _layouts(layout: Any, arrays: Mapping[str, np.ndarray]) -> Callable[[str], str]:
+    """``layout`` as a function of the tensor name (validated)."""
+    if isinstance(layout, str):
+        if layout not in ("keras", "torch"):
+            raise ValueError(f"layout must be 'keras' or 'torch', got {layout!r}")
+        return lambda name: layout
+    if not isinstance(layout, Mapping):
+        raise TypeError(f"layout must be 'keras', 'torch' or a mapping of tensor names to them, got {layout!r}")
+    for key, value in layout.items():
+        if value not in ("keras", "torch"):
+            raise ValueError(f"layout of {key!r} must be 'keras' or 'torch', got {value!r}")
+        if key != "*" and key not in arrays:
+            raise ValueError(f"layout given for unknown tensor {key!r}")
+    default = layout.get("*", "keras")
+    return lambda name: layout.get(name, default)
 
 
 def _score(evaluate: Callable[[Any], float], weights: Any, what: str) -> float:
