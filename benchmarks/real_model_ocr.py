@@ -176,12 +176,16 @@ class OCRModel:
             out.append("".join(chars))
         return out
 
-    def read(self, weights: dict[str, np.ndarray], images: list[np.ndarray], chunk: int = 32) -> list[str]:
+    def read(self, weights: dict[str, np.ndarray], images: list[np.ndarray], chunk: int = 16) -> list[str]:
         session = self.session(weights)
         name = session.get_inputs()[0].name
-        texts: list[str] = []
+        order = np.argsort([im.shape[1] for im in images], kind="stable")  # similar widths batch together
+        texts = [""] * len(images)
         for start in range(0, len(images), chunk):
-            texts += self.decode(session.run(None, {name: batch(images[start:start + chunk])})[0])
+            picked = order[start:start + chunk]
+            decoded = self.decode(session.run(None, {name: batch([images[i] for i in picked])})[0])
+            for i, text in zip(picked, decoded):
+                texts[i] = text.strip()
         return texts
 
     def accuracy(self, weights: dict[str, np.ndarray], images: list[np.ndarray], truth: list[str]) -> float:
@@ -218,7 +222,7 @@ def file_size(weights: dict[str, np.ndarray], recipe: list, path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ratio", type=float, default=5.0)
-    parser.add_argument("--lines", type=int, default=300, help="validation and test lines each")
+    parser.add_argument("--lines", type=int, default=120, help="validation and test lines each")
     parser.add_argument("--model", type=Path)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "swiftprune-ocr")
     args = parser.parse_args()
