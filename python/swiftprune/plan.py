@@ -111,7 +111,7 @@ class Plan:
         try:
             import matplotlib.pyplot as plt
         except ImportError:
-            raise ImportError("Plan.plot needs matplotlib: pip install matplotlib") from None
+            raise ImportError("Plan.plot needs matplotlib: pip install \"swiftprune[plot]\"") from None
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 4))
         xs = [b for b, _ in self.front]
