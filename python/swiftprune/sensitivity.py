@@ -287,6 +287,9 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         if missing:
             raise ValueError(f"include names unknown tensor {missing[0]!r}")
         names = [n for n in names if n in set(include)]
+    for name in names:
+        if not np.all(np.isfinite(arrays[name])):
+            raise ValueError(f"tensor {name!r} contains NaN or Inf values")
     fixed = {name: int(a.nbytes) for name, a in arrays.items() if name not in names}
     base_score = None
     if measure == "evaluate":
@@ -309,7 +312,7 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         try:
             result = compress({name: w}, recipe, progress=False)
         except ValueError:
-            continue  # the candidate cannot encode this tensor (e.g. out of float16 range)
+            continue  # the candidate cannot encode this tensor (values beyond the float16 range)
         row = result.report[0]
         size = int(row["bytes_after"])
         if size >= w.nbytes:

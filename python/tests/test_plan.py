@@ -198,3 +198,9 @@ def test_plan_summary_plot_and_errors(mlp):
         sp.sensitivity(weights, ["int8"], calibration={"nope": np.ones((2, 2))})
     with pytest.raises(ValueError, match="features"):
         sp.sensitivity(weights, ["int8"], calibration={"0": np.ones((5, 3), np.float32)}, progress=False)
+
+
+def test_nan_weights_are_an_error_naming_the_tensor():
+    with pytest.raises(ValueError, match="'bad' contains NaN"):
+        sp.sensitivity({"ok": np.ones((4, 4), np.float32), "bad": np.full((4, 4), np.nan, np.float32)}, ["int8"],
+                       progress=False)
