@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-__all__ = ["Candidate", "parse_candidate", "default_candidates", "channel_axis", "input_axis"]
+__all__ = ["Candidate", "parse_candidate", "default_candidates", "channel_axis", "input_axis", "exact_pattern"]
 
 _LAYOUTS = ("keras", "torch")
 
@@ -43,6 +43,12 @@ def _check_layout(layout: str) -> str:
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be 'keras' or 'torch', got {layout!r}")
     return layout
+
+
+def exact_pattern(name: str) -> str:
+    """A recipe ``include`` pattern that matches exactly the tensor ``name``
+    (glob characters ``*?[`` bracketed, so ``"w[0]"`` stays one name)."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def channel_axis(shape: Sequence[int], layout: str) -> int:

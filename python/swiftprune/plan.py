@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .candidates import exact_pattern
 from .knapsack import pareto_front, solve
 from ._callable_module import make_callable
 from .sensitivity import Option, Sensitivity, _as_container, _named
@@ -135,7 +136,7 @@ def _recipe(choice: Mapping[str, Option]) -> list[dict[str, Any]]:
     recipe = []
     for name, option in choice.items():
         for stage in option.stages:
-            recipe.append(dict(stage, include=name, min_rank=0))
+            recipe.append(dict(stage, include=exact_pattern(name), min_rank=0))
     return recipe
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from ._callable_module import make_callable
 from ._progress import progress as _progress
-from .candidates import Candidate, default_candidates, parse_candidate
+from .candidates import Candidate, default_candidates, exact_pattern, parse_candidate
 
 __all__ = ["sensitivity", "Sensitivity", "Option"]
 
@@ -308,7 +308,7 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         if not stages:
             options[name].append(Option(cand.name, (), int(w.nbytes), 0.0))
             continue
-        recipe = [dict(stage, include=name) for stage in stages]
+        recipe = [dict(stage, include=exact_pattern(name), min_rank=0) for stage in stages]
         try:
             result = compress({name: w}, recipe, progress=False)
         except ValueError:
