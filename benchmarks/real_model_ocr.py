@@ -225,6 +225,10 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=120, help="validation and test lines each")
     parser.add_argument("--model", type=Path)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "swiftprune-ocr")
+    parser.add_argument("--measure", choices=("hessian", "evaluate"), default="hessian",
+                        help="damage: Hessian-weighted error, or the accuracy drop on --sensitivity-lines lines")
+    parser.add_argument("--sensitivity-lines", type=int, default=24)
+    parser.add_argument("--candidates", default=",".join(CANDIDATES))
     args = parser.parse_args()
     sp.set_num_threads(2)
     ocr = OCRModel(args.model or fetch_model(args.cache))
@@ -239,30 +243,39 @@ def main() -> None:
           f"target {args.ratio:g}x = {int(budget):,d} bytes on disk")
     print(f"float32 character accuracy: validation {base_val:.4f}, test {base_test:.4f}")
     started = time.perf_counter()
-    inputs = ocr.layer_inputs(calibration_images)
-    sens = sp.sensitivity(weights, CANDIDATES, calibration=inputs, layout=dict(ocr.layout), progress=False)
-    print(f"sensitivity (hessian, {len(CANDIDATES)} candidates, {len(sens.options)} weights): "
-          f"{time.perf_counter() - started:.1f} s")
+    candidates = args.candidates.split(",")
+    if args.measure == "hessian":
+        inputs = ocr.layer_inputs(calibration_images)
+        sens = sp.sensitivity(weights, candidates, calibration=inputs, layout=dict(ocr.layout), progress=False)
+    else:
+        probe = render_lines(args.sensitivity_lines, seed=4)
+        sens = sp.sensitivity(weights, candidates, evaluate=lambda w: ocr.accuracy(w, *probe),
+                              layout=dict(ocr.layout), progress=True)
+    print(f"sensitivity ({args.measure}, {len(candidates)} candidates, {len(sens.options)} weights): "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.safetensors"
-        for label in CANDIDATES:
+        for label in candidates:
             cand = sp.parse_candidate(label)
             recipe = [dict(stage, include=name, min_rank=0) for name in sens.options
                       for stage in (cand.stages_for(weights[name].shape, ocr.layout[name]) or [])]
             size = file_size(weights, recipe, path)
             dense = sp.load_compressed(path).weights
             rows.append((f"uniform {label}", size, ocr.accuracy(dense, *test)))
+            print(*rows[-1], flush=True)
         started = time.perf_counter()
         validate = lambda w: ocr.accuracy(w, *validation)  # noqa: E731
         planned = sp.plan(weights, target_bytes=budget, sensitivity=sens, evaluate=validate, progress=False)
         seconds = time.perf_counter() - started
         size = file_size(weights, planned.recipe, path)
         dense = sp.load_compressed(path).weights
-        rows.append(("swiftprune.plan (hessian, checked)", size, ocr.accuracy(dense, *test)))
+        rows.append((f"swiftprune.plan ({args.measure}, checked)", size, ocr.accuracy(dense, *test)))
+        print(*rows[-1], flush=True)
         unchecked = sp.plan(weights, target_bytes=budget, sensitivity=sens, progress=False)
         size2 = file_size(weights, unchecked.recipe, path)
-        rows.append(("swiftprune.plan (hessian only)", size2, ocr.accuracy(sp.load_compressed(path).weights, *test)))
+        rows.append((f"swiftprune.plan ({args.measure} only)", size2,
+                     ocr.accuracy(sp.load_compressed(path).weights, *test)))
     print(f"plan with validation check: {seconds:.1f} s")
     print()
     print(f"| recipe | file bytes | x smaller | test char. accuracy | % of float32 |")
