@@ -90,7 +90,7 @@ class Plan:
     def summary(self) -> str:
         """The plan as a text table: per tensor the chosen candidate, its bytes
         and damage; then the totals against the budget."""
-        width = max([6] + [len(n) for n in self.choice])
+        width = max([len("unplanned tensors")] + [len(n) for n in self.choice])
         lines = [f"{'tensor':{width}s}  {'candidate':16s}  {'bytes':>12s}  {'damage':>10s}",
                  "-" * (width + 46)]
         for name, option in self.choice.items():
