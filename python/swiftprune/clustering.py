@@ -104,7 +104,8 @@ class ClusteredTensor:
 
     def __repr__(self) -> str:
         per = "" if self.axis is None else f", axis={self.axis}, group_size={self.group_size}"
-        return f"ClusteredTensor(shape={self.shape}, n_clusters={self.n_clusters}{per}, nbytes={self.nbytes})"
+        return (f"ClusteredTensor(shape={self.shape}, dtype={self.indices.dtype}, n_clusters={self.n_clusters}{per}, "
+                f"nbytes={self.nbytes})")
 
 
 def _palette_count(shape: tuple[int, ...], axis: int, group_size: Optional[int]) -> int:
