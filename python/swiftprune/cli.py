@@ -20,7 +20,7 @@ examples:
   swiftprune compress model.safetensors -o int8.safetensors --quantize int8
   swiftprune compress model.safetensors -o w4.safetensors --prune nm:2:4 --quantize int4:128
   swiftprune compress weights.npz -o pruned.npz --prune 0.5 --include '*kernel*'
-  swiftprune compress model.safetensors -o small.safetensors --target-ratio 6 --calibration inputs.npz
+  swiftprune compress model.safetensors -o small.safetensors --max-damage 0.01 --candidates int8,int4,pal16
   swiftprune inspect small.safetensors
   swiftprune demo
 """
@@ -56,7 +56,8 @@ Flags build the same stages, in the order prune, low-rank, cluster, quantize:
   --channel-axis AXIS           the output-channel axis: 0 for PyTorch (out, in)
                                 weights (default), -1 for Keras (in, out) kernels
 
-Budgeted compression: --target-ratio R (or --target-bytes N, --max-damage D)
+Budgeted compression: --target-ratio R (e.g. --target-ratio 6 --calibration
+inputs.npz; or --target-bytes N, --max-damage D)
 measures every tensor's sensitivity to every candidate encoding (--candidates;
 damage = weight error, or diag(x^T x)-weighted error with --calibration), picks
 one encoding per tensor to meet the target, prints the plan, then runs it.
