@@ -303,4 +303,43 @@ func checkQuantizationSignatures() {
     var lookupU8 = sp_cluster_lookup_u8; implements(&lookupU8, spClusterLookupU8)
     var lookupU16 = sp_cluster_lookup_u16; implements(&lookupU16, spClusterLookupU16)
     var gptq = sp_quant_gptq_f64; implements(&gptq, spQuantGptqF64)
+    var fitRows = sp_cluster_fit_rows_f32; implements(&fitRows, spClusterFitRowsF32)
+}
+
+@_cdecl("sp_cluster_fit_rows_f32")
+public func spClusterFitRowsF32(
+    _ w: UnsafePointer<Float>?, _ rows: Int64, _ rowLength: Int64, _ nClusters: Int64, _ initialization: Int32,
+    _ maxIter: Int64, _ seed: UInt64, _ centroidsOut: UnsafeMutablePointer<Float>?,
+    _ indicesOut: UnsafeMutableRawPointer?, _ indexBytes: Int32, _ iterationsOut: UnsafeMutablePointer<Int64>?
+) -> sp_status {
+    withStatus {
+        guard let method = ClusterInitialization(rawValue: initialization) else {
+            throw SwiftPruneError.value("unknown initialization \(initialization)")
+        }
+        guard rows >= 0, rowLength >= 0, nClusters >= 1, nClusters <= 65536 else {
+            throw SwiftPruneError.value("rows, row_length must be >= 0 and n_clusters in 1..65536, got "
+                                        + "\(rows), \(rowLength), \(nClusters)")
+        }
+        let (count, o1) = rows.multipliedReportingOverflow(by: rowLength)
+        let (books, o2) = rows.multipliedReportingOverflow(by: nClusters)
+        guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        let x = try inputBuffer(w, count, "w")
+        let centroids = try outputBuffer(centroidsOut, books, "centroids_out")
+        let ran: Int
+        switch indexBytes {
+        case 1:
+            let indices = try outputBuffer(indicesOut?.assumingMemoryBound(to: UInt8.self), count, "indices_out")
+            ran = try KMeans1D.fitRows(x, rows: Int(rows), rowLength: Int(rowLength), clusters: Int(nClusters),
+                                       initialization: method, maxIterations: Int(clamping: maxIter), seed: seed,
+                                       centroids: centroids, indices: indices)
+        case 2:
+            let indices = try outputBuffer(indicesOut?.assumingMemoryBound(to: UInt16.self), count, "indices_out")
+            ran = try KMeans1D.fitRows(x, rows: Int(rows), rowLength: Int(rowLength), clusters: Int(nClusters),
+                                       initialization: method, maxIterations: Int(clamping: maxIter), seed: seed,
+                                       centroids: centroids, indices: indices)
+        default:
+            throw SwiftPruneError.value("index_bytes must be 1 or 2, got \(indexBytes)")
+        }
+        iterationsOut?.pointee = Int64(ran)
+    }
 }

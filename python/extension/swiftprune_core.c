@@ -805,6 +805,48 @@ error:
     return NULL;
 }
 
+/* cluster_fit_rows(w2d, n_clusters, init, max_iter, seed) -> (centroids (rows, k), indices (rows, len), iterations) */
+static PyObject *core_cluster_fit_rows(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    long long n_clusters, max_iter;
+    unsigned long long seed;
+    int init;
+    if (!PyArg_ParseTuple(args, "OLiLK:cluster_fit_rows", &w_obj, &n_clusters, &init, &max_iter, &seed)) return NULL;
+    if (n_clusters < 1 || n_clusters > 65536) {
+        PyErr_Format(PyExc_ValueError, "n_clusters must be in 1..65536, got %lld", n_clusters);
+        return NULL;
+    }
+    PyArrayObject *centroids = NULL, *indices = NULL;
+    PyArrayObject *w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    if (w == NULL) return NULL;
+    if (PyArray_NDIM(w) != 2) {
+        PyErr_Format(PyExc_ValueError, "cluster_fit_rows needs a 2-D (rows, row_length) array, got %d dimensions",
+                     PyArray_NDIM(w));
+        goto error;
+    }
+    npy_intp rows = PyArray_DIM(w, 0), length = PyArray_DIM(w, 1);
+    npy_intp book_dims[2] = {rows, (npy_intp)n_clusters};
+    centroids = (PyArrayObject *)PyArray_EMPTY(2, book_dims, NPY_FLOAT32, 0);
+    if (centroids == NULL) goto error;
+    int wide = n_clusters > 256;
+    indices = empty_like_shape(w, wide ? NPY_UINT16 : NPY_UINT8);
+    if (indices == NULL) goto error;
+    int64_t iterations = 0;
+    sp_status status;
+    SP_CALL(status, sp_cluster_fit_rows_f32((const float *)PyArray_DATA(w), (int64_t)rows, (int64_t)length,
+                                            (int64_t)n_clusters, init, (int64_t)max_iter, (uint64_t)seed,
+                                            (float *)PyArray_DATA(centroids), PyArray_DATA(indices), wide ? 2 : 1,
+                                            &iterations));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return Py_BuildValue("(NNL)", centroids, indices, (long long)iterations);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(centroids);
+    Py_XDECREF(indices);
+    return NULL;
+}
+
 static PyObject *core_cluster_assign(PyObject *self, PyObject *args) {
     PyObject *w_obj, *centroids_obj;
     if (!PyArg_ParseTuple(args, "OO:cluster_assign", &w_obj, &centroids_obj)) return NULL;
@@ -932,6 +974,8 @@ error:
     {"cluster_fit", core_cluster_fit, METH_VARARGS,                                                       \
      "cluster_fit(w, n_clusters, init, max_iter, seed) -> (centroids, iterations)"},                      \
     {"cluster_assign", core_cluster_assign, METH_VARARGS, "cluster_assign(w, centroids) -> indices"},     \
+    {"cluster_fit_rows", core_cluster_fit_rows, METH_VARARGS,                                             \
+     "cluster_fit_rows(w2d, n_clusters, init, max_iter, seed) -> (centroids, indices, iterations)"},      \
     {"cluster_lookup", core_cluster_lookup, METH_VARARGS, "cluster_lookup(indices, centroids) -> float32"}, \
     {"gptq", core_gptq, METH_VARARGS,                                                                     \
      "gptq(w, x, bits, symmetric, group_size, damp) -> (values, scale, zero_point)"},

@@ -39,6 +39,13 @@ from .sparse import CSRMatrix, NMSparseMatrix, quantized_matmul
 from .io import load_weights, save_weights
 from .model import CompressionResult, PrunedTensor, Report, compress, compress_file, load_compressed
 
+# Budgeted compression: swiftprune.sensitivity(...) and swiftprune.plan(...) are callable modules
+from . import plan, sensitivity
+from .candidates import Candidate, parse_candidate
+from .half_precision import HalfPrecisionTensor
+from .plan import Plan
+from .sensitivity import Sensitivity
+
 __all__ = [
     "__version__",
     "get_num_threads",
@@ -86,6 +93,14 @@ __all__ = [
     "CompressionResult",
     "PrunedTensor",
     "Report",
+    # Budgeted compression
+    "sensitivity",
+    "plan",
+    "Sensitivity",
+    "Plan",
+    "Candidate",
+    "parse_candidate",
+    "HalfPrecisionTensor",
 ]
 
 # Submodules that are API in their own right (``swiftprune.keras.PruningCallback``,

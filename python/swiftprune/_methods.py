@@ -152,7 +152,7 @@ register_method(Method("prune", "block", block_mask,
 
 def _check_quantize(options: Mapping[str, Any]) -> None:
     if options.get("group_size") is not None and options.get("axis") is None:
-        raise OptionError("group_size", "group_size needs an axis (the channel axis of a 2-D weight: 0 for "
+        raise OptionError("group_size", "group_size needs an axis (the channel axis of a 2-D weight or conv kernel: 0 for "
                                         "PyTorch (out, in), -1 for Keras (in, out)), got axis=None")
 
 
@@ -191,10 +191,14 @@ for _name in ("minmax", "percentile", "mse"):
 
 
 def _cluster(w: np.ndarray, *, mask: Optional[np.ndarray] = None, n_clusters: int, init: str, max_iter: int,
-             seed: int) -> ClusteredTensor:
+             seed: int, axis: Optional[int] = None, group_size: Optional[int] = None) -> ClusteredTensor:
     """k-means; on pruned weights (``mask`` given, some entries pruned) the
     kept values get ``n_clusters - 1`` centroids and the pruned entries a
-    centroid of exactly 0, so they stay zero without storing the mask."""
+    centroid of exactly 0, so they stay zero without storing the mask.
+    Per-channel palettes (``axis``) are fitted on all values; if a pruned
+    entry then lands off zero the pipeline stores the keep-mask with them."""
+    if axis is not None:
+        return cluster(w, n_clusters, init=init, max_iter=max_iter, seed=seed, axis=axis, group_size=group_size)
     if mask is None or mask.all() or n_clusters < 2:
         return cluster(w, n_clusters, init=init, max_iter=max_iter, seed=seed)
     kept = w[mask]
@@ -211,12 +215,20 @@ def _cluster(w: np.ndarray, *, mask: Optional[np.ndarray] = None, n_clusters: in
     return ClusteredTensor(indices, centroids, fitted.iterations)
 
 
+def _check_cluster(options: Mapping[str, Any]) -> None:
+    if options.get("group_size") is not None and options.get("axis") is None:
+        raise OptionError("group_size", "group_size needs an axis (the channel axis the palettes run along: 0 "
+                                        "for PyTorch/ONNX (out, ...), -1 for Keras (..., out)), got axis=None")
+
+
 register_method(Method("cluster", "kmeans", _cluster, {
     "n_clusters": (_int(1, 65536), 16),
     "init": (_choice(*_CLUSTER_INITS), "linear"),
     "max_iter": (_int(0), 100),
     "seed": (_SEED, 0),
-}, masked=True), default=True)
+    "axis": (_optional(_int()), None),
+    "group_size": (_optional(_int(1)), None),
+}, masked=True, check=_check_cluster), default=True)
 
 # --------------------------------------------------------------------------- #
 # Low rank
@@ -402,20 +414,22 @@ def _encode_clustered(c: ClusteredTensor) -> tuple[dict[str, np.ndarray], dict[s
     bits = index_bits(c.n_clusters)
     return ({"indices": pack_indices(c.indices, bits), "centroids": c.centroids},
             {"shape": list(c.shape), "index_bits": bits, "index_dtype": c.indices.dtype.name,
-             "iterations": c.iterations})
+             "iterations": c.iterations, "axis": c.axis, "group_size": c.group_size})
 
 
 def _decode_clustered(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> ClusteredTensor:
     shape = _shape(attrs)
-    centroids = _array(parts, "centroids", np.float32, 1)
+    axis, group_size = attrs.get("axis"), attrs.get("group_size")
+    centroids = _array(parts, "centroids", np.float32, 1 if axis is None else 2)
     bits = attrs["index_bits"]
-    if centroids.size == 0 or bits != index_bits(centroids.size):
-        raise ValueError(f"{centroids.size} centroids do not take {bits}-bit indices")
+    if centroids.size == 0 or bits != index_bits(centroids.shape[-1]):
+        raise ValueError(f"{centroids.shape[-1]} centroids do not take {bits}-bit indices")
     if attrs["index_dtype"] not in ("uint8", "uint16"):
         raise ValueError(f"index_dtype must be uint8 or uint16, got {attrs['index_dtype']!r}")
     indices = unpack_indices(_array(parts, "indices", np.uint8, 1), math.prod(shape), bits,
                              np.dtype(attrs["index_dtype"]))
-    return ClusteredTensor(indices.reshape(shape), centroids, int(attrs.get("iterations", 0)))
+    return ClusteredTensor(indices.reshape(shape), centroids, int(attrs.get("iterations", 0)), axis=axis,
+                           group_size=group_size)
 
 
 register_codec(Codec(kind="clustered", type=ClusteredTensor, dense=lambda c: c.dequantize(),
@@ -451,3 +465,14 @@ def _decode_low_rank(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) 
 
 register_codec(Codec(kind="low_rank", type=LowRankFactors, dense=lambda f: f.reconstruct(),
                      nbytes=lambda f: f.nbytes, encode=_encode_low_rank, decode=_decode_low_rank))
+
+
+# --------------------------------------------------------------------------- #
+# Float16 storage ("keep float16")
+# --------------------------------------------------------------------------- #
+
+from . import half_precision as _half  # noqa: E402
+
+register_method(Method("quantize", "float16", _half.to_float16, {}))
+register_codec(Codec(kind="float16", type=_half.HalfPrecisionTensor, dense=lambda t: t.dequantize(),
+                     nbytes=lambda t: t.nbytes, encode=_half._encode, decode=_half._decode))

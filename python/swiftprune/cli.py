@@ -20,6 +20,7 @@ examples:
   swiftprune compress model.safetensors -o int8.safetensors --quantize int8
   swiftprune compress model.safetensors -o w4.safetensors --prune nm:2:4 --quantize int4:128
   swiftprune compress weights.npz -o pruned.npz --prune 0.5 --include '*kernel*'
+  swiftprune compress model.safetensors -o small.safetensors --max-damage 0.01 --candidates int8,int4,pal16
   swiftprune inspect small.safetensors
   swiftprune export small.safetensors --onnx model.onnx -o model.int4.onnx
   swiftprune demo
@@ -55,6 +56,14 @@ Flags build the same stages, in the order prune, low-rank, cluster, quantize:
                                 -1: Keras); e.g. energy:0.9:method=svd
   --channel-axis AXIS           the output-channel axis: 0 for PyTorch (out, in)
                                 weights (default), -1 for Keras (in, out) kernels
+
+Budgeted compression: --target-ratio R (e.g. --target-ratio 6 --calibration
+inputs.npz; or --target-bytes N, --max-damage D)
+measures every tensor's sensitivity to every candidate encoding (--candidates;
+damage = weight error, or diag(x^T x)-weighted error with --calibration), picks
+one encoding per tensor to meet the target, prints the plan, then runs it.
+--layout keras|torch says where output channels sit (default: torch, or keras
+with --channel-axis -1).
 
 --quantize, --cluster and --low-rank each encode the values: give at most one,
 and --low-rank not with --prune (its product is dense). A recipe file can
@@ -190,10 +199,71 @@ def recipe_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
     return stages
 
 
+def _planned_recipe(args: argparse.Namespace, flags: bool) -> list[dict[str, Any]]:
+    """Measures sensitivity, solves the budget, prints the plan; returns its recipe."""
+    import json
+    import os
+
+    from .io import load_weights
+    from .plan import plan
+
+    targets = [name for name, value in (("--target-ratio", args.target_ratio), ("--target-bytes", args.target_bytes),
+                                        ("--max-damage", args.max_damage)) if value is not None]
+    if len(targets) > 1:
+        raise UsageError(f"give one of --target-ratio, --target-bytes, --max-damage, not {' and '.join(targets)}")
+    if args.recipe or flags:
+        raise UsageError(f"{targets[0]} plans the recipe itself; give it without --recipe/--prune/--quantize/"
+                         "--cluster/--low-rank (choose the encodings with --candidates)")
+    if args.include or args.exclude:
+        raise UsageError("--include/--exclude go with the stage flags; a plan covers every tensor of rank >= "
+                         "--min-rank")
+    layout = args.layout or ("keras" if args.channel_axis == -1 else "torch")
+    candidates = None
+    if args.candidates:
+        candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    calibration = None
+    if args.calibration:
+        if not os.fspath(args.calibration).lower().endswith(".npz"):
+            raise ValueError(f"--calibration takes an .npz file of layer inputs {{tensor name: (samples, features)}}, "
+                             f"got {args.calibration!r}")
+        with np.load(args.calibration, allow_pickle=False) as data:
+            calibration = {name: data[name] for name in data.files}
+    weights = load_weights(args.input)
+    chosen = plan(weights, target_ratio=args.target_ratio, target_bytes=args.target_bytes,
+                  max_damage=args.max_damage, candidates=candidates, calibration=calibration, layout=layout,
+                  min_rank=2 if args.min_rank is None else args.min_rank, progress=not args.no_progress)
+    print(chosen.summary())
+    if args.save_recipe:
+        from .io import atomic_path
+
+        with atomic_path(args.save_recipe) as temporary:
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump(chosen.recipe, f, indent=1)
+        print(f"wrote the plan's recipe to {args.save_recipe}")
+    print()
+    return chosen.recipe
+
+
 def _compress(args: argparse.Namespace) -> int:
     from .model import compress_file
 
     flags = any(v is not None and v is not False for v in (args.prune, args.quantize, args.low_rank, args.cluster))
+    if args.target_ratio is not None or args.target_bytes is not None or args.max_damage is not None:
+        recipe: Any = _planned_recipe(args, flags)
+        if not recipe:
+            raise ValueError("the plan keeps every tensor as it is; nothing to write")
+        report = compress_file(args.input, args.output, recipe, dense=True if args.dense else None,
+                               progress=not args.no_progress)
+        if not args.quiet:
+            print(report.summary())
+        import os
+
+        print(f"wrote {args.output} ({os.path.getsize(args.output):,d} bytes)",
+              file=sys.stderr if args.quiet else sys.stdout)
+        return 0
+    if args.candidates or args.calibration or args.save_recipe:
+        raise UsageError("--candidates, --calibration and --save-recipe go with --target-ratio, --target-bytes "
+                         "or --max-damage")
     if args.recipe and flags:
         raise UsageError("give either --recipe or --prune/--quantize/--cluster/--low-rank, not both")
     if args.recipe:
@@ -417,6 +487,16 @@ def _demo(args: argparse.Namespace) -> int:
     return run(progress=not args.no_progress)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -452,6 +532,20 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--on-unfit", choices=("skip", "warn", "error"),
                           help="a stage that cannot apply to a tensor, would grow it or gives rank 0: "
                                "skip it with a warning (default), keep the result with a warning, or fail")
+    compress.add_argument("--target-ratio", metavar="R", type=_positive_float,
+                          help="plan each tensor's encoding so the file is R times smaller than the float weights")
+    compress.add_argument("--target-bytes", metavar="N", type=_positive_float,
+                          help="plan each tensor's encoding so the file takes at most N bytes")
+    compress.add_argument("--max-damage", metavar="D", type=_positive_float,
+                          help="plan the smallest file whose summed damage stays within D")
+    compress.add_argument("--candidates", metavar="LIST",
+                          help="encodings the plan chooses from, comma separated (default: all), e.g. "
+                               "float16,int8,int4:g32,pal16,pal16:g4,2:4+int8,lowrank0.5")
+    compress.add_argument("--calibration", metavar="FILE.npz",
+                          help="layer inputs {tensor name: (samples, features)}: damage weighted by diag(x^T x)")
+    compress.add_argument("--layout", choices=("keras", "torch"),
+                          help="where output channels sit, for the plan (default: from --channel-axis)")
+    compress.add_argument("--save-recipe", metavar="FILE.json", help="also write the plan's recipe")
     compress.add_argument("--dense", action="store_true", help="write dense float weights, not the compressed form")
     compress.add_argument("--workers", metavar="N", type=_int, default=1,
                           help="worker processes on this machine, one shard each (default 1)")

@@ -28,13 +28,24 @@ __all__ = ["CompressedWriter", "StoredCompression", "read_compressed"]
 _ZERO = np.float32(0.0)
 
 
+def header_reserve(ndims: Mapping[str, int]) -> int:
+    """The header room :class:`CompressedWriter` keeps for tensors of these
+    ranks: up to 6 stored parts per tensor plus the layout and report
+    metadata. (The planner budgets the file with it: one source of truth.)"""
+    return min(header_size_estimate(ndims, parts=6) + 800 * len(ndims) + 1024, 100_000_000)
+
+
+def file_overhead(ndims: Mapping[str, int]) -> int:
+    """Bytes of a compressed file besides its stored tensors: the 8-byte
+    length and the reserved header, the data starting at a multiple of 8."""
+    return (8 + header_reserve(ndims) + 7) // 8 * 8
+
+
 class CompressedWriter:
     """Streams compressed tensors into a ``.safetensors`` file."""
 
     def __init__(self, path: str, container: str, ndims: Mapping[str, int]) -> None:
-        # Room for up to 6 stored parts per tensor plus the layout and report metadata.
-        reserve = header_size_estimate(ndims, parts=6) + 800 * len(ndims) + 1024
-        self._writer = SafetensorsWriter(path, header_reserve=min(reserve, 100_000_000))
+        self._writer = SafetensorsWriter(path, header_reserve=header_reserve(ndims))
         self._layout: list[dict[str, Any]] = []
         self._names: set[str] = set()
         self.container = container

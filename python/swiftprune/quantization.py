@@ -24,9 +24,27 @@ Scale layout (``scale`` and ``zero_point`` always have the rank of ``w``):
 * ``axis=a, group_size=g`` (2-D weights): groups of ``g`` consecutive entries
   along the other dimension ``d``, ``scale.shape[d] = w.shape[d] // g``;
   ``np.repeat(scale, g, axis=d)`` broadcasts it.
+* ``axis=a, group_size=g`` on a weight of rank 3 or more (conv kernels): the
+  channel axis must be the first or the last. The weight is viewed as the
+  2-D matrix of its channel axis against all the other axes flattened in C
+  order — the input-channel×kernel dimension ``K`` — and grouped as above
+  along ``K`` (``g`` must divide ``K``):
+
+  - Keras ``(kh, kw, in, out)``, ``axis=-1``: the matrix ``(kh·kw·in, out)``,
+    input channel fastest, so a group is ``g`` consecutive input channels at
+    one kernel position (when ``g`` divides ``in``); ``scale`` has shape
+    ``(K // g, 1, 1, out)``;
+  - PyTorch/ONNX ``(out, in, kh, kw)``, ``axis=0``: the matrix
+    ``(out, in·kh·kw)``, kernel position fastest, so a group is
+    ``g / (kh·kw)`` whole input channels (when ``kh·kw`` divides ``g``);
+    ``scale`` has shape ``(out, K // g, 1, 1)``.
+
+  In both, the group count sits in the first non-channel axis, and
+  ``scale.reshape(matrix_scale_shape)`` is the 2-D layout above.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Optional
 
@@ -199,6 +217,16 @@ class QuantizedTensor:
         ``out``: an optional C-contiguous float32 array of the weight's shape to
         write into (and return), as NumPy's ``out=``; saves the allocation.
         """
+        if self.group_size and self.values.ndim > 2:
+            # A grouped conv kernel: dequantize its matrix view (see the module docstring).
+            rows, columns, matrix_axis = _group_matrix(self.shape, self.axis % self.values.ndim, self.group_size)
+            groups = (rows, columns)[1 - matrix_axis] // self.group_size
+            scale_shape = (rows, groups) if matrix_axis == 0 else (groups, columns)
+            target = None if out is None else out.reshape(rows, columns)
+            args = (np.reshape(self.values, (rows, columns)), self.symmetric, matrix_axis, self.group_size,
+                    self.scale.reshape(scale_shape), self.zero_point.reshape(scale_shape))
+            result = _core.dequantize(*args) if target is None else _core.dequantize(*args, target)
+            return result.reshape(self.shape) if out is None else out
         if out is None:
             return _core.dequantize(self.values, self.symmetric, self.axis, self.group_size or 0,
                                     self.scale, self.zero_point)
@@ -277,14 +305,33 @@ def _core_scale_shape(shape: tuple[int, ...], axis: Optional[int], group_size: O
     if group_size is None:
         out[a] = shape[a]
         return tuple(out)
-    if ndim != 2:
-        raise ValueError(f"group_size needs a 2-D weight, got shape {shape}")
-    other = 1 - a
-    if shape[other] % group_size:
-        raise ValueError(f"group_size {group_size} does not divide dimension {other} of shape {shape}")
+    rows, columns, matrix_axis = _group_matrix(shape, a, group_size)
+    other = 1 - matrix_axis
+    length = (rows, columns)[other]
+    if length % group_size:
+        if ndim == 2:
+            raise ValueError(f"group_size {group_size} does not divide dimension {other} of shape {shape}")
+        raise ValueError(f"group_size {group_size} does not divide the input-channel x kernel dimension "
+                         f"{length} of shape {shape} (channel axis {a})")
     out[a] = shape[a]
-    out[other] = shape[other] // group_size
+    out[1 if a == 0 else 0] = length // group_size
     return tuple(out)
+
+
+def _group_matrix(shape: tuple[int, ...], a: int, group_size: int) -> tuple[int, int, int]:
+    """The 2-D matrix ``(rows, columns)`` a grouped weight is quantized as,
+    and the channel axis in it (0 or 1); ``a`` is the non-negative channel axis."""
+    ndim = len(shape)
+    if ndim == 2:
+        return shape[0], shape[1], a
+    if ndim < 2:
+        raise ValueError(f"group_size needs a weight of rank 2 or more, got shape {shape}")
+    if a == 0:
+        return shape[0], math.prod(shape[1:]), 0
+    if a == ndim - 1:
+        return math.prod(shape[:-1]), shape[-1], 1
+    raise ValueError(f"group_size on a weight of rank {ndim} needs the channel axis first (PyTorch/ONNX "
+                     f"(out, in, kh, kw): axis=0) or last (Keras (kh, kw, in, out): axis=-1), got axis {a}")
 
 
 def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optional[int] = None,
@@ -308,8 +355,10 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
         end): one scale per index along it (per channel; ``axis=0`` for a
         PyTorch ``(out, in)`` weight, ``axis=-1`` for a Keras ``(in, out)`` one).
     group_size : int or None
-        With ``axis`` on a 2-D weight: one scale per ``group_size`` consecutive
-        entries along the other dimension (GPTQ/AWQ-style int4 groups). Must
+        With ``axis``: one scale per ``group_size`` consecutive entries along
+        the other dimension of a 2-D weight (GPTQ/AWQ-style int4 groups), or,
+        for a conv kernel, along its input-channel×kernel dimension (channel
+        axis first or last; see the module docstring for the layout). Must
         divide that dimension.
     method : {"minmax", "percentile", "mse"}
         How each group's clipping range is chosen: its min/max; clipped at
@@ -330,7 +379,7 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
         ``w`` is not a real floating array, or an argument has the wrong type.
     ValueError
         ``bits`` outside 2..8, ``axis`` out of range, ``group_size`` without an
-        axis / not dividing / not on a 2-D weight, unknown ``method``,
+        axis / not dividing / with a middle channel axis on a conv kernel, unknown ``method``,
         ``percentile`` outside [0, 100], NaN or Inf in ``w``.
 
     Examples
@@ -351,6 +400,17 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
     if not 0.0 <= percentile <= 100.0:
         raise ValueError(f"percentile must be in [0, 100], got {percentile!r}")
     w = _float_array("w", w)
+    if group and w.ndim < 2:
+        raise ValueError(f"group_size needs a weight of rank 2 or more, got shape {w.shape}")
+    if group and w.ndim > 2:
+        # A conv kernel: quantize its (channel, input-channel x kernel) matrix view.
+        scale_shape = _core_scale_shape(w.shape, axis, group)
+        rows, columns, matrix_axis = _group_matrix(w.shape, axis % w.ndim, group)
+        values, scale, zero_point = _core.quantize(np.reshape(w, (rows, columns)), bits, symmetric, matrix_axis,
+                                                   group, _METHODS[method], percentile)
+        return QuantizedTensor._trusted(values.reshape(w.shape), scale.reshape(scale_shape),
+                                        zero_point.reshape(scale_shape), bits=bits, symmetric=symmetric,
+                                        axis=axis, group_size=group_size, method=method)
     values, scale, zero_point = _core.quantize(w, bits, symmetric, axis, group, _METHODS[method], percentile)
     return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis,
                            group_size=group_size, method=method)

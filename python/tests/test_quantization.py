@@ -284,8 +284,10 @@ def test_layout_errors():
         sp.quantize(w, 4, group_size=2)             # no axis
     with pytest.raises(ValueError, match="group_size"):
         sp.quantize(w, 4, axis=0, group_size=0)
-    with pytest.raises(ValueError, match="2-D"):
-        sp.quantize(np.ones((2, 2, 2), np.float32), 4, axis=0, group_size=2)
+    with pytest.raises(ValueError, match="channel axis first"):   # conv kernels: channel axis first or last
+        sp.quantize(np.ones((2, 2, 2), np.float32), 4, axis=1, group_size=2)
+    with pytest.raises(ValueError, match="rank 2 or more"):
+        sp.quantize(np.ones(4, np.float32), 4, axis=0, group_size=2)
     for axis in (2, -3, 100):
         with pytest.raises(ValueError, match="axis"):
             sp.quantize(w, 8, axis=axis)

@@ -329,6 +329,21 @@ sp_status sp_cluster_assign_u8_f32(const float *w, int64_t n, const float *centr
 /** As sp_cluster_assign_u8_f32 with up to 65536 centroids and uint16 indices. */
 sp_status sp_cluster_assign_u16_f32(const float *w, int64_t n, const float *centroids, int64_t n_clusters,
                                     uint16_t *indices_out);
+/**
+ * Batched palettization: w holds `rows` consecutive runs of `row_length`
+ * values; each run is clustered on its own exactly as sp_cluster_fit_f32
+ * followed by sp_cluster_assign (same init, max_iter, seed), its ascending
+ * centroids written to centroids_out[r*n_clusters ..] (rows*n_clusters
+ * floats) and its indices to indices_out[r*row_length ..], uint8 when
+ * index_bytes == 1 (n_clusters <= 256) or uint16 when 2. Rows are spread
+ * over the worker threads. iterations_out (may be NULL) receives the most
+ * Lloyd iterations any row ran. rows*row_length == 0: zero centroids.
+ * SP_ERR_VALUE: NaN/Inf in w, n_clusters out of range or too many for
+ * index_bytes, max_iter < 0, bad init or index_bytes.
+ */
+sp_status sp_cluster_fit_rows_f32(const float *w, int64_t rows, int64_t row_length, int64_t n_clusters, int32_t init,
+                                  int64_t max_iter, uint64_t seed, float *centroids_out, void *indices_out,
+                                  int32_t index_bytes, int64_t *iterations_out);
 /** out[i] = centroids[indices[i]]. SP_ERR_VALUE: an index >= n_clusters. */
 sp_status sp_cluster_lookup_u8(const uint8_t *indices, int64_t n, const float *centroids, int64_t n_clusters,
                                float *out);

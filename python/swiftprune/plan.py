@@ -1,0 +1,302 @@
+"""Budgeted compression: pick each tensor's encoding to meet a size target.
+
+:func:`plan` measures (or takes) the :func:`~swiftprune.sensitivity` of every
+tensor to every candidate encoding, then solves the multiple-choice
+knapsack (:mod:`swiftprune.knapsack`: Lagrangian relaxation, a dynamic
+program on the budget, a greedy refinement) for the least total damage
+within a byte budget — or the smallest size within a damage budget. The
+result is a :class:`Plan` whose ``recipe`` names every tensor explicitly, so
+``compress(weights, plan.recipe)`` runs it unchanged and writes what the
+plan promised.
+
+Sizes: the budget is the size of the compressed ``.safetensors`` file: the
+stored bytes of every tensor (codec ``nbytes``, the one number the report
+and the file share) plus the file's header, which the plan reserves up
+front (:func:`compressed_file_overhead`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .candidates import exact_pattern
+from .knapsack import pareto_front, solve
+from ._callable_module import make_callable
+from .sensitivity import Option, Sensitivity, _as_container, _named
+from .sensitivity import sensitivity as measure_sensitivity
+
+__all__ = ["plan", "Plan", "compressed_file_overhead"]
+
+
+def compressed_file_overhead(ndims: Mapping[str, int]) -> int:
+    """Bytes a compressed ``.safetensors`` file spends besides the stored
+    tensors: the 8-byte length and the header room the writer
+    (``CompressionResult.save`` / ``compress_file``) reserves for these tensors."""
+    from .compressed_file import file_overhead
+
+    return file_overhead(ndims)
+
+
+@dataclass
+class Plan:
+    """A chosen encoding per tensor, with the front it was chosen from.
+
+    Attributes
+    ----------
+    choice : dict of str to Option
+        Per planned tensor, the chosen candidate (its stages, bytes, damage).
+    recipe : list of dict
+        Explicit stages, one ``include`` per tensor: ``compress(weights,
+        plan.recipe)`` runs the plan.
+    bytes : int
+        The planned file size (tensors + header).
+    damage : float
+        The planned total damage (sum over tensors).
+    front : list of (bytes, damage)
+        The Pareto front of file size against total damage.
+    sensitivity : Sensitivity
+        What the choice was made from.
+    budget : float or None
+        The byte budget asked for (``None`` under a damage budget).
+    score : float or None
+        The measured ``evaluate`` score of the plan, when ``evaluate`` was
+        given to :func:`plan`.
+    """
+
+    choice: dict[str, Option]
+    recipe: list[dict[str, Any]]
+    bytes: int
+    damage: float
+    front: list[tuple[int, float]]
+    sensitivity: Sensitivity
+    budget: Optional[float] = None
+    overhead: int = 0
+    score: Optional[float] = None
+    uniform: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> dict[str, str]:
+        """The chosen candidate per tensor (e.g. ``{"conv1.weight": "int8"}``)."""
+        return {name: option.candidate for name, option in self.choice.items()}
+
+    @property
+    def ratio(self) -> float:
+        """Original size over planned size."""
+        return self.sensitivity.original_bytes / self.bytes if self.bytes else math.inf
+
+    def summary(self) -> str:
+        """The plan as a text table: per tensor the chosen candidate, its bytes
+        and damage; then the totals against the budget."""
+        width = max([len("unplanned tensors")] + [len(n) for n in self.choice])
+        lines = [f"{'tensor':{width}s}  {'candidate':16s}  {'bytes':>12s}  {'damage':>10s}",
+                 "-" * (width + 46)]
+        for name, option in self.choice.items():
+            lines.append(f"{name:{width}s}  {option.candidate:16s}  {option.bytes:12,d}  {option.damage:10.3g}")
+        fixed = sum(self.sensitivity.fixed_bytes.values())
+        lines.append("-" * (width + 46))
+        lines.append(f"{'unplanned tensors':{width}s}  {'as is':16s}  {fixed:12,d}")
+        lines.append(f"{'file header':{width}s}  {'':16s}  {self.overhead:12,d}")
+        budget = "" if self.budget is None else f" (budget {int(self.budget):,d} B)"
+        lines.append(f"planned file {self.bytes:,d} B{budget}, {self.ratio:.2f}x smaller than "
+                     f"{self.sensitivity.original_bytes:,d} B; total damage {self.damage:.4g} "
+                     f"({self.sensitivity.measure})" + ("" if self.score is None else f"; score {self.score:.4g}"))
+        return "\n".join(lines)
+
+    def plot(self, ax: Any = None, *, uniform: bool = True) -> Any:
+        """The Pareto front (bytes against damage) with the chosen point and,
+        when ``uniform``, every uniform recipe's point; returns the axes
+        (needs matplotlib)."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("Plan.plot needs matplotlib: pip install \"swiftprune[plot]\"") from None
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        xs = [b for b, _ in self.front]
+        ys = [d for _, d in self.front]
+        ax.step(xs, ys, where="post", marker=".", label="planner front")
+        if uniform and self.uniform:
+            for name, (size, damage) in self.uniform.items():
+                ax.scatter([size], [damage], marker="x", color="gray")
+                ax.annotate(name, (size, damage), fontsize=7, color="gray")
+        ax.scatter([self.bytes], [self.damage], color="tab:red", zorder=3, label="chosen")
+        if self.budget is not None:
+            ax.axvline(self.budget, color="tab:red", linestyle=":", label="budget")
+        ax.set_xlabel("file bytes")
+        ax.set_ylabel(f"total damage ({self.sensitivity.measure})")
+        ax.set_yscale("symlog", linthresh=1e-4)
+        ax.legend()
+        return ax
+
+
+def _recipe(choice: Mapping[str, Option]) -> list[dict[str, Any]]:
+    recipe = []
+    for name, option in choice.items():
+        for stage in option.stages:
+            recipe.append(dict(stage, include=exact_pattern(name), min_rank=0))
+    return recipe
+
+
+def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Optional[float] = None,
+         max_damage: Optional[float] = None, candidates: Optional[Iterable[Any]] = None,
+         sensitivity: Optional[Sensitivity] = None, measure: Optional[str] = None,
+         calibration: Optional[Mapping[str, Any]] = None, evaluate: Optional[Callable[[Any], float]] = None,
+         layout: str = "keras", min_rank: int = 2, resolution: int = 4096, progress: bool = True) -> Plan:
+    """Chooses an encoding per tensor to meet a size (or damage) target.
+
+    Parameters
+    ----------
+    weights : mapping of str to array_like, or list of array_like
+        The model (never modified).
+    target_bytes : float, optional
+        The compressed file may take at most this many bytes.
+    target_ratio : float, optional
+        The file must be at least this many times smaller than the float
+        weights (``target_bytes = original bytes / target_ratio``).
+    max_damage : float, optional
+        Instead of a size: the smallest file whose total damage stays within
+        this. Give exactly one of the three.
+    candidates : iterable of str or Candidate, optional
+        Encodings to choose from (see :mod:`swiftprune.candidates`).
+    sensitivity : Sensitivity, optional
+        A measurement to reuse (then ``candidates``, ``measure``,
+        ``calibration`` and ``layout`` are not used for measuring).
+    measure, calibration, evaluate, layout, min_rank, progress
+        As :func:`~swiftprune.sensitivity`. With ``evaluate`` the plan is
+        also *checked*: the solver's choice and every uniform recipe that fits
+        the budget are scored on the whole model, and the best-scoring one
+        is returned (so the plan never scores below a uniform recipe of its
+        size or smaller).
+    resolution : int, default 4096
+        Budget units of the dynamic program.
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    ValueError
+        Not exactly one target, a target that no choice meets (the message
+        gives the smallest reachable size), or the errors of
+        :func:`~swiftprune.sensitivity`.
+    """
+    given = [k for k, v in (("target_bytes", target_bytes), ("target_ratio", target_ratio),
+                            ("max_damage", max_damage)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of target_bytes, target_ratio, max_damage; got {', '.join(given) or 'none'}")
+    for key in given:
+        value = {"target_bytes": target_bytes, "target_ratio": target_ratio, "max_damage": max_damage}[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+                not math.isfinite(value) or value < 0 or (key != "max_damage" and value <= 0):
+            raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+    container, arrays = _named(weights)
+    if sensitivity is None:
+        sensitivity = measure_sensitivity(weights, candidates, measure=measure, calibration=calibration,
+                                          evaluate=evaluate, layout=layout, min_rank=min_rank, progress=progress)
+    elif not isinstance(sensitivity, Sensitivity):
+        raise TypeError(f"sensitivity must be a Sensitivity (from swiftprune.sensitivity), got {type(sensitivity).__name__}")
+    missing = [n for n in sensitivity.options if n not in arrays]
+    if missing:
+        raise ValueError(f"the sensitivity was measured on another model (no tensor {missing[0]!r} here)")
+    names = [n for n, opts in sensitivity.options.items() if opts]
+    options = [sensitivity.options[n] for n in names]
+    costs = [[o.bytes for o in opts] for opts in options]
+    damages = [[o.damage for o in opts] for opts in options]
+    overhead = compressed_file_overhead({name: np.ndim(a) for name, a in arrays.items()})
+    fixed = sum(int(arrays[n].nbytes) for n in arrays if n not in names)
+    base = fixed + overhead
+    original = sensitivity.original_bytes
+
+    uniform = _uniform_choices(options)
+    if max_damage is not None:
+        choice = _smallest_within(costs, damages, float(max_damage), resolution)
+        budget = None
+    else:
+        budget = float(target_bytes) if target_bytes is not None else original / float(target_ratio)
+        choice = solve(costs, damages, budget - base, resolution, extra=list(uniform.values()))
+        if choice is None:
+            smallest = base + sum(min(c) for c in costs)
+            raise ValueError(f"no choice of the candidates meets {int(budget):,d} bytes; the smallest plan takes "
+                             f"{smallest:,d} bytes ({original / smallest:.2f}x); add smaller candidates "
+                             "(e.g. int3, pal4, lowrank0.25)")
+    score = None
+    if evaluate is not None and budget is not None:
+        choice, score = _checked(choice, uniform, costs, budget - base, names, options, evaluate, container, arrays)
+    chosen = {name: opts[j] for name, opts, j in zip(names, options, choice)}
+    total_bytes = base + sum(o.bytes for o in chosen.values())
+    total_damage = float(sum(o.damage for o in chosen.values()))
+    front = [(int(base + c), float(d)) for c, d, _ in pareto_front(costs, damages, resolution=min(resolution, 2048))]
+    uniform_points = {label: (int(base + sum(costs[g][j] for g, j in enumerate(ch))),
+                              float(sum(damages[g][j] for g, j in enumerate(ch))))
+                      for label, ch in uniform.items()}
+    return Plan(chosen, _recipe(chosen), int(total_bytes), total_damage, front, sensitivity, budget, overhead,
+                score, uniform_points)
+
+
+def _uniform_choices(options: Sequence[Sequence[Option]]) -> dict[str, list[int]]:
+    """Per candidate name, the choice that gives every tensor that candidate
+    (tensors it does not apply to keep float32, their "keep" option)."""
+    names: list[str] = []
+    for opts in options:
+        for o in opts:
+            if o.candidate not in names:
+                names.append(o.candidate)
+    out = {}
+    for label in names:
+        choice = []
+        for opts in options:
+            index = next((j for j, o in enumerate(opts) if o.candidate == label), None)
+            if index is None:
+                index = next((j for j, o in enumerate(opts) if not o.stages), 0)
+            choice.append(index)
+        out[label] = choice
+    return out
+
+
+def _smallest_within(costs: Sequence[Sequence[float]], damages: Sequence[Sequence[float]], limit: float,
+                     resolution: int) -> list[int]:
+    """The cheapest choice whose total damage is at most ``limit`` (bisection
+    on the byte budget; the least-damage choice when none is cheaper)."""
+    low = float(sum(min(c) for c in costs))
+    high = float(sum(max(c) for c in costs))
+    best = solve(costs, damages, high, resolution)
+    for _ in range(40):
+        if high - low <= 1.0:
+            break
+        middle = 0.5 * (low + high)
+        choice = solve(costs, damages, middle, resolution)
+        if choice is not None and sum(damages[g][j] for g, j in enumerate(choice)) <= limit:
+            best, high = choice, middle
+        else:
+            low = middle
+    return best
+
+
+def _checked(choice: list[int], uniform: Mapping[str, list[int]], costs: Sequence[Sequence[float]], budget: float,
+             names: Sequence[str], options: Sequence[Sequence[Option]], evaluate: Callable[[Any], float],
+             container: str, arrays: Mapping[str, np.ndarray]) -> tuple[list[int], float]:
+    """Scores the solver's choice and every uniform choice that fits; the best wins
+    (ties to the solver's)."""
+    from .model import compress
+    from .sensitivity import _score
+
+    contenders = [choice] + [c for c in uniform.values()
+                             if sum(costs[g][j] for g, j in enumerate(c)) <= budget and c != choice]
+    best, best_score = choice, -math.inf
+    for candidate in contenders:
+        chosen = {name: opts[j] for name, opts, j in zip(names, options, candidate)}
+        recipe = _recipe(chosen)
+        weights = _as_container(container, arrays)
+        if recipe:
+            weights = compress(weights, recipe, progress=False).weights
+        score = _score(evaluate, weights, "a planned model")
+        if score > best_score:
+            best, best_score = candidate, score
+    return best, best_score
+
+
+make_callable(__name__, plan)  # ``swiftprune.plan(...)`` is this function; ``swiftprune.plan.Plan`` the class
