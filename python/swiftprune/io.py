@@ -184,9 +184,9 @@ class SafetensorsFile:
             return int(raw.size)
         return int(np.prod(shape, dtype=np.int64)) * _safetensors_itemsize(dtype_name)
 
-    def raw(self, name: str) -> np.ndarray:
-        """The tensor's stored bytes (uint8, dtype untouched: BF16 stays BF16): the mapped
-        view with ``mmap=True``, else a fresh read of the file."""
+    def raw_bytes(self, name: str) -> np.ndarray:
+        """The tensor's stored bytes as read-only uint8 (dtype untouched, BF16
+        stays BF16): a view of the mapping with ``mmap=True``, else read now."""
         raw = self._entries[name][2]
         if raw is not None:
             return raw
@@ -208,7 +208,7 @@ class SafetensorsFile:
         """The tensor as a read-only array (a view of the mapping with
         ``mmap=True``, else a copy read from the file; BF16: a float32 copy)."""
         dtype_name, shape, _ = self._entries[name]
-        raw = self.raw(name)
+        raw = self.raw_bytes(name)
         if dtype_name in _SAFETENSORS_TO_NUMPY:
             return raw.view(_SAFETENSORS_TO_NUMPY[dtype_name]).reshape(shape)
         if dtype_name == "BF16":

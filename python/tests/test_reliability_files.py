@@ -87,8 +87,12 @@ def test_fifo_is_refused_without_blocking(tmp_path):
 def test_directory_is_refused(tmp_path):
     directory = tmp_path / "dir.safetensors"
     directory.mkdir()
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(OSError):  # IsADirectoryError, or "no shards" for a sharded-checkpoint-like folder
         sp.load_weights(directory)
+    plain = tmp_path / "dir.npz"
+    plain.mkdir()
+    with pytest.raises(OSError):
+        sp.load_weights(plain)
 
 
 # --------------------------------------------------------------------------- #
