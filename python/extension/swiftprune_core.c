@@ -27,6 +27,16 @@ static PyObject *raise_status(sp_status status) {
     case SP_ERR_VALUE: PyErr_SetString(PyExc_ValueError, message); break;
     case SP_ERR_TYPE: PyErr_SetString(PyExc_TypeError, message); break;
     case SP_ERR_MEMORY: PyErr_SetString(PyExc_MemoryError, message); break;
+    case SP_ERR_OS: {
+        /* OSError(errno, text) constructs the subclass for errno: FileNotFoundError,
+         * IsADirectoryError, PermissionError, ... */
+        PyObject *error = PyObject_CallFunction(PyExc_OSError, "is", (int)sp_last_errno(), message);
+        if (error != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+            Py_DECREF(error);
+        }
+        break;
+    }
     default: PyErr_Format(PyExc_RuntimeError, "swiftprune internal error (%d): %s", (int)status, message); break;
     }
     return NULL;

@@ -372,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"swiftprune: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except FileNotFoundError as error:
-        print(f"swiftprune: error: no such file: {error.filename}", file=sys.stderr)
+        text = f"no such file: {error.filename}" if error.filename else _one_line(error)
+        print(f"swiftprune: error: {text}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, OSError, MemoryError, ImportError, KeyError) as error:
         print(f"swiftprune: error: {_one_line(error)}", file=sys.stderr)

@@ -14,6 +14,7 @@ bfloat16); ``F8_*`` tensors need ``ml_dtypes``.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -335,6 +336,10 @@ def _load_h5(path: str) -> dict[str, np.ndarray]:
     except OSError as error:
         if not os.path.exists(path):
             raise
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, f"cannot read {path}: Is a directory") from None
+        if not os.access(path, os.R_OK):
+            raise PermissionError(errno.EACCES, f"cannot read {path}: Permission denied") from None
         raise ValueError(f"{path}: not a valid HDF5 weight file: {error}") from None
     return out
 
@@ -367,7 +372,8 @@ def load_weights(path: PathLike) -> dict[str, np.ndarray]:
         offsets outside the file or overlapping, unknown dtypes, pickled
         objects in an ``.npz``, and so on. The message names the file.
     OSError
-        The file cannot be read. ``ImportError`` for ``.h5`` without h5py.
+        The file cannot be read: ``FileNotFoundError``, ``IsADirectoryError``,
+        ``PermissionError``, ... ``ImportError`` for ``.h5`` without h5py.
 
     Examples
     --------

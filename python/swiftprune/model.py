@@ -22,7 +22,7 @@ from .pruned_tensor import PrunedTensor
 from .recipe import check_patterns, load_recipe
 from .registry import (REQUIRED, Codec, Method, OptionError, available_methods, register_codec,
                        register_method)
-from .report import Report, report_row
+from .report import Report, human_bytes, report_row
 
 __all__ = [
     "compress",
@@ -69,6 +69,13 @@ class CompressionResult:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     report: Report = field(default_factory=Report)
     container: str = "mapping"
+
+    def __repr__(self) -> str:
+        t = self.report.totals
+        stages = sorted({r["stages"] for r in self.report if r.get("stages")})
+        return (f"CompressionResult({len(self.tensors)} tensors in a {self.container}, "
+                f"{human_bytes(t['bytes_before'])} -> {human_bytes(t['bytes_after'])}, ratio {t['ratio']:.2f}x, "
+                f"stages={stages})")
 
     def summary(self) -> str:
         """The report as a text table (see :meth:`Report.summary`)."""

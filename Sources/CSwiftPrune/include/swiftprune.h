@@ -34,6 +34,9 @@ typedef int32_t sp_status;
 #define SP_ERR_MEMORY 3
 /** A bug in swiftprune; please report it. */
 #define SP_ERR_INTERNAL 4
+/** A system call failed (file missing, a directory, no permission, disk full);
+ *  sp_last_errno() gives the errno (Python: the matching OSError subclass). */
+#define SP_ERR_OS 5
 
 /* ---- library ----------------------------------------------------------- */
 
@@ -45,6 +48,9 @@ const char *sp_version(void);
  * Valid until the next swiftprune call on the same thread.
  */
 const char *sp_last_error(void);
+
+/** The C errno of this thread's last SP_ERR_OS failure; 0 after other failures. */
+int32_t sp_last_errno(void);
 
 /** Sets the worker thread count; 0 restores the default
  *  (SWIFTPRUNE_NUM_THREADS, else the processor count).
