@@ -24,6 +24,7 @@ __all__ = ["ShardedCheckpoint", "is_sharded_path", "INDEX_SUFFIX"]
 
 INDEX_SUFFIX = ".safetensors.index.json"
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2")
+_FILE_SUFFIXES = (".safetensors", ".npz", ".h5", ".hdf5")
 
 
 def is_sharded_path(path: PathLike, *, destination: bool = False) -> bool:
@@ -32,10 +33,15 @@ def is_sharded_path(path: PathLike, *, destination: bool = False) -> bool:
     True for a name ending in ``.index.json`` or an existing folder; as a
     ``destination`` also for a name ending in a path separator or a name that
     does not exist and has no suffix (``out/sharded`` → a folder). A
-    ``.safetensors`` / ``.npz`` / ``.h5`` file name is never sharded.
+    ``.safetensors`` / ``.npz`` / ``.h5`` name is never sharded (a folder of
+    that name is an ``IsADirectoryError`` where a file is read or written).
     """
     text = os.fspath(path)
-    if text.lower().endswith(".index.json") or os.path.isdir(text):
+    if text.lower().endswith(".index.json"):
+        return True
+    if os.path.basename(text.rstrip("/" + os.sep)).lower().endswith(_FILE_SUFFIXES):
+        return False  # "x.safetensors" names a file, even when it is (by mistake) a folder
+    if os.path.isdir(text):
         return True
     if not destination:
         return False
