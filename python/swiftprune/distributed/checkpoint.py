@@ -13,6 +13,7 @@ sorted by file name, then each shard's header order.
 from __future__ import annotations
 
 import json
+import errno
 import os
 from typing import Any, Iterator, Mapping
 
@@ -24,7 +25,6 @@ __all__ = ["ShardedCheckpoint", "is_sharded_path", "INDEX_SUFFIX"]
 
 INDEX_SUFFIX = ".safetensors.index.json"
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2")
-_FILE_SUFFIXES = (".safetensors", ".npz", ".h5", ".hdf5")
 
 
 def is_sharded_path(path: PathLike, *, destination: bool = False) -> bool:
@@ -32,15 +32,13 @@ def is_sharded_path(path: PathLike, *, destination: bool = False) -> bool:
 
     True for a name ending in ``.index.json`` or an existing folder; as a
     ``destination`` also for a name ending in a path separator or a name that
-    does not exist and has no suffix (``out/sharded`` → a folder). A
-    ``.safetensors`` / ``.npz`` / ``.h5`` name is never sharded (a folder of
-    that name is an ``IsADirectoryError`` where a file is read or written).
+    does not exist and has no suffix (``out/sharded`` → a folder). An existing
+    folder is a sharded checkpoint whatever its name (reading one without
+    shards is an ``IsADirectoryError``).
     """
     text = os.fspath(path)
     if text.lower().endswith(".index.json"):
         return True
-    if os.path.basename(text.rstrip("/" + os.sep)).lower().endswith(_FILE_SUFFIXES):
-        return False  # "x.safetensors" names a file, even when it is (by mistake) a folder
     if os.path.isdir(text):
         return True
     if not destination:
@@ -121,7 +119,9 @@ class ShardedCheckpoint(Mapping[str, np.ndarray]):
             if self.index_path is None:
                 files = sorted(f for f in os.listdir(text) if f.endswith(".safetensors") and not f.startswith("."))
                 if not files:
-                    raise FileNotFoundError(2, "no .safetensors shards or index file in the folder", text)
+                    # A folder where a weight file was expected (e.g. "model.safetensors/"): the OSError
+                    # subclass of every reader for a directory.
+                    raise IsADirectoryError(errno.EISDIR, "a folder with no .safetensors shards or index file", text)
             else:
                 self.metadata, weight_map = _read_index(self.index_path)
                 files = sorted(set(weight_map.values()))
