@@ -126,7 +126,12 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_measured(command: list[str]) -> tuple[float, int, subprocess.CompletedProcess]:
+def run_measured(command: list[str]) -> tuple[float, int, subprocess.CompletedProcess, float]:
+    """Runs a command; returns wall seconds, peak tree RSS, the result and the CPU seconds (user + system)
+    of the command and every process it waited for (its workers), which a busy machine does not inflate."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python")))
     peak = 0
@@ -145,7 +150,9 @@ def run_measured(command: list[str]) -> tuple[float, int, subprocess.CompletedPr
     elapsed = time.perf_counter() - start
     done.set()
     sampler.join()
-    return elapsed, peak, subprocess.CompletedProcess(command, process.returncode, out, err)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, peak, subprocess.CompletedProcess(command, process.returncode, out, err), cpu
 
 
 SAFETENSORS_COPY = r"""
@@ -192,14 +199,14 @@ def main() -> None:
         drop_cache(paths)
         command = [sys.executable, "-m", "swiftprune", "compress", source, "-o", out, "--prune", "nm:2:4",
                    "--quantize", "int4:128", "--workers", str(args.workers), "--no-progress", "-q"]
-        ours_s, ours_rss, result = run_measured(command)
+        ours_s, ours_rss, result, ours_cpu = run_measured(command)
         if result.returncode != 0:
             sys.exit(f"swiftprune failed: {result.stderr}")
         out_size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
         shutil.rmtree(out)
 
         drop_cache(paths)
-        base_s, base_rss, result = run_measured([sys.executable, "-c", SAFETENSORS_COPY, copy, *paths])
+        base_s, base_rss, result, base_cpu = run_measured([sys.executable, "-c", SAFETENSORS_COPY, copy, *paths])
         if result.returncode != 0:
             sys.exit(f"safetensors copy failed: {result.stderr}")
 
@@ -210,10 +217,13 @@ def main() -> None:
         print(f"file read (cold, 16 MiB blocks): {read_gbs:.2f} GB/s ({read_s:.1f} s)")
         print(f"swiftprune 2:4 + int4/128, {args.workers} workers: {ours_s:.1f} s, {size / ours_s / 1e9:.2f} GB/s "
               f"= {size / ours_s / 1e9 / read_gbs:.0%} of read bandwidth; peak RSS (process tree) "
-              f"{ours_rss / 2**20:.0f} MiB; output {out_size / 1e9:.2f} GB")
+              f"{ours_rss / 2**20:.0f} MiB; output {out_size / 1e9:.2f} GB; CPU {ours_cpu:.0f} s "
+              f"({size / ours_cpu / 1e9:.3f} GB per CPU-second)")
         print(f"safetensors load_file+save_file copy: {base_s:.1f} s, {size / base_s / 1e9:.2f} GB/s; "
-              f"peak RSS {base_rss / 2**20:.0f} MiB; ratio (their time / ours) {base_s / ours_s:.2f}x")
-        print(f"machine: {os.cpu_count()} logical CPUs, shared with other jobs (timings are noisy)")
+              f"peak RSS {base_rss / 2**20:.0f} MiB; CPU {base_cpu:.0f} s ({size / base_cpu / 1e9:.3f} GB per "
+              f"CPU-second); ratio (their time / ours) {base_s / ours_s:.2f}x wall, {base_cpu / ours_cpu:.2f}x CPU")
+        print(f"machine: {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f} at the end "
+              "(shared with other jobs: wall times are noisy, CPU seconds less so)")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -32,10 +32,10 @@ final class StreamingMagnitudeTests: XCTestCase {
 
     func testThresholdMasksFromMergedHistogramsEqualGlobalMasks() throws {
         var random = TestRandom(seed: 11)
-        let tensors: [[Float]] = [300_000, 0, 5, 70_000].map { n in
+        let tensors: [[Float]] = [100_000, 0, 5, 30_000].map { n in
             (0 ..< n).map { _ in Float(Int(random.next() % 64)) * 0.125 * (random.next() % 2 == 0 ? 1 : -1) }
         }
-        for sparsity in [0.1, 0.5, 0.77] {
+        for sparsity in [0.1, 0.77] {
             let total = tensors.reduce(0) { $0 + $1.count }
             let k = try prunedCount(sparsity: sparsity, of: total)
             // Two levels, as the coordinator does: the top 16 key bits, then the low 15 inside the chosen bin.

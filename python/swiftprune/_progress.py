@@ -44,7 +44,8 @@ class _NoBar:
 
 def byte_bar(*, total: int, description: str, enabled: bool) -> Any:
     """A tqdm bar counting bytes (with throughput in B/s) when ``enabled``, tqdm
-    is installed and stderr is a terminal; otherwise an object with the same
+    is installed and stderr is a terminal (shown after :data:`DELAY_S`, kept
+    when done, as :func:`progress`); otherwise an object with the same
     ``update`` / ``refresh`` / ``close`` / ``total`` that draws nothing."""
     if enabled:
         try:
@@ -53,5 +54,5 @@ def byte_bar(*, total: int, description: str, enabled: bool) -> Any:
             pass
         else:
             return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024,
-                        leave=False, disable=None)
+                        leave=True, delay=DELAY_S, disable=None)
     return _NoBar()

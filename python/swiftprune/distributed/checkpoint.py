@@ -32,11 +32,14 @@ def is_sharded_path(path: PathLike, *, destination: bool = False) -> bool:
 
     True for a name ending in ``.index.json`` or an existing folder; as a
     ``destination`` also for a name ending in a path separator or a name that
-    does not exist and has no suffix (``out/sharded`` → a folder). A
-    ``.safetensors`` / ``.npz`` / ``.h5`` file name is never sharded.
+    does not exist and has no suffix (``out/sharded`` → a folder). An existing
+    folder is a sharded checkpoint whatever its name (reading one without
+    shards is an ``IsADirectoryError``).
     """
     text = os.fspath(path)
-    if text.lower().endswith(".index.json") or os.path.isdir(text):
+    if text.lower().endswith(".index.json"):
+        return True
+    if os.path.isdir(text):
         return True
     if not destination:
         return False
