@@ -135,6 +135,16 @@ def write_example_files(directory: pathlib.Path) -> None:
         "dense_1/bias": np.zeros(10, np.float32),
     }
     np.savez(directory / "weights.npz", **keras_style)
+    # A sharded float16 checkpoint named as the README's sharding examples name it (every input
+    # dimension a multiple of 128, as the int4 group-128 examples need).
+    llama_style = {"embed_tokens.weight": rng.normal(size=(256, 128)), "lm_head.weight": rng.normal(size=(256, 128))}
+    for layer in range(2):
+        llama_style[f"layers.{layer}.attn.weight"] = rng.normal(size=(128, 128))
+        llama_style[f"layers.{layer}.mlp.up.weight"] = rng.normal(size=(256, 128))
+        llama_style[f"layers.{layer}.mlp.down.weight"] = rng.normal(size=(128, 256))
+        llama_style[f"layers.{layer}.norm.weight"] = np.ones(128)
+    swiftprune.save_weights(directory / "llama", {name: value.astype(np.float16) for name, value in llama_style.items()},
+                            max_shard_size="100KB")
     for block in readme_blocks("yaml"):
         named = re.match(r"#\s*([\w.-]+\.ya?ml)\b", block.code)
         if named:
