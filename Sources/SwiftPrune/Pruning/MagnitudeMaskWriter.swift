@@ -18,19 +18,21 @@ enum MagnitudeMaskWriter: String, CaseIterable, Sendable {
     /// The one place that decides which writer runs for `count` entries in
     /// `segments` tensors (one for per-tensor pruning, several for global).
     ///
-    /// From `benchmarks/mask_writers.py` (every writer forced in turn,
-    /// interleaved, medians; see the README's pruning notes): the sampled
-    /// one-pass writer wins from about 2^24 entries, whose sample and
-    /// bracketing cost is repaid only by a pass saved over that much memory;
-    /// below it the three-pass writer's plain vectorized passes win for one
-    /// tensor, and the two-pass writer for several (its single histogram pass
-    /// walks the segments once, where select-then-compare walks them three times).
-    /// `SWIFTPRUNE_MASK_WRITER` (`three-pass`, `two-pass`, `sampled`) forces one,
-    /// for such measurements.
+    /// From `benchmarks/mask_writers.py` (each writer forced in turn, rounds
+    /// interleaved, medians of best-of-3; README, "Which mask writer runs"),
+    /// per-call CPU time at one thread for one tensor: three-pass is fastest
+    /// up to 2^23 entries (11.1 ms against 12.0 two-pass and 16.2 sampled at
+    /// 2^23), two-pass from 2^24 (21.3 ms against 22.9 three-pass and 27.4
+    /// sampled: the sample's fixed cost is not yet repaid), the one-pass
+    /// sampled writer from about 2^25 (49 ms against 47 two-pass at 2^25, a
+    /// tie; 84 against 101 two-pass and 124 three-pass at 2^26). 20 tensors
+    /// (global pruning) gave the same order within ±7%, so only the size
+    /// decides. `SWIFTPRUNE_MASK_WRITER` (`three-pass`, `two-pass`, `sampled`)
+    /// forces one, for such measurements.
     static func chosen(count: Int, segments: Int) -> MagnitudeMaskWriter {
         if let forced = forced { return forced }
-        if count >= 1 << 24 { return .sampled }
-        return segments > 1 ? .twoPass : .threePass
+        if count >= 1 << 25 { return .sampled }
+        return count >= 1 << 24 ? .twoPass : .threePass
     }
 
     /// The writer named by `SWIFTPRUNE_MASK_WRITER`, read once; nil when unset or unknown.
