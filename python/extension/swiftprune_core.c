@@ -1033,7 +1033,8 @@ static PyArrayObject *as_float32_matrix(PyObject *obj, const char *name, bool *t
         return NULL;
     }
     *transposed = false;
-    if (type == NPY_FLOAT && PyArray_ISALIGNED(any) && !PyArray_IS_C_CONTIGUOUS(any) &&
+    /* Used as is only in native byte order: a big-endian (>f4) array is converted below. */
+    if (type == NPY_FLOAT && PyArray_ISALIGNED(any) && PyArray_ISNOTSWAPPED(any) && !PyArray_IS_C_CONTIGUOUS(any) &&
         PyArray_IS_F_CONTIGUOUS(any)) {
         *transposed = true;
         return any;
@@ -1391,10 +1392,11 @@ static void safetensors_writer_destructor(PyObject *capsule) {
 
 static PyObject *core_safetensors_open(PyObject *self, PyObject *args) {
     PyObject *path = NULL;
-    if (!PyArg_ParseTuple(args, "O&:safetensors_open", PyUnicode_FSConverter, &path)) return NULL;
+    int mapped = 1;
+    if (!PyArg_ParseTuple(args, "O&|p:safetensors_open", PyUnicode_FSConverter, &path, &mapped)) return NULL;
     sp_safetensors_file *file = NULL;
     sp_status status;
-    SP_CALL(status, sp_safetensors_open(PyBytes_AS_STRING(path), &file));
+    SP_CALL(status, sp_safetensors_open_ex(PyBytes_AS_STRING(path), mapped ? SP_SAFETENSORS_MMAP : 0, &file));
     Py_DECREF(path);
     if (status != SP_OK) return raise_status(status);
     PyObject *capsule = PyCapsule_New(file, SAFETENSORS_FILE_CAPSULE, safetensors_file_destructor);
@@ -1435,7 +1437,11 @@ static PyObject *core_safetensors_tensors(PyObject *self, PyObject *args) {
         shape = shape_tuple(record.shape, record.ndim);
         if (shape == NULL) goto error;
         npy_intp n = (npy_intp)record.nbytes;
-        if (n > 0) {
+        if (record.data == NULL && n > 0) {
+            /* read mode: the bytes come later from safetensors_read */
+            Py_INCREF(Py_None);
+            data = (PyArrayObject *)Py_None;
+        } else if (n > 0) {
             data = (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, PyArray_DescrFromType(NPY_UINT8), 1, &n, NULL,
                                                          (void *)record.data, 0, NULL);
             if (data == NULL) goto error;
@@ -1501,6 +1507,25 @@ static PyObject *core_safetensors_release(PyObject *self, PyObject *args) {
     if (file == NULL) return NULL;
     sp_status status;
     SP_CALL(status, sp_safetensors_release(file, (int64_t)index));
+    if (status != SP_OK) return raise_status(status);
+    Py_RETURN_NONE;
+}
+
+/* safetensors_read(file, index, out): copies tensor `index` into the
+ * C-contiguous writable uint8 array `out` (exactly its size), GIL released. */
+static PyObject *core_safetensors_read(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    long long index;
+    PyArrayObject *out;
+    if (!PyArg_ParseTuple(args, "OLO!:safetensors_read", &capsule, &index, &PyArray_Type, &out)) return NULL;
+    sp_safetensors_file *file = (sp_safetensors_file *)PyCapsule_GetPointer(capsule, SAFETENSORS_FILE_CAPSULE);
+    if (file == NULL) return NULL;
+    if (!PyArray_IS_C_CONTIGUOUS(out) || !PyArray_ISWRITEABLE(out)) {
+        PyErr_SetString(PyExc_ValueError, "safetensors_read: out must be a writable C-contiguous array");
+        return NULL;
+    }
+    sp_status status;
+    SP_CALL(status, sp_safetensors_read(file, (int64_t)index, PyArray_DATA(out), (int64_t)PyArray_NBYTES(out)));
     if (status != SP_OK) return raise_status(status);
     Py_RETURN_NONE;
 }
@@ -1591,6 +1616,7 @@ static PyObject *core_safetensors_writer_commit(PyObject *self, PyObject *args) 
      "safetensors_tensors(file) -> [(name, dtype, shape, uint8 view)]"},                                       \
     {"safetensors_metadata", core_safetensors_metadata, METH_VARARGS, "safetensors_metadata(file) -> dict"},   \
     {"safetensors_release", core_safetensors_release, METH_VARARGS, "safetensors_release(file, index)"},       \
+    {"safetensors_read", core_safetensors_read, METH_VARARGS, "safetensors_read(file, index, out)"},          \
     {"safetensors_writer", core_safetensors_writer, METH_VARARGS, "safetensors_writer(path, header_reserve) -> writer"},       \
     {"safetensors_writer_add", core_safetensors_writer_add, METH_VARARGS,                                      \
      "safetensors_writer_add(writer, name, dtype, shape, array)"},                                             \
