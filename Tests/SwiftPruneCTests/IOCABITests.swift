@@ -60,9 +60,12 @@ final class IOCABITests: XCTestCase {
     func testNullsAndMissingFiles() {
         var file: OpaquePointer?
         XCTAssertEqual(sp_safetensors_open(nil, &file), SP_ERR_VALUE)
+        XCTAssertEqual(sp_last_errno(), 0)  // a NULL path is a bad value, not a failed system call
         XCTAssertEqual(sp_safetensors_open("/nonexistent/x.safetensors", &file), SP_ERR_OS)
         XCTAssertTrue(String(cString: sp_last_error()).contains("No such file"))
         XCTAssertEqual(sp_last_errno(), ENOENT)
+        XCTAssertEqual(sp_safetensors_open("/tmp", &file), SP_ERR_OS)
+        XCTAssertEqual(sp_last_errno(), EISDIR)
         XCTAssertEqual(sp_safetensors_tensor_count(nil), 0)
         XCTAssertEqual(sp_safetensors_tensor(nil, 0, nil), SP_ERR_VALUE)
         XCTAssertEqual(sp_safetensors_writer_add(nil, nil), SP_ERR_VALUE)

@@ -198,12 +198,14 @@ import Testing
     }
 }
 
-/// The one place that picks a magnitude-mask writer: sampled from 2^24 entries,
-/// below that three-pass for one tensor and two-pass for several.
+/// The one place that picks a magnitude-mask writer (measured by benchmarks/mask_writers.py):
+/// three-pass below 2^25 entries, sampled from there; one tensor or several alike.
 @Test func magnitudeMaskWriterChoice() {
     guard MagnitudeMaskWriter.forced == nil else { return }  // SWIFTPRUNE_MASK_WRITER set: the choice is forced
     #expect(MagnitudeMaskWriter.chosen(count: 1 << 20, segments: 1) == .threePass)
-    #expect(MagnitudeMaskWriter.chosen(count: 1 << 20, segments: 20) == .twoPass)
-    #expect(MagnitudeMaskWriter.chosen(count: 1 << 24, segments: 1) == .sampled)
+    #expect(MagnitudeMaskWriter.chosen(count: 1 << 20, segments: 20) == .threePass)
+    #expect(MagnitudeMaskWriter.chosen(count: (1 << 25) - 1, segments: 1) == .threePass)
+    #expect(MagnitudeMaskWriter.chosen(count: (1 << 25) - 1, segments: 20) == .threePass)
+    #expect(MagnitudeMaskWriter.chosen(count: 1 << 25, segments: 1) == .sampled)
     #expect(MagnitudeMaskWriter.chosen(count: 1 << 26, segments: 20) == .sampled)
 }

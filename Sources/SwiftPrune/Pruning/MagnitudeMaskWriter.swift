@@ -18,19 +18,21 @@ enum MagnitudeMaskWriter: String, CaseIterable, Sendable {
     /// The one place that decides which writer runs for `count` entries in
     /// `segments` tensors (one for per-tensor pruning, several for global).
     ///
-    /// From `benchmarks/mask_writers.py` (every writer forced in turn,
-    /// interleaved, medians; see the README's pruning notes): the sampled
-    /// one-pass writer wins from about 2^24 entries, whose sample and
-    /// bracketing cost is repaid only by a pass saved over that much memory;
-    /// below it the three-pass writer's plain vectorized passes win for one
-    /// tensor, and the two-pass writer for several (its single histogram pass
-    /// walks the segments once, where select-then-compare walks them three times).
-    /// `SWIFTPRUNE_MASK_WRITER` (`three-pass`, `two-pass`, `sampled`) forces one,
-    /// for such measurements.
+    /// From `benchmarks/mask_writers.py` (each writer forced in turn, rounds
+    /// interleaved, medians of best-of-3; README, "Which mask writer runs"),
+    /// CPU time per call for one tensor: the three-pass writer is fastest up
+    /// to 2^23 entries at one and two threads (2^23: 11.1 ms against 12.0
+    /// two-pass and 16.2 sampled at one thread; 13.6 against 15.5 and 15.2 at
+    /// two); the one-pass sampled writer from 2^25 (two threads: 51.6 ms
+    /// against 67.7 two-pass and 80.3 three-pass; one thread: a tie with
+    /// two-pass, 48.9 against 46.7, and 84 against 101 at 2^26). Two-pass led
+    /// only at one thread near 2^24 (21.3 ms against 22.9), not by enough to
+    /// be worth a third range. 20 tensors (global pruning) ranked them alike
+    /// within ±7%, so only the size decides. `SWIFTPRUNE_MASK_WRITER`
+    /// (`three-pass`, `two-pass`, `sampled`) forces one, for such measurements.
     static func chosen(count: Int, segments: Int) -> MagnitudeMaskWriter {
         if let forced = forced { return forced }
-        if count >= 1 << 24 { return .sampled }
-        return segments > 1 ? .twoPass : .threePass
+        return count >= 1 << 25 ? .sampled : .threePass
     }
 
     /// The writer named by `SWIFTPRUNE_MASK_WRITER`, read once; nil when unset or unknown.
