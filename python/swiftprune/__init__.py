@@ -21,7 +21,7 @@ from .pruning import (
     random_mask,
     structured_mask,
 )
-from .calibration import sparsegpt, wanda_mask
+from .calibrated_pruning import sparsegpt, wanda_mask
 from .schedules import ConstantSparsity, GradualPruner, PolynomialDecay, PruningSchedule
 from .structured import prune_channels
 

@@ -348,3 +348,4 @@ def _decode_low_rank(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) 
 
 register_codec(Codec(kind="low_rank", type=LowRankFactors, dense=lambda f: f.reconstruct(),
                      nbytes=lambda f: f.nbytes, encode=_encode_low_rank, decode=_decode_low_rank))
+from . import calibrated_methods  # noqa: E402,F401  (gptq, sparsegpt, wanda: registered once the built-ins are)

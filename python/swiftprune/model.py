@@ -247,6 +247,11 @@ class Method:
     entries at an exact zero. ``accepts_pruned=False``: the method cannot keep pruned
     entries zero (a low-rank product is dense), so running it on a pruned
     tensor is an error.
+    ``calibrated=True`` (tensor scope): ``apply`` also receives
+    ``calibration=`` (a :class:`~swiftprune.calibration.arrays.LayerView`: the
+    layer's input statistics and how the weight maps onto them); tensors
+    without calibration data are skipped with a warning. A calibrated
+    ``prune`` method may return ``(mask, updated_weights)``.
     """
 
     stage: str
@@ -257,6 +262,7 @@ class Method:
     check: Callable[[Mapping[str, Any]], None] | None = None
     masked: bool = False
     accepts_pruned: bool = True
+    calibrated: bool = False
 
 
 _METHODS: dict[str, dict[str, Method]] = {stage: {} for stage in STAGES}
@@ -481,10 +487,19 @@ def _check_mask(stage: Stage, name: str, mask: Any, shape: tuple[int, ...]) -> n
 def _finish(stage: Stage, track: _Track, output: Any) -> None:
     """Folds one method output into the track."""
     if stage.stage == "prune":
+        updated = None
+        if isinstance(output, tuple) and len(output) == 2:  # (mask, updated weights): SparseGPT
+            output, updated = output
         mask = _check_mask(stage, track.name, output, track.original.shape)
         if track.mask is not None:
             mask = mask & track.mask
         track.mask = mask
+        if updated is not None:
+            updated = np.asarray(updated, dtype=np.float32).reshape(track.original.shape)
+            if not np.isfinite(updated).all():
+                raise ValueError(f"{stage.where}: method {stage.method.name!r} returned non-finite weights "
+                                 f"for tensor {track.name!r}")
+            track.dense = updated
         track.dense = _masked(track.weights(), mask)
         track.form = PrunedTensor._from_dense(mask, track.dense)
     else:
@@ -513,7 +528,27 @@ def _check_order(stage: Stage, track: _Track) -> None:
             "(use include/exclude to split the tensors between the stages)")
 
 
-def _apply(stage: Stage, tracks: Sequence[_Track]) -> None:
+def _calibration_view(stage: Stage, track: _Track, calibration: Any) -> Any:
+    """The calibration view of a calibrated stage's tensor, or None to skip it (with a warning)."""
+    if calibration is None:
+        raise ValueError(f"{stage.where}: {stage.label} needs calibration data: pass "
+                         "compress(..., calibration=...) (see swiftprune.calibration) or --calibration FILE")
+    try:
+        view = calibration.lookup(track.name, track.original.shape)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+    if view is None:
+        if track.name in stage.include:
+            raise ValueError(f"{stage.where}: tensor {track.name!r} has no calibration data (calibrated layers: "
+                             f"{', '.join(list(calibration)[:8])}{', ...' if len(calibration) > 8 else ''})")
+        from .calibration.hessian import CalibrationWarning
+        import warnings
+        warnings.warn(f"{stage.where}: tensor {track.name!r} has no calibration data; {stage.label} skips it",
+                      CalibrationWarning, stacklevel=4)
+    return view
+
+
+def _apply(stage: Stage, tracks: Sequence[_Track], calibration: Any = None) -> None:
     """Runs `stage` on the (already selected) `tracks`."""
     for track in tracks:
         _check_order(stage, track)
@@ -526,7 +561,12 @@ def _apply(stage: Stage, tracks: Sequence[_Track]) -> None:
             _finish(stage, track, outputs[track.name])
         return
     for track in tracks:
-        extra = {"mask": track.mask} if stage.method.masked else {}
+        extra: dict[str, Any] = {"mask": track.mask} if stage.method.masked else {}
+        if stage.method.calibrated:
+            view = _calibration_view(stage, track, calibration)
+            if view is None:
+                continue
+            extra["calibration"] = view
         try:
             output = stage.method.apply(track.weights(), **extra, **stage.options)
         except (TypeError, ValueError) as error:
@@ -585,27 +625,50 @@ def _report_row(track: _Track) -> dict[str, Any]:
 
 def _run(names: Sequence[str], get: Callable[[str], np.ndarray], stages: Sequence[Stage],
          emit: Callable[[_Track], None], *, release: Callable[[str], None] | None, show: bool,
-         info: Callable[[str], tuple[tuple[int, ...], np.dtype]]) -> None:
-    """Runs every stage over every tensor, emitting each finished tensor in order.
+         info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None) -> None:
+    """Runs every stage over every tensor, emitting each finished tensor.
 
     Without model-scope stages each tensor goes through all stages before
     the next is read (so a file is streamed); otherwise stage by stage.
+    With ``calibration``, tensors go in its order (a model's forward order)
+    and each compressed tensor is committed to it (sequential sources then
+    recompute the inputs of later layers through it).
     """
     selected = {stage.index: {n for n in names if stage.selects(n, *info(n))} for stage in stages}
+    calibrated = [stage for stage in stages if stage.method.calibrated]
+    if calibration is None and any(selected[stage.index] for stage in calibrated):
+        stage = next(stage for stage in calibrated if selected[stage.index])
+        raise ValueError(f"{stage.where}: {stage.label} needs calibration data: pass compress(..., calibration=...) "
+                         "(see swiftprune.calibration) or --calibration FILE")
+    if calibration is not None:
+        for stage in calibrated:
+            if selected[stage.index] and not any(calibration.find_layer(n) is not None for n in selected[stage.index]):
+                raise ValueError(
+                    f"{stage.where}: none of the {len(selected[stage.index])} selected tensors has calibration data "
+                    f"(tensors such as {sorted(selected[stage.index])[0]!r}; calibrated layers: "
+                    f"{', '.join(list(calibration)[:8])}); name the layers as the tensors without '.weight'/'/kernel'")
+        names = calibration.order(names)
+
+    def commit(track: _Track) -> None:
+        if calibration is not None and track.form is not None:
+            calibration.commit(track.name, track.dense)
+
     if all(stage.method.scope == "tensor" for stage in stages):
         for name in _progress(names, total=len(names), description="compress", enabled=show):
             track = _Track(name, get(name))
             for stage in stages:
                 if name in selected[stage.index]:
-                    _apply(stage, [track])
+                    _apply(stage, [track], calibration)
+            commit(track)
             emit(track)
             if release is not None:
                 release(name)
         return
     tracks = {name: _Track(name, get(name)) for name in names}
     for stage in _progress(stages, total=len(stages), description="compress", enabled=show):
-        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]])
+        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration)
     for name in names:
+        commit(tracks[name])
         emit(tracks[name])
 
 
@@ -806,7 +869,7 @@ def _info_getter(weights: Any, get: Callable[[str], np.ndarray]) -> Callable[[st
     return lambda name: (get(name).shape, get(name).dtype)
 
 
-def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionResult:
+def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: Any = None) -> CompressionResult:
     """Compresses a whole model's weights with a recipe of stages.
 
     Parameters
@@ -819,6 +882,12 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
         The stages (see the module documentation) or a YAML/JSON file of them.
     progress : bool, default True
         Show a progress bar (tqdm, when installed and stderr is a terminal).
+    calibration : Calibration, mapping or str, optional
+        Layer inputs for calibrated methods (``gptq``, ``sparsegpt``,
+        ``wanda``): a :class:`~swiftprune.calibration.Calibration` (from
+        arrays, a Keras or an ONNX model; sequential or independent), a
+        mapping ``{layer: (samples, in) array}`` (PyTorch ``(out, in)``
+        weights), or the path of an ``.npz`` of either.
 
     Returns
     -------
@@ -843,10 +912,14 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
     stages = load_recipe(recipe)
     container, names, get = _container_of(weights)
     _check_patterns(stages, names)
+    calibration = _calibration_source(calibration)
     tracks: list[_Track] = []
     # An open file's input pages are let go once each tensor is done (views stay valid).
     release = weights.release if isinstance(weights, SafetensorsFile) else None
-    _run(names, get, stages, tracks.append, release=release, show=progress, info=_info_getter(weights, get))
+    _run(names, get, stages, tracks.append, release=release, show=progress, info=_info_getter(weights, get),
+         calibration=calibration)
+    position = {name: i for i, name in enumerate(names)}
+    tracks.sort(key=lambda t: position[t.name])  # a calibration source may have reordered them
     report = Report(_report_row(t) for t in tracks)
     dense = [t.dense if t.form is not None else t.original for t in tracks]
     if container == "sequence":
@@ -864,8 +937,24 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
     return CompressionResult(out, tensors, masks, report, container)
 
 
+def _calibration_source(calibration: Any) -> Any:
+    """``compress(calibration=...)`` as a Calibration (or None)."""
+    if calibration is None:
+        return None
+    from .calibration import Calibration, from_arrays, load_calibration
+
+    if isinstance(calibration, Calibration):
+        return calibration
+    if isinstance(calibration, (str, os.PathLike)):
+        return load_calibration(calibration)
+    if isinstance(calibration, Mapping):
+        return from_arrays(calibration)
+    raise TypeError("calibration must be a swiftprune.calibration.Calibration, a mapping layer -> (samples, in) "
+                    f"array, or a .npz path, got {type(calibration).__name__}")
+
+
 def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense: bool | None = None,
-                  progress: bool = True) -> Report:
+                  progress: bool = True, calibration: Any = None) -> Report:
     """Compresses a weight file into another, one tensor at a time.
 
     A ``.safetensors`` source is memory-mapped and streamed: each tensor is
@@ -886,6 +975,8 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
         (``.safetensors`` only, readable by :func:`load_compressed`). Default:
         compressed for a ``.safetensors`` destination, dense otherwise.
     progress : bool, default True
+    calibration : optional
+        Layer inputs for calibrated methods, as in :func:`compress`.
 
     Returns
     -------
@@ -906,6 +997,7 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
                          "compress load_compressed(path).weights instead")
     container, names, get = _container_of(source_file)
     _check_patterns(stages, names)
+    calibration = _calibration_source(calibration)
     rows = Report()
     release = source_file.release if isinstance(source_file, SafetensorsFile) else None
     info = _info_getter(source_file, get)
@@ -922,7 +1014,7 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
                     writer.add(track.name, track.form if track.form is not None else np.asarray(track.original),
                                track.keep_mask)
 
-            _run(names, get, stages, emit, release=release, show=progress, info=info)
+            _run(names, get, stages, emit, release=release, show=progress, info=info, calibration=calibration)
             if not dense:
                 writer.report = list(rows)
         return rows
@@ -932,7 +1024,7 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
         rows.append(_report_row(track))
         collected[track.name] = track.dense if track.form is not None else track.original
 
-    _run(names, get, stages, collect, release=release, show=progress, info=info)
+    _run(names, get, stages, collect, release=release, show=progress, info=info, calibration=calibration)
     save_weights(destination, collected)
     return rows
 
