@@ -70,13 +70,24 @@ examples:
   swiftprune compress model.safetensors -o c16.safetensors --prune 0.5 --cluster 16
   swiftprune compress model.safetensors -o lr.safetensors --low-rank energy:0.95 --exclude 'embed*'
   swiftprune compress keras.weights.h5 -o pruned.weights.h5 --prune 0.5 --channel-axis -1
+  swiftprune compress model.safetensors -o q.safetensors --quantize int4:128:method=gptq --calibration x.npz
+  swiftprune compress model.onnx -o sparse.safetensors --prune sparsegpt:0.5 --calibration inputs.npz
+
+Calibrated methods (--prune wanda:S, --prune sparsegpt:S or sparsegpt:n=2:m=4,
+--quantize intB:GROUP:method=gptq, plus act_order=true, mse=true, ...) need
+--calibration: an .npz of each layer's inputs {layer: (samples, in)} (layer =
+the weight's name without .weight), or, when IN is an .onnx/.keras model (or
+with --model), an .npz of the model's input batches keyed by input name.
 """
 
 # The option(s) that the positional values of `--prune METHOD:...` fill.
 PRUNE_POSITIONAL = {
     "magnitude": ("sparsity",), "random": ("sparsity",), "global_magnitude": ("sparsity",),
     "block": ("sparsity",), "structured": ("amount",), "nm": ("n", "m"),
+    "wanda": ("sparsity",), "sparsegpt": ("sparsity",),
 }
+# Quantize methods whose layout comes from their calibration (no axis option).
+CALIBRATED_QUANTIZE = ("gptq",)
 
 
 class UsageError(Exception):
@@ -131,6 +142,10 @@ def parse_quantize(text: str, axis: int | None) -> dict[str, Any]:
         raise UsageError(f"--quantize: expected int8, int4 or intB:GROUP, got {text!r}")
     options: dict[str, Any] = {"bits": int(head[3:]), "axis": axis}
     options.update(_options("--quantize", rest, ("group_size",)))
+    if options.get("method") in CALIBRATED_QUANTIZE:
+        options.pop("axis", None)  # the calibration knows each weight's layout
+    if options.get("group_size") in ("none", "None", "null"):
+        options["group_size"] = None
     return options
 
 
@@ -190,12 +205,57 @@ def _compress(args: argparse.Namespace) -> int:
         recipe = recipe_from_flags(args)
     else:
         raise UsageError("nothing to do: give --recipe FILE or at least one of --prune, --quantize, --cluster, --low-rank")
-    report = compress_file(args.input, args.output, recipe, dense=True if args.dense else None,
-                           progress=not args.no_progress)
+    calibration = _calibration(args)
+    if args.input.lower().endswith((".onnx", ".keras")):
+        report = _compress_model(args, recipe, calibration)
+    else:
+        report = compress_file(args.input, args.output, recipe, dense=True if args.dense else None,
+                               progress=not args.no_progress, calibration=calibration)
     if not args.quiet:
         print(report.summary())
     print(f"wrote {args.output}", file=sys.stderr if args.quiet else sys.stdout)
     return 0
+
+
+def _calibration(args: argparse.Namespace) -> Any:
+    """The calibration source the flags describe (None without --calibration)."""
+    if args.calibration is None:
+        if args.model is not None:
+            raise UsageError("--model needs --calibration INPUTS.npz (the model's input batches)")
+        return None
+    from .calibration import from_keras, from_onnx, load_calibration
+    from .io import load_weights
+
+    model = args.model
+    if model is None and args.input.lower().endswith((".onnx", ".keras")):
+        model = args.input
+    if model is None:
+        return load_calibration(args.calibration, layout=args.calibration_layout)
+    inputs = load_weights(args.calibration)
+    if model.lower().endswith(".onnx"):
+        return from_onnx(model, inputs, mode=args.calibration_mode)
+    if model.lower().endswith(".keras"):
+        return from_keras(model, inputs, mode=args.calibration_mode)
+    raise UsageError(f"--model must be an .onnx or .keras file, got {model!r}")
+
+
+def _compress_model(args: argparse.Namespace, recipe: Any, calibration: Any) -> Any:
+    """Compresses the weights of an .onnx / .keras model file (its initializers / variables)."""
+    from .io import save_weights
+    from .model import compress
+
+    if calibration is None:
+        from .calibration import from_keras, from_onnx
+
+        source = (from_onnx if args.input.lower().endswith(".onnx") else from_keras)(args.input, None)
+    else:
+        source = calibration
+    result = compress(source.weights(), recipe, progress=not args.no_progress, calibration=calibration)
+    if args.output.lower().endswith(".safetensors") and not args.dense:
+        result.save(args.output)
+    else:
+        save_weights(args.output, result.weights)
+    return result.report
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -293,6 +353,18 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--include", metavar="GLOB", action="append", help="only tensors matching (repeatable)")
     compress.add_argument("--exclude", metavar="GLOB", action="append", help="skip tensors matching (repeatable)")
     compress.add_argument("--min-rank", metavar="N", type=_int, help="smallest rank compressed (default 2)")
+    compress.add_argument("--calibration", metavar="FILE",
+                          help="calibration data for gptq/sparsegpt/wanda: an .npz of per-layer inputs "
+                               "{layer: (samples, in)}, or (with a model) the model's input batches")
+    compress.add_argument("--model", metavar="MODEL",
+                          help="an .onnx or .keras model whose layer inputs are captured on the --calibration "
+                               "inputs (IN may itself be the .onnx/.keras model)")
+    compress.add_argument("--calibration-mode", choices=("sequential", "independent"), default="sequential",
+                          help="with a model: recompute each layer's inputs through the layers already "
+                               "compressed (sequential, default) or take them all from the original model")
+    compress.add_argument("--calibration-layout", choices=("torch", "keras"), default="torch",
+                          help="per-layer input arrays: the weights are (out, in) (torch, default) or "
+                               "(in, out) kernels (keras)")
     compress.add_argument("--dense", action="store_true", help="write dense float weights, not the compressed form")
     compress.add_argument("--no-progress", action="store_true", help="no progress bar")
     compress.add_argument("-q", "--quiet", action="store_true", help="no summary table")
