@@ -114,8 +114,24 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     }
     let dampValue = damp * diagonalSum / Double(columns)
     for j in 0 ..< columns { h[j * columns + j] += dampValue }
-    let u = try calibrationInverseCholeskyUpper(h, n: columns)
+    // U = J · inverse(cholesky(J H J)) · J, the upper Cholesky factor of H⁻¹, by the GEMM-blocked
+    // Cholesky and triangular inverse.
+    var reversed = [Double](repeating: 0, count: columns * columns)
+    for i in 0 ..< columns {
+        for j in 0 ... i { reversed[i * columns + j] = h[(columns - 1 - i) * columns + (columns - 1 - j)] }
+    }
     h = []
+    do {
+        try GPTQLinearAlgebra.cholesky(&reversed, n: columns)
+    } catch {
+        throw SwiftPruneError.value("the Hessian is not positive definite; increase damp or add calibration samples")
+    }
+    let inverse = try GPTQLinearAlgebra.invertLower(reversed, n: columns)
+    reversed = []
+    var u = [Double](repeating: 0, count: columns * columns)
+    for i in 0 ..< columns {
+        for j in i ..< columns { u[i * columns + j] = inverse[(columns - 1 - i) * columns + (columns - 1 - j)] }
+    }
 
     // Working copy of W in Double.
     var w = [Double](repeating: 0, count: rows * columns)
@@ -127,10 +143,13 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     }
     var blockKeep = [Bool](repeating: true, count: rows * min(blockSize, columns))
     var blockScores = [Double](repeating: 0, count: rows * min(blockSize, columns))
-    let workers = Threading.workerCount(for: rows * columns * min(blockSize, columns), minimumPerWorker: 1 << 20)
+    var blockErrors = [Double](repeating: 0, count: rows * min(blockSize, columns))
+    let workers = Threading.workerCount(for: rows * min(blockSize, columns) * min(blockSize, columns),
+                                        minimumPerWorker: 1 << 18)
     try w.withUnsafeMutableBufferPointer { wBuffer in
         try u.withUnsafeBufferPointer { uBuffer in
-            let wp = wBuffer.baseAddress!, up = uBuffer.baseAddress!
+          try blockErrors.withUnsafeMutableBufferPointer { errorBuffer in
+            let wp = wBuffer.baseAddress!, up = uBuffer.baseAddress!, ep = errorBuffer.baseAddress!
             var start = 0
             while start < columns {
                 let end = min(columns, start + blockSize), width = end - start
@@ -169,18 +188,27 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
                                     if groupSize > 0 && c % groupSize == 0 {
                                         selectGroup(row + i, uRow + i, columns + 1, groupSize, groupKeep, rowKeep + c)
                                     }
-                                    guard !rowKeep[c] else { continue }
+                                    guard !rowKeep[c] else { ep[r * width + c] = 0; continue }
                                     let error = row[i] / uRow[i]
                                     row[i] = 0
-                                    if error != 0 { calibrationAxpy(-error, uRow + i + 1, row + i + 1, columns - i - 1) }
+                                    ep[r * width + c] = error
+                                    // Within the block now; the columns after it get one GEMM at its end.
+                                    if error != 0 { calibrationAxpy(-error, uRow + i + 1, row + i + 1, end - i - 1) }
                                 }
                             }
                             tileStart = tileEnd
                         }
                     }
                 }
+                // Lazy batch update: W[:, end...] -= E · U[start ..< end, end...].
+                if end < columns {
+                    try gemm(transA: false, transB: false, m: rows, n: columns - end, k: width, alpha: -1,
+                             a: ep, lda: width, b: up + start * columns + end, ldb: columns,
+                             beta: 1, c: wp + end, ldc: columns)
+                }
                 start = end
             }
+          }
         }
     }
     let out = output.buffer

@@ -43,7 +43,10 @@ public enum GPTQ {
         }
         for v in weights where !v.isFinite { throw SwiftPruneError.value("weights contain NaN or Inf values") }
         for v in activations where !v.isFinite { throw SwiftPruneError.value("x contains NaN or Inf values") }
-        var h = GPTQLinearAlgebra.gram(activations, samples: samples, features: cols)
+        var h = [Double](repeating: 0, count: cols * cols)
+        try h.withUnsafeMutableBufferPointer {
+            try accumulateHessian(activations, samples: samples, features: cols, into: $0)
+        }
         var options = GPTQOptions()
         options.groupSize = groupSize
         options.damp = damp

@@ -110,36 +110,36 @@ extension GPTQ {
             reversed[i * cols + i] += damp * mean
         }
         try GPTQLinearAlgebra.cholesky(&reversed, n: cols)
-        let inverse = GPTQLinearAlgebra.invertLower(reversed, n: cols)
+        let inverse = try GPTQLinearAlgebra.invertLower(reversed, n: cols)
         reversed = []
         var u = [Double](repeating: 0, count: cols * cols)
         for i in 0 ..< cols { for j in i ..< cols { u[i * cols + j] = inverse[(cols - 1 - i) * cols + (cols - 1 - j)] } }
 
         var storage = [UInt8](repeating: 0, count: rows * cols)
         var errors = [Double](repeating: 0, count: rows * block)
-        let workers = Swift.min(Threading.workerCount(for: rows * cols * Swift.max(cols, 1), minimumPerWorker: 1 << 22),
+        let workers = Swift.min(Threading.workerCount(for: rows * block * block, minimumPerWorker: 1 << 18),
                                 Swift.max(rows, 1))
         let qmin = scheme.qmin, qmax = scheme.qmax
         let dynamicGroups = groupSize != nil && !staticGroups
 
-        w.withUnsafeMutableBufferPointer { wb in
-            u.withUnsafeBufferPointer { ub in
-                scales.withUnsafeMutableBufferPointer { sb in
-                    zeroPoints.withUnsafeMutableBufferPointer { zb in
-                        storage.withUnsafeMutableBufferPointer { qb in
-                            errors.withUnsafeMutableBufferPointer { eb in
-                                order.withUnsafeBufferPointer { ob in
+        try w.withUnsafeMutableBufferPointer { wb in
+            try u.withUnsafeBufferPointer { ub in
+                try scales.withUnsafeMutableBufferPointer { sb in
+                    try zeroPoints.withUnsafeMutableBufferPointer { zb in
+                        try storage.withUnsafeMutableBufferPointer { qb in
+                            try errors.withUnsafeMutableBufferPointer { eb in
+                                try order.withUnsafeBufferPointer { ob in
+                                    guard rows > 0 && cols > 0 else { return }
                                     let W = wb.baseAddress!, U = ub.baseAddress!, S = sb.baseAddress!
                                     let Z = zb.baseAddress!, Q = qb.baseAddress!, E = eb.baseAddress!
                                     let O = ob.baseAddress!
-                                    parallelFor(workers: workers) { worker in
-                                        let myRows = partitionRange(rows, parts: workers, index: worker)
-                                        var i1 = 0
-                                        while i1 < cols {
-                                            let i2 = Swift.min(cols, i1 + block)
-                                            for r in myRows {
+                                    var i1 = 0
+                                    while i1 < cols {
+                                        let i2 = Swift.min(cols, i1 + block), width = i2 - i1
+                                        // Columns of the block, rows in parallel; errors kept for the lazy update.
+                                        parallelFor(workers: workers) { worker in
+                                            for r in partitionRange(rows, parts: workers, index: worker) {
                                                 let row = W + r * cols
-                                                var scale = 1.0, zero: Int32 = 0
                                                 for i in i1 ..< i2 {
                                                     let original = O[i]
                                                     let slot = r * groupsPerRow + original / group
@@ -148,22 +148,23 @@ extension GPTQ {
                                                         S[slot] = p.scale
                                                         Z[slot] = p.zeroPoint
                                                     }
-                                                    scale = Double(S[slot]); zero = Z[slot]
+                                                    let scale = Double(S[slot]), zero = Z[slot]
                                                     let value = row[i]
                                                     let t = Swift.min(Swift.max(value / scale, Double(qmin - zero)), Double(qmax - zero))
                                                     let q = t.roundedToInt32 &+ zero
                                                     Q[r * cols + original] = UInt8(truncatingIfNeeded: q)
                                                     let dequantized = Double(Float(q &- zero) * Float(scale))
                                                     let error = (value - dequantized) / U[i * cols + i]
-                                                    E[r * block + (i - i1)] = error
+                                                    E[r * width + (i - i1)] = error
                                                     GPTQLinearAlgebra.axpy(error, U + i * cols + i + 1, row + i + 1, i2 - i - 1)
                                                 }
                                             }
-                                            GPTQLinearAlgebra.subtractProduct(
-                                                w: W, cols: cols, rows: myRows, e: UnsafePointer(E), width: i2 - i1,
-                                                u: U, from: i1, to: i2)
-                                            i1 = i2
                                         }
+                                        // The columns after the block, all rows at once: one GEMM.
+                                        try GPTQLinearAlgebra.subtractProduct(
+                                            w: W, rows: rows, cols: cols, e: UnsafePointer(E), width: width,
+                                            u: U, from: i1, to: i2)
+                                        i1 = i2
                                     }
                                 }
                             }
