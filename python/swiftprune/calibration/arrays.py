@@ -222,7 +222,7 @@ def load_calibration(path: Any, *, layout: str = "torch") -> Calibration:
             if hessian.ndim != 2 or hessian.shape[0] != hessian.shape[1] or not np.isfinite(hessian).all():
                 raise ValueError(f"{path}: layer {name!r} has a malformed Hessian {hessian.shape}")
             acc = HessianAccumulator(hessian.shape[0], name=name, layout=layer_layout)
-            acc.hessian_[...] = hessian
+            acc._hessian[...] = hessian
             acc.count_ = count
             layers[name] = acc
         return Calibration(layers)

@@ -21,6 +21,7 @@ from .._validation import check_int
 __all__ = ["HessianAccumulator", "CalibrationWarning", "LAYOUTS"]
 
 LAYOUTS = ("torch", "keras")
+_FLUSH_ROWS = 4096
 
 
 class CalibrationWarning(UserWarning):
@@ -50,7 +51,8 @@ class HessianAccumulator:
     Attributes
     ----------
     hessian_ : numpy.ndarray of float64, shape (features, features)
-        ``Σ xᵀx`` over every sample added (not divided by the count).
+        ``Σ xᵀx`` over every sample added (not divided by the count). Batches
+        smaller than 4096 rows are buffered and added together.
     count_ : int
         Samples added so far.
 
@@ -72,8 +74,29 @@ class HessianAccumulator:
             raise ValueError(f"layout must be 'torch' or 'keras', got {layout!r}")
         self.name = name
         self.layout = layout
-        self.hessian_: NDArray[np.float64] = np.zeros((self.features, self.features), np.float64)
+        self._hessian: NDArray[np.float64] = np.zeros((self.features, self.features), np.float64)
         self.count_ = 0
+        # Small batches wait here until _FLUSH_ROWS rows: each Swift call costs O(features²)
+        # besides its O(rows · features²) products, so one call per token would be slow.
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+
+    @property
+    def hessian_(self) -> NDArray[np.float64]:
+        """``Σ xᵀx`` over every sample added (float64, not divided by the count)."""
+        self._flush()
+        return self._hessian
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(
+            self._pending, dtype=np.result_type(*self._pending))
+        self._pending, self._pending_rows = [], 0
+        try:
+            _core.hessian_accumulate(np.ascontiguousarray(batch), self._hessian)
+        except ValueError as error:
+            raise ValueError(f"layer {self.name!r}: {error}") from None
 
     def update(self, x: ArrayLike) -> "HessianAccumulator":
         """Adds a batch of inputs: shape ``(..., features)`` (batch and
@@ -97,10 +120,19 @@ class HessianAccumulator:
         flat = array.reshape(-1, self.features)
         if flat.dtype == np.float16:
             flat = flat.astype(np.float32)
-        try:
-            _core.hessian_accumulate(np.ascontiguousarray(flat), self.hessian_)
-        except ValueError as error:
-            raise ValueError(f"layer {self.name!r}: {error}") from None
+        if flat.shape[0] >= _FLUSH_ROWS:
+            self._flush()  # keep the order of the sums
+            try:
+                _core.hessian_accumulate(np.ascontiguousarray(flat), self._hessian)
+            except ValueError as error:
+                raise ValueError(f"layer {self.name!r}: {error}") from None
+        else:
+            if not np.isfinite(flat).all():
+                raise ValueError(f"layer {self.name!r}: the calibration inputs contain NaN or Inf values")
+            self._pending.append(np.array(flat, copy=True))  # the caller may reuse its buffer
+            self._pending_rows += flat.shape[0]
+            if self._pending_rows >= _FLUSH_ROWS:
+                self._flush()
         self.count_ += int(flat.shape[0])
         return self
 
@@ -110,7 +142,8 @@ class HessianAccumulator:
             raise TypeError(f"can only merge a HessianAccumulator, got {type(other).__name__}")
         if other.features != self.features:
             raise ValueError(f"layer {self.name!r}: cannot merge {other.features} features into {self.features}")
-        self.hessian_ += other.hessian_
+        self.hessian_  # flush
+        self._hessian += other.hessian_
         self.count_ += other.count_
         return self
 
