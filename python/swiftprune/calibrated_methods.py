@@ -20,7 +20,7 @@ from ._methods import _bool, _int, _optional, _real
 from ._validation import check_fraction
 from .calibrated_pruning import sparsegpt, wanda_mask
 from .calibration.arrays import LayerView
-from .model import REQUIRED, Method, OptionError, register_method
+from .registry import REQUIRED, Method, OptionError, register_method
 from .quantization import QuantizedTensor, gptq
 
 __all__ = ["gptq_tensor", "sparsegpt_tensor", "wanda_tensor"]
