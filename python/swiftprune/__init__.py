@@ -27,6 +27,8 @@ from .structured import prune_channels
 # Quantization
 from .clustering import ClusteredTensor, cluster
 from .quantization import QuantizedTensor, cast, gptq, quantize, relative_error, sqnr_db
+from .activation_scaling import awq, bias_correction, smoothquant
+from . import calibration
 
 # Low-rank factorization
 from .factorization import LowRankFactors, low_rank, randomized_svd, svd
@@ -64,6 +66,9 @@ __all__ = [
     "cast",
     "cluster",
     "gptq",
+    "awq",
+    "smoothquant",
+    "bias_correction",
     "quantize",
     "relative_error",
     "sqnr_db",

@@ -74,3 +74,37 @@ def reference_gptq_hessian(w, hessian, bits, group_size, damp=0.01, symmetric=Tr
         err = (W[:, i] - deq) / U[i, i]
         W[:, i:] -= np.outer(err, U[i, i:])
     return Q, scales, zeros
+
+
+def reference_awq(w, x, bits, group_size, n_grid=20):
+    """AWQ's auto_scale search (llm-awq ``search_module_scale``) for one linear
+    layer, float64: s = mean|x|^α / sqrt(max·min), W·s fake-quantized
+    (affine, groups along the input, min-max) and divided by s; the α with the
+    least ‖(W − Ŵ) Xᵀ‖²."""
+    W = np.asarray(w, np.float64)
+    X = np.asarray(x, np.float64)
+    x_mean = np.abs(X).mean(axis=0)
+    qmax = 2 ** bits - 1
+    best = (np.inf, None, None)
+    for k in range(n_grid):
+        alpha = k / n_grid
+        s = np.maximum(x_mean ** alpha, 1e-4)
+        s = s / np.sqrt(s.max() * s.min())
+        scaled = (W * s).astype(np.float32).astype(np.float64)
+        g = scaled.reshape(W.shape[0], -1, group_size)
+        lo = np.minimum(g.min(axis=2, keepdims=True), 0)
+        hi = np.maximum(g.max(axis=2, keepdims=True), 0)
+        scale = np.where(hi - lo == 0, 1.0, (hi - lo) / qmax).astype(np.float32).astype(np.float64)
+        zero = np.clip(np.round(-lo / scale), 0, qmax)
+        q = np.clip(np.round(g / scale) + zero, 0, qmax)
+        deq = ((q - zero) * scale).reshape(W.shape) / s
+        err = np.linalg.norm((W - deq) @ X.T) ** 2
+        if err < best[0]:
+            best = (err, alpha, s)
+    return best[1], best[2]
+
+
+def reference_smoothquant(w, x, alpha):
+    """SmoothQuant's smoothing factors: max|X_j|^α / max|W_:j|^(1−α)."""
+    s = np.abs(np.asarray(x, np.float64)).max(axis=0) ** alpha / np.abs(np.asarray(w, np.float64)).max(axis=0) ** (1 - alpha)
+    return np.maximum(s, 1e-5)

@@ -55,6 +55,9 @@ class HessianAccumulator:
         smaller than 4096 rows are buffered and added together.
     count_ : int
         Samples added so far.
+    sum_, abs_sum_, abs_max_ : numpy.ndarray of float64, shape (features,)
+        ``Σ x_j``, ``Σ |x_j|`` and ``max |x_j|`` per input feature (the means
+        bias correction and AWQ use, the maxima SmoothQuant uses).
 
     Examples
     --------
@@ -80,6 +83,10 @@ class HessianAccumulator:
         # besides its O(rows · features²) products, so one call per token would be slow.
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
+        # First-order statistics per input feature (AWQ, SmoothQuant, bias correction).
+        self.sum_ = np.zeros(self.features, np.float64)
+        self.abs_sum_ = np.zeros(self.features, np.float64)
+        self.abs_max_ = np.zeros(self.features, np.float64)
 
     @property
     def hessian_(self) -> NDArray[np.float64]:
@@ -133,6 +140,11 @@ class HessianAccumulator:
             self._pending_rows += flat.shape[0]
             if self._pending_rows >= _FLUSH_ROWS:
                 self._flush()
+        if flat.shape[0]:
+            self.sum_ += flat.sum(axis=0, dtype=np.float64)
+            magnitude = np.abs(flat)
+            self.abs_sum_ += magnitude.sum(axis=0, dtype=np.float64)
+            np.maximum(self.abs_max_, magnitude.max(axis=0), out=self.abs_max_)
         self.count_ += int(flat.shape[0])
         return self
 
@@ -144,6 +156,9 @@ class HessianAccumulator:
             raise ValueError(f"layer {self.name!r}: cannot merge {other.features} features into {self.features}")
         self.hessian_  # flush
         self._hessian += other.hessian_
+        self.sum_ += other.sum_
+        self.abs_sum_ += other.abs_sum_
+        np.maximum(self.abs_max_, other.abs_max_, out=self.abs_max_)
         self.count_ += other.count_
         return self
 
