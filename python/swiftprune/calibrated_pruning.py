@@ -178,6 +178,8 @@ def sparsegpt(
             raise ValueError(f"w has {w.shape[1]} input columns, not a multiple of m = {m}")
         if m and block_size % m:
             raise ValueError(f"block_size = {block_size} must be a multiple of m = {m}")
+        if not m:
+            block_size = min(block_size, max(w.shape[1], 1))  # wider blocks change nothing
         try:
             out = _core.sparsegpt_hessian(w, x.hessian_, sparsity, n, m, block_size, damp)
         except ValueError as error:

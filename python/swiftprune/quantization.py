@@ -511,6 +511,7 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
         hessian, name = HessianAccumulator(x.shape[1], name="x").update(x).hessian_, None
     if group and w.shape[1] % group:
         raise ValueError(f"group_size = {group} does not divide the {w.shape[1]} input columns")
+    block_size = min(block_size, max(w.shape[1], 1))  # wider blocks change nothing
     try:
         values, scale, zero_point = _core.gptq_hessian(w, hessian, bits, symmetric, group, damp, block_size,
                                                        act_order, static_groups, 100 if mse else 0)

@@ -160,7 +160,8 @@ class Calibration:
 
     def save(self, path: Any) -> None:
         """Writes the statistics to an ``.npz`` (``<layer>::hessian``,
-        ``<layer>::count``, ``<layer>::layout``) that :func:`load_calibration` reads."""
+        ``::count``, ``::layout``, ``::sum``, ``::abs_sum``, ``::abs_max``)
+        that :func:`load_calibration` reads."""
         from ..io import save_weights
 
         arrays: dict[str, np.ndarray] = {}
@@ -168,6 +169,9 @@ class Calibration:
             arrays[f"{name}::hessian"] = acc.hessian_
             arrays[f"{name}::count"] = np.array(acc.count_, np.int64)
             arrays[f"{name}::layout"] = np.array(LAYOUTS.index(acc.layout), np.int8)
+            arrays[f"{name}::sum"] = acc.sum_
+            arrays[f"{name}::abs_sum"] = acc.abs_sum_
+            arrays[f"{name}::abs_max"] = acc.abs_max_
         save_weights(path, arrays)
 
     def __repr__(self) -> str:
@@ -224,6 +228,9 @@ def load_calibration(path: Any, *, layout: str = "torch") -> Calibration:
             acc = HessianAccumulator(hessian.shape[0], name=name, layout=layer_layout)
             acc._hessian[...] = hessian
             acc.count_ = count
+            for part in ("sum", "abs_sum", "abs_max"):  # first-order statistics (absent in older files)
+                if f"{name}::{part}" in arrays:
+                    getattr(acc, part + "_")[...] = np.asarray(arrays[f"{name}::{part}"], np.float64)
             layers[name] = acc
         return Calibration(layers)
     return from_arrays(arrays, layout=layout)
