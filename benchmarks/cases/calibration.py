@@ -142,7 +142,7 @@ def calibration_cases(quick: bool) -> list[Case]:
                 return text
 
             out.append(Case(f"gptq int4 g128 {n}x{n}, {samples} samples", lambda w=w, x=x: ours_gptq(w, x),
-                            base_gptq if torch is not None else None, "torch reference GPTQ", threads=threads,
+                            base_gptq if torch is not None else None, "torch reference GPTQ", threads=threads, goal=2.0,
                             note=note_gptq, data={"w": w, "x": x}))
 
             def base_sparse(w=w, x=x, threads=threads):
@@ -159,7 +159,7 @@ def calibration_cases(quick: bool) -> list[Case]:
 
             out.append(Case(f"sparsegpt 50% {n}x{n}, {samples} samples", lambda w=w, x=x: ours_sparsegpt(w, x),
                             base_sparse if torch is not None else None, "torch reference SparseGPT",
-                            threads=threads, note=note_sparse, data={"w": w, "x": x}))
+                            threads=threads, note=note_sparse, data={"w": w, "x": x}, goal=2.0))
     return out
 
 

@@ -170,3 +170,40 @@ def test_keras_sequential_compress_leaves_the_model_alone_and_keeps_outputs():
     assert_gram(cal.statistics("out/kernel").hessian_, last_in)
     ref, out = np.asarray(model([x])).ravel(), np.asarray(clone([x])).ravel()
     assert ref @ out / np.linalg.norm(ref) / np.linalg.norm(out) > 0.99
+
+
+# --------------------------------------------------------------------------- #
+# PyTorch (optional: skipped without torch)
+# --------------------------------------------------------------------------- #
+
+
+def test_torch_hooks_capture_and_sequential_gptq():
+    torch = pytest.importorskip("torch", reason="torch is not installed (optional; pip install torch)")
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+            self.head = torch.nn.Linear(64, 8)
+            self.fc = torch.nn.Linear(16, 64)  # registered last, called first
+
+        def forward(self, img, x):
+            return self.head(torch.relu(self.fc(x))), self.conv(img)
+
+    net = Net()
+    x = RNG.standard_normal((200, 16)).astype(np.float32)
+    img = RNG.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cal = sp.calibration.from_torch(net, [(img, x)], mode="sequential")
+    assert list(cal.layers)[:2] == ["fc.weight", "head.weight"]  # forward order, not registration order
+    assert_gram(cal.statistics("fc.weight").hessian_, x)
+    patches = np.concatenate(list(patches_nchw(img, (3, 3), (2, 2), (1, 1, 1, 1))))
+    assert_gram(cal.statistics("conv.weight").hessian_, patches)
+    result = sp.compress(cal.weights(), [{"quantize": {"method": "gptq", "bits": 3, "group_size": None}}],
+                         progress=False, calibration=cal)
+    fc = result.weights["fc.weight"]
+    hidden = np.maximum(x @ fc.T + before["fc.bias"].numpy(), 0)
+    expected = sp.gptq(before["head.weight"].numpy(), hidden, 3, None)
+    assert np.mean(result.tensors["head.weight"].values != expected.values) < 0.02
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the caller's module untouched

@@ -8,7 +8,9 @@ statistics (``xᵀx`` and a count) keyed by layer name:
 - :mod:`~swiftprune.calibration.keras_capture`: a Keras 3 model plus input
   batches (functional sub-models; conv layers through their im2col view);
 - :mod:`~swiftprune.calibration.onnx_capture`: an ONNX model plus inputs, run
-  by onnxruntime with the layer inputs exposed as outputs.
+  by onnxruntime with the layer inputs exposed as outputs;
+- :mod:`~swiftprune.calibration.torch_capture`: a PyTorch module plus input
+  batches, through forward hooks (optional: needs torch).
 
 Model sources run in ``"independent"`` mode (every layer's inputs from the
 original model) or ``"sequential"`` mode (the GPTQ paper's: layer *i* is
@@ -23,7 +25,7 @@ from .arrays import Calibration, from_arrays, load_calibration
 from .hessian import CalibrationWarning, HessianAccumulator
 
 __all__ = ["HessianAccumulator", "CalibrationWarning", "Calibration", "from_arrays", "load_calibration",
-           "from_keras", "from_onnx"]
+           "from_keras", "from_onnx", "from_torch"]
 
 
 def from_keras(*args, **kwargs):  # noqa: D401 - thin lazy re-export
@@ -35,4 +37,10 @@ def from_keras(*args, **kwargs):  # noqa: D401 - thin lazy re-export
 def from_onnx(*args, **kwargs):
     """See :func:`swiftprune.calibration.onnx_capture.from_onnx` (imports onnx and onnxruntime)."""
     from .onnx_capture import from_onnx as impl
+    return impl(*args, **kwargs)
+
+
+def from_torch(*args, **kwargs):
+    """See :func:`swiftprune.calibration.torch_capture.from_torch` (imports torch)."""
+    from .torch_capture import from_torch as impl
     return impl(*args, **kwargs)
