@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     if args.quick:
         calibration_text, evaluation_text = calibration_text[:32], evaluation_text[:32]
     calib = [tokenizer.encode(s) for s in calibration_text]
-    evaluation = [tokenizer.encode(s) for s in evaluation_text[:200]]
+    evaluation = [tokenizer.encode(s) for s in evaluation_text[:64]]
     tokens = sum(len(c) for c in calib)
     print(f"calibration: {len(calib)} sentences, {tokens} tokens; evaluation: {len(evaluation)} sentences")
     reference = embeddings(weights, evaluation)
