@@ -268,7 +268,49 @@ public func spSparseGPTF64(
     }
 }
 
+@_cdecl("sp_hessian_accumulate_f32")
+public func spHessianAccumulateF32(
+    _ x: UnsafePointer<Float>?, _ samples: Int64, _ features: Int64, _ h: UnsafeMutablePointer<Double>?
+) -> sp_status {
+    withStatus { try hessianAccumulate(x, samples, features, h) }
+}
+
+@_cdecl("sp_hessian_accumulate_f64")
+public func spHessianAccumulateF64(
+    _ x: UnsafePointer<Double>?, _ samples: Int64, _ features: Int64, _ h: UnsafeMutablePointer<Double>?
+) -> sp_status {
+    withStatus { try hessianAccumulate(x, samples, features, h) }
+}
+
+private func hessianAccumulate<S: GEMMScalar>(
+    _ x: UnsafePointer<S>?, _ samples: Int64, _ features: Int64, _ h: UnsafeMutablePointer<Double>?
+) throws {
+    guard samples >= 0, features >= 0 else { throw SwiftPruneError.value("samples and features must be >= 0") }
+    let (count, o1) = samples.multipliedReportingOverflow(by: features)
+    let (square, o2) = features.multipliedReportingOverflow(by: features)
+    guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+    try accumulateHessian(inputBuffer(x, count, "x"), samples: Int(samples), features: Int(features),
+                          into: outputBuffer(h, square, "h"))
+}
+
+@_cdecl("sp_sparsegpt_hessian_f64")
+public func spSparseGPTHessianF64(
+    _ w: UnsafePointer<Double>?, _ rows: Int64, _ columns: Int64, _ h: UnsafeMutablePointer<Double>?,
+    _ sparsity: Double, _ n: Int64, _ m: Int64, _ blockSize: Int64, _ damp: Double, _ wOut: UnsafeMutablePointer<Double>?
+) -> sp_status {
+    withStatus {
+        let weights: TensorView<Double> = try pruningInput(w, [Int(rows), Int(columns)], "w")
+        let (square, overflow) = columns.multipliedReportingOverflow(by: columns)
+        guard !overflow else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        try sparseGPT(weights, hessian: outputBuffer(h, square, "h"), pattern: sparseGPTPattern(sparsity, n, m),
+                      blockSize: Int(blockSize), damp: damp, into: pruningOutput(wOut, weights.shape, "w_out"))
+    }
+}
+
 func checkPruningCalibrationSignatures() {
+    var hessianF32 = sp_hessian_accumulate_f32; implements(&hessianF32, spHessianAccumulateF32)
+    var hessianF64 = sp_hessian_accumulate_f64; implements(&hessianF64, spHessianAccumulateF64)
+    var sparseHessian = sp_sparsegpt_hessian_f64; implements(&sparseHessian, spSparseGPTHessianF64)
     var wandaF32 = sp_wanda_mask_f32; implements(&wandaF32, spWandaMaskF32)
     var wandaF64 = sp_wanda_mask_f64; implements(&wandaF64, spWandaMaskF64)
     var sparseF32 = sp_sparsegpt_f32; implements(&sparseF32, spSparseGPTF32)

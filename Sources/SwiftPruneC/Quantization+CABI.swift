@@ -284,7 +284,51 @@ public func spQuantGptqF64(
     }
 }
 
+@_cdecl("sp_quant_gptq_hessian_f64")
+public func spQuantGptqHessianF64(
+    _ w: UnsafePointer<Double>?, _ rows: Int64, _ cols: Int64, _ h: UnsafeMutablePointer<Double>?,
+    _ bits: Int64, _ symmetric: Bool, _ groupSize: Int64, _ damp: Double, _ blockSize: Int64,
+    _ actOrder: Bool, _ staticGroups: Bool, _ mseGrid: Int64,
+    _ valuesOut: UnsafeMutableRawPointer?, _ scaleOut: UnsafeMutablePointer<Float>?,
+    _ zeroPointOut: UnsafeMutableRawPointer?, _ nScales: Int64
+) -> sp_status {
+    withStatus {
+        guard rows >= 0, cols >= 0, groupSize >= 0 else {
+            throw SwiftPruneError.value("rows, cols and group_size must be >= 0")
+        }
+        guard blockSize >= 1, mseGrid >= 0, mseGrid <= 10_000 else {
+            throw SwiftPruneError.value("block_size must be >= 1 and mse_grid in 0...10000")
+        }
+        let (wCount, o1) = rows.multipliedReportingOverflow(by: cols)
+        let (hCount, o2) = cols.multipliedReportingOverflow(by: cols)
+        guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
+        var options = GPTQOptions()
+        options.groupSize = groupSize == 0 ? nil : Int(groupSize)
+        options.damp = damp
+        options.blockSize = Int(blockSize)
+        options.actOrder = actOrder
+        options.staticGroups = staticGroups
+        options.mseGrid = Int(mseGrid)
+        let result = try GPTQ.quantize(
+            weights: inputBuffer(w, wCount, "w"), rows: Int(rows), cols: Int(cols),
+            hessian: outputBuffer(h, hCount, "h"), scheme: scheme, options: options)
+        guard nScales == Int64(result.scales.count) else {
+            throw SwiftPruneError.value("n_scales is \(nScales), the layout has \(result.scales.count) groups")
+        }
+        let values = try outputBuffer(valuesOut?.assumingMemoryBound(to: UInt8.self), wCount, "values_out")
+        let scales = try outputBuffer(scaleOut, nScales, "scale_out")
+        let zeros = try outputBuffer(zeroPointOut?.assumingMemoryBound(to: UInt8.self), nScales, "zero_point_out")
+        for i in 0 ..< Int(wCount) { values[i] = result.storage[i] }
+        for g in 0 ..< Int(nScales) {
+            scales[g] = result.scales[g]
+            zeros[g] = UInt8(truncatingIfNeeded: result.zeroPoints[g])
+        }
+    }
+}
+
 func checkQuantizationSignatures() {
+    var gptqHessian = sp_quant_gptq_hessian_f64; implements(&gptqHessian, spQuantGptqHessianF64)
     var scaleShape = sp_quant_scale_shape; implements(&scaleShape, spQuantScaleShape)
     var quantizeF32 = sp_quant_quantize_f32; implements(&quantizeF32, spQuantQuantizeF32)
     var quantizeF64 = sp_quant_quantize_f64; implements(&quantizeF64, spQuantQuantizeF64)

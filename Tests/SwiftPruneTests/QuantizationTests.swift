@@ -158,7 +158,7 @@ final class GPTQTests: XCTestCase {
         // H = [[4, 2], [2, 3]]: H⁻¹ = [[3, -2], [-2, 4]] / 8; U upper with UᵀU = H⁻¹.
         var reversed: [Double] = [3, 2, 2, 4]   // J H J
         try GPTQLinearAlgebra.cholesky(&reversed, n: 2)
-        let inverse = GPTQLinearAlgebra.invertLower(reversed, n: 2)
+        let inverse = try GPTQLinearAlgebra.invertLower(reversed, n: 2)
         let u = [inverse[3], inverse[2], 0, inverse[0]]
         let product = [u[0] * u[0], u[0] * u[1], u[1] * u[0], u[1] * u[1] + u[3] * u[3]]
         for (a, b) in zip(product, [3.0 / 8, -2.0 / 8, -2.0 / 8, 4.0 / 8]) { XCTAssertEqual(a, b, accuracy: 1e-12) }

@@ -91,6 +91,8 @@ static PyArrayObject *empty_like_shape(PyArrayObject *like, int typenum) {
     return (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(like), PyArray_DIMS(like), typenum, 0);
 }
 
+static PyArrayObject *quant_as_float_array_of(PyObject *obj, const char *name, int typenum);
+
 /* ======================================================================== */
 /* Precision dispatch and shaped kernels                                     */
 /* ======================================================================== */
@@ -432,6 +434,86 @@ error:
     return NULL;
 }
 
+/* A float64 (n, n) C-contiguous copy of `obj` (the Hessian; the Swift calls use it as scratch), or NULL. */
+static PyArrayObject *hessian_copy(PyObject *obj, int64_t n) {
+    PyArrayObject *h = quant_as_float_array_of(obj, "h", NPY_FLOAT64);
+    if (h == NULL) return NULL;
+    if (PyArray_NDIM(h) != 2 || PyArray_DIM(h, 0) != n || PyArray_DIM(h, 1) != n) {
+        PyErr_Format(PyExc_ValueError, "the Hessian must be (%lld, %lld), the weight's input width squared",
+                     (long long)n, (long long)n);
+        Py_DECREF(h);
+        return NULL;
+    }
+    PyArrayObject *copy = (PyArrayObject *)PyArray_NewCopy(h, NPY_CORDER);
+    Py_DECREF(h);
+    return copy;
+}
+
+/* hessian_accumulate(x, h): h += x^T x in place; x (samples, features) float, h a writeable
+   C-contiguous float64 (features, features) ndarray (an internal buffer of HessianAccumulator). */
+static PyObject *core_hessian_accumulate(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *h_obj;
+    if (!PyArg_ParseTuple(args, "OO:hessian_accumulate", &x_obj, &h_obj)) return NULL;
+    if (!PyArray_Check(h_obj) || PyArray_TYPE((PyArrayObject *)h_obj) != NPY_FLOAT64 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)h_obj) || !PyArray_ISWRITEABLE((PyArrayObject *)h_obj) ||
+        PyArray_NDIM((PyArrayObject *)h_obj) != 2) {
+        PyErr_SetString(PyExc_TypeError, "h must be a writeable C-contiguous 2-D float64 array");
+        return NULL;
+    }
+    PyArrayObject *h = (PyArrayObject *)h_obj;
+    int is_double;
+    PyArrayObject *x = as_float_array(x_obj, "x", &is_double);
+    if (x == NULL) return NULL;
+    if (PyArray_NDIM(x) != 2 || PyArray_DIM(x, 1) != PyArray_DIM(h, 0) || PyArray_DIM(h, 0) != PyArray_DIM(h, 1)) {
+        PyErr_SetString(PyExc_ValueError, "hessian_accumulate needs x (samples, features) and h (features, features)");
+        Py_DECREF(x);
+        return NULL;
+    }
+    int64_t samples = PyArray_DIM(x, 0), features = PyArray_DIM(x, 1);
+    sp_status status;
+    if (is_double) {
+        SP_CALL(status, sp_hessian_accumulate_f64((const double *)PyArray_DATA(x), samples, features, (double *)PyArray_DATA(h)));
+    } else {
+        SP_CALL(status, sp_hessian_accumulate_f32((const float *)PyArray_DATA(x), samples, features, (double *)PyArray_DATA(h)));
+    }
+    Py_DECREF(x);
+    if (status != SP_OK) { raise_status(status); return NULL; }
+    Py_RETURN_NONE;
+}
+
+/* sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float64 array (h is not modified) */
+static PyObject *core_sparsegpt_hessian(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *h_obj;
+    double sparsity, damp;
+    long long n, m, block_size;
+    if (!PyArg_ParseTuple(args, "OOdLLLd:sparsegpt_hessian", &w_obj, &h_obj, &sparsity, &n, &m, &block_size, &damp))
+        return NULL;
+    PyArrayObject *w = NULL, *h = NULL, *out = NULL;
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    if (w == NULL) return NULL;
+    if (PyArray_NDIM(w) != 2) {
+        PyErr_SetString(PyExc_ValueError, "sparsegpt needs w of shape (out, in)");
+        goto error;
+    }
+    h = hessian_copy(h_obj, PyArray_DIM(w, 1));
+    if (h == NULL) goto error;
+    out = empty_like_shape(w, NPY_DOUBLE);
+    if (out == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_sparsegpt_hessian_f64((const double *)PyArray_DATA(w), PyArray_DIM(w, 0), PyArray_DIM(w, 1),
+                                             (double *)PyArray_DATA(h), sparsity, n, m, block_size, damp,
+                                             (double *)PyArray_DATA(out)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(h);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(h);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 /* Returns a new reference to `obj` as a C-contiguous float32 array; any other dtype is a TypeError
  * (the streaming statistics are defined on float32 keys, so nothing is converted silently). */
 static PyArrayObject *as_float32_exact(PyObject *obj, const char *name) {
@@ -499,7 +581,10 @@ static PyObject *core_magnitude_threshold_mask(PyObject *self, PyObject *args) {
 
 #define PRUNING_CALIBRATION_METHODS \
     {"wanda_mask", core_wanda_mask, METH_VARARGS, "wanda_mask(w, x, sparsity) -> bool array"}, \
-    {"sparsegpt", core_sparsegpt, METH_VARARGS, "sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array"},
+    {"sparsegpt", core_sparsegpt, METH_VARARGS, "sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array"}, \
+    {"hessian_accumulate", core_hessian_accumulate, METH_VARARGS, "hessian_accumulate(x, h): h += x^T x in place"}, \
+    {"sparsegpt_hessian", core_sparsegpt_hessian, METH_VARARGS, \
+     "sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float64 array"},
 
 #define PRUNING_METHODS \
     {"magnitude_mask", core_magnitude_mask, METH_VARARGS, "magnitude_mask(w, sparsity) -> bool array"}, \
@@ -959,6 +1044,52 @@ error:
     return NULL;
 }
 
+/* gptq_hessian(w, h, bits, symmetric, group_size, damp, block_size, act_order, static_groups, mse_grid)
+   -> (values, scale, zero_point); h is not modified. */
+static PyObject *core_gptq_hessian(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *h_obj;
+    long long bits, group_size, block_size, mse_grid;
+    int symmetric, act_order, static_groups;
+    double damp;
+    if (!PyArg_ParseTuple(args, "OOLpLdLppL:gptq_hessian", &w_obj, &h_obj, &bits, &symmetric, &group_size, &damp,
+                          &block_size, &act_order, &static_groups, &mse_grid)) return NULL;
+    PyArrayObject *w = NULL, *h = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    if (w == NULL) return NULL;
+    if (PyArray_NDIM(w) != 2) {
+        PyErr_SetString(PyExc_ValueError, "gptq needs w of shape (out, in)");
+        goto error;
+    }
+    int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
+    h = hessian_copy(h_obj, cols);
+    if (h == NULL) goto error;
+    int64_t shape[2] = {rows, cols}, scale_shape[2];
+    sp_status status;
+    SP_CALL(status, sp_quant_scale_shape(shape, 2, true, 0, (int64_t)group_size, scale_shape));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
+    values = empty_like_shape(w, int_type);
+    scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
+    zero_point = quant_empty_from_shape(2, scale_shape, int_type);
+    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
+    SP_CALL(status, sp_quant_gptq_hessian_f64((const double *)PyArray_DATA(w), rows, cols, (double *)PyArray_DATA(h),
+                                              (int64_t)bits, symmetric, (int64_t)group_size, damp, (int64_t)block_size,
+                                              act_order, static_groups, (int64_t)mse_grid,
+                                              PyArray_DATA(values), (float *)PyArray_DATA(scale), PyArray_DATA(zero_point),
+                                              (int64_t)PyArray_SIZE(scale)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(h);
+    return Py_BuildValue("(NNN)", values, scale, zero_point);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(h);
+    Py_XDECREF(values);
+    Py_XDECREF(scale);
+    Py_XDECREF(zero_point);
+    return NULL;
+}
+
 #define QUANTIZATION_METHODS                                                                              \
     {"quantize", core_quant_quantize, METH_VARARGS,                                                       \
      "quantize(w, bits, symmetric, axis, group_size, method, percentile) -> (values, scale, zero_point)"}, \
@@ -978,7 +1109,9 @@ error:
      "cluster_fit_rows(w2d, n_clusters, init, max_iter, seed) -> (centroids, indices, iterations)"},      \
     {"cluster_lookup", core_cluster_lookup, METH_VARARGS, "cluster_lookup(indices, centroids) -> float32"}, \
     {"gptq", core_gptq, METH_VARARGS,                                                                     \
-     "gptq(w, x, bits, symmetric, group_size, damp) -> (values, scale, zero_point)"},
+     "gptq(w, x, bits, symmetric, group_size, damp) -> (values, scale, zero_point)"},                  \
+    {"gptq_hessian", core_gptq_hessian, METH_VARARGS,                                                     \
+     "gptq_hessian(w, h, bits, symmetric, group_size, damp, block_size, act_order, static_groups, mse_grid)"},
 
 /* ======================================================================== */
 /* Low-rank factorization                                                    */

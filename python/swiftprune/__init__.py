@@ -20,13 +20,15 @@ from .pruning import (
     random_mask,
     structured_mask,
 )
-from .calibration import sparsegpt, wanda_mask
+from .calibrated_pruning import sparsegpt, wanda_mask
 from .schedules import ConstantSparsity, GradualPruner, PolynomialDecay, PruningSchedule
 from .structured import prune_channels
 
 # Quantization
 from .clustering import ClusteredTensor, cluster
 from .quantization import QuantizedTensor, cast, gptq, quantize, relative_error, sqnr_db
+from .activation_scaling import awq, bias_correction, smoothquant
+from . import calibration
 
 # Low-rank factorization
 from .factorization import LowRankFactors, low_rank, randomized_svd, svd
@@ -71,6 +73,9 @@ __all__ = [
     "cast",
     "cluster",
     "gptq",
+    "awq",
+    "smoothquant",
+    "bias_correction",
     "quantize",
     "relative_error",
     "sqnr_db",

@@ -476,3 +476,5 @@ from . import half_precision as _half  # noqa: E402
 register_method(Method("quantize", "float16", _half.to_float16, {}))
 register_codec(Codec(kind="float16", type=_half.HalfPrecisionTensor, dense=lambda t: t.dequantize(),
                      nbytes=lambda t: t.nbytes, encode=_half._encode, decode=_half._decode))
+
+from . import calibrated_methods  # noqa: E402,F401  (gptq, sparsegpt, wanda: registered once the built-ins are)

@@ -80,8 +80,16 @@ examples:
   swiftprune compress model.safetensors -o c16.safetensors --prune 0.5 --cluster 16
   swiftprune compress model.safetensors -o lr.safetensors --low-rank energy:0.95 --exclude 'embed*'
   swiftprune compress keras.weights.h5 -o pruned.weights.h5 --prune 0.5 --channel-axis -1
+  swiftprune compress model.safetensors -o q.safetensors --quantize int4:128:method=gptq --calibration x.npz
+  swiftprune compress model.onnx -o sparse.safetensors --prune sparsegpt:0.5 --calibration inputs.npz
   swiftprune compress llama/ -o llama-w4/ --prune nm:2:4 --quantize int4:128 --workers 2
   swiftprune compress llama/model.safetensors.index.json -o out/ --prune global_magnitude:0.5 --resume
+
+Calibrated methods (--prune wanda:S, --prune sparsegpt:S or sparsegpt:n=2:m=4,
+--quantize intB:GROUP:method=gptq, plus act_order=true, mse=true, ...) need
+--calibration: an .npz of each layer's inputs {layer: (samples, in)} (layer =
+the weight's name without .weight), or, when IN is an .onnx/.keras model (or
+with --model), an .npz of the model's input batches keyed by input name.
 
 Sharded checkpoints: IN may be a folder of .safetensors shards or its
 *.safetensors.index.json; OUT a folder (or an .index.json path) gets
@@ -97,7 +105,10 @@ finished ones. On a Dask cluster whose workers see the same paths, add
 PRUNE_POSITIONAL = {
     "magnitude": ("sparsity",), "random": ("sparsity",), "global_magnitude": ("sparsity",),
     "block": ("sparsity",), "structured": ("amount",), "nm": ("n", "m"),
+    "wanda": ("sparsity",), "sparsegpt": ("sparsity",),
 }
+# Quantize methods whose layout comes from their calibration (no axis option).
+CALIBRATED_QUANTIZE = ("gptq",)
 
 
 class UsageError(Exception):
@@ -152,6 +163,10 @@ def parse_quantize(text: str, axis: int | None) -> dict[str, Any]:
         raise UsageError(f"--quantize: expected int8, int4 or intB:GROUP, got {text!r}")
     options: dict[str, Any] = {"bits": int(head[3:]), "axis": axis}
     options.update(_options("--quantize", rest, ("group_size",)))
+    if options.get("method") in CALIBRATED_QUANTIZE:
+        options.pop("axis", None)  # the calibration knows each weight's layout
+    if options.get("group_size") in ("none", "None", "null"):
+        options["group_size"] = None
     return options
 
 
@@ -261,9 +276,8 @@ def _compress(args: argparse.Namespace) -> int:
         print(f"wrote {args.output} ({os.path.getsize(args.output):,d} bytes)",
               file=sys.stderr if args.quiet else sys.stdout)
         return 0
-    if args.candidates or args.calibration or args.save_recipe:
-        raise UsageError("--candidates, --calibration and --save-recipe go with --target-ratio, --target-bytes "
-                         "or --max-damage")
+    if args.candidates or args.save_recipe:
+        raise UsageError("--candidates and --save-recipe go with --target-ratio, --target-bytes or --max-damage")
     if args.recipe and flags:
         raise UsageError("give either --recipe or --prune/--quantize/--cluster/--low-rank, not both")
     if args.recipe:
@@ -279,10 +293,15 @@ def _compress(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     if args.scheduler and args.workers != 1:
         raise UsageError("--workers is for this machine; with --scheduler the Dask cluster's workers run the jobs")
-    report = compress_file(args.input, args.output, recipe, dense=True if args.dense else None,
-                           progress=not args.no_progress, workers=args.workers,
-                           backend="dask" if args.scheduler else "local", scheduler=args.scheduler,
-                           max_shard_size=args.max_shard_size, resume=args.resume)
+    calibration = _calibration(args)
+    if args.input.lower().endswith((".onnx", ".keras")):
+        report = _compress_model(args, recipe, calibration)
+    else:
+        extra = {} if calibration is None else {"calibration": calibration}
+        report = compress_file(args.input, args.output, recipe, dense=True if args.dense else None,
+                               progress=not args.no_progress, workers=args.workers,
+                               backend="dask" if args.scheduler else "local", scheduler=args.scheduler,
+                               max_shard_size=args.max_shard_size, resume=args.resume, **extra)
     if not args.quiet:
         print(report.summary())
     kind = "dense weights" if report.dense_output else "compressed"
@@ -299,6 +318,47 @@ def _output_bytes(path: str) -> int:
         return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names
                    if not name.startswith("."))
     return os.path.getsize(path)
+
+
+def _calibration(args: argparse.Namespace) -> Any:
+    """The calibration source the flags describe (None without --calibration)."""
+    if args.calibration is None:
+        if args.model is not None:
+            raise UsageError("--model needs --calibration INPUTS.npz (the model's input batches)")
+        return None
+    from .calibration import from_keras, from_onnx, load_calibration
+    from .io import load_weights
+
+    model = args.model
+    if model is None and args.input.lower().endswith((".onnx", ".keras")):
+        model = args.input
+    if model is None:
+        return load_calibration(args.calibration, layout=args.calibration_layout)
+    inputs = load_weights(args.calibration)
+    if model.lower().endswith(".onnx"):
+        return from_onnx(model, inputs, mode=args.calibration_mode)
+    if model.lower().endswith(".keras"):
+        return from_keras(model, inputs, mode=args.calibration_mode)
+    raise UsageError(f"--model must be an .onnx or .keras file, got {model!r}")
+
+
+def _compress_model(args: argparse.Namespace, recipe: Any, calibration: Any) -> Any:
+    """Compresses the weights of an .onnx / .keras model file (its initializers / variables)."""
+    from .io import save_weights
+    from .model import compress
+
+    if calibration is None:
+        from .calibration import from_keras, from_onnx
+
+        source = (from_onnx if args.input.lower().endswith(".onnx") else from_keras)(args.input, None)
+    else:
+        source = calibration
+    result = compress(source.weights(), recipe, progress=not args.no_progress, calibration=calibration)
+    if args.output.lower().endswith(".safetensors") and not args.dense:
+        result.save(args.output)
+    else:
+        save_weights(args.output, result.weights)
+    return result.report
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -541,8 +601,19 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--candidates", metavar="LIST",
                           help="encodings the plan chooses from, comma separated (default: all), e.g. "
                                "float16,int8,int4:g32,pal16,pal16:g4,2:4+int8,lowrank0.5")
-    compress.add_argument("--calibration", metavar="FILE.npz",
-                          help="layer inputs {tensor name: (samples, features)}: damage weighted by diag(x^T x)")
+    compress.add_argument("--calibration", metavar="FILE",
+                          help="calibration data: an .npz of per-layer inputs {layer: (samples, in)} (gptq/sparsegpt/"
+                               "wanda stages; with --target-*: damage weighted by diag(x^T x)), or (with a "
+                               "model) the model's input batches")
+    compress.add_argument("--model", metavar="MODEL",
+                          help="an .onnx or .keras model whose layer inputs are captured on the --calibration "
+                               "inputs (IN may itself be the .onnx/.keras model)")
+    compress.add_argument("--calibration-mode", choices=("sequential", "independent"), default="sequential",
+                          help="with a model: recompute each layer's inputs through the layers already "
+                               "compressed (sequential, default) or take them all from the original model")
+    compress.add_argument("--calibration-layout", choices=("torch", "keras"), default="torch",
+                          help="per-layer input arrays: the weights are (out, in) (torch, default) or "
+                               "(in, out) kernels (keras)")
     compress.add_argument("--layout", choices=("keras", "torch"),
                           help="where output channels sit, for the plan (default: from --channel-axis)")
     compress.add_argument("--save-recipe", metavar="FILE.json", help="also write the plan's recipe")

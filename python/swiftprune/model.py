@@ -135,7 +135,23 @@ def _info_getter(weights: Any, get: Callable[[str], np.ndarray]) -> Callable[[st
     return lambda name: (get(name).shape, get(name).dtype)
 
 
-def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionResult:
+def _calibration_source(calibration: Any) -> Any:
+    """``compress(calibration=...)`` as a Calibration (or None)."""
+    if calibration is None:
+        return None
+    from .calibration import Calibration, from_arrays, load_calibration
+
+    if isinstance(calibration, Calibration):
+        return calibration
+    if isinstance(calibration, (str, os.PathLike)):
+        return load_calibration(calibration)
+    if isinstance(calibration, Mapping):
+        return from_arrays(calibration)
+    raise TypeError("calibration must be a swiftprune.calibration.Calibration, a mapping layer -> (samples, in) "
+                    f"array, or a .npz path, got {type(calibration).__name__}")
+
+
+def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: Any = None) -> CompressionResult:
     """Compresses a whole model's weights with a recipe of stages.
 
     Parameters
@@ -148,6 +164,12 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
         The stages (see the module documentation) or a YAML/JSON file of them.
     progress : bool, default True
         Show a progress bar (tqdm, when installed and stderr is a terminal).
+    calibration : Calibration, mapping or str, optional
+        Layer inputs for calibrated methods (``gptq``, ``sparsegpt``,
+        ``wanda``): a :class:`~swiftprune.calibration.Calibration` (from
+        arrays, a Keras or an ONNX model; sequential or independent), a
+        mapping ``{layer: (samples, in) array}`` (PyTorch ``(out, in)``
+        weights), or the path of an ``.npz`` of either.
 
     Returns
     -------
@@ -172,10 +194,14 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
     stages = load_recipe(recipe)
     container, names, get = _container_of(weights)
     check_patterns(stages, names)
+    calibration = _calibration_source(calibration)
     tracks: list[Track] = []
     # An open file's input pages are let go once each tensor is done (views stay valid).
     release = weights.release if isinstance(weights, SafetensorsFile) else None
-    run_stages(names, get, stages, tracks.append, release=release, show=progress, info=_info_getter(weights, get))
+    run_stages(names, get, stages, tracks.append, release=release, show=progress, info=_info_getter(weights, get),
+               calibration=calibration)
+    position = {name: i for i, name in enumerate(names)}
+    tracks.sort(key=lambda t: position[t.name])  # a calibration source may have reordered them
     report = Report(report_row(t) for t in tracks)
     dense = [t.dense if t.form is not None else t.original for t in tracks]
     if container == "sequence":
@@ -195,7 +221,8 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
 
 def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense: bool | None = None,
                   progress: bool = True, workers: int = 1, backend: str = "local", scheduler: Any = None,
-                  max_shard_size: int | str | None = None, resume: bool = False) -> Report:
+                  max_shard_size: int | str | None = None, resume: bool = False,
+                  calibration: Any = None) -> Report:
     """Compresses a weight file into another, one tensor at a time.
 
     A ``.safetensors`` source is memory-mapped and streamed: each tensor is
@@ -223,6 +250,9 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
         processes or ``backend="dask"`` (with ``scheduler``), output shards of
         at most ``max_shard_size`` bytes (default ``"5GB"``), ``resume`` an
         interrupted job. Model-scope stages then run in streaming passes.
+    calibration : optional
+        Layer inputs for calibrated methods, as in :func:`compress` (not with
+        sharded checkpoints).
 
     Returns
     -------
@@ -236,6 +266,9 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
     from .distributed.checkpoint import is_sharded_path
     if (is_sharded_path(source) or is_sharded_path(destination, destination=True) or workers != 1
             or backend != "local" or scheduler is not None or resume or max_shard_size is not None):
+        if calibration is not None:
+            raise ValueError("calibrated compression (calibration=...) of sharded checkpoints or with workers is "
+                             "not supported yet; compress the model in one process")
         from .distributed.runner import compress_sharded
         extra = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
         return compress_sharded(source, destination, recipe, dense=dense, workers=workers, backend=backend,
@@ -254,6 +287,7 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
                          "compress load_compressed(path).weights instead")
     container, names, get = _container_of(source_file)
     check_patterns(stages, names)
+    calibration = _calibration_source(calibration)
     rows = Report()
     release = source_file.release if isinstance(source_file, SafetensorsFile) else None
     info = _info_getter(source_file, get)
@@ -275,7 +309,7 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
                     writer.add(track.name, track.form if track.form is not None else np.asarray(track.original),
                                track.keep_mask)
 
-            run_stages(names, get, stages, emit, release=release, show=progress, info=info)
+            run_stages(names, get, stages, emit, release=release, show=progress, info=info, calibration=calibration)
             if dense:
                 _as_dense_rows(rows, written)
             else:
@@ -288,7 +322,7 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
         rows.append(report_row(track))
         collected[track.name] = track.dense if track.form is not None else track.original
 
-    run_stages(names, get, stages, collect, release=release, show=progress, info=info)
+    run_stages(names, get, stages, collect, release=release, show=progress, info=info, calibration=calibration)
     save_weights(destination, collected)
     _as_dense_rows(rows, {name: array.nbytes for name, array in collected.items()})
     rows.file_bytes = os.path.getsize(destination)

@@ -60,10 +60,19 @@ def _check_mask(stage: Stage, name: str, mask: Any, shape: tuple[int, ...]) -> n
 def _finish(stage: Stage, track: Track, output: Any) -> None:
     """Folds one method output into the track."""
     if stage.stage == "prune":
+        updated = None
+        if isinstance(output, tuple) and len(output) == 2:  # (mask, updated weights): SparseGPT
+            output, updated = output
         mask = _check_mask(stage, track.name, output, track.original.shape)
         if track.mask is not None:
             mask = mask & track.mask
         track.mask = mask
+        if updated is not None:
+            updated = np.asarray(updated, dtype=np.float32).reshape(track.original.shape)
+            if not np.isfinite(updated).all():
+                raise ValueError(f"{stage.where}: method {stage.method.name!r} returned non-finite weights "
+                                 f"for tensor {track.name!r}")
+            track.dense = updated
         track.dense = masked(track.weights(), mask)
         track.form = PrunedTensor._from_dense(mask, track.dense)
         if stage.method.name == "nm" and {"n", "m", "axis"} <= set(stage.options):
@@ -98,7 +107,24 @@ def _check_order(stage: Stage, track: Track) -> None:
             "(use include/exclude to split the tensors between the stages)")
 
 
-def _apply(stage: Stage, tracks: Sequence[Track]) -> None:
+def _calibration_view(stage: Stage, track: Track, calibration: Any) -> Any:
+    """The calibration view of a calibrated stage's tensor, or None to skip it (with a warning)."""
+    try:
+        view = calibration.lookup(track.name, track.original.shape)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+    if view is None:
+        if track.name in stage.include:
+            raise ValueError(f"{stage.where}: tensor {track.name!r} has no calibration data (calibrated layers: "
+                             f"{', '.join(list(calibration)[:8])}{', ...' if len(calibration) > 8 else ''})")
+        from .calibration.hessian import CalibrationWarning
+
+        warnings.warn(f"{stage.where}: tensor {track.name!r} has no calibration data; {stage.label} skips it",
+                      CalibrationWarning, stacklevel=4)
+    return view
+
+
+def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> None:
     """Runs `stage` on the (already selected) `tracks`."""
     for track in tracks:
         _check_order(stage, track)
@@ -116,7 +142,12 @@ def _apply(stage: Stage, tracks: Sequence[Track]) -> None:
             if reason is not None:
                 _unfit(stage, track, f"{stage.label} cannot apply: {reason}", applied=False)
                 continue
-        extra = {"mask": track.mask} if stage.method.masked else {}
+        extra: dict[str, Any] = {"mask": track.mask} if stage.method.masked else {}
+        if stage.method.calibrated:
+            view = _calibration_view(stage, track, calibration)
+            if view is None:
+                continue
+            extra["calibration"] = view
         try:
             output = stage.method.apply(track.weights(), **extra, **stage.options)
         except (TypeError, ValueError) as error:
@@ -158,29 +189,58 @@ def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:
 
 
 
+def check_calibration(stages: Sequence[Stage], selected: dict[int, set[str]], calibration: Any) -> None:
+    """Fails early when a calibrated stage has no calibration data, or none for any tensor it selects."""
+    for stage in stages:
+        if not stage.method.calibrated or not selected[stage.index]:
+            continue
+        if calibration is None:
+            raise ValueError(f"{stage.where}: {stage.label} needs calibration data: pass compress(..., "
+                             "calibration=...) (see swiftprune.calibration) or --calibration FILE")
+        if not any(calibration.find_layer(n) is not None for n in selected[stage.index]):
+            raise ValueError(
+                f"{stage.where}: none of the {len(selected[stage.index])} selected tensors has calibration data "
+                f"(tensors such as {sorted(selected[stage.index])[0]!r}; calibrated layers: "
+                f"{', '.join(list(calibration)[:8])}); name the layers as the tensors without '.weight'/'/kernel'")
+
+
 def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: Sequence[Stage],
-         emit: Callable[[Track], None], *, release: Callable[[str], None] | None, show: bool,
-         info: Callable[[str], tuple[tuple[int, ...], np.dtype]]) -> None:
-    """Runs every stage over every tensor, emitting each finished tensor in order.
+               emit: Callable[[Track], None], *, release: Callable[[str], None] | None, show: bool,
+               info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None) -> None:
+    """Runs every stage over every tensor, emitting each finished tensor.
 
     Without model-scope stages each tensor goes through all stages before
     the next is read (so a file is streamed); otherwise stage by stage.
+    With ``calibration`` (a :class:`~swiftprune.calibration.Calibration`),
+    tensors go in its order (a model's forward order) and each compressed
+    tensor is committed to it (sequential sources then recompute the inputs
+    of later layers through it).
     """
     selected = {stage.index: {n for n in names if stage.selects(n, *info(n))} for stage in stages}
+    check_calibration(stages, selected, calibration)
+    if calibration is not None:
+        names = calibration.order(names)
+
+    def commit(track: Track) -> None:
+        if calibration is not None and track.form is not None:
+            calibration.commit(track.name, track.dense)
+
     if all(stage.method.scope == "tensor" for stage in stages):
         for name in _progress(names, total=len(names), description="compress", enabled=show):
             track = Track(name, get(name))
             for stage in stages:
                 if name in selected[stage.index]:
-                    _apply(stage, [track])
+                    _apply(stage, [track], calibration)
+            commit(track)
             emit(track)
             if release is not None:
                 release(name)
         return
     tracks = {name: Track(name, get(name)) for name in names}
     for stage in _progress(stages, total=len(stages), description="compress", enabled=show):
-        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]])
+        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration)
     for name in names:
+        commit(tracks[name])
         emit(tracks[name])
 
 

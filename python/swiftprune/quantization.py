@@ -487,8 +487,9 @@ def _metric_pair(w: ArrayLike, w_hat: ArrayLike) -> tuple[np.ndarray, np.ndarray
     return a, b
 
 
-def gptq(w: ArrayLike, x: ArrayLike, bits: int = 4, group_size: Optional[int] = 128, damp: float = 0.01, *,
-         symmetric: bool = True) -> QuantizedTensor:
+def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, damp: float = 0.01, *,
+         symmetric: bool = True, act_order: bool = False, static_groups: bool = False, mse: bool = False,
+         block_size: int = 128) -> QuantizedTensor:
     """GPTQ: quantize a linear layer's weight using calibration activations.
 
     Columns (input features) are quantized one at a time; each column's
@@ -503,8 +504,9 @@ def gptq(w: ArrayLike, x: ArrayLike, bits: int = 4, group_size: Optional[int] = 
     ----------
     w : array_like, shape (out, in)
         The weight (PyTorch ``Linear`` layout; transpose a Keras kernel).
-    x : array_like, shape (samples, in)
-        Calibration inputs of the layer.
+    x : array_like, shape (samples, in), or HessianAccumulator
+        Calibration inputs of the layer, or their accumulated ``xᵀx``
+        (:class:`~swiftprune.calibration.HessianAccumulator`).
     bits : int in 2..8
     group_size : int or None
         Groups of ``group_size`` input columns per scale (must divide ``in``);
@@ -513,6 +515,21 @@ def gptq(w: ArrayLike, x: ArrayLike, bits: int = 4, group_size: Optional[int] = 
         ``H += damp * mean(diag(H)) * I`` before factorizing.
     symmetric : bool
         As in :func:`quantize`.
+    act_order : bool
+        Quantize columns in decreasing order of ``diag(H)`` (the paper's
+        "act-order", the reference's ``--act-order``): the inputs with the
+        most energy go first, while many columns remain to absorb their
+        error. With groups, the group scales are static (below), so the
+        stored layout stays groups of consecutive columns.
+    static_groups : bool
+        Take every group's scale from the weights before any update (the
+        reference's ``--static-groups``) instead of when the group is reached.
+    mse : bool
+        Search each scale's clipping range (shrinks ``1 - k/100`` of the
+        min–max range, up to 80%) for the least squared rounding error of its
+        group (the reference ``Quantizer(mse=True)``, with norm 2).
+    block_size : int >= 1
+        Columns per lazy-update block (rounded to a multiple of ``group_size``).
 
     Returns
     -------
@@ -538,12 +555,41 @@ def gptq(w: ArrayLike, x: ArrayLike, bits: int = 4, group_size: Optional[int] = 
     damp = float(damp)
     if not (damp >= 0.0 and np.isfinite(damp)):
         raise ValueError(f"damp must be a finite number >= 0, got {damp!r}")
+    act_order = _check_bool("act_order", act_order)
+    static_groups = _check_bool("static_groups", static_groups)
+    mse = _check_bool("mse", mse)
+    block_size = check_int("block_size", block_size, minimum=1)
+    from .calibration.hessian import HessianAccumulator  # (calibration imports this module's types)
+
     w = _float_array("w", w)
-    x = _float_array("x", x)
-    if w.ndim != 2 or x.ndim != 2:
-        raise ValueError(f"gptq needs w of shape (out, in) and x of shape (samples, in), got {w.shape} and {x.shape}")
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"w has {w.shape[1]} input columns but x has {x.shape[1]} features")
-    values, scale, zero_point = _core.gptq(w, x, bits, symmetric, group, damp)
+    if isinstance(x, HessianAccumulator):
+        if w.ndim != 2:
+            raise ValueError(f"gptq needs w of shape (out, in), got {w.shape}")
+        if w.shape[1] != x.features:
+            raise ValueError(f"layer {x.name!r}: the Hessian has {x.features} features but w has {w.shape[1]} "
+                             "input columns (w must be (out, in))")
+        x.check()
+        hessian, name = x.hessian_, x.name
+    else:
+        x = _float_array("x", x)
+        if w.ndim != 2 or x.ndim != 2:
+            raise ValueError(f"gptq needs w of shape (out, in) and x of shape (samples, in), got {w.shape} and {x.shape}")
+        if w.shape[1] != x.shape[1]:
+            raise ValueError(f"w has {w.shape[1]} input columns but x has {x.shape[1]} features")
+        if not (act_order or static_groups or mse or block_size != 128):
+            values, scale, zero_point = _core.gptq(w, x, bits, symmetric, group, damp)
+            return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=0,
+                                            group_size=group_size, method="gptq")
+        if x.shape[0] == 0 and w.shape[1] > 0:
+            raise ValueError("x needs at least one calibration sample")
+        hessian, name = HessianAccumulator(x.shape[1], name="x").update(x).hessian_, None
+    if group and w.shape[1] % group:
+        raise ValueError(f"group_size = {group} does not divide the {w.shape[1]} input columns")
+    block_size = min(block_size, max(w.shape[1], 1))  # wider blocks change nothing
+    try:
+        values, scale, zero_point = _core.gptq_hessian(w, hessian, bits, symmetric, group, damp, block_size,
+                                                       act_order, static_groups, 100 if mse else 0)
+    except ValueError as error:
+        raise ValueError(f"layer {name!r}: {error}" if name else str(error)) from None
     return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=0,
                            group_size=group_size, method="gptq")

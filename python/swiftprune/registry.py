@@ -86,6 +86,11 @@ class Method:
     method cannot apply to a tensor of that shape (e.g. an N:M axis that m
     does not divide), or ``None``; such a tensor follows the stage's
     ``on_unfit`` policy instead of failing the whole run.
+    ``calibrated=True`` (tensor scope): ``apply`` also receives
+    ``calibration=`` (a :class:`~swiftprune.calibration.arrays.LayerView`: the
+    layer's input statistics and how the weight maps onto them); tensors
+    without calibration data are skipped with a warning. A calibrated
+    ``prune`` method may return ``(mask, updated_weights)``.
     """
 
     stage: str
@@ -97,6 +102,7 @@ class Method:
     masked: bool = False
     accepts_pruned: bool = True
     fits: Callable[[tuple[int, ...], Mapping[str, Any]], str | None] | None = None
+    calibrated: bool = False
 
 
 _METHODS: dict[str, dict[str, Method]] = {stage: {} for stage in STAGES}

@@ -289,6 +289,20 @@ def test_help_examples_are_true(tmp_path, capsys, monkeypatch):
         if "keras.weights.h5" in args:
             pytest.importorskip("h5py")
             sp.save_weights("keras.weights.h5", {"dense/kernel": rng.standard_normal((8, 4)).astype(np.float32)})
+        if "x.npz" in args:  # per-layer calibration inputs {layer: (samples, in)}
+            np.savez("x.npz", fc1=rng.standard_normal((300, 128)).astype(np.float32),
+                     fc2=rng.standard_normal((300, 256)).astype(np.float32))
+        if "model.onnx" in args:  # a model whose layer inputs are captured on inputs.npz
+            onnx = pytest.importorskip("onnx")
+            pytest.importorskip("onnxruntime")
+            from onnx import TensorProto, helper, numpy_helper
+            graph = helper.make_graph(
+                [helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 32])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                [numpy_helper.from_array(rng.standard_normal((32, 16)).astype(np.float32), "W")])
+            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "model.onnx")
+            np.savez("inputs.npz", x=rng.standard_normal((200, 32)).astype(np.float32))
         if args[0] == "compress":
             args.append("--no-progress")
         code = cli.main(args)

@@ -49,8 +49,8 @@ def pruned(w: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def test_every_operation_is_registered():
     assert model.available_methods() == {
-        "prune": ["block", "global_magnitude", "magnitude", "nm", "random", "structured"],
-        "quantize": ["float16", "minmax", "mse", "percentile"],
+        "prune": ["block", "global_magnitude", "magnitude", "nm", "random", "sparsegpt", "structured", "wanda"],
+        "quantize": ["float16", "gptq", "minmax", "mse", "percentile"],
         "cluster": ["kmeans"],
         "low_rank": ["auto", "randomized", "svd"],
     }

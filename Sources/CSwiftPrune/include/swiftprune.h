@@ -201,6 +201,29 @@ sp_status sp_sparsegpt_f32(const float *w, int64_t rows, int64_t columns, const 
 sp_status sp_sparsegpt_f64(const double *w, int64_t rows, int64_t columns, const double *x, int64_t samples,
                            double sparsity, int64_t n, int64_t m, int64_t block_size, double damp, double *w_out);
 
+/**
+ * Streaming calibration Hessian: h += x^T x, where x is (samples, features)
+ * row-major and h a caller-owned (features, features) row-major double
+ * matrix (zero it before the first batch). Products by the packed syrk
+ * kernel in the input's precision (float32 for _f32, as reference
+ * GPTQ/SparseGPT) on chunks of 4096 samples, each chunk added in double.
+ * SP_ERR_VALUE: negative sizes, NULL buffers, NaN or Inf in x.
+ */
+sp_status sp_hessian_accumulate_f32(const float *x, int64_t samples, int64_t features, double *h);
+/** As sp_hessian_accumulate_f32, for double inputs (products in double). */
+sp_status sp_hessian_accumulate_f64(const double *x, int64_t samples, int64_t features, double *h);
+
+/**
+ * SparseGPT from a precomputed Hessian h = x^T x (columns x columns, any
+ * positive multiple, row-major; overwritten: used as scratch). Otherwise as
+ * sp_sparsegpt_f32: w (rows, columns) float64, w_out receives the pruned,
+ * updated weights.
+ * SP_ERR_VALUE: bad sizes or pattern, NaN/Inf in w or h, a Hessian that is
+ * not positive definite after damping.
+ */
+sp_status sp_sparsegpt_hessian_f64(const double *w, int64_t rows, int64_t columns, double *h, double sparsity,
+                                   int64_t n, int64_t m, int64_t block_size, double damp, double *w_out);
+
 /* ---- quantization ------------------------------------------------------ */
 
 /*
@@ -300,6 +323,23 @@ sp_status sp_cast_bfloat16_f64(const double *x, int64_t n, uint16_t *out);
 sp_status sp_quant_gptq_f64(const double *w, int64_t rows, int64_t cols, const double *x, int64_t samples,
                             int64_t bits, bool symmetric, int64_t group_size, double damp,
                             void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
+
+/**
+ * GPTQ from a precomputed Hessian h = x^T x (cols x cols, any positive
+ * multiple, row-major; overwritten: used as scratch), with the options of
+ * the reference implementation: block_size (lazy-update width), act_order
+ * (columns in decreasing diag(h); with groups, static groups), static_groups
+ * (every group's scale from the weights before any update), mse_grid (0:
+ * min-max scales; else the clipping range of each scale searched over
+ * mse_grid shrink steps, up to 80%, for the least squared rounding error).
+ * Outputs as sp_quant_gptq_f64.
+ * SP_ERR_VALUE: as sp_quant_gptq_f64, plus block_size < 1, mse_grid outside
+ * 0..10000, NaN/Inf in h.
+ */
+sp_status sp_quant_gptq_hessian_f64(const double *w, int64_t rows, int64_t cols, double *h, int64_t bits,
+                                    bool symmetric, int64_t group_size, double damp, int64_t block_size,
+                                    bool act_order, bool static_groups, int64_t mse_grid,
+                                    void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
 
 /** k-means initializations of sp_cluster_fit_f32: linspace(min, max, k), */
 #define SP_CLUSTER_INIT_LINEAR 0

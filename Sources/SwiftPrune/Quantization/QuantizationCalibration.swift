@@ -126,6 +126,11 @@ public enum QuantizationCalibration {
     static func squaredError<S: QuantizationScalar>(
         _ values: UnsafePointer<S>, count: Int, scale: Float, zeroPoint: Int32, scheme: QuantizationScheme
     ) -> Double {
+        if S.self == Float.self {
+            return values.withMemoryRebound(to: Float.self, capacity: count) {
+                squaredErrorFloat($0, count: count, scale: scale, zeroPoint: zeroPoint, scheme: scheme)
+            }
+        }
         let s = S(scale)
         let tLo = S(scheme.qmin - zeroPoint), tHi = S(scheme.qmax - zeroPoint)
         var sums = SIMD4<Double>(repeating: 0)
@@ -144,6 +149,43 @@ public enum QuantizationCalibration {
         while i < count {
             let v = values[i]
             let q = Swift.min(Swift.max(v / s, tLo), tHi).roundedToInt32
+            let e = Double(v) - Double(Float(q) * scale)
+            total += e * e
+            i += 1
+        }
+        return total
+    }
+
+    /// ``squaredError`` for Float values, eight lanes at a time: the same
+    /// quotient, clamp and round half to even (`(t + 1.5·2²³) − 1.5·2²³`, exact
+    /// for the clamped `|t| < 2²²`) and the same Float reconstruction
+    /// `q · scale`; differences squared and summed in Double.
+    @inline(__always)
+    static func squaredErrorFloat(
+        _ values: UnsafePointer<Float>, count: Int, scale: Float, zeroPoint: Int32, scheme: QuantizationScheme
+    ) -> Double {
+        typealias V = SIMD8<Float>
+        let s = V(repeating: scale)
+        let lower = V(repeating: Float(scheme.qmin - zeroPoint)), upper = V(repeating: Float(scheme.qmax - zeroPoint))
+        let magic = V(repeating: 12_582_912)
+        var low = SIMD4<Double>(repeating: 0), high = SIMD4<Double>(repeating: 0)
+        let raw = UnsafeRawPointer(values)
+        var i = 0
+        while i + 8 <= count {
+            let x = raw.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+            let t = (x / s).clamped(lowerBound: lower, upperBound: upper)
+            let r = (t + magic) - magic
+            let e = x - r * s
+            let a = SIMD4<Double>(Double(e[0]), Double(e[1]), Double(e[2]), Double(e[3]))
+            let b = SIMD4<Double>(Double(e[4]), Double(e[5]), Double(e[6]), Double(e[7]))
+            low.addProduct(a, a)
+            high.addProduct(b, b)
+            i += 8
+        }
+        var total = (low + high).sum()
+        while i < count {
+            let v = values[i]
+            let q = Swift.min(Swift.max(v / scale, Float(scheme.qmin - zeroPoint)), Float(scheme.qmax - zeroPoint)).roundedToInt32
             let e = Double(v) - Double(Float(q) * scale)
             total += e * e
             i += 1

@@ -48,30 +48,14 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     guard output.count == weights.count else {
         throw SwiftPruneError.value("output has \(output.count) elements, w has \(weights.count)")
     }
-    let rows = weights.shape[0], columns = weights.shape[1], samples = activations.shape[0]
+    let columns = weights.shape[1], samples = activations.shape[0]
     guard activations.shape[1] == columns else {
         throw SwiftPruneError.value(
             "x has \(activations.shape[1]) features but w has \(columns) input columns (w is (out, in))")
     }
     guard blockSize >= 1 else { throw SwiftPruneError.value("block_size must be >= 1, got \(blockSize)") }
     guard damp >= 0 && damp.isFinite else { throw SwiftPruneError.value("damp must be >= 0 and finite, got \(damp)") }
-    var sparsity = 0.0, groupKeep = 0, groupSize = 0
-    switch pattern {
-    case .unstructured(let s):
-        guard s >= 0 && s <= 1 else { throw SwiftPruneError.value("sparsity must be in [0, 1], got \(s)") }
-        sparsity = s
-    case .nm(let n, let m):
-        guard m >= 2 && n >= 1 && n < m else {
-            throw SwiftPruneError.value("nm = (\(n), \(m)) must satisfy 1 <= n < m")
-        }
-        guard columns % m == 0 else {
-            throw SwiftPruneError.value("w has \(columns) input columns, not a multiple of m = \(m)")
-        }
-        guard blockSize % m == 0 else {
-            throw SwiftPruneError.value("block_size = \(blockSize) must be a multiple of m = \(m)")
-        }
-        groupKeep = n; groupSize = m
-    }
+    _ = try sparseGPTPatternParameters(pattern, columns: columns, blockSize: blockSize)
     var worst: S.MagnitudeKey = 0
     for x in weights.buffer { worst = max(worst, x.magnitudeKey) }
     for x in activations.buffer { worst = max(worst, x.magnitudeKey) }
@@ -82,10 +66,47 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
         throw SwiftPruneError(.outOfMemory,
             "w has \(columns) input columns; SparseGPT's \(columns) x \(columns) Hessian would not fit in memory")
     }
-
-    // Hessian, dead inputs, damping, inverse Cholesky factor.
     var h = try calibrationGramMatrix(activations.buffer, samples: samples, features: columns)
-    var dead = try [Bool](fallibleRepeating: false, count: columns)
+    try h.withUnsafeMutableBufferPointer {
+        try sparseGPT(weights, hessian: $0, pattern: pattern, blockSize: blockSize, damp: damp, into: output)
+    }
+}
+
+/// SparseGPT from a precomputed Hessian `hessian = XᵀX` (row-major `in × in`,
+/// any positive multiple; consumed: overwritten by the call). See
+/// ``sparseGPT(_:activations:pattern:blockSize:damp:into:)``.
+/// - Throws: ``SwiftPruneError`` for bad shapes, pattern or options, NaN/Inf,
+///   or a Hessian that stays singular (increase `damp`).
+@_specialize(where S == Float)
+@_specialize(where S == Double)
+public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
+    _ weights: TensorView<S>, hessian: UnsafeMutableBufferPointer<Double>, pattern: SparseGPTPattern,
+    blockSize: Int = 128, damp: Double = 0.01, into output: MutableTensorView<S>
+) throws {
+    guard weights.rank == 2 else { throw SwiftPruneError.value("w must be 2-D (out, in), got shape \(weights.shape)") }
+    guard output.count == weights.count else {
+        throw SwiftPruneError.value("output has \(output.count) elements, w has \(weights.count)")
+    }
+    let rows = weights.shape[0], columns = weights.shape[1]
+    guard columns <= sparseGPTMaximumColumns else {
+        throw SwiftPruneError(.outOfMemory,
+            "w has \(columns) input columns; SparseGPT's \(columns) x \(columns) Hessian would not fit in memory")
+    }
+    guard hessian.count == columns * columns else {
+        throw SwiftPruneError.value("the Hessian has \(hessian.count) entries, expected \(columns) x \(columns)")
+    }
+    guard blockSize >= 1 else { throw SwiftPruneError.value("block_size must be >= 1, got \(blockSize)") }
+    guard damp >= 0 && damp.isFinite else { throw SwiftPruneError.value("damp must be >= 0 and finite, got \(damp)") }
+    let (sparsity, groupKeep, groupSize) = try sparseGPTPatternParameters(pattern, columns: columns, blockSize: blockSize)
+    var worst: S.MagnitudeKey = 0
+    for x in weights.buffer { worst = max(worst, x.magnitudeKey) }
+    guard worst < S.infinityKey else { throw SwiftPruneError.value("w contains NaN or Inf values") }
+    for v in hessian where !v.isFinite { throw SwiftPruneError.value("the Hessian contains NaN or Inf values") }
+    guard weights.count > 0 else { return }
+
+    // Dead inputs, damping, inverse Cholesky factor.
+    var h = Array(hessian)
+    var dead = [Bool](repeating: false, count: columns)
     var diagonalSum = 0.0
     for j in 0 ..< columns {
         if h[j * columns + j] == 0 { dead[j] = true; h[j * columns + j] = 1 }
@@ -93,8 +114,24 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     }
     let dampValue = damp * diagonalSum / Double(columns)
     for j in 0 ..< columns { h[j * columns + j] += dampValue }
-    let u = try calibrationInverseCholeskyUpper(h, n: columns)
+    // U = J · inverse(cholesky(J H J)) · J, the upper Cholesky factor of H⁻¹, by the GEMM-blocked
+    // Cholesky and triangular inverse.
+    var reversed = [Double](repeating: 0, count: columns * columns)
+    for i in 0 ..< columns {
+        for j in 0 ... i { reversed[i * columns + j] = h[(columns - 1 - i) * columns + (columns - 1 - j)] }
+    }
     h = []
+    do {
+        try GPTQLinearAlgebra.cholesky(&reversed, n: columns)
+    } catch {
+        throw SwiftPruneError.value("the Hessian is not positive definite; increase damp or add calibration samples")
+    }
+    let inverse = try GPTQLinearAlgebra.invertLower(reversed, n: columns)
+    reversed = []
+    var u = [Double](repeating: 0, count: columns * columns)
+    for i in 0 ..< columns {
+        for j in i ..< columns { u[i * columns + j] = inverse[(columns - 1 - i) * columns + (columns - 1 - j)] }
+    }
 
     // Working copy of W in Double.
     var w = try [Double](fallibleRepeating: 0, count: rows * columns)
@@ -104,12 +141,15 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     let pruneTotalBefore: (Int) -> Int = { end in
         Int((sparsity * Double(rows) * Double(end)).rounded(.toNearestOrEven))
     }
-    var blockKeep = try [Bool](fallibleRepeating: true, count: rows * min(blockSize, columns))
-    var blockScores = try [Double](fallibleRepeating: 0, count: rows * min(blockSize, columns))
-    let workers = Threading.workerCount(for: rows * columns * min(blockSize, columns), minimumPerWorker: 1 << 20)
+    var blockKeep = [Bool](repeating: true, count: rows * min(blockSize, columns))
+    var blockScores = [Double](repeating: 0, count: rows * min(blockSize, columns))
+    var blockErrors = [Double](repeating: 0, count: rows * min(blockSize, columns))
+    let workers = Threading.workerCount(for: rows * min(blockSize, columns) * min(blockSize, columns),
+                                        minimumPerWorker: 1 << 18)
     try w.withUnsafeMutableBufferPointer { wBuffer in
         try u.withUnsafeBufferPointer { uBuffer in
-            let wp = wBuffer.baseAddress!, up = uBuffer.baseAddress!
+          try blockErrors.withUnsafeMutableBufferPointer { errorBuffer in
+            let wp = wBuffer.baseAddress!, up = uBuffer.baseAddress!, ep = errorBuffer.baseAddress!
             var start = 0
             while start < columns {
                 let end = min(columns, start + blockSize), width = end - start
@@ -148,22 +188,53 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
                                     if groupSize > 0 && c % groupSize == 0 {
                                         selectGroup(row + i, uRow + i, columns + 1, groupSize, groupKeep, rowKeep + c)
                                     }
-                                    guard !rowKeep[c] else { continue }
+                                    guard !rowKeep[c] else { ep[r * width + c] = 0; continue }
                                     let error = row[i] / uRow[i]
                                     row[i] = 0
-                                    if error != 0 { calibrationAxpy(-error, uRow + i + 1, row + i + 1, columns - i - 1) }
+                                    ep[r * width + c] = error
+                                    // Within the block now; the columns after it get one GEMM at its end.
+                                    if error != 0 { calibrationAxpy(-error, uRow + i + 1, row + i + 1, end - i - 1) }
                                 }
                             }
                             tileStart = tileEnd
                         }
                     }
                 }
+                // Lazy batch update: W[:, end...] -= E · U[start ..< end, end...].
+                if end < columns {
+                    try gemm(transA: false, transB: false, m: rows, n: columns - end, k: width, alpha: -1,
+                             a: ep, lda: width, b: up + start * columns + end, ldb: columns,
+                             beta: 1, c: wp + end, ldc: columns)
+                }
                 start = end
             }
+          }
         }
     }
     let out = output.buffer
     for i in 0 ..< rows * columns { out[i] = S(w[i]) }
+}
+
+/// `(sparsity, n, m)` of a validated pattern (`n = m = 0` when unstructured).
+func sparseGPTPatternParameters(_ pattern: SparseGPTPattern, columns: Int, blockSize: Int) throws -> (Double, Int, Int) {
+    var sparsity = 0.0, groupKeep = 0, groupSize = 0
+    switch pattern {
+    case .unstructured(let s):
+        guard s >= 0 && s <= 1 else { throw SwiftPruneError.value("sparsity must be in [0, 1], got \(s)") }
+        sparsity = s
+    case .nm(let n, let m):
+        guard m >= 2 && n >= 1 && n < m else {
+            throw SwiftPruneError.value("nm = (\(n), \(m)) must satisfy 1 <= n < m")
+        }
+        guard columns % m == 0 else {
+            throw SwiftPruneError.value("w has \(columns) input columns, not a multiple of m = \(m)")
+        }
+        guard blockSize % m == 0 else {
+            throw SwiftPruneError.value("block_size = \(blockSize) must be a multiple of m = \(m)")
+        }
+        groupKeep = n; groupSize = m
+    }
+    return (sparsity, groupKeep, groupSize)
 }
 
 /// Largest input dimension SparseGPT accepts (two 32768² Double matrices are 16 GiB).

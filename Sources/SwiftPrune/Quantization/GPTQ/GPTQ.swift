@@ -37,103 +37,23 @@ public enum GPTQ {
         guard samples >= 1 || cols == 0 else {
             throw SwiftPruneError.value("x needs at least one calibration sample")
         }
-        let layout = try QuantizationLayout(shape: [rows, cols], axis: 0, groupSize: groupSize)
+        _ = try QuantizationLayout(shape: [rows, cols], axis: 0, groupSize: groupSize)
         guard cols <= maximumColumns else {
             throw SwiftPruneError(.outOfMemory, "gptq needs three \(cols) x \(cols) float64 matrices; at most \(maximumColumns) input columns are supported")
         }
         for v in weights where !v.isFinite { throw SwiftPruneError.value("weights contain NaN or Inf values") }
         for v in activations where !v.isFinite { throw SwiftPruneError.value("x contains NaN or Inf values") }
-        let group = groupSize ?? cols
-        let block = groupSize.map { g in g >= blockSize ? g : g * (blockSize / g) } ?? blockSize
-
-        var w = Array(weights)
-        var h = GPTQLinearAlgebra.gram(activations, samples: samples, features: cols)
-        var diagonalSum = 0.0
-        for i in 0 ..< cols {
-            if h[i * cols + i] == 0 {
-                h[i * cols + i] = 1
-                for r in 0 ..< rows { w[r * cols + i] = 0 }
-            }
-            diagonalSum += h[i * cols + i]
+        var h = [Double](repeating: 0, count: cols * cols)
+        try h.withUnsafeMutableBufferPointer {
+            try accumulateHessian(activations, samples: samples, features: cols, into: $0)
         }
-        let mean = cols > 0 ? diagonalSum / Double(cols) : 0
-        for i in 0 ..< cols { h[i * cols + i] += damp * mean }
-        // U = J · inverse(cholesky(J H J)) · J is the upper Cholesky factor of H⁻¹.
-        var reversed = try [Double](fallibleRepeating: 0, count: cols * cols)
-        for i in 0 ..< cols { for j in 0 ..< cols { reversed[i * cols + j] = h[(cols - 1 - i) * cols + (cols - 1 - j)] } }
-        h = []
-        try GPTQLinearAlgebra.cholesky(&reversed, n: cols)
-        let inverse = GPTQLinearAlgebra.invertLower(reversed, n: cols)
-        reversed = []
-        var u = try [Double](fallibleRepeating: 0, count: cols * cols)
-        for i in 0 ..< cols { for j in i ..< cols { u[i * cols + j] = inverse[(cols - 1 - i) * cols + (cols - 1 - j)] } }
-
-        let groupsPerRow = layout.scaleShape[1]
-        var scales = try [Float](fallibleRepeating: 1, count: rows * groupsPerRow)
-        var zeroPoints = try [Int32](fallibleRepeating: 0, count: rows * groupsPerRow)
-        var storage = try [UInt8](fallibleRepeating: 0, count: rows * cols)
-        var errors = try [Double](fallibleRepeating: 0, count: rows * block)
-        let workers = Swift.min(Threading.workerCount(for: rows * cols * Swift.max(cols, 1), minimumPerWorker: 1 << 22),
-                                Swift.max(rows, 1))
-        let qmin = scheme.qmin, qmax = scheme.qmax
-
-        w.withUnsafeMutableBufferPointer { wb in
-            u.withUnsafeBufferPointer { ub in
-                scales.withUnsafeMutableBufferPointer { sb in
-                    zeroPoints.withUnsafeMutableBufferPointer { zb in
-                        storage.withUnsafeMutableBufferPointer { qb in
-                            errors.withUnsafeMutableBufferPointer { eb in
-                                let W = wb.baseAddress!, U = ub.baseAddress!, S = sb.baseAddress!
-                                let Z = zb.baseAddress!, Q = qb.baseAddress!, E = eb.baseAddress!
-                                parallelFor(workers: workers) { worker in
-                                    let myRows = partitionRange(rows, parts: workers, index: worker)
-                                    if groupSize == nil {
-                                        for r in myRows {
-                                            let row = W + r * cols
-                                            var lo = 0.0, hi = 0.0
-                                            for c in 0 ..< cols { lo = Swift.min(lo, row[c]); hi = Swift.max(hi, row[c]) }
-                                            (S[r], Z[r]) = scheme.parameters(lo: lo, hi: hi, as: Double.self)
-                                        }
-                                    }
-                                    var i1 = 0
-                                    while i1 < cols {
-                                        let i2 = Swift.min(cols, i1 + block)
-                                        for r in myRows {
-                                            let row = W + r * cols
-                                            var scale = 1.0, zero: Int32 = 0
-                                            if groupSize == nil { scale = Double(S[r]); zero = Z[r] }
-                                            for i in i1 ..< i2 {
-                                                if groupSize != nil && i % group == 0 {
-                                                    var lo = 0.0, hi = 0.0
-                                                    for c in i ..< (i + group) { lo = Swift.min(lo, row[c]); hi = Swift.max(hi, row[c]) }
-                                                    let p = scheme.parameters(lo: lo, hi: hi, as: Double.self)
-                                                    S[r * groupsPerRow + i / group] = p.scale
-                                                    Z[r * groupsPerRow + i / group] = p.zeroPoint
-                                                    (scale, zero) = (Double(p.scale), p.zeroPoint)
-                                                }
-                                                let value = row[i]
-                                                let t = Swift.min(Swift.max(value / scale, Double(qmin - zero)), Double(qmax - zero))
-                                                let q = t.roundedToInt32 &+ zero
-                                                Q[r * cols + i] = UInt8(truncatingIfNeeded: q)
-                                                let dequantized = Double(Float(q &- zero) * Float(scale))
-                                                let error = (value - dequantized) / U[i * cols + i]
-                                                E[r * block + (i - i1)] = error
-                                                GPTQLinearAlgebra.axpy(error, U + i * cols + i + 1, row + i + 1, i2 - i - 1)
-                                            }
-                                        }
-                                        GPTQLinearAlgebra.subtractProduct(
-                                            w: W, cols: cols, rows: myRows, e: UnsafePointer(E), width: i2 - i1,
-                                            u: U, from: i1, to: i2)
-                                        i1 = i2
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        var options = GPTQOptions()
+        options.groupSize = groupSize
+        options.damp = damp
+        options.blockSize = blockSize
+        return try h.withUnsafeMutableBufferPointer { hb in
+            try quantize(weights: weights, rows: rows, cols: cols, hessian: hb, scheme: scheme, options: options)
         }
-        return try QuantizedTensor(layout: layout, scheme: scheme, storage: storage, scales: scales, zeroPoints: zeroPoints)
     }
 }
 

@@ -143,26 +143,22 @@ public enum GPTQLinearAlgebra {
     public static func cholesky(_ a: inout [Double], n: Int) throws {
         var failedAt = -1
         let bs = panel
-        var packed = try [Double](fallibleRepeating: 0, count: n * bs)
+        guard n > 0 else { return }
         a.withUnsafeMutableBufferPointer { m in
-            packed.withUnsafeMutableBufferPointer { pk in
-                let base = m.baseAddress!, pBase = pk.baseAddress!
+            do {
+                let base = m.baseAddress!
                 var j0 = 0
                 while j0 < n {
                     let width = Swift.min(bs, n - j0)
                     let below = n - j0
-                    // Panel update: A[j0..., j0..<j0+w] -= L[j0..., 0..<j0] · L[j0..<j0+w, 0..<j0]ᵀ.
+                    // Panel update: A[j0..., j0..<j0+w] -= L[j0..., 0..<j0] · L[j0..<j0+w, 0..<j0]ᵀ, by the
+                    // packed GEMM (the column ranges read and written are disjoint).
                     if j0 > 0 {
-                        for k in 0 ..< j0 { for j in 0 ..< width { pBase[k * width + j] = base[(j0 + j) * n + k] } }
-                        let workers = Swift.min(Swift.max(1, below / 16),
-                                                Threading.workerCount(for: below * width * j0, minimumPerWorker: 1 << 18))
-                        parallelFor(workers: workers) { worker in
-                            let rows = partitionRange(below, parts: workers, index: worker)
-                            guard !rows.isEmpty else { return }
-                            multiplyAccumulate(m: rows.count, n: width, depth: j0, sign: -1,
-                                               a: base + (j0 + rows.lowerBound) * n, aRowStride: n, aDepthStride: 1,
-                                               b: pBase, bStride: width, c: base + (j0 + rows.lowerBound) * n + j0, cStride: n)
-                        }
+                        do {
+                            try gemm(transA: false, transB: true, m: below, n: width, k: j0, alpha: -1,
+                                     a: base + j0 * n, lda: n, b: base + j0 * n, ldb: n,
+                                     beta: 1, c: base + j0 * n + j0, ldc: n)
+                        } catch { failedAt = j0; return }
                     }
                     // Factor the panel: its diagonal block, then the rows below.
                     for j in j0 ..< j0 + width {
@@ -202,30 +198,23 @@ public enum GPTQLinearAlgebra {
 
     /// The inverse of the lower-triangular `l` (n × n, nonzero diagonal),
     /// lower triangular. Blocked by rows of 64: for block row I,
-    /// `X[I, :I] = -L[I,I]⁻¹ · (L[I, :I] · X[:I, :I])` (one ``multiplyAccumulate``
-    /// then a short forward substitution), and `X[I, I] = L[I, I]⁻¹`.
-    public static func invertLower(_ l: [Double], n: Int) -> [Double] {
+    /// `X[I, :I] = -L[I,I]⁻¹ · (L[I, :I] · X[:I, :I])` (one packed
+    /// ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` then a short
+    /// forward substitution), and `X[I, I] = L[I, I]⁻¹`.
+    public static func invertLower(_ l: [Double], n: Int) throws -> [Double] {
         var x = [Double](repeating: 0, count: n * n)
         let bs = panel
-        l.withUnsafeBufferPointer { lb in
-            x.withUnsafeMutableBufferPointer { xb in
+        guard n > 0 else { return x }
+        try l.withUnsafeBufferPointer { lb in
+            try x.withUnsafeMutableBufferPointer { xb in
                 let L = lb.baseAddress!, X = xb.baseAddress!
                 var i0 = 0
                 while i0 < n {
                     let height = Swift.min(bs, n - i0)
                     if i0 > 0 {
-                        // T = L[I, :i0] · X[:i0, :i0], written into X[I, :i0] (still zero).
-                        let workers = Swift.min(Swift.max(1, i0 / 32),
-                                                Threading.workerCount(for: height * i0 * i0, minimumPerWorker: 1 << 18))
-                        parallelFor(workers: workers) { worker in
-                            let columns = partitionRange(i0, parts: workers, index: worker)
-                            guard !columns.isEmpty else { return }
-                            // X[k][c] is zero for k < c: the depth starts at the first column.
-                            let start = columns.lowerBound
-                            multiplyAccumulate(m: height, n: columns.count, depth: i0 - start, sign: 1,
-                                               a: L + i0 * n + start, aRowStride: n, aDepthStride: 1,
-                                               b: X + start * n + start, bStride: n, c: X + i0 * n + start, cStride: n)
-                        }
+                        // T = L[I, :i0] · X[:i0, :i0], written into X[I, :i0] (still zero), by the packed GEMM.
+                        try gemm(transA: false, transB: false, m: height, n: i0, k: i0, alpha: 1,
+                                 a: L + i0 * n, lda: n, b: X, ldb: n, beta: 0, c: X + i0 * n, ldc: n)
                         // Forward substitution with L[I, I]: X[r, :i0] = -(T[r] + Σ_{q<r} L[r][q] X[q, :i0]) / L[r][r].
                         for r in i0 ..< i0 + height {
                             let rowX = X + r * n, rowL = L + r * n
@@ -249,16 +238,15 @@ public enum GPTQLinearAlgebra {
         return x
     }
 
-    /// `w[r, to...] -= Σ_k e[r, k] · u[from + k, to...]` for the rows `rows`
-    /// of `w` (rowsTotal × cols), `e` (rowsTotal × width), `u` (cols × cols):
-    /// GPTQ's lazy batch update, by ``multiplyAccumulate``.
+    /// `w[:, to...] -= e · u[from ..< from + width, to...]` for `w` (rows × cols),
+    /// `e` (rows × width), `u` (cols × cols): GPTQ's lazy batch update, by the
+    /// packed, multithreaded ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``.
     static func subtractProduct(
-        w: UnsafeMutablePointer<Double>, cols: Int, rows: Range<Int>,
+        w: UnsafeMutablePointer<Double>, rows: Int, cols: Int,
         e: UnsafePointer<Double>, width: Int, u: UnsafePointer<Double>, from: Int, to: Int
-    ) {
-        guard cols > to, !rows.isEmpty else { return }
-        multiplyAccumulate(m: rows.count, n: cols - to, depth: width, sign: -1,
-                           a: e + rows.lowerBound * width, aRowStride: width, aDepthStride: 1,
-                           b: u + from * cols + to, bStride: cols, c: w + rows.lowerBound * cols + to, cStride: cols)
+    ) throws {
+        guard cols > to, rows > 0, width > 0 else { return }
+        try gemm(transA: false, transB: false, m: rows, n: cols - to, k: width, alpha: -1,
+                 a: e, lda: width, b: u + from * cols + to, ldb: cols, beta: 1, c: w + to, ldc: cols)
     }
 }

@@ -3,7 +3,8 @@
 Both functions take the weight in ``(out, in)`` layout (PyTorch ``Linear``;
 transpose a Keras ``Dense`` kernel first) and activations ``x`` of shape
 ``(samples, in)``: the inputs the layer saw on a few hundred calibration
-examples (flatten batch and sequence dimensions into ``samples``).
+examples (flatten batch and sequence dimensions into ``samples``), or a
+:class:`~swiftprune.calibration.HessianAccumulator` holding their ``xᵀx``.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._validation import float_array, check_fraction, check_int
+from ._validation import check_fraction, check_int, float_array
+from .calibration.hessian import HessianAccumulator
 
 __all__ = ["wanda_mask", "sparsegpt"]
 
@@ -21,6 +23,17 @@ __all__ = ["wanda_mask", "sparsegpt"]
 def _check_float(name: str, value: Any) -> np.ndarray:
     """`value` as a native-byte-order float16/32/64 array (no copy when possible)."""
     return float_array(name, value)
+
+
+def _check_accumulated(w: ArrayLike, x: HessianAccumulator) -> np.ndarray:
+    w = _check_float("w", w)
+    if w.ndim != 2:
+        raise ValueError(f"w must be 2-D (out, in), got shape {w.shape}")
+    if x.features != w.shape[1]:
+        raise ValueError(f"layer {x.name!r}: the Hessian has {x.features} features but w has {w.shape[1]} input "
+                         f"columns (w must be (out, in))")
+    x.check()
+    return w
 
 
 def _check_layer(w: ArrayLike, x: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
@@ -49,7 +62,8 @@ def wanda_mask(w: ArrayLike, x: ArrayLike, sparsity: float) -> NDArray[np.bool_]
     Parameters
     ----------
     w : array_like of float, shape (out, in)
-    x : array_like of float, shape (samples, in)
+    x : array_like of float, shape (samples, in), or HessianAccumulator
+        The layer's calibration inputs, or their accumulated ``xᵀx``.
     sparsity : float in [0, 1]
         The fraction of each row to prune.
 
@@ -65,6 +79,11 @@ def wanda_mask(w: ArrayLike, x: ArrayLike, sparsity: float) -> NDArray[np.bool_]
         Shapes not 2-D or not matching, ``sparsity`` outside [0, 1], NaN/Inf.
     """
     sparsity = check_fraction("sparsity", sparsity)
+    if isinstance(x, HessianAccumulator):
+        w = _check_accumulated(w, x)
+        # One "sample" whose entries are the column norms has the same ‖x_j‖₂.
+        norms = x.column_norms_[None, :].astype(np.float64 if w.dtype == np.float64 else np.float32)
+        return _core.wanda_mask(w, norms, sparsity)
     w, x = _check_layer(w, x)
     return _core.wanda_mask(w, x, sparsity)
 
@@ -97,7 +116,9 @@ def sparsegpt(
     Parameters
     ----------
     w : array_like of float, shape (out, in)
-    x : array_like of float, shape (samples, in)
+    x : array_like of float, shape (samples, in), or HessianAccumulator
+        The layer's calibration inputs, or their accumulated ``xᵀx`` (then the
+        result is float64 for float64 ``w``, else float32).
     sparsity : float in [0, 1], optional
         Unstructured: exactly ``round(sparsity * w.size)`` weights are
         pruned. Required unless ``nm`` is given; with ``nm`` it may be given
@@ -148,6 +169,19 @@ def sparsegpt(
     damp = float(damp)
     if not (damp >= 0 and np.isfinite(damp)):
         raise ValueError(f"damp must be >= 0 and finite, got {damp!r}")
+    if isinstance(x, HessianAccumulator):
+        w = _check_accumulated(w, x)
+        if m and w.shape[1] % m:
+            raise ValueError(f"w has {w.shape[1]} input columns, not a multiple of m = {m}")
+        if m and block_size % m:
+            raise ValueError(f"block_size = {block_size} must be a multiple of m = {m}")
+        if not m:
+            block_size = min(block_size, max(w.shape[1], 1))  # wider blocks change nothing
+        try:
+            out = _core.sparsegpt_hessian(w, x.hessian_, sparsity, n, m, block_size, damp)
+        except ValueError as error:
+            raise ValueError(f"layer {x.name!r}: {error}") from None
+        return out.astype(np.float64 if w.dtype == np.float64 else np.float32, copy=False)
     w, x = _check_layer(w, x)
     if m and w.shape[1] % m:
         raise ValueError(f"w has {w.shape[1]} input columns, not a multiple of m = {m}")

@@ -1,0 +1,197 @@
+"""Streaming second-moment statistics of a layer's inputs.
+
+GPTQ, SparseGPT and Wanda need only ``H = Σ xᵀx`` over the calibration
+inputs ``x`` of a layer (Wanda only its diagonal) and the number of samples:
+:class:`HessianAccumulator` keeps exactly that, so millions of calibration
+tokens cost ``O(in²)`` memory. Batches are added by the Swift core (packed
+``syrk``; products in float32 for float16/32 input, as the reference
+implementations, partial sums in float64).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Optional
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .. import _core
+from .._validation import check_int
+
+__all__ = ["HessianAccumulator", "CalibrationWarning", "LAYOUTS"]
+
+LAYOUTS = ("torch", "keras")
+_FLUSH_ROWS = 4096
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration data that works but is weak: fewer samples than input
+    features (a rank-deficient Hessian: the result overfits those samples),
+    or tensors of a calibrated stage that have no calibration data."""
+
+
+class HessianAccumulator:
+    """The input Hessian ``xᵀx`` of one layer, accumulated batch by batch.
+
+    Parameters
+    ----------
+    features : int
+        The layer's input width ``in`` (a conv layer: ``kh * kw * in`` of its
+        im2col view).
+    name : str, optional
+        The layer's name, used in error messages.
+    layout : {"torch", "keras"}
+        How the layer's weight maps onto its inputs: ``"torch"`` for an
+        ``(out, in)`` weight (PyTorch ``Linear``; ``Conv2d`` ``(out, in, kh,
+        kw)`` flattened to ``(out, in*kh*kw)``), ``"keras"`` for an ``(in,
+        out)`` kernel (Keras ``Dense``, ONNX ``MatMul``; ``Conv2D`` ``(kh, kw,
+        in, out)`` flattened to ``(kh*kw*in, out)``). The im2col features must
+        be ordered as that flattening.
+
+    Attributes
+    ----------
+    hessian_ : numpy.ndarray of float64, shape (features, features)
+        ``Σ xᵀx`` over every sample added (not divided by the count). Batches
+        smaller than 4096 rows are buffered and added together.
+    count_ : int
+        Samples added so far.
+    sum_, abs_sum_, abs_max_ : numpy.ndarray of float64, shape (features,)
+        ``Σ x_j``, ``Σ |x_j|`` and ``max |x_j|`` per input feature (the means
+        bias correction and AWQ use, the maxima SmoothQuant uses).
+
+    Examples
+    --------
+    >>> import numpy as np, swiftprune as sp
+    >>> acc = sp.calibration.HessianAccumulator(4)
+    >>> for batch in np.random.default_rng(0).normal(size=(3, 10, 4)):
+    ...     acc.update(batch)
+    >>> acc.count_
+    30
+    """
+
+    def __init__(self, features: int, *, name: str = "layer", layout: str = "torch") -> None:
+        self.features = check_int("features", features, minimum=0)
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {name!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be 'torch' or 'keras', got {layout!r}")
+        self.name = name
+        self.layout = layout
+        self._hessian: NDArray[np.float64] = np.zeros((self.features, self.features), np.float64)
+        self.count_ = 0
+        # Small batches wait here until _FLUSH_ROWS rows: each Swift call costs O(features²)
+        # besides its O(rows · features²) products, so one call per token would be slow.
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+        # First-order statistics per input feature (AWQ, SmoothQuant, bias correction).
+        self.sum_ = np.zeros(self.features, np.float64)
+        self.abs_sum_ = np.zeros(self.features, np.float64)
+        self.abs_max_ = np.zeros(self.features, np.float64)
+
+    @property
+    def hessian_(self) -> NDArray[np.float64]:
+        """``Σ xᵀx`` over every sample added (float64, not divided by the count)."""
+        self._flush()
+        return self._hessian
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(
+            self._pending, dtype=np.result_type(*self._pending))
+        self._pending, self._pending_rows = [], 0
+        try:
+            _core.hessian_accumulate(np.ascontiguousarray(batch), self._hessian)
+        except ValueError as error:
+            raise ValueError(f"layer {self.name!r}: {error}") from None
+
+    def update(self, x: ArrayLike) -> "HessianAccumulator":
+        """Adds a batch of inputs: shape ``(..., features)`` (batch and
+        sequence dimensions are flattened into samples). Returns ``self``.
+
+        Raises
+        ------
+        TypeError
+            ``x`` is not a real floating array.
+        ValueError
+            The last dimension is not ``features``, or ``x`` holds NaN/Inf
+            (the message names the layer).
+        """
+        array = np.asarray(x)
+        if array.dtype not in (np.float16, np.float32, np.float64):
+            raise TypeError(f"layer {self.name!r}: calibration inputs must be a real floating-point array, "
+                            f"got dtype {array.dtype}")
+        if array.ndim < 1 or array.shape[-1] != self.features:
+            raise ValueError(f"layer {self.name!r}: calibration inputs of shape {array.shape} do not match the "
+                             f"layer's {self.features} input features (expected (..., {self.features}))")
+        flat = array.reshape(-1, self.features)
+        if flat.dtype == np.float16:
+            flat = flat.astype(np.float32)
+        if flat.shape[0] >= _FLUSH_ROWS:
+            self._flush()  # keep the order of the sums
+            try:
+                _core.hessian_accumulate(np.ascontiguousarray(flat), self._hessian)
+            except ValueError as error:
+                raise ValueError(f"layer {self.name!r}: {error}") from None
+        else:
+            if not np.isfinite(flat).all():
+                raise ValueError(f"layer {self.name!r}: the calibration inputs contain NaN or Inf values")
+            self._pending.append(np.array(flat, copy=True))  # the caller may reuse its buffer
+            self._pending_rows += flat.shape[0]
+            if self._pending_rows >= _FLUSH_ROWS:
+                self._flush()
+        if flat.shape[0]:
+            self.sum_ += flat.sum(axis=0, dtype=np.float64)
+            magnitude = np.abs(flat)
+            self.abs_sum_ += magnitude.sum(axis=0, dtype=np.float64)
+            np.maximum(self.abs_max_, magnitude.max(axis=0), out=self.abs_max_)
+        self.count_ += int(flat.shape[0])
+        return self
+
+    def merge(self, other: "HessianAccumulator") -> "HessianAccumulator":
+        """Adds another accumulator's statistics (e.g. from another worker)."""
+        if not isinstance(other, HessianAccumulator):
+            raise TypeError(f"can only merge a HessianAccumulator, got {type(other).__name__}")
+        if other.features != self.features:
+            raise ValueError(f"layer {self.name!r}: cannot merge {other.features} features into {self.features}")
+        self.hessian_  # flush
+        self._hessian += other.hessian_
+        self.sum_ += other.sum_
+        self.abs_sum_ += other.abs_sum_
+        np.maximum(self.abs_max_, other.abs_max_, out=self.abs_max_)
+        self.count_ += other.count_
+        return self
+
+    @property
+    def column_norms_(self) -> NDArray[np.float64]:
+        """``‖x_j‖₂`` of every input feature over the samples (Wanda's weights)."""
+        return np.sqrt(np.maximum(np.diag(self.hessian_), 0.0))
+
+    def check(self, *, warn: bool = True) -> None:
+        """Raises ``ValueError`` when no sample was added; warns
+        (:class:`CalibrationWarning`) when there are fewer samples than
+        features: the Hessian is then rank-deficient (only damping makes it
+        invertible) and the result fits those few samples."""
+        if self.count_ == 0 and self.features > 0:
+            raise ValueError(f"layer {self.name!r}: no calibration samples were added")
+        if warn and self.count_ < self.features:
+            warnings.warn(f"layer {self.name!r}: {self.count_} calibration samples for {self.features} input "
+                          "features; the Hessian is rank-deficient and the result will overfit them (use at "
+                          f"least {self.features} samples, ideally many more)", CalibrationWarning, stacklevel=3)
+
+    def __repr__(self) -> str:
+        return f"HessianAccumulator(name={self.name!r}, features={self.features}, count_={self.count_})"
+
+
+def as_accumulator(value: Any, name: str, layout: Optional[str] = None) -> HessianAccumulator:
+    """``value`` (an accumulator or an array of inputs ``(..., in)``) as an accumulator."""
+    if isinstance(value, HessianAccumulator):
+        return value
+    array = np.asarray(value)
+    if array.dtype.kind not in "f":
+        raise TypeError(f"layer {name!r}: calibration inputs must be a real floating-point array or a "
+                        f"HessianAccumulator, got {type(value).__name__} of dtype {array.dtype}")
+    if array.ndim < 2:
+        raise ValueError(f"layer {name!r}: calibration inputs must be (samples, in) (or (..., in)), "
+                         f"got shape {array.shape}")
+    return HessianAccumulator(array.shape[-1], name=name, layout=layout or "torch").update(array)

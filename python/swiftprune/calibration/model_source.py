@@ -1,0 +1,125 @@
+"""What the Keras and ONNX calibration sources share: a list of capturable
+layers in forward order, statistics captured on demand and cached, and the
+sequential / independent modes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .arrays import Calibration
+from .hessian import HessianAccumulator
+
+__all__ = ["CapturedLayer", "ModelCalibration", "MODES"]
+
+MODES = ("sequential", "independent")
+
+
+@dataclass
+class CapturedLayer:
+    """A layer whose inputs can be captured: its weight tensor, the tensor
+    holding its input, how that input becomes ``(samples, in)`` rows."""
+
+    name: str  # the weight tensor's name (the key compress() looks up)
+    weight: str
+    input: str  # the model tensor (ONNX value / Keras layer) feeding it
+    layout: str  # "torch" or "keras"
+    features: int
+    kind: str = "linear"  # or "conv2d"
+    conv: Mapping[str, Any] = field(default_factory=dict)
+    upstream: frozenset = frozenset()  # weights whose change alters this layer's input
+
+
+class ModelCalibration(Calibration):
+    """A model plus calibration inputs; statistics are captured when first
+    asked for. ``"independent"``: every layer's inputs come from the original
+    model, all captured in one pass. ``"sequential"``: when a tensor is
+    committed (compressed), the inputs of layers downstream of it are
+    captured again, through the compressed weights."""
+
+    def __init__(self, layers: Sequence[CapturedLayer], mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be 'sequential' or 'independent', got {mode!r}")
+        super().__init__({})
+        self.mode = mode
+        self.layers = {layer.name: layer for layer in layers}
+        self._cache: dict[str, HessianAccumulator] = {}
+        self.committed: dict[str, np.ndarray] = {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.layers
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self.layers)
+
+    def statistics(self, layer: str) -> HessianAccumulator:
+        if layer not in self._cache:
+            pending = [name for name in self.layers if name not in self._cache and name not in self.committed]
+            if layer not in pending:
+                pending.append(layer)
+            self._cache.update(self._capture([self.layers[name] for name in pending]))
+        return self._cache[layer]
+
+    def order(self, names: Sequence[str]) -> list[str]:
+        known = [name for name in self.layers if name in set(names)]
+        return known + [name for name in names if name not in self.layers]
+
+    def commit(self, tensor_name: str, weights: np.ndarray) -> None:
+        if self.mode != "sequential":
+            return
+        self.committed[tensor_name] = np.asarray(weights)
+        self._apply_weight(tensor_name, self.committed[tensor_name])
+        for name, layer in self.layers.items():
+            if tensor_name in layer.upstream:
+                self._cache.pop(name, None)
+
+    # --- implemented by each source -----------------------------------------
+    def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:
+        raise NotImplementedError
+
+    def _apply_weight(self, name: str, weights: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The model's float weights by name (what ``compress()`` takes)."""
+        raise NotImplementedError
+
+
+def batches_of(inputs: Any, names: Sequence[str], what: str) -> list[dict[str, np.ndarray]]:
+    """Calibration inputs as a list of feeds ``{input name: array}``: a mapping
+    (one batch), a list of mappings, or (one-input models) an array / list of arrays."""
+    if inputs is None:
+        raise ValueError(f"{what}: no calibration inputs given")
+    if isinstance(inputs, Mapping):
+        inputs = [inputs]
+    elif isinstance(inputs, np.ndarray):
+        inputs = [inputs]
+    feeds: list[dict[str, np.ndarray]] = []
+    for i, batch in enumerate(inputs):
+        if not isinstance(batch, Mapping):
+            if len(names) != 1:
+                raise ValueError(f"{what}: the model has inputs {list(names)}; give each batch as a mapping "
+                                 "input name -> array")
+            batch = {names[0]: batch}
+        missing = [n for n in names if n not in batch]
+        if missing:
+            raise ValueError(f"{what}: calibration batch {i} lacks model input(s) {missing} "
+                             f"(got {sorted(batch)})")
+        feed = {}
+        for n in names:
+            array = np.asarray(batch[n])
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise ValueError(f"{what}: calibration input {n!r} of batch {i} contains NaN or Inf values")
+            feed[n] = array
+        feeds.append(feed)
+    if not feeds:
+        raise ValueError(f"{what}: no calibration batches given")
+    return feeds

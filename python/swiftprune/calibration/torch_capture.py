@@ -1,0 +1,168 @@
+"""Calibration from a PyTorch ``nn.Module`` through forward hooks.
+
+Every ``nn.Linear`` and ``nn.Conv2d`` (``groups = 1``) is a layer, named by
+its ``state_dict`` weight key (``"encoder.fc1.weight"``), ``(out, in, ...)``
+weights ("torch" layout); conv inputs go through their im2col view
+(``torch.nn.functional.unfold``: features ordered ``(in, kh, kw)`` as the
+weight flattens). The model runs under ``torch.no_grad()`` in eval mode; the
+order in which the layers are first called is the forward order used for
+sequential mode, which works on a deep copy (the caller's module is never
+changed).
+
+Needs PyTorch (an optional dependency: ``pip install torch``).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .._progress import progress as _progress
+from .hessian import HessianAccumulator
+from .model_source import CapturedLayer, ModelCalibration
+
+__all__ = ["TorchCalibration", "from_torch"]
+
+
+def _import() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("PyTorch calibration needs torch: pip install torch (CPU wheels are enough)") from None
+    return torch
+
+
+class TorchCalibration(ModelCalibration):
+    """A PyTorch module and calibration inputs (see :func:`from_torch`)."""
+
+    def __init__(self, model: Any, inputs: Any, mode: str = "sequential", *, show: bool = False) -> None:
+        torch = _import()
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if mode == "sequential":
+            model = copy.deepcopy(model)
+        self.model = model.eval()
+        self.show = show
+        if inputs is None:
+            self._batches = None
+        else:
+            self._batches = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+            if not self._batches:
+                raise ValueError("PyTorch calibration: no calibration batches given")
+        self._modules = {}
+        layers = []
+        for name, module in self.model.named_modules():
+            key = f"{name}.weight" if name else "weight"
+            if isinstance(module, torch.nn.Linear):
+                layers.append(CapturedLayer(key, key, name, "torch", module.in_features))
+            elif isinstance(module, torch.nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
+                kh, kw = module.kernel_size
+                layers.append(CapturedLayer(key, key, name, "torch", module.in_channels * kh * kw, kind="conv2d"))
+            else:
+                continue
+            self._modules[key] = module
+        self._original = {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()
+                          if v.is_floating_point()}
+        super().__init__(layers, mode)
+        if self._batches is not None:
+            self._record_order()
+
+    def _feed(self, batch: Any) -> Any:
+        torch = _import()
+        convert = lambda a: torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a  # noqa: E731
+        if isinstance(batch, Mapping):
+            return self.model(**{k: convert(v) for k, v in batch.items()})
+        if isinstance(batch, tuple):
+            return self.model(*[convert(v) for v in batch])
+        return self.model(convert(batch))
+
+    def _record_order(self) -> None:
+        """One forward pass: the order the layers run in, and each one's upstream set."""
+        torch = _import()
+        called: list[str] = []
+        handles = [module.register_forward_hook(lambda m, i, o, key=key: called.append(key))
+                   for key, module in self._modules.items()]
+        try:
+            with torch.no_grad():
+                self._feed(self._batches[0])
+        finally:
+            for handle in handles:
+                handle.remove()
+        order = list(dict.fromkeys(called))
+        layers = [self.layers[k] for k in order] + [l for k, l in self.layers.items() if k not in set(order)]
+        for i, layer in enumerate(layers):
+            layer.upstream = frozenset(order[:i]) if layer.name in set(order) else frozenset(self.layers)
+        self.layers = {layer.name: layer for layer in layers}
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The module's original float ``state_dict`` as NumPy arrays."""
+        return dict(self._original)
+
+    def _apply_weight(self, name: str, weights: np.ndarray) -> None:
+        module = self._modules.get(name)
+        if module is not None:
+            torch = _import()
+            with torch.no_grad():
+                module.weight.copy_(torch.from_numpy(np.asarray(weights)).reshape(module.weight.shape))
+
+    def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:
+        torch = _import()
+        if self._batches is None:
+            raise ValueError("PyTorch calibration: no calibration inputs were given")
+        out = {layer.name: HessianAccumulator(layer.features, name=layer.name, layout="torch") for layer in layers}
+
+        def hook(module: Any, args: Any, _output: Any, key: str) -> None:
+            x = args[0].detach()
+            if isinstance(module, torch.nn.Conv2d):
+                if isinstance(module.padding, str):
+                    x = torch.nn.functional.pad(x, _same_padding(module, x.shape)) if module.padding == "same" else x
+                    padding = 0
+                else:
+                    padding = module.padding
+                x = torch.nn.functional.unfold(x, module.kernel_size, dilation=module.dilation, padding=padding,
+                                               stride=module.stride).transpose(1, 2)
+            out[key].update(x.reshape(-1, x.shape[-1]).float().cpu().numpy())
+
+        handles = [self._modules[layer.name].register_forward_hook(
+            lambda m, a, o, key=layer.name: hook(m, a, o, key)) for layer in layers]
+        try:
+            with torch.no_grad():
+                for batch in _progress(self._batches, total=len(self._batches), description="capture",
+                                       enabled=self.show):
+                    self._feed(batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return out
+
+
+def _same_padding(module: Any, shape: Sequence[int]) -> list[int]:
+    """torch's padding="same" (stride 1): total (k-1)·d per side pair, the extra on the right/bottom."""
+    pads = []
+    for k, d in zip(reversed(module.kernel_size), reversed(module.dilation)):
+        total = (k - 1) * d
+        pads += [total // 2, total - total // 2]
+    return pads
+
+
+def from_torch(model: Any, inputs: Any, *, mode: str = "sequential", progress: bool = False) -> TorchCalibration:
+    """Calibration statistics captured from a PyTorch module by forward hooks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : tensor/array, tuple, mapping, or a list of them
+        Calibration batches: each is passed as ``model(batch)``,
+        ``model(*batch)`` (tuple) or ``model(**batch)`` (mapping).
+    mode : {"sequential", "independent"}
+        As :func:`~swiftprune.calibration.from_onnx`; sequential mode works
+        on a deep copy of ``model``.
+
+    Returns
+    -------
+    TorchCalibration
+        ``compress(calibration.weights(), recipe, calibration=it)``; load the
+        result with ``model.load_state_dict({k: torch.from_numpy(v) ...})``.
+    """
+    return TorchCalibration(model, inputs, mode, show=progress)

@@ -1,0 +1,110 @@
+"""Float64 NumPy transcriptions of the calibrated algorithms, written from
+the papers and the authors' reference code (not from swiftprune's code).
+
+- GPTQ (Frantar et al., 2022; gptq/gptq.py ``fasterquant`` with
+  ``actorder`` and ``static_groups``, ``quant.py Quantizer.find_params`` with
+  ``mse=True`` but norm 2), column by column without lazy batching;
+- the MSE clipping search of one group.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from _reference_quantization import grid, scale_from_range
+
+
+def _quantize_column(col, scale, zero, bits, symmetric):
+    qmin, qmax = grid(bits, symmetric)
+    q = np.clip(np.round(col / scale.astype(np.float64)) + zero, qmin, qmax).astype(np.int64)
+    deq = ((q - zero).astype(np.float32) * scale).astype(np.float64)
+    return q, deq
+
+
+def reference_group_params(block, bits, symmetric, mse_grid=0, max_shrink=0.8):
+    """Per-row (scale, zero) of a (rows, g) block: min-max, or the shrink
+    p = 1 - k/grid (k < max_shrink*grid) of [lo, hi] with the least Σ err²."""
+    lo = np.minimum(block.min(axis=1), 0)
+    hi = np.maximum(block.max(axis=1), 0)
+    scale, zero = scale_from_range(lo, hi, bits, symmetric, np.float64)
+    if not mse_grid:
+        return scale, zero
+    best = np.full(block.shape[0], np.inf)
+    scale, zero = scale.copy(), zero.copy()
+    for k in range(int(max_shrink * mse_grid)):
+        p = 1 - k / mse_grid
+        s, z = scale_from_range(p * lo, p * hi, bits, symmetric, np.float64)
+        q, deq = _quantize_column(block, s[:, None], z[:, None], bits, symmetric)
+        err = ((block - deq) ** 2).sum(axis=1)
+        better = err < best
+        best[better], scale[better], zero[better] = err[better], s[better], z[better]
+    return scale, zero
+
+
+def reference_gptq_hessian(w, hessian, bits, group_size, damp=0.01, symmetric=True, act_order=False,
+                           static_groups=False, mse_grid=0):
+    """(values (rows, cols) int64, scales (rows, groups), zeros) as the reference GPTQ."""
+    W = np.array(w, dtype=np.float64)
+    H = np.array(hessian, dtype=np.float64)
+    rows, cols = W.shape
+    dead = np.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    g = group_size or cols
+    n_groups = cols // g
+    scales = np.ones((rows, n_groups), np.float32)
+    zeros = np.zeros((rows, n_groups), np.int64)
+    static = group_size is None or static_groups or act_order
+    if static:
+        for j in range(n_groups):
+            scales[:, j], zeros[:, j] = reference_group_params(W[:, j * g:(j + 1) * g], bits, symmetric, mse_grid)
+    perm = np.arange(cols)
+    if act_order:
+        perm = np.argsort(-np.diag(H), kind="stable")
+        W = W[:, perm]
+        H = H[perm][:, perm]
+    H += damp * np.mean(np.diag(H)) * np.eye(cols)
+    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    Q = np.zeros((rows, cols), np.int64)
+    for i in range(cols):
+        j = perm[i] // g
+        if not static and i % g == 0:
+            scales[:, j], zeros[:, j] = reference_group_params(W[:, i:i + g], bits, symmetric, mse_grid)
+        q, deq = _quantize_column(W[:, i], scales[:, j], zeros[:, j], bits, symmetric)
+        Q[:, perm[i]] = q
+        err = (W[:, i] - deq) / U[i, i]
+        W[:, i:] -= np.outer(err, U[i, i:])
+    return Q, scales, zeros
+
+
+def reference_awq(w, x, bits, group_size, n_grid=20):
+    """AWQ's auto_scale search (llm-awq ``search_module_scale``) for one linear
+    layer, float64: s = mean|x|^α / sqrt(max·min), W·s fake-quantized
+    (affine, groups along the input, min-max) and divided by s; the α with the
+    least ‖(W − Ŵ) Xᵀ‖²."""
+    W = np.asarray(w, np.float64)
+    X = np.asarray(x, np.float64)
+    x_mean = np.abs(X).mean(axis=0)
+    qmax = 2 ** bits - 1
+    best = (np.inf, None, None)
+    for k in range(n_grid):
+        alpha = k / n_grid
+        s = np.maximum(x_mean ** alpha, 1e-4)
+        s = s / np.sqrt(s.max() * s.min())
+        scaled = (W * s).astype(np.float32).astype(np.float64)
+        g = scaled.reshape(W.shape[0], -1, group_size)
+        lo = np.minimum(g.min(axis=2, keepdims=True), 0)
+        hi = np.maximum(g.max(axis=2, keepdims=True), 0)
+        scale = np.where(hi - lo == 0, 1.0, (hi - lo) / qmax).astype(np.float32).astype(np.float64)
+        zero = np.clip(np.round(-lo / scale), 0, qmax)
+        q = np.clip(np.round(g / scale) + zero, 0, qmax)
+        deq = ((q - zero) * scale).reshape(W.shape) / s
+        err = np.linalg.norm((W - deq) @ X.T) ** 2
+        if err < best[0]:
+            best = (err, alpha, s)
+    return best[1], best[2]
+
+
+def reference_smoothquant(w, x, alpha):
+    """SmoothQuant's smoothing factors: max|X_j|^α / max|W_:j|^(1−α)."""
+    s = np.abs(np.asarray(x, np.float64)).max(axis=0) ** alpha / np.abs(np.asarray(w, np.float64)).max(axis=0) ** (1 - alpha)
+    return np.maximum(s, 1e-5)

@@ -1,0 +1,209 @@
+"""Calibration capture from ONNX (onnxruntime) and Keras 3 models: captured
+Hessians against NumPy recomputations of the layer inputs, the im2col view
+against the framework's own convolution, and sequential mode against a
+hand-run sequential GPTQ (each layer's inputs recomputed through the already
+quantized layers)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import swiftprune as sp
+from swiftprune.calibration.im2col import patches_nchw, patches_nhwc
+
+RNG = np.random.default_rng(21)
+
+
+def gram(x):
+    x = np.asarray(x, np.float64).reshape(-1, np.shape(x)[-1])
+    return x.T @ x
+
+
+def assert_gram(actual, x):
+    expected = gram(x)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-6 * np.abs(expected).max())
+
+
+# --------------------------------------------------------------------------- #
+# ONNX
+# --------------------------------------------------------------------------- #
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'swiftprune[onnx]')")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'swiftprune[onnx]')")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def onnx_model():
+    """x(16) -MatMul W1-> +b1 -> Relu -Gemm(transB) W2-> y;  img -Conv K (pad 1, stride 2)-> Flatten -> c."""
+    w1 = RNG.standard_normal((16, 32)).astype(np.float32)
+    b1 = RNG.standard_normal(32).astype(np.float32)
+    w2 = RNG.standard_normal((8, 32)).astype(np.float32)
+    k = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["img", "K"], ["conv"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Flatten", ["conv"], ["c"]),
+             helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("Add", ["h", "b1"], ["ha"]),
+             helper.make_node("Relu", ["ha"], ["r"]), helper.make_node("Gemm", ["r", "W2"], ["y"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16]),
+         helper.make_tensor_value_info("img", TensorProto.FLOAT, [None, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("c", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(a, n) for a, n in [(w1, "W1"), (b1, "b1"), (w2, "W2"), (k, "K")]])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    inputs = {"x": RNG.standard_normal((300, 16)).astype(np.float32),
+              "img": RNG.standard_normal((12, 3, 8, 8)).astype(np.float32)}
+    return model, inputs, {"W1": w1, "b1": b1, "W2": w2, "K": k}
+
+
+def test_onnx_capture_matches_numpy_and_conv_im2col():
+    model, inputs, w = onnx_model()
+    cal = sp.calibration.from_onnx(model, [inputs], mode="independent")
+    assert {n: (l.layout, l.features) for n, l in cal.layers.items()} == {
+        "K": ("torch", 27), "W1": ("keras", 16), "W2": ("torch", 32)}
+    x = inputs["x"]
+    assert_gram(cal.statistics("W1").hessian_, x)
+    assert_gram(cal.statistics("W2").hessian_, np.maximum(x @ w["W1"] + w["b1"], 0))
+    patches = np.concatenate(list(patches_nchw(inputs["img"], (3, 3), (2, 2), (1, 1, 1, 1))))
+    conv = ort.InferenceSession(model.SerializeToString()).run(["c"], inputs)[0]
+    np.testing.assert_allclose(conv.reshape(12, 4, 4, 4).transpose(0, 2, 3, 1).reshape(-1, 4),
+                               patches @ w["K"].reshape(4, -1).T, rtol=1e-5, atol=1e-5)
+    assert_gram(cal.statistics("K").hessian_, patches)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "independent"])
+def test_onnx_compress_equals_hand_run_gptq(mode):
+    model, inputs, w = onnx_model()
+    cal = sp.calibration.from_onnx(model, inputs, mode=mode)
+    recipe = [{"quantize": {"method": "gptq", "bits": 3, "group_size": 8}, "include": ["W1", "W2"]}]
+    result = sp.compress(cal.weights(), recipe, progress=False, calibration=cal)
+    x = inputs["x"]
+    q1 = sp.gptq(w["W1"].T, x, 3, 8).dequantize().T
+    np.testing.assert_allclose(result.weights["W1"], q1, atol=1e-6)
+    source = q1 if mode == "sequential" else w["W1"]
+    h2 = np.maximum(x @ source + w["b1"], 0)
+    expected = sp.gptq(w["W2"], h2, 3, 8)
+    differ = np.mean(result.tensors["W2"].values != expected.values)
+    assert differ < 0.02  # float32 Hessian sums in another order: rare +-1 flips
+    assert cal.weights()["W1"] is not result.weights["W1"] and np.array_equal(cal.weights()["W1"], w["W1"])
+
+
+def test_onnx_sequential_beats_independent_at_low_bits():
+    model, inputs, w = onnx_model()
+    x = inputs["x"]
+    reference = np.maximum(x @ w["W1"] + w["b1"], 0) @ w["W2"].T
+    errors = {}
+    for mode in ("sequential", "independent"):
+        cal = sp.calibration.from_onnx(model, inputs, mode=mode)
+        out = sp.compress(cal.weights(), [{"quantize": {"method": "gptq", "bits": 2, "group_size": None},
+                                           "include": ["W1", "W2"]}], progress=False, calibration=cal).weights
+        errors[mode] = np.linalg.norm(np.maximum(x @ out["W1"] + w["b1"], 0) @ out["W2"].T - reference)
+    assert errors["sequential"] < errors["independent"]
+
+
+def test_onnx_errors_and_cli(tmp_path, capsys):
+    from swiftprune.cli import main
+
+    model, inputs, w = onnx_model()
+    with pytest.raises(ValueError, match="lacks model input"):
+        sp.calibration.from_onnx(model, {"x": inputs["x"]})
+    bad = dict(inputs, x=inputs["x"].copy())
+    bad["x"][0, 0] = np.inf
+    with pytest.raises(ValueError, match="'x'.*NaN or Inf"):
+        sp.calibration.from_onnx(model, bad)
+    with pytest.raises(FileNotFoundError):
+        sp.calibration.from_onnx(tmp_path / "missing.onnx", inputs)
+    onnx.save(model, tmp_path / "m.onnx")
+    sp.save_weights(tmp_path / "inputs.npz", inputs)
+    code = main(["compress", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "out.safetensors"), "--prune",
+                 "sparsegpt:0.5", "--include", "W1", "--include", "W2", "--calibration", str(tmp_path / "inputs.npz"),
+                 "--no-progress", "-q"])
+    assert code == 0, capsys.readouterr().err
+    loaded = sp.load_compressed(tmp_path / "out.safetensors").weights
+    assert abs(np.mean(loaded["W1"] == 0) - 0.5) < 0.01 and np.array_equal(loaded["K"], w["K"])
+
+
+# --------------------------------------------------------------------------- #
+# Keras 3
+# --------------------------------------------------------------------------- #
+
+
+def keras_model():
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras", reason="keras is not installed (pip install 'swiftprune[keras]')")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    c = keras.layers.Conv2D(4, 3, padding="same", strides=2, activation="relu", name="conv")(inp)
+    d = keras.layers.Dense(16, activation="relu", name="fc")(keras.layers.Flatten()(c))
+    out = keras.layers.Dense(5, name="out")(d)
+    return keras, keras.Model(inp, out)
+
+
+def test_keras_capture_matches_sub_models_and_conv():
+    keras, model = keras_model()
+    x = RNG.standard_normal((40, 8, 8, 3)).astype(np.float32)
+    cal = sp.calibration.from_keras(model, [x[:20], x[20:]], mode="independent")
+    assert {n: l.features for n, l in cal.layers.items()} == {"conv/kernel": 27, "fc/kernel": 64, "out/kernel": 16}
+    fc_in = np.asarray(keras.Model(model.inputs, model.get_layer("fc").input)([x]))
+    assert_gram(cal.statistics("fc/kernel").hessian_, fc_in)
+    kernel = model.get_layer("conv").kernel.numpy()
+    patches = np.concatenate(list(patches_nhwc(x, (3, 3), (2, 2), "same")))
+    conv = np.asarray(keras.ops.conv(x, kernel, strides=2, padding="same"))
+    np.testing.assert_allclose(conv.reshape(-1, 4), patches @ kernel.reshape(-1, 4), rtol=1e-4, atol=1e-4)
+    assert_gram(cal.statistics("conv/kernel").hessian_, patches)
+
+
+def test_keras_sequential_compress_leaves_the_model_alone_and_keeps_outputs():
+    keras, model = keras_model()
+    before = [v.numpy().copy() for v in model.weights]
+    x = RNG.standard_normal((64, 8, 8, 3)).astype(np.float32)
+    cal = sp.calibration.from_keras(model, x)
+    result = sp.compress(cal.weights(), [{"quantize": {"method": "gptq", "bits": 4, "group_size": None}}],
+                         progress=False, calibration=cal)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, model.weights))
+    # The captured inputs of the last layer went through the compressed earlier layers.
+    clone = keras.models.clone_model(model)
+    clone.set_weights([result.weights[v.path] for v in model.weights])
+    last_in = np.asarray(keras.Model(clone.inputs, clone.get_layer("out").input)([x]))
+    assert_gram(cal.statistics("out/kernel").hessian_, last_in)
+    ref, out = np.asarray(model([x])).ravel(), np.asarray(clone([x])).ravel()
+    assert ref @ out / np.linalg.norm(ref) / np.linalg.norm(out) > 0.99
+
+
+# --------------------------------------------------------------------------- #
+# PyTorch (optional: skipped without torch)
+# --------------------------------------------------------------------------- #
+
+
+def test_torch_hooks_capture_and_sequential_gptq():
+    torch = pytest.importorskip("torch", reason="torch is not installed (optional; pip install torch)")
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+            self.head = torch.nn.Linear(64, 8)
+            self.fc = torch.nn.Linear(16, 64)  # registered last, called first
+
+        def forward(self, img, x):
+            return self.head(torch.relu(self.fc(x))), self.conv(img)
+
+    net = Net()
+    x = RNG.standard_normal((200, 16)).astype(np.float32)
+    img = RNG.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cal = sp.calibration.from_torch(net, [(img, x)], mode="sequential")
+    assert list(cal.layers)[:2] == ["fc.weight", "head.weight"]  # forward order, not registration order
+    assert_gram(cal.statistics("fc.weight").hessian_, x)
+    patches = np.concatenate(list(patches_nchw(img, (3, 3), (2, 2), (1, 1, 1, 1))))
+    assert_gram(cal.statistics("conv.weight").hessian_, patches)
+    result = sp.compress(cal.weights(), [{"quantize": {"method": "gptq", "bits": 3, "group_size": None}}],
+                         progress=False, calibration=cal)
+    fc = result.weights["fc.weight"]
+    hidden = np.maximum(x @ fc.T + before["fc.bias"].numpy(), 0)
+    expected = sp.gptq(before["head.weight"].numpy(), hidden, 3, None)
+    assert np.mean(result.tensors["head.weight"].values != expected.values) < 0.02
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the caller's module untouched
