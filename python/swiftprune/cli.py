@@ -21,6 +21,7 @@ examples:
   swiftprune compress model.safetensors -o w4.safetensors --prune nm:2:4 --quantize int4:128
   swiftprune compress weights.npz -o pruned.npz --prune 0.5 --include '*kernel*'
   swiftprune inspect small.safetensors
+  swiftprune prune-channels model.keras -o small.keras --amount 0.5 --round-to 8
   swiftprune demo
 """
 
@@ -255,6 +256,26 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_channels(args: argparse.Namespace) -> int:
+    from .graph import prune_model
+
+    for flag, value in (("--amount", args.amount),):
+        if not 0 <= value <= 1:
+            raise UsageError(f"{flag} must be in [0, 1], got {value}")
+    result = prune_model(args.input, args.amount, args.output, importance=args.importance,
+                         global_pruning=args.global_pruning, round_to=args.round_to,
+                         min_channels=args.min_channels, include=args.include or (), exclude=args.exclude or (),
+                         allow_layernorm=args.allow_layernorm)
+    if args.report:
+        print(result.summary())
+        for name, reason in sorted(result.frozen_reasons.items()):
+            print(f"frozen: {name}: {reason}")
+    else:
+        print(result.summary().splitlines()[-1])
+    print(f"wrote {args.output} ({result.file_size:,} bytes)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run
 
@@ -305,6 +326,29 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", metavar="FILE")
     inspect.add_argument("--no-progress", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect, parser=inspect)
+
+    channels = commands.add_parser(
+        "prune-channels", help="remove whole channels from a .keras or .onnx model", formatter_class=formatter,
+        description="Remove whole channels (filters, units) through the model's channel dependency graph "
+                    "(residual adds, concatenations, depthwise/grouped convs, flatten) and write a physically "
+                    "smaller model of the same format. Layers not understood freeze the channels through them.",
+        epilog="examples:\n  swiftprune prune-channels model.keras -o small.keras --amount 0.5\n"
+               "  swiftprune prune-channels model.onnx -o small.onnx --amount 0.3 --round-to 8 --report\n"
+               "  swiftprune prune-channels model.keras -o small.keras --amount 0.5 --exclude 'stem*'")
+    channels.add_argument("input", metavar="IN", help="a .keras or .onnx model file")
+    channels.add_argument("-o", "--output", metavar="OUT", required=True, help="the pruned model (same format)")
+    channels.add_argument("--amount", type=float, required=True, help="fraction of each group's channels removed")
+    channels.add_argument("--round-to", metavar="N", type=_int, default=1, help="kept channels a multiple of N")
+    channels.add_argument("--min-channels", metavar="N", type=_int, default=1, help="keep at least N per group")
+    channels.add_argument("--importance", choices=("l2", "l1", "bn"), default="l2", help="channel ranking")
+    channels.add_argument("--global", dest="global_pruning", action="store_true",
+                          help="one threshold over all groups instead of the amount in each")
+    channels.add_argument("--include", metavar="GLOB", action="append", help="only layers matching (repeatable)")
+    channels.add_argument("--exclude", metavar="GLOB", action="append", help="never prune layers matching")
+    channels.add_argument("--allow-layernorm", action="store_true",
+                          help="prune through LayerNorm over channels (changes outputs; fine-tune after)")
+    channels.add_argument("--report", action="store_true", help="per-layer table and frozen layers")
+    channels.set_defaults(run=_prune_channels, parser=channels)
 
     demo = commands.add_parser("demo", help="train a small MLP, compress it three ways, compare",
                                formatter_class=formatter,

@@ -10,6 +10,7 @@ channel behaviour is not known here.
 from __future__ import annotations
 
 import copy
+import errno
 import io
 import json
 import os
@@ -336,7 +337,7 @@ def read_keras_file(path: "os.PathLike[str] | str") -> Graph:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such .keras file: {path!r}")
+        raise FileNotFoundError(errno.ENOENT, "no such .keras file", path)
     h5py = _h5py()
     try:
         with zipfile.ZipFile(path) as archive:

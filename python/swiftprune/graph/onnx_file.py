@@ -8,6 +8,7 @@ channels through them.
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from typing import Any, Dict, List, Optional
@@ -58,7 +59,7 @@ def read_onnx(model: Any) -> Graph:
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"no such .onnx file: {path!r}")
+            raise FileNotFoundError(errno.ENOENT, "no such .onnx file", path)
         try:
             proto = onnx.load(path)
         except Exception as error:  # protobuf DecodeError and friends
@@ -109,7 +110,7 @@ def read_onnx(model: Any) -> Graph:
         in_axes = [graph.tensors[ids[i]].channel_axis if i in ids else None for i in data]
         axis_in = in_axes[0] if in_axes else None
         op, kind = onode.op_type, onode.op_type
-        node = Node(name, "unknown", kind, [], [], source={"node": onode, "weights": consts})
+        node = Node(name, "unknown", kind, [], [], source={"node": onode, "weights": consts}, attrs={"onnx_index": index})
         out_axis = axis_in
         if op in ("Conv", "ConvTranspose") and len(onode.input) >= 2 and onode.input[1] in weights and len(data) == 1:
             w = weights[onode.input[1]]
@@ -261,6 +262,11 @@ def write_onnx(graph: Graph, surgery, path: Optional[str]):
                     if a != b and target[k] not in (-1, 0):
                         target[k] = b
                 replace[node.attrs["shape_input"]] = target
+    for node in graph.nodes:
+        if node.op == "depthwise" and surgery.tensor_keep[node.inputs[0]] is not None:
+            for a in g.node[node.attrs["onnx_index"]].attribute:
+                if a.name == "group":   # a depthwise conv has one group per input channel
+                    a.i = int(surgery.tensor_keep[node.inputs[0]].sum())
     for init in g.initializer:
         if init.name in replace:
             init.CopyFrom(numpy_helper.from_array(np.asarray(replace[init.name], dtype=numpy_helper.to_array(init).dtype),
