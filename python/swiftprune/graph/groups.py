@@ -71,44 +71,64 @@ class Dependencies:
 
 
 class _Atoms:
-    """Atom allocation, union-find over atom arrays, freezing."""
+    """Atom allocation (amortized growth), union-find over atom arrays, freezing."""
 
     def __init__(self) -> None:
-        self.parent = np.zeros(0, dtype=np.int64)
-        self.frozen = np.zeros(0, dtype=bool)
-        self.producer = np.zeros(0, dtype=np.int64)
+        self.size = 0
+        self._parent = np.zeros(1024, dtype=np.int64)
+        self._frozen = np.zeros(1024, dtype=bool)
+        self._producer = np.zeros(1024, dtype=np.int64)
+
+    @property
+    def parent(self) -> np.ndarray:
+        return self._parent[: self.size]
+
+    @property
+    def frozen(self) -> np.ndarray:
+        return self._frozen[: self.size]
+
+    @property
+    def producer(self) -> np.ndarray:
+        return self._producer[: self.size]
 
     def new(self, count: int, producer: int, frozen: bool = False) -> np.ndarray:
-        start = self.parent.size
-        ids = np.arange(start, start + count, dtype=np.int64)
-        self.parent = np.concatenate([self.parent, ids])
-        self.frozen = np.concatenate([self.frozen, np.full(count, frozen)])
-        self.producer = np.concatenate([self.producer, np.full(count, producer, dtype=np.int64)])
+        start, end = self.size, self.size + count
+        if end > self._parent.size:
+            capacity = max(end, 2 * self._parent.size)
+            for name in ("_parent", "_frozen", "_producer"):
+                old = getattr(self, name)
+                grown = np.zeros(capacity, dtype=old.dtype)
+                grown[: self.size] = old[: self.size]
+                setattr(self, name, grown)
+        ids = np.arange(start, end, dtype=np.int64)
+        self._parent[start:end] = ids
+        self._frozen[start:end] = frozen
+        self._producer[start:end] = producer
+        self.size = end
         return ids
 
     def find(self, atoms: np.ndarray) -> np.ndarray:
-        roots = self.parent[atoms]
+        parent = self._parent
+        roots = parent[atoms]
         while True:
-            up = self.parent[roots]
+            up = parent[roots]
             if np.array_equal(up, roots):
                 return roots
             roots = up
 
     def union(self, a: np.ndarray, b: np.ndarray) -> None:
-        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        a, b = np.asarray(a, dtype=np.int64).ravel(), np.asarray(b, dtype=np.int64).ravel()
         while True:
             ra, rb = self.find(a), self.find(b)
             differ = ra != rb
             if not differ.any():
                 return
             lo, hi = np.minimum(ra, rb)[differ], np.maximum(ra, rb)[differ]
-            self.parent[hi] = lo
-            # compress so that later finds are short
-            self.parent = self.parent[self.parent]
+            self._parent[hi] = lo
 
     def freeze(self, atoms: Optional[np.ndarray]) -> None:
         if atoms is not None and atoms.size:
-            self.frozen[atoms] = True
+            self._frozen[atoms] = True
 
 
 def _count(graph: Graph, tensor: int) -> Optional[int]:
@@ -306,14 +326,15 @@ def analyze(graph: Graph, *, include: Sequence[str] = (), exclude: Sequence[str]
     roots = atoms.find(np.arange(atoms.parent.size, dtype=np.int64))
     unique_roots, atom_class = np.unique(roots, return_inverse=True)
     n = unique_roots.size
-    class_frozen = np.zeros(n, dtype=bool)
-    np.logical_or.at(class_frozen, atom_class, atoms.frozen)
+    class_frozen = np.bincount(atom_class, weights=atoms.frozen, minlength=n) > 0
     # Groups: classes with the same set of producing nodes.
     pairs = np.unique(np.stack([atom_class, atoms.producer]), axis=1) if n else np.zeros((2, 0), dtype=np.int64)
     rng = np.random.default_rng(12345)
     keys = rng.integers(1, 2 ** 62, size=len(graph.nodes) + 1, dtype=np.int64)
-    signature = np.zeros(n, dtype=np.int64)
-    np.add.at(signature, pairs[0], keys[pairs[1]])
+    # sum of one random key per producer (wrapping int64 arithmetic): equal sets, equal sums
+    order_pairs = np.argsort(pairs[0], kind="stable")
+    starts = np.searchsorted(pairs[0][order_pairs], np.arange(n))
+    signature = np.add.reduceat(keys[pairs[1][order_pairs]], starts) if n else np.zeros(0, dtype=np.int64)
     _, group_of_class = np.unique(signature, return_inverse=True)
     order = np.argsort(group_of_class, kind="stable")
     bounds = np.flatnonzero(np.diff(group_of_class[order])) + 1

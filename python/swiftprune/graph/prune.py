@@ -125,9 +125,10 @@ def _result(model, deps: Dependencies, keep: np.ndarray, surgery: Surgery, size=
                 kept[node.name] = np.flatnonzero(k)
     for b in deps.bindings:
         node = graph.nodes[b.node]
-        if node.op in ("conv", "dense") and node.params[b.param].role == "weight":
+        if node.op in ("conv", "dense", "separable") and node.params[b.param].role == "weight":
             which = [w for p, a, w in node.attrs["bind"] if p == b.param and a == b.axis]
-            if which and which[0].startswith("in"):
+            # the kernel axis that mixes input channels (a separable conv mixes after its depthwise half)
+            if which and (which[0].startswith("in") if node.op != "separable" else which[0] == "mid"):
                 k = keep[deps.atom_class[b.atoms]]
                 if not k.all():
                     removed_inputs[node.name] = (b.param, b.axis, np.flatnonzero(~k))
