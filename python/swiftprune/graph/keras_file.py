@@ -155,7 +155,7 @@ class _Reader:
             for call_index, call in enumerate(calls):
                 ins = [self._tensor(scope, kt["config"]["keras_history"]) for kt in _keras_tensors(call)]
                 outs = [self._tensor(scope, (name, call_index, 0))]
-                self._layer(layer, scope, groups.get(name), ins, outs, shared=len(calls) > 1)
+                self._layer(layer, scope, groups.get(name), ins, outs, shared=len(calls) > 1, first=call_index == 0)
         return [self._tensor(scope, ref) for ref in _refs(config.get("output_layers", []))]
 
     def sequential(self, config: dict, scope: str, h5path: str, bound_inputs: Optional[List[int]]) -> List[int]:
@@ -188,7 +188,7 @@ class _Reader:
         return [current]
 
     def _layer(self, layer: dict, scope: str, h5path: Optional[str], ins: List[int], outs: List[int],
-               shared: bool) -> None:
+               shared: bool, first: bool = True) -> None:
         cls = layer["class_name"]
         cfg = layer.get("config", {})
         name = scope + cfg.get("name", layer.get("name", cls))
@@ -200,7 +200,7 @@ class _Reader:
             for out, result in zip(outs, results):
                 g.add_node(Node(name + "/output", "passthrough", "NestedOutput", [result], [out], source=None))
             return
-        values = [] if shared else self._vars(h5path)
+        values = self._vars(h5path) if first else []
         node = Node(name, "unknown", cls, ins, outs, source={"layer": layer, "h5": h5path})
         if shared:
             node.attrs["reason"] = f"shared layer (called {len(layer.get('inbound_nodes', []))} times)"
@@ -233,6 +233,9 @@ class _Reader:
             node.op = "reshape"
         if node.op == "unknown":
             node.attrs.setdefault("reason", f"unsupported layer {cls}")
+            # kept as they are, but counted in the report
+            node.params = {f"var{i}": Param(f"var{i}", v, "other") for i, v in enumerate(values)}
+            node.attrs.pop("bind", None)
         # Output shapes that no consumer recorded (model outputs, dead ends).
         for out in outs:
             if g.tensors[out].shape is None:
