@@ -126,13 +126,20 @@ def test_mixed_model_live(tmp_path):
 
 def test_groups_of_the_mixed_model():
     deps = analyze(load_graph(mixed_model()))
-    groups = {g.producers: g.classes.size for g in deps.groups}
-    # residual stream: stem conv + depthwise (x2 multiplier folded in) + the SE-scaled pointwise conv + SE expand
-    assert groups[("stem/conv2d", "depthwise_conv2d", "conv2d", "conv2d_2")] == 16
-    # grouped conv reading the concatenation: 4 groups of 10 inputs -> classes tie z, w and x channels
-    assert any(set(p) >= {"separable_conv2d", "conv2d_3"} and n == 10 for p, n in groups.items())
-    assert groups[("conv2d_4",)] == 6                        # 24 outputs in 4 groups, lockstep
-    assert groups[("conv2d_transpose",)] == 8
+    groups = {g.producers: (g.classes.size, int(g.frozen.sum())) for g in deps.groups}
+    assert groups == {
+        # The residual stream (stem conv; depthwise x2 folded in; SE-scaled 1x1 conv; SE expand conv) feeds a
+        # concatenation [separable 12, dilated conv 12, stream 16] read by a conv with 4 groups of 10 inputs:
+        # lockstep ties concat channels l, l+10, l+20, l+30, so all of them form one group of 10 classes.
+        ("stem/conv2d", "depthwise_conv2d", "conv2d_1", "conv2d_3", "separable_conv2d", "conv2d_4"): (10, 0),
+        ("conv2d_2",): (4, 0),                 # SE squeeze
+        ("conv2d_5",): (6, 0),                 # 24 grouped-conv outputs, 4 groups in lockstep
+        ("conv2d_transpose",): (8, 0),
+        ("dense",): (32, 0),                   # after Flatten
+        ("dense_1",): (16, 16),                # normalized by LayerNormalization: frozen
+        ("dense_2",): (5, 5),                  # model output
+        ("input_layer",): (3, 3),              # model input
+    }
 
 
 @pytest.mark.parametrize("name", ["ResNet50", "MobileNetV2", "DenseNet121", "EfficientNetB0"])
