@@ -27,6 +27,16 @@ static PyObject *raise_status(sp_status status) {
     case SP_ERR_VALUE: PyErr_SetString(PyExc_ValueError, message); break;
     case SP_ERR_TYPE: PyErr_SetString(PyExc_TypeError, message); break;
     case SP_ERR_MEMORY: PyErr_SetString(PyExc_MemoryError, message); break;
+    case SP_ERR_OS: {
+        /* OSError(errno, text) constructs the subclass for errno: FileNotFoundError,
+         * IsADirectoryError, PermissionError, ... */
+        PyObject *error = PyObject_CallFunction(PyExc_OSError, "is", (int)sp_last_errno(), message);
+        if (error != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+            Py_DECREF(error);
+        }
+        break;
+    }
     default: PyErr_Format(PyExc_RuntimeError, "swiftprune internal error (%d): %s", (int)status, message); break;
     }
     return NULL;
@@ -423,6 +433,71 @@ error:
     return NULL;
 }
 
+/* Returns a new reference to `obj` as a C-contiguous float32 array; any other dtype is a TypeError
+ * (the streaming statistics are defined on float32 keys, so nothing is converted silently). */
+static PyArrayObject *as_float32_exact(PyObject *obj, const char *name) {
+    PyArrayObject *any = (PyArrayObject *)PyArray_FROM_O(obj);
+    if (any == NULL) return NULL;
+    if (PyArray_TYPE(any) != NPY_FLOAT) {
+        PyObject *dtype_str = PyObject_Str((PyObject *)PyArray_DESCR(any));
+        PyErr_Format(PyExc_TypeError, "%s must be a float32 array, got dtype %S", name, dtype_str ? dtype_str : Py_None);
+        Py_XDECREF(dtype_str);
+        Py_DECREF(any);
+        return NULL;
+    }
+    PyArrayObject *result = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)any, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    Py_DECREF(any);
+    return result;
+}
+
+static PyObject *core_magnitude_histogram(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    unsigned long long low;
+    int shift;
+    long long bins;
+    if (!PyArg_ParseTuple(args, "OKiL:magnitude_histogram", &w_obj, &low, &shift, &bins)) return NULL;
+    if (low > 0x7FFFFFFFULL) { PyErr_SetString(PyExc_ValueError, "low must be a 31-bit magnitude key"); return NULL; }
+    if (bins < 1 || bins > (1LL << 24)) { PyErr_Format(PyExc_ValueError, "bins must be in 1..2^24, got %lld", bins); return NULL; }
+    PyArrayObject *w = as_float32_exact(w_obj, "w");
+    if (w == NULL) return NULL;
+    npy_intp dims[1] = {(npy_intp)bins};
+    PyArrayObject *counts = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_INT64, 0);
+    if (counts == NULL) { Py_DECREF(w); return NULL; }
+    uint32_t low_bits = 0;
+    int64_t nonfinite = 0;
+    sp_status status;
+    SP_CALL(status, sp_magnitude_histogram_f32((const float *)PyArray_DATA(w), (int64_t)PyArray_SIZE(w), (uint32_t)low,
+                                               (int32_t)shift, (int64_t)bins, (int64_t *)PyArray_DATA(counts),
+                                               &low_bits, &nonfinite));
+    Py_DECREF(w);
+    if (status != SP_OK) { Py_DECREF(counts); return raise_status(status); }
+    return Py_BuildValue("NkL", (PyObject *)counts, (unsigned long)low_bits, (long long)nonfinite);
+}
+
+static PyObject *core_magnitude_threshold_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    unsigned long long threshold;
+    long long pruned_ties;
+    if (!PyArg_ParseTuple(args, "OKL:magnitude_threshold_mask", &w_obj, &threshold, &pruned_ties)) return NULL;
+    if (threshold > 0x7FFFFFFFULL) { PyErr_SetString(PyExc_ValueError, "threshold must be a 31-bit magnitude key"); return NULL; }
+    PyArrayObject *w = as_float32_exact(w_obj, "w");
+    if (w == NULL) return NULL;
+    PyArrayObject *mask = empty_like_shape(w, NPY_BOOL);
+    if (mask == NULL) { Py_DECREF(w); return NULL; }
+    sp_status status;
+    SP_CALL(status, sp_magnitude_threshold_mask_f32((const float *)PyArray_DATA(w), (int64_t)PyArray_SIZE(w),
+                                                    (uint32_t)threshold, (int64_t)pruned_ties, (bool *)PyArray_DATA(mask)));
+    Py_DECREF(w);
+    if (status != SP_OK) { Py_DECREF(mask); return raise_status(status); }
+    return (PyObject *)mask;
+}
+
+#define PRUNING_STREAMING_METHODS \
+    {"magnitude_histogram", core_magnitude_histogram, METH_VARARGS, \
+     "magnitude_histogram(w_f32, low, shift, bins) -> (int64 counts, low_bits, nonfinite)"}, \
+    {"magnitude_threshold_mask", core_magnitude_threshold_mask, METH_VARARGS, \
+     "magnitude_threshold_mask(w_f32, threshold_key, pruned_ties) -> bool array"},
+
 #define PRUNING_CALIBRATION_METHODS \
     {"wanda_mask", core_wanda_mask, METH_VARARGS, "wanda_mask(w, x, sparsity) -> bool array"}, \
     {"sparsegpt", core_sparsegpt, METH_VARARGS, "sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array"},
@@ -434,7 +509,8 @@ error:
     {"nm_mask", core_nm_mask, METH_VARARGS, "nm_mask(w, n, m, axis) -> bool array"}, \
     {"structured_mask", core_structured_mask, METH_VARARGS, "structured_mask(w, amount, axis, norm, per_slice) -> bool array"}, \
     {"block_mask", core_block_mask, METH_VARARGS, "block_mask(w, sparsity, block_rows, block_columns) -> bool array"}, \
-    PRUNING_CALIBRATION_METHODS
+    PRUNING_CALIBRATION_METHODS \
+    PRUNING_STREAMING_METHODS
 
 /* ======================================================================== */
 /* Quantization                                                              */

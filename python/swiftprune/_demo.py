@@ -88,7 +88,7 @@ def train(x: np.ndarray, y: np.ndarray, *, epochs: int = 30, batch: int = 128, l
 
 def missing_operations(recipe: list[dict[str, Any]]) -> list[str]:
     """The ``stage.method`` names of `recipe` that this build cannot run."""
-    from .model import _DEFAULT_METHOD, STAGES, available_methods
+    from .registry import _DEFAULT_METHOD, STAGES, available_methods
 
     available = available_methods()
     missing = []

@@ -1,9 +1,9 @@
 """The built-in recipe operations and compressed-file codecs.
 
-Every operation a recipe stage can name is one :class:`~swiftprune.model.Method`
+Every operation a recipe stage can name is one :class:`~swiftprune.registry.Method`
 entry here: the function it calls and a validator and default per option
 (option names are the keyword arguments of that function). Every compressed
-type has one :class:`~swiftprune.model.Codec`: what is stored in a
+type has one :class:`~swiftprune.registry.Codec`: what is stored in a
 ``.safetensors`` file and how the object is rebuilt from it, exactly.
 
 Imported by :mod:`swiftprune.model` once its registries exist.
@@ -22,7 +22,7 @@ from ._validation import check_fraction, check_int
 from .clustering import _INITS as _CLUSTER_INITS
 from .clustering import ClusteredTensor, cluster
 from .factorization import LowRankFactors, low_rank
-from .model import REQUIRED, Codec, Method, OptionError, register_codec, register_method
+from .registry import REQUIRED, Codec, Method, OptionError, register_codec, register_method
 from .pruning import block_mask, global_magnitude_masks, magnitude_mask, nm_mask, random_mask, structured_mask
 from .quantization import QuantizedTensor, quantize
 

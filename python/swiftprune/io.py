@@ -14,6 +14,7 @@ bfloat16); ``F8_*`` tensors need ``ml_dtypes``.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -87,7 +88,7 @@ def weight_format(path: PathLike) -> str:
 
 def _widen_bfloat16(bits: np.ndarray) -> np.ndarray:
     """bfloat16 bit patterns (uint16) as float32: exact (the top half of a float32)."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+    return np.left_shift(bits, 16, dtype=np.uint32).view(np.float32)  # one pass, no uint32 temporary
 
 
 class SafetensorsFile:
@@ -335,6 +336,10 @@ def _load_h5(path: str) -> dict[str, np.ndarray]:
     except OSError as error:
         if not os.path.exists(path):
             raise
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, f"cannot read {path}: Is a directory") from None
+        if not os.access(path, os.R_OK):
+            raise PermissionError(errno.EACCES, f"cannot read {path}: Permission denied") from None
         raise ValueError(f"{path}: not a valid HDF5 weight file: {error}") from None
     return out
 
@@ -346,7 +351,11 @@ def load_weights(path: PathLike) -> dict[str, np.ndarray]:
     ----------
     path : str or os.PathLike
         A ``.safetensors``, ``.npz`` or Keras ``.weights.h5`` file (the
-        format comes from the name, else from the file's first bytes).
+        format comes from the name, else from the file's first bytes), or a
+        sharded checkpoint: a folder of ``.safetensors`` shards or its
+        ``*.safetensors.index.json``, returned as a lazy
+        :class:`~swiftprune.distributed.ShardedCheckpoint` mapping (each
+        tensor read from its memory-mapped shard when accessed).
 
     Returns
     -------
@@ -363,7 +372,8 @@ def load_weights(path: PathLike) -> dict[str, np.ndarray]:
         offsets outside the file or overlapping, unknown dtypes, pickled
         objects in an ``.npz``, and so on. The message names the file.
     OSError
-        The file cannot be read. ``ImportError`` for ``.h5`` without h5py.
+        The file cannot be read: ``FileNotFoundError``, ``IsADirectoryError``,
+        ``PermissionError``, ... ``ImportError`` for ``.h5`` without h5py.
 
     Examples
     --------
@@ -371,6 +381,9 @@ def load_weights(path: PathLike) -> dict[str, np.ndarray]:
     >>> result = compress(weights, [{"prune": {"sparsity": 0.8}}])  # doctest: +SKIP
     """
     path = os.fspath(path)
+    from .distributed.checkpoint import ShardedCheckpoint, is_sharded_path
+    if is_sharded_path(path):
+        return ShardedCheckpoint(path)  # type: ignore[return-value]  (a lazy Mapping)
     kind = weight_format(path)
     if kind == "safetensors":
         return SafetensorsFile(path).to_dict()
@@ -379,19 +392,25 @@ def load_weights(path: PathLike) -> dict[str, np.ndarray]:
     return _load_h5(path)
 
 
-def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | None = None) -> None:
+def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | None = None,
+                 max_shard_size: int | str | None = None) -> None:
     """Writes ``weights`` to a weight file, atomically.
 
     Parameters
     ----------
     path : str or os.PathLike
         Destination; its name picks the format: ``.safetensors``, ``.npz`` or
-        ``.h5`` / ``.weights.h5`` (needs h5py).
+        ``.h5`` / ``.weights.h5`` (needs h5py); a folder (existing, ending in
+        ``/`` or without a suffix) or an ``*.safetensors.index.json`` writes
+        a sharded checkpoint (see :func:`swiftprune.distributed.save_sharded`).
     weights : mapping of str to array_like, or sequence of array_like
         The tensors (bool, integer or float). A sequence (e.g. Keras
         ``get_weights()``) is saved under the names ``"0"``, ``"1"``, ...
     metadata : mapping of str to str, optional
         safetensors only: the ``__metadata__`` entries.
+    max_shard_size : int or str, optional
+        Sharded checkpoints only: the most tensor bytes per shard
+        (default ``"5GB"``; ``"2GiB"`` or an int also work).
 
     Raises
     ------
@@ -402,6 +421,13 @@ def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | 
         Unknown format, or ``metadata`` given for a format without it.
     """
     path = os.fspath(path)
+    from .distributed.checkpoint import is_sharded_path
+    if is_sharded_path(path, destination=True):
+        from .distributed.save import save_sharded
+        save_sharded(path, weights, metadata=metadata, **({} if max_shard_size is None else {"max_shard_size": max_shard_size}))
+        return
+    if max_shard_size is not None:
+        raise ValueError(f"max_shard_size is for sharded checkpoints (a folder or an .index.json), not {path!r}")
     arrays = _named_arrays(weights)
     name = path.lower()
     if name.endswith(".safetensors"):

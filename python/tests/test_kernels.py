@@ -45,6 +45,27 @@ def test_csr_vector_gives_vector() -> None:
     assert_product_close(y, dense_product(w, x), 33)
 
 
+@pytest.mark.parametrize("bad", [-1, 33, 2**31 - 1])
+def test_csr_matvec_index_corrupted_after_construction_raises(bad: int) -> None:
+    # The one-vector kernel checks indices inside its loop (clamped before any load):
+    # an index edited in place after validation is a clear error, never a wild read.
+    w = random_sparse(64, 33, 0.5, seed=5)
+    csr = sp.CSRMatrix.from_dense(w)
+    csr.indices[csr.nnz // 2] = bad
+    with pytest.raises(ValueError, match="out of range"):
+        csr.matmul(np.ones(33, np.float32))
+
+
+def test_csr_matvec_long_rows_match_float64() -> None:
+    # Rows longer than the kernel's 8-wide unrolling, with a ragged tail, against float64.
+    rng = np.random.default_rng(7)
+    w = random_sparse(300, 4099, 0.1, seed=11)
+    x = rng.standard_normal(4099).astype(np.float32)
+    y = sp.CSRMatrix.from_dense(w).matmul(x)
+    reference = w.astype(np.float64) @ x.astype(np.float64)
+    np.testing.assert_allclose(y, reference, rtol=0, atol=1e-5 * np.abs(w).sum(axis=1).max())
+
+
 def test_csr_arrays_equal_scipy() -> None:
     scipy_sparse = pytest.importorskip("scipy.sparse")
     w = random_sparse(40, 70, 0.2, seed=3)

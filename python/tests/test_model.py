@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
-from swiftprune import model
+from swiftprune import model, report
+from swiftprune import registry as registries
 from swiftprune.io import SafetensorsFile
 
 import _reference_models as ref
@@ -39,16 +40,16 @@ def keras_like() -> list[np.ndarray]:
 @pytest.fixture
 def registry():
     """Lets a test register methods/codecs; restores the registries afterwards."""
-    methods = {stage: dict(m) for stage, m in model._METHODS.items()}
-    defaults = dict(model._DEFAULT_METHOD)
-    codecs = dict(model._CODECS)
+    methods = {stage: dict(m) for stage, m in registries._METHODS.items()}
+    defaults = dict(registries._DEFAULT_METHOD)
+    codecs = dict(registries._CODECS)
     yield model
-    model._METHODS.clear()
-    model._METHODS.update(methods)
-    model._DEFAULT_METHOD.clear()
-    model._DEFAULT_METHOD.update(defaults)
-    model._CODECS.clear()
-    model._CODECS.update(codecs)
+    registries._METHODS.clear()
+    registries._METHODS.update(methods)
+    registries._DEFAULT_METHOD.clear()
+    registries._DEFAULT_METHOD.update(defaults)
+    registries._CODECS.clear()
+    registries._CODECS.update(codecs)
 
 
 # A toy value encoding for the tests only: sign(w) * mean|w| per tensor. It
@@ -225,7 +226,7 @@ def test_recipe_errors_name_stage_and_field(recipe, kind, message):
 
 
 def test_unavailable_stage_is_reported(registry):
-    registry._METHODS["low_rank"] = {}
+    registries._METHODS["low_rank"] = {}
     with pytest.raises(ValueError, match=r"stage 0 \(low_rank\): low_rank is not available"):
         sp.compress({"w": np.ones((2, 2))}, [{"low_rank": {"rank": 1}}])
 
@@ -314,7 +315,7 @@ def test_model_scope_method(registry, tmp_path):
     registry.register_method(registry.Method(
         stage="prune", name="test_global", scope="model",
         apply=lambda ws, sparsity: ref.global_magnitude_masks(ws, sparsity),
-        options={"sparsity": (sp._validation.check_fraction, model._REQUIRED)}))
+        options={"sparsity": (sp._validation.check_fraction, registries.REQUIRED)}))
     weights = torch_like()
     recipe = [{"prune": {"method": "test_global", "sparsity": 0.6}}]
     result = sp.compress(weights, recipe, progress=False)
@@ -377,7 +378,7 @@ def test_report_rows_and_summary():
 def test_relative_error_of_all_zero_tensor():
     result = sp.compress({"z": np.zeros((4, 4))}, PRUNE80, progress=False)
     assert result.report[0]["relative_error"] == 0.0
-    assert model._relative_error(np.zeros(3), np.ones(3)) == math.inf
+    assert report.relative_error_chunked(np.zeros(3), np.ones(3)) == math.inf
 
 
 # --------------------------------------------------------------------------- #

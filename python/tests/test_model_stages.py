@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
-from swiftprune import _methods, model
+from swiftprune import _methods, model, registry, report
 
 import _reference_factorization as ref_lr
 import _reference_models as ref
@@ -52,7 +52,7 @@ def test_every_operation_is_registered():
         "cluster": ["kmeans"],
         "low_rank": ["auto", "randomized", "svd"],
     }
-    assert model._DEFAULT_METHOD == {"prune": "magnitude", "quantize": "minmax", "cluster": "kmeans",
+    assert registry._DEFAULT_METHOD == {"prune": "magnitude", "quantize": "minmax", "cluster": "kmeans",
                                      "low_rank": "auto"}
 
 
@@ -105,10 +105,10 @@ def test_global_magnitude_runs_stage_by_stage(tmp_path, monkeypatch):
               {"quantize": {"bits": 8, "axis": 0}, "include": "fc*"}]
     calls = []
     for name in ("global_magnitude", "minmax"):
-        method = model._METHODS["prune" if name == "global_magnitude" else "quantize"][name]
+        method = registry._METHODS["prune" if name == "global_magnitude" else "quantize"][name]
         spy = (lambda apply, label: lambda w, **o: (calls.append((label, sorted(w) if isinstance(w, dict) else w.shape)),
                                                     apply(w, **o))[1])(method.apply, name)
-        monkeypatch.setitem(model._METHODS[method.stage], name, model.Method(
+        monkeypatch.setitem(registry._METHODS[method.stage], name, model.Method(
             method.stage, name, spy, method.options, method.scope, method.check, method.masked,
             method.accepts_pruned))
     result = sp.compress(weights, recipe, progress=False)
@@ -450,7 +450,7 @@ def test_yaml_recipe_with_every_stage(tmp_path):
 def round_trip(tmp_path, tensors: dict, recipe_name: str = "c"):
     """Saves `tensors` (name -> compressed form) and reads them back."""
     result = sp.CompressionResult(
-        weights={n: np.asarray(model._codec_for(f).dense(f)) for n, f in tensors.items()},
+        weights={n: np.asarray(registry.codec_for(f).dense(f)) for n, f in tensors.items()},
         tensors=tensors)
     path = tmp_path / f"{recipe_name}.safetensors"
     result.save(path)
@@ -606,15 +606,15 @@ def test_malformed_compressed_parts_are_value_errors(kind, attrs, parts, message
 
 
 def test_report_relative_error_is_the_metric_of_the_quantization_area():
-    """model._relative_error (chunked, float64) computes sp.relative_error without its float64 copies."""
+    """report.relative_error_chunked (chunked, float64) computes sp.relative_error without its float64 copies."""
     w = RNG.standard_normal((30, 50))
     for original in (w, w.astype(np.float32), w.astype(np.float16), np.asfortranarray(w)[:, ::2]):
         approximation = sp.quantize(original, 3, axis=0).dequantize()
         expected = sp.relative_error(original, approximation)
-        assert model._relative_error(original, approximation, chunk=7) == pytest.approx(expected, rel=1e-12)
-        assert model._relative_error(original, approximation) == pytest.approx(expected, rel=1e-12)
-    assert model._relative_error(np.zeros(4), np.zeros(4)) == sp.relative_error(np.zeros(4), np.zeros(4)) == 0.0
-    assert model._relative_error(np.zeros(4), np.ones(4)) == sp.relative_error(np.zeros(4), np.ones(4)) == math.inf
+        assert report.relative_error_chunked(original, approximation, chunk=7) == pytest.approx(expected, rel=1e-12)
+        assert report.relative_error_chunked(original, approximation) == pytest.approx(expected, rel=1e-12)
+    assert report.relative_error_chunked(np.zeros(4), np.zeros(4)) == sp.relative_error(np.zeros(4), np.zeros(4)) == 0.0
+    assert report.relative_error_chunked(np.zeros(4), np.ones(4)) == sp.relative_error(np.zeros(4), np.ones(4)) == math.inf
 
 
 @pytest.mark.parametrize("recipe", [

@@ -25,7 +25,8 @@ public struct SVDResult {
 ///    made exactly orthonormal by Cholesky QR (twice when needed), which
 ///    keeps their order and direction. Directions whose singular value is
 ///    below `1e-6 · s_max` (numerically zero for float32 results) are an
-///    orthonormal completion (``OrthonormalComplement``), in `V` and in `U`.
+///    orthonormal completion
+///    (``HouseholderQR/orthonormalComplement(of:basisCount:length:count:into:)``), in `V` and in `U`.
 ///
 /// Squaring the condition number in step 1 costs nothing for float32
 /// results: singular values are exact to about `1e-8 · s_max` (they are
@@ -151,7 +152,7 @@ public enum SingularValueDecomposition {
         }
         try orthonormalizeByCholeskyQR(packed, count: good.count, length: length)
         // The others: an orthonormal completion, exactly orthogonal to the good rows.
-        OrthonormalComplement.complete(basis: packed, basisCount: good.count, length: length,
+        HouseholderQR.orthonormalComplement(of: packed, basisCount: good.count, length: length,
                                        count: bad.count, into: packed + good.count * length)
         for (row, j) in (good + bad).enumerated() {
             (b + j * length).update(from: packed + row * length, count: length)

@@ -22,14 +22,16 @@ public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeBufferPointer<UInt8>
 
     /// Maps the file at `path`.
-    /// - Throws: ``SwiftPruneError`` (`.invalidValue`) if it cannot be opened,
-    ///   is not a regular file or cannot be mapped, with the system's reason.
+    /// - Throws: ``SwiftPruneError`` (`.system`, with the `errno`) if it cannot be
+    ///   opened, is a directory or cannot be mapped; `.invalidValue` if it is
+    ///   another kind of non-regular file.
     public init(path: String) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SwiftPruneError.value("cannot open \(path): \(errnoText(errno))") }
+        guard fd >= 0 else { throw SwiftPruneError.system("cannot open \(path)", errno: errno) }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw SwiftPruneError.value("cannot stat \(path): \(errnoText(errno))") }
+        guard fstat(fd, &info) == 0 else { throw SwiftPruneError.system("cannot stat \(path)", errno: errno) }
+        if (info.st_mode & S_IFMT) == S_IFDIR { throw SwiftPruneError.system("cannot read \(path)", errno: EISDIR) }
         guard (info.st_mode & S_IFMT) == S_IFREG else { throw SwiftPruneError.value("\(path) is not a regular file") }
         let size = Int(info.st_size)
         if size == 0 {
@@ -38,7 +40,7 @@ public final class MappedFile: @unchecked Sendable {
         }
         guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0),
               address != UnsafeMutableRawPointer(bitPattern: -1) else {
-            throw SwiftPruneError.value("cannot map \(path) into memory: \(errnoText(errno))")
+            throw SwiftPruneError.system("cannot map \(path) into memory", errno: errno)
         }
         bytes = UnsafeBufferPointer(start: address.assumingMemoryBound(to: UInt8.self), count: size)
     }

@@ -16,7 +16,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         do {
             header = try SafetensorsHeader.parse(file: mapping.bytes)
         } catch let error as SwiftPruneError {
-            throw SwiftPruneError(error.kind, "\(path): \(error.message)")
+            throw SwiftPruneError(error.kind, "\(path): \(error.message)", code: error.code)
         }
     }
 

@@ -54,7 +54,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
         guard lseek(fd, off_t(dataBase), SEEK_SET) == off_t(dataBase) else {
             close(fd)
             unlink(spoolPath)
-            throw SwiftPruneError.value("cannot seek in \(spoolPath): \(errnoText(errno))")
+            throw SwiftPruneError.system("cannot seek in \(spoolPath)", errno: errno)
         }
         state.withLock { $0.spool = fd; $0.spoolPath = spoolPath }
     }
@@ -167,9 +167,9 @@ public final class SafetensorsWriter: @unchecked Sendable {
                 try compact.withUnsafeBytes { try Self.writeAll(fd, $0, at: 0, what: temporary) }
                 try Self.copy(from: state.spool, at: dataBase, count: state.dataSize, to: fd, at: compact.count, what: temporary)
             }
-            guard fsync(fd) == 0 else { throw SwiftPruneError.value("cannot flush \(temporary): \(errnoText(errno))") }
+            guard fsync(fd) == 0 else { throw SwiftPruneError.system("cannot flush \(temporary)", errno: errno) }
             guard rename(temporary, path) == 0 else {
-                throw SwiftPruneError.value("cannot rename \(temporary) to \(path): \(errnoText(errno))")
+                throw SwiftPruneError.system("cannot rename \(temporary) to \(path)", errno: errno)
             }
             let directory = open(Self.directory(of: path), O_RDONLY | O_CLOEXEC)
             if directory >= 0 {
@@ -211,7 +211,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
             let fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
             if fd >= 0 { return (fd, candidate) }
             if errno != EEXIST {
-                throw SwiftPruneError.value("cannot create a file in \(directory): \(errnoText(errno))")
+                throw SwiftPruneError.system("cannot create a file in \(directory)", errno: errno)
             }
         }
     }
@@ -224,7 +224,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
             let written = pwrite(fd, pointer, min(remaining, 1 << 30), off_t(position))
             if written < 0 {
                 if errno == EINTR { continue }
-                throw SwiftPruneError.value("cannot write \(what): \(errnoText(errno))")
+                throw SwiftPruneError.system("cannot write \(what)", errno: errno)
             }
             pointer += written
             remaining -= written
@@ -242,7 +242,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
             let got = pread(source, buffer.baseAddress, min(chunk, count - done), off_t(sourceOffset + done))
             if got < 0 {
                 if errno == EINTR { continue }
-                throw SwiftPruneError.value("cannot read back the data for \(what): \(errnoText(errno))")
+                throw SwiftPruneError.system("cannot read back the data for \(what)", errno: errno)
             }
             guard got > 0 else { throw SwiftPruneError.value("the data for \(what) ended early") }
             try writeAll(destination, UnsafeRawBufferPointer(rebasing: buffer[0 ..< got]), at: destinationOffset + done, what: what)

@@ -292,6 +292,11 @@ extension CSRMatrix {
             y.update(repeating: 0)
             return
         }
+        if n == 1, let indexBase = columnIndices.baseAddress, let valueBase = values.baseAddress,
+           let yOut = y.baseAddress {
+            return try matvec(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: indexBase,
+                              values: valueBase, v: xBase, y: yOut)
+        }
         let (work, overflow) = (nonzeros + rows).multipliedReportingOverflow(by: n)
         let workers = Threading.workerCount(for: overflow ? Int.max : work, minimumPerWorker: 1 << 16)
         var failures = [SwiftPruneError?](repeating: nil, count: workers)

@@ -1,0 +1,74 @@
+/// `y = W @ v` for one vector: its own kernel, not a 1-column GEMM.
+///
+/// A 1-column product reuses nothing from `v`, so the blocked driver of
+/// ``CSRMatrix/matmul(rows:columns:rowOffsets:columnIndices:values:x:xRows:n:y:)``
+/// only adds passes over the indices (its cursor scan and a separate range
+/// check). Here each row is one streaming pass over its values and indices:
+/// the range check is fused into the loop (an index past the last column is
+/// clamped before the load, so nothing out of bounds is read, and flagged so
+/// the call throws), and eight partial sums (fused multiply-adds) keep the
+/// FMA latency off the critical path. The summation order differs from a
+/// sequential sum, so results can differ from SciPy's in the last bits.
+extension CSRMatrix {
+    /// `y[i] = Σ_t values[t] · v[columnIndices[t]]` over row `i`'s entries,
+    /// rows split between threads by nonzero count.
+    /// - Throws: ``SwiftPruneError`` if a column index is outside `0 ..< columns`.
+    static func matvec(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<Int32>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    ) throws {
+        guard rows > 0 else { return }
+        let nonzeros = Int(rowOffsets[rows])
+        // About 64k multiply-adds per worker before a second thread pays for its start-up.
+        let workers = Threading.workerCount(for: nonzeros &+ rows, minimumPerWorker: 1 << 16)
+        var outOfRange = [UInt32](repeating: 0, count: workers)
+        let last = UInt32(truncatingIfNeeded: max(columns, 1) &- 1)
+        outOfRange.withUnsafeMutableBufferPointer { flags in
+            parallelFor(workers: workers) { worker in
+                let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
+                flags[worker] = matvecRows(range, rowOffsets: rowOffsets, columnIndices: columnIndices, values: values,
+                                           v: v, last: last, y: y)
+            }
+        }
+        if columns == 0 && nonzeros > 0 || outOfRange.contains(where: { $0 != 0 }) {
+            // Find the culprit for the message (the slow path of an error only).
+            for position in 0 ..< nonzeros where columnIndices[position] < 0 || Int(columnIndices[position]) >= columns {
+                throw SwiftPruneError.value("column index \(columnIndices[position]) out of range for \(columns) columns")
+            }
+        }
+    }
+
+    /// One worker's rows of ``matvec``; returns nonzero if an index was out of range.
+    @inline(__always)
+    static func matvecRows(
+        _ range: Range<Int>, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<Int32>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, last: UInt32, y: UnsafeMutablePointer<Float>
+    ) -> UInt32 {
+        var bad: UInt32 = 0
+        @inline(__always) func term(_ t: Int) -> (Float, Float) {
+            let c = UInt32(bitPattern: columnIndices[t])
+            bad |= c > last ? 1 : 0
+            return (values[t], v[Int(min(c, last))])
+        }
+        for row in range {
+            var t = Int(rowOffsets[row])
+            let end = Int(rowOffsets[row &+ 1])
+            var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+            var s4: Float = 0, s5: Float = 0, s6: Float = 0, s7: Float = 0
+            while t &+ 8 <= end {
+                let (a0, b0) = term(t), (a1, b1) = term(t &+ 1), (a2, b2) = term(t &+ 2), (a3, b3) = term(t &+ 3)
+                let (a4, b4) = term(t &+ 4), (a5, b5) = term(t &+ 5), (a6, b6) = term(t &+ 6), (a7, b7) = term(t &+ 7)
+                s0.addProduct(a0, b0); s1.addProduct(a1, b1); s2.addProduct(a2, b2); s3.addProduct(a3, b3)
+                s4.addProduct(a4, b4); s5.addProduct(a5, b5); s6.addProduct(a6, b6); s7.addProduct(a7, b7)
+                t &+= 8
+            }
+            while t < end {
+                let (a, b) = term(t)
+                s0.addProduct(a, b)
+                t &+= 1
+            }
+            y[row] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        }
+        return bad
+    }
+}

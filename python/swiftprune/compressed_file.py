@@ -1,0 +1,146 @@
+"""The compressed ``.safetensors`` file: written by :class:`CompressedWriter`,
+read back by :func:`read_compressed`.
+
+Parts of a compressed tensor are stored as tensors named ``"<tensor>::<part>"``;
+the metadata key ``"swiftprune"`` holds the layout and the report.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from ._version import __version__
+from .io import PathLike, SafetensorsFile, SafetensorsWriter, header_size_estimate
+from .pruned_tensor import pack_mask, unpack_mask
+from .registry import _CODECS, codec_for
+from .report import Report
+
+__all__ = ["CompressedWriter", "StoredCompression", "read_compressed"]
+
+_ZERO = np.float32(0.0)
+
+
+class CompressedWriter:
+    """Streams compressed tensors into a ``.safetensors`` file."""
+
+    def __init__(self, path: str, container: str, ndims: Mapping[str, int]) -> None:
+        # Room for up to 6 stored parts per tensor plus the layout and report metadata.
+        reserve = header_size_estimate(ndims, parts=6) + 800 * len(ndims) + 1024
+        self._writer = SafetensorsWriter(path, header_reserve=min(reserve, 100_000_000))
+        self._layout: list[dict[str, Any]] = []
+        self._names: set[str] = set()
+        self.container = container
+        self.report: list[dict[str, Any]] = []
+
+    def _put(self, key: str, array: np.ndarray) -> None:
+        if key in self._names:
+            raise ValueError(f"cannot save: the stored name {key!r} is used twice (a tensor name contains '::'?)")
+        self._names.add(key)
+        self._writer.add(key, array)
+
+    def add(self, name: str, form: Any, mask: np.ndarray | None) -> None:
+        if isinstance(form, np.ndarray):
+            self._put(name, form)
+            self._layout.append({"name": name, "kind": "dense"})
+            return
+        codec = codec_for(form)
+        parts, attrs = codec.encode(form)
+        entry: dict[str, Any] = {"name": name, "kind": codec.kind, "attrs": attrs, "parts": {}}
+        for part, array in parts.items():
+            key = f"{name}::{part}"
+            self._put(key, np.asarray(array))
+            entry["parts"][part] = key
+        if mask is not None:
+            key = f"{name}::keep_mask"
+            self._put(key, pack_mask(mask))
+            entry["mask"] = {"key": key, "shape": list(mask.shape)}
+        self._layout.append(entry)
+
+    def __enter__(self) -> "CompressedWriter":
+        return self
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is not None:
+            self._writer = None  # discarded
+            return
+        document = {"format_version": 1, "swiftprune_version": __version__, "container": self.container,
+                    "tensors": self._layout, "report": self.report}
+        self._writer.set_metadata("swiftprune", json.dumps(document, default=_json_default))
+        self._writer.commit()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in the file's metadata")
+
+
+@dataclass
+class StoredCompression:
+    """What a compressed file holds: the container kind of the compressed
+    weights, the compressed form per name, stored keep-masks, their dense
+    float32 reconstructions (in file order) and the report."""
+
+    container: str
+    tensors: dict[str, Any]
+    masks: dict[str, np.ndarray]
+    dense: list[np.ndarray]
+    report: Report
+
+
+def read_compressed(path: PathLike) -> StoredCompression:
+    """Reads a file written by :class:`CompressedWriter` (see
+    :func:`swiftprune.load_compressed`)."""
+    source = SafetensorsFile(path)
+    text = source.metadata.get("swiftprune")
+    if text is None:
+        raise ValueError(f"{source.path} holds no swiftprune compression metadata; "
+                         "use load_weights() for plain weight files")
+    try:
+        document = json.loads(text)
+        layout = document["tensors"]
+        container = document.get("container", "mapping")
+        if not isinstance(layout, list) or container not in ("mapping", "sequence"):
+            raise ValueError("bad layout")
+        tensors: dict[str, Any] = {}
+        masks: dict[str, np.ndarray] = {}
+        for entry in layout:
+            name, kind = entry["name"], entry["kind"]
+            if kind == "dense":
+                tensors[name] = source[name]
+                continue
+            if kind not in _CODECS:
+                raise ValueError(f"tensor {name!r} is stored as {kind!r}, which this build of swiftprune cannot read")
+            parts = {part: source[key] for part, key in entry["parts"].items()}
+            try:
+                tensors[name] = _CODECS[kind].decode(parts, entry.get("attrs", {}))
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{source.path}: tensor {name!r} ({kind}): {error}") from None
+            if "mask" in entry:
+                masks[name] = unpack_mask(source[entry["mask"]["key"]], entry["mask"]["shape"])
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{source.path}: malformed swiftprune metadata ({type(error).__name__}: {error})") from None
+    dense = []
+    for name, form in tensors.items():
+        if isinstance(form, np.ndarray):
+            dense.append(form)
+            continue
+        values = np.asarray(codec_for(form).dense(form), dtype=np.float32)
+        if name in masks:
+            values = np.where(masks[name], values, _ZERO)
+        dense.append(values)
+    report = Report()
+    for row in document.get("report", []):
+        row = dict(row)
+        row["shape"] = tuple(row.get("shape", ()))
+        report.append(row)
+    return StoredCompression(container, tensors, masks, dense, report)
