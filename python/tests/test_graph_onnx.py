@@ -121,3 +121,23 @@ def test_corrupt_onnx_file_is_a_clear_error(tmp_path):
     assert not (tmp_path / "out.onnx").exists()
     with pytest.raises(FileNotFoundError):
         prune_model(tmp_path / "missing.onnx", 0.5, tmp_path / "out.onnx")
+
+
+def test_prune_channels_cli(tmp_path, capsys):
+    from swiftprune.cli import main
+    source, target = tmp_path / "m.onnx", tmp_path / "small.onnx"
+    onnx.save(models.residual(), source)
+    assert main(["prune-channels", str(source), "-o", str(target), "--amount", "0.5", "--round-to", "4",
+                 "--report"]) == 0
+    out = capsys.readouterr().out
+    assert "total: params" in out and "frozen: x: model input" in out and f"wrote {target}" in out
+    small = onnx.load(target)
+    inits = {i.name: numpy_helper.to_array(i) for i in small.graph.initializer}
+    convs = [inits[n.input[1]].shape[0] for n in small.graph.node if n.op_type == "Conv"]
+    assert all(c % 4 == 0 for c in convs) and sum(convs) < 16 + 24 + 16 + 32 + 16
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"nonsense")
+    assert main(["prune-channels", str(bad), "-o", str(tmp_path / "x.onnx"), "--amount", "0.5"]) == 1
+    assert "bad.onnx" in capsys.readouterr().err
+    assert main(["prune-channels", str(source), "-o", str(tmp_path / "x.onnx"), "--amount", "2"]) == 2
+    assert not (tmp_path / "x.onnx").exists()
