@@ -30,9 +30,10 @@ def zeroed(model, result):
     copy.CopyFrom(model)
     inits = {i.name: i for i in copy.graph.initializer}
     touched = 0
-    for node in copy.graph.node:
-        if node.name in result.removed_inputs:
-            _, axis, removed = result.removed_inputs[node.name]
+    for index, node in enumerate(copy.graph.node):
+        name = node.name or f"{node.op_type}_{index}"        # how unnamed nodes are reported
+        if name in result.removed_inputs:
+            _, axis, removed = result.removed_inputs[name]
             w = numpy_helper.to_array(inits[node.input[1]]).copy()
             index = [slice(None)] * w.ndim
             index[axis] = removed
@@ -99,15 +100,15 @@ def test_onnx_depthwise_multiplier_and_grouped_conv_counts(tmp_path):
 
 
 def test_onnx_unknown_op_freezes_channels(tmp_path):
-    """A Transpose between two convs: the channels through it are frozen, the model still runs."""
+    """LRN (mixes neighbouring channels) between two convs: the channels through it are frozen."""
     b = models.Builder(5)
     x = b.op("Relu", [b.conv("x", 3, 8)])
-    t = b.op("Transpose", [x], perm=[0, 1, 3, 2])
+    t = b.op("LRN", [x], size=3)
     y = b.conv(t, 8, 8)
     model = b.model([1, 3, 8, 8], y, [1, 8, 8, 8])
     onnx.save(model, tmp_path / "m.onnx")
     result = prune_model(tmp_path / "m.onnx", 0.5, tmp_path / "s.onnx")
-    assert any("Transpose" in reason for reason in result.frozen_reasons.values())
+    assert any("LRN" in reason for reason in result.frozen_reasons.values())
     assert result.params_after == result.params_before
     x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(run(onnx.load(tmp_path / "s.onnx"), x), run(model, x), rtol=1e-5, atol=1e-5)
@@ -141,3 +142,33 @@ def test_prune_channels_cli(tmp_path, capsys):
     assert "bad.onnx" in capsys.readouterr().err
     assert main(["prune-channels", str(source), "-o", str(tmp_path / "x.onnx"), "--amount", "2"]) == 2
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_onnx_converted_from_keras(tmp_path):
+    """An ONNX file converted from a Keras .keras file (benchmarks/keras_to_onnx.py: NCHW, a Transpose back to
+    NHWC before Flatten) prunes like the Keras model itself, and equals the zeroed original in onnxruntime."""
+    keras = pytest.importorskip("keras", reason='needs Keras 3: pip install "swiftprune[keras]"')
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    import graph_coverage as coverage
+    from keras_to_onnx import convert
+    keras.utils.set_random_seed(0)
+    model = coverage.classic_cnn()
+    model.save(tmp_path / "cnn.keras")
+    converted = convert(str(tmp_path / "cnn.keras"))
+    x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype(np.float32)
+    session = ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x.transpose(0, 3, 1, 2)})[0],
+                               np.asarray(model(x)), rtol=1e-4, atol=1e-6)
+    onnx.save(converted, tmp_path / "cnn.onnx")
+    from_onnx = prune_model(tmp_path / "cnn.onnx", 0.5, tmp_path / "small.onnx")
+    from_keras = prune_model(tmp_path / "cnn.keras", 0.5, tmp_path / "small.keras")
+    assert from_onnx.params_after == from_keras.params_after < 0.3 * from_onnx.params_before
+    # the same channels go, in the same order of layers (the weights are the same, transposed)
+    assert [k.tolist() for k in from_onnx.kept.values()] == [k.tolist() for k in from_keras.kept.values()]
+    small = onnx.load(tmp_path / "small.onnx")
+    feed = x.transpose(0, 3, 1, 2)
+    run_ = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {m.graph.input[0].name: feed})[0]
+    np.testing.assert_allclose(run_(small), run_(zeroed(converted, from_onnx)), rtol=1e-4, atol=1e-6)

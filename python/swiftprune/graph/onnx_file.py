@@ -220,6 +220,10 @@ def read_onnx(model: Any) -> Graph:
             if axes is not None and rank and axis_in % rank not in [a % rank for a in axes] and \
                     attrs.get("keepdims", 1):
                 node.op = "passthrough"
+        elif op == "Transpose" and axis_in is not None and attrs.get("perm") is not None:
+            # channels move to wherever the permutation puts them
+            node.op = "passthrough"
+            out_axis = list(attrs["perm"]).index(axis_in % len(attrs["perm"]))
         elif op in PASSTHROUGH and axis_in is not None:
             node.op = "passthrough"
         if node.op == "unknown":
