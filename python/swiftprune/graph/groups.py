@@ -244,8 +244,6 @@ def analyze(graph: Graph, *, include: Sequence[str] = (), exclude: Sequence[str]
                     freeze_node(index, node, f"{node.kind}: changes the channel count")
                     break
                 tensor_atoms[t] = data_in
-            else:
-                pass
         elif op == "elementwise":
             counts = [a.size if a is not None else None for a in ins]
             full = _count(graph, out)

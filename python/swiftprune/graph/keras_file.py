@@ -301,8 +301,6 @@ class _Reader:
 def _keras_tensors(obj) -> List[dict]:
     """Every ``__keras_tensor__`` reference in a call's args/kwargs, in order."""
     found: List[dict] = []
-    stack = [obj]
-    order: List[Any] = []
 
     def walk(x):
         if isinstance(x, dict):
@@ -316,7 +314,6 @@ def _keras_tensors(obj) -> List[dict]:
             for item in x:
                 walk(item)
     walk(obj)
-    del stack, order
     return found
 
 
@@ -387,8 +384,7 @@ def write_keras_file(graph: Graph, surgery, path: "os.PathLike[str] | str") -> i
     h5py = _h5py()
     path = os.fspath(path)
     source = graph.source
-    config = source["config"]          # edited in place below on a deep copy
-    config = copy.deepcopy(config)
+    config = copy.deepcopy(source["config"])     # edited below; the graph keeps the original
     # Map the original layer dicts to their copies (same traversal order).
     originals: Dict[int, dict] = {}
 

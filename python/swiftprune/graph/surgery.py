@@ -91,12 +91,6 @@ def cut(deps: Dependencies, keep_class: np.ndarray) -> Surgery:
             None if out is None else (graph.tensors[out].channels if tensor_keep[out] is None
                                       else int(tensor_keep[out].sum())),
             sum(int(v.size) for v in before.values()), sum(int(v.size) for v in after.values()),
-            _macs(graph, node, before), 0))
-        rows[-1].macs_after = _macs_after(graph, node, after, tensor_keep)
+            # spatial positions do not change with channel pruning: only the kernels shrink
+            _macs(graph, node, before), _macs(graph, node, after)))
     return Surgery(new, tensor_keep, rows)
-
-
-def _macs_after(graph: Graph, node: Node, params: Dict[str, np.ndarray], tensor_keep) -> int:
-    # Spatial positions do not change with channel pruning, except after a
-    # flatten (positions there are features, which the dense kernel counts).
-    return _macs(graph, node, params)
