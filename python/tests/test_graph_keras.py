@@ -241,3 +241,19 @@ def test_bad_keras_files(tmp_path):
     with pytest.raises(ValueError, match="amount"):
         prune_model(coverage.classic_cnn(), 1.5)
     assert not (tmp_path / "o.keras").exists()
+
+
+def test_nested_model_in_the_middle(tmp_path):
+    """A nested Sequential whose input channels shrink: its recorded build shapes are updated."""
+    inner = keras.Sequential([keras.Input((8, 8, 8)), L.Conv2D(8, 3, padding="same", name="inner_conv"),
+                              L.BatchNormalization(name="inner_bn"), L.ReLU()], name="block")
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="outer_conv")(inp)
+    x = inner(x)
+    out = L.Dense(3)(L.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out)
+    coverage.randomize_norms(model)
+    x = np.random.default_rng(4).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    result, diff, scale, _ = coverage.check(model, 0.5, x, str(tmp_path))
+    assert set(result.kept) == {"outer_conv", "block/inner_conv"}
+    assert diff <= 1e-5 * max(scale, 1.0)

@@ -195,6 +195,7 @@ class _Reader:
         g = self.graph
         if cls in NESTED and not shared and "layers" in cfg:
             inner = self.sequential if cls == "Sequential" else self.functional
+            self.graph.source.setdefault("nested", []).append((layer, list(ins)))
             results = inner(cfg, name + "/", h5path, ins)
             # The nested model's outputs stand for this call's outputs.
             for out, result in zip(outs, results):
@@ -417,6 +418,15 @@ def write_keras_file(graph: Graph, surgery, path: "os.PathLike[str] | str") -> i
                     not isinstance(layer["build_config"]["input_shape"][0], list) else shapes
         if node.kind in NESTED and "build_input_shape" in cfg and node.inputs and node.inputs[0] in changed:
             cfg["build_input_shape"] = list(new_shape[node.inputs[0]])
+    # A nested model records the shape it was built for.
+    for layer, ins in source.get("nested", []):
+        if any(t in changed for t in ins):
+            copy_ = originals[id(layer)]
+            shapes = [list(new_shape[t]) for t in ins]
+            if "input_shape" in (copy_.get("build_config") or {}):
+                copy_["build_config"]["input_shape"] = shapes[0] if len(shapes) == 1 else shapes
+            if "build_input_shape" in copy_["config"]:
+                copy_["config"]["build_input_shape"] = shapes[0] if len(shapes) == 1 else shapes
     # Recorded tensor shapes in calls, input layers and nested models.
     _update_call_shapes(graph, source, originals, new_shape, changed)
     for t, cfgs in source["input_layers"].items():
