@@ -44,9 +44,11 @@ def classic_cnn():
     """Conv-Pool-Conv-Pool-Flatten-Dense-Dropout-Dense (the Keras MNIST example)."""
     import keras
     from keras import layers as L
-    return keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(),
-                             L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(), L.Flatten(),
-                             L.Dense(128, activation="relu"), L.Dropout(0.5), L.Dense(10, activation="softmax")],
+    return keras.Sequential([keras.Input((28, 28, 1), name="image"),
+                             L.Conv2D(32, 3, activation="relu", name="conv1"), L.MaxPooling2D(name="pool1"),
+                             L.Conv2D(64, 3, activation="relu", name="conv2"), L.MaxPooling2D(name="pool2"),
+                             L.Flatten(name="flatten"), L.Dense(128, activation="relu", name="fc1"),
+                             L.Dropout(0.5, name="dropout"), L.Dense(10, activation="softmax", name="fc2")],
                             name="classic_cnn")
 
 
