@@ -37,15 +37,19 @@ for n in sizes:
     else:
         run = lambda: sp.global_magnitude_masks(parts, 0.8)
     run()
-    best = float("inf")
+    best = cpu = float("inf")
     for _ in range(repeat):
-        start = time.perf_counter(); run(); best = min(best, time.perf_counter() - start)
-    out[n] = best
+        start, start_cpu = time.perf_counter(), time.process_time()
+        run()
+        best = min(best, time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - start_cpu)
+    out[n] = (best, cpu)
 print(json.dumps(out))
 """
 
 
-def measure(writer: str, sizes: list[int], threads: int, repeat: int, tensors: int) -> dict[int, float]:
+def measure(writer: str, sizes: list[int], threads: int, repeat: int, tensors: int) -> dict[int, tuple[float, float]]:
+    """Per size, the child's best wall time and best CPU time (all threads), in seconds."""
     env = dict(os.environ, SWIFTPRUNE_NUM_THREADS=str(threads))
     package = str(Path(__file__).resolve().parents[1] / "python")
     env["PYTHONPATH"] = os.pathsep.join([package] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -54,7 +58,7 @@ def measure(writer: str, sizes: list[int], threads: int, repeat: int, tensors: i
         env["SWIFTPRUNE_MASK_WRITER"] = writer
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(sizes), str(repeat), str(tensors)], env=env,
                           capture_output=True, text=True, check=True)
-    return {int(k): v for k, v in json.loads(done.stdout).items()}
+    return {int(k): tuple(v) for k, v in json.loads(done.stdout).items()}
 
 
 def main() -> None:
@@ -69,19 +73,20 @@ def main() -> None:
     print(f"# {os.cpu_count()} CPUs; medians over {args.rounds} interleaved rounds of best-of-{args.repeat}")
     for tensors, what in ((1, "magnitude_mask 50%"), (20, "global_magnitude_masks 20 tensors 80%")):
         for threads in args.threads:
-            times: dict[str, dict[int, list[float]]] = {w: {n: [] for n in sizes} for w in WRITERS}
+            times: dict[str, dict[int, list[tuple[float, float]]]] = {w: {n: [] for n in sizes} for w in WRITERS}
             for _ in range(args.rounds):
                 for writer in WRITERS:
                     for n, t in measure(writer, sizes, threads, args.repeat, tensors).items():
                         times[writer][n].append(t)
-            print(f"\n{what}, {threads} thread(s): milliseconds (fastest marked *)")
-            print("| entries | " + " | ".join(WRITERS) + " |")
-            print("|---" * (len(WRITERS) + 1) + "|")
-            for n in sizes:
-                medians = {w: statistics.median(times[w][n]) * 1e3 for w in WRITERS}
-                fastest = min((w for w in WRITERS if w != "auto"), key=medians.get)
-                cells = [f"{medians[w]:.2f}{'*' if w == fastest else ''}" for w in WRITERS]
-                print(f"| 2^{n.bit_length() - 1} | " + " | ".join(cells) + " |")
+            for index, clock in ((0, "wall"), (1, "CPU (all threads)")):
+                print(f"\n{what}, {threads} thread(s), {clock} milliseconds (fastest marked *)")
+                print("| entries | " + " | ".join(WRITERS) + " |")
+                print("|---" * (len(WRITERS) + 1) + "|")
+                for n in sizes:
+                    medians = {w: statistics.median(t[index] for t in times[w][n]) * 1e3 for w in WRITERS}
+                    fastest = min((w for w in WRITERS if w != "auto"), key=medians.get)
+                    cells = [f"{medians[w]:.2f}{'*' if w == fastest else ''}" for w in WRITERS]
+                    print(f"| 2^{n.bit_length() - 1} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -271,14 +271,17 @@ def _inspect(args: argparse.Namespace) -> int:
             metadata["swiftprune"] = json.dumps({"swiftprune_version": info.get("swiftprune_version", "?"),
                                                  "report": info["report"]})
     if "swiftprune" in metadata:
+        from .compressed_schema import parse_document
+
         try:
-            document = json.loads(metadata["swiftprune"])
-            report = Report(dict(row, shape=tuple(row.get("shape", ()))) for row in document.get("report", []))
-        except (ValueError, TypeError, AttributeError):
-            report = None
+            document = parse_document(metadata["swiftprune"], set(names))
+            report = Report(document["report"])
+            version = document.get("swiftprune_version", "?")
+        except ValueError as error:
+            report, version = None, "?"
+            print(f"{path}: {error}", file=sys.stderr)
         print("")
-        print(f"compressed by swiftprune {document.get('swiftprune_version', '?') if report is not None else '?'}; "
-              "stored report:")
+        print(f"compressed by swiftprune {version}; stored report:")
         print(report.summary() if report else "(unreadable)")
     other = {k: v for k, v in metadata.items() if k != "swiftprune"}
     if other:

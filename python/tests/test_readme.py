@@ -27,6 +27,7 @@ import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -105,9 +106,10 @@ def shell_commands() -> list[tuple[int, str]]:
     commands = []
     for block in readme_blocks("sh") + readme_blocks("bash") + readme_blocks("console"):
         for offset, line in enumerate(block.code.splitlines()):
+            if not re.match(r"\s*swiftprune\s", line):
+                continue  # other commands (pip, swift, docc) and continuation lines are not run
             words = shlex.split(line, comments=True)
-            if words and words[0] == "swiftprune":
-                commands.append((block.line + offset, shlex.join(words[1:])))
+            commands.append((block.line + offset, shlex.join(words[1:])))
     return commands
 
 
@@ -133,6 +135,16 @@ def write_example_files(directory: pathlib.Path) -> None:
         "dense_1/bias": np.zeros(10, np.float32),
     }
     np.savez(directory / "weights.npz", **keras_style)
+    # A sharded float16 checkpoint named as the README's sharding examples name it (every input
+    # dimension a multiple of 128, as the int4 group-128 examples need).
+    llama_style = {"embed_tokens.weight": rng.normal(size=(256, 128)), "lm_head.weight": rng.normal(size=(256, 128))}
+    for layer in range(2):
+        llama_style[f"layers.{layer}.attn.weight"] = rng.normal(size=(128, 128))
+        llama_style[f"layers.{layer}.mlp.up.weight"] = rng.normal(size=(256, 128))
+        llama_style[f"layers.{layer}.mlp.down.weight"] = rng.normal(size=(128, 256))
+        llama_style[f"layers.{layer}.norm.weight"] = np.ones(128)
+    swiftprune.save_weights(directory / "llama", {name: value.astype(np.float16) for name, value in llama_style.items()},
+                            max_shard_size="100KB")
     for block in readme_blocks("yaml"):
         named = re.match(r"#\s*([\w.-]+\.ya?ml)\b", block.code)
         if named:
@@ -223,3 +235,50 @@ def test_readme_shell_commands_run(tmp_path: pathlib.Path) -> None:
                                    text=True, cwd=tmp_path, env=child_environment(), timeout=CHILD_TIMEOUT_S)
         assert completed.returncode == 0, (f"README.md line {line}: `swiftprune {arguments}` exited "
                                            f"{completed.returncode}:\n{completed.stderr[-3000:]}")
+
+
+REPOSITORY = README.parent
+# The consumer package, its link to the repository and its build folder stay at one
+# place beside the repository's own .build (git ignores .build*): same paths every run,
+# so only the first run compiles SwiftPrune for it (CI's fresh clone: once, ~40 s CPU).
+SWIFT_CONSUMER = REPOSITORY / ".build-readme-consumer"
+SWIFT_CONSUMER_SCRATCH = SWIFT_CONSUMER / "build"
+
+
+def swift_quick_start() -> tuple[str, str]:
+    """The README's Swift quick start: (Package.swift, main.swift) from its swift blocks."""
+    blocks = readme_blocks("swift")
+    manifests = [b.code for b in blocks if "import PackageDescription" in b.code]
+    programs = [b.code for b in blocks if "import SwiftPrune" in b.code]
+    assert len(manifests) == 1 and len(programs) == 1, "the README needs one Package.swift and one main.swift block"
+    return manifests[0], programs[0]
+
+
+def test_readme_swift_quick_start_builds_and_runs() -> None:
+    swift = shutil.which("swift") or ("/opt/swift/usr/bin/swift" if os.access("/opt/swift/usr/bin/swift", os.X_OK)
+                                      else None)
+    if swift is None:
+        pytest.skip("swift is not on PATH: the README's Swift quick start is not compiled here")
+    if not (REPOSITORY / "Package.swift").exists():
+        pytest.skip("not a source tree (no Package.swift beside README.md)")
+    manifest, program = swift_quick_start()
+    # The README's layout: the consumer package beside a clone named swiftprune.
+    SWIFT_CONSUMER.mkdir(exist_ok=True)
+    link = SWIFT_CONSUMER / "swiftprune"
+    if not link.is_symlink():
+        link.symlink_to(REPOSITORY, target_is_directory=True)
+    demo = SWIFT_CONSUMER / "demo"
+    (demo / "Sources" / "Demo").mkdir(parents=True, exist_ok=True)
+    (demo / "Package.swift").write_text(manifest, encoding="utf-8")
+    (demo / "Sources" / "Demo" / "main.swift").write_text(program, encoding="utf-8")
+    built = subprocess.run([swift, "build", "--package-path", str(demo), "--scratch-path", str(SWIFT_CONSUMER_SCRATCH),
+                            "--product", "Demo"], capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, f"swift build of the README quick start failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}"
+    ran = subprocess.run([str(SWIFT_CONSUMER_SCRATCH / "debug" / "Demo")], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    # 32 entries at sparsity 0.5: exactly round(0.5 * 32) = 16 pruned, and the pruned tensor has those 16 zeros.
+    assert lines[0] == "pruned 16 of 32; zeros 16", ran.stdout
+    # int8, one scale per row: 32 one-byte values + 4 float32 scales = 48 bytes; symmetric stores no zero points.
+    assert lines[1] == "int8 bytes 48; rank 2; restored [4, 8]", ran.stdout
+    assert lines[2] == "error: invalidValue", ran.stdout

@@ -530,6 +530,30 @@ typedef struct {
  */
 sp_status sp_safetensors_open(const char *path, sp_safetensors_file **file_out);
 
+/** sp_safetensors_open_ex flag: memory-map the file (zero-copy `data`
+ *  pointers). Without it the file is read on demand with pread. */
+#define SP_SAFETENSORS_MMAP 1
+
+/**
+ * sp_safetensors_open with a choice of access. flags = SP_SAFETENSORS_MMAP
+ * is sp_safetensors_open. flags = 0 reads only the header (with pread, no
+ * mapping) and keeps the file open: records then have data = NULL and the
+ * bytes come from sp_safetensors_read, so a file truncated or rewritten by
+ * another process gives SP_ERR_VALUE (or the new bytes), never SIGBUS.
+ * Non-regular files (FIFOs, sockets, devices, directories) are refused
+ * without blocking. SP_ERR_VALUE as sp_safetensors_open; SP_ERR_MEMORY when
+ * the header cannot be held in memory.
+ */
+sp_status sp_safetensors_open_ex(const char *path, int32_t flags, sp_safetensors_file **file_out);
+
+/**
+ * Copies the nbytes bytes of tensor `index` into `out` (exactly the
+ * tensor's size), from the mapping or with pread. SP_ERR_VALUE: NULL
+ * arguments, index out of range, nbytes not the tensor's size, or a failed
+ * or short read (the file shrank since it was opened).
+ */
+sp_status sp_safetensors_read(const sp_safetensors_file *file, int64_t index, void *out, int64_t nbytes);
+
 /** Unmaps and frees a file from sp_safetensors_open; NULL is ignored. Every
  *  pointer obtained from the file becomes invalid. */
 void sp_safetensors_close(sp_safetensors_file *file);

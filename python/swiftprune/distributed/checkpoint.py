@@ -13,6 +13,7 @@ sorted by file name, then each shard's header order.
 from __future__ import annotations
 
 import json
+import errno
 import os
 from typing import Any, Iterator, Mapping
 
@@ -115,7 +116,9 @@ class ShardedCheckpoint(Mapping[str, np.ndarray]):
             if self.index_path is None:
                 files = sorted(f for f in os.listdir(text) if f.endswith(".safetensors") and not f.startswith("."))
                 if not files:
-                    raise FileNotFoundError(2, "no .safetensors shards or index file in the folder", text)
+                    # A folder where a weight file was expected (e.g. "model.safetensors/"): the OSError
+                    # subclass of every reader for a directory.
+                    raise IsADirectoryError(errno.EISDIR, "a folder with no .safetensors shards or index file", text)
             else:
                 self.metadata, weight_map = _read_index(self.index_path)
                 files = sorted(set(weight_map.values()))

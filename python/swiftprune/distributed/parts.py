@@ -44,8 +44,8 @@ def sha256_of(path: str, chunk: int = 1 << 22) -> str:
 
 
 def raw_bytes(file: SafetensorsFile, name: str) -> np.ndarray:
-    """The stored bytes of tensor ``name`` (a uint8 view of the mapping), dtype untouched (BF16 stays BF16)."""
-    return file._entries[name][2]
+    """The stored bytes of tensor ``name`` (read from the file), dtype untouched (BF16 stays BF16)."""
+    return file.raw(name)
 
 
 def dense_output(dense: np.ndarray, dtype_name: str) -> tuple[str, np.ndarray]:
