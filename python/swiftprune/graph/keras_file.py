@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -436,31 +435,39 @@ def write_keras_file(graph: Graph, surgery, path: "os.PathLike[str] | str") -> i
                     if key in cfg:
                         originals[id(cfg)][key] = list(new_shape[t])
 
-    buffer = io.BytesIO(source["weights"])
-    with h5py.File(buffer, "r+") as h5:
-        for index, params in surgery.params.items():
-            node = graph.nodes[index]
-            group = h5[f"{node.source['h5']}/vars"]
-            for name, value in params.items():
-                key = str(node.attrs["var_index"][name])
-                dtype = group[key].dtype
-                del group[key]
-                group.create_dataset(key, data=np.asarray(value, dtype=dtype))
+    # A fresh HDF5 file: deleting datasets in place would not give their space back.
+    replace: Dict[str, np.ndarray] = {}
+    for index, params in surgery.params.items():
+        node = graph.nodes[index]
+        for name, value in params.items():
+            replace[f"/{node.source['h5']}/vars/{node.attrs['var_index'][name]}"] = value
+    buffer = io.BytesIO()
+    with h5py.File(io.BytesIO(source["weights"]), "r") as old, h5py.File(buffer, "w") as new:
+        _copy_h5(h5py, old, new, replace)
     weights = buffer.getvalue()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".swiftprune-", suffix=".keras", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+    from .._atomic import atomic_file
+    with atomic_file(path) as handle:       # beside the destination, fsynced, renamed over it
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
             for name, data in source["extras"].items():
                 archive.writestr(name, data)
             archive.writestr("config.json", json.dumps(config))
             archive.writestr("model.weights.h5", weights)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return os.path.getsize(path)
+
+
+def _copy_h5(h5py, source, target, replace: Dict[str, np.ndarray]) -> None:
+    """Copy an HDF5 group recursively, with the datasets named in ``replace`` swapped for new arrays."""
+    for key, value in source.attrs.items():
+        target.attrs[key] = value
+    for name, item in source.items():
+        if isinstance(item, h5py.Group):
+            _copy_h5(h5py, item, target.create_group(name), replace)
+        elif item.name in replace:
+            dataset = target.create_dataset(name, data=np.asarray(replace[item.name], dtype=item.dtype))
+            for key, value in item.attrs.items():
+                dataset.attrs[key] = value
+        else:
+            source.copy(item, target, name=name)
 
 
 def _update_call_shapes(graph: Graph, source, originals, new_shape, changed) -> None:

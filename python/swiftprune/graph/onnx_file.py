@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -284,16 +283,9 @@ def write_onnx(graph: Graph, surgery, path: Optional[str]):
     # Intermediate shapes changed: let runtimes infer them again.
     del g.value_info[:]
     if path is not None:
-        directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-        fd, tmp = tempfile.mkstemp(prefix=".swiftprune-", suffix=".onnx", dir=directory)
-        os.close(fd)
-        try:
-            onnx.save(proto, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        from .._atomic import atomic_file
+        with atomic_file(path) as handle:   # beside the destination, fsynced, renamed over it
+            handle.write(proto.SerializeToString())
     return proto
 
 
