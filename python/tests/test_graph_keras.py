@@ -145,7 +145,7 @@ def test_groups_of_the_mixed_model():
     }
 
 
-@pytest.mark.parametrize("name", ["ResNet50", "MobileNetV2", "DenseNet121"])
+@pytest.mark.parametrize("name", ["ResNet50", "MobileNetV2"])  # DenseNet121 and the rest: benchmarks/graph_coverage.py
 def test_keras_applications_equivalence(name, tmp_path):
     model, shape = coverage.build(name)
     coverage.randomize_norms(model)
