@@ -23,6 +23,7 @@ examples:
   swiftprune compress model.safetensors -o small.safetensors --max-damage 0.01 --candidates int8,int4,pal16
   swiftprune inspect small.safetensors
   swiftprune export small.safetensors --onnx model.onnx -o model.int4.onnx
+  swiftprune prune-channels model.keras -o small.keras --amount 0.5 --round-to 8
   swiftprune demo
 """
 
@@ -541,6 +542,26 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_channels(args: argparse.Namespace) -> int:
+    from .graph import prune_model
+
+    for flag, value in (("--amount", args.amount),):
+        if not 0 <= value <= 1:
+            raise UsageError(f"{flag} must be in [0, 1], got {value}")
+    result = prune_model(args.input, args.amount, args.output, importance=args.importance,
+                         global_pruning=args.global_pruning, round_to=args.round_to,
+                         min_channels=args.min_channels, include=args.include or (), exclude=args.exclude or (),
+                         allow_layernorm=args.allow_layernorm)
+    if args.report:
+        print(result.summary())
+        for name, reason in sorted(result.frozen_reasons.items()):
+            print(f"frozen: {name}: {reason}")
+    else:
+        print(result.summary().splitlines()[-1])
+    print(f"wrote {args.output} ({result.file_size:,} bytes)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run
 
@@ -669,6 +690,29 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --onnx: DequantizeLinear for int4 MatMul weights too")
     export.add_argument("-q", "--quiet", action="store_true", help="no per-tensor lines")
     export.set_defaults(run=_export, parser=export)
+
+    channels = commands.add_parser(
+        "prune-channels", help="remove whole channels from a .keras or .onnx model", formatter_class=formatter,
+        description="Remove whole channels (filters, units) through the model's channel dependency graph "
+                    "(residual adds, concatenations, depthwise/grouped convs, flatten) and write a physically "
+                    "smaller model of the same format. Layers not understood freeze the channels through them.",
+        epilog="examples:\n  swiftprune prune-channels model.keras -o small.keras --amount 0.5\n"
+               "  swiftprune prune-channels model.onnx -o small.onnx --amount 0.3 --round-to 8 --report\n"
+               "  swiftprune prune-channels model.keras -o small.keras --amount 0.5 --exclude 'stem*'")
+    channels.add_argument("input", metavar="IN", help="a .keras or .onnx model file")
+    channels.add_argument("-o", "--output", metavar="OUT", required=True, help="the pruned model (same format)")
+    channels.add_argument("--amount", type=float, required=True, help="fraction of each group's channels removed")
+    channels.add_argument("--round-to", metavar="N", type=_int, default=1, help="kept channels a multiple of N")
+    channels.add_argument("--min-channels", metavar="N", type=_int, default=1, help="keep at least N per group")
+    channels.add_argument("--importance", choices=("l2", "l1", "bn"), default="l2", help="channel ranking")
+    channels.add_argument("--global", dest="global_pruning", action="store_true",
+                          help="one threshold over all groups instead of the amount in each")
+    channels.add_argument("--include", metavar="GLOB", action="append", help="only layers matching (repeatable)")
+    channels.add_argument("--exclude", metavar="GLOB", action="append", help="never prune layers matching")
+    channels.add_argument("--allow-layernorm", action="store_true",
+                          help="prune through LayerNorm over channels (changes outputs; fine-tune after)")
+    channels.add_argument("--report", action="store_true", help="per-layer table and frozen layers")
+    channels.set_defaults(run=_prune_channels, parser=channels)
 
     demo = commands.add_parser("demo", help="train a small MLP, compress it three ways, compare",
                                formatter_class=formatter,
