@@ -1,7 +1,7 @@
 /// The keep-masks of ``writeMagnitudeMasks(_:prune:into:)`` in one pass over
 /// the data for large inputs (sample select, after Floyd and Rivest).
 ///
-/// A seeded, stratified random sample of one in 128 magnitudes (at most 2^18) brackets the `k`-th smallest
+/// A seeded, stratified random sample of up to 2^18 magnitudes brackets the `k`-th smallest
 /// in a narrow key range `[lo, hi]` (±4 standard deviations of the sample
 /// rank). One pass then writes every mask entry outside the range (`< lo`
 /// pruned, `> hi` kept), records the entries inside it (key and mask address,
@@ -9,13 +9,13 @@
 /// exactly, the lower flat index first among equal keys. If the bracket
 /// missed (odds ~1e-4) or holds too many entries (many equal values), the
 /// two-pass writer redoes the work, so the result never depends on the sample.
-/// Below `minimumCount` entries (default 2^22) the sample's fixed cost is not
+/// Below `minimumCount` entries (default 2^24) the sample's fixed cost is not
 /// repaid and the two-pass writer runs directly.
 @_specialize(where S == Float)
 @_specialize(where S == Double)
 func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     _ data: SegmentedBuffer<S>, prune k: Int, into masks: [UnsafeMutableBufferPointer<Bool>],
-    minimumCount: Int = 1 << 22
+    minimumCount: Int = 1 << 24
 ) throws {
     let total = data.count
     guard total >= max(minimumCount, 256), k > 0, k < total,
@@ -27,9 +27,7 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     // Sample and bracket.
     // Stratified: one random position in each of `sampleCount` equal strata, read in
     // increasing order while walking the segments (no search, prefetch-friendly).
-    // One sample per 128 entries (every eighth cache line at most, so the sample does not
-    // cost a pass of its own), at most 2^18: the bracket then holds ~2% of the entries or less.
-    let sampleCount = min(1 << 18, max(total / 128, 1 << 12))
+    let sampleCount = min(1 << 18, total / 16)
     var generator = Xoshiro256StarStar(seed: 0x5EED_5A3F_1E5E_1EC7)
     let sample = UnsafeMutablePointer<UInt64>.allocate(capacity: sampleCount)
     defer { sample.deallocate() }
