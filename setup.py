@@ -3,6 +3,12 @@
 `pip install .` and `pip install -e .` both run `build_ext`, which:
 1. runs `swift build -c release --product swiftprune` with the Swift standard
    library linked statically, so the installed package needs no Swift runtime;
+   with SWIFTPRUNE_BUILD_TESTS=1 (what CI and the README's test command use)
+   it instead runs `swift build -c release -Xswiftc -enable-testing --build-tests`,
+   which builds the library *and* the Swift tests once, so that
+   `swift test -c release -Xswiftc -enable-testing --skip-build` runs the Swift
+   tests against the very build the Python tests load (the Swift runtime is then
+   linked dynamically from the toolchain: XCTest cannot link a static stdlib);
 2. copies `libswiftprune.so` into the package, next to the extension;
 3. builds `swiftprune._core`, linked to it through an `$ORIGIN` rpath.
 """
@@ -30,13 +36,25 @@ def find_swift() -> str:
     sys.exit("swiftprune: the Swift toolchain (swift) was not found; install Swift 6 or set $SWIFT")
 
 
+# The flags `swift test -c release --skip-build` must be given too, so that it
+# finds the products of this build (README: the test command).
+TEST_BUILD_FLAGS = ["-Xswiftc", "-enable-testing", "--build-tests"]
+
+
+def swift_build_command(swift: str) -> list[str]:
+    """The one `swift build` that setup.py runs (see the module docstring)."""
+    if os.environ.get("SWIFTPRUNE_BUILD_TESTS", "") not in ("", "0"):
+        return [swift, "build", "-c", "release", *TEST_BUILD_FLAGS]
+    return [swift, "build", "-c", "release", "--product", "swiftprune", "-Xswiftc", "-static-stdlib"]
+
+
 def build_swift_library() -> Path:
     """Builds the release shared library and returns its path."""
     swift = find_swift()
-    command = [swift, "build", "-c", "release", "--product", "swiftprune", "-Xswiftc", "-static-stdlib"]
+    command = swift_build_command(swift)
     print("swiftprune: " + " ".join(command), flush=True)
     subprocess.check_call(command, cwd=ROOT)
-    bin_dir = subprocess.check_output(command[:4] + ["--show-bin-path"], cwd=ROOT, text=True).strip()
+    bin_dir = subprocess.check_output([swift, "build", "-c", "release", "--show-bin-path"], cwd=ROOT, text=True).strip()
     library = Path(bin_dir) / SWIFT_LIBRARY
     if not library.exists():
         sys.exit(f"swiftprune: swift build did not produce {library}")

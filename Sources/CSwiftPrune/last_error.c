@@ -7,8 +7,13 @@
 #include <string.h>
 
 static _Thread_local char last_error[1024];
+static _Thread_local int32_t last_errno;
 
 const char *sp_last_error(void) { return last_error; }
+
+int32_t sp_last_errno(void) { return last_errno; }
+
+void sp_internal_set_last_errno(int32_t code) { last_errno = code; }
 
 void sp_internal_set_last_error(const char *msg) {
     if (msg == NULL) {

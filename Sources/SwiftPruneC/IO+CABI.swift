@@ -72,6 +72,28 @@ public func spSafetensorsOpen(_ path: UnsafePointer<CChar>?, _ fileOut: UnsafeMu
     }
 }
 
+@_cdecl("sp_safetensors_open_ex")
+public func spSafetensorsOpenEx(
+    _ path: UnsafePointer<CChar>?, _ flags: Int32, _ fileOut: UnsafeMutablePointer<OpaquePointer?>?
+) -> sp_status {
+    withStatus {
+        guard let path, let fileOut else { throw SwiftPruneError.value("path or file_out is NULL") }
+        guard flags & ~Int32(SP_SAFETENSORS_MMAP) == 0 else { throw SwiftPruneError.value("unknown flags \(flags)") }
+        let file = try SafetensorsFile(path: String(cString: path), mapped: flags & Int32(SP_SAFETENSORS_MMAP) != 0)
+        fileOut.pointee = OpaquePointer(Unmanaged.passRetained(SafetensorsFileHandle(file)).toOpaque())
+    }
+}
+
+@_cdecl("sp_safetensors_read")
+public func spSafetensorsRead(_ file: OpaquePointer?, _ i: Int64, _ out: UnsafeMutableRawPointer?, _ nbytes: Int64) -> sp_status {
+    withStatus {
+        let handle = try fileHandle(file)
+        let k = try index(i, count: handle.file.entries.count, "tensor")
+        let bytes = try outputBuffer(out?.assumingMemoryBound(to: UInt8.self), nbytes, "out")
+        try handle.file.read(k, into: UnsafeMutableRawBufferPointer(bytes))
+    }
+}
+
 @_cdecl("sp_safetensors_close")
 public func spSafetensorsClose(_ file: OpaquePointer?) {
     guard let file else { return }
@@ -93,15 +115,16 @@ public func spSafetensorsTensor(
         guard let recordOut else { throw SwiftPruneError.value("record_out is NULL") }
         let k = try index(i, count: handle.file.entries.count, "tensor")
         let entry = handle.file.entries[k]
-        let bytes = try handle.file.tensorBytes(k)
+        // Read mode: no pointer, the bytes come from sp_safetensors_read.
+        let data = handle.file.isMapped ? try handle.file.tensorBytes(k).baseAddress : nil
         recordOut.pointee = sp_tensor_record(
             name: UnsafePointer(handle.names[k].baseAddress),
             name_length: Int64(entry.name.utf8.count),
             dtype: UnsafeRawPointer(entry.dtype.staticName.utf8Start).assumingMemoryBound(to: CChar.self),
             ndim: Int64(entry.shape.count),
             shape: UnsafePointer(handle.shapes[k].baseAddress),
-            data: bytes.baseAddress,
-            nbytes: Int64(bytes.count))
+            data: data,
+            nbytes: Int64(entry.dataRange.count))
     }
 }
 
@@ -193,6 +216,8 @@ public func spSafetensorsWriterFree(_ writer: OpaquePointer?) {
 func checkIOSignatures() {
     var open = sp_safetensors_open; implements(&open, spSafetensorsOpen)
     var close = sp_safetensors_close; implements(&close, spSafetensorsClose)
+    var openEx = sp_safetensors_open_ex; implements(&openEx, spSafetensorsOpenEx)
+    var read = sp_safetensors_read; implements(&read, spSafetensorsRead)
     var count = sp_safetensors_tensor_count; implements(&count, spSafetensorsTensorCount)
     var tensor = sp_safetensors_tensor; implements(&tensor, spSafetensorsTensor)
     var metadataCount = sp_safetensors_metadata_count; implements(&metadataCount, spSafetensorsMetadataCount)

@@ -11,9 +11,11 @@ func withStatus(_ body: () throws -> Void) -> sp_status {
         return SP_OK
     } catch let error as SwiftPruneError {
         sp_internal_set_last_error(error.message)
+        sp_internal_set_last_errno(error.code)
         return error.kind.rawValue
     } catch {
         sp_internal_set_last_error("internal error: \(error)")
+        sp_internal_set_last_errno(0)
         return SP_ERR_INTERNAL
     }
 }

@@ -1,6 +1,9 @@
 import CSwiftPrune
 import SwiftPruneC
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The weight-file functions of swiftprune.h, called as C callers call them.
 final class IOCABITests: XCTestCase {
@@ -57,8 +60,9 @@ final class IOCABITests: XCTestCase {
     func testNullsAndMissingFiles() {
         var file: OpaquePointer?
         XCTAssertEqual(sp_safetensors_open(nil, &file), SP_ERR_VALUE)
-        XCTAssertEqual(sp_safetensors_open("/nonexistent/x.safetensors", &file), SP_ERR_VALUE)
+        XCTAssertEqual(sp_safetensors_open("/nonexistent/x.safetensors", &file), SP_ERR_OS)
         XCTAssertTrue(String(cString: sp_last_error()).contains("No such file"))
+        XCTAssertEqual(sp_last_errno(), ENOENT)
         XCTAssertEqual(sp_safetensors_tensor_count(nil), 0)
         XCTAssertEqual(sp_safetensors_tensor(nil, 0, nil), SP_ERR_VALUE)
         XCTAssertEqual(sp_safetensors_writer_add(nil, nil), SP_ERR_VALUE)

@@ -104,4 +104,35 @@ final class CholeskyQRTests: XCTestCase {
         XCTAssertThrowsError(try CholeskyQR.orthonormalizeRows(y, count: -1, length: 3))
         XCTAssertThrowsError(try CholeskyQR.orthonormalizeRows(y, count: 2, length: 3, passes: 3))
     }
+
+    /// The one Householder QR, in both precisions: the orthonormal completion of a basis is
+    /// orthonormal and orthogonal to the basis (Float and Double through the same generic code).
+    func testOrthonormalComplementInBothPrecisions() {
+        func check<T: HouseholderScalar>(_: T.Type, tolerance: Double) {
+            let (r, length, count) = (5, 23, 12)
+            var random = TestRandom(seed: 7)
+            let basis = (0 ..< r * length).map { _ in T(random.float(in: -1 ... 1)) }
+            var out = [T](repeating: 0, count: count * length)
+            basis.withUnsafeBufferPointer { b in
+                out.withUnsafeMutableBufferPointer { o in
+                    HouseholderQR.orthonormalComplement(of: b.baseAddress!, basisCount: r, length: length, count: count,
+                                                        into: o.baseAddress!)
+                }
+            }
+            func dot(_ x: [T], _ i: Int, _ y: [T], _ j: Int) -> Double {
+                (0 ..< length).reduce(0.0) { $0 + Double(x[i * length + $1]) * Double(y[j * length + $1]) }
+            }
+            for i in 0 ..< count {
+                for j in 0 ..< count {
+                    XCTAssertEqual(dot(out, i, out, j), i == j ? 1 : 0, accuracy: tolerance, "\(T.self) rows \(i), \(j)")
+                }
+                for b in 0 ..< r {
+                    let scale = dot(basis, b, basis, b).squareRoot()
+                    XCTAssertEqual(dot(out, i, basis, b) / scale, 0, accuracy: tolerance, "\(T.self) row \(i), basis \(b)")
+                }
+            }
+        }
+        check(Float.self, tolerance: 1e-5)
+        check(Double.self, tolerance: 1e-13)
+    }
 }

@@ -191,5 +191,19 @@ import Testing
         #expect(reference.filter { !$0 }.count == k)
         #expect(try run { try writeMagnitudeMasksTwoPass($0, prune: $1, into: $2) } == reference)
         #expect(try run { try writeMagnitudeMasksSampled($0, prune: $1, into: $2, minimumCount: 0) } == reference)
+        for writer in MagnitudeMaskWriter.allCases {  // what the chooser can pick, each forced
+            #expect(try run { try writer.write($0, prune: $1, into: $2) } == reference)
+        }
+        #expect(try run { try writeMagnitudeMasksFastest($0, prune: $1, into: $2) } == reference)
     }
+}
+
+/// The one place that picks a magnitude-mask writer: sampled from 2^24 entries,
+/// below that three-pass for one tensor and two-pass for several.
+@Test func magnitudeMaskWriterChoice() {
+    guard MagnitudeMaskWriter.forced == nil else { return }  // SWIFTPRUNE_MASK_WRITER set: the choice is forced
+    #expect(MagnitudeMaskWriter.chosen(count: 1 << 20, segments: 1) == .threePass)
+    #expect(MagnitudeMaskWriter.chosen(count: 1 << 20, segments: 20) == .twoPass)
+    #expect(MagnitudeMaskWriter.chosen(count: 1 << 24, segments: 1) == .sampled)
+    #expect(MagnitudeMaskWriter.chosen(count: 1 << 26, segments: 20) == .sampled)
 }

@@ -161,4 +161,19 @@ final class SafetensorsTests: XCTestCase {
         let empty = try SafetensorsFile(path: self.file(raw("{}")))
         XCTAssertTrue(empty.entries.isEmpty)
     }
+
+    /// File problems are `.system` errors carrying the errno (the C ABI's SP_ERR_OS), so Python
+    /// raises FileNotFoundError / IsADirectoryError; other non-regular files stay `.invalidValue`.
+    func testFileProblemsAreSystemErrorsWithErrno() {
+        for (path, code) in [("\(directory)/missing.safetensors", ENOENT), (directory, EISDIR)] {
+            XCTAssertThrowsError(try SafetensorsFile(path: path)) { error in
+                XCTAssertEqual((error as? SwiftPruneError)?.kind, .system, path)
+                XCTAssertEqual((error as? SwiftPruneError)?.code, code, path)
+            }
+        }
+        XCTAssertThrowsError(try SafetensorsFile(path: "/dev/null")) { error in
+            XCTAssertEqual((error as? SwiftPruneError)?.kind, .invalidValue)
+            XCTAssertEqual((error as? SwiftPruneError)?.code, 0)
+        }
+    }
 }

@@ -27,6 +27,16 @@ static PyObject *raise_status(sp_status status) {
     case SP_ERR_VALUE: PyErr_SetString(PyExc_ValueError, message); break;
     case SP_ERR_TYPE: PyErr_SetString(PyExc_TypeError, message); break;
     case SP_ERR_MEMORY: PyErr_SetString(PyExc_MemoryError, message); break;
+    case SP_ERR_OS: {
+        /* OSError(errno, text) constructs the subclass for errno: FileNotFoundError,
+         * IsADirectoryError, PermissionError, ... */
+        PyObject *error = PyObject_CallFunction(PyExc_OSError, "is", (int)sp_last_errno(), message);
+        if (error != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+            Py_DECREF(error);
+        }
+        break;
+    }
     default: PyErr_Format(PyExc_RuntimeError, "swiftprune internal error (%d): %s", (int)status, message); break;
     }
     return NULL;
@@ -82,6 +92,86 @@ static PyArrayObject *empty_like_shape(PyArrayObject *like, int typenum) {
 }
 
 /* ======================================================================== */
+/* Precision dispatch and shaped kernels                                     */
+/* ======================================================================== */
+
+/*
+ * Most Swift kernels come as sp_<name>_f32 and sp_<name>_f64, whose arguments
+ * differ only in the element type of their arrays. SP_PRECISION is the one
+ * place that picks between them: array arguments are passed as the `void *`
+ * of PyArray_DATA, which C converts to either element type. Wrap it in
+ * SP_CALL, so that the GIL is released around the call:
+ *     SP_CALL(status, SP_PRECISION(is_double, sp_svd, PyArray_DATA(w), m, n, u, s, vt));
+ */
+#define SP_PRECISION(is_double, function, ...) \
+    ((is_double) ? function##_f64(__VA_ARGS__) : function##_f32(__VA_ARGS__))
+
+/* A scalar argument of a shaped kernel, written by PyArg_ParseTuple as its format says: d, L or p. */
+typedef union {
+    double d;
+    long long L;
+    int p;
+} scalar_arg;
+
+#define SHAPED_MAX_SCALARS 4
+
+/* What a shaped kernel's Swift call gets: the converted weight, its shape, the scalars, the output. */
+typedef struct {
+    int is_double;
+    const void *w;                     /* float32 or float64, C-contiguous */
+    int64_t n, ndim, dims[NPY_MAXDIMS];
+    scalar_arg arg[SHAPED_MAX_SCALARS]; /* the scalars after `w`, in format order */
+    void *out;                         /* n elements of the kernel's out_type */
+} shaped_args;
+
+/*
+ * A kernel that takes one float array `w` and some scalars and returns a new
+ * array of w's shape: masks, casts. One table entry (and a one-line call) per
+ * function; shaped_kernel_call does the rest, the same way for each.
+ */
+typedef struct {
+    const char *format;                      /* PyArg_ParseTuple format: "O" (w), up to 4 of d/L/p, ":name" */
+    int out_type;                            /* NumPy type of the output */
+    int rank;                                /* the rank w must have, or -1 for any */
+    const char *rank_message;                /* the ValueError when it has not: "<message>, got N dimension(s)" */
+    sp_status (*call)(const shaped_args *a); /* the Swift call (float32 or float64 by a->is_double) */
+} shaped_kernel;
+
+static PyObject *shaped_kernel_call(const shaped_kernel *kernel, PyObject *args) {
+    PyObject *w_obj;
+    shaped_args a;
+    memset(&a, 0, sizeof a);
+    if (!PyArg_ParseTuple(args, kernel->format, &w_obj, &a.arg[0], &a.arg[1], &a.arg[2], &a.arg[3])) return NULL;
+    PyArrayObject *w = as_float_array(w_obj, "w", &a.is_double);
+    if (w == NULL) return NULL;
+    PyArrayObject *out = NULL;
+    if (kernel->rank >= 0 && PyArray_NDIM(w) != kernel->rank) {
+        PyErr_Format(PyExc_ValueError, "%s, got %d dimension(s)", kernel->rank_message, PyArray_NDIM(w));
+        goto error;
+    }
+    out = empty_like_shape(w, kernel->out_type);
+    if (out == NULL) goto error;
+    a.w = PyArray_DATA(w);
+    a.n = (int64_t)PyArray_SIZE(w);
+    a.ndim = PyArray_NDIM(w);
+    for (int i = 0; i < PyArray_NDIM(w); i++) a.dims[i] = (int64_t)PyArray_DIM(w, i);
+    a.out = PyArray_DATA(out);
+    sp_status status;
+    SP_CALL(status, kernel->call(&a));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+/* Defines core_<name>(self, args) over the shaped kernel <name>_kernel. */
+#define SHAPED_KERNEL_FUNCTION(name) \
+    static PyObject *core_##name(PyObject *self, PyObject *args) { return shaped_kernel_call(&name##_kernel, args); }
+
+/* ======================================================================== */
 /* Library                                                                   */
 /* ======================================================================== */
 
@@ -113,30 +203,11 @@ static PyObject *core_get_num_threads(PyObject *self, PyObject *noargs) {
 /* Pruning                                                                   */
 /* ======================================================================== */
 
-static PyObject *core_magnitude_mask(PyObject *self, PyObject *args) {
-    PyObject *w_obj;
-    double sparsity;
-    if (!PyArg_ParseTuple(args, "Od:magnitude_mask", &w_obj, &sparsity)) return NULL;
-    int is_double;
-    PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
-    if (w == NULL) return NULL;
-    PyArrayObject *mask = empty_like_shape(w, NPY_BOOL);
-    if (mask == NULL) goto error;
-    int64_t n = (int64_t)PyArray_SIZE(w);
-    sp_status status;
-    if (is_double) {
-        SP_CALL(status, sp_magnitude_mask_f64((const double *)PyArray_DATA(w), n, sparsity, (bool *)PyArray_DATA(mask)));
-    } else {
-        SP_CALL(status, sp_magnitude_mask_f32((const float *)PyArray_DATA(w), n, sparsity, (bool *)PyArray_DATA(mask)));
-    }
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(w);
-    return (PyObject *)mask;
-error:
-    Py_XDECREF(w);
-    Py_XDECREF(mask);
-    return NULL;
+static sp_status magnitude_mask_call(const shaped_args *a) {
+    return SP_PRECISION(a->is_double, sp_magnitude_mask, a->w, a->n, a->arg[0].d, a->out);
 }
+static const shaped_kernel magnitude_mask_kernel = {"Od:magnitude_mask", NPY_BOOL, -1, NULL, magnitude_mask_call};
+SHAPED_KERNEL_FUNCTION(magnitude_mask)
 
 /* Copies an array's shape into int64_t dims[NPY_MAXDIMS]. */
 static void pruning_shape(PyArrayObject *a, int64_t *dims) {
@@ -189,13 +260,9 @@ static PyObject *core_global_magnitude_masks(PyObject *self, PyObject *args) {
         sizes[i] = (int64_t)PyArray_SIZE(arrays[i]);
     }
     sp_status status;
-    if (any_double) {
-        SP_CALL(status, sp_global_magnitude_masks_f64((const double *const *)pointers, sizes, (int64_t)count,
-                                                      sparsity, (bool *const *)mask_pointers));
-    } else {
-        SP_CALL(status, sp_global_magnitude_masks_f32((const float *const *)pointers, sizes, (int64_t)count,
-                                                      sparsity, (bool *const *)mask_pointers));
-    }
+    /* (void *): the pointer table converts to either precision's `const T *const *`. */
+    SP_CALL(status, SP_PRECISION(any_double, sp_global_magnitude_masks, (void *)pointers, sizes, (int64_t)count,
+                                 sparsity, (bool *const *)mask_pointers));
     if (status != SP_OK) { raise_status(status); goto error; }
     goto done;
 error:
@@ -225,32 +292,12 @@ static PyObject *core_random_mask(PyObject *self, PyObject *args) {
     return (PyObject *)mask;
 }
 
-static PyObject *core_nm_mask(PyObject *self, PyObject *args) {
-    PyObject *w_obj;
-    long long n, m, axis;
-    if (!PyArg_ParseTuple(args, "OLLL:nm_mask", &w_obj, &n, &m, &axis)) return NULL;
-    int is_double;
-    PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
-    if (w == NULL) return NULL;
-    PyArrayObject *mask = empty_like_shape(w, NPY_BOOL);
-    if (mask == NULL) goto error;
-    int64_t dims[NPY_MAXDIMS];
-    pruning_shape(w, dims);
-    int64_t ndim = PyArray_NDIM(w);
-    sp_status status;
-    if (is_double) {
-        SP_CALL(status, sp_nm_mask_f64((const double *)PyArray_DATA(w), dims, ndim, n, m, axis, (bool *)PyArray_DATA(mask)));
-    } else {
-        SP_CALL(status, sp_nm_mask_f32((const float *)PyArray_DATA(w), dims, ndim, n, m, axis, (bool *)PyArray_DATA(mask)));
-    }
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(w);
-    return (PyObject *)mask;
-error:
-    Py_XDECREF(w);
-    Py_XDECREF(mask);
-    return NULL;
+static sp_status nm_mask_call(const shaped_args *a) {
+    return SP_PRECISION(a->is_double, sp_nm_mask, a->w, a->dims, a->ndim, a->arg[0].L, a->arg[1].L, a->arg[2].L,
+                        a->out);
 }
+static const shaped_kernel nm_mask_kernel = {"OLLL:nm_mask", NPY_BOOL, -1, NULL, nm_mask_call};
+SHAPED_KERNEL_FUNCTION(nm_mask)
 
 /* structured_mask(w, amount, axis, norm, per_slice): per_slice=1 gives one bool per slice. */
 static PyObject *core_structured_mask(PyObject *self, PyObject *args) {
@@ -280,14 +327,11 @@ static PyObject *core_structured_mask(PyObject *self, PyObject *args) {
     sp_status status;
     bool *out = (bool *)PyArray_DATA(mask);
     int64_t out_count = (int64_t)PyArray_SIZE(mask);
-    if (is_double) {
-        const double *data = (const double *)PyArray_DATA(w);
-        if (per_slice) SP_CALL(status, sp_structured_keep_f64(data, dims, ndim, amount, axis, norm, out, out_count));
-        else SP_CALL(status, sp_structured_mask_f64(data, dims, ndim, amount, axis, norm, out));
+    const void *data = PyArray_DATA(w);
+    if (per_slice) {
+        SP_CALL(status, SP_PRECISION(is_double, sp_structured_keep, data, dims, ndim, amount, axis, norm, out, out_count));
     } else {
-        const float *data = (const float *)PyArray_DATA(w);
-        if (per_slice) SP_CALL(status, sp_structured_keep_f32(data, dims, ndim, amount, axis, norm, out, out_count));
-        else SP_CALL(status, sp_structured_mask_f32(data, dims, ndim, amount, axis, norm, out));
+        SP_CALL(status, SP_PRECISION(is_double, sp_structured_mask, data, dims, ndim, amount, axis, norm, out));
     }
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
@@ -298,38 +342,13 @@ error:
     return NULL;
 }
 
-static PyObject *core_block_mask(PyObject *self, PyObject *args) {
-    PyObject *w_obj;
-    double sparsity;
-    long long block_rows, block_columns;
-    if (!PyArg_ParseTuple(args, "OdLL:block_mask", &w_obj, &sparsity, &block_rows, &block_columns)) return NULL;
-    int is_double;
-    PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
-    if (w == NULL) return NULL;
-    PyArrayObject *mask = NULL;
-    if (PyArray_NDIM(w) != 2) {
-        PyErr_Format(PyExc_ValueError, "block pruning needs a 2-D weight, got %d dimension(s)", PyArray_NDIM(w));
-        goto error;
-    }
-    mask = empty_like_shape(w, NPY_BOOL);
-    if (mask == NULL) goto error;
-    int64_t rows = PyArray_DIM(w, 0), columns = PyArray_DIM(w, 1);
-    sp_status status;
-    if (is_double) {
-        SP_CALL(status, sp_block_mask_f64((const double *)PyArray_DATA(w), rows, columns, sparsity, block_rows,
-                                          block_columns, (bool *)PyArray_DATA(mask)));
-    } else {
-        SP_CALL(status, sp_block_mask_f32((const float *)PyArray_DATA(w), rows, columns, sparsity, block_rows,
-                                          block_columns, (bool *)PyArray_DATA(mask)));
-    }
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(w);
-    return (PyObject *)mask;
-error:
-    Py_XDECREF(w);
-    Py_XDECREF(mask);
-    return NULL;
+static sp_status block_mask_call(const shaped_args *a) {
+    return SP_PRECISION(a->is_double, sp_block_mask, a->w, a->dims[0], a->dims[1], a->arg[0].d, a->arg[1].L,
+                        a->arg[2].L, a->out);
 }
+static const shaped_kernel block_mask_kernel = {"OdLL:block_mask", NPY_BOOL, 2, "block pruning needs a 2-D weight",
+                                                block_mask_call};
+SHAPED_KERNEL_FUNCTION(block_mask)
 
 /* w and x as 2-D arrays of one floating dtype (float64 if either is). */
 static int calibration_arrays(PyObject *w_obj, PyObject *x_obj, PyArrayObject **w, PyArrayObject **x, int *is_double) {
@@ -374,13 +393,8 @@ static PyObject *core_wanda_mask(PyObject *self, PyObject *args) {
     if (mask == NULL) goto error;
     int64_t rows = PyArray_DIM(w, 0), columns = PyArray_DIM(w, 1), samples = PyArray_DIM(x, 0);
     sp_status status;
-    if (is_double) {
-        SP_CALL(status, sp_wanda_mask_f64((const double *)PyArray_DATA(w), rows, columns,
-                                          (const double *)PyArray_DATA(x), samples, sparsity, (bool *)PyArray_DATA(mask)));
-    } else {
-        SP_CALL(status, sp_wanda_mask_f32((const float *)PyArray_DATA(w), rows, columns,
-                                          (const float *)PyArray_DATA(x), samples, sparsity, (bool *)PyArray_DATA(mask)));
-    }
+    SP_CALL(status, SP_PRECISION(is_double, sp_wanda_mask, PyArray_DATA(w), rows, columns, PyArray_DATA(x), samples,
+                                 sparsity, (bool *)PyArray_DATA(mask)));
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
     Py_DECREF(x);
@@ -405,13 +419,8 @@ static PyObject *core_sparsegpt(PyObject *self, PyObject *args) {
     if (out == NULL) goto error;
     int64_t rows = PyArray_DIM(w, 0), columns = PyArray_DIM(w, 1), samples = PyArray_DIM(x, 0);
     sp_status status;
-    if (is_double) {
-        SP_CALL(status, sp_sparsegpt_f64((const double *)PyArray_DATA(w), rows, columns, (const double *)PyArray_DATA(x),
-                                         samples, sparsity, n, m, block_size, damp, (double *)PyArray_DATA(out)));
-    } else {
-        SP_CALL(status, sp_sparsegpt_f32((const float *)PyArray_DATA(w), rows, columns, (const float *)PyArray_DATA(x),
-                                         samples, sparsity, n, m, block_size, damp, (float *)PyArray_DATA(out)));
-    }
+    SP_CALL(status, SP_PRECISION(is_double, sp_sparsegpt, PyArray_DATA(w), rows, columns, PyArray_DATA(x), samples,
+                                 sparsity, n, m, block_size, damp, PyArray_DATA(out)));
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
     Py_DECREF(x);
@@ -422,6 +431,71 @@ error:
     Py_XDECREF(out);
     return NULL;
 }
+
+/* Returns a new reference to `obj` as a C-contiguous float32 array; any other dtype is a TypeError
+ * (the streaming statistics are defined on float32 keys, so nothing is converted silently). */
+static PyArrayObject *as_float32_exact(PyObject *obj, const char *name) {
+    PyArrayObject *any = (PyArrayObject *)PyArray_FROM_O(obj);
+    if (any == NULL) return NULL;
+    if (PyArray_TYPE(any) != NPY_FLOAT) {
+        PyObject *dtype_str = PyObject_Str((PyObject *)PyArray_DESCR(any));
+        PyErr_Format(PyExc_TypeError, "%s must be a float32 array, got dtype %S", name, dtype_str ? dtype_str : Py_None);
+        Py_XDECREF(dtype_str);
+        Py_DECREF(any);
+        return NULL;
+    }
+    PyArrayObject *result = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)any, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    Py_DECREF(any);
+    return result;
+}
+
+static PyObject *core_magnitude_histogram(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    unsigned long long low;
+    int shift;
+    long long bins;
+    if (!PyArg_ParseTuple(args, "OKiL:magnitude_histogram", &w_obj, &low, &shift, &bins)) return NULL;
+    if (low > 0x7FFFFFFFULL) { PyErr_SetString(PyExc_ValueError, "low must be a 31-bit magnitude key"); return NULL; }
+    if (bins < 1 || bins > (1LL << 24)) { PyErr_Format(PyExc_ValueError, "bins must be in 1..2^24, got %lld", bins); return NULL; }
+    PyArrayObject *w = as_float32_exact(w_obj, "w");
+    if (w == NULL) return NULL;
+    npy_intp dims[1] = {(npy_intp)bins};
+    PyArrayObject *counts = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_INT64, 0);
+    if (counts == NULL) { Py_DECREF(w); return NULL; }
+    uint32_t low_bits = 0;
+    int64_t nonfinite = 0;
+    sp_status status;
+    SP_CALL(status, sp_magnitude_histogram_f32((const float *)PyArray_DATA(w), (int64_t)PyArray_SIZE(w), (uint32_t)low,
+                                               (int32_t)shift, (int64_t)bins, (int64_t *)PyArray_DATA(counts),
+                                               &low_bits, &nonfinite));
+    Py_DECREF(w);
+    if (status != SP_OK) { Py_DECREF(counts); return raise_status(status); }
+    return Py_BuildValue("NkL", (PyObject *)counts, (unsigned long)low_bits, (long long)nonfinite);
+}
+
+static PyObject *core_magnitude_threshold_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    unsigned long long threshold;
+    long long pruned_ties;
+    if (!PyArg_ParseTuple(args, "OKL:magnitude_threshold_mask", &w_obj, &threshold, &pruned_ties)) return NULL;
+    if (threshold > 0x7FFFFFFFULL) { PyErr_SetString(PyExc_ValueError, "threshold must be a 31-bit magnitude key"); return NULL; }
+    PyArrayObject *w = as_float32_exact(w_obj, "w");
+    if (w == NULL) return NULL;
+    PyArrayObject *mask = empty_like_shape(w, NPY_BOOL);
+    if (mask == NULL) { Py_DECREF(w); return NULL; }
+    sp_status status;
+    SP_CALL(status, sp_magnitude_threshold_mask_f32((const float *)PyArray_DATA(w), (int64_t)PyArray_SIZE(w),
+                                                    (uint32_t)threshold, (int64_t)pruned_ties, (bool *)PyArray_DATA(mask)));
+    Py_DECREF(w);
+    if (status != SP_OK) { Py_DECREF(mask); return raise_status(status); }
+    return (PyObject *)mask;
+}
+
+#define PRUNING_STREAMING_METHODS \
+    {"magnitude_histogram", core_magnitude_histogram, METH_VARARGS, \
+     "magnitude_histogram(w_f32, low, shift, bins) -> (int64 counts, low_bits, nonfinite)"}, \
+    {"magnitude_threshold_mask", core_magnitude_threshold_mask, METH_VARARGS, \
+     "magnitude_threshold_mask(w_f32, threshold_key, pruned_ties) -> bool array"},
 
 #define PRUNING_CALIBRATION_METHODS \
     {"wanda_mask", core_wanda_mask, METH_VARARGS, "wanda_mask(w, x, sparsity) -> bool array"}, \
@@ -434,7 +508,8 @@ error:
     {"nm_mask", core_nm_mask, METH_VARARGS, "nm_mask(w, n, m, axis) -> bool array"}, \
     {"structured_mask", core_structured_mask, METH_VARARGS, "structured_mask(w, amount, axis, norm, per_slice) -> bool array"}, \
     {"block_mask", core_block_mask, METH_VARARGS, "block_mask(w, sparsity, block_rows, block_columns) -> bool array"}, \
-    PRUNING_CALIBRATION_METHODS
+    PRUNING_CALIBRATION_METHODS \
+    PRUNING_STREAMING_METHODS
 
 /* ======================================================================== */
 /* Quantization                                                              */
@@ -488,17 +563,9 @@ static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
     zero_point = quant_empty_from_shape(ndim, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
     int64_t n_scales = (int64_t)PyArray_SIZE(scale);
-    if (is_double) {
-        SP_CALL(status, sp_quant_quantize_f64((const double *)PyArray_DATA(w), shape, ndim, (int64_t)bits,
-                                              symmetric, has_axis, axis, (int64_t)group_size, method, percentile,
-                                              PyArray_DATA(values), (float *)PyArray_DATA(scale),
-                                              PyArray_DATA(zero_point), n_scales));
-    } else {
-        SP_CALL(status, sp_quant_quantize_f32((const float *)PyArray_DATA(w), shape, ndim, (int64_t)bits,
-                                              symmetric, has_axis, axis, (int64_t)group_size, method, percentile,
-                                              PyArray_DATA(values), (float *)PyArray_DATA(scale),
-                                              PyArray_DATA(zero_point), n_scales));
-    }
+    SP_CALL(status, SP_PRECISION(is_double, sp_quant_quantize, PyArray_DATA(w), shape, ndim, (int64_t)bits, symmetric,
+                                 has_axis, axis, (int64_t)group_size, method, percentile, PyArray_DATA(values),
+                                 (float *)PyArray_DATA(scale), PyArray_DATA(zero_point), n_scales));
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
     return Py_BuildValue("(NNN)", values, scale, zero_point);
@@ -620,33 +687,12 @@ error:
     return NULL;
 }
 
-static PyObject *core_cast(PyObject *self, PyObject *args) {
-    PyObject *w_obj;
-    int bfloat;
-    if (!PyArg_ParseTuple(args, "Op:cast", &w_obj, &bfloat)) return NULL;
-    int is_double;
-    PyArrayObject *w = as_float_array(w_obj, "w", &is_double);
-    if (w == NULL) return NULL;
-    PyArrayObject *out = empty_like_shape(w, NPY_UINT16);
-    if (out == NULL) goto error;
-    int64_t n = (int64_t)PyArray_SIZE(w);
-    uint16_t *o = (uint16_t *)PyArray_DATA(out);
-    sp_status status;
-    if (is_double) {
-        const double *x = (const double *)PyArray_DATA(w);
-        SP_CALL(status, bfloat ? sp_cast_bfloat16_f64(x, n, o) : sp_cast_float16_f64(x, n, o));
-    } else {
-        const float *x = (const float *)PyArray_DATA(w);
-        SP_CALL(status, bfloat ? sp_cast_bfloat16_f32(x, n, o) : sp_cast_float16_f32(x, n, o));
-    }
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(w);
-    return (PyObject *)out;
-error:
-    Py_XDECREF(w);
-    Py_XDECREF(out);
-    return NULL;
+static sp_status cast_call(const shaped_args *a) {
+    return a->arg[0].p ? SP_PRECISION(a->is_double, sp_cast_bfloat16, a->w, a->n, a->out)
+                       : SP_PRECISION(a->is_double, sp_cast_float16, a->w, a->n, a->out);
 }
+static const shaped_kernel cast_kernel = {"Op:cast", NPY_UINT16, -1, NULL, cast_call};
+SHAPED_KERNEL_FUNCTION(cast)
 
 /* A real floating array (see as_float_array) converted to `typenum`
  * (NPY_FLOAT32 or NPY_FLOAT64), C-contiguous. */
@@ -850,11 +896,7 @@ static PyObject *core_svd(PyObject *self, PyObject *args) {
     if (u == NULL || s == NULL || vt == NULL) goto error;
     sp_status status;
     float *u_data = (float *)PyArray_DATA(u), *s_data = (float *)PyArray_DATA(s), *vt_data = (float *)PyArray_DATA(vt);
-    if (is_double) {
-        SP_CALL(status, sp_svd_f64((const double *)PyArray_DATA(w), m, n, u_data, s_data, vt_data));
-    } else {
-        SP_CALL(status, sp_svd_f32((const float *)PyArray_DATA(w), m, n, u_data, s_data, vt_data));
-    }
+    SP_CALL(status, SP_PRECISION(is_double, sp_svd, PyArray_DATA(w), m, n, u_data, s_data, vt_data));
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
     return Py_BuildValue("(NNN)", u, s, vt);
@@ -888,13 +930,8 @@ static PyObject *core_randomized_svd(PyObject *self, PyObject *args) {
     if (u == NULL || s == NULL || vt == NULL) goto error;
     sp_status status;
     float *u_data = (float *)PyArray_DATA(u), *s_data = (float *)PyArray_DATA(s), *vt_data = (float *)PyArray_DATA(vt);
-    if (is_double) {
-        SP_CALL(status, sp_randomized_svd_f64((const double *)PyArray_DATA(w), m, n, rank, oversample, power_iters,
-                                              (uint64_t)seed, u_data, s_data, vt_data));
-    } else {
-        SP_CALL(status, sp_randomized_svd_f32((const float *)PyArray_DATA(w), m, n, rank, oversample, power_iters,
-                                              (uint64_t)seed, u_data, s_data, vt_data));
-    }
+    SP_CALL(status, SP_PRECISION(is_double, sp_randomized_svd, PyArray_DATA(w), m, n, rank, oversample, power_iters,
+                                 (uint64_t)seed, u_data, s_data, vt_data));
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
     return Py_BuildValue("(NNN)", u, s, vt);
@@ -912,7 +949,8 @@ static PyObject *core_low_rank_max_rank(PyObject *self, PyObject *args) {
     long long m, n;
     if (!PyArg_ParseTuple(args, "idLL:low_rank_max_rank", &selector, &value, &m, &n)) return NULL;
     int64_t rank = 0;
-    sp_status status = sp_low_rank_max_rank((int32_t)selector, value, m, n, &rank);
+    sp_status status;
+    SP_CALL(status, sp_low_rank_max_rank((int32_t)selector, value, m, n, &rank));
     if (status != SP_OK) return raise_status(status);
     return PyLong_FromLongLong((long long)rank);
 }
@@ -930,20 +968,16 @@ static PyObject *core_low_rank(PyObject *self, PyObject *args) {
     if (w == NULL) return NULL;
     npy_intp m = PyArray_DIM(w, 0), n = PyArray_DIM(w, 1);
     int64_t capacity = 0, rank = 0;
-    sp_status status = sp_low_rank_max_rank((int32_t)selector, value, m, n, &capacity);
+    sp_status status;
+    SP_CALL(status, sp_low_rank_max_rank((int32_t)selector, value, m, n, &capacity));
     if (status != SP_OK) { raise_status(status); goto error; }
     npy_intp a_dims[1] = {(npy_intp)(m * capacity)}, b_dims[1] = {(npy_intp)(capacity * n)};
     a_buf = (PyArrayObject *)PyArray_EMPTY(1, a_dims, NPY_FLOAT, 0);
     b_buf = (PyArrayObject *)PyArray_EMPTY(1, b_dims, NPY_FLOAT, 0);
     if (a_buf == NULL || b_buf == NULL) goto error;
     float *a_data = (float *)PyArray_DATA(a_buf), *b_data = (float *)PyArray_DATA(b_buf);
-    if (is_double) {
-        SP_CALL(status, sp_low_rank_f64((const double *)PyArray_DATA(w), m, n, (int32_t)selector, value,
-                                        (int32_t)method, (uint64_t)seed, capacity, a_data, b_data, &rank));
-    } else {
-        SP_CALL(status, sp_low_rank_f32((const float *)PyArray_DATA(w), m, n, (int32_t)selector, value,
-                                        (int32_t)method, (uint64_t)seed, capacity, a_data, b_data, &rank));
-    }
+    SP_CALL(status, SP_PRECISION(is_double, sp_low_rank, PyArray_DATA(w), m, n, (int32_t)selector, value,
+                                 (int32_t)method, (uint64_t)seed, capacity, a_data, b_data, &rank));
     if (status != SP_OK) { raise_status(status); goto error; }
     npy_intp a_shape[2] = {m, (npy_intp)rank}, b_shape[2] = {(npy_intp)rank, n};
     a = (PyArrayObject *)PyArray_EMPTY(2, a_shape, NPY_FLOAT, 0);
@@ -999,7 +1033,8 @@ static PyArrayObject *as_float32_matrix(PyObject *obj, const char *name, bool *t
         return NULL;
     }
     *transposed = false;
-    if (type == NPY_FLOAT && PyArray_ISALIGNED(any) && !PyArray_IS_C_CONTIGUOUS(any) &&
+    /* Used as is only in native byte order: a big-endian (>f4) array is converted below. */
+    if (type == NPY_FLOAT && PyArray_ISALIGNED(any) && PyArray_ISNOTSWAPPED(any) && !PyArray_IS_C_CONTIGUOUS(any) &&
         PyArray_IS_F_CONTIGUOUS(any)) {
         *transposed = true;
         return any;
@@ -1357,10 +1392,11 @@ static void safetensors_writer_destructor(PyObject *capsule) {
 
 static PyObject *core_safetensors_open(PyObject *self, PyObject *args) {
     PyObject *path = NULL;
-    if (!PyArg_ParseTuple(args, "O&:safetensors_open", PyUnicode_FSConverter, &path)) return NULL;
+    int mapped = 1;
+    if (!PyArg_ParseTuple(args, "O&|p:safetensors_open", PyUnicode_FSConverter, &path, &mapped)) return NULL;
     sp_safetensors_file *file = NULL;
     sp_status status;
-    SP_CALL(status, sp_safetensors_open(PyBytes_AS_STRING(path), &file));
+    SP_CALL(status, sp_safetensors_open_ex(PyBytes_AS_STRING(path), mapped ? SP_SAFETENSORS_MMAP : 0, &file));
     Py_DECREF(path);
     if (status != SP_OK) return raise_status(status);
     PyObject *capsule = PyCapsule_New(file, SAFETENSORS_FILE_CAPSULE, safetensors_file_destructor);
@@ -1401,7 +1437,11 @@ static PyObject *core_safetensors_tensors(PyObject *self, PyObject *args) {
         shape = shape_tuple(record.shape, record.ndim);
         if (shape == NULL) goto error;
         npy_intp n = (npy_intp)record.nbytes;
-        if (n > 0) {
+        if (record.data == NULL && n > 0) {
+            /* read mode: the bytes come later from safetensors_read */
+            Py_INCREF(Py_None);
+            data = (PyArrayObject *)Py_None;
+        } else if (n > 0) {
             data = (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, PyArray_DescrFromType(NPY_UINT8), 1, &n, NULL,
                                                          (void *)record.data, 0, NULL);
             if (data == NULL) goto error;
@@ -1467,6 +1507,25 @@ static PyObject *core_safetensors_release(PyObject *self, PyObject *args) {
     if (file == NULL) return NULL;
     sp_status status;
     SP_CALL(status, sp_safetensors_release(file, (int64_t)index));
+    if (status != SP_OK) return raise_status(status);
+    Py_RETURN_NONE;
+}
+
+/* safetensors_read(file, index, out): copies tensor `index` into the
+ * C-contiguous writable uint8 array `out` (exactly its size), GIL released. */
+static PyObject *core_safetensors_read(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    long long index;
+    PyArrayObject *out;
+    if (!PyArg_ParseTuple(args, "OLO!:safetensors_read", &capsule, &index, &PyArray_Type, &out)) return NULL;
+    sp_safetensors_file *file = (sp_safetensors_file *)PyCapsule_GetPointer(capsule, SAFETENSORS_FILE_CAPSULE);
+    if (file == NULL) return NULL;
+    if (!PyArray_IS_C_CONTIGUOUS(out) || !PyArray_ISWRITEABLE(out)) {
+        PyErr_SetString(PyExc_ValueError, "safetensors_read: out must be a writable C-contiguous array");
+        return NULL;
+    }
+    sp_status status;
+    SP_CALL(status, sp_safetensors_read(file, (int64_t)index, PyArray_DATA(out), (int64_t)PyArray_NBYTES(out)));
     if (status != SP_OK) return raise_status(status);
     Py_RETURN_NONE;
 }
@@ -1557,6 +1616,7 @@ static PyObject *core_safetensors_writer_commit(PyObject *self, PyObject *args) 
      "safetensors_tensors(file) -> [(name, dtype, shape, uint8 view)]"},                                       \
     {"safetensors_metadata", core_safetensors_metadata, METH_VARARGS, "safetensors_metadata(file) -> dict"},   \
     {"safetensors_release", core_safetensors_release, METH_VARARGS, "safetensors_release(file, index)"},       \
+    {"safetensors_read", core_safetensors_read, METH_VARARGS, "safetensors_read(file, index, out)"},          \
     {"safetensors_writer", core_safetensors_writer, METH_VARARGS, "safetensors_writer(path, header_reserve) -> writer"},       \
     {"safetensors_writer_add", core_safetensors_writer_add, METH_VARARGS,                                      \
      "safetensors_writer_add(writer, name, dtype, shape, array)"},                                             \

@@ -6,8 +6,7 @@ weight file are compressed without the framework that trained them.
 
 See ``DESIGN.md`` in the source tree for the full contract.
 """
-from __future__ import annotations
-
+# (No `from __future__ import annotations` here: it would put `annotations` in the namespace.)
 from ._version import __version__
 from .threads import get_num_threads, set_num_threads
 
@@ -88,3 +87,13 @@ __all__ = [
     "PrunedTensor",
     "Report",
 ]
+
+# Submodules that are API in their own right (``swiftprune.keras.PruningCallback``,
+# ``swiftprune.model.register_method``, ...). The others (pruning, quantization, ...)
+# are how the package is organized: their functions are listed in ``__all__``.
+_API_MODULES = ("cli", "io", "keras", "model", "registry", "graph", "calibration", "plan", "export", "distributed")
+
+
+def __dir__() -> list[str]:
+    """Only the API: ``__all__`` and the API submodules that are imported."""
+    return sorted(set(__all__) | {name for name in _API_MODULES if name in globals()})

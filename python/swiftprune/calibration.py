@@ -13,17 +13,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._validation import check_fraction, check_int
+from ._validation import float_array, check_fraction, check_int
 
 __all__ = ["wanda_mask", "sparsegpt"]
 
 
 def _check_float(name: str, value: Any) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype not in (np.float16, np.float32, np.float64):
-        raise TypeError(f"{name} must be a real floating-point array (float16, float32 or float64), "
-                        f"got dtype {array.dtype}")
-    return array
+    """`value` as a native-byte-order float16/32/64 array (no copy when possible)."""
+    return float_array(name, value)
 
 
 def _check_layer(w: ArrayLike, x: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:

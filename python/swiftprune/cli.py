@@ -70,6 +70,17 @@ examples:
   swiftprune compress model.safetensors -o c16.safetensors --prune 0.5 --cluster 16
   swiftprune compress model.safetensors -o lr.safetensors --low-rank energy:0.95 --exclude 'embed*'
   swiftprune compress keras.weights.h5 -o pruned.weights.h5 --prune 0.5 --channel-axis -1
+  swiftprune compress llama/ -o llama-w4/ --prune nm:2:4 --quantize int4:128 --workers 2
+  swiftprune compress llama/model.safetensors.index.json -o out/ --prune global_magnitude:0.5 --resume
+
+Sharded checkpoints: IN may be a folder of .safetensors shards or its
+*.safetensors.index.json; OUT a folder (or an .index.json path) gets
+model-NNNNN-of-NNNNN.safetensors shards of at most --max-shard-size and the
+index, written last. Memory stays near --workers x the largest tensor;
+global_magnitude runs in streaming passes, exactly as in memory. An
+interrupted run leaves no partial shard; rerun with --resume to keep the
+finished ones. On a Dask cluster whose workers see the same paths, add
+--scheduler tcp://HOST:8786 (pip install "swiftprune[dask]").
 """
 
 # The option(s) that the positional values of `--prune METHOD:...` fill.
@@ -190,8 +201,14 @@ def _compress(args: argparse.Namespace) -> int:
         recipe = recipe_from_flags(args)
     else:
         raise UsageError("nothing to do: give --recipe FILE or at least one of --prune, --quantize, --cluster, --low-rank")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.scheduler and args.workers != 1:
+        raise UsageError("--workers is for this machine; with --scheduler the Dask cluster's workers run the jobs")
     report = compress_file(args.input, args.output, recipe, dense=True if args.dense else None,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, workers=args.workers,
+                           backend="dask" if args.scheduler else "local", scheduler=args.scheduler,
+                           max_shard_size=args.max_shard_size, resume=args.resume)
     if not args.quiet:
         print(report.summary())
     print(f"wrote {args.output}", file=sys.stderr if args.quiet else sys.stdout)
@@ -205,8 +222,13 @@ def _inspect(args: argparse.Namespace) -> int:
     from .io import SafetensorsFile, load_weights, weight_format
     from .model import Report
 
+    from .distributed.checkpoint import ShardedCheckpoint, is_sharded_path
     path = args.file
-    if weight_format(path) == "safetensors":
+    if is_sharded_path(path):
+        source = ShardedCheckpoint(path)
+        names = source.names
+        dtype_of = source.dtype_name
+    elif weight_format(path) == "safetensors":
         source: Any = SafetensorsFile(path)
         names = source.names
         dtype_of = source.dtype_name
@@ -219,8 +241,9 @@ def _inspect(args: argparse.Namespace) -> int:
         array = source[name]
         zeros = array.size - int(np.count_nonzero(array))
         rows.append((name, dtype_of(name), "x".join(map(str, array.shape)) or "()", array.size,
-                     zeros / array.size if array.size else 0.0, array.nbytes))
-        if isinstance(source, SafetensorsFile):
+                     zeros / array.size if array.size else 0.0,
+                     source.nbytes(name) if isinstance(source, (SafetensorsFile, ShardedCheckpoint)) else array.nbytes))
+        if isinstance(source, (SafetensorsFile, ShardedCheckpoint)):
             source.release(name)
     headers = ("tensor", "dtype", "shape", "params", "sparsity", "bytes")
     text = [(r[0], r[1], r[2], f"{r[3]:,}", f"{r[4]:.1%}", f"{r[5]:,}") for r in rows]
@@ -235,18 +258,29 @@ def _inspect(args: argparse.Namespace) -> int:
         return "  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    print(f"{path}: {len(rows)} tensors")
+    shards = f" in {len(source.shards)} shards" if isinstance(source, ShardedCheckpoint) else ""
+    print(f"{path}: {len(rows)} tensors{shards}")
     print("\n".join([fmt(headers), rule, *map(fmt, text), rule, fmt(footer)]))
     metadata = getattr(source, "metadata", {})
+    if isinstance(source, ShardedCheckpoint):
+        # The index's metadata: total_size, and a swiftprune object (checksums, the report) when we wrote it.
+        info = metadata.get("swiftprune") if isinstance(metadata.get("swiftprune"), dict) else {}
+        metadata = {k: str(v) for k, v in metadata.items() if k != "swiftprune"}
+        if info.get("report"):
+            metadata["swiftprune"] = json.dumps({"swiftprune_version": info.get("swiftprune_version", "?"),
+                                                 "report": info["report"]})
     if "swiftprune" in metadata:
+        from .compressed_schema import parse_document
+
         try:
-            document = json.loads(metadata["swiftprune"])
-            report = Report(dict(row, shape=tuple(row.get("shape", ()))) for row in document.get("report", []))
-        except (ValueError, TypeError, AttributeError):
-            report = None
+            document = parse_document(metadata["swiftprune"], set(names))
+            report = Report(document["report"])
+            version = document.get("swiftprune_version", "?")
+        except ValueError as error:
+            report, version = None, "?"
+            print(f"{path}: {error}", file=sys.stderr)
         print("")
-        print(f"compressed by swiftprune {document.get('swiftprune_version', '?') if report is not None else '?'}; "
-              "stored report:")
+        print(f"compressed by swiftprune {version}; stored report:")
         print(report.summary() if report else "(unreadable)")
     other = {k: v for k, v in metadata.items() if k != "swiftprune"}
     if other:
@@ -294,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--exclude", metavar="GLOB", action="append", help="skip tensors matching (repeatable)")
     compress.add_argument("--min-rank", metavar="N", type=_int, help="smallest rank compressed (default 2)")
     compress.add_argument("--dense", action="store_true", help="write dense float weights, not the compressed form")
+    compress.add_argument("--workers", metavar="N", type=_int, default=1,
+                          help="worker processes on this machine, one shard each (default 1)")
+    compress.add_argument("--scheduler", metavar="ADDRESS",
+                          help="run the shards on a Dask cluster (tcp://host:8786); needs swiftprune[dask]")
+    compress.add_argument("--max-shard-size", metavar="SIZE",
+                          help="sharded output: most bytes per shard, e.g. 5GB (default), 500MiB")
+    compress.add_argument("--resume", action="store_true",
+                          help="sharded output: keep the finished shards of an interrupted run (checksums verified)")
     compress.add_argument("--no-progress", action="store_true", help="no progress bar")
     compress.add_argument("-q", "--quiet", action="store_true", help="no summary table")
     compress.set_defaults(run=_compress, parser=compress)
@@ -301,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="list the tensors of a weight file", formatter_class=formatter,
                                   description="Per-tensor dtype, shape, size and sparsity of a weight file; "
                                               "for a swiftprune file, also its stored report.",
-                                  epilog="example:\n  swiftprune inspect model.safetensors")
+                                  epilog="examples:\n  swiftprune inspect model.safetensors\n  swiftprune inspect llama/  "
+                                         "(a sharded checkpoint folder or its .index.json)")
     inspect.add_argument("file", metavar="FILE")
     inspect.add_argument("--no-progress", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect, parser=inspect)
@@ -332,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"swiftprune: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except FileNotFoundError as error:
-        print(f"swiftprune: error: no such file: {error.filename}", file=sys.stderr)
+        text = f"no such file: {error.filename}" if error.filename else _one_line(error)
+        print(f"swiftprune: error: {text}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, OSError, MemoryError, ImportError, KeyError) as error:
         print(f"swiftprune: error: {_one_line(error)}", file=sys.stderr)

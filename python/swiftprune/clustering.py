@@ -70,7 +70,8 @@ class ClusteredTensor:
         return cls(np.asarray(config["indices"]), np.asarray(config["centroids"]))
 
     def __repr__(self) -> str:
-        return f"ClusteredTensor(shape={self.shape}, n_clusters={self.n_clusters}, nbytes={self.nbytes})"
+        return (f"ClusteredTensor(shape={self.shape}, dtype={self.indices.dtype}, n_clusters={self.n_clusters}, "
+                f"nbytes={self.nbytes})")
 
 
 def cluster(w: ArrayLike, n_clusters: int = 16, init: str = "linear", max_iter: int = 100,

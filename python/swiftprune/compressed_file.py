@@ -16,7 +16,12 @@ from ._version import __version__
 from .io import PathLike, SafetensorsFile, SafetensorsWriter, header_size_estimate
 from .pruned_tensor import pack_mask, unpack_mask
 from .registry import _CODECS, codec_for
+from .compressed_schema import parse_document
 from .report import Report
+
+# What a codec may raise on stored parts that passed the schema but not its own checks
+# (a third-party codec included): all reported as ValueError naming the tensor.
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
 
 __all__ = ["CompressedWriter", "StoredCompression", "read_compressed"]
 
@@ -106,37 +111,39 @@ def read_compressed(path: PathLike) -> StoredCompression:
         raise ValueError(f"{source.path} holds no swiftprune compression metadata; "
                          "use load_weights() for plain weight files")
     try:
-        document = json.loads(text)
-        layout = document["tensors"]
-        container = document.get("container", "mapping")
-        if not isinstance(layout, list) or container not in ("mapping", "sequence"):
-            raise ValueError("bad layout")
-        tensors: dict[str, Any] = {}
-        masks: dict[str, np.ndarray] = {}
-        for entry in layout:
-            name, kind = entry["name"], entry["kind"]
-            if kind == "dense":
-                tensors[name] = source[name]
-                continue
-            if kind not in _CODECS:
-                raise ValueError(f"tensor {name!r} is stored as {kind!r}, which this build of swiftprune cannot read")
-            parts = {part: source[key] for part, key in entry["parts"].items()}
-            try:
-                tensors[name] = _CODECS[kind].decode(parts, entry.get("attrs", {}))
-            except (ValueError, TypeError) as error:
-                raise ValueError(f"{source.path}: tensor {name!r} ({kind}): {error}") from None
+        # The whole schema first: every field typed, every referenced tensor present.
+        document = parse_document(text, set(source.names))
+    except ValueError as error:
+        raise ValueError(f"{source.path}: {error}") from None
+    container = document.get("container", "mapping")
+    tensors: dict[str, Any] = {}
+    masks: dict[str, np.ndarray] = {}
+    for entry in document["tensors"]:
+        name, kind = entry["name"], entry["kind"]
+        if kind == "dense":
+            tensors[name] = source[name]
+            continue
+        if kind not in _CODECS:
+            raise ValueError(f"{source.path}: tensor {name!r} is stored as {kind!r}, which this build of "
+                             "swiftprune cannot read")
+        parts = {part: source[key] for part, key in entry["parts"].items()}
+        try:
+            tensors[name] = _CODECS[kind].decode(parts, entry.get("attrs", {}))
             if "mask" in entry:
                 masks[name] = unpack_mask(source[entry["mask"]["key"]], entry["mask"]["shape"])
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{source.path}: malformed swiftprune metadata ({type(error).__name__}: {error})") from None
+        except _DECODE_ERRORS as error:
+            raise ValueError(f"{source.path}: tensor {name!r} ({kind}): {error}") from None
     dense = []
     for name, form in tensors.items():
         if isinstance(form, np.ndarray):
             dense.append(form)
             continue
-        values = np.asarray(codec_for(form).dense(form), dtype=np.float32)
-        if name in masks:
-            values = np.where(masks[name], values, _ZERO)
+        try:
+            values = np.asarray(codec_for(form).dense(form), dtype=np.float32)
+            if name in masks:
+                values = np.where(masks[name], values, _ZERO)
+        except _DECODE_ERRORS as error:
+            raise ValueError(f"{source.path}: tensor {name!r}: {error}") from None
         dense.append(values)
     report = Report()
     for row in document.get("report", []):

@@ -121,7 +121,7 @@ def randomized_svd(
     return _core.randomized_svd(array, rank, oversample, iters, seed)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class LowRankFactors:
     """Factors ``a`` (``(m, k)``) and ``b`` (``(k, n)``) with ``a @ b ≈ w2d``.
 
@@ -148,6 +148,10 @@ class LowRankFactors:
     def nbytes(self) -> int:
         """Bytes taken by the two factors."""
         return int(self.a.nbytes + self.b.nbytes)
+
+    def __repr__(self) -> str:
+        return (f"LowRankFactors(shape={tuple(self.shape)}, rank={self.rank}, a={tuple(self.a.shape)}, "
+                f"b={tuple(self.b.shape)}, dtype={self.a.dtype}, layout={self.layout!r}, nbytes={self.nbytes})")
 
     def reconstruct(self) -> NDArray[np.float32]:
         """``a @ b`` (on the Swift GEMM), reshaped to the original weight's shape, float32."""

@@ -6,23 +6,26 @@ sequence saved by ``save_weights`` comes back with the names ``"0"``,
 name in the destination's directory, flushed to disk and renamed over the
 destination, so a reader never sees a partial file. Nothing is ever pickled.
 
-safetensors files are parsed, validated and written by the Swift core. Loaded
-tensors are read-only NumPy views of the memory-mapped file: opening a large
-file costs nothing until a tensor is used, and ``np.array(x)`` makes a
-writable copy. ``BF16`` tensors are widened exactly to float32 (NumPy has no
-bfloat16); ``F8_*`` tensors need ``ml_dtypes``.
+safetensors files are parsed, validated and written by the Swift core.
+Tensors are read into memory (``pread``) by default; ``mmap=True`` gives
+read-only zero-copy views of the memory-mapped file instead, with the
+hazard every mapping has (see :func:`load_weights`). ``BF16`` tensors are
+widened exactly to float32 (NumPy has no bfloat16); ``F8_*`` tensors need
+``ml_dtypes``. Only regular files are read: a FIFO or device is refused
+instead of blocking.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
-from contextlib import contextmanager
+import stat
 from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
 from . import _core
+from ._atomic import atomic_file, atomic_path  # noqa: F401  (atomic_path: re-exported for writers)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -50,6 +53,40 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+def require_regular_file(path: PathLike) -> None:
+    """Raises ``ValueError`` if ``path`` exists but is not a regular file
+    (after symlinks): a FIFO, socket, device or directory, which reading
+    would block on or misread. A missing or unreadable path is left to the
+    reader, which reports it as before.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):  # a directory: IsADirectoryError later
+        raise ValueError(f"{os.fspath(path)} is not a regular file (a FIFO, socket or device "
+                         "cannot be read as weights)")
+
+
+def _open_regular(path: PathLike) -> "Any":
+    """``open(path, "rb")`` that never blocks on a FIFO and refuses anything
+    but a regular file (checked on the open descriptor, so no race)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, f"cannot read {os.fspath(path)}: Is a directory")
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{os.fspath(path)} is not a regular file (a FIFO, socket or device "
+                             "cannot be read as weights)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def weight_format(path: PathLike) -> str:
     """The weight-file format of ``path``: ``"safetensors"``, ``"npz"`` or ``"h5"``.
 
@@ -65,9 +102,9 @@ def weight_format(path: PathLike) -> str:
     if name.endswith((".h5", ".hdf5")):
         return "h5"
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path) as f:
             head = f.read(9)
-    except OSError:
+    except (OSError, ValueError):
         head = b""
     if head.startswith(_ZIP_MAGIC):
         return "npz"
@@ -87,22 +124,30 @@ def weight_format(path: PathLike) -> str:
 
 def _widen_bfloat16(bits: np.ndarray) -> np.ndarray:
     """bfloat16 bit patterns (uint16) as float32: exact (the top half of a float32)."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+    return np.left_shift(bits, 16, dtype=np.uint32).view(np.float32)  # one pass, no uint32 temporary
 
 
 class SafetensorsFile:
-    """A safetensors file opened for reading, memory-mapped and validated.
+    """A safetensors file opened for reading, its header validated.
 
     The whole header is checked when the file is opened (see the C ABI's
-    ``sp_safetensors_open``); any problem raises ``ValueError`` naming the
-    file and the fault. Tensors are read-only views of the mapping, created
-    on access; the mapping lives as long as this object or any tensor taken
-    from it.
+    ``sp_safetensors_open_ex``); any problem raises ``ValueError`` naming the
+    file and the fault. By default each tensor is read from the file into a
+    new array on access (the file stays open; a file truncated meanwhile
+    raises ``ValueError``). With ``mmap=True`` tensors are read-only views of
+    a memory mapping, created on access, and the mapping lives as long as
+    this object or any tensor taken from it: no copy, but if another process
+    truncates or rewrites the file in place while a view is in use, the
+    operating system kills this process with SIGBUS (as with
+    ``np.load(mmap_mode="r")``). Files written by swiftprune are replaced by
+    rename, which never does that.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The file.
+        The file (a regular file: FIFOs and devices are refused).
+    mmap : bool, default False
+        Map the file and return zero-copy views.
 
     Examples
     --------
@@ -111,9 +156,10 @@ class SafetensorsFile:
     ...     w = f[name]; ...; f.release(name)
     """
 
-    def __init__(self, path: PathLike) -> None:
+    def __init__(self, path: PathLike, *, mmap: bool = False) -> None:
         self.path = os.fspath(path)
-        self._handle = _core.safetensors_open(self.path)
+        self.mmap = bool(mmap)
+        self._handle = _core.safetensors_open(self.path, self.mmap)
         self._entries = {name: (dtype, shape, raw) for name, dtype, shape, raw in _core.safetensors_tensors(self._handle)}
         self._index = {name: i for i, name in enumerate(self._entries)}
         self.metadata: dict[str, str] = _core.safetensors_metadata(self._handle)
@@ -133,7 +179,21 @@ class SafetensorsFile:
 
     def nbytes(self, name: str) -> int:
         """The tensor's size in the file, in bytes."""
-        return int(self._entries[name][2].size)
+        dtype_name, shape, raw = self._entries[name]
+        if raw is not None:
+            return int(raw.size)
+        return int(np.prod(shape, dtype=np.int64)) * _safetensors_itemsize(dtype_name)
+
+    def raw(self, name: str) -> np.ndarray:
+        """The tensor's stored bytes (uint8, dtype untouched: BF16 stays BF16): the mapped
+        view with ``mmap=True``, else a fresh read of the file."""
+        raw = self._entries[name][2]
+        if raw is not None:
+            return raw
+        out = np.empty(self.nbytes(name), dtype=np.uint8)
+        _core.safetensors_read(self._handle, self._index[name], out)
+        out.flags.writeable = False
+        return out
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -145,8 +205,10 @@ class SafetensorsFile:
         return iter(self._entries)
 
     def __getitem__(self, name: str) -> np.ndarray:
-        """The tensor as a read-only array viewing the file (BF16: a float32 copy)."""
-        dtype_name, shape, raw = self._entries[name]
+        """The tensor as a read-only array (a view of the mapping with
+        ``mmap=True``, else a copy read from the file; BF16: a float32 copy)."""
+        dtype_name, shape, _ = self._entries[name]
+        raw = self.raw(name)
         if dtype_name in _SAFETENSORS_TO_NUMPY:
             return raw.view(_SAFETENSORS_TO_NUMPY[dtype_name]).reshape(shape)
         if dtype_name == "BF16":
@@ -165,13 +227,21 @@ class SafetensorsFile:
 
         The tensor stays readable (its pages are read again when touched).
         Call it after processing each tensor of a large file to keep the
-        process's memory near one tensor.
+        process's memory near one tensor. Without ``mmap`` nothing of the
+        file stays resident, and this does nothing.
         """
         _core.safetensors_release(self._handle, self._index[name])
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """Every tensor, as :meth:`__getitem__` gives them."""
         return {name: self[name] for name in self._entries}
+
+
+def _safetensors_itemsize(dtype_name: str) -> int:
+    """Bytes per element of a safetensors dtype name."""
+    if dtype_name in _SAFETENSORS_TO_NUMPY:
+        return _SAFETENSORS_TO_NUMPY[dtype_name].itemsize
+    return {"BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}[dtype_name]
 
 
 def _safetensors_dtype(name: str, array: np.ndarray) -> tuple[str, np.ndarray]:
@@ -254,40 +324,6 @@ def _named_arrays(weights: Any) -> dict[str, np.ndarray]:
     return out
 
 
-@contextmanager
-def atomic_path(path: PathLike) -> Iterator[str]:
-    """Yields a temporary path beside ``path``; on success it is flushed and
-    renamed over ``path`` (and the directory flushed), on failure removed."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        yield temporary
-        with open(temporary, "rb+") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def header_size_estimate(ndims: Mapping[str, int], metadata: Mapping[str, str] | None = None,
                          parts: int = 1) -> int:
     """An upper bound on the JSON header for tensors of these ranks (each
@@ -301,17 +337,10 @@ def header_size_estimate(ndims: Mapping[str, int], metadata: Mapping[str, str] |
     return min(size, 100_000_000)
 
 
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-    import zipfile
+def _load_npz(path: str, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    from ._npz import load_npz
 
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
-            raise ValueError("it holds a single array, not an .npz archive")
-        with archive:
-            return {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, ValueError, EOFError, KeyError) as error:
-        raise ValueError(f"{path}: not a valid .npz weight file: {error}") from None
+    return load_npz(path, max_bytes=max_bytes, opener=_open_regular)
 
 
 def _import_h5py() -> Any:
@@ -322,48 +351,85 @@ def _import_h5py() -> Any:
     return h5py
 
 
-def _load_h5(path: str) -> dict[str, np.ndarray]:
+def _load_h5(path: str, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    from ._npz import default_max_bytes
+
     h5py = _import_h5py()
+    require_regular_file(path)
+    limit = default_max_bytes(os.path.getsize(path)) if max_bytes is None else int(max_bytes)
     out: dict[str, np.ndarray] = {}
+    total = [0]
     try:
         with h5py.File(path, "r") as f:
             def visit(name: str, node: Any) -> None:
                 if isinstance(node, h5py.Dataset):
+                    # Checked before reading: a compressed dataset can declare far more than the file holds.
+                    total[0] += int(node.size) * int(node.dtype.itemsize)
+                    if total[0] > limit:
+                        raise ValueError(f"{path}: dataset {name!r}: the datasets hold more than "
+                                         f"max_bytes={limit} bytes; pass a larger max_bytes if the file is trusted")
+                    if node.dtype.kind not in "biuf":
+                        raise ValueError(f"{path}: dataset {name!r} has dtype {node.dtype}, not a numeric weight")
                     out[name] = np.asarray(node[()])
 
             f.visititems(visit)
-    except OSError as error:
-        if not os.path.exists(path):
+    except (OSError, RuntimeError, KeyError, TypeError, IndexError, OverflowError, SystemError) as error:
+        # h5py reports a corrupt file as OSError, RuntimeError or KeyError depending on where the HDF5
+        # library notices; all of them mean a malformed file here.
+        if isinstance(error, OSError) and not os.path.exists(path):
             raise
-        raise ValueError(f"{path}: not a valid HDF5 weight file: {error}") from None
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, f"cannot read {path}: Is a directory") from None
+        if not os.access(path, os.R_OK):
+            raise PermissionError(errno.EACCES, f"cannot read {path}: Permission denied") from None
+        raise ValueError(f"{path}: not a valid HDF5 weight file: {type(error).__name__}: {error}") from None
     return out
 
 
-def load_weights(path: PathLike) -> dict[str, np.ndarray]:
+def load_weights(path: PathLike, *, mmap: bool = False, max_bytes: int | None = None) -> dict[str, np.ndarray]:
     """Loads every tensor of a weight file, as a ``dict`` name → array.
 
     Parameters
     ----------
     path : str or os.PathLike
         A ``.safetensors``, ``.npz`` or Keras ``.weights.h5`` file (the
-        format comes from the name, else from the file's first bytes).
+        format comes from the name, else from the file's first bytes), or a
+        sharded checkpoint: a folder of ``.safetensors`` shards or its
+        ``*.safetensors.index.json``, returned as a lazy
+        :class:`~swiftprune.distributed.ShardedCheckpoint` mapping (each
+        tensor read from its shard when accessed). A FIFO, socket or device
+        raises ``ValueError`` at once instead of blocking.
+    mmap : bool, default False
+        safetensors only: return read-only zero-copy views of the
+        memory-mapped file instead of arrays read into memory. Faster and
+        lighter for large files, with the hazard of every memory mapping
+        (as ``np.load(mmap_mode="r")``): if another process truncates or
+        rewrites the file in place while a view is in use, the operating
+        system ends this process with SIGBUS. swiftprune's own writers
+        replace files by rename, which is safe.
+    max_bytes : int, optional
+        ``.npz`` / ``.h5`` only: the largest total size the arrays may
+        declare, checked before anything is inflated (zip bombs). Default:
+        64 times the file size, at least 1 GiB.
 
     Returns
     -------
     dict of str to numpy.ndarray
-        In file order. safetensors tensors are read-only views of the
-        memory-mapped file (BF16 widened to float32); ``.npz`` and ``.h5``
-        tensors are loaded into memory. HDF5 names are dataset paths such as
-        ``"layers/dense/vars/0"``.
+        In file order, read-only for safetensors (BF16 widened to float32);
+        ``.npz`` and ``.h5`` tensors are loaded into memory. HDF5 names are
+        dataset paths such as ``"layers/dense/vars/0"``.
 
     Raises
     ------
     ValueError
         The file is malformed: truncated, a bad header length, invalid JSON,
         offsets outside the file or overlapping, unknown dtypes, pickled
-        objects in an ``.npz``, and so on. The message names the file.
+        objects, encrypted or non-array members or a size over ``max_bytes``
+        in an ``.npz``, a file that is not a regular file, and so on. The
+        message names the file.
     OSError
-        The file cannot be read. ``ImportError`` for ``.h5`` without h5py.
+        The file cannot be read: ``FileNotFoundError``, ``IsADirectoryError``,
+        ``PermissionError``, ... ``ImportError`` for ``.h5`` without h5py.
 
     Examples
     --------
@@ -371,27 +437,37 @@ def load_weights(path: PathLike) -> dict[str, np.ndarray]:
     >>> result = compress(weights, [{"prune": {"sparsity": 0.8}}])  # doctest: +SKIP
     """
     path = os.fspath(path)
+    from .distributed.checkpoint import ShardedCheckpoint, is_sharded_path
+    if is_sharded_path(path):
+        return ShardedCheckpoint(path)  # type: ignore[return-value]  (a lazy Mapping)
+    require_regular_file(path)
     kind = weight_format(path)
     if kind == "safetensors":
-        return SafetensorsFile(path).to_dict()
+        return SafetensorsFile(path, mmap=mmap).to_dict()
     if kind == "npz":
-        return _load_npz(path)
-    return _load_h5(path)
+        return _load_npz(path, max_bytes)
+    return _load_h5(path, max_bytes)
 
 
-def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | None = None) -> None:
+def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | None = None,
+                 max_shard_size: int | str | None = None) -> None:
     """Writes ``weights`` to a weight file, atomically.
 
     Parameters
     ----------
     path : str or os.PathLike
         Destination; its name picks the format: ``.safetensors``, ``.npz`` or
-        ``.h5`` / ``.weights.h5`` (needs h5py).
+        ``.h5`` / ``.weights.h5`` (needs h5py); a folder (existing, ending in
+        ``/`` or without a suffix) or an ``*.safetensors.index.json`` writes
+        a sharded checkpoint (see :func:`swiftprune.distributed.save_sharded`).
     weights : mapping of str to array_like, or sequence of array_like
         The tensors (bool, integer or float). A sequence (e.g. Keras
         ``get_weights()``) is saved under the names ``"0"``, ``"1"``, ...
     metadata : mapping of str to str, optional
         safetensors only: the ``__metadata__`` entries.
+    max_shard_size : int or str, optional
+        Sharded checkpoints only: the most tensor bytes per shard
+        (default ``"5GB"``; ``"2GiB"`` or an int also work).
 
     Raises
     ------
@@ -402,6 +478,13 @@ def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | 
         Unknown format, or ``metadata`` given for a format without it.
     """
     path = os.fspath(path)
+    from .distributed.checkpoint import is_sharded_path
+    if is_sharded_path(path, destination=True):
+        from .distributed.save import save_sharded
+        save_sharded(path, weights, metadata=metadata, **({} if max_shard_size is None else {"max_shard_size": max_shard_size}))
+        return
+    if max_shard_size is not None:
+        raise ValueError(f"max_shard_size is for sharded checkpoints (a folder or an .index.json), not {path!r}")
     arrays = _named_arrays(weights)
     name = path.lower()
     if name.endswith(".safetensors"):
@@ -414,14 +497,13 @@ def save_weights(path: PathLike, weights: Any, *, metadata: Mapping[str, str] | 
     if metadata:
         raise ValueError("metadata can only be saved in .safetensors files")
     if name.endswith(".npz"):
-        with atomic_path(path) as temporary:
-            with open(temporary, "wb") as f:
-                np.savez(f, **arrays)
+        with atomic_file(path) as f:
+            np.savez(f, **arrays)
         return
     if name.endswith((".h5", ".hdf5")):
         h5py = _import_h5py()
-        with atomic_path(path) as temporary:
-            with h5py.File(temporary, "w") as f:
+        with atomic_file(path) as handle:
+            with h5py.File(handle, "w") as f:
                 for tensor_name, array in arrays.items():
                     try:
                         f.create_dataset(tensor_name, data=array)

@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 __all__ = ["PruningCallback"]
@@ -69,7 +70,9 @@ def _build() -> Any:
 
         ``step`` counts training batches across every ``fit`` that uses this
         callback, so a second ``fit`` continues the schedule. At the end of
-        training the kernels hold the final masks' zeros; ``masks`` gives the
+        training the kernels hold the final masks' zeros (a ``UserWarning``
+        names the step training stopped at when the schedule's final sparsity
+        was not reached); ``masks`` gives the
         masks by variable path (``variable.path``, e.g.
         ``"sequential/dense/kernel"``). With ``fit(steps_per_execution=n)``
         Keras calls the batch hooks once per ``n`` batches, so a step is then
@@ -214,6 +217,10 @@ def _build() -> Any:
 
         def on_train_end(self, logs: Any = None) -> None:
             self._apply()
+            # Training stopping before the schedule's end leaves the kernels less sparse than asked: say so.
+            message = self.pruner._shortfall(self.step - 1 if self.step > 0 else None)
+            if message is not None:
+                warnings.warn(f"PruningCallback: {message}", UserWarning, stacklevel=2)
 
         def get_config(self) -> dict[str, Any]:
             """The constructor arguments, layers given by name."""

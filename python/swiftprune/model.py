@@ -22,7 +22,7 @@ from .pruned_tensor import PrunedTensor
 from .recipe import check_patterns, load_recipe
 from .registry import (REQUIRED, Codec, Method, OptionError, available_methods, register_codec,
                        register_method)
-from .report import Report, report_row
+from .report import Report, human_bytes, report_row
 
 __all__ = [
     "compress",
@@ -69,6 +69,13 @@ class CompressionResult:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     report: Report = field(default_factory=Report)
     container: str = "mapping"
+
+    def __repr__(self) -> str:
+        t = self.report.totals
+        stages = sorted({r["stages"] for r in self.report if r.get("stages")})
+        return (f"CompressionResult({len(self.tensors)} tensors in a {self.container}, "
+                f"{human_bytes(t['bytes_before'])} -> {human_bytes(t['bytes_after'])}, ratio {t['ratio']:.2f}x, "
+                f"stages={stages})")
 
     def summary(self) -> str:
         """The report as a text table (see :meth:`Report.summary`)."""
@@ -180,7 +187,8 @@ def compress(weights: Any, recipe: Any, progress: bool = True) -> CompressionRes
 
 
 def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense: bool | None = None,
-                  progress: bool = True) -> Report:
+                  progress: bool = True, workers: int = 1, backend: str = "local", scheduler: Any = None,
+                  max_shard_size: int | str | None = None, resume: bool = False) -> Report:
     """Compresses a weight file into another, one tensor at a time.
 
     A ``.safetensors`` source is memory-mapped and streamed: each tensor is
@@ -201,12 +209,26 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
         (``.safetensors`` only, readable by :func:`load_compressed`). Default:
         compressed for a ``.safetensors`` destination, dense otherwise.
     progress : bool, default True
+    workers, backend, scheduler, max_shard_size, resume
+        Sharded checkpoints (a folder or an ``*.safetensors.index.json`` as
+        ``source`` or ``destination``) and the options below go through
+        :func:`swiftprune.distributed.compress_sharded`: ``workers`` local
+        processes or ``backend="dask"`` (with ``scheduler``), output shards of
+        at most ``max_shard_size`` bytes (default ``"5GB"``), ``resume`` an
+        interrupted job. Model-scope stages then run in streaming passes.
 
     Returns
     -------
     Report
         The per-tensor rows; ``.summary()`` prints the table.
     """
+    from .distributed.checkpoint import is_sharded_path
+    if (is_sharded_path(source) or is_sharded_path(destination, destination=True) or workers != 1
+            or backend != "local" or scheduler is not None or resume or max_shard_size is not None):
+        from .distributed.runner import compress_sharded
+        extra = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+        return compress_sharded(source, destination, recipe, dense=dense, workers=workers, backend=backend,
+                                scheduler=scheduler, resume=resume, progress=progress, **extra)
     stages = load_recipe(recipe)
     destination = os.fspath(destination)
     to_safetensors = destination.lower().endswith(".safetensors")
@@ -254,7 +276,8 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
 
 def load_compressed(path: PathLike) -> CompressionResult:
     """Reads a file written by :meth:`CompressionResult.save` (or
-    ``swiftprune compress``) back into a :class:`CompressionResult`.
+    ``swiftprune compress``) back into a :class:`CompressionResult`; also a
+    sharded output folder (or its ``.index.json``), joining its shards.
 
     The compressed forms, masks and report are exactly those saved;
     ``.weights`` holds their dense float32 reconstruction (and the stored
@@ -267,6 +290,10 @@ def load_compressed(path: PathLike) -> CompressionResult:
         swiftprune (use :func:`~swiftprune.load_weights` for plain weights),
         or stores a compressed type this build does not know.
     """
+    from .distributed.checkpoint import is_sharded_path
+    if is_sharded_path(path):
+        from .distributed.compressed import load_compressed_sharded
+        return load_compressed_sharded(path)
     stored = read_compressed(path)
     weights: Any = stored.dense if stored.container == "sequence" else dict(zip(stored.tensors, stored.dense))
     return CompressionResult(weights, stored.tensors, stored.masks, stored.report, stored.container)

@@ -61,7 +61,10 @@ class PrunedTensor:
         return dense
 
     def __repr__(self) -> str:
-        return f"PrunedTensor(shape={self.shape}, kept={int(np.count_nonzero(self.mask))})"
+        kept = int(np.count_nonzero(self.mask))
+        sparsity = 1 - kept / self.mask.size if self.mask.size else 0.0
+        return (f"PrunedTensor(shape={self.shape}, dtype=float32, kept={kept}, sparsity={sparsity:.2%}, "
+                f"nbytes={self.nbytes})")
 
 
 

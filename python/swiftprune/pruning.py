@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._validation import check_fraction, check_int
+from ._validation import float_array, check_fraction, check_int
 
 __all__ = [
     "magnitude_mask",
@@ -31,12 +31,8 @@ Mask = NDArray[np.bool_]
 
 
 def _float_array(name: str, value: Any) -> np.ndarray:
-    """`value` as an ndarray of a real floating dtype (no copy when possible)."""
-    array = np.asarray(value)
-    if array.dtype not in (np.float16, np.float32, np.float64):
-        raise TypeError(f"{name} must be a real floating-point array (float16, float32 or float64), "
-                        f"got dtype {array.dtype}")
-    return array
+    """`value` as a native-byte-order float16/32/64 array (no copy when possible)."""
+    return float_array(name, value)
 
 
 def _check_axis(axis: Any, ndim: int) -> int:

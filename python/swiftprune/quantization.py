@@ -240,8 +240,8 @@ class QuantizedTensor:
 
     def __repr__(self) -> str:
         kind = "symmetric" if self.symmetric else "affine"
-        return (f"QuantizedTensor(shape={self.shape}, bits={self.bits}, {kind}, axis={self.axis}, "
-                f"group_size={self.group_size}, nbytes={self.nbytes})")
+        return (f"QuantizedTensor(shape={self.shape}, dtype={self.values.dtype}, bits={self.bits}, {kind}, "
+                f"axis={self.axis}, group_size={self.group_size}, method={self.method!r}, nbytes={self.nbytes})")
 
 
 def _grid(bits: int, symmetric: bool) -> tuple[int, int]:

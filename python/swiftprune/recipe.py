@@ -74,6 +74,8 @@ from .registry import _DEFAULT_METHOD, _METHODS, _REQUIRED, STAGES, Method, Opti
 __all__ = ["Stage", "load_recipe", "check_patterns"]
 
 _STAGE_FIELDS = ("include", "exclude", "min_rank")
+# Deeper nesting than any recipe needs; refused before parsing (see _validation.check_nesting).
+_MAX_NESTING = 64
 
 
 def _patterns(where: str, name: str, value: Any) -> tuple[str, ...]:
@@ -186,12 +188,17 @@ def load_recipe(recipe: Any) -> list[Stage]:
     """
     if isinstance(recipe, (str, os.PathLike)):
         path = os.fspath(recipe)
+        from .io import require_regular_file  # a FIFO would block the open below
+
+        require_regular_file(path)
         with open(path, encoding="utf-8") as f:
             text = f.read()
+        # Parsers recurse per nesting level: refuse hostile depth before parsing.
+        _validation.check_nesting(text, _MAX_NESTING, f"recipe file {path}")
         if path.lower().endswith(".json"):
             try:
                 recipe = json.loads(text)
-            except json.JSONDecodeError as error:
+            except (json.JSONDecodeError, RecursionError) as error:
                 raise ValueError(f"recipe file {path}: invalid JSON: {error}") from None
         else:
             try:
@@ -200,7 +207,7 @@ def load_recipe(recipe: Any) -> list[Stage]:
                 raise ImportError("YAML recipes need PyYAML: pip install pyyaml (or write the recipe as JSON)") from None
             try:
                 recipe = yaml.safe_load(text)
-            except yaml.YAMLError as error:
+            except (yaml.YAMLError, RecursionError) as error:
                 raise ValueError(f"recipe file {path}: invalid YAML: {' '.join(str(error).split())}") from None
         if not isinstance(recipe, list):
             raise ValueError(f"recipe file {path} must hold a list of stages, got {type(recipe).__name__}")

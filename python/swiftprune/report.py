@@ -89,6 +89,11 @@ class Report(list):
                 "bits": after * 8 / params if params else 0.0,
                 "ratio": before / after if after else math.inf}
 
+    def __repr__(self) -> str:
+        t = self.totals
+        return (f"Report({len(self)} tensors, {human_bytes(t['bytes_before'])} -> {human_bytes(t['bytes_after'])}, "
+                f"ratio {t['ratio']:.2f}x)")
+
     def summary(self) -> str:
         """The report as a text table, with totals and the overall ratio."""
         headers = ("tensor", "shape", "params", "nonzeros", "bits", "before", "after", "rel. error", "stages")

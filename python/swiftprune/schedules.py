@@ -8,6 +8,7 @@ the weights you pass it, so pruning can follow fine-tuning in any framework.
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any, Dict, List, Mapping, Sequence, Union
 
 import numpy as np
@@ -197,6 +198,14 @@ class GradualPruner:
         The current keep-masks (all True at first).
     last_update_step : int or None
         The last step at which the masks were updated.
+    last_step : int or None
+        The last step given to :meth:`step`.
+
+    Notes
+    -----
+    Call :meth:`finish` when training ends: it warns when the schedule's
+    final sparsity was not reached (training stopped before ``end_step``, or
+    the schedule's ``frequency`` never lands on ``end_step``).
     """
 
     METHODS = ("magnitude", "global_magnitude")
@@ -213,6 +222,7 @@ class GradualPruner:
         self._shapes = [a.shape for a in arrays]
         self._masks = [np.ones(a.shape, dtype=bool) for a in arrays]
         self.last_update_step: Union[int, None] = None
+        self.last_step: Union[int, None] = None
 
     @staticmethod
     def _unpack(weights: Weights) -> tuple[Union[List[Any], None], List[np.ndarray]]:
@@ -256,6 +266,7 @@ class GradualPruner:
             if array.shape != shape:
                 name = keys[index] if keys is not None else index
                 raise ValueError(f"weights[{name!r}] has shape {array.shape}, expected {shape}")
+        self.last_step = int(step)
         if self.schedule.should_prune(step):
             target = self.schedule.sparsity_at(step)
             if self.method == "magnitude":
@@ -264,6 +275,68 @@ class GradualPruner:
                 self._masks = self._grow_global(arrays, target)
             self.last_update_step = int(step)
         return self.masks
+
+    def final_sparsity(self) -> float:
+        """The sparsity the schedule asks for once it has ended.
+
+        ``sparsity_at(end_step)``, or ``sparsity_at(begin_step)`` for a
+        schedule that never ends (``end_step == -1``).
+        """
+        end = self.schedule.end_step
+        return float(self.schedule.sparsity_at(end if end >= 0 else self.schedule.begin_step))
+
+    def sparsity(self) -> float:
+        """The fraction of all entries (over every tensor) the masks prune now."""
+        total = sum(m.size for m in self._masks)
+        return 0.0 if total == 0 else sum(m.size - int(m.sum()) for m in self._masks) / total
+
+    def finish(self, step: Union[int, None] = None) -> bool:
+        """Checks, at the end of training, that the final sparsity was reached.
+
+        Warns (``UserWarning``) when it was not: the message gives the
+        sparsity reached, the step training stopped at and why the schedule
+        fell short. Per-tensor masks (``method="magnitude"``) must each reach
+        ``round(final * size)`` pruned entries; global masks together.
+
+        Parameters
+        ----------
+        step : int, optional
+            The last training step; default :attr:`last_step`.
+
+        Returns
+        -------
+        bool
+            True when the final sparsity was reached.
+        """
+        message = self._shortfall(self.last_step if step is None else _integer("step", step))
+        if message is None:
+            return True
+        warnings.warn(f"GradualPruner: {message}", UserWarning, stacklevel=2)
+        return False
+
+    def _shortfall(self, step: Union[int, None]) -> Union[str, None]:
+        """Why the final sparsity was not reached by ``step``; None when it was."""
+        final = self.final_sparsity()
+        pruned = [m.size - int(m.sum()) for m in self._masks]
+        if self.method == "magnitude":
+            reached = all(p >= round(final * m.size) for p, m in zip(pruned, self._masks))
+        else:
+            reached = sum(pruned) >= round(final * sum(m.size for m in self._masks))
+        if reached:
+            return None
+        schedule = self.schedule
+        where = "before any step" if step is None else f"at step {step}"
+        updated = ("the masks were never updated" if self.last_update_step is None
+                   else f"masks last updated at step {self.last_update_step}")
+        if step is not None and schedule.end_step >= 0 and step >= schedule.end_step:
+            why = (f"the schedule prunes every {schedule.frequency} steps from step {schedule.begin_step}, "
+                   f"which never lands on its end_step {schedule.end_step}: make end_step - begin_step "
+                   "a multiple of frequency")
+        else:
+            end = f"end_step {schedule.end_step}" if schedule.end_step >= 0 else f"begin_step {schedule.begin_step}"
+            why = f"training ended before the schedule's {end}: train longer or end the schedule earlier"
+        return (f"final sparsity {final:.1%} not reached: training stopped {where} with "
+                f"sparsity {self.sparsity():.1%} ({updated}); {why}")
 
     @staticmethod
     def _extra(pruned: int, kept: int, total: int, target: float) -> int:

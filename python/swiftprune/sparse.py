@@ -178,7 +178,7 @@ class CSRMatrix:
         return _core.csr_to_dense(self.indptr, self.indices, self.data, self.shape[0], self.shape[1])
 
     def __repr__(self) -> str:
-        return f"CSRMatrix(shape={self.shape}, nnz={self.nnz}, nbytes={self.nbytes})"
+        return f"CSRMatrix(shape={self.shape}, dtype={self.data.dtype}, nnz={self.nnz}, nbytes={self.nbytes})"
 
 
 class NMSparseMatrix:
@@ -288,7 +288,8 @@ class NMSparseMatrix:
         return _core.nm_to_dense(self.values, self.indices, self.shape[0], self.shape[1], self.n, self.m)
 
     def __repr__(self) -> str:
-        return f"NMSparseMatrix(shape={self.shape}, n={self.n}, m={self.m}, nbytes={self.nbytes})"
+        return (f"NMSparseMatrix(shape={self.shape}, dtype={self.values.dtype}, n={self.n}, m={self.m}, "
+                f"nbytes={self.nbytes})")
 
 
 def quantized_matmul(

@@ -105,7 +105,7 @@ def prune_channels(
     kernels = []
     for index, layer in enumerate(result):
         kernel = np.asarray(layer["kernel"])
-        if kernel.dtype not in (np.float16, np.float32, np.float64):
+        if kernel.dtype.kind != "f" or kernel.dtype.itemsize not in (2, 4, 8):  # any byte order
             raise TypeError(f"layers[{index}]['kernel'] must be a real floating-point array, got dtype {kernel.dtype}")
         if kernel.ndim < 2:
             raise ValueError(f"layers[{index}]['kernel'] must have at least 2 dimensions, got shape {kernel.shape}")

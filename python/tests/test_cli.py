@@ -272,6 +272,8 @@ def test_help_examples_are_true(tmp_path, capsys, monkeypatch):
                                           "fc1.bias": rng.standard_normal(16).astype(np.float32),
                                           "fc2.weight": rng.standard_normal((8, 256)).astype(np.float32)})
     np.savez("weights.npz", **{"dense/kernel": rng.standard_normal((8, 4)), "dense/bias": np.zeros(4)})
+    sp.save_weights("llama", {f"layers.{i}.weight": rng.standard_normal((16, 128)).astype(np.float16)
+                              for i in range(4)}, max_shard_size=8192)  # a sharded checkpoint folder
     (tmp_path / "recipe.yaml").write_text("- prune: {method: magnitude, sparsity: 0.8}\n- quantize: {bits: 8, axis: 0}\n")
     examples = [line.strip() for line in (cli.EPILOG + cli.COMPRESS_EPILOG).splitlines()
                 if line.strip().startswith(("swiftprune compress", "swiftprune inspect"))]

@@ -1,6 +1,8 @@
 """Schedules (TFMOT formulas) and GradualPruner."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -147,3 +149,52 @@ def test_gradual_pruner_sequence_container_and_errors():
         sp.GradualPruner(w, sp.ConstantSparsity(0.5), method="random")
     with pytest.raises(ValueError, match="NaN"):
         sp.GradualPruner(w, sp.ConstantSparsity(0.5)).step(0, [np.full((2, 2), np.nan), np.ones(3)])
+
+
+@pytest.mark.parametrize("method", ["magnitude", "global_magnitude"])
+def test_gradual_pruner_finish_warns_when_training_stopped_early(method):
+    rng = np.random.default_rng(3)
+    weights = {"a": rng.normal(size=(40, 25)), "b": rng.normal(size=(10, 10))}
+    schedule = sp.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000, frequency=50)
+    pruner = sp.GradualPruner(weights, schedule, method=method)
+    for step in range(749 + 1):
+        pruner.step(step, weights)
+    reached = 1 - sum(int(m.sum()) for m in pruner.masks.values()) / 1100
+    assert reached == pytest.approx(schedule.sparsity_at(700), abs=1e-3) and reached < 0.8
+    with pytest.warns(UserWarning, match=r"final sparsity 80\.0% not reached: training stopped at step 749 with "
+                                         rf"sparsity {reached:.1%} \(masks last updated at step 700\).*end_step 1000"):
+        assert pruner.finish() is False
+    for step in range(750, 1001):
+        pruner.step(step, weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pruner.finish() is True
+    masks = pruner.masks
+    if method == "magnitude":
+        assert all(int((~m).sum()) == round(0.8 * m.size) for m in masks.values())
+    else:
+        assert sum(int((~m).sum()) for m in masks.values()) == round(0.8 * 1100)
+
+
+def test_gradual_pruner_finish_names_a_frequency_that_misses_end_step():
+    w = np.arange(1.0, 101.0)
+    schedule = sp.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=100, power=1, frequency=30)  # prunes at 0, 30, 60, 90
+    pruner = sp.GradualPruner([w], schedule)
+    for step in range(200):
+        pruner.step(step, [w])
+    assert int((~pruner.masks[0]).sum()) == round(schedule.sparsity_at(90) * 100) < 50
+    with pytest.warns(UserWarning, match="stopped at step 199.*never lands on its end_step 100"):
+        pruner.finish()
+    with pytest.warns(UserWarning, match="stopped at step 5 "):
+        pruner.finish(step=5)
+
+
+def test_gradual_pruner_finish_before_any_step_and_constant_schedule():
+    w = np.arange(1.0, 11.0)
+    pruner = sp.GradualPruner({"w": w}, sp.ConstantSparsity(0.3, begin_step=5))
+    assert pruner.final_sparsity() == pytest.approx(0.3)
+    with pytest.warns(UserWarning, match="before any step.*never updated.*begin_step 5"):
+        pruner.finish()
+    pruner.step(5, {"w": w})
+    assert pruner.sparsity() == pytest.approx(0.3) and pruner.finish() is True
+    assert sp.GradualPruner({"w": w}, sp.ConstantSparsity(0.0)).finish() is True

@@ -34,7 +34,9 @@ def test_quantize_streamed_matches_reference(weights: np.ndarray, symmetric: boo
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_dequantize_streamed_matches_reference(weights: np.ndarray, symmetric: bool) -> None:
     q = sp.quantize(weights, 8, symmetric=symmetric, axis=0)
-    expected = reference_dequantize(q.values.astype(np.int64), np.asarray(q.scale), np.asarray(q.zero_point), 0, None)
+    # scale and zero point keep w's rank: (rows, 1), broadcast along each row.
+    zero = np.zeros((SHAPE[0], 1), np.int64) if q.zero_point is None else np.asarray(q.zero_point).reshape(-1, 1)
+    expected = reference_dequantize(q.values.astype(np.int64), np.asarray(q.scale).reshape(-1, 1), zero, 0, None)
     assert np.array_equal(q.dequantize(), expected)
     # Into an `out=` that starts 4 bytes past a 32-byte boundary: the scalar head runs first.
     backing = np.empty(weights.size + 16, np.float32)

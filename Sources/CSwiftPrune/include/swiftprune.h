@@ -34,6 +34,9 @@ typedef int32_t sp_status;
 #define SP_ERR_MEMORY 3
 /** A bug in swiftprune; please report it. */
 #define SP_ERR_INTERNAL 4
+/** A system call failed (file missing, a directory, no permission, disk full);
+ *  sp_last_errno() gives the errno (Python: the matching OSError subclass). */
+#define SP_ERR_OS 5
 
 /* ---- library ----------------------------------------------------------- */
 
@@ -45,6 +48,9 @@ const char *sp_version(void);
  * Valid until the next swiftprune call on the same thread.
  */
 const char *sp_last_error(void);
+
+/** The C errno of this thread's last SP_ERR_OS failure; 0 after other failures. */
+int32_t sp_last_errno(void);
 
 /** Sets the worker thread count; 0 restores the default
  *  (SWIFTPRUNE_NUM_THREADS, else the processor count).
@@ -81,6 +87,29 @@ sp_status sp_global_magnitude_masks_f32(const float *const *ws, const int64_t *s
 /** As sp_global_magnitude_masks_f32, for double weights. */
 sp_status sp_global_magnitude_masks_f64(const double *const *ws, const int64_t *sizes, int64_t count,
                                         double sparsity, bool *const *masks_out);
+
+/**
+ * Streaming statistics for exact global magnitude pruning over tensors that
+ * are never in memory together (sharded checkpoints, cluster workers).
+ * Counts the magnitude keys (the float32 bit pattern of |w|, 31 bits) of the
+ * n elements of w that lie in [low, low + bins << shift), into
+ * counts[(key - low) >> shift] (bins int64 entries, overwritten).
+ * *low_bits_out: the OR of key & ((1 << shift) - 1) over counted keys (0 means
+ * every bin holds one key value); *nonfinite_out: NaN/Inf count in all of w.
+ * SP_ERR_VALUE: shift outside 0..31, bins outside 1..2^24, a range leaving
+ * the 31-bit keys, n < 0, NULL pointers.
+ */
+sp_status sp_magnitude_histogram_f32(const float *w, int64_t n, uint32_t low, int32_t shift, int64_t bins,
+                                     int64_t *counts, uint32_t *low_bits_out, int64_t *nonfinite_out);
+
+/**
+ * One tensor's keep-mask under a global magnitude threshold: mask_out[i] is
+ * true where the key of |w[i]| is above `threshold`, false below it, and for
+ * keys equal to it false for the first `pruned_ties` (C order), true after.
+ * SP_ERR_VALUE: NaN/Inf in w, pruned_ties < 0, n < 0, NULL pointers.
+ */
+sp_status sp_magnitude_threshold_mask_f32(const float *w, int64_t n, uint32_t threshold, int64_t pruned_ties,
+                                          bool *mask_out);
 
 /**
  * Random mask: exactly k = round(sparsity * n) of the n entries false, every
@@ -500,6 +529,30 @@ typedef struct {
  * the problem); SP_ERR_VALUE also when file_out or path is NULL.
  */
 sp_status sp_safetensors_open(const char *path, sp_safetensors_file **file_out);
+
+/** sp_safetensors_open_ex flag: memory-map the file (zero-copy `data`
+ *  pointers). Without it the file is read on demand with pread. */
+#define SP_SAFETENSORS_MMAP 1
+
+/**
+ * sp_safetensors_open with a choice of access. flags = SP_SAFETENSORS_MMAP
+ * is sp_safetensors_open. flags = 0 reads only the header (with pread, no
+ * mapping) and keeps the file open: records then have data = NULL and the
+ * bytes come from sp_safetensors_read, so a file truncated or rewritten by
+ * another process gives SP_ERR_VALUE (or the new bytes), never SIGBUS.
+ * Non-regular files (FIFOs, sockets, devices, directories) are refused
+ * without blocking. SP_ERR_VALUE as sp_safetensors_open; SP_ERR_MEMORY when
+ * the header cannot be held in memory.
+ */
+sp_status sp_safetensors_open_ex(const char *path, int32_t flags, sp_safetensors_file **file_out);
+
+/**
+ * Copies the nbytes bytes of tensor `index` into `out` (exactly the
+ * tensor's size), from the mapping or with pread. SP_ERR_VALUE: NULL
+ * arguments, index out of range, nbytes not the tensor's size, or a failed
+ * or short read (the file shrank since it was opened).
+ */
+sp_status sp_safetensors_read(const sp_safetensors_file *file, int64_t index, void *out, int64_t nbytes);
 
 /** Unmaps and frees a file from sp_safetensors_open; NULL is ignored. Every
  *  pointer obtained from the file becomes invalid. */

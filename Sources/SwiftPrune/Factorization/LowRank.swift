@@ -1,4 +1,4 @@
-/// How ``lowRank(_:m:n:selector:method:seed:)`` chooses the rank `k`.
+/// How ``lowRank(_:m:n:selector:method:seed:a:b:)`` chooses the rank `k`.
 public enum RankSelector: Equatable {
     /// Exactly `k`, in `0 ... min(m, n)`.
     case rank(Int)
@@ -64,7 +64,7 @@ public enum RankSelector: Equatable {
     }
 }
 
-/// Which SVD ``lowRank(_:m:n:selector:method:seed:)`` uses.
+/// Which SVD ``lowRank(_:m:n:selector:method:seed:a:b:)`` uses.
 public enum LowRankMethod: Int32 {
     /// Randomized when the rank is known in advance, at most `min(m, n) / 4`
     /// and `min(m, n) ≥ 128`; the exact SVD otherwise (always for `.energy`).
@@ -129,9 +129,9 @@ public func lowRank<S: BinaryFloatingPoint>(
         return k
     }
     let r = min(m, n)
-    var u = [Float](repeating: 0, count: m * r)
-    var s = [Float](repeating: 0, count: r)
-    var vt = [Float](repeating: 0, count: r * n)
+    var u = try [Float](fallibleRepeating: 0, count: m * r)
+    var s = try [Float](fallibleRepeating: 0, count: r)
+    var vt = try [Float](fallibleRepeating: 0, count: r * n)
     try u.withUnsafeMutableBufferPointer { u in
         try s.withUnsafeMutableBufferPointer { s in
             try vt.withUnsafeMutableBufferPointer { vt in
@@ -152,7 +152,7 @@ public func lowRank<S: BinaryFloatingPoint>(
     guard w.rank == 2 else { throw SwiftPruneError.value("low_rank needs a 2-D tensor, got shape \(w.shape)") }
     let m = w.shape[0], n = w.shape[1]
     let capacity = try selector.maximumRank(m: m, n: n)
-    var a = [Float](repeating: 0, count: m * capacity), b = [Float](repeating: 0, count: capacity * n)
+    var a = try [Float](fallibleRepeating: 0, count: m * capacity), b = try [Float](fallibleRepeating: 0, count: capacity * n)
     let k = try w.withView { view in
         try a.withUnsafeMutableBufferPointer { a in
             try b.withUnsafeMutableBufferPointer { b in

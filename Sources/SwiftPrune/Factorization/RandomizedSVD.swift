@@ -49,8 +49,8 @@ public enum RandomizedSVD {
         // Validate and convert to Float, transposing a wide matrix so that rows >= cols.
         let transposed = m < n
         let rows = transposed ? n : m, cols = transposed ? m : n
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mn))
-        defer { a.deallocate() }
+        let a = try FallibleAllocation.allocate(Float.self, count: max(1, mn))
+        defer { FallibleAllocation.free(a) }
         // Scaled by 1 / max|w|: float64 weights beyond the Float range stay finite.
         let scale = try largestMagnitude(w)
         let inverse = 1 / scale
@@ -66,20 +66,20 @@ public enum RandomizedSVD {
         // Xᵀ as well (cols × rows), so that every product packs its big
         // operand with contiguous copies: packing a transposed B is a strided
         // gather, as costly as the multiply itself when l is small.
-        let at = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mn))
-        defer { at.deallocate() }
+        let at = try FallibleAllocation.allocate(Float.self, count: max(1, mn))
+        defer { FallibleAllocation.free(at) }
         transposeBlocked(a, rows: rows, cols: cols, into: at)
 
         let l = min(rank + oversample, cols)
         let iterations = powerIterations ?? defaultPowerIterations(rank: rank, m: m, n: n)
         // Ωᵀ: l × cols Gaussian rows.
-        let omega = UnsafeMutablePointer<Float>.allocate(capacity: l * cols)
-        defer { omega.deallocate() }
+        let omega = try FallibleAllocation.allocate(Float.self, count: l * cols)
+        defer { FallibleAllocation.free(omega) }
         var generator = GaussianGenerator(seed: seed)
         for i in 0 ..< l * cols { omega[i] = Float(generator.next()) }
         // Qᵀ (l × rows) = qr((X Ω))ᵀ, X = a (rows × cols).
-        let qt = UnsafeMutablePointer<Float>.allocate(capacity: l * rows)
-        defer { qt.deallocate() }
+        let qt = try FallibleAllocation.allocate(Float.self, count: l * rows)
+        defer { FallibleAllocation.free(qt) }
         try gemm(transA: false, transB: false, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
                  b: at, ldb: rows, beta: 0, c: qt, ldc: rows)
         // Power iterations only need the subspace kept well-conditioned, not an
@@ -109,8 +109,8 @@ public enum RandomizedSVD {
         // B = Qᵀ X (l × cols), reusing omega's storage.
         try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
                  b: a, ldb: cols, beta: 0, c: omega, ldc: cols)
-        let b = UnsafeMutablePointer<Double>.allocate(capacity: l * cols)
-        defer { b.deallocate() }
+        let b = try FallibleAllocation.allocate(Double.self, count: l * cols)
+        defer { FallibleAllocation.free(b) }
         for i in 0 ..< l * cols { b[i] = Double(omega[i]) }
         // B is wide (l <= cols): its factors come back as rows, `right` = left singular vectors (l × l).
         let small = try SingularValueDecomposition.denseSVD(b, m: l, n: cols)
@@ -119,11 +119,11 @@ public enum RandomizedSVD {
         let smallU = small.transposed ? small.right : small.left  // l × l, row j = column j of Û
         let smallVt = small.transposed ? small.left : small.right // l × cols, row j = row j of Vᵀ
         // Rows of (Q Û)ᵀ = Ûᵀ Qᵀ: row j = Σ_i Û[i, j] qt_i, for the leading `rank` columns.
-        let ut = UnsafeMutablePointer<Float>.allocate(capacity: rank * l)
-        defer { ut.deallocate() }
+        let ut = try FallibleAllocation.allocate(Float.self, count: rank * l)
+        defer { FallibleAllocation.free(ut) }
         for j in 0 ..< rank { for i in 0 ..< l { ut[j * l + i] = Float(smallU[j * l + i]) } }
-        let leftRows = UnsafeMutablePointer<Float>.allocate(capacity: rank * rows)
-        defer { leftRows.deallocate() }
+        let leftRows = try FallibleAllocation.allocate(Float.self, count: rank * rows)
+        defer { FallibleAllocation.free(leftRows) }
         try gemm(transA: false, transB: false, m: rank, n: rows, k: l, alpha: 1, a: ut, lda: l,
                  b: qt, ldb: rows, beta: 0, c: leftRows, ldc: rows)
         // Undo the transposition: X = a = U Σ Vᵀ (or aᵀ).

@@ -18,14 +18,15 @@ public struct SVDResult {
 ///
 /// 1. the Gram matrix `G = WᵀW` of the thin side (`n × n` for a tall `W`,
 ///    else `WWᵀ`) with the blocked GEMM;
-/// 2. its eigendecomposition (``SymmetricEigen``: Householder
+/// 2. its eigendecomposition (`SymmetricEigen`: Householder
 ///    tridiagonalization, QL eigenvalues, inverse-iteration eigenvectors)
 ///    gives the right singular vectors `V`;
 /// 3. `B = W V` has orthogonal columns of norms `s`; normalized, they are
 ///    made exactly orthonormal by Cholesky QR (twice when needed), which
 ///    keeps their order and direction. Directions whose singular value is
 ///    below `1e-6 · s_max` (numerically zero for float32 results) are an
-///    orthonormal completion (``OrthonormalComplement``), in `V` and in `U`.
+///    orthonormal completion
+///    (`HouseholderQR.orthonormalComplement`), in `V` and in `U`.
 ///
 /// Squaring the condition number in step 1 costs nothing for float32
 /// results: singular values are exact to about `1e-8 · s_max` (they are
@@ -51,8 +52,8 @@ public enum SingularValueDecomposition {
             throw SwiftPruneError.value("svd: buffer sizes do not match the shape (\(m), \(n))")
         }
         guard r > 0 else { return }
-        let a = UnsafeMutablePointer<Double>.allocate(capacity: mn)
-        defer { a.deallocate() }
+        let a = try FallibleAllocation.allocate(Double.self, count: mn)
+        defer { FallibleAllocation.free(a) }
         // Scaled by 1 / max|w| so that the Gram matrix can neither overflow nor underflow.
         let scale = try convertChecked(w, into: a)
         let result = try denseSVD(a, m: m, n: n)
@@ -96,7 +97,7 @@ public enum SingularValueDecomposition {
         let right: UnsafeMutablePointer<Double>
         let values: [Double]
         let transposed: Bool
-        func deallocate() { left.deallocate(); right.deallocate() }
+        func deallocate() { FallibleAllocation.free(left); FallibleAllocation.free(right) }
     }
 
     /// The core of the decomposition on a finite Double matrix.
@@ -105,21 +106,29 @@ public enum SingularValueDecomposition {
         // Work on the tall orientation: X = a (tall) or aᵀ, of shape rows × cols, rows >= cols.
         let rows = transposed ? n : m, cols = transposed ? m : n
         // G = XᵀX (cols × cols).
-        let g = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
+        let g = try FallibleAllocation.allocate(Double.self, count: cols * cols)
         try syrk(transA: !transposed, n: cols, k: rows, alpha: 1, a: a, lda: n, c: g, ldc: cols)
         // Directions of singular values below 1e-6 · s_max (eigenvalues below
         // 1e-12 · λ_max) only need to complete the basis: their columns of u are
         // replaced by an orthonormal completion anyway (see orthonormalizeRows).
         _ = try SymmetricEigen.decompose(g, n: cols, negligible: 1e-12)
         // Rows of g are eigenvectors, ascending eigenvalue: reverse to descending.
-        let right = UnsafeMutablePointer<Double>.allocate(capacity: cols * cols)
+        let right: UnsafeMutablePointer<Double>
+        do { right = try FallibleAllocation.allocate(Double.self, count: cols * cols) } catch {
+            FallibleAllocation.free(g)
+            throw error
+        }
         for j in 0 ..< cols { (right + j * cols).update(from: g + (cols - 1 - j) * cols, count: cols) }
-        g.deallocate()
+        FallibleAllocation.free(g)
         // Rows of B = right · Xᵀ (cols × rows): B_j = X v_j.
-        let left = UnsafeMutablePointer<Double>.allocate(capacity: cols * rows)
+        let left: UnsafeMutablePointer<Double>
+        do { left = try FallibleAllocation.allocate(Double.self, count: cols * rows) } catch {
+            FallibleAllocation.free(right)
+            throw error
+        }
         try gemm(transA: false, transB: !transposed, m: cols, n: rows, k: cols,
                   alpha: 1, a: right, lda: cols, b: a, ldb: n, beta: 0, c: left, ldc: rows)
-        var values = [Double](repeating: 0, count: cols)
+        var values = try [Double](fallibleRepeating: 0, count: cols)
         for j in 0 ..< cols { values[j] = dot(left + j * rows, left + j * rows, rows).squareRoot() }
         try orthonormalizeRows(left, count: cols, length: rows, norms: values)
         // Descending order of the computed norms (they may differ slightly from the eigenvalue order).
@@ -143,15 +152,15 @@ public enum SingularValueDecomposition {
             if norms[j] > threshold && norms[j] > 0 { good.append(j) } else { bad.append(j) }
         }
         // Good rows, normalized and packed first, made exactly orthonormal.
-        let packed = UnsafeMutablePointer<Double>.allocate(capacity: count * length)
-        defer { packed.deallocate() }
+        let packed = try FallibleAllocation.allocate(Double.self, count: count * length)
+        defer { FallibleAllocation.free(packed) }
         for (row, j) in good.enumerated() {
             let scale = 1 / norms[j]
             for i in 0 ..< length { packed[row * length + i] = b[j * length + i] * scale }
         }
         try orthonormalizeByCholeskyQR(packed, count: good.count, length: length)
         // The others: an orthonormal completion, exactly orthogonal to the good rows.
-        OrthonormalComplement.complete(basis: packed, basisCount: good.count, length: length,
+        HouseholderQR.orthonormalComplement(of: packed, basisCount: good.count, length: length,
                                        count: bad.count, into: packed + good.count * length)
         for (row, j) in (good + bad).enumerated() {
             (b + j * length).update(from: packed + row * length, count: length)
@@ -178,8 +187,8 @@ public enum SingularValueDecomposition {
 
     /// One Cholesky QR pass on the rows of `b`: `G = B Bᵀ = L Lᵀ`, `B ← L⁻¹ B`.
     static func choleskyQRPass(_ b: UnsafeMutablePointer<Double>, count: Int, length: Int) throws -> PassResult {
-        let g = UnsafeMutablePointer<Double>.allocate(capacity: count * count)
-        defer { g.deallocate() }
+        let g = try FallibleAllocation.allocate(Double.self, count: count * count)
+        defer { FallibleAllocation.free(g) }
         try syrk(transA: false, n: count, k: length, alpha: 1, a: b, lda: length, c: g, ldc: count)
         var deviation = 0.0
         for i in 0 ..< count {
@@ -199,8 +208,8 @@ public enum SingularValueDecomposition {
             }
         }
         // L⁻¹ (lower triangular), in a zeroed matrix.
-        let inverse = UnsafeMutablePointer<Double>.allocate(capacity: count * count)
-        defer { inverse.deallocate() }
+        let inverse = try FallibleAllocation.allocate(Double.self, count: count * count)
+        defer { FallibleAllocation.free(inverse) }
         inverse.initialize(repeating: 0, count: count * count)
         // Row i of L⁻¹ is (e_i − Σ_{k<i} L[i,k] · row k of L⁻¹) / L[i,i]; row k is zero past column k.
         for i in 0 ..< count {
@@ -210,8 +219,8 @@ public enum SingularValueDecomposition {
             let scale = 1 / g[i * count + i]
             for k in 0 ... i { row[k] *= scale }
         }
-        let copy = UnsafeMutablePointer<Double>.allocate(capacity: count * length)
-        defer { copy.deallocate() }
+        let copy = try FallibleAllocation.allocate(Double.self, count: count * length)
+        defer { FallibleAllocation.free(copy) }
         copy.update(from: b, count: count * length)
         try gemm(transA: false, transB: false, m: count, n: length, k: count,
                   alpha: 1, a: inverse, lda: count, b: copy, ldb: length, beta: 0, c: b, ldc: length)

@@ -36,14 +36,14 @@ enum SymmetricEigen {
             a[0] = 1
             return [value]
         }
-        var d = [Double](repeating: 0, count: n)
-        var e = [Double](repeating: 0, count: n)
-        var tau = [Double](repeating: 0, count: n)
+        var d = try [Double](fallibleRepeating: 0, count: n)
+        var e = try [Double](fallibleRepeating: 0, count: n)
+        var tau = try [Double](fallibleRepeating: 0, count: n)
         tridiagonalize(a, n: n, d: &d, e: &e, tau: &tau)
         // The Householder vectors stay in the upper triangle of `a`; the
         // eigenvectors of T go into a separate matrix Zᵀ, then Q is applied.
-        let z = UnsafeMutablePointer<Double>.allocate(capacity: n * n)
-        defer { z.deallocate() }
+        let z = try FallibleAllocation.allocate(Double.self, count: n * n)
+        defer { FallibleAllocation.free(z) }
         // Eigenvalues by QL without vectors (O(n²)), eigenvectors of T by inverse
         // iteration (O(n²) plus re-orthogonalization inside clusters), checked;
         // QL with accumulated rotations (O(n³)) is the fallback.
@@ -215,11 +215,11 @@ enum SymmetricEigen {
         let count = n - 2   // reflectors 0 ..< n-2
         guard count > 0 else { return }
         let nb = 32
-        let vt = UnsafeMutablePointer<Double>.allocate(capacity: nb * n)
-        let t = UnsafeMutablePointer<Double>.allocate(capacity: nb * nb)
-        let w = UnsafeMutablePointer<Double>.allocate(capacity: n * nb)
-        let w2 = UnsafeMutablePointer<Double>.allocate(capacity: n * nb)
-        defer { vt.deallocate(); t.deallocate(); w.deallocate(); w2.deallocate() }
+        let vt = try FallibleAllocation.allocate(Double.self, count: nb * n)
+        let t = try FallibleAllocation.allocate(Double.self, count: nb * nb)
+        let w = try FallibleAllocation.allocate(Double.self, count: n * nb)
+        let w2 = try FallibleAllocation.allocate(Double.self, count: n * nb)
+        defer { FallibleAllocation.free(vt); FallibleAllocation.free(t); FallibleAllocation.free(w); FallibleAllocation.free(w2) }
         var k1 = count
         while k1 > 0 {
             let k0 = max(0, k1 - nb)
@@ -238,7 +238,7 @@ enum SymmetricEigen {
                 let tauI = tau[k0 + i]
                 t[i * b + i] = tauI
                 guard i > 0, tauI != 0 else { continue }
-                var products = [Double](repeating: 0, count: i)
+                var products = try [Double](fallibleRepeating: 0, count: i)
                 for q in 0 ..< i { products[q] = dot(vt + q * length + i, vt + i * length + i, length - i) }
                 for r in 0 ..< i {
                     var sum = 0.0

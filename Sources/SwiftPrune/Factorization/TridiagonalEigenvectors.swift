@@ -95,13 +95,14 @@ enum TridiagonalEigenvectors {
     }
 
     /// Fills rows `0 ..< first` of `zt` with an orthonormal basis of the
-    /// complement of rows `first ..< n` (see ``OrthonormalComplement``), and
+    /// complement of rows `first ..< n` (see
+    /// ``HouseholderQR/orthonormalComplement(of:basisCount:length:count:into:)``), and
     /// checks it. Returns false if the check fails.
     static func complete(_ zt: UnsafeMutablePointer<Double>, n: Int, first: Int) -> Bool {
         let known = n - first
         let completion = UnsafeMutablePointer<Double>.allocate(capacity: first * n)
         defer { completion.deallocate() }
-        OrthonormalComplement.complete(basis: zt + first * n, basisCount: known, length: n,
+        HouseholderQR.orthonormalComplement(of: zt + first * n, basisCount: known, length: n,
                                        count: first, into: completion)
         zt.update(from: completion, count: first * n)
         for j in 0 ..< first {

@@ -48,8 +48,27 @@ public struct SafetensorsHeader: Equatable, Sendable {
     /// `dtype` and `shape`; offsets outside the data section; overlapping
     /// tensors; bytes of the data section that belong to no tensor.
     public static func parse(file: UnsafeBufferPointer<UInt8>) throws -> SafetensorsHeader {
-        guard file.count >= 8 else {
-            throw SwiftPruneError.value("not a safetensors file: \(file.count) bytes is shorter than the 8-byte header length")
+        try parse(prefix: file, fileSize: file.count)
+    }
+
+    /// How many leading bytes of a file of `fileSize` bytes ``parse(prefix:fileSize:)``
+    /// needs, given its first 8 bytes (fewer when the file is shorter): the
+    /// length field plus the declared header, capped by the limit and the file.
+    public static func prefixLength(first8: UnsafeBufferPointer<UInt8>, fileSize: Int) -> Int {
+        guard first8.count >= 8 else { return min(fileSize, 8) }
+        var length: UInt64 = 0
+        for i in (0 ..< 8).reversed() { length = length << 8 | UInt64(first8[i]) }
+        let declared = Int(min(length, UInt64(maximumHeaderLength)))
+        return min(fileSize, 8 + declared)
+    }
+
+    /// Parses and validates a header from the first bytes of a file of
+    /// `fileSize` bytes, so a reader need not map (or read) the data section:
+    /// `prefix` holds at least ``prefixLength(first8:fileSize:)`` bytes.
+    /// Same checks and errors as ``parse(file:)``.
+    public static func parse(prefix file: UnsafeBufferPointer<UInt8>, fileSize: Int) throws -> SafetensorsHeader {
+        guard fileSize >= 8, file.count >= 8 else {
+            throw SwiftPruneError.value("not a safetensors file: \(fileSize) bytes is shorter than the 8-byte header length")
         }
         var length: UInt64 = 0
         for i in (0 ..< 8).reversed() { length = length << 8 | UInt64(file[i]) }
@@ -57,15 +76,18 @@ public struct SafetensorsHeader: Equatable, Sendable {
             throw SwiftPruneError.value("safetensors header length \(length) exceeds the limit of \(maximumHeaderLength) bytes")
         }
         let headerLength = Int(length)
-        guard headerLength <= file.count - 8 else {
+        guard headerLength <= fileSize - 8 else {
             throw SwiftPruneError.value(
-                "safetensors header length \(headerLength) runs past the end of the file (\(file.count) bytes)")
+                "safetensors header length \(headerLength) runs past the end of the file (\(fileSize) bytes)")
+        }
+        guard file.count >= 8 + headerLength else {
+            throw SwiftPruneError.value("safetensors header: only \(file.count - 8) of its \(headerLength) bytes could be read")
         }
         guard headerLength >= 2, file[8] == UInt8(ascii: "{") else {
             throw SwiftPruneError.value("safetensors header does not start with '{'")
         }
         let dataStart = 8 + headerLength
-        let dataSize = file.count - dataStart
+        let dataSize = fileSize - dataStart
         let json: JSONValue
         do {
             json = try JSONValue.parse(UnsafeBufferPointer(rebasing: file[8 ..< dataStart]))

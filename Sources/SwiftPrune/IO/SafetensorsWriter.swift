@@ -15,7 +15,10 @@ import Synchronization
 /// file to disk (`fsync`; most of it was already flushed in the background
 /// while later tensors were written, see ``BackgroundFlush``), renames it over the destination and flushes the
 /// directory: readers see the old file or the complete new one, never a
-/// partial file. If the header outgrew its room, the data are copied once
+/// partial file (see ``TemporaryFile``: no named temporary file exists while
+/// writing where the file system has `O_TMPFILE`). The new file keeps the
+/// mode and, where permitted, the owner of the file it replaces; a
+/// destination that is a symbolic link keeps pointing at the new file. If the header outgrew its room, the data are copied once
 /// into a second temporary file behind the header. A writer that is not
 /// committed (an error, ``discard()`` or deinit) leaves the destination
 /// untouched and removes its temporary file.
@@ -25,8 +28,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
     public let path: String
 
     private struct State {
-        var spool: Int32 = -1
-        var spoolPath = ""
+        var spool: TemporaryFile?
         var entries: [SafetensorsEntry] = []
         var names = Set<String>()
         var metadata: [(String, String)] = []
@@ -35,7 +37,8 @@ public final class SafetensorsWriter: @unchecked Sendable {
     }
 
     private let state = Mutex(State())
-    private static let counter = Atomic<Int>(0)
+    /// `path` with symbolic links followed: a link keeps pointing at the new file.
+    private let destination: String
     /// Flushes written data in the background while later tensors are written.
     private let flush = BackgroundFlush()
 
@@ -52,14 +55,10 @@ public final class SafetensorsWriter: @unchecked Sendable {
             throw SwiftPruneError.value("header reserve must be in [0, \(SafetensorsHeader.maximumHeaderLength)], got \(headerReserve)")
         }
         self.path = path
+        destination = TemporaryFile.resolvingSymlinks(path)
         dataBase = (8 + headerReserve + 7) / 8 * 8
-        let (fd, spoolPath) = try Self.createUniqueFile(besides: path, suffix: "tmp", mode: 0o666)
-        guard lseek(fd, off_t(dataBase), SEEK_SET) == off_t(dataBase) else {
-            close(fd)
-            unlink(spoolPath)
-            throw SwiftPruneError.value("cannot seek in \(spoolPath): \(errnoText(errno))")
-        }
-        state.withLock { $0.spool = fd; $0.spoolPath = spoolPath }
+        let spool = try TemporaryFile.create(besides: destination)
+        state.withLock { $0.spool = spool }
     }
 
     deinit { discard() }
@@ -85,8 +84,8 @@ public final class SafetensorsWriter: @unchecked Sendable {
         try state.withLock { state in
             guard !state.finished else { throw SwiftPruneError.value("the safetensors writer for \(path) is already closed") }
             guard !state.names.contains(name) else { throw SwiftPruneError.value("duplicate tensor name \"\(name)\"") }
-            try Self.writeAll(state.spool, bytes, at: dataBase + state.dataSize, what: "temporary file for \(path)")
-            flush.wrote(bytes.count, fd: state.spool)
+            try Self.writeAll(state.spool!.descriptor, bytes, at: dataBase + state.dataSize, what: "temporary file for \(path)")
+            flush.wrote(bytes.count, fd: state.spool!.descriptor)
             let begin = state.dataSize
             state.dataSize += bytes.count
             state.names.insert(name)
@@ -151,40 +150,31 @@ public final class SafetensorsWriter: @unchecked Sendable {
             guard !state.finished else { throw SwiftPruneError.value("the safetensors writer for \(path) is already closed") }
             defer { Self.finish(&state) }
             guard flushError == 0 else {
-                throw SwiftPruneError.value("cannot flush \(state.spoolPath): \(errnoText(flushError))")
+                throw SwiftPruneError.value("cannot flush the temporary file for \(path): \(errnoText(flushError))")
             }
             let compact = Self.headerBytes(entries: state.entries, metadata: state.metadata)
             guard compact.count - 8 <= SafetensorsHeader.maximumHeaderLength else {
                 throw SwiftPruneError.value("safetensors header of \(compact.count - 8) bytes exceeds the limit of \(SafetensorsHeader.maximumHeaderLength)")
             }
-            var fd = state.spool
-            var temporary = state.spoolPath
-            var second: (Int32, String)?
-            defer {
-                if let (fd2, path2) = second {
-                    close(fd2)
-                    unlink(path2)  // fails harmlessly once renamed
-                }
-            }
+            let spool = state.spool!
+            let what = "temporary file for \(path)"
             if compact.count <= dataBase {
                 // The header fits in the room reserved in front of the data.
                 let header = Self.headerBytes(entries: state.entries, metadata: state.metadata, minimumLength: dataBase - 8)
-                try header.withUnsafeBytes { try Self.writeAll(fd, $0, at: 0, what: temporary) }
+                try header.withUnsafeBytes { try Self.writeAll(spool.descriptor, $0, at: 0, what: what) }
+                state.spool = nil  // publish closes it
+                try spool.publish()
             } else {
-                let made = try Self.createUniqueFile(besides: path, suffix: "tmp", mode: 0o666)
-                second = made
-                (fd, temporary) = made
-                try compact.withUnsafeBytes { try Self.writeAll(fd, $0, at: 0, what: temporary) }
-                try Self.copy(from: state.spool, at: dataBase, count: state.dataSize, to: fd, at: compact.count, what: temporary)
-            }
-            guard fsync(fd) == 0 else { throw SwiftPruneError.value("cannot flush \(temporary): \(errnoText(errno))") }
-            guard rename(temporary, path) == 0 else {
-                throw SwiftPruneError.value("cannot rename \(temporary) to \(path): \(errnoText(errno))")
-            }
-            let directory = open(Self.directory(of: path), O_RDONLY | O_CLOEXEC)
-            if directory >= 0 {
-                _ = fsync(directory)
-                close(directory)
+                let second = try TemporaryFile.create(besides: destination)
+                do {
+                    try compact.withUnsafeBytes { try Self.writeAll(second.descriptor, $0, at: 0, what: what) }
+                    try Self.copy(from: spool.descriptor, at: dataBase, count: state.dataSize, to: second.descriptor,
+                                  at: compact.count, what: what)
+                } catch {
+                    second.discard()
+                    throw error
+                }
+                try second.publish()
             }
         }
     }
@@ -199,34 +189,9 @@ public final class SafetensorsWriter: @unchecked Sendable {
     }
 
     private static func finish(_ state: inout State) {
-        if state.spool >= 0 {
-            close(state.spool)
-            unlink(state.spoolPath)
-            state.spool = -1
-        }
+        state.spool?.discard()
+        state.spool = nil
         state.finished = true
-    }
-
-    static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        let directory = String(path[..<slash])
-        return directory.isEmpty ? "/" : directory
-    }
-
-    /// Creates a new file `<dir>/.<name>.<pid>.<n>.<suffix>` next to `path`, exclusively.
-    static func createUniqueFile(besides path: String, suffix: String, mode: mode_t) throws -> (Int32, String) {
-        guard !path.isEmpty, path.last != "/" else { throw SwiftPruneError.value("invalid file path \"\(path)\"") }
-        let directory = directory(of: path)
-        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
-        while true {
-            let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
-            let candidate = "\(directory)/.\(name).\(getpid()).\(n).\(suffix)"
-            let fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-            if fd >= 0 { return (fd, candidate) }
-            if errno != EEXIST {
-                throw SwiftPruneError.value("cannot create a file in \(directory): \(errnoText(errno))")
-            }
-        }
     }
 
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, what: String) throws {
@@ -237,7 +202,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
             let written = pwrite(fd, pointer, min(remaining, 1 << 30), off_t(position))
             if written < 0 {
                 if errno == EINTR { continue }
-                throw SwiftPruneError.value("cannot write \(what): \(errnoText(errno))")
+                throw SwiftPruneError.system("cannot write \(what)", errno: errno)
             }
             pointer += written
             remaining -= written
@@ -255,7 +220,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
             let got = pread(source, buffer.baseAddress, min(chunk, count - done), off_t(sourceOffset + done))
             if got < 0 {
                 if errno == EINTR { continue }
-                throw SwiftPruneError.value("cannot read back the data for \(what): \(errnoText(errno))")
+                throw SwiftPruneError.system("cannot read back the data for \(what)", errno: errno)
             }
             guard got > 0 else { throw SwiftPruneError.value("the data for \(what) ended early") }
             try writeAll(destination, UnsafeRawBufferPointer(rebasing: buffer[0 ..< got]), at: destinationOffset + done, what: what)

@@ -1,4 +1,6 @@
-/// Householder QR of a thin matrix stored by columns, for range finding.
+/// Householder QR of a thin matrix stored by columns: the randomized SVD's
+/// range finder (Float) and the SVD's orthonormal completions (Double) share
+/// this one generic implementation.
 ///
 /// The matrix `Y` (`length × count`, `count ≤ length`) is passed as its
 /// `count` columns, each a contiguous row of `rows` (so `rows` is `Yᵀ` in
@@ -19,13 +21,42 @@ public enum HouseholderQR {
         guard count > 0 else { return }
         let (total, overflow) = count.multipliedReportingOverflow(by: length)
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "householder QR: size overflows") }
-        // Factor in place: row j holds v_j on entries j..< length (v_j[j] = 1).
-        var tau = [Float](repeating: 0, count: count)
+        let tau = factor(rows, count: count, length: length)
+        // Q e_j = H_0 H_1 ⋯ H_j e_j, row by row into a copy.
+        ScratchPool.with(Float.self, count: total) { q in
+            formColumns(of: rows, tau: tau, count: count, length: length, first: 0, columns: count, into: q)
+            rows.update(from: q, count: total)
+        }
+    }
+
+    /// Orthonormal completion of a set of rows: writes into `out` (`count × length`)
+    /// `count` unit rows orthogonal to the `basisCount` rows of `basis` (all of
+    /// `length`); needs `basisCount + count <= length`.
+    ///
+    /// Row `t` of the result is `Q e_{r+t}` with `Q = H_0 ⋯ H_{r-1}` from the QR
+    /// of the basis, which costs O(r · length) per row: for a basis of r rows,
+    /// O(r · length · count) in all instead of the O(length · count²) of
+    /// orthogonalizing random rows. This is what low-rank (rank-deficient)
+    /// matrices need: a large null space to span, against a small basis.
+    static func orthonormalComplement<T: HouseholderScalar>(of basis: UnsafePointer<T>, basisCount r: Int, length: Int,
+                                                            count: Int, into out: UnsafeMutablePointer<T>) {
+        guard count > 0 else { return }
+        let work = UnsafeMutablePointer<T>.allocate(capacity: max(1, r * length))
+        defer { work.deallocate() }
+        work.update(from: basis, count: r * length)
+        let tau = factor(work, count: r, length: length)
+        formColumns(of: work, tau: tau, count: r, length: length, first: r, columns: count, into: out)
+    }
+
+    /// Householder QR in place of `count` rows of `length` (the columns of `Y`):
+    /// afterwards row j holds the reflector v_j on entries j..< length (v_j[j] = 1);
+    /// returns the reflectors' τ (H_j = I − τ_j v_j v_jᵀ; τ = 0 for a zero column).
+    static func factor<T: HouseholderScalar>(_ rows: UnsafeMutablePointer<T>, count: Int, length: Int) -> [T] {
+        var tau = [T](repeating: 0, count: count)
         for j in 0 ..< count {
             let x = rows + j * length + j
             let size = length - j
-            var tail: Float = 0
-            if size > 1 { tail = dotFloat(x + 1, x + 1, size - 1) }
+            let tail: T = size > 1 ? T.dot(x + 1, x + 1, size - 1) : 0
             let x0 = x[0]
             if tail == 0 {
                 tau[j] = 0
@@ -44,45 +75,72 @@ public enum HouseholderQR {
             parallelFor(workers: workers) { worker in
                 for i in partitionRange(remaining, parts: workers, index: worker) {
                     let y = rows + (j + 1 + i) * length + j
-                    let s = t * dotFloat(x, y, size)
-                    axpyFloat(-s, x, y, size)
+                    T.axpy(-t * T.dot(x, y, size), x, y, size)
                 }
             }
         }
-        // Q e_j = H_0 H_1 ⋯ H_j e_j, row by row into a copy.
-        ScratchPool.with(Float.self, count: total) { q in
-            formQ(rows, tau: tau, count: count, length: length, into: q)
-            rows.update(from: q, count: total)
-        }
+        return tau
     }
 
-    /// Writes the first `count` columns of `Q = H_0 ⋯ H_{count-1}` (as rows) into `q`.
-    static func formQ(_ rows: UnsafeMutablePointer<Float>, tau: [Float], count: Int, length: Int,
-                      into q: UnsafeMutablePointer<Float>) {
-        q.update(repeating: 0, count: count * length)
-        let workers = Threading.workerCount(for: count * count * length / 2, minimumPerWorker: 1 << 18)
+    /// Writes `Q e_{first+t}` for t in `0 ..< columns` as rows of `q`, with
+    /// `Q = H_0 ⋯ H_{count-1}` from ``factor(_:count:length:)``. Only the
+    /// reflectors H_i with i ≤ first + t touch e_{first+t}.
+    static func formColumns<T: HouseholderScalar>(of rows: UnsafePointer<T>, tau: [T], count: Int, length: Int,
+                                                  first: Int, columns: Int, into q: UnsafeMutablePointer<T>) {
+        q.update(repeating: 0, count: columns * length)
+        // Rows need up to min(first + t + 1, count) reflectors each; interleave rows over
+        // workers so that triangular work (first == 0) is balanced too.
+        let workers = Threading.workerCount(for: columns * max(1, min(count, first + columns / 2)) * length,
+                                            minimumPerWorker: 1 << 18)
         tau.withUnsafeBufferPointer { tau in
             parallelFor(workers: workers) { worker in
-                // Interleave rows so that the triangular work is balanced.
-                var j = worker
-                while j < count {
-                    let z = q + j * length
-                    z[j] = 1
-                    var i = j
+                var t = worker
+                while t < columns {
+                    let column = first + t
+                    let z = q + t * length
+                    z[column] = 1
+                    var i = min(column, count - 1)
                     while i >= 0 {
-                        let t = tau[i]
-                        if t != 0 {
+                        let ti = tau[i]
+                        if ti != 0 {
                             let v = rows + i * length + i
                             let size = length - i
-                            let s = t * dotFloat(v, z + i, size)
-                            axpyFloat(-s, v, z + i, size)
+                            T.axpy(-ti * T.dot(v, z + i, size), v, z + i, size)
                         }
                         i -= 1
                     }
-                    j += workers
+                    t += workers
                 }
             }
         }
+    }
+}
+
+/// The scalars Householder QR runs in, with the vectorized dot product and
+/// axpy its loops are made of: Float for the randomized SVD's range finder,
+/// Double for the SVD's orthonormal completions.
+protocol HouseholderScalar: BinaryFloatingPoint {
+    static func dot(_ x: UnsafePointer<Self>, _ y: UnsafePointer<Self>, _ count: Int) -> Self
+    static func axpy(_ alpha: Self, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ count: Int)
+}
+
+extension Float: HouseholderScalar {
+    @inline(__always)
+    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ count: Int) -> Float { dotFloat(x, y, count) }
+    @inline(__always)
+    static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        axpyFloat(alpha, x, y, count)
+    }
+}
+
+extension Double: HouseholderScalar {
+    @inline(__always)
+    static func dot(_ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>, _ count: Int) -> Double {
+        dotDouble(x, y, count)
+    }
+    @inline(__always)
+    static func axpy(_ alpha: Double, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ count: Int) {
+        SwiftPrune.axpy(alpha, x, y, count)
     }
 }
 

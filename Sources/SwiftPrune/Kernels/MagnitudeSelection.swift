@@ -34,9 +34,9 @@ public enum MagnitudeSelection {
         let workers = max(Threading.workerCount(for: total, minimumPerWorker: minimumPerWorker),
                           (total >> 32) + 1)
         let buckets = 1 << digitBits
-        var histograms = [UInt32](repeating: 0, count: workers * buckets)
-        histograms.withUnsafeMutableBufferPointer { all in
-            let base = all.baseAddress!
+        let histograms = try ScratchArray<UInt32>(repeating: 0, count: workers * buckets, "magnitude histograms")
+        do {
+            let base = histograms.base
             parallelFor(workers: workers) { worker in
                 let histogram = base + worker * buckets
                 data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
@@ -70,6 +70,8 @@ public enum MagnitudeSelection {
             starts[worker + 1] = starts[worker] + Int(histograms[worker * buckets + bucket])
         }
         let chosen = S.MagnitudeKey(truncatingIfNeeded: bucket)
+        // Probed first: the bucket can hold most of the data (many equal values).
+        try FallibleAllocation.probe(S.MagnitudeKey.self, count: starts[workers], "the magnitude bucket")
         var candidates = [S.MagnitudeKey](unsafeUninitializedCapacity: starts[workers]) { out, initialized in
             let outBase = out.baseAddress!
             parallelFor(workers: workers) { worker in

@@ -29,7 +29,7 @@ public func blockMask<S: MagnitudeOrdered>(
     let source = weights.buffer.baseAddress!, target = mask.buffer.baseAddress!
 
     // Scores: sums of |w| per block row band, then divided by each block's size.
-    var scores = [Double](repeating: 0, count: blocks)
+    var scores = try [Double](fallibleRepeating: 0, count: blocks)
     let workers = Threading.workerCount(for: weights.count, minimumPerWorker: 1 << 16)
     var bad = [Bool](repeating: false, count: workers)
     scores.withUnsafeMutableBufferPointer { scoreBuffer in
@@ -64,7 +64,7 @@ public func blockMask<S: MagnitudeOrdered>(
     }
     guard !bad.contains(true) else { throw SwiftPruneError.value("weights contain NaN or Inf values") }
 
-    var keepBlock = [Bool](repeating: true, count: blocks)
+    var keepBlock = try [Bool](fallibleRepeating: true, count: blocks)
     try scores.withUnsafeBufferPointer { s in
         try keepBlock.withUnsafeMutableBufferPointer { keep in
             try writeMagnitudeMasks(SegmentedBuffer([s]), prune: k, into: [keep])

@@ -65,7 +65,7 @@ public func pruneChannels<S: MagnitudeOrdered & SIMDScalar>(
         }
         var kept = Array(0 ..< channels)
         if index < result.count - 1 {
-            var keep = [Bool](repeating: true, count: channels)
+            var keep = try [Bool](fallibleRepeating: true, count: channels)
             try kernel.withView { view in
                 try keep.withUnsafeMutableBufferPointer {
                     try structuredSliceMask(view, amount: amount, axis: outAxis, norm: norm, into: $0)

@@ -19,7 +19,7 @@ public func globalMagnitudeMasks<S: MagnitudeOrdered>(
     }
     let data = try SegmentedBuffer(weights.map(\.buffer))
     let k = try prunedCount(sparsity: sparsity, of: data.count)
-    try writeMagnitudeMasksSampled(data, prune: k, into: masks.map(\.buffer))
+    try writeMagnitudeMasksFastest(data, prune: k, into: masks.map(\.buffer))
 }
 
 /// The keep-masks of `weights` pruned globally at `sparsity`; see

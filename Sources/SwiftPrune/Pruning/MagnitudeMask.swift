@@ -63,13 +63,7 @@ public func magnitudeMask<S: MagnitudeOrdered>(
     }
     let k = try prunedCount(sparsity: sparsity, of: weights.count)
     let data = try SegmentedBuffer([weights.buffer])
-    // Measured on one tensor: the one-pass sampled writer wins from 2^24
-    // entries; below it the three-pass writer (vectorized passes) does.
-    if data.count >= 1 << 24 {
-        try writeMagnitudeMasksSampled(data, prune: k, into: [mask.buffer])
-    } else {
-        try writeMagnitudeMasks(data, prune: k, into: [mask.buffer])
-    }
+    try writeMagnitudeMasksFastest(data, prune: k, into: [mask.buffer])
 }
 
 /// The keep-mask of `weights` at `sparsity`; see ``magnitudeMask(_:sparsity:into:)``.

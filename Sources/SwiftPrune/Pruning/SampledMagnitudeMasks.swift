@@ -29,8 +29,8 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     // increasing order while walking the segments (no search, prefetch-friendly).
     let sampleCount = min(1 << 18, total / 16)
     var generator = Xoshiro256StarStar(seed: 0x5EED_5A3F_1E5E_1EC7)
-    let sample = UnsafeMutablePointer<UInt64>.allocate(capacity: sampleCount)
-    defer { sample.deallocate() }
+    let sample = try FallibleAllocation.allocate(UInt64.self, count: sampleCount, "the magnitude sample")
+    defer { FallibleAllocation.free(sample) }
     var segment = 0
     for s in 0 ..< sampleCount {
         let lower = partitionRange(total, parts: sampleCount, index: s)
@@ -50,20 +50,20 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
     let expected = Double(highRank - lowRank) / Double(sampleCount) * Double(total) / Double(workers)
     let cap = Int(4 * expected) + (1 << 16)
-    var recordKeys = [[UInt64]](repeating: [], count: workers)
-    var recordPlaces = [[UnsafeMutablePointer<Bool>]](repeating: [], count: workers)
+    // Each worker records into its own arrays, sized for the expected count
+    // up front and grown (fallibly) past it.
+    let recordKeys = try (0 ..< workers).map { _ in
+        try ScratchArray<UInt64>(capacity: Int(expected * 1.25) + 64, "the magnitude bracket") }
+    let recordPlaces = try (0 ..< workers).map { _ in
+        try ScratchArray<UnsafeMutablePointer<Bool>>(capacity: Int(expected * 1.25) + 64, "the magnitude bracket") }
     var belowCounts = [Int](repeating: 0, count: workers)
     var failed = [Bool](repeating: false, count: workers)
     var worstKeys = [S.MagnitudeKey](repeating: 0, count: workers)
-    recordKeys.withUnsafeMutableBufferPointer { keysOut in
-        recordPlaces.withUnsafeMutableBufferPointer { placesOut in
             belowCounts.withUnsafeMutableBufferPointer { belowOut in
                 failed.withUnsafeMutableBufferPointer { failedOut in
                     worstKeys.withUnsafeMutableBufferPointer { worstOut in
                         parallelFor(workers: workers) { worker in
-                            var keys: [UInt64] = [], places: [UnsafeMutablePointer<Bool>] = []
-                            keys.reserveCapacity(Int(expected * 1.25) + 64)
-                            places.reserveCapacity(Int(expected * 1.25) + 64)
+                            let keys = recordKeys[worker], places = recordPlaces[worker]
                             var below = 0, worst: S.MagnitudeKey = 0, overflow = false
                             // Pieces collected first: the hot loop below mutates locals, not closure captures.
                             var pieces: [(Int, Range<Int>)] = []
@@ -108,13 +108,11 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
                                             }
                                             i += 1
                                         }
-                                        if keys.count > cap { overflow = true; break pieceLoop }
+                                        if keys.count > cap || keys.failed || places.failed { overflow = true; break pieceLoop }
                                     }
                                     start += count
                                 }
                             }
-                            keysOut[worker] = keys
-                            placesOut[worker] = places
                             belowOut[worker] = below
                             failedOut[worker] = overflow
                             worstOut[worker] = worst
@@ -122,8 +120,8 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
                     }
                 }
             }
-        }
-    }
+    // A refused append (out of memory) counts as an overflow: the two-pass
+    // writer below needs less memory, and throws if even that is refused.
     let below = belowCounts.reduce(0, +)
     let candidates = recordKeys.reduce(0) { $0 + $1.count }
     guard !failed.contains(true), below <= k, k <= below + candidates else {
@@ -139,22 +137,22 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     // Resolve the bracket: prune its `need` smallest, lower flat index first among ties.
     let need = k - below
     guard need > 0 else {
-        for places in recordPlaces { for place in places { place.pointee = true } }
+        for places in recordPlaces { for place in places.buffer { place.pointee = true } }
         return
     }
-    let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: candidates)
-    defer { scratch.deallocate() }
+    let scratch = try FallibleAllocation.allocate(UInt64.self, count: candidates, "the magnitude bracket")
+    defer { FallibleAllocation.free(scratch) }
     var offset = 0
-    for keys in recordKeys where !keys.isEmpty {
-        keys.withUnsafeBufferPointer { (scratch + offset).update(from: $0.baseAddress!, count: $0.count) }
+    for keys in recordKeys where keys.count > 0 {
+        (scratch + offset).update(from: keys.base, count: keys.count)
         offset += keys.count
     }
     let threshold = quickselect(scratch, count: candidates, rank: need - 1)
     var countBelow = 0
-    for keys in recordKeys { for key in keys where key < threshold { countBelow += 1 } }
+    for keys in recordKeys { for key in keys.buffer where key < threshold { countBelow += 1 } }
     var ties = need - countBelow
     for (keys, places) in zip(recordKeys, recordPlaces) {
-        for (key, place) in zip(keys, places) {
+        for (key, place) in zip(keys.buffer, places.buffer) {
             if key < threshold {
                 place.pointee = false
             } else if key == threshold && ties > 0 {

@@ -32,7 +32,7 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
 ) throws -> [Double] {
     let split = try AxisSplit(shape: weights.shape, axis: axis)
     let length = split.length, inner = split.inner, outer = split.outer
-    var norms = [Double](repeating: 0, count: length)
+    var norms = try [Double](fallibleRepeating: 0, count: length)
     guard weights.count > 0 else { return norms }
     let source = weights.buffer.baseAddress!
     let total = weights.count
@@ -68,7 +68,7 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
         // reduce each (o, l) row with SIMD, add into norms[l].
         let rows = outer * length
         let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
-        var partial = [Double](repeating: 0, count: workers * length)
+        var partial = try [Double](fallibleRepeating: 0, count: workers * length)
         partial.withUnsafeMutableBufferPointer { all in
             let base = all.baseAddress!
             parallelFor(workers: workers) { worker in
@@ -90,7 +90,7 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
         // Short rows: accumulate whole (length * inner) planes over `outer`, element-wise.
         let plane = length * inner
         let workers = Threading.workerCount(for: total, minimumPerWorker: max(1 << 16, 4 * plane))
-        var partial = [Double](repeating: 0, count: workers * plane)
+        var partial = try [Double](fallibleRepeating: 0, count: workers * plane)
         partial.withUnsafeMutableBufferPointer { all in
             let base = all.baseAddress!
             parallelFor(workers: workers) { worker in

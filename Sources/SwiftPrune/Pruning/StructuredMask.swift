@@ -40,7 +40,7 @@ public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
         }
         return
     }
-    var keep = [Bool](repeating: true, count: split.length)
+    var keep = try [Bool](fallibleRepeating: true, count: split.length)
     try keep.withUnsafeMutableBufferPointer {
         try structuredSliceMask(weights, amount: amount, axis: axis, norm: norm, into: $0)
     }

@@ -27,9 +27,9 @@ func writeMagnitudeMasksTwoPass<S: MagnitudeOrdered>(
     let shift = S.magnitudeKeyBits - digitBits
     let buckets = 1 << digitBits
     let workers = max(Threading.workerCount(for: total, minimumPerWorker: 1 << 16), (total >> 32) + 1)
-    var histograms = [UInt32](repeating: 0, count: workers * buckets)
-    histograms.withUnsafeMutableBufferPointer { all in
-        let base = all.baseAddress!
+    let histograms = try ScratchArray<UInt32>(repeating: 0, count: workers * buckets, "magnitude histograms")
+    do {
+        let base = histograms.base
         parallelFor(workers: workers) { worker in
             let histogram = base + worker * buckets
             data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
@@ -63,11 +63,11 @@ func writeMagnitudeMasksTwoPass<S: MagnitudeOrdered>(
     // Pass 2: direct writes outside the bucket, records inside it (flat order per worker).
     var starts = [Int](repeating: 0, count: workers + 1)
     for worker in 0 ..< workers { starts[worker + 1] = starts[worker] + Int(histograms[worker * buckets + bucket]) }
-    histograms = []
     let chosen = S.MagnitudeKey(truncatingIfNeeded: bucket)
-    let keys = UnsafeMutablePointer<UInt64>.allocate(capacity: max(1, candidates))
-    let places = UnsafeMutablePointer<UnsafeMutablePointer<Bool>>.allocate(capacity: max(1, candidates))
-    defer { keys.deallocate(); places.deallocate() }
+    let keys = try FallibleAllocation.allocate(UInt64.self, count: candidates, "the magnitude bucket")
+    defer { FallibleAllocation.free(keys) }
+    let places = try FallibleAllocation.allocate(UnsafeMutablePointer<Bool>.self, count: candidates, "the magnitude bucket")
+    defer { FallibleAllocation.free(places) }
     parallelFor(workers: workers) { worker in
         var write = starts[worker]
         data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
@@ -87,8 +87,8 @@ func writeMagnitudeMasksTwoPass<S: MagnitudeOrdered>(
 
     // Resolve the bucket: prune its `need` smallest keys, lower flat index first among ties.
     let need = k - below
-    let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: candidates)
-    defer { scratch.deallocate() }
+    let scratch = try FallibleAllocation.allocate(UInt64.self, count: candidates, "the magnitude bucket")
+    defer { FallibleAllocation.free(scratch) }
     scratch.update(from: keys, count: candidates)
     let threshold = quickselect(scratch, count: candidates, rank: need - 1)
     var countBelow = 0

@@ -150,8 +150,8 @@ public func groupRanges<S: QuantizationScalar>(
         throw SwiftPruneError.value("weights have \(x.count) elements, shape \(layout.shape) needs \(total)")
     }
     let workers = Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
-    var lo = [S](repeating: .greatestFiniteMagnitude, count: groups * workers)
-    var hi = [S](repeating: -.greatestFiniteMagnitude, count: groups * workers)
+    var lo = try [S](fallibleRepeating: .greatestFiniteMagnitude, count: groups * workers)
+    var hi = try [S](fallibleRepeating: -.greatestFiniteMagnitude, count: groups * workers)
     var bad = [S](repeating: 0, count: workers)
     guard total > 0 else {
         return (Array(repeating: 0, count: groups), Array(repeating: 0, count: groups))

@@ -16,8 +16,8 @@ public enum QuantizationCalibration {
         }
         let (lo, hi) = try groupRanges(x, layout: layout)
         let groups = layout.groupCount
-        var scales = [Float](repeating: 1, count: groups)
-        var zeroPoints = [Int32](repeating: 0, count: groups)
+        var scales = try [Float](fallibleRepeating: 1, count: groups)
+        var zeroPoints = try [Int32](fallibleRepeating: 0, count: groups)
         switch method {
         case .minmax:
             for g in 0 ..< groups {
@@ -47,8 +47,8 @@ public enum QuantizationCalibration {
     ) throws {
         let total = layout.count, length = layout.groupLength, groups = layout.groupCount
         guard total > 0 && length > 0 else { return }
-        let gathered = UnsafeMutableBufferPointer<S>.allocate(capacity: total)
-        defer { gathered.deallocate() }
+        let gathered = UnsafeMutableBufferPointer(start: try FallibleAllocation.allocate(S.self, count: total), count: total)
+        defer { FallibleAllocation.free(gathered.baseAddress) }
         gatherGroups(x, layout: layout, into: gathered)
         let base = gathered.baseAddress!
         let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 14)

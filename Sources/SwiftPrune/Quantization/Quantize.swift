@@ -38,8 +38,8 @@ public func quantizeBuffer<S: QuantizationScalar, O: FixedWidthInteger>(
         try quantizeValues(x, layout: layout, scheme: scheme, scales: scales, zeroPoints: zeroPoints, into: out)
         return (scales, zeroPoints)
     }
-    var scales = [Float](repeating: 1, count: groups)
-    var zeroPoints = [Int32](repeating: 0, count: groups)
+    var scales = try [Float](fallibleRepeating: 1, count: groups)
+    var zeroPoints = try [Int32](fallibleRepeating: 0, count: groups)
     let workers = Swift.min(groups, Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker))
     var bad = [Bool](repeating: false, count: workers)
     let src = x.baseAddress!, dst = out.baseAddress!
@@ -96,8 +96,8 @@ public func quantizeValues<S: QuantizationScalar, O: FixedWidthInteger>(
         throw SwiftPruneError.value("quantization buffers do not match shape \(layout.shape)")
     }
     guard total > 0 else { return }
-    var divisors = [S](repeating: 1, count: groups)
-    var lower = [S](repeating: 0, count: groups), upper = [S](repeating: 0, count: groups)
+    var divisors = try [S](fallibleRepeating: 1, count: groups)
+    var lower = try [S](fallibleRepeating: 0, count: groups), upper = try [S](fallibleRepeating: 0, count: groups)
     for g in 0 ..< groups {
         guard scales[g] > 0 && scales[g].isFinite else {
             throw SwiftPruneError.value("scale \(scales[g]) of group \(g) is not a positive finite number")

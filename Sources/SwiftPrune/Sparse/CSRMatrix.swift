@@ -29,12 +29,12 @@ public struct CSRMatrix {
     public init(dense: TensorView<Float>) throws {
         guard dense.rank == 2 else { throw SwiftPruneError.value("CSRMatrix needs a 2-D matrix, got shape \(dense.shape)") }
         let rows = dense.shape[0], columns = dense.shape[1]
-        var offsets = [Int64](repeating: 0, count: rows + 1)
+        var offsets = try [Int64](fallibleRepeating: 0, count: rows + 1)
         let nonzeros = try offsets.withUnsafeMutableBufferPointer {
             try CSRMatrix.countNonzeros(dense: dense.buffer, rows: rows, columns: columns, rowOffsets: $0)
         }
-        var indices = [Int32](repeating: 0, count: nonzeros)
-        var values = [Float](repeating: 0, count: nonzeros)
+        var indices = try [Int32](fallibleRepeating: 0, count: nonzeros)
+        var values = try [Float](fallibleRepeating: 0, count: nonzeros)
         try indices.withUnsafeMutableBufferPointer { indexBuffer in
             try values.withUnsafeMutableBufferPointer { valueBuffer in
                 try offsets.withUnsafeBufferPointer {

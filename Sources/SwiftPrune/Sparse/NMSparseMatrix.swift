@@ -31,8 +31,8 @@ public struct NMSparseMatrix {
         let rows = dense.shape[0], columns = dense.shape[1]
         try NMSparseMatrix.checkLayout(rows: rows, columns: columns, n: n, m: m)
         let count = rows * (columns / m) * n
-        var values = [Float](repeating: 0, count: count)
-        var indices = [UInt8](repeating: 0, count: count)
+        var values = try [Float](fallibleRepeating: 0, count: count)
+        var indices = try [UInt8](fallibleRepeating: 0, count: count)
         try values.withUnsafeMutableBufferPointer { valueBuffer in
             try indices.withUnsafeMutableBufferPointer { indexBuffer in
                 try NMSparseMatrix.compress(dense: dense.buffer, rows: rows, columns: columns, n: n, m: m,

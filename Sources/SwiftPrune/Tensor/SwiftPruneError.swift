@@ -11,18 +11,29 @@ public struct SwiftPruneError: Error, Equatable, CustomStringConvertible {
         case invalidType = 2
         /// An allocation failed or a size overflows (Python `MemoryError`).
         case outOfMemory = 3
+        /// An operating-system call failed, with the C `errno` in ``SwiftPruneError/code``: a missing
+        /// file, a directory where a file was expected, no permission, a full disk (Python: the
+        /// `OSError` subclass for that errno, e.g. `FileNotFoundError`).
+        case system = 5
     }
 
     public let kind: Kind
     public let message: String
+    /// The C `errno` of a ``Kind/system`` error; 0 for every other kind.
+    public let code: Int32
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, code: Int32 = 0) {
         self.kind = kind
         self.message = message
+        self.code = code
     }
 
     public static func value(_ message: String) -> SwiftPruneError { .init(.invalidValue, message) }
     public static func type(_ message: String) -> SwiftPruneError { .init(.invalidType, message) }
+    /// A failed system call: `message` (what was attempted) followed by the text of `errno`.
+    public static func system(_ message: String, errno code: Int32) -> SwiftPruneError {
+        .init(.system, "\(message): \(errnoText(code))", code: code)
+    }
 
     public var description: String { message }
 }

@@ -118,10 +118,10 @@ let columnGroup = 8
 /// - Throws: ``SwiftPruneError`` if `h` is not numerically positive definite.
 public func calibrationInverseCholeskyUpper(_ h: [Double], n: Int) throws -> [Double] {
     guard h.count == n * n else { throw SwiftPruneError.value("h must be \(n) x \(n)") }
-    var reversed = [Double](repeating: 0, count: n * n)
+    var reversed = try [Double](fallibleRepeating: 0, count: n * n)
     for i in 0 ..< n { for j in 0 ... i { reversed[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)] } }
     try reversed.withUnsafeMutableBufferPointer { try calibrationCholesky($0.baseAddress!, n: n) }
-    var upper = [Double](repeating: 0, count: n * n)
+    var upper = try [Double](fallibleRepeating: 0, count: n * n)
     reversed.withUnsafeBufferPointer { lBuffer in
         upper.withUnsafeMutableBufferPointer { uBuffer in
             let l = lBuffer.baseAddress!, u = uBuffer.baseAddress!

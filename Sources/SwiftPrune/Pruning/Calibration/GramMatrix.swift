@@ -23,7 +23,7 @@ public func calibrationGramMatrix<S: BinaryFloatingPoint>(
     guard !n.multipliedReportingOverflow(by: n).overflow else {
         throw SwiftPruneError(.outOfMemory, "a \(n) x \(n) Gram matrix is too large")
     }
-    var gram = [Double](repeating: 0, count: n * n)
+    var gram = try [Double](fallibleRepeating: 0, count: n * n)
     guard n > 0 && samples > 0 else { return gram }
     let source = x.baseAddress!
     let panelWidth = 16
@@ -31,8 +31,8 @@ public func calibrationGramMatrix<S: BinaryFloatingPoint>(
     let padded = panels * panelWidth
     let chunk = 256
     // Panel p holds x[s][p*16 ..< p*16+16] for every s, zero padded: panel-major.
-    let packed = UnsafeMutablePointer<Float>.allocate(capacity: padded * samples)
-    defer { packed.deallocate() }
+    let packed = try FallibleAllocation.allocate(Float.self, count: padded * samples)
+    defer { FallibleAllocation.free(packed) }
     let packWorkers = Threading.workerCount(for: count, minimumPerWorker: 1 << 16)
     parallelFor(workers: packWorkers) { worker in
         for s in partitionRange(samples, parts: packWorkers, index: worker) {

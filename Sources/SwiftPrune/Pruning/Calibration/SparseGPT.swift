@@ -85,7 +85,7 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
 
     // Hessian, dead inputs, damping, inverse Cholesky factor.
     var h = try calibrationGramMatrix(activations.buffer, samples: samples, features: columns)
-    var dead = [Bool](repeating: false, count: columns)
+    var dead = try [Bool](fallibleRepeating: false, count: columns)
     var diagonalSum = 0.0
     for j in 0 ..< columns {
         if h[j * columns + j] == 0 { dead[j] = true; h[j * columns + j] = 1 }
@@ -97,15 +97,15 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     h = []
 
     // Working copy of W in Double.
-    var w = [Double](repeating: 0, count: rows * columns)
+    var w = try [Double](fallibleRepeating: 0, count: rows * columns)
     for i in 0 ..< rows * columns { w[i] = Double(weights.buffer[i]) }
     for r in 0 ..< rows { for j in 0 ..< columns where dead[j] { w[r * columns + j] = 0 } }
 
     let pruneTotalBefore: (Int) -> Int = { end in
         Int((sparsity * Double(rows) * Double(end)).rounded(.toNearestOrEven))
     }
-    var blockKeep = [Bool](repeating: true, count: rows * min(blockSize, columns))
-    var blockScores = [Double](repeating: 0, count: rows * min(blockSize, columns))
+    var blockKeep = try [Bool](fallibleRepeating: true, count: rows * min(blockSize, columns))
+    var blockScores = try [Double](fallibleRepeating: 0, count: rows * min(blockSize, columns))
     let workers = Threading.workerCount(for: rows * columns * min(blockSize, columns), minimumPerWorker: 1 << 20)
     try w.withUnsafeMutableBufferPointer { wBuffer in
         try u.withUnsafeBufferPointer { uBuffer in

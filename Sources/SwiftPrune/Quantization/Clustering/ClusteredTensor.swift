@@ -14,7 +14,7 @@ public struct ClusteredTensor: Equatable, Sendable {
         let fit = try weights.scalars.withUnsafeBufferPointer {
             try KMeans1D($0, clusters: clusters, initialization: initialization, maxIterations: maxIterations, seed: seed)
         }
-        var indices = [UInt16](repeating: 0, count: weights.count)
+        var indices = try [UInt16](fallibleRepeating: 0, count: weights.count)
         try weights.scalars.withUnsafeBufferPointer { x in
             try fit.centroids.withUnsafeBufferPointer { c in
                 try indices.withUnsafeMutableBufferPointer { try Codebook.assign(x, centroids: c, into: $0) }

@@ -14,14 +14,15 @@ enum ClusteringRadixSort {
     }
 
     /// The values of `x` in ascending order.
-    static func sorted(_ x: UnsafeBufferPointer<Float>) -> [Float] {
+    static func sorted(_ x: UnsafeBufferPointer<Float>) throws -> [Float] {
         let n = x.count
         guard n > 1 else { return Array(x) }
+        try FallibleAllocation.probe(UInt32.self, count: n, "the sorted values")
         var keys = [UInt32](unsafeUninitializedCapacity: n) { out, count in
             for i in 0 ..< n { out[i] = key(x[i]) }
             count = n
         }
-        var scratch = [UInt32](repeating: 0, count: n)
+        var scratch = try [UInt32](fallibleRepeating: 0, count: n)
         let radix = 1 << 11
         var counts = [Int](repeating: 0, count: radix * 3)
         keys.withUnsafeBufferPointer { k in

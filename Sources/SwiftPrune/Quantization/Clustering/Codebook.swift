@@ -31,7 +31,7 @@ public enum Codebook {
         // Midpoints padded to a power of two with +inf for a branchless search.
         var size = 1
         while size < k { size <<= 1 }
-        var midpoints = [Double](repeating: .infinity, count: size)
+        var midpoints = try [Double](fallibleRepeating: .infinity, count: size)
         for j in 0 ..< (k - 1) { midpoints[j] = (Double(centroids[j]) + Double(centroids[j + 1])) / 2 }
         guard x.count > 0 else { return }
         if k <= smallCodebook {

@@ -54,8 +54,8 @@ public struct KMeans1D: Sendable {
             (centroids, iterations, inertia) = ([Float](repeating: 0, count: k), 0, 0)
             return
         }
-        let s = ClusteringRadixSort.sorted(x)
-        var p1 = [Double](repeating: 0, count: n + 1), p2 = [Double](repeating: 0, count: n + 1)
+        let s = try ClusteringRadixSort.sorted(x)
+        var p1 = try [Double](fallibleRepeating: 0, count: n + 1), p2 = try [Double](fallibleRepeating: 0, count: n + 1)
         for i in 0 ..< n {
             let v = Double(s[i])
             p1[i + 1] = p1[i] + v
@@ -75,7 +75,7 @@ public struct KMeans1D: Sendable {
         let data = KMeansSortedData(values: s, p1: p1, p2: p2)
         var c: [Double]
         if initialization == .optimal {
-            let ends = data.optimalEnds(k)
+            let ends = try data.optimalEnds(k)
             var start = 0
             var result = [Float](repeating: 0, count: k)
             var total = 0.0
@@ -233,11 +233,11 @@ struct KMeansSortedData {
     /// error (each non-empty; needs at least `k` values). Layer by layer,
     /// `cost[m][i] = min_j cost[m-1][j] + segmentCost(j, i)`, whose best `j`
     /// is monotone in `i`: divide and conquer, O(n log n) per layer.
-    func optimalEnds(_ k: Int) -> [Int] {
+    func optimalEnds(_ k: Int) throws -> [Int] {
         let n = count
-        var previous = [Double](repeating: .infinity, count: n + 1)
-        var current = [Double](repeating: .infinity, count: n + 1)
-        var split = [Int32](repeating: 0, count: (k - 1) * (n + 1))
+        var previous = try [Double](fallibleRepeating: .infinity, count: n + 1)
+        var current = try [Double](fallibleRepeating: .infinity, count: n + 1)
+        var split = try [Int32](fallibleRepeating: 0, count: (k - 1) * (n + 1))
         for i in 1 ... n { previous[i] = segmentCost(0, i) }
         for layer in 1 ..< k {
             // Segments 0...layer cover values[0..<i], i >= layer + 1.

@@ -59,20 +59,20 @@ public enum GPTQ {
         let mean = cols > 0 ? diagonalSum / Double(cols) : 0
         for i in 0 ..< cols { h[i * cols + i] += damp * mean }
         // U = J · inverse(cholesky(J H J)) · J is the upper Cholesky factor of H⁻¹.
-        var reversed = [Double](repeating: 0, count: cols * cols)
+        var reversed = try [Double](fallibleRepeating: 0, count: cols * cols)
         for i in 0 ..< cols { for j in 0 ..< cols { reversed[i * cols + j] = h[(cols - 1 - i) * cols + (cols - 1 - j)] } }
         h = []
         try GPTQLinearAlgebra.cholesky(&reversed, n: cols)
         let inverse = GPTQLinearAlgebra.invertLower(reversed, n: cols)
         reversed = []
-        var u = [Double](repeating: 0, count: cols * cols)
+        var u = try [Double](fallibleRepeating: 0, count: cols * cols)
         for i in 0 ..< cols { for j in i ..< cols { u[i * cols + j] = inverse[(cols - 1 - i) * cols + (cols - 1 - j)] } }
 
         let groupsPerRow = layout.scaleShape[1]
-        var scales = [Float](repeating: 1, count: rows * groupsPerRow)
-        var zeroPoints = [Int32](repeating: 0, count: rows * groupsPerRow)
-        var storage = [UInt8](repeating: 0, count: rows * cols)
-        var errors = [Double](repeating: 0, count: rows * block)
+        var scales = try [Float](fallibleRepeating: 1, count: rows * groupsPerRow)
+        var zeroPoints = try [Int32](fallibleRepeating: 0, count: rows * groupsPerRow)
+        var storage = try [UInt8](fallibleRepeating: 0, count: rows * cols)
+        var errors = try [Double](fallibleRepeating: 0, count: rows * block)
         let workers = Swift.min(Threading.workerCount(for: rows * cols * Swift.max(cols, 1), minimumPerWorker: 1 << 22),
                                 Swift.max(rows, 1))
         let qmin = scheme.qmin, qmax = scheme.qmax

@@ -143,7 +143,7 @@ public enum GPTQLinearAlgebra {
     public static func cholesky(_ a: inout [Double], n: Int) throws {
         var failedAt = -1
         let bs = panel
-        var packed = [Double](repeating: 0, count: n * bs)
+        var packed = try [Double](fallibleRepeating: 0, count: n * bs)
         a.withUnsafeMutableBufferPointer { m in
             packed.withUnsafeMutableBufferPointer { pk in
                 let base = m.baseAddress!, pBase = pk.baseAddress!

@@ -1,0 +1,9 @@
+"""atheris campaign on the recipe_json reader: python fuzz/fuzz_recipe_json.py fuzz/corpus/recipe_json [-max_total_time=3600 ...]"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from targets import main_atheris  # noqa: E402
+
+if __name__ == "__main__":
+    main_atheris("recipe_json")

@@ -1,0 +1,1 @@
+../../../../Sources/SwiftPrune/IO/JSONValue.swift

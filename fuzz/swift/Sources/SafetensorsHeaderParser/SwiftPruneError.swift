@@ -1,0 +1,1 @@
+../../../../Sources/SwiftPrune/Tensor/SwiftPruneError.swift

@@ -1,0 +1,100 @@
+"""Allocation failure is a MemoryError, never an abort (issue 16, item 1).
+
+Each scenario runs in a child process whose address space is limited with
+``resource.setrlimit(RLIMIT_AS)`` to what it already uses plus a few hundred
+MB, then asks for work whose scratch memory does not fit. Before the fix the
+Swift runtime trapped ("Fatal error: failed to allocate ... bytes", SIGABRT);
+now the call raises MemoryError and the process goes on working.
+
+The inputs are ``np.zeros`` arrays: calloc'd pages that are only read stay
+unbacked, so a 1.6 GB input costs address space (which the limit counts)
+but no RAM.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import swiftprune as sp
+
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(sp.__file__)))
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc are Linux's")
+
+PRELUDE = """
+import resource, numpy as np, swiftprune as sp
+
+def address_space() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize")
+
+def limit(headroom: int) -> None:
+    target = address_space() + headroom
+    resource.setrlimit(resource.RLIMIT_AS, (target, resource.RLIM_INFINITY))
+
+# Start the worker threads (their stacks count too) before limiting.
+sp.set_num_threads(2)
+sp.magnitude_mask(np.random.default_rng(0).random(1 << 22, dtype=np.float32), 0.5)
+"""
+
+SCENARIOS = {
+    # The issue's reproduction: all-equal magnitudes put every entry in the selection bucket.
+    "magnitude_mask 4e8": """
+        w = np.zeros(400_000_000, np.float32)
+        mask = np.empty(w.shape, bool)   # the output, allocated by NumPy before the limit
+        limit(600 << 20)
+        call = lambda: sp.magnitude_mask(w, 0.5)
+    """,
+    "global_magnitude_masks": """
+        ws = [np.zeros(100_000_000, np.float32) for _ in range(3)]
+        limit(500 << 20)
+        call = lambda: sp.global_magnitude_masks(ws, 0.5)
+    """,
+    "cluster optimal": """
+        w = np.random.default_rng(1).random(20_000_000, dtype=np.float32)
+        limit(700 << 20)
+        call = lambda: sp.cluster(w, 16, init="optimal")   # (k - 1) x (n + 1) split table
+    """,
+    "sparsegpt": """
+        w = np.zeros((20_000, 20_000), np.float32)
+        x = np.zeros((4, 20_000), np.float32)
+        limit(2200 << 20)                          # room for the float32 output (1.6 GB), not more
+        call = lambda: sp.sparsegpt(w, x, 0.5)     # float64 working copy (3.2 GB)
+    """,
+    "svd": """
+        w = np.zeros((200_000, 2_000), np.float32)
+        limit(2200 << 20)                          # room for u (1.6 GB), s and vt
+        call = lambda: sp.svd(w)                   # float64 working copy (3.2 GB)
+    """,
+}
+
+EPILOGUE = """
+try:
+    call()
+except MemoryError as error:
+    print("MemoryError:", error)
+    # Raised by the Swift core's allocator, not by NumPy allocating an output.
+    assert "cannot allocate" in str(error), error
+else:
+    raise SystemExit("the call fit in the limit: the scenario does not test anything")
+# The process is intact: small work still gives the right answer.
+small = np.arange(1000, dtype=np.float32)
+assert sp.magnitude_mask(small, 0.25).sum() == 750
+print("alive")
+"""
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_allocation_failure_is_a_memory_error(name):
+    code = PRELUDE + textwrap.dedent(SCENARIOS[name]) + EPILOGUE
+    env = dict(os.environ, PYTHONPATH=PYTHON_DIR, OPENBLAS_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-2000:]}"
+    assert "MemoryError: " in result.stdout and result.stdout.rstrip().endswith("alive"), result.stdout
