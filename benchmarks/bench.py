@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             cells = format_row(row)
             if args.markdown:
-                print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+                print("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |", flush=True)
             else:
                 print("  ".join(str(c) for c in cells), flush=True)
             case.release()

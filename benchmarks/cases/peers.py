@@ -12,6 +12,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
+
+import warnings
 
 import numpy as np
 
@@ -21,6 +24,9 @@ from . import Case, Peer
 
 try:
     import torch
+
+    # torch.sparse_csr is "beta" and quantized tensor creation "deprecated": known, not news per row.
+    warnings.filterwarnings("ignore", message=".*(Sparse CSR tensor support|quantized tensor creation).*")
 except ImportError:  # pragma: no cover - optional peer
     torch = None
 try:
@@ -282,8 +288,15 @@ def magnitude_cases(quick: bool) -> list[Case]:
         w = rng.standard_normal(n, dtype=np.float32)
 
         def check(w=w) -> str:
-            assert np.array_equal(sp.magnitude_mask(w, 0.5), numpy_magnitude_mask(w, 0.5)), "masks differ"
-            return "identical masks"
+            # NumPy's compare drops every entry tied with the threshold; ours keeps exactly
+            # n - k (lower index first among ties): the masks agree off the tie.
+            ours, theirs = sp.magnitude_mask(w, 0.5), numpy_magnitude_mask(w, 0.5)
+            k = round(0.5 * w.size)
+            assert int(ours.sum()) == w.size - k, f"keeps {int(ours.sum())}, not {w.size - k}"
+            differ = np.flatnonzero(ours != theirs)
+            threshold = np.partition(np.abs(w), k - 1)[k - 1]
+            assert np.all(np.abs(w[differ]) == threshold), "masks differ away from the threshold"
+            return f"identical off the threshold ({differ.size} tied entries resolved)"
 
         for threads in THREADS:
             out.append(Case(f"magnitude_mask 1e{len(str(n)) - 1}, 50%", lambda w=w: sp.magnitude_mask(w, 0.5),
@@ -382,6 +395,9 @@ class _Cleanup:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def cases(quick: bool) -> list[Case]:
-    return (structured_cases(quick) + magnitude_cases(quick) + quantize_cases(quick) + sparse_cases(quick)
-            + gemm_cases(quick) + randomized_cases(quick) + svd_cases(quick) + save_cases(quick))
+def cases(quick: bool) -> Iterator[Case]:
+    """The rows, built section by section as the run reaches them (the inputs of all
+    of them at once would hold several GiB)."""
+    for section in (structured_cases, magnitude_cases, quantize_cases, sparse_cases, gemm_cases,
+                    randomized_cases, svd_cases, save_cases):
+        yield from section(quick)

@@ -107,6 +107,13 @@ struct GEMMDriver<T: GEMMScalar> {
     let wide: Bool
     /// The micro-tile: `MR × NR` of ``GEMMScalar``, or 12 × 32 / 6 × 32 when ``wide``.
     let mr: Int, nr: Int
+    /// Float32 on the AVX2 path with A not transposed and C at most
+    /// ``directAMaxColumns`` wide: A is read in place, not packed
+    /// (`sgemmMicroKernelDirectA`, same results).
+    let directA: Bool
+    /// Up to this many columns of C (eight 16-column panels) a packed A
+    /// sliver would be used too few times to repay its copy.
+    static var directAMaxColumns: Int { 128 }
 
     /// Depth of a packed block (the sums over depth are split only here, so
     /// `kc` alone decides the rounding); columns of a packed block of B; rows
@@ -130,6 +137,7 @@ struct GEMMDriver<T: GEMMScalar> {
         // padding a partial 12-row tile would waste more of the work.
         mr = wide && m >= 96 ? 12 : T.gemmMR
         nr = wide ? 32 : T.gemmNR
+        directA = T.self == Float.self && !wide && !transA && n <= GEMMDriver.directAMaxColumns
     }
 
     /// The micro-kernel of this call: `c[r · ldc + j] += alpha · Σ_p a[p · MR + r] · b[p · NR + j]`.
@@ -218,9 +226,9 @@ struct GEMMDriver<T: GEMMScalar> {
                     for block in blocks {
                         let ic = block * mcMax
                         let mc = min(mcMax, m - ic)
-                        packA(into: myA, row: ic, mc: mc, column: pc, kc: kc)
+                        if !directA { packA(into: myA, row: ic, mc: mc, column: pc, kc: kc) }
                         macroKernel(packedA: myA, mc: mc, row: ic, packedB: packedB, panels: myPanels,
-                                    nc: nc, column: jc, kc: kc, scratch: scratch + worker * mr * nr)
+                                    nc: nc, column: jc, kc: kc, depth: pc, scratch: scratch + worker * mr * nr)
                     }
                 }
                 pc += kc
@@ -282,7 +290,7 @@ struct GEMMDriver<T: GEMMScalar> {
     @inline(__always)
     func macroKernel(packedA: UnsafeMutablePointer<T>, mc: Int, row: Int,
                      packedB: UnsafeMutablePointer<T>, panels: Range<Int>, nc: Int, column: Int, kc: Int,
-                     scratch: UnsafeMutablePointer<T>) {
+                     depth: Int, scratch: UnsafeMutablePointer<T>) {
         var touched: T = 0
         defer { scratch[0] = touched }
         for panel in panels {
@@ -297,7 +305,23 @@ struct GEMMDriver<T: GEMMScalar> {
                 let rows = min(mr, mc - i0)
                 let aPanel = UnsafePointer(packedA + i0 * kc)
                 let cTile = c + (row + i0) * ldc + column + j0
-                if rows == mr && cols == nr {
+                if directA {
+                    // T == Float (see `directA`); A rows read in place.
+                    let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Float.self)
+                    let bFloat = UnsafeRawPointer(bPanel).assumingMemoryBound(to: Float.self)
+                    let alphaFloat = withUnsafeBytes(of: alpha) { $0.load(as: Float.self) }
+                    if rows == mr && cols == nr {
+                        sgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bFloat, alphaFloat,
+                                                UnsafeMutableRawPointer(cTile).assumingMemoryBound(to: Float.self), ldc)
+                    } else {
+                        scratch.update(repeating: 0, count: mr * nr)
+                        sgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bFloat, alphaFloat,
+                                                UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Float.self), nr)
+                        for r in 0 ..< rows {
+                            for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
+                        }
+                    }
+                } else if rows == mr && cols == nr {
                     // Touch the next tile's rows of C now: the loads miss the cache
                     // while the micro-kernel runs instead of stalling its final update.
                     if i0 + 2 * mr <= mc {

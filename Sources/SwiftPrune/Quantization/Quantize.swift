@@ -43,6 +43,7 @@ public func quantizeBuffer<S: QuantizationScalar, O: FixedWidthInteger>(
     let workers = Swift.min(groups, Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker))
     var bad = [Bool](repeating: false, count: workers)
     let src = x.baseAddress!, dst = out.baseAddress!
+    let stream = S.self == Float.self && total * MemoryLayout<O>.stride >= StreamingRuns.threshold
     scales.withUnsafeMutableBufferPointer { sb in
         zeroPoints.withUnsafeMutableBufferPointer { zb in
             bad.withUnsafeMutableBufferPointer { bb in
@@ -56,8 +57,16 @@ public func quantizeBuffer<S: QuantizationScalar, O: FixedWidthInteger>(
                         let (scale, zero) = scheme.parameters(lo: lo, hi: hi, as: S.self)
                         sBase[g] = scale
                         zBase[g] = zero
-                        quantizeRun(p, run, S(scale), S(scheme.qmin - zero), S(scheme.qmax - zero), zero, into: dst + g * run)
+                        if stream {
+                            // S == Float (checked with `stream`).
+                            StreamingRuns.quantize(UnsafeRawPointer(p).assumingMemoryBound(to: Float.self), run,
+                                                   scale: scale, lo: Float(scheme.qmin - zero), hi: Float(scheme.qmax - zero),
+                                                   zero: zero, into: dst + g * run)
+                        } else {
+                            quantizeRun(p, run, S(scale), S(scheme.qmin - zero), S(scheme.qmax - zero), zero, into: dst + g * run)
+                        }
                     }
+                    if stream { StreamingRuns.fence() }
                     bBase[worker] = nonFinite
                 }
             }
@@ -129,7 +138,7 @@ public func quantizeValues<S: QuantizationScalar, O: FixedWidthInteger>(
 /// - Throws: ``SwiftPruneError`` if a buffer does not match `layout`.
 @_specialize(where O == Int8)
 @_specialize(where O == UInt8)
-public func dequantizeValues<O: FixedWidthInteger>(
+public func dequantizeValues<O: FixedWidthInteger & SIMDScalar>(
     _ values: UnsafeBufferPointer<O>, layout: QuantizationLayout,
     scales: UnsafeBufferPointer<Float>, zeroPoints: UnsafeBufferPointer<Int32>,
     into out: UnsafeMutableBufferPointer<Float>
@@ -142,12 +151,18 @@ public func dequantizeValues<O: FixedWidthInteger>(
     let src = values.baseAddress!, dst = out.baseAddress!
     let sc = scales.baseAddress!, zp = zeroPoints.baseAddress!
     let workers = Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
+    let stream = total * MemoryLayout<Float>.stride >= StreamingRuns.threshold
     parallelFor(workers: workers) { worker in
+        defer { if stream { StreamingRuns.fence() } }
         QuantizationGroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
             let p = src + start, o = dst + start
             if layout.inner == 1 {
                 let s = sc[group], zero = zp[group]
-                for i in 0 ..< count { o[i] = Float(Int32(truncatingIfNeeded: p[i]) &- zero) * s }
+                if stream {
+                    StreamingRuns.dequantize(p, count, zero: zero, scale: s, into: o)
+                } else {
+                    for i in 0 ..< count { o[i] = Float(Int32(truncatingIfNeeded: p[i]) &- zero) * s }
+                }
             } else {
                 let s = sc + group, zero = zp + group
                 for i in 0 ..< count { o[i] = Float(Int32(truncatingIfNeeded: p[i]) &- zero[i]) * s[i] }
