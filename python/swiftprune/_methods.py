@@ -25,7 +25,7 @@ from .clustering import ClusteredTensor, cluster
 from .factorization import LowRankFactors, low_rank
 from .registry import REQUIRED, Codec, Method, OptionError, register_codec, register_method
 from .pruning import block_mask, global_magnitude_masks, magnitude_mask, nm_mask, random_mask, structured_mask
-from .quantization import QuantizedTensor, quantize
+from .quantization import QuantizedTensor, _group_matrix, quantize
 
 Validator = Callable[[str, Any], Any]
 
@@ -163,11 +163,15 @@ def _quantize_fits(shape: tuple[int, ...], options: Mapping[str, Any]) -> Option
     reason = _axis_reason(shape, axis)
     if reason is not None or group is None:
         return reason
-    if len(shape) != 2:
-        return f"group_size needs a 2-D weight, got shape {shape}"
-    other = 1 - axis % 2
-    if shape[other] % group:
-        return f"group_size {group} does not divide dimension {other} ({shape[other]} entries) of shape {shape}"
+    # Conv kernels are grouped along their input-channel x kernel dimension (quantization._group_matrix).
+    try:
+        rows, columns, channel_axis = _group_matrix(tuple(shape), axis % len(shape), group)
+    except ValueError as error:
+        return str(error)
+    grouped = columns if channel_axis == 0 else rows
+    if grouped % group:
+        return (f"group_size {group} does not divide the {grouped} entries per channel of shape {shape} "
+                f"(channel axis {axis})")
     return None
 
 

@@ -252,7 +252,7 @@ def test_stage_flags_match_recipes(tmp_path, capsys):
     (["--quantize", "int4:5", "--on-unfit", "error"], 1,
      "stage 0 (quantize): tensor 'fc1.weight': quantize.minmax cannot apply: group_size 5 does not divide"),
     (["--quantize", "int4:4", "--min-rank", "1", "--on-unfit", "error"], 1,
-     "tensor 'fc1.bias': quantize.minmax cannot apply: group_size needs a 2-D weight"),
+     "tensor 'fc1.bias': quantize.minmax cannot apply: group_size needs a weight of rank 2 or more"),
     (["--quantize", "int9"], 1, "stage 0 (quantize), field 'bits': bits must be <= 8, got 9"),
     (["--quantize", "int4:128:symmetric=maybe"], 1, "field 'symmetric'"),
     (["--prune", "nm:4:4"], 1, "stage 0 (prune), field 'n'"),
