@@ -378,7 +378,11 @@ def _inspect(args: argparse.Namespace) -> int:
     elif weight_format(path) == "safetensors":
         source: Any = SafetensorsFile(path)
         if "swiftprune" in source.metadata and not args.parts:
-            return _inspect_compressed(source, args)
+            try:
+                return _inspect_compressed(source, args)
+            except ValueError as error:
+                # Crafted or damaged metadata: say why, then list the stored parts as they are.
+                print(f"{error}; listing the stored parts instead", file=sys.stderr)
         names = source.names
         dtype_of = source.dtype_name
     else:

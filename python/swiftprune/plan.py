@@ -206,7 +206,7 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
     options = [sensitivity.options[n] for n in names]
     costs = [[o.bytes for o in opts] for opts in options]
     damages = [[o.damage for o in opts] for opts in options]
-    overhead = compressed_file_overhead({name: np.ndim(a) for name, a in arrays.items()})
+    overhead = _header_estimate(arrays)
     fixed = sum(int(arrays[n].nbytes) for n in arrays if n not in names)
     base = fixed + overhead
     original = sensitivity.original_bytes
@@ -224,10 +224,34 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
                              f"{smallest:,d} bytes ({original / smallest:.2f}x); add smaller candidates "
                              "(e.g. int3, pal4, lowrank0.25)")
     score = None
-    if evaluate is not None and budget is not None:
-        choice, score = _checked(choice, uniform, costs, budget - base, names, options, evaluate, container, arrays)
     chosen = {name: opts[j] for name, opts, j in zip(names, options, choice)}
     total_bytes = base + sum(o.bytes for o in chosen.values())
+    if budget is not None:
+        # The header of the written file (layout, report, part names) is only estimated above: write
+        # the plan and measure it; while it is over the budget, charge the excess to the header and
+        # solve again, so the plan meets the budget as the file on disk measures it.
+        for _ in range(4):
+            written = _written_bytes(container, arrays, _recipe(chosen))
+            if written <= budget:
+                break
+            overhead += written - int(total_bytes) + 64  # a margin: the new choice's header differs a little
+            base = fixed + overhead
+            choice = solve(costs, damages, budget - base, resolution, extra=list(uniform.values()))
+            if choice is None:
+                raise ValueError(f"no choice of the candidates meets {int(budget):,d} bytes once the file's "
+                                 f"{overhead:,d} bytes of header are counted; add smaller candidates")
+            chosen = {name: opts[j] for name, opts, j in zip(names, options, choice)}
+            total_bytes = base + sum(o.bytes for o in chosen.values())
+        else:
+            raise ValueError(f"could not fit the plan's file into {int(budget):,d} bytes")
+        if evaluate is not None:
+            # Score the solver's choice against every uniform recipe whose written file fits too.
+            choice, score, written = _checked(choice, written, uniform, budget, names, options, evaluate, container,
+                                              arrays)
+            chosen = {name: opts[j] for name, opts, j in zip(names, options, choice)}
+        overhead += written - int(base + sum(o.bytes for o in chosen.values()))
+        base = fixed + overhead
+        total_bytes = written
     total_damage = float(sum(o.damage for o in chosen.values()))
     front = [(int(base + c), float(d)) for c, d, _ in pareto_front(costs, damages, resolution=min(resolution, 2048))]
     uniform_points = {label: (int(base + sum(costs[g][j] for g, j in enumerate(ch))),
@@ -235,6 +259,28 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
                       for label, ch in uniform.items()}
     return Plan(chosen, _recipe(chosen), int(total_bytes), total_damage, front, sensitivity, budget, overhead,
                 score, uniform_points)
+
+
+def _header_estimate(arrays: Mapping[str, np.ndarray]) -> int:
+    """A first, low estimate of a compressed file's header (measured: 600-1100 bytes per tensor
+    plus its name a few times); plan() measures the written file and charges what is missing."""
+    return 8 + sum(400 + 2 * len(name) for name in arrays)
+
+
+def _written_bytes(container: str, arrays: Mapping[str, np.ndarray], recipe: list) -> int:
+    """The size of the compressed file the recipe writes (compressed and saved to a temporary folder)."""
+    import os
+    import tempfile
+    import warnings
+
+    from .model import compress
+
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # on_unfit notes were already part of the candidates' costs
+        path = os.path.join(folder, "plan.safetensors")
+        weights = list(arrays.values()) if container == "sequence" else dict(arrays)
+        return int(compress(weights, recipe, progress=False).save(path)) if recipe else \
+            int(sum(a.nbytes for a in arrays.values()))
 
 
 def _uniform_choices(options: Sequence[Sequence[Option]]) -> dict[str, list[int]]:
@@ -276,18 +322,24 @@ def _smallest_within(costs: Sequence[Sequence[float]], damages: Sequence[Sequenc
     return best
 
 
-def _checked(choice: list[int], uniform: Mapping[str, list[int]], costs: Sequence[Sequence[float]], budget: float,
+def _checked(choice: list[int], written: int, uniform: Mapping[str, list[int]], budget: float,
              names: Sequence[str], options: Sequence[Sequence[Option]], evaluate: Callable[[Any], float],
-             container: str, arrays: Mapping[str, np.ndarray]) -> tuple[list[int], float]:
-    """Scores the solver's choice and every uniform choice that fits; the best wins
-    (ties to the solver's)."""
+             container: str, arrays: Mapping[str, np.ndarray]) -> tuple[list[int], float, int]:
+    """Scores the solver's choice (whose file takes `written` bytes) and every uniform choice
+    whose written file fits the budget; the best wins (ties to the solver's). Returns the
+    choice, its score and its file size."""
     from .model import compress
     from .sensitivity import _score
 
-    contenders = [choice] + [c for c in uniform.values()
-                             if sum(costs[g][j] for g, j in enumerate(c)) <= budget and c != choice]
-    best, best_score = choice, -math.inf
-    for candidate in contenders:
+    contenders = [(choice, written)]
+    for candidate in uniform.values():
+        if candidate != choice:
+            chosen = {name: opts[j] for name, opts, j in zip(names, options, candidate)}
+            size = _written_bytes(container, arrays, _recipe(chosen))
+            if size <= budget:
+                contenders.append((candidate, size))
+    best, best_score, best_size = choice, -math.inf, written
+    for candidate, size in contenders:
         chosen = {name: opts[j] for name, opts, j in zip(names, options, candidate)}
         recipe = _recipe(chosen)
         weights = _as_container(container, arrays)
@@ -295,8 +347,8 @@ def _checked(choice: list[int], uniform: Mapping[str, list[int]], costs: Sequenc
             weights = compress(weights, recipe, progress=False).weights
         score = _score(evaluate, weights, "a planned model")
         if score > best_score:
-            best, best_score = candidate, score
-    return best, best_score
+            best, best_score, best_size = candidate, score, size
+    return best, best_score, best_size
 
 
 make_callable(__name__, plan)  # ``swiftprune.plan(...)`` is this function; ``swiftprune.plan.Plan`` the class

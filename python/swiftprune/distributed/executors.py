@@ -8,6 +8,7 @@ yet started are cancelled.
 from __future__ import annotations
 
 import multiprocessing
+import dataclasses
 import queue as queue_module
 import sys
 import threading
@@ -36,7 +37,7 @@ class InProcessExecutor(Executor):
     """One job after the other in this process (``workers=1``)."""
 
     def run(self, specs: Sequence[JobSpec], progress: Progress) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
-        set_progress_sink(lambda message: progress(message[1]))
+        set_progress_sink(lambda message: progress(message[2]))
         try:
             for spec in specs:
                 yield spec, run_job(spec)
@@ -74,10 +75,16 @@ class LocalProcessExecutor(Executor):
         self.workers = workers
         context = multiprocessing.get_context("spawn")
         self._queue = context.Queue()
+        self._runs = 0
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                          initializer=set_progress_sink, initargs=(self._queue,))
 
     def run(self, specs: Sequence[JobSpec], progress: Progress) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
+        # The queue outlives a run (a two-pass job runs the pool several times): messages are tagged
+        # with the run, and a late one of an earlier run is dropped instead of counted again here.
+        self._runs += 1
+        run = self._runs
+        specs = [dataclasses.replace(spec, run=run) for spec in specs]
         stop = threading.Event()
         lock = threading.Lock()
         reported: dict[int, int] = {}   # job index -> bytes counted so far
@@ -93,12 +100,13 @@ class LocalProcessExecutor(Executor):
         def drain() -> None:
             while not stop.is_set():
                 try:
-                    index, nbytes = self._queue.get(timeout=0.1)
+                    sender, index, nbytes = self._queue.get(timeout=0.1)
                 except queue_module.Empty:
                     continue
                 except (EOFError, OSError):
                     return
-                count(index, nbytes)
+                if sender == run:
+                    count(index, nbytes)
 
         drainer = threading.Thread(target=drain, name="swiftprune-progress", daemon=True)
         drainer.start()

@@ -28,12 +28,12 @@ _NUMPY_NAMES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "
 
 # Where a worker reports the input bytes it has finished, as (job index, bytes)
 # (set by the pool initializer: a queue's put, or a callable in this process).
-_progress_sink: Callable[[tuple[int, int]], None] | None = None
+_progress_sink: Callable[[tuple[int, int, int]], None] | None = None
 
 
 def set_progress_sink(sink: Any) -> None:
-    """Installs the per-process progress sink: a callable taking ``(job index, bytes)``,
-    or a queue (its ``put`` is called with that pair)."""
+    """Installs the per-process progress sink: a callable taking ``(run, job index, bytes)``,
+    or a queue (its ``put`` is called with that triple)."""
     global _progress_sink
     _progress_sink = sink if callable(sink) or sink is None else sink.put
 
@@ -54,6 +54,7 @@ class JobSpec:
     compressed: bool = False
     ndims: dict[str, int] = field(default_factory=dict)
     nbytes: int = 0                             # input bytes the job reads (progress)
+    run: int = 0                                # which executor run sent a progress message (stale ones are dropped)
 
 
 def _read(file: SafetensorsFile, name: str) -> Any:
@@ -135,7 +136,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
                 raise type(error)(f"{stage.where}: {error}") from None
             file.release(name)
             if sink is not None:
-                sink((spec.index, file.nbytes(name)))
+                sink((spec.run, spec.index, file.nbytes(name)))
         return {"stats": stats}
 
     writer = PartWriter(spec.staging, spec.stem, spec.max_shard_size, compressed=spec.compressed,
@@ -158,7 +159,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
             del track
             file.release(name)
             if sink is not None:
-                sink((spec.index, file.nbytes(name)))
+                sink((spec.run, spec.index, file.nbytes(name)))
         parts = writer.finish()
     except BaseException:
         writer.discard()
