@@ -11,8 +11,12 @@ plan promised.
 
 Sizes: the budget is the size of the compressed ``.safetensors`` file: the
 stored bytes of every tensor (codec ``nbytes``, the one number the report
-and the file share) plus the file's header, which the plan reserves up
-front (:func:`compressed_file_overhead`).
+and the file share) plus the file's header. The header (layout, report, part
+names) is first estimated, then measured: the plan's recipe is compressed and
+written to a temporary file, and while that file is over the budget the
+excess is charged to the header and the knapsack solved again.
+(:func:`compressed_file_overhead` is the writer's header reserve, an upper
+bound of that header.)
 """
 from __future__ import annotations
 
