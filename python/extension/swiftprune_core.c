@@ -434,8 +434,9 @@ error:
     return NULL;
 }
 
-/* A float64 (n, n) C-contiguous copy of `obj` (the Hessian; the Swift calls use it as scratch), or NULL. */
-static PyArrayObject *hessian_copy(PyObject *obj, int64_t n) {
+/* h as a C-contiguous float64 (n, n) array for a call that only reads it (a new reference; no copy when h
+   already is one). */
+static PyArrayObject *hessian_view(PyObject *obj, int64_t n) {
     PyArrayObject *h = quant_as_float_array_of(obj, "h", NPY_FLOAT64);
     if (h == NULL) return NULL;
     if (PyArray_NDIM(h) != 2 || PyArray_DIM(h, 0) != n || PyArray_DIM(h, 1) != n) {
@@ -444,9 +445,7 @@ static PyArrayObject *hessian_copy(PyObject *obj, int64_t n) {
         Py_DECREF(h);
         return NULL;
     }
-    PyArrayObject *copy = (PyArrayObject *)PyArray_NewCopy(h, NPY_CORDER);
-    Py_DECREF(h);
-    return copy;
+    return h;
 }
 
 /* hessian_accumulate(x, h): h += x^T x in place; x (samples, features) float, h a writeable
@@ -481,7 +480,8 @@ static PyObject *core_hessian_accumulate(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float64 array (h is not modified) */
+/* sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float32 array (h is only read; w is rounded to
+   float32, the precision SparseGPT runs in) */
 static PyObject *core_sparsegpt_hessian(PyObject *self, PyObject *args) {
     PyObject *w_obj, *h_obj;
     double sparsity, damp;
@@ -489,20 +489,20 @@ static PyObject *core_sparsegpt_hessian(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOdLLLd:sparsegpt_hessian", &w_obj, &h_obj, &sparsity, &n, &m, &block_size, &damp))
         return NULL;
     PyArrayObject *w = NULL, *h = NULL, *out = NULL;
-    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
     if (w == NULL) return NULL;
     if (PyArray_NDIM(w) != 2) {
         PyErr_SetString(PyExc_ValueError, "sparsegpt needs w of shape (out, in)");
         goto error;
     }
-    h = hessian_copy(h_obj, PyArray_DIM(w, 1));
+    h = hessian_view(h_obj, PyArray_DIM(w, 1));
     if (h == NULL) goto error;
-    out = empty_like_shape(w, NPY_DOUBLE);
+    out = empty_like_shape(w, NPY_FLOAT32);
     if (out == NULL) goto error;
     sp_status status;
-    SP_CALL(status, sp_sparsegpt_hessian_f64((const double *)PyArray_DATA(w), PyArray_DIM(w, 0), PyArray_DIM(w, 1),
-                                             (double *)PyArray_DATA(h), sparsity, n, m, block_size, damp,
-                                             (double *)PyArray_DATA(out)));
+    SP_CALL(status, sp_sparsegpt_hessian_f32((const float *)PyArray_DATA(w), PyArray_DIM(w, 0), PyArray_DIM(w, 1),
+                                             (const double *)PyArray_DATA(h), sparsity, n, m, block_size, damp,
+                                             (float *)PyArray_DATA(out)));
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
     Py_DECREF(h);
@@ -584,7 +584,7 @@ static PyObject *core_magnitude_threshold_mask(PyObject *self, PyObject *args) {
     {"sparsegpt", core_sparsegpt, METH_VARARGS, "sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array"}, \
     {"hessian_accumulate", core_hessian_accumulate, METH_VARARGS, "hessian_accumulate(x, h): h += x^T x in place"}, \
     {"sparsegpt_hessian", core_sparsegpt_hessian, METH_VARARGS, \
-     "sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float64 array"},
+     "sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float32 array"},
 
 #define PRUNING_METHODS \
     {"magnitude_mask", core_magnitude_mask, METH_VARARGS, "magnitude_mask(w, sparsity) -> bool array"}, \
@@ -1045,7 +1045,8 @@ error:
 }
 
 /* gptq_hessian(w, h, bits, symmetric, group_size, damp, block_size, act_order, static_groups, mse_grid)
-   -> (values, scale, zero_point); h is not modified. */
+   -> (values, scale, zero_point); h is not modified (only read); w is rounded to float32, the precision GPTQ
+   runs in. */
 static PyObject *core_gptq_hessian(PyObject *self, PyObject *args) {
     PyObject *w_obj, *h_obj;
     long long bits, group_size, block_size, mse_grid;
@@ -1054,14 +1055,14 @@ static PyObject *core_gptq_hessian(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOLpLdLppL:gptq_hessian", &w_obj, &h_obj, &bits, &symmetric, &group_size, &damp,
                           &block_size, &act_order, &static_groups, &mse_grid)) return NULL;
     PyArrayObject *w = NULL, *h = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
-    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
     if (w == NULL) return NULL;
     if (PyArray_NDIM(w) != 2) {
         PyErr_SetString(PyExc_ValueError, "gptq needs w of shape (out, in)");
         goto error;
     }
     int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
-    h = hessian_copy(h_obj, cols);
+    h = hessian_view(h_obj, cols);
     if (h == NULL) goto error;
     int64_t shape[2] = {rows, cols}, scale_shape[2];
     sp_status status;
@@ -1072,11 +1073,58 @@ static PyObject *core_gptq_hessian(PyObject *self, PyObject *args) {
     scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
     zero_point = quant_empty_from_shape(2, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
-    SP_CALL(status, sp_quant_gptq_hessian_f64((const double *)PyArray_DATA(w), rows, cols, (double *)PyArray_DATA(h),
+    SP_CALL(status, sp_quant_gptq_hessian_f32((const float *)PyArray_DATA(w), rows, cols, (const double *)PyArray_DATA(h),
                                               (int64_t)bits, symmetric, (int64_t)group_size, damp, (int64_t)block_size,
                                               act_order, static_groups, (int64_t)mse_grid,
                                               PyArray_DATA(values), (float *)PyArray_DATA(scale), PyArray_DATA(zero_point),
                                               (int64_t)PyArray_SIZE(scale)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(h);
+    return Py_BuildValue("(NNN)", values, scale, zero_point);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(h);
+    Py_XDECREF(values);
+    Py_XDECREF(scale);
+    Py_XDECREF(zero_point);
+    return NULL;
+}
+
+/* sparsegpt_quant_hessian(w, h, sparsity, n, m, block_size, damp, bits, symmetric, group_size)
+   -> (values, scale, zero_point): SparseGPT with the kept weights quantized inside its loop; h is only read. */
+static PyObject *core_sparsegpt_quant_hessian(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *h_obj;
+    double sparsity, damp;
+    long long n, m, block_size, bits, group_size;
+    int symmetric;
+    if (!PyArg_ParseTuple(args, "OOdLLLdLpL:sparsegpt_quant_hessian", &w_obj, &h_obj, &sparsity, &n, &m, &block_size,
+                          &damp, &bits, &symmetric, &group_size)) return NULL;
+    PyArrayObject *w = NULL, *h = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    if (w == NULL) return NULL;
+    if (PyArray_NDIM(w) != 2) {
+        PyErr_SetString(PyExc_ValueError, "sparsegpt needs w of shape (out, in)");
+        goto error;
+    }
+    int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
+    h = hessian_view(h_obj, cols);
+    if (h == NULL) goto error;
+    int64_t shape[2] = {rows, cols}, scale_shape[2];
+    sp_status status;
+    SP_CALL(status, sp_quant_scale_shape(shape, 2, true, 0, (int64_t)group_size, scale_shape));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
+    values = empty_like_shape(w, int_type);
+    scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
+    zero_point = quant_empty_from_shape(2, scale_shape, int_type);
+    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
+    SP_CALL(status, sp_sparsegpt_quant_hessian_f32((const float *)PyArray_DATA(w), rows, cols,
+                                                   (const double *)PyArray_DATA(h), sparsity, (int64_t)n, (int64_t)m,
+                                                   (int64_t)block_size, damp, (int64_t)bits, symmetric,
+                                                   (int64_t)group_size, PyArray_DATA(values),
+                                                   (float *)PyArray_DATA(scale), PyArray_DATA(zero_point),
+                                                   (int64_t)PyArray_SIZE(scale)));
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
     Py_DECREF(h);
@@ -1110,6 +1158,8 @@ error:
     {"cluster_lookup", core_cluster_lookup, METH_VARARGS, "cluster_lookup(indices, centroids) -> float32"}, \
     {"gptq", core_gptq, METH_VARARGS,                                                                     \
      "gptq(w, x, bits, symmetric, group_size, damp) -> (values, scale, zero_point)"},                  \
+    {"sparsegpt_quant_hessian", core_sparsegpt_quant_hessian, METH_VARARGS,                               \
+     "sparsegpt_quant_hessian(w, h, sparsity, n, m, block_size, damp, bits, symmetric, group_size)"},     \
     {"gptq_hessian", core_gptq_hessian, METH_VARARGS,                                                     \
      "gptq_hessian(w, h, bits, symmetric, group_size, damp, block_size, act_order, static_groups, mse_grid)"},
 

@@ -496,9 +496,12 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
     rounding error is spread over the columns not yet quantized through the
     inverse Hessian ``H = xᵀx / samples``, so the layer output ``w @ x.T``
     moves much less than with round-to-nearest at the same bits and groups
-    (Frantar et al., 2022). Runs in Swift in float64: Hessian, Cholesky of the
-    (reversed) Hessian and its triangular inverse (the upper Cholesky factor
-    of ``H⁻¹``), blocks of 128 columns with lazy updates.
+    (Frantar et al., 2022). Runs in Swift in float32, as the paper's code:
+    the Hessian's products (summed in float64), the Cholesky factor of the
+    (reversed) damped Hessian and its triangular inverse (the upper Cholesky
+    factor of ``H⁻¹``; float64 only if float32 cannot factor it), blocks of
+    ``block_size`` columns with rank-1 updates inside a block and one SGEMM
+    for the columns after it. ``w`` is rounded to float32 first.
 
     Parameters
     ----------
@@ -576,13 +579,10 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
             raise ValueError(f"gptq needs w of shape (out, in) and x of shape (samples, in), got {w.shape} and {x.shape}")
         if w.shape[1] != x.shape[1]:
             raise ValueError(f"w has {w.shape[1]} input columns but x has {x.shape[1]} features")
-        if not (act_order or static_groups or mse or block_size != 128):
-            values, scale, zero_point = _core.gptq(w, x, bits, symmetric, group, damp)
-            return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=0,
-                                            group_size=group_size, method="gptq")
         if x.shape[0] == 0 and w.shape[1] > 0:
             raise ValueError("x needs at least one calibration sample")
-        hessian, name = HessianAccumulator(x.shape[1], name="x").update(x).hessian_, None
+        # float32 products, as the paper's code (and float64 inputs give the same result as float32 ones).
+        hessian, name = HessianAccumulator(x.shape[1], name="x").update(x.astype(np.float32, copy=False)).hessian_, None
     if group and w.shape[1] % group:
         raise ValueError(f"group_size = {group} does not divide the {w.shape[1]} input columns")
     block_size = min(block_size, max(w.shape[1], 1))  # wider blocks change nothing

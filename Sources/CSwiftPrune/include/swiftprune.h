@@ -223,6 +223,28 @@ sp_status sp_hessian_accumulate_f64(const double *x, int64_t samples, int64_t fe
  */
 sp_status sp_sparsegpt_hessian_f64(const double *w, int64_t rows, int64_t columns, double *h, double sparsity,
                                    int64_t n, int64_t m, int64_t block_size, double damp, double *w_out);
+/** As sp_sparsegpt_hessian_f64 for float32 w and w_out; h is only read (never written). SparseGPT runs in
+ * float32 whatever the entry (the factorization falls back to float64 only when float32 cannot factor h).
+ * SP_ERR_VALUE also for block_size above 65536. */
+sp_status sp_sparsegpt_hessian_f32(const float *w, int64_t rows, int64_t columns, const double *h, double sparsity,
+                                   int64_t n, int64_t m, int64_t block_size, double damp, float *w_out);
+
+/**
+ * SparseGPT's joint sparsification and quantization: as
+ * sp_sparsegpt_hessian_f32 (pattern by sparsity or n:m, block_size, damp; h
+ * only read), and inside the column loop each kept weight is quantized to
+ * `bits` (2..8, symmetric or affine) with one scale per row (group_size 0)
+ * or per group of group_size columns (the scales of a group from the weights
+ * updated so far when the group is reached); its rounding error is
+ * compensated with the pruning error. Pruned weights are stored as the zero
+ * point. Outputs as sp_quant_gptq_hessian_f32 (values rows*columns bytes,
+ * n_scales scales and zero points).
+ * SP_ERR_VALUE: as sp_sparsegpt_hessian_f32 and sp_quant_gptq_hessian_f32.
+ */
+sp_status sp_sparsegpt_quant_hessian_f32(const float *w, int64_t rows, int64_t columns, const double *h,
+                                         double sparsity, int64_t n, int64_t m, int64_t block_size, double damp,
+                                         int64_t bits, bool symmetric, int64_t group_size,
+                                         void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
 
 /* ---- quantization ------------------------------------------------------ */
 
@@ -337,6 +359,20 @@ sp_status sp_quant_gptq_f64(const double *w, int64_t rows, int64_t cols, const d
  * 0..10000, NaN/Inf in h.
  */
 sp_status sp_quant_gptq_hessian_f64(const double *w, int64_t rows, int64_t cols, double *h, int64_t bits,
+                                    bool symmetric, int64_t group_size, double damp, int64_t block_size,
+                                    bool act_order, bool static_groups, int64_t mse_grid,
+                                    void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
+
+/**
+ * As sp_quant_gptq_hessian_f64 for float32 weights, and h (cols x cols,
+ * float64) only read, never written. The whole algorithm runs in float32 as
+ * the paper's code (the factorization falls back to float64 when float32
+ * cannot factor the damped Hessian); the f64 entries round w to float32 too.
+ * SP_ERR_VALUE: as sp_quant_gptq_hessian_f64, plus block_size above 65536.
+ * SP_ERR_MEMORY: the working copies (about 4 * (rows * cols + 3 * cols * cols)
+ * bytes) cannot be allocated, or cols > 32768.
+ */
+sp_status sp_quant_gptq_hessian_f32(const float *w, int64_t rows, int64_t cols, const double *h, int64_t bits,
                                     bool symmetric, int64_t group_size, double damp, int64_t block_size,
                                     bool act_order, bool static_groups, int64_t mse_grid,
                                     void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
