@@ -268,7 +268,7 @@ public enum GPTQLinearAlgebra {
                     for r in i0 ..< i0 + height {
                         let rowX = X + r * n + columns.lowerBound, rowL = L + r * n
                         for q in i0 ..< r {
-                            addScaled(-rowL[q], UnsafePointer(X + q * n + columns.lowerBound), rowX, columns.count)
+                            addScaled(rowL[q], UnsafePointer(X + q * n + columns.lowerBound), rowX, columns.count)
                         }
                         let inverse = -1 / rowL[r]
                         for c in 0 ..< columns.count { rowX[c] *= inverse }
@@ -278,7 +278,7 @@ public enum GPTQLinearAlgebra {
             // The diagonal block: the inverse of L[I, I], row by row.
             for r in i0 ..< i0 + height {
                 let rowX = X + r * n, rowL = L + r * n
-                for q in i0 ..< r { addScaled(rowL[q], UnsafePointer(X + q * n + i0), rowX + i0, q - i0 + 1) }
+                for q in i0 ..< r { addScaled(-rowL[q], UnsafePointer(X + q * n + i0), rowX + i0, q - i0 + 1) }
                 let inverse = 1 / rowL[r]
                 for c in i0 ..< r { rowX[c] *= inverse }
                 rowX[r] = inverse
