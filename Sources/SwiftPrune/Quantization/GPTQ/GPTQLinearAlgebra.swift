@@ -134,6 +134,8 @@ public enum GPTQLinearAlgebra {
     }
 
     static let panel = 64
+    /// Column panels of the triangular inverse's products (wide enough for the GEMM to run at speed).
+    static let triangularPanel = 256
 
     /// The lower Cholesky factor of the symmetric matrix `a` (n × n), in place
     /// (the upper triangle is zeroed); see ``choleskyLower(_:n:)``.
@@ -256,9 +258,16 @@ public enum GPTQLinearAlgebra {
         while i0 < n {
             let height = Swift.min(panel, n - i0)
             if i0 > 0 {
-                // T = L[I, :i0] · X[:i0, :i0], written into X[I, :i0] (still zero), by the packed GEMM.
-                try gemm(transA: false, transB: false, m: height, n: i0, k: i0, alpha: 1,
-                         a: L + i0 * n, lda: n, b: UnsafePointer(X), ldb: n, beta: 0, c: X + i0 * n, ldc: n)
+                // T = L[I, :i0] · X[:i0, :i0], written into X[I, :i0] (still zero), by the packed GEMM, in
+                // column panels: X is lower triangular, so T[:, P] = L[I, p0:i0] · X[p0:i0, P] (half the work).
+                var p0 = 0
+                while p0 < i0 {
+                    let width = Swift.min(triangularPanel, i0 - p0)
+                    try gemm(transA: false, transB: false, m: height, n: width, k: i0 - p0, alpha: 1,
+                             a: L + i0 * n + p0, lda: n, b: UnsafePointer(X + p0 * n + p0), ldb: n,
+                             beta: 0, c: X + i0 * n + p0, ldc: n)
+                    p0 += width
+                }
                 // Forward substitution with L[I, I]: X[r, :i0] = -(T[r] + Σ_{q<r} L[r][q] X[q, :i0]) / L[r][r].
                 let workers = Threading.workerCount(for: height * height * i0 / 2, minimumPerWorker: 1 << 18)
                 parallelFor(workers: workers) { worker in
