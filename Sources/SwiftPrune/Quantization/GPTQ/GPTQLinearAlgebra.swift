@@ -133,7 +133,7 @@ public enum GPTQLinearAlgebra {
         return h
     }
 
-    static let panel = 64
+    static let panel = 256
     /// Column panels of the triangular inverse's products (wide enough for the GEMM to run at speed).
     static let triangularPanel = 256
 
