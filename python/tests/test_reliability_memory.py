@@ -68,19 +68,13 @@ SCENARIOS = {
         limit(2200 << 20)                          # room for the float32 output (1.6 GB), not more
         call = lambda: sp.sparsegpt(w, x, 0.5)     # the Hessian (3.2 GB) and working copies
     """,
+    # GPTQ and SparseGPT (also joint) share one column loop and its allocations.
     "gptq": """
-        w = np.zeros((16_384, 8_192), np.float32)
-        acc = sp.calibration.HessianAccumulator(8_192).update(np.ones((4, 8_192), np.float32))
+        w = np.zeros((8_192, 4_096), np.float32)
+        acc = sp.calibration.HessianAccumulator(4_096).update(np.ones((4, 4_096), np.float32))
         acc.hessian_
-        limit(400 << 20)                           # room for the int8 output (128 MB), not for the
-        call = lambda: sp.gptq(w, acc, 4, 128)     # float32 working copy (512 MB) and factor (256 MB)
-    """,
-    "sparsegpt_quantize": """
-        w = np.zeros((16_384, 8_192), np.float32)
-        acc = sp.calibration.HessianAccumulator(8_192).update(np.ones((4, 8_192), np.float32))
-        acc.hessian_
-        limit(400 << 20)
-        call = lambda: sp.sparsegpt_quantize(w, acc, 0.5, bits=4, group_size=128)
+        limit(160 << 20)                           # room for the int8 output (32 MB), not for the
+        call = lambda: sp.gptq(w, acc, 4, 128)     # float32 working copy (128 MB) and factor (2 x 64 MB)
     """,
     "svd": """
         w = np.zeros((200_000, 2_000), np.float32)

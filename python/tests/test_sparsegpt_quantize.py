@@ -92,7 +92,7 @@ def test_accumulator_input_and_bad_arguments():
         sp.sparsegpt_quantize(w, x, bits=4)
     with pytest.raises(ValueError, match="NaN or Inf"):
         sp.sparsegpt_quantize(np.full_like(w, np.nan), x, 0.5, bits=4, group_size=32)
-    with pytest.raises(ValueError, match="fc.*positive definite"):
+    with pytest.raises(ValueError, match="fc.*positive definite"), pytest.warns(sp.calibration.CalibrationWarning):
         sp.sparsegpt_quantize(w, sp.calibration.HessianAccumulator(64, name="fc").update(x[:8]), 0.5, bits=4,
                               group_size=32, damp=0.0)  # rank 8 < 64
 
