@@ -283,20 +283,20 @@ MAG50_RTN4 = MAG50 + RTN4
 # (config, method, recipe, calibration mode or None)
 ROWS = [
     ("int4 g128", "round-to-nearest", RTN4, None),
-    ("int4 g128", "GPTQ", GPTQ4, "sequential"),
     ("int4 g128", "GPTQ", GPTQ4, "independent"),
     ("int3 g128", "round-to-nearest", RTN3, None),
-    ("int3 g128", "GPTQ", GPTQ3, "sequential"),
     ("int3 g128", "GPTQ", GPTQ3, "independent"),
     ("50%", "magnitude", MAG50, None),
-    ("50%", "Wanda", WANDA50, "sequential"),
-    ("50%", "SparseGPT", SGPT50, "sequential"),
-    ("2:4", "magnitude", MAG24, None),
-    ("2:4", "SparseGPT", SGPT24, "sequential"),
-    ("50% + int4 g128", "magnitude, then round-to-nearest", MAG50_RTN4, None),
-    ("50% + int4 g128", "SparseGPT joint", SGPT50_INT4, "sequential"),
-    ("int4 g128", "GPTQ act-order", GPTQ4_ACT, "sequential"),
+    ("50%", "Wanda", WANDA50, "independent"),
     ("50%", "SparseGPT", SGPT50, "independent"),
+    ("2:4", "magnitude", MAG24, None),
+    ("2:4", "SparseGPT", SGPT24, "independent"),
+    ("50% + int4 g128", "magnitude, then round-to-nearest", MAG50_RTN4, None),
+    ("50% + int4 g128", "SparseGPT joint", SGPT50_INT4, "independent"),
+    ("int4 g128", "GPTQ", GPTQ4, "sequential"),
+    ("int4 g128", "GPTQ act-order", GPTQ4_ACT, "independent"),
+    ("int3 g128", "GPTQ", GPTQ3, "sequential"),
+    ("50%", "SparseGPT", SGPT50, "sequential"),
 ]
 
 
