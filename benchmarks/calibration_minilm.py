@@ -270,6 +270,8 @@ ALL = "encoder.*.weight"  # the 36 linear weights (LayerNorm weights are 1-D and
 RTN4 = [{"quantize": {"bits": 4, "axis": 0, "group_size": 128}, "include": ALL}]
 GPTQ4 = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128}, "include": ALL}]
 GPTQ4_ACT = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128, "act_order": True}, "include": ALL}]
+RTN4A = [{"quantize": {"bits": 4, "axis": 0, "group_size": 128, "symmetric": False}, "include": ALL}]
+GPTQ4A = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128, "symmetric": False}, "include": ALL}]
 RTN3 = [{"quantize": {"bits": 3, "axis": 0, "group_size": 128}, "include": ALL}]
 GPTQ3 = [{"quantize": {"method": "gptq", "bits": 3, "group_size": 128}, "include": ALL}]
 MAG50 = [{"prune": {"method": "magnitude", "sparsity": 0.5}, "include": ALL}]
@@ -293,11 +295,42 @@ ROWS = [
     ("2:4", "SparseGPT", SGPT24, "independent"),
     ("50% + int4 g128", "magnitude, then round-to-nearest", MAG50_RTN4, None),
     ("50% + int4 g128", "SparseGPT joint", SGPT50_INT4, "independent"),
+    ("int4 g128 asymmetric", "round-to-nearest", RTN4A, None),
+    ("int4 g128 asymmetric", "GPTQ", GPTQ4A, "independent"),
     ("int4 g128", "GPTQ", GPTQ4, "sequential"),
     ("int4 g128", "GPTQ act-order", GPTQ4_ACT, "independent"),
     ("int3 g128", "GPTQ", GPTQ3, "sequential"),
     ("50%", "SparseGPT", SGPT50, "sequential"),
 ]
+
+
+def diagnose(weights, calib) -> int:
+    """Where the int4 error comes from: per layer, ‖(W − Ŵ) Xᵀ‖ / ‖W Xᵀ‖ on the calibration inputs
+    (from xᵀx: ΔW H ΔWᵀ), for round-to-nearest and GPTQ (symmetric and asymmetric), averaged per layer type."""
+    source = MiniLMCalibration(weights, calib, "independent")
+    table: dict[str, list[list[float]]] = {}
+    for layer in range(6):
+        for suffix in LINEAR:
+            name = f"encoder.layer.{layer}.{suffix}.weight"
+            acc = source.statistics(name)
+            h = acc.hessian_
+            w = weights[name]
+
+            def relative(w_hat):
+                d = (w - w_hat).astype(np.float64)
+                return float(np.sqrt(np.einsum("ij,ij->", d @ h, d) / np.einsum("ij,ij->", w @ h, w)))
+
+            errors = []
+            for symmetric in (True, False):
+                errors.append(relative(sp.quantize(w, 4, axis=0, group_size=128, symmetric=symmetric).dequantize()))
+                errors.append(relative(sp.gptq(w, acc, 4, 128, symmetric=symmetric).dequantize()))
+            table.setdefault(suffix, []).append(errors)
+    print("| layer type | RTN sym | GPTQ sym | RTN asym | GPTQ asym |  (relative output error, mean of 6 layers)")
+    print("| --- | --- | --- | --- | --- |")
+    for suffix, rows in table.items():
+        mean = np.mean(rows, axis=0)
+        print(f"| {suffix} | " + " | ".join(f"{v:.4f}" for v in mean) + " |")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -306,6 +339,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer sentences, int4 only")
     parser.add_argument("--json", help="write the table as JSON here")
     parser.add_argument("--tokens", type=int, default=4096, help="calibration tokens (default 4096)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="per layer type: relative output error of RTN and GPTQ int4 g128 (independent statistics)")
     parser.add_argument("--only", help="run only the rows whose 'config method' contains this text")
     args = parser.parse_args(argv)
     model = find_model(args.model_dir)
@@ -321,6 +356,8 @@ def main(argv=None) -> int:
     assert not any(tuple(e) in calibration_ids for e in evaluation), "evaluation sentences must be held out"
     tokens = sum(len(c) for c in calib)
     print(f"calibration: {len(calib)} sentences, {tokens} tokens; evaluation: {len(evaluation)} sentences")
+    if args.diagnose:
+        return diagnose(weights, calib)
     reference = embeddings(weights, evaluation)
     rows = []
     for config, method, recipe, mode in ROWS:
