@@ -276,6 +276,8 @@ GPTQ4A_BEST = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128, "sy
                              "mse": True}, "include": ALL}]
 GPTQ4A_G64 = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 64, "symmetric": False}, "include": ALL}]
 RTN4A_G64 = [{"quantize": {"bits": 4, "axis": 0, "group_size": 64, "symmetric": False}, "include": ALL}]
+GPTQ4A_G32_BEST = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 32, "symmetric": False,
+                                  "act_order": True, "mse": True}, "include": ALL}]
 RTN3 = [{"quantize": {"bits": 3, "axis": 0, "group_size": 128}, "include": ALL}]
 GPTQ3 = [{"quantize": {"method": "gptq", "bits": 3, "group_size": 128}, "include": ALL}]
 MAG50 = [{"prune": {"method": "magnitude", "sparsity": 0.5}, "include": ALL}]
@@ -304,6 +306,7 @@ ROWS = [
     ("int4 g128 asymmetric", "GPTQ act-order + mse scales", GPTQ4A_BEST, "independent"),
     ("int4 g64 asymmetric", "round-to-nearest", RTN4A_G64, None),
     ("int4 g64 asymmetric", "GPTQ", GPTQ4A_G64, "independent"),
+    ("int4 g32 asymmetric", "GPTQ act-order + mse scales", GPTQ4A_G32_BEST, "independent"),
     ("int4 g128", "GPTQ", GPTQ4, "sequential"),
     ("int4 g128", "GPTQ act-order", GPTQ4_ACT, "independent"),
     ("int3 g128", "GPTQ", GPTQ3, "sequential"),
