@@ -373,7 +373,7 @@ def main(argv=None) -> int:
     for config, method, recipe, mode in ROWS:
         if args.quick and config != "int4 g128":
             continue
-        if args.only and args.only not in f"{config} {method}":
+        if args.only and args.only not in f"{config} {method} {mode}":
             continue
         start = time.perf_counter()
         if mode is None:
