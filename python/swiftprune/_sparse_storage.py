@@ -89,6 +89,15 @@ def run_counts(nonzero: np.ndarray, m: int, axis: int) -> Optional[np.ndarray]:
         return None
     axis %= nonzero.ndim
     shape = nonzero.shape
+    if axis == nonzero.ndim - 1 and m in (4, 8):
+        # Runs of 4 or 8 contiguous 0/1 bytes as one integer each: a multiply
+        # sums its bytes into the top byte (a byte-wise popcount, no carries).
+        word = np.uint32 if m == 4 else np.uint64
+        runs = nonzero.reshape(-1).view(word)
+        ones = word(0x01010101) if m == 4 else word(0x0101010101010101)
+        counts = np.multiply(runs, ones, dtype=word)
+        counts >>= word(8 * (m - 1))
+        return counts.astype(np.uint16).reshape(shape[:-1] + (shape[-1] // m,))
     split = nonzero.view(np.uint8).reshape(shape[:axis] + (shape[axis] // m, m) + shape[axis + 1:])
     index = [slice(None)] * split.ndim
     index[axis + 1] = 0
