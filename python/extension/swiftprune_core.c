@@ -1509,26 +1509,37 @@ error:
     return NULL;
 }
 
+/* The (values, keep) pair of the compaction entry points: values any numeric array (C-contiguous,
+   elements copied as they are), keep bool of the same size. 0, or -1 with an exception (both released). */
+static int parse_values_and_keep(PyObject *values_obj, PyObject *keep_obj, PyArrayObject **values, PyArrayObject **keep) {
+    *values = NULL;
+    *keep = NULL;
+    if (!PyArray_Check(values_obj) || !PyArray_ISNUMBER((PyArrayObject *)values_obj)) {
+        PyErr_SetString(PyExc_TypeError, "values must be a numeric NumPy array");
+        return -1;
+    }
+    *values = (PyArrayObject *)PyArray_FROM_OF(values_obj, NPY_ARRAY_IN_ARRAY);
+    if (*values == NULL) return -1;
+    *keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
+    if (*keep != NULL && PyArray_SIZE(*keep) == PyArray_SIZE(*values)) return 0;
+    if (*keep != NULL) {
+        PyErr_Format(PyExc_ValueError, "keep has %lld entries, values %lld", (long long)PyArray_SIZE(*keep),
+                     (long long)PyArray_SIZE(*values));
+    }
+    Py_CLEAR(*values);
+    Py_CLEAR(*keep);
+    return -1;
+}
+
 /* nm_compact(values, keep, n, m) -> (stored, positions): the N:M storage layout of C-order runs of m
    (see sp_nm_compact). values: any contiguous array of 1/2/4/8-byte elements; keep: bool of the same size. */
 static PyObject *core_nm_compact(PyObject *self, PyObject *args) {
     PyObject *values_obj, *keep_obj;
     long long n, m;
     if (!PyArg_ParseTuple(args, "OOLL:nm_compact", &values_obj, &keep_obj, &n, &m)) return NULL;
-    if (!PyArray_Check(values_obj) || !PyArray_ISNUMBER((PyArrayObject *)values_obj)) {
-        PyErr_SetString(PyExc_TypeError, "values must be a numeric NumPy array");
-        return NULL;
-    }
-    PyArrayObject *values = NULL, *keep = NULL, *stored = NULL, *positions = NULL;
-    values = (PyArrayObject *)PyArray_FROM_OF(values_obj, NPY_ARRAY_IN_ARRAY);
-    if (values == NULL) return NULL;
-    keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
-    if (keep == NULL) goto error;
+    PyArrayObject *values, *keep, *stored = NULL, *positions = NULL;
+    if (parse_values_and_keep(values_obj, keep_obj, &values, &keep) < 0) return NULL;
     int64_t count = (int64_t)PyArray_SIZE(values), width = (int64_t)PyArray_ITEMSIZE(values);
-    if ((int64_t)PyArray_SIZE(keep) != count) {
-        PyErr_Format(PyExc_ValueError, "keep has %lld entries, values %lld", (long long)PyArray_SIZE(keep), (long long)count);
-        goto error;
-    }
     if (m < 2 || m > 256 || n < 1 || n >= m || count % m != 0) {
         PyErr_Format(PyExc_ValueError, "need 1 <= n < m <= 256 and m dividing the %lld values, got n=%lld, m=%lld",
                      (long long)count, n, m);
@@ -1556,19 +1567,11 @@ static PyObject *core_mask_compact(PyObject *self, PyObject *args) {
     PyObject *values_obj, *keep_obj;
     long long kept;
     if (!PyArg_ParseTuple(args, "OOL:mask_compact", &values_obj, &keep_obj, &kept)) return NULL;
-    if (!PyArray_Check(values_obj) || !PyArray_ISNUMBER((PyArrayObject *)values_obj)) {
-        PyErr_SetString(PyExc_TypeError, "values must be a numeric NumPy array");
-        return NULL;
-    }
-    PyArrayObject *values = NULL, *keep = NULL, *out = NULL;
-    values = (PyArrayObject *)PyArray_FROM_OF(values_obj, NPY_ARRAY_IN_ARRAY);
-    if (values == NULL) return NULL;
-    keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
-    if (keep == NULL) goto error;
+    PyArrayObject *values, *keep, *out = NULL;
+    if (parse_values_and_keep(values_obj, keep_obj, &values, &keep) < 0) return NULL;
     int64_t count = (int64_t)PyArray_SIZE(values);
-    if ((int64_t)PyArray_SIZE(keep) != count || kept < 0 || kept > count) {
-        PyErr_Format(PyExc_ValueError, "need a keep mask of the %lld values and 0 <= kept <= %lld, got %lld flags and kept=%lld",
-                     (long long)count, (long long)count, (long long)PyArray_SIZE(keep), kept);
+    if (kept < 0 || kept > count) {
+        PyErr_Format(PyExc_ValueError, "kept must be in 0..%lld, got %lld", (long long)count, kept);
         goto error;
     }
     npy_intp dims[1] = {(npy_intp)kept};
