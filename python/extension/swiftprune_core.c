@@ -1590,6 +1590,32 @@ error:
     return NULL;
 }
 
+/* apply_mask(w, keep) -> float32 w * keep + 0 (a new array of w's shape). */
+static PyObject *core_apply_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *keep_obj;
+    if (!PyArg_ParseTuple(args, "OO:apply_mask", &w_obj, &keep_obj)) return NULL;
+    PyArrayObject *w = NULL, *keep = NULL, *out = NULL;
+    w = (PyArrayObject *)PyArray_FROM_OTF(w_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    if (w == NULL) return NULL;
+    keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
+    if (keep == NULL) goto error;
+    if (PyArray_SIZE(keep) != PyArray_SIZE(w)) {
+        PyErr_Format(PyExc_ValueError, "keep has %lld entries, w %lld", (long long)PyArray_SIZE(keep), (long long)PyArray_SIZE(w));
+        goto error;
+    }
+    out = (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(w), PyArray_DIMS(w), NPY_FLOAT, 0);
+    if (out == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_apply_mask_f32((const float *)PyArray_DATA(w), (const uint8_t *)PyArray_DATA(keep),
+                                      (int64_t)PyArray_SIZE(w), (float *)PyArray_DATA(out)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w); Py_DECREF(keep);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(w); Py_XDECREF(keep); Py_XDECREF(out);
+    return NULL;
+}
+
 /* squared_error(a, b) -> (sum a^2, sum (a - b)^2) in float64, for float32 arrays of the same size. */
 static PyObject *core_squared_error(PyObject *self, PyObject *args) {
     PyObject *a_obj, *b_obj;
@@ -1715,6 +1741,7 @@ error:
     {"csr_to_dense", core_csr_to_dense, METH_VARARGS, "csr_to_dense(indptr, indices, data, rows, cols) -> dense"},  \
     {"nm_from_dense", core_nm_from_dense, METH_VARARGS, "nm_from_dense(w, n, m) -> (values, indices)"},             \
     {"nm_compact", core_nm_compact, METH_VARARGS, "nm_compact(values, keep, n, m) -> (stored, positions)"},     \
+    {"apply_mask", core_apply_mask, METH_VARARGS, "apply_mask(w, keep) -> w * keep + 0 (float32)"},     \
     {"mask_compact", core_mask_compact, METH_VARARGS, "mask_compact(values, keep, kept) -> values[keep]"},     \
     {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2)"},     \
     {"nm_matmul", core_nm_matmul, METH_VARARGS, "nm_matmul(values, indices, rows, cols, n, m, x) -> W @ x"},        \

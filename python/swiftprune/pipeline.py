@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import _core
 from ._progress import progress as _progress
 from .pruned_tensor import PrunedTensor
 from .recipe import Stage
@@ -62,12 +63,10 @@ _ZERO = np.float32(0.0)
 
 
 def masked(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """float32 finite ``weights`` with +0.0 where ``mask`` is False (multiply,
-    then + 0 turns the -0.0 of negative pruned weights into +0.0; 3x faster
-    than ``np.where`` with a scalar)."""
-    out = np.multiply(weights, mask, dtype=np.float32)
-    out += _ZERO
-    return out
+    """float32 ``weights`` with +0.0 where ``mask`` is False: ``weights * mask
+    + 0`` (the + 0 turns the -0.0 of negative pruned weights into +0.0), in
+    one pass of the Swift core, bit-identical to NumPy's multiply and add."""
+    return _core.apply_mask(weights, mask)
 
 
 _CHECK_CHUNK = 1 << 20  # entries per step of _nonzero_outside: two small temporaries, not two tensor-sized ones

@@ -540,6 +540,13 @@ sp_status sp_nm_compact(const void *values, int64_t element_bytes, const uint8_t
                         int64_t n, int64_t m, void *stored_out, uint8_t *positions_out);
 
 /**
+ * out[i] = w[i] * (keep[i] != 0) + 0 over count float32 entries (out may be w): pruned entries
+ * and kept negative zeros become +0.0, bit-identical to NumPy's multiply by the mask then + 0.
+ * SP_ERR_VALUE: count < 0, NULL pointers.
+ */
+sp_status sp_apply_mask_f32(const float *w, const uint8_t *keep, int64_t count, float *out);
+
+/**
  * values[keep] as NumPy computes it: the count elements of values (element_bytes = 1, 2,
  * 4 or 8 each, copied as they are) whose keep flag is non-zero, in order, into kept_out
  * (room for `kept` elements). SP_ERR_VALUE: a bad element size, or a number of set
