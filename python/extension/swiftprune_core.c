@@ -1621,7 +1621,9 @@ static PyObject *core_squared_error(PyObject *self, PyObject *args) {
     PyObject *a_obj, *b_obj;
     if (!PyArg_ParseTuple(args, "OO:squared_error", &a_obj, &b_obj)) return NULL;
     PyArrayObject *a = NULL, *b = NULL;
-    a = (PyArrayObject *)PyArray_FROM_OTF(a_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    /* a uint16 array is bfloat16 bit patterns */
+    int bfloat16 = PyArray_Check(a_obj) && PyArray_TYPE((PyArrayObject *)a_obj) == NPY_UINT16;
+    a = (PyArrayObject *)PyArray_FROM_OTF(a_obj, bfloat16 ? NPY_UINT16 : NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
     if (a == NULL) return NULL;
     b = (PyArrayObject *)PyArray_FROM_OTF(b_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
     if (b == NULL) goto error;
@@ -1631,8 +1633,13 @@ static PyObject *core_squared_error(PyObject *self, PyObject *args) {
     }
     double norm = 0.0, difference = 0.0;
     sp_status status;
-    SP_CALL(status, sp_squared_error_f32((const float *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
-                                         (int64_t)PyArray_SIZE(a), &norm, &difference));
+    if (bfloat16) {
+        SP_CALL(status, sp_squared_error_bf16_f32((const uint16_t *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
+                                                  (int64_t)PyArray_SIZE(a), &norm, &difference));
+    } else {
+        SP_CALL(status, sp_squared_error_f32((const float *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
+                                             (int64_t)PyArray_SIZE(a), &norm, &difference));
+    }
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(a); Py_DECREF(b);
     return Py_BuildValue("(dd)", norm, difference);
@@ -1743,7 +1750,7 @@ error:
     {"nm_compact", core_nm_compact, METH_VARARGS, "nm_compact(values, keep, n, m) -> (stored, positions)"},     \
     {"apply_mask", core_apply_mask, METH_VARARGS, "apply_mask(w, keep) -> w * keep + 0 (float32)"},     \
     {"mask_compact", core_mask_compact, METH_VARARGS, "mask_compact(values, keep, kept) -> values[keep]"},     \
-    {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2)"},     \
+    {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2); a float32, or uint16 bfloat16 bits"},     \
     {"nm_matmul", core_nm_matmul, METH_VARARGS, "nm_matmul(values, indices, rows, cols, n, m, x) -> W @ x"},        \
     {"nm_to_dense", core_nm_to_dense, METH_VARARGS, "nm_to_dense(values, indices, rows, cols, n, m) -> dense"},     \
     {"quantized_matmul", core_quantized_matmul, METH_VARARGS,                                                       \

@@ -473,6 +473,9 @@ sp_status sp_matmul_f32(const float *a, bool a_transposed, const float *b, bool 
  * SP_ERR_VALUE: n < 0, NULL pointers (a, b may be NULL when n == 0).
  */
 sp_status sp_squared_error_f32(const float *a, const float *b, int64_t n, double *norm_out, double *difference_out);
+/** As sp_squared_error_f32 with a given as bfloat16 bit patterns (widened exactly). */
+sp_status sp_squared_error_bf16_f32(const uint16_t *a, const float *b, int64_t n, double *norm_out,
+                                    double *difference_out);
 
 /*
  * Sparse and quantized layers. A weight matrix W has shape (rows, cols) =
