@@ -719,59 +719,6 @@ error:
     return NULL;
 }
 
-static PyObject *core_quant_pack_nibbles(PyObject *self, PyObject *args) {
-    PyObject *values_obj;
-    if (!PyArg_ParseTuple(args, "O:pack_nibbles", &values_obj)) return NULL;
-    PyArrayObject *values = NULL, *packed = NULL;
-    values = (PyArrayObject *)PyArray_FROM_OTF(values_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-    if (values == NULL) return NULL;
-    int64_t n = (int64_t)PyArray_SIZE(values);
-    npy_intp dims[1] = {(npy_intp)(n / 2 + n % 2)};
-    packed = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_UINT8, 0);
-    if (packed == NULL) goto error;
-    sp_status status;
-    SP_CALL(status, sp_quant_pack_nibbles((const uint8_t *)PyArray_DATA(values), n, (uint8_t *)PyArray_DATA(packed)));
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(values);
-    return (PyObject *)packed;
-error:
-    Py_XDECREF(values);
-    Py_XDECREF(packed);
-    return NULL;
-}
-
-static PyObject *core_quant_unpack_nibbles(PyObject *self, PyObject *args) {
-    PyObject *packed_obj;
-    long long n;
-    int is_signed;
-    if (!PyArg_ParseTuple(args, "OLp:unpack_nibbles", &packed_obj, &n, &is_signed)) return NULL;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "count must be >= 0, got %lld", n);
-        return NULL;
-    }
-    PyArrayObject *packed = NULL, *values = NULL;
-    packed = (PyArrayObject *)PyArray_FROM_OTF(packed_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-    if (packed == NULL) return NULL;
-    if ((long long)PyArray_SIZE(packed) != n / 2 + n % 2) {
-        PyErr_Format(PyExc_ValueError, "%lld values need %lld packed bytes, got %lld", n, n / 2 + n % 2,
-                     (long long)PyArray_SIZE(packed));
-        goto error;
-    }
-    npy_intp dims[1] = {(npy_intp)n};
-    values = (PyArrayObject *)PyArray_EMPTY(1, dims, is_signed ? NPY_INT8 : NPY_UINT8, 0);
-    if (values == NULL) goto error;
-    sp_status status;
-    SP_CALL(status, sp_quant_unpack_nibbles((const uint8_t *)PyArray_DATA(packed), (int64_t)n, is_signed,
-                                            (uint8_t *)PyArray_DATA(values)));
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(packed);
-    return (PyObject *)values;
-error:
-    Py_XDECREF(packed);
-    Py_XDECREF(values);
-    return NULL;
-}
-
 static PyObject *core_quant_pack_bits(PyObject *self, PyObject *args) {
     PyObject *values_obj;
     int bits;
@@ -1095,12 +1042,9 @@ error:
      "quantize(w, bits, symmetric, axis, group_size, method, percentile) -> (values, scale, zero_point)"}, \
     {"dequantize", core_quant_dequantize, METH_VARARGS,                                                   \
      "dequantize(values, symmetric, axis, group_size, scale, zero_point) -> float32 array"},             \
-    {"pack_nibbles", core_quant_pack_nibbles, METH_VARARGS, "pack_nibbles(values) -> uint8 array"},       \
     {"pack_bits", core_quant_pack_bits, METH_VARARGS, "pack_bits(values, bits) -> uint8 bit stream"},    \
     {"unpack_bits", core_quant_unpack_bits, METH_VARARGS,                                                 \
      "unpack_bits(packed, count, bits, is_signed) -> int8/uint8 array"},                                  \
-    {"unpack_nibbles", core_quant_unpack_nibbles, METH_VARARGS,                                           \
-     "unpack_nibbles(packed, count, signed) -> int8/uint8 array"},                                        \
     {"cast", core_cast, METH_VARARGS, "cast(w, bfloat16) -> uint16 bit patterns"},                         \
     {"cluster_fit", core_cluster_fit, METH_VARARGS,                                                       \
      "cluster_fit(w, n_clusters, init, max_iter, seed) -> (centroids, iterations)"},                      \
