@@ -622,12 +622,12 @@ static PyArrayObject *quant_empty_from_shape(int ndim, const int64_t *shape, int
 }
 
 static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
-    PyObject *w_obj, *axis_obj;
+    PyObject *w_obj, *axis_obj, *out_obj = Py_None;
     long long bits, group_size;
     int symmetric, method;
     double percentile;
-    if (!PyArg_ParseTuple(args, "OLpOLid:quantize", &w_obj, &bits, &symmetric, &axis_obj, &group_size, &method,
-                          &percentile))
+    if (!PyArg_ParseTuple(args, "OLpOLid|O:quantize", &w_obj, &bits, &symmetric, &axis_obj, &group_size, &method,
+                          &percentile, &out_obj))
         return NULL;
     bool has_axis;
     int64_t axis;
@@ -643,7 +643,27 @@ static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
     SP_CALL(status, sp_quant_scale_shape(shape, ndim, has_axis, axis, (int64_t)group_size, scale_shape));
     if (status != SP_OK) { raise_status(status); goto error; }
     int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
-    values = empty_like_shape(w, int_type);
+    if (out_obj == Py_None) {
+        values = empty_like_shape(w, int_type);
+    } else {
+        /* A caller's buffer (NumPy's out=): no fresh pages for the kernel to zero on first touch. */
+        if (!PyArray_Check(out_obj) || PyArray_TYPE((PyArrayObject *)out_obj) != int_type) {
+            PyErr_Format(PyExc_TypeError, "out must be a numpy %s array", symmetric ? "int8" : "uint8");
+            goto error;
+        }
+        values = (PyArrayObject *)out_obj;
+        Py_INCREF(values);
+        if (!PyArray_IS_C_CONTIGUOUS(values) || !PyArray_ISWRITEABLE(values) || !PyArray_SAMESHAPE(values, w)) {
+            PyErr_SetString(PyExc_ValueError, "out must be a writeable C-contiguous array of w's shape");
+            goto error;
+        }
+        const char *o0 = PyArray_BYTES(values), *w0 = PyArray_BYTES(w);
+        if (PyArray_NBYTES(values) > 0 && PyArray_NBYTES(w) > 0 && o0 < w0 + PyArray_NBYTES(w) &&
+            w0 < o0 + PyArray_NBYTES(values)) {
+            PyErr_SetString(PyExc_ValueError, "out must not share memory with w");
+            goto error;
+        }
+    }
     scale = quant_empty_from_shape(ndim, scale_shape, NPY_FLOAT32);
     zero_point = quant_empty_from_shape(ndim, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
@@ -1039,7 +1059,7 @@ error:
 
 #define QUANTIZATION_METHODS                                                                              \
     {"quantize", core_quant_quantize, METH_VARARGS,                                                       \
-     "quantize(w, bits, symmetric, axis, group_size, method, percentile) -> (values, scale, zero_point)"}, \
+     "quantize(w, bits, symmetric, axis, group_size, method, percentile[, out]) -> (values, scale, zero_point)"}, \
     {"dequantize", core_quant_dequantize, METH_VARARGS,                                                   \
      "dequantize(values, symmetric, axis, group_size, scale, zero_point) -> float32 array"},             \
     {"pack_bits", core_quant_pack_bits, METH_VARARGS, "pack_bits(values, bits) -> uint8 bit stream"},    \

@@ -318,13 +318,13 @@ extension CSRMatrix {
                 // Blocks of x sized to hold about 64 nonzeros of a row, when that block is
                 // L1-sized (dense rows); sparser rows stream over x in L2, which measured faster.
                 let density = Double(nonzeros) / (Double(rows) * Double(max(columns, 1)))
-                let l1Rows = max(1, SparseTuning.csrBlockBytes / 4 / tileStride)
-                let blockDepth = sorted && (SparseTuning.csrAlwaysBlock || 64 / density <= Double(2 * l1Rows)) ? l1Rows : columns
+                let l1Rows = max(1, blockBytes / 4 / tileStride)
+                let blockDepth = sorted && 64 / density <= Double(2 * l1Rows) ? l1Rows : columns
                 let cursors = UnsafeMutablePointer<Int>.allocate(capacity: max(1, range.count))
                 defer { cursors.deallocate() }
                 let first = range.lowerBound
                 blockedSparseProduct(
-                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth, rowChunk: SparseTuning.rowChunk,
+                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth, rowChunk: 16,
                     nonzeros: { row, _, k1 in
                         let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
                         var end = start

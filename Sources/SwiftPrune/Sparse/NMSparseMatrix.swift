@@ -168,7 +168,7 @@ extension NMSparseMatrix {
             return
         }
         let tileStride = (min(64, batch) + 15) & ~15
-        let blockDepth = max(m, (SparseTuning.nmBlockBytes / 4 / tileStride) / m * m)
+        let blockDepth = max(m, (blockBytes / 4 / tileStride) / m * m)
         let workers = Threading.workerCount(for: rows * perRow * batch, minimumPerWorker: 1 << 16)
         var bad = [Bool](repeating: false, count: workers)
         let avx512 = CPUFeatures.useAVX512
@@ -182,7 +182,7 @@ extension NMSparseMatrix {
                 guard largest < groupWidth else { badOut[worker] = true; return }
                 let shift = n & (n &- 1) == 0 ? n.trailingZeroBitCount : -1
                 blockedSparseProduct(
-                    rows: myRows, depth: columns, x: xBase, batch: batch, y: yBase, blockDepth: blockDepth, rowChunk: SparseTuning.rowChunk,
+                    rows: myRows, depth: columns, x: xBase, batch: batch, y: yBase, blockDepth: blockDepth, rowChunk: 16,
                     nonzeros: { row, k0, k1 in
                         let start = row &* perRow &+ (k0 / m) &* n
                         return (vals + start, GroupColumns(indices: indices + start, n: n, m: m, shift: shift, firstColumn: k0),

@@ -1,19 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// TEMPORARY tuning knobs (perf3b): SWIFTPRUNE_TUNE_NM_BLOCK, _CSR_BLOCK (bytes), _CHUNK (rows).
-enum SparseTuning {
-    static func read(_ name: String, _ fallback: Int) -> Int {
-        guard let raw = getenv(name), let value = Int(String(cString: raw)) else { return fallback }
-        return value
-    }
-    static let nmBlockBytes = read("SWIFTPRUNE_TUNE_NM_BLOCK", 32 * 1024)
-    static let csrBlockBytes = read("SWIFTPRUNE_TUNE_CSR_BLOCK", 32 * 1024)
-    static let rowChunk = read("SWIFTPRUNE_TUNE_CHUNK", 16)
-    static let csrAlwaysBlock = read("SWIFTPRUNE_TUNE_CSR_ALWAYS", 0) != 0
-}
-
 /// The inner kernel shared by ``CSRMatrix`` and ``NMSparseMatrix``: one sparse
 /// row of `W` times a dense row-major block `x`.
 ///
