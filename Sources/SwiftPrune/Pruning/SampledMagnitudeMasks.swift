@@ -138,16 +138,8 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
         for places in recordPlaces { for place in places.buffer { place.pointee = true } }
         return
     }
-    let scratch = try FallibleAllocation.allocate(UInt64.self, count: candidates, "the magnitude bracket")
-    defer { FallibleAllocation.free(scratch) }
-    var offset = 0
-    for keys in recordKeys where keys.count > 0 {
-        (scratch + offset).update(from: keys.base, count: keys.count)
-        offset += keys.count
-    }
-    let threshold = bucketSelect(scratch, count: candidates, rank: need - 1, lo: lo, hi: hi == .max ? UInt64(S.MagnitudeKey.max) : hi)
-    var countBelow = 0
-    for keys in recordKeys { for key in keys.buffer where key < threshold { countBelow += 1 } }
+    let (threshold, countBelow) = try bracketSelect(recordKeys.map { UnsafeBufferPointer($0.buffer) }, rank: need - 1,
+                                                    lo: lo, hi: hi == .max ? UInt64(S.MagnitudeKey.max) : hi)
     var ties = need - countBelow
     for (keys, places) in zip(recordKeys, recordPlaces) {
         for (key, place) in zip(keys.buffer, places.buffer) {
