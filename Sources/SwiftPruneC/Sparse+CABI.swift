@@ -168,6 +168,16 @@ public func spMaskCompact(
     }
 }
 
+@_cdecl("sp_apply_mask_f32")
+public func spApplyMaskF32(
+    _ w: UnsafePointer<Float>?, _ keep: UnsafePointer<UInt8>?, _ count: Int64, _ out: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        try MaskApplication.apply(inputBuffer(w, count, "w"), keep: inputBuffer(keep, count, "keep"),
+                                  into: outputBuffer(out, count, "out"))
+    }
+}
+
 func checkSparseSignatures() {
     var csrCount = sp_csr_count_f32; implements(&csrCount, spCSRCountF32)
     var csrFill = sp_csr_fill_f32; implements(&csrFill, spCSRFillF32)
@@ -178,5 +188,6 @@ func checkSparseSignatures() {
     var nmToDense = sp_nm_to_dense_f32; implements(&nmToDense, spNMToDenseF32)
     var nmCompact = sp_nm_compact; implements(&nmCompact, spNMCompact)
     var maskCompact = sp_mask_compact; implements(&maskCompact, spMaskCompact)
+    var applyMask = sp_apply_mask_f32; implements(&applyMask, spApplyMaskF32)
     var quantized = sp_quantized_matmul_i8; implements(&quantized, spQuantizedMatmulI8)
 }

@@ -1473,26 +1473,37 @@ error:
     return NULL;
 }
 
+/* The (values, keep) pair of the compaction entry points: values any numeric array (C-contiguous,
+   elements copied as they are), keep bool of the same size. 0, or -1 with an exception (both released). */
+static int parse_values_and_keep(PyObject *values_obj, PyObject *keep_obj, PyArrayObject **values, PyArrayObject **keep) {
+    *values = NULL;
+    *keep = NULL;
+    if (!PyArray_Check(values_obj) || !PyArray_ISNUMBER((PyArrayObject *)values_obj)) {
+        PyErr_SetString(PyExc_TypeError, "values must be a numeric NumPy array");
+        return -1;
+    }
+    *values = (PyArrayObject *)PyArray_FROM_OF(values_obj, NPY_ARRAY_IN_ARRAY);
+    if (*values == NULL) return -1;
+    *keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
+    if (*keep != NULL && PyArray_SIZE(*keep) == PyArray_SIZE(*values)) return 0;
+    if (*keep != NULL) {
+        PyErr_Format(PyExc_ValueError, "keep has %lld entries, values %lld", (long long)PyArray_SIZE(*keep),
+                     (long long)PyArray_SIZE(*values));
+    }
+    Py_CLEAR(*values);
+    Py_CLEAR(*keep);
+    return -1;
+}
+
 /* nm_compact(values, keep, n, m) -> (stored, positions): the N:M storage layout of C-order runs of m
    (see sp_nm_compact). values: any contiguous array of 1/2/4/8-byte elements; keep: bool of the same size. */
 static PyObject *core_nm_compact(PyObject *self, PyObject *args) {
     PyObject *values_obj, *keep_obj;
     long long n, m;
     if (!PyArg_ParseTuple(args, "OOLL:nm_compact", &values_obj, &keep_obj, &n, &m)) return NULL;
-    if (!PyArray_Check(values_obj) || !PyArray_ISNUMBER((PyArrayObject *)values_obj)) {
-        PyErr_SetString(PyExc_TypeError, "values must be a numeric NumPy array");
-        return NULL;
-    }
-    PyArrayObject *values = NULL, *keep = NULL, *stored = NULL, *positions = NULL;
-    values = (PyArrayObject *)PyArray_FROM_OF(values_obj, NPY_ARRAY_IN_ARRAY);
-    if (values == NULL) return NULL;
-    keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
-    if (keep == NULL) goto error;
+    PyArrayObject *values, *keep, *stored = NULL, *positions = NULL;
+    if (parse_values_and_keep(values_obj, keep_obj, &values, &keep) < 0) return NULL;
     int64_t count = (int64_t)PyArray_SIZE(values), width = (int64_t)PyArray_ITEMSIZE(values);
-    if ((int64_t)PyArray_SIZE(keep) != count) {
-        PyErr_Format(PyExc_ValueError, "keep has %lld entries, values %lld", (long long)PyArray_SIZE(keep), (long long)count);
-        goto error;
-    }
     if (m < 2 || m > 256 || n < 1 || n >= m || count % m != 0) {
         PyErr_Format(PyExc_ValueError, "need 1 <= n < m <= 256 and m dividing the %lld values, got n=%lld, m=%lld",
                      (long long)count, n, m);
@@ -1520,19 +1531,11 @@ static PyObject *core_mask_compact(PyObject *self, PyObject *args) {
     PyObject *values_obj, *keep_obj;
     long long kept;
     if (!PyArg_ParseTuple(args, "OOL:mask_compact", &values_obj, &keep_obj, &kept)) return NULL;
-    if (!PyArray_Check(values_obj) || !PyArray_ISNUMBER((PyArrayObject *)values_obj)) {
-        PyErr_SetString(PyExc_TypeError, "values must be a numeric NumPy array");
-        return NULL;
-    }
-    PyArrayObject *values = NULL, *keep = NULL, *out = NULL;
-    values = (PyArrayObject *)PyArray_FROM_OF(values_obj, NPY_ARRAY_IN_ARRAY);
-    if (values == NULL) return NULL;
-    keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
-    if (keep == NULL) goto error;
+    PyArrayObject *values, *keep, *out = NULL;
+    if (parse_values_and_keep(values_obj, keep_obj, &values, &keep) < 0) return NULL;
     int64_t count = (int64_t)PyArray_SIZE(values);
-    if ((int64_t)PyArray_SIZE(keep) != count || kept < 0 || kept > count) {
-        PyErr_Format(PyExc_ValueError, "need a keep mask of the %lld values and 0 <= kept <= %lld, got %lld flags and kept=%lld",
-                     (long long)count, (long long)count, (long long)PyArray_SIZE(keep), kept);
+    if (kept < 0 || kept > count) {
+        PyErr_Format(PyExc_ValueError, "kept must be in 0..%lld, got %lld", (long long)count, kept);
         goto error;
     }
     npy_intp dims[1] = {(npy_intp)kept};
@@ -1551,12 +1554,40 @@ error:
     return NULL;
 }
 
+/* apply_mask(w, keep) -> float32 w * keep + 0 (a new array of w's shape). */
+static PyObject *core_apply_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *keep_obj;
+    if (!PyArg_ParseTuple(args, "OO:apply_mask", &w_obj, &keep_obj)) return NULL;
+    PyArrayObject *w = NULL, *keep = NULL, *out = NULL;
+    w = (PyArrayObject *)PyArray_FROM_OTF(w_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    if (w == NULL) return NULL;
+    keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
+    if (keep == NULL) goto error;
+    if (PyArray_SIZE(keep) != PyArray_SIZE(w)) {
+        PyErr_Format(PyExc_ValueError, "keep has %lld entries, w %lld", (long long)PyArray_SIZE(keep), (long long)PyArray_SIZE(w));
+        goto error;
+    }
+    out = (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(w), PyArray_DIMS(w), NPY_FLOAT, 0);
+    if (out == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_apply_mask_f32((const float *)PyArray_DATA(w), (const uint8_t *)PyArray_DATA(keep),
+                                      (int64_t)PyArray_SIZE(w), (float *)PyArray_DATA(out)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w); Py_DECREF(keep);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(w); Py_XDECREF(keep); Py_XDECREF(out);
+    return NULL;
+}
+
 /* squared_error(a, b) -> (sum a^2, sum (a - b)^2) in float64, for float32 arrays of the same size. */
 static PyObject *core_squared_error(PyObject *self, PyObject *args) {
     PyObject *a_obj, *b_obj;
     if (!PyArg_ParseTuple(args, "OO:squared_error", &a_obj, &b_obj)) return NULL;
     PyArrayObject *a = NULL, *b = NULL;
-    a = (PyArrayObject *)PyArray_FROM_OTF(a_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    /* a uint16 array is bfloat16 bit patterns */
+    int bfloat16 = PyArray_Check(a_obj) && PyArray_TYPE((PyArrayObject *)a_obj) == NPY_UINT16;
+    a = (PyArrayObject *)PyArray_FROM_OTF(a_obj, bfloat16 ? NPY_UINT16 : NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
     if (a == NULL) return NULL;
     b = (PyArrayObject *)PyArray_FROM_OTF(b_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
     if (b == NULL) goto error;
@@ -1566,8 +1597,13 @@ static PyObject *core_squared_error(PyObject *self, PyObject *args) {
     }
     double norm = 0.0, difference = 0.0;
     sp_status status;
-    SP_CALL(status, sp_squared_error_f32((const float *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
-                                         (int64_t)PyArray_SIZE(a), &norm, &difference));
+    if (bfloat16) {
+        SP_CALL(status, sp_squared_error_bf16_f32((const uint16_t *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
+                                                  (int64_t)PyArray_SIZE(a), &norm, &difference));
+    } else {
+        SP_CALL(status, sp_squared_error_f32((const float *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
+                                             (int64_t)PyArray_SIZE(a), &norm, &difference));
+    }
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(a); Py_DECREF(b);
     return Py_BuildValue("(dd)", norm, difference);
@@ -1676,8 +1712,9 @@ error:
     {"csr_to_dense", core_csr_to_dense, METH_VARARGS, "csr_to_dense(indptr, indices, data, rows, cols) -> dense"},  \
     {"nm_from_dense", core_nm_from_dense, METH_VARARGS, "nm_from_dense(w, n, m) -> (values, indices)"},             \
     {"nm_compact", core_nm_compact, METH_VARARGS, "nm_compact(values, keep, n, m) -> (stored, positions)"},     \
+    {"apply_mask", core_apply_mask, METH_VARARGS, "apply_mask(w, keep) -> w * keep + 0 (float32)"},     \
     {"mask_compact", core_mask_compact, METH_VARARGS, "mask_compact(values, keep, kept) -> values[keep]"},     \
-    {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2)"},     \
+    {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2); a float32, or uint16 bfloat16 bits"},     \
     {"nm_matmul", core_nm_matmul, METH_VARARGS, "nm_matmul(values, indices, rows, cols, n, m, x) -> W @ x"},        \
     {"nm_to_dense", core_nm_to_dense, METH_VARARGS, "nm_to_dense(values, indices, rows, cols, n, m) -> dense"},     \
     {"quantized_matmul", core_quantized_matmul, METH_VARARGS,                                                       \

@@ -108,15 +108,29 @@ def run_counts(nonzero: np.ndarray, m: int, axis: int) -> Optional[np.ndarray]:
     return counts
 
 
+_FITS_CHUNK = 1 << 22  # entries per step of nm_fits: bounded temporaries on large tensors
+
+
 def nm_fits(nonzero: np.ndarray, n: int, m: int, axis: int, *, exact: bool = False) -> bool:
     """Whether every run of ``m`` along ``axis`` has at most ``n`` (``exact``:
-    exactly ``n``) True entries of ``nonzero``."""
-    if n >= m:
+    exactly ``n``) True entries of ``nonzero`` (checked in slices along
+    another axis, so the counts of a large tensor are never all in memory)."""
+    nonzero = np.asarray(nonzero, dtype=bool)
+    if n >= m or nonzero.ndim == 0 or not -nonzero.ndim <= axis < nonzero.ndim or nonzero.shape[axis] % m:
         return False
-    counts = run_counts(nonzero, m, axis)
-    if counts is None:
-        return False
-    return bool(np.all(counts == n) if exact else counts.max(initial=0) <= n)
+    axis %= nonzero.ndim
+    split = 1 if axis == 0 and nonzero.ndim > 1 else 0  # slice along an axis the runs do not cross
+    if split == axis:  # a 1-D tensor: one piece
+        pieces = [nonzero]
+    else:
+        step = max(1, _FITS_CHUNK // max(1, nonzero.size // max(1, nonzero.shape[split])))
+        pieces = [np.take(nonzero, range(start, min(start + step, nonzero.shape[split])), axis=split)
+                  if split else nonzero[start:start + step] for start in range(0, nonzero.shape[split], step)]
+    for piece in pieces:
+        counts = run_counts(piece, m, axis)
+        if counts is None or not (np.all(counts == n) if exact else counts.max(initial=0) <= n):
+            return False
+    return True
 
 
 def nm_select(values: np.ndarray, nonzero: np.ndarray, n: int, m: int, axis: int) -> tuple[np.ndarray, np.ndarray]:

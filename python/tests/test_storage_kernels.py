@@ -88,6 +88,11 @@ def test_relative_error_matches_float64_numpy(size):
     half = a.astype(np.float16)
     expected = np.linalg.norm(half.astype(np.float64) - b) / np.linalg.norm(half.astype(np.float64))
     assert relative_error_chunked(half, b) == pytest.approx(expected, rel=1e-12)
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    brain = a.astype(ml_dtypes.bfloat16)
+    wide = brain.astype(np.float64)  # exact
+    expected = np.linalg.norm(wide - b) / np.linalg.norm(wide)
+    assert relative_error_chunked(brain, b) == pytest.approx(expected, rel=1e-12)
 
 
 def test_relative_error_edge_cases():
@@ -98,3 +103,18 @@ def test_relative_error_edge_cases():
     assert sums == (25.0, 16.0)
     with pytest.raises(ValueError, match="a has 2 entries, b 3"):
         _core.squared_error(np.zeros(2, np.float32), np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 17, 1000, 2_000_003])
+def test_apply_mask_is_numpys_multiply_and_add_bit_for_bit(size):
+    rng = np.random.default_rng(size + 1)
+    w = rng.standard_normal(size).astype(np.float32)
+    keep = rng.random(size) < 0.5
+    if size > 20:  # NaN and infinities pruned and kept, signed zeros
+        w[:8] = [np.nan, -0.0, np.inf, -np.inf, 0.0, -0.0, np.nan, -np.inf]
+        keep[:8] = [False, True, False, True, True, False, True, False]
+    expected = np.multiply(w, keep, dtype=np.float32)
+    expected += np.float32(0)
+    got = _core.apply_mask(w, keep)
+    assert got.shape == w.shape and got.dtype == np.float32
+    assert got.view(np.uint32).tobytes() == expected.view(np.uint32).tobytes()

@@ -468,6 +468,9 @@ sp_status sp_matmul_f32(const float *a, bool a_transposed, const float *b, bool 
  * SP_ERR_VALUE: n < 0, NULL pointers (a, b may be NULL when n == 0).
  */
 sp_status sp_squared_error_f32(const float *a, const float *b, int64_t n, double *norm_out, double *difference_out);
+/** As sp_squared_error_f32 with a given as bfloat16 bit patterns (widened exactly). */
+sp_status sp_squared_error_bf16_f32(const uint16_t *a, const float *b, int64_t n, double *norm_out,
+                                    double *difference_out);
 
 /*
  * Sparse and quantized layers. A weight matrix W has shape (rows, cols) =
@@ -533,6 +536,13 @@ sp_status sp_nm_compress_f32(const float *w, int64_t rows, int64_t cols, int64_t
  */
 sp_status sp_nm_compact(const void *values, int64_t element_bytes, const uint8_t *keep, int64_t runs,
                         int64_t n, int64_t m, void *stored_out, uint8_t *positions_out);
+
+/**
+ * out[i] = w[i] * (keep[i] != 0) + 0 over count float32 entries (out may be w): pruned entries
+ * and kept negative zeros become +0.0, bit-identical to NumPy's multiply by the mask then + 0.
+ * SP_ERR_VALUE: count < 0, NULL pointers.
+ */
+sp_status sp_apply_mask_f32(const float *w, const uint8_t *keep, int64_t count, float *out);
 
 /**
  * values[keep] as NumPy computes it: the count elements of values (element_bytes = 1, 2,
