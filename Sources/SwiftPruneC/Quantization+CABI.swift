@@ -122,27 +122,6 @@ public func spQuantDequantize(
     }
 }
 
-@_cdecl("sp_quant_pack_nibbles")
-public func spQuantPackNibbles(
-    _ values: UnsafePointer<UInt8>?, _ n: Int64, _ packedOut: UnsafeMutablePointer<UInt8>?
-) -> sp_status {
-    withStatus {
-        let input = try inputBuffer(values, n, "values")
-        try NibblePacking.pack(input, into: outputBuffer(packedOut, Int64(NibblePacking.packedCount(Int(n))), "packed_out"))
-    }
-}
-
-@_cdecl("sp_quant_unpack_nibbles")
-public func spQuantUnpackNibbles(
-    _ packed: UnsafePointer<UInt8>?, _ n: Int64, _ isSigned: Bool, _ valuesOut: UnsafeMutablePointer<UInt8>?
-) -> sp_status {
-    withStatus {
-        let output = try outputBuffer(valuesOut, n, "values_out")
-        try NibblePacking.unpack(inputBuffer(packed, Int64(NibblePacking.packedCount(Int(n))), "packed"),
-                                 signed: isSigned, into: output)
-    }
-}
-
 @_cdecl("sp_quant_pack_bits")
 public func spQuantPackBits(
     _ values: UnsafePointer<UInt8>?, _ n: Int64, _ bits: Int32, _ packedOut: UnsafeMutablePointer<UInt8>?
@@ -381,8 +360,6 @@ func checkQuantizationSignatures() {
     var quantizeF32 = sp_quant_quantize_f32; implements(&quantizeF32, spQuantQuantizeF32)
     var quantizeF64 = sp_quant_quantize_f64; implements(&quantizeF64, spQuantQuantizeF64)
     var dequantize = sp_quant_dequantize; implements(&dequantize, spQuantDequantize)
-    var pack = sp_quant_pack_nibbles; implements(&pack, spQuantPackNibbles)
-    var unpack = sp_quant_unpack_nibbles; implements(&unpack, spQuantUnpackNibbles)
     var packBits = sp_quant_pack_bits; implements(&packBits, spQuantPackBits)
     var unpackBits = sp_quant_unpack_bits; implements(&unpackBits, spQuantUnpackBits)
     var halfF32 = sp_cast_float16_f32; implements(&halfF32, spCastFloat16F32)

@@ -72,16 +72,17 @@ final class QuantizationTests: XCTestCase {
         XCTAssertThrowsError(try quantize(try Tensor<Float>(shape: [1], scalars: [.infinity]), bits: 8, method: .mse))
     }
 
-    func testNibblePackingRoundTrip() throws {
+    /// Four-bit values: two per byte, low nibble first (what files of swiftprune <= 0.1.0 hold).
+    func testFourBitPackingIsLowNibbleFirst() throws {
         let values: [UInt8] = [0x0F, 0x01, 0xF9, 0x07, 0x03]   // -1, 1, -7, 7, 3 as int4
         var packed = [UInt8](repeating: 0, count: 3)
         try values.withUnsafeBufferPointer { v in
-            try packed.withUnsafeMutableBufferPointer { try NibblePacking.pack(v, into: $0) }
+            try packed.withUnsafeMutableBufferPointer { try BitPacking.pack(v, bits: 4, into: $0) }
         }
         XCTAssertEqual(packed, [0x1F, 0x79, 0x03])
         var back = [UInt8](repeating: 0, count: 5)
         try packed.withUnsafeBufferPointer { p in
-            try back.withUnsafeMutableBufferPointer { try NibblePacking.unpack(p, signed: true, into: $0) }
+            try back.withUnsafeMutableBufferPointer { try BitPacking.unpack(p, bits: 4, signed: true, into: $0) }
         }
         XCTAssertEqual(back.map { Int8(bitPattern: $0) }, [-1, 1, -7, 7, 3])
     }

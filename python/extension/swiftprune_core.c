@@ -622,12 +622,12 @@ static PyArrayObject *quant_empty_from_shape(int ndim, const int64_t *shape, int
 }
 
 static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
-    PyObject *w_obj, *axis_obj;
+    PyObject *w_obj, *axis_obj, *out_obj = Py_None;
     long long bits, group_size;
     int symmetric, method;
     double percentile;
-    if (!PyArg_ParseTuple(args, "OLpOLid:quantize", &w_obj, &bits, &symmetric, &axis_obj, &group_size, &method,
-                          &percentile))
+    if (!PyArg_ParseTuple(args, "OLpOLid|O:quantize", &w_obj, &bits, &symmetric, &axis_obj, &group_size, &method,
+                          &percentile, &out_obj))
         return NULL;
     bool has_axis;
     int64_t axis;
@@ -643,7 +643,27 @@ static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
     SP_CALL(status, sp_quant_scale_shape(shape, ndim, has_axis, axis, (int64_t)group_size, scale_shape));
     if (status != SP_OK) { raise_status(status); goto error; }
     int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
-    values = empty_like_shape(w, int_type);
+    if (out_obj == Py_None) {
+        values = empty_like_shape(w, int_type);
+    } else {
+        /* A caller's buffer (NumPy's out=): no fresh pages for the kernel to zero on first touch. */
+        if (!PyArray_Check(out_obj) || PyArray_TYPE((PyArrayObject *)out_obj) != int_type) {
+            PyErr_Format(PyExc_TypeError, "out must be a numpy %s array", symmetric ? "int8" : "uint8");
+            goto error;
+        }
+        values = (PyArrayObject *)out_obj;
+        Py_INCREF(values);
+        if (!PyArray_IS_C_CONTIGUOUS(values) || !PyArray_ISWRITEABLE(values) || !PyArray_SAMESHAPE(values, w)) {
+            PyErr_SetString(PyExc_ValueError, "out must be a writeable C-contiguous array of w's shape");
+            goto error;
+        }
+        const char *o0 = PyArray_BYTES(values), *w0 = PyArray_BYTES(w);
+        if (PyArray_NBYTES(values) > 0 && PyArray_NBYTES(w) > 0 && o0 < w0 + PyArray_NBYTES(w) &&
+            w0 < o0 + PyArray_NBYTES(values)) {
+            PyErr_SetString(PyExc_ValueError, "out must not share memory with w");
+            goto error;
+        }
+    }
     scale = quant_empty_from_shape(ndim, scale_shape, NPY_FLOAT32);
     zero_point = quant_empty_from_shape(ndim, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
@@ -716,59 +736,6 @@ error:
     Py_XDECREF(scale);
     Py_XDECREF(zero_point);
     Py_XDECREF(out);
-    return NULL;
-}
-
-static PyObject *core_quant_pack_nibbles(PyObject *self, PyObject *args) {
-    PyObject *values_obj;
-    if (!PyArg_ParseTuple(args, "O:pack_nibbles", &values_obj)) return NULL;
-    PyArrayObject *values = NULL, *packed = NULL;
-    values = (PyArrayObject *)PyArray_FROM_OTF(values_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-    if (values == NULL) return NULL;
-    int64_t n = (int64_t)PyArray_SIZE(values);
-    npy_intp dims[1] = {(npy_intp)(n / 2 + n % 2)};
-    packed = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_UINT8, 0);
-    if (packed == NULL) goto error;
-    sp_status status;
-    SP_CALL(status, sp_quant_pack_nibbles((const uint8_t *)PyArray_DATA(values), n, (uint8_t *)PyArray_DATA(packed)));
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(values);
-    return (PyObject *)packed;
-error:
-    Py_XDECREF(values);
-    Py_XDECREF(packed);
-    return NULL;
-}
-
-static PyObject *core_quant_unpack_nibbles(PyObject *self, PyObject *args) {
-    PyObject *packed_obj;
-    long long n;
-    int is_signed;
-    if (!PyArg_ParseTuple(args, "OLp:unpack_nibbles", &packed_obj, &n, &is_signed)) return NULL;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "count must be >= 0, got %lld", n);
-        return NULL;
-    }
-    PyArrayObject *packed = NULL, *values = NULL;
-    packed = (PyArrayObject *)PyArray_FROM_OTF(packed_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-    if (packed == NULL) return NULL;
-    if ((long long)PyArray_SIZE(packed) != n / 2 + n % 2) {
-        PyErr_Format(PyExc_ValueError, "%lld values need %lld packed bytes, got %lld", n, n / 2 + n % 2,
-                     (long long)PyArray_SIZE(packed));
-        goto error;
-    }
-    npy_intp dims[1] = {(npy_intp)n};
-    values = (PyArrayObject *)PyArray_EMPTY(1, dims, is_signed ? NPY_INT8 : NPY_UINT8, 0);
-    if (values == NULL) goto error;
-    sp_status status;
-    SP_CALL(status, sp_quant_unpack_nibbles((const uint8_t *)PyArray_DATA(packed), (int64_t)n, is_signed,
-                                            (uint8_t *)PyArray_DATA(values)));
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(packed);
-    return (PyObject *)values;
-error:
-    Py_XDECREF(packed);
-    Py_XDECREF(values);
     return NULL;
 }
 
@@ -1140,15 +1107,12 @@ error:
 
 #define QUANTIZATION_METHODS                                                                              \
     {"quantize", core_quant_quantize, METH_VARARGS,                                                       \
-     "quantize(w, bits, symmetric, axis, group_size, method, percentile) -> (values, scale, zero_point)"}, \
+     "quantize(w, bits, symmetric, axis, group_size, method, percentile[, out]) -> (values, scale, zero_point)"}, \
     {"dequantize", core_quant_dequantize, METH_VARARGS,                                                   \
      "dequantize(values, symmetric, axis, group_size, scale, zero_point) -> float32 array"},             \
-    {"pack_nibbles", core_quant_pack_nibbles, METH_VARARGS, "pack_nibbles(values) -> uint8 array"},       \
     {"pack_bits", core_quant_pack_bits, METH_VARARGS, "pack_bits(values, bits) -> uint8 bit stream"},    \
     {"unpack_bits", core_quant_unpack_bits, METH_VARARGS,                                                 \
      "unpack_bits(packed, count, bits, is_signed) -> int8/uint8 array"},                                  \
-    {"unpack_nibbles", core_quant_unpack_nibbles, METH_VARARGS,                                           \
-     "unpack_nibbles(packed, count, signed) -> int8/uint8 array"},                                        \
     {"cast", core_cast, METH_VARARGS, "cast(w, bfloat16) -> uint16 bit patterns"},                         \
     {"cluster_fit", core_cluster_fit, METH_VARARGS,                                                       \
      "cluster_fit(w, n_clusters, init, max_iter, seed) -> (centroids, iterations)"},                      \

@@ -304,14 +304,9 @@ sp_status sp_quant_dequantize(const void *values, bool symmetric, const int64_t 
                               bool has_axis, int64_t axis, int64_t group_size,
                               const float *scale, const void *zero_point, int64_t n_scales, float *out);
 
-/** Packs the low nibbles of n bytes two per byte, low nibble first:
- *  packed_out holds n/2 + n%2 bytes (the last high nibble is 0 for odd n). */
-sp_status sp_quant_pack_nibbles(const uint8_t *values, int64_t n, uint8_t *packed_out);
-/** Unpacks n values from n/2 + n%2 bytes; is_signed sign-extends each nibble (int8 out). */
-sp_status sp_quant_unpack_nibbles(const uint8_t *packed, int64_t n, bool is_signed, uint8_t *values_out);
 /** Packs the low `bits` (1..8) bits of n bytes as a little-endian bit stream (value i at bits
  *  [i*bits, (i+1)*bits), bit 0 = lowest bit of byte 0): packed_out holds (n*bits + 7)/8 bytes,
- *  unused high bits of the last one zero. bits = 4 gives the nibble layout above. */
+ *  unused high bits of the last one zero. bits = 4 gives two values per byte, low nibble first. */
 sp_status sp_quant_pack_bits(const uint8_t *values, int64_t n, int32_t bits, uint8_t *packed_out);
 /** Unpacks n values of `bits` bits from (n*bits + 7)/8 bytes; is_signed sign-extends each (int8 out). */
 sp_status sp_quant_unpack_bits(const uint8_t *packed, int64_t n, int32_t bits, bool is_signed, uint8_t *values_out);
