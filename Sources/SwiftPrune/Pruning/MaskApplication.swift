@@ -30,7 +30,7 @@ public enum MaskApplication {
                 let flags = _mm_loadl_epi64(UnsafeRawPointer(k + i).assumingMemoryBound(to: __m128i.self))
                 let kept = _mm_cmpeq_epi8(flags, _mm_setzero_si128())  // 0xFF where pruned
                 let ones = _mm256_cvtepi32_ps(_mm256_andnot_si256(_mm256_cvtepi8_epi32(kept), _mm256_set1_epi32(1)))
-                let product = SIMD8<Float>(unsafeBitCast(ones, to: SIMD8<Float>.self)) * UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+                let product = ones * UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)  // __m256 is SIMD8<Float>
                 UnsafeMutableRawPointer(o + i).storeBytes(of: product + SIMD8<Float>(repeating: 0), as: SIMD8<Float>.self)
                 i += 8
             }

@@ -37,8 +37,8 @@ enum StreamingRuns {
         let zeros = SIMD16<Int32>(repeating: zero), scales = SIMD16<Float>(repeating: s)
         while i &+ 16 <= count {
             let values = SIMD16<Float>(widenedCodes(p + i) &- zeros) * scales
-            _mm256_stream_ps(o + i, unsafeBitCast(values.lowHalf, to: __m256.self))
-            _mm256_stream_ps(o + (i &+ 8), unsafeBitCast(values.highHalf, to: __m256.self))
+            _mm256_stream_ps(o + i, values.lowHalf)  // __m256 is SIMD8<Float>
+            _mm256_stream_ps(o + (i &+ 8), values.highHalf)
             i &+= 16
         }
         #endif
