@@ -238,7 +238,9 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         ``"float32"`` (keep) is always added.
     measure : {"weight", "hessian", "output", "evaluate"}, optional
         Default: ``"evaluate"`` when ``evaluate`` is given, ``"hessian"`` when
-        ``calibration`` is, else ``"weight"``. See the module docstring.
+        ``calibration`` arrays are, ``"output"`` when a ``Calibration`` is
+        (its ``xᵀx`` gives the exact layer-output error, the error GPTQ
+        minimizes), else ``"weight"``. See the module docstring.
     calibration : mapping of str to array_like, or Calibration, optional
         Layer inputs ``{tensor name: (samples, features)}``, or a
         :class:`~swiftprune.calibration.Calibration` (needed by calibrated
@@ -279,8 +281,9 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         cands.insert(0, Candidate("keep"))
     seen: set[str] = set()
     cands = [c for c in cands if not (c.name in seen or seen.add(c.name))]
-    if measure is None:
-        measure = "evaluate" if evaluate is not None else "hessian" if calibration else "weight"
+    if measure is None:  # a Calibration holds the whole x^T x: the exact layer-output error
+        measure = "evaluate" if evaluate is not None else "weight" if not calibration else \
+            "hessian" if isinstance(calibration, Mapping) else "output"
     if measure not in _MEASURES:
         raise ValueError(f"measure must be one of {', '.join(_MEASURES)}, got {measure!r}")
     if measure == "evaluate" and evaluate is None:

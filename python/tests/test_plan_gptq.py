@@ -135,3 +135,29 @@ def test_sequential_source_gives_the_same_result_on_every_run_and_reads_constant
     from_constants = sp.compress(weights, recipe, calibration=lifted, progress=False).weights
     for name in weights:
         np.testing.assert_array_equal(from_constants[name], first[name])
+
+
+def test_cli_plans_with_gptq_candidates_and_compresses_with_the_calibration(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(1)
+    weights = {"fc.weight": (rng.standard_normal((96, 128)) * np.linspace(0.1, 3, 128)).astype(np.float32),
+               "head.weight": rng.standard_normal((64, 96)).astype(np.float32)}
+    sp.save_weights(tmp_path / "model.safetensors", weights)
+    def correlated(features):  # inputs with a decaying spectrum, as real activations have
+        mix = rng.standard_normal((features, features)) * np.geomspace(1, 0.01, features)[:, None]
+        return (rng.standard_normal((512, features)) @ mix).astype(np.float32)
+
+    np.savez(tmp_path / "inputs.npz", fc=correlated(128), head=correlated(96))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(sp.__file__)))
+    done = subprocess.run([sys.executable, "-m", "swiftprune", "compress", "model.safetensors", "-o",
+                           "small.safetensors", "--target-ratio", "6", "--calibration", "inputs.npz", "--candidates",
+                           "int8,int4,gptq4,gptq3", "--no-progress", "--save-recipe", "plan.json"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    original = sum(a.nbytes for a in weights.values())
+    assert os.path.getsize(tmp_path / "small.safetensors") <= original / 6
+    assert "gptq" in (tmp_path / "plan.json").read_text()  # GPTQ beats rounding at equal bytes on these inputs
+    assert {r["name"] for r in sp.load_compressed(tmp_path / "small.safetensors").report
+            if "gptq" in r["stages"]} == {"fc.weight", "head.weight"}
