@@ -19,7 +19,7 @@ __all__ = ["Track", "run_stages", "masked"]
 class Track:
     """One tensor on its way through the stages."""
 
-    __slots__ = ("name", "original", "dense", "mask", "keep_mask", "form", "labels", "nm")
+    __slots__ = ("name", "original", "dense", "mask", "_keep_mask", "_form", "labels", "nm", "stored")
 
     def __init__(self, name: str, original: np.ndarray) -> None:
         self.name = name
@@ -30,6 +30,27 @@ class Track:
         self.form: Any = None
         self.labels: list[str] = []
         self.nm: tuple[int, int, int] | None = None  # the N:M pattern of an nm prune, for compact storage
+
+    # The stored size (see report.stored_bytes) is remembered until the
+    # encoding changes: the pipeline's grow check and the report ask for it,
+    # and a sparse layout's size costs passes over the whole tensor.
+    @property
+    def form(self) -> Any:
+        return self._form
+
+    @form.setter
+    def form(self, value: Any) -> None:
+        self._form = value
+        self.stored = None
+
+    @property
+    def keep_mask(self) -> np.ndarray | None:
+        return self._keep_mask
+
+    @keep_mask.setter
+    def keep_mask(self, value: np.ndarray | None) -> None:
+        self._keep_mask = value
+        self.stored = None
 
     def weights(self) -> np.ndarray:
         if self.dense is None:
