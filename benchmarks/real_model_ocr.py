@@ -2,20 +2,30 @@
 
 The model is ``ch_PP-OCRv4_rec_infer.onnx`` from the PyPI wheel
 ``rapidocr_onnxruntime==1.4.4`` (a MobileNet-style CNN with depthwise and 1x1
-convs, a small transformer neck and a 6625-way CTC head; 2.67M weights).
+convs, a small transformer neck and a 6625-way CTC head; 2.69M weights).
 Its task metric is computed offline: text lines rendered with PIL in DejaVu
 fonts are recognized (greedy CTC decoding with the character list stored in
-the model), scored by character accuracy = 1 - edit distance / length.
+the model), scored by character accuracy = 1 - edit distance / length, with
+its standard error over lines (and the paired one against float32).
 
-For a size target (default 5x smaller than the float32 weights, as the
-compressed .safetensors file measures on disk) the script compares
+Three disjoint sets of rendered lines (different seeds):
 
-* every uniform recipe (one candidate on every weight) that fits the target;
-* ``swiftprune.plan`` with Hessian sensitivity from calibration inputs
-  (captured with onnxruntime on separate rendered lines), checked on the
-  validation lines and scored on held-out test lines.
+* calibration lines: the layer inputs (``swiftprune.calibration.from_onnx``,
+  independent mode) that GPTQ quantizes with and the layer-output damage uses;
+* validation lines: what the planner evaluates -- the mean KL divergence of the
+  CTC output distributions from the float model's (continuous, so a single
+  tensor's effect shows even where the accuracy does not move);
+* test lines: the reported accuracy.
 
-    python benchmarks/real_model_ocr.py [--ratio 5] [--lines 300] [--model PATH]
+For each size target (default 5x smaller than the float32 weights, as the
+compressed .safetensors file measures on disk) the script compares every
+uniform recipe (one candidate on every weight; GPTQ where the layer has
+calibration inputs, the same bits by rounding elsewhere) with
+``swiftprune.plan`` on the exact layer-output damage, on that damage scaled per
+tensor by its measured whole-model distortion (one evaluation per tensor), and
+with ``refine=`` (joint refinement on the validation lines).
+
+    python benchmarks/real_model_ocr.py [--ratio 5,6.5] [--test-lines 200] [--model PATH]
 
 Needs ``onnx``, ``onnxruntime`` and ``Pillow`` (``pip install onnx onnxruntime pillow``);
 without --model the wheel is fetched with ``pip download`` (no model hub).
@@ -339,7 +349,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.safetensors"
-        for label in args.uniform.split(","):
+        for label in filter(None, args.uniform.split(",")):
             measure(f"uniform {label}", uniform_recipe(weights, ocr.layout, label, source), path)
         candidates = args.candidates.split(",")
         sens = sp.sensitivity(weights, candidates, calibration=source, measure="output", layout=dict(ocr.layout),
