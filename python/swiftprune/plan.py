@@ -284,7 +284,7 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
         else:
             raise ValueError(f"could not fit the plan's file into {int(budget):,d} bytes")
         if evaluate is not None:
-            scores: dict[tuple, float] = {}
+            scores: dict[Any, Any] = {}
             # Score the solver's choice against every uniform recipe whose written file fits too.
             choice, score, written = _checked(choice, written, uniform, budget, names, options, evaluate, container,
                                               arrays, source, scores)
@@ -369,17 +369,32 @@ def _smallest_within(costs: Sequence[Sequence[float]], damages: Sequence[Sequenc
 
 def _scored(choice: Sequence[int], names: Sequence[str], options: Sequence[Sequence[Option]],
             evaluate: Callable[[Any], float], container: str, arrays: Mapping[str, np.ndarray], calibration: Any,
-            scores: dict[tuple, float]) -> float:
-    """``evaluate`` of the model compressed by ``choice`` (cached in ``scores``)."""
+            scores: dict[Any, Any]) -> float:
+    """``evaluate`` of the model compressed by ``choice`` (cached in ``scores``). Unless a
+    sequential calibration source makes a tensor's result depend on the tensors before it,
+    each (tensor, option) is compressed once and plans are assembled from those results
+    (plans that differ in one tensor, as refinement's trials do, cost one evaluation each)."""
     from .model import compress
     from .sensitivity import _score
 
     key = tuple(int(j) for j in choice)
     if key not in scores:
-        recipe = _recipe({name: opts[j] for name, opts, j in zip(names, options, key)})
-        weights = _as_container(container, arrays)
-        if recipe:
-            weights = compress(weights, recipe, progress=False, calibration=calibration).weights
+        if calibration is not None and getattr(calibration, "mode", "independent") == "sequential":
+            recipe = _recipe({name: opts[j] for name, opts, j in zip(names, options, key)})
+            weights = _as_container(container, arrays)
+            if recipe:
+                weights = compress(weights, recipe, progress=False, calibration=calibration).weights
+        else:
+            dense = scores.setdefault("\0dense", {})
+            trial = dict(arrays)
+            for name, opts, j in zip(names, options, key):
+                if opts[j].stages:
+                    if (name, j) not in dense:
+                        one = [dict(stage, include=exact_pattern(name), min_rank=0) for stage in opts[j].stages]
+                        dense[name, j] = compress({name: arrays[name]}, one, progress=False,
+                                                  calibration=calibration).weights[name]
+                    trial[name] = dense[name, j]
+            weights = _as_container(container, trial)
         scores[key] = _score(evaluate, weights, "a planned model")
     return scores[key]
 
@@ -387,7 +402,7 @@ def _scored(choice: Sequence[int], names: Sequence[str], options: Sequence[Seque
 def _refined(choice: list[int], written: int, rounds: int, budget: float, names: Sequence[str],
              options: Sequence[Sequence[Option]], costs: Sequence[Sequence[int]], damages: Sequence[Sequence[float]],
              evaluate: Callable[[Any], float], container: str, arrays: Mapping[str, np.ndarray], calibration: Any,
-             scores: dict[tuple, float], progress: bool) -> tuple[list[int], int, Any]:
+             scores: dict[Any, Any], progress: bool) -> tuple[list[int], int, Any]:
     """The solver's choice improved by :func:`swiftprune.refine.refine_jointly`."""
     from .refine import refine_jointly
 
