@@ -305,6 +305,8 @@ def main() -> None:
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--uniform", default=UNIFORM)
     parser.add_argument("--refine", type=int, default=2)
+    parser.add_argument("--no-importance", action="store_true",
+                        help="skip the per-tensor distortion scaling (refine from the output-damage plan)")
     args = parser.parse_args()
     sp.set_num_threads(2)
     ocr = OCRModel(args.model or fetch_model(args.cache))
@@ -357,11 +359,12 @@ def main() -> None:
         print(f"sensitivity (layer-output error, {len(candidates)} candidates, {len(sens.options)} tensors): "
               f"{time.perf_counter() - started:.0f} s", flush=True)
         t = time.perf_counter()
-        scaled = scaled_by_distortion(sens, weights, "int4", distortion)
+        scaled = sens if args.no_importance else scaled_by_distortion(sens, weights, "int4", distortion)
         print(f"importance (one evaluation per tensor): {time.perf_counter() - t:.0f} s", flush=True)
         for ratio in ratios:
             budget = original / ratio
-            for label, sensitivity in (("output", sens), ("output x importance", scaled)):
+            variants = [("output", sens)] + ([] if args.no_importance else [("output x importance", scaled)])
+            for label, sensitivity in variants:
                 t = time.perf_counter()
                 planned = sp.plan(weights, target_bytes=budget, sensitivity=sensitivity, evaluate=score,
                                   progress=False)
@@ -375,7 +378,7 @@ def main() -> None:
                 print(f"plan {ratio:g}x (refine={args.refine}): {time.perf_counter() - t:.0f} s, "
                       f"{refined.refinement.evaluations} evaluations; history {refined.refinement.history}",
                       flush=True)
-                measure(f"plan {ratio:g}x, output x importance, refine={args.refine}", refined.recipe, path)
+                measure(f"plan {ratio:g}x, {variants[-1][0]}, refine={args.refine}", refined.recipe, path)
                 print(refined.summary(), flush=True)
     print(f"total {time.perf_counter() - started:.0f} s")
     print()
