@@ -319,7 +319,7 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
             stages = cand.stages_for(arrays[name].shape, layout_of(name))
             if stages is not None and not (cand.calibrated and source.find_layer(name) is None):
                 jobs.append((name, cand, stages))
-    frozen = None if source is None else _Independent(source)
+    frozen = None if source is None else _independent_view(source)
     options: dict[str, list[Option]] = {name: [] for name in names}
     hessians: dict[str, np.ndarray] = {}
     for name, cand, stages in _progress(jobs, total=len(jobs), description="sensitivity", enabled=progress):
@@ -394,7 +394,8 @@ def _independent_class() -> type:
     return Independent
 
 
-def _Independent(source: Any) -> Any:
+def _independent_view(source: Any) -> Any:
+    """``source`` seen through the original model only (see ``_independent_class``)."""
     return _independent_class()(source)
 
 
