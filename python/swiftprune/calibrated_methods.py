@@ -39,30 +39,30 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
 
     The result is a :class:`QuantizedTensor` of the tensor's shape with one
     scale per output channel (axis 0 for ``(out, ...)`` weights, -1 for
-    ``(..., out)`` kernels) and, for 2-D weights, groups of ``group_size``
-    input features.
+    ``(..., out)`` kernels) and, with ``group_size``, groups of that many
+    input features (a conv kernel: along input-channel x kernel, the layout
+    ``quantize`` gives conv kernels too).
     """
     view = calibration
-    if group_size is not None and len(view.shape) != 2:
-        raise ValueError(f"group_size = {group_size} needs a 2-D weight, got shape {view.shape} (a conv kernel: "
-                         "use group_size: null, one scale per output channel)")
     q = gptq(view.to_matrix(w), view.statistics, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
              static_groups=static_groups, mse=mse, block_size=block_size)
     return _in_tensor_layout(q, view, group_size)
 
 
 def _in_tensor_layout(q: QuantizedTensor, view: LayerView, group_size: Optional[int]) -> QuantizedTensor:
-    """A quantized ``(out, in)`` matrix of a layer as a QuantizedTensor of the layer's own weight shape."""
+    """A quantized ``(out, in)`` matrix of a layer as a QuantizedTensor of the layer's own weight shape
+    (a conv kernel's groups run along its input-channel x kernel dimension, as ``quantize`` lays them out)."""
+    from .quantization import _core_scale_shape
+
     values, scale, zero_point = q.values, q.scale, q.zero_point
     if view.layout == "torch":
         axis = 0
         values = values.reshape(view.shape)
-        scale_shape = (view.shape[0],) + (1,) * (len(view.shape) - 1) if group_size is None else scale.shape
     else:
         axis = len(view.shape) - 1
         values = view.from_matrix(values)
         scale, zero_point = np.ascontiguousarray(scale.T), np.ascontiguousarray(zero_point.T)
-        scale_shape = (1,) * (len(view.shape) - 1) + (view.shape[-1],) if group_size is None else scale.shape
+    scale_shape = _core_scale_shape(tuple(view.shape), axis, group_size)
     return QuantizedTensor._trusted(values, scale.reshape(scale_shape), zero_point.reshape(scale_shape), bits=q.bits,
                                     symmetric=q.symmetric, axis=axis, group_size=group_size, method=q.method)
 

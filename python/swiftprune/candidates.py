@@ -16,6 +16,9 @@ Spellings (the command line's ``--candidates`` uses them, comma separated):
 ``intB``                     B-bit (2..8) symmetric, one scale per output channel
 ``intB:gG``                  B-bit, one scale per G inputs of each output channel
                              (conv kernels: along input-channel×kernel)
+``gptqB``, ``gptqB:gG``      as ``intB`` / ``intB:gG``, quantized by GPTQ (error
+                             compensation from the layer's calibration inputs;
+                             only tensors the calibration knows)
 ``palK``                     K-colour palette (k-means) per output channel
 ``palK:gG``                  one K-colour palette per G output channels
 ``palK:tensor``              one K-colour palette for the whole tensor
@@ -74,7 +77,7 @@ def input_axis(shape: Sequence[int], layout: str) -> int:
 @dataclass(frozen=True)
 class Candidate:
     """One encoding template. ``kind`` is ``"keep"``, ``"float16"``,
-    ``"int"``, ``"palette"``, ``"sparse_int"``, ``"nm_int"`` or ``"low_rank"``;
+    ``"int"``, ``"gptq"``, ``"palette"``, ``"sparse_int"``, ``"nm_int"`` or ``"low_rank"``;
     the other fields are its parameters. Build one with :func:`parse_candidate`."""
 
     kind: str
@@ -95,6 +98,8 @@ class Candidate:
         quant = f"int{self.bits}" + (f":g{self.group_size}" if self.group_size else "")
         if self.kind == "int":
             return quant
+        if self.kind == "gptq":
+            return "gptq" + quant[3:]
         if self.kind == "palette":
             tail = {"channel": "", "tensor": ":tensor", "group": f":g{self.group_size}"}[self.palette]
             return f"pal{self.n_clusters}{tail}"
@@ -106,6 +111,11 @@ class Candidate:
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the encoding needs the layer's calibration inputs (GPTQ)."""
+        return self.kind == "gptq"
 
     def _quantize(self, shape: Sequence[int], layout: str) -> Optional[dict[str, Any]]:
         axis = channel_axis(shape, layout)
@@ -131,9 +141,14 @@ class Candidate:
             return [{"quantize": {"method": "float16"}}]
         if len(shape) < 2 or math.prod(shape) == 0:
             return None
-        if self.kind == "int":
+        if self.kind in ("int", "gptq"):
             stage = self._quantize(shape, layout)
-            return None if stage is None else [stage]
+            if stage is None:
+                return None
+            if self.kind == "gptq":
+                options = stage["quantize"]
+                stage = {"quantize": {"method": "gptq", "bits": self.bits, "group_size": options.get("group_size")}}
+            return [stage]
         if self.kind == "palette":
             options: dict[str, Any] = {"n_clusters": self.n_clusters}
             if self.palette != "tensor":
@@ -193,6 +208,9 @@ def parse_candidate(text: str) -> Candidate:
     match = re.fullmatch(_BITS, spec)
     if match:
         return Candidate("int", bits=int(match[1]), group_size=_group(match[2], text))
+    match = re.fullmatch("gptq" + _BITS[3:], spec)
+    if match:
+        return Candidate("gptq", bits=int(match[1]), group_size=_group(match[2], text))
     match = re.fullmatch(r"pal(\d+)(?::(g\d+|tensor|channel))?", spec)
     if match:
         k = int(match[1])
@@ -220,7 +238,7 @@ def parse_candidate(text: str) -> Candidate:
         if not 0.0 < ratio < 1.0:
             raise ValueError(f"candidate {text!r}: the low-rank ratio must be in (0, 1)")
         return Candidate("low_rank", ratio=ratio)
-    raise ValueError(f"unknown candidate {text!r}; expected e.g. float16, int8, int4:g32, pal16, pal16:g4, "
+    raise ValueError(f"unknown candidate {text!r}; expected e.g. float16, int8, int4:g32, gptq4, pal16, pal16:g4, "
                      "2:4+int8, sparse0.5+int8, lowrank0.5")
 
 

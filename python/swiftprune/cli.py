@@ -215,8 +215,9 @@ def recipe_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
     return stages
 
 
-def _planned_recipe(args: argparse.Namespace, flags: bool) -> list[dict[str, Any]]:
-    """Measures sensitivity, solves the budget, prints the plan; returns its recipe."""
+def _planned_recipe(args: argparse.Namespace, flags: bool) -> tuple[list[dict[str, Any]], Any]:
+    """Measures sensitivity, solves the budget, prints the plan; returns its recipe and the
+    calibration source its GPTQ stages need (None without them)."""
     import json
     import os
 
@@ -242,8 +243,16 @@ def _planned_recipe(args: argparse.Namespace, flags: bool) -> list[dict[str, Any
         if not os.fspath(args.calibration).lower().endswith(".npz"):
             raise ValueError(f"--calibration takes an .npz file of layer inputs {{tensor name: (samples, features)}}, "
                              f"got {args.calibration!r}")
-        with np.load(args.calibration, allow_pickle=False) as data:
-            calibration = {name: data[name] for name in data.files}
+        from .candidates import parse_candidate
+
+        if any(parse_candidate(c).calibrated for c in candidates or []):
+            from .calibration import load_calibration
+
+            # GPTQ candidates quantize with the layers' statistics; damages come from them too
+            calibration = load_calibration(args.calibration, layout=args.calibration_layout)
+        else:
+            with np.load(args.calibration, allow_pickle=False) as data:
+                calibration = {name: data[name] for name in data.files}
     weights = load_weights(args.input)
     chosen = plan(weights, target_ratio=args.target_ratio, target_bytes=args.target_bytes,
                   max_damage=args.max_damage, candidates=candidates, calibration=calibration, layout=layout,
@@ -257,7 +266,7 @@ def _planned_recipe(args: argparse.Namespace, flags: bool) -> list[dict[str, Any
                 json.dump(chosen.recipe, f, indent=1)
         print(f"wrote the plan's recipe to {args.save_recipe}")
     print()
-    return chosen.recipe
+    return chosen.recipe, chosen.calibration
 
 
 def _compress(args: argparse.Namespace) -> int:
@@ -265,11 +274,11 @@ def _compress(args: argparse.Namespace) -> int:
 
     flags = any(v is not None and v is not False for v in (args.prune, args.quantize, args.low_rank, args.cluster))
     if args.target_ratio is not None or args.target_bytes is not None or args.max_damage is not None:
-        recipe: Any = _planned_recipe(args, flags)
+        recipe, source = _planned_recipe(args, flags)
         if not recipe:
             raise ValueError("the plan keeps every tensor as it is; nothing to write")
         report = compress_file(args.input, args.output, recipe, dense=True if args.dense else None,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, **({} if source is None else {"calibration": source}))
         if not args.quiet:
             print(report.summary())
         import os

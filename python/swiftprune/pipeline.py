@@ -263,6 +263,7 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
     selected = {stage.index: {n for n in names if stage.selects(n, *info(n))} for stage in stages}
     check_calibration(stages, selected, calibration)
     if calibration is not None:
+        calibration.begin()  # a sequential source starts from the original model on every run
         names = calibration.order(names)
 
     def commit(track: Track) -> None:

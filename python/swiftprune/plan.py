@@ -68,6 +68,13 @@ class Plan:
     score : float or None
         The measured ``evaluate`` score of the plan, when ``evaluate`` was
         given to :func:`plan`.
+    uniform : dict of str to (int, float)
+        Per uniform recipe (one candidate everywhere): its (bytes, damage).
+    refinement : Refinement or None
+        What ``refine=`` did (evaluations, the (bytes, score) history).
+    calibration : Calibration or None
+        The calibration source calibrated candidates (``gptq4``) need:
+        ``compress(weights, plan.recipe, calibration=plan.calibration)``.
     """
 
     choice: dict[str, Option]
@@ -80,6 +87,8 @@ class Plan:
     overhead: int = 0
     score: Optional[float] = None
     uniform: dict[str, tuple[int, float]] = field(default_factory=dict)
+    refinement: Any = None
+    calibration: Any = field(default=None, repr=False, compare=False)
 
     @property
     def methods(self) -> dict[str, str]:
@@ -104,6 +113,9 @@ class Plan:
         lines.append(f"{'unplanned tensors':{width}s}  {'as is':16s}  {fixed:12,d}")
         lines.append(f"{'file header':{width}s}  {'':16s}  {self.overhead:12,d}")
         budget = "" if self.budget is None else f" (budget {int(self.budget):,d} B)"
+        if self.refinement is not None:
+            steps = " -> ".join(f"{s:.4g}" for _, s in self.refinement.history)
+            lines.append(f"joint refinement: score {steps} ({self.refinement.evaluations} plans evaluated)")
         lines.append(f"planned file {self.bytes:,d} B{budget}, {self.ratio:.2f}x smaller than "
                      f"{self.sensitivity.original_bytes:,d} B; total damage {self.damage:.4g} "
                      f"({self.sensitivity.measure})" + ("" if self.score is None else f"; score {self.score:.4g}"))
@@ -148,7 +160,8 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
          max_damage: Optional[float] = None, candidates: Optional[Iterable[Any]] = None,
          sensitivity: Optional[Sensitivity] = None, measure: Optional[str] = None,
          calibration: Optional[Mapping[str, Any]] = None, evaluate: Optional[Callable[[Any], float]] = None,
-         layout: str = "keras", min_rank: int = 2, resolution: int = 4096, progress: bool = True) -> Plan:
+         layout: str = "keras", min_rank: int = 2, resolution: int = 4096, refine: int = 0,
+         progress: bool = True) -> Plan:
     """Chooses an encoding per tensor to meet a size (or damage) target.
 
     Parameters
@@ -173,9 +186,22 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
         also *checked*: the solver's choice and every uniform recipe that fits
         the budget are scored on the whole model, and the best-scoring one
         is returned (so the plan never scores below a uniform recipe of its
-        size or smaller).
+        size or smaller). A :class:`~swiftprune.calibration.Calibration` as
+        ``calibration`` (or the one the ``sensitivity`` was measured with)
+        also runs the calibrated candidates (``gptq4``): the plan's file is
+        compressed with it (a sequential source: each layer through the
+        already compressed ones).
     resolution : int, default 4096
         Budget units of the dynamic program.
+    refine : int, default 0
+        Rounds of *joint* refinement (needs ``evaluate`` and a byte target),
+        for models whose per-tensor damages do not add up. Starting from the
+        best-scoring of the solver's choice and the uniform recipes, the
+        sensitivity of each tensor's neighbouring candidates is measured
+        again with the current plan applied to every other tensor, and swaps of best measured
+        gain per byte are kept while the whole-model score rises (see
+        :mod:`swiftprune.refine`; about two ``evaluate`` calls per planned
+        tensor per round, cached, with a progress bar).
 
     Returns
     -------
@@ -197,6 +223,11 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
                 not math.isfinite(value) or value < 0 or (key != "max_damage" and value <= 0):
             raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 0:
+        raise ValueError(f"refine must be a number of rounds >= 0, got {refine!r}")
+    if refine and (evaluate is None or max_damage is not None):
+        raise ValueError("refine needs evaluate= (the whole-model score) and a byte target (target_bytes or "
+                         "target_ratio)")
     container, arrays = _named(weights)
     if sensitivity is None:
         sensitivity = measure_sensitivity(weights, candidates, measure=measure, calibration=calibration,
@@ -206,6 +237,9 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
     missing = [n for n in sensitivity.options if n not in arrays]
     if missing:
         raise ValueError(f"the sensitivity was measured on another model (no tensor {missing[0]!r} here)")
+    from .sensitivity import _calibration_source
+
+    source = sensitivity.calibration if sensitivity.calibration is not None else _calibration_source(calibration)
     names = [n for n, opts in sensitivity.options.items() if opts]
     options = [sensitivity.options[n] for n in names]
     costs = [[o.bytes for o in opts] for opts in options]
@@ -228,6 +262,7 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
                              f"{smallest:,d} bytes ({original / smallest:.2f}x); add smaller candidates "
                              "(e.g. int3, pal4, lowrank0.25)")
     score = None
+    refinement = None
     chosen = {name: opts[j] for name, opts, j in zip(names, options, choice)}
     total_bytes = base + sum(o.bytes for o in chosen.values())
     if budget is not None:
@@ -235,7 +270,7 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
         # the plan and measure it; while it is over the budget, charge the excess to the header and
         # solve again, so the plan meets the budget as the file on disk measures it.
         for _ in range(4):
-            written = _written_bytes(container, arrays, _recipe(chosen))
+            written = _written_bytes(container, arrays, _recipe(chosen), source)
             if written <= budget:
                 break
             overhead += written - int(total_bytes) + 64  # a margin: the new choice's header differs a little
@@ -249,9 +284,15 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
         else:
             raise ValueError(f"could not fit the plan's file into {int(budget):,d} bytes")
         if evaluate is not None:
+            scores: dict[Any, Any] = {}
             # Score the solver's choice against every uniform recipe whose written file fits too.
             choice, score, written = _checked(choice, written, uniform, budget, names, options, evaluate, container,
-                                              arrays)
+                                              arrays, source, scores)
+            if refine:  # then improve the best of them, measuring on the whole model
+                choice, written, refinement = _refined(choice, written, int(refine), budget, names, options, costs,
+                                                       damages, evaluate, container, arrays, source, scores,
+                                                       progress)
+                score = refinement.score
             chosen = {name: opts[j] for name, opts, j in zip(names, options, choice)}
         overhead += written - int(base + sum(o.bytes for o in chosen.values()))
         base = fixed + overhead
@@ -262,7 +303,7 @@ def plan(weights: Any, *, target_bytes: Optional[float] = None, target_ratio: Op
                               float(sum(damages[g][j] for g, j in enumerate(ch))))
                       for label, ch in uniform.items()}
     return Plan(chosen, _recipe(chosen), int(total_bytes), total_damage, front, sensitivity, budget, overhead,
-                score, uniform_points)
+                score, uniform_points, refinement, source)
 
 
 def _header_estimate(arrays: Mapping[str, np.ndarray]) -> int:
@@ -271,7 +312,7 @@ def _header_estimate(arrays: Mapping[str, np.ndarray]) -> int:
     return 8 + sum(400 + 2 * len(name) for name in arrays)
 
 
-def _written_bytes(container: str, arrays: Mapping[str, np.ndarray], recipe: list) -> int:
+def _written_bytes(container: str, arrays: Mapping[str, np.ndarray], recipe: list, calibration: Any = None) -> int:
     """The size of the compressed file the recipe writes (compressed and saved to a temporary folder)."""
     import os
     import tempfile
@@ -283,7 +324,7 @@ def _written_bytes(container: str, arrays: Mapping[str, np.ndarray], recipe: lis
         warnings.simplefilter("ignore")  # on_unfit notes were already part of the candidates' costs
         path = os.path.join(folder, "plan.safetensors")
         weights = list(arrays.values()) if container == "sequence" else dict(arrays)
-        return int(compress(weights, recipe, progress=False).save(path)) if recipe else \
+        return int(compress(weights, recipe, progress=False, calibration=calibration).save(path)) if recipe else \
             int(sum(a.nbytes for a in arrays.values()))
 
 
@@ -326,30 +367,75 @@ def _smallest_within(costs: Sequence[Sequence[float]], damages: Sequence[Sequenc
     return best
 
 
-def _checked(choice: list[int], written: int, uniform: Mapping[str, list[int]], budget: float,
-             names: Sequence[str], options: Sequence[Sequence[Option]], evaluate: Callable[[Any], float],
-             container: str, arrays: Mapping[str, np.ndarray]) -> tuple[list[int], float, int]:
-    """Scores the solver's choice (whose file takes `written` bytes) and every uniform choice
-    whose written file fits the budget; the best wins (ties to the solver's). Returns the
-    choice, its score and its file size."""
+def _scored(choice: Sequence[int], names: Sequence[str], options: Sequence[Sequence[Option]],
+            evaluate: Callable[[Any], float], container: str, arrays: Mapping[str, np.ndarray], calibration: Any,
+            scores: dict[Any, Any]) -> float:
+    """``evaluate`` of the model compressed by ``choice`` (cached in ``scores``). Unless a
+    sequential calibration source makes a tensor's result depend on the tensors before it,
+    each (tensor, option) is compressed once and plans are assembled from those results
+    (plans that differ in one tensor, as refinement's trials do, cost one evaluation each)."""
     from .model import compress
     from .sensitivity import _score
 
+    key = tuple(int(j) for j in choice)
+    if key not in scores:
+        if calibration is not None and getattr(calibration, "mode", "independent") == "sequential":
+            recipe = _recipe({name: opts[j] for name, opts, j in zip(names, options, key)})
+            weights = _as_container(container, arrays)
+            if recipe:
+                weights = compress(weights, recipe, progress=False, calibration=calibration).weights
+        else:
+            dense = scores.setdefault("\0dense", {})
+            trial = dict(arrays)
+            for name, opts, j in zip(names, options, key):
+                if opts[j].stages:
+                    if (name, j) not in dense:
+                        one = [dict(stage, include=exact_pattern(name), min_rank=0) for stage in opts[j].stages]
+                        dense[name, j] = compress({name: arrays[name]}, one, progress=False,
+                                                  calibration=calibration).weights[name]
+                    trial[name] = dense[name, j]
+            weights = _as_container(container, trial)
+        scores[key] = _score(evaluate, weights, "a planned model")
+    return scores[key]
+
+
+def _refined(choice: list[int], written: int, rounds: int, budget: float, names: Sequence[str],
+             options: Sequence[Sequence[Option]], costs: Sequence[Sequence[int]], damages: Sequence[Sequence[float]],
+             evaluate: Callable[[Any], float], container: str, arrays: Mapping[str, np.ndarray], calibration: Any,
+             scores: dict[Any, Any], progress: bool) -> tuple[list[int], int, Any]:
+    """The solver's choice improved by :func:`swiftprune.refine.refine_jointly`."""
+    from .refine import refine_jointly
+
+    def score(c: tuple) -> float:
+        return _scored(c, names, options, evaluate, container, arrays, calibration, scores)
+
+    def size(c: tuple) -> int:
+        return _written_bytes(container, arrays, _recipe({n: o[j] for n, o, j in zip(names, options, c)}),
+                              calibration)
+
+    result = refine_jointly(choice, costs, damages, score=score, written=size, budget=budget, rounds=rounds,
+                            progress=progress, start_bytes=written)
+    return list(result.choice), result.bytes, result
+
+
+def _checked(choice: list[int], written: int, uniform: Mapping[str, list[int]], budget: float,
+             names: Sequence[str], options: Sequence[Sequence[Option]], evaluate: Callable[[Any], float],
+             container: str, arrays: Mapping[str, np.ndarray], calibration: Any = None,
+             scores: Optional[dict[tuple, float]] = None) -> tuple[list[int], float, int]:
+    """Scores the solver's choice (whose file takes `written` bytes) and every uniform choice
+    whose written file fits the budget; the best wins (ties to the solver's). Returns the
+    choice, its score and its file size."""
+    scores = {} if scores is None else scores
     contenders = [(choice, written)]
     for candidate in uniform.values():
         if candidate != choice:
             chosen = {name: opts[j] for name, opts, j in zip(names, options, candidate)}
-            size = _written_bytes(container, arrays, _recipe(chosen))
+            size = _written_bytes(container, arrays, _recipe(chosen), calibration)
             if size <= budget:
                 contenders.append((candidate, size))
     best, best_score, best_size = choice, -math.inf, written
     for candidate, size in contenders:
-        chosen = {name: opts[j] for name, opts, j in zip(names, options, candidate)}
-        recipe = _recipe(chosen)
-        weights = _as_container(container, arrays)
-        if recipe:
-            weights = compress(weights, recipe, progress=False).weights
-        score = _score(evaluate, weights, "a planned model")
+        score = _scored(candidate, names, options, evaluate, container, arrays, calibration, scores)
         if score > best_score:
             best, best_score, best_size = candidate, score, size
     return best, best_score, best_size

@@ -26,7 +26,12 @@ Calibration inputs are ``{tensor name: x}`` with ``x`` of shape
 for a conv kernel either its input channels (``"hessian"`` only; the
 diagonal is shared by all kernel positions) or the input-channel×kernel
 patch size in the weight's own flattening order (Keras ``(kh, kw, in)``,
-PyTorch ``(in, kh, kw)``).
+PyTorch ``(in, kh, kw)``). Or a :class:`~swiftprune.calibration.Calibration`
+(``from_arrays``, ``from_onnx``, ``from_keras``, ``from_torch``): its
+per-layer ``xᵀx`` gives ``"hessian"`` (the diagonal) and ``"output"``
+(``tr(ΔW xᵀx ΔWᵀ)``, exact), and it is what calibrated candidates
+(``gptq4``, ``gptq3:g32``) are quantized with — each tensor alone, through
+the original model's inputs.
 """
 from __future__ import annotations
 
@@ -76,6 +81,9 @@ class Sensitivity:
         ``"mapping"`` or ``"sequence"`` (how the weights came in).
     seconds : float
         Time the measurement took.
+    calibration : Calibration or None
+        The calibration source calibrated candidates were measured with (the
+        planner compresses with it too).
     """
 
     options: dict[str, list[Option]]
@@ -86,6 +94,7 @@ class Sensitivity:
     seconds: float = 0.0
     base_score: Optional[float] = None
     original_bytes: int = 0
+    calibration: Any = field(default=None, repr=False, compare=False)
 
     def table(self) -> str:
         """A text table: one line per tensor and candidate (bytes, damage)."""
@@ -229,9 +238,13 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         ``"float32"`` (keep) is always added.
     measure : {"weight", "hessian", "output", "evaluate"}, optional
         Default: ``"evaluate"`` when ``evaluate`` is given, ``"hessian"`` when
-        ``calibration`` is, else ``"weight"``. See the module docstring.
-    calibration : mapping of str to array_like, optional
-        Layer inputs ``{tensor name: (samples, features)}``.
+        ``calibration`` arrays are, ``"output"`` when a ``Calibration`` is
+        (its ``xᵀx`` gives the exact layer-output error, the error GPTQ
+        minimizes), else ``"weight"``. See the module docstring.
+    calibration : mapping of str to array_like, or Calibration, optional
+        Layer inputs ``{tensor name: (samples, features)}``, or a
+        :class:`~swiftprune.calibration.Calibration` (needed by calibrated
+        candidates such as ``"gptq4"``; see the module docstring).
     evaluate : callable, optional
         ``evaluate(weights) -> float``, higher is better; receives the same
         container kind as ``weights`` with one tensor replaced by its
@@ -268,15 +281,20 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         cands.insert(0, Candidate("keep"))
     seen: set[str] = set()
     cands = [c for c in cands if not (c.name in seen or seen.add(c.name))]
-    if measure is None:
-        measure = "evaluate" if evaluate is not None else "hessian" if calibration else "weight"
+    if measure is None:  # a Calibration holds the whole x^T x: the exact layer-output error
+        measure = "evaluate" if evaluate is not None else "weight" if not calibration else \
+            "hessian" if isinstance(calibration, Mapping) else "output"
     if measure not in _MEASURES:
         raise ValueError(f"measure must be one of {', '.join(_MEASURES)}, got {measure!r}")
     if measure == "evaluate" and evaluate is None:
         raise ValueError("measure='evaluate' needs an evaluate(weights) -> score callable")
     if measure in ("hessian", "output") and not calibration:
         raise ValueError(f"measure={measure!r} needs calibration inputs {{tensor name: (samples, features)}}")
-    calibration = dict(calibration or {})
+    source = _calibration_source(calibration)
+    if any(c.calibrated for c in cands) and source is None:
+        raise ValueError(f"candidate {next(c.name for c in cands if c.calibrated)!r} needs calibration=a "
+                         "swiftprune.calibration source (from_arrays, from_onnx, from_keras, from_torch)")
+    calibration = {} if source is not None else dict(calibration or {})
     unknown = [name for name in calibration if name not in arrays]
     if unknown:
         raise ValueError(f"calibration inputs given for unknown tensor {unknown[0]!r}")
@@ -299,8 +317,9 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
     for name in names:
         for cand in cands:
             stages = cand.stages_for(arrays[name].shape, layout_of(name))
-            if stages is not None:
+            if stages is not None and not (cand.calibrated and source.find_layer(name) is None):
                 jobs.append((name, cand, stages))
+    frozen = None if source is None else _independent_view(source)
     options: dict[str, list[Option]] = {name: [] for name in names}
     hessians: dict[str, np.ndarray] = {}
     for name, cand, stages in _progress(jobs, total=len(jobs), description="sensitivity", enabled=progress):
@@ -310,20 +329,103 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
             continue
         recipe = [dict(stage, include=exact_pattern(name), min_rank=0) for stage in stages]
         try:
-            result = compress({name: w}, recipe, progress=False)
+            result = compress({name: w}, recipe, progress=False, calibration=frozen if cand.calibrated else None)
         except ValueError:
+            if cand.calibrated:
+                raise
             continue  # the candidate cannot encode this tensor (values beyond the float16 range)
         row = result.report[0]
         size = int(row["bytes_after"])
         if size >= w.nbytes:
             continue  # never a candidate that grows the tensor
         dense = result.weights[name]
-        damage = _damage(measure, name, w, dense, row, calibration, hessians, layout_of(name),
-                         evaluate, base_score, container, arrays)
+        if source is not None and measure in ("hessian", "output"):
+            damage = _statistics_damage(measure, name, w, dense, row, source, hessians)
+        else:
+            damage = _damage(measure, name, w, dense, row, calibration, hessians, layout_of(name),
+                             evaluate, base_score, container, arrays)
         options[name].append(Option(cand.name, tuple(stages), size, damage))
     original = sum(int(a.nbytes) for a in arrays.values())
     return Sensitivity(options, fixed, measure, layout, container, time.perf_counter() - started, base_score,
-                       original)
+                       original, source)
+
+
+def _calibration_source(calibration: Any) -> Any:
+    """A :class:`~swiftprune.calibration.Calibration` given as ``calibration``, else None (arrays)."""
+    if calibration is None or isinstance(calibration, Mapping):
+        return None
+    from .calibration import Calibration
+
+    if not isinstance(calibration, Calibration):
+        raise TypeError("calibration must be a mapping {tensor name: (samples, features) array} or a "
+                        f"swiftprune.calibration.Calibration, got {type(calibration).__name__}")
+    return calibration
+
+
+def _independent_class() -> type:
+    from .calibration import Calibration
+
+    class Independent(Calibration):
+        """A calibration source seen through the original model only: compressing one
+        tensor to measure it commits nothing (a sequential source stays untouched)."""
+
+        def __init__(self, source: Any) -> None:
+            super().__init__({})
+            self.source = source
+
+        def __contains__(self, name: object) -> bool:
+            return name in self.source
+
+        def __iter__(self):
+            return iter(self.source)
+
+        def __len__(self) -> int:
+            return len(self.source)
+
+        def statistics(self, layer: str) -> Any:
+            return self.source.statistics(layer)
+
+        def find_layer(self, tensor_name: str) -> Optional[str]:
+            return self.source.find_layer(tensor_name)
+
+        def begin(self) -> None:
+            self.source.begin()  # back to the original model (an earlier compress may have committed)
+
+    return Independent
+
+
+def _independent_view(source: Any) -> Any:
+    """``source`` seen through the original model only (see ``_independent_class``)."""
+    return _independent_class()(source)
+
+
+def _statistics_damage(measure: str, name: str, w: np.ndarray, dense: np.ndarray, row: Mapping[str, Any],
+                       source: Any, cache: dict[str, Any]) -> float:
+    """Damage from a calibration source's ``xᵀx`` (``H``) of the tensor's layer, on the
+    ``(out, K)`` matrix ``M`` of the weight: ``"hessian"`` ``Σ diag(H)_k ΔM²_ok / Σ diag(H)_k M²_ok``,
+    ``"output"`` ``tr(ΔM H ΔMᵀ) / tr(M H Mᵀ)``. Tensors the source does not know: weight error."""
+    from .linalg import matmul
+
+    source.begin()  # the original model's statistics
+    view = source.lookup(name, w.shape)
+    if view is None:
+        return float(row["relative_error"]) ** 2
+    if name not in cache:
+        h = np.asarray(view.statistics.hessian_, np.float64)
+        m = view.to_matrix(np.asarray(w, np.float32))
+        diagonal = np.diag(h).copy()
+        h32 = np.ascontiguousarray(h, dtype=np.float32)
+        cache[name] = (diagonal, h32, _weighted_squares(m, diagonal[None, :]),
+                       float(np.einsum("ok,ok->", matmul(m, h32), m, dtype=np.float64)))
+    diagonal, h32, hessian_total, output_total = cache[name]
+    delta = view.to_matrix(np.subtract(dense, w, dtype=np.float32))
+    if measure == "hessian":
+        error, total = _weighted_squares(delta, diagonal[None, :]), hessian_total
+    else:
+        error, total = float(np.einsum("ok,ok->", matmul(delta, h32), delta, dtype=np.float64)), output_total
+    if total <= 0.0:
+        return 0.0 if error == 0.0 else math.inf
+    return error / total
 
 
 def _layouts(layout: Any, arrays: Mapping[str, np.ndarray]) -> Callable[[str], str]:

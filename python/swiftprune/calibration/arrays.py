@@ -158,6 +158,11 @@ class Calibration:
     def commit(self, tensor_name: str, weights: np.ndarray) -> None:
         """Told the compressed (dense) weights of each tensor, in order; arrays ignore it."""
 
+    def begin(self) -> None:
+        """Called by ``compress()`` before a run: a sequential model source
+        forgets the weights an earlier run committed (arrays have none), so
+        compressing twice with one source gives the same result."""
+
     def save(self, path: Any) -> None:
         """Writes the statistics to an ``.npz`` (``<layer>::hessian``,
         ``::count``, ``::layout``, ``::sum``, ``::abs_sum``, ``::abs_max``)

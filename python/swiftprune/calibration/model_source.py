@@ -45,6 +45,7 @@ class ModelCalibration(Calibration):
         self.mode = mode
         self.layers = {layer.name: layer for layer in layers}
         self._cache: dict[str, HessianAccumulator] = {}
+        self._pristine: dict[str, HessianAccumulator] = {}  # captured through the original weights
         self.committed: dict[str, np.ndarray] = {}
 
     def __contains__(self, name: object) -> bool:
@@ -65,7 +66,10 @@ class ModelCalibration(Calibration):
             pending = [name for name in self.layers if name not in self._cache and name not in self.committed]
             if layer not in pending:
                 pending.append(layer)
-            self._cache.update(self._capture([self.layers[name] for name in pending]))
+            captured = self._capture([self.layers[name] for name in pending])
+            self._cache.update(captured)
+            if not self.committed:
+                self._pristine.update(captured)
         return self._cache[layer]
 
     def order(self, names: Sequence[str]) -> list[str]:
@@ -80,6 +84,19 @@ class ModelCalibration(Calibration):
         for name, layer in self.layers.items():
             if tensor_name in layer.upstream:
                 self._cache.pop(name, None)
+
+    def begin(self) -> None:
+        """Restores the original weights (undoing an earlier run's commits) and
+        the statistics captured through them, so every ``compress()`` run
+        starts from the original model."""
+        if not self.committed:
+            return
+        originals = self.weights()
+        for name in list(self.committed):
+            if name in originals:
+                self._apply_weight(name, originals[name])
+        self.committed.clear()
+        self._cache = dict(self._pristine)
 
     # --- implemented by each source -----------------------------------------
     def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:

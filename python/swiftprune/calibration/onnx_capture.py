@@ -1,7 +1,8 @@
 """Calibration from an ONNX model run by onnxruntime.
 
 Every ``MatMul`` / ``Gemm`` whose weight is a 2-D initializer and every
-``Conv`` (2-D, ``group = 1``) whose weight is an initializer is a layer; its
+``Conv`` (2-D, ``group = 1``) whose weight is an initializer is a layer (float
+``Constant`` nodes of rank >= 2 count as initializers, named by their output); its
 input tensor is added to the graph's outputs, so one onnxruntime run per
 batch returns the inputs of every layer at once. Layers are named by their
 weight initializer (the names :meth:`OnnxCalibration.weights` returns).
@@ -54,6 +55,13 @@ class OnnxCalibration(ModelCalibration):
             model = onnx.load(path)
         if not isinstance(model, onnx.ModelProto):
             raise TypeError(f"model must be an onnx.ModelProto or a path to an .onnx file, got {type(model).__name__}")
+        if any(node.op_type == "Constant" for node in model.graph.node):
+            from ..export.onnx import _lift_constants
+
+            lifted = onnx.ModelProto()
+            lifted.CopyFrom(model)
+            _lift_constants(lifted)  # weights held by Constant nodes (paddle2onnx exports) become initializers
+            model = lifted
         self.model = model
         self.show = show
         graph = model.graph
