@@ -63,9 +63,8 @@ public enum RandomizedSVD {
             }
         }
         guard rank > 0 else { return }
-        // Xᵀ as well (cols × rows), so that every product packs its big
-        // operand with contiguous copies: packing a transposed B is a strided
-        // gather, as costly as the multiply itself when l is small.
+        // Xᵀ as well (cols × rows): every product is then `big · thinᵀ` with the
+        // big operand read in place, row-major (see `project`).
         let at = try FallibleAllocation.allocate(Float.self, count: max(1, mn))
         defer { FallibleAllocation.free(at) }
         transposeBlocked(a, rows: rows, cols: cols, into: at)
@@ -80,8 +79,9 @@ public enum RandomizedSVD {
         // Qᵀ (l × rows) = qr((X Ω))ᵀ, X = a (rows × cols).
         let qt = try FallibleAllocation.allocate(Float.self, count: l * rows)
         defer { FallibleAllocation.free(qt) }
-        try gemm(transA: false, transB: false, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
-                 b: at, ldb: rows, beta: 0, c: qt, ldc: rows)
+        let scratch = try FallibleAllocation.allocate(Float.self, count: l * rows)
+        defer { FallibleAllocation.free(scratch) }
+        try project(a, p: rows, q: cols, basis: omega, l: l, into: qt, scratch: scratch)
         // Power iterations only need the subspace kept well-conditioned, not an
         // exactly orthonormal basis (scikit-learn uses LU there): one CholeskyQR
         // pass (level 3; Householder when the panel is ill-conditioned). The
@@ -93,11 +93,9 @@ public enum RandomizedSVD {
         }
         for iteration in 0 ..< iterations {
             // Zᵀ = Qᵀ X (l × cols), orthonormalized; then Qᵀ = Zᵀ Xᵀ, orthonormalized.
-            try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
-                     b: a, ldb: cols, beta: 0, c: omega, ldc: cols)
+            try project(at, p: cols, q: rows, basis: qt, l: l, into: omega, scratch: scratch)
             try CholeskyQR.orthonormalizeRows(omega, count: l, length: cols, passes: 1)
-            try gemm(transA: false, transB: false, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
-                     b: at, ldb: rows, beta: 0, c: qt, ldc: rows)
+            try project(a, p: rows, q: cols, basis: omega, l: l, into: qt, scratch: scratch)
             if iteration == iterations - 1 {
                 // CholeskyQR2: orthonormal to Float precision when it accepts the
                 // panel (its second pass sees κ ≤ 1.5), else Householder.
@@ -107,8 +105,7 @@ public enum RandomizedSVD {
             }
         }
         // B = Qᵀ X (l × cols), reusing omega's storage.
-        try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
-                 b: a, ldb: cols, beta: 0, c: omega, ldc: cols)
+        try project(at, p: cols, q: rows, basis: qt, l: l, into: omega, scratch: scratch)
         let b = try FallibleAllocation.allocate(Double.self, count: l * cols)
         defer { FallibleAllocation.free(b) }
         for i in 0 ..< l * cols { b[i] = Double(omega[i]) }
@@ -138,6 +135,18 @@ public enum RandomizedSVD {
                 for i in 0 ..< n { vt[j * n + i] = Float(smallVt[j * cols + i]) }
             }
         }
+    }
+
+    /// `out` (`l × p`) = `basis` (`l × q`) · `matrix`ᵀ (`matrix` is `p × q`),
+    /// computed as `matrix · basisᵀ` into `scratch` (`p × l`) and transposed:
+    /// GEMM then reads the big matrix in place (`GEMMDriver.directA` when
+    /// `l ≤ 128`) and packs only the thin basis, where `basis · matrixᵀ`
+    /// would copy the whole big matrix into packed panels on every product.
+    static func project(_ matrix: UnsafePointer<Float>, p: Int, q: Int, basis: UnsafePointer<Float>, l: Int,
+                        into out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) throws {
+        try gemm(transA: false, transB: true, m: p, n: l, k: q, alpha: 1, a: matrix, lda: q,
+                 b: basis, ldb: q, beta: 0, c: scratch, ldc: l)
+        transposeBlocked(scratch, rows: p, cols: l, into: out)
     }
 
     /// `dst` (`cols × rows`) = `src` (`rows × cols`)ᵀ, in 32 × 32 tiles.

@@ -39,7 +39,7 @@ enum SymmetricEigen {
         var d = try [Double](fallibleRepeating: 0, count: n)
         var e = try [Double](fallibleRepeating: 0, count: n)
         var tau = try [Double](fallibleRepeating: 0, count: n)
-        tridiagonalize(a, n: n, d: &d, e: &e, tau: &tau)
+        try tridiagonalizeBlocked(a, n: n, d: &d, e: &e, tau: &tau)
         // The Householder vectors stay in the upper triangle of `a`; the
         // eigenvectors of T go into a separate matrix Zᵀ, then Q is applied.
         let z = try FallibleAllocation.allocate(Double.self, count: n * n)
@@ -51,9 +51,12 @@ enum SymmetricEigen {
         ql(d: &values, e: &work, zt: nil, n: n)
         values.sort()
         var order = Array(0 ..< n)
-        if method == .rotations || !TridiagonalEigenvectors.inverseIteration(
-            d: d, e: e, values: values, zt: z, n: n,
-            negligible: negligible * values.reduce(0) { max($0, abs($1)) }) {
+        let negligibleValue = negligible * values.reduce(0) { max($0, abs($1)) }
+        let found = method != .rotations && [TridiagonalEigenvectors.Tolerances.tight, .conservative].contains {
+            TridiagonalEigenvectors.inverseIteration(d: d, e: e, values: values, zt: z, n: n,
+                                                     negligible: negligibleValue, tolerances: $0)
+        }
+        if !found {
             z.initialize(repeating: 0, count: n * n)
             for i in 0 ..< n { z[i * n + i] = 1 }
             values = d
@@ -77,15 +80,19 @@ enum SymmetricEigen {
     /// Each step's rank-2 update `A22 −= v wᵀ + w vᵀ` is applied lazily, in the
     /// same pass over the rows as the next step's product `A22 v`, so that the
     /// trailing matrix is streamed through memory once per step, not twice.
+    ///
+    /// With `from: start`, reflectors `0 ..< start` are already done (by
+    /// ``tridiagonalizeBlocked(_:n:d:e:tau:)``) and rows/columns `start ..< n`
+    /// hold the full symmetric trailing matrix.
     static func tridiagonalize(_ a: UnsafeMutablePointer<Double>, n: Int,
-                               d: inout [Double], e: inout [Double], tau: inout [Double]) {
+                               d: inout [Double], e: inout [Double], tau: inout [Double], from start: Int = 0) {
         let buffers = UnsafeMutablePointer<Double>.allocate(capacity: 2 * n)
         defer { buffers.deallocate() }
         var current = buffers, previous = buffers + n
         // The update not yet applied: v and w of the previous step, indexed from its first row.
         var pendingV: UnsafePointer<Double>?
         var pendingW: UnsafePointer<Double>?
-        for k in 0 ..< max(0, n - 2) {
+        for k in start ..< max(start, n - 2) {
             if let pv = pendingV, let pw = pendingW {
                 rank2Update(a + k * n + k, pv, -pw[0], pw, -pv[0], n - k)
             }

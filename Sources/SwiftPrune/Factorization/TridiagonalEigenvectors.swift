@@ -2,12 +2,37 @@
 /// (after LAPACK `dstein`): for each eigenvalue `λ`, a few solves of
 /// `(T − λI) x = b` with a pivoted tridiagonal LU, re-orthogonalized (modified
 /// Gram–Schmidt) against the vectors of its cluster (eigenvalues closer than
-/// `1e-3 ‖T‖`). O(n²) work plus O(n k²) per cluster of k, instead of the
-/// O(n³) rotations of QL.
+/// a ``Tolerances/clusterGap``). O(n²) work plus O(n k²) per cluster of k,
+/// instead of the O(n³) rotations of QL.
 ///
 /// The result is verified (residuals and orthogonality inside clusters);
-/// on failure the caller falls back to QL with accumulated rotations.
+/// on failure the caller tries the next, more conservative ``Tolerances``
+/// and finally falls back to QL with accumulated rotations.
 enum TridiagonalEigenvectors {
+    /// How vectors are grouped and what they must satisfy.
+    ///
+    /// For unit vectors `x_i`, `x_j` with residuals `r = T x − μ x` (any
+    /// shifts `μ`), `(μ_i − μ_j) x_iᵀx_j = r_iᵀx_j − x_iᵀr_j`, so
+    /// `|x_iᵀx_j| ≤ (‖r_i‖ + ‖r_j‖) / |μ_i − μ_j|`: vectors of different
+    /// clusters (gap ≥ `clusterGap · ‖T‖`) whose residuals pass
+    /// `residual · ‖T‖` are orthogonal to `2 · residual / clusterGap`
+    /// without being orthogonalized against each other. Both presets bound
+    /// that by 2e-8 (below float32 resolution).
+    struct Tolerances {
+        /// Eigenvalues closer than `clusterGap · ‖T‖` share a cluster.
+        let clusterGap: Double
+        /// Largest accepted `‖T x − λ x‖₂ / ‖T‖`.
+        let residual: Double
+
+        /// Small clusters: inverse iteration's residuals are ~1e-15 ‖T‖, so
+        /// a 1e-5 gap suffices. LAPACK's 1e-3 chains the whole spectrum of a
+        /// Gram matrix into one cluster (eigenvalue spacing ~‖T‖/n) and
+        /// turns Gram–Schmidt into O(n³) level-1 work.
+        static let tight = Tolerances(clusterGap: 1e-5, residual: 1e-13)
+        /// LAPACK `dstein`'s grouping, for vectors whose residuals miss `tight`.
+        static let conservative = Tolerances(clusterGap: 1e-3, residual: 1e-11)
+    }
+
     /// Writes the unit eigenvector of `values[j]` (ascending) into row `j` of
     /// `zt` (n × n) for T = tridiag(e, d, e) (`e[i] = T[i+1, i]`). Returns false
     /// when the vectors fail the check.
@@ -16,7 +41,8 @@ enum TridiagonalEigenvectors {
     /// filled with an orthonormal basis of the complement of the others.
     static func inverseIteration(d: [Double], e: [Double], values: [Double],
                                  zt: UnsafeMutablePointer<Double>, n: Int,
-                                 negligible: Double = -Double.infinity) -> Bool {
+                                 negligible: Double = -Double.infinity,
+                                 tolerances: Tolerances = .conservative) -> Bool {
         var norm = 0.0
         for i in 0 ..< n {
             norm = max(norm, abs(d[i]) + (i > 0 ? abs(e[i - 1]) : 0) + (i + 1 < n ? abs(e[i]) : 0))
@@ -27,7 +53,7 @@ enum TridiagonalEigenvectors {
             return true
         }
         let eps = Double.ulpOfOne
-        let clusterGap = 1e-3 * norm
+        let clusterGap = tolerances.clusterGap * norm
         let perturbation = 10 * eps * norm
         // Eigenvalues up to `negligible` come first (ascending): rows 0 ..< skipped.
         let skipped = values.prefix { $0 <= negligible }.count
@@ -71,9 +97,9 @@ enum TridiagonalEigenvectors {
             }
         }
         if skipped > 0 && !complete(zt, n: n, first: skipped) { return false }
-        // Residuals ‖T z − λ z‖₂ ≤ 1e-11 ‖T‖ bound the angle between vectors of
-        // different clusters (gap > 1e-3 ‖T‖) by 2e-8; inside a cluster the
-        // inner products are checked directly.
+        // Residuals ‖T z − λ z‖₂ ≤ residual · ‖T‖ bound the inner products of
+        // vectors of different clusters (see Tolerances) by 2e-8; inside a
+        // cluster they are checked directly.
         for j in skipped ..< n {
             let x = zt + j * n
             var residual = 0.0
@@ -83,7 +109,7 @@ enum TridiagonalEigenvectors {
                 if i + 1 < n { r += e[i] * x[i + 1] }
                 residual += r * r
             }
-            guard residual.isFinite, residual.squareRoot() <= 1e-11 * norm,
+            guard residual.isFinite, residual.squareRoot() <= tolerances.residual * norm,
                   abs(dot(x, x, n) - 1) <= 1e-12 else { return false }
         }
         for c in 0 ..< clusters {
