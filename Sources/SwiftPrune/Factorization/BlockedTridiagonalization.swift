@@ -128,7 +128,7 @@ extension SymmetricEigen {
         let workers = min(maxWorkers, Threading.workerCount(for: count * count / 2, minimumPerWorker: 1 << 16))
         if workers <= 1 {
             y.update(repeating: 0, count: count)
-            for r in 0 ..< count { symmetricRow(a + r * lda + r, v + r, y + r, count - r) }
+            symmetricRows(a, lda: lda, count: count, rows: 0 ..< count, v: v, y: y)
             return
         }
         parallelFor(workers: workers) { worker in
@@ -139,13 +139,54 @@ extension SymmetricEigen {
                 w >= workers ? count
                     : Int((Double(count) * (1 - (1 - Double(w) / Double(workers)).squareRoot())).rounded())
             }
-            for r in boundary(worker) ..< boundary(worker + 1) {
-                symmetricRow(a + r * lda + r, v + r, mine + r, count - r)
-            }
+            symmetricRows(a, lda: lda, count: count, rows: boundary(worker) ..< boundary(worker + 1), v: v, y: mine)
         }
         y.update(from: partial, count: count)
         for w in 1 ..< workers { axpy(1, partial + w * count, y, count) }
     }
+}
+
+/// `y += A[rows, :] v` and the mirror images, for stored upper-triangle rows
+/// `rows` of the symmetric `count × count` matrix at `a` (see
+/// `symmetricProduct`): two rows per pass, so each load and store of `y`
+/// and each load of `v` serves two matrix entries.
+@inline(__always)
+func symmetricRows(_ a: UnsafePointer<Double>, lda: Int, count: Int, rows: Range<Int>,
+                   v: UnsafePointer<Double>, y: UnsafeMutablePointer<Double>) {
+    typealias V = SIMD4<Double>
+    var r = rows.lowerBound
+    while r + 2 <= rows.upperBound {
+        let row0 = a + r * lda + r, row1 = a + (r + 1) * lda + r + 1   // both from their diagonal
+        let x0 = v[r], x1 = v[r + 1]
+        // Columns r and r + 1 by hand, then c ≥ r + 2 together.
+        var total0 = row0[0] * x0 + row0[1] * x1
+        var total1 = row1[0] * x1
+        y[r + 1] += row0[1] * x0
+        let p0 = row0 + 2, p1 = row1 + 1, length = count - r - 2
+        let xs = v + r + 2, ys = y + r + 2
+        let scale0 = V(repeating: x0), scale1 = V(repeating: x1)
+        var s0 = V(), s1 = V()
+        var c = 0
+        while c + 4 <= length {
+            let e0: V = loadVector(p0 + c), e1: V = loadVector(p1 + c), xv: V = loadVector(xs + c)
+            s0 = s0.addingProduct(e0, xv)
+            s1 = s1.addingProduct(e1, xv)
+            storeVector((loadVector(ys + c) as V).addingProduct(scale0, e0).addingProduct(scale1, e1), ys + c)
+            c += 4
+        }
+        total0 += s0.sum()
+        total1 += s1.sum()
+        while c < length {
+            total0 += p0[c] * xs[c]
+            total1 += p1[c] * xs[c]
+            ys[c] += p0[c] * x0 + p1[c] * x1
+            c += 1
+        }
+        y[r] += total0
+        y[r + 1] += total1
+        r += 2
+    }
+    if r < rows.upperBound { symmetricRow(a + r * lda + r, v + r, y + r, count - r) }
 }
 
 /// One stored row of a symmetric matrix from its diagonal: `row[0]` is the

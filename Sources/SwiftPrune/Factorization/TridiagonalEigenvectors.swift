@@ -23,14 +23,19 @@ enum TridiagonalEigenvectors {
         let clusterGap: Double
         /// Largest accepted `‖T x − λ x‖₂ / ‖T‖`.
         let residual: Double
+        /// Solves per vector. From an eigenvalue accurate to ~ε‖T‖ one solve
+        /// already amplifies the eigenvector's component by ~1/ε; the second
+        /// refines it after the orthogonalization (LAPACK iterates up to 5
+        /// times until the growth test passes; the residual check stands in).
+        let iterations: Int
 
         /// Small clusters: inverse iteration's residuals are ~1e-15 ‖T‖, so
         /// a 1e-5 gap suffices. LAPACK's 1e-3 chains the whole spectrum of a
         /// Gram matrix into one cluster (eigenvalue spacing ~‖T‖/n) and
         /// turns Gram–Schmidt into O(n³) level-1 work.
-        static let tight = Tolerances(clusterGap: 1e-5, residual: 1e-13)
+        static let tight = Tolerances(clusterGap: 1e-5, residual: 1e-13, iterations: 2)
         /// LAPACK `dstein`'s grouping, for vectors whose residuals miss `tight`.
-        static let conservative = Tolerances(clusterGap: 1e-3, residual: 1e-11)
+        static let conservative = Tolerances(clusterGap: 1e-3, residual: 1e-11, iterations: 3)
     }
 
     /// Writes the unit eigenvector of `values[j]` (ascending) into row `j` of
@@ -66,7 +71,7 @@ enum TridiagonalEigenvectors {
         d.withUnsafeBufferPointer { d in
             e.withUnsafeBufferPointer { e in
                 parallelFor(workers: workers) { worker in
-                    var solver = TridiagonalSolver(n: n)
+                    let solver = TridiagonalSolver(n: n)
                     // Round-robin clusters so that big and small ones mix.
                     var c = worker
                     while c < clusters {
@@ -77,10 +82,11 @@ enum TridiagonalEigenvectors {
                             previous = lambda
                             solver.factor(d: d, e: e, shift: lambda, tiny: eps * norm)
                             let x = zt + j * n
-                            // Seeded by the eigenvalue's index: the same vectors whatever the thread count.
+                            // Uniform in (-1, 1) as LAPACK's dlarnv; seeded by the eigenvalue's
+                            // index: the same vectors whatever the thread count.
                             var generator = GaussianGenerator(seed: 0x1be5_0000 &+ UInt64(j))
-                            for i in 0 ..< n { x[i] = generator.next() }
-                            for _ in 0 ..< 3 {
+                            for i in 0 ..< n { x[i] = 2 * generator.uniform() - 1 }
+                            for _ in 0 ..< tolerances.iterations {
                                 solver.solve(x)
                                 for q in starts[c] ..< j {
                                     let other = zt + q * n
@@ -140,22 +146,31 @@ enum TridiagonalEigenvectors {
 }
 
 /// LU with partial pivoting of a shifted tridiagonal matrix `T − λI`
-/// (LAPACK `dgttrf` / `dgtts2`), zero pivots replaced by `tiny`.
-struct TridiagonalSolver {
-    var lower: [Double], diagonal: [Double], upper: [Double], upper2: [Double]
-    var swapped: [Bool]
+/// (LAPACK `dgttrf` / `dgtts2`), zero pivots replaced by `tiny`. The
+/// pivots are stored as reciprocals (the solve multiplies), in raw
+/// buffers: the solve is a serial recurrence, so every bounds check and
+/// division shows.
+final class TridiagonalSolver {
     let n: Int
+    let lower: UnsafeMutablePointer<Double>, inverseDiagonal: UnsafeMutablePointer<Double>
+    let upper: UnsafeMutablePointer<Double>, upper2: UnsafeMutablePointer<Double>
+    let swapped: UnsafeMutablePointer<Bool>
 
     init(n: Int) {
         self.n = n
-        lower = [Double](repeating: 0, count: n)
-        diagonal = [Double](repeating: 0, count: n)
-        upper = [Double](repeating: 0, count: n)
-        upper2 = [Double](repeating: 0, count: n)
-        swapped = [Bool](repeating: false, count: n)
+        let count = max(1, n)
+        lower = .allocate(capacity: count); inverseDiagonal = .allocate(capacity: count)
+        upper = .allocate(capacity: count); upper2 = .allocate(capacity: count)
+        swapped = .allocate(capacity: count)
     }
 
-    mutating func factor(d: UnsafeBufferPointer<Double>, e: UnsafeBufferPointer<Double>, shift: Double, tiny: Double) {
+    deinit {
+        lower.deallocate(); inverseDiagonal.deallocate(); upper.deallocate(); upper2.deallocate()
+        swapped.deallocate()
+    }
+
+    func factor(d: UnsafeBufferPointer<Double>, e: UnsafeBufferPointer<Double>, shift: Double, tiny: Double) {
+        let diagonal = inverseDiagonal   // holds the pivots until the last loop inverts them
         for i in 0 ..< n {
             diagonal[i] = d[i] - shift
             lower[i] = i + 1 < n ? e[i] : 0
@@ -183,7 +198,11 @@ struct TridiagonalSolver {
                 swapped[i] = true
             }
         }
-        for i in 0 ..< n where abs(diagonal[i]) < tiny { diagonal[i] = diagonal[i] < 0 ? -tiny : tiny }
+        for i in 0 ..< n {
+            var pivot = diagonal[i]
+            if abs(pivot) < tiny { pivot = pivot < 0 ? -tiny : tiny }
+            diagonal[i] = 1 / pivot
+        }
     }
 
     /// Overwrites `b` with `(T − λI)⁻¹ b`, rescaling to avoid overflow.
@@ -203,7 +222,7 @@ struct TridiagonalSolver {
             var value = b[i]
             if i + 1 < n { value -= upper[i] * b[i + 1] }
             if i + 2 < n { value -= upper2[i] * b[i + 2] }
-            value /= diagonal[i]
+            value *= inverseDiagonal[i]
             b[i] = value
             largest = max(largest, abs(value))
             if largest > 1e150 {
