@@ -123,9 +123,9 @@ struct GEMMDriver<T: GEMMScalar> {
     /// a 512 × 32 B sliver (64 KiB) still streams from L2 at full speed
     /// (measured on a Xeon with 48 KiB L1d, 2 MiB L2: 256/1024/144 →
     /// 512/4096/192 is +10–20% at n = 2048 and 4096).
-    var kc: Int { wide ? 512 : (GEMMTuning.kc ?? 256) }
-    var nc: Int { wide ? 4096 : (GEMMTuning.nc ?? 1024) }
-    var mcBlock: Int { wide ? 192 : mr * (GEMMTuning.mcPanels ?? (MemoryLayout<T>.size == 4 ? 24 : 16)) }
+    var kc: Int { wide ? 512 : 256 }
+    var nc: Int { wide ? 4096 : 1024 }
+    var mcBlock: Int { wide ? 192 : mr * (MemoryLayout<T>.size == 4 ? 24 : 16) }
 
     init(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
          a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
@@ -173,6 +173,13 @@ struct GEMMDriver<T: GEMMScalar> {
                 for j in 0 ..< n { row[j] *= beta }
             }
         }
+    }
+
+    /// `C = alpha · op(A) · op(B)` (C zeroed first): the GEMM of a caller
+    /// that has already split the work over its own workers.
+    func runOverwriting(workers: Int) {
+        Self.scale(c, m: m, n: n, ldc: ldc, by: 0)
+        run(workers: workers)
     }
 
     func run(workers: Int) {
@@ -357,19 +364,4 @@ struct GEMMDriver<T: GEMMScalar> {
             }
         }
     }
-}
-
-
-// TEMPORARY tuning knobs (experiment only)
-#if canImport(Glibc)
-import Glibc
-#endif
-enum GEMMTuning {
-    static func read(_ name: String) -> Int? {
-        guard let raw = getenv(name), let v = Int(String(cString: raw)), v > 0 else { return nil }
-        return v
-    }
-    static let kc = read("SP_KC")
-    static let nc = read("SP_NC")
-    static let mcPanels = read("SP_MCP")
 }
