@@ -249,6 +249,26 @@ struct GEMMDriver<T: GEMMScalar> {
     /// op(A) into `MR`-row panels, `kc` groups of `MR` each, zero-padded.
     @inline(__always)
     func packA(into dst: UnsafeMutablePointer<T>, row: Int, mc: Int, column: Int, kc: Int) {
+        if transA && mr == 6 {
+            // op(A)[i, p] = a[p * lda + i]: stored row p holds the block's mc values
+            // for depth p contiguously. One sequential pass per stored row, six
+            // values at a time into each panel (a panel-by-panel gather would
+            // reread every stored row once per panel, six values at a time).
+            let full = mc / 6
+            if full < (mc + 5) / 6 { (dst + full * 6 * kc).update(repeating: 0, count: 6 * kc) }
+            for p in 0 ..< kc {
+                let src = a + (column + p) * lda + row
+                var out = dst + p * 6
+                for panel in 0 ..< full {
+                    let from = src + panel * 6
+                    out[0] = from[0]; out[1] = from[1]; out[2] = from[2]
+                    out[3] = from[3]; out[4] = from[4]; out[5] = from[5]
+                    out += 6 * kc
+                }
+                for r in 0 ..< mc - full * 6 { out[r] = src[full * 6 + r] }
+            }
+            return
+        }
         var panelStart = 0
         while panelStart < mc {
             let rows = min(mr, mc - panelStart)
