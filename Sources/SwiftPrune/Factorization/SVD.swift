@@ -18,12 +18,14 @@ public struct SVDResult {
 ///
 /// 1. the Gram matrix `G = WᵀW` of the thin side (`n × n` for a tall `W`,
 ///    else `WWᵀ`) with the blocked GEMM;
-/// 2. its eigendecomposition (`SymmetricEigen`: Householder
+/// 2. its eigendecomposition (`SymmetricEigen`: blocked Householder
 ///    tridiagonalization, QL eigenvalues, inverse-iteration eigenvectors)
 ///    gives the right singular vectors `V`;
 /// 3. `B = W V` has orthogonal columns of norms `s`; normalized, they are
-///    made exactly orthonormal by Cholesky QR (twice when needed), which
-///    keeps their order and direction. Directions whose singular value is
+///    made orthonormal by Cholesky QR (twice when needed), which keeps their
+///    order and direction — skipped when they are already orthonormal to
+///    `acceptedDeviation` (1e-8, below the float32 rounding of the result;
+///    checked by Gaussian probes, then by the Gram matrix). Directions whose singular value is
 ///    below `1e-6 · s_max` (numerically zero for float32 results) are an
 ///    orthonormal completion
 ///    (`HouseholderQR.orthonormalComplement`), in `V` and in `U`.

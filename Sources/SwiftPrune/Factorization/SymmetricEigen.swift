@@ -1,12 +1,13 @@
 /// Eigendecomposition of a real symmetric matrix in `Double`:
-/// Householder reduction to tridiagonal form, eigenvalues by the implicit QL
+/// Householder reduction to tridiagonal form (blocked above 128 rows, see
+/// `BlockedTridiagonalization.swift`), eigenvalues by the implicit QL
 /// algorithm (as in EISPACK `tql2`), eigenvectors of the tridiagonal matrix
 /// by inverse iteration (``TridiagonalEigenvectors``; QL with accumulated
 /// rotations is the verified fallback), then the blocked back-transformation.
 ///
 /// Storage is row-major throughout and every inner loop runs over a
-/// contiguous row: the reduction works on the full symmetric matrix (row k
-/// equals column k), and the eigenvectors come out as *rows*. The row
+/// contiguous row: the reduction works on the symmetric matrix's upper
+/// triangle (row k equals column k), and the eigenvectors come out as *rows*. The row
 /// passes, the rotations and the back-transformation (GEMM) are split over
 /// ``Threading/threadCount`` workers.
 enum SymmetricEigen {
