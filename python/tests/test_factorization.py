@@ -147,6 +147,18 @@ def test_svd_blocked_sizes_hard_spectra(kind):
     assert_valid_svd(w, *sp.svd(w))
 
 
+@pytest.mark.parametrize("kind", ["identity", "block-diagonal", "rank-one"])
+def test_svd_blocked_sizes_structured(kind):
+    # Zero Householder tails (reflector = identity) inside the 32-column panels.
+    rng = np.random.default_rng(23)
+    w = {
+        "identity": np.eye(300),
+        "block-diagonal": np.kron(np.eye(50), rng.standard_normal((4, 4))),
+        "rank-one": np.outer(rng.standard_normal(300), rng.standard_normal(260)),
+    }[kind]
+    assert_valid_svd(w, *sp.svd(w))
+
+
 def test_svd_same_result_at_any_thread_count():
     rng = np.random.default_rng(22)
     w = rng.standard_normal((260, 200)).astype(np.float32)
