@@ -131,15 +131,17 @@ public enum SingularValueDecomposition {
         // Directions of singular values below 1e-6 · s_max (eigenvalues below
         // 1e-12 · λ_max) only need to complete the basis: their columns of u are
         // replaced by an orthonormal completion anyway (see orthonormalizeRows).
-        _ = try SymmetricEigen.decompose(g, n: cols, negligible: 1e-12)
-        // Rows of g are eigenvectors, ascending eigenvalue: reverse to descending.
-        let right: UnsafeMutablePointer<Double>
-        do { right = try FallibleAllocation.allocate(Double.self, count: cols * cols) } catch {
+        do { _ = try SymmetricEigen.decompose(g, n: cols, negligible: 1e-12) } catch {
             FallibleAllocation.free(g)
             throw error
         }
-        for j in 0 ..< cols { (right + j * cols).update(from: g + (cols - 1 - j) * cols, count: cols) }
-        FallibleAllocation.free(g)
+        // Rows of g are eigenvectors, ascending eigenvalue: reversed in place to
+        // descending (a second cols² buffer would cost its page faults and a copy).
+        let right = g
+        for j in 0 ..< cols / 2 {
+            let top = right + j * cols, bottom = right + (cols - 1 - j) * cols
+            for i in 0 ..< cols { let t = top[i]; top[i] = bottom[i]; bottom[i] = t }
+        }
         // Rows of B = right · Xᵀ (cols × rows): B_j = X v_j.
         let left: UnsafeMutablePointer<Double>
         do { left = try FallibleAllocation.allocate(Double.self, count: cols * rows) } catch {
