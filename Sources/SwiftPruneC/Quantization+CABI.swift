@@ -122,27 +122,6 @@ public func spQuantDequantize(
     }
 }
 
-@_cdecl("sp_quant_pack_nibbles")
-public func spQuantPackNibbles(
-    _ values: UnsafePointer<UInt8>?, _ n: Int64, _ packedOut: UnsafeMutablePointer<UInt8>?
-) -> sp_status {
-    withStatus {
-        let input = try inputBuffer(values, n, "values")
-        try NibblePacking.pack(input, into: outputBuffer(packedOut, Int64(NibblePacking.packedCount(Int(n))), "packed_out"))
-    }
-}
-
-@_cdecl("sp_quant_unpack_nibbles")
-public func spQuantUnpackNibbles(
-    _ packed: UnsafePointer<UInt8>?, _ n: Int64, _ isSigned: Bool, _ valuesOut: UnsafeMutablePointer<UInt8>?
-) -> sp_status {
-    withStatus {
-        let output = try outputBuffer(valuesOut, n, "values_out")
-        try NibblePacking.unpack(inputBuffer(packed, Int64(NibblePacking.packedCount(Int(n))), "packed"),
-                                 signed: isSigned, into: output)
-    }
-}
-
 @_cdecl("sp_quant_pack_bits")
 public func spQuantPackBits(
     _ values: UnsafePointer<UInt8>?, _ n: Int64, _ bits: Int32, _ packedOut: UnsafeMutablePointer<UInt8>?
@@ -327,14 +306,60 @@ public func spQuantGptqHessianF64(
     }
 }
 
+@_cdecl("sp_quant_gptq_hessian_f32")
+public func spQuantGptqHessianF32(
+    _ w: UnsafePointer<Float>?, _ rows: Int64, _ cols: Int64, _ h: UnsafePointer<Double>?,
+    _ bits: Int64, _ symmetric: Bool, _ groupSize: Int64, _ damp: Double, _ blockSize: Int64,
+    _ actOrder: Bool, _ staticGroups: Bool, _ mseGrid: Int64,
+    _ valuesOut: UnsafeMutableRawPointer?, _ scaleOut: UnsafeMutablePointer<Float>?,
+    _ zeroPointOut: UnsafeMutableRawPointer?, _ nScales: Int64
+) -> sp_status {
+    withStatus {
+        guard rows >= 0, cols >= 0, groupSize >= 0 else {
+            throw SwiftPruneError.value("rows, cols and group_size must be >= 0")
+        }
+        guard blockSize >= 1, blockSize <= Int64(GPTQ.maximumBlockSize), mseGrid >= 0, mseGrid <= 10_000 else {
+            throw SwiftPruneError.value(
+                "block_size must be in 1...\(GPTQ.maximumBlockSize) (got \(blockSize)) and mse_grid in 0...10000 (got \(mseGrid))")
+        }
+        guard cols <= Int64(GPTQ.maximumColumns) else {
+            throw SwiftPruneError(.outOfMemory, "gptq supports at most \(GPTQ.maximumColumns) input columns, got \(cols)")
+        }
+        let (wCount, o1) = rows.multipliedReportingOverflow(by: cols)
+        let (hCount, o2) = cols.multipliedReportingOverflow(by: cols)
+        guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
+        var options = GPTQOptions()
+        options.groupSize = groupSize == 0 ? nil : Int(groupSize)
+        options.damp = damp
+        options.blockSize = Int(blockSize)
+        options.actOrder = actOrder
+        options.staticGroups = staticGroups
+        options.mseGrid = Int(mseGrid)
+        let layout = try QuantizationLayout(shape: [Int(rows), Int(cols)], axis: 0, groupSize: options.groupSize)
+        guard nScales == Int64(layout.groupCount) else {
+            throw SwiftPruneError.value("n_scales is \(nScales), the layout has \(layout.groupCount) groups")
+        }
+        let values = try outputBuffer(valuesOut?.assumingMemoryBound(to: UInt8.self), wCount, "values_out")
+        let scales = try outputBuffer(scaleOut, nScales, "scale_out")
+        let zeros = try outputBuffer(zeroPointOut?.assumingMemoryBound(to: UInt8.self), nScales, "zero_point_out")
+        var zeroPoints = try [Int32](fallibleRepeating: 0, count: Int(nScales), "zero points")
+        try zeroPoints.withUnsafeMutableBufferPointer { z in
+            try GPTQ.quantize(weights: inputBuffer(w, wCount, "w"), rows: Int(rows), cols: Int(cols),
+                              hessian: inputBuffer(h, hCount, "h"), scheme: scheme, options: options,
+                              values: values, scales: scales, zeroPoints: z)
+        }
+        for g in 0 ..< Int(nScales) { zeros[g] = UInt8(truncatingIfNeeded: zeroPoints[g]) }
+    }
+}
+
 func checkQuantizationSignatures() {
     var gptqHessian = sp_quant_gptq_hessian_f64; implements(&gptqHessian, spQuantGptqHessianF64)
+    var gptqHessianF32 = sp_quant_gptq_hessian_f32; implements(&gptqHessianF32, spQuantGptqHessianF32)
     var scaleShape = sp_quant_scale_shape; implements(&scaleShape, spQuantScaleShape)
     var quantizeF32 = sp_quant_quantize_f32; implements(&quantizeF32, spQuantQuantizeF32)
     var quantizeF64 = sp_quant_quantize_f64; implements(&quantizeF64, spQuantQuantizeF64)
     var dequantize = sp_quant_dequantize; implements(&dequantize, spQuantDequantize)
-    var pack = sp_quant_pack_nibbles; implements(&pack, spQuantPackNibbles)
-    var unpack = sp_quant_unpack_nibbles; implements(&unpack, spQuantUnpackNibbles)
     var packBits = sp_quant_pack_bits; implements(&packBits, spQuantPackBits)
     var unpackBits = sp_quant_unpack_bits; implements(&unpackBits, spQuantUnpackBits)
     var halfF32 = sp_cast_float16_f32; implements(&halfF32, spCastFloat16F32)

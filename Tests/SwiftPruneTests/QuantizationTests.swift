@@ -72,16 +72,17 @@ final class QuantizationTests: XCTestCase {
         XCTAssertThrowsError(try quantize(try Tensor<Float>(shape: [1], scalars: [.infinity]), bits: 8, method: .mse))
     }
 
-    func testNibblePackingRoundTrip() throws {
+    /// Four-bit values: two per byte, low nibble first (what files of swiftprune <= 0.1.0 hold).
+    func testFourBitPackingIsLowNibbleFirst() throws {
         let values: [UInt8] = [0x0F, 0x01, 0xF9, 0x07, 0x03]   // -1, 1, -7, 7, 3 as int4
         var packed = [UInt8](repeating: 0, count: 3)
         try values.withUnsafeBufferPointer { v in
-            try packed.withUnsafeMutableBufferPointer { try NibblePacking.pack(v, into: $0) }
+            try packed.withUnsafeMutableBufferPointer { try BitPacking.pack(v, bits: 4, into: $0) }
         }
         XCTAssertEqual(packed, [0x1F, 0x79, 0x03])
         var back = [UInt8](repeating: 0, count: 5)
         try packed.withUnsafeBufferPointer { p in
-            try back.withUnsafeMutableBufferPointer { try NibblePacking.unpack(p, signed: true, into: $0) }
+            try back.withUnsafeMutableBufferPointer { try BitPacking.unpack(p, bits: 4, signed: true, into: $0) }
         }
         XCTAssertEqual(back.map { Int8(bitPattern: $0) }, [-1, 1, -7, 7, 3])
     }
@@ -164,6 +165,38 @@ final class GPTQTests: XCTestCase {
         for (a, b) in zip(product, [3.0 / 8, -2.0 / 8, -2.0 / 8, 4.0 / 8]) { XCTAssertEqual(a, b, accuracy: 1e-12) }
         var singular: [Double] = [1, 1, 1, 1]
         XCTAssertThrowsError(try GPTQLinearAlgebra.cholesky(&singular, n: 2))
+    }
+
+    func testGPTQOptionsAreBoundedAndFloatMatchesDouble() throws {
+        var random = TestRandom(seed: 9)
+        let rows = 6, cols = 16
+        let w = (0 ..< rows * cols).map { _ in random.float(in: -1 ... 1) }
+        var h = [Double](repeating: 0, count: cols * cols)
+        for i in 0 ..< cols { h[i * cols + i] = 2; if i > 0 { h[i * cols + i - 1] = 0.5; h[(i - 1) * cols + i] = 0.5 } }
+        let scheme = try QuantizationScheme(bits: 4, symmetric: true)
+        var options = GPTQOptions()
+        options.groupSize = 8
+        options.blockSize = GPTQ.maximumBlockSize + 1
+        try w.withUnsafeBufferPointer { wb in
+            try h.withUnsafeBufferPointer { hb in
+                XCTAssertThrowsError(try GPTQ.quantize(weights: wb, rows: rows, cols: cols, hessian: hb,
+                                                       scheme: scheme, options: options))
+                options.blockSize = 0
+                XCTAssertThrowsError(try GPTQ.quantize(weights: wb, rows: rows, cols: cols, hessian: hb,
+                                                       scheme: scheme, options: options))
+                options.blockSize = 8
+                let single = try GPTQ.quantize(weights: wb, rows: rows, cols: cols, hessian: hb, scheme: scheme, options: options)
+                let wide = w.map(Double.init)
+                var copy = h
+                let double = try wide.withUnsafeBufferPointer { db in
+                    try copy.withUnsafeMutableBufferPointer {
+                        try GPTQ.quantize(weights: db, rows: rows, cols: cols, hessian: $0, scheme: scheme, options: options)
+                    }
+                }
+                XCTAssertEqual(single.storage, double.storage)
+                XCTAssertEqual(single.scales, double.scales)
+            }
+        }
     }
 
     func testGPTQBeatsRoundToNearestOnOutputs() throws {

@@ -434,8 +434,9 @@ error:
     return NULL;
 }
 
-/* A float64 (n, n) C-contiguous copy of `obj` (the Hessian; the Swift calls use it as scratch), or NULL. */
-static PyArrayObject *hessian_copy(PyObject *obj, int64_t n) {
+/* h as a C-contiguous float64 (n, n) array for a call that only reads it (a new reference; no copy when h
+   already is one). */
+static PyArrayObject *hessian_view(PyObject *obj, int64_t n) {
     PyArrayObject *h = quant_as_float_array_of(obj, "h", NPY_FLOAT64);
     if (h == NULL) return NULL;
     if (PyArray_NDIM(h) != 2 || PyArray_DIM(h, 0) != n || PyArray_DIM(h, 1) != n) {
@@ -444,9 +445,7 @@ static PyArrayObject *hessian_copy(PyObject *obj, int64_t n) {
         Py_DECREF(h);
         return NULL;
     }
-    PyArrayObject *copy = (PyArrayObject *)PyArray_NewCopy(h, NPY_CORDER);
-    Py_DECREF(h);
-    return copy;
+    return h;
 }
 
 /* hessian_accumulate(x, h): h += x^T x in place; x (samples, features) float, h a writeable
@@ -481,7 +480,8 @@ static PyObject *core_hessian_accumulate(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float64 array (h is not modified) */
+/* sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float32 array (h is only read; w is rounded to
+   float32, the precision SparseGPT runs in) */
 static PyObject *core_sparsegpt_hessian(PyObject *self, PyObject *args) {
     PyObject *w_obj, *h_obj;
     double sparsity, damp;
@@ -489,20 +489,20 @@ static PyObject *core_sparsegpt_hessian(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOdLLLd:sparsegpt_hessian", &w_obj, &h_obj, &sparsity, &n, &m, &block_size, &damp))
         return NULL;
     PyArrayObject *w = NULL, *h = NULL, *out = NULL;
-    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
     if (w == NULL) return NULL;
     if (PyArray_NDIM(w) != 2) {
         PyErr_SetString(PyExc_ValueError, "sparsegpt needs w of shape (out, in)");
         goto error;
     }
-    h = hessian_copy(h_obj, PyArray_DIM(w, 1));
+    h = hessian_view(h_obj, PyArray_DIM(w, 1));
     if (h == NULL) goto error;
-    out = empty_like_shape(w, NPY_DOUBLE);
+    out = empty_like_shape(w, NPY_FLOAT32);
     if (out == NULL) goto error;
     sp_status status;
-    SP_CALL(status, sp_sparsegpt_hessian_f64((const double *)PyArray_DATA(w), PyArray_DIM(w, 0), PyArray_DIM(w, 1),
-                                             (double *)PyArray_DATA(h), sparsity, n, m, block_size, damp,
-                                             (double *)PyArray_DATA(out)));
+    SP_CALL(status, sp_sparsegpt_hessian_f32((const float *)PyArray_DATA(w), PyArray_DIM(w, 0), PyArray_DIM(w, 1),
+                                             (const double *)PyArray_DATA(h), sparsity, n, m, block_size, damp,
+                                             (float *)PyArray_DATA(out)));
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
     Py_DECREF(h);
@@ -584,7 +584,7 @@ static PyObject *core_magnitude_threshold_mask(PyObject *self, PyObject *args) {
     {"sparsegpt", core_sparsegpt, METH_VARARGS, "sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array"}, \
     {"hessian_accumulate", core_hessian_accumulate, METH_VARARGS, "hessian_accumulate(x, h): h += x^T x in place"}, \
     {"sparsegpt_hessian", core_sparsegpt_hessian, METH_VARARGS, \
-     "sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float64 array"},
+     "sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float32 array"},
 
 #define PRUNING_METHODS \
     {"magnitude_mask", core_magnitude_mask, METH_VARARGS, "magnitude_mask(w, sparsity) -> bool array"}, \
@@ -622,12 +622,12 @@ static PyArrayObject *quant_empty_from_shape(int ndim, const int64_t *shape, int
 }
 
 static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
-    PyObject *w_obj, *axis_obj;
+    PyObject *w_obj, *axis_obj, *out_obj = Py_None;
     long long bits, group_size;
     int symmetric, method;
     double percentile;
-    if (!PyArg_ParseTuple(args, "OLpOLid:quantize", &w_obj, &bits, &symmetric, &axis_obj, &group_size, &method,
-                          &percentile))
+    if (!PyArg_ParseTuple(args, "OLpOLid|O:quantize", &w_obj, &bits, &symmetric, &axis_obj, &group_size, &method,
+                          &percentile, &out_obj))
         return NULL;
     bool has_axis;
     int64_t axis;
@@ -643,7 +643,27 @@ static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
     SP_CALL(status, sp_quant_scale_shape(shape, ndim, has_axis, axis, (int64_t)group_size, scale_shape));
     if (status != SP_OK) { raise_status(status); goto error; }
     int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
-    values = empty_like_shape(w, int_type);
+    if (out_obj == Py_None) {
+        values = empty_like_shape(w, int_type);
+    } else {
+        /* A caller's buffer (NumPy's out=): no fresh pages for the kernel to zero on first touch. */
+        if (!PyArray_Check(out_obj) || PyArray_TYPE((PyArrayObject *)out_obj) != int_type) {
+            PyErr_Format(PyExc_TypeError, "out must be a numpy %s array", symmetric ? "int8" : "uint8");
+            goto error;
+        }
+        values = (PyArrayObject *)out_obj;
+        Py_INCREF(values);
+        if (!PyArray_IS_C_CONTIGUOUS(values) || !PyArray_ISWRITEABLE(values) || !PyArray_SAMESHAPE(values, w)) {
+            PyErr_SetString(PyExc_ValueError, "out must be a writeable C-contiguous array of w's shape");
+            goto error;
+        }
+        const char *o0 = PyArray_BYTES(values), *w0 = PyArray_BYTES(w);
+        if (PyArray_NBYTES(values) > 0 && PyArray_NBYTES(w) > 0 && o0 < w0 + PyArray_NBYTES(w) &&
+            w0 < o0 + PyArray_NBYTES(values)) {
+            PyErr_SetString(PyExc_ValueError, "out must not share memory with w");
+            goto error;
+        }
+    }
     scale = quant_empty_from_shape(ndim, scale_shape, NPY_FLOAT32);
     zero_point = quant_empty_from_shape(ndim, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
@@ -716,59 +736,6 @@ error:
     Py_XDECREF(scale);
     Py_XDECREF(zero_point);
     Py_XDECREF(out);
-    return NULL;
-}
-
-static PyObject *core_quant_pack_nibbles(PyObject *self, PyObject *args) {
-    PyObject *values_obj;
-    if (!PyArg_ParseTuple(args, "O:pack_nibbles", &values_obj)) return NULL;
-    PyArrayObject *values = NULL, *packed = NULL;
-    values = (PyArrayObject *)PyArray_FROM_OTF(values_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-    if (values == NULL) return NULL;
-    int64_t n = (int64_t)PyArray_SIZE(values);
-    npy_intp dims[1] = {(npy_intp)(n / 2 + n % 2)};
-    packed = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_UINT8, 0);
-    if (packed == NULL) goto error;
-    sp_status status;
-    SP_CALL(status, sp_quant_pack_nibbles((const uint8_t *)PyArray_DATA(values), n, (uint8_t *)PyArray_DATA(packed)));
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(values);
-    return (PyObject *)packed;
-error:
-    Py_XDECREF(values);
-    Py_XDECREF(packed);
-    return NULL;
-}
-
-static PyObject *core_quant_unpack_nibbles(PyObject *self, PyObject *args) {
-    PyObject *packed_obj;
-    long long n;
-    int is_signed;
-    if (!PyArg_ParseTuple(args, "OLp:unpack_nibbles", &packed_obj, &n, &is_signed)) return NULL;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "count must be >= 0, got %lld", n);
-        return NULL;
-    }
-    PyArrayObject *packed = NULL, *values = NULL;
-    packed = (PyArrayObject *)PyArray_FROM_OTF(packed_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-    if (packed == NULL) return NULL;
-    if ((long long)PyArray_SIZE(packed) != n / 2 + n % 2) {
-        PyErr_Format(PyExc_ValueError, "%lld values need %lld packed bytes, got %lld", n, n / 2 + n % 2,
-                     (long long)PyArray_SIZE(packed));
-        goto error;
-    }
-    npy_intp dims[1] = {(npy_intp)n};
-    values = (PyArrayObject *)PyArray_EMPTY(1, dims, is_signed ? NPY_INT8 : NPY_UINT8, 0);
-    if (values == NULL) goto error;
-    sp_status status;
-    SP_CALL(status, sp_quant_unpack_nibbles((const uint8_t *)PyArray_DATA(packed), (int64_t)n, is_signed,
-                                            (uint8_t *)PyArray_DATA(values)));
-    if (status != SP_OK) { raise_status(status); goto error; }
-    Py_DECREF(packed);
-    return (PyObject *)values;
-error:
-    Py_XDECREF(packed);
-    Py_XDECREF(values);
     return NULL;
 }
 
@@ -1045,7 +1012,8 @@ error:
 }
 
 /* gptq_hessian(w, h, bits, symmetric, group_size, damp, block_size, act_order, static_groups, mse_grid)
-   -> (values, scale, zero_point); h is not modified. */
+   -> (values, scale, zero_point); h is not modified (only read); w is rounded to float32, the precision GPTQ
+   runs in. */
 static PyObject *core_gptq_hessian(PyObject *self, PyObject *args) {
     PyObject *w_obj, *h_obj;
     long long bits, group_size, block_size, mse_grid;
@@ -1054,14 +1022,14 @@ static PyObject *core_gptq_hessian(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOLpLdLppL:gptq_hessian", &w_obj, &h_obj, &bits, &symmetric, &group_size, &damp,
                           &block_size, &act_order, &static_groups, &mse_grid)) return NULL;
     PyArrayObject *w = NULL, *h = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
-    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT64);
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
     if (w == NULL) return NULL;
     if (PyArray_NDIM(w) != 2) {
         PyErr_SetString(PyExc_ValueError, "gptq needs w of shape (out, in)");
         goto error;
     }
     int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
-    h = hessian_copy(h_obj, cols);
+    h = hessian_view(h_obj, cols);
     if (h == NULL) goto error;
     int64_t shape[2] = {rows, cols}, scale_shape[2];
     sp_status status;
@@ -1072,7 +1040,7 @@ static PyObject *core_gptq_hessian(PyObject *self, PyObject *args) {
     scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
     zero_point = quant_empty_from_shape(2, scale_shape, int_type);
     if (values == NULL || scale == NULL || zero_point == NULL) goto error;
-    SP_CALL(status, sp_quant_gptq_hessian_f64((const double *)PyArray_DATA(w), rows, cols, (double *)PyArray_DATA(h),
+    SP_CALL(status, sp_quant_gptq_hessian_f32((const float *)PyArray_DATA(w), rows, cols, (const double *)PyArray_DATA(h),
                                               (int64_t)bits, symmetric, (int64_t)group_size, damp, (int64_t)block_size,
                                               act_order, static_groups, (int64_t)mse_grid,
                                               PyArray_DATA(values), (float *)PyArray_DATA(scale), PyArray_DATA(zero_point),
@@ -1090,17 +1058,61 @@ error:
     return NULL;
 }
 
+/* sparsegpt_quant_hessian(w, h, sparsity, n, m, block_size, damp, bits, symmetric, group_size)
+   -> (values, scale, zero_point): SparseGPT with the kept weights quantized inside its loop; h is only read. */
+static PyObject *core_sparsegpt_quant_hessian(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *h_obj;
+    double sparsity, damp;
+    long long n, m, block_size, bits, group_size;
+    int symmetric;
+    if (!PyArg_ParseTuple(args, "OOdLLLdLpL:sparsegpt_quant_hessian", &w_obj, &h_obj, &sparsity, &n, &m, &block_size,
+                          &damp, &bits, &symmetric, &group_size)) return NULL;
+    PyArrayObject *w = NULL, *h = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
+    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    if (w == NULL) return NULL;
+    if (PyArray_NDIM(w) != 2) {
+        PyErr_SetString(PyExc_ValueError, "sparsegpt needs w of shape (out, in)");
+        goto error;
+    }
+    int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
+    h = hessian_view(h_obj, cols);
+    if (h == NULL) goto error;
+    int64_t shape[2] = {rows, cols}, scale_shape[2];
+    sp_status status;
+    SP_CALL(status, sp_quant_scale_shape(shape, 2, true, 0, (int64_t)group_size, scale_shape));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
+    values = empty_like_shape(w, int_type);
+    scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
+    zero_point = quant_empty_from_shape(2, scale_shape, int_type);
+    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
+    SP_CALL(status, sp_sparsegpt_quant_hessian_f32((const float *)PyArray_DATA(w), rows, cols,
+                                                   (const double *)PyArray_DATA(h), sparsity, (int64_t)n, (int64_t)m,
+                                                   (int64_t)block_size, damp, (int64_t)bits, symmetric,
+                                                   (int64_t)group_size, PyArray_DATA(values),
+                                                   (float *)PyArray_DATA(scale), PyArray_DATA(zero_point),
+                                                   (int64_t)PyArray_SIZE(scale)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w);
+    Py_DECREF(h);
+    return Py_BuildValue("(NNN)", values, scale, zero_point);
+error:
+    Py_XDECREF(w);
+    Py_XDECREF(h);
+    Py_XDECREF(values);
+    Py_XDECREF(scale);
+    Py_XDECREF(zero_point);
+    return NULL;
+}
+
 #define QUANTIZATION_METHODS                                                                              \
     {"quantize", core_quant_quantize, METH_VARARGS,                                                       \
-     "quantize(w, bits, symmetric, axis, group_size, method, percentile) -> (values, scale, zero_point)"}, \
+     "quantize(w, bits, symmetric, axis, group_size, method, percentile[, out]) -> (values, scale, zero_point)"}, \
     {"dequantize", core_quant_dequantize, METH_VARARGS,                                                   \
      "dequantize(values, symmetric, axis, group_size, scale, zero_point) -> float32 array"},             \
-    {"pack_nibbles", core_quant_pack_nibbles, METH_VARARGS, "pack_nibbles(values) -> uint8 array"},       \
     {"pack_bits", core_quant_pack_bits, METH_VARARGS, "pack_bits(values, bits) -> uint8 bit stream"},    \
     {"unpack_bits", core_quant_unpack_bits, METH_VARARGS,                                                 \
      "unpack_bits(packed, count, bits, is_signed) -> int8/uint8 array"},                                  \
-    {"unpack_nibbles", core_quant_unpack_nibbles, METH_VARARGS,                                           \
-     "unpack_nibbles(packed, count, signed) -> int8/uint8 array"},                                        \
     {"cast", core_cast, METH_VARARGS, "cast(w, bfloat16) -> uint16 bit patterns"},                         \
     {"cluster_fit", core_cluster_fit, METH_VARARGS,                                                       \
      "cluster_fit(w, n_clusters, init, max_iter, seed) -> (centroids, iterations)"},                      \
@@ -1110,6 +1122,8 @@ error:
     {"cluster_lookup", core_cluster_lookup, METH_VARARGS, "cluster_lookup(indices, centroids) -> float32"}, \
     {"gptq", core_gptq, METH_VARARGS,                                                                     \
      "gptq(w, x, bits, symmetric, group_size, damp) -> (values, scale, zero_point)"},                  \
+    {"sparsegpt_quant_hessian", core_sparsegpt_quant_hessian, METH_VARARGS,                               \
+     "sparsegpt_quant_hessian(w, h, sparsity, n, m, block_size, damp, bits, symmetric, group_size)"},     \
     {"gptq_hessian", core_gptq_hessian, METH_VARARGS,                                                     \
      "gptq_hessian(w, h, bits, symmetric, group_size, damp, block_size, act_order, static_groups, mse_grid)"},
 
@@ -1621,7 +1635,9 @@ static PyObject *core_squared_error(PyObject *self, PyObject *args) {
     PyObject *a_obj, *b_obj;
     if (!PyArg_ParseTuple(args, "OO:squared_error", &a_obj, &b_obj)) return NULL;
     PyArrayObject *a = NULL, *b = NULL;
-    a = (PyArrayObject *)PyArray_FROM_OTF(a_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    /* a uint16 array is bfloat16 bit patterns */
+    int bfloat16 = PyArray_Check(a_obj) && PyArray_TYPE((PyArrayObject *)a_obj) == NPY_UINT16;
+    a = (PyArrayObject *)PyArray_FROM_OTF(a_obj, bfloat16 ? NPY_UINT16 : NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
     if (a == NULL) return NULL;
     b = (PyArrayObject *)PyArray_FROM_OTF(b_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
     if (b == NULL) goto error;
@@ -1631,8 +1647,13 @@ static PyObject *core_squared_error(PyObject *self, PyObject *args) {
     }
     double norm = 0.0, difference = 0.0;
     sp_status status;
-    SP_CALL(status, sp_squared_error_f32((const float *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
-                                         (int64_t)PyArray_SIZE(a), &norm, &difference));
+    if (bfloat16) {
+        SP_CALL(status, sp_squared_error_bf16_f32((const uint16_t *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
+                                                  (int64_t)PyArray_SIZE(a), &norm, &difference));
+    } else {
+        SP_CALL(status, sp_squared_error_f32((const float *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
+                                             (int64_t)PyArray_SIZE(a), &norm, &difference));
+    }
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(a); Py_DECREF(b);
     return Py_BuildValue("(dd)", norm, difference);
@@ -1743,7 +1764,7 @@ error:
     {"nm_compact", core_nm_compact, METH_VARARGS, "nm_compact(values, keep, n, m) -> (stored, positions)"},     \
     {"apply_mask", core_apply_mask, METH_VARARGS, "apply_mask(w, keep) -> w * keep + 0 (float32)"},     \
     {"mask_compact", core_mask_compact, METH_VARARGS, "mask_compact(values, keep, kept) -> values[keep]"},     \
-    {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2)"},     \
+    {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2); a float32, or uint16 bfloat16 bits"},     \
     {"nm_matmul", core_nm_matmul, METH_VARARGS, "nm_matmul(values, indices, rows, cols, n, m, x) -> W @ x"},        \
     {"nm_to_dense", core_nm_to_dense, METH_VARARGS, "nm_to_dense(values, indices, rows, cols, n, m) -> dense"},     \
     {"quantized_matmul", core_quantized_matmul, METH_VARARGS,                                                       \

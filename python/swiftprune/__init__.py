@@ -20,7 +20,7 @@ from .pruning import (
     random_mask,
     structured_mask,
 )
-from .calibrated_pruning import sparsegpt, wanda_mask
+from .calibrated_pruning import sparsegpt, sparsegpt_quantize, wanda_mask
 from .schedules import ConstantSparsity, GradualPruner, PolynomialDecay, PruningSchedule
 from .structured import prune_channels
 
@@ -62,6 +62,7 @@ __all__ = [
     "block_mask",
     "wanda_mask",
     "sparsegpt",
+    "sparsegpt_quantize",
     "ConstantSparsity",
     "PolynomialDecay",
     "PruningSchedule",

@@ -316,10 +316,11 @@ def _encode_quantized(q: QuantizedTensor) -> tuple[dict[str, np.ndarray], dict[s
 
 
 def _legacy_values(packed: np.ndarray, shape: tuple[int, ...], bits: int, symmetric: bool) -> np.ndarray:
-    """Values from files of swiftprune <= 0.1.0: 2..4 bits as nibbles, 5..8 bits one per byte."""
+    """Values from files of swiftprune <= 0.1.0: 2..4 bits as nibbles, 5..8 bits one per byte.
+    (Nibbles, two per byte, low first, are the 4-bit stream of :func:`unpack_bits`.)"""
     count = math.prod(shape)
     if bits <= 4:
-        return _core.unpack_nibbles(packed, count, symmetric).reshape(shape)
+        return unpack_bits(packed, count, 4, symmetric).reshape(shape)
     if packed.size != count:
         raise ValueError(f"{count} values need {count} bytes, got {packed.size}")
     return packed.view(np.int8 if symmetric else np.uint8).reshape(shape).copy()
@@ -378,7 +379,7 @@ _CHUNK = 1 << 20  # indices per step of the bit (un)packing: bounded temporary m
 
 def pack_indices(indices: np.ndarray, bits: int) -> np.ndarray:
     """Indices as a little-endian bit stream of ``bits`` bits each (1-D uint8,
-    ``ceil(size * bits / 8)`` bytes); 4-bit nibbles are packed by the Swift core."""
+    ``ceil(size * bits / 8)`` bytes); up to 8 bits are packed by the Swift core."""
     flat = np.ascontiguousarray(indices).reshape(-1)
     if bits <= 8:
         return pack_bits(flat.astype(np.uint8, copy=False), bits)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._methods import _bool, _int, _optional, _real
 from ._validation import check_fraction
-from .calibrated_pruning import sparsegpt, wanda_mask
+from .calibrated_pruning import sparsegpt, sparsegpt_quantize, wanda_mask
 from .calibration.arrays import LayerView
 from .registry import REQUIRED, Method, OptionError, register_method
 from .quantization import QuantizedTensor, gptq
@@ -48,6 +48,11 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
                          "use group_size: null, one scale per output channel)")
     q = gptq(view.to_matrix(w), view.statistics, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
              static_groups=static_groups, mse=mse, block_size=block_size)
+    return _in_tensor_layout(q, view, group_size)
+
+
+def _in_tensor_layout(q: QuantizedTensor, view: LayerView, group_size: Optional[int]) -> QuantizedTensor:
+    """A quantized ``(out, in)`` matrix of a layer as a QuantizedTensor of the layer's own weight shape."""
     values, scale, zero_point = q.values, q.scale, q.zero_point
     if view.layout == "torch":
         axis = 0
@@ -58,15 +63,25 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
         values = view.from_matrix(values)
         scale, zero_point = np.ascontiguousarray(scale.T), np.ascontiguousarray(zero_point.T)
         scale_shape = (1,) * (len(view.shape) - 1) + (view.shape[-1],) if group_size is None else scale.shape
-    return QuantizedTensor._trusted(values, scale.reshape(scale_shape), zero_point.reshape(scale_shape), bits=bits,
-                                    symmetric=symmetric, axis=axis, group_size=group_size, method="gptq")
+    return QuantizedTensor._trusted(values, scale.reshape(scale_shape), zero_point.reshape(scale_shape), bits=q.bits,
+                                    symmetric=q.symmetric, axis=axis, group_size=group_size, method=q.method)
 
 
 def sparsegpt_tensor(w: np.ndarray, *, calibration: LayerView, sparsity: Optional[float], n: Optional[int], m: int,
-                     block_size: int, damp: float) -> tuple[np.ndarray, np.ndarray]:
-    """SparseGPT of one weight tensor: ``(keep-mask, updated weights)`` in the tensor's shape."""
+                     block_size: int, damp: float, bits: Optional[int], group_size: Optional[int],
+                     symmetric: bool) -> tuple[np.ndarray, Any]:
+    """SparseGPT of one weight tensor: ``(keep-mask, updated weights)`` in the tensor's shape; with ``bits``, the
+    joint sparsification and quantization: ``(keep-mask, QuantizedTensor)`` (zeros where pruned)."""
     view = calibration
     nm = None if n is None else (n, m)
+    if bits is not None:
+        if group_size is not None and len(view.shape) != 2:
+            raise ValueError(f"group_size = {group_size} needs a 2-D weight, got shape {view.shape} (a conv kernel: "
+                             "use group_size: null, one scale per output channel)")
+        q = sparsegpt_quantize(view.to_matrix(w), view.statistics, None if nm else sparsity, nm=nm, bits=bits,
+                               group_size=group_size, symmetric=symmetric, block_size=block_size, damp=damp)
+        q = _in_tensor_layout(q, view, group_size)
+        return q.dequantize() != 0, q
     pruned = sparsegpt(view.to_matrix(w), view.statistics, None if nm else sparsity, nm=nm,
                        block_size=block_size, damp=damp)
     dense = view.from_matrix(pruned)
@@ -109,5 +124,8 @@ register_method(Method("prune", "sparsegpt", sparsegpt_tensor, {
     "m": (_int(2), 4),
     "block_size": (_int(1), 128),
     "damp": (_damp, 0.01),
+    "bits": (_optional(_int(2, 8)), None),  # joint quantization of the kept weights (SparseGPT section 3.5)
+    "group_size": (_optional(_int(1)), 128),
+    "symmetric": (_bool, True),
 }, check=_check_sparsegpt, calibrated=True))
 register_method(Method("prune", "wanda", wanda_tensor, {"sparsity": (check_fraction, REQUIRED)}, calibrated=True))

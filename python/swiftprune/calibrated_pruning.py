@@ -16,8 +16,9 @@ from numpy.typing import ArrayLike, NDArray
 from . import _core
 from ._validation import check_fraction, check_int, float_array
 from .calibration.hessian import HessianAccumulator
+from .quantization import QuantizedTensor, _check_bool
 
-__all__ = ["wanda_mask", "sparsegpt"]
+__all__ = ["wanda_mask", "sparsegpt", "sparsegpt_quantize"]
 
 
 def _check_float(name: str, value: Any) -> np.ndarray:
@@ -88,6 +89,35 @@ def wanda_mask(w: ArrayLike, x: ArrayLike, sparsity: float) -> NDArray[np.bool_]
     return _core.wanda_mask(w, x, sparsity)
 
 
+def _pattern(sparsity: Optional[float], nm: Optional[Tuple[int, int]], block_size: int,
+             damp: float) -> tuple[float, int, int, int, float]:
+    """Validated ``(sparsity, n, m, block_size, damp)`` of a SparseGPT call (``n = m = 0``: unstructured)."""
+    n = m = 0
+    if nm is not None:
+        if isinstance(nm, (str, bytes)) or not hasattr(nm, "__len__") or len(nm) != 2:
+            raise TypeError(f"nm must be a pair (n, m), got {nm!r}")
+        n = check_int("nm[0]", nm[0])
+        m = check_int("nm[1]", nm[1], minimum=2)
+        if not 1 <= n < m:
+            raise ValueError(f"nm = {tuple(nm)!r} must satisfy 1 <= n < m")
+        if sparsity is not None:
+            sparsity = check_fraction("sparsity", sparsity)
+            if abs(sparsity - (1 - n / m)) > 1e-6:
+                raise ValueError(f"sparsity = {sparsity} does not match nm = ({n}, {m}), which prunes "
+                                 f"1 - n/m = {1 - n / m:g}; pass sparsity=None")
+        sparsity = 1 - n / m
+    elif sparsity is None:
+        raise ValueError("give sparsity (unstructured) or nm=(n, m)")
+    sparsity = check_fraction("sparsity", sparsity)
+    block_size = check_int("block_size", block_size, minimum=1)
+    if isinstance(damp, (bool, np.bool_)) or not isinstance(damp, (int, float, np.floating, np.integer)):
+        raise TypeError(f"damp must be a real number, got {damp!r}")
+    damp = float(damp)
+    if not (damp >= 0 and np.isfinite(damp)):
+        raise ValueError(f"damp must be >= 0 and finite, got {damp!r}")
+    return sparsity, n, m, block_size, damp
+
+
 def sparsegpt(
     w: ArrayLike,
     x: ArrayLike,
@@ -146,29 +176,7 @@ def sparsegpt(
         bad ``nm``/``block_size``/``damp``, NaN/Inf, or a Hessian that is
         not positive definite (raise ``damp``).
     """
-    n = m = 0
-    if nm is not None:
-        if isinstance(nm, (str, bytes)) or not hasattr(nm, "__len__") or len(nm) != 2:
-            raise TypeError(f"nm must be a pair (n, m), got {nm!r}")
-        n = check_int("nm[0]", nm[0])
-        m = check_int("nm[1]", nm[1], minimum=2)
-        if not 1 <= n < m:
-            raise ValueError(f"nm = {tuple(nm)!r} must satisfy 1 <= n < m")
-        if sparsity is not None:
-            sparsity = check_fraction("sparsity", sparsity)
-            if abs(sparsity - (1 - n / m)) > 1e-6:
-                raise ValueError(f"sparsity = {sparsity} does not match nm = ({n}, {m}), which prunes "
-                                 f"1 - n/m = {1 - n / m:g}; pass sparsity=None")
-        sparsity = 1 - n / m
-    elif sparsity is None:
-        raise ValueError("give sparsity (unstructured) or nm=(n, m)")
-    sparsity = check_fraction("sparsity", sparsity)
-    block_size = check_int("block_size", block_size, minimum=1)
-    if isinstance(damp, (bool, np.bool_)) or not isinstance(damp, (int, float, np.floating, np.integer)):
-        raise TypeError(f"damp must be a real number, got {damp!r}")
-    damp = float(damp)
-    if not (damp >= 0 and np.isfinite(damp)):
-        raise ValueError(f"damp must be >= 0 and finite, got {damp!r}")
+    sparsity, n, m, block_size, damp = _pattern(sparsity, nm, block_size, damp)
     if isinstance(x, HessianAccumulator):
         w = _check_accumulated(w, x)
         if m and w.shape[1] % m:
@@ -189,3 +197,84 @@ def sparsegpt(
         raise ValueError(f"block_size = {block_size} must be a multiple of m = {m}")
     out = _core.sparsegpt(w, x, sparsity, n, m, block_size, damp)
     return out.astype(np.float32, copy=False)
+
+
+def sparsegpt_quantize(
+    w: ArrayLike,
+    x: Any,
+    sparsity: Optional[float] = None,
+    nm: Optional[Tuple[int, int]] = None,
+    bits: int = 4,
+    group_size: Optional[int] = 128,
+    *,
+    symmetric: bool = True,
+    block_size: int = 128,
+    damp: float = 0.01,
+) -> QuantizedTensor:
+    """SparseGPT's joint sparsification and quantization, in one pass.
+
+    Frantar and Alistarh (2023), section 3.5: :func:`sparsegpt`'s column
+    loop, where each kept weight is also quantized when its column is
+    reached, and its rounding error is compensated by the later columns
+    together with the pruning error. Pruned weights are stored as the zero
+    point (value 0), so the result's :meth:`~QuantizedTensor.dequantize` is
+    exactly zero where pruned. Scales are symmetric or affine min–max, one
+    per output row (``group_size=None``, taken from the weights before the
+    loop, as the paper's code) or per group of ``group_size`` input columns
+    (taken from the updated weights when the group is reached, as
+    :func:`~swiftprune.gptq`). Runs in float32, as :func:`sparsegpt`.
+
+    Parameters
+    ----------
+    w : array_like of float, shape (out, in)
+    x : array_like of float, shape (samples, in), or HessianAccumulator
+    sparsity, nm, block_size, damp
+        As :func:`sparsegpt`. ``block_size`` is rounded down to a multiple of
+        ``group_size`` (at least one group).
+    bits : int in 2..8
+    group_size : int or None
+        Must divide ``in``; with ``nm``, a multiple of ``m``.
+    symmetric : bool
+        As :func:`~swiftprune.quantize`.
+
+    Returns
+    -------
+    QuantizedTensor
+        ``axis=0``, ``group_size`` as given (the layout of ``quantize(w,
+        bits, axis=0, group_size=group_size)``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`sparsegpt`, plus bits outside 2..8 or a ``group_size`` that
+        does not divide ``in``.
+    """
+    sparsity, n, m, block_size, damp = _pattern(sparsity, nm, block_size, damp)
+    bits = check_int("bits", bits, minimum=2)
+    if bits > 8:
+        raise ValueError(f"bits must be in 2..8, got {bits}")
+    group = 0 if group_size is None else check_int("group_size", group_size, minimum=1)
+    symmetric = _check_bool("symmetric", symmetric)
+    if isinstance(x, HessianAccumulator):
+        w = _check_accumulated(w, x)
+        name = x.name
+        hessian = x.hessian_
+    else:
+        w, x = _check_layer(w, x)
+        if x.shape[0] == 0 and w.shape[1] > 0:
+            raise ValueError("x needs at least one calibration sample")
+        name = None
+        hessian = HessianAccumulator(x.shape[1], name="x").update(x.astype(np.float32, copy=False)).hessian_
+    if group and w.shape[1] % group:
+        raise ValueError(f"group_size = {group} does not divide the {w.shape[1]} input columns")
+    if m and w.shape[1] % m:
+        raise ValueError(f"w has {w.shape[1]} input columns, not a multiple of m = {m}")
+    if not m:
+        block_size = min(block_size, max(w.shape[1], 1))  # wider blocks change nothing
+    try:
+        values, scale, zero_point = _core.sparsegpt_quant_hessian(w, hessian, sparsity, n, m, block_size, damp, bits,
+                                                                  symmetric, group)
+    except ValueError as error:
+        raise ValueError(f"layer {name!r}: {error}" if name else str(error)) from None
+    return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=0,
+                                    group_size=group_size, method="sparsegpt")

@@ -93,13 +93,24 @@ def _check_mask(stage: Stage, name: str, mask: Any, shape: tuple[int, ...]) -> n
 def _finish(stage: Stage, track: Track, output: Any) -> None:
     """Folds one method output into the track."""
     if stage.stage == "prune":
-        updated = None
+        updated = encoded = None
         if isinstance(output, tuple) and len(output) == 2:  # (mask, updated weights): SparseGPT
             output, updated = output
+            if not isinstance(updated, np.ndarray) and hasattr(updated, "dequantize"):
+                encoded, updated = updated, None  # (mask, quantized weights): SparseGPT with bits
         mask = _check_mask(stage, track.name, output, track.original.shape)
         if track.mask is not None:
             mask = mask & track.mask
         track.mask = mask
+        if encoded is not None:
+            dense = np.asarray(codec_for(encoded).dense(encoded), dtype=np.float32).reshape(track.original.shape)
+            if np.logical_and(dense, ~mask).any():  # (an earlier prune stage's zeros moved: keep its mask)
+                dense = np.where(mask, dense, _ZERO)
+                track.keep_mask = mask
+            track.dense = dense
+            track.form = encoded
+            track.labels.append(stage.label)
+            return
         if updated is not None:
             updated = np.asarray(updated, dtype=np.float32).reshape(track.original.shape)
             if not np.isfinite(updated).all():

@@ -336,7 +336,7 @@ def _group_matrix(shape: tuple[int, ...], a: int, group_size: int) -> tuple[int,
 
 def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optional[int] = None,
              group_size: Optional[int] = None, method: str = "minmax",
-             percentile: float = 99.99) -> QuantizedTensor:
+             percentile: float = 99.99, out: Optional[NDArray[Any]] = None) -> QuantizedTensor:
     """Quantize ``w`` to ``bits``-bit integers with per-tensor, per-channel or
     per-group scales.
 
@@ -368,6 +368,13 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
         reconstruction MSE, never worse than minmax.
     percentile : float in [0, 100]
         Used by ``method="percentile"``.
+    out : ndarray, optional
+        A C-contiguous, writeable ``int8`` (symmetric) or ``uint8`` (affine)
+        array of ``w``'s shape, not sharing memory with ``w``, that receives
+        the integers and becomes the result's ``.values`` (as NumPy's
+        ``out=``). It saves the allocation: a fresh large array's pages are
+        zeroed by the kernel on first touch, which costs as much as the
+        quantization itself (see the README's benchmarks).
 
     Returns
     -------
@@ -380,7 +387,9 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
     ValueError
         ``bits`` outside 2..8, ``axis`` out of range, ``group_size`` without an
         axis / not dividing / with a middle channel axis on a conv kernel, unknown ``method``,
-        ``percentile`` outside [0, 100], NaN or Inf in ``w``.
+        ``percentile`` outside [0, 100], NaN or Inf in ``w``, an ``out`` of
+        another shape, not C-contiguous, read-only or sharing memory with ``w``
+        (of another dtype: ``TypeError``).
 
     Examples
     --------
@@ -406,14 +415,24 @@ def quantize(w: ArrayLike, bits: int = 8, *, symmetric: bool = True, axis: Optio
         # A conv kernel: quantize its (channel, input-channel x kernel) matrix view.
         scale_shape = _core_scale_shape(w.shape, axis, group)
         rows, columns, matrix_axis = _group_matrix(w.shape, axis % w.ndim, group)
+        target = None if out is None else _out_view(out, w.shape, (rows, columns))
         values, scale, zero_point = _core.quantize(np.reshape(w, (rows, columns)), bits, symmetric, matrix_axis,
-                                                   group, _METHODS[method], percentile)
-        return QuantizedTensor._trusted(values.reshape(w.shape), scale.reshape(scale_shape),
+                                                   group, _METHODS[method], percentile, target)
+        return QuantizedTensor._trusted(values.reshape(w.shape) if out is None else out, scale.reshape(scale_shape),
                                         zero_point.reshape(scale_shape), bits=bits, symmetric=symmetric,
                                         axis=axis, group_size=group_size, method=method)
-    values, scale, zero_point = _core.quantize(w, bits, symmetric, axis, group, _METHODS[method], percentile)
+    values, scale, zero_point = _core.quantize(w, bits, symmetric, axis, group, _METHODS[method], percentile, out)
     return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=axis,
                            group_size=group_size, method=method)
+
+
+def _out_view(out: Any, shape: tuple[int, ...], matrix: tuple[int, int]) -> Any:
+    """``out`` (checked to have ``shape`` and be C-contiguous) as the ``matrix`` view the core fills."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy int8/uint8 array, got {type(out).__name__}")
+    if out.shape != shape or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a writeable C-contiguous array of w's shape {shape}, got {out.shape}")
+    return out.reshape(matrix)
 
 
 def cast(w: ArrayLike, dtype: str) -> NDArray[Any]:
@@ -496,9 +515,12 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
     rounding error is spread over the columns not yet quantized through the
     inverse Hessian ``H = xᵀx / samples``, so the layer output ``w @ x.T``
     moves much less than with round-to-nearest at the same bits and groups
-    (Frantar et al., 2022). Runs in Swift in float64: Hessian, Cholesky of the
-    (reversed) Hessian and its triangular inverse (the upper Cholesky factor
-    of ``H⁻¹``), blocks of 128 columns with lazy updates.
+    (Frantar et al., 2022). Runs in Swift in float32, as the paper's code:
+    the Hessian's products (summed in float64), the Cholesky factor of the
+    (reversed) damped Hessian and its triangular inverse (the upper Cholesky
+    factor of ``H⁻¹``; float64 only if float32 cannot factor it), blocks of
+    ``block_size`` columns with rank-1 updates inside a block and one SGEMM
+    for the columns after it. ``w`` is rounded to float32 first.
 
     Parameters
     ----------
@@ -576,13 +598,10 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
             raise ValueError(f"gptq needs w of shape (out, in) and x of shape (samples, in), got {w.shape} and {x.shape}")
         if w.shape[1] != x.shape[1]:
             raise ValueError(f"w has {w.shape[1]} input columns but x has {x.shape[1]} features")
-        if not (act_order or static_groups or mse or block_size != 128):
-            values, scale, zero_point = _core.gptq(w, x, bits, symmetric, group, damp)
-            return QuantizedTensor._trusted(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=0,
-                                            group_size=group_size, method="gptq")
         if x.shape[0] == 0 and w.shape[1] > 0:
             raise ValueError("x needs at least one calibration sample")
-        hessian, name = HessianAccumulator(x.shape[1], name="x").update(x).hessian_, None
+        # float32 products, as the paper's code (and float64 inputs give the same result as float32 ones).
+        hessian, name = HessianAccumulator(x.shape[1], name="x").update(x.astype(np.float32, copy=False)).hessian_, None
     if group and w.shape[1] % group:
         raise ValueError(f"group_size = {group} does not divide the {w.shape[1]} input columns")
     block_size = min(block_size, max(w.shape[1], 1))  # wider blocks change nothing

@@ -35,13 +35,15 @@ _WIDEN_CHUNK = 1 << 20  # entries of a float16/bfloat16 original widened per ste
 def relative_error_chunked(original: np.ndarray, approximation: np.ndarray, chunk: int = 1 << 16) -> float:
     """||original - approximation||_F / ||original||_F with float64 sums, as
     :func:`~swiftprune.relative_error` computes it, in bounded memory: float32
-    pairs (and float16/bfloat16 originals, widened exactly a chunk at a time)
-    in one pass of the Swift core; float64 ones chunk by chunk through a small
+    pairs, bfloat16 originals (their bit patterns) and float16 ones (widened
+    exactly a chunk at a time) in one pass of the Swift core; float64 ones chunk by chunk through a small
     float64 buffer (no BLAS call: OpenBLAS's threaded ``ddot`` is slow on a
     busy machine). 0 for two zero tensors, inf when only the original is zero."""
     a = np.asarray(original).reshape(-1)
     b = np.asarray(approximation).reshape(-1)
-    if b.dtype == np.float32 and (a.dtype in (np.float32, np.float16) or str(a.dtype) == "bfloat16"):
+    if b.dtype == np.float32 and str(a.dtype) == "bfloat16":
+        norm, difference = _core.squared_error(a.view(np.uint16), b)  # bit patterns, widened in Swift
+    elif b.dtype == np.float32 and a.dtype in (np.float32, np.float16):
         norm = difference = 0.0
         step = a.size if a.dtype == np.float32 else _WIDEN_CHUNK
         for start in range(0, a.size, max(step, 1)):

@@ -108,3 +108,68 @@ def reference_smoothquant(w, x, alpha):
     """SmoothQuant's smoothing factors: max|X_j|^α / max|W_:j|^(1−α)."""
     s = np.abs(np.asarray(x, np.float64)).max(axis=0) ** alpha / np.abs(np.asarray(w, np.float64)).max(axis=0) ** (1 - alpha)
     return np.maximum(s, 1e-5)
+
+
+def reference_sparsegpt_quantize(w, hessian, bits, group_size, sparsity=None, nm=None, damp=0.01, symmetric=True,
+                                 block_size=128):
+    """SparseGPT's joint sparsification and quantization (Frantar and Alistarh,
+    2023, section 3.5; sparsegpt.py ``fasterprune`` with a quantizer), float64,
+    column by column without lazy batching.
+
+    The mask: unstructured, chosen at the start of each block of
+    ``block_size`` columns (rounded down to a multiple of the group) over all
+    rows jointly, the smallest ``w² / U_ii²`` (``round(s·rows·end) -
+    round(s·rows·start)`` of them, the lower row-major index first among
+    ties); n:m, per row when each group of m columns starts, the ``m - n``
+    smallest (the lower index kept among ties). Scales: per row from the
+    weights before the loop (no groups), or per group from the current
+    weights when the group starts. A pruned weight is stored as the zero
+    point; each column's error ``(w - dequantized) / U_ii`` is spread over
+    the later columns. Returns (values, scales, zeros).
+    """
+    W = np.array(w, dtype=np.float64)
+    H = np.array(hessian, dtype=np.float64)
+    rows, cols = W.shape
+    dead = np.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    g = group_size or cols
+    n_groups = cols // g
+    scales = np.ones((rows, n_groups), np.float32)
+    zeros = np.zeros((rows, n_groups), np.int64)
+    if group_size is None:
+        scales[:, 0], zeros[:, 0] = reference_group_params(W, bits, symmetric)
+    H += damp * np.mean(np.diag(H)) * np.eye(cols)
+    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    d = np.diag(U)
+    block = g * (block_size // g) if group_size is not None and g < block_size else (g if group_size else block_size)
+    block = min(block, cols)
+    Q = np.zeros((rows, cols), np.int64)
+    keep = np.ones((rows, cols), bool)
+    for i1 in range(0, cols, block):
+        i2 = min(cols, i1 + block)
+        if nm is None:
+            scores = (W[:, i1:i2] ** 2 / d[i1:i2] ** 2).ravel()
+            k = int(round(sparsity * rows * i2)) - int(round(sparsity * rows * i1))
+            pruned = np.argsort(scores, kind="stable")[:k]
+            block_keep = np.ones(scores.size, bool)
+            block_keep[pruned] = False
+            keep[:, i1:i2] = block_keep.reshape(rows, i2 - i1)
+        for i in range(i1, i2):
+            if nm is not None and i % nm[1] == 0:
+                n, m = nm
+                scores = W[:, i:i + m] ** 2 / d[i:i + m] ** 2
+                # descending score, the lower index first among ties: keep the first n
+                order = np.argsort(-scores, axis=1, kind="stable")
+                keep[:, i:i + m] = False
+                np.put_along_axis(keep[:, i:i + m], order[:, :n], True, axis=1)
+            j = i // g
+            if group_size is not None and i % g == 0:
+                scales[:, j], zeros[:, j] = reference_group_params(W[:, i:i + g], bits, symmetric)
+            q, deq = _quantize_column(W[:, i], scales[:, j], zeros[:, j], bits, symmetric)
+            q = np.where(keep[:, i], q, zeros[:, j])
+            deq = np.where(keep[:, i], deq, 0.0)
+            Q[:, i] = q
+            err = (W[:, i] - deq) / U[i, i]
+            W[:, i:] -= np.outer(err, U[i, i:])
+    return Q, scales, zeros

@@ -87,9 +87,10 @@ def test_gptq_options_match_float64_reference(act_order, static_groups, mse, sym
     values, scales, zeros = reference_gptq_hessian(w, acc.hessian_, 4, group, 0.01, symmetric, act_order,
                                                    static_groups, 100 if mse else 0)
     diff = np.abs(q.values.astype(np.int64) - values)
-    # Lazy batching and the blocked inverse change the order of sums: rare +-1 flips only.
+    # float32 (the paper's precision), lazy batching and the blocked inverse change the order of sums:
+    # rare +-1 flips only, and scales equal to float32 rounding.
     assert diff.max() <= 1 and np.mean(diff != 0) < 0.01
-    assert np.mean(np.abs(q.scale - scales) > 1e-6 * np.abs(scales)) < 0.02
+    assert np.mean(np.abs(q.scale - scales) > 1e-5 * np.abs(scales)) < 0.02
 
 
 def test_act_order_and_mse_lower_the_output_error():

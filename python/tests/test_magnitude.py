@@ -134,3 +134,34 @@ def test_two_python_threads_run_concurrently():
     assert not errors
     for i in range(4):
         np.testing.assert_array_equal(results[i], expected[i])
+
+
+_WRITER_SCRIPT = """
+import sys
+import numpy as np
+import swiftprune as sp
+sys.path.insert(0, sys.argv[1])
+from _reference_pruning_core import reference_magnitude_mask
+rng = np.random.default_rng(3)
+gauss = rng.standard_normal(400_007)  # sampled: a bracket of ~28k keys, bucketed.astype(np.float32)
+coarse = (rng.integers(-40, 41, size=100_003) / 8).astype(np.float32)  # ties at every threshold
+for w in (gauss, coarse, gauss[:50_003].astype(np.float64)):
+    for sparsity in (0.0001, 0.3, 0.5, 0.9, 0.9999):
+        assert np.array_equal(sp.magnitude_mask(w, sparsity), reference_magnitude_mask(w, sparsity)), sparsity
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("writer", ["sampled", "two-pass", "three-pass"])
+def test_each_forced_writer_against_reference(writer):
+    # Each of the three mask writers (the size normally picks one) on float32/float64,
+    # Gaussian and heavily tied data, lengths not a multiple of the vector width.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, SWIFTPRUNE_MASK_WRITER=writer)
+    run = subprocess.run([sys.executable, "-c", _WRITER_SCRIPT, str(Path(__file__).parent)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

@@ -457,3 +457,42 @@ def test_thread_counts_and_python_threads_agree():
     assert not errors
     for i in range(4):
         np.testing.assert_array_equal(results[i], expected[i])
+
+
+# --- quantize(..., out=) ------------------------------------------------------
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("shape,axis,group_size", [((33, 70), 0, None), ((33, 70), -1, None), ((6, 4, 3, 8), -1, 24),
+                                                   ((40,), None, None)])
+def test_out_receives_the_same_integers(symmetric, shape, axis, group_size):
+    w = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    fresh = sp.quantize(w, 8, symmetric=symmetric, axis=axis, group_size=group_size)
+    out = np.full(shape, 99, np.int8 if symmetric else np.uint8)
+    q = sp.quantize(w, 8, symmetric=symmetric, axis=axis, group_size=group_size, out=out)
+    assert q.values is out
+    np.testing.assert_array_equal(out, fresh.values)
+    np.testing.assert_array_equal(q.scale, fresh.scale)
+    np.testing.assert_array_equal(q.zero_point, fresh.zero_point)
+
+
+def test_out_is_checked():
+    w = np.random.default_rng(9).standard_normal((8, 16)).astype(np.float32)
+    with pytest.raises(TypeError, match="int8"):
+        sp.quantize(w, 8, axis=0, out=np.empty((8, 16), np.uint8))  # symmetric needs int8
+    with pytest.raises(TypeError, match="uint8"):
+        sp.quantize(w, 8, symmetric=False, axis=0, out=np.empty((8, 16), np.int8))
+    with pytest.raises(ValueError, match="shape"):
+        sp.quantize(w, 8, axis=0, out=np.empty((16, 8), np.int8))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        sp.quantize(w, 8, axis=0, out=np.empty((16, 8), np.int8).T)
+    readonly = np.empty((8, 16), np.int8)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        sp.quantize(w, 8, axis=0, out=readonly)
+    # An int8 view of w's own memory: refused, w is left as it was.
+    buffer = np.random.default_rng(10).standard_normal(8 * 16).astype(np.float32)
+    before = buffer.copy()
+    alias = buffer.view(np.int8)[: 8 * 16].reshape(8, 16)
+    with pytest.raises(ValueError, match="share memory"):
+        sp.quantize(buffer.reshape(8, 16), 8, axis=0, out=alias)
+    np.testing.assert_array_equal(buffer, before)

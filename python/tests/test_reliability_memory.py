@@ -66,7 +66,15 @@ SCENARIOS = {
         w = np.zeros((20_000, 20_000), np.float32)
         x = np.zeros((4, 20_000), np.float32)
         limit(2200 << 20)                          # room for the float32 output (1.6 GB), not more
-        call = lambda: sp.sparsegpt(w, x, 0.5)     # float64 working copy (3.2 GB)
+        call = lambda: sp.sparsegpt(w, x, 0.5)     # the Hessian (3.2 GB) and working copies
+    """,
+    # GPTQ and SparseGPT (also joint) share one column loop and its allocations.
+    "gptq": """
+        w = np.zeros((8_192, 4_096), np.float32)
+        acc = sp.calibration.HessianAccumulator(4_096).update(np.ones((4, 4_096), np.float32))
+        acc.hessian_
+        limit(160 << 20)                           # room for the int8 output (32 MB), not for the
+        call = lambda: sp.gptq(w, acc, 4, 128)     # float32 working copy (128 MB) and factor (2 x 64 MB)
     """,
     "svd": """
         w = np.zeros((200_000, 2_000), np.float32)

@@ -88,6 +88,11 @@ def test_relative_error_matches_float64_numpy(size):
     half = a.astype(np.float16)
     expected = np.linalg.norm(half.astype(np.float64) - b) / np.linalg.norm(half.astype(np.float64))
     assert relative_error_chunked(half, b) == pytest.approx(expected, rel=1e-12)
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    brain = a.astype(ml_dtypes.bfloat16)
+    wide = brain.astype(np.float64)  # exact
+    expected = np.linalg.norm(wide - b) / np.linalg.norm(wide)
+    assert relative_error_chunked(brain, b) == pytest.approx(expected, rel=1e-12)
 
 
 def test_relative_error_edge_cases():

@@ -223,6 +223,28 @@ sp_status sp_hessian_accumulate_f64(const double *x, int64_t samples, int64_t fe
  */
 sp_status sp_sparsegpt_hessian_f64(const double *w, int64_t rows, int64_t columns, double *h, double sparsity,
                                    int64_t n, int64_t m, int64_t block_size, double damp, double *w_out);
+/** As sp_sparsegpt_hessian_f64 for float32 w and w_out; h is only read (never written). SparseGPT runs in
+ * float32 whatever the entry (the factorization falls back to float64 only when float32 cannot factor h).
+ * SP_ERR_VALUE also for block_size above 65536. */
+sp_status sp_sparsegpt_hessian_f32(const float *w, int64_t rows, int64_t columns, const double *h, double sparsity,
+                                   int64_t n, int64_t m, int64_t block_size, double damp, float *w_out);
+
+/**
+ * SparseGPT's joint sparsification and quantization: as
+ * sp_sparsegpt_hessian_f32 (pattern by sparsity or n:m, block_size, damp; h
+ * only read), and inside the column loop each kept weight is quantized to
+ * `bits` (2..8, symmetric or affine) with one scale per row (group_size 0)
+ * or per group of group_size columns (the scales of a group from the weights
+ * updated so far when the group is reached); its rounding error is
+ * compensated with the pruning error. Pruned weights are stored as the zero
+ * point. Outputs as sp_quant_gptq_hessian_f32 (values rows*columns bytes,
+ * n_scales scales and zero points).
+ * SP_ERR_VALUE: as sp_sparsegpt_hessian_f32 and sp_quant_gptq_hessian_f32.
+ */
+sp_status sp_sparsegpt_quant_hessian_f32(const float *w, int64_t rows, int64_t columns, const double *h,
+                                         double sparsity, int64_t n, int64_t m, int64_t block_size, double damp,
+                                         int64_t bits, bool symmetric, int64_t group_size,
+                                         void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
 
 /* ---- quantization ------------------------------------------------------ */
 
@@ -282,14 +304,9 @@ sp_status sp_quant_dequantize(const void *values, bool symmetric, const int64_t 
                               bool has_axis, int64_t axis, int64_t group_size,
                               const float *scale, const void *zero_point, int64_t n_scales, float *out);
 
-/** Packs the low nibbles of n bytes two per byte, low nibble first:
- *  packed_out holds n/2 + n%2 bytes (the last high nibble is 0 for odd n). */
-sp_status sp_quant_pack_nibbles(const uint8_t *values, int64_t n, uint8_t *packed_out);
-/** Unpacks n values from n/2 + n%2 bytes; is_signed sign-extends each nibble (int8 out). */
-sp_status sp_quant_unpack_nibbles(const uint8_t *packed, int64_t n, bool is_signed, uint8_t *values_out);
 /** Packs the low `bits` (1..8) bits of n bytes as a little-endian bit stream (value i at bits
  *  [i*bits, (i+1)*bits), bit 0 = lowest bit of byte 0): packed_out holds (n*bits + 7)/8 bytes,
- *  unused high bits of the last one zero. bits = 4 gives the nibble layout above. */
+ *  unused high bits of the last one zero. bits = 4 gives two values per byte, low nibble first. */
 sp_status sp_quant_pack_bits(const uint8_t *values, int64_t n, int32_t bits, uint8_t *packed_out);
 /** Unpacks n values of `bits` bits from (n*bits + 7)/8 bytes; is_signed sign-extends each (int8 out). */
 sp_status sp_quant_unpack_bits(const uint8_t *packed, int64_t n, int32_t bits, bool is_signed, uint8_t *values_out);
@@ -337,6 +354,20 @@ sp_status sp_quant_gptq_f64(const double *w, int64_t rows, int64_t cols, const d
  * 0..10000, NaN/Inf in h.
  */
 sp_status sp_quant_gptq_hessian_f64(const double *w, int64_t rows, int64_t cols, double *h, int64_t bits,
+                                    bool symmetric, int64_t group_size, double damp, int64_t block_size,
+                                    bool act_order, bool static_groups, int64_t mse_grid,
+                                    void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
+
+/**
+ * As sp_quant_gptq_hessian_f64 for float32 weights, and h (cols x cols,
+ * float64) only read, never written. The whole algorithm runs in float32 as
+ * the paper's code (the factorization falls back to float64 when float32
+ * cannot factor the damped Hessian); the f64 entries round w to float32 too.
+ * SP_ERR_VALUE: as sp_quant_gptq_hessian_f64, plus block_size above 65536.
+ * SP_ERR_MEMORY: the working copies (about 4 * (rows * cols + 3 * cols * cols)
+ * bytes) cannot be allocated, or cols > 32768.
+ */
+sp_status sp_quant_gptq_hessian_f32(const float *w, int64_t rows, int64_t cols, const double *h, int64_t bits,
                                     bool symmetric, int64_t group_size, double damp, int64_t block_size,
                                     bool act_order, bool static_groups, int64_t mse_grid,
                                     void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
@@ -473,6 +504,9 @@ sp_status sp_matmul_f32(const float *a, bool a_transposed, const float *b, bool 
  * SP_ERR_VALUE: n < 0, NULL pointers (a, b may be NULL when n == 0).
  */
 sp_status sp_squared_error_f32(const float *a, const float *b, int64_t n, double *norm_out, double *difference_out);
+/** As sp_squared_error_f32 with a given as bfloat16 bit patterns (widened exactly). */
+sp_status sp_squared_error_bf16_f32(const uint16_t *a, const float *b, int64_t n, double *norm_out,
+                                    double *difference_out);
 
 /*
  * Sparse and quantized layers. A weight matrix W has shape (rows, cols) =

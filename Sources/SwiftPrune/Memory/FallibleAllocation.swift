@@ -102,6 +102,15 @@ public final class ScratchArray<Element: BitwiseCopyable>: @unchecked Sendable {
         count += 1
     }
 
+    /// Appends all of `values` (one capacity check and one copy); on a refused
+    /// reallocation sets ``failed`` instead and appends nothing.
+    public func append(contentsOf values: UnsafeBufferPointer<Element>) {
+        guard let source = values.baseAddress, values.count > 0 else { return }
+        while count + values.count > capacity { if !grow() { return } }
+        (base + count).update(from: source, count: values.count)
+        count += values.count
+    }
+
     /// Empties the array, keeping its room.
     public func removeAll() { count = 0 }
 

@@ -18,21 +18,18 @@ enum MagnitudeMaskWriter: String, CaseIterable, Sendable {
     /// The one place that decides which writer runs for `count` entries in
     /// `segments` tensors (one for per-tensor pruning, several for global).
     ///
-    /// From `benchmarks/mask_writers.py` (each writer forced in turn, rounds
-    /// interleaved, medians of best-of-3; README, "Which mask writer runs"),
-    /// CPU time per call for one tensor: the three-pass writer is fastest up
-    /// to 2^23 entries at one and two threads (2^23: 11.1 ms against 12.0
-    /// two-pass and 16.2 sampled at one thread; 13.6 against 15.5 and 15.2 at
-    /// two); the one-pass sampled writer from 2^25 (two threads: 51.6 ms
-    /// against 67.7 two-pass and 80.3 three-pass; one thread: a tie with
-    /// two-pass, 48.9 against 46.7, and 84 against 101 at 2^26). Two-pass led
-    /// only at one thread near 2^24 (21.3 ms against 22.9), not by enough to
-    /// be worth a third range. 20 tensors (global pruning) ranked them alike
-    /// within ±7%, so only the size decides. `SWIFTPRUNE_MASK_WRITER`
-    /// (`three-pass`, `two-pass`, `sampled`) forces one, for such measurements.
+    /// Measured on a 2-vCPU AMD EPYC (Zen 3) VM, one float32 Gaussian tensor at
+    /// 50%, each writer forced in turn (`SWIFTPRUNE_MASK_WRITER`), CPU time per
+    /// call at one thread: 2^20 entries: three-pass 1.34 ms, sampled 1.94,
+    /// two-pass 1.66; 2^22: 6.17, 5.26, 6.28; 10^7: 14.6, 9.5 (14.9 two-pass);
+    /// 10^8: sampled 90 ms (156 before its pass was vectorized and its sample
+    /// read with independent loads). The one-pass sampled writer wins from
+    /// 2^22 entries; below, its sample and bracket cost more than the third
+    /// pass saves. An earlier run (benchmarks/mask_writers.py) ranked global
+    /// pruning of 20 tensors like one tensor, so only the size decides.
     static func chosen(count: Int, segments: Int) -> MagnitudeMaskWriter {
         if let forced = forced { return forced }
-        return count >= 1 << 25 ? .sampled : .threePass
+        return count >= 1 << 22 ? .sampled : .threePass
     }
 
     /// The writer named by `SWIFTPRUNE_MASK_WRITER`, read once; nil when unset or unknown.

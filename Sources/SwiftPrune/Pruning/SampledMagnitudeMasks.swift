@@ -27,16 +27,27 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     // Sample and bracket.
     // Stratified: one random position in each of `sampleCount` equal strata, read in
     // increasing order while walking the segments (no search, prefetch-friendly).
-    let sampleCount = min(1 << 18, total / 16)
+    // Fewer samples for smaller inputs: the sample's cost grows with its size and
+    // the bracket's (≈ 4 / √samples of the data) shrinks with it; total / 256 balances
+    // both from 2^20 to 2^26 entries (benchmarks/cases/peers.py, magnitude rows).
+    let sampleCount = min(1 << 18, max(1 << 12, total / 256), total / 16)
     var generator = Xoshiro256StarStar(seed: 0x5EED_5A3F_1E5E_1EC7)
     let sample = try FallibleAllocation.allocate(UInt64.self, count: sampleCount, "the magnitude sample")
     defer { FallibleAllocation.free(sample) }
-    var segment = 0
+    // Positions first, then a tight loop of independent loads: many cache misses
+    // in flight at once, instead of one per random-number step.
     for s in 0 ..< sampleCount {
         let lower = partitionRange(total, parts: sampleCount, index: s)
-        let position = lower.lowerBound + Int(generator.uniform(below: UInt64(lower.count)))
-        while data.offsets[segment + 1] <= position { segment += 1 }
-        sample[s] = UInt64(data.segments[segment][position - data.offsets[segment]].magnitudeKey)
+        sample[s] = UInt64(lower.lowerBound) + generator.uniform(below: UInt64(lower.count))
+    }
+    var s = 0
+    for (segment, values) in data.segments.enumerated() {
+        let end = data.offsets[segment + 1], offset = UInt64(data.offsets[segment])
+        guard let base = values.baseAddress else { continue }
+        while s < sampleCount && sample[s] < UInt64(end) {
+            sample[s] = UInt64(base[Int(truncatingIfNeeded: sample[s] &- offset)].magnitudeKey)
+            s &+= 1
+        }
     }
     let center = Double(k) / Double(total) * Double(sampleCount)
     let spread = 2 * Double(sampleCount).squareRoot() + 16  // 4σ of the sample rank (σ <= √n / 2)
@@ -70,44 +81,31 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
                             data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) {
                                 pieces.append(($0, $1))
                             }
-                            let span = hiKey &- loKey
-                            let chunk = 2048
-                            let flags = UnsafeMutablePointer<UInt8>.allocate(capacity: chunk)
-                            defer { flags.deallocate() }
+                            // Hits of one chunk: offsets, then keys and mask addresses, appended in bulk.
+                            let chunk = 8192
+                            let hits = UnsafeMutablePointer<UInt32>.allocate(capacity: chunk)
+                            let hitKeys = UnsafeMutablePointer<UInt64>.allocate(capacity: chunk)
+                            let hitPlaces = UnsafeMutablePointer<UnsafeMutablePointer<Bool>>.allocate(capacity: chunk)
+                            defer { hits.deallocate(); hitKeys.deallocate(); hitPlaces.deallocate() }
                             pieceLoop: for (segment, range) in pieces {
                                 let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
                                 var start = range.lowerBound
                                 while start < range.upperBound {
                                     let count = min(chunk, range.upperBound - start)
                                     let v = values + start, m = mask + start
-                                    // Vectorizable: mask, NaN/Inf watch, counts, in-bracket flags.
-                                    var chunkWorst: S.MagnitudeKey = 0, chunkBelow = 0, inside = 0
-                                    for i in 0 ..< count {
-                                        let key = v[i].magnitudeKey
-                                        chunkWorst = max(chunkWorst, key)
-                                        m[i] = key > hiKey
-                                        chunkBelow &+= key < loKey ? 1 : 0
-                                        let flag: UInt8 = (key &- loKey) <= span ? 1 : 0
-                                        flags[i] = flag
-                                        inside &+= Int(flag)
-                                    }
+                                    let (chunkWorst, chunkBelow, found) = scanMagnitudeBracket(
+                                        v, count, lo: loKey, hi: hiKey, mask: m, hits: hits)
                                     worst = max(worst, chunkWorst)
                                     below &+= chunkBelow
-                                    if inside > 0 {
-                                        // Records, found eight flags at a time.
-                                        var i = 0
-                                        let words = UnsafeRawPointer(flags)
-                                        while i < count {
-                                            if i + 8 <= count && words.loadUnaligned(fromByteOffset: i, as: UInt64.self) == 0 {
-                                                i += 8
-                                                continue
-                                            }
-                                            if flags[i] != 0 {
-                                                keys.append(UInt64(v[i].magnitudeKey))
-                                                places.append(m + i)
-                                            }
-                                            i += 1
+                                    if found > 0 {
+                                        for h in 0 ..< found {
+                                            let i = Int(hits[h])
+                                            hitKeys[h] = UInt64(v[i].magnitudeKey)
+                                            hitPlaces[h] = m + i
                                         }
+                                        keys.append(contentsOf: UnsafeBufferPointer(start: hitKeys, count: found))
+                                        places.append(contentsOf: UnsafeBufferPointer(start: hitPlaces, count: found))
+                                        // A runaway bracket (many equal values) stops early.
                                         if keys.count > cap || keys.failed || places.failed { overflow = true; break pieceLoop }
                                     }
                                     start += count
@@ -140,16 +138,8 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
         for places in recordPlaces { for place in places.buffer { place.pointee = true } }
         return
     }
-    let scratch = try FallibleAllocation.allocate(UInt64.self, count: candidates, "the magnitude bracket")
-    defer { FallibleAllocation.free(scratch) }
-    var offset = 0
-    for keys in recordKeys where keys.count > 0 {
-        (scratch + offset).update(from: keys.base, count: keys.count)
-        offset += keys.count
-    }
-    let threshold = quickselect(scratch, count: candidates, rank: need - 1)
-    var countBelow = 0
-    for keys in recordKeys { for key in keys.buffer where key < threshold { countBelow += 1 } }
+    let (threshold, countBelow) = try bracketSelect(recordKeys.map { UnsafeBufferPointer($0.buffer) }, rank: need - 1,
+                                                    lo: lo, hi: hi == .max ? UInt64(S.MagnitudeKey.max) : hi)
     var ties = need - countBelow
     for (keys, places) in zip(recordKeys, recordPlaces) {
         for (key, place) in zip(keys.buffer, places.buffer) {

@@ -1,6 +1,6 @@
 /// Integers of 1 to 8 bits as a little-endian bit stream: value `i` occupies
 /// bits `[i * bits, (i + 1) * bits)`, bit 0 being the lowest bit of byte 0.
-/// For 4 bits this is ``NibblePacking``'s "two per byte, low nibble first".
+/// For 4 bits this is "two per byte, low nibble first" (the GPTQ / llama.cpp convention).
 /// `count` values take `ceil(count * bits / 8)` bytes; unused high bits of
 /// the last byte are zero. Signed values are stored as their `bits`-bit two's
 /// complement and sign-extended when unpacked.

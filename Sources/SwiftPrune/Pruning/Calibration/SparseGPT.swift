@@ -25,9 +25,11 @@ public enum SparseGPTPattern: Sendable, Equatable {
 /// smallest of each group of `m` columns of a row when the group is reached
 /// (the lower index kept among ties).
 ///
-/// Cholesky and updates run in Double; the Hessian's products in Float (see
-/// ``calibrationGramMatrix(_:samples:features:)``). Rows are independent
-/// within a block and are processed in parallel.
+/// Everything runs in Float, as the reference code (the Hessian's products
+/// in Float summed in Double; the factorization falls back to Double only if
+/// Float cannot factor the damped Hessian): the column loop is
+/// GPTQ's (tiles of eight rows, rank-1 updates inside a block, one SGEMM for
+/// the columns after it).
 /// - Parameters:
 ///   - weights: `(out, in)`, row-major.
 ///   - activations: `(samples, in)`.
@@ -97,122 +99,75 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     }
     guard blockSize >= 1 else { throw SwiftPruneError.value("block_size must be >= 1, got \(blockSize)") }
     guard damp >= 0 && damp.isFinite else { throw SwiftPruneError.value("damp must be >= 0 and finite, got \(damp)") }
-    let (sparsity, groupKeep, groupSize) = try sparseGPTPatternParameters(pattern, columns: columns, blockSize: blockSize)
+    _ = try sparseGPTPatternParameters(pattern, columns: columns, blockSize: blockSize)
     var worst: S.MagnitudeKey = 0
     for x in weights.buffer { worst = max(worst, x.magnitudeKey) }
     guard worst < S.infinityKey else { throw SwiftPruneError.value("w contains NaN or Inf values") }
     for v in hessian where !v.isFinite { throw SwiftPruneError.value("the Hessian contains NaN or Inf values") }
     guard weights.count > 0 else { return }
 
-    // Dead inputs, damping, inverse Cholesky factor.
-    var h = Array(hessian)
-    var dead = [Bool](repeating: false, count: columns)
-    var diagonalSum = 0.0
-    for j in 0 ..< columns {
-        if h[j * columns + j] == 0 { dead[j] = true; h[j * columns + j] = 1 }
-        diagonalSum += h[j * columns + j]
+    guard blockSize <= GPTQ.maximumBlockSize else {
+        throw SwiftPruneError.value("block_size must be in 1...\(GPTQ.maximumBlockSize), got \(blockSize)")
     }
-    let dampValue = damp * diagonalSum / Double(columns)
-    for j in 0 ..< columns { h[j * columns + j] += dampValue }
-    // U = J · inverse(cholesky(J H J)) · J, the upper Cholesky factor of H⁻¹, by the GEMM-blocked
-    // Cholesky and triangular inverse.
-    var reversed = [Double](repeating: 0, count: columns * columns)
-    for i in 0 ..< columns {
-        for j in 0 ... i { reversed[i * columns + j] = h[(columns - 1 - i) * columns + (columns - 1 - j)] }
+    let count = rows * columns
+    let dense = try FallibleAllocation.allocate(Float.self, count: count, "SparseGPT's output")
+    defer { FallibleAllocation.free(dense) }
+    var options = GPTQOptions()
+    options.blockSize = Swift.min(blockSize, columns)
+    options.damp = damp
+    func run(_ w: UnsafePointer<Float>) throws {
+        try GPTQColumnLoop(weights: w, rows: rows, cols: columns, hessian: UnsafePointer(hessian.baseAddress!),
+                           scheme: nil, options: options, pattern: pattern)
+            .run(values: nil, scales: nil, zeroPoints: nil, dense: dense)
     }
-    h = []
-    do {
-        try GPTQLinearAlgebra.cholesky(&reversed, n: columns)
-    } catch {
-        throw SwiftPruneError.value("the Hessian is not positive definite; increase damp or add calibration samples")
-    }
-    let inverse = try GPTQLinearAlgebra.invertLower(reversed, n: columns)
-    reversed = []
-    var u = [Double](repeating: 0, count: columns * columns)
-    for i in 0 ..< columns {
-        for j in i ..< columns { u[i * columns + j] = inverse[(columns - 1 - i) * columns + (columns - 1 - j)] }
-    }
-
-    // Working copy of W in Double.
-    var w = try [Double](fallibleRepeating: 0, count: rows * columns)
-    for i in 0 ..< rows * columns { w[i] = Double(weights.buffer[i]) }
-    for r in 0 ..< rows { for j in 0 ..< columns where dead[j] { w[r * columns + j] = 0 } }
-
-    let pruneTotalBefore: (Int) -> Int = { end in
-        Int((sparsity * Double(rows) * Double(end)).rounded(.toNearestOrEven))
-    }
-    var blockKeep = [Bool](repeating: true, count: rows * min(blockSize, columns))
-    var blockScores = [Double](repeating: 0, count: rows * min(blockSize, columns))
-    var blockErrors = [Double](repeating: 0, count: rows * min(blockSize, columns))
-    let workers = Threading.workerCount(for: rows * min(blockSize, columns) * min(blockSize, columns),
-                                        minimumPerWorker: 1 << 18)
-    try w.withUnsafeMutableBufferPointer { wBuffer in
-        try u.withUnsafeBufferPointer { uBuffer in
-          try blockErrors.withUnsafeMutableBufferPointer { errorBuffer in
-            let wp = wBuffer.baseAddress!, up = uBuffer.baseAddress!, ep = errorBuffer.baseAddress!
-            var start = 0
-            while start < columns {
-                let end = min(columns, start + blockSize), width = end - start
-                if groupSize == 0 {
-                    // Joint choice over the block: smallest W² / U_ii².
-                    for r in 0 ..< rows {
-                        for c in 0 ..< width {
-                            let d = up[(start + c) * columns + start + c]
-                            let x = wp[r * columns + start + c]
-                            blockScores[r * width + c] = (x * x) / (d * d)
-                        }
-                    }
-                    let k = min(rows * width, max(0, pruneTotalBefore(end) - pruneTotalBefore(start)))
-                    try blockScores.withUnsafeBufferPointer { scores in
-                        try blockKeep.withUnsafeMutableBufferPointer { keep in
-                            try writeMagnitudeMasks(
-                                SegmentedBuffer([UnsafeBufferPointer(rebasing: scores[0 ..< rows * width])]),
-                                prune: k, into: [UnsafeMutableBufferPointer(rebasing: keep[0 ..< rows * width])])
-                        }
-                    }
-                }
-                blockKeep.withUnsafeMutableBufferPointer { keepBuffer in
-                    let keep = keepBuffer.baseAddress!
-                    parallelFor(workers: workers) { worker in
-                        let mine = partitionRange(rows, parts: workers, index: worker)
-                        // Tiles of rows share each row of U while it is in cache.
-                        var tileStart = mine.lowerBound
-                        while tileStart < mine.upperBound {
-                            let tileEnd = min(mine.upperBound, tileStart + sparseGPTRowTile)
-                            for c in 0 ..< width {
-                                let i = start + c
-                                let uRow = up + i * columns
-                                for r in tileStart ..< tileEnd {
-                                    let row = wp + r * columns
-                                    let rowKeep = keep + r * width
-                                    if groupSize > 0 && c % groupSize == 0 {
-                                        selectGroup(row + i, uRow + i, columns + 1, groupSize, groupKeep, rowKeep + c)
-                                    }
-                                    guard !rowKeep[c] else { ep[r * width + c] = 0; continue }
-                                    let error = row[i] / uRow[i]
-                                    row[i] = 0
-                                    ep[r * width + c] = error
-                                    // Within the block now; the columns after it get one GEMM at its end.
-                                    if error != 0 { calibrationAxpy(-error, uRow + i + 1, row + i + 1, end - i - 1) }
-                                }
-                            }
-                            tileStart = tileEnd
-                        }
-                    }
-                }
-                // Lazy batch update: W[:, end...] -= E · U[start ..< end, end...].
-                if end < columns {
-                    try gemm(transA: false, transB: false, m: rows, n: columns - end, k: width, alpha: -1,
-                             a: ep, lda: width, b: up + start * columns + end, ldb: columns,
-                             beta: 1, c: wp + end, ldc: columns)
-                }
-                start = end
-            }
-          }
-        }
+    if S.self == Float.self {
+        try weights.buffer.withMemoryRebound(to: Float.self) { try run($0.baseAddress!) }
+    } else {
+        let narrow = try FallibleAllocation.allocate(Float.self, count: count, "SparseGPT's float32 copy of w")
+        defer { FallibleAllocation.free(narrow) }
+        for i in 0 ..< count { narrow[i] = Float(weights.buffer[i]) }
+        try run(narrow)
     }
     let out = output.buffer
-    for i in 0 ..< rows * columns { out[i] = S(w[i]) }
+    for i in 0 ..< count { out[i] = S(dense[i]) }
+}
+
+/// SparseGPT's joint sparsification and quantization (Frantar and Alistarh,
+/// 2023, section 3.5): inside the column loop, each kept weight is quantized
+/// (`scheme`, one scale per row or per `groupSize` columns, the scales of a
+/// group taken from the weights updated so far when the group is reached, as
+/// GPTQ without act-order) and its rounding error is compensated together
+/// with the pruning error; pruned weights are stored as the zero point
+/// (value 0). Float weights (`rows × cols`), the Double Hessian `XᵀX` (only
+/// read); outputs as ``GPTQ/quantize(weights:rows:cols:hessian:scheme:options:values:scales:zeroPoints:)``.
+/// - Throws: as ``sparseGPT(_:hessian:pattern:blockSize:damp:into:)``, and
+///   for a group size that does not divide `cols` or outputs of the wrong size.
+public func sparseGPTQuantized(
+    weights: UnsafeBufferPointer<Float>, rows: Int, cols: Int, hessian: UnsafeBufferPointer<Double>,
+    pattern: SparseGPTPattern, scheme: QuantizationScheme, groupSize: Int?, blockSize: Int = 128, damp: Double = 0.01,
+    values: UnsafeMutableBufferPointer<UInt8>, scales: UnsafeMutableBufferPointer<Float>,
+    zeroPoints: UnsafeMutableBufferPointer<Int32>
+) throws {
+    var options = GPTQOptions()
+    options.groupSize = groupSize
+    options.damp = damp
+    options.blockSize = blockSize
+    let layout = try GPTQ.validate(rows: rows, cols: cols, weightCount: weights.count, hessian: hessian, options: options)
+    _ = try sparseGPTPatternParameters(
+        pattern, columns: cols, blockSize: GPTQColumnLoop.block(options: options, quantizing: true, cols: Swift.max(cols, 1)))
+    guard values.count == rows * cols, scales.count == layout.groupCount, zeroPoints.count == layout.groupCount else {
+        throw SwiftPruneError.value("SparseGPT outputs: \(values.count) values and \(scales.count) scales for " +
+                                    "\(rows * cols) weights in \(layout.groupCount) groups")
+    }
+    for v in weights where !v.isFinite { throw SwiftPruneError.value("w contains NaN or Inf values") }
+    guard rows > 0 && cols > 0 else {
+        scales.update(repeating: 1)
+        zeroPoints.update(repeating: 0)
+        return
+    }
+    try GPTQColumnLoop(weights: weights.baseAddress!, rows: rows, cols: cols, hessian: hessian.baseAddress!,
+                       scheme: scheme, options: options, pattern: pattern)
+        .run(values: values.baseAddress!, scales: scales.baseAddress!, zeroPoints: zeroPoints.baseAddress!)
 }
 
 /// `(sparsity, n, m)` of a validated pattern (`n = m = 0` when unstructured).
@@ -239,46 +194,6 @@ func sparseGPTPatternParameters(_ pattern: SparseGPTPattern, columns: Int, block
 
 /// Largest input dimension SparseGPT accepts (two 32768² Double matrices are 16 GiB).
 let sparseGPTMaximumColumns = 32768
-
-/// Rows processed together in SparseGPT's column loop, so that each row of
-/// `U` is read from memory once per tile rather than once per row.
-let sparseGPTRowTile = 16
-
-/// Keeps the `keep` of `m` entries `x[j]` (stride 1) with the largest
-/// `x[j]² / d[j·dStride]²`, the lower index first among ties.
-@inline(__always)
-func selectGroup(_ x: UnsafeMutablePointer<Double>, _ d: UnsafePointer<Double>, _ dStride: Int,
-                 _ m: Int, _ keep: Int, _ out: UnsafeMutablePointer<Bool>) {
-    withUnsafeTemporaryAllocation(of: Double.self, capacity: m) { scores in
-        for j in 0 ..< m { let dj = d[j * dStride]; scores[j] = x[j] * x[j] / (dj * dj) }
-        for j in 0 ..< m {
-            var rank = 0
-            for k in 0 ..< j where scores[k] >= scores[j] { rank += 1 }
-            for k in (j + 1) ..< m where scores[k] > scores[j] { rank += 1 }
-            out[j] = rank < keep
-        }
-    }
-}
-
-/// `y += alpha · x` over `count` contiguous Doubles.
-@inline(__always)
-func calibrationAxpy(_ alpha: Double, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ count: Int) {
-    typealias V = SIMD4<Double>
-    let a = V(repeating: alpha)
-    let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
-    var i = 0
-    while i + 8 <= count {
-        let o = i * 8
-        var y0 = ry.loadUnaligned(fromByteOffset: o, as: V.self)
-        var y1 = ry.loadUnaligned(fromByteOffset: o + 32, as: V.self)
-        y0.addProduct(a, rx.loadUnaligned(fromByteOffset: o, as: V.self))
-        y1.addProduct(a, rx.loadUnaligned(fromByteOffset: o + 32, as: V.self))
-        ry.storeBytes(of: y0, toByteOffset: o, as: V.self)
-        ry.storeBytes(of: y1, toByteOffset: o + 32, as: V.self)
-        i += 8
-    }
-    while i < count { y[i] += alpha * x[i]; i += 1 }
-}
 
 /// The SparseGPT-pruned weights; see ``sparseGPT(_:activations:pattern:blockSize:damp:into:)``.
 public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(

@@ -8,12 +8,14 @@
 /// `H += damp · mean(diag H) · I`; `U` is the upper Cholesky factor of
 /// `H⁻¹` (computed as the reversed lower factor's inverse, no explicit
 /// inverse); columns are processed in blocks of 128 (a multiple of the group
-/// size) with lazy updates of the columns after the block. With `groupSize`
+/// size) with lazy updates of the columns after the block. Everything runs in
+/// Float as the paper's code (see `GPTQColumnLoop` and
+/// `InverseHessianFactor`); Double weights are rounded to Float first. With `groupSize`
 /// the scales of each group of columns are taken, per row, from the
 /// already-updated weights when the group starts; without it, one scale per
 /// row from the weights before any update.
 public enum GPTQ {
-    /// The widest layer handled: three `cols × cols` float64 matrices are live.
+    /// The widest layer handled: the Double Hessian and two `cols × cols` Float matrices are live.
     public static let maximumColumns = 32768
 
     /// Quantizes `weights` (rows × cols) against `activations` (samples × cols).
@@ -39,7 +41,7 @@ public enum GPTQ {
         }
         _ = try QuantizationLayout(shape: [rows, cols], axis: 0, groupSize: groupSize)
         guard cols <= maximumColumns else {
-            throw SwiftPruneError(.outOfMemory, "gptq needs three \(cols) x \(cols) float64 matrices; at most \(maximumColumns) input columns are supported")
+            throw SwiftPruneError(.outOfMemory, "gptq needs \(cols) x \(cols) Hessian and factor matrices; at most \(maximumColumns) input columns are supported")
         }
         for v in weights where !v.isFinite { throw SwiftPruneError.value("weights contain NaN or Inf values") }
         for v in activations where !v.isFinite { throw SwiftPruneError.value("x contains NaN or Inf values") }

@@ -133,109 +133,167 @@ public enum GPTQLinearAlgebra {
         return h
     }
 
-    static let panel = 64
+    static let panel = 256
+    /// Column panels of the triangular inverse's products (wide enough for the GEMM to run at speed).
+    static let triangularPanel = 256
 
     /// The lower Cholesky factor of the symmetric matrix `a` (n × n), in place
-    /// (the upper triangle is zeroed). Blocked, left-looking: each panel of 64
-    /// columns is first updated with one ``multiplyAccumulate`` call, then
-    /// factored column by column.
+    /// (the upper triangle is zeroed); see ``choleskyLower(_:n:)``.
     /// - Throws: ``SwiftPruneError`` if `a` is not positive definite.
     public static func cholesky(_ a: inout [Double], n: Int) throws {
-        var failedAt = -1
-        let bs = panel
         guard n > 0 else { return }
-        a.withUnsafeMutableBufferPointer { m in
-            do {
-                let base = m.baseAddress!
-                var j0 = 0
-                while j0 < n {
-                    let width = Swift.min(bs, n - j0)
-                    let below = n - j0
-                    // Panel update: A[j0..., j0..<j0+w] -= L[j0..., 0..<j0] · L[j0..<j0+w, 0..<j0]ᵀ, by the
-                    // packed GEMM (the column ranges read and written are disjoint).
-                    if j0 > 0 {
-                        do {
-                            try gemm(transA: false, transB: true, m: below, n: width, k: j0, alpha: -1,
-                                     a: base + j0 * n, lda: n, b: base + j0 * n, ldb: n,
-                                     beta: 1, c: base + j0 * n + j0, ldc: n)
-                        } catch { failedAt = j0; return }
-                    }
-                    // Factor the panel: its diagonal block, then the rows below.
-                    for j in j0 ..< j0 + width {
-                        let rowJ = base + j * n
-                        let d = rowJ[j] - dot(rowJ + j0, rowJ + j0, j - j0)
-                        guard d > 0 && d.isFinite else { failedAt = j; return }
-                        let pivot = d.squareRoot()
-                        rowJ[j] = pivot
-                        for i in (j + 1) ..< (j0 + width) {
-                            let rowI = base + i * n
-                            rowI[j] = (rowI[j] - dot(rowI + j0, rowJ + j0, j - j0)) / pivot
-                        }
-                    }
-                    let rest = n - j0 - width
-                    if rest > 0 {
-                        let workers = Threading.workerCount(for: rest * width * width, minimumPerWorker: 1 << 18)
-                        parallelFor(workers: workers) { worker in
-                            for r in partitionRange(rest, parts: workers, index: worker) {
-                                let rowI = base + (j0 + width + r) * n
-                                for j in j0 ..< j0 + width {
-                                    let rowJ = base + j * n
-                                    rowI[j] = (rowI[j] - dot(rowI + j0, rowJ + j0, j - j0)) / rowJ[j]
-                                }
-                            }
-                        }
-                    }
-                    j0 += width
-                }
-                for i in 0 ..< n { for j in (i + 1) ..< n where j < n { base[i * n + j] = 0 } }
+        guard a.count >= n * n else { throw SwiftPruneError.value("cholesky: the matrix has \(a.count) entries, expected \(n) x \(n)") }
+        try a.withUnsafeMutableBufferPointer { try choleskyLower($0.baseAddress!, n: n) }
+    }
+
+    /// The inverse of the lower-triangular `l` (n × n, nonzero diagonal),
+    /// lower triangular; see ``invertLower(_:n:into:)``.
+    public static func invertLower(_ l: [Double], n: Int) throws -> [Double] {
+        var x = try [Double](fallibleRepeating: 0, count: n * n, "the triangular inverse")
+        guard n > 0 else { return x }
+        guard l.count >= n * n else { throw SwiftPruneError.value("invertLower: the matrix has \(l.count) entries, expected \(n) x \(n)") }
+        try l.withUnsafeBufferPointer { lb in
+            try x.withUnsafeMutableBufferPointer { try invertLower(lb.baseAddress!, n: n, into: $0.baseAddress!) }
+        }
+        return x
+    }
+
+    /// Σ a[i] b[i] for i < n, eight lanes at a time.
+    @inline(__always)
+    static func dotProduct<T: GEMMScalar & SIMDScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int) -> T {
+        var s0 = SIMD8<T>(repeating: 0), s1 = SIMD8<T>(repeating: 0)
+        var i = 0
+        while i + 16 <= n {
+            s0 = s0.addingProduct(loadVector(a + i), loadVector(b + i) as SIMD8<T>)
+            s1 = s1.addingProduct(loadVector(a + i + 8), loadVector(b + i + 8) as SIMD8<T>)
+            i += 16
+        }
+        if i + 8 <= n { s0 = s0.addingProduct(loadVector(a + i), loadVector(b + i) as SIMD8<T>); i += 8 }
+        var total = (s0 + s1).sum()
+        while i < n { total += a[i] * b[i]; i += 1 }
+        return total
+    }
+
+    /// y[i] += alpha · x[i] for i < n, eight lanes at a time.
+    @inline(__always)
+    static func addScaled<T: GEMMScalar & SIMDScalar>(_ alpha: T, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
+        let a = SIMD8<T>(repeating: alpha)
+        var i = 0
+        while i + 8 <= n {
+            storeVector((loadVector(UnsafePointer(y + i)) as SIMD8<T>).addingProduct(a, loadVector(x + i)), y + i)
+            i += 8
+        }
+        while i < n { y[i] += alpha * x[i]; i += 1 }
+    }
+
+    /// The lower Cholesky factor of the symmetric `n × n` row-major matrix at
+    /// `base` (only its lower triangle is read), in place; the upper triangle
+    /// is zeroed. Blocked, left-looking: each panel of 64 columns is first
+    /// updated with one packed GEMM, then factored column by column (rows in
+    /// parallel). Float runs as fast as the paper's float32 factorization;
+    /// Double is the fallback for Hessians float cannot factor.
+    /// - Throws: ``SwiftPruneError`` if the matrix is not positive definite
+    ///   (a pivot ≤ 0 or not finite).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func choleskyLower<T: GEMMScalar & SIMDScalar>(_ base: UnsafeMutablePointer<T>, n: Int) throws {
+        guard n > 0 else { return }
+        var failedAt = -1
+        var j0 = 0
+        while j0 < n && failedAt < 0 {
+            let width = Swift.min(panel, n - j0)
+            // Panel update: A[j0..., j0..<j0+w] -= L[j0..., 0..<j0] · L[j0..<j0+w, 0..<j0]ᵀ (disjoint columns).
+            if j0 > 0 {
+                try gemm(transA: false, transB: true, m: n - j0, n: width, k: j0, alpha: -1,
+                         a: base + j0 * n, lda: n, b: base + j0 * n, ldb: n,
+                         beta: 1, c: base + j0 * n + j0, ldc: n)
             }
+            // The panel's diagonal block.
+            for j in j0 ..< j0 + width {
+                let rowJ = base + j * n
+                let d = rowJ[j] - dotProduct(rowJ + j0, rowJ + j0, j - j0)
+                guard d > 0 && d.isFinite else { failedAt = j; break }
+                let pivot = d.squareRoot()
+                rowJ[j] = pivot
+                for i in (j + 1) ..< (j0 + width) {
+                    let rowI = base + i * n
+                    rowI[j] = (rowI[j] - dotProduct(rowI + j0, rowJ + j0, j - j0)) / pivot
+                }
+            }
+            guard failedAt < 0 else { break }
+            // The rows below it: a triangular solve with the diagonal block, rows in parallel.
+            let rest = n - j0 - width
+            if rest > 0 {
+                let workers = Threading.workerCount(for: rest * width * width, minimumPerWorker: 1 << 18)
+                parallelFor(workers: workers) { worker in
+                    for r in partitionRange(rest, parts: workers, index: worker) {
+                        let rowI = base + (j0 + width + r) * n
+                        for j in j0 ..< j0 + width {
+                            let rowJ = base + j * n
+                            rowI[j] = (rowI[j] - dotProduct(rowI + j0, rowJ + j0, j - j0)) / rowJ[j]
+                        }
+                    }
+                }
+            }
+            j0 += width
         }
         if failedAt >= 0 {
             throw SwiftPruneError.value(
                 "the Hessian XᵀX is not positive definite (pivot \(failedAt)); increase damp or add calibration samples")
         }
+        for i in 0 ..< n { (base + i * n + i + 1).update(repeating: 0, count: n - i - 1) }
     }
 
-    /// The inverse of the lower-triangular `l` (n × n, nonzero diagonal),
-    /// lower triangular. Blocked by rows of 64: for block row I,
-    /// `X[I, :I] = -L[I,I]⁻¹ · (L[I, :I] · X[:I, :I])` (one packed
-    /// ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` then a short
-    /// forward substitution), and `X[I, I] = L[I, I]⁻¹`.
-    public static func invertLower(_ l: [Double], n: Int) throws -> [Double] {
-        var x = [Double](repeating: 0, count: n * n)
-        let bs = panel
-        guard n > 0 else { return x }
-        try l.withUnsafeBufferPointer { lb in
-            try x.withUnsafeMutableBufferPointer { xb in
-                let L = lb.baseAddress!, X = xb.baseAddress!
-                var i0 = 0
-                while i0 < n {
-                    let height = Swift.min(bs, n - i0)
-                    if i0 > 0 {
-                        // T = L[I, :i0] · X[:i0, :i0], written into X[I, :i0] (still zero), by the packed GEMM.
-                        try gemm(transA: false, transB: false, m: height, n: i0, k: i0, alpha: 1,
-                                 a: L + i0 * n, lda: n, b: X, ldb: n, beta: 0, c: X + i0 * n, ldc: n)
-                        // Forward substitution with L[I, I]: X[r, :i0] = -(T[r] + Σ_{q<r} L[r][q] X[q, :i0]) / L[r][r].
-                        for r in i0 ..< i0 + height {
-                            let rowX = X + r * n, rowL = L + r * n
-                            for q in i0 ..< r { axpy(-rowL[q], X + q * n, rowX, i0) }
-                            let inverse = -1 / rowL[r]
-                            for c in 0 ..< i0 { rowX[c] *= inverse }
-                        }
-                    }
-                    // The diagonal block: the inverse of L[I, I], row by row.
+    /// `x` = the inverse of the lower-triangular `l` (n × n, nonzero
+    /// diagonal; its upper triangle is not read), lower triangular. Blocked
+    /// by rows of 64: for block row I, `X[I, :I] = -L[I,I]⁻¹ · (L[I, :I] ·
+    /// X[:I, :I])` (one packed GEMM then a short forward substitution), and
+    /// `X[I, I] = L[I, I]⁻¹`. `x` must not overlap `l`.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func invertLower<T: GEMMScalar & SIMDScalar>(_ L: UnsafePointer<T>, n: Int, into X: UnsafeMutablePointer<T>) throws {
+        guard n > 0 else { return }
+        X.update(repeating: 0, count: n * n)
+        var i0 = 0
+        while i0 < n {
+            let height = Swift.min(panel, n - i0)
+            if i0 > 0 {
+                // T = L[I, :i0] · X[:i0, :i0], written into X[I, :i0] (still zero), by the packed GEMM, in
+                // column panels: X is lower triangular, so T[:, P] = L[I, p0:i0] · X[p0:i0, P] (half the work).
+                var p0 = 0
+                while p0 < i0 {
+                    let width = Swift.min(triangularPanel, i0 - p0)
+                    try gemm(transA: false, transB: false, m: height, n: width, k: i0 - p0, alpha: 1,
+                             a: L + i0 * n + p0, lda: n, b: UnsafePointer(X + p0 * n + p0), ldb: n,
+                             beta: 0, c: X + i0 * n + p0, ldc: n)
+                    p0 += width
+                }
+                // Forward substitution with L[I, I]: X[r, :i0] = -(T[r] + Σ_{q<r} L[r][q] X[q, :i0]) / L[r][r].
+                let workers = Threading.workerCount(for: height * height * i0 / 2, minimumPerWorker: 1 << 18)
+                parallelFor(workers: workers) { worker in
+                    // Column slices are independent: split X[I, :i0] by columns.
+                    let columns = partitionRange(i0, parts: workers, index: worker)
+                    guard !columns.isEmpty else { return }
                     for r in i0 ..< i0 + height {
-                        let rowX = X + r * n, rowL = L + r * n
-                        for q in i0 ..< r { axpy(rowL[q], X + q * n + i0, rowX + i0, q - i0 + 1) }
-                        let inverse = 1 / rowL[r]
-                        for c in i0 ..< r { rowX[c] *= inverse }
-                        rowX[r] = inverse
+                        let rowX = X + r * n + columns.lowerBound, rowL = L + r * n
+                        for q in i0 ..< r {
+                            addScaled(rowL[q], UnsafePointer(X + q * n + columns.lowerBound), rowX, columns.count)
+                        }
+                        let inverse = -1 / rowL[r]
+                        for c in 0 ..< columns.count { rowX[c] *= inverse }
                     }
-                    i0 += height
                 }
             }
+            // The diagonal block: the inverse of L[I, I], row by row.
+            for r in i0 ..< i0 + height {
+                let rowX = X + r * n, rowL = L + r * n
+                for q in i0 ..< r { addScaled(-rowL[q], UnsafePointer(X + q * n + i0), rowX + i0, q - i0 + 1) }
+                let inverse = 1 / rowL[r]
+                for c in i0 ..< r { rowX[c] *= inverse }
+                rowX[r] = inverse
+            }
+            i0 += height
         }
-        return x
     }
 
     /// `w[:, to...] -= e · u[from ..< from + width, to...]` for `w` (rows × cols),
