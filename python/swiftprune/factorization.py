@@ -47,8 +47,9 @@ def svd(w: ArrayLike) -> Tuple[NDArray[np.float32], NDArray[np.float32], NDArray
 
     Computed in double precision (the Gram matrix of the thin side, its
     symmetric eigendecomposition, then Cholesky-QR orthonormalization of
-    ``w @ v``) and returned as float32; singular values are accurate to
-    about ``1e-7 * s[0]``, well below float32 resolution.
+    ``w @ v`` unless its columns are already orthonormal to 1e-8, below the
+    float32 rounding of the result) and returned as float32; singular values
+    are accurate to about ``1e-7 * s[0]``, well below float32 resolution.
 
     Parameters
     ----------

@@ -117,6 +117,63 @@ def test_svd_bad_input():
         sp.svd(np.ones((3, 3), dtype=np.complex64))
 
 
+# ---- svd at sizes that take the blocked paths ------------------------------
+# Above 128 columns the Gram matrix is tridiagonalized in panels of 32
+# (blocked Householder with a GEMM trailing update), and the eigenvectors of
+# the tridiagonal matrix are grouped in clusters of relative gap 1e-5: these
+# sizes and spectra exercise several panels, the unblocked tail, dense
+# spectra (Gaussian: Marchenko–Pastur), exact repeats and tight clusters.
+
+@pytest.mark.parametrize("shape", [(360, 260), (260, 360), (333, 333)])
+def test_svd_blocked_sizes_gaussian(shape):
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    w = rng.standard_normal(shape).astype(np.float32)
+    assert_valid_svd(w, *sp.svd(w))
+
+
+@pytest.mark.parametrize("kind", ["repeated", "clusters", "graded"])
+def test_svd_blocked_sizes_hard_spectra(kind):
+    rng = np.random.default_rng(21)
+    r = 200
+    spectrum = {
+        # 10 values each repeated 20 times: eigenvalues equal to rounding.
+        "repeated": np.repeat(np.linspace(2.0, 0.5, 10), 20),
+        # Pairs 1e-9 apart (closer than any gap inverse iteration resolves).
+        "clusters": np.repeat(np.linspace(1.0, 0.1, 100), 2) + np.tile([0.0, 1e-9], 100),
+        # Condition 1e5: the left vectors need the Cholesky QR pass.
+        "graded": np.logspace(0, -5, r),
+    }[kind]
+    w = matrix_with_spectrum(rng, 240, r, spectrum)
+    assert_valid_svd(w, *sp.svd(w))
+
+
+@pytest.mark.parametrize("kind", ["identity", "block-diagonal", "rank-one"])
+def test_svd_blocked_sizes_structured(kind):
+    # Zero Householder tails (reflector = identity) inside the 32-column panels.
+    rng = np.random.default_rng(23)
+    w = {
+        "identity": np.eye(300),
+        "block-diagonal": np.kron(np.eye(50), rng.standard_normal((4, 4))),
+        "rank-one": np.outer(rng.standard_normal(300), rng.standard_normal(260)),
+    }[kind]
+    assert_valid_svd(w, *sp.svd(w))
+
+
+def test_svd_same_result_at_any_thread_count():
+    rng = np.random.default_rng(22)
+    w = rng.standard_normal((260, 200)).astype(np.float32)
+    before = sp.get_num_threads()
+    try:
+        sp.set_num_threads(1)
+        one = sp.svd(w)
+        sp.set_num_threads(2)
+        two = sp.svd(w)
+    finally:
+        sp.set_num_threads(before)
+    for x, y in zip(one, two):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
+
+
 # ---- randomized_svd -------------------------------------------------------
 
 SPECTRA = {

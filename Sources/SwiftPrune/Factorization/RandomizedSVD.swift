@@ -46,7 +46,8 @@ public enum RandomizedSVD {
         guard w.count == mn, u.count == m * rank, s.count == rank, vt.count == rank * n else {
             throw SwiftPruneError.value("randomized_svd: buffer sizes do not match the shape (\(m), \(n)) and rank \(rank)")
         }
-        // Validate and convert to Float, transposing a wide matrix so that rows >= cols.
+        // Validate and convert to Float (same layout); a wide matrix is worked on
+        // as its transpose X = aᵀ so that rows >= cols, without moving it.
         let transposed = m < n
         let rows = transposed ? n : m, cols = transposed ? m : n
         let a = try FallibleAllocation.allocate(Float.self, count: max(1, mn))
@@ -57,20 +58,23 @@ public enum RandomizedSVD {
         let convertWorkers = Threading.workerCount(for: mn, minimumPerWorker: 1 << 18)
         parallelFor(workers: convertWorkers) { worker in
             for i in partitionRange(m, parts: convertWorkers, index: worker) {
-                for j in 0 ..< n {
-                    a[transposed ? j * m + i : i * n + j] = Float(Double(w[i * n + j]) * inverse)
-                }
+                for j in 0 ..< n { a[i * n + j] = Float(Double(w[i * n + j]) * inverse) }
             }
         }
         guard rank > 0 else { return }
-        // Xᵀ as well (cols × rows), so that every product packs its big
-        // operand with contiguous copies: packing a transposed B is a strided
-        // gather, as costly as the multiply itself when l is small.
-        let at = try FallibleAllocation.allocate(Float.self, count: max(1, mn))
-        defer { FallibleAllocation.free(at) }
-        transposeBlocked(a, rows: rows, cols: cols, into: at)
-
         let l = min(rank + oversample, cols)
+        // X Ω and Xᵀ Q read `a` in place: one of them as stored, the other
+        // through GEMM's transposed packing (see `project`); no copy of Xᵀ.
+        func timesX(_ basis: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                    scratch: UnsafeMutablePointer<Float>) throws {
+            try project(a, transposed: transposed, lda: n, p: rows, q: cols, basis: basis, l: l,
+                        into: out, scratch: scratch)
+        }
+        func timesXt(_ basis: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                     scratch: UnsafeMutablePointer<Float>) throws {
+            try project(a, transposed: !transposed, lda: n, p: cols, q: rows, basis: basis, l: l,
+                        into: out, scratch: scratch)
+        }
         let iterations = powerIterations ?? defaultPowerIterations(rank: rank, m: m, n: n)
         // Ωᵀ: l × cols Gaussian rows.
         let omega = try FallibleAllocation.allocate(Float.self, count: l * cols)
@@ -80,8 +84,9 @@ public enum RandomizedSVD {
         // Qᵀ (l × rows) = qr((X Ω))ᵀ, X = a (rows × cols).
         let qt = try FallibleAllocation.allocate(Float.self, count: l * rows)
         defer { FallibleAllocation.free(qt) }
-        try gemm(transA: false, transB: false, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
-                 b: at, ldb: rows, beta: 0, c: qt, ldc: rows)
+        let scratch = try FallibleAllocation.allocate(Float.self, count: l * rows)
+        defer { FallibleAllocation.free(scratch) }
+        try timesX(omega, into: qt, scratch: scratch)
         // Power iterations only need the subspace kept well-conditioned, not an
         // exactly orthonormal basis (scikit-learn uses LU there): one CholeskyQR
         // pass (level 3; Householder when the panel is ill-conditioned). The
@@ -93,11 +98,9 @@ public enum RandomizedSVD {
         }
         for iteration in 0 ..< iterations {
             // Zᵀ = Qᵀ X (l × cols), orthonormalized; then Qᵀ = Zᵀ Xᵀ, orthonormalized.
-            try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
-                     b: a, ldb: cols, beta: 0, c: omega, ldc: cols)
+            try timesXt(qt, into: omega, scratch: scratch)
             try CholeskyQR.orthonormalizeRows(omega, count: l, length: cols, passes: 1)
-            try gemm(transA: false, transB: false, m: l, n: rows, k: cols, alpha: 1, a: omega, lda: cols,
-                     b: at, ldb: rows, beta: 0, c: qt, ldc: rows)
+            try timesX(omega, into: qt, scratch: scratch)
             if iteration == iterations - 1 {
                 // CholeskyQR2: orthonormal to Float precision when it accepts the
                 // panel (its second pass sees κ ≤ 1.5), else Householder.
@@ -107,8 +110,7 @@ public enum RandomizedSVD {
             }
         }
         // B = Qᵀ X (l × cols), reusing omega's storage.
-        try gemm(transA: false, transB: false, m: l, n: cols, k: rows, alpha: 1, a: qt, lda: rows,
-                 b: a, ldb: cols, beta: 0, c: omega, ldc: cols)
+        try timesXt(qt, into: omega, scratch: scratch)
         let b = try FallibleAllocation.allocate(Double.self, count: l * cols)
         defer { FallibleAllocation.free(b) }
         for i in 0 ..< l * cols { b[i] = Double(omega[i]) }
@@ -138,6 +140,22 @@ public enum RandomizedSVD {
                 for i in 0 ..< n { vt[j * n + i] = Float(smallVt[j * cols + i]) }
             }
         }
+    }
+
+    /// `out` (`l × p`) = `basis` (`l × q`) · `op(matrix)`ᵀ, `op(matrix)` being
+    /// `p × q` (`matrix` itself, or its transpose when `transposed`; `lda` its
+    /// stored row length), computed as `op(matrix) · basisᵀ` into `scratch`
+    /// (`p × l`) and transposed: GEMM then reads the big matrix in place
+    /// (`GEMMDriver.directA` when `l ≤ 128`) or packs it once per block of
+    /// rows that serves every column of the thin result, and packs only the
+    /// thin basis as B — where `basis · op(matrix)ᵀ` would copy the whole big
+    /// matrix into B panels on every product.
+    static func project(_ matrix: UnsafePointer<Float>, transposed: Bool, lda: Int, p: Int, q: Int,
+                        basis: UnsafePointer<Float>, l: Int,
+                        into out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) throws {
+        try gemm(transA: transposed, transB: true, m: p, n: l, k: q, alpha: 1, a: matrix, lda: lda,
+                 b: basis, ldb: q, beta: 0, c: scratch, ldc: l)
+        transposeBlocked(scratch, rows: p, cols: l, into: out)
     }
 
     /// `dst` (`cols × rows`) = `src` (`rows × cols`)ᵀ, in 32 × 32 tiles.

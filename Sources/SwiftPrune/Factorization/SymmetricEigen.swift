@@ -1,12 +1,13 @@
 /// Eigendecomposition of a real symmetric matrix in `Double`:
-/// Householder reduction to tridiagonal form, eigenvalues by the implicit QL
+/// Householder reduction to tridiagonal form (blocked above 128 rows, see
+/// `BlockedTridiagonalization.swift`), eigenvalues by the implicit QL
 /// algorithm (as in EISPACK `tql2`), eigenvectors of the tridiagonal matrix
 /// by inverse iteration (``TridiagonalEigenvectors``; QL with accumulated
 /// rotations is the verified fallback), then the blocked back-transformation.
 ///
 /// Storage is row-major throughout and every inner loop runs over a
-/// contiguous row: the reduction works on the full symmetric matrix (row k
-/// equals column k), and the eigenvectors come out as *rows*. The row
+/// contiguous row: the reduction works on the symmetric matrix's upper
+/// triangle (row k equals column k), and the eigenvectors come out as *rows*. The row
 /// passes, the rotations and the back-transformation (GEMM) are split over
 /// ``Threading/threadCount`` workers.
 enum SymmetricEigen {
@@ -39,7 +40,7 @@ enum SymmetricEigen {
         var d = try [Double](fallibleRepeating: 0, count: n)
         var e = try [Double](fallibleRepeating: 0, count: n)
         var tau = try [Double](fallibleRepeating: 0, count: n)
-        tridiagonalize(a, n: n, d: &d, e: &e, tau: &tau)
+        try tridiagonalizeBlocked(a, n: n, d: &d, e: &e, tau: &tau)
         // The Householder vectors stay in the upper triangle of `a`; the
         // eigenvectors of T go into a separate matrix Zᵀ, then Q is applied.
         let z = try FallibleAllocation.allocate(Double.self, count: n * n)
@@ -51,9 +52,12 @@ enum SymmetricEigen {
         ql(d: &values, e: &work, zt: nil, n: n)
         values.sort()
         var order = Array(0 ..< n)
-        if method == .rotations || !TridiagonalEigenvectors.inverseIteration(
-            d: d, e: e, values: values, zt: z, n: n,
-            negligible: negligible * values.reduce(0) { max($0, abs($1)) }) {
+        let negligibleValue = negligible * values.reduce(0) { max($0, abs($1)) }
+        let found = method != .rotations && [TridiagonalEigenvectors.Tolerances.tight, .conservative].contains {
+            TridiagonalEigenvectors.inverseIteration(d: d, e: e, values: values, zt: z, n: n,
+                                                     negligible: negligibleValue, tolerances: $0)
+        }
+        if !found {
             z.initialize(repeating: 0, count: n * n)
             for i in 0 ..< n { z[i * n + i] = 1 }
             values = d
@@ -77,15 +81,19 @@ enum SymmetricEigen {
     /// Each step's rank-2 update `A22 −= v wᵀ + w vᵀ` is applied lazily, in the
     /// same pass over the rows as the next step's product `A22 v`, so that the
     /// trailing matrix is streamed through memory once per step, not twice.
+    ///
+    /// With `from: start`, reflectors `0 ..< start` are already done (by
+    /// ``tridiagonalizeBlocked(_:n:d:e:tau:)``) and rows/columns `start ..< n`
+    /// hold the full symmetric trailing matrix.
     static func tridiagonalize(_ a: UnsafeMutablePointer<Double>, n: Int,
-                               d: inout [Double], e: inout [Double], tau: inout [Double]) {
+                               d: inout [Double], e: inout [Double], tau: inout [Double], from start: Int = 0) {
         let buffers = UnsafeMutablePointer<Double>.allocate(capacity: 2 * n)
         defer { buffers.deallocate() }
         var current = buffers, previous = buffers + n
         // The update not yet applied: v and w of the previous step, indexed from its first row.
         var pendingV: UnsafePointer<Double>?
         var pendingW: UnsafePointer<Double>?
-        for k in 0 ..< max(0, n - 2) {
+        for k in start ..< max(start, n - 2) {
             if let pv = pendingV, let pw = pendingW {
                 rank2Update(a + k * n + k, pv, -pw[0], pw, -pv[0], n - k)
             }
@@ -209,21 +217,29 @@ enum SymmetricEigen {
     /// Each row z (an eigenvector of T) becomes Q z = H_0 (H_1 (⋯ H_{n-3} z)),
     /// i.e. `Zᵀ ← Zᵀ H_{n-3} ⋯ H_0`, in blocks of `nb` reflectors written in
     /// compact WY form (`H_{k0} ⋯ H_{k1-1} = I − V T Vᵀ`, LAPACK's `larft`),
-    /// so that almost all the work is three GEMMs per block.
+    /// so that almost all the work is GEMMs.
+    ///
+    /// Rows of `Zᵀ` are transformed independently, so they are taken in
+    /// chunks small enough to stay in L2 while *every* block of reflectors
+    /// passes over them (each worker its own chunks): applying one block to
+    /// all of `Zᵀ` at a time would stream the whole matrix through memory
+    /// twice per block, and its depth-`nb` GEMMs would wait on it.
     static func backTransform(reflectors a: UnsafePointer<Double>, tau: [Double],
                               zt: UnsafeMutablePointer<Double>, n: Int) throws {
         let count = n - 2   // reflectors 0 ..< n-2
         guard count > 0 else { return }
         let nb = 32
-        let vt = try FallibleAllocation.allocate(Double.self, count: nb * n)
-        let t = try FallibleAllocation.allocate(Double.self, count: nb * nb)
-        let w = try FallibleAllocation.allocate(Double.self, count: n * nb)
-        let w2 = try FallibleAllocation.allocate(Double.self, count: n * nb)
-        defer { FallibleAllocation.free(vt); FallibleAllocation.free(t); FallibleAllocation.free(w); FallibleAllocation.free(w2) }
-        var k1 = count
-        while k1 > 0 {
-            let k0 = max(0, k1 - nb)
-            let b = k1 - k0, length = n - k0 - 1
+        let blocks = (count + nb - 1) / nb
+        // Block q holds reflectors k0 = q·nb ..< min(k0 + nb, count) on coordinates k0+1 ..< n.
+        var offsets = [Int](repeating: 0, count: blocks + 1)
+        for q in 0 ..< blocks { offsets[q + 1] = offsets[q] + nb * (n - q * nb - 1) }
+        let vts = try FallibleAllocation.allocate(Double.self, count: offsets[blocks])
+        defer { FallibleAllocation.free(vts) }
+        let ts = try FallibleAllocation.allocate(Double.self, count: blocks * nb * nb)
+        defer { FallibleAllocation.free(ts) }
+        for q in 0 ..< blocks {
+            let k0 = q * nb, b = min(nb, count - k0), length = n - k0 - 1
+            let vt = vts + offsets[q], t = ts + q * nb * nb
             // Rows of Vᵀ: v_{k0+j} on coordinates k0+1 ..< n, zero before its leading 1.
             for j in 0 ..< b {
                 let row = vt + j * length
@@ -234,27 +250,49 @@ enum SymmetricEigen {
             }
             // T, column by column: T[0..<i, i] = −τ_i · T[0..<i, 0..<i] · (Vᵀ v_i)[0..<i].
             t.update(repeating: 0, count: b * b)
+            var products = [Double](repeating: 0, count: b)
             for i in 0 ..< b {
                 let tauI = tau[k0 + i]
                 t[i * b + i] = tauI
                 guard i > 0, tauI != 0 else { continue }
-                var products = try [Double](fallibleRepeating: 0, count: i)
-                for q in 0 ..< i { products[q] = dot(vt + q * length + i, vt + i * length + i, length - i) }
+                for r in 0 ..< i { products[r] = dot(vt + r * length + i, vt + i * length + i, length - i) }
                 for r in 0 ..< i {
                     var sum = 0.0
-                    for q in r ..< i { sum += t[r * b + q] * products[q] }
+                    for c in r ..< i { sum += t[r * b + c] * products[c] }
                     t[r * b + i] = -tauI * sum
                 }
             }
-            // Zᵀ[:, k0+1...] −= ((Zᵀ[:, k0+1...] V) Tᵀ) Vᵀ
-            let z = zt + k0 + 1
-            try gemm(transA: false, transB: true, m: n, n: b, k: length, alpha: 1, a: z, lda: n,
-                     b: vt, ldb: length, beta: 0, c: w, ldc: b)
-            try gemm(transA: false, transB: true, m: n, n: b, k: b, alpha: 1, a: w, lda: b,
-                     b: t, ldb: b, beta: 0, c: w2, ldc: b)
-            try gemm(transA: false, transB: false, m: n, n: length, k: b, alpha: -1, a: w2, lda: b,
-                     b: vt, ldb: length, beta: 1, c: z, ldc: n)
-            k1 = k0
+        }
+        // Chunks of rows of Zᵀ: ~256 KiB each, a multiple of the GEMM's 6-row tile.
+        let chunk = max(48, (32768 / max(1, n)) / 6 * 6)
+        let chunks = (n + chunk - 1) / chunk
+        let workers = min(chunks, Threading.workerCount(for: n * n * n, minimumPerWorker: 1 << 22))
+        let scratch = try FallibleAllocation.allocate(Double.self, count: workers * 2 * chunk * nb)
+        defer { FallibleAllocation.free(scratch) }
+        offsets.withUnsafeBufferPointer { offsets in
+            parallelFor(workers: workers) { worker in
+                let w = scratch + worker * 2 * chunk * nb, w2 = w + chunk * nb
+                for c in partitionRange(chunks, parts: workers, index: worker) {
+                    let r0 = c * chunk, rows = min(chunk, n - r0)
+                    var q = blocks - 1
+                    while q >= 0 {
+                        let k0 = q * nb, b = min(nb, count - k0), length = n - k0 - 1
+                        let vt = UnsafePointer(vts + offsets[q]), t = UnsafePointer(ts + q * nb * nb)
+                        // Z[:, k0+1...] −= ((Z[:, k0+1...] V) Tᵀ) Vᵀ on this chunk's rows.
+                        let z = zt + r0 * n + k0 + 1
+                        GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: length, alpha: 1,
+                                           a: UnsafePointer(z), lda: n, b: vt, ldb: length, c: w, ldc: b)
+                            .runOverwriting(workers: 1)
+                        GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: b, alpha: 1,
+                                           a: UnsafePointer(w), lda: b, b: t, ldb: b, c: w2, ldc: b)
+                            .runOverwriting(workers: 1)
+                        GEMMDriver<Double>(transA: false, transB: false, m: rows, n: length, k: b, alpha: -1,
+                                           a: UnsafePointer(w2), lda: b, b: vt, ldb: length, c: z, ldc: n)
+                            .run(workers: 1)
+                        q -= 1
+                    }
+                }
+            }
         }
     }
 }

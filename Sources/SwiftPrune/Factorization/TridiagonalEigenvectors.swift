@@ -2,12 +2,42 @@
 /// (after LAPACK `dstein`): for each eigenvalue `λ`, a few solves of
 /// `(T − λI) x = b` with a pivoted tridiagonal LU, re-orthogonalized (modified
 /// Gram–Schmidt) against the vectors of its cluster (eigenvalues closer than
-/// `1e-3 ‖T‖`). O(n²) work plus O(n k²) per cluster of k, instead of the
-/// O(n³) rotations of QL.
+/// a ``Tolerances/clusterGap``). O(n²) work plus O(n k²) per cluster of k,
+/// instead of the O(n³) rotations of QL.
 ///
 /// The result is verified (residuals and orthogonality inside clusters);
-/// on failure the caller falls back to QL with accumulated rotations.
+/// on failure the caller tries the next, more conservative ``Tolerances``
+/// and finally falls back to QL with accumulated rotations.
 enum TridiagonalEigenvectors {
+    /// How vectors are grouped and what they must satisfy.
+    ///
+    /// For unit vectors `x_i`, `x_j` with residuals `r = T x − μ x` (any
+    /// shifts `μ`), `(μ_i − μ_j) x_iᵀx_j = r_iᵀx_j − x_iᵀr_j`, so
+    /// `|x_iᵀx_j| ≤ (‖r_i‖ + ‖r_j‖) / |μ_i − μ_j|`: vectors of different
+    /// clusters (gap ≥ `clusterGap · ‖T‖`) whose residuals pass
+    /// `residual · ‖T‖` are orthogonal to `2 · residual / clusterGap`
+    /// without being orthogonalized against each other. Both presets bound
+    /// that by 2e-8 (below float32 resolution).
+    struct Tolerances {
+        /// Eigenvalues closer than `clusterGap · ‖T‖` share a cluster.
+        let clusterGap: Double
+        /// Largest accepted `‖T x − λ x‖₂ / ‖T‖`.
+        let residual: Double
+        /// Solves per vector. From an eigenvalue accurate to ~ε‖T‖ one solve
+        /// already amplifies the eigenvector's component by ~1/ε; the second
+        /// refines it after the orthogonalization (LAPACK iterates up to 5
+        /// times until the growth test passes; the residual check stands in).
+        let iterations: Int
+
+        /// Small clusters: inverse iteration's residuals are ~1e-15 ‖T‖, so
+        /// a 1e-5 gap suffices. LAPACK's 1e-3 chains the whole spectrum of a
+        /// Gram matrix into one cluster (eigenvalue spacing ~‖T‖/n) and
+        /// turns Gram–Schmidt into O(n³) level-1 work.
+        static let tight = Tolerances(clusterGap: 1e-5, residual: 1e-13, iterations: 2)
+        /// LAPACK `dstein`'s grouping, for vectors whose residuals miss `tight`.
+        static let conservative = Tolerances(clusterGap: 1e-3, residual: 1e-11, iterations: 3)
+    }
+
     /// Writes the unit eigenvector of `values[j]` (ascending) into row `j` of
     /// `zt` (n × n) for T = tridiag(e, d, e) (`e[i] = T[i+1, i]`). Returns false
     /// when the vectors fail the check.
@@ -16,7 +46,8 @@ enum TridiagonalEigenvectors {
     /// filled with an orthonormal basis of the complement of the others.
     static func inverseIteration(d: [Double], e: [Double], values: [Double],
                                  zt: UnsafeMutablePointer<Double>, n: Int,
-                                 negligible: Double = -Double.infinity) -> Bool {
+                                 negligible: Double = -Double.infinity,
+                                 tolerances: Tolerances = .conservative) -> Bool {
         var norm = 0.0
         for i in 0 ..< n {
             norm = max(norm, abs(d[i]) + (i > 0 ? abs(e[i - 1]) : 0) + (i + 1 < n ? abs(e[i]) : 0))
@@ -27,7 +58,7 @@ enum TridiagonalEigenvectors {
             return true
         }
         let eps = Double.ulpOfOne
-        let clusterGap = 1e-3 * norm
+        let clusterGap = tolerances.clusterGap * norm
         let perturbation = 10 * eps * norm
         // Eigenvalues up to `negligible` come first (ascending): rows 0 ..< skipped.
         let skipped = values.prefix { $0 <= negligible }.count
@@ -40,7 +71,7 @@ enum TridiagonalEigenvectors {
         d.withUnsafeBufferPointer { d in
             e.withUnsafeBufferPointer { e in
                 parallelFor(workers: workers) { worker in
-                    var solver = TridiagonalSolver(n: n)
+                    let solver = TridiagonalSolver(n: n)
                     // Round-robin clusters so that big and small ones mix.
                     var c = worker
                     while c < clusters {
@@ -51,10 +82,11 @@ enum TridiagonalEigenvectors {
                             previous = lambda
                             solver.factor(d: d, e: e, shift: lambda, tiny: eps * norm)
                             let x = zt + j * n
-                            // Seeded by the eigenvalue's index: the same vectors whatever the thread count.
+                            // Uniform in (-1, 1) as LAPACK's dlarnv; seeded by the eigenvalue's
+                            // index: the same vectors whatever the thread count.
                             var generator = GaussianGenerator(seed: 0x1be5_0000 &+ UInt64(j))
-                            for i in 0 ..< n { x[i] = generator.next() }
-                            for _ in 0 ..< 3 {
+                            for i in 0 ..< n { x[i] = 2 * generator.uniform() - 1 }
+                            for _ in 0 ..< tolerances.iterations {
                                 solver.solve(x)
                                 for q in starts[c] ..< j {
                                     let other = zt + q * n
@@ -71,9 +103,9 @@ enum TridiagonalEigenvectors {
             }
         }
         if skipped > 0 && !complete(zt, n: n, first: skipped) { return false }
-        // Residuals ‖T z − λ z‖₂ ≤ 1e-11 ‖T‖ bound the angle between vectors of
-        // different clusters (gap > 1e-3 ‖T‖) by 2e-8; inside a cluster the
-        // inner products are checked directly.
+        // Residuals ‖T z − λ z‖₂ ≤ residual · ‖T‖ bound the inner products of
+        // vectors of different clusters (see Tolerances) by 2e-8; inside a
+        // cluster they are checked directly.
         for j in skipped ..< n {
             let x = zt + j * n
             var residual = 0.0
@@ -83,7 +115,7 @@ enum TridiagonalEigenvectors {
                 if i + 1 < n { r += e[i] * x[i + 1] }
                 residual += r * r
             }
-            guard residual.isFinite, residual.squareRoot() <= 1e-11 * norm,
+            guard residual.isFinite, residual.squareRoot() <= tolerances.residual * norm,
                   abs(dot(x, x, n) - 1) <= 1e-12 else { return false }
         }
         for c in 0 ..< clusters {
@@ -114,22 +146,31 @@ enum TridiagonalEigenvectors {
 }
 
 /// LU with partial pivoting of a shifted tridiagonal matrix `T − λI`
-/// (LAPACK `dgttrf` / `dgtts2`), zero pivots replaced by `tiny`.
-struct TridiagonalSolver {
-    var lower: [Double], diagonal: [Double], upper: [Double], upper2: [Double]
-    var swapped: [Bool]
+/// (LAPACK `dgttrf` / `dgtts2`), zero pivots replaced by `tiny`. The
+/// pivots are stored as reciprocals (the solve multiplies), in raw
+/// buffers: the solve is a serial recurrence, so every bounds check and
+/// division shows.
+final class TridiagonalSolver {
     let n: Int
+    let lower: UnsafeMutablePointer<Double>, inverseDiagonal: UnsafeMutablePointer<Double>
+    let upper: UnsafeMutablePointer<Double>, upper2: UnsafeMutablePointer<Double>
+    let swapped: UnsafeMutablePointer<Bool>
 
     init(n: Int) {
         self.n = n
-        lower = [Double](repeating: 0, count: n)
-        diagonal = [Double](repeating: 0, count: n)
-        upper = [Double](repeating: 0, count: n)
-        upper2 = [Double](repeating: 0, count: n)
-        swapped = [Bool](repeating: false, count: n)
+        let count = max(1, n)
+        lower = .allocate(capacity: count); inverseDiagonal = .allocate(capacity: count)
+        upper = .allocate(capacity: count); upper2 = .allocate(capacity: count)
+        swapped = .allocate(capacity: count)
     }
 
-    mutating func factor(d: UnsafeBufferPointer<Double>, e: UnsafeBufferPointer<Double>, shift: Double, tiny: Double) {
+    deinit {
+        lower.deallocate(); inverseDiagonal.deallocate(); upper.deallocate(); upper2.deallocate()
+        swapped.deallocate()
+    }
+
+    func factor(d: UnsafeBufferPointer<Double>, e: UnsafeBufferPointer<Double>, shift: Double, tiny: Double) {
+        let diagonal = inverseDiagonal   // holds the pivots until the last loop inverts them
         for i in 0 ..< n {
             diagonal[i] = d[i] - shift
             lower[i] = i + 1 < n ? e[i] : 0
@@ -157,7 +198,11 @@ struct TridiagonalSolver {
                 swapped[i] = true
             }
         }
-        for i in 0 ..< n where abs(diagonal[i]) < tiny { diagonal[i] = diagonal[i] < 0 ? -tiny : tiny }
+        for i in 0 ..< n {
+            var pivot = diagonal[i]
+            if abs(pivot) < tiny { pivot = pivot < 0 ? -tiny : tiny }
+            diagonal[i] = 1 / pivot
+        }
     }
 
     /// Overwrites `b` with `(T − λI)⁻¹ b`, rescaling to avoid overflow.
@@ -177,7 +222,7 @@ struct TridiagonalSolver {
             var value = b[i]
             if i + 1 < n { value -= upper[i] * b[i + 1] }
             if i + 2 < n { value -= upper2[i] * b[i + 2] }
-            value /= diagonal[i]
+            value *= inverseDiagonal[i]
             b[i] = value
             largest = max(largest, abs(value))
             if largest > 1e150 {

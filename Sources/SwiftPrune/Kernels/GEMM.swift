@@ -107,9 +107,10 @@ struct GEMMDriver<T: GEMMScalar> {
     let wide: Bool
     /// The micro-tile: `MR × NR` of ``GEMMScalar``, or 12 × 32 / 6 × 32 when ``wide``.
     let mr: Int, nr: Int
-    /// Float32 on the AVX2 path with A not transposed and C at most
-    /// ``directAMaxColumns`` wide: A is read in place, not packed
-    /// (`sgemmMicroKernelDirectA`, same results).
+    /// Float32 on the AVX2 path, or float64, with A not transposed and C at
+    /// most eight B panels wide (``directAMaxColumns`` for Float): A is read
+    /// in place, not packed (`sgemmMicroKernelDirectA` /
+    /// `dgemmMicroKernelDirectA`, same results as the packed kernels).
     let directA: Bool
     /// Up to this many columns of C (eight 16-column panels) a packed A
     /// sliver would be used too few times to repay its copy.
@@ -137,7 +138,7 @@ struct GEMMDriver<T: GEMMScalar> {
         // padding a partial 12-row tile would waste more of the work.
         mr = wide && m >= 96 ? 12 : T.gemmMR
         nr = wide ? 32 : T.gemmNR
-        directA = T.self == Float.self && !wide && !transA && n <= GEMMDriver.directAMaxColumns
+        directA = !wide && !transA && n <= 8 * T.gemmNR
     }
 
     /// The micro-kernel of this call: `c[r · ldc + j] += alpha · Σ_p a[p · MR + r] · b[p · NR + j]`.
@@ -172,6 +173,13 @@ struct GEMMDriver<T: GEMMScalar> {
                 for j in 0 ..< n { row[j] *= beta }
             }
         }
+    }
+
+    /// `C = alpha · op(A) · op(B)` (C zeroed first): the GEMM of a caller
+    /// that has already split the work over its own workers.
+    func runOverwriting(workers: Int) {
+        Self.scale(c, m: m, n: n, ldc: ldc, by: 0)
+        run(workers: workers)
     }
 
     func run(workers: Int) {
@@ -241,6 +249,26 @@ struct GEMMDriver<T: GEMMScalar> {
     /// op(A) into `MR`-row panels, `kc` groups of `MR` each, zero-padded.
     @inline(__always)
     func packA(into dst: UnsafeMutablePointer<T>, row: Int, mc: Int, column: Int, kc: Int) {
+        if transA && mr == 6 {
+            // op(A)[i, p] = a[p * lda + i]: stored row p holds the block's mc values
+            // for depth p contiguously. One sequential pass per stored row, six
+            // values at a time into each panel (a panel-by-panel gather would
+            // reread every stored row once per panel, six values at a time).
+            let full = mc / 6
+            if full < (mc + 5) / 6 { (dst + full * 6 * kc).update(repeating: 0, count: 6 * kc) }
+            for p in 0 ..< kc {
+                let src = a + (column + p) * lda + row
+                var out = dst + p * 6
+                for panel in 0 ..< full {
+                    let from = src + panel * 6
+                    out[0] = from[0]; out[1] = from[1]; out[2] = from[2]
+                    out[3] = from[3]; out[4] = from[4]; out[5] = from[5]
+                    out += 6 * kc
+                }
+                for r in 0 ..< mc - full * 6 { out[r] = src[full * 6 + r] }
+            }
+            return
+        }
         var panelStart = 0
         while panelStart < mc {
             let rows = min(mr, mc - panelStart)
@@ -305,7 +333,23 @@ struct GEMMDriver<T: GEMMScalar> {
                 let rows = min(mr, mc - i0)
                 let aPanel = UnsafePointer(packedA + i0 * kc)
                 let cTile = c + (row + i0) * ldc + column + j0
-                if directA {
+                if directA && T.self == Double.self {
+                    // A rows read in place (float64).
+                    let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Double.self)
+                    let bDouble = UnsafeRawPointer(bPanel).assumingMemoryBound(to: Double.self)
+                    let alphaDouble = withUnsafeBytes(of: alpha) { $0.load(as: Double.self) }
+                    if rows == mr && cols == nr {
+                        dgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bDouble, alphaDouble,
+                                                UnsafeMutableRawPointer(cTile).assumingMemoryBound(to: Double.self), ldc)
+                    } else {
+                        scratch.update(repeating: 0, count: mr * nr)
+                        dgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bDouble, alphaDouble,
+                                                UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Double.self), nr)
+                        for r in 0 ..< rows {
+                            for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
+                        }
+                    }
+                } else if directA {
                     // T == Float (see `directA`); A rows read in place.
                     let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Float.self)
                     let bFloat = UnsafeRawPointer(bPanel).assumingMemoryBound(to: Float.self)
@@ -341,4 +385,3 @@ struct GEMMDriver<T: GEMMScalar> {
         }
     }
 }
-
