@@ -35,7 +35,7 @@ extension SymmetricEigen {
             defer { FallibleAllocation.free(partial) }
             while n - k0 > unblockedSize {
                 let size = n - k0
-                try reducePanel(a, n: n, k0: k0, size: size, nb: nb, panel: panel, partial: partial,
+                reducePanel(a, n: n, k0: k0, size: size, nb: nb, panel: panel, partial: partial,
                                 maxWorkers: maxWorkers, d: &d, e: &e, tau: &tau)
                 // Trailing update of the upper triangle: A22 −= Σ_j V_jᵀ W_j + W_jᵀ V_j.
                 let vs = panel, ws = panel + nb * size, vs2 = panel + 2 * nb * size
