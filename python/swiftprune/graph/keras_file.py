@@ -59,6 +59,9 @@ TRANSPOSE_KERNELS = ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D")
 SEPARABLE = ("SeparableConv1D", "SeparableConv2D")
 NESTED = ("Functional", "Sequential", "Model")
+# Layers that multiply each channel by a learned scale (ConvNeXt's LayerScale): class -> the config
+# key holding their channel count, rewritten when channels are removed.
+CHANNEL_SCALES = {"LayerScale": "projection_dim"}
 
 
 def _snake(name: str) -> str:
@@ -215,6 +218,9 @@ class _Reader:
             names = (["gamma"] if cfg.get("scale", True) else []) + (["beta"] if cfg.get("center", True) else []) \
                 + ["moving_mean", "moving_variance"]
             self._params(node, values, names, roles, "norm", [(n, 0, "out") for n in names])
+        elif cls in CHANNEL_SCALES and len(values) == 1 and values[0].ndim == 1 \
+                and isinstance(cfg.get(CHANNEL_SCALES[cls]), int):
+            self._params(node, values, ["gamma"], ["gamma"], "norm", [("gamma", 0, "out")])
         elif cls == "LayerNormalization" and self._is_last_axis(ins, cfg.get("axis", -1)):
             names = (["gamma"] if cfg.get("scale", True) else []) + (["beta"] if cfg.get("center", True) else [])
             roles = (["gamma"] if cfg.get("scale", True) else []) + (["bias"] if cfg.get("center", True) else [])
@@ -408,6 +414,8 @@ def write_keras_file(graph: Graph, surgery, path: "os.PathLike[str] | str") -> i
         out = node.outputs[0]
         if out in changed and node.op in ("conv", "dense", "separable"):
             cfg["filters" if "filters" in cfg else "units"] = int(surgery.tensor_keep[out].sum())
+        if node.kind in CHANNEL_SCALES and node.op == "norm" and out in changed:
+            cfg[CHANNEL_SCALES[node.kind]] = int(surgery.tensor_keep[out].sum())
         if node.op == "reshape" and out in changed:
             cfg["target_shape"] = list(new_shape[out][1:])
         if any(t in changed for t in node.inputs) and "build_config" in layer:
