@@ -111,6 +111,9 @@ def test_activation_scores_bad_inputs(tmp_path):
     onnx.save(model, tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="importance='activation' only"):
         prune_model(tmp_path / "m.onnx", 0.5, tmp_path / "s.onnx", calibration=x, progress=False)
+    with pytest.raises(ValueError, match="needs calibration inputs"):
+        prune_model(tmp_path / "m.onnx", 0.5, tmp_path / "s.onnx", importance="activation", progress=False)
+    assert not (tmp_path / "s.onnx").exists()
 
 
 def test_prune_channels_cli_activation(tmp_path, capsys):

@@ -199,6 +199,9 @@ def prune_model(model: Any, amount: Union[float, Mapping[str, float]], output: O
             raise ValueError(f"output must be a .{wanted} file for this model, got {os.fspath(output)!r}")
     if calibration is not None and importance != "activation":
         raise ValueError(f"calibration inputs are used by importance='activation' only, not {importance!r}")
+    if importance == "activation" and scores is None and calibration is None:
+        raise ValueError("importance='activation' needs calibration inputs (calibration=...) or scores "
+                         "(swiftprune.graph.activation_scores)")
     from .._progress import step_bar
     bar = step_bar(total=5, description="prune channels", enabled=progress)
     try:
