@@ -148,7 +148,10 @@ def convert(path: str, opset: int = 17):
             nodes.append(helper.make_node("Mul", [ins[0], const(np.array(cfg["scale"]), "s")], [scaled]))
             nodes.append(helper.make_node("Add", [scaled, const(np.array(cfg["offset"]), "o")], outs))
         elif cls == "Normalization":
-            mean, var = (v.value for v in list(node.params.values())[:2])
+            if node.params:        # adapted: mean and variance are weights
+                mean, var = (v.value for v in list(node.params.values())[:2])
+            else:                  # given to the constructor: in the config
+                mean, var = (np.asarray(cfg[k], dtype=np.float32).reshape(1, 1, 1, -1) for k in ("mean", "variance"))
             if cfg.get("invert") or mean.ndim != 4:
                 raise NotImplementedError(f"keras_to_onnx: Normalization {cfg} ({node.name})")
             centred = outs[0] + "_centred"
