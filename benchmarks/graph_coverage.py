@@ -58,10 +58,14 @@ def classic_cnn():
 
 
 def randomize_norms(model, seed: int = 0) -> None:
-    """Non-trivial BatchNorm statistics and scales (fresh ones are identities)."""
+    """Non-trivial BatchNorm statistics and scales (fresh ones are identities), and ConvNeXt's layer
+    scales (initialized at 1e-6, they would hide every residual branch below float32 rounding)."""
     import keras
     rng = np.random.default_rng(seed)
     for layer in _all_layers(model):
+        if type(layer).__name__ == "LayerScale":
+            (gamma,) = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape).astype(gamma.dtype)])
         if isinstance(layer, keras.layers.BatchNormalization):
             weights = layer.get_weights()
             n = weights[-1].size
