@@ -278,7 +278,7 @@ def test_mobilenet_v3_and_convnext_pieces(tmp_path):
     s = L.ReLU(6.0, name="se_relu6")(L.Conv2D(16, 1, name="se_expand", **zero)(s) + 3.0) * (1.0 / 6.0)
     x = L.Multiply(name="se_mul")([x, s])
     x = LayerScale(0.5, 16, name="scale")(x)
-    y = L.DepthwiseConv2D(3, padding="same", name="dw", depthwise_initializer="zeros")(x)                  # a ConvNeXt block
+    y = L.Conv2D(16, 3, padding="same", groups=16, name="dw", **zero)(x)    # a ConvNeXt block: "depthwise" Conv2D
     y = L.LayerNormalization(epsilon=1e-6, name="ln")(y)
     y = L.Dense(32, name="mlp_up", **zero)(y)
     y = L.Activation("gelu", name="gelu")(y)
@@ -304,4 +304,5 @@ def test_mobilenet_v3_and_convnext_pieces(tmp_path):
     small = keras.saving.load_model(tmp_path / "ln.keras")
     assert small.get_layer("scale").projection_dim == small.get_layer("block_scale").projection_dim == 8
     assert small.get_layer("scale").get_weights()[0].shape == (8,)
+    assert small.get_layer("dw").groups == small.get_layer("dw").filters == 8
     assert outputs(small, x).shape == (2, 5)
