@@ -19,6 +19,34 @@ public func spMatmulF32(
     }
 }
 
+@_cdecl("sp_squared_error_f32")
+public func spSquaredErrorF32(
+    _ a: UnsafePointer<Float>?, _ b: UnsafePointer<Float>?, _ n: Int64, _ normOut: UnsafeMutablePointer<Double>?,
+    _ differenceOut: UnsafeMutablePointer<Double>?
+) -> sp_status {
+    withStatus {
+        guard let normOut, let differenceOut else { throw SwiftPruneError.value("norm_out and difference_out must not be NULL") }
+        let sums = try SquaredError.sums(inputBuffer(a, n, "a"), inputBuffer(b, n, "b"))
+        normOut.pointee = sums.norm
+        differenceOut.pointee = sums.difference
+    }
+}
+
+@_cdecl("sp_squared_error_bf16_f32")
+public func spSquaredErrorBF16F32(
+    _ a: UnsafePointer<UInt16>?, _ b: UnsafePointer<Float>?, _ n: Int64, _ normOut: UnsafeMutablePointer<Double>?,
+    _ differenceOut: UnsafeMutablePointer<Double>?
+) -> sp_status {
+    withStatus {
+        guard let normOut, let differenceOut else { throw SwiftPruneError.value("norm_out and difference_out must not be NULL") }
+        let sums = try SquaredError.sums(bfloat16: inputBuffer(a, n, "a"), inputBuffer(b, n, "b"))
+        normOut.pointee = sums.norm
+        differenceOut.pointee = sums.difference
+    }
+}
+
 func checkMatmulSignatures() {
     var matmulF32 = sp_matmul_f32; implements(&matmulF32, spMatmulF32)
+    var squaredError = sp_squared_error_f32; implements(&squaredError, spSquaredErrorF32)
+    var squaredErrorBF16 = sp_squared_error_bf16_f32; implements(&squaredErrorBF16, spSquaredErrorBF16F32)
 }

@@ -124,6 +124,60 @@ public func spQuantizedMatmulI8(
     }
 }
 
+@_cdecl("sp_nm_compact")
+public func spNMCompact(
+    _ values: UnsafeRawPointer?, _ elementBytes: Int64, _ keep: UnsafePointer<UInt8>?, _ runs: Int64, _ n: Int64,
+    _ m: Int64, _ storedOut: UnsafeMutableRawPointer?, _ positionsOut: UnsafeMutablePointer<UInt8>?
+) -> sp_status {
+    withStatus {
+        guard runs >= 0, (1 ... 256).contains(m), (1 ..< m).contains(n), [1, 2, 4, 8].contains(elementBytes) else {
+            throw SwiftPruneError.value("an N:M layout needs runs >= 0, 1 <= n < m <= 256 and elements of 1, 2, 4 or 8 "
+                                        + "bytes, got runs = \(runs), n = \(n), m = \(m), element_bytes = \(elementBytes)")
+        }
+        let total = try matrixCount(runs, m, "values"), kept = runs * n
+        let valueBytes = try matrixCount(total, elementBytes, "values"), storedBytes = kept * elementBytes
+        guard valueBytes == 0 || values != nil, storedBytes == 0 || storedOut != nil else {
+            throw SwiftPruneError.value("values and stored_out must not be NULL")
+        }
+        try NMRunCompaction.compact(
+            UnsafeRawBufferPointer(start: values, count: Int(valueBytes)), elementBytes: Int(elementBytes),
+            keep: inputBuffer(keep, total, "keep"), n: Int(n), m: Int(m),
+            stored: UnsafeMutableRawBufferPointer(start: storedOut, count: Int(storedBytes)),
+            positions: outputBuffer(positionsOut, kept, "positions_out"))
+    }
+}
+
+@_cdecl("sp_mask_compact")
+public func spMaskCompact(
+    _ values: UnsafeRawPointer?, _ elementBytes: Int64, _ keep: UnsafePointer<UInt8>?, _ count: Int64, _ kept: Int64,
+    _ keptOut: UnsafeMutableRawPointer?
+) -> sp_status {
+    withStatus {
+        guard [1, 2, 4, 8].contains(elementBytes), count >= 0, (0 ... count).contains(kept) else {
+            throw SwiftPruneError.value("need elements of 1, 2, 4 or 8 bytes and 0 <= kept <= count, got element_bytes = "
+                                        + "\(elementBytes), count = \(count), kept = \(kept)")
+        }
+        let valueBytes = try matrixCount(count, elementBytes, "values")
+        guard valueBytes == 0 || values != nil, kept == 0 || keptOut != nil else {
+            throw SwiftPruneError.value("values and kept_out must not be NULL")
+        }
+        try MaskCompaction.compact(
+            UnsafeRawBufferPointer(start: values, count: Int(valueBytes)), elementBytes: Int(elementBytes),
+            keep: inputBuffer(keep, count, "keep"),
+            into: UnsafeMutableRawBufferPointer(start: keptOut, count: Int(kept * elementBytes)))
+    }
+}
+
+@_cdecl("sp_apply_mask_f32")
+public func spApplyMaskF32(
+    _ w: UnsafePointer<Float>?, _ keep: UnsafePointer<UInt8>?, _ count: Int64, _ out: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        try MaskApplication.apply(inputBuffer(w, count, "w"), keep: inputBuffer(keep, count, "keep"),
+                                  into: outputBuffer(out, count, "out"))
+    }
+}
+
 func checkSparseSignatures() {
     var csrCount = sp_csr_count_f32; implements(&csrCount, spCSRCountF32)
     var csrFill = sp_csr_fill_f32; implements(&csrFill, spCSRFillF32)
@@ -132,5 +186,8 @@ func checkSparseSignatures() {
     var nmCompress = sp_nm_compress_f32; implements(&nmCompress, spNMCompressF32)
     var nmMatmul = sp_nm_matmul_f32; implements(&nmMatmul, spNMMatmulF32)
     var nmToDense = sp_nm_to_dense_f32; implements(&nmToDense, spNMToDenseF32)
+    var nmCompact = sp_nm_compact; implements(&nmCompact, spNMCompact)
+    var maskCompact = sp_mask_compact; implements(&maskCompact, spMaskCompact)
+    var applyMask = sp_apply_mask_f32; implements(&applyMask, spApplyMaskF32)
     var quantized = sp_quantized_matmul_i8; implements(&quantized, spQuantizedMatmulI8)
 }

@@ -1509,6 +1509,145 @@ error:
     return NULL;
 }
 
+/* The (values, keep) pair of the compaction entry points: values any numeric array (C-contiguous,
+   elements copied as they are), keep bool of the same size. 0, or -1 with an exception (both released). */
+static int parse_values_and_keep(PyObject *values_obj, PyObject *keep_obj, PyArrayObject **values, PyArrayObject **keep) {
+    *values = NULL;
+    *keep = NULL;
+    if (!PyArray_Check(values_obj) || !PyArray_ISNUMBER((PyArrayObject *)values_obj)) {
+        PyErr_SetString(PyExc_TypeError, "values must be a numeric NumPy array");
+        return -1;
+    }
+    *values = (PyArrayObject *)PyArray_FROM_OF(values_obj, NPY_ARRAY_IN_ARRAY);
+    if (*values == NULL) return -1;
+    *keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
+    if (*keep != NULL && PyArray_SIZE(*keep) == PyArray_SIZE(*values)) return 0;
+    if (*keep != NULL) {
+        PyErr_Format(PyExc_ValueError, "keep has %lld entries, values %lld", (long long)PyArray_SIZE(*keep),
+                     (long long)PyArray_SIZE(*values));
+    }
+    Py_CLEAR(*values);
+    Py_CLEAR(*keep);
+    return -1;
+}
+
+/* nm_compact(values, keep, n, m) -> (stored, positions): the N:M storage layout of C-order runs of m
+   (see sp_nm_compact). values: any contiguous array of 1/2/4/8-byte elements; keep: bool of the same size. */
+static PyObject *core_nm_compact(PyObject *self, PyObject *args) {
+    PyObject *values_obj, *keep_obj;
+    long long n, m;
+    if (!PyArg_ParseTuple(args, "OOLL:nm_compact", &values_obj, &keep_obj, &n, &m)) return NULL;
+    PyArrayObject *values, *keep, *stored = NULL, *positions = NULL;
+    if (parse_values_and_keep(values_obj, keep_obj, &values, &keep) < 0) return NULL;
+    int64_t count = (int64_t)PyArray_SIZE(values), width = (int64_t)PyArray_ITEMSIZE(values);
+    if (m < 2 || m > 256 || n < 1 || n >= m || count % m != 0) {
+        PyErr_Format(PyExc_ValueError, "need 1 <= n < m <= 256 and m dividing the %lld values, got n=%lld, m=%lld",
+                     (long long)count, n, m);
+        goto error;
+    }
+    npy_intp dims[1] = {(npy_intp)(count / m * n)};
+    PyArray_Descr *descr = PyArray_DESCR(values);
+    Py_INCREF(descr);
+    stored = (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, descr, 1, dims, NULL, NULL, 0, NULL);
+    positions = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_UINT8, 0);
+    if (stored == NULL || positions == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_nm_compact(PyArray_DATA(values), width, (const uint8_t *)PyArray_DATA(keep), count / m, n, m,
+                                  PyArray_DATA(stored), (uint8_t *)PyArray_DATA(positions)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(values); Py_DECREF(keep);
+    return Py_BuildValue("(NN)", stored, positions);
+error:
+    Py_XDECREF(values); Py_XDECREF(keep); Py_XDECREF(stored); Py_XDECREF(positions);
+    return NULL;
+}
+
+/* mask_compact(values, keep, kept) -> values[keep] (1-D, values' dtype), `kept` = the number of set flags. */
+static PyObject *core_mask_compact(PyObject *self, PyObject *args) {
+    PyObject *values_obj, *keep_obj;
+    long long kept;
+    if (!PyArg_ParseTuple(args, "OOL:mask_compact", &values_obj, &keep_obj, &kept)) return NULL;
+    PyArrayObject *values, *keep, *out = NULL;
+    if (parse_values_and_keep(values_obj, keep_obj, &values, &keep) < 0) return NULL;
+    int64_t count = (int64_t)PyArray_SIZE(values);
+    if (kept < 0 || kept > count) {
+        PyErr_Format(PyExc_ValueError, "kept must be in 0..%lld, got %lld", (long long)count, kept);
+        goto error;
+    }
+    npy_intp dims[1] = {(npy_intp)kept};
+    PyArray_Descr *descr = PyArray_DESCR(values);
+    Py_INCREF(descr);
+    out = (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, descr, 1, dims, NULL, NULL, 0, NULL);
+    if (out == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_mask_compact(PyArray_DATA(values), (int64_t)PyArray_ITEMSIZE(values),
+                                    (const uint8_t *)PyArray_DATA(keep), count, kept, PyArray_DATA(out)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(values); Py_DECREF(keep);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(values); Py_XDECREF(keep); Py_XDECREF(out);
+    return NULL;
+}
+
+/* apply_mask(w, keep) -> float32 w * keep + 0 (a new array of w's shape). */
+static PyObject *core_apply_mask(PyObject *self, PyObject *args) {
+    PyObject *w_obj, *keep_obj;
+    if (!PyArg_ParseTuple(args, "OO:apply_mask", &w_obj, &keep_obj)) return NULL;
+    PyArrayObject *w = NULL, *keep = NULL, *out = NULL;
+    w = (PyArrayObject *)PyArray_FROM_OTF(w_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    if (w == NULL) return NULL;
+    keep = (PyArrayObject *)PyArray_FROM_OTF(keep_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
+    if (keep == NULL) goto error;
+    if (PyArray_SIZE(keep) != PyArray_SIZE(w)) {
+        PyErr_Format(PyExc_ValueError, "keep has %lld entries, w %lld", (long long)PyArray_SIZE(keep), (long long)PyArray_SIZE(w));
+        goto error;
+    }
+    out = (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(w), PyArray_DIMS(w), NPY_FLOAT, 0);
+    if (out == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_apply_mask_f32((const float *)PyArray_DATA(w), (const uint8_t *)PyArray_DATA(keep),
+                                      (int64_t)PyArray_SIZE(w), (float *)PyArray_DATA(out)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(w); Py_DECREF(keep);
+    return (PyObject *)out;
+error:
+    Py_XDECREF(w); Py_XDECREF(keep); Py_XDECREF(out);
+    return NULL;
+}
+
+/* squared_error(a, b) -> (sum a^2, sum (a - b)^2) in float64, for float32 arrays of the same size. */
+static PyObject *core_squared_error(PyObject *self, PyObject *args) {
+    PyObject *a_obj, *b_obj;
+    if (!PyArg_ParseTuple(args, "OO:squared_error", &a_obj, &b_obj)) return NULL;
+    PyArrayObject *a = NULL, *b = NULL;
+    /* a uint16 array is bfloat16 bit patterns */
+    int bfloat16 = PyArray_Check(a_obj) && PyArray_TYPE((PyArrayObject *)a_obj) == NPY_UINT16;
+    a = (PyArrayObject *)PyArray_FROM_OTF(a_obj, bfloat16 ? NPY_UINT16 : NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    if (a == NULL) return NULL;
+    b = (PyArrayObject *)PyArray_FROM_OTF(b_obj, NPY_FLOAT, NPY_ARRAY_IN_ARRAY);
+    if (b == NULL) goto error;
+    if (PyArray_SIZE(a) != PyArray_SIZE(b)) {
+        PyErr_Format(PyExc_ValueError, "a has %lld entries, b %lld", (long long)PyArray_SIZE(a), (long long)PyArray_SIZE(b));
+        goto error;
+    }
+    double norm = 0.0, difference = 0.0;
+    sp_status status;
+    if (bfloat16) {
+        SP_CALL(status, sp_squared_error_bf16_f32((const uint16_t *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
+                                                  (int64_t)PyArray_SIZE(a), &norm, &difference));
+    } else {
+        SP_CALL(status, sp_squared_error_f32((const float *)PyArray_DATA(a), (const float *)PyArray_DATA(b),
+                                             (int64_t)PyArray_SIZE(a), &norm, &difference));
+    }
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(a); Py_DECREF(b);
+    return Py_BuildValue("(dd)", norm, difference);
+error:
+    Py_XDECREF(a); Py_XDECREF(b);
+    return NULL;
+}
+
 static int parse_nm(PyObject *values_obj, PyObject *indices_obj, PyArrayObject **values, PyArrayObject **indices) {
     *values = sparse_float32_array(values_obj, "values");
     if (*values == NULL) return -1;
@@ -1608,6 +1747,10 @@ error:
     {"csr_matmul", core_csr_matmul, METH_VARARGS, "csr_matmul(indptr, indices, data, rows, cols, x) -> W @ x"},     \
     {"csr_to_dense", core_csr_to_dense, METH_VARARGS, "csr_to_dense(indptr, indices, data, rows, cols) -> dense"},  \
     {"nm_from_dense", core_nm_from_dense, METH_VARARGS, "nm_from_dense(w, n, m) -> (values, indices)"},             \
+    {"nm_compact", core_nm_compact, METH_VARARGS, "nm_compact(values, keep, n, m) -> (stored, positions)"},     \
+    {"apply_mask", core_apply_mask, METH_VARARGS, "apply_mask(w, keep) -> w * keep + 0 (float32)"},     \
+    {"mask_compact", core_mask_compact, METH_VARARGS, "mask_compact(values, keep, kept) -> values[keep]"},     \
+    {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2); a float32, or uint16 bfloat16 bits"},     \
     {"nm_matmul", core_nm_matmul, METH_VARARGS, "nm_matmul(values, indices, rows, cols, n, m, x) -> W @ x"},        \
     {"nm_to_dense", core_nm_to_dense, METH_VARARGS, "nm_to_dense(values, indices, rows, cols, n, m) -> dense"},     \
     {"quantized_matmul", core_quantized_matmul, METH_VARARGS,                                                       \

@@ -1,4 +1,4 @@
 """`python -m swiftprune`: the command-line interface."""
-from .cli import main
+from .cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

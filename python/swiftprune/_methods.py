@@ -301,7 +301,8 @@ def _encode_quantized(q: QuantizedTensor) -> tuple[dict[str, np.ndarray], dict[s
     if kind == "packed":
         parts = {"values": q.packed()}
     elif kind == "bitmask":
-        parts = {"mask": _sparse_storage.pack_mask(nonzero), "values": pack_bits(q.values[nonzero], q.bits)}
+        parts = {"mask": _sparse_storage.pack_mask(nonzero),
+                 "values": pack_bits(_sparse_storage.masked_values(q.values, nonzero), q.bits)}
     else:
         n, m, axis = q.nm
         stored, positions = _sparse_storage.nm_select(q.values, nonzero, n, m, axis)

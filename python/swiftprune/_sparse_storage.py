@@ -24,9 +24,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from . import _core
 from ._bitpack import pack_bits, packed_size, unpack_bits
 
-__all__ = ["mask_size", "nm_index_bits", "nm_groups", "nm_fits", "nm_select", "nm_scatter",
+__all__ = ["masked_values", "mask_size", "nm_index_bits", "nm_groups", "run_counts", "nm_fits", "nm_select", "nm_scatter",
            "pack_mask", "unpack_mask", "choose", "nm_attr"]
 
 
@@ -50,6 +51,20 @@ def unpack_mask(bits: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.unpackbits(bits, count=count).astype(bool).reshape(tuple(shape))
 
 
+def masked_values(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``values[mask]`` (1-D, C order, ``values``' dtype), compacted by the
+    Swift core in one branch-free pass (NumPy's boolean indexing costs ~5x
+    more on the large tensors a file holds)."""
+    values = np.asarray(values)
+    mask = np.asarray(mask, dtype=bool)
+    if values.shape != mask.shape:
+        raise ValueError(f"a mask of shape {mask.shape} cannot select from values of shape {values.shape}")
+    if values.dtype.itemsize not in (1, 2, 4, 8) or values.dtype.kind not in "biuf":
+        return values[mask]
+    mask = np.ascontiguousarray(mask)
+    return _core.mask_compact(np.ascontiguousarray(values), mask, int(np.count_nonzero(mask)))
+
+
 def nm_index_bits(m: int) -> int:
     """Bits per stored position in a run of ``m``: ``ceil(log2 m)`` (at least 1)."""
     return max(1, math.ceil(math.log2(m)))
@@ -63,25 +78,72 @@ def nm_groups(array: np.ndarray, m: int, axis: int) -> Optional[np.ndarray]:
     return np.moveaxis(array, axis, -1).reshape(-1, m)
 
 
+def run_counts(nonzero: np.ndarray, m: int, axis: int) -> Optional[np.ndarray]:
+    """The number of True entries in every run of ``m`` along ``axis``
+    (uint16; the axis split into ``(runs, m)`` and the ``m`` summed away,
+    other axes in place), or ``None`` when ``m`` does not divide that axis.
+    Summed slice by slice over a uint8 view, without moving the axis: NumPy's
+    reduction along a short axis, or a transposed copy, costs ~10x more."""
+    nonzero = np.ascontiguousarray(nonzero, dtype=bool)
+    if nonzero.ndim == 0 or not -nonzero.ndim <= axis < nonzero.ndim or nonzero.shape[axis] % m:
+        return None
+    axis %= nonzero.ndim
+    shape = nonzero.shape
+    if axis == nonzero.ndim - 1 and m in (4, 8):
+        # Runs of 4 or 8 contiguous 0/1 bytes as one integer each: a multiply
+        # sums its bytes into the top byte (a byte-wise popcount, no carries).
+        word = np.uint32 if m == 4 else np.uint64
+        runs = nonzero.reshape(-1).view(word)
+        ones = word(0x01010101) if m == 4 else word(0x0101010101010101)
+        counts = np.multiply(runs, ones, dtype=word)
+        counts >>= word(8 * (m - 1))
+        return counts.astype(np.uint16).reshape(shape[:-1] + (shape[-1] // m,))
+    split = nonzero.view(np.uint8).reshape(shape[:axis] + (shape[axis] // m, m) + shape[axis + 1:])
+    index = [slice(None)] * split.ndim
+    index[axis + 1] = 0
+    counts = split[tuple(index)].astype(np.uint16)
+    for column in range(1, m):
+        index[axis + 1] = column
+        counts += split[tuple(index)]
+    return counts
+
+
+_FITS_CHUNK = 1 << 22  # entries per step of nm_fits: bounded temporaries on large tensors
+
+
 def nm_fits(nonzero: np.ndarray, n: int, m: int, axis: int, *, exact: bool = False) -> bool:
     """Whether every run of ``m`` along ``axis`` has at most ``n`` (``exact``:
-    exactly ``n``) True entries of ``nonzero``."""
-    runs = nm_groups(nonzero, m, axis)
-    if runs is None or n >= m:
+    exactly ``n``) True entries of ``nonzero`` (checked in slices along
+    another axis, so the counts of a large tensor are never all in memory)."""
+    nonzero = np.asarray(nonzero, dtype=bool)
+    if n >= m or nonzero.ndim == 0 or not -nonzero.ndim <= axis < nonzero.ndim or nonzero.shape[axis] % m:
         return False
-    counts = runs.sum(axis=1, dtype=np.int64)
-    return bool(np.all(counts == n) if exact else np.all(counts <= n))
+    axis %= nonzero.ndim
+    split = 1 if axis == 0 and nonzero.ndim > 1 else 0  # slice along an axis the runs do not cross
+    if split == axis:  # a 1-D tensor: one piece
+        pieces = [nonzero]
+    else:
+        step = max(1, _FITS_CHUNK // max(1, nonzero.size // max(1, nonzero.shape[split])))
+        pieces = [np.take(nonzero, range(start, min(start + step, nonzero.shape[split])), axis=split)
+                  if split else nonzero[start:start + step] for start in range(0, nonzero.shape[split], step)]
+    for piece in pieces:
+        counts = run_counts(piece, m, axis)
+        if counts is None or not (np.all(counts == n) if exact else counts.max(initial=0) <= n):
+            return False
+    return True
 
 
 def nm_select(values: np.ndarray, nonzero: np.ndarray, n: int, m: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` entries per run that the ``nm`` layout stores: the non-zero
     ones first (a run with fewer is filled with its first zero entries), in
-    position order. Returns ``(values, positions)``, each ``(runs * n,)``."""
-    runs = nm_groups(values, m, axis)
-    keep = nm_groups(nonzero, m, axis)
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :n]
-    order.sort(axis=1)
-    return np.take_along_axis(runs, order, axis=1).reshape(-1), order.astype(np.uint8).reshape(-1)
+    position order. Returns ``(values, positions)``, each ``(runs * n,)``;
+    compacted by the Swift core (``ValueError`` if a run holds more than
+    ``n`` non-zeros)."""
+    runs = nm_groups(np.asarray(values), m, axis)
+    keep = nm_groups(np.asarray(nonzero, dtype=bool), m, axis)
+    if runs is None or keep is None:
+        raise ValueError(f"m = {m} does not divide axis {axis} of shape {np.shape(values)}")
+    return _core.nm_compact(np.ascontiguousarray(runs), np.ascontiguousarray(keep), n, m)
 
 
 def nm_scatter(fill: np.ndarray, stored: np.ndarray, positions: np.ndarray, n: int, m: int,

@@ -752,6 +752,16 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def console_main() -> int:
+    """The ``swiftprune`` command (and ``python -m swiftprune``): :func:`main`
+    in a process of our own, so freed tensor buffers are kept for reuse
+    (see :mod:`swiftprune._allocator`)."""
+    from ._allocator import keep_freed_buffers
+
+    keep_freed_buffers()
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code (0 ok, 1 failure, 2 usage)."""
     parser = build_parser()

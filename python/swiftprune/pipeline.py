@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import _core
 from ._progress import progress as _progress
 from .pruned_tensor import PrunedTensor
 from .recipe import Stage
@@ -19,7 +20,7 @@ __all__ = ["Track", "run_stages", "masked"]
 class Track:
     """One tensor on its way through the stages."""
 
-    __slots__ = ("name", "original", "dense", "mask", "keep_mask", "form", "labels", "nm")
+    __slots__ = ("name", "original", "dense", "mask", "_keep_mask", "_form", "labels", "nm", "stored")
 
     def __init__(self, name: str, original: np.ndarray) -> None:
         self.name = name
@@ -31,6 +32,27 @@ class Track:
         self.labels: list[str] = []
         self.nm: tuple[int, int, int] | None = None  # the N:M pattern of an nm prune, for compact storage
 
+    # The stored size (see report.stored_bytes) is remembered until the
+    # encoding changes: the pipeline's grow check and the report ask for it,
+    # and a sparse layout's size costs passes over the whole tensor.
+    @property
+    def form(self) -> Any:
+        return self._form
+
+    @form.setter
+    def form(self, value: Any) -> None:
+        self._form = value
+        self.stored = None
+
+    @property
+    def keep_mask(self) -> np.ndarray | None:
+        return self._keep_mask
+
+    @keep_mask.setter
+    def keep_mask(self, value: np.ndarray | None) -> None:
+        self._keep_mask = value
+        self.stored = None
+
     def weights(self) -> np.ndarray:
         if self.dense is None:
             self.dense = np.ascontiguousarray(self.original, dtype=np.float32)
@@ -41,12 +63,23 @@ _ZERO = np.float32(0.0)
 
 
 def masked(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """float32 finite ``weights`` with +0.0 where ``mask`` is False (multiply,
-    then + 0 turns the -0.0 of negative pruned weights into +0.0; 3x faster
-    than ``np.where`` with a scalar)."""
-    out = np.multiply(weights, mask, dtype=np.float32)
-    out += _ZERO
-    return out
+    """float32 ``weights`` with +0.0 where ``mask`` is False: ``weights * mask
+    + 0`` (the + 0 turns the -0.0 of negative pruned weights into +0.0), in
+    one pass of the Swift core, bit-identical to NumPy's multiply and add."""
+    return _core.apply_mask(weights, mask)
+
+
+_CHECK_CHUNK = 1 << 20  # entries per step of _nonzero_outside: two small temporaries, not two tensor-sized ones
+
+
+def _nonzero_outside(dense: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether ``dense`` has a non-zero (or NaN) where ``mask`` is False."""
+    values, keep = dense.reshape(-1), mask.reshape(-1)
+    for start in range(0, values.size, _CHECK_CHUNK):
+        stop = start + _CHECK_CHUNK
+        if np.logical_and(values[start:stop], ~keep[start:stop]).any():
+            return True
+    return False
 
 
 def _check_mask(stage: Stage, name: str, mask: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -81,7 +114,7 @@ def _finish(stage: Stage, track: Track, output: Any) -> None:
     else:
         codec = codec_for(output)
         dense = np.asarray(codec.dense(output), dtype=np.float32).reshape(track.original.shape)
-        if track.mask is not None and np.logical_and(dense, ~track.mask).any():
+        if track.mask is not None and _nonzero_outside(dense, track.mask):
             # The encoding moved pruned entries off zero: keep the mask with it and
             # re-apply it, so they stay exactly zero (here and after load_compressed).
             dense = np.where(track.mask, dense, _ZERO)  # (not masked(): NaN * 0 is NaN)

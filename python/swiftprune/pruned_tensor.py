@@ -43,7 +43,7 @@ class PrunedTensor:
     @property
     def values(self) -> NDArray[np.float32]:
         if self._values is None:
-            self._values = self._dense[self.mask]
+            self._values = _sparse_storage.masked_values(self._dense, self.mask)
         return self._values
 
     @property

@@ -467,6 +467,16 @@ sp_status sp_low_rank_f64(const double *w, int64_t m, int64_t n, int32_t selecto
 sp_status sp_matmul_f32(const float *a, bool a_transposed, const float *b, bool b_transposed,
                         int64_t m, int64_t k, int64_t n, float *out);
 
+/**
+ * The sums of a relative Frobenius error over n float32 entries, in float64:
+ * *norm_out = sum a[i]^2, *difference_out = sum (a[i] - b[i])^2 (one pass).
+ * SP_ERR_VALUE: n < 0, NULL pointers (a, b may be NULL when n == 0).
+ */
+sp_status sp_squared_error_f32(const float *a, const float *b, int64_t n, double *norm_out, double *difference_out);
+/** As sp_squared_error_f32 with a given as bfloat16 bit patterns (widened exactly). */
+sp_status sp_squared_error_bf16_f32(const uint16_t *a, const float *b, int64_t n, double *norm_out,
+                                    double *difference_out);
+
 /*
  * Sparse and quantized layers. A weight matrix W has shape (rows, cols) =
  * (out_features, in_features), as a PyTorch Linear weight; every *_matmul
@@ -519,6 +529,34 @@ sp_status sp_csr_to_dense_f32(int64_t rows, int64_t cols, const int64_t *indptr,
  */
 sp_status sp_nm_compress_f32(const float *w, int64_t rows, int64_t cols, int64_t n, int64_t m,
                              float *values_out, uint8_t *indices_out);
+
+/**
+ * The N:M storage layout of runs of m elements (C order, run after run): from
+ * each run, its marked entries (keep[i] != 0; at most n per run) filled up to n
+ * with the run's first unmarked ones, in position order. values: runs * m
+ * elements of element_bytes (1, 2, 4 or 8) each, copied as they are; stored_out:
+ * runs * n elements; positions_out: runs * n positions in 0..m-1.
+ * SP_ERR_VALUE: not 1 <= n < m <= 256, a bad element size, a run with more than n
+ * marked entries.
+ */
+sp_status sp_nm_compact(const void *values, int64_t element_bytes, const uint8_t *keep, int64_t runs,
+                        int64_t n, int64_t m, void *stored_out, uint8_t *positions_out);
+
+/**
+ * out[i] = w[i] * (keep[i] != 0) + 0 over count float32 entries (out may be w): pruned entries
+ * and kept negative zeros become +0.0, bit-identical to NumPy's multiply by the mask then + 0.
+ * SP_ERR_VALUE: count < 0, NULL pointers.
+ */
+sp_status sp_apply_mask_f32(const float *w, const uint8_t *keep, int64_t count, float *out);
+
+/**
+ * values[keep] as NumPy computes it: the count elements of values (element_bytes = 1, 2,
+ * 4 or 8 each, copied as they are) whose keep flag is non-zero, in order, into kept_out
+ * (room for `kept` elements). SP_ERR_VALUE: a bad element size, or a number of set
+ * flags other than kept.
+ */
+sp_status sp_mask_compact(const void *values, int64_t element_bytes, const uint8_t *keep, int64_t count,
+                          int64_t kept, void *kept_out);
 
 /**
  * y = W @ x for an N:M matrix (values, indices as from sp_nm_compress_f32).

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any, Callable, Iterator, Sequence
 
 from .jobs import JobSpec, run_job, set_progress_sink
+from .worker_process import initialize_worker, threads_per_worker
 
 __all__ = ["Executor", "InProcessExecutor", "LocalProcessExecutor", "make_executor"]
 
@@ -76,8 +77,8 @@ class LocalProcessExecutor(Executor):
         context = multiprocessing.get_context("spawn")
         self._queue = context.Queue()
         self._runs = 0
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                         initializer=set_progress_sink, initargs=(self._queue,))
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initialize_worker,
+                                         initargs=(self._queue, threads_per_worker(workers)))
 
     def run(self, specs: Sequence[JobSpec], progress: Progress) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
         # The queue outlives a run (a two-pass job runs the pool several times): messages are tagged
