@@ -115,6 +115,19 @@ __all__ = [
 _API_MODULES = ("cli", "io", "keras", "model", "registry", "graph", "calibration", "plan", "export", "distributed")
 
 
+# API submodules that import on first use (``sp.graph``), so that ``import swiftprune``
+# stays light; they import their optional dependencies (onnx, h5py, keras) only when called.
+_LAZY_MODULES = ("graph", "export", "distributed")
+
+
+def __getattr__(name: str):
+    """``swiftprune.graph`` and the other lazy API submodules, imported on first access."""
+    if name in _LAZY_MODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def __dir__() -> list[str]:
     """Only the API: ``__all__`` and the API submodules that are imported."""
     return sorted(set(__all__) | {name for name in _API_MODULES if name in globals()})

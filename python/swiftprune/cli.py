@@ -556,15 +556,30 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _prune_channels(args: argparse.Namespace) -> int:
+    import os
+
     from .graph import prune_model
 
     for flag, value in (("--amount", args.amount),):
         if not 0 <= value <= 1:
             raise UsageError(f"{flag} must be in [0, 1], got {value}")
+    calibration = None
+    if args.importance == "activation" and not args.calibration:
+        raise UsageError("--importance activation needs --calibration FILE.npz (the model's inputs)")
+    if args.calibration:
+        if args.importance != "activation":
+            raise UsageError("--calibration is used by --importance activation only")
+        if not os.fspath(args.calibration).lower().endswith(".npz"):
+            raise UsageError(f"--calibration takes an .npz of model inputs, got {args.calibration!r}")
+        with np.load(args.calibration, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        # one array feeds a one-input model whatever its name; several are matched to the inputs by name
+        calibration = next(iter(arrays.values())) if len(arrays) == 1 else arrays
     result = prune_model(args.input, args.amount, args.output, importance=args.importance,
                          global_pruning=args.global_pruning, round_to=args.round_to,
                          min_channels=args.min_channels, include=args.include or (), exclude=args.exclude or (),
-                         allow_layernorm=args.allow_layernorm)
+                         allow_layernorm=args.allow_layernorm, calibration=calibration,
+                         progress=not args.no_progress)
     if args.report:
         print(result.summary())
         for name, reason in sorted(result.frozen_reasons.items()):
@@ -717,7 +732,11 @@ def build_parser() -> argparse.ArgumentParser:
     channels.add_argument("--amount", type=float, required=True, help="fraction of each group's channels removed")
     channels.add_argument("--round-to", metavar="N", type=_int, default=1, help="kept channels a multiple of N")
     channels.add_argument("--min-channels", metavar="N", type=_int, default=1, help="keep at least N per group")
-    channels.add_argument("--importance", choices=("l2", "l1", "bn"), default="l2", help="channel ranking")
+    channels.add_argument("--importance", choices=("l2", "l1", "bn", "activation"), default="l2",
+                          help="channel ranking (activation: mean |activation| on --calibration inputs)")
+    channels.add_argument("--calibration", metavar="FILE.npz",
+                          help="model inputs for --importance activation (one array, or one per input name)")
+    channels.add_argument("--no-progress", action="store_true", help="no progress bar")
     channels.add_argument("--global", dest="global_pruning", action="store_true",
                           help="one threshold over all groups instead of the amount in each")
     channels.add_argument("--include", metavar="GLOB", action="append", help="only layers matching (repeatable)")

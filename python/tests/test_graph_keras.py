@@ -258,3 +258,51 @@ def test_nested_model_in_the_middle(tmp_path):
     result, diff, scale, _ = coverage.check(model, 0.5, x, str(tmp_path))
     assert set(result.kept) == {"outer_conv", "block/inner_conv"}
     assert diff <= 1e-5 * max(scale, 1.0)
+
+
+def test_mobilenet_v3_and_convnext_pieces(tmp_path):
+    """The paths of MobileNetV3 and ConvNeXt without building them (benchmarks/graph_coverage.py runs those):
+    Rescaling, hard-swish, a squeeze-excite whose hard sigmoid is keras.ops on KerasTensors (x + 3, * 1/6),
+    ConvNeXt's LayerScale (its projection_dim rewritten when channels go), a LayerNorm + Dense MLP block."""
+    from keras.src.applications.convnext import LayerScale   # what keras.applications.ConvNeXt* build
+    # Zero initializers, random weights set below: JAX compiles a random initializer once per weight shape,
+    # seconds each, when the model is built and again when the pruned file is loaded.
+    zero = {"kernel_initializer": "zeros", "bias_initializer": "zeros"}
+    inp = keras.Input((8, 8, 3), name="image")
+    x = L.Rescaling(1 / 127.5, offset=-1, name="rescale")(inp)
+    x = L.Conv2D(16, 3, padding="same", name="stem", **zero)(x)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.Activation("hard_swish", name="hswish")(x)
+    s = L.GlobalAveragePooling2D(keepdims=True, name="se_pool")(x)
+    s = L.ReLU(name="se_relu")(L.Conv2D(4, 1, name="se_reduce", **zero)(s))
+    s = L.ReLU(6.0, name="se_relu6")(L.Conv2D(16, 1, name="se_expand", **zero)(s) + 3.0) * (1.0 / 6.0)
+    x = L.Multiply(name="se_mul")([x, s])
+    x = LayerScale(0.5, 16, name="scale")(x)
+    y = L.Conv2D(16, 3, padding="same", groups=16, name="dw", **zero)(x)    # a ConvNeXt block: "depthwise" Conv2D
+    y = L.LayerNormalization(epsilon=1e-6, name="ln")(y)
+    y = L.Dense(32, name="mlp_up", **zero)(y)
+    y = L.Activation("gelu", name="gelu")(y)
+    y = L.Dense(16, name="mlp_down", **zero)(y)
+    y = LayerScale(0.3, 16, name="block_scale")(y)
+    x = L.Add(name="residual")([x, y])
+    out = L.Dense(5, name="head", **zero)(L.GlobalAveragePooling2D(name="pool")(x))
+    model = keras.Model(inp, out, name="v3_convnext")
+    rng = np.random.default_rng(5)
+    for layer in model.layers:
+        if layer.weights and not isinstance(layer, L.BatchNormalization):
+            layer.set_weights([rng.uniform(0.2, 2.0, w.shape) if isinstance(layer, LayerScale)
+                               else rng.normal(0, 0.5, w.shape) for w in layer.get_weights()])
+    coverage.randomize_norms(model)
+    x = np.random.default_rng(6).normal(size=(2, 8, 8, 3)).astype(np.float32) * 100
+    result, diff, scale, _ = coverage.check(model, 0.5, x, str(tmp_path))
+    assert diff <= 1e-5 * max(scale, 1.0), (diff, scale)
+    # the stem's stream runs into the LayerNorm: frozen; the MLP's hidden channels and the SE's go
+    assert set(result.kept) == {"se_reduce", "mlp_up"} and len(result.kept["mlp_up"]) == 16
+    assert "LayerNorm" in result.frozen_reasons["ln"]
+    # with the LayerNorm allowed, the stream shrinks and both LayerScales are rewritten to the kept count
+    result = prune_model(tmp_path / "v3_convnext.keras", 0.5, tmp_path / "ln.keras", allow_layernorm=True)
+    small = keras.saving.load_model(tmp_path / "ln.keras")
+    assert small.get_layer("scale").projection_dim == small.get_layer("block_scale").projection_dim == 8
+    assert small.get_layer("scale").get_weights()[0].shape == (8,)
+    assert small.get_layer("dw").groups == small.get_layer("dw").filters == 8
+    assert outputs(small, x).shape == (2, 5)

@@ -172,3 +172,22 @@ def test_onnx_converted_from_keras(tmp_path):
     run_ = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
         None, {m.graph.input[0].name: feed})[0]
     np.testing.assert_allclose(run_(small), run_(zeroed(converted, from_onnx)), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("axes,prunable", [([2, 3], True), ([1], False)], ids=["spatial crop", "channel slice"])
+def test_onnx_slice(axes, prunable, tmp_path):
+    """A Slice over spatial axes (Keras Cropping2D) passes channels through; one over channels freezes them."""
+    b = models.Builder(6)
+    x = b.op("Relu", [b.conv("x", 3, 8)])
+    for name, value in (("starts", [1] * len(axes)), ("ends", [7] * len(axes)), ("axes", axes)):
+        b.inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.int64), name))
+    t = b.op("Slice", [x, "starts", "ends", "axes"])
+    channels = 8 if prunable else 6
+    y = b.conv(t, channels, 4)
+    model = b.model([1, 3, 8, 8], y, [1, 4, 6, 6] if prunable else [1, 4, 8, 8])
+    onnx.save(model, tmp_path / "m.onnx")
+    result = prune_model(tmp_path / "m.onnx", 0.5, tmp_path / "s.onnx", progress=False)
+    assert (result.params_after < result.params_before) == prunable
+    x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(run(onnx.load(tmp_path / "s.onnx"), x), run(zeroed(model, result), x),
+                               rtol=1e-5, atol=1e-5)

@@ -9,6 +9,7 @@ same kind of model back, physically smaller.
 """
 from __future__ import annotations
 
+from .activations import activation_scores, onnx_activation_scores
 from .groups import Dependencies, Group, analyze
 from .importance import class_scores
 from .ir import Graph, Node, Param, Tensor
@@ -16,11 +17,5 @@ from .prune import ChannelPruningResult, load_graph, plan, prune_model
 from .surgery import LayerRow
 
 
-def activation_scores(model, x, batch_size: int = 64):
-    """Mean |activation| per output channel of a Keras model's Conv/Dense layers (see :mod:`.keras_live`)."""
-    from .keras_live import activation_scores as scores
-    return scores(model, x, batch_size)
-
-
-__all__ = ["prune_model", "load_graph", "plan", "analyze", "class_scores", "activation_scores",
+__all__ = ["prune_model", "load_graph", "plan", "analyze", "class_scores", "activation_scores", "onnx_activation_scores",
            "ChannelPruningResult", "Dependencies", "Group", "Graph", "Node", "Param", "Tensor", "LayerRow"]

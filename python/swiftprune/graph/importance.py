@@ -37,8 +37,9 @@ def class_scores(deps: Dependencies, importance: str = "l2",
         absolute values; ``"bn"``: sum of ``|gamma|`` of the coupled
         normalizations (falls back to L2 for classes without one);
         ``"user"`` / ``"activation"``: ``scores`` maps a tensor-producing
-        node name to one score per output channel (``activation_scores`` in
-        ``keras_live`` computes mean |activation|), summed over the class.
+        node name to one score per output channel
+        (:func:`swiftprune.graph.activation_scores` computes mean |activation|
+        of Keras and ONNX models), summed over the class.
     scores : mapping of node name to 1-D array, for "user" / "activation"
     """
     if importance not in IMPORTANCE:

@@ -59,6 +59,9 @@ TRANSPOSE_KERNELS = ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D")
 SEPARABLE = ("SeparableConv1D", "SeparableConv2D")
 NESTED = ("Functional", "Sequential", "Model")
+# Layers that multiply each channel by a learned scale (ConvNeXt's LayerScale): class -> the config
+# key holding their channel count, rewritten when channels are removed.
+CHANNEL_SCALES = {"LayerScale": "projection_dim"}
 
 
 def _snake(name: str) -> str:
@@ -215,6 +218,9 @@ class _Reader:
             names = (["gamma"] if cfg.get("scale", True) else []) + (["beta"] if cfg.get("center", True) else []) \
                 + ["moving_mean", "moving_variance"]
             self._params(node, values, names, roles, "norm", [(n, 0, "out") for n in names])
+        elif cls in CHANNEL_SCALES and len(values) == 1 and values[0].ndim == 1 \
+                and isinstance(cfg.get(CHANNEL_SCALES[cls]), int):
+            self._params(node, values, ["gamma"], ["gamma"], "norm", [("gamma", 0, "out")])
         elif cls == "LayerNormalization" and self._is_last_axis(ins, cfg.get("axis", -1)):
             names = (["gamma"] if cfg.get("scale", True) else []) + (["beta"] if cfg.get("center", True) else [])
             roles = (["gamma"] if cfg.get("scale", True) else []) + (["bias"] if cfg.get("center", True) else [])
@@ -261,8 +267,17 @@ class _Reader:
 
     def _kernel_layer(self, node: Node, cls: str, cfg: dict, values) -> None:
         bias = ["bias"] if cfg.get("use_bias", True) else []
-        if cls in CHANNELS_LAST_KERNELS:
-            node.attrs["groups"] = int(cfg.get("groups", 1))
+        groups = int(cfg.get("groups", 1))
+        if cls in CHANNELS_LAST_KERNELS and groups > 1 and values and values[0].shape[-2] == 1 \
+                and values[0].shape[-1] % groups == 0:
+            # one input channel per group (ConvNeXt's 7x7 "depthwise" Conv2D): a depthwise conv, output
+            # c*m+j reads input c, so channels stay independent instead of all sharing local index 0
+            node.attrs["multiplier"] = values[0].shape[-1] // groups
+            node.attrs["grouped_depthwise"] = True
+            self._params(node, values, ["kernel"] + bias, ["weight"] + ["bias"] * len(bias), "depthwise",
+                         [("kernel", -1, "out"), ("bias", 0, "out")])
+        elif cls in CHANNELS_LAST_KERNELS:
+            node.attrs["groups"] = groups
             self._params(node, values, ["kernel"] + bias, ["weight"] + ["bias"] * len(bias), "conv",
                          [("kernel", -1, "out"), ("kernel", -2, "in_local"), ("bias", 0, "out")])
         elif cls == "Dense":
@@ -408,6 +423,11 @@ def write_keras_file(graph: Graph, surgery, path: "os.PathLike[str] | str") -> i
         out = node.outputs[0]
         if out in changed and node.op in ("conv", "dense", "separable"):
             cfg["filters" if "filters" in cfg else "units"] = int(surgery.tensor_keep[out].sum())
+        if node.attrs.get("grouped_depthwise") and out in changed:
+            cfg["filters"] = int(surgery.tensor_keep[out].sum())
+            cfg["groups"] = int(surgery.tensor_keep[node.inputs[0]].sum())
+        if node.kind in CHANNEL_SCALES and node.op == "norm" and out in changed:
+            cfg[CHANNEL_SCALES[node.kind]] = int(surgery.tensor_keep[out].sum())
         if node.op == "reshape" and out in changed:
             cfg["target_shape"] = list(new_shape[out][1:])
         if any(t in changed for t in node.inputs) and "build_config" in layer:

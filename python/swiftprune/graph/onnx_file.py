@@ -211,6 +211,12 @@ def read_onnx(model: Any) -> Graph:
                 pads = np.asarray(pads).reshape(2, -1)
                 if pads.shape[1] == rank and not pads[:, axis_in % rank].any():
                     node.op = "passthrough"
+        elif op == "Slice" and axis_in is not None and len(onode.input) >= 4 and onode.input[3] in weights:
+            # cropping: a slice over other axes keeps every channel
+            rank = len(shapes.get(data[0]) or ())
+            axes = [int(a) % rank for a in np.asarray(weights[onode.input[3]]).ravel()] if rank else None
+            if axes is not None and axis_in % rank not in axes:
+                node.op = "passthrough"
         elif op in ("ReduceMean", "ReduceMax") and axis_in is not None:
             axes = attrs.get("axes")
             if axes is None and len(onode.input) > 1 and onode.input[1] in weights:

@@ -141,7 +141,8 @@ def prune_model(model: Any, amount: Union[float, Mapping[str, float]], output: O
                 *, importance: str = "l2", scores: Optional[Mapping[str, np.ndarray]] = None,
                 global_pruning: bool = False, round_to: int = 1, min_channels: int = 1,
                 include: Sequence[str] = (), exclude: Sequence[str] = (),
-                allow_layernorm: bool = False) -> ChannelPruningResult:
+                allow_layernorm: bool = False, calibration: Any = None,
+                progress: bool = True) -> ChannelPruningResult:
     """Remove whole channels from a model, through its channel dependency graph.
 
     Parameters
@@ -170,6 +171,13 @@ def prune_model(model: Any, amount: Union[float, Mapping[str, float]], output: O
     allow_layernorm : bool
         Also prune channels that a LayerNorm normalizes over (not exactly
         equivalent; frozen by default).
+    calibration : array, mapping input name -> array, or a list of batches, optional
+        With ``importance="activation"`` and no ``scores``: the inputs on which
+        :func:`swiftprune.graph.activation_scores` measures each channel's mean
+        |activation| (onnxruntime for ONNX models, Keras for Keras models).
+    progress : bool
+        A progress bar over the steps (read, groups, importance, surgery,
+        write) on stderr, drawn only when the call lasts more than 2 s.
 
     Returns
     -------
@@ -189,19 +197,55 @@ def prune_model(model: Any, amount: Union[float, Mapping[str, float]], output: O
         wanted = {"keras": "keras", "keras_live": "keras", "onnx": "onnx", "onnx_proto": "onnx"}[kind]
         if suffix != wanted:
             raise ValueError(f"output must be a .{wanted} file for this model, got {os.fspath(output)!r}")
-    graph = load_graph(model)
-    deps, keep, surgery = plan(graph, amount, importance=importance, scores=scores, global_pruning=global_pruning,
-                               round_to=round_to, min_channels=min_channels, include=include, exclude=exclude,
-                               allow_layernorm=allow_layernorm)
-    if kind == "keras":
-        from .keras_file import write_keras_file
-        size = write_keras_file(graph, surgery, output)
-        return _result(os.fspath(output), deps, keep, surgery, size)
-    if kind == "keras_live":
-        from .keras_live import write_keras_model
-        pruned, size = write_keras_model(graph, surgery, output)
-        return _result(pruned, deps, keep, surgery, size)
-    from .onnx_file import write_onnx
-    result = write_onnx(graph, surgery, output)
-    return _result(os.fspath(output) if output is not None else result, deps, keep, surgery,
-                   os.path.getsize(output) if output is not None else None)
+    if calibration is not None and importance != "activation":
+        raise ValueError(f"calibration inputs are used by importance='activation' only, not {importance!r}")
+    if importance == "activation" and scores is None and calibration is None:
+        raise ValueError("importance='activation' needs calibration inputs (calibration=...) or scores "
+                         "(swiftprune.graph.activation_scores)")
+    from .._progress import step_bar
+    bar = step_bar(total=5, description="prune channels", enabled=progress)
+    try:
+        bar.set_postfix_str("read", refresh=False)
+        graph = load_graph(model)
+        bar.update()
+        bar.set_postfix_str("groups", refresh=False)
+        include = [include] if isinstance(include, str) else list(include)
+        exclude = [exclude] if isinstance(exclude, str) else list(exclude)
+        deps = analyze(graph, include=include, exclude=exclude, allow_layernorm=allow_layernorm)
+        bar.update()
+        bar.set_postfix_str("importance", refresh=False)
+        if importance == "activation" and scores is None and calibration is not None:
+            scores = _activation_scores(model, kind, graph, calibration, progress)
+        keep = select(deps, class_scores(deps, importance, scores), amount, global_pruning=global_pruning,
+                      round_to=round_to, min_channels=min_channels)
+        bar.update()
+        bar.set_postfix_str("surgery", refresh=False)
+        surgery = cut(deps, keep)
+        bar.update()
+        bar.set_postfix_str("write", refresh=False)
+        if kind == "keras":
+            from .keras_file import write_keras_file
+            size = write_keras_file(graph, surgery, output)
+            result = _result(os.fspath(output), deps, keep, surgery, size)
+        elif kind == "keras_live":
+            from .keras_live import write_keras_model
+            pruned, size = write_keras_model(graph, surgery, output)
+            result = _result(pruned, deps, keep, surgery, size)
+        else:
+            from .onnx_file import write_onnx
+            proto = write_onnx(graph, surgery, output)
+            result = _result(os.fspath(output) if output is not None else proto, deps, keep, surgery,
+                             os.path.getsize(output) if output is not None else None)
+        bar.update()
+        bar.set_postfix_str("done", refresh=False)
+        return result
+    finally:
+        bar.close()
+
+
+def _activation_scores(model: Any, kind: str, graph: Graph, calibration: Any, progress: bool):
+    """Mean |activation| per channel of ``model`` on ``calibration`` (see :mod:`.activations`)."""
+    from .activations import activation_scores, onnx_activation_scores
+    if kind in ("onnx", "onnx_proto"):
+        return onnx_activation_scores(model, calibration, graph=graph, progress=progress)
+    return activation_scores(model, calibration)
