@@ -10,52 +10,38 @@ public enum SquaredError {
     /// `(Σ aᵢ², Σ (aᵢ − bᵢ)²)` over equal-length `a` and `b`, in float64.
     /// Non-finite inputs give non-finite sums (the caller decides).
     public static func sums(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) throws -> (norm: Double, difference: Double) {
-        guard a.count == b.count else {
-            throw SwiftPruneError.value("the two tensors have \(a.count) and \(b.count) entries")
-        }
-        let count = a.count
-        guard count > 0 else { return (0, 0) }
-        let workers = Threading.workerCount(for: count, minimumPerWorker: 1 << 20)
-        var norms = [Double](repeating: 0, count: workers), differences = [Double](repeating: 0, count: workers)
-        norms.withUnsafeMutableBufferPointer { normOut in
-            differences.withUnsafeMutableBufferPointer { differenceOut in
-                let x = a.baseAddress!, y = b.baseAddress!
-                let nOut = normOut.baseAddress!, dOut = differenceOut.baseAddress!
-                parallelFor(workers: workers) { worker in
-                    let range = partitionRange(count, parts: workers, index: worker)
-                    let (n, d) = partialSums(x + range.lowerBound, y + range.lowerBound, range.count)
-                    nOut[worker] = n
-                    dOut[worker] = d
-                }
-            }
-        }
-        return (norms.reduce(0, +), differences.reduce(0, +))
+        try checkLengths(a.count, b.count)
+        let x = a.baseAddress, y = b.baseAddress
+        return splitSums(a.count) { start, count in partialSums(x! + start, y! + start, count) }
     }
 
     /// The same sums with `a` given as bfloat16 bit patterns (the top half of
     /// a float32, widened exactly): a bfloat16 checkpoint's report needs no
     /// float32 copy of the original.
     public static func sums(bfloat16 a: UnsafeBufferPointer<UInt16>, _ b: UnsafeBufferPointer<Float>) throws -> (norm: Double, difference: Double) {
-        guard a.count == b.count else {
-            throw SwiftPruneError.value("the two tensors have \(a.count) and \(b.count) entries")
-        }
-        let count = a.count
+        try checkLengths(a.count, b.count)
+        let x = a.baseAddress, y = b.baseAddress
+        return splitSums(a.count) { start, count in partialSums(bfloat16: x! + start, y! + start, count) }
+    }
+
+    private static func checkLengths(_ a: Int, _ b: Int) throws {
+        guard a == b else { throw SwiftPruneError.value("the two tensors have \(a) and \(b) entries") }
+    }
+
+    /// `count` entries split over the workers; each worker's `(norm, difference)`
+    /// from `partial(start, count)`, added in worker order (deterministic).
+    private static func splitSums(_ count: Int, _ partial: (Int, Int) -> (Double, Double)) -> (norm: Double, difference: Double) {
         guard count > 0 else { return (0, 0) }
         let workers = Threading.workerCount(for: count, minimumPerWorker: 1 << 20)
-        var norms = [Double](repeating: 0, count: workers), differences = [Double](repeating: 0, count: workers)
-        norms.withUnsafeMutableBufferPointer { normOut in
-            differences.withUnsafeMutableBufferPointer { differenceOut in
-                let x = a.baseAddress!, y = b.baseAddress!
-                let nOut = normOut.baseAddress!, dOut = differenceOut.baseAddress!
-                parallelFor(workers: workers) { worker in
-                    let range = partitionRange(count, parts: workers, index: worker)
-                    let (n, d) = partialSums(bfloat16: x + range.lowerBound, y + range.lowerBound, range.count)
-                    nOut[worker] = n
-                    dOut[worker] = d
-                }
+        var sums = [(Double, Double)](repeating: (0, 0), count: workers)
+        sums.withUnsafeMutableBufferPointer { out in
+            let results = out.baseAddress!
+            parallelFor(workers: workers) { worker in
+                let range = partitionRange(count, parts: workers, index: worker)
+                results[worker] = partial(range.lowerBound, range.count)
             }
         }
-        return (norms.reduce(0, +), differences.reduce(0, +))
+        return sums.reduce((0, 0)) { ($0.0 + $1.0, $0.1 + $1.1) }
     }
 
     @inline(__always)
