@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 from numpy.typing import NDArray
@@ -72,16 +72,9 @@ class PrunedTensor:
                 f"nbytes={self.nbytes})")
 
 
-
-def pack_mask(mask: np.ndarray) -> np.ndarray:
-    return np.packbits(mask.reshape(-1))
-
-
-def unpack_mask(bits: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    count = math.prod(shape)
-    if bits.dtype != np.uint8 or bits.ndim != 1 or bits.size != (count + 7) // 8:
-        raise ValueError(f"a packed mask for shape {tuple(shape)} needs {(count + 7) // 8} uint8 bytes, got {bits.shape} {bits.dtype}")
-    return np.unpackbits(bits, count=count).astype(bool).reshape(tuple(shape))
+# The mask bit packing is the sparse layouts' own (one implementation, re-exported for the codecs).
+pack_mask = _sparse_storage.pack_mask
+unpack_mask = _sparse_storage.unpack_mask
 
 
 def _pruned_layout(t: PrunedTensor) -> tuple[str, int]:
