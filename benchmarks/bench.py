@@ -5,7 +5,8 @@ the same thread count. Reported: median wall time and median CPU time
 (process time, all threads) of each, and the ratio fastest peer time /
 swiftprune time (> 1 means swiftprune is faster). Absolute times on shared
 machines are noise; ratios taken in one interleaved run are the comparable
-number.
+number. The goal column's "ok"/"MISS" verdict compares the CPU-time ratio
+with the goal (on a shared machine wall time also measures the neighbours).
 
     python benchmarks/bench.py                 # the foundation cases
     python benchmarks/bench.py --all           # every area, one table
@@ -245,7 +246,8 @@ def format_row(row: dict) -> tuple:
     ratio = row.get("ratio")
     verdict = ""
     if goal is not None and ratio is not None:
-        verdict = f"{goal:g}x {'ok' if ratio >= goal else 'MISS'}"
+        # The goals are CPU-time goals: wall time on a shared machine measures the neighbours too.
+        verdict = f"{goal:g}x {'ok' if row['ratio_cpu'] >= goal else 'MISS'}"
     floor = f"{wall / row['floor']:.1f}" if row.get("floor") else ""
     return (row["name"], row["threads"], f"{format_seconds(wall)} ({format_seconds(cpu)})",
             best or "-", f"{format_seconds(row['peers'][best][0])} ({format_seconds(row['peers'][best][1])})" if best else "-",
