@@ -1,3 +1,5 @@
+import SwiftPrunePrefetch
+
 /// The float32 AVX2 micro-kernel of ``GEMMDriver`` reading A in place.
 ///
 /// When C has few columns (`n <= GEMMDriver.directAMaxColumns`, e.g. a
@@ -10,10 +12,15 @@
 ///
 /// `a` points at `A[row, p0]` (row stride `lda`); rows past `rows` repeat
 /// the last valid row (their results land in a scratch tile and are dropped).
+///
+/// `ahead`, when given, points at the same depth of the *next* six rows: one
+/// cache line of each is prefetched every 16 steps, so the next sliver
+/// arrives from memory while this one is multiplied (six short streams of
+/// `kc` values each are too short for the hardware prefetcher to ramp up).
 @inline(__always)
 func sgemmMicroKernelDirectA(
     _ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, rows: Int, _ b: UnsafePointer<Float>,
-    _ alpha: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    _ alpha: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, ahead: UnsafePointer<Float>? = nil
 ) {
     typealias V = SIMD8<Float>
     let last = rows &- 1
@@ -23,6 +30,9 @@ func sgemmMicroKernelDirectA(
     var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
     var bp = b
     for p in 0 ..< kc {
+        if let ahead, p & 15 == 0 {
+            for r in 0 ..< 6 { swiftprune_prefetch_read(ahead + (r &* lda &+ p)) }
+        }
         let b0: V = loadVector(bp), b1: V = loadVector(bp + 8)
         var x = V(repeating: a0[p])
         c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)

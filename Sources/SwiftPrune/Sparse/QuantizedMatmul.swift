@@ -3,6 +3,7 @@ import _Builtin_intrinsics.intel
 #endif
 import SwiftPruneAVX512
 import SwiftPruneAVX512VNNI
+import SwiftPrunePrefetch
 
 /// `W @ x` for int8 weights with per-row (per-output-channel) scales and
 /// float32 activations: `W = scale[i] · (values[i, k] − zeroPoint[i])`, of
@@ -95,7 +96,7 @@ public enum QuantizedMatmul {
             for block in partitionRange(blocks, parts: workers, index: worker) {
                 let firstRow = block &* tileRows
                 let rowCount = min(tileRows, rows &- firstRow)
-                multiplyTile(weights: wBase, columns: columns, firstRow: firstRow, rowCount: rowCount,
+                multiplyTile(weights: wBase, rows: rows, columns: columns, firstRow: firstRow, rowCount: rowCount,
                              activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase,
                              avx512: avx512, vnni: vnni)
             }
@@ -105,7 +106,7 @@ public enum QuantizedMatmul {
     /// One block of up to four rows against every column of `x`.
     @inline(__always)
     static func multiplyTile(
-        weights: UnsafePointer<Int8>, columns: Int, firstRow: Int, rowCount: Int, activations: ActivationQuantization,
+        weights: UnsafePointer<Int8>, rows: Int, columns: Int, firstRow: Int, rowCount: Int, activations: ActivationQuantization,
         scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Float>, avx512: Bool, vnni: Bool
     ) {
         // Missing rows of a partial block repeat the last row; their results are dropped.
@@ -139,8 +140,15 @@ public enum QuantizedMatmul {
                             AVX512Kernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
                                                        quadStart: chunkStart, quadEnd: chunkEnd, tile: tile.baseAddress!)
                         } else {
+                            // The first pass also prefetches the next block's rows (contiguous
+                            // after this block's): its row sums then read them from cache
+                            // instead of stalling on every miss (6% of a 4096² profile).
+                            let nextRow = firstRow &+ tileRows
+                            let prefetch = columnBlock == 0 && chunkStart == 0 && nextRow < rows
                             microKernel(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
-                                        quads: chunkStart ..< chunkEnd, into: tile.baseAddress!)
+                                        quads: chunkStart ..< chunkEnd, into: tile.baseAddress!,
+                                        ahead: prefetch ? weights + nextRow &* columns : nil,
+                                        aheadBytes: min(tileRows, rows &- nextRow) &* columns)
                         }
                     }
                     chunkStart = chunkEnd
@@ -262,7 +270,8 @@ public enum QuantizedMatmul {
     @inline(__always)
     static func microKernel(
         _ w0: UnsafePointer<Int8>, _ w1: UnsafePointer<Int8>, _ w2: UnsafePointer<Int8>, _ w3: UnsafePointer<Int8>,
-        packed: UnsafeRawPointer, quads: Range<Int>, into tile: UnsafeMutablePointer<Int64>
+        packed: UnsafeRawPointer, quads: Range<Int>, into tile: UnsafeMutablePointer<Int64>,
+        ahead: UnsafePointer<Int8>? = nil, aheadBytes: Int = 0
     ) {
         #if arch(x86_64)
         let ones = _mm256_set1_epi16(1)
@@ -291,7 +300,13 @@ public enum QuantizedMatmul {
             a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, b3), ones))
         }
         // Two groups per trip: half the loop overhead on the ports the multiplies need.
+        // One cache line of `ahead` is prefetched per trip.
+        var fetched = 0
         while q &+ 1 < end {
+            if let ahead, fetched < aheadBytes {
+                swiftprune_prefetch_read(ahead + fetched)
+                fetched &+= 64
+            }
             step(q)
             step(q &+ 1)
             q &+= 2
