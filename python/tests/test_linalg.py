@@ -74,6 +74,26 @@ def test_matmul_threads_give_the_same_result():
     np.testing.assert_array_equal(one, two)
 
 
+@pytest.mark.parametrize("m,n", [(1003, 64), (1000, 70), (61, 128)])
+def test_matmul_thin_product_threads_give_the_same_result(m, n):
+    # C at most 128 columns wide (a weight times a block of activations): A is read in place
+    # and two threads each take a slice of C's rows over the whole depth (k = 700 spans three
+    # depth blocks); the row tiles match one thread's, so the result is bit-identical.
+    rng = np.random.default_rng(m + n)
+    a = rng.standard_normal((m, 700)).astype(np.float32)
+    b = rng.standard_normal((700, n)).astype(np.float32)
+    previous = sp.get_num_threads()
+    try:
+        sp.set_num_threads(1)
+        one = sp.matmul(a, b)
+        sp.set_num_threads(2)
+        two = sp.matmul(a, b)
+    finally:
+        sp.set_num_threads(previous)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(two, reference(a, b), rtol=0, atol=1e-5 * np.sqrt(700) * 4)
+
+
 def test_matmul_bad_input():
     with pytest.raises(ValueError, match="inner dimensions"):
         sp.matmul(np.ones((2, 3)), np.ones((4, 2)))

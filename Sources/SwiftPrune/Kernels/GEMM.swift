@@ -184,6 +184,10 @@ struct GEMMDriver<T: GEMMScalar> {
     }
 
     func run(workers: Int) {
+        if directA && workers > 1 && !upperOnly && m >= workers * mr {
+            runRowSlices(workers: workers)
+            return
+        }
         let kcMax = min(kc, k)
         let ncMax = min(nc, (n + nr - 1) / nr * nr)
         // Row blocks split evenly over the workers: the fewest blocks per
@@ -201,6 +205,25 @@ struct GEMMDriver<T: GEMMScalar> {
         ScratchPool.with(T.self, count: bCount + aCount + workers * mr * nr) { workspace in
             run(workers: workers, packedB: workspace, packedA: workspace + bCount,
                 scratch: workspace + bCount + aCount, kcMax: kcMax, ncMax: ncMax, mcMax: mcMax)
+        }
+    }
+
+    /// The direct-A case (C at most ``directAMaxColumns`` wide, e.g. a weight
+    /// times 64 activation columns) on several workers: each takes a slice of
+    /// C's rows (a multiple of `mr`, so the same tiles are full or partial as
+    /// on one worker: identical results) and runs the whole depth on its own,
+    /// packing its own copy of the small B. One fork-join per call instead of
+    /// two per depth block (32 at k = 4096), and no worker waits at a barrier
+    /// for another that the OS preempted.
+    func runRowSlices(workers: Int) {
+        let tiles = (m + mr - 1) / mr
+        parallelFor(workers: workers) { worker in
+            let slice = partitionRange(tiles, parts: workers, index: worker)
+            let first = slice.lowerBound * mr, rows = min(m, slice.upperBound * mr) - first
+            guard rows > 0 else { return }
+            GEMMDriver(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
+                       a: a + first * lda, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
+                .run(workers: 1)
         }
     }
 
