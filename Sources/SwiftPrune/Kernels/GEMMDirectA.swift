@@ -29,24 +29,30 @@ func sgemmMicroKernelDirectA(
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
     var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
     var bp = b
-    for p in 0 ..< kc {
-        if let ahead, p & 15 == 0 {
+    var p = 0
+    while p < kc {
+        // Steps in runs of 16 (one cache line of each row): the prefetches stay out of the inner loop.
+        let stop = min(kc, p &+ 16)
+        if let ahead {
             for r in 0 ..< 6 { swiftprune_prefetch_read(ahead + (r &* lda &+ p)) }
         }
-        let b0: V = loadVector(bp), b1: V = loadVector(bp + 8)
-        var x = V(repeating: a0[p])
-        c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
-        x = V(repeating: a1[p])
-        c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
-        x = V(repeating: a2[p])
-        c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
-        x = V(repeating: a3[p])
-        c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
-        x = V(repeating: a4[p])
-        c40 = c40.addingProduct(x, b0); c41 = c41.addingProduct(x, b1)
-        x = V(repeating: a5[p])
-        c50 = c50.addingProduct(x, b0); c51 = c51.addingProduct(x, b1)
-        bp += 16
+        while p < stop {
+            let b0: V = loadVector(bp), b1: V = loadVector(bp + 8)
+            var x = V(repeating: a0[p])
+            c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
+            x = V(repeating: a1[p])
+            c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
+            x = V(repeating: a2[p])
+            c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
+            x = V(repeating: a3[p])
+            c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
+            x = V(repeating: a4[p])
+            c40 = c40.addingProduct(x, b0); c41 = c41.addingProduct(x, b1)
+            x = V(repeating: a5[p])
+            c50 = c50.addingProduct(x, b0); c51 = c51.addingProduct(x, b1)
+            bp += 16
+            p &+= 1
+        }
     }
     let s = V(repeating: alpha)
     @inline(__always) func update(_ row: Int, _ lo: V, _ hi: V) {
