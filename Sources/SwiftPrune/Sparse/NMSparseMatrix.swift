@@ -205,9 +205,13 @@ extension NMSparseMatrix {
                         let count = (k1 &- k0) / m &* n
                         for row in chunk {
                             let start = row &* perRow &+ (k0 / m) &* n
-                            if row &+ 1 < chunk.upperBound {
-                                NMSparseMatrix.prefetchBytes(vals + (start &+ perRow), count &* 4)
-                                NMSparseMatrix.prefetchBytes(indices + (start &+ perRow), count)
+                            // The last row prefetches the first row's slice of the next block.
+                            let next = row &+ 1 < chunk.upperBound ? start &+ perRow
+                                : k1 < columns ? chunk.lowerBound &* perRow &+ (k1 / m) &* n : -1
+                            if next >= 0 {
+                                let nextCount = min(count, perRow &- (next % perRow))
+                                NMSparseMatrix.prefetchBytes(vals + next, nextCount &* 4)
+                                NMSparseMatrix.prefetchBytes(indices + next, nextCount)
                             }
                             sparseRowTimesDense(
                                 values: vals + start,
