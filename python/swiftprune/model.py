@@ -309,7 +309,8 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
                     writer.add(track.name, track.form if track.form is not None else np.asarray(track.original),
                                track.keep_mask)
 
-            run_stages(names, get, stages, emit, release=release, show=progress, info=info, calibration=calibration)
+            run_stages(names, get, stages, emit, release=release, show=progress, info=info, calibration=calibration,
+                       fused=not dense)
             if dense:
                 _as_dense_rows(rows, written)
             else:

@@ -8,13 +8,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import _core
+from ._fused import fused_recipe, try_fused
 from ._progress import progress as _progress
 from .pruned_tensor import PrunedTensor
 from .recipe import Stage
 from .registry import codec_for
 from .report import stored_bytes
 
-__all__ = ["Track", "run_stages", "masked"]
+__all__ = ["Track", "run_stages", "run_tensor_stages", "masked"]
 
 
 class Track:
@@ -248,9 +249,22 @@ def check_calibration(stages: Sequence[Stage], selected: dict[int, set[str]], ca
                 f"{', '.join(list(calibration)[:8])}); name the layers as the tensors without '.weight'/'/kernel'")
 
 
+def run_tensor_stages(stages: Sequence[Stage], track: Track, calibration: Any = None, *, fused: bool = False) -> None:
+    """Runs the tensor-scope ``stages`` (those selecting ``track``, in order)
+    on one track; with ``fused``, a recipe that :mod:`swiftprune._fused` runs
+    in one pass goes that way (its result must only be encoded: the track
+    then holds no dense float32 weights)."""
+    recipe = fused_recipe(stages) if fused and calibration is None else None
+    if recipe is not None and try_fused(recipe, track):
+        return
+    for stage in stages:
+        _apply(stage, [track], calibration)
+
+
 def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: Sequence[Stage],
                emit: Callable[[Track], None], *, release: Callable[[str], None] | None, show: bool,
-               info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None) -> None:
+               info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None,
+               fused: bool = False) -> None:
     """Runs every stage over every tensor, emitting each finished tensor.
 
     Without model-scope stages each tensor goes through all stages before
@@ -258,7 +272,8 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
     With ``calibration`` (a :class:`~swiftprune.calibration.Calibration`),
     tensors go in its order (a model's forward order) and each compressed
     tensor is committed to it (sequential sources then recompute the inputs
-    of later layers through it).
+    of later layers through it). ``fused=True`` when ``emit`` only encodes
+    ``track.form`` and reports (see :func:`run_tensor_stages`).
     """
     selected = {stage.index: {n for n in names if stage.selects(n, *info(n))} for stage in stages}
     check_calibration(stages, selected, calibration)
@@ -273,11 +288,11 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
     if all(stage.method.scope == "tensor" for stage in stages):
         for name in _progress(names, total=len(names), description="compress", enabled=show):
             track = Track(name, get(name))
-            for stage in stages:
-                if name in selected[stage.index]:
-                    _apply(stage, [track], calibration)
+            run_tensor_stages([stage for stage in stages if name in selected[stage.index]], track, calibration,
+                              fused=fused)
             commit(track)
             emit(track)
+            del track  # its buffers go before the next tensor is read
             if release is not None:
                 release(name)
         return

@@ -29,7 +29,7 @@ class Codec:
     """
 
     kind: str
-    type: type
+    type: type | tuple[type, ...]
     dense: Callable[[Any], np.ndarray]
     nbytes: Callable[[Any], int]
     encode: Callable[[Any], tuple[dict[str, np.ndarray], dict[str, Any]]]

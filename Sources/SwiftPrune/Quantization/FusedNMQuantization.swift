@@ -1,0 +1,406 @@
+/// The most common compression recipe in one streaming pass: N:M magnitude
+/// pruning along the rows of a 2-D weight (runs of `m` consecutive entries),
+/// then minmax quantization of what is kept with one scale per row or per
+/// group of `groupSize` columns, encoded straight into the compressed file's
+/// sparse layouts.
+///
+/// The staged pipeline widens the original to float32, computes the N:M mask,
+/// applies it, quantizes, dequantizes for the report, sums the error, finds
+/// the non-zeros and packs them: a dozen passes over tensor-sized
+/// temporaries. Here each row is widened into a row-sized scratch (in cache),
+/// and everything the file and the report need comes out of it:
+///
+/// - the scales (and zero points) of the row's groups;
+/// - the `nm` layout: for every run, `n` stored values (its non-zero codes —
+///   codes other than the zero point — filled up with its first zero codes,
+///   in position order) packed at `bits` bits, and their positions in the run
+///   at `ceil(log2 m)` bits;
+/// - the `bitmask` layout: one bit per entry (`np.packbits` order, 1 =
+///   non-zero) and the non-zero codes packed at `bits` bits, in C order;
+/// - float64 sums `Σ w²` and `Σ (w − ŵ)²` (ŵ the dequantized weight) and the
+///   number of non-zero codes.
+///
+/// Every number is computed as the staged kernels compute it (the same mask
+/// ranking, `w · mask + 0`, group min/max, ``QuantizationScheme/parameters(lo:hi:as:)``,
+/// float32 division and rounding half to even), so the stored bytes are
+/// identical; only the error sums are added in another order. The caller
+/// picks the smaller layout and drops the other.
+public enum FusedNMQuantization {
+    /// The original weights: float32 values, or float16 / bfloat16 bit patterns.
+    public enum Source {
+        case float32(UnsafePointer<Float>)
+        case float16(UnsafePointer<UInt16>)
+        case bfloat16(UnsafePointer<UInt16>)
+    }
+
+    /// What the pass found besides the written buffers.
+    public struct Summary: Equatable, Sendable {
+        /// Codes that differ from their zero point (the non-zeros of ŵ).
+        public var nonzeros: Int
+        /// Bytes of the `bitmask` layout's packed values.
+        public var maskValueBytes: Int
+        /// `Σ w²` and `Σ (w − ŵ)²` in float64.
+        public var norm: Double
+        public var difference: Double
+    }
+
+    /// Bytes of `count` values packed at `bits` bits.
+    @inline(__always)
+    public static func packedBytes(_ count: Int, bits: Int) -> Int { (count * bits + 7) / 8 }
+
+    /// Bits per stored position in a run of `m`: `ceil(log2 m)`, at least 1.
+    public static func indexBits(_ m: Int) -> Int {
+        var bits = 1
+        while (1 << bits) < m { bits += 1 }
+        return bits
+    }
+
+    /// Runs the pass over a `rows × columns` weight (C order).
+    ///
+    /// - Parameters:
+    ///   - n, m: keep `n` of every `m` consecutive entries of a row (`1 <= n < m <= 256`, `m` divides `columns`).
+    ///   - groupSize: columns per scale (divides `columns`); `columns` for one scale per row.
+    ///   - scales: `rows · columns / groupSize` floats out.
+    ///   - zeroPoints: as many zero points out (their `Int8`/`UInt8` bit patterns).
+    ///   - nmValues: `packedBytes(rows·columns/m·n, bits)` bytes out.
+    ///   - nmPositions: `packedBytes(rows·columns/m·n, indexBits(m))` bytes out.
+    ///   - maskBits: `(rows·columns + 7) / 8` bytes out.
+    ///   - maskValues: `packedBytes(rows·columns/m·n, bits)` bytes of room; the first
+    ///     ``Summary/maskValueBytes`` hold the `bitmask` layout's values.
+    /// - Throws: ``SwiftPruneError`` for NaN/Inf weights (as ``nmMask(_:n:m:axis:into:)``), bad sizes or
+    ///   options, or `.outOfMemory` for the row scratch.
+    public static func run(
+        _ source: Source, rows: Int, columns: Int, n: Int, m: Int, scheme: QuantizationScheme, groupSize: Int,
+        scales: UnsafeMutableBufferPointer<Float>, zeroPoints: UnsafeMutableBufferPointer<UInt8>,
+        nmValues: UnsafeMutableBufferPointer<UInt8>, nmPositions: UnsafeMutableBufferPointer<UInt8>,
+        maskBits: UnsafeMutableBufferPointer<UInt8>, maskValues: UnsafeMutableBufferPointer<UInt8>
+    ) throws -> Summary {
+        guard rows >= 0, columns >= 0, 1 <= n, n < m, m <= 256 else {
+            throw SwiftPruneError.value("need rows, columns >= 0 and 1 <= n < m <= 256, got rows = \(rows), "
+                                        + "columns = \(columns), n = \(n), m = \(m)")
+        }
+        guard columns % m == 0, groupSize >= 1, columns % groupSize == 0 else {
+            throw SwiftPruneError.value("m = \(m) and group_size = \(groupSize) must divide the \(columns) columns")
+        }
+        let (count, overflow) = rows.multipliedReportingOverflow(by: columns)
+        guard !overflow, count <= Int.max / 16 else { throw SwiftPruneError.value("\(rows) x \(columns) is too large") }
+        let stored = count / m * n, bits = scheme.bits, positionBits = indexBits(m)
+        let groups = columns / groupSize
+        guard scales.count == rows * groups, zeroPoints.count == rows * groups,
+              nmValues.count == packedBytes(stored, bits: bits), nmPositions.count == packedBytes(stored, bits: positionBits),
+              maskBits.count == (count + 7) / 8, maskValues.count == packedBytes(stored, bits: bits) else {
+            throw SwiftPruneError.value("output buffers do not match a \(rows) x \(columns) weight")
+        }
+        guard count > 0 else { return Summary(nonzeros: 0, maskValueBytes: 0, norm: 0, difference: 0) }
+        let table = try RunTable(n: n, m: m)
+        // Workers take whole blocks of 8 rows, so each one's streams start on a byte.
+        let blocks = (rows + 7) / 8
+        let workers = Swift.max(1, Swift.min(blocks, Threading.workerCount(for: count, minimumPerWorker: 1 << 18)))
+        var summaries = [Summary](repeating: Summary(nonzeros: 0, maskValueBytes: 0, norm: 0, difference: 0), count: workers)
+        var failures = [SwiftPruneError?](repeating: nil, count: workers)
+        let perRow = columns / m * n
+        let out = Outputs(scales: scales.baseAddress!, zeroPoints: zeroPoints.baseAddress!, nmValues: nmValues.baseAddress!,
+                          nmPositions: nmPositions.baseAddress!, maskBits: maskBits.baseAddress!,
+                          maskValues: maskValues.baseAddress!)
+        let shape = Shape2(rows: rows, columns: columns, n: n, m: m, groupSize: groupSize, bits: bits,
+                           positionBits: positionBits)
+        summaries.withUnsafeMutableBufferPointer { sums in
+            failures.withUnsafeMutableBufferPointer { errors in
+                let sumBase = sums.baseAddress!, errorBase = errors.baseAddress!
+                parallelFor(workers: workers) { worker in
+                    let blockRange = partitionRange(blocks, parts: workers, index: worker)
+                    let rowRange = (blockRange.lowerBound * 8) ..< Swift.min(rows, blockRange.upperBound * 8)
+                    do {
+                        sumBase[worker] = try runRows(source, rowRange, shape, scheme, table, out)
+                    } catch let error as SwiftPruneError {
+                        errorBase[worker] = error
+                    } catch {
+                        errorBase[worker] = SwiftPruneError.value("\(error)")
+                    }
+                }
+            }
+        }
+        if let error = failures.compactMap({ $0 }).first { throw error }
+        // The bitmask values of worker w were written at its rows' room; move them up behind worker w - 1's.
+        var total = Summary(nonzeros: 0, maskValueBytes: 0, norm: 0, difference: 0)
+        var bitEnd = 0
+        for worker in 0 ..< workers {
+            let blockRange = partitionRange(blocks, parts: workers, index: worker)
+            let firstRow = blockRange.lowerBound * 8
+            let valueBits = summaries[worker].nonzeros * bits
+            appendBits(from: out.maskValues + firstRow * perRow * bits / 8, bitCount: valueBits,
+                       to: out.maskValues, at: bitEnd)
+            bitEnd += valueBits
+            total.nonzeros += summaries[worker].nonzeros
+            total.norm += summaries[worker].norm
+            total.difference += summaries[worker].difference
+        }
+        total.maskValueBytes = (bitEnd + 7) / 8
+        return total
+    }
+
+    struct Outputs {
+        let scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<UInt8>
+        let nmValues: UnsafeMutablePointer<UInt8>, nmPositions: UnsafeMutablePointer<UInt8>
+        let maskBits: UnsafeMutablePointer<UInt8>, maskValues: UnsafeMutablePointer<UInt8>
+    }
+
+    struct Shape2 {
+        let rows: Int, columns: Int, n: Int, m: Int, groupSize: Int, bits: Int, positionBits: Int
+    }
+
+    /// For runs of `m <= 8`: per pattern of non-zero flags (bit j = entry j),
+    /// the positions the layout stores (non-zeros, then the first zeros, in
+    /// order) as a bit set, or 0 for a pattern with more than `n` flags.
+    struct RunTable {
+        let selection: [UInt16]
+        init(n: Int, m: Int) throws {
+            guard m <= 8 else { selection = []; return }
+            var table = [UInt16](repeating: 0, count: 1 << m)
+            for pattern in 0 ..< (1 << m) {
+                let marked = pattern.nonzeroBitCount
+                guard marked <= n else { continue }
+                var fill = n - marked, chosen = 0
+                for j in 0 ..< m {
+                    if pattern & (1 << j) != 0 {
+                        chosen |= 1 << j
+                    } else if fill > 0 {
+                        fill -= 1
+                        chosen |= 1 << j
+                    }
+                }
+                table[pattern] = UInt16(chosen)
+            }
+            selection = table
+        }
+    }
+
+    /// Little-endian bit stream (value i at the next `bits` bits, bit 0 the lowest of a byte), as `pack_bits`.
+    struct BitWriter {
+        var out: UnsafeMutablePointer<UInt8>
+        var accumulator: UInt64 = 0
+        var filled = 0
+        var written = 0  // bits
+
+        init(_ out: UnsafeMutablePointer<UInt8>) { self.out = out }
+
+        @inline(__always)
+        mutating func put(_ value: UInt64, bits: Int) {
+            accumulator |= value << UInt64(filled)
+            filled &+= bits
+            written &+= bits
+            if filled >= 32 {
+                UnsafeMutableRawPointer(out).storeBytes(of: UInt32(truncatingIfNeeded: accumulator).littleEndian, as: UInt32.self)
+                out += 4
+                accumulator >>= 32
+                filled &-= 32
+            }
+        }
+
+        /// Writes the bits still held, the last byte zero-padded.
+        mutating func finish() {
+            while filled > 0 {
+                out.pointee = UInt8(truncatingIfNeeded: accumulator)
+                out += 1
+                accumulator >>= 8
+                filled = Swift.max(0, filled - 8)
+            }
+        }
+    }
+
+    /// Big-endian bit stream within each byte (`np.packbits` order).
+    struct FlagWriter {
+        var out: UnsafeMutablePointer<UInt8>
+        var accumulator: UInt32 = 0
+        var filled = 0
+
+        init(_ out: UnsafeMutablePointer<UInt8>) { self.out = out }
+
+        @inline(__always)
+        mutating func put(_ flag: Bool) {
+            accumulator = (accumulator << 1) | (flag ? 1 : 0)
+            filled &+= 1
+            if filled == 8 {
+                out.pointee = UInt8(truncatingIfNeeded: accumulator)
+                out += 1
+                accumulator = 0
+                filled = 0
+            }
+        }
+
+        mutating func finish() {
+            if filled > 0 {
+                out.pointee = UInt8(truncatingIfNeeded: accumulator << UInt32(8 - filled))
+                out += 1
+                accumulator = 0
+                filled = 0
+            }
+        }
+    }
+
+    /// One worker's rows.
+    static func runRows(
+        _ source: Source, _ rowRange: Range<Int>, _ shape: Shape2, _ scheme: QuantizationScheme, _ table: RunTable,
+        _ out: Outputs
+    ) throws -> Summary {
+        var summary = Summary(nonzeros: 0, maskValueBytes: 0, norm: 0, difference: 0)
+        guard !rowRange.isEmpty else { return summary }
+        let columns = shape.columns, n = shape.n, m = shape.m, bits = shape.bits, g = shape.groupSize
+        let groups = columns / g, perRow = columns / m * n
+        let widened = try FallibleAllocation.allocate(Float.self, count: columns, "a row of weights")
+        defer { FallibleAllocation.free(widened) }
+        let masked = try FallibleAllocation.allocate(Float.self, count: columns, "a masked row")
+        defer { FallibleAllocation.free(masked) }
+        let keep = try FallibleAllocation.allocate(Bool.self, count: columns, "a row's mask")
+        defer { FallibleAllocation.free(keep) }
+        let codes = try FallibleAllocation.allocate(Int32.self, count: columns, "a row's codes")
+        defer { FallibleAllocation.free(codes) }
+        let flags = try FallibleAllocation.allocate(UInt8.self, count: columns, "a row's non-zero flags")
+        defer { FallibleAllocation.free(flags) }
+
+        let first = rowRange.lowerBound
+        var nmValues = BitWriter(out.nmValues + first * perRow * bits / 8)
+        var nmPositions = BitWriter(out.nmPositions + first * perRow * shape.positionBits / 8)
+        var maskValues = BitWriter(out.maskValues + first * perRow * bits / 8)
+        var maskBits = FlagWriter(out.maskBits + first * columns / 8)
+        let valueMask = UInt64((1 << bits) - 1), positionBits = shape.positionBits
+        let qmin = scheme.qmin, qmax = scheme.qmax
+        var norm = 0.0, difference = 0.0, nonzeros = 0
+
+        for row in rowRange {
+            // 1. The row as float32 (the staged path's widened copy, one row of it).
+            let weights: UnsafePointer<Float>
+            switch source {
+            case .float32(let p):
+                weights = p + row * columns
+            case .bfloat16(let p):
+                let s = p + row * columns
+                for j in 0 ..< columns { widened[j] = Float(bitPattern: UInt32(s[j]) << 16) }
+                weights = UnsafePointer(widened)
+            case .float16(let p):
+                let s = p + row * columns
+                #if arch(x86_64) || arch(arm64)
+                for j in 0 ..< columns { widened[j] = Float(Float16(bitPattern: s[j])) }
+                #else
+                for j in 0 ..< columns { widened[j] = halfToFloat(s[j]) }
+                #endif
+                weights = UnsafePointer(widened)
+            }
+            // 2. The N:M mask, by the kernels nmMask runs for runs along the last axis.
+            let bad: Bool
+            if m == 4 {
+                bad = nm4Contiguous(weights, keep, groups: columns / 4, n: n)
+            } else if m <= 64 {
+                bad = nmLanes(weights, keep, groups: 0 ..< columns / m, m: m, n: n, inner: 1)
+            } else {
+                bad = nmGeneral(weights, keep, groups: 0 ..< columns / m, m: m, n: n, inner: 1)
+            }
+            if bad { throw SwiftPruneError.value("weights contain NaN or Inf values") }
+            // 3. w * mask + 0 (sp_apply_mask_f32: -0.0 becomes +0.0).
+            for j in 0 ..< columns { masked[j] = weights[j] * (keep[j] ? 1 : 0) + 0 }
+            // 4. Each group's scale from its min/max, then its codes (quantizeBuffer's minmax runs).
+            for group in 0 ..< groups {
+                let p = masked + group * g
+                let (lo, hi, _) = quantizationRangeOfRun(UnsafePointer(p), g, .greatestFiniteMagnitude, -.greatestFiniteMagnitude)
+                let (scale, zero) = scheme.parameters(lo: lo, hi: hi, as: Float.self)
+                out.scales[row * groups + group] = scale
+                out.zeroPoints[row * groups + group] = UInt8(truncatingIfNeeded: zero)
+                let low = Float(qmin - zero), high = Float(qmax - zero)
+                let c = codes + group * g, w = weights + group * g
+                for j in 0 ..< g {
+                    let t = Swift.min(Swift.max(p[j] / scale, low), high)
+                    c[j] = t.roundedToInt32 &+ zero
+                }
+                // The report's sums against the dequantized (c - zero) * scale, in float64.
+                var n0 = 0.0, d0 = 0.0
+                for j in 0 ..< g {
+                    let a = Double(w[j]), e = a - Double(Float(c[j] &- zero) * scale)
+                    n0 += a * a
+                    d0 += e * e
+                }
+                norm += n0
+                difference += d0
+                // 5. Encode: non-zero flags, the bitmask layout's values.
+                let f = flags + group * g
+                for j in 0 ..< g {
+                    let flag = c[j] != zero
+                    f[j] = flag ? 1 : 0
+                    maskBits.put(flag)
+                    if flag {
+                        maskValues.put(UInt64(truncatingIfNeeded: c[j]) & valueMask, bits: bits)
+                        nonzeros &+= 1
+                    }
+                }
+            }
+            // 6. The nm layout: per run, n codes and their positions.
+            for run in 0 ..< columns / m {
+                let c = codes + run * m, f = flags + run * m
+                if m <= 8 {
+                    var pattern = 0
+                    for j in 0 ..< m { pattern |= Int(f[j]) << j }
+                    var chosen = Int(table.selection[pattern])
+                    if chosen == 0 { throw SwiftPruneError.value("a run of \(m) holds more than \(n) non-zero codes") }
+                    while chosen != 0 {
+                        let j = chosen.trailingZeroBitCount
+                        chosen &= chosen - 1
+                        nmValues.put(UInt64(truncatingIfNeeded: c[j]) & valueMask, bits: bits)
+                        nmPositions.put(UInt64(j), bits: positionBits)
+                    }
+                } else {
+                    var marked = 0
+                    for j in 0 ..< m { marked += Int(f[j]) }
+                    if marked > n { throw SwiftPruneError.value("a run of \(m) holds more than \(n) non-zero codes") }
+                    var fill = n - marked
+                    for j in 0 ..< m {
+                        var take = f[j] != 0
+                        if !take && fill > 0 { fill -= 1; take = true }
+                        if take {
+                            nmValues.put(UInt64(truncatingIfNeeded: c[j]) & valueMask, bits: bits)
+                            nmPositions.put(UInt64(j), bits: positionBits)
+                        }
+                    }
+                }
+            }
+        }
+        nmValues.finish()
+        nmPositions.finish()
+        maskValues.finish()
+        maskBits.finish()
+        summary.nonzeros = nonzeros
+        summary.norm = norm
+        summary.difference = difference
+        return summary
+    }
+
+    #if !(arch(x86_64) || arch(arm64))
+    @inline(__always)
+    static func halfToFloat(_ h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16, exponent = Int(h >> 10) & 0x1F, mantissa = UInt32(h & 0x3FF)
+        if exponent == 0 { return Float(sign == 0 ? 1 : -1) * Float(mantissa) * 0x1p-24 }
+        if exponent == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13)) }
+        return Float(bitPattern: sign | UInt32(exponent + 112) << 23 | (mantissa << 13))
+    }
+    #endif
+
+    /// Appends `bitCount` bits of a little-endian stream at `source` to the
+    /// stream at `target` whose first `offset` bits are written; `source` is
+    /// at or after the byte of `target` where they land (a move down), and the
+    /// last byte is zero above the stream's end.
+    static func appendBits(from source: UnsafeMutablePointer<UInt8>, bitCount: Int, to target: UnsafeMutablePointer<UInt8>,
+                           at offset: Int) {
+        guard bitCount > 0 else { return }
+        let bytes = (bitCount + 7) / 8, shift = offset % 8
+        let destination = target + offset / 8
+        if shift == 0 {
+            if destination != source { destination.update(from: source, count: bytes) }
+            return
+        }
+        var carry = UInt16(destination.pointee) & ((1 << UInt16(shift)) - 1)
+        for i in 0 ..< bytes {
+            let byte = UInt16(source[i])
+            destination[i] = UInt8(truncatingIfNeeded: carry | (byte << UInt16(shift)))
+            carry = byte >> UInt16(8 - shift)
+        }
+        if shift + bitCount - (bytes - 1) * 8 > 8 { destination[bytes] = UInt8(truncatingIfNeeded: carry) }
+    }
+}
