@@ -21,7 +21,7 @@ __all__ = ["Track", "run_stages", "run_tensor_stages", "masked"]
 class Track:
     """One tensor on its way through the stages."""
 
-    __slots__ = ("name", "original", "dense", "mask", "_keep_mask", "_form", "labels", "nm", "stored")
+    __slots__ = ("name", "original", "dense", "mask", "_keep_mask", "_form", "labels", "nm", "stored", "derived")
 
     def __init__(self, name: str, original: np.ndarray) -> None:
         self.name = name
@@ -32,6 +32,9 @@ class Track:
         self.form: Any = None
         self.labels: list[str] = []
         self.nm: tuple[int, int, int] | None = None  # the N:M pattern of an nm prune, for compact storage
+        # Whether ``dense`` (when set) is exactly ``masked(original as float32, mask)`` (or the widened
+        # original before any mask): then a rollback rebuilds it instead of keeping a copy.
+        self.derived = True
 
     # The stored size (see report.stored_bytes) is remembered until the
     # encoding changes: the pipeline's grow check and the report ask for it,
@@ -104,6 +107,7 @@ def _finish(stage: Stage, track: Track, output: Any) -> None:
             mask = mask & track.mask
         track.mask = mask
         if encoded is not None:
+            track.derived = False
             dense = np.asarray(codec_for(encoded).dense(encoded), dtype=np.float32).reshape(track.original.shape)
             if np.logical_and(dense, ~mask).any():  # (an earlier prune stage's zeros moved: keep its mask)
                 dense = np.where(mask, dense, _ZERO)
@@ -113,6 +117,7 @@ def _finish(stage: Stage, track: Track, output: Any) -> None:
             track.labels.append(stage.label)
             return
         if updated is not None:
+            track.derived = False
             updated = np.asarray(updated, dtype=np.float32).reshape(track.original.shape)
             if not np.isfinite(updated).all():
                 raise ValueError(f"{stage.where}: method {stage.method.name!r} returned non-finite weights "
@@ -132,6 +137,7 @@ def _finish(stage: Stage, track: Track, output: Any) -> None:
             dense = np.where(track.mask, dense, _ZERO)  # (not masked(): NaN * 0 is NaN)
             track.keep_mask = track.mask
         track.dense = dense
+        track.derived = False
         track.form = output
         if track.nm is not None and hasattr(output, "nm") and track.keep_mask is None:
             output.nm = track.nm  # its zeros keep the N:M pattern: stored as values + positions when smaller
@@ -201,7 +207,7 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> No
             _finish(stage, track, output)
             continue
         before = stored_bytes(track)
-        saved = (track.dense, track.mask, track.keep_mask, track.form, list(track.labels))
+        saved = _Saved(track)
         _finish(stage, track, output)
         reason = None
         if getattr(output, "rank", None) == 0 and np.any(track.original):
@@ -211,8 +217,42 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> No
             if after > before:
                 reason = f"{stage.label} would grow it from {before:,} to {after:,} bytes"
         if reason is not None and not _unfit(stage, track, reason, applied=True):
-            track.dense, track.mask, track.keep_mask, track.form, track.labels = saved
+            saved.restore(track)
             track.labels.append(f"skipped:{stage.label}")
+
+
+class _Saved:
+    """What an encoding stage's rollback needs to put a track back. The
+    dense weights of a track that is the original, maybe masked, are not
+    kept (they are rebuilt on a rollback): holding them while the stage's
+    own dense result exists would double the float32 memory per tensor."""
+
+    __slots__ = ("dense", "mask", "keep_mask", "form", "labels", "rebuild")
+
+    def __init__(self, track: Track) -> None:
+        self.mask, self.keep_mask, self.labels = track.mask, track.keep_mask, list(track.labels)
+        self.rebuild = track.derived and track.keep_mask is None and (
+            track.form is None or (isinstance(track.form, PrunedTensor) and track.form._dense is track.dense))
+        if self.rebuild:
+            self.dense, self.form = None, track.form is not None
+            track.dense = None  # (and the pruned form that holds it, below): freed before the stage's result exists
+            track.form = None
+        else:
+            self.dense, self.form = track.dense, track.form
+
+    def restore(self, track: Track) -> None:
+        track.mask, track.labels = self.mask, self.labels
+        if self.rebuild:
+            track.derived = True
+            track.dense = None
+            track.form = None
+            if self.form:  # the pruned tensor: masked(original, mask), as _finish made it
+                track.dense = masked(track.weights(), self.mask)
+                track.form = PrunedTensor._from_dense(self.mask, track.dense)
+                track.form.nm = track.nm
+        else:
+            track.dense, track.form = self.dense, self.form
+        track.keep_mask = self.keep_mask
 
 
 def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:

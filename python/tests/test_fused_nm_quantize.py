@@ -104,7 +104,7 @@ def test_fused_files_equal_staged(tmp_path, monkeypatch, dtype, recipe):
     expected = {name for name, a in tensors.items() if a.ndim == 2 and a.shape[1] % m == 0 and a.shape[1] % group == 0}
     assert {name for name, taken in calls.items() if taken} == expected
     layouts = {entry["attrs"]["layout"] for entry in _split(str(tmp_path / "fused.safetensors"))[1]["tensors"]
-               if entry["kind"] == "quantized"}
+               if entry["name"] in expected}
     assert layouts <= {"nm", "bitmask"} and layouts
     skipped = [row for row in fused_report if row["name"] == "odd_columns"][0]["stages"]
     assert skipped.startswith("skipped:")
@@ -198,3 +198,38 @@ def test_core_empty_and_single_row():
     deq = np.array([7, 0, 0, 5, 0, 0, 0, 0], np.float64) * np.float64(np.float32(3.0 / 7))
     assert norm == pytest.approx(float(np.sum(w.astype(np.float64) ** 2)))
     assert difference == pytest.approx(float(np.sum((w.astype(np.float64) - deq) ** 2)))
+
+
+@pytest.mark.parametrize("bits, symmetric, group", [(3, False, 32), (2, True, 64), (5, True, 512)])
+def test_core_outputs_equal_staged_kernels_with_workers(bits, symmetric, group):
+    """Both layouts the kernel writes, on a tensor large enough for several workers (their bitmask values
+    are moved together at odd bit offsets), equal the staged kernels' encodings."""
+    from swiftprune import _sparse_storage
+    from swiftprune._bitpack import pack_bits
+    from swiftprune.threads import get_num_threads, set_num_threads
+
+    rng = np.random.default_rng(bits)
+    w = rng.standard_normal((1048, 512)).astype(np.float32)
+    w[rng.random(w.shape) < 0.2] *= 1e-3  # kept codes that round to the zero point
+    previous = get_num_threads()
+    set_num_threads(3)
+    try:
+        scales, zeros, nm_values, positions, mask, values, nonzeros, norm, difference = \
+            _core.nm_quantize_encode(w, 2, 4, bits, symmetric, group)
+    finally:
+        set_num_threads(previous)
+    keep = sp.nm_mask(w, 2, 4)
+    q = sp.quantize(np.where(keep, w, np.float32(0)) + np.float32(0), bits, symmetric=symmetric, axis=0,
+                    group_size=group)
+    nonzero = q.nonzero_mask()
+    np.testing.assert_array_equal(scales, q.scale)
+    np.testing.assert_array_equal(zeros, q.zero_point)
+    assert nonzeros == int(np.count_nonzero(nonzero))
+    stored, stored_positions = _sparse_storage.nm_select(q.values, nonzero, 2, 4, -1)
+    assert nm_values.tobytes() == pack_bits(stored, bits).tobytes()
+    assert positions.tobytes() == pack_bits(stored_positions, 2).tobytes()
+    assert mask.tobytes() == np.packbits(nonzero.reshape(-1)).tobytes()
+    assert values.tobytes() == pack_bits(q.values[nonzero], bits).tobytes()
+    reference = w.astype(np.float64)
+    assert norm == pytest.approx(float(np.sum(reference ** 2)), rel=1e-12)
+    assert difference == pytest.approx(float(np.sum((reference - q.dequantize()) ** 2)), rel=1e-9)
