@@ -93,6 +93,7 @@ public enum FusedNMQuantization {
         }
         guard count > 0 else { return Summary(nonzeros: 0, maskValueBytes: 0, norm: 0, difference: 0) }
         let table = try RunTable(n: n, m: m)
+        defer { table.free() }
         // Workers take whole blocks of 8 rows, so each one's streams start on a byte.
         let blocks = (rows + 7) / 8
         let workers = Swift.max(1, Swift.min(blocks, Threading.workerCount(for: count, minimumPerWorker: 1 << 18)))
@@ -150,28 +151,48 @@ public enum FusedNMQuantization {
     }
 
     /// For runs of `m <= 8`: per pattern of non-zero flags (bit j = entry j),
-    /// the positions the layout stores (non-zeros, then the first zeros, in
-    /// order) as a bit set, or 0 for a pattern with more than `n` flags.
+    /// the `n` positions the layout stores (non-zeros, then the first zeros,
+    /// in order) and those positions packed at `ceil(log2 m)` bits, low first
+    /// (-1 for a pattern with more than `n` flags).
     struct RunTable {
-        let selection: [UInt16]
+        let chosen: UnsafeMutablePointer<UInt8>
+        let marked: UnsafeMutablePointer<UInt8>  // the non-zero positions alone (popcount of them, then 0s)
+        let positionWords: UnsafeMutablePointer<Int64>
         init(n: Int, m: Int) throws {
-            guard m <= 8 else { selection = []; return }
-            var table = [UInt16](repeating: 0, count: 1 << m)
-            for pattern in 0 ..< (1 << m) {
+            let patterns = m <= 8 ? 1 << m : 1
+            chosen = try FallibleAllocation.allocate(UInt8.self, count: patterns * n, "the run table")
+            chosen.initialize(repeating: 0, count: patterns * n)
+            marked = try FallibleAllocation.allocate(UInt8.self, count: patterns * n, "the run table")
+            marked.initialize(repeating: 0, count: patterns * n)
+            positionWords = try FallibleAllocation.allocate(Int64.self, count: patterns, "the run table")
+            positionWords.initialize(repeating: -1, count: patterns)
+            guard m <= 8 else { return }
+            let bits = FusedNMQuantization.indexBits(m)
+            for pattern in 0 ..< patterns {
                 let marked = pattern.nonzeroBitCount
                 guard marked <= n else { continue }
-                var fill = n - marked, chosen = 0
+                var fill = n - marked, k = 0, word: Int64 = 0, nonzero = 0
+                for j in 0 ..< m where pattern & (1 << j) != 0 {
+                    self.marked[pattern * n + nonzero] = UInt8(j)
+                    nonzero += 1
+                }
                 for j in 0 ..< m {
-                    if pattern & (1 << j) != 0 {
-                        chosen |= 1 << j
-                    } else if fill > 0 {
-                        fill -= 1
-                        chosen |= 1 << j
+                    var take = pattern & (1 << j) != 0
+                    if !take && fill > 0 { fill -= 1; take = true }
+                    if take {
+                        chosen[pattern * n + k] = UInt8(j)
+                        word |= Int64(j) << Int64(k * bits)
+                        k += 1
                     }
                 }
-                table[pattern] = UInt16(chosen)
+                positionWords[pattern] = word
             }
-            selection = table
+        }
+
+        func free() {
+            FallibleAllocation.free(chosen)
+            FallibleAllocation.free(marked)
+            FallibleAllocation.free(positionWords)
         }
     }
 
@@ -186,13 +207,13 @@ public enum FusedNMQuantization {
 
         @inline(__always)
         mutating func put(_ value: UInt64, bits: Int) {
-            accumulator |= value << UInt64(filled)
+            accumulator |= value &<< UInt64(filled)  // filled < 32 and value < 2^32: no overflow
             filled &+= bits
             written &+= bits
             if filled >= 32 {
                 UnsafeMutableRawPointer(out).storeBytes(of: UInt32(truncatingIfNeeded: accumulator).littleEndian, as: UInt32.self)
                 out += 4
-                accumulator >>= 32
+                accumulator &>>= 32
                 filled &-= 32
             }
         }
@@ -238,6 +259,53 @@ public enum FusedNMQuantization {
         }
     }
 
+    /// One group's codes `clamp(round_half_even(x / scale)) + zero` (quantizeRun's arithmetic, eight lanes
+    /// at a time), their non-zero flags (code != zero), and the report's float64 sums of `w²` and
+    /// `(w − (code − zero)·scale)²` (dequantizeValues' arithmetic).
+    @inline(__always)
+    static func quantizeGroup(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ count: Int, scale: Float, low: Float, high: Float,
+        zero: Int32, codes: UnsafeMutablePointer<Int32>, flags: UnsafeMutablePointer<UInt8>
+    ) -> (Double, Double) {
+        var n0 = SIMD4<Double>(), n1 = SIMD4<Double>(), d0 = SIMD4<Double>(), d1 = SIMD4<Double>()
+        let scales = SIMD8<Float>(repeating: scale), lows = SIMD8<Float>(repeating: low)
+        let highs = SIMD8<Float>(repeating: high), magic = SIMD8<Float>(repeating: 12_582_912)
+        let zeros = SIMD8<Int32>(repeating: zero), bias = SIMD8<Int32>(repeating: 0x4B40_0000)
+        var j = 0
+        while j + 8 <= count {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) / scales
+            var t = v.replacing(with: lows, where: v .< lows)
+            t.replace(with: highs, where: t .> highs)
+            let steps = unsafeBitCast(t + magic, to: SIMD8<Int32>.self) &- bias  // code - zero
+            let code = steps &+ zeros
+            UnsafeMutableRawPointer(codes + j).storeBytes(of: code, as: SIMD8<Int32>.self)
+            // 1 where steps != 0: the sign bit of steps | -steps (a lane-wise mask select compiles to scalar code).
+            let nonzero = unsafeBitCast(steps | (SIMD8<Int32>() &- steps), to: SIMD8<UInt32>.self) &>> 31
+            UnsafeMutableRawPointer(flags + j).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: nonzero), as: SIMD8<UInt8>.self)
+            let dequantized = SIMD8<Float>(steps) * scales
+            let a = UnsafeRawPointer(w + j).loadUnaligned(as: SIMD8<Float>.self)
+            let aLow = SIMD4<Double>(a.lowHalf), aHigh = SIMD4<Double>(a.highHalf)
+            let eLow = aLow - SIMD4<Double>(dequantized.lowHalf), eHigh = aHigh - SIMD4<Double>(dequantized.highHalf)
+            n0.addProduct(aLow, aLow)
+            n1.addProduct(aHigh, aHigh)
+            d0.addProduct(eLow, eLow)
+            d1.addProduct(eHigh, eHigh)
+            j += 8
+        }
+        var norm = (n0 + n1).sum(), difference = (d0 + d1).sum()
+        while j < count {
+            let t = Swift.min(Swift.max(x[j] / scale, low), high)
+            let steps = t.roundedToInt32
+            codes[j] = steps &+ zero
+            flags[j] = steps != 0 ? 1 : 0
+            let a = Double(w[j]), e = a - Double(Float(steps) * scale)
+            norm += a * a
+            difference += e * e
+            j += 1
+        }
+        return (norm, difference)
+    }
+
     /// One worker's rows.
     static func runRows(
         _ source: Source, _ rowRange: Range<Int>, _ shape: Shape2, _ scheme: QuantizationScheme, _ table: RunTable,
@@ -255,7 +323,7 @@ public enum FusedNMQuantization {
         defer { FallibleAllocation.free(keep) }
         let codes = try FallibleAllocation.allocate(Int32.self, count: columns, "a row's codes")
         defer { FallibleAllocation.free(codes) }
-        let flags = try FallibleAllocation.allocate(UInt8.self, count: columns, "a row's non-zero flags")
+        let flags = try FallibleAllocation.allocate(UInt8.self, count: columns + 8, "a row's non-zero flags")
         defer { FallibleAllocation.free(flags) }
 
         let first = rowRange.lowerBound
@@ -263,8 +331,12 @@ public enum FusedNMQuantization {
         var nmPositions = BitWriter(out.nmPositions + first * perRow * shape.positionBits / 8)
         var maskValues = BitWriter(out.maskValues + first * perRow * bits / 8)
         var maskBits = FlagWriter(out.maskBits + first * columns / 8)
+        let alignedMask = columns % 8 == 0
+        var maskBytes = out.maskBits + first * columns / 8
         let valueMask = UInt64((1 << bits) - 1), positionBits = shape.positionBits
         let qmin = scheme.qmin, qmax = scheme.qmax
+        // Runs whose n codes fit one write of at most 32 bits (2:4 int4: 8 bits) go through the table whole.
+        let wholeRuns = m <= 8 && n * bits <= 32 && n * positionBits <= 32
         var norm = 0.0, difference = 0.0, nonzeros = 0
 
         for row in rowRange {
@@ -297,56 +369,70 @@ public enum FusedNMQuantization {
             }
             if bad { throw SwiftPruneError.value("weights contain NaN or Inf values") }
             // 3. w * mask + 0 (sp_apply_mask_f32: -0.0 becomes +0.0).
-            for j in 0 ..< columns { masked[j] = weights[j] * (keep[j] ? 1 : 0) + 0 }
-            // 4. Each group's scale from its min/max, then its codes (quantizeBuffer's minmax runs).
+            UnsafeRawPointer(keep).withMemoryRebound(to: UInt8.self, capacity: columns) { k in
+                for j in 0 ..< columns { masked[j] = weights[j] * Float(k[j]) + 0 }
+            }
+            // 4. Each group's scale from its min/max (quantizeBuffer's minmax runs), its codes and sums.
             for group in 0 ..< groups {
                 let p = masked + group * g
                 let (lo, hi, _) = quantizationRangeOfRun(UnsafePointer(p), g, .greatestFiniteMagnitude, -.greatestFiniteMagnitude)
                 let (scale, zero) = scheme.parameters(lo: lo, hi: hi, as: Float.self)
                 out.scales[row * groups + group] = scale
                 out.zeroPoints[row * groups + group] = UInt8(truncatingIfNeeded: zero)
-                let low = Float(qmin - zero), high = Float(qmax - zero)
-                let c = codes + group * g, w = weights + group * g
-                for j in 0 ..< g {
-                    let t = Swift.min(Swift.max(p[j] / scale, low), high)
-                    c[j] = t.roundedToInt32 &+ zero
-                }
-                // The report's sums against the dequantized (c - zero) * scale, in float64.
-                var n0 = 0.0, d0 = 0.0
-                for j in 0 ..< g {
-                    let a = Double(w[j]), e = a - Double(Float(c[j] &- zero) * scale)
-                    n0 += a * a
-                    d0 += e * e
-                }
+                let (n0, d0) = quantizeGroup(p, weights + group * g, g, scale: scale, low: Float(qmin - zero),
+                                             high: Float(qmax - zero), zero: zero, codes: codes + group * g,
+                                             flags: flags + group * g)
                 norm += n0
                 difference += d0
-                // 5. Encode: non-zero flags, the bitmask layout's values.
-                let f = flags + group * g
-                for j in 0 ..< g {
-                    let flag = c[j] != zero
-                    f[j] = flag ? 1 : 0
-                    maskBits.put(flag)
-                    if flag {
-                        maskValues.put(UInt64(truncatingIfNeeded: c[j]) & valueMask, bits: bits)
-                        nonzeros &+= 1
-                    }
-                }
             }
-            // 6. The nm layout: per run, n codes and their positions.
-            for run in 0 ..< columns / m {
-                let c = codes + run * m, f = flags + run * m
-                if m <= 8 {
+            // 5. The bitmask layout: the flags as bits (8 at a time: a multiply gathers the 0/1 bytes,
+            //    first entry in the top bit), and the non-zero codes, written without a branch.
+            if alignedMask {
+                var j = 0
+                while j < columns {
+                    let eight = UnsafeRawPointer(flags + j).loadUnaligned(as: UInt64.self)
+                    maskBytes.pointee = UInt8(truncatingIfNeeded: (eight &* 0x8040_2010_0804_0201) >> 56)
+                    maskBytes += 1
+                    j += 8
+                }
+            } else {
+                for j in 0 ..< columns { maskBits.put(flags[j] != 0) }
+            }
+            // 6. Per run, the nm layout's n codes and their positions, and the bitmask layout's non-zero
+            //    codes: whole runs through the table when they fit a write, else entry by entry.
+            if wholeRuns {
+                let positionWords = table.positionWords, chosenLists = table.chosen, markedLists = table.marked
+                for run in 0 ..< columns / m {
+                    let c = codes + run * m, f = flags + run * m
                     var pattern = 0
-                    for j in 0 ..< m { pattern |= Int(f[j]) << j }
-                    var chosen = Int(table.selection[pattern])
-                    if chosen == 0 { throw SwiftPruneError.value("a run of \(m) holds more than \(n) non-zero codes") }
-                    while chosen != 0 {
-                        let j = chosen.trailingZeroBitCount
-                        chosen &= chosen - 1
-                        nmValues.put(UInt64(truncatingIfNeeded: c[j]) & valueMask, bits: bits)
-                        nmPositions.put(UInt64(j), bits: positionBits)
+                    for j in 0 ..< m { pattern |= Int(f[j]) &<< j }
+                    let word = positionWords[pattern]
+                    if word < 0 { throw SwiftPruneError.value("a run of \(m) holds more than \(n) non-zero codes") }
+                    var values: UInt64 = 0, nonzeroValues: UInt64 = 0
+                    let chosen = chosenLists + pattern * n, marked = markedLists + pattern * n
+                    let count = pattern.nonzeroBitCount
+                    for k in 0 ..< n {
+                        values |= (UInt64(truncatingIfNeeded: c[Int(chosen[k])]) & valueMask) &<< UInt64(k * bits)
+                        // (entries past `count` are position 0 with a zero shift mask: nothing added)
+                        let take = UInt64(bitPattern: Int64(k < count ? -1 : 0))
+                        nonzeroValues |= (UInt64(truncatingIfNeeded: c[Int(marked[k])]) & valueMask & take) &<< UInt64(k * bits)
                     }
-                } else {
+                    nmValues.put(values, bits: n * bits)
+                    nmPositions.put(UInt64(word), bits: n * positionBits)
+                    maskValues.put(nonzeroValues, bits: count * bits)
+                    nonzeros &+= count
+                }
+            } else {
+                var rowNonzeros = 0
+                for j in 0 ..< columns {
+                    let flag = Int(flags[j])
+                    maskValues.put(UInt64(truncatingIfNeeded: codes[j]) & valueMask & UInt64(bitPattern: Int64(-flag)),
+                                   bits: bits &* flag)
+                    rowNonzeros &+= flag
+                }
+                nonzeros &+= rowNonzeros
+                for run in 0 ..< columns / m {
+                    let c = codes + run * m, f = flags + run * m
                     var marked = 0
                     for j in 0 ..< m { marked += Int(f[j]) }
                     if marked > n { throw SwiftPruneError.value("a run of \(m) holds more than \(n) non-zero codes") }
@@ -365,7 +451,7 @@ public enum FusedNMQuantization {
         nmValues.finish()
         nmPositions.finish()
         maskValues.finish()
-        maskBits.finish()
+        if !alignedMask { maskBits.finish() }
         summary.nonzeros = nonzeros
         summary.norm = norm
         summary.difference = difference
