@@ -158,6 +158,9 @@ public enum FusedNMQuantization {
         let chosen: UnsafeMutablePointer<UInt8>
         let marked: UnsafeMutablePointer<UInt8>  // the non-zero positions alone (popcount of them, then 0s)
         let positionWords: UnsafeMutablePointer<Int64>
+        /// 2:4 only, per pattern: bits 0-3 the two stored positions, 4-7 the non-zero ones (unused: 0),
+        /// 8-9 their count, bit 15 set (0: a pattern with more than 2 non-zeros).
+        let pairs: UnsafeMutablePointer<UInt16>
         init(n: Int, m: Int) throws {
             let patterns = m <= 8 ? 1 << m : 1
             chosen = try FallibleAllocation.allocate(UInt8.self, count: patterns * n, "the run table")
@@ -166,6 +169,8 @@ public enum FusedNMQuantization {
             marked.initialize(repeating: 0, count: patterns * n)
             positionWords = try FallibleAllocation.allocate(Int64.self, count: patterns, "the run table")
             positionWords.initialize(repeating: -1, count: patterns)
+            pairs = try FallibleAllocation.allocate(UInt16.self, count: 16, "the run table")
+            pairs.initialize(repeating: 0, count: 16)
             guard m <= 8 else { return }
             let bits = FusedNMQuantization.indexBits(m)
             for pattern in 0 ..< patterns {
@@ -186,12 +191,20 @@ public enum FusedNMQuantization {
                     }
                 }
                 positionWords[pattern] = word
+                if m == 4 && n == 2 {
+                    let q0 = nonzero > 0 ? Int(self.marked[pattern * n]) : 0
+                    let q1 = nonzero > 1 ? Int(self.marked[pattern * n + 1]) : 0
+                    let stored: Int = Int(chosen[pattern * n]) | Int(chosen[pattern * n + 1]) << 2
+                    let nonzeros: Int = q0 << 4 | q1 << 6 | nonzero << 8
+                    pairs[pattern] = UInt16(0x8000 | stored | nonzeros)
+                }
             }
         }
 
         func free() {
             FallibleAllocation.free(chosen)
             FallibleAllocation.free(marked)
+            FallibleAllocation.free(pairs)
             FallibleAllocation.free(positionWords)
         }
     }
@@ -400,7 +413,39 @@ public enum FusedNMQuantization {
             }
             // 6. Per run, the nm layout's n codes and their positions, and the bitmask layout's non-zero
             //    codes: whole runs through the table when they fit a write, else entry by entry.
-            if wholeRuns {
+            if m == 4 && n == 2 {
+                // 2:4, the common case: a run's 4 codes as one word, the pattern from its 4 flag bytes by a
+                // multiply (flag j to bit j), and one table entry giving both layouts' shifts: no chain of
+                // dependent loads per run.
+                let entries = table.pairs
+                for run in 0 ..< columns / 4 {
+                    let c = codes + run * 4
+                    let flagWord = UnsafeRawPointer(flags + run * 4).loadUnaligned(as: UInt32.self)
+                    let pattern = Int(((flagWord &* 0x0102_0408) &>> 24) & 0xF)
+                    let b = UInt64(bits)
+                    let w0: UInt64 = UInt64(truncatingIfNeeded: c[0]) & valueMask
+                    let w1: UInt64 = (UInt64(truncatingIfNeeded: c[1]) & valueMask) &<< b
+                    let w2: UInt64 = (UInt64(truncatingIfNeeded: c[2]) & valueMask) &<< (2 &* b)
+                    let w3: UInt64 = (UInt64(truncatingIfNeeded: c[3]) & valueMask) &<< (3 &* b)
+                    let word: UInt64 = w0 | w1 | w2 | w3
+                    let entry = entries[pattern]
+                    if entry == 0 { throw SwiftPruneError.value("a run of 4 holds more than 2 non-zero codes") }
+                    let p0 = UInt64(entry & 0x3), p1 = UInt64((entry &>> 2) & 0x3)
+                    let q0 = UInt64((entry &>> 4) & 0x3), q1 = UInt64((entry &>> 6) & 0x3)
+                    let count = Int((entry &>> 8) & 0x3)
+                    let v0: UInt64 = (word &>> (p0 &* b)) & valueMask
+                    let v1: UInt64 = ((word &>> (p1 &* b)) & valueMask) &<< b
+                    let values: UInt64 = v0 | v1
+                    let u0: UInt64 = (word &>> (q0 &* b)) & valueMask
+                    let u1: UInt64 = ((word &>> (q1 &* b)) & valueMask) &<< b
+                    let used: UInt64 = (1 &<< UInt64(count &* bits)) &- 1
+                    let nonzeroValues: UInt64 = (u0 | u1) & used
+                    nmValues.put(values, bits: 2 * bits)
+                    nmPositions.put(p0 | (p1 &<< 2), bits: 4)
+                    maskValues.put(nonzeroValues, bits: count &* bits)
+                    nonzeros &+= count
+                }
+            } else if wholeRuns {
                 let positionWords = table.positionWords, chosenLists = table.chosen, markedLists = table.marked
                 for run in 0 ..< columns / m {
                     let c = codes + run * m, f = flags + run * m
