@@ -617,7 +617,11 @@ def test_every_stage_round_trips_through_compress_file(tmp_path):
         out = tmp_path / f"out{i}.safetensors"
         report = sp.compress_file(source, out, recipe, progress=False)
         expected = sp.compress(weights, recipe, progress=False)
-        assert report == expected.report
+        # (the relative error is summed in another order by the fused N:M + quantize pass of compress_file)
+        assert [dict(row, relative_error=None) for row in report] == \
+               [dict(row, relative_error=None) for row in expected.report]
+        for got, want in zip(report, expected.report):
+            assert got["relative_error"] == pytest.approx(want["relative_error"], rel=1e-12, abs=1e-15)
         loaded = sp.load_compressed(out)
         for name in weights:
             np.testing.assert_array_equal(loaded.weights[name], expected.weights[name])
