@@ -135,6 +135,10 @@ def test_grow_check_goes_the_staged_way(tmp_path, monkeypatch):
         assert calls == {"w": False}
         _assert_same(tmp_path, fused_report, staged_report)
         assert fused_report[0]["stages"] == label
+        if policy == "skip":  # rolled back to the pruned tensor (rebuilt, not kept): the masked original
+            w = tensors["w"]
+            loaded = sp.load_compressed(str(tmp_path / "fused.safetensors")).weights["w"]
+            np.testing.assert_array_equal(loaded, np.where(sp.nm_mask(w, 2, 4), w, np.float32(0)))
 
 
 def test_fused_refuses_nan_as_the_staged_path(tmp_path, monkeypatch):

@@ -214,7 +214,6 @@ public enum FusedNMQuantization {
         var out: UnsafeMutablePointer<UInt8>
         var accumulator: UInt64 = 0
         var filled = 0
-        var written = 0  // bits
 
         init(_ out: UnsafeMutablePointer<UInt8>) { self.out = out }
 
@@ -222,7 +221,6 @@ public enum FusedNMQuantization {
         mutating func put(_ value: UInt64, bits: Int) {
             accumulator |= value &<< UInt64(filled)  // filled < 32 and value < 2^32: no overflow
             filled &+= bits
-            written &+= bits
             if filled >= 32 {
                 UnsafeMutableRawPointer(out).storeBytes(of: UInt32(truncatingIfNeeded: accumulator).littleEndian, as: UInt32.self)
                 out += 4
@@ -417,12 +415,12 @@ public enum FusedNMQuantization {
                 // 2:4, the common case: a run's 4 codes as one word, the pattern from its 4 flag bytes by a
                 // multiply (flag j to bit j), and one table entry giving both layouts' shifts: no chain of
                 // dependent loads per run.
-                let entries = table.pairs
-                for run in 0 ..< columns / 4 {
+                let entries = table.pairs, b = UInt64(bits)
+                // One run: its stored codes (2·bits), positions (4 bits), non-zero codes and their count.
+                @inline(__always) func encode(_ run: Int) throws -> (UInt64, UInt64, UInt64, Int) {
                     let c = codes + run * 4
                     let flagWord = UnsafeRawPointer(flags + run * 4).loadUnaligned(as: UInt32.self)
                     let pattern = Int(((flagWord &* 0x0102_0408) &>> 24) & 0xF)
-                    let b = UInt64(bits)
                     let w0: UInt64 = UInt64(truncatingIfNeeded: c[0]) & valueMask
                     let w1: UInt64 = (UInt64(truncatingIfNeeded: c[1]) & valueMask) &<< b
                     let w2: UInt64 = (UInt64(truncatingIfNeeded: c[2]) & valueMask) &<< (2 &* b)
@@ -435,14 +433,28 @@ public enum FusedNMQuantization {
                     let count = Int((entry &>> 8) & 0x3)
                     let v0: UInt64 = (word &>> (p0 &* b)) & valueMask
                     let v1: UInt64 = ((word &>> (p1 &* b)) & valueMask) &<< b
-                    let values: UInt64 = v0 | v1
                     let u0: UInt64 = (word &>> (q0 &* b)) & valueMask
                     let u1: UInt64 = ((word &>> (q1 &* b)) & valueMask) &<< b
                     let used: UInt64 = (1 &<< UInt64(count &* bits)) &- 1
-                    let nonzeroValues: UInt64 = (u0 | u1) & used
-                    nmValues.put(values, bits: 2 * bits)
-                    nmPositions.put(p0 | (p1 &<< 2), bits: 4)
-                    maskValues.put(nonzeroValues, bits: count &* bits)
+                    return (v0 | v1, p0 | (p1 &<< 2), (u0 | u1) & used, count)
+                }
+                let runs = columns / 4
+                var run = 0
+                // Two runs per write (at most 32 bits each), then an odd last one.
+                while run + 2 <= runs {
+                    let (values0, positions0, nonzero0, count0) = try encode(run)
+                    let (values1, positions1, nonzero1, count1) = try encode(run + 1)
+                    nmValues.put(values0 | values1 &<< (2 &* b), bits: 4 &* bits)
+                    nmPositions.put(positions0 | positions1 &<< 4, bits: 8)
+                    maskValues.put(nonzero0 | nonzero1 &<< UInt64(count0 &* bits), bits: (count0 &+ count1) &* bits)
+                    nonzeros &+= count0 &+ count1
+                    run += 2
+                }
+                if run < runs {
+                    let (values, positions, nonzero, count) = try encode(run)
+                    nmValues.put(values, bits: 2 &* bits)
+                    nmPositions.put(positions, bits: 4)
+                    maskValues.put(nonzero, bits: count &* bits)
                     nonzeros &+= count
                 }
             } else if wholeRuns {
