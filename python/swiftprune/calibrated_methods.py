@@ -1,5 +1,5 @@
-"""Recipe methods that need calibration data: ``quantize: gptq``, ``prune:
-sparsegpt`` and ``prune: wanda``.
+"""Recipe methods that need calibration data: ``quantize: gptq``, ``quantize:
+awq``, ``quantize: smoothquant``, ``prune: sparsegpt`` and ``prune: wanda``.
 
 Each receives, besides the weight and its options, ``calibration=``: a
 :class:`~swiftprune.calibration.arrays.LayerView` holding the layer's input
@@ -21,9 +21,10 @@ from ._validation import check_fraction
 from .calibrated_pruning import sparsegpt, sparsegpt_quantize, wanda_mask
 from .calibration.arrays import LayerView
 from .registry import REQUIRED, Method, OptionError, register_method
-from .quantization import QuantizedTensor, gptq
+from .activation_folding import awq_input_scales, smoothquant_input_scales
+from .quantization import QuantizedTensor, gptq, quantize
 
-__all__ = ["gptq_tensor", "sparsegpt_tensor", "wanda_tensor"]
+__all__ = ["gptq_tensor", "scaled_rtn_tensor", "sparsegpt_tensor", "wanda_tensor"]
 
 
 def _damp(name: str, value: Any) -> float:
@@ -65,6 +66,17 @@ def _in_tensor_layout(q: QuantizedTensor, view: LayerView, group_size: Optional[
     scale_shape = _core_scale_shape(tuple(view.shape), axis, group_size)
     return QuantizedTensor._trusted(values, scale.reshape(scale_shape), zero_point.reshape(scale_shape), bits=q.bits,
                                     symmetric=q.symmetric, axis=axis, group_size=group_size, method=q.method)
+
+
+def scaled_rtn_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: bool,
+                      group_size: Optional[int], **_: Any) -> QuantizedTensor:
+    """Round-to-nearest of an AWQ / SmoothQuant layer whose weight the fold
+    pass already scaled (``W · diag(s)``; ``1/s`` is in the op before it):
+    one scale per output channel and groups of ``group_size`` input features,
+    in the tensor's own layout (as :func:`gptq_tensor`)."""
+    view = calibration
+    q = quantize(view.to_matrix(w), bits, symmetric=symmetric, axis=0, group_size=group_size)
+    return _in_tensor_layout(q, view, group_size)
 
 
 def sparsegpt_tensor(w: np.ndarray, *, calibration: LayerView, sparsity: Optional[float], n: Optional[int], m: int,
@@ -118,6 +130,18 @@ register_method(Method("quantize", "gptq", gptq_tensor, {
     "mse": (_bool, False),
     "block_size": (_int(1), 128),
 }, calibrated=True))
+register_method(Method("quantize", "awq", scaled_rtn_tensor, {
+    "bits": (_int(2, 8), 4),
+    "symmetric": (_bool, False),  # AWQ's default: affine (zero point) groups
+    "group_size": (_optional(_int(1)), 128),
+    "n_grid": (_int(1), 20),
+}, calibrated=True, input_scales=awq_input_scales))
+register_method(Method("quantize", "smoothquant", scaled_rtn_tensor, {
+    "alpha": (check_fraction, 0.5),
+    "bits": (_int(2, 8), 8),
+    "symmetric": (_bool, True),
+    "group_size": (_optional(_int(1)), None),  # W8A8: one scale per output channel
+}, calibrated=True, input_scales=smoothquant_input_scales))
 register_method(Method("prune", "sparsegpt", sparsegpt_tensor, {
     "sparsity": (_optional(check_fraction), None),
     "n": (_optional(_int(1)), None),

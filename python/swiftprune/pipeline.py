@@ -151,12 +151,14 @@ def _check_order(stage: Stage, track: Track) -> None:
             "(use include/exclude to split the tensors between the stages)")
 
 
-def _calibration_view(stage: Stage, track: Track, calibration: Any) -> Any:
+def _calibration_view(stage: Stage, track: Track, calibration: Any, folds: Any = None) -> Any:
     """The calibration view of a calibrated stage's tensor, or None to skip it (with a warning)."""
     try:
         view = calibration.lookup(track.name, track.original.shape)
     except (TypeError, ValueError) as error:
         raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+    if folds is not None:
+        view = folds.view(view, track.name)  # a scaled layer sees its scaled inputs
     if view is None:
         if track.name in stage.include:
             raise ValueError(f"{stage.where}: tensor {track.name!r} has no calibration data (calibrated layers: "
@@ -168,8 +170,9 @@ def _calibration_view(stage: Stage, track: Track, calibration: Any) -> Any:
     return view
 
 
-def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> None:
-    """Runs `stage` on the (already selected) `tracks`."""
+def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds: Any = None) -> None:
+    """Runs `stage` on the (already selected) `tracks`; `folds` is the
+    activation-scale fold pass's outcome (scaled weights, skipped layers)."""
     for track in tracks:
         _check_order(stage, track)
     if stage.method.scope == "model":
@@ -186,9 +189,14 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> No
             if reason is not None:
                 _unfit(stage, track, f"{stage.label} cannot apply: {reason}", applied=False)
                 continue
+        if stage.method.input_scales is not None and folds is not None:
+            reason = folds.skipped.get(stage.index, {}).get(track.name)
+            if reason is not None:
+                _unfit(stage, track, f"{stage.label} cannot fold a scale for it: {reason}", applied=False)
+                continue
         extra: dict[str, Any] = {"mask": track.mask} if stage.method.masked else {}
         if stage.method.calibrated:
-            view = _calibration_view(stage, track, calibration)
+            view = _calibration_view(stage, track, calibration, folds)
             if view is None:
                 continue
             extra["calibration"] = view
@@ -250,7 +258,7 @@ def check_calibration(stages: Sequence[Stage], selected: dict[int, set[str]], ca
 
 def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: Sequence[Stage],
                emit: Callable[[Track], None], *, release: Callable[[str], None] | None, show: bool,
-               info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None) -> None:
+               info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None) -> Any:
     """Runs every stage over every tensor, emitting each finished tensor.
 
     Without model-scope stages each tensor goes through all stages before
@@ -258,13 +266,30 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
     With ``calibration`` (a :class:`~swiftprune.calibration.Calibration`),
     tensors go in its order (a model's forward order) and each compressed
     tensor is committed to it (sequential sources then recompute the inputs
-    of later layers through it).
+    of later layers through it). Stages whose method scales inputs (AWQ,
+    SmoothQuant) first fold their scales into the model's weights
+    (:func:`~swiftprune.activation_folding.fold_inputs`): every stage then
+    reads the folded tensors. Returns that fold pass's
+    :class:`~swiftprune.activation_folding.FoldOutcome` (None without such stages).
     """
     selected = {stage.index: {n for n in names if stage.selects(n, *info(n))} for stage in stages}
     check_calibration(stages, selected, calibration)
     if calibration is not None:
         calibration.begin()  # a sequential source starts from the original model on every run
+    folds = None
+    if any(stage.method.input_scales is not None and selected[stage.index] for stage in stages):
+        from .activation_folding import fold_inputs
+
+        folds = fold_inputs(stages, selected, names, get, calibration)
+        get = folds.wrap(get)
+    if calibration is not None:
         names = calibration.order(names)
+
+    def track_of(name: str) -> Track:
+        track = Track(name, get(name))
+        if folds is not None and name in folds.arrays:
+            track.labels.append("scaled" if name in folds.scales else "absorbs-scale")
+        return track
 
     def commit(track: Track) -> None:
         if calibration is not None and track.form is not None:
@@ -272,20 +297,21 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
 
     if all(stage.method.scope == "tensor" for stage in stages):
         for name in _progress(names, total=len(names), description="compress", enabled=show):
-            track = Track(name, get(name))
+            track = track_of(name)
             for stage in stages:
                 if name in selected[stage.index]:
-                    _apply(stage, [track], calibration)
+                    _apply(stage, [track], calibration, folds)
             commit(track)
             emit(track)
             if release is not None:
                 release(name)
-        return
-    tracks = {name: Track(name, get(name)) for name in names}
+        return folds
+    tracks = {name: track_of(name) for name in names}
     for stage in _progress(stages, total=len(stages), description="compress", enabled=show):
-        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration)
+        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration, folds)
     for name in names:
         commit(tracks[name])
         emit(tracks[name])
+    return folds
 
 
