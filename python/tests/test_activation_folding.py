@@ -258,9 +258,38 @@ def test_keras_fold_keeps_the_function(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         export = to_keras(model, path, result)
-    assert "absorbed" in export.report["ln/gamma"]
+    assert "absorbed" in export.weights["ln/gamma"]
     written = keras.saving.load_model(path, compile=False)
     expected = keras.models.clone_model(model)
     expected.set_weights([result.weights[v.path] for v in model.weights])
     for a, b in zip(expected(feed), written(feed)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-4 * np.abs(np.asarray(a)).max())
+
+
+def test_cli_writes_the_awq_model_and_refuses_weights_without_a_graph(tmp_path, capsys):
+    from swiftprune.cli import main
+
+    model, inputs = onnx_model()
+    path, batches, out = str(tmp_path / "m.onnx"), str(tmp_path / "in.npz"), str(tmp_path / "awq.onnx")
+    onnx.save(model, path)
+    np.savez(batches, **inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["compress", path, "-o", out, "--quantize", "int4:method=awq:group_size=null",
+                     "--calibration", batches, "--calibration-mode", "independent", "--no-progress", "--quiet"])
+    assert code == 0
+    written = onnx.load(out)
+    inits = {t.name: numpy_helper.to_array(t) for t in written.graph.initializer}
+    assert not np.allclose(inits["g1"], numpy_helper.to_array(model.graph.initializer[0]))  # the folded LayerNorm
+    assert "Wq" not in inits  # quantized (DequantizeLinear / MatMulNBits inputs instead)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    got = ort.InferenceSession(out, options, providers=["CPUExecutionProvider"]).run(None, inputs)
+    want = run_onnx(model, inputs)
+    assert all(np.linalg.norm(g - w) < 0.2 * np.linalg.norm(w) for g, w in zip(got, want))
+    weights = str(tmp_path / "w.npz")
+    np.savez(weights, **{"fc.weight": f32(8, 16)})
+    np.savez(str(tmp_path / "x.npz"), fc=f32(64, 16))
+    code = main(["compress", weights, "-o", str(tmp_path / "o.safetensors"), "--quantize", "int4:method=awq",
+                 "--calibration", str(tmp_path / "x.npz"), "--no-progress"])
+    assert code != 0 and "needs the model graph" in capsys.readouterr().err
