@@ -170,7 +170,8 @@ def _calibration_view(stage: Stage, track: Track, calibration: Any, folds: Any =
     return view
 
 
-def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds: Any = None) -> None:
+def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds: Any = None,
+           corrector: Any = None) -> None:
     """Runs `stage` on the (already selected) `tracks`; `folds` is the
     activation-scale fold pass's outcome (scaled weights, skipped layers)."""
     for track in tracks:
@@ -220,6 +221,9 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds
         if reason is not None and not _unfit(stage, track, reason, applied=True):
             track.dense, track.mask, track.keep_mask, track.form, track.labels = saved
             track.labels.append(f"skipped:{stage.label}")
+        elif stage.bias_correction and corrector is not None:
+            view = extra["calibration"] if "calibration" in extra else corrector.view(stage, track, folds)
+            corrector.after_stage(stage, track, view)
 
 
 def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:
@@ -244,6 +248,9 @@ def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:
 def check_calibration(stages: Sequence[Stage], selected: dict[int, set[str]], calibration: Any) -> None:
     """Fails early when a calibrated stage has no calibration data, or none for any tensor it selects."""
     for stage in stages:
+        if stage.bias_correction and selected[stage.index] and calibration is None:
+            raise ValueError(f"{stage.where}: bias_correction needs calibration data (the layers' mean inputs): "
+                             "pass compress(..., calibration=...) or --calibration FILE")
         if not stage.method.calibrated or not selected[stage.index]:
             continue
         if calibration is None:
@@ -282,11 +289,19 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
 
         folds = fold_inputs(stages, selected, names, get, calibration)
         get = folds.wrap(get)
+    corrector = None
     if calibration is not None:
         names = calibration.order(names)
+        if any(stage.bias_correction and selected[stage.index] for stage in stages):
+            from .corrected_biases import BiasCorrector
+
+            corrector = BiasCorrector(names, info, get, calibration)
+            names = corrector.order(names, [n for s in stages if s.bias_correction for n in selected[s.index]])
 
     def track_of(name: str) -> Track:
         track = Track(name, get(name))
+        if corrector is not None:
+            corrector.apply(track)
         if folds is not None and name in folds.arrays:
             track.labels.append("scaled" if name in folds.scales else "absorbs-scale")
         return track
@@ -300,7 +315,7 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
             track = track_of(name)
             for stage in stages:
                 if name in selected[stage.index]:
-                    _apply(stage, [track], calibration, folds)
+                    _apply(stage, [track], calibration, folds, corrector)
             commit(track)
             emit(track)
             if release is not None:
@@ -308,8 +323,10 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
         return folds
     tracks = {name: track_of(name) for name in names}
     for stage in _progress(stages, total=len(stages), description="compress", enabled=show):
-        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration, folds)
+        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration, folds, corrector)
     for name in names:
+        if corrector is not None:
+            corrector.apply(tracks[name])
         commit(tracks[name])
         emit(tracks[name])
     return folds
