@@ -20,7 +20,7 @@ from ._methods import _bool, _int, _optional, _real
 from ._validation import check_fraction
 from .calibrated_pruning import sparsegpt, sparsegpt_quantize, wanda_mask
 from .calibration.arrays import LayerView
-from .registry import REQUIRED, Method, OptionError, register_method
+from .registry import REQUIRED, Fallback, Method, OptionError, register_method
 from .activation_folding import awq_input_scales, smoothquant_input_scales
 from .quantization import QuantizedTensor, gptq, quantize
 
@@ -34,9 +34,20 @@ def _damp(name: str, value: Any) -> float:
     return value
 
 
+def _min_samples(name: str, value: Any) -> float:
+    return _damp(name, value)  # a finite number >= 0 (0: GPTQ whatever the sample count)
+
+
 def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: bool, group_size: Optional[int],
-                damp: float, act_order: bool, static_groups: bool, mse: bool, block_size: int) -> QuantizedTensor:
+                damp: float, act_order: bool, static_groups: bool, mse: bool, block_size: int,
+                min_samples: float = 2.0) -> Any:
     """GPTQ of one weight tensor against its layer's calibration statistics.
+
+    With fewer than ``min_samples`` x inputs calibration samples (a layer
+    after a global pooling sees one per image) the layer is rounded to
+    nearest instead (``mse``: the MSE-searched scales), with a
+    :class:`~swiftprune.calibration.CalibrationWarning`; the report's stage
+    then reads ``quantize.gptq(fallback minmax)``.
 
     The result is a :class:`QuantizedTensor` of the tensor's shape with one
     scale per output channel (axis 0 for ``(out, ...)`` weights, -1 for
@@ -45,7 +56,16 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
     ``quantize`` gives conv kernels too).
     """
     view = calibration
-    q = gptq(view.to_matrix(w), view.statistics, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
+    stats = view.statistics
+    if stats.count_ < min_samples * stats.features:
+        # A Hessian from fewer samples than (twice) its inputs fits those samples, not the layer
+        # (squeeze-excite convs after a global pool see one sample per image): round to nearest.
+        q = quantize(view.to_matrix(w), bits, symmetric=symmetric, axis=0, group_size=group_size,
+                     method="mse" if mse else "minmax")
+        return Fallback(_in_tensor_layout(q, view, group_size), q.method,
+                        f"{stats.count_} calibration samples for {stats.features} inputs (fewer than min_samples = "
+                        f"{min_samples:g} x inputs): GPTQ would fit them, not the layer")
+    q = gptq(view.to_matrix(w), stats, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
              static_groups=static_groups, mse=mse, block_size=block_size)
     return _in_tensor_layout(q, view, group_size)
 
@@ -129,6 +149,7 @@ register_method(Method("quantize", "gptq", gptq_tensor, {
     "static_groups": (_bool, False),
     "mse": (_bool, False),
     "block_size": (_int(1), 128),
+    "min_samples": (_min_samples, 2.0),
 }, calibrated=True))
 register_method(Method("quantize", "awq", scaled_rtn_tensor, {
     "bits": (_int(2, 8), 4),

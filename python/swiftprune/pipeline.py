@@ -11,7 +11,7 @@ from . import _core
 from ._progress import progress as _progress
 from .pruned_tensor import PrunedTensor
 from .recipe import Stage
-from .registry import codec_for
+from .registry import Fallback, codec_for
 from .report import stored_bytes
 
 __all__ = ["Track", "run_stages", "masked"]
@@ -205,12 +205,22 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds
             output = stage.method.apply(track.weights(), **extra, **stage.options)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+        fallback = None
+        if isinstance(output, Fallback):
+            from .calibration.hessian import CalibrationWarning
+
+            fallback = output
+            output = fallback.output
+            warnings.warn(f"{stage.where}: tensor {track.name!r}: {fallback.reason}; {fallback.method} instead",
+                          CalibrationWarning, stacklevel=4)
         if stage.stage == "prune":  # a mask alone is not an encoding: a later stage encodes the kept values
             _finish(stage, track, output)
+            _label_fallback(stage, track, fallback)
             continue
         before = stored_bytes(track)
         saved = (track.dense, track.mask, track.keep_mask, track.form, list(track.labels))
         _finish(stage, track, output)
+        _label_fallback(stage, track, fallback)
         reason = None
         if getattr(output, "rank", None) == 0 and np.any(track.original):
             reason = f"{stage.label} gives rank 0 (an all-zero tensor)"
@@ -224,6 +234,11 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds
         elif stage.bias_correction and corrector is not None:
             view = extra["calibration"] if "calibration" in extra else corrector.view(stage, track, folds)
             corrector.after_stage(stage, track, view)
+
+
+def _label_fallback(stage: Stage, track: Track, fallback: Any) -> None:
+    if fallback is not None and track.labels and track.labels[-1] == stage.label:
+        track.labels[-1] = f"{stage.label}(fallback {fallback.method})"
 
 
 def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["STAGES", "REQUIRED", "Method", "Codec", "OptionError", "register_method", "register_codec",
+__all__ = ["STAGES", "REQUIRED", "Method", "Codec", "OptionError", "Fallback", "register_method", "register_codec",
            "available_methods", "codec_for"]
 
 STAGES = ("prune", "quantize", "cluster", "low_rank")
@@ -61,6 +61,18 @@ class OptionError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """What a method returns when it cannot do its own job on one tensor but
+    has a plainer result (GPTQ with too few calibration samples: round to
+    nearest): ``output`` is used, ``reason`` is warned, and the report's
+    stage reads ``quantize.gptq(fallback <method>)``."""
+
+    output: Any
+    method: str
+    reason: str
 
 
 @dataclass(frozen=True)

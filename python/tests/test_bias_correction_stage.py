@@ -87,3 +87,19 @@ def test_onnx_conv_and_matmul_add_mean_outputs_are_restored():
         np.testing.assert_allclose(got, want, atol=2e-4 * np.abs(want).max())
         assert np.abs(bad - want).max() > 20 * np.abs(got - want).max()
     assert not np.array_equal(result.weights["cb"], init["cb"]) and not np.array_equal(result.weights["b"], init["b"])
+
+
+def test_gptq_with_too_few_samples_rounds_to_nearest_and_says_so():
+    w = RNG.standard_normal((8, 32)).astype(np.float32)
+    few = RNG.standard_normal((40, 32)).astype(np.float32)  # < 2 x 32 inputs (a squeeze-excite layer)
+    recipe = [{"quantize": {"method": "gptq", "bits": 4, "group_size": None}}]
+    with pytest.warns(CalibrationWarning, match="40 calibration samples for 32 inputs.*minmax instead"):
+        result = sp.compress({"se.weight": w}, recipe, progress=False, calibration={"se": few})
+    rtn = sp.quantize(w, 4, axis=0)
+    np.testing.assert_array_equal(result.tensors["se.weight"].dequantize(), rtn.dequantize())
+    assert [r["stages"] for r in result.report] == ["quantize.gptq(fallback minmax)"]
+    # min_samples: 0 keeps GPTQ whatever the count (its result differs from rounding).
+    kept = sp.compress({"se.weight": w}, [{"quantize": dict(recipe[0]["quantize"], min_samples=0)}],
+                       progress=False, calibration={"se": few})
+    assert [r["stages"] for r in kept.report] == ["quantize.gptq"]
+    assert not np.array_equal(kept.tensors["se.weight"].dequantize(), rtn.dequantize())
