@@ -205,8 +205,9 @@ def _site(graph: Graph, tensor: int, members: Dict[str, Tuple[int, int]], names:
             raise _Refused(f"its input {graph.tensors[current].name!r} is a model input (no op before it can "
                            "absorb the scale)")
         node = graph.nodes[producer]
-        if len(node.outputs) != 1 and not (node.op == "norm" and graph.format == "onnx"):
-            raise _Refused(f"{_describe(node)} has several outputs")
+        used = [o for o in node.outputs if o != current and (graph.tensors[o].consumers or o in graph.outputs)]
+        if used:  # (a LayerNormalization's unused Mean / InvStdDev outputs do not count)
+            raise _Refused(f"{_describe(node)} has several outputs in use")
         if node.op in ("layernorm", "norm"):
             gains = [p for p, param in node.params.items() if param.role == "gamma"]
             if not gains:
