@@ -363,6 +363,30 @@ def w8a8(weights, calib, alpha=None):
     return out, activations
 
 
+def diagnose_w8a8(weights, calib, blocks=2) -> int:
+    """Per layer of the first `blocks` blocks: relative output error ‖Y8 − Y‖ / ‖Y‖ of W8A8 (weights per
+    channel, activations per tensor) on the calibration inputs, plain and with SmoothQuant α 0.5 / 0.8."""
+    captured: dict[str, list[np.ndarray]] = {}
+    for _, batch in batches(calib):
+        encode(weights, batch, lambda name, x: captured.setdefault(name, []).append(x), stop_after=blocks - 1)
+    print("| layer | plain | SmoothQuant 0.5 | SmoothQuant 0.8 | max/median channel max |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in LINEAR_WEIGHTS[:6 * blocks]:
+        x, w = np.concatenate(captured[name]), weights[name]
+        reference = x @ w.T
+        acc = HessianAccumulator(x.shape[1]).update(x)
+        errors = []
+        for alpha in (None, 0.5, 0.8):
+            w_s, inverse = (w, None) if alpha is None else sp.smoothquant(w, acc, alpha)
+            x_s = x if inverse is None else x * inverse
+            y = fake_quantize_per_tensor(x_s, np.abs(x_s).max() / 127) @ sp.quantize(w_s, 8, axis=0).dequantize().T
+            errors.append(np.linalg.norm(y - reference) / np.linalg.norm(reference))
+        peaks = np.abs(x).max(0)
+        print(f"| {name[len('encoder.layer.'):-len('.weight')]} | " + " | ".join(f"{e:.4f}" for e in errors)
+              + f" | {peaks.max() / np.median(peaks):.1f} |")
+    return 0
+
+
 def diagnose(weights, calib) -> int:
     """Where the int4 error comes from: per layer, ‖(W − Ŵ) Xᵀ‖ / ‖W Xᵀ‖ on the calibration inputs
     (from xᵀx: ΔW H ΔWᵀ), for round-to-nearest and GPTQ (symmetric and asymmetric), averaged per layer type."""
@@ -401,6 +425,8 @@ def main(argv=None) -> int:
     parser.add_argument("--diagnose", action="store_true",
                         help="per layer type: relative output error of RTN and GPTQ int4 g128 (independent statistics)")
     parser.add_argument("--only", help="run only the rows whose 'config method' contains this text")
+    parser.add_argument("--diagnose-w8a8", action="store_true",
+                        help="per layer of blocks 0-1: W8A8 output error, plain and SmoothQuant alpha 0.5 / 0.8")
     parser.add_argument("--scaling", action="store_true",
                         help="AWQ int4 g128 and SmoothQuant W8A8 rows (with the RTN / GPTQ asymmetric int4 rows)")
     args = parser.parse_args(argv)
@@ -419,6 +445,8 @@ def main(argv=None) -> int:
     print(f"calibration: {len(calib)} sentences, {tokens} tokens; evaluation: {len(evaluation)} sentences")
     if args.diagnose:
         return diagnose(weights, calib)
+    if args.diagnose_w8a8:
+        return diagnose_w8a8(weights, calib)
     reference = embeddings(weights, evaluation)
     rows = []
 
