@@ -14,7 +14,7 @@ import pytest
 
 import swiftprune as sp
 from swiftprune.activation_folding import fold
-from swiftprune.calibration import CalibrationWarning, HessianAccumulator
+from swiftprune.calibration import HessianAccumulator
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'swiftprune[onnx]')")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'swiftprune[onnx]')")
