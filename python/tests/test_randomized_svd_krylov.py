@@ -104,3 +104,18 @@ def test_krylov_is_deterministic_and_checks_the_method():
     from swiftprune import _core
     with pytest.raises(ValueError, match="method"):
         _core.randomized_svd(np.ones((4, 3), np.float32), 1, 0, 0, 0, 7)
+
+
+@pytest.mark.parametrize("power_iters", [5, 7, 12])
+@pytest.mark.parametrize("rank", [3, 6, 10])
+def test_krylov_stops_when_the_krylov_space_is_exhausted(power_iters, rank):
+    # An exactly rank-3 matrix: after the first block every new block is
+    # rounding noise; the basis must stay orthonormal (it did not, before the
+    # iteration stopped at an invariant subspace).
+    rng = np.random.default_rng(1)
+    w = (rng.standard_normal((40, 3)) @ rng.standard_normal((3, 25))).astype(np.float32)
+    exact = np.linalg.svd(w.astype(np.float64), compute_uv=False)[:3]
+    u, s, vt = sp.randomized_svd(w, rank, power_iters=power_iters)
+    np.testing.assert_allclose(s[:3], exact, rtol=0, atol=1e-5 * exact[0])
+    np.testing.assert_allclose(u.T.astype(np.float64) @ u, np.eye(rank), atol=1e-5)
+    np.testing.assert_allclose(vt.astype(np.float64) @ vt.T, np.eye(rank), atol=1e-5)

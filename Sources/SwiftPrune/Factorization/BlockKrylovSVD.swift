@@ -41,22 +41,23 @@ extension RandomizedSVD {
         leftRows: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Double>,
         rightRows: UnsafeMutablePointer<Double>
     ) throws {
-        let blocks = q + 1, d = blocks * b
-        // K (d × rows): the orthonormal basis rows; Z (d × cols): rows of B = Kᵀ X.
-        let kt = try FallibleAllocation.allocate(Float.self, count: d * rows)
+        let blocks = q + 1, capacity = blocks * b
+        // K (capacity × rows): the orthonormal basis rows; Z (capacity × cols): rows of B = Kᵀ X.
+        let kt = try FallibleAllocation.allocate(Float.self, count: capacity * rows)
         defer { FallibleAllocation.free(kt) }
-        let zt = try FallibleAllocation.allocate(Float.self, count: d * cols)
+        let zt = try FallibleAllocation.allocate(Float.self, count: capacity * cols)
         defer { FallibleAllocation.free(zt) }
         let work = try FallibleAllocation.allocate(Float.self, count: b * max(rows, cols))
         defer { FallibleAllocation.free(work) }
-        let coefficients = try FallibleAllocation.allocate(Float.self, count: b * d)
+        let coefficients = try FallibleAllocation.allocate(Float.self, count: b * capacity)
         defer { FallibleAllocation.free(coefficients) }
         // Ωᵀ: b × cols Gaussian rows; Y₀ = orth(X Ω).
         var generator = GaussianGenerator(seed: seed)
         for i in 0 ..< b * cols { work[i] = Float(generator.next()) }
         try timesX(work, b, kt)
         try CholeskyQR.orthonormalizeRows(kt, count: b, length: rows, passes: 2)
-        for i in 0 ..< blocks {
+        var blocksUsed = blocks
+        iterate: for i in 0 ..< blocks {
             let y = kt + i * b * rows, z = zt + i * b * cols
             try timesXt(y, b, z)
             guard i < q else { break }
@@ -67,27 +68,34 @@ extension RandomizedSVD {
             let next = y + b * rows
             try timesX(work, b, next)
             let done = (i + 1) * b
-            for _ in 0 ..< 2 {
+            var before = 0.0
+            for r in 0 ..< b * rows { before += Double(next[r]) * Double(next[r]) }
+            for round in 0 ..< 2 {
                 // next -= (next Kᵀ) K over the finished blocks, then orthonormalized.
                 try gemm(transA: false, transB: true, m: b, n: done, k: rows, alpha: 1, a: next, lda: rows,
                          b: kt, ldb: rows, beta: 0, c: coefficients, ldc: done)
                 try gemm(transA: false, transB: false, m: b, n: rows, k: done, alpha: -1, a: coefficients, lda: done,
                          b: kt, ldb: rows, beta: 1, c: next, ldc: rows)
+                if round == 0 {
+                    // The whole block already lies in the span (to Float rounding): the
+                    // Krylov space is invariant (an exactly low-rank matrix), and blocks
+                    // of pure rounding noise would only be made orthogonal by luck.
+                    var after = 0.0
+                    for r in 0 ..< b * rows { after += Double(next[r]) * Double(next[r]) }
+                    if done >= rank && !(after > 1e-8 * before) { blocksUsed = i + 1; break iterate }
+                }
                 try CholeskyQR.orthonormalizeRows(next, count: b, length: rows, passes: 2)
             }
         }
         // Rayleigh–Ritz: B = Kᵀ X = Z (d × cols); G = B Bᵀ = E Λ Eᵀ in Double.
+        let d = blocksUsed * b
         let bd = try FallibleAllocation.allocate(Double.self, count: d * cols)
         defer { FallibleAllocation.free(bd) }
         for i in 0 ..< d * cols { bd[i] = Double(zt[i]) }
         let gram = try FallibleAllocation.allocate(Double.self, count: d * d)
         defer { FallibleAllocation.free(gram) }
         try syrk(transA: false, n: d, k: cols, alpha: 1, a: bd, lda: cols, c: gram, ldc: d)
-        // Only the leading `rank` eigenvectors are used: directions with σ below
-        // 1e-5 σ_max (λ below 1e-10 λ_max), which the Float products cannot resolve
-        // anyway, get a cheap orthonormal completion instead of inverse iteration
-        // on what is mostly a cluster of rounding noise.
-        _ = try SymmetricEigen.decompose(gram, n: d, negligible: 1e-10)
+        _ = try SymmetricEigen.decompose(gram, n: d)
         // Eigenvectors come as rows, ascending: the leading `rank`, descending.
         let top = try FallibleAllocation.allocate(Double.self, count: rank * d)
         defer { FallibleAllocation.free(top) }
