@@ -11,7 +11,7 @@ from . import _core
 from ._progress import progress as _progress
 from .pruned_tensor import PrunedTensor
 from .recipe import Stage
-from .registry import codec_for
+from .registry import Fallback, codec_for
 from .report import stored_bytes
 
 __all__ = ["Track", "run_stages", "masked"]
@@ -151,12 +151,14 @@ def _check_order(stage: Stage, track: Track) -> None:
             "(use include/exclude to split the tensors between the stages)")
 
 
-def _calibration_view(stage: Stage, track: Track, calibration: Any) -> Any:
+def _calibration_view(stage: Stage, track: Track, calibration: Any, folds: Any = None) -> Any:
     """The calibration view of a calibrated stage's tensor, or None to skip it (with a warning)."""
     try:
         view = calibration.lookup(track.name, track.original.shape)
     except (TypeError, ValueError) as error:
         raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+    if folds is not None:
+        view = folds.view(view, track.name)  # a scaled layer sees its scaled inputs
     if view is None:
         if track.name in stage.include:
             raise ValueError(f"{stage.where}: tensor {track.name!r} has no calibration data (calibrated layers: "
@@ -168,8 +170,10 @@ def _calibration_view(stage: Stage, track: Track, calibration: Any) -> Any:
     return view
 
 
-def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> None:
-    """Runs `stage` on the (already selected) `tracks`."""
+def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds: Any = None,
+           corrector: Any = None) -> None:
+    """Runs `stage` on the (already selected) `tracks`; `folds` is the
+    activation-scale fold pass's outcome (scaled weights, skipped layers)."""
     for track in tracks:
         _check_order(stage, track)
     if stage.method.scope == "model":
@@ -186,9 +190,14 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> No
             if reason is not None:
                 _unfit(stage, track, f"{stage.label} cannot apply: {reason}", applied=False)
                 continue
+        if stage.method.input_scales is not None and folds is not None:
+            reason = folds.skipped.get(stage.index, {}).get(track.name)
+            if reason is not None:
+                _unfit(stage, track, f"{stage.label} cannot fold a scale for it: {reason}", applied=False)
+                continue
         extra: dict[str, Any] = {"mask": track.mask} if stage.method.masked else {}
         if stage.method.calibrated:
-            view = _calibration_view(stage, track, calibration)
+            view = _calibration_view(stage, track, calibration, folds)
             if view is None:
                 continue
             extra["calibration"] = view
@@ -196,12 +205,22 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> No
             output = stage.method.apply(track.weights(), **extra, **stage.options)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+        fallback = None
+        if isinstance(output, Fallback):
+            from .calibration.hessian import CalibrationWarning
+
+            fallback = output
+            output = fallback.output
+            warnings.warn(f"{stage.where}: tensor {track.name!r}: {fallback.reason}; {fallback.method} instead",
+                          CalibrationWarning, stacklevel=4)
         if stage.stage == "prune":  # a mask alone is not an encoding: a later stage encodes the kept values
             _finish(stage, track, output)
+            _label_fallback(stage, track, fallback)
             continue
         before = stored_bytes(track)
         saved = (track.dense, track.mask, track.keep_mask, track.form, list(track.labels))
         _finish(stage, track, output)
+        _label_fallback(stage, track, fallback)
         reason = None
         if getattr(output, "rank", None) == 0 and np.any(track.original):
             reason = f"{stage.label} gives rank 0 (an all-zero tensor)"
@@ -212,6 +231,14 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> No
         if reason is not None and not _unfit(stage, track, reason, applied=True):
             track.dense, track.mask, track.keep_mask, track.form, track.labels = saved
             track.labels.append(f"skipped:{stage.label}")
+        elif stage.bias_correction and corrector is not None:
+            view = extra["calibration"] if "calibration" in extra else corrector.view(stage, track, folds)
+            corrector.after_stage(stage, track, view)
+
+
+def _label_fallback(stage: Stage, track: Track, fallback: Any) -> None:
+    if fallback is not None and track.labels and track.labels[-1] == stage.label:
+        track.labels[-1] = f"{stage.label}(fallback {fallback.method})"
 
 
 def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:
@@ -236,6 +263,9 @@ def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:
 def check_calibration(stages: Sequence[Stage], selected: dict[int, set[str]], calibration: Any) -> None:
     """Fails early when a calibrated stage has no calibration data, or none for any tensor it selects."""
     for stage in stages:
+        if stage.bias_correction and selected[stage.index] and calibration is None:
+            raise ValueError(f"{stage.where}: bias_correction needs calibration data (the layers' mean inputs): "
+                             "pass compress(..., calibration=...) or --calibration FILE")
         if not stage.method.calibrated or not selected[stage.index]:
             continue
         if calibration is None:
@@ -250,7 +280,7 @@ def check_calibration(stages: Sequence[Stage], selected: dict[int, set[str]], ca
 
 def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: Sequence[Stage],
                emit: Callable[[Track], None], *, release: Callable[[str], None] | None, show: bool,
-               info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None) -> None:
+               info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None) -> Any:
     """Runs every stage over every tensor, emitting each finished tensor.
 
     Without model-scope stages each tensor goes through all stages before
@@ -258,13 +288,38 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
     With ``calibration`` (a :class:`~swiftprune.calibration.Calibration`),
     tensors go in its order (a model's forward order) and each compressed
     tensor is committed to it (sequential sources then recompute the inputs
-    of later layers through it).
+    of later layers through it). Stages whose method scales inputs (AWQ,
+    SmoothQuant) first fold their scales into the model's weights
+    (:func:`~swiftprune.activation_folding.fold_inputs`): every stage then
+    reads the folded tensors. Returns that fold pass's
+    :class:`~swiftprune.activation_folding.FoldOutcome` (None without such stages).
     """
     selected = {stage.index: {n for n in names if stage.selects(n, *info(n))} for stage in stages}
     check_calibration(stages, selected, calibration)
     if calibration is not None:
         calibration.begin()  # a sequential source starts from the original model on every run
+    folds = None
+    if any(stage.method.input_scales is not None and selected[stage.index] for stage in stages):
+        from .activation_folding import fold_inputs
+
+        folds = fold_inputs(stages, selected, names, get, calibration)
+        get = folds.wrap(get)
+    corrector = None
+    if calibration is not None:
         names = calibration.order(names)
+        if any(stage.bias_correction and selected[stage.index] for stage in stages):
+            from .corrected_biases import BiasCorrector
+
+            corrector = BiasCorrector(names, info, get, calibration)
+            names = corrector.order(names, [n for s in stages if s.bias_correction for n in selected[s.index]])
+
+    def track_of(name: str) -> Track:
+        track = Track(name, get(name))
+        if corrector is not None:
+            corrector.apply(track)
+        if folds is not None and name in folds.arrays:
+            track.labels.append("scaled" if name in folds.scales else "absorbs-scale")
+        return track
 
     def commit(track: Track) -> None:
         if calibration is not None and track.form is not None:
@@ -272,20 +327,23 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
 
     if all(stage.method.scope == "tensor" for stage in stages):
         for name in _progress(names, total=len(names), description="compress", enabled=show):
-            track = Track(name, get(name))
+            track = track_of(name)
             for stage in stages:
                 if name in selected[stage.index]:
-                    _apply(stage, [track], calibration)
+                    _apply(stage, [track], calibration, folds, corrector)
             commit(track)
             emit(track)
             if release is not None:
                 release(name)
-        return
-    tracks = {name: Track(name, get(name)) for name in names}
+        return folds
+    tracks = {name: track_of(name) for name in names}
     for stage in _progress(stages, total=len(stages), description="compress", enabled=show):
-        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration)
+        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration, folds, corrector)
     for name in names:
+        if corrector is not None:
+            corrector.apply(tracks[name])
         commit(tracks[name])
         emit(tracks[name])
+    return folds
 
 

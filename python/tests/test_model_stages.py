@@ -50,7 +50,7 @@ def pruned(w: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def test_every_operation_is_registered():
     assert model.available_methods() == {
         "prune": ["block", "global_magnitude", "magnitude", "nm", "random", "sparsegpt", "structured", "wanda"],
-        "quantize": ["float16", "gptq", "minmax", "mse", "percentile"],
+        "quantize": ["awq", "float16", "gptq", "minmax", "mse", "percentile", "smoothquant"],
         "cluster": ["kmeans"],
         "low_rank": ["auto", "randomized", "svd"],
     }
@@ -371,7 +371,7 @@ def test_prune_then_low_rank_is_rejected():
     ({"quantize": {"group_size": 0, "axis": 0}}, ValueError, r"field 'group_size': group_size must be >= 1"),
     ({"quantize": {"percentile": 99}}, ValueError, r"field 'percentile': not an option of quantize method 'minmax'"),
     ({"quantize": {"method": "percentile", "percentile": 101}}, ValueError, r"field 'percentile': .*\[0, 100\]"),
-    ({"quantize": {"method": "kmeans"}}, ValueError, r"field 'method': unknown method 'kmeans' \(available: float16, gptq, minmax"),
+    ({"quantize": {"method": "kmeans"}}, ValueError, r"field 'method': unknown method 'kmeans' \(available: awq, float16, gptq, minmax"),
     ({"cluster": {"n_clusters": 0}}, ValueError, r"\(cluster\), field 'n_clusters': n_clusters must be >= 1"),
     ({"cluster": {"n_clusters": 70000}}, ValueError, r"field 'n_clusters': n_clusters must be <= 65536"),
     ({"cluster": {"init": "random"}}, ValueError, r"field 'init': init must be one of 'linear', 'kmeans\+\+'"),
