@@ -440,9 +440,10 @@ sp_status sp_svd_f32(const float *w, int64_t m, int64_t n, float *u_out, float *
 sp_status sp_svd_f64(const double *w, int64_t m, int64_t n, float *u_out, float *s_out, float *vt_out);
 
 /**
- * Randomized truncated SVD (by block Krylov iteration since 0.1.1; see
- * sp_randomized_svd_method_f32 for scikit-learn's Halko-Martinsson-Tropp power iterations) of rank `rank` (0 <= rank <= min(m, n)) with `oversample`
- * extra test vectors (>= 0) and `power_iters` QR-normalized power iterations
+ * Randomized truncated SVD of rank `rank` (0 <= rank <= min(m, n)) by block
+ * Krylov iteration (SP_RSVD_KRYLOV; sp_randomized_svd_method_f32 also offers
+ * scikit-learn's Halko-Martinsson-Tropp subspace iteration, whose block has
+ * `oversample` extra test vectors, >= 0) with `power_iters` iterations
  * (< 0: 7 if rank < 0.1 min(m, n), else 4). Deterministic for a given seed.
  * u_out: m*rank floats, s_out: rank floats, vt_out: rank*n floats.
  */
