@@ -39,10 +39,13 @@ public func spSVDF64(_ w: UnsafePointer<Double>?, _ m: Int64, _ n: Int64, _ u: U
 @inline(__always)
 func randomizedSVDExport<S: BinaryFloatingPoint>(
     _ w: UnsafePointer<S>?, _ m: Int64, _ n: Int64, _ rank: Int64, _ oversample: Int64, _ powerIters: Int64,
-    _ seed: UInt64, _ u: UnsafeMutablePointer<Float>?, _ s: UnsafeMutablePointer<Float>?,
+    _ seed: UInt64, _ method: Int32, _ u: UnsafeMutablePointer<Float>?, _ s: UnsafeMutablePointer<Float>?,
     _ vt: UnsafeMutablePointer<Float>?
 ) -> sp_status {
     withStatus {
+        guard let method = RandomizedSVD.Method(rawValue: method) else {
+            throw SwiftPruneError.value("randomized_svd method must be 0 (krylov) or 1 (subspace), got \(method)")
+        }
         let (rows, cols, count) = try matrixShape(m, n, "w")
         guard rank >= 0 && rank <= Int64(min(rows, cols)) else {
             throw SwiftPruneError.value("rank must be in [0, \(min(rows, cols))] for a (\(m), \(n)) matrix, got \(rank)")
@@ -52,7 +55,7 @@ func randomizedSVDExport<S: BinaryFloatingPoint>(
         }
         try RandomizedSVD.decompose(
             inputBuffer(w, count, "w"), m: rows, n: cols, rank: Int(rank), oversample: Int(oversample),
-            powerIterations: powerIters < 0 ? nil : Int(powerIters), seed: seed,
+            powerIterations: powerIters < 0 ? nil : Int(powerIters), seed: seed, method: method,
             u: outputBuffer(u, m * rank, "u_out"), s: outputBuffer(s, rank, "s_out"),
             vt: outputBuffer(vt, rank * n, "vt_out"))
     }
@@ -64,7 +67,7 @@ public func spRandomizedSVDF32(
     _ seed: UInt64, _ u: UnsafeMutablePointer<Float>?, _ s: UnsafeMutablePointer<Float>?,
     _ vt: UnsafeMutablePointer<Float>?
 ) -> sp_status {
-    randomizedSVDExport(w, m, n, rank, oversample, powerIters, seed, u, s, vt)
+    randomizedSVDExport(w, m, n, rank, oversample, powerIters, seed, 0, u, s, vt)
 }
 
 @_cdecl("sp_randomized_svd_f64")
@@ -73,7 +76,25 @@ public func spRandomizedSVDF64(
     _ seed: UInt64, _ u: UnsafeMutablePointer<Float>?, _ s: UnsafeMutablePointer<Float>?,
     _ vt: UnsafeMutablePointer<Float>?
 ) -> sp_status {
-    randomizedSVDExport(w, m, n, rank, oversample, powerIters, seed, u, s, vt)
+    randomizedSVDExport(w, m, n, rank, oversample, powerIters, seed, 0, u, s, vt)
+}
+
+@_cdecl("sp_randomized_svd_method_f32")
+public func spRandomizedSVDMethodF32(
+    _ w: UnsafePointer<Float>?, _ m: Int64, _ n: Int64, _ rank: Int64, _ oversample: Int64, _ powerIters: Int64,
+    _ seed: UInt64, _ method: Int32, _ u: UnsafeMutablePointer<Float>?, _ s: UnsafeMutablePointer<Float>?,
+    _ vt: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    randomizedSVDExport(w, m, n, rank, oversample, powerIters, seed, method, u, s, vt)
+}
+
+@_cdecl("sp_randomized_svd_method_f64")
+public func spRandomizedSVDMethodF64(
+    _ w: UnsafePointer<Double>?, _ m: Int64, _ n: Int64, _ rank: Int64, _ oversample: Int64, _ powerIters: Int64,
+    _ seed: UInt64, _ method: Int32, _ u: UnsafeMutablePointer<Float>?, _ s: UnsafeMutablePointer<Float>?,
+    _ vt: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    randomizedSVDExport(w, m, n, rank, oversample, powerIters, seed, method, u, s, vt)
 }
 
 /// The Swift selector for a C (selector, value) pair.
@@ -145,6 +166,8 @@ func checkFactorizationSignatures() {
     var svdF64 = sp_svd_f64; implements(&svdF64, spSVDF64)
     var rsvdF32 = sp_randomized_svd_f32; implements(&rsvdF32, spRandomizedSVDF32)
     var rsvdF64 = sp_randomized_svd_f64; implements(&rsvdF64, spRandomizedSVDF64)
+    var rsvdMethodF32 = sp_randomized_svd_method_f32; implements(&rsvdMethodF32, spRandomizedSVDMethodF32)
+    var rsvdMethodF64 = sp_randomized_svd_method_f64; implements(&rsvdMethodF64, spRandomizedSVDMethodF64)
     var maxRank = sp_low_rank_max_rank; implements(&maxRank, spLowRankMaxRank)
     var lowRankF32 = sp_low_rank_f32; implements(&lowRankF32, spLowRankF32)
     var lowRankF64 = sp_low_rank_f64; implements(&lowRankF64, spLowRankF64)

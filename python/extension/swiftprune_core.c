@@ -1174,7 +1174,9 @@ static PyObject *core_randomized_svd(PyObject *self, PyObject *args) {
     PyObject *w_obj;
     long long rank, oversample, power_iters;
     unsigned long long seed;
-    if (!PyArg_ParseTuple(args, "OLLLK:randomized_svd", &w_obj, &rank, &oversample, &power_iters, &seed)) return NULL;
+    int method = SP_RSVD_KRYLOV;
+    if (!PyArg_ParseTuple(args, "OLLLK|i:randomized_svd", &w_obj, &rank, &oversample, &power_iters, &seed, &method))
+        return NULL;
     int is_double;
     PyArrayObject *u = NULL, *s = NULL, *vt = NULL;
     PyArrayObject *w = as_float_matrix(w_obj, "w", &is_double);
@@ -1192,8 +1194,8 @@ static PyObject *core_randomized_svd(PyObject *self, PyObject *args) {
     if (u == NULL || s == NULL || vt == NULL) goto error;
     sp_status status;
     float *u_data = (float *)PyArray_DATA(u), *s_data = (float *)PyArray_DATA(s), *vt_data = (float *)PyArray_DATA(vt);
-    SP_CALL(status, SP_PRECISION(is_double, sp_randomized_svd, PyArray_DATA(w), m, n, rank, oversample, power_iters,
-                                 (uint64_t)seed, u_data, s_data, vt_data));
+    SP_CALL(status, SP_PRECISION(is_double, sp_randomized_svd_method, PyArray_DATA(w), m, n, rank, oversample,
+                                 power_iters, (uint64_t)seed, (int32_t)method, u_data, s_data, vt_data));
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(w);
     return Py_BuildValue("(NNN)", u, s, vt);
@@ -1263,7 +1265,7 @@ error:
 #define FACTORIZATION_METHODS                                                                              \
     {"svd", core_svd, METH_VARARGS, "svd(w) -> (u, s, vt) float32"},                                       \
     {"randomized_svd", core_randomized_svd, METH_VARARGS,                                                  \
-     "randomized_svd(w, rank, oversample, power_iters, seed) -> (u, s, vt) float32"},                      \
+     "randomized_svd(w, rank, oversample, power_iters, seed, method=0) -> (u, s, vt) float32 (0 krylov, 1 subspace)"},                      \
     {"low_rank_max_rank", core_low_rank_max_rank, METH_VARARGS, "low_rank_max_rank(selector, value, m, n)"}, \
     {"low_rank", core_low_rank, METH_VARARGS, "low_rank(w, selector, value, method, seed) -> (a, b)"},
 

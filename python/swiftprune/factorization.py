@@ -19,6 +19,8 @@ from ._validation import check_int
 
 _SELECT_RANK, _SELECT_ENERGY, _SELECT_RATIO = 0, 1, 2
 _METHODS = {"auto": 0, "svd": 1, "randomized": 2}
+# randomized_svd's methods, as the C ABI numbers them (SP_RSVD_KRYLOV, SP_RSVD_SUBSPACE).
+_RSVD_METHODS = {"krylov": 0, "subspace": 1}
 _LAYOUTS = ("keras", "torch")
 
 
@@ -79,17 +81,34 @@ def randomized_svd(
     oversample: int = 10,
     power_iters: Optional[int] = None,
     seed: int = 0,
+    method: str = "krylov",
 ) -> Tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
-    """Rank-``rank`` approximate SVD by random projection (Halko, Martinsson & Tropp).
+    """Rank-``rank`` approximate SVD by random projection.
 
-    ``rank + oversample`` Gaussian test vectors sample the range of ``w``;
-    ``power_iters`` power iterations, each re-orthonormalized by Householder
-    QR, sharpen it; the exact SVD of the small projected matrix gives the
-    leading ``rank`` triplets. As in scikit-learn's
-    ``sklearn.utils.extmath.randomized_svd``, ``power_iters=None`` uses 7
-    iterations when ``rank < 0.1 * min(m, n)`` and 4 otherwise, and a wide
-    matrix is processed through its transpose. The result is deterministic
-    for a given ``seed``.
+    Both methods start from Gaussian test vectors and run ``power_iters``
+    iterations, each one product with ``wᵀ`` and one with ``w``; as in
+    scikit-learn's ``sklearn.utils.extmath.randomized_svd``,
+    ``power_iters=None`` uses 7 iterations when ``rank < 0.1 * min(m, n)``
+    and 4 otherwise, and a wide matrix is processed through its transpose.
+
+    - ``method="subspace"`` is Halko, Martinsson & Tropp's algorithm, as
+      scikit-learn: ``rank + oversample`` test vectors, each iteration
+      re-orthonormalized (CholeskyQR, Householder QR when ill-conditioned),
+      only the last block kept; the exact SVD of the projected matrix gives
+      the leading ``rank`` triplets.
+    - ``method="krylov"`` (default) is randomized block Krylov iteration
+      (Musco & Musco 2015): a block of ``max(ceil(rank / 2),
+      ceil((rank + oversample) / (power_iters + 1)))`` test vectors, every
+      iteration's block kept (orthonormalized against the earlier ones), and
+      the best rank-``rank`` approximation within their span. With the same
+      ``power_iters`` it matches or beats the subspace method's error with
+      about half the products (measured against scikit-learn on slow- and
+      fast-decaying spectra; on a Gaussian matrix, which has no spectral
+      decay, rank 256 of 2048² came out 0.15% above scikit-learn's error).
+      When the basis, ``(power_iters + 1)`` blocks, would exceed
+      ``min(m, n)``, the subspace method is used instead.
+
+    The result is deterministic for a given ``seed`` (and method).
 
     Parameters
     ----------
@@ -98,6 +117,7 @@ def randomized_svd(
     oversample : int >= 0, default 10
     power_iters : int >= 0 or None
     seed : int >= 0, default 0
+    method : {"krylov", "subspace"}, default "krylov"
 
     Returns
     -------
@@ -110,8 +130,11 @@ def randomized_svd(
     TypeError
         ``w`` is not a real floating array, or an integer argument is not an integer.
     ValueError
-        ``w`` is not 2-D or holds NaN/Inf, or an argument is out of range.
+        ``w`` is not 2-D or holds NaN/Inf, an argument is out of range, or
+        ``method`` is not "krylov" or "subspace".
     """
+    if not isinstance(method, str) or method not in _RSVD_METHODS:
+        raise ValueError(f"method must be one of {sorted(_RSVD_METHODS)}, got {method!r}")
     array = _as_matrix(w)
     _check_2d(array)
     limit = min(array.shape)
@@ -119,7 +142,7 @@ def randomized_svd(
     oversample = check_int("oversample", oversample, minimum=0, maximum=2**31 - 1)
     iters = -1 if power_iters is None else check_int("power_iters", power_iters, minimum=0, maximum=2**31 - 1)
     seed = check_int("seed", seed, minimum=0, maximum=2**64 - 1)
-    return _core.randomized_svd(array, rank, oversample, iters, seed)
+    return _core.randomized_svd(array, rank, oversample, iters, seed, _RSVD_METHODS[method])
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -458,9 +458,10 @@ sp_status sp_svd_f32(const float *w, int64_t m, int64_t n, float *u_out, float *
 sp_status sp_svd_f64(const double *w, int64_t m, int64_t n, float *u_out, float *s_out, float *vt_out);
 
 /**
- * Randomized truncated SVD (Halko-Martinsson-Tropp, as scikit-learn's
- * randomized_svd) of rank `rank` (0 <= rank <= min(m, n)) with `oversample`
- * extra test vectors (>= 0) and `power_iters` QR-normalized power iterations
+ * Randomized truncated SVD of rank `rank` (0 <= rank <= min(m, n)) by block
+ * Krylov iteration (SP_RSVD_KRYLOV; sp_randomized_svd_method_f32 also offers
+ * scikit-learn's Halko-Martinsson-Tropp subspace iteration, whose block has
+ * `oversample` extra test vectors, >= 0) with `power_iters` iterations
  * (< 0: 7 if rank < 0.1 min(m, n), else 4). Deterministic for a given seed.
  * u_out: m*rank floats, s_out: rank floats, vt_out: rank*n floats.
  */
@@ -469,6 +470,25 @@ sp_status sp_randomized_svd_f32(const float *w, int64_t m, int64_t n, int64_t ra
 /** As sp_randomized_svd_f32, for double weights (results are float). */
 sp_status sp_randomized_svd_f64(const double *w, int64_t m, int64_t n, int64_t rank, int64_t oversample,
                                 int64_t power_iters, uint64_t seed, float *u_out, float *s_out, float *vt_out);
+
+/** Methods of sp_randomized_svd_method_*: block Krylov (every power-iteration block kept, a block of
+ *  max(ceil(rank / 2), ceil((rank + oversample) / (power_iters + 1))) vectors, Rayleigh-Ritz on their
+ *  span; subspace iteration when that basis exceeds min(m, n)) or scikit-learn's subspace iteration. */
+#define SP_RSVD_KRYLOV 0
+#define SP_RSVD_SUBSPACE 1
+
+/**
+ * As sp_randomized_svd_f32 with the method chosen: SP_RSVD_KRYLOV (what
+ * sp_randomized_svd_f32 uses) or SP_RSVD_SUBSPACE (the power iterations
+ * described there). Any other `method` is SP_ERR_VALUE.
+ */
+sp_status sp_randomized_svd_method_f32(const float *w, int64_t m, int64_t n, int64_t rank, int64_t oversample,
+                                       int64_t power_iters, uint64_t seed, int32_t method, float *u_out,
+                                       float *s_out, float *vt_out);
+/** As sp_randomized_svd_method_f32, for double weights (results are float). */
+sp_status sp_randomized_svd_method_f64(const double *w, int64_t m, int64_t n, int64_t rank, int64_t oversample,
+                                       int64_t power_iters, uint64_t seed, int32_t method, float *u_out,
+                                       float *s_out, float *vt_out);
 
 /** Rank selectors of sp_low_rank_*: `value` is the rank (an integer), the
  *  energy fraction in [0, 1], or the parameter ratio (> 0). */

@@ -1,20 +1,35 @@
-/// Randomized truncated SVD (Halko, Martinsson & Tropp 2011, Algorithms
-/// 4.4 and 5.1), as scikit-learn's `randomized_svd`:
+/// Randomized truncated SVD of a big matrix `X` by two methods:
 ///
-/// 1. `l = min(rank + oversample, min(m, n))` Gaussian test vectors `Ω`;
-/// 2. `Q = qr(W Ω)`, then `powerIterations` times
-///    `Q = qr(W · qr(Wᵀ Q))` (every product re-orthonormalized, so the
-///    subspace does not collapse onto the top singular vector: by
-///    one CholeskyQR pass inside the iterations, falling back to Householder QR on
-///    an ill-conditioned panel, and by CholeskyQR2 (else Householder) for the final `Q`);
-/// 3. `B = Qᵀ W` (`l × n`), its dense SVD `B = Û Σ Vᵀ`, `U = Q Û`;
-///    the leading `rank` triplets are returned.
+/// - ``Method/krylov`` (the default): randomized block Krylov iteration,
+///   see `BlockKrylovSVD.swift`. With scikit-learn's number of iterations
+///   and a block of half the rank it reaches the subspace method's error with
+///   about half the products.
+/// - ``Method/subspace``: Halko, Martinsson & Tropp 2011, Algorithms 4.4 and
+///   5.1, as scikit-learn's `randomized_svd`:
+///   1. `l = min(rank + oversample, min(m, n))` Gaussian test vectors `Ω`;
+///   2. `Q = qr(W Ω)`, then `powerIterations` times
+///      `Q = qr(W · qr(Wᵀ Q))` (every product re-orthonormalized, so the
+///      subspace does not collapse onto the top singular vector: by
+///      one CholeskyQR pass inside the iterations, falling back to Householder QR on
+///      an ill-conditioned panel, and by CholeskyQR2 (else Householder) for the final `Q`);
+///   3. `B = Qᵀ W` (`l × n`), its dense SVD `B = Û Σ Vᵀ`, `U = Q Û`;
+///      the leading `rank` triplets are returned.
 ///
 /// As scikit-learn does, a wide matrix is handled through its transpose,
 /// and `powerIterations == nil` chooses 7 when `rank < 0.1 · min(m, n)`,
-/// else 4. The big products run on the Float GEMM; the small SVD of `B`
-/// in Double.
+/// else 4 (for both methods). The big products run on the Float GEMM; the
+/// small SVD of `B` in Double.
 public enum RandomizedSVD {
+    /// How the range of the matrix is explored.
+    public enum Method: Int32, Sendable {
+        /// Block Krylov: every iteration's block is kept (block size
+        /// ``krylovBlockSize(rank:oversample:iterations:)``); falls back to
+        /// ``subspace`` when the Krylov basis would not fit in `min(m, n)`.
+        case krylov = 0
+        /// Subspace (power) iteration with `rank + oversample` vectors, as scikit-learn.
+        case subspace = 1
+    }
+
     /// The number of power iterations scikit-learn picks for `rank` of an `m × n` matrix.
     public static func defaultPowerIterations(rank: Int, m: Int, n: Int) -> Int {
         Double(rank) < 0.1 * Double(min(m, n)) ? 7 : 4
@@ -29,7 +44,7 @@ public enum RandomizedSVD {
     @_specialize(where S == Double)
     public static func decompose<S: BinaryFloatingPoint>(
         _ w: UnsafeBufferPointer<S>, m: Int, n: Int, rank: Int,
-        oversample: Int = 10, powerIterations: Int? = nil, seed: UInt64 = 0,
+        oversample: Int = 10, powerIterations: Int? = nil, seed: UInt64 = 0, method: Method = .krylov,
         u: UnsafeMutableBufferPointer<Float>, s: UnsafeMutableBufferPointer<Float>,
         vt: UnsafeMutableBufferPointer<Float>
     ) throws {
@@ -62,6 +77,41 @@ public enum RandomizedSVD {
             }
         }
         guard rank > 0 else { return }
+        let iterations = powerIterations ?? defaultPowerIterations(rank: rank, m: m, n: n)
+        if method == .krylov {
+            let block = krylovBlockSize(rank: rank, oversample: oversample, iterations: iterations)
+            let (basis, overflow) = block.multipliedReportingOverflow(by: iterations + 1)
+            if !overflow && basis <= cols {
+                let leftRows = try FallibleAllocation.allocate(Float.self, count: rank * rows)
+                defer { FallibleAllocation.free(leftRows) }
+                let rightRows = try FallibleAllocation.allocate(Double.self, count: rank * cols)
+                defer { FallibleAllocation.free(rightRows) }
+                let scratch = try FallibleAllocation.allocate(Float.self, count: block * rows)
+                defer { FallibleAllocation.free(scratch) }
+                // A transposed copy of the matrix (one more m·n floats): the 2q + 2
+                // thin products then all read their matrix in place (GEMM's direct-A
+                // path) instead of packing all of it for every product with aᵀ,
+                // which costs as much as the product itself at these widths.
+                let at = try FallibleAllocation.allocate(Float.self, count: max(1, mn))
+                defer { FallibleAllocation.free(at) }
+                transposeBlocked(a, rows: m, cols: n, into: at)
+                let x = transposed ? at : a, xt = transposed ? a : at
+                var values = try [Double](fallibleRepeating: 0, count: rank)
+                try values.withUnsafeMutableBufferPointer { values in
+                    try krylov(rows: rows, cols: cols, rank: rank, block: block, iterations: iterations, seed: seed,
+                               timesX: { basis, count, out in
+                                   try project(x, transposed: false, lda: cols, p: rows, q: cols,
+                                               basis: basis, l: count, into: out, scratch: scratch) },
+                               timesXt: { basis, count, out in
+                                   try project(xt, transposed: false, lda: rows, p: cols, q: rows,
+                                               basis: basis, l: count, into: out, scratch: scratch) },
+                               leftRows: leftRows, values: values.baseAddress!, rightRows: rightRows)
+                }
+                writeFactors(leftRows: leftRows, values: values, rightRows: rightRows, scale: scale,
+                             transposed: transposed, m: m, n: n, rank: rank, u: u, s: s, vt: vt)
+                return
+            }
+        }
         let l = min(rank + oversample, cols)
         // X Ω and Xᵀ Q read `a` in place: one of them as stored, the other
         // through GEMM's transposed packing (see `project`); no copy of Xᵀ.
@@ -75,7 +125,6 @@ public enum RandomizedSVD {
             try project(a, transposed: !transposed, lda: n, p: cols, q: rows, basis: basis, l: l,
                         into: out, scratch: scratch)
         }
-        let iterations = powerIterations ?? defaultPowerIterations(rank: rank, m: m, n: n)
         // Ωᵀ: l × cols Gaussian rows.
         let omega = try FallibleAllocation.allocate(Float.self, count: l * cols)
         defer { FallibleAllocation.free(omega) }
@@ -128,16 +177,27 @@ public enum RandomizedSVD {
         defer { FallibleAllocation.free(leftRows) }
         try gemm(transA: false, transB: false, m: rank, n: rows, k: l, alpha: 1, a: ut, lda: l,
                  b: qt, ldb: rows, beta: 0, c: leftRows, ldc: rows)
-        // Undo the transposition: X = a = U Σ Vᵀ (or aᵀ).
+        let rightRows = smallVt
+        writeFactors(leftRows: leftRows, values: Array(small.values.prefix(rank)), rightRows: rightRows,
+                     scale: scale, transposed: transposed, m: m, n: n, rank: rank, u: u, s: s, vt: vt)
+    }
+
+    /// Writes `X = a = U Σ Vᵀ` (or `aᵀ` when `transposed`) from the rows of
+    /// Uᵀ (`rank × rows`) and Vᵀ (`rank × cols`, Double), undoing the 1 / max|w| scaling.
+    static func writeFactors(leftRows: UnsafePointer<Float>, values: [Double], rightRows: UnsafePointer<Double>,
+                             scale: Double, transposed: Bool, m: Int, n: Int, rank: Int,
+                             u: UnsafeMutableBufferPointer<Float>, s: UnsafeMutableBufferPointer<Float>,
+                             vt: UnsafeMutableBufferPointer<Float>) {
+        let rows = transposed ? n : m, cols = transposed ? m : n
         for j in 0 ..< rank {
-            s[j] = Float(small.values[j] * scale)
+            s[j] = Float(values[j] * scale)
             if transposed {
                 // w = V Σ Uᵀ: u's column j is Vᵀ row j (length m = cols); vt's row j is leftRows j (length n = rows).
-                for i in 0 ..< m { u[i * rank + j] = Float(smallVt[j * cols + i]) }
+                for i in 0 ..< m { u[i * rank + j] = Float(rightRows[j * cols + i]) }
                 for i in 0 ..< n { vt[j * n + i] = leftRows[j * rows + i] }
             } else {
                 for i in 0 ..< m { u[i * rank + j] = leftRows[j * rows + i] }
-                for i in 0 ..< n { vt[j * n + i] = Float(smallVt[j * cols + i]) }
+                for i in 0 ..< n { vt[j * n + i] = Float(rightRows[j * cols + i]) }
             }
         }
     }
@@ -179,9 +239,10 @@ public enum RandomizedSVD {
     }
 
     /// Rank-`rank` approximate SVD of a 2-D tensor; see
-    /// ``decompose(_:m:n:rank:oversample:powerIterations:seed:u:s:vt:)``.
+    /// ``decompose(_:m:n:rank:oversample:powerIterations:seed:method:u:s:vt:)``.
     public static func decompose<S: BinaryFloatingPoint>(
-        _ w: Tensor<S>, rank: Int, oversample: Int = 10, powerIterations: Int? = nil, seed: UInt64 = 0
+        _ w: Tensor<S>, rank: Int, oversample: Int = 10, powerIterations: Int? = nil, seed: UInt64 = 0,
+        method: Method = .krylov
     ) throws -> SVDResult {
         guard w.rank == 2 else {
             throw SwiftPruneError.value("randomized_svd needs a 2-D tensor, got shape \(w.shape)")
@@ -198,7 +259,7 @@ public enum RandomizedSVD {
                 try s.withMutableView { s in
                     try vt.withMutableView { vt in
                         try decompose(view.buffer, m: m, n: n, rank: rank, oversample: oversample,
-                                      powerIterations: powerIterations, seed: seed,
+                                      powerIterations: powerIterations, seed: seed, method: method,
                                       u: u.buffer, s: s.buffer, vt: vt.buffer)
                     }
                 }

@@ -1,0 +1,121 @@
+"""randomized_svd's block Krylov method (the default) against float64 NumPy
+SVD, its own subspace method and scikit-learn's randomized_svd."""
+
+import functools
+
+import numpy as np
+import pytest
+
+import swiftprune as sp
+from _reference_factorization import matrix_with_spectrum, optimal_error
+
+sklearn_extmath = pytest.importorskip("sklearn.utils.extmath")
+threadpoolctl = pytest.importorskip("threadpoolctl")  # installed with scikit-learn
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    # The references' OpenBLAS threads spin against a loaded machine's other
+    # processes (seconds per small QR on 2 shared cores); one thread is plenty here.
+    with threadpoolctl.threadpool_limits(1):
+        yield
+
+
+def _error(w, factors):
+    u, s, vt = factors
+    return np.linalg.norm(w - (u.astype(np.float64) * s) @ vt.astype(np.float64))
+
+
+SPECTRA = {
+    # weight-like: power-law decay plus a noise floor (the benchmark's spectrum)
+    "slow": lambda r: 1.0 / np.sqrt(1.0 + np.arange(r)),
+    # fast geometric decay: the tail falls below Float precision
+    "fast": lambda r: 0.9 ** np.arange(r),
+    "very slow": lambda r: 1.0 / (1.0 + np.arange(r)) ** 0.1,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _matrix(spectrum, shape):
+    if shape[0] < shape[1]:  # the wide case is the tall one's transpose
+        return np.ascontiguousarray(_matrix(spectrum, shape[::-1]).T)
+    rng = np.random.default_rng(31)
+    w = matrix_with_spectrum(rng, *shape, SPECTRA[spectrum](min(shape))) + 1e-4 * rng.standard_normal(shape)
+    return w.astype(np.float32)
+
+
+@pytest.mark.parametrize("spectrum", sorted(SPECTRA))
+@pytest.mark.parametrize("shape,rank", [((400, 300), 16), ((300, 400), 16), ((400, 300), 60)])
+def test_krylov_reaches_sklearns_error_with_half_the_products(spectrum, shape, rank):
+    w = _matrix(spectrum, shape)
+    best = optimal_error(w.astype(np.float64), rank)
+    krylov = _error(w, sp.randomized_svd(w, rank))
+    subspace = _error(w, sp.randomized_svd(w, rank, method="subspace"))
+    theirs = _error(w, sklearn_extmath.randomized_svd(w, rank, random_state=0))
+    # Same iterations, a block of half the rank: 2 (q + 1) ceil(rank / 2) columns
+    # of products against scikit-learn's 2 (q + 1) (rank + 10).
+    assert krylov <= theirs * (1 + 1e-4) + 1e-6 * np.linalg.norm(w)
+    assert krylov <= subspace * (1 + 1e-4) + 1e-6 * np.linalg.norm(w)
+    assert krylov <= best * 1.01 + 1e-6 * np.linalg.norm(w)
+    u, s, vt = sp.randomized_svd(w, rank)
+    assert np.all(np.diff(s) <= 0)
+    np.testing.assert_allclose(u.T.astype(np.float64) @ u, np.eye(rank), atol=1e-4)
+    np.testing.assert_allclose(vt.astype(np.float64) @ vt.T, np.eye(rank), atol=1e-4)
+    # Ritz values on an orthonormal basis never exceed the singular values.
+    reference = np.linalg.svd(w.astype(np.float64), compute_uv=False)[:rank]
+    assert np.all(s <= reference * (1 + 1e-5) + 1e-6 * reference[0])
+
+
+def test_krylov_on_an_exactly_low_rank_matrix():
+    # Rank 8 asked for 16: the Krylov blocks after the first lie in the span
+    # (rounding noise), and must still come out orthonormal.
+    rng = np.random.default_rng(32)
+    w = rng.standard_normal((300, 8)) @ rng.standard_normal((8, 200))
+    u, s, vt = sp.randomized_svd(w, 16, power_iters=3)
+    np.testing.assert_allclose((u.astype(np.float64) * s) @ vt, w, atol=1e-4 * np.abs(w).max())
+    np.testing.assert_allclose(s[:8], np.linalg.svd(w, compute_uv=False)[:8], rtol=1e-4)
+    assert np.all(s[8:] <= 1e-4 * s[0])
+    np.testing.assert_allclose(u.T.astype(np.float64) @ u, np.eye(16), atol=1e-4)
+    np.testing.assert_allclose(vt.astype(np.float64) @ vt.T, np.eye(16), atol=1e-4)
+
+
+def test_krylov_falls_back_to_subspace_when_the_basis_does_not_fit():
+    rng = np.random.default_rng(33)
+    w = matrix_with_spectrum(rng, 60, 50, SPECTRA["slow"](50)).astype(np.float32)
+    # rank 30, 4 iterations: 5 blocks of 15 > 50 columns.
+    for x, y in zip(sp.randomized_svd(w, 30, seed=3), sp.randomized_svd(w, 30, seed=3, method="subspace")):
+        np.testing.assert_array_equal(x, y)
+    # rank 10: 5 blocks of 5 fit, a different (Krylov) result, no worse.
+    krylov, subspace = (sp.randomized_svd(w, 10, seed=3, method=m) for m in ("krylov", "subspace"))
+    assert not np.array_equal(krylov[0], subspace[0])
+    assert _error(w, krylov) <= _error(w, subspace) * (1 + 1e-4)
+
+
+def test_krylov_is_deterministic_and_checks_the_method():
+    rng = np.random.default_rng(34)
+    w = rng.standard_normal((120, 90))
+    first, again = sp.randomized_svd(w, 12, seed=5), sp.randomized_svd(w, 12, seed=5)
+    for x, y in zip(first, again):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="method"):
+        sp.randomized_svd(w, 2, method="lanczos")
+    with pytest.raises(ValueError, match="method"):
+        sp.randomized_svd(w, 2, method=None)
+    from swiftprune import _core
+    with pytest.raises(ValueError, match="method"):
+        _core.randomized_svd(np.ones((4, 3), np.float32), 1, 0, 0, 0, 7)
+
+
+@pytest.mark.parametrize("power_iters", [5, 7, 12])
+@pytest.mark.parametrize("rank", [3, 6, 10])
+def test_krylov_stops_when_the_krylov_space_is_exhausted(power_iters, rank):
+    # An exactly rank-3 matrix: after the first block every new block is
+    # rounding noise; the basis must stay orthonormal (it did not, before the
+    # iteration stopped at an invariant subspace).
+    rng = np.random.default_rng(1)
+    w = (rng.standard_normal((40, 3)) @ rng.standard_normal((3, 25))).astype(np.float32)
+    exact = np.linalg.svd(w.astype(np.float64), compute_uv=False)[:3]
+    u, s, vt = sp.randomized_svd(w, rank, power_iters=power_iters)
+    np.testing.assert_allclose(s[:3], exact, rtol=0, atol=1e-5 * exact[0])
+    np.testing.assert_allclose(u.T.astype(np.float64) @ u, np.eye(rank), atol=1e-5)
+    np.testing.assert_allclose(vt.astype(np.float64) @ vt.T, np.eye(rank), atol=1e-5)
