@@ -6,17 +6,15 @@ the metadata key ``"swiftprune"`` holds the layout and the report.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from ._version import __version__
 from .io import PathLike, SafetensorsFile, SafetensorsWriter, header_size_estimate
 from .pruned_tensor import pack_mask, unpack_mask
 from .registry import _CODECS, codec_for
-from .compressed_schema import parse_document
+from .compressed_schema import document_text, parse_document
 from .report import Report
 
 # What a codec may raise on stored parts that passed the schema but not its own checks
@@ -82,9 +80,8 @@ class CompressedWriter:
         if kind is not None:
             self._writer = None  # discarded
             return
-        document = {"format_version": 1, "swiftprune_version": __version__, "container": self.container,
-                    "tensors": self._layout, "report": self.report}
-        self._writer.set_metadata("swiftprune", json.dumps(document, default=_json_default))
+        self._writer.set_metadata("swiftprune", document_text(self.container, self._layout, self.report,
+                                                              default=_json_default))
         self._writer.commit()
 
 
@@ -129,7 +126,7 @@ def read_compressed(path: PathLike) -> StoredCompression:
     container = document.get("container", "mapping")
     tensors: dict[str, Any] = {}
     masks: dict[str, np.ndarray] = {}
-    for entry in document["tensors"]:
+    for index, entry in enumerate(document["tensors"]):
         name, kind = entry["name"], entry["kind"]
         if kind == "dense":
             tensors[name] = source[name]
@@ -142,6 +139,9 @@ def read_compressed(path: PathLike) -> StoredCompression:
             tensors[name] = _CODECS[kind].decode(parts, entry.get("attrs", {}))
             if "mask" in entry:
                 masks[name] = unpack_mask(source[entry["mask"]["key"]], entry["mask"]["shape"])
+        except KeyError as error:  # (format 2 lists parts by name: one may be missing from the list)
+            raise ValueError(f"{source.path}: tensor {name!r} ({kind}): metadata field tensors[{index}]: "
+                             f"{error} missing (a part or attribute the {kind} codec needs)") from None
         except _DECODE_ERRORS as error:
             raise ValueError(f"{source.path}: tensor {name!r} ({kind}): {error}") from None
     dense = []
