@@ -34,7 +34,6 @@ The ONNX reading/writing here is plain onnx-package code for this script only.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -57,11 +56,27 @@ CANDIDATES = ["float16", "int8", "int6", "int5", "int4", "gptq8", "gptq6", "gptq
 UNIFORM = "int8,int6,gptq6,int5,gptq5,int4,gptq4"
 
 
+def installed_model(cache: Path | None = None) -> Path | None:
+    """The .onnx file without downloading: from the installed ``rapidocr_onnxruntime``
+    package (found, not imported: it needs OpenCV), else from ``cache``; None if neither."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "models" / Path(MEMBER).name
+        if path.exists():
+            return path
+    if cache is not None and (cache / Path(MEMBER).name).exists():
+        return cache / Path(MEMBER).name
+    return None
+
+
 def fetch_model(cache: Path) -> Path:
-    """The .onnx file from the wheel (pip download into ``cache``, no dependencies)."""
+    """The .onnx file from the wheel (installed, cached, or pip download into ``cache``, no dependencies)."""
     target = cache / "ch_PP-OCRv4_rec_infer.onnx"
-    if target.exists():
-        return target
+    found = installed_model(cache)
+    if found is not None:
+        return found
     cache.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache), WHEEL], check=True)
     wheel = next(cache.glob("rapidocr_onnxruntime-*.whl"))
@@ -257,6 +272,19 @@ def accuracy_and_error(errors: np.ndarray, lengths: np.ndarray) -> tuple[float, 
     return 1.0 - rate, float(np.sqrt(np.sum(residual ** 2) / (len(errors) * (len(errors) - 1))) / lengths.mean())
 
 
+def calibration_source(ocr: OCRModel, images: list[np.ndarray]):
+    """The layer inputs of ``images`` (independent mode) for GPTQ and the layer-output damage,
+    and the names of the layers dropped from it: those after a global pooling (the
+    squeeze-excite 1x1 convs) see one sample per line, fewer than twice their inputs, and
+    GPTQ would fit those few samples; they keep rounding, as depthwise convs do."""
+    source = sp.calibration.from_onnx(ocr.model, ocr.calibration_batches(images), mode="independent")
+    few = [name for name in list(source.layers)
+           if source.statistics(name).count_ < 2 * source.layers[name].features]
+    for name in few:
+        del source.layers[name]
+    return source, few
+
+
 def uniform_recipe(weights: dict[str, np.ndarray], layout: dict[str, str], label: str, source) -> list:
     """``label`` on every weight of rank >= 2 (GPTQ: the tensors without calibration data,
     the depthwise convs, get the same bits by rounding)."""
@@ -327,13 +355,7 @@ def main() -> None:
     distortion = lambda w: ocr.distortion(reference, w, validation)  # noqa: E731
     score = lambda w: -distortion(w)  # noqa: E731  (higher is better)
     started = time.perf_counter()
-    source = sp.calibration.from_onnx(ocr.model, ocr.calibration_batches(calibration_images), mode="independent")
-    # Layers after a global pooling (the squeeze-excite 1x1 convs) see one sample per line: fewer
-    # than twice their inputs, GPTQ would fit those few samples; they keep rounding, as depthwise convs do.
-    few = [name for name in list(source.layers)
-           if source.statistics(name).count_ < 2 * source.layers[name].features]
-    for name in few:
-        del source.layers[name]
+    source, few = calibration_source(ocr, calibration_images)
     print(f"calibration: {len(source.layers)} layers captured ({time.perf_counter() - started:.0f} s); "
           f"{len(few)} with too few samples for GPTQ: {few}", flush=True)
     rows = []

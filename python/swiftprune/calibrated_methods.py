@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ._methods import _bool, _int, _optional, _real
+from ._methods import _bool, _choice, _int, _optional, _real
 from ._validation import check_fraction
 from .calibrated_pruning import sparsegpt, sparsegpt_quantize, wanda_mask
 from .calibration.arrays import LayerView
@@ -34,7 +34,8 @@ def _damp(name: str, value: Any) -> float:
 
 
 def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: bool, group_size: Optional[int],
-                damp: float, act_order: bool, static_groups: bool, mse: bool, block_size: int) -> QuantizedTensor:
+                damp: float, act_order: bool, static_groups: bool, mse: bool, block_size: int,
+                scale_dtype: str = "float32") -> QuantizedTensor:
     """GPTQ of one weight tensor against its layer's calibration statistics.
 
     The result is a :class:`QuantizedTensor` of the tensor's shape with one
@@ -46,7 +47,7 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
     view = calibration
     q = gptq(view.to_matrix(w), view.statistics, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
              static_groups=static_groups, mse=mse, block_size=block_size)
-    return _in_tensor_layout(q, view, group_size)
+    return _in_tensor_layout(q, view, group_size).with_scale_dtype(scale_dtype)
 
 
 def _in_tensor_layout(q: QuantizedTensor, view: LayerView, group_size: Optional[int]) -> QuantizedTensor:
@@ -117,6 +118,7 @@ register_method(Method("quantize", "gptq", gptq_tensor, {
     "static_groups": (_bool, False),
     "mse": (_bool, False),
     "block_size": (_int(1), 128),
+    "scale_dtype": (_choice("float32", "float16"), "float32"),
 }, calibrated=True))
 register_method(Method("prune", "sparsegpt", sparsegpt_tensor, {
     "sparsity": (_optional(check_fraction), None),

@@ -106,6 +106,8 @@ def _check_attrs(kind: str, attrs: Mapping[str, Any], field: str) -> None:
             _int(attrs["group_size"], f"{field}.group_size", 1)
         if "method" in attrs:
             _str(attrs["method"], f"{field}.method")
+        if attrs.get("scale_dtype", "float32") not in ("float32", "float16"):
+            raise _fail(f"{field}.scale_dtype", f"expected 'float32' or 'float16', got {attrs['scale_dtype']!r:.80}")
     elif kind == "clustered":
         _int(attrs.get("index_bits"), f"{field}.index_bits", 1, 17)
         if attrs.get("index_dtype") not in ("uint8", "uint16"):
