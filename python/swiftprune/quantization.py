@@ -240,6 +240,12 @@ class QuantizedTensor:
         if self.group_size is not None and self.values.ndim == 2:
             other = 1 - (self.axis % 2)
             zero_point = np.repeat(zero_point, self.group_size, axis=other)
+        elif self.group_size and self.values.ndim > 2:
+            # A grouped conv kernel: its groups run along the matrix view's other axis (as in dequantize).
+            rows, columns, matrix_axis = _group_matrix(self.shape, self.axis % self.values.ndim, self.group_size)
+            groups = (rows, columns)[1 - matrix_axis] // self.group_size
+            matrix = zero_point.reshape((rows, groups) if matrix_axis == 0 else (groups, columns))
+            return np.repeat(matrix, self.group_size, axis=1 - matrix_axis).reshape(self.shape)
         return np.broadcast_to(zero_point, self.values.shape)
 
     def nonzero_mask(self) -> NDArray[np.bool_]:
