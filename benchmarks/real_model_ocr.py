@@ -52,7 +52,8 @@ FONTS = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-
 WORDS = ("model weights compress budget layer channel tensor group palette quantize sparse prune swift "
          "python numpy kernel matrix vector height width depth output input signal noise error ratio "
          "planner front knapsack sample image text line font size score metric bytes file header").split()
-CANDIDATES = ["float16", "int8", "int6", "int5", "int4", "gptq8", "gptq6", "gptq5", "gptq4", "gptq3"]
+CANDIDATES = ["float16", "int8", "int6", "int5", "int4", "gptq8", "gptq6", "gptq5", "gptq4", "gptq3",
+              "gptq8:f16", "gptq6:f16", "gptq5:f16", "gptq4:f16", "gptq3:f16"]  # :f16: float16 scales
 UNIFORM = "int8,int6,gptq6,int5,gptq5,int4,gptq4"
 
 
