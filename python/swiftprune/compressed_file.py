@@ -14,7 +14,7 @@ import numpy as np
 from .io import PathLike, SafetensorsFile, SafetensorsWriter, header_size_estimate
 from .pruned_tensor import pack_mask, unpack_mask
 from .registry import _CODECS, codec_for
-from .compressed_schema import document_text, parse_document
+from .compressed_schema import dense_row, document_text, parse_document
 from .report import Report
 
 # What a codec may raise on stored parts that passed the schema but not its own checks
@@ -46,6 +46,7 @@ class CompressedWriter:
         self._writer = SafetensorsWriter(path, header_reserve=header_reserve(ndims))
         self._layout: list[dict[str, Any]] = []
         self._names: set[str] = set()
+        self._dense: dict[str, np.ndarray] = {}  # stored as they came: their report rows derive from them
         self.container = container
         self.report: list[dict[str, Any]] = []
 
@@ -59,6 +60,7 @@ class CompressedWriter:
         if isinstance(form, np.ndarray):
             self._put(name, form)
             self._layout.append({"name": name, "kind": "dense"})
+            self._dense[name] = form
             return
         codec = codec_for(form)
         parts, attrs = codec.encode(form)
@@ -81,7 +83,7 @@ class CompressedWriter:
             self._writer = None  # discarded
             return
         self._writer.set_metadata("swiftprune", document_text(self.container, self._layout, self.report,
-                                                              default=_json_default))
+                                                              default=_json_default, dense=self._dense))
         self._writer.commit()
 
 
@@ -114,13 +116,20 @@ def read_compressed(path: PathLike) -> StoredCompression:
     """Reads a file written by :class:`CompressedWriter` (see
     :func:`swiftprune.load_compressed`)."""
     source = SafetensorsFile(path)
+    dense_read: dict[str, np.ndarray] = {}
+
+    def read(name: str) -> np.ndarray:  # a dense tensor is read once: for its derived report row and for itself
+        if name not in dense_read:
+            dense_read[name] = source[name]
+        return dense_read[name]
+
     text = source.metadata.get("swiftprune")
     if text is None:
         raise ValueError(f"{source.path} holds no swiftprune compression metadata; "
                          "use load_weights() for plain weight files")
     try:
         # The whole schema first: every field typed, every referenced tensor present.
-        document = parse_document(text, set(source.names))
+        document = parse_document(text, set(source.names), describe=lambda name: dense_row(name, read(name)))
     except ValueError as error:
         raise ValueError(f"{source.path}: {error}") from None
     container = document.get("container", "mapping")
@@ -129,7 +138,7 @@ def read_compressed(path: PathLike) -> StoredCompression:
     for index, entry in enumerate(document["tensors"]):
         name, kind = entry["name"], entry["kind"]
         if kind == "dense":
-            tensors[name] = source[name]
+            tensors[name] = dense_read.pop(name) if name in dense_read else source[name]
             continue
         if kind not in _CODECS:
             raise ValueError(f"{source.path}: tensor {name!r} is stored as {kind!r}, which this build of "

@@ -13,7 +13,9 @@ format 1, most of it repeated keys): compact JSON, a dense tensor's entry is
 its name alone, ``parts`` lists part names (the stored key is
 ``"<tensor>::<part>"``), ``mask`` is the mask's shape (key
 ``"<tensor>::keep_mask"``), and the report is a table ``{"columns": [...],
-"rows": [[...], ...]}``. :func:`document_text` writes it;
+"rows": [[...], ...]}`` in which the row of a tensor stored as it came (dense,
+no stage) may be its name alone: :func:`dense_row` of the stored tensor gives it
+back exactly (the writer abbreviates only rows it gives back). :func:`document_text` writes it;
 :func:`parse_document` reads both formats and returns the format-1 shape, so
 every reader sees one structure.
 """
@@ -26,7 +28,10 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 
 from ._validation import check_nesting
 
-__all__ = ["parse_document", "document_text", "check_report_rows", "MAX_DIMENSION", "FORMAT_VERSION"]
+__all__ = ["parse_document", "document_text", "dense_row", "check_report_rows", "MAX_DIMENSION", "FORMAT_VERSION"]
+
+#: Stored dtypes whose report row a reader derives from the tensor (their NumPy names round-trip).
+_DERIVED_DTYPES = ("float32", "float16", "float64")
 
 #: The largest dimension or element count accepted (well past any real tensor;
 #: it keeps sizes inside NumPy's int64 arithmetic).
@@ -119,8 +124,23 @@ def _check_attrs(kind: str, attrs: Mapping[str, Any], field: str) -> None:
             raise _fail(f"{field}.layout", f"expected 'keras' or 'torch', got {attrs.get('layout')!r:.80}")
 
 
-def _report_rows(report: Any, field: str = "report") -> Any:
-    """The report as a list of row objects: format 2's table expanded (format 1's list as is)."""
+def dense_row(name: str, array: Any) -> dict[str, Any]:
+    """The report row of a tensor stored as it came (no stage): what
+    :func:`~swiftprune.report.report_row` gives an untouched tensor (the
+    shape as a list, as JSON holds it)."""
+    import numpy as np
+
+    array = np.asarray(array)
+    params = int(array.size)
+    return {"name": name, "shape": [int(d) for d in array.shape], "dtype": str(array.dtype), "params": params,
+            "nonzeros": int(np.count_nonzero(array)), "bits": (array.nbytes * 8 / params) if params else 0.0,
+            "bytes_before": int(array.nbytes), "bytes_after": int(array.nbytes), "relative_error": 0.0, "stages": "-"}
+
+
+def _report_rows(report: Any, field: str = "report", stored: Collection[str] | None = None,
+                 describe: Callable[[str], dict[str, Any]] | None = None) -> Any:
+    """The report as a list of row objects: format 2's table expanded, a row given
+    as a name derived from the stored tensor by ``describe`` (format 1's list as is)."""
     if not isinstance(report, dict) or "columns" not in report:
         return report
     columns = _list(report.get("columns"), f"{field}.columns")
@@ -130,6 +150,13 @@ def _report_rows(report: Any, field: str = "report") -> Any:
         raise _fail(f"{field}.columns", "a column is named twice")
     rows = []
     for i, row in enumerate(_list(report.get("rows"), f"{field}.rows")):
+        if isinstance(row, str):
+            if stored is not None and row not in stored:
+                raise _fail(f"{field}.rows[{i}]", f"tensor {row!r} is not stored in the file")
+            if describe is None:
+                raise _fail(f"{field}.rows[{i}]", "a row derived from the stored tensor; read it with its file")
+            rows.append(describe(row))
+            continue
         if len(_list(row, f"{field}.rows[{i}]")) != len(columns):
             raise _fail(f"{field}.rows[{i}]", f"{len(row)} values for {len(columns)} columns")
         rows.append(dict(zip(columns, row)))
@@ -170,18 +197,28 @@ def _compact_entry(entry: Mapping[str, Any]) -> Any:
     return out
 
 
-def _compact_report(rows: Sequence[Mapping[str, Any]]) -> Any:
-    """The report as one table when every row has the same columns (a list of rows otherwise)."""
+def _compact_report(rows: Sequence[Mapping[str, Any]], dense: Mapping[str, Any]) -> Any:
+    """The report as one table when every row has the same columns (a list of rows otherwise);
+    the row of a tensor in ``dense`` (stored as it came) is its name when :func:`dense_row`
+    gives it back exactly."""
     if not rows:
         return []
     columns = list(rows[0])
     if any(list(row) != columns for row in rows):
         return [dict(row) for row in rows]
-    return {"columns": columns, "rows": [list(row.values()) for row in rows]}
+    table: list[Any] = []
+    for row in rows:
+        array = dense.get(row["name"])
+        if (array is not None and row.get("stages") == "-" and str(getattr(array, "dtype", "")) in _DERIVED_DTYPES
+                and dict(row, shape=list(row["shape"])) == dense_row(row["name"], array)):
+            table.append(row["name"])
+        else:
+            table.append(list(row.values()))
+    return {"columns": columns, "rows": table}
 
 
 def document_text(container: str, tensors: Sequence[Mapping[str, Any]], report: Sequence[Mapping[str, Any]],
-                  default: Callable[[Any], Any] | None = None) -> str:
+                  default: Callable[[Any], Any] | None = None, dense: Mapping[str, Any] | None = None) -> str:
     """The ``"swiftprune"`` metadata value (format 2) of a compressed file.
 
     Parameters
@@ -196,6 +233,9 @@ def document_text(container: str, tensors: Sequence[Mapping[str, Any]], report: 
         The report rows.
     default : callable, optional
         ``json.dumps``'s ``default`` for values JSON does not know (NumPy scalars).
+    dense : mapping of str to numpy.ndarray, optional
+        The tensors stored as they came, by name: their report rows are
+        written as the name when :func:`dense_row` gives them back.
 
     Returns
     -------
@@ -205,7 +245,7 @@ def document_text(container: str, tensors: Sequence[Mapping[str, Any]], report: 
     from ._version import __version__
 
     document = {"format_version": FORMAT_VERSION, "swiftprune_version": __version__, "container": container,
-                "tensors": [_compact_entry(entry) for entry in tensors], "report": _compact_report(list(report))}
+                "tensors": [_compact_entry(entry) for entry in tensors], "report": _compact_report(list(report), dense or {})}
     return json.dumps(document, default=default, separators=(",", ":"))
 
 
@@ -231,7 +271,8 @@ def check_report_rows(rows: Any, field: str = "report") -> list[dict[str, Any]]:
     return out
 
 
-def parse_document(text: Any, stored: Collection[str] | None = None) -> dict[str, Any]:
+def parse_document(text: Any, stored: Collection[str] | None = None,
+                   describe: Callable[[str], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The checked metadata document of a compressed file.
 
     Parameters
@@ -241,6 +282,9 @@ def parse_document(text: Any, stored: Collection[str] | None = None) -> dict[str
     stored : collection of str, optional
         The tensor names in the file: every name the document refers to
         must be one of them.
+    describe : callable, optional
+        ``describe(name)``: the report row of a stored dense tensor
+        (``dense_row(name, file[name])``), for rows the writer abbreviated.
 
     Returns
     -------
@@ -304,7 +348,8 @@ def parse_document(text: Any, stored: Collection[str] | None = None) -> dict[str
                 _shape(mask.get("shape"), f"{where}.mask.shape")
         document["tensors"] = layout
         report = document.get("report", [])
-        document["report"] = check_report_rows(_report_rows(report) if version >= 2 else _list(report, "report"))
+        document["report"] = check_report_rows(_report_rows(report, "report", stored, describe) if version >= 2
+                                               else _list(report, "report"))
         return document
     except _Fail as error:
         raise ValueError(str(error)) from None

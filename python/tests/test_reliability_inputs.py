@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
-from swiftprune.compressed_schema import parse_document
+from swiftprune.compressed_schema import dense_row, parse_document
 from swiftprune.io import SafetensorsFile, SafetensorsWriter
 
 RNG = np.random.default_rng(8)
@@ -126,7 +126,8 @@ def compressed(tmp_path_factory):
               {"cluster": {"n_clusters": 4}, "include": "c"}, {"low_rank": {"rank": 4}, "include": "l"}]
     sp.compress(w, recipe, progress=False).save(path)
     # The mutations edit format 1's shape (what format 2 expands to; older files are still read)
-    document = parse_document(SafetensorsFile(path).metadata["swiftprune"])
+    stored = SafetensorsFile(path)
+    document = parse_document(stored.metadata["swiftprune"], describe=lambda name: dense_row(name, stored[name]))
     return path, json.loads(json.dumps(dict(document, format_version=1)))
 
 
@@ -187,6 +188,8 @@ def mutations(document: dict) -> list[tuple[str, str]]:
         ("dense name missing", edit2(lambda d: d["tensors"].append("nope"))),
         ("report columns", edit2(lambda d: d.update(report={"columns": "name", "rows": []}))),
         ("report columns twice", edit2(lambda d: d.update(report={"columns": ["name", "name"], "rows": []}))),
+        ("report row a missing name", edit2(lambda d: d.update(report={"columns": ["name"], "rows": ["nope"]}))),
+        ("report row a number", edit2(lambda d: d.update(report={"columns": ["name"], "rows": [7]}))),
         ("report row short", edit2(lambda d: d.update(report={"columns": ["name", "params"], "rows": [["p"]]}))),
         ("report table params", edit2(lambda d: d.update(report={"columns": list(d["report"][0]),
                                                                 "rows": [["p"] * len(d["report"][0])]}))),

@@ -29,7 +29,7 @@ from .._progress import byte_bar
 from .._version import __version__
 from ..io import PathLike, SafetensorsFile, SafetensorsWriter, atomic_path, header_size_estimate, save_weights
 from ..compressed_file import _json_default
-from ..compressed_schema import document_text, parse_document
+from ..compressed_schema import dense_row, document_text, parse_document
 from ..recipe import check_patterns as _check_patterns
 from ..recipe import load_recipe
 from ..report import Report
@@ -146,7 +146,8 @@ def _merge_into_file(parts: list[str], destination: str, compressed: bool) -> No
     container = "mapping"
     for f in opened:
         if compressed:
-            document = parse_document(f.metadata["swiftprune"], set(f.names))
+            document = parse_document(f.metadata["swiftprune"], set(f.names),
+                                      describe=lambda name, f=f: dense_row(name, f[name]))
             layout.extend(document["tensors"])
             rows.extend(document["report"])
             container = document.get("container", container)
