@@ -75,8 +75,7 @@ def test_gptq_float16_scales_keep_the_compensated_integers():
 def test_scales_beyond_float16_are_refused_by_name():
     with pytest.raises(ValueError, match="float16's range"):
         sp.quantize(np.full((2, 4), 1e7, np.float32), 4, axis=0, scale_dtype="float16")
-    with pytest.raises(ValueError, match="float16's range"):
-        sp.quantize(np.full((2, 4), 1e-12, np.float32), 4, axis=0, scale_dtype="float16")
+
     with pytest.raises(ValueError, match="scale_dtype"):
         sp.quantize(np.ones((2, 4), np.float32), 4, axis=0, scale_dtype="bfloat16")
     with pytest.raises(ValueError, match="scale_dtype"):
@@ -85,6 +84,27 @@ def test_scales_beyond_float16_are_refused_by_name():
     with pytest.raises(ValueError, match="not a float16 value"):
         sp.QuantizedTensor(np.zeros((2, 2), np.int8), np.full((2, 1), 0.1, np.float32), np.zeros((2, 1), np.int8),
                            bits=4, symmetric=True, axis=0, scale_dtype="float16")
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("shape,axis,group", [((4, 16), 0, None), ((4, 16), 0, 8), ((6, 4, 3, 3), 0, 12),
+                                              ((3, 3, 4, 6), -1, 12)])
+def test_groups_below_float16_scales_are_stored_as_zeros(tmp_path, symmetric, shape, axis, group):
+    w = (RNG.standard_normal(shape) * 0.1).astype(np.float32)
+    channel = [slice(None)] * len(shape)
+    channel[axis] = 1
+    w[tuple(channel)] *= 1e-38  # a channel of float32 denormals: scales far below float16's smallest
+    full = sp.quantize(w, 4, axis=axis, group_size=group, symmetric=symmetric)
+    half = sp.quantize(w, 4, axis=axis, group_size=group, symmetric=symmetric, scale_dtype="float16")
+    dense = half.dequantize()
+    assert np.all(dense[tuple(channel)] == 0)
+    others = np.ones(shape, bool)
+    others[tuple(channel)] = False
+    np.testing.assert_array_equal(half.values[others], full.values[others])  # the other channels as before
+    path = tmp_path / "tiny.safetensors"
+    sp.compress({"w": w}, [{"quantize": {"bits": 4, "axis": axis, "group_size": group, "symmetric": symmetric,
+                                         "scale_dtype": "float16"}}], progress=False).save(path)
+    np.testing.assert_array_equal(sp.load_compressed(path).weights["w"], dense)
 
 
 def test_a_file_whose_scale_dtype_disagrees_with_the_stored_part_is_refused(tmp_path):
