@@ -287,16 +287,27 @@ def calibration_source(ocr: OCRModel, images: list[np.ndarray]):
 
 
 def uniform_recipe(weights: dict[str, np.ndarray], layout: dict[str, str], label: str, source) -> list:
-    """``label`` on every weight of rank >= 2 (GPTQ: the tensors without calibration data,
-    the depthwise convs, get the same bits by rounding)."""
-    cand = sp.parse_candidate(label)
-    fallback = sp.parse_candidate(label.replace("gptq", "int"))
+    """``label`` on every weight of rank >= 2; where it cannot apply, the nearest that can:
+    GPTQ on a tensor without calibration data (the depthwise and squeeze-excite convs) gets the
+    same bits by rounding, and a group size that does not divide a tensor's inputs (depthwise
+    kernels, 60-input 1x1 convs, the 6625-channel head for palettes) gets the same bits (colours)
+    per channel."""
+    import re
+
+    plain = re.sub(r":g\d+", "", label)
+    fallbacks = [label, label.replace("gptq", "int"), plain, plain.replace("gptq", "int")]
     recipe = []
     for name, w in weights.items():
-        if w.ndim >= 2:
-            use = cand if not cand.calibrated or source.find_layer(name) is not None else fallback
-            recipe += [dict(stage, include=sp.candidates.exact_pattern(name), min_rank=0)
-                       for stage in (use.stages_for(w.shape, layout[name]) or [])]
+        if w.ndim < 2:
+            continue
+        for spelling in fallbacks:
+            cand = sp.parse_candidate(spelling)
+            if cand.calibrated and (source is None or source.find_layer(name) is None):
+                continue
+            stages = cand.stages_for(w.shape, layout[name])
+            if stages is not None:
+                recipe += [dict(stage, include=sp.candidates.exact_pattern(name), min_rank=0) for stage in stages]
+                break
     return recipe
 
 
@@ -334,6 +345,8 @@ def main() -> None:
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--uniform", default=UNIFORM)
     parser.add_argument("--refine", type=int, default=2)
+    parser.add_argument("--refine-from", type=float, default=0.0,
+                        help="refine only the plans of at least this ratio (the costly part)")
     parser.add_argument("--no-importance", action="store_true",
                         help="skip the per-tensor distortion scaling (refine from the output-damage plan)")
     args = parser.parse_args()
@@ -394,7 +407,7 @@ def main() -> None:
                 print(f"plan {ratio:g}x ({label}): {time.perf_counter() - t:.0f} s; validation KL "
                       f"{-planned.score:.4g}; {planned.methods}", flush=True)
                 measure(f"plan {ratio:g}x, {label}", planned.recipe, path)
-            if args.refine:
+            if args.refine and ratio >= args.refine_from:
                 t = time.perf_counter()
                 refined = sp.plan(weights, target_bytes=budget, sensitivity=scaled, evaluate=score,
                                   refine=args.refine, progress=True)
