@@ -90,9 +90,17 @@ def gelu(x):
     return np.float32(0.5) * x * (np.float32(1) + erf(x * np.float32(1 / np.sqrt(2))))
 
 
-def encode(weights, batch, capture=None, stop_after=None):
+def fake_quantize_per_tensor(x, scale):
+    """Symmetric int8 with one static scale for the whole tensor (W8A8's activation side)."""
+    return np.clip(np.round(x / scale), -127, 127).astype(np.float32) * np.float32(scale)
+
+
+def encode(weights, batch, capture=None, stop_after=None, activations=None):
     """Mean-pooled embeddings of a batch of sentences (token id arrays, padded and masked, so the result is
-    each sentence's own); `capture(name, x)` sees each linear layer's input rows of real tokens only."""
+    each sentence's own); `capture(name, x)` sees each linear layer's input rows of real tokens only.
+    `activations` (W8A8): per layer name, `(inverse_scale or None, tensor_scale)`: the layer's input is
+    multiplied by the inverse per-channel scale (SmoothQuant's, as a runtime that cannot fold it does), then
+    fake-quantized to int8 with the static per-tensor scale."""
     p = "embeddings."
     t = max(len(ids) for ids in batch)
     ids = np.zeros((len(batch), t), np.int64)
@@ -108,6 +116,9 @@ def encode(weights, batch, capture=None, stop_after=None):
     def linear(name, x):
         if capture is not None:
             capture(name + ".weight", x[mask])
+        if activations is not None and name + ".weight" in activations:
+            inverse, scale = activations[name + ".weight"]
+            x = fake_quantize_per_tensor(x if inverse is None else x * inverse, scale)
         return x @ weights[name + ".weight"].T + weights[name + ".bias"]
 
     heads, n = 12, len(batch)
@@ -142,10 +153,10 @@ def batches(sentences, size=32):
         yield chosen, [sentences[i] for i in chosen]
 
 
-def embeddings(weights, sentences):
+def embeddings(weights, sentences, activations=None):
     out = np.zeros((len(sentences), 384), np.float32)
     for positions, batch in batches(sentences):
-        out[positions] = encode(weights, batch)
+        out[positions] = encode(weights, batch, activations=activations)
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -314,6 +325,68 @@ ROWS = [
 ]
 
 
+LINEAR_WEIGHTS = [f"encoder.layer.{i}.{suffix}.weight" for i in range(6) for suffix in LINEAR]
+
+
+def awq_effective(weights, calib, bits=4, group=128):
+    """AWQ int4 g128 (affine, as the paper) on all 36 layers: ``sp.awq`` searches each layer's scale on its
+    (independent) calibration statistics; the layer computes ``Q(W·s) (x / s)``. MiniLM is post-LN: every
+    LayerNorm output also feeds a residual Add, the FFN output layer reads a GELU and the attention output
+    layer a reshaped attention product, so no op can absorb ``1/s`` (the recipe's folding refuses all 36);
+    the inverse scale stays a per-channel multiply before the layer, which this returns folded into the
+    dense weight: ``Q(W·s) · diag(1/s)`` (the same product)."""
+    source = MiniLMCalibration(weights, calib, "independent")
+    out, alphas = dict(weights), []
+    for name in LINEAR_WEIGHTS:
+        q, inverse, alpha = sp.awq(weights[name], source.statistics(name), bits, group)
+        out[name] = (q.dequantize() * inverse[None, :]).astype(np.float32)
+        alphas.append(alpha)
+    return out, alphas
+
+
+def w8a8(weights, calib, alpha=None):
+    """W8A8: int8 per-output-channel weights, int8 per-tensor static activations (scale from the calibration
+    maximum). With ``alpha``, SmoothQuant first: ``s = max|x|^α / max|W|^(1−α)`` per input channel, the weight
+    ``W·s`` quantized, the input multiplied by ``1/s`` before its quantization (no op of post-LN MiniLM can
+    absorb it, see :func:`awq_effective`)."""
+    source = MiniLMCalibration(weights, calib, "independent")
+    out, activations = dict(weights), {}
+    for name in LINEAR_WEIGHTS:
+        acc = source.statistics(name)
+        inverse = None
+        w = weights[name]
+        if alpha is not None:
+            w, inverse = sp.smoothquant(w, acc, alpha)
+        out[name] = sp.quantize(w, 8, axis=0).dequantize()
+        peak = acc.abs_max_ if inverse is None else acc.abs_max_ * inverse
+        activations[name] = (inverse, float(peak.max()) / 127)
+    return out, activations
+
+
+def diagnose_w8a8(weights, calib, blocks=2) -> int:
+    """Per layer of the first `blocks` blocks: relative output error ‖Y8 − Y‖ / ‖Y‖ of W8A8 (weights per
+    channel, activations per tensor) on the calibration inputs, plain and with SmoothQuant α 0.5 / 0.8."""
+    captured: dict[str, list[np.ndarray]] = {}
+    for _, batch in batches(calib):
+        encode(weights, batch, lambda name, x: captured.setdefault(name, []).append(x), stop_after=blocks - 1)
+    print("| layer | plain | SmoothQuant 0.5 | SmoothQuant 0.8 | max/median channel max |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in LINEAR_WEIGHTS[:6 * blocks]:
+        x, w = np.concatenate(captured[name]), weights[name]
+        reference = x @ w.T
+        acc = HessianAccumulator(x.shape[1]).update(x)
+        errors = []
+        for alpha in (None, 0.5, 0.8):
+            w_s, inverse = (w, None) if alpha is None else sp.smoothquant(w, acc, alpha)
+            x_s = x if inverse is None else x * inverse
+            y = fake_quantize_per_tensor(x_s, np.abs(x_s).max() / 127) @ sp.quantize(w_s, 8, axis=0).dequantize().T
+            errors.append(np.linalg.norm(y - reference) / np.linalg.norm(reference))
+        peaks = np.abs(x).max(0)
+        print(f"| {name[len('encoder.layer.'):-len('.weight')]} | " + " | ".join(f"{e:.4f}" for e in errors)
+              + f" | {peaks.max() / np.median(peaks):.1f} |")
+    return 0
+
+
 def diagnose(weights, calib) -> int:
     """Where the int4 error comes from: per layer, ‖(W − Ŵ) Xᵀ‖ / ‖W Xᵀ‖ on the calibration inputs
     (from xᵀx: ΔW H ΔWᵀ), for round-to-nearest and GPTQ (symmetric and asymmetric), averaged per layer type."""
@@ -352,6 +425,10 @@ def main(argv=None) -> int:
     parser.add_argument("--diagnose", action="store_true",
                         help="per layer type: relative output error of RTN and GPTQ int4 g128 (independent statistics)")
     parser.add_argument("--only", help="run only the rows whose 'config method' contains this text")
+    parser.add_argument("--diagnose-w8a8", action="store_true",
+                        help="per layer of blocks 0-1: W8A8 output error, plain and SmoothQuant alpha 0.5 / 0.8")
+    parser.add_argument("--scaling", action="store_true",
+                        help="AWQ int4 g128 and SmoothQuant W8A8 rows (with the RTN / GPTQ asymmetric int4 rows)")
     args = parser.parse_args(argv)
     model = find_model(args.model_dir)
     tokenizer = WordPiece(model / "vocab.txt")
@@ -368,9 +445,33 @@ def main(argv=None) -> int:
     print(f"calibration: {len(calib)} sentences, {tokens} tokens; evaluation: {len(evaluation)} sentences")
     if args.diagnose:
         return diagnose(weights, calib)
+    if args.diagnose_w8a8:
+        return diagnose_w8a8(weights, calib)
     reference = embeddings(weights, evaluation)
     rows = []
-    for config, method, recipe, mode in ROWS:
+
+    def record(config, method, mode, cos, seconds):
+        rows.append({"config": config, "method": method, "mode": mode or "-", "mean": float(cos.mean()),
+                     "min": float(cos.min()), "seconds": round(seconds, 1)})
+        print(f"{config:16s} {method:34s} {mode or '-':12s} cosine mean {cos.mean():.5f} min {cos.min():.5f} "
+              f"({seconds:.1f} s)", flush=True)
+
+    if args.scaling:
+        start = time.perf_counter()
+        out, alphas = awq_effective(weights, calib)
+        record("int4 g128 asymmetric", f"AWQ (alpha {np.min(alphas):g}-{np.max(alphas):g}, 1/s unfolded)",
+               "independent", (embeddings(out, evaluation) * reference).sum(axis=1), time.perf_counter() - start)
+        for label, alpha in (("W8A8 (per-tensor int8 activations)", None),
+                             ("W8A8 (per-tensor int8 activations)", 0.5), ("W8A8 (per-tensor int8 activations)", 0.8)):
+            start = time.perf_counter()
+            out, activations = w8a8(weights, calib, alpha)
+            cos = (embeddings(out, evaluation, activations) * reference).sum(axis=1)
+            record(label, "plain" if alpha is None else f"SmoothQuant alpha {alpha:g} (1/s unfolded)",
+                   "independent" if alpha is not None else None, cos, time.perf_counter() - start)
+        rows_to_run = [r for r in ROWS if r[0].startswith("int4 g128 asymmetric") and "act-order" not in r[1]]
+    else:
+        rows_to_run = ROWS
+    for config, method, recipe, mode in rows_to_run:
         if args.quick and config != "int4 g128":
             continue
         if args.only and args.only not in f"{config} {method} {mode}":
@@ -382,11 +483,7 @@ def main(argv=None) -> int:
             source = MiniLMCalibration(weights, calib, mode)
             out = sp.compress(weights, recipe, progress=False, calibration=source).weights
         cos = (embeddings(out, evaluation) * reference).sum(axis=1)
-        seconds = time.perf_counter() - start
-        rows.append({"config": config, "method": method, "mode": mode or "-", "mean": float(cos.mean()),
-                     "min": float(cos.min()), "seconds": round(seconds, 1)})
-        print(f"{config:16s} {method:34s} {mode or '-':12s} cosine mean {cos.mean():.5f} min {cos.min():.5f} "
-              f"({seconds:.1f} s)", flush=True)
+        record(config, method, mode, cos, time.perf_counter() - start)
     print(f"\n{tokens} calibration tokens, {len(evaluation)} held-out sentences\n")
     print("| config | method | calibration | mean cosine | min cosine |")
     print("| --- | --- | --- | --- | --- |")

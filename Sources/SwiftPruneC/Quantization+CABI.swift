@@ -353,7 +353,67 @@ public func spQuantGptqHessianF32(
     }
 }
 
+@_cdecl("sp_nm_quantize_encode")
+public func spNMQuantizeEncode(
+    _ weights: UnsafeRawPointer?, _ dtype: Int32, _ rows: Int64, _ columns: Int64, _ n: Int64, _ m: Int64,
+    _ bits: Int64, _ symmetric: Bool, _ groupSize: Int64, _ scalesOut: UnsafeMutablePointer<Float>?,
+    _ zeroPointsOut: UnsafeMutableRawPointer?, _ nmValuesOut: UnsafeMutablePointer<UInt8>?,
+    _ nmPositionsOut: UnsafeMutablePointer<UInt8>?, _ maskBitsOut: UnsafeMutablePointer<UInt8>?,
+    _ maskValuesOut: UnsafeMutablePointer<UInt8>?, _ nonzerosOut: UnsafeMutablePointer<Int64>?,
+    _ maskValueBytesOut: UnsafeMutablePointer<Int64>?, _ normOut: UnsafeMutablePointer<Double>?,
+    _ differenceOut: UnsafeMutablePointer<Double>?
+) -> sp_status {
+    withStatus {
+        guard let nonzerosOut, let maskValueBytesOut, let normOut, let differenceOut else {
+            throw SwiftPruneError.value("nonzeros_out, mask_value_bytes_out, norm_out and difference_out must not be NULL")
+        }
+        guard rows >= 0, columns >= 0, (1 ... 256).contains(m), (1 ..< m).contains(n), groupSize >= 1,
+              columns % m == 0, columns % groupSize == 0 else {
+            throw SwiftPruneError.value("need rows, columns >= 0, 1 <= n < m <= 256 and m, group_size >= 1 dividing the "
+                                        + "columns, got rows = \(rows), columns = \(columns), n = \(n), m = \(m), "
+                                        + "group_size = \(groupSize)")
+        }
+        let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
+        let (count, overflow) = rows.multipliedReportingOverflow(by: columns)
+        guard !overflow, count <= Int64.max / 16 else {
+            throw SwiftPruneError(.outOfMemory, "shape (\(rows), \(columns)) is too large")
+        }
+        let stored = count / m * n, groups = rows * (columns / groupSize)
+        let valueBytes = Int64(FusedNMQuantization.packedBytes(Int(stored), bits: Int(bits)))
+        let positionBytes = Int64(FusedNMQuantization.packedBytes(Int(stored), bits: FusedNMQuantization.indexBits(Int(m))))
+        let source: FusedNMQuantization.Source
+        switch dtype {
+        case 0: source = .float32(try inputBuffer(weights?.assumingMemoryBound(to: Float.self), count, "weights").baseAddress
+                                  ?? UnsafePointer(bitPattern: 8)!)
+        case 1, 2:
+            let halves = try inputBuffer(weights?.assumingMemoryBound(to: UInt16.self), count, "weights").baseAddress
+                ?? UnsafePointer(bitPattern: 8)!
+            source = dtype == 1 ? .float16(halves) : .bfloat16(halves)
+        default: throw SwiftPruneError.value("dtype must be 0 (float32), 1 (float16) or 2 (bfloat16), got \(dtype)")
+        }
+        let summary = try FusedNMQuantization.run(
+            source, rows: Int(rows), columns: Int(columns), n: Int(n), m: Int(m), scheme: scheme,
+            groupSize: Int(groupSize),
+            scales: try nonEmpty(outputBuffer(scalesOut, groups, "scales_out")),
+            zeroPoints: try nonEmpty(outputBuffer(zeroPointsOut?.assumingMemoryBound(to: UInt8.self), groups, "zero_points_out")),
+            nmValues: try nonEmpty(outputBuffer(nmValuesOut, valueBytes, "nm_values_out")),
+            nmPositions: try nonEmpty(outputBuffer(nmPositionsOut, positionBytes, "nm_positions_out")),
+            maskBits: try nonEmpty(outputBuffer(maskBitsOut, (count + 7) / 8, "mask_bits_out")),
+            maskValues: try nonEmpty(outputBuffer(maskValuesOut, valueBytes, "mask_values_out")))
+        nonzerosOut.pointee = Int64(summary.nonzeros)
+        maskValueBytesOut.pointee = Int64(summary.maskValueBytes)
+        normOut.pointee = summary.norm
+        differenceOut.pointee = summary.difference
+    }
+}
+
+/// An empty buffer with a (never read) non-nil base, so the kernel may take `baseAddress!`.
+private func nonEmpty<T>(_ buffer: UnsafeMutableBufferPointer<T>) -> UnsafeMutableBufferPointer<T> {
+    buffer.baseAddress != nil ? buffer : UnsafeMutableBufferPointer(start: UnsafeMutablePointer(bitPattern: 64), count: 0)
+}
+
 func checkQuantizationSignatures() {
+    var nmQuantizeEncode = sp_nm_quantize_encode; implements(&nmQuantizeEncode, spNMQuantizeEncode)
     var gptqHessian = sp_quant_gptq_hessian_f64; implements(&gptqHessian, spQuantGptqHessianF64)
     var gptqHessianF32 = sp_quant_gptq_hessian_f32; implements(&gptqHessianF32, spQuantGptqHessianF32)
     var scaleShape = sp_quant_scale_shape; implements(&scaleShape, spQuantScaleShape)

@@ -1576,6 +1576,79 @@ error:
     return NULL;
 }
 
+/* nm_quantize_encode(weights, n, m, bits, symmetric, group_size) -> (scales, zero_points, nm_values, nm_positions,
+   mask_bits, mask_values, nonzeros, norm, difference): the fused N:M prune + minmax quantize + encode of a 2-D
+   C-contiguous weight (float32, float16, or uint16 = bfloat16 bit patterns); see sp_nm_quantize_encode.
+   scales/zero_points have shape (rows, columns / group_size); mask_values is trimmed to the bytes used. */
+static PyObject *core_nm_quantize_encode(PyObject *self, PyObject *args) {
+    PyObject *w_obj;
+    long long n, m, bits, group_size;
+    int symmetric;
+    if (!PyArg_ParseTuple(args, "OLLLpL:nm_quantize_encode", &w_obj, &n, &m, &bits, &symmetric, &group_size)) return NULL;
+    if (!PyArray_Check(w_obj)) { PyErr_SetString(PyExc_TypeError, "weights must be a numpy array"); return NULL; }
+    PyArrayObject *w = (PyArrayObject *)w_obj;
+    int type = PyArray_TYPE(w), dtype;
+    if (type == NPY_FLOAT) dtype = 0;
+    else if (type == NPY_HALF) dtype = 1;
+    else if (type == NPY_UINT16) dtype = 2;
+    else { PyErr_SetString(PyExc_TypeError, "weights must be float32, float16 or uint16 (bfloat16 bit patterns)"); return NULL; }
+    if (PyArray_NDIM(w) != 2 || !PyArray_IS_C_CONTIGUOUS(w) || !PyArray_ISALIGNED(w)) {
+        PyErr_SetString(PyExc_ValueError, "weights must be a 2-D C-contiguous aligned array");
+        return NULL;
+    }
+    int64_t rows = (int64_t)PyArray_DIM(w, 0), columns = (int64_t)PyArray_DIM(w, 1);
+    if (m < 2 || m > 256 || n < 1 || n >= m || bits < 2 || bits > 8 || group_size < 1 || columns % m != 0
+        || columns % group_size != 0) {
+        PyErr_Format(PyExc_ValueError, "need 1 <= n < m <= 256, bits in 2..8 and m, group_size dividing the %lld columns, "
+                     "got n=%lld, m=%lld, bits=%lld, group_size=%lld", (long long)columns, n, m, bits, group_size);
+        return NULL;
+    }
+    if (rows > 0 && columns > (int64_t)(INT64_MAX / 16) / rows) {
+        PyErr_SetString(PyExc_ValueError, "weights are too large");
+        return NULL;
+    }
+    int64_t count = rows * columns, stored = count / m * n;
+    int index_bits = 1;
+    while ((1LL << index_bits) < m) index_bits++;
+    npy_intp scale_dims[2] = {(npy_intp)rows, (npy_intp)(columns / group_size)};
+    npy_intp value_dims[1] = {(npy_intp)((stored * bits + 7) / 8)};
+    npy_intp position_dims[1] = {(npy_intp)((stored * index_bits + 7) / 8)};
+    npy_intp mask_dims[1] = {(npy_intp)((count + 7) / 8)};
+    PyArrayObject *scales = (PyArrayObject *)PyArray_EMPTY(2, scale_dims, NPY_FLOAT, 0);
+    PyArrayObject *zeros = (PyArrayObject *)PyArray_EMPTY(2, scale_dims, symmetric ? NPY_INT8 : NPY_UINT8, 0);
+    PyArrayObject *nm_values = (PyArrayObject *)PyArray_EMPTY(1, value_dims, NPY_UINT8, 0);
+    PyArrayObject *nm_positions = (PyArrayObject *)PyArray_EMPTY(1, position_dims, NPY_UINT8, 0);
+    PyArrayObject *mask_bits = (PyArrayObject *)PyArray_EMPTY(1, mask_dims, NPY_UINT8, 0);
+    PyArrayObject *mask_values = (PyArrayObject *)PyArray_EMPTY(1, value_dims, NPY_UINT8, 0);
+    PyObject *trimmed = NULL;
+    if (!scales || !zeros || !nm_values || !nm_positions || !mask_bits || !mask_values) goto error;
+    int64_t nonzeros = 0, used = 0;
+    double norm = 0.0, difference = 0.0;
+    sp_status status;
+    SP_CALL(status, sp_nm_quantize_encode(PyArray_DATA(w), dtype, rows, columns, n, m, bits, symmetric != 0, group_size,
+                                          (float *)PyArray_DATA(scales), PyArray_DATA(zeros),
+                                          (uint8_t *)PyArray_DATA(nm_values), (uint8_t *)PyArray_DATA(nm_positions),
+                                          (uint8_t *)PyArray_DATA(mask_bits), (uint8_t *)PyArray_DATA(mask_values),
+                                          &nonzeros, &used, &norm, &difference));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    /* a copy of the used bytes (the room for all stored values is freed) */
+    trimmed = PySequence_GetSlice((PyObject *)mask_values, 0, (Py_ssize_t)used);
+    if (trimmed == NULL) goto error;
+    {
+        PyObject *copy = (PyObject *)PyArray_NewCopy((PyArrayObject *)trimmed, NPY_CORDER);
+        Py_DECREF(trimmed);
+        Py_CLEAR(mask_values);
+        if (copy == NULL) goto error;
+        trimmed = copy;
+    }
+    return Py_BuildValue("(NNNNNNLdd)", scales, zeros, nm_values, nm_positions, mask_bits, trimmed,
+                         (long long)nonzeros, norm, difference);
+error:
+    Py_XDECREF(scales); Py_XDECREF(zeros); Py_XDECREF(nm_values); Py_XDECREF(nm_positions);
+    Py_XDECREF(mask_bits); Py_XDECREF(mask_values);
+    return NULL;
+}
+
 /* mask_compact(values, keep, kept) -> values[keep] (1-D, values' dtype), `kept` = the number of set flags. */
 static PyObject *core_mask_compact(PyObject *self, PyObject *args) {
     PyObject *values_obj, *keep_obj;
@@ -1762,6 +1835,9 @@ error:
     {"csr_to_dense", core_csr_to_dense, METH_VARARGS, "csr_to_dense(indptr, indices, data, rows, cols) -> dense"},  \
     {"nm_from_dense", core_nm_from_dense, METH_VARARGS, "nm_from_dense(w, n, m) -> (values, indices)"},             \
     {"nm_compact", core_nm_compact, METH_VARARGS, "nm_compact(values, keep, n, m) -> (stored, positions)"},     \
+    {"nm_quantize_encode", core_nm_quantize_encode, METH_VARARGS,                                                  \
+     "nm_quantize_encode(weights, n, m, bits, symmetric, group_size) -> (scales, zero_points, nm_values, "          \
+     "nm_positions, mask_bits, mask_values, nonzeros, norm, difference)"},                                          \
     {"apply_mask", core_apply_mask, METH_VARARGS, "apply_mask(w, keep) -> w * keep + 0 (float32)"},     \
     {"mask_compact", core_mask_compact, METH_VARARGS, "mask_compact(values, keep, kept) -> values[keep]"},     \
     {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2); a float32, or uint16 bfloat16 bits"},     \

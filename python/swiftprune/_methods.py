@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _core, _sparse_storage
 from ._bitpack import pack_bits, unpack_bits
+from ._fused import EncodedQuantized
 from ._validation import check_fraction, check_int
 from .clustering import _INITS as _CLUSTER_INITS
 from .clustering import ClusteredTensor, cluster
@@ -374,8 +375,12 @@ def _decode_quantized(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any])
     return q
 
 
-register_codec(Codec(kind="quantized", type=QuantizedTensor, dense=lambda q: q.dequantize(),
-                     nbytes=_quantized_nbytes, encode=_encode_quantized, decode=_decode_quantized))
+# A fused prune + quantize pass (swiftprune._fused) hands over its tensor already encoded.
+register_codec(Codec(kind="quantized", type=(QuantizedTensor, EncodedQuantized), dense=lambda q: q.dequantize(),
+                     nbytes=lambda q: q.nbytes if isinstance(q, EncodedQuantized) else _quantized_nbytes(q),
+                     encode=lambda q: ((dict(q.parts), dict(q.attrs)) if isinstance(q, EncodedQuantized)
+                                       else _encode_quantized(q)),
+                     decode=_decode_quantized))
 
 
 def index_bits(n_clusters: int) -> int:

@@ -1,5 +1,5 @@
-"""Recipe methods that need calibration data: ``quantize: gptq``, ``prune:
-sparsegpt`` and ``prune: wanda``.
+"""Recipe methods that need calibration data: ``quantize: gptq``, ``quantize:
+awq``, ``quantize: smoothquant``, ``prune: sparsegpt`` and ``prune: wanda``.
 
 Each receives, besides the weight and its options, ``calibration=``: a
 :class:`~swiftprune.calibration.arrays.LayerView` holding the layer's input
@@ -20,10 +20,11 @@ from ._methods import _bool, _choice, _int, _optional, _real
 from ._validation import check_fraction
 from .calibrated_pruning import sparsegpt, sparsegpt_quantize, wanda_mask
 from .calibration.arrays import LayerView
-from .registry import REQUIRED, Method, OptionError, register_method
-from .quantization import QuantizedTensor, gptq
+from .registry import REQUIRED, Fallback, Method, OptionError, register_method
+from .activation_folding import awq_input_scales, smoothquant_input_scales
+from .quantization import QuantizedTensor, gptq, quantize
 
-__all__ = ["gptq_tensor", "sparsegpt_tensor", "wanda_tensor"]
+__all__ = ["gptq_tensor", "scaled_rtn_tensor", "sparsegpt_tensor", "wanda_tensor"]
 
 
 def _damp(name: str, value: Any) -> float:
@@ -33,10 +34,20 @@ def _damp(name: str, value: Any) -> float:
     return value
 
 
+def _min_samples(name: str, value: Any) -> float:
+    return _damp(name, value)  # a finite number >= 0 (0: GPTQ whatever the sample count)
+
+
 def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: bool, group_size: Optional[int],
                 damp: float, act_order: bool, static_groups: bool, mse: bool, block_size: int,
-                scale_dtype: str = "float32") -> QuantizedTensor:
+                min_samples: float = 2.0, scale_dtype: str = "float32") -> Any:
     """GPTQ of one weight tensor against its layer's calibration statistics.
+
+    With fewer than ``min_samples`` x inputs calibration samples (a layer
+    after a global pooling sees one per image) the layer is rounded to
+    nearest instead (``mse``: the MSE-searched scales), with a
+    :class:`~swiftprune.calibration.CalibrationWarning`; the report's stage
+    then reads ``quantize.gptq(fallback minmax)``.
 
     The result is a :class:`QuantizedTensor` of the tensor's shape with one
     scale per output channel (axis 0 for ``(out, ...)`` weights, -1 for
@@ -45,7 +56,16 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
     ``quantize`` gives conv kernels too).
     """
     view = calibration
-    q = gptq(view.to_matrix(w), view.statistics, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
+    stats = view.statistics
+    if stats.count_ < min_samples * stats.features:
+        # A Hessian from fewer samples than (twice) its inputs fits those samples, not the layer
+        # (squeeze-excite convs after a global pool see one sample per image): round to nearest.
+        q = quantize(view.to_matrix(w), bits, symmetric=symmetric, axis=0, group_size=group_size,
+                     method="mse" if mse else "minmax", scale_dtype=scale_dtype)
+        return Fallback(_in_tensor_layout(q, view, group_size), q.method,
+                        f"{stats.count_} calibration samples for {stats.features} inputs (fewer than min_samples = "
+                        f"{min_samples:g} x inputs): GPTQ would fit them, not the layer")
+    q = gptq(view.to_matrix(w), stats, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
              static_groups=static_groups, mse=mse, block_size=block_size)
     return _in_tensor_layout(q, view, group_size).with_scale_dtype(scale_dtype)
 
@@ -64,8 +84,21 @@ def _in_tensor_layout(q: QuantizedTensor, view: LayerView, group_size: Optional[
         values = view.from_matrix(values)
         scale, zero_point = np.ascontiguousarray(scale.T), np.ascontiguousarray(zero_point.T)
     scale_shape = _core_scale_shape(tuple(view.shape), axis, group_size)
-    return QuantizedTensor._trusted(values, scale.reshape(scale_shape), zero_point.reshape(scale_shape), bits=q.bits,
-                                    symmetric=q.symmetric, axis=axis, group_size=group_size, method=q.method)
+    out = QuantizedTensor._trusted(values, scale.reshape(scale_shape), zero_point.reshape(scale_shape), bits=q.bits,
+                                   symmetric=q.symmetric, axis=axis, group_size=group_size, method=q.method)
+    out.scale_dtype = q.scale_dtype  # (the same scale values, moved)
+    return out
+
+
+def scaled_rtn_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: bool,
+                      group_size: Optional[int], **_: Any) -> QuantizedTensor:
+    """Round-to-nearest of an AWQ / SmoothQuant layer whose weight the fold
+    pass already scaled (``W · diag(s)``; ``1/s`` is in the op before it):
+    one scale per output channel and groups of ``group_size`` input features,
+    in the tensor's own layout (as :func:`gptq_tensor`)."""
+    view = calibration
+    q = quantize(view.to_matrix(w), bits, symmetric=symmetric, axis=0, group_size=group_size)
+    return _in_tensor_layout(q, view, group_size)
 
 
 def sparsegpt_tensor(w: np.ndarray, *, calibration: LayerView, sparsity: Optional[float], n: Optional[int], m: int,
@@ -118,8 +151,21 @@ register_method(Method("quantize", "gptq", gptq_tensor, {
     "static_groups": (_bool, False),
     "mse": (_bool, False),
     "block_size": (_int(1), 128),
+    "min_samples": (_min_samples, 2.0),
     "scale_dtype": (_choice("float32", "float16"), "float32"),
 }, calibrated=True))
+register_method(Method("quantize", "awq", scaled_rtn_tensor, {
+    "bits": (_int(2, 8), 4),
+    "symmetric": (_bool, False),  # AWQ's default: affine (zero point) groups
+    "group_size": (_optional(_int(1)), 128),
+    "n_grid": (_int(1), 20),
+}, calibrated=True, input_scales=awq_input_scales))
+register_method(Method("quantize", "smoothquant", scaled_rtn_tensor, {
+    "alpha": (check_fraction, 0.5),
+    "bits": (_int(2, 8), 8),
+    "symmetric": (_bool, True),
+    "group_size": (_optional(_int(1)), None),  # W8A8: one scale per output channel
+}, calibrated=True, input_scales=smoothquant_input_scales))
 register_method(Method("prune", "sparsegpt", sparsegpt_tensor, {
     "sparsity": (_optional(check_fraction), None),
     "n": (_optional(_int(1)), None),

@@ -83,6 +83,7 @@ examples:
   swiftprune compress keras.weights.h5 -o pruned.weights.h5 --prune 0.5 --channel-axis -1
   swiftprune compress model.safetensors -o q.safetensors --quantize int4:128:method=gptq --calibration x.npz
   swiftprune compress model.onnx -o sparse.safetensors --prune sparsegpt:0.5 --calibration inputs.npz
+  swiftprune compress model.onnx -o awq.onnx --quantize int4:128:method=awq --calibration inputs.npz
   swiftprune compress llama/ -o llama-w4/ --prune nm:2:4 --quantize int4:128 --workers 2
   swiftprune compress llama/model.safetensors.index.json -o out/ --prune global_magnitude:0.5 --resume
 
@@ -91,6 +92,11 @@ Calibrated methods (--prune wanda:S, --prune sparsegpt:S or sparsegpt:n=2:m=4,
 --calibration: an .npz of each layer's inputs {layer: (samples, in)} (layer =
 the weight's name without .weight), or, when IN is an .onnx/.keras model (or
 with --model), an .npz of the model's input batches keyed by input name.
+AWQ and SmoothQuant (--quantize int4:128:method=awq, int8:method=smoothquant:
+alpha=0.5) fold their per-channel scales into the LayerNorm / BatchNorm /
+linear layer before each layer, so they need the model: IN an .onnx/.keras
+file; -o OUT.onnx / OUT.keras writes the model with the quantized weights and
+the adjusted ops (layers with no such op are left as they were, with a warning).
 
 Sharded checkpoints: IN may be a folder of .safetensors shards or its
 *.safetensors.index.json; OUT a folder (or an .index.json path) gets
@@ -109,7 +115,7 @@ PRUNE_POSITIONAL = {
     "wanda": ("sparsity",), "sparsegpt": ("sparsity",),
 }
 # Quantize methods whose layout comes from their calibration (no axis option).
-CALIBRATED_QUANTIZE = ("gptq",)
+CALIBRATED_QUANTIZE = ("gptq", "awq", "smoothquant")
 
 
 class UsageError(Exception):
@@ -364,6 +370,21 @@ def _compress_model(args: argparse.Namespace, recipe: Any, calibration: Any) -> 
     else:
         source = calibration
     result = compress(source.weights(), recipe, progress=not args.no_progress, calibration=calibration)
+    if args.output.lower().endswith((".onnx", ".keras")):
+        # The model file itself: quantized weights in the runtime's form, plus the ops that
+        # absorbed AWQ / SmoothQuant scales (their weights alone would compute something else).
+        kind = args.output.lower().rsplit(".", 1)[-1]
+        if not args.input.lower().endswith("." + kind):
+            raise UsageError(f"-o {args.output}: a .{kind} output needs a .{kind} model as IN, got {args.input!r}")
+        if kind == "onnx":
+            from .export.onnx import to_onnx
+
+            to_onnx(args.input, args.output, result)
+        else:
+            from .export.keras import to_keras
+
+            to_keras(args.input, args.output, result)
+        return result.report
     if args.output.lower().endswith(".safetensors") and not args.dense:
         result.save(args.output)
     else:

@@ -64,6 +64,13 @@ class CompressionResult:
         Empty for the built-in quantize and cluster stages, which keep them.
     report : Report
         One row per tensor; ``report.summary()`` is a table.
+    scaling : dict of str to str
+        With AWQ / SmoothQuant stages: per layer weight they select, where its
+        inverse input scale was folded (``"scaled; 1/s folded into
+        LayerNormalization 'ln' (alpha=0.35)"``) or why it was not scaled
+        (``"not scaled: its input 'h' also feeds Add 'add' ..."``). The
+        tensors that absorbed ``1/s`` are in ``weights`` / ``tensors`` with
+        their new values (the report's stages say ``absorbs-scale``).
     """
 
     weights: Any
@@ -71,6 +78,7 @@ class CompressionResult:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     report: Report = field(default_factory=Report)
     container: str = "mapping"
+    scaling: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         t = self.report.totals
@@ -166,7 +174,8 @@ def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: A
         Show a progress bar (tqdm, when installed and stderr is a terminal).
     calibration : Calibration, mapping or str, optional
         Layer inputs for calibrated methods (``gptq``, ``sparsegpt``,
-        ``wanda``): a :class:`~swiftprune.calibration.Calibration` (from
+        ``wanda``, ``awq``, ``smoothquant``; the last two need a model
+        source, whose graph shows where to fold their scales): a :class:`~swiftprune.calibration.Calibration` (from
         arrays, a Keras or an ONNX model; sequential or independent), a
         mapping ``{layer: (samples, in) array}`` (PyTorch ``(out, in)``
         weights), or the path of an ``.npz`` of either.
@@ -198,8 +207,8 @@ def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: A
     tracks: list[Track] = []
     # An open file's input pages are let go once each tensor is done (views stay valid).
     release = weights.release if isinstance(weights, SafetensorsFile) else None
-    run_stages(names, get, stages, tracks.append, release=release, show=progress, info=_info_getter(weights, get),
-               calibration=calibration)
+    folds = run_stages(names, get, stages, tracks.append, release=release, show=progress,
+                       info=_info_getter(weights, get), calibration=calibration)
     position = {name: i for i, name in enumerate(names)}
     tracks.sort(key=lambda t: position[t.name])  # a calibration source may have reordered them
     report = Report(report_row(t) for t in tracks)
@@ -216,7 +225,7 @@ def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: A
         out = dict(zip(names, dense))
     tensors = {t.name: (t.form if t.form is not None else t.original) for t in tracks}
     masks = {t.name: t.keep_mask for t in tracks if t.keep_mask is not None}
-    return CompressionResult(out, tensors, masks, report, container)
+    return CompressionResult(out, tensors, masks, report, container, dict(folds.notes) if folds is not None else {})
 
 
 def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense: bool | None = None,
@@ -309,7 +318,8 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
                     writer.add(track.name, track.form if track.form is not None else np.asarray(track.original),
                                track.keep_mask)
 
-            run_stages(names, get, stages, emit, release=release, show=progress, info=info, calibration=calibration)
+            run_stages(names, get, stages, emit, release=release, show=progress, info=info, calibration=calibration,
+                       fused=not dense)
             if dense:
                 _as_dense_rows(rows, written)
             else:

@@ -8,19 +8,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import _core
+from ._fused import fused_recipe, try_fused
 from ._progress import progress as _progress
 from .pruned_tensor import PrunedTensor
 from .recipe import Stage
-from .registry import codec_for
+from .registry import Fallback, codec_for
 from .report import stored_bytes
 
-__all__ = ["Track", "run_stages", "masked"]
+__all__ = ["Track", "run_stages", "run_tensor_stages", "masked"]
 
 
 class Track:
     """One tensor on its way through the stages."""
 
-    __slots__ = ("name", "original", "dense", "mask", "_keep_mask", "_form", "labels", "nm", "stored")
+    __slots__ = ("name", "original", "dense", "mask", "_keep_mask", "_form", "labels", "nm", "stored", "derived")
 
     def __init__(self, name: str, original: np.ndarray) -> None:
         self.name = name
@@ -31,6 +32,9 @@ class Track:
         self.form: Any = None
         self.labels: list[str] = []
         self.nm: tuple[int, int, int] | None = None  # the N:M pattern of an nm prune, for compact storage
+        # Whether ``dense`` (when set) is exactly ``masked(original as float32, mask)`` (or the widened
+        # original before any mask): then a rollback rebuilds it instead of keeping a copy.
+        self.derived = True
 
     # The stored size (see report.stored_bytes) is remembered until the
     # encoding changes: the pipeline's grow check and the report ask for it,
@@ -103,6 +107,7 @@ def _finish(stage: Stage, track: Track, output: Any) -> None:
             mask = mask & track.mask
         track.mask = mask
         if encoded is not None:
+            track.derived = False
             dense = np.asarray(codec_for(encoded).dense(encoded), dtype=np.float32).reshape(track.original.shape)
             if np.logical_and(dense, ~mask).any():  # (an earlier prune stage's zeros moved: keep its mask)
                 dense = np.where(mask, dense, _ZERO)
@@ -112,6 +117,7 @@ def _finish(stage: Stage, track: Track, output: Any) -> None:
             track.labels.append(stage.label)
             return
         if updated is not None:
+            track.derived = False
             updated = np.asarray(updated, dtype=np.float32).reshape(track.original.shape)
             if not np.isfinite(updated).all():
                 raise ValueError(f"{stage.where}: method {stage.method.name!r} returned non-finite weights "
@@ -131,6 +137,7 @@ def _finish(stage: Stage, track: Track, output: Any) -> None:
             dense = np.where(track.mask, dense, _ZERO)  # (not masked(): NaN * 0 is NaN)
             track.keep_mask = track.mask
         track.dense = dense
+        track.derived = False
         track.form = output
         if track.nm is not None and hasattr(output, "nm") and track.keep_mask is None:
             output.nm = track.nm  # its zeros keep the N:M pattern: stored as values + positions when smaller
@@ -151,12 +158,14 @@ def _check_order(stage: Stage, track: Track) -> None:
             "(use include/exclude to split the tensors between the stages)")
 
 
-def _calibration_view(stage: Stage, track: Track, calibration: Any) -> Any:
+def _calibration_view(stage: Stage, track: Track, calibration: Any, folds: Any = None) -> Any:
     """The calibration view of a calibrated stage's tensor, or None to skip it (with a warning)."""
     try:
         view = calibration.lookup(track.name, track.original.shape)
     except (TypeError, ValueError) as error:
         raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+    if folds is not None:
+        view = folds.view(view, track.name)  # a scaled layer sees its scaled inputs
     if view is None:
         if track.name in stage.include:
             raise ValueError(f"{stage.where}: tensor {track.name!r} has no calibration data (calibrated layers: "
@@ -168,8 +177,10 @@ def _calibration_view(stage: Stage, track: Track, calibration: Any) -> Any:
     return view
 
 
-def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> None:
-    """Runs `stage` on the (already selected) `tracks`."""
+def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds: Any = None,
+           corrector: Any = None) -> None:
+    """Runs `stage` on the (already selected) `tracks`; `folds` is the
+    activation-scale fold pass's outcome (scaled weights, skipped layers)."""
     for track in tracks:
         _check_order(stage, track)
     if stage.method.scope == "model":
@@ -186,9 +197,14 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> No
             if reason is not None:
                 _unfit(stage, track, f"{stage.label} cannot apply: {reason}", applied=False)
                 continue
+        if stage.method.input_scales is not None and folds is not None:
+            reason = folds.skipped.get(stage.index, {}).get(track.name)
+            if reason is not None:
+                _unfit(stage, track, f"{stage.label} cannot fold a scale for it: {reason}", applied=False)
+                continue
         extra: dict[str, Any] = {"mask": track.mask} if stage.method.masked else {}
         if stage.method.calibrated:
-            view = _calibration_view(stage, track, calibration)
+            view = _calibration_view(stage, track, calibration, folds)
             if view is None:
                 continue
             extra["calibration"] = view
@@ -196,12 +212,22 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> No
             output = stage.method.apply(track.weights(), **extra, **stage.options)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
+        fallback = None
+        if isinstance(output, Fallback):
+            from .calibration.hessian import CalibrationWarning
+
+            fallback = output
+            output = fallback.output
+            warnings.warn(f"{stage.where}: tensor {track.name!r}: {fallback.reason}; {fallback.method} instead",
+                          CalibrationWarning, stacklevel=4)
         if stage.stage == "prune":  # a mask alone is not an encoding: a later stage encodes the kept values
             _finish(stage, track, output)
+            _label_fallback(stage, track, fallback)
             continue
         before = stored_bytes(track)
-        saved = (track.dense, track.mask, track.keep_mask, track.form, list(track.labels))
+        saved = _Saved(track)
         _finish(stage, track, output)
+        _label_fallback(stage, track, fallback)
         reason = None
         if getattr(output, "rank", None) == 0 and np.any(track.original):
             reason = f"{stage.label} gives rank 0 (an all-zero tensor)"
@@ -210,8 +236,50 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None) -> No
             if after > before:
                 reason = f"{stage.label} would grow it from {before:,} to {after:,} bytes"
         if reason is not None and not _unfit(stage, track, reason, applied=True):
-            track.dense, track.mask, track.keep_mask, track.form, track.labels = saved
+            saved.restore(track)
             track.labels.append(f"skipped:{stage.label}")
+        elif stage.bias_correction and corrector is not None:
+            view = extra["calibration"] if "calibration" in extra else corrector.view(stage, track, folds)
+            corrector.after_stage(stage, track, view)
+
+
+def _label_fallback(stage: Stage, track: Track, fallback: Any) -> None:
+    if fallback is not None and track.labels and track.labels[-1] == stage.label:
+        track.labels[-1] = f"{stage.label}(fallback {fallback.method})"
+
+
+class _Saved:
+    """What an encoding stage's rollback needs to put a track back. The
+    dense weights of a track that is the original, maybe masked, are not
+    kept (they are rebuilt on a rollback): holding them while the stage's
+    own dense result exists would double the float32 memory per tensor."""
+
+    __slots__ = ("dense", "mask", "keep_mask", "form", "labels", "rebuild")
+
+    def __init__(self, track: Track) -> None:
+        self.mask, self.keep_mask, self.labels = track.mask, track.keep_mask, list(track.labels)
+        self.rebuild = track.derived and track.keep_mask is None and (
+            track.form is None or (isinstance(track.form, PrunedTensor) and track.form._dense is track.dense))
+        if self.rebuild:
+            self.dense, self.form = None, track.form is not None
+            track.dense = None  # (and the pruned form that holds it, below): freed before the stage's result exists
+            track.form = None
+        else:
+            self.dense, self.form = track.dense, track.form
+
+    def restore(self, track: Track) -> None:
+        track.mask, track.labels = self.mask, self.labels
+        if self.rebuild:
+            track.derived = True
+            track.dense = None
+            track.form = None
+            if self.form:  # the pruned tensor: masked(original, mask), as _finish made it
+                track.dense = masked(track.weights(), self.mask)
+                track.form = PrunedTensor._from_dense(self.mask, track.dense)
+                track.form.nm = track.nm
+        else:
+            track.dense, track.form = self.dense, self.form
+        track.keep_mask = self.keep_mask
 
 
 def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:
@@ -236,6 +304,9 @@ def _unfit(stage: Stage, track: Track, reason: str, *, applied: bool) -> bool:
 def check_calibration(stages: Sequence[Stage], selected: dict[int, set[str]], calibration: Any) -> None:
     """Fails early when a calibrated stage has no calibration data, or none for any tensor it selects."""
     for stage in stages:
+        if stage.bias_correction and selected[stage.index] and calibration is None:
+            raise ValueError(f"{stage.where}: bias_correction needs calibration data (the layers' mean inputs): "
+                             "pass compress(..., calibration=...) or --calibration FILE")
         if not stage.method.calibrated or not selected[stage.index]:
             continue
         if calibration is None:
@@ -248,9 +319,25 @@ def check_calibration(stages: Sequence[Stage], selected: dict[int, set[str]], ca
                 f"{', '.join(list(calibration)[:8])}); name the layers as the tensors without '.weight'/'/kernel'")
 
 
+def run_tensor_stages(stages: Sequence[Stage], track: Track, calibration: Any = None, folds: Any = None,
+                      corrector: Any = None, *, fused: bool = False) -> None:
+    """Runs the tensor-scope ``stages`` (those selecting ``track``, in order)
+    on one track (``folds``, ``corrector``: as :func:`_apply`); with ``fused``
+    and no calibration, a recipe that :mod:`swiftprune._fused` runs in one
+    pass goes that way (its result must only be encoded: the track then
+    holds no dense float32 weights)."""
+    plain = calibration is None and folds is None and corrector is None
+    recipe = fused_recipe(stages) if fused and plain else None
+    if recipe is not None and try_fused(recipe, track):
+        return
+    for stage in stages:
+        _apply(stage, [track], calibration, folds, corrector)
+
+
 def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: Sequence[Stage],
                emit: Callable[[Track], None], *, release: Callable[[str], None] | None, show: bool,
-               info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None) -> None:
+               info: Callable[[str], tuple[tuple[int, ...], np.dtype]], calibration: Any = None,
+               fused: bool = False) -> Any:
     """Runs every stage over every tensor, emitting each finished tensor.
 
     Without model-scope stages each tensor goes through all stages before
@@ -258,13 +345,40 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
     With ``calibration`` (a :class:`~swiftprune.calibration.Calibration`),
     tensors go in its order (a model's forward order) and each compressed
     tensor is committed to it (sequential sources then recompute the inputs
-    of later layers through it).
+    of later layers through it). Stages whose method scales inputs (AWQ,
+    SmoothQuant) first fold their scales into the model's weights
+    (:func:`~swiftprune.activation_folding.fold_inputs`): every stage then
+    reads the folded tensors. Returns that fold pass's
+    :class:`~swiftprune.activation_folding.FoldOutcome` (None without such stages).
+    ``fused=True`` when ``emit`` only encodes ``track.form`` and reports
+    (see :func:`run_tensor_stages`).
     """
     selected = {stage.index: {n for n in names if stage.selects(n, *info(n))} for stage in stages}
     check_calibration(stages, selected, calibration)
     if calibration is not None:
         calibration.begin()  # a sequential source starts from the original model on every run
+    folds = None
+    if any(stage.method.input_scales is not None and selected[stage.index] for stage in stages):
+        from .activation_folding import fold_inputs
+
+        folds = fold_inputs(stages, selected, names, get, calibration)
+        get = folds.wrap(get)
+    corrector = None
+    if calibration is not None:
         names = calibration.order(names)
+        if any(stage.bias_correction and selected[stage.index] for stage in stages):
+            from .corrected_biases import BiasCorrector
+
+            corrector = BiasCorrector(names, info, get, calibration)
+            names = corrector.order(names, [n for s in stages if s.bias_correction for n in selected[s.index]])
+
+    def track_of(name: str) -> Track:
+        track = Track(name, get(name))
+        if corrector is not None:
+            corrector.apply(track)
+        if folds is not None and name in folds.arrays:
+            track.labels.append("scaled" if name in folds.scales else "absorbs-scale")
+        return track
 
     def commit(track: Track) -> None:
         if calibration is not None and track.form is not None:
@@ -272,20 +386,23 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
 
     if all(stage.method.scope == "tensor" for stage in stages):
         for name in _progress(names, total=len(names), description="compress", enabled=show):
-            track = Track(name, get(name))
-            for stage in stages:
-                if name in selected[stage.index]:
-                    _apply(stage, [track], calibration)
+            track = track_of(name)
+            run_tensor_stages([stage for stage in stages if name in selected[stage.index]], track, calibration,
+                              folds, corrector, fused=fused)
             commit(track)
             emit(track)
+            del track  # its buffers go before the next tensor is read
             if release is not None:
                 release(name)
-        return
-    tracks = {name: Track(name, get(name)) for name in names}
+        return folds
+    tracks = {name: track_of(name) for name in names}
     for stage in _progress(stages, total=len(stages), description="compress", enabled=show):
-        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration)
+        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration, folds, corrector)
     for name in names:
+        if corrector is not None:
+            corrector.apply(tracks[name])
         commit(tracks[name])
         emit(tracks[name])
+    return folds
 
 

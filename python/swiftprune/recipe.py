@@ -33,6 +33,15 @@ Stage fields:
     error, so a typo does not silently compress nothing.
 ``exclude``
     Glob pattern(s) of tensors to leave alone.
+``bias_correction``
+    ``true`` on a ``quantize`` stage: each quantized layer's bias becomes
+    ``b + (W − Ŵ) E[x]`` (``W`` the weight before the stages, ``Ŵ`` after,
+    ``E[x]`` the mean calibration input; a conv's over its im2col view), so
+    the layer's mean output does not move. Needs ``calibration=``; the bias
+    is found in the model graph (a layer's bias, or the ``Add`` after an ONNX
+    ``MatMul``) or, for weights alone, as the tensor named like the weight
+    with ``bias`` for ``weight``/``kernel``. A layer without a bias keeps its
+    quantization, uncorrected, with a warning.
 ``min_rank``
     The smallest number of dimensions a tensor needs to be selected
     (default 2: biases and normalization vectors are skipped). A tensor named
@@ -73,7 +82,7 @@ from .registry import _DEFAULT_METHOD, _METHODS, _REQUIRED, STAGES, Method, Opti
 
 __all__ = ["Stage", "load_recipe", "check_patterns"]
 
-_STAGE_FIELDS = ("include", "exclude", "min_rank", "on_unfit")
+_STAGE_FIELDS = ("include", "exclude", "min_rank", "on_unfit", "bias_correction")
 ON_UNFIT = ("skip", "warn", "error")
 # Deeper nesting than any recipe needs; refused before parsing (see _validation.check_nesting).
 _MAX_NESTING = 64
@@ -100,6 +109,7 @@ class Stage:
     min_rank: int = 2
     include_given: bool = False
     on_unfit: str = "skip"
+    bias_correction: bool = False
 
     @property
     def label(self) -> str:
@@ -181,7 +191,13 @@ def _parse_stage(index: int, spec: Any) -> Stage:
     on_unfit = spec.get("on_unfit", "skip")
     if on_unfit not in ON_UNFIT:
         raise ValueError(f"{where}, field 'on_unfit': must be one of {', '.join(map(repr, ON_UNFIT))}, got {on_unfit!r}")
-    return Stage(index, stage, method, checked, include, exclude, min_rank, "include" in spec, on_unfit)
+    bias_correction = spec.get("bias_correction", False)
+    if not isinstance(bias_correction, bool):
+        raise TypeError(f"{where}, field 'bias_correction': must be true or false, got {bias_correction!r}")
+    if bias_correction and stage != "quantize":
+        raise ValueError(f"{where}, field 'bias_correction': only quantize stages correct biases")
+    return Stage(index, stage, method, checked, include, exclude, min_rank, "include" in spec, on_unfit,
+                 bias_correction)
 
 
 def load_recipe(recipe: Any) -> list[Stage]:

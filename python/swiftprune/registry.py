@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["STAGES", "REQUIRED", "Method", "Codec", "OptionError", "register_method", "register_codec",
+__all__ = ["STAGES", "REQUIRED", "Method", "Codec", "OptionError", "Fallback", "register_method", "register_codec",
            "available_methods", "codec_for"]
 
 STAGES = ("prune", "quantize", "cluster", "low_rank")
@@ -29,7 +29,7 @@ class Codec:
     """
 
     kind: str
-    type: type
+    type: type | tuple[type, ...]
     dense: Callable[[Any], np.ndarray]
     nbytes: Callable[[Any], int]
     encode: Callable[[Any], tuple[dict[str, np.ndarray], dict[str, Any]]]
@@ -64,6 +64,18 @@ class OptionError(ValueError):
 
 
 @dataclass(frozen=True)
+class Fallback:
+    """What a method returns when it cannot do its own job on one tensor but
+    has a plainer result (GPTQ with too few calibration samples: round to
+    nearest): ``output`` is used, ``reason`` is warned, and the report's
+    stage reads ``quantize.gptq(fallback <method>)``."""
+
+    output: Any
+    method: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Method:
     """One operation variant a recipe stage can name.
 
@@ -86,6 +98,14 @@ class Method:
     method cannot apply to a tensor of that shape (e.g. an N:M axis that m
     does not divide), or ``None``; such a tensor follows the stage's
     ``on_unfit`` policy instead of failing the whole run.
+    ``input_scales(layers, options)``, when given (a calibrated ``quantize``
+    method such as AWQ or SmoothQuant): returns ``(s, note)``, one scale per
+    input channel shared by the layers reading one tensor
+    (:class:`~swiftprune.activation_folding.ScaledLayer`); before the stages
+    run, those layers' weights are multiplied by ``s`` and ``1/s`` is folded
+    into the op before them (see :mod:`swiftprune.activation_folding`), so
+    ``apply`` receives the scaled weight; layers with no op to fold into
+    follow the stage's ``on_unfit`` policy.
     ``calibrated=True`` (tensor scope): ``apply`` also receives
     ``calibration=`` (a :class:`~swiftprune.calibration.arrays.LayerView`: the
     layer's input statistics and how the weight maps onto them); tensors
@@ -103,6 +123,7 @@ class Method:
     accepts_pruned: bool = True
     fits: Callable[[tuple[int, ...], Mapping[str, Any]], str | None] | None = None
     calibrated: bool = False
+    input_scales: Callable[[Any, Mapping[str, Any]], tuple[np.ndarray, str]] | None = None
 
 
 _METHODS: dict[str, dict[str, Method]] = {stage: {} for stage in STAGES}

@@ -69,16 +69,21 @@ def report_row(track: Any) -> dict[str, Any]:
     params = int(track.original.size)
     after = stored_bytes(track)
     touched = track.form is not None
+    fused = getattr(track.form, "difference", None) is not None  # the fused pass summed them (see _fused)
+    if fused:
+        norm, difference = track.form.norm, track.form.difference
+        error = 0.0 if norm == 0.0 and difference == 0.0 else (
+            math.inf if norm == 0.0 else math.sqrt(difference) / math.sqrt(norm))
     return {
         "name": track.name,
         "shape": tuple(int(d) for d in track.original.shape),
         "dtype": str(track.original.dtype),
         "params": params,
-        "nonzeros": int(np.count_nonzero(track.dense if touched else track.original)),
+        "nonzeros": track.form.nonzeros if fused else int(np.count_nonzero(track.dense if touched else track.original)),
         "bits": (after * 8 / params) if params else 0.0,
         "bytes_before": int(track.original.nbytes),
         "bytes_after": after,
-        "relative_error": relative_error_chunked(track.original, track.dense) if touched else 0.0,
+        "relative_error": error if fused else relative_error_chunked(track.original, track.dense) if touched else 0.0,
         "stages": "+".join(track.labels) or "-",
     }
 

@@ -239,7 +239,11 @@ def test_stage_flags_match_recipes(tmp_path, capsys):
         text = main_ok(capsys, "compress", str(source), "-o", str(out), *flags)
         expected = sp.compress(weights, recipe, progress=False)
         loaded = sp.load_compressed(out)
-        assert loaded.report == expected.report, flags
+        # (the relative error is summed in another order by the fused N:M + quantize pass of the command)
+        assert [dict(r, relative_error=None) for r in loaded.report] == \
+               [dict(r, relative_error=None) for r in expected.report], flags
+        for got, want in zip(loaded.report, expected.report):
+            assert got["relative_error"] == pytest.approx(want["relative_error"], rel=1e-12, abs=1e-15), flags
         assert expected.report.summary() in text
         for name in weights:
             np.testing.assert_array_equal(loaded.weights[name], expected.weights[name])

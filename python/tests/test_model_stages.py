@@ -50,7 +50,7 @@ def pruned(w: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def test_every_operation_is_registered():
     assert model.available_methods() == {
         "prune": ["block", "global_magnitude", "magnitude", "nm", "random", "sparsegpt", "structured", "wanda"],
-        "quantize": ["float16", "gptq", "minmax", "mse", "percentile"],
+        "quantize": ["awq", "float16", "gptq", "minmax", "mse", "percentile", "smoothquant"],
         "cluster": ["kmeans"],
         "low_rank": ["auto", "randomized", "svd"],
     }
@@ -371,7 +371,7 @@ def test_prune_then_low_rank_is_rejected():
     ({"quantize": {"group_size": 0, "axis": 0}}, ValueError, r"field 'group_size': group_size must be >= 1"),
     ({"quantize": {"percentile": 99}}, ValueError, r"field 'percentile': not an option of quantize method 'minmax'"),
     ({"quantize": {"method": "percentile", "percentile": 101}}, ValueError, r"field 'percentile': .*\[0, 100\]"),
-    ({"quantize": {"method": "kmeans"}}, ValueError, r"field 'method': unknown method 'kmeans' \(available: float16, gptq, minmax"),
+    ({"quantize": {"method": "kmeans"}}, ValueError, r"field 'method': unknown method 'kmeans' \(available: awq, float16, gptq, minmax"),
     ({"cluster": {"n_clusters": 0}}, ValueError, r"\(cluster\), field 'n_clusters': n_clusters must be >= 1"),
     ({"cluster": {"n_clusters": 70000}}, ValueError, r"field 'n_clusters': n_clusters must be <= 65536"),
     ({"cluster": {"init": "random"}}, ValueError, r"field 'init': init must be one of 'linear', 'kmeans\+\+'"),
@@ -617,7 +617,11 @@ def test_every_stage_round_trips_through_compress_file(tmp_path):
         out = tmp_path / f"out{i}.safetensors"
         report = sp.compress_file(source, out, recipe, progress=False)
         expected = sp.compress(weights, recipe, progress=False)
-        assert report == expected.report
+        # (the relative error is summed in another order by the fused N:M + quantize pass of compress_file)
+        assert [dict(row, relative_error=None) for row in report] == \
+               [dict(row, relative_error=None) for row in expected.report]
+        for got, want in zip(report, expected.report):
+            assert got["relative_error"] == pytest.approx(want["relative_error"], rel=1e-12, abs=1e-15)
         loaded = sp.load_compressed(out)
         for name in weights:
             np.testing.assert_array_equal(loaded.weights[name], expected.weights[name])

@@ -63,6 +63,7 @@ def test_calibrated_sensitivity_output_damage_and_gptq_below_rounding(cnn):
                        progress=False)
     assert s.calibration is calibration
     assert "gptq4" not in [o.candidate for o in s.options["depthwise.kernel"]]  # no calibration data for it
+    compensated = False
     for name, x in inputs.items():
         w = weights[name].astype(np.float64).reshape(-1, weights[name].shape[-1])  # (K, out)
         h = x.astype(np.float64).T @ x.astype(np.float64)
@@ -74,8 +75,13 @@ def test_calibrated_sensitivity_output_damage_and_gptq_below_rounding(cnn):
             delta = dense.astype(np.float64).reshape(w.shape) - w
             expected = np.trace(delta.T @ h @ delta) / np.trace(w.T @ h @ w)
             assert found[label].damage == pytest.approx(expected, rel=1e-3), (name, label)
-        assert found["gptq4"].damage < found["int4"].damage, name  # error compensation pays off
+        if x.shape[0] >= 2 * x.shape[1]:
+            assert found["gptq4"].damage < found["int4"].damage, name  # error compensation pays off
+            compensated = True
+        else:  # fewer samples than 2 x inputs: GPTQ falls back to rounding (calibrated_methods.gptq_tensor)
+            assert found["gptq4"].damage == pytest.approx(found["int4"].damage, rel=1e-6), name
         assert found["gptq4"].bytes <= found["int4"].bytes  # values + per-channel scales (dead inputs: zeros, stored sparse)
+    assert compensated
 
 
 def test_plan_with_gptq_candidates_compresses_with_its_calibration(cnn, tmp_path):

@@ -304,6 +304,24 @@ sp_status sp_quant_dequantize(const void *values, bool symmetric, const int64_t 
                               bool has_axis, int64_t axis, int64_t group_size,
                               const float *scale, const void *zero_point, int64_t n_scales, float *out);
 
+/**
+ * The recipe "N:M magnitude prune along the rows + minmax quantization of the kept values per row or per
+ * group of group_size columns" in one streaming pass over a rows x columns weight (C order), encoded into
+ * the compressed file's layouts (see FusedNMQuantization in the Swift core). dtype: 0 float32 values,
+ * 1 float16 or 2 bfloat16 bit patterns. With stored = rows*columns/m*n:
+ * scales_out, zero_points_out (int8/uint8 by `symmetric`): rows*columns/group_size each;
+ * nm_values_out and mask_values_out: (stored*bits + 7)/8 bytes; nm_positions_out: (stored*ceil(log2 m) + 7)/8;
+ * mask_bits_out: (rows*columns + 7)/8 (np.packbits order). *mask_value_bytes_out: the bytes of
+ * mask_values_out used; *nonzeros_out: codes other than their zero point; *norm_out, *difference_out:
+ * sum w^2 and sum (w - dequantized)^2 in double.
+ * SP_ERR_VALUE: bad options or sizes, NaN/Inf weights; SP_ERR_MEMORY: no room for the row scratch.
+ */
+sp_status sp_nm_quantize_encode(const void *weights, int32_t dtype, int64_t rows, int64_t columns, int64_t n, int64_t m,
+                                int64_t bits, bool symmetric, int64_t group_size, float *scales_out,
+                                void *zero_points_out, uint8_t *nm_values_out, uint8_t *nm_positions_out,
+                                uint8_t *mask_bits_out, uint8_t *mask_values_out, int64_t *nonzeros_out,
+                                int64_t *mask_value_bytes_out, double *norm_out, double *difference_out);
+
 /** Packs the low `bits` (1..8) bits of n bytes as a little-endian bit stream (value i at bits
  *  [i*bits, (i+1)*bits), bit 0 = lowest bit of byte 0): packed_out holds (n*bits + 7)/8 bytes,
  *  unused high bits of the last one zero. bits = 4 gives two values per byte, low nibble first. */

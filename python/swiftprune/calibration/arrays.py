@@ -158,6 +158,11 @@ class Calibration:
     def commit(self, tensor_name: str, weights: np.ndarray) -> None:
         """Told the compressed (dense) weights of each tensor, in order; arrays ignore it."""
 
+    def graph(self) -> Any:
+        """The model graph, for folding activation scales (AWQ, SmoothQuant)
+        into the ops before the layers: arrays carry none (``None``)."""
+        return None
+
     def begin(self) -> None:
         """Called by ``compress()`` before a run: a sequential model source
         forgets the weights an earlier run committed (arrays have none), so

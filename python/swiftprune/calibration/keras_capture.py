@@ -97,6 +97,11 @@ class KerasCalibration(ModelCalibration):
         """The model's original float weights by variable path."""
         return dict(self._original)
 
+    def _read_graph(self) -> Any:
+        from ..graph.keras_live import read_keras_model
+
+        return read_keras_model(self.model)
+
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
         variable = self._variables.get(name)
         if variable is not None:

@@ -98,7 +98,25 @@ class ModelCalibration(Calibration):
         self.committed.clear()
         self._cache = dict(self._pristine)
 
+    def invalidate(self, layers: Sequence[Optional[str]]) -> None:
+        """Forgets the statistics of ``layers``: the next request captures them
+        again, through the weights committed so far (the activation-scale
+        folding changes a layer's inputs without compressing anything before it)."""
+        for name in layers:
+            if name is not None:
+                self._cache.pop(name, None)
+
+    def graph(self) -> Any:
+        """The model's :class:`~swiftprune.graph.Graph` (read once), for the
+        activation-scale folding; None when the source has none."""
+        if not hasattr(self, "_graph"):
+            self._graph = self._read_graph()
+        return self._graph
+
     # --- implemented by each source -----------------------------------------
+    def _read_graph(self) -> Any:
+        return None
+
     def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:
         raise NotImplementedError
 

@@ -137,6 +137,11 @@ class OnnxCalibration(ModelCalibration):
     def weights(self) -> dict[str, np.ndarray]:
         return {name: array for name, array in self.initializers.items() if array.dtype.kind == "f"}
 
+    def _read_graph(self) -> Any:
+        from ..graph.onnx_file import read_onnx
+
+        return read_onnx(self.model)
+
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
         pass  # committed weights replace the initializers in the next _session()
 

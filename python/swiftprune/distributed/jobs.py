@@ -16,7 +16,7 @@ from typing import Any, Callable
 from ..io import SafetensorsFile
 from ..model import _info_getter
 from ..pipeline import Track as _Track
-from ..pipeline import _apply, _check_order, _finish
+from ..pipeline import _apply, _check_order, _finish, run_tensor_stages
 from ..recipe import load_recipe
 from ..report import report_row as _report_row
 from .parts import PartWriter, dense_output, raw_bytes
@@ -84,7 +84,11 @@ def _planned(stage: Any, track: _Track, plan: TwoPassPlan) -> None:
 
 
 def _run_stages(stages: list[Any], selected: dict[int, set[str]], plans: dict[int, TwoPassPlan],
-                track: _Track) -> None:
+                track: _Track, *, fused: bool = False) -> None:
+    chosen = [stage for stage in stages if track.name in selected[stage.index]]
+    if fused and all(stage.method.scope == "tensor" for stage in chosen):
+        run_tensor_stages(chosen, track, fused=True)  # (the fused pass when the recipe is its shape)
+        return
     for stage in stages:
         if track.name not in selected[stage.index]:
             continue
@@ -145,7 +149,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     try:
         for name in spec.names:
             track = _Track(name, _read(file, name))
-            _run_stages(stages, selected, spec.plans, track)
+            _run_stages(stages, selected, spec.plans, track, fused=spec.compressed)
             row = _honest_row(track, file)
             rows.append(row)
             dtype_name, shape = file.dtype_name(name), file.shape(name)

@@ -185,6 +185,10 @@ def to_keras(model: Any, output: PathLike, compressed: Any = None, *, recipe: An
     report: dict[str, str] = {}
     for var_path, (variable, form) in targets.items():
         if isinstance(form, np.ndarray):
+            # A changed plain array (a layer that absorbed AWQ / SmoothQuant scales) is assigned.
+            if not np.array_equal(form, np.asarray(variable.numpy())):
+                variable.assign(np.asarray(form).astype(variable.dtype))
+                report[var_path] = f"dense {variable.dtype} (new values: absorbed activation scales)"
             continue
         layer = _layer_of(model, variable)
         how = None

@@ -13,6 +13,8 @@ Every quantized weight becomes integer initializers plus its scales:
   A model of a lower opset is converted with ``onnx.version_converter`` when
   a weight needs it (``ValueError`` naming the weight when that fails).
 
+Plain float arrays whose values differ from the model's (the LayerNorms and
+layers that absorbed AWQ / SmoothQuant scales) replace their initializers.
 Pruned float weights (no quantization) become ``sparse_initializer`` s
 (values + int64 indices) when that is smaller than dense; other compressed
 forms (clusters, low-rank factors) are written as their dense float32
@@ -355,6 +357,11 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
     remove = set()
     for name, form in forms.items():
         if isinstance(form, np.ndarray):
+            # Untouched tensors come back as they were; a changed one (a LayerNorm or
+            # layer that absorbed AWQ / SmoothQuant scales) replaces the initializer.
+            if not np.array_equal(form, weights[name]):
+                _replace_initializer(graph, numpy_helper.from_array(form.astype(weights[name].dtype), name))
+                report[name] = f"dense {weights[name].dtype} (new values: absorbed activation scales)"
             continue
         if isinstance(form, QuantizedTensor):
             if name in uses_nbits:
@@ -370,10 +377,7 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
                 report[name] = how
                 remove.add(name)
                 continue
-        replacement = numpy_helper.from_array(dense.astype(weights[name].dtype), name)
-        for i, init in enumerate(graph.initializer):
-            if init.name == name:
-                graph.initializer[i].CopyFrom(replacement)
+        _replace_initializer(graph, numpy_helper.from_array(dense.astype(weights[name].dtype), name))
         report[name] = f"dense {weights[name].dtype} ({type(form).__name__})"
     kept = [init for init in graph.initializer if init.name not in remove]
     del graph.initializer[:]
@@ -388,6 +392,12 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
     with atomic_path(path) as temporary:
         onnx.save(proto, temporary)
     return OnnxExport(path, os.path.getsize(path), _opset(proto), report)
+
+
+def _replace_initializer(graph: Any, replacement: Any) -> None:
+    for i, init in enumerate(graph.initializer):
+        if init.name == replacement.name:
+            graph.initializer[i].CopyFrom(replacement)
 
 
 def _dense_of(form: Any) -> np.ndarray:
