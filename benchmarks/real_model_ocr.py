@@ -34,7 +34,6 @@ The ONNX reading/writing here is plain onnx-package code for this script only.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -53,15 +52,32 @@ FONTS = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-
 WORDS = ("model weights compress budget layer channel tensor group palette quantize sparse prune swift "
          "python numpy kernel matrix vector height width depth output input signal noise error ratio "
          "planner front knapsack sample image text line font size score metric bytes file header").split()
-CANDIDATES = ["float16", "int8", "int6", "int5", "int4", "gptq8", "gptq6", "gptq5", "gptq4", "gptq3"]
+CANDIDATES = ["float16", "int8", "int6", "int5", "int4", "gptq8", "gptq6", "gptq5", "gptq4", "gptq3",
+              "gptq8:f16", "gptq6:f16", "gptq5:f16", "gptq4:f16", "gptq3:f16"]  # :f16: float16 scales
 UNIFORM = "int8,int6,gptq6,int5,gptq5,int4,gptq4"
 
 
+def installed_model(cache: Path | None = None) -> Path | None:
+    """The .onnx file without downloading: from the installed ``rapidocr_onnxruntime``
+    package (found, not imported: it needs OpenCV), else from ``cache``; None if neither."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "models" / Path(MEMBER).name
+        if path.exists():
+            return path
+    if cache is not None and (cache / Path(MEMBER).name).exists():
+        return cache / Path(MEMBER).name
+    return None
+
+
 def fetch_model(cache: Path) -> Path:
-    """The .onnx file from the wheel (pip download into ``cache``, no dependencies)."""
+    """The .onnx file from the wheel (installed, cached, or pip download into ``cache``, no dependencies)."""
     target = cache / "ch_PP-OCRv4_rec_infer.onnx"
-    if target.exists():
-        return target
+    found = installed_model(cache)
+    if found is not None:
+        return found
     cache.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache), WHEEL], check=True)
     wheel = next(cache.glob("rapidocr_onnxruntime-*.whl"))
@@ -257,17 +273,41 @@ def accuracy_and_error(errors: np.ndarray, lengths: np.ndarray) -> tuple[float, 
     return 1.0 - rate, float(np.sqrt(np.sum(residual ** 2) / (len(errors) * (len(errors) - 1))) / lengths.mean())
 
 
+def calibration_source(ocr: OCRModel, images: list[np.ndarray]):
+    """The layer inputs of ``images`` (independent mode) for GPTQ and the layer-output damage,
+    and the names of the layers dropped from it: those after a global pooling (the
+    squeeze-excite 1x1 convs) see one sample per line, fewer than twice their inputs, and
+    GPTQ would fit those few samples; they keep rounding, as depthwise convs do."""
+    source = sp.calibration.from_onnx(ocr.model, ocr.calibration_batches(images), mode="independent")
+    few = [name for name in list(source.layers)
+           if source.statistics(name).count_ < 2 * source.layers[name].features]
+    for name in few:
+        del source.layers[name]
+    return source, few
+
+
 def uniform_recipe(weights: dict[str, np.ndarray], layout: dict[str, str], label: str, source) -> list:
-    """``label`` on every weight of rank >= 2 (GPTQ: the tensors without calibration data,
-    the depthwise convs, get the same bits by rounding)."""
-    cand = sp.parse_candidate(label)
-    fallback = sp.parse_candidate(label.replace("gptq", "int"))
+    """``label`` on every weight of rank >= 2; where it cannot apply, the nearest that can:
+    GPTQ on a tensor without calibration data (the depthwise and squeeze-excite convs) gets the
+    same bits by rounding, and a group size that does not divide a tensor's inputs (depthwise
+    kernels, 60-input 1x1 convs, the 6625-channel head for palettes) gets the same bits (colours)
+    per channel."""
+    import re
+
+    plain = re.sub(r":g\d+", "", label)
+    fallbacks = [label, label.replace("gptq", "int"), plain, plain.replace("gptq", "int")]
     recipe = []
     for name, w in weights.items():
-        if w.ndim >= 2:
-            use = cand if not cand.calibrated or source.find_layer(name) is not None else fallback
-            recipe += [dict(stage, include=sp.candidates.exact_pattern(name), min_rank=0)
-                       for stage in (use.stages_for(w.shape, layout[name]) or [])]
+        if w.ndim < 2:
+            continue
+        for spelling in fallbacks:
+            cand = sp.parse_candidate(spelling)
+            if cand.calibrated and (source is None or source.find_layer(name) is None):
+                continue
+            stages = cand.stages_for(w.shape, layout[name])
+            if stages is not None:
+                recipe += [dict(stage, include=sp.candidates.exact_pattern(name), min_rank=0) for stage in stages]
+                break
     return recipe
 
 
@@ -305,6 +345,8 @@ def main() -> None:
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--uniform", default=UNIFORM)
     parser.add_argument("--refine", type=int, default=2)
+    parser.add_argument("--refine-from", type=float, default=0.0,
+                        help="refine only the plans of at least this ratio (the costly part)")
     parser.add_argument("--no-importance", action="store_true",
                         help="skip the per-tensor distortion scaling (refine from the output-damage plan)")
     args = parser.parse_args()
@@ -327,13 +369,7 @@ def main() -> None:
     distortion = lambda w: ocr.distortion(reference, w, validation)  # noqa: E731
     score = lambda w: -distortion(w)  # noqa: E731  (higher is better)
     started = time.perf_counter()
-    source = sp.calibration.from_onnx(ocr.model, ocr.calibration_batches(calibration_images), mode="independent")
-    # Layers after a global pooling (the squeeze-excite 1x1 convs) see one sample per line: fewer
-    # than twice their inputs, GPTQ would fit those few samples; they keep rounding, as depthwise convs do.
-    few = [name for name in list(source.layers)
-           if source.statistics(name).count_ < 2 * source.layers[name].features]
-    for name in few:
-        del source.layers[name]
+    source, few = calibration_source(ocr, calibration_images)
     print(f"calibration: {len(source.layers)} layers captured ({time.perf_counter() - started:.0f} s); "
           f"{len(few)} with too few samples for GPTQ: {few}", flush=True)
     rows = []
@@ -371,7 +407,7 @@ def main() -> None:
                 print(f"plan {ratio:g}x ({label}): {time.perf_counter() - t:.0f} s; validation KL "
                       f"{-planned.score:.4g}; {planned.methods}", flush=True)
                 measure(f"plan {ratio:g}x, {label}", planned.recipe, path)
-            if args.refine:
+            if args.refine and ratio >= args.refine_from:
                 t = time.perf_counter()
                 refined = sp.plan(weights, target_bytes=budget, sensitivity=scaled, evaluate=score,
                                   refine=args.refine, progress=True)

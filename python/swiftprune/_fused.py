@@ -78,7 +78,8 @@ def _is_minmax_quantize(stage: Any) -> bool:
     apply = stage.method.apply
     return (stage.stage == "quantize" and isinstance(apply, partial) and apply.func is quantize
             and apply.keywords == {"method": "minmax"} and not apply.args and stage.method.scope == "tensor"
-            and set(stage.options) == {"bits", "symmetric", "axis", "group_size"})
+            and set(stage.options) - {"scale_dtype"} == {"bits", "symmetric", "axis", "group_size"}
+            and stage.options.get("scale_dtype", "float32") == "float32")  # (the fused kernel writes float32 scales)
 
 
 def fused_recipe(stages: Sequence[Any]) -> Optional[FusedRecipe]:

@@ -181,6 +181,7 @@ _QUANTIZE_OPTIONS = {
     "symmetric": (_bool, True),
     "axis": (_optional(_int()), None),
     "group_size": (_optional(_int(1)), None),
+    "scale_dtype": (_choice("float32", "float16"), "float32"),
 }
 
 for _name in ("minmax", "percentile", "mse"):
@@ -292,7 +293,7 @@ def _quantized_layout(q: QuantizedTensor) -> tuple[str, int, Optional[np.ndarray
 
 def _quantized_nbytes(q: QuantizedTensor) -> int:
     """Exactly the bytes the file stores for `q`: values in their layout, scales, affine zero points."""
-    return _quantized_layout(q)[1] + q.scale.size * 4 + (0 if q.symmetric else q.zero_point.size)
+    return _quantized_layout(q)[1] + q.scale_nbytes + (0 if q.symmetric else q.zero_point.size)
 
 
 def _encode_quantized(q: QuantizedTensor) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -310,7 +311,11 @@ def _encode_quantized(q: QuantizedTensor) -> tuple[dict[str, np.ndarray], dict[s
         parts = {"values": pack_bits(stored, q.bits),
                  "positions": pack_bits(positions, _sparse_storage.nm_index_bits(m))}
         attrs["nm"] = [n, m, axis]
-    parts["scale"] = q.scale
+    if q.scale_dtype == "float16":  # the values are float16 ones: the conversion is exact
+        parts["scale"] = q.scale.astype(np.float16)
+        attrs["scale_dtype"] = "float16"
+    else:
+        parts["scale"] = q.scale
     if not q.symmetric:  # symmetric zero points are all 0: not stored
         parts["zero_point"] = q.zero_point
     return parts, attrs
@@ -332,7 +337,10 @@ def _decode_quantized(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any])
     bits, symmetric = attrs["bits"], attrs["symmetric"]
     if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 8:
         raise ValueError(f"bits must be in 2..8, got {bits!r}")
-    scale = _array(parts, "scale", np.float32)
+    scale_dtype = attrs.get("scale_dtype", "float32")
+    if scale_dtype not in ("float32", "float16"):
+        raise ValueError(f"scale_dtype must be 'float32' or 'float16', got {scale_dtype!r}")
+    scale = _array(parts, "scale", np.dtype(scale_dtype)).astype(np.float32)
     dtype = np.int8 if symmetric else np.uint8
     zero_point = np.zeros(scale.shape, dtype) if symmetric else _array(parts, "zero_point", dtype)
     packed = _array(parts, "values", np.uint8, 1)
@@ -360,7 +368,8 @@ def _decode_quantized(parts: Mapping[str, np.ndarray], attrs: Mapping[str, Any])
         else:
             raise ValueError(f"unknown layout {layout!r}")
     q = QuantizedTensor(values, scale, zero_point, bits=bits, symmetric=symmetric, axis=attrs["axis"],
-                        group_size=attrs["group_size"], method=str(attrs.get("method", "minmax")))
+                        group_size=attrs["group_size"], method=str(attrs.get("method", "minmax")),
+                        scale_dtype=scale_dtype)
     if layout == "nm":
         q.nm = _sparse_storage.nm_attr(attrs, shape)
     return q

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ._methods import _bool, _int, _optional, _real
+from ._methods import _bool, _choice, _int, _optional, _real
 from ._validation import check_fraction
 from .calibrated_pruning import sparsegpt, sparsegpt_quantize, wanda_mask
 from .calibration.arrays import LayerView
@@ -40,7 +40,7 @@ def _min_samples(name: str, value: Any) -> float:
 
 def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: bool, group_size: Optional[int],
                 damp: float, act_order: bool, static_groups: bool, mse: bool, block_size: int,
-                min_samples: float = 2.0) -> Any:
+                min_samples: float = 2.0, scale_dtype: str = "float32") -> Any:
     """GPTQ of one weight tensor against its layer's calibration statistics.
 
     With fewer than ``min_samples`` x inputs calibration samples (a layer
@@ -61,13 +61,13 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
         # A Hessian from fewer samples than (twice) its inputs fits those samples, not the layer
         # (squeeze-excite convs after a global pool see one sample per image): round to nearest.
         q = quantize(view.to_matrix(w), bits, symmetric=symmetric, axis=0, group_size=group_size,
-                     method="mse" if mse else "minmax")
+                     method="mse" if mse else "minmax", scale_dtype=scale_dtype)
         return Fallback(_in_tensor_layout(q, view, group_size), q.method,
                         f"{stats.count_} calibration samples for {stats.features} inputs (fewer than min_samples = "
                         f"{min_samples:g} x inputs): GPTQ would fit them, not the layer")
     q = gptq(view.to_matrix(w), stats, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
              static_groups=static_groups, mse=mse, block_size=block_size)
-    return _in_tensor_layout(q, view, group_size)
+    return _in_tensor_layout(q, view, group_size).with_scale_dtype(scale_dtype)
 
 
 def _in_tensor_layout(q: QuantizedTensor, view: LayerView, group_size: Optional[int]) -> QuantizedTensor:
@@ -84,8 +84,10 @@ def _in_tensor_layout(q: QuantizedTensor, view: LayerView, group_size: Optional[
         values = view.from_matrix(values)
         scale, zero_point = np.ascontiguousarray(scale.T), np.ascontiguousarray(zero_point.T)
     scale_shape = _core_scale_shape(tuple(view.shape), axis, group_size)
-    return QuantizedTensor._trusted(values, scale.reshape(scale_shape), zero_point.reshape(scale_shape), bits=q.bits,
-                                    symmetric=q.symmetric, axis=axis, group_size=group_size, method=q.method)
+    out = QuantizedTensor._trusted(values, scale.reshape(scale_shape), zero_point.reshape(scale_shape), bits=q.bits,
+                                   symmetric=q.symmetric, axis=axis, group_size=group_size, method=q.method)
+    out.scale_dtype = q.scale_dtype  # (the same scale values, moved)
+    return out
 
 
 def scaled_rtn_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: bool,
@@ -150,6 +152,7 @@ register_method(Method("quantize", "gptq", gptq_tensor, {
     "mse": (_bool, False),
     "block_size": (_int(1), 128),
     "min_samples": (_min_samples, 2.0),
+    "scale_dtype": (_choice("float32", "float16"), "float32"),
 }, calibrated=True))
 register_method(Method("quantize", "awq", scaled_rtn_tensor, {
     "bits": (_int(2, 8), 4),

@@ -26,6 +26,10 @@ Spellings (the command line's ``--candidates`` uses them, comma separated):
 ``sparseS+intB``             magnitude sparsity S (0..1), then ``intB``
 ``lowrankR``                 low-rank factors of at most R (0..1) of the size
 
+Every ``intB`` spelling (``gptqB``, ``N:M+intB`` ... too) takes a ``:f16``
+suffix: the scales stored as float16 (rounded after quantizing, the error
+measured with them), e.g. ``int4:g32:f16``, ``gptq5:f16``.
+
 Layouts: ``"keras"`` (Dense ``(in, out)``, Conv ``(kh, kw, in, out)``,
 Keras depthwise ``(kh, kw, channels, 1)`` is per ``channels``) and
 ``"torch"`` (Linear ``(out, in)``, Conv ``(out, in, kh, kw)``; ONNX uses it too).
@@ -89,13 +93,15 @@ class Candidate:
     n: int = 2
     m: int = 4
     ratio: float = 0.5
+    scale_dtype: str = "float32"  # of int/gptq/sparse_int/nm_int: "float16" halves the scales' bytes
 
     @property
     def name(self) -> str:
         """The spelling :func:`parse_candidate` reads back."""
         if self.kind in ("keep", "float16"):
             return "float32" if self.kind == "keep" else "float16"
-        quant = f"int{self.bits}" + (f":g{self.group_size}" if self.group_size else "")
+        quant = (f"int{self.bits}" + (f":g{self.group_size}" if self.group_size else "")
+                 + (":f16" if self.scale_dtype == "float16" else ""))
         if self.kind == "int":
             return quant
         if self.kind == "gptq":
@@ -127,6 +133,8 @@ class Candidate:
             if reduced % self.group_size or reduced == self.group_size:
                 return None  # does not divide, or is plain per-channel
             options["group_size"] = self.group_size
+        if self.scale_dtype != "float32":
+            options["scale_dtype"] = self.scale_dtype
         return {"quantize": options}
 
     def stages_for(self, shape: Sequence[int], layout: str = "keras") -> Optional[list[dict[str, Any]]]:
@@ -148,6 +156,8 @@ class Candidate:
             if self.kind == "gptq":
                 options = stage["quantize"]
                 stage = {"quantize": {"method": "gptq", "bits": self.bits, "group_size": options.get("group_size")}}
+                if self.scale_dtype != "float32":
+                    stage["quantize"]["scale_dtype"] = self.scale_dtype
             return [stage]
         if self.kind == "palette":
             options: dict[str, Any] = {"n_clusters": self.n_clusters}
@@ -185,7 +195,7 @@ def _factor_shape(shape: Sequence[int], layout: str) -> tuple[int, int]:
     return shape[0], math.prod(shape[1:])
 
 
-_BITS = r"int([2-8])(?::g(\d+))?"
+_BITS = r"int([2-8])(?::g(\d+))?(:f16)?"
 
 
 def parse_candidate(text: str) -> Candidate:
@@ -207,10 +217,10 @@ def parse_candidate(text: str) -> Candidate:
         return Candidate("float16")
     match = re.fullmatch(_BITS, spec)
     if match:
-        return Candidate("int", bits=int(match[1]), group_size=_group(match[2], text))
+        return Candidate("int", bits=int(match[1]), group_size=_group(match[2], text), scale_dtype=_scales(match[3]))
     match = re.fullmatch("gptq" + _BITS[3:], spec)
     if match:
-        return Candidate("gptq", bits=int(match[1]), group_size=_group(match[2], text))
+        return Candidate("gptq", bits=int(match[1]), group_size=_group(match[2], text), scale_dtype=_scales(match[3]))
     match = re.fullmatch(r"pal(\d+)(?::(g\d+|tensor|channel))?", spec)
     if match:
         k = int(match[1])
@@ -225,21 +235,27 @@ def parse_candidate(text: str) -> Candidate:
         n, m = int(match[1]), int(match[2])
         if not 1 <= n < m:
             raise ValueError(f"candidate {text!r}: N:M sparsity needs 1 <= N < M")
-        return Candidate("nm_int", n=n, m=m, bits=int(match[3]), group_size=_group(match[4], text))
+        return Candidate("nm_int", n=n, m=m, bits=int(match[3]), group_size=_group(match[4], text),
+                         scale_dtype=_scales(match[5]))
     match = re.fullmatch(r"sparse([0-9.]+)\+" + _BITS, spec)
     if match:
         sparsity = float(match[1])
         if not 0.0 < sparsity < 1.0:
             raise ValueError(f"candidate {text!r}: sparsity must be in (0, 1)")
-        return Candidate("sparse_int", sparsity=sparsity, bits=int(match[2]), group_size=_group(match[3], text))
+        return Candidate("sparse_int", sparsity=sparsity, bits=int(match[2]), group_size=_group(match[3], text),
+                         scale_dtype=_scales(match[4]))
     match = re.fullmatch(r"low_?rank([0-9.]+)", spec)
     if match:
         ratio = float(match[1])
         if not 0.0 < ratio < 1.0:
             raise ValueError(f"candidate {text!r}: the low-rank ratio must be in (0, 1)")
         return Candidate("low_rank", ratio=ratio)
-    raise ValueError(f"unknown candidate {text!r}; expected e.g. float16, int8, int4:g32, gptq4, pal16, pal16:g4, "
+    raise ValueError(f"unknown candidate {text!r}; expected e.g. float16, int8, int4:g32, int4:f16, gptq4, pal16, pal16:g4, "
                      "2:4+int8, sparse0.5+int8, lowrank0.5")
+
+
+def _scales(suffix: Optional[str]) -> str:
+    return "float16" if suffix else "float32"
 
 
 def _group(text: Optional[str], spec: str) -> Optional[int]:

@@ -456,7 +456,10 @@ def _inspect(args: argparse.Namespace) -> int:
         from .compressed_schema import parse_document
 
         try:
-            document = parse_document(metadata["swiftprune"], set(names))
+            from .compressed_schema import dense_row
+
+            describe = (lambda name: dense_row(name, source[name])) if isinstance(source, SafetensorsFile) else None
+            document = parse_document(metadata["swiftprune"], set(names), describe)
             report = Report(document["report"])
             version = document.get("swiftprune_version", "?")
         except ValueError as error:
@@ -495,13 +498,13 @@ def _describe(form: Any, entry: dict[str, Any]) -> str:
 def _inspect_compressed(source: Any, args: argparse.Namespace) -> int:
     """A swiftprune file: one row per original tensor, with the sparsity of its
     decoded weights and the bytes its stored parts take."""
-    import json
-
     from .compressed_file import read_compressed
     from .model import Report
 
-    stored = read_compressed(source.path)
-    document = json.loads(source.metadata["swiftprune"])
+    from .compressed_schema import dense_row, parse_document
+
+    stored = read_compressed(source.path)  # checks the document first
+    document = parse_document(source.metadata["swiftprune"], describe=lambda name: dense_row(name, source[name]))
     entries = {entry["name"]: entry for entry in document["tensors"]}
     rows = []
     for name, dense in zip(stored.tensors, stored.dense):

@@ -6,17 +6,15 @@ the metadata key ``"swiftprune"`` holds the layout and the report.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from ._version import __version__
 from .io import PathLike, SafetensorsFile, SafetensorsWriter, header_size_estimate
 from .pruned_tensor import pack_mask, unpack_mask
 from .registry import _CODECS, codec_for
-from .compressed_schema import parse_document
+from .compressed_schema import dense_row, document_text, parse_document
 from .report import Report
 
 # What a codec may raise on stored parts that passed the schema but not its own checks
@@ -48,6 +46,7 @@ class CompressedWriter:
         self._writer = SafetensorsWriter(path, header_reserve=header_reserve(ndims))
         self._layout: list[dict[str, Any]] = []
         self._names: set[str] = set()
+        self._dense: dict[str, np.ndarray] = {}  # stored as they came: their report rows derive from them
         self.container = container
         self.report: list[dict[str, Any]] = []
 
@@ -61,6 +60,7 @@ class CompressedWriter:
         if isinstance(form, np.ndarray):
             self._put(name, form)
             self._layout.append({"name": name, "kind": "dense"})
+            self._dense[name] = form
             return
         codec = codec_for(form)
         parts, attrs = codec.encode(form)
@@ -82,9 +82,8 @@ class CompressedWriter:
         if kind is not None:
             self._writer = None  # discarded
             return
-        document = {"format_version": 1, "swiftprune_version": __version__, "container": self.container,
-                    "tensors": self._layout, "report": self.report}
-        self._writer.set_metadata("swiftprune", json.dumps(document, default=_json_default))
+        self._writer.set_metadata("swiftprune", document_text(self.container, self._layout, self.report,
+                                                              default=_json_default, dense=self._dense))
         self._writer.commit()
 
 
@@ -117,22 +116,29 @@ def read_compressed(path: PathLike) -> StoredCompression:
     """Reads a file written by :class:`CompressedWriter` (see
     :func:`swiftprune.load_compressed`)."""
     source = SafetensorsFile(path)
+    dense_read: dict[str, np.ndarray] = {}
+
+    def read(name: str) -> np.ndarray:  # a dense tensor is read once: for its derived report row and for itself
+        if name not in dense_read:
+            dense_read[name] = source[name]
+        return dense_read[name]
+
     text = source.metadata.get("swiftprune")
     if text is None:
         raise ValueError(f"{source.path} holds no swiftprune compression metadata; "
                          "use load_weights() for plain weight files")
     try:
         # The whole schema first: every field typed, every referenced tensor present.
-        document = parse_document(text, set(source.names))
+        document = parse_document(text, set(source.names), describe=lambda name: dense_row(name, read(name)))
     except ValueError as error:
         raise ValueError(f"{source.path}: {error}") from None
     container = document.get("container", "mapping")
     tensors: dict[str, Any] = {}
     masks: dict[str, np.ndarray] = {}
-    for entry in document["tensors"]:
+    for index, entry in enumerate(document["tensors"]):
         name, kind = entry["name"], entry["kind"]
         if kind == "dense":
-            tensors[name] = source[name]
+            tensors[name] = dense_read.pop(name) if name in dense_read else source[name]
             continue
         if kind not in _CODECS:
             raise ValueError(f"{source.path}: tensor {name!r} is stored as {kind!r}, which this build of "
@@ -142,6 +148,9 @@ def read_compressed(path: PathLike) -> StoredCompression:
             tensors[name] = _CODECS[kind].decode(parts, entry.get("attrs", {}))
             if "mask" in entry:
                 masks[name] = unpack_mask(source[entry["mask"]["key"]], entry["mask"]["shape"])
+        except KeyError as error:  # (format 2 lists parts by name: one may be missing from the list)
+            raise ValueError(f"{source.path}: tensor {name!r} ({kind}): metadata field tensors[{index}]: "
+                             f"{error} missing (a part or attribute the {kind} codec needs)") from None
         except _DECODE_ERRORS as error:
             raise ValueError(f"{source.path}: tensor {name!r} ({kind}): {error}") from None
     dense = []

@@ -331,9 +331,9 @@ def sensitivity(weights: Any, candidates: Optional[Iterable[Any]] = None, *, mea
         try:
             result = compress({name: w}, recipe, progress=False, calibration=frozen if cand.calibrated else None)
         except ValueError:
-            if cand.calibrated:
+            if cand.calibrated and cand.scale_dtype == "float32":
                 raise
-            continue  # the candidate cannot encode this tensor (values beyond the float16 range)
+            continue  # the candidate cannot encode this tensor (values or scales beyond the float16 range)
         row = result.report[0]
         size = int(row["bytes_after"])
         if size >= w.nbytes:

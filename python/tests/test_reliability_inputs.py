@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
+from swiftprune.compressed_schema import dense_row, parse_document
 from swiftprune.io import SafetensorsFile, SafetensorsWriter
 
 RNG = np.random.default_rng(8)
@@ -124,7 +125,10 @@ def compressed(tmp_path_factory):
     recipe = [{"prune": {"sparsity": 0.5}, "include": "p"}, {"quantize": {"bits": 4, "axis": 0}, "include": "q"},
               {"cluster": {"n_clusters": 4}, "include": "c"}, {"low_rank": {"rank": 4}, "include": "l"}]
     sp.compress(w, recipe, progress=False).save(path)
-    return path, json.loads(SafetensorsFile(path).metadata["swiftprune"])
+    # The mutations edit format 1's shape (what format 2 expands to; older files are still read)
+    stored = SafetensorsFile(path)
+    document = parse_document(stored.metadata["swiftprune"], describe=lambda name: dense_row(name, stored[name]))
+    return path, json.loads(json.dumps(dict(document, format_version=1)))
 
 
 def rewrite(source, target, text: str) -> None:
@@ -137,10 +141,14 @@ def rewrite(source, target, text: str) -> None:
 
 def mutations(document: dict) -> list[tuple[str, str]]:
     """(label, metadata text) pairs, each breaking one thing."""
-    def edit(fn):
+    def edit(fn, version=1):
         d = json.loads(json.dumps(document))
         fn(d)
+        d["format_version"] = max(d["format_version"], version)
         return json.dumps(d)
+
+    def edit2(fn):  # format 2's compact spellings
+        return edit(fn, version=2)
 
     kinds = {e["kind"]: i for i, e in enumerate(document["tensors"])}
     out = [
@@ -172,6 +180,19 @@ def mutations(document: dict) -> list[tuple[str, str]]:
         ("report shape nested", edit(lambda d: d["report"][0].update(shape=[[1]]))),
         ("report bits NaN", edit(lambda d: d["report"][0].update(bits=float("nan")))),
         ("duplicate names", edit(lambda d: d["tensors"].append(dict(d["tensors"][0])))),
+        # format 2's compact spellings
+        ("compact part a number", edit2(lambda d: d["tensors"][kinds["quantized"]].update(parts=["values", 3]))),
+        ("compact part missing", edit2(lambda d: d["tensors"][kinds["quantized"]].update(parts=["values", "nope"]))),
+        ("compact mask shape", edit2(lambda d: d["tensors"][kinds["quantized"]].update(mask=[-1]))),
+        ("compact mask missing", edit2(lambda d: d["tensors"][kinds["quantized"]].update(mask=[16, 8]))),
+        ("dense name missing", edit2(lambda d: d["tensors"].append("nope"))),
+        ("report columns", edit2(lambda d: d.update(report={"columns": "name", "rows": []}))),
+        ("report columns twice", edit2(lambda d: d.update(report={"columns": ["name", "name"], "rows": []}))),
+        ("report row a missing name", edit2(lambda d: d.update(report={"columns": ["name"], "rows": ["nope"]}))),
+        ("report row a number", edit2(lambda d: d.update(report={"columns": ["name"], "rows": [7]}))),
+        ("report row short", edit2(lambda d: d.update(report={"columns": ["name", "params"], "rows": [["p"]]}))),
+        ("report table params", edit2(lambda d: d.update(report={"columns": list(d["report"][0]),
+                                                                "rows": [["p"] * len(d["report"][0])]}))),
     ]
     return out
 

@@ -13,16 +13,15 @@ readable by itself.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .. import _core
-from .._version import __version__
 from ..io import SafetensorsFile, SafetensorsWriter, header_size_estimate
 from ..compressed_file import _json_default
+from ..compressed_schema import document_text
 from ..pruned_tensor import pack_mask as _pack_mask
 from ..registry import codec_for as _codec_for
 
@@ -137,9 +136,8 @@ class PartWriter:
         writer = self._writer
         self._writer = None
         if self.compressed:
-            document = {"format_version": 1, "swiftprune_version": __version__, "container": self.container,
-                        "tensors": self._layout, "report": self._rows}
-            writer.set_metadata("swiftprune", json.dumps(document, default=_json_default))
+            writer.set_metadata("swiftprune", document_text(self.container, self._layout, self._rows,
+                                                            default=_json_default))
         writer.commit()
         self.parts.append({"file": os.path.basename(writer.path), "keys": list(self._keys), "bytes": self._size,
                            "sha256": sha256_of(writer.path)})

@@ -29,6 +29,7 @@ from .._progress import byte_bar
 from .._version import __version__
 from ..io import PathLike, SafetensorsFile, SafetensorsWriter, atomic_path, header_size_estimate, save_weights
 from ..compressed_file import _json_default
+from ..compressed_schema import dense_row, document_text, parse_document
 from ..recipe import check_patterns as _check_patterns
 from ..recipe import load_recipe
 from ..report import Report
@@ -145,7 +146,8 @@ def _merge_into_file(parts: list[str], destination: str, compressed: bool) -> No
     container = "mapping"
     for f in opened:
         if compressed:
-            document = json.loads(f.metadata["swiftprune"])
+            document = parse_document(f.metadata["swiftprune"], set(f.names),
+                                      describe=lambda name, f=f: dense_row(name, f[name]))
             layout.extend(document["tensors"])
             rows.extend(document["report"])
             container = document.get("container", container)
@@ -156,9 +158,7 @@ def _merge_into_file(parts: list[str], destination: str, compressed: bool) -> No
                 _core.safetensors_writer_add(writer._handle, name, f.dtype_name(name), f.shape(name), raw_bytes(f, name))
                 f.release(name)
         if compressed:
-            document = {"format_version": 1, "swiftprune_version": __version__, "container": container,
-                        "tensors": layout, "report": rows}
-            writer.set_metadata("swiftprune", json.dumps(document, default=_json_default))
+            writer.set_metadata("swiftprune", document_text(container, layout, rows, default=_json_default))
 
 
 def compress_sharded(source: PathLike, destination: PathLike, recipe: Any, *, dense: bool | None = None,
