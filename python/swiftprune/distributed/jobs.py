@@ -20,6 +20,7 @@ from ..pipeline import _apply, _check_order, _finish, run_tensor_stages
 from ..recipe import load_recipe
 from ..report import report_row as _report_row
 from .parts import PartWriter, dense_output, raw_bytes
+from .read_ahead import read_ahead
 from .two_pass import TwoPassPlan
 
 __all__ = ["JobSpec", "run_job", "set_progress_sink"]
@@ -147,8 +148,9 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
                         container="mapping", ndims=spec.ndims)
     rows: list[dict[str, Any]] = []
     try:
-        for name in spec.names:
-            track = _Track(name, _read(file, name))
+        for name, original in read_ahead(spec.names, lambda n: _read(file, n)):
+            track = _Track(name, original)
+            del original
             _run_stages(stages, selected, spec.plans, track, fused=spec.compressed)
             row = _honest_row(track, file)
             rows.append(row)
