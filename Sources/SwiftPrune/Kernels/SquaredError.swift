@@ -46,7 +46,7 @@ public enum SquaredError {
 
     @inline(__always)
     private static func partialSums(bfloat16 x: UnsafePointer<UInt16>, _ y: UnsafePointer<Float>, _ count: Int) -> (Double, Double) {
-        var n0 = SIMD4<Double>(), n1 = SIMD4<Double>(), d0 = SIMD4<Double>(), d1 = SIMD4<Double>()
+        var lanes = SquaredErrorLanes()
         var i = 0
         #if arch(x86_64)
         while i + 8 <= count {
@@ -54,16 +54,11 @@ public enum SquaredError {
             let widened = _mm256_slli_epi32(_mm256_cvtepu16_epi32(halves), 16)
             let a = unsafeBitCast(widened, to: SIMD8<Float>.self)
             let b = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
-            let aLow = SIMD4<Double>(a.lowHalf), aHigh = SIMD4<Double>(a.highHalf)
-            let eLow = aLow - SIMD4<Double>(b.lowHalf), eHigh = aHigh - SIMD4<Double>(b.highHalf)
-            n0.addProduct(aLow, aLow)
-            n1.addProduct(aHigh, aHigh)
-            d0.addProduct(eLow, eLow)
-            d1.addProduct(eHigh, eHigh)
+            lanes.add(a, b)
             i += 8
         }
         #endif
-        var norm = (n0 + n1).sum(), difference = (d0 + d1).sum()
+        var (norm, difference) = lanes.sums
         while i < count {
             let a = Double(Float(bitPattern: UInt32(x[i]) << 16)), e = a - Double(y[i])
             norm += a * a
@@ -76,20 +71,15 @@ public enum SquaredError {
     /// One worker's sums: four float64 lanes of each, then the tail.
     @inline(__always)
     private static func partialSums(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ count: Int) -> (Double, Double) {
-        var n0 = SIMD4<Double>(), n1 = SIMD4<Double>(), d0 = SIMD4<Double>(), d1 = SIMD4<Double>()
+        var lanes = SquaredErrorLanes()
         var i = 0
         while i + 8 <= count {
             let a = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
             let b = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
-            let aLow = SIMD4<Double>(a.lowHalf), aHigh = SIMD4<Double>(a.highHalf)
-            let eLow = aLow - SIMD4<Double>(b.lowHalf), eHigh = aHigh - SIMD4<Double>(b.highHalf)
-            n0.addProduct(aLow, aLow)
-            n1.addProduct(aHigh, aHigh)
-            d0.addProduct(eLow, eLow)
-            d1.addProduct(eHigh, eHigh)
+            lanes.add(a, b)
             i += 8
         }
-        var norm = (n0 + n1).sum(), difference = (d0 + d1).sum()
+        var (norm, difference) = lanes.sums
         while i < count {
             let a = Double(x[i]), e = a - Double(y[i])
             norm += a * a

@@ -278,7 +278,7 @@ public enum FusedNMQuantization {
         _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ count: Int, scale: Float, low: Float, high: Float,
         zero: Int32, codes: UnsafeMutablePointer<Int32>, flags: UnsafeMutablePointer<UInt8>
     ) -> (Double, Double) {
-        var n0 = SIMD4<Double>(), n1 = SIMD4<Double>(), d0 = SIMD4<Double>(), d1 = SIMD4<Double>()
+        var lanes = SquaredErrorLanes()
         let scales = SIMD8<Float>(repeating: scale), lows = SIMD8<Float>(repeating: low)
         let highs = SIMD8<Float>(repeating: high), magic = SIMD8<Float>(repeating: 12_582_912)
         let zeros = SIMD8<Int32>(repeating: zero), bias = SIMD8<Int32>(repeating: 0x4B40_0000)
@@ -295,15 +295,10 @@ public enum FusedNMQuantization {
             UnsafeMutableRawPointer(flags + j).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: nonzero), as: SIMD8<UInt8>.self)
             let dequantized = SIMD8<Float>(steps) * scales
             let a = UnsafeRawPointer(w + j).loadUnaligned(as: SIMD8<Float>.self)
-            let aLow = SIMD4<Double>(a.lowHalf), aHigh = SIMD4<Double>(a.highHalf)
-            let eLow = aLow - SIMD4<Double>(dequantized.lowHalf), eHigh = aHigh - SIMD4<Double>(dequantized.highHalf)
-            n0.addProduct(aLow, aLow)
-            n1.addProduct(aHigh, aHigh)
-            d0.addProduct(eLow, eLow)
-            d1.addProduct(eHigh, eHigh)
+            lanes.add(a, dequantized)
             j += 8
         }
-        var norm = (n0 + n1).sum(), difference = (d0 + d1).sum()
+        var (norm, difference) = lanes.sums
         while j < count {
             let t = Swift.min(Swift.max(x[j] / scale, low), high)
             let steps = t.roundedToInt32
