@@ -235,7 +235,7 @@ def fold_inputs(stages: Sequence[Any], selected: Mapping[int, set], names: Seque
                     view = calibration.lookup(name, w.shape)
                 except (TypeError, ValueError) as error:
                     raise type(error)(f"{stage.where} on tensor {name!r}: {error}") from None
-                view.statistics.check()
+                view.statistics.check(warn=stage.method.name == "awq")  # only AWQ's search uses xᵀx
                 layers.append(ScaledLayer(name, view, view.to_matrix(np.asarray(w, np.float32)),
                                           _channel_map(view, tuple(w.shape), axis), site.channels))
             try:

@@ -34,7 +34,9 @@ from .quantization import QuantizedTensor, quantize
 __all__ = ["awq", "smoothquant", "bias_correction"]
 
 
-def _weight(w: ArrayLike, statistics: HessianAccumulator) -> np.ndarray:
+def _weight(w: ArrayLike, statistics: HessianAccumulator, *, uses_hessian: bool) -> np.ndarray:
+    """``w`` checked against ``statistics`` as float32 (out, in). The few-samples
+    warning is about a rank-deficient ``xᵀx``: only a method that uses it warns."""
     array = np.asarray(w)
     if array.dtype not in (np.float16, np.float32, np.float64):
         raise TypeError(f"w must be a real floating-point array, got dtype {array.dtype}")
@@ -45,7 +47,7 @@ def _weight(w: ArrayLike, statistics: HessianAccumulator) -> np.ndarray:
                          f"statistics have {statistics.features} features (w must be (out, in))")
     if not np.isfinite(array).all():
         raise ValueError("w contains NaN or Inf values")
-    statistics.check()
+    statistics.check(warn=uses_hessian)
     return array.astype(np.float32)
 
 
@@ -83,7 +85,7 @@ def awq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, *,
         (1/s)`` is the weight to compare with ``W``.
     """
     statistics = _statistics(x)
-    w = _weight(w, statistics)
+    w = _weight(w, statistics, uses_hessian=True)
     n_grid = check_int("n_grid", n_grid, minimum=1)
     hessian = statistics.hessian_
     mean_abs = statistics.abs_sum_ / max(statistics.count_, 1)
@@ -116,7 +118,7 @@ def smoothquant(w: ArrayLike, x: Any, alpha: float = 0.5) -> Tuple[NDArray[np.fl
     """
     alpha = check_fraction("alpha", alpha)
     statistics = _statistics(x)
-    w = _weight(w, statistics)
+    w = _weight(w, statistics, uses_hessian=False)
     act = statistics.abs_max_
     weight_max = np.abs(w).max(axis=0).astype(np.float64) if w.shape[0] else np.zeros(w.shape[1])
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -138,7 +140,7 @@ def bias_correction(w: ArrayLike, w_hat: ArrayLike, x: Any, bias: Optional[Array
         The layer's bias (zero when absent).
     """
     statistics = _statistics(x)
-    w = _weight(w, statistics)
+    w = _weight(w, statistics, uses_hessian=False)
     w_hat = np.asarray(w_hat, np.float64)
     if w_hat.shape != w.shape:
         raise ValueError(f"w_hat has shape {w_hat.shape}, w has {w.shape}")

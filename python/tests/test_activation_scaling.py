@@ -2,6 +2,8 @@
 of the papers' algorithms, and the function-preserving folding."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,17 @@ def test_bias_correction_restores_the_mean_output():
     assert shift(corrected) < 1e-3 < shift(b)
     with pytest.raises(ValueError, match="shape"):
         sp.bias_correction(w, w_hat[:, :10], x, b)
+
+
+def test_only_awq_warns_about_few_samples():
+    """The few-samples warning is about a rank-deficient xᵀx: AWQ's error uses it; SmoothQuant
+    (max |x|) and bias correction (mean x) do not, and must not warn."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((8, 64)).astype(np.float32)
+    x = rng.standard_normal((16, 64)).astype(np.float32)  # 16 samples for 64 features
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sp.calibration.CalibrationWarning)
+        sp.smoothquant(w, x)
+        sp.bias_correction(w, sp.quantize(w, 4, axis=0).dequantize(), x)
+    with pytest.warns(sp.calibration.CalibrationWarning, match="rank-deficient"):
+        sp.awq(w, x, bits=4, group_size=None)
