@@ -13,6 +13,21 @@ import numpy as np
 from _reference_quantization import grid, scale_from_range
 
 
+def correlated_layer(rows, cols, samples, seed):
+    """A float32 weight (rows, cols) and correlated inputs (samples, cols), as real layer inputs are."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    mix = rng.standard_normal((cols, cols)) / np.sqrt(cols)
+    x = (rng.standard_normal((samples, cols)) @ mix + 0.1 * rng.standard_normal((samples, cols))).astype(np.float32)
+    return w, x
+
+
+def output_error(w, w_hat, x):
+    """The layer-output error ‖(W − Ŵ) Xᵀ‖_F in float64."""
+    d = np.asarray(w, np.float64) - np.asarray(w_hat, np.float64)
+    return float(np.linalg.norm(d @ np.asarray(x, np.float64).T))
+
+
 def _quantize_column(col, scale, zero, bits, symmetric):
     qmin, qmax = grid(bits, symmetric)
     q = np.clip(np.round(col / scale.astype(np.float64)) + zero, qmin, qmax).astype(np.int64)

@@ -9,7 +9,7 @@ import pytest
 
 import swiftprune as sp
 from swiftprune.calibration import CalibrationWarning, HessianAccumulator, from_arrays, load_calibration
-from _reference_calibration import reference_gptq_hessian
+from _reference_calibration import output_error, reference_gptq_hessian
 from _reference_pruning import sparsegpt as reference_sparsegpt
 from _reference_pruning import wanda as reference_wanda
 
@@ -23,11 +23,6 @@ def layer(rows, cols, samples, seed=0, spread=1.0):
     scale = np.exp(spread * rng.standard_normal(cols))  # uneven input energy, as real activations
     x = ((rng.standard_normal((samples, cols)) @ mix + 0.1 * rng.standard_normal((samples, cols))) * scale)
     return w, x.astype(np.float32)
-
-
-def output_error(w, w_hat, x):
-    d = np.asarray(w, np.float64) - np.asarray(w_hat, np.float64)
-    return float(np.linalg.norm(d @ np.asarray(x, np.float64).T))
 
 
 # --------------------------------------------------------------------------- #

@@ -5,26 +5,14 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
+from _reference_calibration import correlated_layer, output_error
 from _reference_quantization import reference_gptq
-
-
-def layer(rows, cols, samples, seed):
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((rows, cols)).astype(np.float32)
-    # Correlated activations, as real layer inputs are.
-    mix = rng.standard_normal((cols, cols)) / np.sqrt(cols)
-    x = (rng.standard_normal((samples, cols)) @ mix + 0.1 * rng.standard_normal((samples, cols))).astype(np.float32)
-    return w, x
-
-
-def output_error(w, w_hat, x):
-    return float(np.linalg.norm((w.astype(np.float64) - w_hat.astype(np.float64)) @ x.T.astype(np.float64)))
 
 
 @pytest.mark.parametrize("bits,group", [(4, 32), (4, None), (3, 64), (8, 16)])
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_matches_reference_gptq(bits, group, symmetric):
-    w, x = layer(24, 192, 400, bits)
+    w, x = correlated_layer(24, 192, 400, bits)
     q = sp.gptq(w, x, bits, group, damp=0.01, symmetric=symmetric)
     values, scales, zeros = reference_gptq(w, x, bits, group, 0.01, symmetric)
     assert q.axis == 0 and q.group_size == group and q.bits == bits
@@ -46,21 +34,21 @@ def test_matches_reference_gptq(bits, group, symmetric):
     (2, 32, False, 0.85),  # symmetric 2-bit has only 3 levels: little room to compensate
 ])
 def test_output_error_clearly_below_round_to_nearest(bits, group, symmetric, ratio):
-    w, x = layer(64, 256, 1024, 7)
+    w, x = correlated_layer(64, 256, 1024, 7)
     q = sp.gptq(w, x, bits, group, symmetric=symmetric)
     rtn = sp.quantize(w, bits, axis=0, group_size=group, symmetric=symmetric)
     assert output_error(w, q.dequantize(), x) < ratio * output_error(w, rtn.dequantize(), x)
 
 
 def test_dead_columns_are_zero():
-    w, x = layer(8, 64, 128, 3)
+    w, x = correlated_layer(8, 64, 128, 3)
     x[:, 5] = 0
     q = sp.gptq(w, x, 4, 16)
     assert np.all(q.dequantize()[:, 5] == 0)
 
 
 def test_dtypes_and_layouts():
-    w, x = layer(16, 64, 200, 4)
+    w, x = correlated_layer(16, 64, 200, 4)
     ref = sp.gptq(w, x, 4, 32).values
     np.testing.assert_array_equal(sp.gptq(w.astype(np.float64), x.astype(np.float64), 4, 32).values, ref)
     np.testing.assert_array_equal(sp.gptq(np.asfortranarray(w), x[:, :], 4, 32).values, ref)
@@ -76,7 +64,7 @@ def test_empty():
 
 
 def test_bad_input():
-    w, x = layer(8, 64, 100, 5)
+    w, x = correlated_layer(8, 64, 100, 5)
     with pytest.raises(ValueError, match="group_size"):
         sp.gptq(w, x, 4, 48)
     with pytest.raises(ValueError, match="bits"):
@@ -105,7 +93,7 @@ def test_bad_input():
 
 @pytest.mark.parametrize("cols,group", [(100, 25), (130, None), (7, 7)])
 def test_odd_sizes_match_reference(cols, group):
-    w, x = layer(5, cols, 300, cols)
+    w, x = correlated_layer(5, cols, 300, cols)
     q = sp.gptq(w, x, 4, group)
     values, scales, _ = reference_gptq(w, x, 4, group, 0.01)
     diff = np.abs(q.values.astype(np.int64) - values)

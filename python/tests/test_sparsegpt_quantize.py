@@ -8,19 +8,7 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
-from _reference_calibration import reference_sparsegpt_quantize
-
-
-def layer(rows, cols, samples, seed):
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((rows, cols)).astype(np.float32)
-    mix = rng.standard_normal((cols, cols)) / np.sqrt(cols)
-    x = (rng.standard_normal((samples, cols)) @ mix + 0.1 * rng.standard_normal((samples, cols))).astype(np.float32)
-    return w, x
-
-
-def output_error(w, w_hat, x):
-    return float(np.linalg.norm((w.astype(np.float64) - w_hat.astype(np.float64)) @ x.T.astype(np.float64)))
+from _reference_calibration import correlated_layer, output_error, reference_sparsegpt_quantize
 
 
 def dequantize(values, scales, zeros, group):
@@ -37,7 +25,7 @@ def dequantize(values, scales, zeros, group):
     (None, (1, 4), 8, 64, False),
 ])
 def test_matches_float64_transcription(sparsity, nm, bits, group, symmetric):
-    w, x = layer(24, 192, 600, bits)
+    w, x = correlated_layer(24, 192, 600, bits)
     q = sp.sparsegpt_quantize(w, x, sparsity, nm=nm, bits=bits, group_size=group, symmetric=symmetric, block_size=64)
     hessian = x.astype(np.float64).T @ x.astype(np.float64)
     values, scales, zeros = reference_sparsegpt_quantize(w, hessian, bits, group, sparsity, nm, symmetric=symmetric,
@@ -55,7 +43,7 @@ def test_matches_float64_transcription(sparsity, nm, bits, group, symmetric):
 
 
 def test_pattern_is_exact_and_pruned_weights_are_zero():
-    w, x = layer(32, 128, 500, 1)
+    w, x = correlated_layer(32, 128, 500, 1)
     q = sp.sparsegpt_quantize(w, x, 0.5, bits=4, group_size=32)
     dense = q.dequantize()
     assert (dense == 0).sum() >= round(0.5 * w.size)  # pruned ones, plus kept ones that round to 0
@@ -65,7 +53,7 @@ def test_pattern_is_exact_and_pruned_weights_are_zero():
 
 
 def test_joint_beats_prune_then_round_and_matches_sparsegpt_without_rounding():
-    w, x = layer(64, 256, 1024, 2)
+    w, x = correlated_layer(64, 256, 1024, 2)
     joint = sp.sparsegpt_quantize(w, x, 0.5, bits=4, group_size=64).dequantize()
     pruned = sp.sparsegpt(w, x, 0.5)
     mask = pruned != 0
@@ -79,7 +67,7 @@ def test_joint_beats_prune_then_round_and_matches_sparsegpt_without_rounding():
 
 
 def test_accumulator_input_and_bad_arguments():
-    w, x = layer(16, 64, 300, 3)
+    w, x = correlated_layer(16, 64, 300, 3)
     acc = sp.calibration.HessianAccumulator(64, name="fc").update(x)
     a = sp.sparsegpt_quantize(w, acc, 0.5, bits=4, group_size=32)
     b = sp.sparsegpt_quantize(w, x, 0.5, bits=4, group_size=32)
@@ -98,7 +86,7 @@ def test_accumulator_input_and_bad_arguments():
 
 
 def test_recipe_option_gives_one_quantized_tensor():
-    w, x = layer(32, 64, 400, 4)
+    w, x = correlated_layer(32, 64, 400, 4)
     calibration = sp.calibration.from_arrays({"fc": x})
     result = sp.compress({"fc.weight": w}, [
         {"prune": {"method": "sparsegpt", "sparsity": 0.5, "bits": 4, "group_size": 32}}],
@@ -117,7 +105,7 @@ def test_recipe_option_gives_one_quantized_tensor():
 def test_block_size_bound_is_a_value_error():
     from swiftprune import _core
 
-    w, x = layer(8, 64, 100, 5)
+    w, x = correlated_layer(8, 64, 100, 5)
     h = x.astype(np.float64).T @ x.astype(np.float64)
     with pytest.raises(ValueError, match="block_size"):
         _core.gptq_hessian(w, h, 4, True, 32, 0.01, 1 << 40, False, False, 0)
