@@ -136,7 +136,7 @@ extension Float: HouseholderScalar {
 extension Double: HouseholderScalar {
     @inline(__always)
     static func dot(_ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>, _ count: Int) -> Double {
-        dotDouble(x, y, count)
+        SwiftPrune.dot(x, y, count)
     }
     @inline(__always)
     static func axpy(_ alpha: Double, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ count: Int) {
