@@ -64,6 +64,22 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertThrowsError(try [Double](fallibleRepeating: 0, count: 1 << 60))
     }
 
+    func testRefusedScratchThrowsOutOfMemoryAndThePoolStillWorks() throws {
+        var ran = false
+        XCTAssertThrowsError(try ScratchPool.withFallible(UInt8.self, count: Int.max / 2) { _ in ran = true }) { error in
+            XCTAssertEqual((error as? SwiftPruneError)?.kind, .outOfMemory)
+        }
+        XCTAssertThrowsError(try ScratchPool.withFallible(Double.self, count: Int.max / 4) { _ in ran = true }) { error in
+            XCTAssertEqual((error as? SwiftPruneError)?.kind, .outOfMemory)  // the byte count overflows
+        }
+        XCTAssertFalse(ran)
+        let sum = try ScratchPool.withFallible(Int.self, count: 1000) { p -> Int in
+            for i in 0 ..< 1000 { p[i] = i }
+            return (0 ..< 1000).reduce(0) { $0 + p[$1] }
+        }
+        XCTAssertEqual(sum, 999 * 1000 / 2)
+    }
+
     func testScratchArrayGrowsAndKeepsItsElements() throws {
         let array = try ScratchArray<Int>(capacity: 2)
         for i in 0 ..< 1000 { array.append(i * 3) }

@@ -40,7 +40,7 @@ public enum CholeskyQR {
         guard count > 0 else { return true }
         let (total, overflow) = count.multipliedReportingOverflow(by: length)
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "cholesky QR: size overflows") }
-        let accepted = try ScratchPool.with(Float.self, count: total) { copy -> Bool in
+        let accepted = try ScratchPool.withFallible(Float.self, count: total) { copy -> Bool in
             copy.update(from: rows, count: total)
             // The second pass must find Q₁ nearly orthonormal already, or Q₂ would not be.
             for limit in [maximumCondition, 1.5].prefix(passes) {
@@ -98,7 +98,7 @@ public enum CholeskyQR {
             }
         }
         // Qᵀ = L⁻¹ Yᵀ: rows ← inverse · rows.
-        try ScratchPool.with(Float.self, count: l * length) { out in
+        try ScratchPool.withFallible(Float.self, count: l * length) { out in
             try gemm(transA: false, transB: false, m: l, n: length, k: l, alpha: 1, a: inverse, lda: l,
                      b: rows, ldb: length, beta: 0, c: out, ldc: length)
             rows.update(from: out, count: l * length)

@@ -23,7 +23,7 @@ public enum HouseholderQR {
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "householder QR: size overflows") }
         let tau = factor(rows, count: count, length: length)
         // Q e_j = H_0 H_1 ⋯ H_j e_j, row by row into a copy.
-        ScratchPool.with(Float.self, count: total) { q in
+        try ScratchPool.withFallible(Float.self, count: total) { q in
             formColumns(of: rows, tau: tau, count: count, length: length, first: 0, columns: count, into: q)
             rows.update(from: q, count: total)
         }
