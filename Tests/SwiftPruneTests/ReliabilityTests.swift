@@ -10,23 +10,11 @@ final class ReliabilityTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/swiftprune-reliability-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw XCTSkip("mkdtemp failed") }
-        directory = String(cString: made)
+        guard let made = makeTemporaryDirectory(prefix: "swiftprune-reliability") else { throw XCTSkip("mkdtemp failed") }
+        directory = made
     }
 
-    override func tearDown() {
-        if let dir = opendir(directory) {
-            while let entry = readdir(dir) {
-                let name = withUnsafePointer(to: entry.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
-                if name != "." && name != ".." { unlink("\(directory)/\(name)") }
-            }
-            closedir(dir)
-        }
-        rmdir(directory)
-    }
+    override func tearDown() { removeTemporaryDirectory(directory) }
 
     private func names() -> [String] {
         var out: [String] = []
