@@ -269,4 +269,25 @@ final class SingularValueDecompositionTests: XCTestCase {
         XCTAssertEqual(two.b.shape, [2, 8])
         XCTAssertEqual(two.rank, 2)
     }
+
+    /// The randomized SVD's transpose (8 × 8 register blocks inside 32 × 32 tiles, element by
+    /// element at the ragged edges) is an exact copy, on shapes with every kind of edge.
+    func testTransposeBlockedIsExact() throws {
+        for (rows, cols) in [(1, 1), (1, 9), (9, 1), (8, 8), (7, 9), (33, 65), (64, 128), (129, 40), (300, 37)] {
+            var random = TestRandom(seed: UInt64(rows * 1000 + cols))
+            let src = (0 ..< rows * cols).map { _ in random.float(in: -1 ... 1) }
+            var dst = [Float](repeating: .nan, count: rows * cols)
+            src.withUnsafeBufferPointer { src in
+                dst.withUnsafeMutableBufferPointer { dst in
+                    RandomizedSVD.transposeBlocked(src.baseAddress!, rows: rows, cols: cols, into: dst.baseAddress!)
+                }
+            }
+            for i in 0 ..< rows {
+                for j in 0 ..< cols where dst[j * rows + i] != src[i * cols + j] {
+                    XCTFail("(\(rows), \(cols)): dst[\(j), \(i)] = \(dst[j * rows + i]), expected \(src[i * cols + j])")
+                    return
+                }
+            }
+        }
+    }
 }

@@ -199,10 +199,11 @@ def test_nm_matches_reference(n: int, m: int, rows: int, batch: int) -> None:
 
 @pytest.mark.parametrize("n, m", [(2, 4), (3, 5)])
 def test_nm_many_row_chunks_and_depth_blocks(n: int, m: int) -> None:
-    # 37 rows = chunks of 16, 16 and 5; a depth of 2000 spans many x blocks (the last one
-    # partial), so each row's slice of the next row / next block is prefetched along the way.
+    # 150 rows = chunks of 64, 64 and 22 (75 + 75 rows on two threads: 64 + 11 each); a depth
+    # of 2000 spans many x blocks (the last one partial), so each row's slice of the next row /
+    # next block is prefetched along the way.
     rng = np.random.default_rng(n + m)
-    w = rng.standard_normal((37, 400 * m)).astype(np.float32)
+    w = rng.standard_normal((150, 400 * m)).astype(np.float32)
     x = rng.standard_normal((400 * m, 40)).astype(np.float32)
     nm = sp.NMSparseMatrix.from_dense(w, n=n, m=m)
     assert_product_close(nm.matmul(x), dense_product(nm_prune(w, n, m), x), 400 * m)

@@ -119,3 +119,21 @@ def test_krylov_stops_when_the_krylov_space_is_exhausted(power_iters, rank):
     np.testing.assert_allclose(s[:3], exact, rtol=0, atol=1e-5 * exact[0])
     np.testing.assert_allclose(u.T.astype(np.float64) @ u, np.eye(rank), atol=1e-5)
     np.testing.assert_allclose(vt.astype(np.float64) @ vt.T, np.eye(rank), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(400, 300), (300, 400)])
+def test_krylov_float32_read_in_place_gives_the_scaled_copys_factors(shape):
+    # A float32 matrix of moderate magnitude is read in place; a float64 one (and a float32
+    # one beyond 2^21) is copied, scaled by a power of two. That scaling is exact, so every
+    # path computes the same factors, bit for bit (s scaled back by the same power of two).
+    w = _matrix("slow", shape)
+    in_place = sp.randomized_svd(w, 16)
+    copied = sp.randomized_svd(w.astype(np.float64), 16)
+    large = sp.randomized_svd(w * np.float32(2.0**30), 16)
+    for ours, theirs in zip(in_place, copied):
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(large[0], in_place[0])
+    np.testing.assert_array_equal(large[1], in_place[1] * np.float32(2.0**30))
+    np.testing.assert_array_equal(large[2], in_place[2])
+    # The input is only read.
+    np.testing.assert_array_equal(w, _matrix("slow", shape))

@@ -71,10 +71,13 @@ extension RandomizedSVD {
             var before = 0.0
             for r in 0 ..< b * rows { before += Double(next[r]) * Double(next[r]) }
             for round in 0 ..< 2 {
-                // next -= (next Kᵀ) K over the finished blocks, then orthonormalized.
-                try gemm(transA: false, transB: true, m: b, n: done, k: rows, alpha: 1, a: next, lda: rows,
-                         b: kt, ldb: rows, beta: 0, c: coefficients, ldc: done)
-                try gemm(transA: false, transB: false, m: b, n: rows, k: done, alpha: -1, a: coefficients, lda: done,
+                // next -= Cᵀ K over the finished blocks, C = K nextᵀ (done × b), then
+                // orthonormalized. C is computed with K as GEMM's A, read in place by the
+                // direct-A kernel when b ≤ 128 (as `next Kᵀ` it was packed as B: a
+                // transposing gather of all of K, twice per block).
+                try gemm(transA: false, transB: true, m: done, n: b, k: rows, alpha: 1, a: kt, lda: rows,
+                         b: next, ldb: rows, beta: 0, c: coefficients, ldc: b)
+                try gemm(transA: true, transB: false, m: b, n: rows, k: done, alpha: -1, a: coefficients, lda: b,
                          b: kt, ldb: rows, beta: 1, c: next, ldc: rows)
                 if round == 0 {
                     // The whole block already lies in the span (to Float rounding): the
@@ -84,7 +87,18 @@ extension RandomizedSVD {
                     for r in 0 ..< b * rows { after += Double(next[r]) * Double(next[r]) }
                     if done >= rank && !(after > 1e-8 * before) { blocksUsed = i + 1; break iterate }
                 }
-                try CholeskyQR.orthonormalizeRows(next, count: b, length: rows, passes: 2)
+                // Round 1 starts from an orthonormal block Q (CholeskyQR2 of round 0) and
+                // makes it Q − K C with C = K Qᵀ: its Gram matrix is I − CᵀC, so when
+                // ‖C‖²_F ≤ 1e-6 (the usual case: round 0 left only rounding in the span
+                // of K) κ ≤ 1 + 1e-6 and one CholeskyQR pass is already orthonormal to
+                // Float precision; otherwise CholeskyQR2 as in round 0.
+                var passes = 2
+                if round == 1 {
+                    var moved = 0.0
+                    for r in 0 ..< done * b { moved += Double(coefficients[r]) * Double(coefficients[r]) }
+                    if moved <= 1e-6 { passes = 1 }
+                }
+                try CholeskyQR.orthonormalizeRows(next, count: b, length: rows, passes: passes)
             }
         }
         // Rayleigh–Ritz: B = Kᵀ X = Z (d × cols); G = B Bᵀ = E Λ Eᵀ in Double.

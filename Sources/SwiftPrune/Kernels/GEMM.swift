@@ -343,74 +343,104 @@ struct GEMMDriver<T: GEMMScalar> {
     func macroKernel(packedA: UnsafeMutablePointer<T>, mc: Int, row: Int,
                      packedB: UnsafeMutablePointer<T>, panels: Range<Int>, nc: Int, column: Int, kc: Int,
                      depth: Int, scratch: UnsafeMutablePointer<T>) {
+        if directA {
+            // A read in place: each six-row sliver of A meets every B panel while it is
+            // in L1 (rows of A lie `lda` apart, so a whole block of them shares a few
+            // cache sets and does not survive in L2 until the next panel's pass), and
+            // the B panels, packed contiguously, stream from L2. Same tiles, same
+            // operations inside each: bit-identical to the panel-major order.
+            var i0 = 0
+            while i0 < mc {
+                for panel in panels {
+                    // With upperOnly, tiles entirely below the diagonal are skipped.
+                    if upperOnly && row + i0 > column + panel * nr + nr - 1 { continue }
+                    tile(packedA: packedA, mc: mc, row: row, packedB: packedB, panel: panel,
+                         first: panels.lowerBound, i0: i0, nc: nc, column: column, kc: kc, depth: depth,
+                         scratch: scratch)
+                }
+                i0 += mr
+            }
+            return
+        }
         for panel in panels {
-            let j0 = panel * nr
             // With upperOnly, row blocks entirely below this panel are skipped.
-            let lastColumn = column + j0 + nr - 1
-            let cols = min(nr, nc - j0)
-            let bPanel = UnsafePointer(packedB + panel * kc * nr)
+            let lastColumn = column + panel * nr + nr - 1
             var i0 = 0
             while i0 < mc {
                 if upperOnly && row + i0 > lastColumn { break }
-                let rows = min(mr, mc - i0)
-                let aPanel = UnsafePointer(packedA + i0 * kc)
-                let cTile = c + (row + i0) * ldc + column + j0
-                if directA && T.self == Double.self {
-                    // A rows read in place (float64).
-                    let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Double.self)
-                    let bDouble = UnsafeRawPointer(bPanel).assumingMemoryBound(to: Double.self)
-                    let alphaDouble = withUnsafeBytes(of: alpha) { $0.load(as: Double.self) }
-                    if rows == mr && cols == nr {
-                        dgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bDouble, alphaDouble,
-                                                UnsafeMutableRawPointer(cTile).assumingMemoryBound(to: Double.self), ldc)
-                    } else {
-                        scratch.update(repeating: 0, count: mr * nr)
-                        dgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bDouble, alphaDouble,
-                                                UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Double.self), nr)
-                        for r in 0 ..< rows {
-                            for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
-                        }
-                    }
-                } else if directA {
-                    // T == Float (see `directA`); A rows read in place.
-                    let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Float.self)
-                    let bFloat = UnsafeRawPointer(bPanel).assumingMemoryBound(to: Float.self)
-                    let alphaFloat = withUnsafeBytes(of: alpha) { $0.load(as: Float.self) }
-                    // The first panel's pass prefetches the next six rows of A.
-                    let ahead = panel == panels.lowerBound && i0 + 2 * mr <= mc ? aRows + mr * lda : nil
-                    if rows == mr && cols == nr {
-                        sgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bFloat, alphaFloat,
-                                                UnsafeMutableRawPointer(cTile).assumingMemoryBound(to: Float.self), ldc,
-                                                ahead: ahead)
-                    } else {
-                        scratch.update(repeating: 0, count: mr * nr)
-                        sgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bFloat, alphaFloat,
-                                                UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Float.self), nr)
-                        for r in 0 ..< rows {
-                            for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
-                        }
-                    }
-                } else if rows == mr && cols == nr {
-                    // Prefetch the next tile's rows of C: they arrive while this
-                    // micro-kernel runs instead of stalling its final update. (Plain
-                    // loads used as a touch held up retirement on every miss: 5% of
-                    // a 2048³ profile.)
-                    if i0 + 2 * mr <= mc {
-                        let next = cTile + mr * ldc
-                        for r in 0 ..< mr {
-                            swiftprune_prefetch_write(next + r * ldc)
-                            swiftprune_prefetch_write(next + r * ldc + nr - 1)
-                        }
-                    }
-                    microKernel(kc, aPanel, bPanel, cTile, ldc)
-                } else {
-                    scratch.update(repeating: 0, count: mr * nr)
-                    microKernel(kc, aPanel, bPanel, scratch, nr)
-                    for r in 0 ..< rows {
-                        for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
-                    }
-                }
+                tile(packedA: packedA, mc: mc, row: row, packedB: packedB, panel: panel,
+                     first: panels.lowerBound, i0: i0, nc: nc, column: column, kc: kc, depth: depth,
+                     scratch: scratch)
                 i0 += mr
+            }
+        }
+    }
+
+    /// The tile of C at rows `row + i0 ..< row + i0 + mr` of the block, columns of B panel `panel`
+    /// (`first`: the first panel of this worker's pass, whose tile prefetches the next rows of A).
+    @inline(__always)
+    func tile(packedA: UnsafeMutablePointer<T>, mc: Int, row: Int, packedB: UnsafeMutablePointer<T>,
+              panel: Int, first: Int, i0: Int, nc: Int, column: Int, kc: Int, depth: Int,
+              scratch: UnsafeMutablePointer<T>) {
+        let j0 = panel * nr
+        let cols = min(nr, nc - j0)
+        let bPanel = UnsafePointer(packedB + panel * kc * nr)
+        let rows = min(mr, mc - i0)
+        let aPanel = UnsafePointer(packedA + i0 * kc)
+        let cTile = c + (row + i0) * ldc + column + j0
+        if directA && T.self == Double.self {
+            // A rows read in place (float64).
+            let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Double.self)
+            let bDouble = UnsafeRawPointer(bPanel).assumingMemoryBound(to: Double.self)
+            let alphaDouble = withUnsafeBytes(of: alpha) { $0.load(as: Double.self) }
+            if rows == mr && cols == nr {
+                dgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bDouble, alphaDouble,
+                                        UnsafeMutableRawPointer(cTile).assumingMemoryBound(to: Double.self), ldc)
+            } else {
+                scratch.update(repeating: 0, count: mr * nr)
+                dgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bDouble, alphaDouble,
+                                        UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Double.self), nr)
+                for r in 0 ..< rows {
+                    for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
+                }
+            }
+        } else if directA {
+            // T == Float (see `directA`); A rows read in place.
+            let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Float.self)
+            let bFloat = UnsafeRawPointer(bPanel).assumingMemoryBound(to: Float.self)
+            let alphaFloat = withUnsafeBytes(of: alpha) { $0.load(as: Float.self) }
+            // The first panel's pass prefetches the next six rows of A.
+            let ahead = panel == first && i0 + 2 * mr <= mc ? aRows + mr * lda : nil
+            if rows == mr && cols == nr {
+                sgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bFloat, alphaFloat,
+                                        UnsafeMutableRawPointer(cTile).assumingMemoryBound(to: Float.self), ldc,
+                                        ahead: ahead)
+            } else {
+                scratch.update(repeating: 0, count: mr * nr)
+                sgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bFloat, alphaFloat,
+                                        UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Float.self), nr)
+                for r in 0 ..< rows {
+                    for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
+                }
+            }
+        } else if rows == mr && cols == nr {
+            // Prefetch the next tile's rows of C: they arrive while this
+            // micro-kernel runs instead of stalling its final update. (Plain
+            // loads used as a touch held up retirement on every miss: 5% of
+            // a 2048³ profile.)
+            if i0 + 2 * mr <= mc {
+                let next = cTile + mr * ldc
+                for r in 0 ..< mr {
+                    swiftprune_prefetch_write(next + r * ldc)
+                    swiftprune_prefetch_write(next + r * ldc + nr - 1)
+                }
+            }
+            microKernel(kc, aPanel, bPanel, cTile, ldc)
+        } else {
+            scratch.update(repeating: 0, count: mr * nr)
+            microKernel(kc, aPanel, bPanel, scratch, nr)
+            for r in 0 ..< rows {
+                for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
             }
         }
     }

@@ -183,7 +183,7 @@ extension NMSparseMatrix {
                 guard largest < groupWidth else { badOut[worker] = true; return }
                 let shift = n & (n &- 1) == 0 ? n.trailingZeroBitCount : -1
                 blockedSparseProduct(
-                    rows: myRows, depth: columns, x: xBase, batch: batch, y: yBase, blockDepth: blockDepth, rowChunk: 16,
+                    rows: myRows, depth: columns, x: xBase, batch: batch, y: yBase, blockDepth: blockDepth, rowChunk: 64,
                     nonzeros: { row, k0, k1 in
                         let start = row &* perRow &+ (k0 / m) &* n
                         return (vals + start, GroupColumns(indices: indices + start, n: n, m: m, shift: shift, firstColumn: k0),
