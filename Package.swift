@@ -27,12 +27,14 @@ let package = Package(
         .library(name: "swiftprune", type: .dynamic, targets: ["SwiftPruneC"]),
     ],
     targets: [
-        .target(name: "SwiftPrune", dependencies: ["SwiftPruneAVX512", "SwiftPruneAVX512VNNI", "SwiftPrunePrefetch"],
+        .target(name: "SwiftPrune", dependencies: ["SwiftPruneAVX512", "SwiftPruneAVX512VNNI", "SwiftPrunePrefetch", "SwiftPruneGather"],
                 swiftSettings: targetFlags),
         .target(name: "SwiftPruneAVX512", swiftSettings: avx512Flags),
         .target(name: "SwiftPruneAVX512VNNI", swiftSettings: avx512VNNIFlags),
         // Cache prefetch hints (static inline C wrappers of __builtin_prefetch) for the kernels.
         .target(name: "SwiftPrunePrefetch"),
+        // AVX2 gathers (a static inline C wrapper of the _mm256_i32gather_ps macro) for the sparse matvec.
+        .target(name: "SwiftPruneGather"),
         // The one public C header and the per-thread last-error slot.
         .target(name: "CSwiftPrune"),
         // @_cdecl exports implementing swiftprune.h.

@@ -66,6 +66,42 @@ def test_csr_matvec_long_rows_match_float64() -> None:
     np.testing.assert_allclose(y, reference, rtol=0, atol=1e-5 * np.abs(w).sum(axis=1).max())
 
 
+@pytest.mark.parametrize("position", ["vector32", "vector8", "tail"])
+def test_csr_matvec_bad_index_caught_in_every_loop(position: str) -> None:
+    # One row of 45 nonzeros: entries 0-31 go through the 4-gather loop, 32-39 through
+    # the one-gather loop, 40-44 through the scalar tail; a bad index in each is caught.
+    w = np.zeros((3, 60), np.float32)
+    w[1, :45] = np.arange(1, 46)
+    csr = sp.CSRMatrix.from_dense(w)
+    start = int(csr.indptr[1])
+    csr.indices[start + {"vector32": 17, "vector8": 35, "tail": 43}[position]] = 60
+    with pytest.raises(ValueError, match="column index 60 out of range"):
+        csr.matmul(np.ones(60, np.float32))
+
+
+def test_csr_matvec_every_row_length_matches_float64() -> None:
+    # Row lengths 0..99 cover every mix of the 32-, 8- and 1-entry loops.
+    rng = np.random.default_rng(12)
+    w = np.zeros((100, 128), np.float32)
+    for row in range(100):
+        w[row, rng.choice(128, size=row, replace=False)] = rng.standard_normal(row)
+    x = rng.standard_normal(128).astype(np.float32)
+    y = sp.CSRMatrix.from_dense(w).matmul(x)
+    reference = w.astype(np.float64) @ x.astype(np.float64)
+    np.testing.assert_allclose(y, reference, rtol=0, atol=1e-6 * (np.abs(w) @ np.abs(x)).max())
+
+
+@pytest.mark.parametrize("batch", [64, 70, 20])
+def test_csr_matmul_sparse_rows_in_l2_blocks_match_float64(batch: int) -> None:
+    # Sparse rows and more columns than two L2 blocks of x (512 rows of a 64-wide tile,
+    # 1024 of a 32-wide one): the product runs over x block by block, rows in chunks.
+    w = random_sparse(150, 2600, 0.05, seed=13)
+    x = np.random.default_rng(14).standard_normal((2600, batch)).astype(np.float32)
+    y = sp.CSRMatrix.from_dense(w).matmul(x)
+    reference = w.astype(np.float64) @ x.astype(np.float64)
+    np.testing.assert_allclose(y, reference, rtol=0, atol=1e-6 * (np.abs(w) @ np.abs(x)).max())
+
+
 def test_csr_arrays_equal_scipy() -> None:
     scipy_sparse = pytest.importorskip("scipy.sparse")
     w = random_sparse(40, 70, 0.2, seed=3)
