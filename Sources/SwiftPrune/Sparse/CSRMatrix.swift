@@ -210,6 +210,15 @@ extension CSRMatrix {
         rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>,
         valueCount: Int
     ) throws {
+        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, indexCount: columnIndices.count,
+                     valueCount: valueCount)
+    }
+
+    /// ``validate(rows:columns:rowOffsets:columnIndices:valueCount:)`` for
+    /// `indexCount` column indices of any width.
+    public static func validate(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, indexCount: Int, valueCount: Int
+    ) throws {
         guard rows >= 0, columns >= 0 else {
             throw SwiftPruneError.value("shape (\(rows), \(columns)) has a negative dimension")
         }
@@ -219,8 +228,8 @@ extension CSRMatrix {
         guard rowOffsets.count == rows + 1 else {
             throw SwiftPruneError.value("indptr must have rows + 1 = \(rows + 1) entries, got \(rowOffsets.count)")
         }
-        guard columnIndices.count == valueCount else {
-            throw SwiftPruneError.value("indices (\(columnIndices.count)) and data (\(valueCount)) differ in length")
+        guard indexCount == valueCount else {
+            throw SwiftPruneError.value("indices (\(indexCount)) and data (\(valueCount)) differ in length")
         }
         guard rowOffsets[0] == 0 else { throw SwiftPruneError.value("indptr[0] must be 0, got \(rowOffsets[0])") }
         guard rowOffsets[rows] == Int64(valueCount) else {
