@@ -108,6 +108,36 @@ def test_csr_matvec_every_row_length_matches_float64(columns: int) -> None:
     np.testing.assert_array_equal(csr.matmul(x2), wide.matmul(x2))
 
 
+@pytest.mark.parametrize("order", ["sorted", "one_row_shuffled", "duplicate"])
+def test_csr_16_and_32_bit_indices_give_identical_blocked_products(order: str) -> None:
+    # Sparse rows over 2600 columns (the L2-blocked path when every row is ascending), empty
+    # rows between; one unsorted row or one duplicate index must turn the blocking off for
+    # both index widths alike. Float64 reference from the arrays, 16-bit == 32-bit bit for bit.
+    rng = np.random.default_rng(15)
+    lengths = rng.integers(0, 260, size=150)
+    lengths[::7] = 0
+    rows = [np.sort(rng.choice(2600, size=n, replace=False)) for n in lengths]
+    target = int(np.argmax(lengths))
+    if order == "one_row_shuffled":
+        rows[target] = rng.permutation(rows[target])
+    elif order == "duplicate":
+        rows[target][5] = rows[target][4]
+    indices = np.concatenate(rows)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    data = rng.standard_normal(indices.size).astype(np.float32)
+    x = rng.standard_normal((2600, 64)).astype(np.float32)
+    narrow = sp.CSRMatrix(data, indices, indptr, (150, 2600))
+    wide = sp.CSRMatrix(data, indices, indptr, (150, 2600))
+    wide.indices = wide.indices.astype(np.int32)
+    assert narrow.indices.dtype == np.uint16
+    y = narrow.matmul(x)
+    np.testing.assert_array_equal(y, wide.matmul(x))
+    dense = np.zeros((150, 2600))
+    np.add.at(dense, (np.repeat(np.arange(150), lengths), indices), data.astype(np.float64))
+    reference = dense @ x.astype(np.float64)
+    np.testing.assert_allclose(y, reference, rtol=0, atol=1e-6 * (np.abs(dense) @ np.abs(x)).max())
+
+
 def test_csr_index_dtype_is_the_narrowest_that_fits() -> None:
     for columns, dtype in ((1, np.uint16), (65536, np.uint16), (65537, np.int32)):
         w = np.zeros((2, columns), np.float32)

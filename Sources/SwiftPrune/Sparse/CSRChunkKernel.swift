@@ -20,13 +20,15 @@ enum CSRChunkKernel {
 
     /// Rows `0 ..< rowCount` of a chunk over one block; `cursors[r]` is row
     /// `r`'s next nonzero (advanced past the block), `rowEnds[r]` its end,
-    /// `limit` the block's end column, `x` the block (rows from `columnBase`,
+    /// `limit` the block's end column (indices Int32 or UInt16), `x` the block (rows from `columnBase`,
     /// `stride` floats apart, 64 columns wide), `y` the first row's 64
     /// outputs, rows `yStride` apart (`+=` when `accumulate`).
     @inline(never)
-    static func rows64(
-        rowCount: Int, values: UnsafePointer<Float>, indices: UnsafePointer<Int32>,
-        cursors: UnsafeMutablePointer<Int>, rowEnds: UnsafePointer<Int64>, limit: Int32,
+    @_specialize(where Index == Int32)
+    @_specialize(where Index == UInt16)
+    static func rows64<Index: CSRColumnIndex>(
+        rowCount: Int, values: UnsafePointer<Float>, indices: UnsafePointer<Index>,
+        cursors: UnsafeMutablePointer<Int>, rowEnds: UnsafePointer<Int64>, limit: Int,
         x: UnsafePointer<Float>, stride: Int, columnBase: Int,
         y: UnsafeMutablePointer<Float>, yStride: Int, accumulate: Bool
     ) {
@@ -51,7 +53,7 @@ enum CSRChunkKernel {
                 a4 = load(out + 32); a5 = load(out + 40); a6 = load(out + 48); a7 = load(out + 56)
             }
             while t < rowEnd {
-                let column = indices[t]
+                let column = Int(indices[t])
                 if column >= limit { break }
                 if t &+ distance < rowEnd {
                     // A prefetch never faults, so a column past the block costs nothing wrong.
@@ -62,7 +64,7 @@ enum CSRChunkKernel {
                     swiftprune_prefetch_read(ahead + 48)
                 }
                 let v = V(repeating: values[t])
-                let p = x + (Int(column) &- columnBase) &* stride
+                let p = x + (column &- columnBase) &* stride
                 a0.addProduct(v, load(p)); a1.addProduct(v, load(p + 8))
                 a2.addProduct(v, load(p + 16)); a3.addProduct(v, load(p + 24))
                 a4.addProduct(v, load(p + 32)); a5.addProduct(v, load(p + 40))

@@ -10,9 +10,10 @@ import SwiftPruneGather
 /// and nothing else of size: int32 indices make that 8 bytes per nonzero,
 /// 16-bit ones 6 (-25%), and the matrix is read from memory when it is not
 /// in the last-level cache. The Python `CSRMatrix` stores uint16 indices
-/// when its column count allows. Products of several columns reuse each
-/// index many times, so they widen the indices to Int32 once per call and
-/// run the Int32 kernels (same results).
+/// when its column count allows. Products of several columns run the same
+/// blocked kernels as Int32 indices (generic over ``CSRColumnIndex``; the
+/// AVX-512 kernel takes Int32 only, so 16-bit indices run the AVX2 kernels
+/// there).
 extension CSRMatrix {
     /// `y = W @ x` as ``matmul(rows:columns:rowOffsets:columnIndices:values:x:xRows:n:y:)``,
     /// with UInt16 column indices (so `columns` must be at most 65536).
@@ -38,14 +39,8 @@ extension CSRMatrix {
             return try matvec16(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: indexBase,
                                 values: valueBase, v: xBase, y: yOut)
         }
-        var wide = try [Int32](fallibleRepeating: 0, count: columnIndices16.count)
-        wide.withUnsafeMutableBufferPointer { out in
-            for t in 0 ..< columnIndices16.count { out[t] = Int32(truncatingIfNeeded: columnIndices16[t]) }
-        }
-        try wide.withUnsafeBufferPointer {
-            try matmul(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: $0, values: values,
-                       x: x, xRows: xRows, n: n, y: y)
-        }
+        try blockedMatmul(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices16,
+                          values: values, x: xBase, n: n, y: y)
     }
 
     /// ``matvec(rows:columns:rowOffsets:columnIndices:values:v:y:)`` with UInt16 indices.
@@ -147,4 +142,58 @@ extension CSRMatrix {
         return bad
         #endif
     }
+}
+
+/// A column index type of ``CSRMatrix``'s kernels: Int32 (SciPy's) or UInt16.
+protocol CSRColumnIndex: FixedWidthInteger {
+    /// Checks that the indices of `rows` are in `0 ..< columns`; returns
+    /// whether every row's indices are ascending.
+    static func checkRows(
+        rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Self>, columns: Int, rows: Range<Int>
+    ) throws -> Bool
+}
+
+extension Int32: CSRColumnIndex {
+    static func checkRows(
+        rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>, columns: Int, rows: Range<Int>
+    ) throws -> Bool {
+        try CSRMatrix.checkIndices(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: rows)
+    }
+}
+
+extension UInt16: CSRColumnIndex {
+    static func checkRows(
+        rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<UInt16>, columns: Int, rows: Range<Int>
+    ) throws -> Bool {
+        guard !rows.isEmpty, let base = columnIndices.baseAddress else { return true }
+        // Plain loops over the whole run (LLVM vectorizes them: max and compare-or), unsigned
+        // so only the upper bound needs checking; a row boundary may break the ascent.
+        let start = Int(rowOffsets[rows.lowerBound]), end = Int(rowOffsets[rows.upperBound])
+        var largest: UInt16 = 0
+        for t in start ..< end { largest = Swift.max(largest, base[t]) }
+        guard end == start || Int(largest) < columns else {
+            for t in start ..< end where Int(base[t]) >= columns {
+                throw SwiftPruneError.value("column index \(base[t]) out of range for \(columns) columns")
+            }
+            return false
+        }
+        var descents = 0
+        for t in start ..< Swift.max(start, end &- 1) { descents &+= base[t &+ 1] <= base[t] ? 1 : 0 }
+        guard descents > 0 else { return true }
+        // Some descents: count those at row boundaries, which do not count.
+        // Each position once: empty rows repeat their neighbour's offset.
+        var boundaries = 0, previous = start
+        for row in rows.dropFirst() {
+            let t = Int(rowOffsets[row])
+            if t > previous && t < end && base[t] <= base[t &- 1] { boundaries &+= 1 }
+            previous = Swift.max(previous, t)
+        }
+        return descents == boundaries
+    }
+}
+
+/// CSR columns of one row through an index pointer of either width.
+struct IndexedColumns<Index: CSRColumnIndex>: SparseColumns {
+    let indices: UnsafePointer<Index>
+    @inline(__always) func column(_ t: Int) -> Int { Int(indices[t]) }
 }

@@ -311,6 +311,19 @@ extension CSRMatrix {
             return try matvec(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: indexBase,
                               values: valueBase, v: xBase, y: yOut)
         }
+        try blockedMatmul(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices,
+                          values: values, x: xBase, n: n, y: y)
+    }
+
+    /// The blocked product of ``matmul(rows:columns:rowOffsets:columnIndices:values:x:xRows:n:y:)``
+    /// after its checks (`n > 0`, at least one nonzero), for Int32 or UInt16 column indices.
+    @_specialize(where Index == Int32)
+    @_specialize(where Index == UInt16)
+    static func blockedMatmul<Index: CSRColumnIndex>(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Index>,
+        values: UnsafeBufferPointer<Float>, x xBase: UnsafePointer<Float>, n: Int, y: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        let nonzeros = values.count
         let (work, overflow) = (nonzeros + rows).multipliedReportingOverflow(by: n)
         let workers = Threading.workerCount(for: overflow ? Int.max : work, minimumPerWorker: 1 << 16)
         var failures = [SwiftPruneError?](repeating: nil, count: workers)
@@ -323,7 +336,7 @@ extension CSRMatrix {
                 let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
                 let sorted: Bool
                 do {
-                    sorted = try checkIndices(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: range)
+                    sorted = try Index.checkRows(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: range)
                 } catch {
                     failuresOut[worker] = error as? SwiftPruneError
                     return
@@ -354,36 +367,36 @@ extension CSRMatrix {
                     nonzeros: { row, _, k1 in
                         let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
                         var end = start
-                        let limit = Int32(truncatingIfNeeded: k1)
-                        while end < rowEnd && indices[end] < limit { end &+= 1 }
+                        while end < rowEnd && Int(indices[end]) < k1 { end &+= 1 }
                         cursors[row &- first] = end
-                        return (vals + start, ExplicitColumns(indices: indices + start), end &- start)
+                        return (vals + start, IndexedColumns(indices: indices + start), end &- start)
                     },
                     restart: {
                         for row in range { cursors[row &- first] = Int(rowOffsets[row]) }
                     },
-                    chunkKernel: avx512 ? { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
+                    // The AVX-512 kernel takes Int32 indices; 16-bit ones run the AVX2 kernels there too.
+                    chunkKernel: avx512 && Index.self == Int32.self ? { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
                         AVX512Kernels.csrRows(
-                            rowCount: chunk.count, values: vals, indices: indices, cursors: cursors + (chunk.lowerBound &- first),
+                            rowCount: chunk.count, values: vals, indices: UnsafeRawPointer(indices).assumingMemoryBound(to: Int32.self),
+                            cursors: cursors + (chunk.lowerBound &- first),
                             rowEnds: offsetsBase + (chunk.lowerBound &+ 1), limit: Int32(truncatingIfNeeded: k1),
                             x: block, stride: stride, columnBase: columnBase, width: width, y: yChunk, yStride: n,
                             accumulate: accumulate)
                     } : { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
-                        let limit = Int32(truncatingIfNeeded: k1)
                         if width == 64 {
                             CSRChunkKernel.rows64(
                                 rowCount: chunk.count, values: vals, indices: indices,
                                 cursors: cursors + (chunk.lowerBound &- first), rowEnds: offsetsBase + (chunk.lowerBound &+ 1),
-                                limit: limit, x: block, stride: stride, columnBase: columnBase, y: yChunk, yStride: n,
+                                limit: k1, x: block, stride: stride, columnBase: columnBase, y: yChunk, yStride: n,
                                 accumulate: accumulate)
                             return
                         }
                         for row in chunk {
                             let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
                             var end = start
-                            while end < rowEnd && indices[end] < limit { end &+= 1 }
+                            while end < rowEnd && Int(indices[end]) < k1 { end &+= 1 }
                             cursors[row &- first] = end
-                            sparseRowTimesDense(values: vals + start, columns: ExplicitColumns(indices: indices + start),
+                            sparseRowTimesDense(values: vals + start, columns: IndexedColumns(indices: indices + start),
                                                 count: end &- start, x: block, stride: stride, columnBase: columnBase,
                                                 width: width, y: yChunk + (row &- chunk.lowerBound) &* n,
                                                 accumulate: accumulate)
