@@ -166,29 +166,42 @@ extension UInt16: CSRColumnIndex {
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<UInt16>, columns: Int, rows: Range<Int>
     ) throws -> Bool {
         guard !rows.isEmpty, let base = columnIndices.baseAddress else { return true }
-        // Plain loops over the whole run (LLVM vectorizes them: max and compare-or), unsigned
-        // so only the upper bound needs checking; a row boundary may break the ascent.
-        let start = Int(rowOffsets[rows.lowerBound]), end = Int(rowOffsets[rows.upperBound])
-        var largest: UInt16 = 0
-        for t in start ..< end { largest = Swift.max(largest, base[t]) }
-        guard end == start || Int(largest) < columns else {
-            for t in start ..< end where Int(base[t]) >= columns {
+        // Row by row, 16 indices a step: the largest index (unsigned, so only the upper bound
+        // needs checking) and whether some next <= this (a saturating next - this is 0).
+        var largest: UInt16 = 0, descending = false
+        #if arch(x86_64)
+        var largestLanes = _mm256_setzero_si256(), descendingLanes = _mm256_setzero_si256()
+        let zero = _mm256_setzero_si256(), bytes = UnsafeRawPointer(base)
+        #endif
+        for row in rows {
+            var t = Int(rowOffsets[row])
+            let end = Int(rowOffsets[row &+ 1])
+            #if arch(x86_64)
+            while t &+ 17 <= end {
+                let c = bytes.loadUnaligned(fromByteOffset: t &* 2, as: __m256i.self)
+                let next = bytes.loadUnaligned(fromByteOffset: (t &+ 1) &* 2, as: __m256i.self)
+                largestLanes = _mm256_max_epu16(largestLanes, c)
+                descendingLanes = _mm256_or_si256(descendingLanes, _mm256_cmpeq_epi16(_mm256_subs_epu16(next, c), zero))
+                t &+= 16
+            }
+            #endif
+            while t < end {
+                largest = Swift.max(largest, base[t])
+                if t &+ 1 < end && base[t &+ 1] <= base[t] { descending = true }
+                t &+= 1
+            }
+        }
+        #if arch(x86_64)
+        let lanes = unsafeBitCast(largestLanes, to: SIMD16<UInt16>.self)
+        largest = Swift.max(largest, lanes.max())
+        descending = descending || _mm256_testz_si256(descendingLanes, descendingLanes) == 0
+        #endif
+        if Int(largest) >= columns {
+            for t in Int(rowOffsets[rows.lowerBound]) ..< Int(rowOffsets[rows.upperBound]) where Int(base[t]) >= columns {
                 throw SwiftPruneError.value("column index \(base[t]) out of range for \(columns) columns")
             }
-            return false
         }
-        var descents = 0
-        for t in start ..< Swift.max(start, end &- 1) { descents &+= base[t &+ 1] <= base[t] ? 1 : 0 }
-        guard descents > 0 else { return true }
-        // Some descents: count those at row boundaries, which do not count.
-        // Each position once: empty rows repeat their neighbour's offset.
-        var boundaries = 0, previous = start
-        for row in rows.dropFirst() {
-            let t = Int(rowOffsets[row])
-            if t > previous && t < end && base[t] <= base[t &- 1] { boundaries &+= 1 }
-            previous = Swift.max(previous, t)
-        }
-        return descents == boundaries
+        return !descending
     }
 }
 
