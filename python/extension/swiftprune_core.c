@@ -871,18 +871,25 @@ static PyArrayObject *quant_as_float_array_of(PyObject *obj, const char *name, i
     return result;
 }
 
-static PyObject *core_cluster_fit(PyObject *self, PyObject *args) {
+/* The arguments (w, n_clusters, init, max_iter, seed) of cluster_fit and cluster_fit_rows as `format` spells them,
+   n_clusters in 1..65536; returns w as a C-contiguous float32 array (a new reference), or NULL with an exception. */
+static PyArrayObject *parse_cluster_fit(PyObject *args, const char *format, long long *n_clusters, int *init,
+                                        long long *max_iter, unsigned long long *seed) {
     PyObject *w_obj;
+    if (!PyArg_ParseTuple(args, format, &w_obj, n_clusters, init, max_iter, seed)) return NULL;
+    if (*n_clusters < 1 || *n_clusters > 65536) {
+        PyErr_Format(PyExc_ValueError, "n_clusters must be in 1..65536, got %lld", *n_clusters);
+        return NULL;
+    }
+    return quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
+}
+
+static PyObject *core_cluster_fit(PyObject *self, PyObject *args) {
     long long n_clusters, max_iter;
     unsigned long long seed;
     int init;
-    if (!PyArg_ParseTuple(args, "OLiLK:cluster_fit", &w_obj, &n_clusters, &init, &max_iter, &seed)) return NULL;
-    if (n_clusters < 1 || n_clusters > 65536) {
-        PyErr_Format(PyExc_ValueError, "n_clusters must be in 1..65536, got %lld", n_clusters);
-        return NULL;
-    }
     PyArrayObject *centroids = NULL;
-    PyArrayObject *w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    PyArrayObject *w = parse_cluster_fit(args, "OLiLK:cluster_fit", &n_clusters, &init, &max_iter, &seed);
     if (w == NULL) return NULL;
     npy_intp dims[1] = {(npy_intp)n_clusters};
     centroids = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_FLOAT32, 0);
@@ -903,17 +910,11 @@ error:
 
 /* cluster_fit_rows(w2d, n_clusters, init, max_iter, seed) -> (centroids (rows, k), indices (rows, len), iterations) */
 static PyObject *core_cluster_fit_rows(PyObject *self, PyObject *args) {
-    PyObject *w_obj;
     long long n_clusters, max_iter;
     unsigned long long seed;
     int init;
-    if (!PyArg_ParseTuple(args, "OLiLK:cluster_fit_rows", &w_obj, &n_clusters, &init, &max_iter, &seed)) return NULL;
-    if (n_clusters < 1 || n_clusters > 65536) {
-        PyErr_Format(PyExc_ValueError, "n_clusters must be in 1..65536, got %lld", n_clusters);
-        return NULL;
-    }
     PyArrayObject *centroids = NULL, *indices = NULL;
-    PyArrayObject *w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    PyArrayObject *w = parse_cluster_fit(args, "OLiLK:cluster_fit_rows", &n_clusters, &init, &max_iter, &seed);
     if (w == NULL) return NULL;
     if (PyArray_NDIM(w) != 2) {
         PyErr_Format(PyExc_ValueError, "cluster_fit_rows needs a 2-D (rows, row_length) array, got %d dimensions",

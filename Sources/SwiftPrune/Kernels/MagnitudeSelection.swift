@@ -30,7 +30,47 @@ public enum MagnitudeSelection {
             throw SwiftPruneError.value("k = \(k) is out of range for \(total) elements")
         }
         let shift = S.magnitudeKeyBits - digitBits
-        // Histograms count in UInt32; keep every worker below 2^32 elements.
+        let (workers, histograms, merged) = try topDigitHistograms(data)
+        let buckets = 1 << digitBits
+        guard k > 0 else { return nil }
+
+        var below = 0
+        var bucket = 0
+        while below + merged[bucket] < k { below += merged[bucket]; bucket += 1 }
+
+        // Gather the chosen bucket's keys, each worker into its own slot.
+        var starts = [Int](repeating: 0, count: workers + 1)
+        for worker in 0 ..< workers {
+            starts[worker + 1] = starts[worker] + Int(histograms[worker * buckets + bucket])
+        }
+        let chosen = S.MagnitudeKey(truncatingIfNeeded: bucket)
+        // Probed first: the bucket can hold most of the data (many equal values).
+        try FallibleAllocation.probe(S.MagnitudeKey.self, count: starts[workers], "the magnitude bucket")
+        var candidates = [S.MagnitudeKey](unsafeUninitializedCapacity: starts[workers]) { out, initialized in
+            let outBase = out.baseAddress!
+            parallelFor(workers: workers) { worker in
+                var write = outBase + starts[worker]
+                data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
+                    write += S.gatherKeys(data.segments[segment], range, shift: shift, digit: chosen, into: write)
+                }
+            }
+            initialized = starts[workers]
+        }
+        return refine(&candidates, lowBits: shift, rank: k - below, below: below)
+    }
+
+    /// Pass 1 of ``select(_:k:)`` and of the two-pass mask writer: per-worker
+    /// histograms of the top ``digitBits`` bits of every magnitude key
+    /// (`workers × 2^digitBits` counters; UInt32, so every worker gets fewer
+    /// than 2³² elements) and their sums per bucket.
+    /// - Throws: ``SwiftPruneError`` if `data` holds NaN or Inf.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    static func topDigitHistograms<S: MagnitudeOrdered>(
+        _ data: SegmentedBuffer<S>
+    ) throws -> (workers: Int, perWorker: ScratchArray<UInt32>, merged: [Int]) {
+        let total = data.count
+        let shift = S.magnitudeKeyBits - digitBits
         let workers = max(Threading.workerCount(for: total, minimumPerWorker: minimumPerWorker),
                           (total >> 32) + 1)
         let buckets = 1 << digitBits
@@ -58,31 +98,7 @@ public enum MagnitudeSelection {
         guard nonFinite == 0 else {
             throw SwiftPruneError.value("weights contain \(nonFinite) NaN or Inf value(s)")
         }
-        guard k > 0 else { return nil }
-
-        var below = 0
-        var bucket = 0
-        while below + merged[bucket] < k { below += merged[bucket]; bucket += 1 }
-
-        // Gather the chosen bucket's keys, each worker into its own slot.
-        var starts = [Int](repeating: 0, count: workers + 1)
-        for worker in 0 ..< workers {
-            starts[worker + 1] = starts[worker] + Int(histograms[worker * buckets + bucket])
-        }
-        let chosen = S.MagnitudeKey(truncatingIfNeeded: bucket)
-        // Probed first: the bucket can hold most of the data (many equal values).
-        try FallibleAllocation.probe(S.MagnitudeKey.self, count: starts[workers], "the magnitude bucket")
-        var candidates = [S.MagnitudeKey](unsafeUninitializedCapacity: starts[workers]) { out, initialized in
-            let outBase = out.baseAddress!
-            parallelFor(workers: workers) { worker in
-                var write = outBase + starts[worker]
-                data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
-                    write += S.gatherKeys(data.segments[segment], range, shift: shift, digit: chosen, into: write)
-                }
-            }
-            initialized = starts[workers]
-        }
-        return refine(&candidates, lowBits: shift, rank: k - below, below: below)
+        return (workers, histograms, merged)
     }
 
     /// Resolves the remaining `lowBits` of the `rank`-th smallest of `keys`.

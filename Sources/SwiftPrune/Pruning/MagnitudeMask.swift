@@ -1,3 +1,11 @@
+/// Throws unless `masks` has one buffer per segment of `data`, each of its segment's length.
+func checkMaskSegments<S>(_ masks: [UnsafeMutableBufferPointer<Bool>], _ data: SegmentedBuffer<S>) throws {
+    guard masks.count == data.segments.count,
+          zip(masks, data.segments).allSatisfy({ $0.count == $1.count }) else {
+        throw SwiftPruneError.value("mask buffers do not match the weight buffers")
+    }
+}
+
 /// Writes the keep-mask that prunes the `k` smallest magnitudes of `data`
 /// (ties: the lower flat index is pruned first) into `masks`, one mask
 /// segment per data segment. `true` means kept.
@@ -9,10 +17,7 @@
 public func writeMagnitudeMasks<S: MagnitudeOrdered>(
     _ data: SegmentedBuffer<S>, prune k: Int, into masks: [UnsafeMutableBufferPointer<Bool>]
 ) throws {
-    guard masks.count == data.segments.count,
-          zip(masks, data.segments).allSatisfy({ $0.count == $1.count }) else {
-        throw SwiftPruneError.value("mask buffers do not match the weight buffers")
-    }
+    try checkMaskSegments(masks, data)
     let total = data.count
     let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
     guard let threshold = try MagnitudeSelection.select(data, k: k) else {

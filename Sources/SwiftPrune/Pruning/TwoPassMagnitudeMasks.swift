@@ -15,39 +15,14 @@
 func writeMagnitudeMasksTwoPass<S: MagnitudeOrdered>(
     _ data: SegmentedBuffer<S>, prune k: Int, into masks: [UnsafeMutableBufferPointer<Bool>]
 ) throws {
-    guard masks.count == data.segments.count,
-          zip(masks, data.segments).allSatisfy({ $0.count == $1.count }) else {
-        throw SwiftPruneError.value("mask buffers do not match the weight buffers")
-    }
+    try checkMaskSegments(masks, data)
     let total = data.count
     guard k >= 0 && k <= total else {
         throw SwiftPruneError.value("k = \(k) is out of range for \(total) elements")
     }
-    let digitBits = 16
-    let shift = S.magnitudeKeyBits - digitBits
-    let buckets = 1 << digitBits
-    let workers = max(Threading.workerCount(for: total, minimumPerWorker: 1 << 16), (total >> 32) + 1)
-    let histograms = try ScratchArray<UInt32>(repeating: 0, count: workers * buckets, "magnitude histograms")
-    do {
-        let base = histograms.base
-        parallelFor(workers: workers) { worker in
-            let histogram = base + worker * buckets
-            data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) { segment, range in
-                let values = data.segments[segment].baseAddress!
-                for i in range { histogram[Int(truncatingIfNeeded: values[i].magnitudeKey >> shift)] &+= 1 }
-            }
-        }
-    }
-    var merged = [Int](repeating: 0, count: buckets)
-    for worker in 0 ..< workers {
-        for b in 0 ..< buckets { merged[b] &+= Int(histograms[worker * buckets + b]) }
-    }
-    let firstBadBucket = Int(truncatingIfNeeded: S.infinityKey >> shift)
-    var nonFinite = 0
-    for b in firstBadBucket ..< buckets { nonFinite += merged[b] }
-    guard nonFinite == 0 else {
-        throw SwiftPruneError.value("weights contain \(nonFinite) NaN or Inf value(s)")
-    }
+    let shift = S.magnitudeKeyBits - MagnitudeSelection.digitBits
+    let buckets = 1 << MagnitudeSelection.digitBits
+    let (workers, histograms, merged) = try MagnitudeSelection.topDigitHistograms(data)
     if k == 0 || k == total {
         for mask in masks where mask.count > 0 { mask.initialize(repeating: k == 0) }
         return
