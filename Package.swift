@@ -28,7 +28,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "SwiftPrune", dependencies: ["SwiftPruneAVX512", "SwiftPruneAVX512VNNI", "SwiftPrunePrefetch",
-                                                    "SwiftPruneShuffle"],
+                                                    "SwiftPruneShuffle", "SwiftPruneGather"],
                 swiftSettings: targetFlags),
         .target(name: "SwiftPruneAVX512", swiftSettings: avx512Flags),
         .target(name: "SwiftPruneAVX512VNNI", swiftSettings: avx512VNNIFlags),
@@ -36,6 +36,8 @@ let package = Package(
         .target(name: "SwiftPrunePrefetch"),
         // AVX2 lane shuffles (static inline C, e.g. an 8 × 8 float transpose) Swift's SIMD types lack.
         .target(name: "SwiftPruneShuffle"),
+        // AVX2 gathers (a static inline C wrapper of the _mm256_i32gather_ps macro) for the sparse matvec.
+        .target(name: "SwiftPruneGather"),
         // The one public C header and the per-thread last-error slot.
         .target(name: "CSwiftPrune"),
         // @_cdecl exports implementing swiftprune.h.

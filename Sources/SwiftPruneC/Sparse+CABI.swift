@@ -56,6 +56,21 @@ public func spCSRMatmulF32(
     }
 }
 
+@_cdecl("sp_csr_matmul_u16_f32")
+public func spCSRMatmulU16F32(
+    _ rows: Int64, _ cols: Int64, _ indptr: UnsafePointer<Int64>?, _ indices: UnsafePointer<UInt16>?,
+    _ data: UnsafePointer<Float>?, _ nnz: Int64, _ x: UnsafePointer<Float>?, _ xRows: Int64, _ batch: Int64,
+    _ y: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        _ = try matrixCount(rows, cols, "W")
+        try CSRMatrix.matmul(rows: Int(rows), columns: Int(cols), rowOffsets: inputBuffer(indptr, rows &+ 1, "indptr"),
+                             columnIndices16: inputBuffer(indices, nnz, "indices"), values: inputBuffer(data, nnz, "data"),
+                             x: inputBuffer(x, matrixCount(xRows, batch, "x"), "x"), xRows: Int(xRows), n: Int(batch),
+                             y: outputBuffer(y, matrixCount(rows, batch, "y"), "y"))
+    }
+}
+
 @_cdecl("sp_csr_to_dense_f32")
 public func spCSRToDenseF32(
     _ rows: Int64, _ cols: Int64, _ indptr: UnsafePointer<Int64>?, _ indices: UnsafePointer<Int32>?,
@@ -182,6 +197,7 @@ func checkSparseSignatures() {
     var csrCount = sp_csr_count_f32; implements(&csrCount, spCSRCountF32)
     var csrFill = sp_csr_fill_f32; implements(&csrFill, spCSRFillF32)
     var csrMatmul = sp_csr_matmul_f32; implements(&csrMatmul, spCSRMatmulF32)
+    var csrMatmul16 = sp_csr_matmul_u16_f32; implements(&csrMatmul16, spCSRMatmulU16F32)
     var csrToDense = sp_csr_to_dense_f32; implements(&csrToDense, spCSRToDenseF32)
     var nmCompress = sp_nm_compress_f32; implements(&nmCompress, spNMCompressF32)
     var nmMatmul = sp_nm_matmul_f32; implements(&nmMatmul, spNMMatmulF32)

@@ -4,7 +4,7 @@ package), at 1 and 2 threads, outputs checked to agree before timing.
 
 Peers that are not installed are left out of a row (torch: the CPU wheel,
 `pip install torch --index-url .../cpu`, or a local wheel). `goal` is the
-ratio (fastest peer / swiftprune) the issue asks for.
+ratio (best peer by CPU time / swiftprune) the issue asks for.
 """
 from __future__ import annotations
 

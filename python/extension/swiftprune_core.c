@@ -1441,12 +1441,13 @@ error:
     return NULL;
 }
 
-/* Parses (indptr, indices, data, rows, cols) into contiguous int64 / int32 / float32 arrays. */
-static int parse_csr(PyObject *indptr_obj, PyObject *indices_obj, PyObject *data_obj, PyArrayObject **indptr,
-                     PyArrayObject **indices, PyArrayObject **data) {
+/* Parses (indptr, indices, data, rows, cols) into contiguous int64 / int32 / float32 arrays
+   (indices: uint16 instead when index_type is NPY_UINT16). */
+static int parse_csr_indices(PyObject *indptr_obj, PyObject *indices_obj, PyObject *data_obj, int index_type,
+                             PyArrayObject **indptr, PyArrayObject **indices, PyArrayObject **data) {
     *indptr = sparse_exact_array(indptr_obj, NPY_INT64, "indptr");
     if (*indptr == NULL) return -1;
-    *indices = sparse_exact_array(indices_obj, NPY_INT32, "indices");
+    *indices = sparse_exact_array(indices_obj, index_type, "indices");
     if (*indices == NULL) return -1;
     *data = sparse_float32_array(data_obj, "data");
     if (*data == NULL) return -1;
@@ -1458,13 +1459,20 @@ static int parse_csr(PyObject *indptr_obj, PyObject *indices_obj, PyObject *data
     return 0;
 }
 
+static int parse_csr(PyObject *indptr_obj, PyObject *indices_obj, PyObject *data_obj, PyArrayObject **indptr,
+                     PyArrayObject **indices, PyArrayObject **data) {
+    return parse_csr_indices(indptr_obj, indices_obj, data_obj, NPY_INT32, indptr, indices, data);
+}
+
 static PyObject *core_csr_matmul(PyObject *self, PyObject *args) {
     PyObject *indptr_obj, *indices_obj, *data_obj, *x_obj;
     long long rows, cols;
     if (!PyArg_ParseTuple(args, "OOOLLO:csr_matmul", &indptr_obj, &indices_obj, &data_obj, &rows, &cols, &x_obj)) return NULL;
     PyArrayObject *indptr = NULL, *indices = NULL, *data = NULL, *x = NULL, *y = NULL;
     int64_t x_rows, batch;
-    if (parse_csr(indptr_obj, indices_obj, data_obj, &indptr, &indices, &data) < 0) goto error;
+    /* uint16 indices (CSRMatrix with at most 65536 columns) go to the 16-bit kernel as they are. */
+    int index_type = PyArray_Check(indices_obj) && PyArray_TYPE((PyArrayObject *)indices_obj) == NPY_UINT16 ? NPY_UINT16 : NPY_INT32;
+    if (parse_csr_indices(indptr_obj, indices_obj, data_obj, index_type, &indptr, &indices, &data) < 0) goto error;
     if (rows < 0 || rows >= PY_SSIZE_T_MAX || PyArray_SIZE(indptr) != (npy_intp)rows + 1) {
         PyErr_Format(PyExc_ValueError, "indptr must have rows + 1 entries (rows = %lld), got %zd", rows, (Py_ssize_t)PyArray_SIZE(indptr));
         goto error;
@@ -1474,9 +1482,16 @@ static PyObject *core_csr_matmul(PyObject *self, PyObject *args) {
     y = sparse_new_product(x, rows, batch);
     if (y == NULL) goto error;
     sp_status status;
-    SP_CALL(status, sp_csr_matmul_f32(rows, cols, (const int64_t *)PyArray_DATA(indptr), (const int32_t *)PyArray_DATA(indices),
-                                      (const float *)PyArray_DATA(data), (int64_t)PyArray_SIZE(data),
-                                      (const float *)PyArray_DATA(x), x_rows, batch, (float *)PyArray_DATA(y)));
+    if (index_type == NPY_UINT16) {
+        SP_CALL(status, sp_csr_matmul_u16_f32(rows, cols, (const int64_t *)PyArray_DATA(indptr),
+                                              (const uint16_t *)PyArray_DATA(indices), (const float *)PyArray_DATA(data),
+                                              (int64_t)PyArray_SIZE(data), (const float *)PyArray_DATA(x), x_rows, batch,
+                                              (float *)PyArray_DATA(y)));
+    } else {
+        SP_CALL(status, sp_csr_matmul_f32(rows, cols, (const int64_t *)PyArray_DATA(indptr), (const int32_t *)PyArray_DATA(indices),
+                                          (const float *)PyArray_DATA(data), (int64_t)PyArray_SIZE(data),
+                                          (const float *)PyArray_DATA(x), x_rows, batch, (float *)PyArray_DATA(y)));
+    }
     if (status != SP_OK) { raise_status(status); goto error; }
     Py_DECREF(indptr); Py_DECREF(indices); Py_DECREF(data); Py_DECREF(x);
     return (PyObject *)y;

@@ -44,15 +44,17 @@ def test_csr_vector_gives_vector() -> None:
     assert_product_close(y, dense_product(w, x), 33)
 
 
-@pytest.mark.parametrize("bad", [-1, 33, 2**31 - 1])
-def test_csr_matvec_index_corrupted_after_construction_raises(bad: int) -> None:
-    # The one-vector kernel checks indices inside its loop (clamped before any load):
-    # an index edited in place after validation is a clear error, never a wild read.
-    w = random_sparse(64, 33, 0.5, seed=5)
-    csr = sp.CSRMatrix.from_dense(w)
+@pytest.mark.parametrize("columns, bad", [(33, 33), (33, 65535), (70000, -1), (70000, 70000), (70000, 2**31 - 1)])
+def test_csr_matvec_index_corrupted_after_construction_raises(columns: int, bad: int) -> None:
+    # The one-vector kernels (16- and 32-bit indices) check indices inside their loops (clamped
+    # before any load): an index edited in place after validation is a clear error, never a wild read.
+    rng = np.random.default_rng(5)
+    indptr = np.arange(0, 64 * 20 + 1, 20)
+    indices = np.concatenate([np.sort(rng.choice(columns, size=20, replace=False)) for _ in range(64)])
+    csr = sp.CSRMatrix(rng.standard_normal(indices.size), indices, indptr, (64, columns))
     csr.indices[csr.nnz // 2] = bad
     with pytest.raises(ValueError, match="out of range"):
-        csr.matmul(np.ones(33, np.float32))
+        csr.matmul(np.ones(columns, np.float32))
 
 
 def test_csr_matvec_long_rows_match_float64() -> None:
@@ -65,6 +67,99 @@ def test_csr_matvec_long_rows_match_float64() -> None:
     np.testing.assert_allclose(y, reference, rtol=0, atol=1e-5 * np.abs(w).sum(axis=1).max())
 
 
+@pytest.mark.parametrize("columns", [60, 70000])
+@pytest.mark.parametrize("position", [17, 35, 50])
+def test_csr_matvec_bad_index_caught_in_every_loop(columns: int, position: int) -> None:
+    # One row of 53 nonzeros. 32-bit indices: entries 0-31 go through the 4-gather loop, 32-47
+    # through the one-gather loop, 48-52 through the scalar tail; 16-bit: 0-31, 32-47 (one
+    # 16-index step), 48-52. A bad index in each loop is caught.
+    indptr = np.array([0, 0, 53, 53])
+    csr = sp.CSRMatrix(np.arange(1, 54, dtype=np.float32), np.arange(53), indptr, (3, columns))
+    assert csr.indices.dtype == (np.uint16 if columns <= 65536 else np.int32)
+    csr.indices[position] = columns
+    with pytest.raises(ValueError, match=f"column index {columns} out of range"):
+        csr.matmul(np.ones(columns, np.float32))
+
+
+@pytest.mark.parametrize("columns", [128, 65536, 70000])
+def test_csr_matvec_every_row_length_matches_float64(columns: int) -> None:
+    # Row lengths 0..99 cover every mix of the 32-, 16-, 8- and 1-entry loops of both index
+    # widths; 65536 columns is the widest 16-bit matrix (its last column is index 65535).
+    rng = np.random.default_rng(12)
+    lengths = np.arange(100)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate([np.sort(rng.choice(columns, size=n, replace=False)) for n in lengths])
+    indices[-1] = columns - 1
+    data = rng.standard_normal(indices.size).astype(np.float32)
+    x = rng.standard_normal(columns).astype(np.float32)
+    csr = sp.CSRMatrix(data, indices, indptr, (100, columns))
+    assert csr.indices.dtype == (np.uint16 if columns <= 65536 else np.int32)
+    y = csr.matmul(x)
+    terms = data.astype(np.float64) * x[indices].astype(np.float64)
+    reference = np.array([terms[indptr[r]:indptr[r + 1]].sum() for r in range(100)])
+    bound = np.array([np.abs(terms[indptr[r]:indptr[r + 1]]).sum() for r in range(100)])
+    np.testing.assert_allclose(y, reference, rtol=0, atol=1e-6 * bound.max())
+    # The 16-bit kernel equals the 32-bit one up to summation order (both checked above);
+    # wider products widen 16-bit indices once and give the same result as 32-bit ones.
+    wide = sp.CSRMatrix(data, indices, indptr, (100, columns))
+    wide.indices = wide.indices.astype(np.int32)
+    x2 = rng.standard_normal((columns, 9)).astype(np.float32)
+    np.testing.assert_array_equal(csr.matmul(x2), wide.matmul(x2))
+
+
+@pytest.mark.parametrize("order", ["sorted", "one_row_shuffled", "duplicate"])
+def test_csr_16_and_32_bit_indices_give_identical_blocked_products(order: str) -> None:
+    # Sparse rows over 2600 columns (the L2-blocked path when every row is ascending), empty
+    # rows between; one unsorted row or one duplicate index must turn the blocking off for
+    # both index widths alike. Float64 reference from the arrays, 16-bit == 32-bit bit for bit.
+    rng = np.random.default_rng(15)
+    lengths = rng.integers(0, 260, size=150)
+    lengths[::7] = 0
+    rows = [np.sort(rng.choice(2600, size=n, replace=False)) for n in lengths]
+    target = int(np.argmax(lengths))
+    if order == "one_row_shuffled":
+        rows[target] = rng.permutation(rows[target])
+    elif order == "duplicate":
+        rows[target][5] = rows[target][4]
+    indices = np.concatenate(rows)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    data = rng.standard_normal(indices.size).astype(np.float32)
+    x = rng.standard_normal((2600, 64)).astype(np.float32)
+    narrow = sp.CSRMatrix(data, indices, indptr, (150, 2600))
+    wide = sp.CSRMatrix(data, indices, indptr, (150, 2600))
+    wide.indices = wide.indices.astype(np.int32)
+    assert narrow.indices.dtype == np.uint16
+    y = narrow.matmul(x)
+    np.testing.assert_array_equal(y, wide.matmul(x))
+    dense = np.zeros((150, 2600))
+    np.add.at(dense, (np.repeat(np.arange(150), lengths), indices), data.astype(np.float64))
+    reference = dense @ x.astype(np.float64)
+    np.testing.assert_allclose(y, reference, rtol=0, atol=1e-6 * (np.abs(dense) @ np.abs(x)).max())
+
+
+def test_csr_index_dtype_is_the_narrowest_that_fits() -> None:
+    for columns, dtype in ((1, np.uint16), (65536, np.uint16), (65537, np.int32)):
+        w = np.zeros((2, columns), np.float32)
+        w[1, -1] = 3.0
+        csr = sp.CSRMatrix.from_dense(w)
+        assert csr.indices.dtype == dtype and int(csr.indices[0]) == columns - 1
+        assert csr.nbytes == csr.data.nbytes + csr.indices.nbytes + csr.indptr.nbytes
+        np.testing.assert_array_equal(csr.to_dense(), w)
+        x = np.arange(columns, dtype=np.float32)
+        np.testing.assert_array_equal(csr.matmul(x), [0.0, 3.0 * (columns - 1)])
+
+
+@pytest.mark.parametrize("batch", [64, 70, 20])
+def test_csr_matmul_sparse_rows_in_l2_blocks_match_float64(batch: int) -> None:
+    # Sparse rows and more columns than two L2 blocks of x (512 rows of a 64-wide tile,
+    # 1024 of a 32-wide one): the product runs over x block by block, rows in chunks.
+    w = random_sparse(150, 2600, 0.05, seed=13)
+    x = np.random.default_rng(14).standard_normal((2600, batch)).astype(np.float32)
+    y = sp.CSRMatrix.from_dense(w).matmul(x)
+    reference = w.astype(np.float64) @ x.astype(np.float64)
+    np.testing.assert_allclose(y, reference, rtol=0, atol=1e-6 * (np.abs(w) @ np.abs(x)).max())
+
+
 def test_csr_arrays_equal_scipy() -> None:
     scipy_sparse = pytest.importorskip("scipy.sparse")
     w = random_sparse(40, 70, 0.2, seed=3)
@@ -73,7 +168,8 @@ def test_csr_arrays_equal_scipy() -> None:
     np.testing.assert_array_equal(ours.indptr, theirs.indptr)
     np.testing.assert_array_equal(ours.indices, theirs.indices)
     np.testing.assert_array_equal(ours.data, theirs.data)
-    assert ours.indptr.dtype == np.int64 and ours.indices.dtype == np.int32 and ours.data.dtype == np.float32
+    # 70 columns: 16-bit indices (the narrowest dtype that holds every column, see test_csr_index_dtype).
+    assert ours.indptr.dtype == np.int64 and ours.indices.dtype == np.uint16 and ours.data.dtype == np.float32
     assert ours.nnz == theirs.nnz
     assert ours.nbytes == ours.data.nbytes + ours.indices.nbytes + ours.indptr.nbytes
     x = np.random.default_rng(4).standard_normal((70, 9)).astype(np.float32)

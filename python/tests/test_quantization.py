@@ -253,6 +253,29 @@ def test_dequantize_into_out():
         q.dequantize(out=np.empty(w.shape, np.float64))
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_dequantize_streamed_output_equals_numpy_formula(symmetric: bool) -> None:
+    # Outputs of 32 MiB or more are written with streaming stores, 32 codes a step after an
+    # unaligned head, with an 8-code loop and a scalar tail (rows of 4103: every path, every
+    # alignment); each value must equal NumPy's float32 (q - zero) * scale bit for bit.
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((2048, 4103)).astype(np.float32)
+    q = sp.quantize(w, 8, axis=0, symmetric=symmetric)
+    del w
+    codes = np.asarray(q.values).astype(np.int32)
+    if not symmetric:
+        codes -= np.asarray(q.zero_point, np.int32).reshape(-1, 1)
+    expected = codes.astype(np.float32) * np.asarray(q.scale, np.float32).reshape(-1, 1)
+    del codes
+    out = np.empty(expected.shape, np.float32)
+    np.testing.assert_array_equal(q.dequantize(out=out), expected)
+    # A misaligned output (4 bytes past a 32-byte boundary) takes the scalar head first.
+    backing = np.empty(expected.size + 8, np.float32)
+    offset = (-(backing.ctypes.data // 4) + 1) % 8
+    shifted = backing[offset:offset + expected.size].reshape(expected.shape)
+    np.testing.assert_array_equal(q.dequantize(out=shifted), expected)
+
+
 def test_dequantize_is_close_to_input():
     rng = np.random.default_rng(7)
     w = rng.standard_normal((64, 64)).astype(np.float32)

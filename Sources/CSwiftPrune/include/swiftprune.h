@@ -583,6 +583,16 @@ sp_status sp_csr_matmul_f32(int64_t rows, int64_t cols, const int64_t *indptr, c
                             float *y);
 
 /**
+ * sp_csr_matmul_f32 with 16-bit column indices (cols <= 65536): 6 bytes per
+ * nonzero instead of 8 for the one-vector product (batch == 1); wider
+ * products widen the indices once per call. Same results.
+ * SP_ERR_VALUE: as sp_csr_matmul_f32, or cols > 65536.
+ */
+sp_status sp_csr_matmul_u16_f32(int64_t rows, int64_t cols, const int64_t *indptr, const uint16_t *indices,
+                                const float *data, int64_t nnz, const float *x, int64_t x_rows, int64_t batch,
+                                float *y);
+
+/**
  * The dense rows x cols matrix of a CSR matrix into out (duplicates summed).
  * SP_ERR_VALUE: as sp_csr_matmul_f32.
  */

@@ -210,6 +210,15 @@ extension CSRMatrix {
         rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>,
         valueCount: Int
     ) throws {
+        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, indexCount: columnIndices.count,
+                     valueCount: valueCount)
+    }
+
+    /// ``validate(rows:columns:rowOffsets:columnIndices:valueCount:)`` for
+    /// `indexCount` column indices of any width.
+    public static func validate(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, indexCount: Int, valueCount: Int
+    ) throws {
         guard rows >= 0, columns >= 0 else {
             throw SwiftPruneError.value("shape (\(rows), \(columns)) has a negative dimension")
         }
@@ -219,8 +228,8 @@ extension CSRMatrix {
         guard rowOffsets.count == rows + 1 else {
             throw SwiftPruneError.value("indptr must have rows + 1 = \(rows + 1) entries, got \(rowOffsets.count)")
         }
-        guard columnIndices.count == valueCount else {
-            throw SwiftPruneError.value("indices (\(columnIndices.count)) and data (\(valueCount)) differ in length")
+        guard indexCount == valueCount else {
+            throw SwiftPruneError.value("indices (\(indexCount)) and data (\(valueCount)) differ in length")
         }
         guard rowOffsets[0] == 0 else { throw SwiftPruneError.value("indptr[0] must be 0, got \(rowOffsets[0])") }
         guard rowOffsets[rows] == Int64(valueCount) else {
@@ -275,6 +284,11 @@ extension CSRMatrix {
 
     /// Bytes of `x` per L1 block of ``matmul`` (see ``NMSparseMatrix``).
     static let blockBytes = 32 * 1024
+    /// Bytes of `x` per L2 block of ``matmul`` for sparse rows (see there).
+    static let l2BlockBytes = 128 * 1024
+    /// Rows per chunk of ``matmul`` with L2 blocks: their partial sums (64
+    /// floats a row) stay in L1 while the chunk passes over one block.
+    static let l2RowChunk = 64
 
     /// `y = W @ x`: `x` is C-order `(xRows, n)` with `xRows == columns`, `y`
     /// is `(rows, n)`. Rows are split between threads by nonzero count. Runs the
@@ -297,6 +311,19 @@ extension CSRMatrix {
             return try matvec(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: indexBase,
                               values: valueBase, v: xBase, y: yOut)
         }
+        try blockedMatmul(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices,
+                          values: values, x: xBase, n: n, y: y)
+    }
+
+    /// The blocked product of ``matmul(rows:columns:rowOffsets:columnIndices:values:x:xRows:n:y:)``
+    /// after its checks (`n > 0`, at least one nonzero), for Int32 or UInt16 column indices.
+    @_specialize(where Index == Int32)
+    @_specialize(where Index == UInt16)
+    static func blockedMatmul<Index: CSRColumnIndex>(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Index>,
+        values: UnsafeBufferPointer<Float>, x xBase: UnsafePointer<Float>, n: Int, y: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        let nonzeros = values.count
         let (work, overflow) = (nonzeros + rows).multipliedReportingOverflow(by: n)
         let workers = Threading.workerCount(for: overflow ? Int.max : work, minimumPerWorker: 1 << 16)
         var failures = [SwiftPruneError?](repeating: nil, count: workers)
@@ -309,40 +336,72 @@ extension CSRMatrix {
                 let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
                 let sorted: Bool
                 do {
-                    sorted = try checkIndices(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: range)
+                    sorted = try Index.checkRows(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: range)
                 } catch {
                     failuresOut[worker] = error as? SwiftPruneError
                     return
                 }
                 // Blocking over the depth needs each row's columns ascending (a cursor per row).
-                // Blocks of x sized to hold about 64 nonzeros of a row, when that block is
-                // L1-sized (dense rows); sparser rows stream over x in L2, which measured faster.
+                // Dense rows: blocks of x sized to hold about 64 nonzeros of a row, when that block
+                // is L1-sized. Sparser rows: blocks of x of a quarter of a small L2 (128 KiB; Zen 3
+                // has 512 KiB per core), when x is larger, so the rows of x each nonzero reads come
+                // from L2 rather than L3. 90% sparse 4096² @ 4096×64 on Zen 3, 1 thread: 15–17 ms
+                // unblocked, 10–12 ms with these blocks (C model of this loop, block 256–1024).
                 let density = Double(nonzeros) / (Double(rows) * Double(max(columns, 1)))
                 let l1Rows = max(1, blockBytes / 4 / tileStride)
-                let blockDepth = sorted && 64 / density <= Double(2 * l1Rows) ? l1Rows : columns
+                let l2Rows = max(1, l2BlockBytes / 4 / tileStride)
+                let blockDepth: Int
+                if sorted && 64 / density <= Double(2 * l1Rows) {
+                    blockDepth = l1Rows
+                } else if sorted && columns > 2 * l2Rows {
+                    blockDepth = l2Rows
+                } else {
+                    blockDepth = columns
+                }
                 let cursors = UnsafeMutablePointer<Int>.allocate(capacity: max(1, range.count))
                 defer { cursors.deallocate() }
                 let first = range.lowerBound
                 blockedSparseProduct(
-                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth, rowChunk: 16,
+                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth,
+                    rowChunk: blockDepth == l2Rows && blockDepth != l1Rows ? l2RowChunk : 16,
                     nonzeros: { row, _, k1 in
                         let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
                         var end = start
-                        let limit = Int32(truncatingIfNeeded: k1)
-                        while end < rowEnd && indices[end] < limit { end &+= 1 }
+                        while end < rowEnd && Int(indices[end]) < k1 { end &+= 1 }
                         cursors[row &- first] = end
-                        return (vals + start, ExplicitColumns(indices: indices + start), end &- start)
+                        return (vals + start, IndexedColumns(indices: indices + start), end &- start)
                     },
                     restart: {
                         for row in range { cursors[row &- first] = Int(rowOffsets[row]) }
                     },
-                    chunkKernel: avx512 ? { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
+                    // The AVX-512 kernel takes Int32 indices; 16-bit ones run the AVX2 kernels there too.
+                    chunkKernel: avx512 && Index.self == Int32.self ? { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
                         AVX512Kernels.csrRows(
-                            rowCount: chunk.count, values: vals, indices: indices, cursors: cursors + (chunk.lowerBound &- first),
+                            rowCount: chunk.count, values: vals, indices: UnsafeRawPointer(indices).assumingMemoryBound(to: Int32.self),
+                            cursors: cursors + (chunk.lowerBound &- first),
                             rowEnds: offsetsBase + (chunk.lowerBound &+ 1), limit: Int32(truncatingIfNeeded: k1),
                             x: block, stride: stride, columnBase: columnBase, width: width, y: yChunk, yStride: n,
                             accumulate: accumulate)
-                    } : nil)
+                    } : { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
+                        if width == 64 {
+                            CSRChunkKernel.rows64(
+                                rowCount: chunk.count, values: vals, indices: indices,
+                                cursors: cursors + (chunk.lowerBound &- first), rowEnds: offsetsBase + (chunk.lowerBound &+ 1),
+                                limit: k1, x: block, stride: stride, columnBase: columnBase, y: yChunk, yStride: n,
+                                accumulate: accumulate)
+                            return
+                        }
+                        for row in chunk {
+                            let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
+                            var end = start
+                            while end < rowEnd && Int(indices[end]) < k1 { end &+= 1 }
+                            cursors[row &- first] = end
+                            sparseRowTimesDense(values: vals + start, columns: IndexedColumns(indices: indices + start),
+                                                count: end &- start, x: block, stride: stride, columnBase: columnBase,
+                                                width: width, y: yChunk + (row &- chunk.lowerBound) &* n,
+                                                accumulate: accumulate)
+                        }
+                    })
             }
         }
         if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }

@@ -1,3 +1,8 @@
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+import SwiftPruneGather
+#endif
+
 /// `y = W @ v` for one vector: its own kernel, not a 1-column GEMM.
 ///
 /// A 1-column product reuses nothing from `v`, so the blocked driver of
@@ -6,9 +11,12 @@
 /// check). Here each row is one streaming pass over its values and indices:
 /// the range check is fused into the loop (an index past the last column is
 /// clamped before the load, so nothing out of bounds is read, and flagged so
-/// the call throws), and eight partial sums (fused multiply-adds) keep the
-/// FMA latency off the critical path. The summation order differs from a
-/// sequential sum, so results can differ from SciPy's in the last bits.
+/// the call throws). On x86-64 the entries of `v` are fetched eight at a time
+/// by AVX2 gathers into four vector partial sums (32 lanes of fused
+/// multiply-adds, the row's last < 8 entries in a scalar sum); elsewhere eight
+/// scalar partial sums. Gathers measured 1.2–1.3x faster than scalar loads
+/// on Zen 3 for a 90%-sparse 4096² matrix. The summation order differs from
+/// a sequential sum, so results can differ from SciPy's in the last bits.
 extension CSRMatrix {
     /// `y[i] = Σ_t values[t] · v[columnIndices[t]]` over row `i`'s entries,
     /// rows split between threads by nonzero count.
@@ -50,6 +58,46 @@ extension CSRMatrix {
             bad |= c > last ? 1 : 0
             return (values[t], v[Int(min(c, last))])
         }
+        #if arch(x86_64)
+        // Eight nonzeros per AVX2 gather (`vgatherdps`), four gathers in flight. Indices are
+        // clamped to the last column (unsigned min: a negative index is huge) before the
+        // gather reads `v`, and any index the clamp changed is flagged.
+        let lastLanes = _mm256_set1_epi32(Int32(bitPattern: last))
+        var badLanes = _mm256_setzero_si256()
+        let indexBytes = UnsafeRawPointer(columnIndices), valueBytes = UnsafeRawPointer(values)
+        @inline(__always) func gathered(_ t: Int) -> (SIMD8<Float>, SIMD8<Float>) {
+            let indices = indexBytes.loadUnaligned(fromByteOffset: t &* 4, as: __m256i.self)
+            let clamped = _mm256_min_epu32(indices, lastLanes)
+            badLanes = _mm256_or_si256(badLanes, _mm256_xor_si256(indices, clamped))
+            return (valueBytes.loadUnaligned(fromByteOffset: t &* 4, as: SIMD8<Float>.self),
+                    swiftprune_gather8_f32(v, clamped))
+        }
+        for row in range {
+            var t = Int(rowOffsets[row])
+            let end = Int(rowOffsets[row &+ 1])
+            var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+            while t &+ 32 <= end {
+                let (w0, x0) = gathered(t), (w1, x1) = gathered(t &+ 8)
+                let (w2, x2) = gathered(t &+ 16), (w3, x3) = gathered(t &+ 24)
+                a0.addProduct(w0, x0); a1.addProduct(w1, x1); a2.addProduct(w2, x2); a3.addProduct(w3, x3)
+                t &+= 32
+            }
+            while t &+ 8 <= end {
+                let (w0, x0) = gathered(t)
+                a0.addProduct(w0, x0)
+                t &+= 8
+            }
+            var tail: Float = 0
+            while t < end {
+                let (a, b) = term(t)
+                tail.addProduct(a, b)
+                t &+= 1
+            }
+            let lanes = (a0 + a1) + (a2 + a3)
+            y[row] = (lanes.lowHalf + lanes.highHalf).sum() + tail
+        }
+        return bad | (_mm256_testz_si256(badLanes, badLanes) == 0 ? 1 : 0)
+        #else
         for row in range {
             var t = Int(rowOffsets[row])
             let end = Int(rowOffsets[row &+ 1])
@@ -70,5 +118,6 @@ extension CSRMatrix {
             y[row] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
         }
         return bad
+        #endif
     }
 }

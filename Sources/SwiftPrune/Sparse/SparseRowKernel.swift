@@ -125,7 +125,7 @@ struct GroupColumns: SparseColumns {
 /// blocks are visited in increasing order for every row, after `restart()`.
 ///
 /// `chunkKernel`, when given, replaces the loop over a chunk's rows for one
-/// block (the AVX-512 kernels): it must do what `sparseRowTimesDense` does
+/// block (the AVX-512 kernels, CSR's `CSRChunkKernel`): it must do what `sparseRowTimesDense` does
 /// for each row of the chunk, with the same nonzeros. It is not used for
 /// `batch < 8` (a scalar loop, where wider vectors do not help).
 @inline(__always)

@@ -1,0 +1,212 @@
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+import SwiftPruneGather
+#endif
+
+/// CSR products with 16-bit column indices, for matrices of at most 65536
+/// columns (most linear layers).
+///
+/// A one-vector product reads each nonzero's value and column index once
+/// and nothing else of size: int32 indices make that 8 bytes per nonzero,
+/// 16-bit ones 6 (-25%), and the matrix is read from memory when it is not
+/// in the last-level cache. The Python `CSRMatrix` stores uint16 indices
+/// when its column count allows. Products of several columns run the same
+/// blocked kernels as Int32 indices (generic over ``CSRColumnIndex``; the
+/// AVX-512 kernel takes Int32 only, so 16-bit indices run the AVX2 kernels
+/// there).
+extension CSRMatrix {
+    /// `y = W @ x` as ``matmul(rows:columns:rowOffsets:columnIndices:values:x:xRows:n:y:)``,
+    /// with UInt16 column indices (so `columns` must be at most 65536).
+    /// - Throws: ``SwiftPruneError`` as the Int32 entry, or if `columns > 65536`.
+    public static func matmul(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices16: UnsafeBufferPointer<UInt16>,
+        values: UnsafeBufferPointer<Float>, x: UnsafeBufferPointer<Float>, xRows: Int, n: Int,
+        y: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        guard columns <= 65536 else {
+            throw SwiftPruneError.value("16-bit column indices need at most 65536 columns, got \(columns)")
+        }
+        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, indexCount: columnIndices16.count,
+                     valueCount: values.count)
+        let outputs = try checkMatmulShapes(rows: rows, columns: columns, xRows: xRows, n: n, xCount: x.count, yCount: y.count)
+        guard outputs > 0 else { return }
+        guard values.count > 0, let xBase = x.baseAddress else {
+            y.update(repeating: 0)
+            return
+        }
+        if n == 1, let indexBase = columnIndices16.baseAddress, let valueBase = values.baseAddress,
+           let yOut = y.baseAddress {
+            return try matvec16(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: indexBase,
+                                values: valueBase, v: xBase, y: yOut)
+        }
+        try blockedMatmul(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices16,
+                          values: values, x: xBase, n: n, y: y)
+    }
+
+    /// ``matvec(rows:columns:rowOffsets:columnIndices:values:v:y:)`` with UInt16 indices.
+    static func matvec16(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<UInt16>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    ) throws {
+        guard rows > 0 else { return }
+        let nonzeros = Int(rowOffsets[rows])
+        let workers = Threading.workerCount(for: nonzeros &+ rows, minimumPerWorker: 1 << 16)
+        var outOfRange = [UInt32](repeating: 0, count: workers)
+        let last = UInt16(truncatingIfNeeded: max(columns, 1) &- 1)
+        outOfRange.withUnsafeMutableBufferPointer { flags in
+            parallelFor(workers: workers) { worker in
+                let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
+                flags[worker] = matvecRows16(range, rowOffsets: rowOffsets, columnIndices: columnIndices, values: values,
+                                             v: v, last: last, y: y)
+            }
+        }
+        if columns == 0 && nonzeros > 0 || outOfRange.contains(where: { $0 != 0 }) {
+            for position in 0 ..< nonzeros where Int(columnIndices[position]) >= columns {
+                throw SwiftPruneError.value("column index \(columnIndices[position]) out of range for \(columns) columns")
+            }
+        }
+    }
+
+    /// One worker's rows of ``matvec16``; returns nonzero if an index was out of range.
+    /// Eight indices per 16-byte load, widened to Int32, clamped to the last column and
+    /// flagged if changed, then gathered; four gathers in flight.
+    @inline(__always)
+    static func matvecRows16(
+        _ range: Range<Int>, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<UInt16>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, last: UInt16, y: UnsafeMutablePointer<Float>
+    ) -> UInt32 {
+        var bad: UInt32 = 0
+        @inline(__always) func term(_ t: Int) -> (Float, Float) {
+            let c = columnIndices[t]
+            bad |= c > last ? 1 : 0
+            return (values[t], v[Int(min(c, last))])
+        }
+        #if arch(x86_64)
+        let lastLanes = _mm256_set1_epi32(Int32(last))
+        var badLanes = _mm256_setzero_si256()
+        let indexBytes = UnsafeRawPointer(columnIndices), valueBytes = UnsafeRawPointer(values)
+        // Eight indices widened to Int32 (`vpmovzxwd` from memory), clamped, flagged if changed.
+        @inline(__always) func columns(_ t: Int) -> __m256i {
+            let wide = _mm256_cvtepu16_epi32(indexBytes.loadUnaligned(fromByteOffset: t &* 2, as: __m128i.self))
+            let clamped = _mm256_min_epu32(wide, lastLanes)
+            badLanes = _mm256_or_si256(badLanes, _mm256_xor_si256(wide, clamped))
+            return clamped
+        }
+        // Values and gathered entries of `v` for nonzeros t ..< t + 16.
+        @inline(__always) func gathered(_ t: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+            (valueBytes.loadUnaligned(fromByteOffset: t &* 4, as: SIMD8<Float>.self), swiftprune_gather8_f32(v, columns(t)),
+             valueBytes.loadUnaligned(fromByteOffset: (t &+ 8) &* 4, as: SIMD8<Float>.self),
+             swiftprune_gather8_f32(v, columns(t &+ 8)))
+        }
+        for row in range {
+            var t = Int(rowOffsets[row])
+            let end = Int(rowOffsets[row &+ 1])
+            var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+            while t &+ 32 <= end {
+                let (w0, x0, w1, x1) = gathered(t), (w2, x2, w3, x3) = gathered(t &+ 16)
+                a0.addProduct(w0, x0); a1.addProduct(w1, x1); a2.addProduct(w2, x2); a3.addProduct(w3, x3)
+                t &+= 32
+            }
+            if t &+ 16 <= end {
+                let (w0, x0, w1, x1) = gathered(t)
+                a0.addProduct(w0, x0); a1.addProduct(w1, x1)
+                t &+= 16
+            }
+            var tail: Float = 0
+            while t < end {
+                let (a, b) = term(t)
+                tail.addProduct(a, b)
+                t &+= 1
+            }
+            let lanes = (a0 + a1) + (a2 + a3)
+            y[row] = (lanes.lowHalf + lanes.highHalf).sum() + tail
+        }
+        return bad | (_mm256_testz_si256(badLanes, badLanes) == 0 ? 1 : 0)
+        #else
+        for row in range {
+            var t = Int(rowOffsets[row])
+            let end = Int(rowOffsets[row &+ 1])
+            var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+            while t &+ 4 <= end {
+                let (a0, b0) = term(t), (a1, b1) = term(t &+ 1), (a2, b2) = term(t &+ 2), (a3, b3) = term(t &+ 3)
+                s0.addProduct(a0, b0); s1.addProduct(a1, b1); s2.addProduct(a2, b2); s3.addProduct(a3, b3)
+                t &+= 4
+            }
+            while t < end {
+                let (a, b) = term(t)
+                s0.addProduct(a, b)
+                t &+= 1
+            }
+            y[row] = (s0 + s1) + (s2 + s3)
+        }
+        return bad
+        #endif
+    }
+}
+
+/// A column index type of ``CSRMatrix``'s kernels: Int32 (SciPy's) or UInt16.
+protocol CSRColumnIndex: FixedWidthInteger {
+    /// Checks that the indices of `rows` are in `0 ..< columns`; returns
+    /// whether every row's indices are ascending.
+    static func checkRows(
+        rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Self>, columns: Int, rows: Range<Int>
+    ) throws -> Bool
+}
+
+extension Int32: CSRColumnIndex {
+    static func checkRows(
+        rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>, columns: Int, rows: Range<Int>
+    ) throws -> Bool {
+        try CSRMatrix.checkIndices(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: rows)
+    }
+}
+
+extension UInt16: CSRColumnIndex {
+    static func checkRows(
+        rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<UInt16>, columns: Int, rows: Range<Int>
+    ) throws -> Bool {
+        guard !rows.isEmpty, let base = columnIndices.baseAddress else { return true }
+        // Row by row, 16 indices a step: the largest index (unsigned, so only the upper bound
+        // needs checking) and whether some next <= this (a saturating next - this is 0).
+        var largest: UInt16 = 0, descending = false
+        #if arch(x86_64)
+        var largestLanes = _mm256_setzero_si256(), descendingLanes = _mm256_setzero_si256()
+        let zero = _mm256_setzero_si256(), bytes = UnsafeRawPointer(base)
+        #endif
+        for row in rows {
+            var t = Int(rowOffsets[row])
+            let end = Int(rowOffsets[row &+ 1])
+            #if arch(x86_64)
+            while t &+ 17 <= end {
+                let c = bytes.loadUnaligned(fromByteOffset: t &* 2, as: __m256i.self)
+                let next = bytes.loadUnaligned(fromByteOffset: (t &+ 1) &* 2, as: __m256i.self)
+                largestLanes = _mm256_max_epu16(largestLanes, c)
+                descendingLanes = _mm256_or_si256(descendingLanes, _mm256_cmpeq_epi16(_mm256_subs_epu16(next, c), zero))
+                t &+= 16
+            }
+            #endif
+            while t < end {
+                largest = Swift.max(largest, base[t])
+                if t &+ 1 < end && base[t &+ 1] <= base[t] { descending = true }
+                t &+= 1
+            }
+        }
+        #if arch(x86_64)
+        let lanes = unsafeBitCast(largestLanes, to: SIMD16<UInt16>.self)
+        largest = Swift.max(largest, lanes.max())
+        descending = descending || _mm256_testz_si256(descendingLanes, descendingLanes) == 0
+        #endif
+        if Int(largest) >= columns {
+            for t in Int(rowOffsets[rows.lowerBound]) ..< Int(rowOffsets[rows.upperBound]) where Int(base[t]) >= columns {
+                throw SwiftPruneError.value("column index \(base[t]) out of range for \(columns) columns")
+            }
+        }
+        return !descending
+    }
+}
+
+/// CSR columns of one row through an index pointer of either width.
+struct IndexedColumns<Index: CSRColumnIndex>: SparseColumns {
+    let indices: UnsafePointer<Index>
+    @inline(__always) func column(_ t: Int) -> Int { Int(indices[t]) }
+}
