@@ -1,34 +1,42 @@
-/// The fused pass for its most common shape — 2:4 along the rows, 1 to 8
+/// The fused pass for its most common shape — 2:4 along the rows, 2 to 8
 /// bits, groups of a multiple of 32 columns (or one scale per row of a
 /// multiple of 32 columns) — as vector code over 8 runs (32 weights) at a
-/// time, in "one lane per run" form: four `SIMD8` vectors hold entry 0, 1, 2
-/// and 3 of eight consecutive runs. In that form every per-run decision is
-/// lane-wise arithmetic, with no table look-up and no branch:
+/// time, in "one lane per run" form: vectors whose lane r belongs to run r.
+/// In that form every per-run decision is lane-wise arithmetic, with no
+/// table look-up and no branch.
 ///
-/// - the 2:4 ranking is the six pairwise compares of `nm4Contiguous`
-///   (ties kept by the lower index), on the same magnitude keys;
-/// - a run's stored `nm` codes and positions follow from its non-zero flags
-///   `f0…f3` (at most two) and steps `d0…d3` (code − zero point):
-///   with `S = Σ d`, `I = Σ j·fj`, `two = (Σ f == 2)` and
-///   `c = two && !f0`: position 0 is `c ? (f1 ? 1 : 2) : 0`, its step
-///   `s0 = c ? (f1 ? d1 : d2) : d0`; position 1 is `I − p0 + (I == 0)` and
-///   its step `S − s0` (the zero entries among the chosen ones have step 0);
-/// - the `bitmask` layout's codes of a run are `s0, s1` when `two`, the one
-///   non-zero `S` when one, nothing else.
+/// Each row goes in three sweeps (so that no group waits on the one before):
+///
+/// 1. the 2:4 ranking — the six pairwise compares of `nm4Contiguous`, ties
+///    kept by the lower index, on the same magnitude keys — and the run's two
+///    kept weights `k0, k1` (at positions `q0 < q1`, `+ 0` turning -0.0 into
+///    +0.0 as the staged `w · mask + 0` does) and its two pruned ones; the
+///    group's min/max over the kept weights and 0 (every run has pruned +0s),
+///    and the float64 sums of the pruned and kept squares;
+/// 2. per group, ``QuantizationScheme/parameters(lo:hi:as:)``; then the steps
+///    `s = clamp(round_half_even(k / scale))` (code − zero point) of the kept
+///    weights only — the pruned ones are 0 — and the float64 sum of
+///    `(k − s·scale)²` (the float32 difference is exact: Sterbenz);
+/// 3. the layouts, from `s0, s1, q0, q1` with `n0, n1` their non-zero flags:
+///    the `nm` layout stores the non-zero codes and then the first zero
+///    ones, in position order, so its positions are
+///    `(n0 ∧ n1 ? q0 : 0, n1 ? q1 : n0 ∧ q0 ≠ 0 ? q0 : 1)` and its steps
+///    `(n1 ∨ q0 = 0 ? s0 : 0, s1 + (¬n1 ∧ q0 ≠ 0 ? s0 : 0))`; the `bitmask`
+///    layout's flags are `n0` at `q0` and `n1` at `q1`, its codes those of
+///    `s0, s1` when both are non-zero, of `s0 + s1` when one is.
 ///
 /// At 32 weights per step every fixed-width stream advances by whole bytes
 /// (the `nm` values by `2·bits` bytes, the positions and the mask bits by 4),
-/// so those are stored directly; only the `bitmask` values (a variable
-/// number of codes per run) go through a ``FusedNMQuantization/BitWriter``.
+/// so those are stored directly; the `bitmask` values (0, 1 or 2 codes per
+/// run) are joined in the lanes pairwise and written without a
+/// data-dependent branch (``SpillingBitWriter``).
 ///
-/// The arithmetic of every stored number is the scalar path's (same keys,
-/// `w · mask + 0`, group min/max, ``QuantizationScheme/parameters(lo:hi:as:)``,
-/// float32 division, clamp and round half to even), so the bytes are
-/// identical; only the float64 error sums are added in another order.
+/// The arithmetic of every stored number is the scalar path's, so the bytes
+/// are identical; only the float64 error sums are added in another order.
 extension FusedNMQuantization {
     /// Whether ``runRows24(_:_:_:_:_:)`` handles this shape.
     static func vectorPathFits(_ shape: Shape2) -> Bool {
-        shape.n == 2 && shape.m == 4 && (1 ... 8).contains(shape.bits) && shape.groupSize % 32 == 0
+        shape.n == 2 && shape.m == 4 && (2 ... 8).contains(shape.bits) && shape.groupSize % 32 == 0
     }
 
     /// Eight runs in lane form: entry j of run r in `entries.j[r]`, as float32 bit patterns.
@@ -36,26 +44,83 @@ extension FusedNMQuantization {
         var a: SIMD8<UInt32>, b: SIMD8<UInt32>, c: SIMD8<UInt32>, d: SIMD8<UInt32>
     }
 
-    /// bfloat16 source: 32 bit patterns are 16 little-endian words, word i = entries 2i and 2i + 1; run r is
-    /// words 2r and 2r + 1. Widening is a 16-bit shift (or a mask) of the whole vector.
-    @inline(__always)
-    static func bfloat16Runs(_ p: UnsafePointer<UInt16>) -> RunLanes {
-        let words = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt32>.self)
-        let even = SIMD8<UInt32>(words[0], words[2], words[4], words[6], words[8], words[10], words[12], words[14])
-        let odd = SIMD8<UInt32>(words[1], words[3], words[5], words[7], words[9], words[11], words[13], words[15])
-        let high = SIMD8<UInt32>(repeating: 0xFFFF_0000)
-        return RunLanes(a: even &<< 16, b: even & high, c: odd &<< 16, d: odd & high)
+    /// Where pass 1 reads a row's runs, 8 at a time.
+    protocol RunLoader {
+        /// Runs `8·chunk ..< 8·chunk + 8` of the row.
+        func runs(_ chunk: Int) -> RunLanes
     }
 
-    /// float32 source (also the widened float16 row): a stride-4 de-interleave of 32 floats.
+    /// bfloat16 source: 32 bit patterns are 16 little-endian words, word i = entries 2i and 2i + 1; run r is
+    /// words 2r and 2r + 1. Widening is a 16-bit shift (or a mask) of the whole vector.
+    struct BFloat16Runs: RunLoader {
+        let row: UnsafePointer<UInt16>
+        @inline(__always)
+        func runs(_ chunk: Int) -> RunLanes {
+            let words = UnsafeRawPointer(row + chunk &* 32).loadUnaligned(as: SIMD16<UInt32>.self)
+            let even = SIMD8<UInt32>(words[0], words[2], words[4], words[6], words[8], words[10], words[12], words[14])
+            let odd = SIMD8<UInt32>(words[1], words[3], words[5], words[7], words[9], words[11], words[13], words[15])
+            let high = SIMD8<UInt32>(repeating: 0xFFFF_0000)
+            return RunLanes(a: even &<< 16, b: even & high, c: odd &<< 16, d: odd & high)
+        }
+    }
+
+    /// float32 source (also a widened float16 row): a stride-4 de-interleave of 32 floats.
+    struct Float32Runs: RunLoader {
+        let row: UnsafePointer<UInt32>
+        @inline(__always)
+        func runs(_ chunk: Int) -> RunLanes {
+            let p = UnsafeRawPointer(row + chunk &* 32)
+            let x = p.loadUnaligned(as: SIMD16<UInt32>.self), y = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self)
+            return RunLanes(a: SIMD8(x[0], x[4], x[8], x[12], y[0], y[4], y[8], y[12]),
+                            b: SIMD8(x[1], x[5], x[9], x[13], y[1], y[5], y[9], y[13]),
+                            c: SIMD8(x[2], x[6], x[10], x[14], y[2], y[6], y[10], y[14]),
+                            d: SIMD8(x[3], x[7], x[11], x[15], y[3], y[7], y[11], y[15]))
+        }
+    }
+
+    /// The least and the largest lane (a tree of vector min/max: no chain of 8 dependent compares).
     @inline(__always)
-    static func float32Runs(_ p: UnsafePointer<UInt32>) -> RunLanes {
-        let x = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt32>.self)
-        let y = UnsafeRawPointer(p + 16).loadUnaligned(as: SIMD16<UInt32>.self)
-        return RunLanes(a: SIMD8(x[0], x[4], x[8], x[12], y[0], y[4], y[8], y[12]),
-                        b: SIMD8(x[1], x[5], x[9], x[13], y[1], y[5], y[9], y[13]),
-                        c: SIMD8(x[2], x[6], x[10], x[14], y[2], y[6], y[10], y[14]),
-                        d: SIMD8(x[3], x[7], x[11], x[15], y[3], y[7], y[11], y[15]))
+    static func laneRange(_ low: SIMD8<Float>, _ high: SIMD8<Float>) -> (Float, Float) {
+        let l4 = low.lowHalf.replacing(with: low.highHalf, where: low.highHalf .< low.lowHalf)
+        let h4 = high.lowHalf.replacing(with: high.highHalf, where: high.lowHalf .< high.highHalf)
+        let l2 = l4.lowHalf.replacing(with: l4.highHalf, where: l4.highHalf .< l4.lowHalf)
+        let h2 = h4.lowHalf.replacing(with: h4.highHalf, where: h4.lowHalf .< h4.highHalf)
+        return (l2[1] < l2[0] ? l2[1] : l2[0], h2[0] < h2[1] ? h2[1] : h2[0])
+    }
+
+    /// A little-endian bit stream like ``BitWriter``, for up to 32 bits a write, without a data-dependent
+    /// branch: each write stores 8 bytes (the pending bits, zeros above) and advances by the whole bytes,
+    /// so the bytes past the stream's end up to `end` may be overwritten with zeros; within 8 bytes of
+    /// `end` it stores byte by byte.
+    struct SpillingBitWriter {
+        var out: UnsafeMutablePointer<UInt8>
+        let end: UnsafeMutablePointer<UInt8>
+        var accumulator: UInt64 = 0  // the pending bits (fewer than 8 between writes)
+        var filled = 0
+
+        init(_ out: UnsafeMutablePointer<UInt8>, end: UnsafeMutablePointer<UInt8>) {
+            self.out = out
+            self.end = end
+        }
+
+        @inline(__always)
+        mutating func put(_ value: UInt64, bits: Int) {
+            accumulator |= value &<< UInt64(filled)  // filled < 8, value < 2^32: no overflow
+            filled &+= bits
+            if end - out >= 8 {
+                UnsafeMutableRawPointer(out).storeBytes(of: accumulator.littleEndian, as: UInt64.self)
+            } else {
+                var pending = accumulator
+                for i in 0 ..< (filled + 7) / 8 {
+                    out[i] = UInt8(truncatingIfNeeded: pending)
+                    pending &>>= 8
+                }
+            }
+            let bytes = filled &>> 3  // at most 4
+            out += bytes
+            accumulator = accumulator &>> UInt64(bytes &* 8)
+            filled &= 7
+        }
     }
 
     /// -1 where `x > y`, else 0 (one vector compare on concrete `Int32` lanes).
@@ -88,20 +153,44 @@ extension FusedNMQuantization {
         return UInt32(truncatingIfNeeded: z | (z &>> 16))
     }
 
-    /// Pass 1 over one group (`chunks` steps of 8 runs, `load(i)` the i-th): the 2:4 mask, `w · mask + 0`
-    /// into `masked` and `w` into `originals` (lane form), and the lanes' min/max of the masked weights and
-    /// a word whose sign bit is set when a weight is Inf or NaN (its key + 2^23 carries into the sign).
+    /// Float64 sums of squares in vector lanes (two chains per sum, for latency).
+    struct SquareSums {
+        private var low = SIMD4<Double>(), high = SIMD4<Double>()
+
+        @inline(__always)
+        mutating func add(_ a: SIMD8<Float>, _ b: SIMD8<Float>) {
+            let aLow = SIMD4<Double>(a.lowHalf), aHigh = SIMD4<Double>(a.highHalf)
+            let bLow = SIMD4<Double>(b.lowHalf), bHigh = SIMD4<Double>(b.highHalf)
+            low.addProduct(aLow, aLow)
+            high.addProduct(aHigh, aHigh)
+            low.addProduct(bLow, bLow)
+            high.addProduct(bHigh, bHigh)
+        }
+
+        var sum: Double { (low + high).sum() }
+    }
+
+    /// `mask ? x : y` for -1/0 lane masks, on float lanes.
     @inline(__always)
-    static func maskGroup(
-        _ load: (Int) -> RunLanes, chunks: Int, masked: UnsafeMutablePointer<SIMD8<Float>>,
-        originals: UnsafeMutablePointer<SIMD8<Float>>
-    ) -> (low: SIMD8<Float>, high: SIMD8<Float>, bad: SIMD8<Int32>) {
-        var low = SIMD8<Float>(repeating: .greatestFiniteMagnitude), high = -low
-        var bad = SIMD8<Int32>()
+    static func select(_ mask: SIMD8<Int32>, _ x: SIMD8<Float>, _ y: SIMD8<Float>) -> SIMD8<Float> {
+        y.replacing(with: x, where: unsafeBitCast(mask, to: SIMDMask<SIMD8<Int32>>.self))
+    }
+
+    /// Sweep 1 over one group (the chunks of 8 runs in `chunkRange`): the 2:4 ranking, the kept weights
+    /// (`kept[2·chunk]`, `[2·chunk + 1]`) and their positions (`slots[chunk]`: `q0 | q1 << 2`), the sums of
+    /// the pruned and of the kept squares, and the min/max of the masked group; sets the sign bit of `bad`
+    /// when a weight is Inf or NaN (its key + 2^23 carries into it).
+    @inline(__always)
+    static func maskGroup<L: RunLoader>(
+        _ loader: L, _ chunkRange: Range<Int>, kept: UnsafeMutablePointer<SIMD8<Float>>,
+        slots: UnsafeMutablePointer<SIMD8<Int32>>, pruned: inout SquareSums, keptSquares: inout SquareSums,
+        bad: inout SIMD8<Int32>
+    ) -> (low: Float, high: Float) {
+        var low = SIMD8<Float>(), high = SIMD8<Float>()  // (the pruned +0s of every run)
         let sign = SIMD8<UInt32>(repeating: 0x7FFF_FFFF), exponentCarry = SIMD8<Int32>(repeating: 0x0080_0000)
         let one = SIMD8<Int32>(repeating: 1), two = SIMD8<Int32>(repeating: 2), three = SIMD8<Int32>(repeating: 3)
-        for chunk in 0 ..< chunks {
-            let runs = load(chunk)
+        for chunk in chunkRange {
+            let runs = loader.runs(chunk)
             let ka = unsafeBitCast(runs.a & sign, to: SIMD8<Int32>.self)
             let kb = unsafeBitCast(runs.b & sign, to: SIMD8<Int32>.self)
             let kc = unsafeBitCast(runs.c & sign, to: SIMD8<Int32>.self)
@@ -111,37 +200,61 @@ extension FusedNMQuantization {
             // As -1/0 masks: gBA = (kb > ka) etc.; key_a >= key_b is the complement of gBA.
             let gBA = greater(kb, ka), gCA = greater(kc, ka), gDA = greater(kd, ka)
             let gCB = greater(kc, kb), gDB = greater(kd, kb), gDC = greater(kd, kc)
-            let rankA = SIMD8<Int32>() &- (gBA &+ gCA &+ gDA)
-            let rankB = (one &+ gBA) &- (gCB &+ gDB)
-            let rankC = (two &+ gCA &+ gCB) &- gDC
-            let rankD = three &+ gDA &+ gDB &+ gDC
-            let keepA = unsafeBitCast(greater(two, rankA), to: SIMD8<UInt32>.self)
-            let keepB = unsafeBitCast(greater(two, rankB), to: SIMD8<UInt32>.self)
-            let keepC = unsafeBitCast(greater(two, rankC), to: SIMD8<UInt32>.self)
-            let keepD = unsafeBitCast(greater(two, rankD), to: SIMD8<UInt32>.self)
-            // (+ 0 turns a kept -0.0 into +0.0, as the staged path's w * 1 + 0)
+            let keepA = greater(two, SIMD8<Int32>() &- (gBA &+ gCA &+ gDA))
+            let keepB = greater(two, (one &+ gBA) &- (gCB &+ gDB))
+            let keepC = greater(two, (two &+ gCA &+ gCB) &- gDC)
+            let keepD = greater(two, three &+ gDA &+ gDB &+ gDC)
+            let wa = unsafeBitCast(runs.a, to: SIMD8<Float>.self), wb = unsafeBitCast(runs.b, to: SIMD8<Float>.self)
+            let wc = unsafeBitCast(runs.c, to: SIMD8<Float>.self), wd = unsafeBitCast(runs.d, to: SIMD8<Float>.self)
+            // Exactly two kept per run: the first is a, b or c, the second b, c or d; the pruned ones likewise.
             let zero = SIMD8<Float>()
-            let xa = unsafeBitCast(runs.a & keepA, to: SIMD8<Float>.self) + zero
-            let xb = unsafeBitCast(runs.b & keepB, to: SIMD8<Float>.self) + zero
-            let xc = unsafeBitCast(runs.c & keepC, to: SIMD8<Float>.self) + zero
-            let xd = unsafeBitCast(runs.d & keepD, to: SIMD8<Float>.self) + zero
-            let m = masked + chunk * 4, o = originals + chunk * 4
-            m[0] = xa; m[1] = xb; m[2] = xc; m[3] = xd
-            o[0] = unsafeBitCast(runs.a, to: SIMD8<Float>.self); o[1] = unsafeBitCast(runs.b, to: SIMD8<Float>.self)
-            o[2] = unsafeBitCast(runs.c, to: SIMD8<Float>.self); o[3] = unsafeBitCast(runs.d, to: SIMD8<Float>.self)
-            low = quantizationLaneMin(quantizationLaneMin(low, xa), quantizationLaneMin(xb, quantizationLaneMin(xc, xd)))
-            high = quantizationLaneMax(quantizationLaneMax(high, xa), quantizationLaneMax(xb, quantizationLaneMax(xc, xd)))
+            let k0 = select(keepA, wa, select(keepB, wb, wc)) + zero  // (+ 0: a kept -0.0 becomes +0.0)
+            let k1 = select(keepD, wd, select(keepC, wc, wb)) + zero
+            let r0 = select(keepA, select(keepB, wc, wb), wa)
+            let r1 = select(keepD, select(keepC, wb, wc), wd)
+            let q0 = ~keepA & (two &+ keepB)
+            let q1 = select(keepD, three, one &- keepC)
+            kept[2 &* chunk] = k0
+            kept[2 &* chunk &+ 1] = k1
+            slots[chunk] = q0 | (q1 &<< 2)
+            pruned.add(r0, r1)
+            keptSquares.add(k0, k1)
+            low = quantizationLaneMin(low, quantizationLaneMin(k0, k1))
+            high = quantizationLaneMax(high, quantizationLaneMax(k0, k1))
         }
-        return (low, high, bad)
+        return laneRange(low, high)
     }
 
-    /// A group's steps `clamp(round_half_even(x / scale))` (code − zero point), as ``quantizeGroup(_:_:_:scale:low:high:zero:codes:flags:)``.
+    /// Steps `clamp(round_half_even(x / scale))` (code − zero point) as ``quantizeGroup(_:_:_:scale:low:high:zero:codes:flags:)``
+    /// computes them, and the dequantized `steps · scale` (the rounded float is the steps' exact float value).
     @inline(__always)
-    static func quantizeLanes(_ x: SIMD8<Float>, _ scales: SIMD8<Float>, _ lows: SIMD8<Float>, _ highs: SIMD8<Float>) -> SIMD8<Int32> {
+    static func quantizeLanes(_ x: SIMD8<Float>, _ scales: SIMD8<Float>, _ lows: SIMD8<Float>, _ highs: SIMD8<Float>)
+        -> (SIMD8<Int32>, SIMD8<Float>) {
         let v = x / scales
         var t = v.replacing(with: lows, where: v .< lows)
         t.replace(with: highs, where: t .> highs)
-        return unsafeBitCast(t + SIMD8<Float>(repeating: 12_582_912), to: SIMD8<Int32>.self) &- SIMD8<Int32>(repeating: 0x4B40_0000)
+        let magic = SIMD8<Float>(repeating: 12_582_912)
+        let shifted = t + magic
+        let steps = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- SIMD8<Int32>(repeating: 0x4B40_0000)
+        return (steps, (shifted - magic) * scales)
+    }
+
+    /// Sweep 1 over a row, for every group: its range in `ranges[2·group]`, `[2·group + 1]`. True if a
+    /// weight is Inf or NaN.
+    @inline(__always)
+    static func maskRow<L: RunLoader>(
+        _ loader: L, groups: Int, chunksPerGroup: Int, kept: UnsafeMutablePointer<SIMD8<Float>>,
+        slots: UnsafeMutablePointer<SIMD8<Int32>>, ranges: UnsafeMutablePointer<Float>, pruned: inout SquareSums,
+        keptSquares: inout SquareSums
+    ) -> Bool {
+        var bad = SIMD8<Int32>()
+        for group in 0 ..< groups {
+            let chunks = group &* chunksPerGroup ..< (group &+ 1) &* chunksPerGroup
+            (ranges[2 &* group], ranges[2 &* group &+ 1]) = maskGroup(loader, chunks, kept: kept, slots: slots,
+                                                                      pruned: &pruned, keptSquares: &keptSquares,
+                                                                      bad: &bad)
+        }
+        return (bad & SIMD8<Int32>(repeating: Int32.min)) != SIMD8<Int32>()
     }
 
     /// One worker's rows on the vector path (see the type's comment).
@@ -151,99 +264,98 @@ extension FusedNMQuantization {
         var summary = Summary(nonzeros: 0, maskValueBytes: 0, norm: 0, difference: 0)
         guard !rowRange.isEmpty else { return summary }
         let columns = shape.columns, bits = shape.bits, g = shape.groupSize
-        let groups = columns / g, perRow = columns / 2, chunks = g / 32
-        // A group in lane form: the masked weights and the originals (as float32).
-        let masked = try FallibleAllocation.allocate(SIMD8<Float>.self, count: g / 8, "a masked group")
-        defer { FallibleAllocation.free(masked) }
-        let originals = try FallibleAllocation.allocate(SIMD8<Float>.self, count: g / 8, "a group of weights")
-        defer { FallibleAllocation.free(originals) }
+        let groups = columns / g, perRow = columns / 2, chunksPerGroup = g / 32, chunks = columns / 32
+        // A row in lane form: the kept weights (then their steps, in place) and their positions; each group's
+        // range and zero point.
+        let kept = try FallibleAllocation.allocate(SIMD8<Float>.self, count: 2 * chunks, "a row's kept weights")
+        defer { FallibleAllocation.free(kept) }
+        let slots = try FallibleAllocation.allocate(SIMD8<Int32>.self, count: chunks, "a row's kept positions")
+        defer { FallibleAllocation.free(slots) }
+        let ranges = try FallibleAllocation.allocate(Float.self, count: 2 * groups, "a row's ranges")
+        defer { FallibleAllocation.free(ranges) }
+        let zeroPoints = try FallibleAllocation.allocate(Int32.self, count: groups, "a row's zero points")
+        defer { FallibleAllocation.free(zeroPoints) }
         var widened: UnsafeMutablePointer<UInt32>? = nil  // a float16 row as float32 bit patterns
         if case .float16 = source {
             widened = try FallibleAllocation.allocate(UInt32.self, count: columns, "a row of weights")
         }
         defer { if let widened { FallibleAllocation.free(widened) } }
+        let steps = UnsafeMutableRawPointer(kept).assumingMemoryBound(to: SIMD8<Int32>.self)
 
         let first = rowRange.lowerBound
         var nmValues = out.nmValues + first * perRow * bits / 8
         var nmValueStream = BitWriter(nmValues)  // bit widths other than 2, 4 and 8
         var nmPositions = out.nmPositions + first * perRow * 2 / 8
         var maskBytes = out.maskBits + first * columns / 8
-        var maskValues = BitWriter(out.maskValues + first * perRow * bits / 8)
+        var maskValues = SpillingBitWriter(out.maskValues + first * perRow * bits / 8,
+                                           end: out.maskValues + rowRange.upperBound * perRow * bits / 8)
         let valueMask = SIMD8<Int32>(repeating: Int32((1 << bits) - 1)), b = Int32(bits)
         let qmin = scheme.qmin, qmax = scheme.qmax
-        var lanes = SquaredErrorLanes()
+        var pruned = SquareSums(), keptSquares = SquareSums(), errors = SquareSums()
         var nonzeroLanes = SIMD8<Int32>()  // minus the non-zero codes, per lane (reduced per row)
         var nonzeros = 0
 
         for row in rowRange {
-            if case .float16(let p) = source, let widened {
-                let s = p + row * columns
+            // Sweep 1.
+            let bad: Bool
+            switch source {
+            case .bfloat16(let p):
+                bad = maskRow(BFloat16Runs(row: p + row * columns), groups: groups, chunksPerGroup: chunksPerGroup,
+                              kept: kept, slots: slots, ranges: ranges, pruned: &pruned, keptSquares: &keptSquares)
+            case .float32(let p):
+                let words = UnsafeRawPointer(p + row * columns).assumingMemoryBound(to: UInt32.self)
+                bad = maskRow(Float32Runs(row: words), groups: groups, chunksPerGroup: chunksPerGroup,
+                              kept: kept, slots: slots, ranges: ranges, pruned: &pruned, keptSquares: &keptSquares)
+            case .float16(let p):
+                let s = p + row * columns, widened = widened!
                 #if arch(x86_64) || arch(arm64)
                 for j in 0 ..< columns { widened[j] = Float(Float16(bitPattern: s[j])).bitPattern }
                 #else
                 for j in 0 ..< columns { widened[j] = halfToFloat(s[j]).bitPattern }
                 #endif
+                bad = maskRow(Float32Runs(row: UnsafePointer(widened)), groups: groups, chunksPerGroup: chunksPerGroup,
+                              kept: kept, slots: slots, ranges: ranges, pruned: &pruned, keptSquares: &keptSquares)
             }
+            if bad { throw SwiftPruneError.value("weights contain NaN or Inf values") }
+            // Sweep 2: each group's scale and zero point, its kept weights' steps and their error.
             for group in 0 ..< groups {
-                // Pass 1: the 2:4 mask, w · mask + 0, and the group's min/max.
-                let start = row * columns + group * g
-                let (low, high, bad): (SIMD8<Float>, SIMD8<Float>, SIMD8<Int32>)
-                switch source {
-                case .bfloat16(let p):
-                    (low, high, bad) = maskGroup({ bfloat16Runs(p + start + $0 * 32) }, chunks: chunks, masked: masked,
-                                                 originals: originals)
-                case .float32(let p):
-                    let words = UnsafeRawPointer(p + start).assumingMemoryBound(to: UInt32.self)
-                    (low, high, bad) = maskGroup({ float32Runs(words + $0 * 32) }, chunks: chunks, masked: masked,
-                                                 originals: originals)
-                case .float16:
-                    let words = UnsafePointer(widened!) + group * g
-                    (low, high, bad) = maskGroup({ float32Runs(words + $0 * 32) }, chunks: chunks, masked: masked,
-                                                 originals: originals)
-                }
-                if (bad & SIMD8<Int32>(repeating: Int32.min)) != SIMD8<Int32>() {
-                    throw SwiftPruneError.value("weights contain NaN or Inf values")
-                }
-                var lo = Float.greatestFiniteMagnitude, hi = -Float.greatestFiniteMagnitude
-                for j in 0 ..< 8 {
-                    lo = Swift.min(lo, low[j])
-                    hi = Swift.max(hi, high[j])
-                }
-                // Pass 2: scale, codes, error sums and the three layouts' bytes.
-                let (scale, zero) = scheme.parameters(lo: lo, hi: hi, as: Float.self)
+                let (scale, zero) = scheme.parameters(lo: ranges[2 * group], hi: ranges[2 * group + 1], as: Float.self)
                 out.scales[row * groups + group] = scale
                 out.zeroPoints[row * groups + group] = UInt8(truncatingIfNeeded: zero)
+                zeroPoints[group] = zero
                 let scales = SIMD8<Float>(repeating: scale)
                 let lows = SIMD8<Float>(repeating: Float(qmin - zero)), highs = SIMD8<Float>(repeating: Float(qmax - zero))
-                let zeros = SIMD8<Int32>(repeating: zero)
-                var tooMany = SIMD8<Int32>()  // sign bit set once a run has more than 2 non-zero codes
-                for chunk in 0 ..< chunks {
-                    let m = masked + chunk * 4, o = originals + chunk * 4
-                    let da = quantizeLanes(m[0], scales, lows, highs), db = quantizeLanes(m[1], scales, lows, highs)
-                    let dc = quantizeLanes(m[2], scales, lows, highs), dd = quantizeLanes(m[3], scales, lows, highs)
-                    lanes.add(o[0], SIMD8<Float>(da) * scales)
-                    lanes.add(o[1], SIMD8<Float>(db) * scales)
-                    lanes.add(o[2], SIMD8<Float>(dc) * scales)
-                    lanes.add(o[3], SIMD8<Float>(dd) * scales)
-                    // -1 where the code is not the zero point (sign bit of d | -d).
-                    let fa = (da | (SIMD8<Int32>() &- da)) &>> 31, fb = (db | (SIMD8<Int32>() &- db)) &>> 31
-                    let fc = (dc | (SIMD8<Int32>() &- dc)) &>> 31, fd = (dd | (SIMD8<Int32>() &- dd)) &>> 31
-                    let count = fa &+ fb &+ fc &+ fd  // minus the run's non-zero codes
-                    tooMany |= count &+ 2
+                for chunk in group * chunksPerGroup ..< (group + 1) * chunksPerGroup {
+                    let x0 = kept[2 * chunk], x1 = kept[2 * chunk + 1]
+                    let (s0, dequantized0) = quantizeLanes(x0, scales, lows, highs)
+                    let (s1, dequantized1) = quantizeLanes(x1, scales, lows, highs)
+                    errors.add(x0 - dequantized0, x1 - dequantized1)
+                    steps[2 * chunk] = s0
+                    steps[2 * chunk + 1] = s1
+                }
+            }
+            // Sweep 3: the layouts.
+            for group in 0 ..< groups {
+                let zeros = SIMD8<Int32>(repeating: zeroPoints[group])
+                for chunk in group * chunksPerGroup ..< (group + 1) * chunksPerGroup {
+                    let s0 = steps[2 * chunk], s1 = steps[2 * chunk + 1], slot = slots[chunk]
+                    let q0 = slot & 3, q1 = slot &>> 2
+                    let n0 = ~unsafeBitCast(s0 .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
+                    let n1 = ~unsafeBitCast(s1 .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
+                    let atZero = unsafeBitCast(q0 .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
+                    let both = n0 & n1
+                    // nm layout: positions and codes of the non-zeros, then of the first zeros.
+                    let t0 = s0 & (n1 | atZero), t1 = s1 &+ (s0 & ~(n1 | atZero))
+                    let nmField = ((t0 &+ zeros) & valueMask) | (((t1 &+ zeros) & valueMask) &<< b)
+                    let p0 = both & q0
+                    let p1 = select(n1, q1, select(n0 & ~atZero, q0, SIMD8<Int32>(repeating: 1)))
+                    // bitmask layout: flags (first entry of a run in the nibble's top bit) and codes.
+                    let eight = SIMD8<Int32>(repeating: 8)
+                    let flagNibble = (n0 & (eight &>> q0)) | (n1 & (eight &>> q1))
+                    let single = (((s0 &+ s1) &+ zeros) & valueMask) & (n0 | n1)
+                    let maskField = select(both, nmField, single)
+                    let count = n0 &+ n1  // minus the run's non-zero codes
                     nonzeroLanes &+= count
-                    let pair = unsafeBitCast(count .== SIMD8<Int32>(repeating: -2), to: SIMD8<Int32>.self)
-                    let shifted = pair & ~fa  // two non-zeros, not at 0: the first stored one is at 1 or 2
-                    let total = da &+ db &+ dc &+ dd
-                    let s0 = select(shifted, select(fb, db, dc), da), s1 = total &- s0
-                    let v0 = (s0 &+ zeros) & valueMask, v1 = (s1 &+ zeros) & valueMask
-                    let nmField = v0 | (v1 &<< b)
-                    let p0 = shifted & (SIMD8<Int32>(repeating: 2) &+ fb)
-                    let index = SIMD8<Int32>() &- (fb &+ (fc &<< 1) &+ fd &* 3)
-                    let noIndex = unsafeBitCast(index .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
-                    let p1 = index &- p0 &- noIndex
-                    let single = ((total &+ zeros) & valueMask) & (fa | fb | fc | fd)
-                    let maskField = select(pair, nmField, single)
-                    let flagNibble = (fa & 8) | (fb & 4) | (fc & 2) | (fd & 1)
                     // The fixed-width streams: whole bytes per 8 runs.
                     switch bits {
                     case 4:
@@ -282,19 +394,15 @@ extension FusedNMQuantization {
                         for r in 0 ..< 4 { maskValues.put(UInt64(pairFields[r]), bits: Int(pairWidths[r])) }
                     }
                 }
-                if (tooMany & SIMD8<Int32>(repeating: Int32.min)) != SIMD8<Int32>() {
-                    throw SwiftPruneError.value("a run of 4 holds more than 2 non-zero codes")
-                }
             }
             for j in 0 ..< 8 { nonzeros -= Int(nonzeroLanes[j]) }
             nonzeroLanes = SIMD8<Int32>()
         }
-        nmValueStream.finish()
-        maskValues.finish()
-        let (norm, difference) = lanes.sums
+        nmValueStream.finish()  // (maskValues has stored its last byte)
+        let prunedSum = pruned.sum
         summary.nonzeros = nonzeros
-        summary.norm = norm
-        summary.difference = difference
+        summary.norm = prunedSum + keptSquares.sum
+        summary.difference = prunedSum + errors.sum
         return summary
     }
 }
