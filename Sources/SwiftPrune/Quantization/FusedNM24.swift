@@ -230,9 +230,9 @@ extension FusedNMQuantization {
     @inline(__always)
     static func quantizeLanes(_ x: SIMD8<Float>, _ scales: SIMD8<Float>, _ lows: SIMD8<Float>, _ highs: SIMD8<Float>)
         -> (SIMD8<Int32>, SIMD8<Float>) {
-        let v = x / scales
-        var t = v.replacing(with: lows, where: v .< lows)
-        t.replace(with: highs, where: t .> highs)
+        // (max/min rather than replace-where: the same values but for the sign of a zero, which the
+        // rounding below does not see)
+        let t = quantizationLaneMin(quantizationLaneMax(x / scales, lows), highs)
         let magic = SIMD8<Float>(repeating: 12_582_912)
         let shifted = t + magic
         let steps = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- SIMD8<Int32>(repeating: 0x4B40_0000)
@@ -379,19 +379,20 @@ extension FusedNMQuantization {
                     maskBytes += 4
                     // The bitmask layout's values: k·bits bits per run, joined pairwise in the lanes.
                     let widths = (SIMD8<Int32>() &- count) &* b
-                    let evenFields = SIMD4<UInt32>(truncatingIfNeeded: SIMD4<Int32>(maskField[0], maskField[2], maskField[4], maskField[6]))
-                    let oddFields = SIMD4<UInt32>(truncatingIfNeeded: SIMD4<Int32>(maskField[1], maskField[3], maskField[5], maskField[7]))
-                    let evenWidths = SIMD4<UInt32>(truncatingIfNeeded: SIMD4<Int32>(widths[0], widths[2], widths[4], widths[6]))
-                    let oddWidths = SIMD4<UInt32>(truncatingIfNeeded: SIMD4<Int32>(widths[1], widths[3], widths[5], widths[7]))
-                    let pairFields = evenFields | (oddFields &<< evenWidths)  // at most 4·bits <= 32 bits
-                    let pairWidths = evenWidths &+ oddWidths
+                    // Lanes 2i and 2i + 1 as one 64-bit lane: odd field shifted past the even one's width.
+                    let low32 = SIMD4<UInt64>(repeating: 0xFFFF_FFFF)
+                    let fields = unsafeBitCast(maskField, to: SIMD4<UInt64>.self)
+                    let fieldWidths = unsafeBitCast(widths, to: SIMD4<UInt64>.self)
+                    let evenWidths = fieldWidths & low32
+                    let pairFields = (fields & low32) | ((fields &>> 32) &<< evenWidths)  // at most 4·bits <= 32 bits
+                    let pairWidths = evenWidths &+ (fieldWidths &>> 32)
                     if bits <= 4 {
-                        let quad0 = UInt64(pairFields[0]) | UInt64(pairFields[1]) &<< UInt64(pairWidths[0])
-                        let quad1 = UInt64(pairFields[2]) | UInt64(pairFields[3]) &<< UInt64(pairWidths[2])
-                        maskValues.put(quad0, bits: Int(pairWidths[0] &+ pairWidths[1]))
-                        maskValues.put(quad1, bits: Int(pairWidths[2] &+ pairWidths[3]))
+                        let quad0 = pairFields[0] | pairFields[1] &<< pairWidths[0]
+                        let quad1 = pairFields[2] | pairFields[3] &<< pairWidths[2]
+                        maskValues.put(quad0, bits: Int(truncatingIfNeeded: pairWidths[0] &+ pairWidths[1]))
+                        maskValues.put(quad1, bits: Int(truncatingIfNeeded: pairWidths[2] &+ pairWidths[3]))
                     } else {
-                        for r in 0 ..< 4 { maskValues.put(UInt64(pairFields[r]), bits: Int(pairWidths[r])) }
+                        for r in 0 ..< 4 { maskValues.put(pairFields[r], bits: Int(truncatingIfNeeded: pairWidths[r])) }
                     }
                 }
             }
