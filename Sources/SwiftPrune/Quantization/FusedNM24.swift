@@ -78,16 +78,6 @@ extension FusedNMQuantization {
         }
     }
 
-    /// The least and the largest lane (a tree of vector min/max: no chain of 8 dependent compares).
-    @inline(__always)
-    static func laneRange(_ low: SIMD8<Float>, _ high: SIMD8<Float>) -> (Float, Float) {
-        let l4 = low.lowHalf.replacing(with: low.highHalf, where: low.highHalf .< low.lowHalf)
-        let h4 = high.lowHalf.replacing(with: high.highHalf, where: high.lowHalf .< high.highHalf)
-        let l2 = l4.lowHalf.replacing(with: l4.highHalf, where: l4.highHalf .< l4.lowHalf)
-        let h2 = h4.lowHalf.replacing(with: h4.highHalf, where: h4.lowHalf .< h4.highHalf)
-        return (l2[1] < l2[0] ? l2[1] : l2[0], h2[0] < h2[1] ? h2[1] : h2[0])
-    }
-
     /// A little-endian bit stream like ``BitWriter``, for up to 32 bits a write, without a data-dependent
     /// branch: each write stores 8 bytes (the pending bits, zeros above) and advances by the whole bytes,
     /// so the bytes past the stream's end up to `end` may be overwritten with zeros; within 8 bytes of
@@ -132,7 +122,7 @@ extension FusedNMQuantization {
     /// `mask ? x : y` for -1/0 lane masks.
     @inline(__always)
     static func select(_ mask: SIMD8<Int32>, _ x: SIMD8<Int32>, _ y: SIMD8<Int32>) -> SIMD8<Int32> {
-        (x & mask) | (y & ~mask)
+        y.replacing(with: x, where: unsafeBitCast(mask, to: SIMDMask<SIMD8<Int32>>.self))
     }
 
     /// Packs 8 lanes of 4-bit values (lane r at bits 4r of a little-endian word, first lane lowest).
@@ -170,10 +160,39 @@ extension FusedNMQuantization {
         var sum: Double { (low + high).sum() }
     }
 
-    /// `mask ? x : y` for -1/0 lane masks, on float lanes.
+    /// `mask ? x : y` for -1/0 lane masks, on float lanes. (Only integer compares and bit operations: on
+    /// the concrete vector types they are single vector instructions, while the standard library's float
+    /// compares, `replacing(with:where:)`, `pointwiseMin` and `pointwiseMax` are per-lane loops that the
+    /// compiler vectorizes only in part, or not at all.)
     @inline(__always)
     static func select(_ mask: SIMD8<Int32>, _ x: SIMD8<Float>, _ y: SIMD8<Float>) -> SIMD8<Float> {
         y.replacing(with: x, where: unsafeBitCast(mask, to: SIMDMask<SIMD8<Int32>>.self))
+    }
+
+    /// Lane-wise minimum and maximum of integers.
+    @inline(__always)
+    static func minimum(_ x: SIMD8<Int32>, _ y: SIMD8<Int32>) -> SIMD8<Int32> { select(greater(x, y), y, x) }
+
+    @inline(__always)
+    static func maximum(_ x: SIMD8<Int32>, _ y: SIMD8<Int32>) -> SIMD8<Int32> { select(greater(x, y), x, y) }
+
+    /// Float bit patterns as integers in the floats' order (negative ones have their magnitude bits
+    /// flipped); an involution. -0.0 comes before +0.0 — the kept weights have no -0.0.
+    @inline(__always)
+    static func ordered(_ x: SIMD8<Int32>) -> SIMD8<Int32> {
+        x ^ ((x &>> 31) & SIMD8<Int32>(repeating: 0x7FFF_FFFF))
+    }
+
+    /// The float of the least and of the largest lane of `ordered` integers.
+    @inline(__always)
+    static func laneRange(_ low: SIMD8<Int32>, _ high: SIMD8<Int32>) -> (Float, Float) {
+        let lows = ordered(low), highs = ordered(high)
+        var lo = Float(bitPattern: UInt32(bitPattern: lows[0])), hi = Float(bitPattern: UInt32(bitPattern: highs[0]))
+        for j in 1 ..< 8 {
+            lo = Swift.min(lo, Float(bitPattern: UInt32(bitPattern: lows[j])))
+            hi = Swift.max(hi, Float(bitPattern: UInt32(bitPattern: highs[j])))
+        }
+        return (lo, hi)
     }
 
     /// Sweep 1 over one group (the chunks of 8 runs in `chunkRange`): the 2:4 ranking, the kept weights
@@ -186,7 +205,7 @@ extension FusedNMQuantization {
         slots: UnsafeMutablePointer<SIMD8<Int32>>, pruned: inout SquareSums, keptSquares: inout SquareSums,
         bad: inout SIMD8<Int32>
     ) -> (low: Float, high: Float) {
-        var low = SIMD8<Float>(), high = SIMD8<Float>()  // (the pruned +0s of every run)
+        var low = SIMD8<Int32>(), high = SIMD8<Int32>()  // in `ordered` form, from the pruned +0s of every run
         let sign = SIMD8<UInt32>(repeating: 0x7FFF_FFFF), exponentCarry = SIMD8<Int32>(repeating: 0x0080_0000)
         let one = SIMD8<Int32>(repeating: 1), two = SIMD8<Int32>(repeating: 2), three = SIMD8<Int32>(repeating: 3)
         for chunk in chunkRange {
@@ -219,29 +238,31 @@ extension FusedNMQuantization {
             slots[chunk] = q0 | (q1 &<< 2)
             pruned.add(r0, r1)
             keptSquares.add(k0, k1)
-            low = quantizationLaneMin(low, quantizationLaneMin(k0, k1))
-            high = quantizationLaneMax(high, quantizationLaneMax(k0, k1))
+            let o0 = ordered(unsafeBitCast(k0, to: SIMD8<Int32>.self)), o1 = ordered(unsafeBitCast(k1, to: SIMD8<Int32>.self))
+            low = minimum(low, minimum(o0, o1))
+            high = maximum(high, maximum(o0, o1))
         }
         return laneRange(low, high)
     }
 
-    /// Steps `clamp(round_half_even(x / scale))` (code − zero point) as ``quantizeGroup(_:_:_:scale:low:high:zero:codes:flags:)``
-    /// computes them, and the dequantized `steps · scale` (the rounded float is the steps' exact float value).
+    /// Steps `clamp(round_half_even(x / scale), low, high)` (code − zero point), as
+    /// ``quantizeGroup(_:_:_:scale:low:high:zero:codes:flags:)`` computes them — rounding before clamping
+    /// to integer bounds is the same — and the dequantized `steps · scale`. (|x / scale| stays far below
+    /// 2^22, where adding 1.5·2^23 rounds to an integer.)
     @inline(__always)
-    static func quantizeLanes(_ x: SIMD8<Float>, _ scales: SIMD8<Float>, _ lows: SIMD8<Float>, _ highs: SIMD8<Float>)
+    static func quantizeLanes(_ x: SIMD8<Float>, _ scales: SIMD8<Float>, _ lows: SIMD8<Int32>, _ highs: SIMD8<Int32>)
         -> (SIMD8<Int32>, SIMD8<Float>) {
-        // (max/min rather than replace-where: the same values but for the sign of a zero, which the
-        // rounding below does not see)
-        let t = quantizationLaneMin(quantizationLaneMax(x / scales, lows), highs)
-        let magic = SIMD8<Float>(repeating: 12_582_912)
-        let shifted = t + magic
-        let steps = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- SIMD8<Int32>(repeating: 0x4B40_0000)
-        return (steps, (shifted - magic) * scales)
+        let bias = SIMD8<Int32>(repeating: 0x4B40_0000), magic = SIMD8<Float>(repeating: 12_582_912)
+        let rounded = unsafeBitCast(x / scales + magic, to: SIMD8<Int32>.self) &- bias
+        let steps = minimum(maximum(rounded, lows), highs)
+        let value = unsafeBitCast(steps &+ bias, to: SIMD8<Float>.self) - magic  // Float(steps), exactly
+        return (steps, value * scales)
     }
 
     /// Sweep 1 over a row, for every group: its range in `ranges[2·group]`, `[2·group + 1]`. True if a
-    /// weight is Inf or NaN.
-    @inline(__always)
+    /// weight is Inf or NaN. (Each sweep is a function of its own: in one large function the compiler
+    /// splits the vectors into halves and spills.)
+    @inline(never)
     static func maskRow<L: RunLoader>(
         _ loader: L, groups: Int, chunksPerGroup: Int, kept: UnsafeMutablePointer<SIMD8<Float>>,
         slots: UnsafeMutablePointer<SIMD8<Int32>>, ranges: UnsafeMutablePointer<Float>, pruned: inout SquareSums,
@@ -255,6 +276,124 @@ extension FusedNMQuantization {
                                                                       bad: &bad)
         }
         return (bad & SIMD8<Int32>(repeating: Int32.min)) != SIMD8<Int32>()
+    }
+
+    /// Sweep 2 over a row: each group's scale and zero point (into `scales`, `zeroPoints` and `zeros`),
+    /// the steps of its kept weights (in place of them) and the sum of their squared errors.
+    @inline(never)
+    static func quantizeRow(
+        _ kept: UnsafeMutablePointer<SIMD8<Float>>, ranges: UnsafePointer<Float>, groups: Int, chunksPerGroup: Int,
+        scheme: QuantizationScheme, scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<UInt8>,
+        zeros: UnsafeMutablePointer<Int32>, errors: inout SquareSums
+    ) {
+        let steps = UnsafeMutableRawPointer(kept).assumingMemoryBound(to: SIMD8<Int32>.self)
+        let qmin = scheme.qmin, qmax = scheme.qmax
+        for group in 0 ..< groups {
+            let (scale, zero) = scheme.parameters(lo: ranges[2 * group], hi: ranges[2 * group + 1], as: Float.self)
+            scales[group] = scale
+            zeroPoints[group] = UInt8(truncatingIfNeeded: zero)
+            zeros[group] = zero
+            let scaleLanes = SIMD8<Float>(repeating: scale)
+            let lows = SIMD8<Int32>(repeating: qmin - zero), highs = SIMD8<Int32>(repeating: qmax - zero)
+            for chunk in group &* chunksPerGroup ..< (group &+ 1) &* chunksPerGroup {
+                let x0 = kept[2 &* chunk], x1 = kept[2 &* chunk &+ 1]
+                let (s0, dequantized0) = quantizeLanes(x0, scaleLanes, lows, highs)
+                let (s1, dequantized1) = quantizeLanes(x1, scaleLanes, lows, highs)
+                errors.add(x0 - dequantized0, x1 - dequantized1)
+                steps[2 &* chunk] = s0
+                steps[2 &* chunk &+ 1] = s1
+            }
+        }
+    }
+
+    /// Where sweep 3 writes: the fixed-width streams (whole bytes per 8 runs) and the bitmask values.
+    struct Streams {
+        var nmValues: UnsafeMutablePointer<UInt8>
+        var nmValueStream: BitWriter  // bit widths other than 2, 4 and 8
+        var nmPositions: UnsafeMutablePointer<UInt8>
+        var maskBytes: UnsafeMutablePointer<UInt8>
+        var maskValues: SpillingBitWriter
+    }
+
+    /// Sweep 3 over a row: both layouts from the kept weights' steps and positions; returns the number of
+    /// non-zero codes.
+    @inline(never)
+    static func encodeRow(
+        _ steps: UnsafePointer<SIMD8<Int32>>, slots: UnsafePointer<SIMD8<Int32>>, zeros: UnsafePointer<Int32>,
+        groups: Int, chunksPerGroup: Int, bits: Int, streams: inout Streams
+    ) -> Int {
+        let valueMask = SIMD8<Int32>(repeating: Int32((1 << bits) - 1)), b = Int32(bits)
+        var nonzeroLanes = SIMD8<Int32>()  // minus the non-zero codes, per lane
+        var nmValues = streams.nmValues, nmPositions = streams.nmPositions, maskBytes = streams.maskBytes
+        var maskValues = streams.maskValues
+        for group in 0 ..< groups {
+            let zeros = SIMD8<Int32>(repeating: zeros[group])
+            for chunk in group &* chunksPerGroup ..< (group &+ 1) &* chunksPerGroup {
+                let s0 = steps[2 * chunk], s1 = steps[2 * chunk + 1], slot = slots[chunk]
+                let q0 = slot & 3, q1 = slot &>> 2
+                let n0 = ~unsafeBitCast(s0 .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
+                let n1 = ~unsafeBitCast(s1 .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
+                let atZero = unsafeBitCast(q0 .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
+                let both = n0 & n1
+                // nm layout: positions and codes of the non-zeros, then of the first zeros.
+                let t0 = s0 & (n1 | atZero), t1 = s1 &+ (s0 & ~(n1 | atZero))
+                let nmField = ((t0 &+ zeros) & valueMask) | (((t1 &+ zeros) & valueMask) &<< b)
+                let p0 = both & q0
+                let p1 = select(n1, q1, select(n0 & ~atZero, q0, SIMD8<Int32>(repeating: 1)))
+                // bitmask layout: flags (first entry of a run in the nibble's top bit) and codes.
+                let eight = SIMD8<Int32>(repeating: 8)
+                let flagNibble = (n0 & (eight &>> q0)) | (n1 & (eight &>> q1))
+                let single = (((s0 &+ s1) &+ zeros) & valueMask) & (n0 | n1)
+                let maskField = select(both, nmField, single)
+                let count = n0 &+ n1  // minus the run's non-zero codes
+                nonzeroLanes &+= count
+                // The fixed-width streams: whole bytes per 8 runs.
+                switch bits {
+                case 4:
+                    let packed = unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: nmField), to: UInt64.self)
+                    UnsafeMutableRawPointer(nmValues).storeBytes(of: packed.littleEndian, as: UInt64.self)
+                    nmValues += 8
+                case 8:
+                    let packed = SIMD8<UInt16>(truncatingIfNeeded: nmField)
+                    UnsafeMutableRawPointer(nmValues).storeBytes(of: packed, as: SIMD8<UInt16>.self)
+                    nmValues += 16
+                case 2:
+                    UnsafeMutableRawPointer(nmValues).storeBytes(of: nibblesLowFirst(nmField).littleEndian, as: UInt32.self)
+                    nmValues += 4
+                default:
+                    for r in 0 ..< 8 { streams.nmValueStream.put(UInt64(UInt32(bitPattern: nmField[r])), bits: 2 * bits) }
+                }
+                let positions = nibblesLowFirst(p0 | (p1 &<< 2))
+                UnsafeMutableRawPointer(nmPositions).storeBytes(of: positions.littleEndian, as: UInt32.self)
+                nmPositions += 4
+                UnsafeMutableRawPointer(maskBytes).storeBytes(of: nibblesHighFirst(flagNibble).littleEndian, as: UInt32.self)
+                maskBytes += 4
+                // The bitmask layout's values: k·bits bits per run, joined pairwise in the lanes.
+                let widths = (SIMD8<Int32>() &- count) &* b
+                // Lanes 2i and 2i + 1 as one 64-bit lane: odd field shifted past the even one's width.
+                let low32 = SIMD4<UInt64>(repeating: 0xFFFF_FFFF)
+                let fields = unsafeBitCast(maskField, to: SIMD4<UInt64>.self)
+                let fieldWidths = unsafeBitCast(widths, to: SIMD4<UInt64>.self)
+                let evenWidths = fieldWidths & low32
+                let pairFields = (fields & low32) | ((fields &>> 32) &<< evenWidths)  // at most 4·bits <= 32 bits
+                let pairWidths = evenWidths &+ (fieldWidths &>> 32)
+                if bits <= 4 {
+                    let quad0 = pairFields[0] | pairFields[1] &<< pairWidths[0]
+                    let quad1 = pairFields[2] | pairFields[3] &<< pairWidths[2]
+                    maskValues.put(quad0, bits: Int(truncatingIfNeeded: pairWidths[0] &+ pairWidths[1]))
+                    maskValues.put(quad1, bits: Int(truncatingIfNeeded: pairWidths[2] &+ pairWidths[3]))
+                } else {
+                    for r in 0 ..< 4 { maskValues.put(pairFields[r], bits: Int(truncatingIfNeeded: pairWidths[r])) }
+                }
+            }
+        }
+        streams.nmValues = nmValues
+        streams.nmPositions = nmPositions
+        streams.maskBytes = maskBytes
+        streams.maskValues = maskValues
+        var nonzeros = 0
+        for j in 0 ..< 8 { nonzeros -= Int(nonzeroLanes[j]) }
+        return nonzeros
     }
 
     /// One worker's rows on the vector path (see the type's comment).
@@ -273,30 +412,25 @@ extension FusedNMQuantization {
         defer { FallibleAllocation.free(slots) }
         let ranges = try FallibleAllocation.allocate(Float.self, count: 2 * groups, "a row's ranges")
         defer { FallibleAllocation.free(ranges) }
-        let zeroPoints = try FallibleAllocation.allocate(Int32.self, count: groups, "a row's zero points")
-        defer { FallibleAllocation.free(zeroPoints) }
+        let zeros = try FallibleAllocation.allocate(Int32.self, count: groups, "a row's zero points")
+        defer { FallibleAllocation.free(zeros) }
         var widened: UnsafeMutablePointer<UInt32>? = nil  // a float16 row as float32 bit patterns
         if case .float16 = source {
             widened = try FallibleAllocation.allocate(UInt32.self, count: columns, "a row of weights")
         }
         defer { if let widened { FallibleAllocation.free(widened) } }
-        let steps = UnsafeMutableRawPointer(kept).assumingMemoryBound(to: SIMD8<Int32>.self)
+        let steps = UnsafeRawPointer(kept).assumingMemoryBound(to: SIMD8<Int32>.self)
 
         let first = rowRange.lowerBound
-        var nmValues = out.nmValues + first * perRow * bits / 8
-        var nmValueStream = BitWriter(nmValues)  // bit widths other than 2, 4 and 8
-        var nmPositions = out.nmPositions + first * perRow * 2 / 8
-        var maskBytes = out.maskBits + first * columns / 8
-        var maskValues = SpillingBitWriter(out.maskValues + first * perRow * bits / 8,
-                                           end: out.maskValues + rowRange.upperBound * perRow * bits / 8)
-        let valueMask = SIMD8<Int32>(repeating: Int32((1 << bits) - 1)), b = Int32(bits)
-        let qmin = scheme.qmin, qmax = scheme.qmax
+        let nmValues = out.nmValues + first * perRow * bits / 8
+        var streams = Streams(
+            nmValues: nmValues, nmValueStream: BitWriter(nmValues), nmPositions: out.nmPositions + first * perRow * 2 / 8,
+            maskBytes: out.maskBits + first * columns / 8,
+            maskValues: SpillingBitWriter(out.maskValues + first * perRow * bits / 8,
+                                          end: out.maskValues + rowRange.upperBound * perRow * bits / 8))
         var pruned = SquareSums(), keptSquares = SquareSums(), errors = SquareSums()
-        var nonzeroLanes = SIMD8<Int32>()  // minus the non-zero codes, per lane (reduced per row)
         var nonzeros = 0
-
         for row in rowRange {
-            // Sweep 1.
             let bad: Bool
             switch source {
             case .bfloat16(let p):
@@ -317,89 +451,13 @@ extension FusedNMQuantization {
                               kept: kept, slots: slots, ranges: ranges, pruned: &pruned, keptSquares: &keptSquares)
             }
             if bad { throw SwiftPruneError.value("weights contain NaN or Inf values") }
-            // Sweep 2: each group's scale and zero point, its kept weights' steps and their error.
-            for group in 0 ..< groups {
-                let (scale, zero) = scheme.parameters(lo: ranges[2 * group], hi: ranges[2 * group + 1], as: Float.self)
-                out.scales[row * groups + group] = scale
-                out.zeroPoints[row * groups + group] = UInt8(truncatingIfNeeded: zero)
-                zeroPoints[group] = zero
-                let scales = SIMD8<Float>(repeating: scale)
-                let lows = SIMD8<Float>(repeating: Float(qmin - zero)), highs = SIMD8<Float>(repeating: Float(qmax - zero))
-                for chunk in group * chunksPerGroup ..< (group + 1) * chunksPerGroup {
-                    let x0 = kept[2 * chunk], x1 = kept[2 * chunk + 1]
-                    let (s0, dequantized0) = quantizeLanes(x0, scales, lows, highs)
-                    let (s1, dequantized1) = quantizeLanes(x1, scales, lows, highs)
-                    errors.add(x0 - dequantized0, x1 - dequantized1)
-                    steps[2 * chunk] = s0
-                    steps[2 * chunk + 1] = s1
-                }
-            }
-            // Sweep 3: the layouts.
-            for group in 0 ..< groups {
-                let zeros = SIMD8<Int32>(repeating: zeroPoints[group])
-                for chunk in group * chunksPerGroup ..< (group + 1) * chunksPerGroup {
-                    let s0 = steps[2 * chunk], s1 = steps[2 * chunk + 1], slot = slots[chunk]
-                    let q0 = slot & 3, q1 = slot &>> 2
-                    let n0 = ~unsafeBitCast(s0 .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
-                    let n1 = ~unsafeBitCast(s1 .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
-                    let atZero = unsafeBitCast(q0 .== SIMD8<Int32>(), to: SIMD8<Int32>.self)
-                    let both = n0 & n1
-                    // nm layout: positions and codes of the non-zeros, then of the first zeros.
-                    let t0 = s0 & (n1 | atZero), t1 = s1 &+ (s0 & ~(n1 | atZero))
-                    let nmField = ((t0 &+ zeros) & valueMask) | (((t1 &+ zeros) & valueMask) &<< b)
-                    let p0 = both & q0
-                    let p1 = select(n1, q1, select(n0 & ~atZero, q0, SIMD8<Int32>(repeating: 1)))
-                    // bitmask layout: flags (first entry of a run in the nibble's top bit) and codes.
-                    let eight = SIMD8<Int32>(repeating: 8)
-                    let flagNibble = (n0 & (eight &>> q0)) | (n1 & (eight &>> q1))
-                    let single = (((s0 &+ s1) &+ zeros) & valueMask) & (n0 | n1)
-                    let maskField = select(both, nmField, single)
-                    let count = n0 &+ n1  // minus the run's non-zero codes
-                    nonzeroLanes &+= count
-                    // The fixed-width streams: whole bytes per 8 runs.
-                    switch bits {
-                    case 4:
-                        let packed = unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: nmField), to: UInt64.self)
-                        UnsafeMutableRawPointer(nmValues).storeBytes(of: packed.littleEndian, as: UInt64.self)
-                        nmValues += 8
-                    case 8:
-                        let packed = SIMD8<UInt16>(truncatingIfNeeded: nmField)
-                        UnsafeMutableRawPointer(nmValues).storeBytes(of: packed, as: SIMD8<UInt16>.self)
-                        nmValues += 16
-                    case 2:
-                        UnsafeMutableRawPointer(nmValues).storeBytes(of: nibblesLowFirst(nmField).littleEndian, as: UInt32.self)
-                        nmValues += 4
-                    default:
-                        for r in 0 ..< 8 { nmValueStream.put(UInt64(UInt32(bitPattern: nmField[r])), bits: 2 * bits) }
-                    }
-                    let positions = nibblesLowFirst(p0 | (p1 &<< 2))
-                    UnsafeMutableRawPointer(nmPositions).storeBytes(of: positions.littleEndian, as: UInt32.self)
-                    nmPositions += 4
-                    UnsafeMutableRawPointer(maskBytes).storeBytes(of: nibblesHighFirst(flagNibble).littleEndian, as: UInt32.self)
-                    maskBytes += 4
-                    // The bitmask layout's values: k·bits bits per run, joined pairwise in the lanes.
-                    let widths = (SIMD8<Int32>() &- count) &* b
-                    // Lanes 2i and 2i + 1 as one 64-bit lane: odd field shifted past the even one's width.
-                    let low32 = SIMD4<UInt64>(repeating: 0xFFFF_FFFF)
-                    let fields = unsafeBitCast(maskField, to: SIMD4<UInt64>.self)
-                    let fieldWidths = unsafeBitCast(widths, to: SIMD4<UInt64>.self)
-                    let evenWidths = fieldWidths & low32
-                    let pairFields = (fields & low32) | ((fields &>> 32) &<< evenWidths)  // at most 4·bits <= 32 bits
-                    let pairWidths = evenWidths &+ (fieldWidths &>> 32)
-                    if bits <= 4 {
-                        let quad0 = pairFields[0] | pairFields[1] &<< pairWidths[0]
-                        let quad1 = pairFields[2] | pairFields[3] &<< pairWidths[2]
-                        maskValues.put(quad0, bits: Int(truncatingIfNeeded: pairWidths[0] &+ pairWidths[1]))
-                        maskValues.put(quad1, bits: Int(truncatingIfNeeded: pairWidths[2] &+ pairWidths[3]))
-                    } else {
-                        for r in 0 ..< 4 { maskValues.put(pairFields[r], bits: Int(truncatingIfNeeded: pairWidths[r])) }
-                    }
-                }
-            }
-            for j in 0 ..< 8 { nonzeros -= Int(nonzeroLanes[j]) }
-            nonzeroLanes = SIMD8<Int32>()
+            quantizeRow(kept, ranges: ranges, groups: groups, chunksPerGroup: chunksPerGroup, scheme: scheme,
+                        scales: out.scales + row * groups, zeroPoints: out.zeroPoints + row * groups, zeros: zeros,
+                        errors: &errors)
+            nonzeros += encodeRow(steps, slots: slots, zeros: zeros, groups: groups, chunksPerGroup: chunksPerGroup,
+                                  bits: bits, streams: &streams)
         }
-        nmValueStream.finish()  // (maskValues has stored its last byte)
+        streams.nmValueStream.finish()  // (maskValues has stored its last byte)
         let prunedSum = pruned.sum
         summary.nonzeros = nonzeros
         summary.norm = prunedSum + keptSquares.sum
