@@ -56,9 +56,10 @@ extension FusedNMQuantization {
         let row: UnsafePointer<UInt16>
         @inline(__always)
         func runs(_ chunk: Int) -> RunLanes {
-            let words = UnsafeRawPointer(row + chunk &* 32).loadUnaligned(as: SIMD16<UInt32>.self)
-            let even = SIMD8<UInt32>(words[0], words[2], words[4], words[6], words[8], words[10], words[12], words[14])
-            let odd = SIMD8<UInt32>(words[1], words[3], words[5], words[7], words[9], words[11], words[13], words[15])
+            let p = UnsafeRawPointer(row + chunk &* 32)
+            let x = p.loadUnaligned(as: SIMD8<UInt32>.self), y = p.loadUnaligned(fromByteOffset: 32, as: SIMD8<UInt32>.self)
+            let even = SIMD8<UInt32>(x[0], x[2], x[4], x[6], y[0], y[2], y[4], y[6])
+            let odd = SIMD8<UInt32>(x[1], x[3], x[5], x[7], y[1], y[3], y[5], y[7])
             let high = SIMD8<UInt32>(repeating: 0xFFFF_0000)
             return RunLanes(a: even &<< 16, b: even & high, c: odd &<< 16, d: odd & high)
         }
@@ -176,23 +177,13 @@ extension FusedNMQuantization {
     @inline(__always)
     static func maximum(_ x: SIMD8<Int32>, _ y: SIMD8<Int32>) -> SIMD8<Int32> { select(greater(x, y), x, y) }
 
-    /// Float bit patterns as integers in the floats' order (negative ones have their magnitude bits
-    /// flipped); an involution. -0.0 comes before +0.0 — the kept weights have no -0.0.
+    /// The largest lane, by three exchanges of halves.
     @inline(__always)
-    static func ordered(_ x: SIMD8<Int32>) -> SIMD8<Int32> {
-        x ^ ((x &>> 31) & SIMD8<Int32>(repeating: 0x7FFF_FFFF))
-    }
-
-    /// The float of the least and of the largest lane of `ordered` integers.
-    @inline(__always)
-    static func laneRange(_ low: SIMD8<Int32>, _ high: SIMD8<Int32>) -> (Float, Float) {
-        let lows = ordered(low), highs = ordered(high)
-        var lo = Float(bitPattern: UInt32(bitPattern: lows[0])), hi = Float(bitPattern: UInt32(bitPattern: highs[0]))
-        for j in 1 ..< 8 {
-            lo = Swift.min(lo, Float(bitPattern: UInt32(bitPattern: lows[j])))
-            hi = Swift.max(hi, Float(bitPattern: UInt32(bitPattern: highs[j])))
-        }
-        return (lo, hi)
+    static func laneMaximum(_ v: SIMD8<Int32>) -> Int32 {
+        let a = maximum(v, SIMD8(v[4], v[5], v[6], v[7], v[0], v[1], v[2], v[3]))
+        let b = maximum(a, SIMD8(a[2], a[3], a[0], a[1], a[6], a[7], a[4], a[5]))
+        let c = maximum(b, SIMD8(b[1], b[0], b[3], b[2], b[5], b[4], b[7], b[6]))
+        return c[0]
     }
 
     /// Sweep 1 over one group (the chunks of 8 runs in `chunkRange`): the 2:4 ranking, the kept weights
@@ -205,7 +196,10 @@ extension FusedNMQuantization {
         slots: UnsafeMutablePointer<SIMD8<Int32>>, pruned: inout SquareSums, keptSquares: inout SquareSums,
         bad: inout SIMD8<Int32>
     ) -> (low: Float, high: Float) {
-        var low = SIMD8<Int32>(), high = SIMD8<Int32>()  // in `ordered` form, from the pruned +0s of every run
+        // The largest positive weight's bits and the largest magnitude of a negative one (as Int32: a
+        // float's bits order its positive values, and its magnitude bits its negative ones), from the
+        // pruned +0s of every run.
+        var low = SIMD8<Int32>(), high = SIMD8<Int32>()
         let sign = SIMD8<UInt32>(repeating: 0x7FFF_FFFF), exponentCarry = SIMD8<Int32>(repeating: 0x0080_0000)
         let one = SIMD8<Int32>(repeating: 1), two = SIMD8<Int32>(repeating: 2), three = SIMD8<Int32>(repeating: 3)
         for chunk in chunkRange {
@@ -238,11 +232,14 @@ extension FusedNMQuantization {
             slots[chunk] = q0 | (q1 &<< 2)
             pruned.add(r0, r1)
             keptSquares.add(k0, k1)
-            let o0 = ordered(unsafeBitCast(k0, to: SIMD8<Int32>.self)), o1 = ordered(unsafeBitCast(k1, to: SIMD8<Int32>.self))
-            low = minimum(low, minimum(o0, o1))
-            high = maximum(high, maximum(o0, o1))
+            let i0 = unsafeBitCast(k0, to: SIMD8<Int32>.self), i1 = unsafeBitCast(k1, to: SIMD8<Int32>.self)
+            let flip = SIMD8<Int32>(repeating: Int32.min)
+            high = maximum(high, maximum(i0, i1))
+            low = maximum(low, maximum(i0 ^ flip, i1 ^ flip))
         }
-        return laneRange(low, high)
+        let largest = laneMaximum(high), smallest = laneMaximum(low)
+        return (smallest == 0 ? 0 : Float(bitPattern: UInt32(bitPattern: smallest) | 0x8000_0000),
+                Float(bitPattern: UInt32(bitPattern: largest)))
     }
 
     /// Steps `clamp(round_half_even(x / scale), low, high)` (code − zero point), as
