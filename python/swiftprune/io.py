@@ -20,7 +20,7 @@ import errno
 import json
 import os
 import stat
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -184,13 +184,22 @@ class SafetensorsFile:
             return int(raw.size)
         return int(np.prod(shape, dtype=np.int64)) * _safetensors_itemsize(dtype_name)
 
-    def raw_bytes(self, name: str) -> np.ndarray:
+    def raw_bytes(self, name: str, out: Optional[np.ndarray] = None) -> np.ndarray:
         """The tensor's stored bytes as read-only uint8 (dtype untouched, BF16
-        stays BF16): a view of the mapping with ``mmap=True``, else read now."""
+        stays BF16): a view of the mapping with ``mmap=True``, else read now,
+        into ``out`` when given (a writeable C-contiguous uint8 array of
+        :meth:`nbytes` bytes: a caller that reads on another thread allocates
+        there, where freed buffers are reused — glibc gives a thread's large
+        allocations fresh pages every time)."""
         raw = self._entries[name][2]
         if raw is not None:
             return raw
-        out = np.empty(self.nbytes(name), dtype=np.uint8)
+        if out is None:
+            out = np.empty(self.nbytes(name), dtype=np.uint8)
+        elif not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.ndim == 1
+                  and out.size == self.nbytes(name) and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(f"out must be a writeable C-contiguous uint8 array of {self.nbytes(name)} bytes "
+                             f"for tensor {name!r}")
         _core.safetensors_read(self._handle, self._index[name], out)
         out.flags.writeable = False
         return out

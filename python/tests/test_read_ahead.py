@@ -53,3 +53,53 @@ def test_closing_early_waits_for_the_read_in_flight():
     assert next(iterator) == ("first", "first")
     iterator.close()  # the background read of "second" completes before close returns
     assert finished.is_set()
+
+
+def test_buffers_are_allocated_on_the_calling_thread_and_filled_by_the_reader():
+    caller = threading.get_ident()
+    allocated_on: list[int] = []
+    read_on: list[int] = []
+
+    def allocate(name: str) -> list:
+        allocated_on.append(threading.get_ident())
+        return [name]
+
+    def read(name: str, buffer: list) -> str:
+        read_on.append(threading.get_ident())
+        buffer.append("filled")
+        return "/".join(buffer)
+
+    assert list(read_ahead(["a", "b", "c"], read, allocate=allocate)) == [
+        ("a", "a/filled"), ("b", "b/filled"), ("c", "c/filled")]
+    assert allocated_on == [caller] * 3
+    assert read_on and caller not in read_on
+
+
+def test_an_allocation_error_surfaces_at_its_own_tensor():
+    def allocate(name: str) -> None:
+        if name == "huge":
+            raise MemoryError("cannot allocate tensor 'huge'")
+
+    got = []
+    with pytest.raises(MemoryError, match="huge"):
+        for name, _ in read_ahead(["ok", "huge", "never"], lambda name, buffer: name, allocate=allocate):
+            got.append(name)
+    assert got == ["ok"]
+
+
+def test_safetensors_reads_into_a_given_buffer(tmp_path):
+    import numpy as np
+
+    from swiftprune.io import SafetensorsFile, SafetensorsWriter
+
+    w = np.arange(24, dtype=np.float32).reshape(4, 6)
+    path = str(tmp_path / "w.safetensors")
+    with SafetensorsWriter(path) as writer:
+        writer.add("w", w)
+    f = SafetensorsFile(path)
+    buffer = np.empty(w.nbytes, np.uint8)
+    raw = f.raw_bytes("w", buffer)
+    assert np.shares_memory(raw, buffer) and raw.tobytes() == w.tobytes()
+    for wrong in (np.empty(w.nbytes - 1, np.uint8), np.empty(w.nbytes // 4, np.float32), np.empty(w.nbytes, np.uint8)[::1][:0]):
+        with pytest.raises(ValueError, match="out must be"):
+            f.raw_bytes("w", wrong)

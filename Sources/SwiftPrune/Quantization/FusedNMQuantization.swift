@@ -317,6 +317,7 @@ public enum FusedNMQuantization {
         _ source: Source, _ rowRange: Range<Int>, _ shape: Shape2, _ scheme: QuantizationScheme, _ table: RunTable,
         _ out: Outputs
     ) throws -> Summary {
+        if vectorPathFits(shape) { return try runRows24(source, rowRange, shape, scheme, out) }
         var summary = Summary(nonzeros: 0, maskValueBytes: 0, norm: 0, difference: 0)
         guard !rowRange.isEmpty else { return summary }
         let columns = shape.columns, n = shape.n, m = shape.m, bits = shape.bits, g = shape.groupSize

@@ -10,10 +10,13 @@ as soon as it is done.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..io import SafetensorsFile
+import numpy as np
+
+from ..io import _SAFETENSORS_TO_NUMPY, SafetensorsFile
 from ..model import _info_getter
 from ..pipeline import Track as _Track
 from ..pipeline import _apply, _check_order, _finish, run_tensor_stages
@@ -58,19 +61,32 @@ class JobSpec:
     run: int = 0                                # which executor run sent a progress message (stale ones are dropped)
 
 
-def _read(file: SafetensorsFile, name: str) -> Any:
+def _buffer(file: SafetensorsFile, name: str) -> Any:
+    """Room for the stored bytes of a tensor whose read can fill it (see :func:`_read`), else None."""
+    dtype_name = file.dtype_name(name)
+    if file.mmap or (dtype_name != "BF16" and dtype_name not in _SAFETENSORS_TO_NUMPY):
+        return None
+    if dtype_name == "BF16" and importlib.util.find_spec("ml_dtypes") is None:
+        return None  # (read widened to float32 by file[name])
+    return np.empty(file.nbytes(name), dtype=np.uint8)
+
+
+def _read(file: SafetensorsFile, name: str, buffer: Any = None) -> Any:
     """The tensor as the pipeline's original: a BF16 tensor stays a zero-copy
     ``ml_dtypes.bfloat16`` view of the mapping when ml_dtypes is installed
     (its float32 copy is made once, by the first stage), otherwise the
     widened float32 copy :class:`SafetensorsFile` gives. Values, masks and
     report numbers are the same either way; the view saves a float32 copy
     of the largest tensor per worker."""
-    if file.dtype_name(name) == "BF16":
+    dtype_name = file.dtype_name(name)
+    if dtype_name == "BF16":
         try:
             import ml_dtypes
         except ImportError:
             return file[name]
-        return raw_bytes(file, name).view(ml_dtypes.bfloat16).reshape(file.shape(name))
+        return file.raw_bytes(name, buffer).view(ml_dtypes.bfloat16).reshape(file.shape(name))
+    if buffer is not None and dtype_name in _SAFETENSORS_TO_NUMPY:  # (file[name], read into the buffer)
+        return file.raw_bytes(name, buffer).view(_SAFETENSORS_TO_NUMPY[dtype_name]).reshape(file.shape(name))
     return file[name]
 
 
@@ -148,7 +164,8 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
                         container="mapping", ndims=spec.ndims)
     rows: list[dict[str, Any]] = []
     try:
-        for name, original in read_ahead(spec.names, lambda n: _read(file, n)):
+        for name, original in read_ahead(spec.names, lambda n, buffer: _read(file, n, buffer),
+                                         allocate=lambda n: _buffer(file, n)):
             track = _Track(name, original)
             del original
             _run_stages(stages, selected, spec.plans, track, fused=spec.compressed)
