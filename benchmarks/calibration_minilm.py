@@ -320,6 +320,7 @@ ROWS = [
     ("int4 g32 asymmetric", "GPTQ act-order + mse scales", GPTQ4A_G32_BEST, "independent"),
     ("int4 g128", "GPTQ", GPTQ4, "sequential"),
     ("int4 g128", "GPTQ act-order", GPTQ4_ACT, "independent"),
+    ("int4 g128 asymmetric", "GPTQ act-order + mse scales", GPTQ4A_BEST, "sequential"),
     ("int3 g128", "GPTQ", GPTQ3, "sequential"),
     ("50%", "SparseGPT", SGPT50, "sequential"),
 ]

@@ -58,6 +58,7 @@ class FoldSite:
     consumers: Dict[str, int] = field(default_factory=dict)
     adjustments: List[Adjustment] = field(default_factory=list)
     producer: str = ""
+    inserted: bool = False  # 1/s goes into a Mul inserted before the consumers (no adjustments)
 
 
 def param_tensor(graph: Graph, node: Node, param: str, weights: Iterable[str]) -> Optional[str]:
@@ -103,7 +104,8 @@ class _Refused(Exception):
     pass
 
 
-def find_fold_sites(graph: Graph, consumers: Iterable[str], weights: Iterable[str]) -> Tuple[List[FoldSite], Dict[str, str]]:
+def find_fold_sites(graph: Graph, consumers: Iterable[str], weights: Iterable[str], *,
+                    insert: bool = False) -> Tuple[List[FoldSite], Dict[str, str]]:
     """Fold sites for the consumer weight tensors ``consumers`` (the layers a stage scales).
 
     Parameters
@@ -114,6 +116,10 @@ def find_fold_sites(graph: Graph, consumers: Iterable[str], weights: Iterable[st
         Weight tensor names of the layers to scale.
     weights : iterable of str
         Every weight tensor name of the model (as ``compress()`` sees them).
+    insert : bool, default False
+        Where no op can absorb ``1/s``, return an inserted site (a ``Mul``
+        before the consumers; ONNX Dense/MatMul/Gemm consumers only) instead
+        of refusing it.
 
     Returns
     -------
@@ -148,11 +154,35 @@ def find_fold_sites(graph: Graph, consumers: Iterable[str], weights: Iterable[st
         try:
             site = _site(graph, tensor, members, names, uses)
         except _Refused as why:
-            for name in members:
-                reasons[name] = str(why)
-            continue
+            site = _inserted_site(graph, tensor, members, str(why)) if insert else None
+            if site is None:
+                for name in members:
+                    reasons[name] = str(why) + (_insert_refusal(graph, members) if insert else "")
+                continue
         sites.append(site)
     return sites, reasons
+
+
+def _insertable(graph: Graph, members: Dict[str, Tuple[int, int]]) -> bool:
+    return graph.format == "onnx" and all(graph.nodes[index].op == "dense" for index, _ in members.values())
+
+
+def _insert_refusal(graph: Graph, members: Dict[str, Tuple[int, int]]) -> str:
+    if graph.format != "onnx":
+        return "; inserting a Mul is supported for ONNX models only (a Keras model's graph is not rebuilt)"
+    return "; inserting a Mul needs Dense/MatMul/Gemm consumers (input channels on the last axis)"
+
+
+def _inserted_site(graph: Graph, tensor: int, members: Dict[str, Tuple[int, int]], why: str) -> Optional[FoldSite]:
+    """A site whose ``1/s`` goes into a ``Mul`` inserted on the edges into ``members`` (None: not possible)."""
+    if not _insertable(graph, members):
+        return None
+    t = graph.tensors[tensor]
+    counts = {int(graph.nodes[index].params["kernel"].value.shape[axis]) for index, axis in members.values()}
+    if len(counts) != 1:
+        return None
+    return FoldSite(t.name, counts.pop(), {name: axis for name, (_, axis) in members.items()},
+                    producer=f"a Mul inserted before them (no op can absorb it: {why})", inserted=True)
 
 
 def _describe(node: Node) -> str:
