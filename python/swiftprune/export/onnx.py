@@ -308,7 +308,7 @@ def _insert_scales(onnx: Any, graph: Any, inserted: Any, weights: Mapping[str, n
             node.input[list(node.input).index(item.tensor)] = f"{name}::out"
         position = min(list(graph.node).index(node) for node in nodes)  # after the producer, before every reader
         graph.node.insert(position, mul)
-        report[name] = (f"Mul inserted before {', '.join(n.op_type + ' ' + repr(n.name) for n in nodes)} "
+        report[name] = (f"Mul inserted before {', '.join(n.op_type + ' ' + repr(n.name or n.output[0]) for n in nodes)} "
                         f"({len(item.inverse)} channels; the activation scale no op could absorb)")
     return report
 
