@@ -309,7 +309,9 @@ def fold(weights: Mapping[str, Any], recipe: Any, calibration: Any) -> FoldOutco
     weights with the scales folded in (no quantization).
 
     ``{**weights, **fold(weights, recipe, calibration).arrays}`` computes the
-    same function as ``weights`` (to float rounding); this is what
+    same function as ``weights`` (to float rounding; with ``insert_scale``,
+    once the ``.inserted`` Muls are in the graph: ``to_onnx(model, path,
+    outcome.arrays, inserted_scales=outcome.inserted)``); this is what
     ``compress()`` quantizes. Useful to check a fold, or to hand a smoothed
     float model to a runtime that quantizes activations itself.
 

@@ -204,3 +204,51 @@ def test_keras_models_are_refused_with_the_reason():
     graph.format = "onnx"  # the same graph from ONNX: a Mul before 'q'
     sites, reasons = find_fold_sites(graph, ["q/kernel"], names, insert=True)
     assert not reasons and sites[0].inserted and sites[0].consumers == {"q/kernel": 0} and not sites[0].adjustments
+
+
+def attention_block(merge_perm=(1, 0, 2)):
+    """x -LN-> q, k, v (+ biases) -> heads (T, 2, 8) -> softmax(q kᵀ) v -> back to (T, 16) -> MatMul Wo.
+    ``merge_perm``: the transpose after ``probs @ v`` ((1, 0, 2) undoes the split; (1, 2, 0) does not,
+    so channel c of v is no longer channel c of Wo's input)."""
+    w = {"g": np.abs(f32(16)) + 0.5, "b": f32(16, scale=0.1), "Wq": f32(16, 16), "Wk": f32(16, 16),
+         "Wv": f32(16, 16), "bv": f32(16), "Wo": f32(16, 16), "heads": np.array([-1, 2, 8], np.int64),
+         "flat": np.array([-1, 16], np.int64)}
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "g", "b"], ["h"], axis=-1, epsilon=1e-5),
+        helper.make_node("MatMul", ["h", "Wq"], ["q"]), helper.make_node("MatMul", ["h", "Wk"], ["k"]),
+        helper.make_node("MatMul", ["h", "Wv"], ["v0"]), helper.make_node("Add", ["v0", "bv"], ["v"]),
+        helper.make_node("Reshape", ["q", "heads"], ["qh"]), helper.make_node("Reshape", ["k", "heads"], ["kh"]),
+        helper.make_node("Reshape", ["v", "heads"], ["vh"]),
+        helper.make_node("Transpose", ["qh"], ["qt"], perm=[1, 0, 2]),
+        helper.make_node("Transpose", ["kh"], ["kt"], perm=[1, 2, 0]),
+        helper.make_node("Transpose", ["vh"], ["vt"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["qt", "kt"], ["s"]), helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "vt"], ["c"]),
+        helper.make_node("Transpose", ["c"], ["ct"], perm=list(merge_perm)),
+        helper.make_node("Reshape", ["ct", "flat"], ["m"]), helper.make_node("MatMul", ["m", "Wo"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(a, n) for n, a in w.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model, {"x": f32(8, 16)}
+
+
+def test_attention_output_scale_folds_through_the_heads_into_the_value_projection(tmp_path):
+    model, inputs = attention_block()
+    calibration = sp.calibration.from_onnx(model, [{"x": f32(8, 16)} for _ in range(8)], mode="independent")
+    weights = calibration.weights()
+    outcome = fold(weights, awq(False, group_size=8), calibration)
+    assert "Add" in outcome.notes["Wo"] and "'Wo'" not in outcome.notes["Wo"], outcome.notes["Wo"]
+    assert {"Wv", "bv", "Wo"} <= set(outcome.arrays) and not outcome.inserted
+    s = 1 / (outcome.arrays["bv"] / weights["bv"])
+    np.testing.assert_allclose(outcome.arrays["Wo"], weights["Wo"] * s[:, None], rtol=1e-5)
+    path = str(tmp_path / "folded.onnx")
+    to_onnx(model, path, outcome.arrays)
+    np.testing.assert_allclose(run(path, inputs), run(model, inputs), rtol=1e-4, atol=1e-4)
+    # A transpose that moves the channels before the merge: refused with the reason.
+    moved, _ = attention_block(merge_perm=(1, 2, 0))
+    calibration = sp.calibration.from_onnx(moved, [{"x": f32(8, 16)} for _ in range(8)], mode="independent")
+    notes = fold(calibration.weights(), awq(False, group_size=8), calibration).notes
+    assert notes["Wo"].startswith("not scaled") and "moves the channels" in notes["Wo"], notes["Wo"]
