@@ -301,6 +301,11 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
         return compress_sharded(source, destination, recipe, dense=dense, workers=workers, backend=backend,
                                 scheduler=scheduler, resume=resume, progress=progress, **extra)
     stages = load_recipe(recipe)
+    inserting = next((stage for stage in stages if stage.options.get("insert_scale")), None)
+    if inserting is not None:
+        raise ValueError(f"{inserting.where}: insert_scale adds Mul ops to the model graph, which a weight file "
+                         "cannot hold: use compress(weights, recipe, calibration=source) and "
+                         "swiftprune.export.onnx.to_onnx(model, 'out.onnx', result) (CLI: -o out.onnx)")
     destination = os.fspath(destination)
     to_safetensors = destination.lower().endswith(".safetensors")
     weight_format(destination)  # fails early for an unknown format

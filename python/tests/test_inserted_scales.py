@@ -252,3 +252,14 @@ def test_attention_output_scale_folds_through_the_heads_into_the_value_projectio
     calibration = sp.calibration.from_onnx(moved, [{"x": f32(8, 16)} for _ in range(8)], mode="independent")
     notes = fold(calibration.weights(), awq(False, group_size=8), calibration).notes
     assert notes["Wo"].startswith("not scaled") and "moves the channels" in notes["Wo"], notes["Wo"]
+
+
+def test_weight_files_cannot_hold_the_inserted_muls(tmp_path):
+    model, inputs = post_ln_block()
+    calibration = sp.calibration.from_onnx(model, inputs, mode="independent")
+    source = str(tmp_path / "w.safetensors")
+    sp.save_weights(source, calibration.weights())
+    for out in ("c.safetensors", "d.npz"):
+        with pytest.raises(ValueError, match=r"recipe stage 0 \(quantize\): insert_scale adds Mul ops.*to_onnx"):
+            sp.compress_file(source, str(tmp_path / out), awq(True), calibration=calibration, progress=False)
+    assert not (tmp_path / "c.safetensors").exists()
