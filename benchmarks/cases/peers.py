@@ -21,6 +21,7 @@ import numpy as np
 import swiftprune as sp
 
 from . import Case, Peer
+from .quantization import numpy_quantize_per_channel
 
 try:
     import torch
@@ -305,22 +306,11 @@ def magnitude_cases(quick: bool) -> list[Case]:
     return out
 
 
-def numpy_quantize(w: np.ndarray, t: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """The NumPy formula with out= buffers: absmax per row, divide, round, clip, cast."""
-    np.abs(w, out=t)
-    scale = (np.max(t, axis=1, keepdims=True) / 127).astype(np.float32)
-    scale[scale == 0] = 1
-    np.divide(w, scale, out=t)
-    np.rint(t, out=t)
-    np.clip(t, -127, 127, out=t)
-    np.copyto(q, t, casting="unsafe")
-    return q
-
-
 def quantize_cases(quick: bool) -> list[Case]:
     shape = (1024, 2560) if quick else (4096, 24576)
     w = np.random.default_rng(6).standard_normal(shape, dtype=np.float32)
     t, q8, q_ours = np.empty(shape, np.float32), np.empty(shape, np.int8), np.empty(shape, np.int8)
+    bufs = {"t": t, "q": q8}
     q = sp.quantize(w, 8, axis=0)
     scale = np.asarray(q.scale, np.float32).reshape(-1, 1)
     o_ours, o_peer = np.empty(shape, np.float32), np.empty(shape, np.float32)
@@ -328,7 +318,7 @@ def quantize_cases(quick: bool) -> list[Case]:
     out = []
 
     def qcheck() -> str:
-        assert np.array_equal(sp.quantize(w, 8, axis=0).values, numpy_quantize(w, t, q8)), "integers differ"
+        assert np.array_equal(sp.quantize(w, 8, axis=0).values, numpy_quantize_per_channel(w, bufs)), "integers differ"
         return "identical integers"
 
     def dcheck() -> str:
@@ -339,10 +329,10 @@ def quantize_cases(quick: bool) -> list[Case]:
         # Both write into buffers allocated once (out=): a fresh 100 MB result's pages are zeroed
         # by the kernel on first touch, which costs as much as the quantization (README).
         out.append(Case(f"quantize int8 per-channel {label}, out=", lambda: sp.quantize(w, 8, axis=0, out=q_ours),
-                        lambda: numpy_quantize(w, t, q8), "NumPy formula, out=", threads=threads, check=qcheck,
+                        lambda: numpy_quantize_per_channel(w, bufs), "NumPy formula, out=", threads=threads, check=qcheck,
                         goal=4.0, floor_bytes=w.nbytes + w.size, data={"w": w}))
         out.append(Case(f"quantize int8 per-channel {label}, fresh result", lambda: sp.quantize(w, 8, axis=0),
-                        lambda: numpy_quantize(w, t, q8), "NumPy formula, out=", threads=threads, check=qcheck,
+                        lambda: numpy_quantize_per_channel(w, bufs), "NumPy formula, out=", threads=threads, check=qcheck,
                         goal=None, floor_bytes=w.nbytes + w.size, data={"w": w}))
     for threads in THREADS:
         out.append(Case(f"dequantize int8 per-channel {label}, out=", lambda: q.dequantize(out=o_ours),

@@ -55,6 +55,14 @@ static PyObject *raise_status(sp_status status) {
 /* Runs a Swift call with the GIL released; `call` is an expression yielding sp_status. */
 #define SP_CALL(status, call) SP_NOGIL(status = (call))
 
+/* The TypeError for an array `name` whose dtype is not float16, float32 or float64. */
+static void set_not_floating_error(PyArrayObject *any, const char *name) {
+    PyObject *dtype_str = PyObject_Str((PyObject *)PyArray_DESCR(any));
+    PyErr_Format(PyExc_TypeError, "%s must be a real floating-point array (float16, float32 or float64), got dtype %S",
+                 name, dtype_str ? dtype_str : Py_None);
+    Py_XDECREF(dtype_str);
+}
+
 /*
  * Returns a new reference to a C-contiguous, aligned array holding `obj`'s
  * values as float32 (for float16/float32 input) or float64 (for float64
@@ -71,11 +79,7 @@ static PyArrayObject *as_float_array(PyObject *obj, const char *name, int *is_do
     } else if (type == NPY_FLOAT || type == NPY_HALF) {
         target = NPY_FLOAT;
     } else {
-        PyObject *dtype_str = PyObject_Str((PyObject *)PyArray_DESCR(any));
-        PyErr_Format(PyExc_TypeError,
-                     "%s must be a real floating-point array (float16, float32 or float64), got dtype %S",
-                     name, dtype_str ? dtype_str : Py_None);
-        Py_XDECREF(dtype_str);
+        set_not_floating_error(any, name);
         Py_DECREF(any);
         return NULL;
     }
@@ -448,6 +452,27 @@ static PyArrayObject *hessian_view(PyObject *obj, int64_t n) {
     return h;
 }
 
+/* w as a C-contiguous float32 (out, in) array (rounded to float32, the precision the Hessian-based methods run
+   in) and h as its (in, in) float64 Hessian view (hessian_view); 0, or -1 with an exception and both NULL. The
+   ValueError for a w that is not 2-D names `method`. */
+static int float32_weight_and_hessian(PyObject *w_obj, PyObject *h_obj, const char *method, PyArrayObject **w,
+                                      PyArrayObject **h) {
+    *h = NULL;
+    *w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
+    if (*w == NULL) return -1;
+    if (PyArray_NDIM(*w) != 2) {
+        PyErr_Format(PyExc_ValueError, "%s needs w of shape (out, in)", method);
+        Py_CLEAR(*w);
+        return -1;
+    }
+    *h = hessian_view(h_obj, (int64_t)PyArray_DIM(*w, 1));
+    if (*h == NULL) {
+        Py_CLEAR(*w);
+        return -1;
+    }
+    return 0;
+}
+
 /* hessian_accumulate(x, h): h += x^T x in place; x (samples, features) float, h a writeable
    C-contiguous float64 (features, features) ndarray (an internal buffer of HessianAccumulator). */
 static PyObject *core_hessian_accumulate(PyObject *self, PyObject *args) {
@@ -489,14 +514,7 @@ static PyObject *core_sparsegpt_hessian(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOdLLLd:sparsegpt_hessian", &w_obj, &h_obj, &sparsity, &n, &m, &block_size, &damp))
         return NULL;
     PyArrayObject *w = NULL, *h = NULL, *out = NULL;
-    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
-    if (w == NULL) return NULL;
-    if (PyArray_NDIM(w) != 2) {
-        PyErr_SetString(PyExc_ValueError, "sparsegpt needs w of shape (out, in)");
-        goto error;
-    }
-    h = hessian_view(h_obj, PyArray_DIM(w, 1));
-    if (h == NULL) goto error;
+    if (float32_weight_and_hessian(w_obj, h_obj, "sparsegpt", &w, &h) < 0) return NULL;
     out = empty_like_shape(w, NPY_FLOAT32);
     if (out == NULL) goto error;
     sp_status status;
@@ -619,6 +637,29 @@ static PyArrayObject *quant_empty_from_shape(int ndim, const int64_t *shape, int
     npy_intp dims[NPY_MAXDIMS];
     for (int i = 0; i < ndim; i++) dims[i] = (npy_intp)shape[i];
     return (PyArrayObject *)PyArray_EMPTY(ndim, dims, typenum, 0);
+}
+
+/* The outputs of a row-wise grouped quantization of the 2-D `w` (GPTQ and its joint SparseGPT form): values of
+   w's shape, int8 when symmetric and uint8 otherwise; a float32 scale and a zero point of the values' type per row
+   and group (sp_quant_scale_shape, axis 0). 0, or -1 with an exception and all three NULL. */
+static int quant_new_row_outputs(PyArrayObject *w, int symmetric, long long group_size, PyArrayObject **values,
+                                 PyArrayObject **scale, PyArrayObject **zero_point) {
+    *values = *scale = *zero_point = NULL;
+    int64_t shape[2] = {(int64_t)PyArray_DIM(w, 0), (int64_t)PyArray_DIM(w, 1)}, scale_shape[2];
+    sp_status status;
+    SP_CALL(status, sp_quant_scale_shape(shape, 2, true, 0, (int64_t)group_size, scale_shape));
+    if (status != SP_OK) { raise_status(status); return -1; }
+    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
+    *values = empty_like_shape(w, int_type);
+    *scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
+    *zero_point = quant_empty_from_shape(2, scale_shape, int_type);
+    if (*values == NULL || *scale == NULL || *zero_point == NULL) {
+        Py_CLEAR(*values);
+        Py_CLEAR(*scale);
+        Py_CLEAR(*zero_point);
+        return -1;
+    }
+    return 0;
 }
 
 static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
@@ -985,15 +1026,8 @@ static PyObject *core_gptq(PyObject *self, PyObject *args) {
     }
     int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
     int64_t samples = (int64_t)PyArray_DIM(x, 0);
-    int64_t shape[2] = {rows, cols}, scale_shape[2];
+    if (quant_new_row_outputs(w, symmetric, group_size, &values, &scale, &zero_point) < 0) goto error;
     sp_status status;
-    SP_CALL(status, sp_quant_scale_shape(shape, 2, true, 0, (int64_t)group_size, scale_shape));
-    if (status != SP_OK) { raise_status(status); goto error; }
-    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
-    values = empty_like_shape(w, int_type);
-    scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
-    zero_point = quant_empty_from_shape(2, scale_shape, int_type);
-    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
     SP_CALL(status, sp_quant_gptq_f64((const double *)PyArray_DATA(w), rows, cols, (const double *)PyArray_DATA(x),
                                       samples, (int64_t)bits, symmetric, (int64_t)group_size, damp,
                                       PyArray_DATA(values), (float *)PyArray_DATA(scale), PyArray_DATA(zero_point),
@@ -1022,24 +1056,10 @@ static PyObject *core_gptq_hessian(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOLpLdLppL:gptq_hessian", &w_obj, &h_obj, &bits, &symmetric, &group_size, &damp,
                           &block_size, &act_order, &static_groups, &mse_grid)) return NULL;
     PyArrayObject *w = NULL, *h = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
-    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
-    if (w == NULL) return NULL;
-    if (PyArray_NDIM(w) != 2) {
-        PyErr_SetString(PyExc_ValueError, "gptq needs w of shape (out, in)");
-        goto error;
-    }
+    if (float32_weight_and_hessian(w_obj, h_obj, "gptq", &w, &h) < 0) return NULL;
     int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
-    h = hessian_view(h_obj, cols);
-    if (h == NULL) goto error;
-    int64_t shape[2] = {rows, cols}, scale_shape[2];
+    if (quant_new_row_outputs(w, symmetric, group_size, &values, &scale, &zero_point) < 0) goto error;
     sp_status status;
-    SP_CALL(status, sp_quant_scale_shape(shape, 2, true, 0, (int64_t)group_size, scale_shape));
-    if (status != SP_OK) { raise_status(status); goto error; }
-    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
-    values = empty_like_shape(w, int_type);
-    scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
-    zero_point = quant_empty_from_shape(2, scale_shape, int_type);
-    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
     SP_CALL(status, sp_quant_gptq_hessian_f32((const float *)PyArray_DATA(w), rows, cols, (const double *)PyArray_DATA(h),
                                               (int64_t)bits, symmetric, (int64_t)group_size, damp, (int64_t)block_size,
                                               act_order, static_groups, (int64_t)mse_grid,
@@ -1068,24 +1088,10 @@ static PyObject *core_sparsegpt_quant_hessian(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOdLLLdLpL:sparsegpt_quant_hessian", &w_obj, &h_obj, &sparsity, &n, &m, &block_size,
                           &damp, &bits, &symmetric, &group_size)) return NULL;
     PyArrayObject *w = NULL, *h = NULL, *values = NULL, *scale = NULL, *zero_point = NULL;
-    w = quant_as_float_array_of(w_obj, "w", NPY_FLOAT32);
-    if (w == NULL) return NULL;
-    if (PyArray_NDIM(w) != 2) {
-        PyErr_SetString(PyExc_ValueError, "sparsegpt needs w of shape (out, in)");
-        goto error;
-    }
+    if (float32_weight_and_hessian(w_obj, h_obj, "sparsegpt", &w, &h) < 0) return NULL;
     int64_t rows = (int64_t)PyArray_DIM(w, 0), cols = (int64_t)PyArray_DIM(w, 1);
-    h = hessian_view(h_obj, cols);
-    if (h == NULL) goto error;
-    int64_t shape[2] = {rows, cols}, scale_shape[2];
+    if (quant_new_row_outputs(w, symmetric, group_size, &values, &scale, &zero_point) < 0) goto error;
     sp_status status;
-    SP_CALL(status, sp_quant_scale_shape(shape, 2, true, 0, (int64_t)group_size, scale_shape));
-    if (status != SP_OK) { raise_status(status); goto error; }
-    int int_type = symmetric ? NPY_INT8 : NPY_UINT8;
-    values = empty_like_shape(w, int_type);
-    scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
-    zero_point = quant_empty_from_shape(2, scale_shape, int_type);
-    if (values == NULL || scale == NULL || zero_point == NULL) goto error;
     SP_CALL(status, sp_sparsegpt_quant_hessian_f32((const float *)PyArray_DATA(w), rows, cols,
                                                    (const double *)PyArray_DATA(h), sparsity, (int64_t)n, (int64_t)m,
                                                    (int64_t)block_size, damp, (int64_t)bits, symmetric,
@@ -1143,6 +1149,23 @@ static PyArrayObject *as_float_matrix(PyObject *obj, const char *name, int *is_d
     return w;
 }
 
+/* The float32 factors of a rank-r SVD of an (m, n) matrix: u (m, r), s (r), vt (r, n); 0, or -1 with an exception
+   and all three NULL. */
+static int new_svd_factors(npy_intp m, npy_intp n, npy_intp r, PyArrayObject **u, PyArrayObject **s,
+                           PyArrayObject **vt) {
+    npy_intp u_dims[2] = {m, r}, s_dims[1] = {r}, vt_dims[2] = {r, n};
+    *u = (PyArrayObject *)PyArray_EMPTY(2, u_dims, NPY_FLOAT, 0);
+    *s = (PyArrayObject *)PyArray_EMPTY(1, s_dims, NPY_FLOAT, 0);
+    *vt = (PyArrayObject *)PyArray_EMPTY(2, vt_dims, NPY_FLOAT, 0);
+    if (*u == NULL || *s == NULL || *vt == NULL) {
+        Py_CLEAR(*u);
+        Py_CLEAR(*s);
+        Py_CLEAR(*vt);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *core_svd(PyObject *self, PyObject *args) {
     PyObject *w_obj;
     if (!PyArg_ParseTuple(args, "O:svd", &w_obj)) return NULL;
@@ -1151,11 +1174,7 @@ static PyObject *core_svd(PyObject *self, PyObject *args) {
     PyArrayObject *w = as_float_matrix(w_obj, "w", &is_double);
     if (w == NULL) return NULL;
     npy_intp m = PyArray_DIM(w, 0), n = PyArray_DIM(w, 1), r = m < n ? m : n;
-    npy_intp u_dims[2] = {m, r}, s_dims[1] = {r}, vt_dims[2] = {r, n};
-    u = (PyArrayObject *)PyArray_EMPTY(2, u_dims, NPY_FLOAT, 0);
-    s = (PyArrayObject *)PyArray_EMPTY(1, s_dims, NPY_FLOAT, 0);
-    vt = (PyArrayObject *)PyArray_EMPTY(2, vt_dims, NPY_FLOAT, 0);
-    if (u == NULL || s == NULL || vt == NULL) goto error;
+    if (new_svd_factors(m, n, r, &u, &s, &vt) < 0) goto error;
     sp_status status;
     float *u_data = (float *)PyArray_DATA(u), *s_data = (float *)PyArray_DATA(s), *vt_data = (float *)PyArray_DATA(vt);
     SP_CALL(status, SP_PRECISION(is_double, sp_svd, PyArray_DATA(w), m, n, u_data, s_data, vt_data));
@@ -1187,11 +1206,7 @@ static PyObject *core_randomized_svd(PyObject *self, PyObject *args) {
                      (long long)(m < n ? m : n), (long long)m, (long long)n, rank);
         goto error;
     }
-    npy_intp u_dims[2] = {m, (npy_intp)rank}, s_dims[1] = {(npy_intp)rank}, vt_dims[2] = {(npy_intp)rank, n};
-    u = (PyArrayObject *)PyArray_EMPTY(2, u_dims, NPY_FLOAT, 0);
-    s = (PyArrayObject *)PyArray_EMPTY(1, s_dims, NPY_FLOAT, 0);
-    vt = (PyArrayObject *)PyArray_EMPTY(2, vt_dims, NPY_FLOAT, 0);
-    if (u == NULL || s == NULL || vt == NULL) goto error;
+    if (new_svd_factors(m, n, (npy_intp)rank, &u, &s, &vt) < 0) goto error;
     sp_status status;
     float *u_data = (float *)PyArray_DATA(u), *s_data = (float *)PyArray_DATA(s), *vt_data = (float *)PyArray_DATA(vt);
     SP_CALL(status, SP_PRECISION(is_double, sp_randomized_svd_method, PyArray_DATA(w), m, n, rank, oversample,
@@ -1283,11 +1298,7 @@ static PyArrayObject *as_float32_matrix(PyObject *obj, const char *name, bool *t
     if (any == NULL) return NULL;
     int type = PyArray_TYPE(any);
     if (type != NPY_DOUBLE && type != NPY_FLOAT && type != NPY_HALF) {
-        PyObject *dtype_str = PyObject_Str((PyObject *)PyArray_DESCR(any));
-        PyErr_Format(PyExc_TypeError,
-                     "%s must be a real floating-point array (float16, float32 or float64), got dtype %S",
-                     name, dtype_str ? dtype_str : Py_None);
-        Py_XDECREF(dtype_str);
+        set_not_floating_error(any, name);
         Py_DECREF(any);
         return NULL;
     }

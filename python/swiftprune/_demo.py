@@ -12,6 +12,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._numpy_training import adam_update, cross_entropy_gradient, digits_split
+
 # (label, recipe). Each runs when every operation it names exists in this build.
 RECIPES: list[tuple[str, list[dict[str, Any]]]] = [
     ("80% magnitude pruning", [{"prune": {"method": "magnitude", "sparsity": 0.8}}]),
@@ -26,15 +28,8 @@ LAYERS = (64, 512, 10)
 
 
 def load_digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Digits scaled to [0, 1], split 80/20 by a seeded permutation."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(y))
-    cut = int(0.8 * len(y))
-    return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]]
+    """Digits as rows of 64 values in [0, 1], split 80/20 by a seeded permutation."""
+    return digits_split(images=False, seed=seed)
 
 
 def forward(weights: Sequence[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
@@ -66,11 +61,7 @@ def train(x: np.ndarray, y: np.ndarray, *, epochs: int = 30, batch: int = 128, l
         for start in range(0, len(y), batch):
             index = order[start:start + batch]
             outs = forward(weights, x[index])
-            logits = outs[-1]
-            p = np.exp(logits - logits.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
-            p[np.arange(len(index)), y[index]] -= 1
-            delta = p / len(index)
+            delta = cross_entropy_gradient(outs[-1], y[index])
             grads: list[np.ndarray] = [np.empty(0)] * len(weights)
             for layer in reversed(range(len(weights) // 2)):
                 grads[2 * layer] = outs[layer].T @ delta
@@ -78,11 +69,7 @@ def train(x: np.ndarray, y: np.ndarray, *, epochs: int = 30, batch: int = 128, l
                 if layer:
                     delta = (delta @ weights[2 * layer].T) * (outs[layer] > 0)
             step += 1
-            for i, g in enumerate(grads):
-                m[i] = 0.9 * m[i] + 0.1 * g
-                v[i] = 0.999 * v[i] + 0.001 * g * g
-                update = lr * (m[i] / (1 - 0.9 ** step)) / (np.sqrt(v[i] / (1 - 0.999 ** step)) + 1e-8)
-                weights[i] = (weights[i] - update).astype(np.float32)
+            adam_update(weights, grads, m, v, step, lr)
     return weights
 
 

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._numpy_training import adam_update, cross_entropy_gradient, digits_split
+
 NAMES = ("conv.kernel", "conv.bias", "depthwise.kernel", "depthwise.bias", "pointwise.kernel", "pointwise.bias",
          "dense.kernel", "dense.bias")
 
@@ -85,12 +87,8 @@ def train(images: np.ndarray, labels: np.ndarray, *, epochs: int = 12, batch: in
         order = rng.permutation(len(labels))
         for start in range(0, len(labels), batch):
             index = order[start:start + batch]
-            n = len(index)
             logits, (x, p1, z1, a1, p2, z2, a2, z3, a3) = forward(weights, images[index], cache=True)
-            p = np.exp(logits - logits.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
-            p[np.arange(n), labels[index]] -= 1
-            d = p / n
+            d = cross_entropy_gradient(logits, labels[index])
             wc, bc, wd, bd, wp, bp, wf, bf = weights
             g_wf, g_bf = a3.T @ d, d.sum(0)
             d3 = (d @ wf.T).reshape(-1, wp.shape[-1]) * (z3 > 0)
@@ -103,25 +101,13 @@ def train(images: np.ndarray, labels: np.ndarray, *, epochs: int = 12, batch: in
             g_wc, g_bc = (p1.reshape(-1, 9).T @ d1).reshape(wc.shape), d1.sum(0)
             grads = [g_wc, g_bc, g_wd, g_bd, g_wp, g_bp, g_wf, g_bf]
             step += 1
-            for i, g in enumerate(grads):
-                m[i] = 0.9 * m[i] + 0.1 * g
-                v[i] = 0.999 * v[i] + 0.001 * g * g
-                mh = m[i] / (1 - 0.9 ** step)
-                vh = v[i] / (1 - 0.999 ** step)
-                weights[i] = (weights[i] - lr * mh / (np.sqrt(vh) + 1e-8)).astype(np.float32)
+            adam_update(weights, grads, m, v, step, lr)
     return weights
 
 
 def load_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Digit images (N, 8, 8) in [0, 1], split 80/20 by a seeded permutation."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(y))
-    cut = int(0.8 * len(y))
-    return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]]
+    return digits_split(images=True, seed=seed)
 
 
 def trained(seed: int = 0) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:

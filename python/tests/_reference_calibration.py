@@ -55,9 +55,10 @@ def reference_group_params(block, bits, symmetric, mse_grid=0, max_shrink=0.8):
     return scale, zero
 
 
-def reference_gptq_hessian(w, hessian, bits, group_size, damp=0.01, symmetric=True, act_order=False,
-                           static_groups=False, mse_grid=0):
-    """(values (rows, cols) int64, scales (rows, groups), zeros) as the reference GPTQ."""
+def _float64_layer(w, hessian, group_size):
+    """(W, H, g, scales, zeros): float64 copies of the weight and the Hessian with the dead inputs (H_jj = 0) as
+    the reference treats them (H_jj = 1, the weights zeroed), the group width g (all columns without groups)
+    and the unit scales / zero zero points of (rows, groups)."""
     W = np.array(w, dtype=np.float64)
     H = np.array(hessian, dtype=np.float64)
     rows, cols = W.shape
@@ -65,9 +66,21 @@ def reference_gptq_hessian(w, hessian, bits, group_size, damp=0.01, symmetric=Tr
     H[dead, dead] = 1
     W[:, dead] = 0
     g = group_size or cols
+    return W, H, g, np.ones((rows, cols // g), np.float32), np.zeros((rows, cols // g), np.int64)
+
+
+def _inverse_hessian_factor(H, damp):
+    """U, the upper Cholesky factor of (H + damp · mean(diag H) · I)⁻¹ (H is damped in place)."""
+    H += damp * np.mean(np.diag(H)) * np.eye(H.shape[0])
+    return np.linalg.cholesky(np.linalg.inv(H)).T
+
+
+def reference_gptq_hessian(w, hessian, bits, group_size, damp=0.01, symmetric=True, act_order=False,
+                           static_groups=False, mse_grid=0):
+    """(values (rows, cols) int64, scales (rows, groups), zeros) as the reference GPTQ."""
+    W, H, g, scales, zeros = _float64_layer(w, hessian, group_size)
+    rows, cols = W.shape
     n_groups = cols // g
-    scales = np.ones((rows, n_groups), np.float32)
-    zeros = np.zeros((rows, n_groups), np.int64)
     static = group_size is None or static_groups or act_order
     if static:
         for j in range(n_groups):
@@ -77,8 +90,7 @@ def reference_gptq_hessian(w, hessian, bits, group_size, damp=0.01, symmetric=Tr
         perm = np.argsort(-np.diag(H), kind="stable")
         W = W[:, perm]
         H = H[perm][:, perm]
-    H += damp * np.mean(np.diag(H)) * np.eye(cols)
-    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    U = _inverse_hessian_factor(H, damp)
     Q = np.zeros((rows, cols), np.int64)
     for i in range(cols):
         j = perm[i] // g
@@ -142,20 +154,11 @@ def reference_sparsegpt_quantize(w, hessian, bits, group_size, sparsity=None, nm
     point; each column's error ``(w - dequantized) / U_ii`` is spread over
     the later columns. Returns (values, scales, zeros).
     """
-    W = np.array(w, dtype=np.float64)
-    H = np.array(hessian, dtype=np.float64)
+    W, H, g, scales, zeros = _float64_layer(w, hessian, group_size)
     rows, cols = W.shape
-    dead = np.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
-    g = group_size or cols
-    n_groups = cols // g
-    scales = np.ones((rows, n_groups), np.float32)
-    zeros = np.zeros((rows, n_groups), np.int64)
     if group_size is None:
         scales[:, 0], zeros[:, 0] = reference_group_params(W, bits, symmetric)
-    H += damp * np.mean(np.diag(H)) * np.eye(cols)
-    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    U = _inverse_hessian_factor(H, damp)
     d = np.diag(U)
     block = g * (block_size // g) if group_size is not None and g < block_size else (g if group_size else block_size)
     block = min(block, cols)

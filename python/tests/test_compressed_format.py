@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
-from swiftprune.io import SafetensorsFile, SafetensorsWriter
+from _compressed_files import rewrite_metadata
+from swiftprune.io import SafetensorsFile
 
 RNG = np.random.default_rng(13)
 
@@ -57,14 +58,6 @@ def format1_text(path, report) -> str:
                        "tensors": tensors, "report": [dict(row, shape=list(row["shape"])) for row in report]})
 
 
-def rewrite(source, target, text: str) -> None:
-    f = SafetensorsFile(source)
-    with SafetensorsWriter(target) as out:
-        out.set_metadata("swiftprune", text)
-        for name in f.names:
-            out.add(name, f[name])
-
-
 def test_header_costs_less_than_format_1(tmp_path):
     weights = many_small_tensors()
     result = sp.compress(weights, RECIPE, progress=False)
@@ -74,7 +67,7 @@ def test_header_costs_less_than_format_1(tmp_path):
     assert size == 8 + header + result.report.totals["bytes_after"]
     # format 1 spent ~410 bytes per tensor on such models (repeated keys, escaped quotes)
     old = tmp_path / "old.safetensors"
-    rewrite(path, old, format1_text(path, result.report))
+    rewrite_metadata(path, old, format1_text(path, result.report))
     old_header = header_length(old)
     names = sum(len(name) for name in weights)  # each name is written 3 times (entry, layout, report)
     assert (header - 3 * names) / len(weights) <= 200, (header - 3 * names) / len(weights)
@@ -100,7 +93,7 @@ def test_format1_and_format2_files_load_the_same(tmp_path, recipe, container):
     new = tmp_path / "new.safetensors"
     result.save(new)
     old = tmp_path / "old.safetensors"
-    rewrite(new, old, format1_text(new, result.report))
+    rewrite_metadata(new, old, format1_text(new, result.report))
     a, b = sp.load_compressed(new), sp.load_compressed(old)
     assert a.report == b.report == result.report
     assert a.masks.keys() == b.masks.keys() == result.masks.keys()  # (test_model covers a stored mask)
@@ -131,7 +124,7 @@ def test_a_newer_format_is_refused_by_name(tmp_path):
     sp.compress(weights, RECIPE, progress=False).save(path)
     document = json.loads(SafetensorsFile(path).metadata["swiftprune"])
     target = tmp_path / "future.safetensors"
-    rewrite(path, target, json.dumps(dict(document, format_version=3)))
+    rewrite_metadata(path, target, json.dumps(dict(document, format_version=3)))
     with pytest.raises(ValueError, match="format_version.*newer"):
         sp.load_compressed(target)
 

@@ -18,6 +18,7 @@ import swiftprune as sp
 from swiftprune.distributed import GlobalMagnitudePlan, ShardedCheckpoint, compress_sharded, save_sharded
 from swiftprune.distributed.layout import parse_size
 
+from _reference_pruning import global_magnitude
 from _sharded_models import checkpoint_order, tensors, write_checkpoint
 
 safetensors = pytest.importorskip("safetensors")
@@ -35,19 +36,6 @@ def _read_all(directory):
         with safe_open(os.path.join(directory, file), "np") as f:
             for key in f.keys():
                 out[key] = f.get_tensor(key)
-    return out
-
-
-def _numpy_global_masks(arrays, sparsity):
-    """Reference: stable argsort of |w| over the concatenation; the first k positions are pruned."""
-    flat = np.concatenate([np.abs(np.asarray(a, dtype=np.float64)).ravel() for a in arrays])
-    k = min(flat.size, int(round(sparsity * flat.size)))
-    keep = np.ones(flat.size, dtype=bool)
-    keep[np.argsort(flat, kind="stable")[:k]] = False
-    out, start = [], 0
-    for a in arrays:
-        out.append(keep[start:start + a.size].reshape(a.shape))
-        start += a.size
     return out
 
 
@@ -245,7 +233,7 @@ def test_global_magnitude_plan_equals_numpy_and_the_in_memory_masks(case):
     for sparsity in (0.0, 0.3, 0.5, 0.9, 1.0, float(rng.random())):
         got, passes = _plan_masks(arrays, sparsity)
         assert passes <= 2
-        for g, r, m in zip(got, _numpy_global_masks(arrays, sparsity), sp.global_magnitude_masks(arrays, sparsity)):
+        for g, r, m in zip(got, global_magnitude(arrays, sparsity), sp.global_magnitude_masks(arrays, sparsity)):
             np.testing.assert_array_equal(g, r)
             np.testing.assert_array_equal(g, m)
 
@@ -254,7 +242,7 @@ def test_bfloat16_valued_weights_need_a_single_statistics_pass():
     w = (np.random.default_rng(3).normal(size=10_000).astype(np.float32).view(np.uint32) & 0xFFFF0000).view(np.float32)
     masks, passes = _plan_masks([w, w[::-1].copy()], 0.5)
     assert passes == 1
-    for g, r in zip(masks, _numpy_global_masks([w, w[::-1]], 0.5)):
+    for g, r in zip(masks, global_magnitude([w, w[::-1]], 0.5)):
         np.testing.assert_array_equal(g, r)
 
 
@@ -273,7 +261,7 @@ def test_global_pruning_over_shards_is_bit_identical_to_in_memory(tmp_path, dtyp
     loaded = sp.load_weights(tmp_path / "in")
     order = checkpoint_order(str(tmp_path / "in"))
     selected = [n for n in order if loaded[n].ndim >= 2]
-    reference = _numpy_global_masks([np.asarray(loaded[n], dtype=np.float32) for n in selected], 0.5)
+    reference = global_magnitude([np.asarray(loaded[n], dtype=np.float32) for n in selected], 0.5)
     in_memory = sp.compress(loaded, recipe, progress=False)
     got = {}
     for shard in sorted(f for f in os.listdir(tmp_path / "out") if f.endswith(".safetensors")):

@@ -1,12 +1,11 @@
 """svd / randomized_svd / low_rank against NumPy's LAPACK SVD and closed forms."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 import swiftprune as sp
+from _threads import per_thread_count, run_in_python_threads
 from _reference_factorization import (
     keras_conv_to_2d,
     matrix_with_spectrum,
@@ -372,17 +371,7 @@ def test_concurrent_calls_from_python_threads():
     rng = np.random.default_rng(17)
     w = rng.standard_normal((120, 90))
     expected = sp.svd(w)[1]
-    results = []
-
-    def work():
-        results.append(sp.svd(w)[1])
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for s in results:
+    for s in run_in_python_threads(lambda _: sp.svd(w)[1]):
         np.testing.assert_array_equal(s, expected)
 
 
@@ -399,14 +388,7 @@ def test_extreme_magnitudes(scale):
 def test_results_do_not_depend_on_the_thread_count():
     rng = np.random.default_rng(19)
     w = rng.standard_normal((400, 300)).astype(np.float32)
-    previous = sp.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            sp.set_num_threads(threads)
-            results.append((sp.svd(w), sp.randomized_svd(w, 10), sp.low_rank(w, rank=5).a))
-    finally:
-        sp.set_num_threads(previous)
+    results = per_thread_count(lambda: (sp.svd(w), sp.randomized_svd(w, 10), sp.low_rank(w, rank=5).a), (1, 2, 3))
     for other in results[1:]:
         for x, y in zip(results[0][0] + results[0][1] + (results[0][2],), other[0] + other[1] + (other[2],)):
             np.testing.assert_array_equal(x, y)
@@ -427,14 +409,7 @@ def test_randomized_svd_large_panels_do_not_depend_on_the_thread_count():
     # conversions are split over workers.
     rng = np.random.default_rng(23)
     w = (rng.standard_normal((900, 700)) / (1.0 + np.arange(700)) ** 0.5).astype(np.float32)
-    previous = sp.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            sp.set_num_threads(threads)
-            results.append(sp.randomized_svd(w, 60))
-    finally:
-        sp.set_num_threads(previous)
+    results = per_thread_count(lambda: sp.randomized_svd(w, 60), (1, 2, 3))
     for other in results[1:]:
         for x, y in zip(results[0], other):
             np.testing.assert_array_equal(x, y)

@@ -13,6 +13,7 @@ import pytest
 import swiftprune as sp
 from swiftprune import _core, _fused, pipeline
 from swiftprune.io import SafetensorsWriter
+from _threads import num_threads
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
@@ -210,18 +211,13 @@ def test_core_outputs_equal_staged_kernels_with_workers(bits, symmetric, group):
     are moved together at odd bit offsets), equal the staged kernels' encodings."""
     from swiftprune import _sparse_storage
     from swiftprune._bitpack import pack_bits
-    from swiftprune.threads import get_num_threads, set_num_threads
 
     rng = np.random.default_rng(bits)
     w = rng.standard_normal((1048, 512)).astype(np.float32)
     w[rng.random(w.shape) < 0.2] *= 1e-3  # kept codes that round to the zero point
-    previous = get_num_threads()
-    set_num_threads(3)
-    try:
+    with num_threads(3):
         scales, zeros, nm_values, positions, mask, values, nonzeros, norm, difference = \
             _core.nm_quantize_encode(w, 2, 4, bits, symmetric, group)
-    finally:
-        set_num_threads(previous)
     keep = sp.nm_mask(w, 2, 4)
     q = sp.quantize(np.where(keep, w, np.float32(0)) + np.float32(0), bits, symmetric=symmetric, axis=0,
                     group_size=group)

@@ -1,12 +1,11 @@
 """Sparse (CSR, N:M) and int8 kernels against dense NumPy/SciPy references."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 import swiftprune as sp
+from _threads import per_thread_count, run_in_python_threads
 from _reference_kernels import dense_product, nm_prune, quantize_rows, quantized_product
 
 SHAPES = [(1, 1, 1), (3, 17, 1), (17, 3, 5), (1, 1000, 3), (17, 100, 70), (33, 40, 129), (3, 16, 1000)]
@@ -365,27 +364,14 @@ def test_thread_counts_agree_and_concurrent_calls_are_safe() -> None:
     x = rng.standard_normal((256, 70)).astype(np.float32)
     values, scale = quantize_rows(rng.standard_normal((300, 256)))
     csr, nm = sp.CSRMatrix.from_dense(w), sp.NMSparseMatrix.from_dense(rng.standard_normal((300, 256)))
-    previous = sp.get_num_threads()
-    try:
-        sp.set_num_threads(1)
-        single = [csr.matmul(x), nm.matmul(x), sp.quantized_matmul(values, scale, x)]
-        sp.set_num_threads(2)
-        double = [csr.matmul(x), nm.matmul(x), sp.quantized_matmul(values, scale, x)]
-    finally:
-        sp.set_num_threads(previous)
+
+    def products() -> list:
+        return [csr.matmul(x), nm.matmul(x), sp.quantized_matmul(values, scale, x)]
+
+    single, double = per_thread_count(products)
     for a, b in zip(single, double):
         np.testing.assert_array_equal(a, b)
-    results: list = [None] * 4
-
-    def work(i: int) -> None:
-        results[i] = [csr.matmul(x), nm.matmul(x), sp.quantized_matmul(values, scale, x)]
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for result in results:
+    for result in run_in_python_threads(lambda _: products()):
         for a, b in zip(result, single):
             np.testing.assert_array_equal(a, b)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
+from _threads import per_thread_count
 
 DTYPES = [np.float16, np.float32, np.float64]
 
@@ -63,14 +64,7 @@ def test_matmul_threads_give_the_same_result():
     rng = np.random.default_rng(5)
     a = rng.standard_normal((300, 400)).astype(np.float32)
     b = rng.standard_normal((400, 500)).astype(np.float32)
-    previous = sp.get_num_threads()
-    try:
-        sp.set_num_threads(1)
-        one = sp.matmul(a, b)
-        sp.set_num_threads(2)
-        two = sp.matmul(a, b)
-    finally:
-        sp.set_num_threads(previous)
+    one, two = per_thread_count(lambda: sp.matmul(a, b))
     np.testing.assert_array_equal(one, two)
 
 
@@ -82,14 +76,7 @@ def test_matmul_thin_product_threads_give_the_same_result(m, n):
     rng = np.random.default_rng(m + n)
     a = rng.standard_normal((m, 700)).astype(np.float32)
     b = rng.standard_normal((700, n)).astype(np.float32)
-    previous = sp.get_num_threads()
-    try:
-        sp.set_num_threads(1)
-        one = sp.matmul(a, b)
-        sp.set_num_threads(2)
-        two = sp.matmul(a, b)
-    finally:
-        sp.set_num_threads(previous)
+    one, two = per_thread_count(lambda: sp.matmul(a, b))
     np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(two, reference(a, b), rtol=0, atol=1e-5 * np.sqrt(700) * 4)
 

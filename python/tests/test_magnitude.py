@@ -1,12 +1,11 @@
 """magnitude_mask / prune_magnitude against an independent NumPy reference."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 import swiftprune as sp
+from _threads import run_in_python_threads
 from _reference_pruning_core import reference_magnitude_mask
 
 DTYPES = [np.float16, np.float32, np.float64]
@@ -116,24 +115,14 @@ def test_two_python_threads_run_concurrently():
     rng = np.random.default_rng(6)
     arrays = [rng.standard_normal(300_000).astype(np.float32) for _ in range(4)]
     expected = [reference_magnitude_mask(a, 0.3) for a in arrays]
-    results: dict[int, np.ndarray] = {}
-    errors: list[BaseException] = []
 
-    def work(i: int) -> None:
-        try:
-            for _ in range(5):
-                results[i] = sp.magnitude_mask(arrays[i], 0.3)
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
+    def work(i: int) -> np.ndarray:
+        for _ in range(5):
+            mask = sp.magnitude_mask(arrays[i], 0.3)
+        return mask
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for i in range(4):
-        np.testing.assert_array_equal(results[i], expected[i])
+    for result, reference in zip(run_in_python_threads(work), expected):
+        np.testing.assert_array_equal(result, reference)
 
 
 _WRITER_SCRIPT = """

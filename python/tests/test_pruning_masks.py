@@ -9,6 +9,7 @@ import pytest
 import swiftprune as sp
 
 import _reference_pruning as ref
+from _threads import num_threads, per_thread_count
 
 DTYPES = [np.float16, np.float32, np.float64]
 
@@ -404,16 +405,9 @@ def test_inputs_are_not_modified(fn, dtype):
 def test_large_inputs_use_threads_and_agree_with_one_thread():
     rng = np.random.default_rng(14)
     w = rng.standard_normal((512, 1024)).astype(np.float32)
-    previous = sp.get_num_threads()
-    try:
-        sp.set_num_threads(1)
-        single = [sp.nm_mask(w), sp.structured_mask(w, 0.3, axis=1), sp.block_mask(w, 0.3, (4, 4)),
-                  sp.global_magnitude_masks([w, w[:7]], 0.3)[0]]
-        sp.set_num_threads(2)
-        multi = [sp.nm_mask(w), sp.structured_mask(w, 0.3, axis=1), sp.block_mask(w, 0.3, (4, 4)),
-                 sp.global_magnitude_masks([w, w[:7]], 0.3)[0]]
-    finally:
-        sp.set_num_threads(previous)
+    single, multi = per_thread_count(lambda: [
+        sp.nm_mask(w), sp.structured_mask(w, 0.3, axis=1), sp.block_mask(w, 0.3, (4, 4)),
+        sp.global_magnitude_masks([w, w[:7]], 0.3)[0]])
     for a, b in zip(single, multi):
         np.testing.assert_array_equal(a, b)
 
@@ -460,10 +454,8 @@ def test_global_large_with_ties_at_the_threshold_across_workers(dtype):
     # 3000 exact copies of one magnitude spread over every tensor and both worker halves.
     for a in (arrays[0], arrays[2]):
         a[rng.choice(a.size, 1500, replace=False)] = rng.choice([-1, 1], 1500) * dtype(0.6745)
-    previous = sp.get_num_threads()
-    try:
-        for threads in (1, 2):
-            sp.set_num_threads(threads)
+    for threads in (1, 2):
+        with num_threads(threads):
             for sparsity in (0.49, 0.5, 0.502):
                 masks = sp.global_magnitude_masks(arrays, sparsity)
                 for mask, expected in zip(masks, ref.global_magnitude(arrays, sparsity)):
@@ -472,8 +464,6 @@ def test_global_large_with_ties_at_the_threshold_across_workers(dtype):
             zeros = [np.where(rng.random(200_000) < 0.9, 0.0, rng.standard_normal(200_000)).astype(dtype)]
             for mask, expected in zip(sp.global_magnitude_masks(zeros, 0.6), ref.global_magnitude(zeros, 0.6)):
                 np.testing.assert_array_equal(mask, expected)
-    finally:
-        sp.set_num_threads(previous)
 
 
 def test_no_reference_leaks_on_success_and_error_paths():
@@ -515,10 +505,8 @@ def test_global_large_inputs_ties_extremes_and_heavy_zero_buckets(dtype):
     rng = np.random.default_rng(21)
     arrays = [rng.standard_normal(n).astype(dtype) for n in (700_000, 3, 500_000)]
     arrays[0][rng.choice(700_000, 4000, replace=False)] = dtype(0.6745)  # ties at the median
-    previous = sp.get_num_threads()
-    try:
-        for threads in (1, 2):
-            sp.set_num_threads(threads)
+    for threads in (1, 2):
+        with num_threads(threads):
             for sparsity in (1e-6, 0.3, 0.5, 0.5004, 0.999999):
                 masks = sp.global_magnitude_masks(arrays, sparsity)
                 for mask, expected in zip(masks, ref.global_magnitude(arrays, sparsity)):
@@ -531,5 +519,3 @@ def test_global_large_inputs_ties_extremes_and_heavy_zero_buckets(dtype):
                 bad = arrays[2].copy()
                 bad[123_456] = np.nan
                 sp.global_magnitude_masks([arrays[0], bad], 0.5)
-    finally:
-        sp.set_num_threads(previous)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
+from _threads import per_thread_count, run_in_python_threads
 from _reference_quantization import (
     reference_pack_bits,
     expand,
@@ -427,36 +428,19 @@ def test_metrics_closed_form():
 
 
 def test_thread_counts_and_python_threads_agree():
-    import threading
-
     rng = np.random.default_rng(14)
     arrays = [rng.standard_normal((300, 512)).astype(np.float32) for _ in range(4)]
     expected = [reference_quantize(a, 4, True, 0, 64)[0] for a in arrays]
-    previous = sp.get_num_threads()
-    try:
-        for n in (1, 2, 3):
-            sp.set_num_threads(n)
-            np.testing.assert_array_equal(sp.quantize(arrays[0], 4, axis=0, group_size=64).values, expected[0])
-    finally:
-        sp.set_num_threads(previous)
-    results: dict = {}
-    errors: list = []
+    for values in per_thread_count(lambda: sp.quantize(arrays[0], 4, axis=0, group_size=64).values, (1, 2, 3)):
+        np.testing.assert_array_equal(values, expected[0])
 
-    def work(i: int) -> None:
-        try:
-            for _ in range(5):
-                results[i] = sp.quantize(arrays[i], 4, axis=0, group_size=64).values
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
+    def work(i: int) -> np.ndarray:
+        for _ in range(5):
+            values = sp.quantize(arrays[i], 4, axis=0, group_size=64).values
+        return values
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for i in range(4):
-        np.testing.assert_array_equal(results[i], expected[i])
+    for result, reference in zip(run_in_python_threads(work), expected):
+        np.testing.assert_array_equal(result, reference)
 
 
 # --- quantize(..., out=) ------------------------------------------------------

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
+from _compressed_files import rewrite_metadata
 from swiftprune.compressed_schema import dense_row, parse_document
-from swiftprune.io import SafetensorsFile, SafetensorsWriter
+from swiftprune.io import SafetensorsFile
 
 RNG = np.random.default_rng(8)
 
@@ -131,14 +132,6 @@ def compressed(tmp_path_factory):
     return path, json.loads(json.dumps(dict(document, format_version=1)))
 
 
-def rewrite(source, target, text: str) -> None:
-    f = SafetensorsFile(source)
-    with SafetensorsWriter(target) as out:
-        out.set_metadata("swiftprune", text)
-        for name in f.names:
-            out.add(name, f[name])
-
-
 def mutations(document: dict) -> list[tuple[str, str]]:
     """(label, metadata text) pairs, each breaking one thing."""
     def edit(fn, version=1):
@@ -202,7 +195,7 @@ def test_crafted_metadata_raises_only_value_errors_naming_the_field(compressed, 
     assert sp.load_compressed(source).summary()  # the unmodified file is fine
     for i, (label, text) in enumerate(mutations(document)):
         target = tmp_path / f"m{i}.safetensors"
-        rewrite(source, target, text)
+        rewrite_metadata(source, target, text)
         with pytest.raises(ValueError) as info:
             sp.load_compressed(target)
         message = str(info.value)
@@ -217,7 +210,7 @@ def test_inspect_survives_crafted_metadata(compressed, tmp_path, capsys):
     source, document = compressed
     for i, (label, text) in enumerate(mutations(document)):
         target = tmp_path / f"i{i}.safetensors"
-        rewrite(source, target, text)
+        rewrite_metadata(source, target, text)
         code = main(["inspect", str(target), "--no-progress"])  # an escaped exception fails the test
         captured = capsys.readouterr()
         assert code == 0, (label, captured.err)

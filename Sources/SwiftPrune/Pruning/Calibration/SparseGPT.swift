@@ -43,21 +43,15 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     _ weights: TensorView<S>, activations: TensorView<S>, pattern: SparseGPTPattern,
     blockSize: Int = 128, damp: Double = 0.01, into output: MutableTensorView<S>
 ) throws {
-    guard weights.rank == 2 else { throw SwiftPruneError.value("w must be 2-D (out, in), got shape \(weights.shape)") }
+    try validateSparseGPT(weights, pattern: pattern, blockSize: blockSize, damp: damp, output: output)
     guard activations.rank == 2 else {
         throw SwiftPruneError.value("x must be 2-D (samples, in), got shape \(activations.shape)")
-    }
-    guard output.count == weights.count else {
-        throw SwiftPruneError.value("output has \(output.count) elements, w has \(weights.count)")
     }
     let columns = weights.shape[1], samples = activations.shape[0]
     guard activations.shape[1] == columns else {
         throw SwiftPruneError.value(
             "x has \(activations.shape[1]) features but w has \(columns) input columns (w is (out, in))")
     }
-    guard blockSize >= 1 else { throw SwiftPruneError.value("block_size must be >= 1, got \(blockSize)") }
-    guard damp >= 0 && damp.isFinite else { throw SwiftPruneError.value("damp must be >= 0 and finite, got \(damp)") }
-    _ = try sparseGPTPatternParameters(pattern, columns: columns, blockSize: blockSize)
     var worst: S.MagnitudeKey = 0
     for x in weights.buffer { worst = max(worst, x.magnitudeKey) }
     for x in activations.buffer { worst = max(worst, x.magnitudeKey) }
@@ -85,10 +79,7 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     _ weights: TensorView<S>, hessian: UnsafeMutableBufferPointer<Double>, pattern: SparseGPTPattern,
     blockSize: Int = 128, damp: Double = 0.01, into output: MutableTensorView<S>
 ) throws {
-    guard weights.rank == 2 else { throw SwiftPruneError.value("w must be 2-D (out, in), got shape \(weights.shape)") }
-    guard output.count == weights.count else {
-        throw SwiftPruneError.value("output has \(output.count) elements, w has \(weights.count)")
-    }
+    try validateSparseGPT(weights, pattern: pattern, blockSize: blockSize, damp: damp, output: output)
     let rows = weights.shape[0], columns = weights.shape[1]
     guard columns <= sparseGPTMaximumColumns else {
         throw SwiftPruneError(.outOfMemory,
@@ -97,9 +88,6 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
     guard hessian.count == columns * columns else {
         throw SwiftPruneError.value("the Hessian has \(hessian.count) entries, expected \(columns) x \(columns)")
     }
-    guard blockSize >= 1 else { throw SwiftPruneError.value("block_size must be >= 1, got \(blockSize)") }
-    guard damp >= 0 && damp.isFinite else { throw SwiftPruneError.value("damp must be >= 0 and finite, got \(damp)") }
-    _ = try sparseGPTPatternParameters(pattern, columns: columns, blockSize: blockSize)
     var worst: S.MagnitudeKey = 0
     for x in weights.buffer { worst = max(worst, x.magnitudeKey) }
     guard worst < S.infinityKey else { throw SwiftPruneError.value("w contains NaN or Inf values") }
@@ -155,19 +143,24 @@ public func sparseGPTQuantized(
     let layout = try GPTQ.validate(rows: rows, cols: cols, weightCount: weights.count, hessian: hessian, options: options)
     _ = try sparseGPTPatternParameters(
         pattern, columns: cols, blockSize: GPTQColumnLoop.block(options: options, quantizing: true, cols: Swift.max(cols, 1)))
-    guard values.count == rows * cols, scales.count == layout.groupCount, zeroPoints.count == layout.groupCount else {
-        throw SwiftPruneError.value("SparseGPT outputs: \(values.count) values and \(scales.count) scales for " +
-                                    "\(rows * cols) weights in \(layout.groupCount) groups")
+    try GPTQColumnLoop.quantize(method: "SparseGPT", weights: weights, rows: rows, cols: cols, hessian: hessian,
+                                scheme: scheme, options: options, pattern: pattern, layout: layout, values: values,
+                                scales: scales, zeroPoints: zeroPoints)
+}
+
+/// The checks both SparseGPT entries make on the weights and options: `w`
+/// 2-D, the output its size, `blockSize >= 1`, `damp` finite and >= 0, and
+/// the pattern (``sparseGPTPatternParameters(_:columns:blockSize:)``).
+private func validateSparseGPT<S>(
+    _ weights: TensorView<S>, pattern: SparseGPTPattern, blockSize: Int, damp: Double, output: MutableTensorView<S>
+) throws {
+    guard weights.rank == 2 else { throw SwiftPruneError.value("w must be 2-D (out, in), got shape \(weights.shape)") }
+    guard output.count == weights.count else {
+        throw SwiftPruneError.value("output has \(output.count) elements, w has \(weights.count)")
     }
-    for v in weights where !v.isFinite { throw SwiftPruneError.value("w contains NaN or Inf values") }
-    guard rows > 0 && cols > 0 else {
-        scales.update(repeating: 1)
-        zeroPoints.update(repeating: 0)
-        return
-    }
-    try GPTQColumnLoop(weights: weights.baseAddress!, rows: rows, cols: cols, hessian: hessian.baseAddress!,
-                       scheme: scheme, options: options, pattern: pattern)
-        .run(values: values.baseAddress!, scales: scales.baseAddress!, zeroPoints: zeroPoints.baseAddress!)
+    guard blockSize >= 1 else { throw SwiftPruneError.value("block_size must be >= 1, got \(blockSize)") }
+    guard damp >= 0 && damp.isFinite else { throw SwiftPruneError.value("damp must be >= 0 and finite, got \(damp)") }
+    _ = try sparseGPTPatternParameters(pattern, columns: weights.shape[1], blockSize: blockSize)
 }
 
 /// `(sparsity, n, m)` of a validated pattern (`n = m = 0` when unstructured).

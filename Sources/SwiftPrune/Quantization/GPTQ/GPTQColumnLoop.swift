@@ -42,6 +42,33 @@ struct GPTQColumnLoop {
         return Swift.max(1, Swift.min(block, cols))
     }
 
+    /// The caller-owned-output entry of GPTQ and of SparseGPT's joint form,
+    /// after their own validation gave `layout`: checks the outputs' sizes
+    /// (`values` rows × cols, `scales` and `zeroPoints` one per group) and
+    /// the weights for NaN/Inf, gives an empty layer unit scales and zero
+    /// zero points, and runs the loop. `method` names the caller in the
+    /// size error.
+    static func quantize(
+        method: String, weights: UnsafeBufferPointer<Float>, rows: Int, cols: Int,
+        hessian: UnsafeBufferPointer<Double>, scheme: QuantizationScheme, options: GPTQOptions,
+        pattern: SparseGPTPattern?, layout: QuantizationLayout, values: UnsafeMutableBufferPointer<UInt8>,
+        scales: UnsafeMutableBufferPointer<Float>, zeroPoints: UnsafeMutableBufferPointer<Int32>
+    ) throws {
+        guard values.count == rows * cols, scales.count == layout.groupCount, zeroPoints.count == layout.groupCount else {
+            throw SwiftPruneError.value("\(method) outputs: \(values.count) values and \(scales.count) scales for " +
+                                        "\(rows * cols) weights in \(layout.groupCount) groups")
+        }
+        for v in weights where !v.isFinite { throw SwiftPruneError.value("w contains NaN or Inf values") }
+        guard rows > 0 && cols > 0 else {
+            scales.update(repeating: 1)
+            zeroPoints.update(repeating: 0)
+            return
+        }
+        try GPTQColumnLoop(weights: weights.baseAddress!, rows: rows, cols: cols, hessian: hessian.baseAddress!,
+                           scheme: scheme, options: options, pattern: pattern)
+            .run(values: values.baseAddress!, scales: scales.baseAddress!, zeroPoints: zeroPoints.baseAddress!)
+    }
+
     typealias V = SIMD8<Float>
     static let lanes = 8
 

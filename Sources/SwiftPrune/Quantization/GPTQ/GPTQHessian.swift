@@ -75,19 +75,9 @@ extension GPTQ {
         scales: UnsafeMutableBufferPointer<Float>, zeroPoints: UnsafeMutableBufferPointer<Int32>
     ) throws {
         let layout = try validate(rows: rows, cols: cols, weightCount: weights.count, hessian: hessian, options: options)
-        guard values.count == rows * cols, scales.count == layout.groupCount, zeroPoints.count == layout.groupCount else {
-            throw SwiftPruneError.value("GPTQ outputs: \(values.count) values and \(scales.count) scales for " +
-                                        "\(rows * cols) weights in \(layout.groupCount) groups")
-        }
-        for v in weights where !v.isFinite { throw SwiftPruneError.value("weights contain NaN or Inf values") }
-        guard rows > 0 && cols > 0 else {
-            scales.update(repeating: 1)
-            zeroPoints.update(repeating: 0)
-            return
-        }
-        try GPTQColumnLoop(weights: weights.baseAddress!, rows: rows, cols: cols, hessian: hessian.baseAddress!,
-                           scheme: scheme, options: options)
-            .run(values: values.baseAddress!, scales: scales.baseAddress!, zeroPoints: zeroPoints.baseAddress!)
+        try GPTQColumnLoop.quantize(method: "GPTQ", weights: weights, rows: rows, cols: cols, hessian: hessian,
+                                    scheme: scheme, options: options, pattern: nil, layout: layout, values: values,
+                                    scales: scales, zeroPoints: zeroPoints)
     }
 
     /// Checks sizes, options and the Hessian's values; returns the layout of the result.
