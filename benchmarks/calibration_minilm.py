@@ -522,6 +522,7 @@ def awq_onnx(weights, calib, evaluation, reference, mode, record) -> None:
                "include": "encoder.*.weight"}]
     result = sp.compress(calibration.weights(), recipe, progress=False, calibration=calibration)
     inserted = len(result.inserted_scales)
+    folded = sum("folded into" in note for note in result.scaling.values())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "awq.onnx"
         export = to_onnx(model, path, result)
@@ -529,13 +530,15 @@ def awq_onnx(weights, calib, evaluation, reference, mode, record) -> None:
         size = export.nbytes
     seconds = time.perf_counter() - start
     numpy_weights = dict(weights)
-    for name in LINEAR_WEIGHTS:  # ONNX kernels are (in, out)
-        numpy_weights[name] = np.ascontiguousarray(result.weights[name].T)
+    for name, value in result.weights.items():  # (the value biases absorbed the attention outputs' 1/s)
+        if name in weights:
+            numpy_weights[name] = np.ascontiguousarray(value.T) if name in LINEAR_WEIGHTS else value
     cos_numpy = (embeddings(numpy_weights, evaluation) * reference).sum(axis=1)
     float_onnx = (onnx_embeddings(model, evaluation) * reference).sum(axis=1)
-    print(f"ONNX encoder: float vs NumPy cosine min {float_onnx.min():.6f}; {inserted} Mul ops inserted; "
+    print(f"ONNX encoder: float vs NumPy cosine min {float_onnx.min():.6f}; {inserted} Mul ops inserted, "
+          f"{folded} layers' 1/s folded; "
           f"{size:,} bytes; ONNX vs NumPy embedding cosine: max |diff| {np.abs(cos_onnx - cos_numpy).max():.2e}")
-    record("int4 g128 asymmetric", f"AWQ recipe, {inserted} Muls inserted (onnxruntime)", mode, cos_onnx, seconds)
+    record("int4 g128 asymmetric", f"AWQ recipe: {inserted} Muls inserted, {folded} layers folded (onnxruntime)", mode, cos_onnx, seconds)
     record("int4 g128 asymmetric", "same weights, NumPy encoder", mode, cos_numpy, 0.0)
 
 
