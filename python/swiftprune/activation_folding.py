@@ -296,10 +296,10 @@ def fold_inputs(stages: Sequence[Any], selected: Mapping[int, set], names: Seque
     outcome.arrays = current
     if sequential:
         # Later captures run through the folded model; a layer behind an inserted Mul keeps its
-        # original weight in the capture model (which has no Mul) and sees rescaled statistics.
+        # unscaled weight in the capture model (which has no Mul) and sees rescaled statistics
+        # (its output columns may still have absorbed another site's 1/s: a value projection).
         for name, value in current.items():
-            if name not in outcome.unfolded:
-                calibration.commit(name, value)
+            calibration.commit(name, outcome.model_weight(name, value))
         calibration.invalidate([calibration.find_layer(n) for n in outcome.scales if n not in outcome.unfolded])
     return outcome
 

@@ -206,7 +206,7 @@ def test_keras_models_are_refused_with_the_reason():
     assert not reasons and sites[0].inserted and sites[0].consumers == {"q/kernel": 0} and not sites[0].adjustments
 
 
-def attention_block(merge_perm=(1, 0, 2)):
+def attention_block(merge_perm=(1, 0, 2), residual=False):
     """x -LN-> q, k, v (+ biases) -> heads (T, 2, 8) -> softmax(q kᵀ) v -> back to (T, 16) -> MatMul Wo.
     ``merge_perm``: the transpose after ``probs @ v`` ((1, 0, 2) undoes the split; (1, 2, 0) does not,
     so channel c of v is no longer channel c of Wo's input)."""
@@ -225,8 +225,9 @@ def attention_block(merge_perm=(1, 0, 2)):
         helper.make_node("MatMul", ["qt", "kt"], ["s"]), helper.make_node("Softmax", ["s"], ["p"], axis=-1),
         helper.make_node("MatMul", ["p", "vt"], ["c"]),
         helper.make_node("Transpose", ["c"], ["ct"], perm=list(merge_perm)),
-        helper.make_node("Reshape", ["ct", "flat"], ["m"]), helper.make_node("MatMul", ["m", "Wo"], ["y"]),
-    ]
+        helper.make_node("Reshape", ["ct", "flat"], ["m"]),
+        helper.make_node("MatMul", ["m", "Wo"], ["y0" if residual else "y"]),
+    ] + ([helper.make_node("Add", ["y0", "h"], ["y"])] if residual else [])
     graph = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(a, n) for n, a in w.items()])
@@ -263,3 +264,21 @@ def test_weight_files_cannot_hold_the_inserted_muls(tmp_path):
         with pytest.raises(ValueError, match=r"recipe stage 0 \(quantize\): insert_scale adds Mul ops.*to_onnx"):
             sp.compress_file(source, str(tmp_path / out), awq(True), calibration=calibration, progress=False)
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_sequential_capture_model_is_the_exported_one_when_a_value_projection_is_behind_a_mul(tmp_path):
+    """Post-LN attention: q/k/v get an inserted Mul (h also feeds the residual), and Wv's output columns
+    absorb Wo's 1/s. In sequential mode the capture model must compute what the written model computes."""
+    model, inputs = attention_block(residual=True)
+    calibration = sp.calibration.from_onnx(model, [{"x": f32(8, 16)} for _ in range(8)], mode="sequential")
+    weights = calibration.weights()
+    fold(weights, awq(True, group_size=8), calibration)  # right after the fold: still the original function
+    folded = str(tmp_path / "folded.onnx")
+    to_onnx(model, folded, {**weights, **calibration.committed})
+    np.testing.assert_allclose(run(folded, inputs), run(model, inputs), rtol=1e-4, atol=1e-4)
+    result = sp.compress(weights, awq(True, group_size=8), progress=False, calibration=calibration)
+    assert "Mul inserted" in result.scaling["Wv"] and "Add" in result.scaling["Wo"]
+    path, capture = str(tmp_path / "awq.onnx"), str(tmp_path / "capture.onnx")
+    to_onnx(model, path, result)
+    to_onnx(model, capture, {**weights, **calibration.committed})  # the weights the capture model ran with
+    np.testing.assert_allclose(run(capture, inputs), run(path, inputs), rtol=2e-4, atol=2e-4)
