@@ -299,10 +299,9 @@ public func spSparseGPTHessianF64(
     _ sparsity: Double, _ n: Int64, _ m: Int64, _ blockSize: Int64, _ damp: Double, _ wOut: UnsafeMutablePointer<Double>?
 ) -> sp_status {
     withStatus {
+        let count = try hessianExportCounts(method: "sparsegpt", rows: rows, cols: columns, blockSize: blockSize)
         let weights: TensorView<Double> = try pruningInput(w, [Int(rows), Int(columns)], "w")
-        let (square, overflow) = columns.multipliedReportingOverflow(by: columns)
-        guard !overflow else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
-        try sparseGPT(weights, hessian: outputBuffer(h, square, "h"), pattern: sparseGPTPattern(sparsity, n, m),
+        try sparseGPT(weights, hessian: outputBuffer(h, count.hessian, "h"), pattern: sparseGPTPattern(sparsity, n, m),
                       blockSize: Int(blockSize), damp: damp, into: pruningOutput(wOut, weights.shape, "w_out"))
     }
 }
@@ -313,13 +312,9 @@ public func spSparseGPTHessianF32(
     _ sparsity: Double, _ n: Int64, _ m: Int64, _ blockSize: Int64, _ damp: Double, _ wOut: UnsafeMutablePointer<Float>?
 ) -> sp_status {
     withStatus {
+        let count = try hessianExportCounts(method: "sparsegpt", rows: rows, cols: columns, blockSize: blockSize)
         let weights: TensorView<Float> = try pruningInput(w, [Int(rows), Int(columns)], "w")
-        let (square, overflow) = columns.multipliedReportingOverflow(by: columns)
-        guard !overflow else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
-        guard blockSize >= 1 && blockSize <= Int64(GPTQ.maximumBlockSize) else {
-            throw SwiftPruneError.value("block_size must be in 1...\(GPTQ.maximumBlockSize), got \(blockSize)")
-        }
-        let hessian = try inputBuffer(h, square, "h")
+        let hessian = try inputBuffer(h, count.hessian, "h")
         // Only read: the mutable view is the generic entry's signature.
         try sparseGPT(weights, hessian: UnsafeMutableBufferPointer(mutating: hessian), pattern: sparseGPTPattern(sparsity, n, m),
                       blockSize: Int(blockSize), damp: damp, into: pruningOutput(wOut, weights.shape, "w_out"))
@@ -335,35 +330,18 @@ public func spSparseGPTQuantHessianF32(
     _ zeroPointOut: UnsafeMutableRawPointer?, _ nScales: Int64
 ) -> sp_status {
     withStatus {
-        guard rows >= 0, columns >= 0, groupSize >= 0 else {
-            throw SwiftPruneError.value("rows, columns and group_size must be >= 0")
-        }
-        guard blockSize >= 1 && blockSize <= Int64(GPTQ.maximumBlockSize) else {
-            throw SwiftPruneError.value("block_size must be in 1...\(GPTQ.maximumBlockSize), got \(blockSize)")
-        }
-        guard columns <= Int64(GPTQ.maximumColumns) else {
-            throw SwiftPruneError(.outOfMemory, "sparsegpt supports at most \(GPTQ.maximumColumns) input columns, got \(columns)")
-        }
-        let (wCount, o1) = rows.multipliedReportingOverflow(by: columns)
-        let (hCount, o2) = columns.multipliedReportingOverflow(by: columns)
-        guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        let count = try hessianExportCounts(method: "sparsegpt", rows: rows, cols: columns, groupSize: groupSize,
+                                            blockSize: blockSize)
         let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
         let group = groupSize == 0 ? nil : Int(groupSize)
-        let layout = try QuantizationLayout(shape: [Int(rows), Int(columns)], axis: 0, groupSize: group)
-        guard nScales == Int64(layout.groupCount) else {
-            throw SwiftPruneError.value("n_scales is \(nScales), the layout has \(layout.groupCount) groups")
-        }
-        let values = try outputBuffer(valuesOut?.assumingMemoryBound(to: UInt8.self), wCount, "values_out")
-        let scales = try outputBuffer(scaleOut, nScales, "scale_out")
-        let zeros = try outputBuffer(zeroPointOut?.assumingMemoryBound(to: UInt8.self), nScales, "zero_point_out")
-        var zeroPoints = try [Int32](fallibleRepeating: 0, count: Int(nScales), "zero points")
-        try zeroPoints.withUnsafeMutableBufferPointer { z in
-            try sparseGPTQuantized(weights: inputBuffer(w, wCount, "w"), rows: Int(rows), cols: Int(columns),
-                                   hessian: inputBuffer(h, hCount, "h"), pattern: sparseGPTPattern(sparsity, n, m),
+        let outputs = try RowQuantizationOutputs(rows: rows, cols: columns, groupSize: group, valuesOut: valuesOut,
+                                                 scaleOut: scaleOut, zeroPointOut: zeroPointOut, nScales: nScales)
+        try outputs.fill { values, scales, zeroPoints in
+            try sparseGPTQuantized(weights: inputBuffer(w, count.weights, "w"), rows: Int(rows), cols: Int(columns),
+                                   hessian: inputBuffer(h, count.hessian, "h"), pattern: sparseGPTPattern(sparsity, n, m),
                                    scheme: scheme, groupSize: group, blockSize: Int(blockSize), damp: damp,
-                                   values: values, scales: scales, zeroPoints: z)
+                                   values: values, scales: scales, zeroPoints: zeroPoints)
         }
-        for g in 0 ..< Int(nScales) { zeros[g] = UInt8(truncatingIfNeeded: zeroPoints[g]) }
     }
 }
 

@@ -245,21 +245,13 @@ public func spQuantGptqF64(
         let (xCount, o2) = samples.multipliedReportingOverflow(by: cols)
         guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
         let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
-        let result = try GPTQ.quantize(
+        let group = groupSize == 0 ? nil : Int(groupSize)
+        let outputs = try RowQuantizationOutputs(rows: rows, cols: cols, groupSize: group, valuesOut: valuesOut,
+                                                 scaleOut: scaleOut, zeroPointOut: zeroPointOut, nScales: nScales)
+        outputs.store(try GPTQ.quantize(
             weights: inputBuffer(w, wCount, "w"), rows: Int(rows), cols: Int(cols),
-            activations: inputBuffer(x, xCount, "x"), samples: Int(samples), scheme: scheme,
-            groupSize: groupSize == 0 ? nil : Int(groupSize), damp: damp)
-        guard nScales == Int64(result.scales.count) else {
-            throw SwiftPruneError.value("n_scales is \(nScales), the layout has \(result.scales.count) groups")
-        }
-        let values = try outputBuffer(valuesOut?.assumingMemoryBound(to: UInt8.self), wCount, "values_out")
-        let scales = try outputBuffer(scaleOut, nScales, "scale_out")
-        let zeros = try outputBuffer(zeroPointOut?.assumingMemoryBound(to: UInt8.self), nScales, "zero_point_out")
-        for i in 0 ..< Int(wCount) { values[i] = result.storage[i] }
-        for g in 0 ..< Int(nScales) {
-            scales[g] = result.scales[g]
-            zeros[g] = UInt8(truncatingIfNeeded: result.zeroPoints[g])
-        }
+            activations: inputBuffer(x, xCount, "x"), samples: Int(samples), scheme: scheme, groupSize: group,
+            damp: damp))
     }
 }
 
@@ -272,37 +264,17 @@ public func spQuantGptqHessianF64(
     _ zeroPointOut: UnsafeMutableRawPointer?, _ nScales: Int64
 ) -> sp_status {
     withStatus {
-        guard rows >= 0, cols >= 0, groupSize >= 0 else {
-            throw SwiftPruneError.value("rows, cols and group_size must be >= 0")
-        }
-        guard blockSize >= 1, mseGrid >= 0, mseGrid <= 10_000 else {
-            throw SwiftPruneError.value("block_size must be >= 1 and mse_grid in 0...10000")
-        }
-        let (wCount, o1) = rows.multipliedReportingOverflow(by: cols)
-        let (hCount, o2) = cols.multipliedReportingOverflow(by: cols)
-        guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        let count = try hessianExportCounts(method: "gptq", rows: rows, cols: cols, groupSize: groupSize,
+                                            blockSize: blockSize)
         let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
-        var options = GPTQOptions()
-        options.groupSize = groupSize == 0 ? nil : Int(groupSize)
-        options.damp = damp
-        options.blockSize = Int(blockSize)
-        options.actOrder = actOrder
-        options.staticGroups = staticGroups
-        options.mseGrid = Int(mseGrid)
-        let result = try GPTQ.quantize(
-            weights: inputBuffer(w, wCount, "w"), rows: Int(rows), cols: Int(cols),
-            hessian: outputBuffer(h, hCount, "h"), scheme: scheme, options: options)
-        guard nScales == Int64(result.scales.count) else {
-            throw SwiftPruneError.value("n_scales is \(nScales), the layout has \(result.scales.count) groups")
-        }
-        let values = try outputBuffer(valuesOut?.assumingMemoryBound(to: UInt8.self), wCount, "values_out")
-        let scales = try outputBuffer(scaleOut, nScales, "scale_out")
-        let zeros = try outputBuffer(zeroPointOut?.assumingMemoryBound(to: UInt8.self), nScales, "zero_point_out")
-        for i in 0 ..< Int(wCount) { values[i] = result.storage[i] }
-        for g in 0 ..< Int(nScales) {
-            scales[g] = result.scales[g]
-            zeros[g] = UInt8(truncatingIfNeeded: result.zeroPoints[g])
-        }
+        let options = try gptqExportOptions(groupSize: groupSize, damp: damp, blockSize: blockSize, actOrder: actOrder,
+                                            staticGroups: staticGroups, mseGrid: mseGrid)
+        let outputs = try RowQuantizationOutputs(rows: rows, cols: cols, groupSize: options.groupSize,
+                                                 valuesOut: valuesOut, scaleOut: scaleOut, zeroPointOut: zeroPointOut,
+                                                 nScales: nScales)
+        outputs.store(try GPTQ.quantize(
+            weights: inputBuffer(w, count.weights, "w"), rows: Int(rows), cols: Int(cols),
+            hessian: outputBuffer(h, count.hessian, "h"), scheme: scheme, options: options))
     }
 }
 
@@ -315,41 +287,19 @@ public func spQuantGptqHessianF32(
     _ zeroPointOut: UnsafeMutableRawPointer?, _ nScales: Int64
 ) -> sp_status {
     withStatus {
-        guard rows >= 0, cols >= 0, groupSize >= 0 else {
-            throw SwiftPruneError.value("rows, cols and group_size must be >= 0")
-        }
-        guard blockSize >= 1, blockSize <= Int64(GPTQ.maximumBlockSize), mseGrid >= 0, mseGrid <= 10_000 else {
-            throw SwiftPruneError.value(
-                "block_size must be in 1...\(GPTQ.maximumBlockSize) (got \(blockSize)) and mse_grid in 0...10000 (got \(mseGrid))")
-        }
-        guard cols <= Int64(GPTQ.maximumColumns) else {
-            throw SwiftPruneError(.outOfMemory, "gptq supports at most \(GPTQ.maximumColumns) input columns, got \(cols)")
-        }
-        let (wCount, o1) = rows.multipliedReportingOverflow(by: cols)
-        let (hCount, o2) = cols.multipliedReportingOverflow(by: cols)
-        guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
+        let count = try hessianExportCounts(method: "gptq", rows: rows, cols: cols, groupSize: groupSize,
+                                            blockSize: blockSize)
         let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
-        var options = GPTQOptions()
-        options.groupSize = groupSize == 0 ? nil : Int(groupSize)
-        options.damp = damp
-        options.blockSize = Int(blockSize)
-        options.actOrder = actOrder
-        options.staticGroups = staticGroups
-        options.mseGrid = Int(mseGrid)
-        let layout = try QuantizationLayout(shape: [Int(rows), Int(cols)], axis: 0, groupSize: options.groupSize)
-        guard nScales == Int64(layout.groupCount) else {
-            throw SwiftPruneError.value("n_scales is \(nScales), the layout has \(layout.groupCount) groups")
+        let options = try gptqExportOptions(groupSize: groupSize, damp: damp, blockSize: blockSize, actOrder: actOrder,
+                                            staticGroups: staticGroups, mseGrid: mseGrid)
+        let outputs = try RowQuantizationOutputs(rows: rows, cols: cols, groupSize: options.groupSize,
+                                                 valuesOut: valuesOut, scaleOut: scaleOut, zeroPointOut: zeroPointOut,
+                                                 nScales: nScales)
+        try outputs.fill { values, scales, zeroPoints in
+            try GPTQ.quantize(weights: inputBuffer(w, count.weights, "w"), rows: Int(rows), cols: Int(cols),
+                              hessian: inputBuffer(h, count.hessian, "h"), scheme: scheme, options: options,
+                              values: values, scales: scales, zeroPoints: zeroPoints)
         }
-        let values = try outputBuffer(valuesOut?.assumingMemoryBound(to: UInt8.self), wCount, "values_out")
-        let scales = try outputBuffer(scaleOut, nScales, "scale_out")
-        let zeros = try outputBuffer(zeroPointOut?.assumingMemoryBound(to: UInt8.self), nScales, "zero_point_out")
-        var zeroPoints = try [Int32](fallibleRepeating: 0, count: Int(nScales), "zero points")
-        try zeroPoints.withUnsafeMutableBufferPointer { z in
-            try GPTQ.quantize(weights: inputBuffer(w, wCount, "w"), rows: Int(rows), cols: Int(cols),
-                              hessian: inputBuffer(h, hCount, "h"), scheme: scheme, options: options,
-                              values: values, scales: scales, zeroPoints: z)
-        }
-        for g in 0 ..< Int(nScales) { zeros[g] = UInt8(truncatingIfNeeded: zeroPoints[g]) }
     }
 }
 

@@ -14,25 +14,6 @@ import Darwin
 // operations in the same order, only wider vectors) and against a Double
 // reference. The comparisons run only where the CPU has AVX-512.
 
-private func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-    return (0 ..< count).map { _ in
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
-        return Float(Int64(state >> 40) - (1 << 23)) / Float(1 << 23)
-    }
-}
-
-private func reference(_ w: [Float], rows: Int, columns: Int, _ x: [Float], batch: Int) -> [Float] {
-    var y = [Float](repeating: 0, count: rows * batch)
-    for i in 0 ..< rows {
-        for b in 0 ..< batch {
-            var sum = 0.0
-            for k in 0 ..< columns { sum += Double(w[i * columns + k]) * Double(x[k * batch + b]) }
-            y[i * batch + b] = Float(sum)
-        }
-    }
-    return y
-}
 
 /// `body` run once with the AVX-512 kernels and once with the portable ones.
 private func bothPaths<R>(_ body: () throws -> R) rethrows -> (avx512: R, portable: R) {
@@ -70,26 +51,26 @@ private let shapes = [(1, 8, 1), (7, 16, 9), (17, 64, 64), (33, 128, 100), (5, 4
 
     @Test(.enabled(if: CPUFeatures.hasAVX512, "needs AVX-512"), arguments: shapes) func csrPathsAgree(shape: (Int, Int, Int)) throws {
         let (rows, columns, batch) = shape
-        var w = randomFloats(rows * columns, seed: 11)
+        var w = pseudoRandomFloats(rows * columns, seed: 11)
         for i in w.indices where i % 4 != 1 && i % 7 != 0 { w[i] = 0 }
-        let x = randomFloats(columns * batch, seed: 12)
+        let x = pseudoRandomFloats(columns * batch, seed: 12)
         let matrix = try Tensor(shape: [rows, columns], scalars: w).withView { try CSRMatrix(dense: $0) }
         let y = try bothPaths { try Tensor(shape: [columns, batch], scalars: x).withView { try matrix.matmul($0) }.scalars }
         #expect(y.avx512 == y.portable)
-        let expected = reference(w, rows: rows, columns: columns, x, batch: batch)
+        let expected = referenceMatmul(w, rows: rows, columns: columns, x, batch: batch)
         #expect(zip(y.avx512, expected).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) })
     }
 
     @Test(.enabled(if: CPUFeatures.hasAVX512, "needs AVX-512"), arguments: shapes) func nmPathsAgree(shape: (Int, Int, Int)) throws {
         let (rows, columns, batch) = shape
-        let w = randomFloats(rows * columns, seed: 21)
-        let x = randomFloats(columns * batch, seed: 22)
+        let w = pseudoRandomFloats(rows * columns, seed: 21)
+        let x = pseudoRandomFloats(columns * batch, seed: 22)
         for (n, m) in [(2, 4), (3, 8), (1, 4)] where columns % m == 0 {
             let matrix = try Tensor(shape: [rows, columns], scalars: w).withView { try NMSparseMatrix(dense: $0, n: n, m: m) }
             let y = try bothPaths { try Tensor(shape: [columns, batch], scalars: x).withView { try matrix.matmul($0) }.scalars }
             #expect(y.avx512 == y.portable, "\(n):\(m)")
             let dense = try matrix.toDense().scalars
-            let expected = reference(dense, rows: rows, columns: columns, x, batch: batch)
+            let expected = referenceMatmul(dense, rows: rows, columns: columns, x, batch: batch)
             #expect(zip(y.avx512, expected).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) })
         }
     }
@@ -97,9 +78,9 @@ private let shapes = [(1, 8, 1), (7, 16, 9), (17, 64, 64), (33, 128, 100), (5, 4
     @Test(.enabled(if: CPUFeatures.hasAVX512, "needs AVX-512"), arguments: [(1, 4, 1), (5, 67, 3), (9, 130, 7), (4, 64, 16), (13, 200, 40), (6, 300, 100)])
     func int8PathsAgree(shape: (Int, Int, Int)) throws {
         let (rows, columns, batch) = shape
-        let values = randomFloats(rows * columns, seed: 31).map { Int8(($0 * 127).rounded()) }
-        let scale = randomFloats(rows, seed: 32).map { abs($0) / 100 + 1e-3 }
-        let x = randomFloats(columns * batch, seed: 33)
+        let values = pseudoRandomFloats(rows * columns, seed: 31).map { Int8(($0 * 127).rounded()) }
+        let scale = pseudoRandomFloats(rows, seed: 32).map { abs($0) / 100 + 1e-3 }
+        let x = pseudoRandomFloats(columns * batch, seed: 33)
         for zeroPoint in [[Int32](), (0 ..< rows).map { Int32($0 % 5) - 2 }] {
             let y = try bothPaths {
                 var y = [Float](repeating: .nan, count: rows * batch)
@@ -155,13 +136,13 @@ private let shapes = [(1, 8, 1), (7, 16, 9), (17, 64, 64), (33, 128, 100), (5, 4
     /// The row kernel alone, every width tail (64-, 16-, 8-wide and scalar), both modes.
     @Test(.enabled(if: CPUFeatures.hasAVX512, "needs AVX-512")) func csrRowKernelMatchesPortable() throws {
         let depth = 40, stride = 144
-        let x = randomFloats(depth * stride, seed: 41)
-        let values = randomFloats(depth, seed: 42)
+        let x = pseudoRandomFloats(depth * stride, seed: 41)
+        let values = pseudoRandomFloats(depth, seed: 42)
         let indices: [Int32] = (0 ..< Int32(depth)).filter { $0 % 3 != 1 }
         for width in [1, 7, 8, 9, 16, 23, 64, 65, 80, 88, 130, 144] {
             for accumulate in [false, true] {
                 for limit: Int32 in [Int32(depth), 20] {
-                    let start = randomFloats(width, seed: UInt64(width))
+                    let start = pseudoRandomFloats(width, seed: UInt64(width))
                     var fast = start, slow = start
                     var cursor = [1]
                     let ends = [Int64(indices.count)]

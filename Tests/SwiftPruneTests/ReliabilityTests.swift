@@ -10,23 +10,11 @@ final class ReliabilityTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/swiftprune-reliability-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw XCTSkip("mkdtemp failed") }
-        directory = String(cString: made)
+        guard let made = makeTemporaryDirectory(prefix: "swiftprune-reliability") else { throw XCTSkip("mkdtemp failed") }
+        directory = made
     }
 
-    override func tearDown() {
-        if let dir = opendir(directory) {
-            while let entry = readdir(dir) {
-                let name = withUnsafePointer(to: entry.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
-                if name != "." && name != ".." { unlink("\(directory)/\(name)") }
-            }
-            closedir(dir)
-        }
-        rmdir(directory)
-    }
+    override func tearDown() { removeTemporaryDirectory(directory) }
 
     private func names() -> [String] {
         var out: [String] = []
@@ -62,6 +50,22 @@ final class ReliabilityTests: XCTestCase {
             XCTAssertEqual((error as? SwiftPruneError)?.kind, .outOfMemory)  // the byte count overflows
         }
         XCTAssertThrowsError(try [Double](fallibleRepeating: 0, count: 1 << 60))
+    }
+
+    func testRefusedScratchThrowsOutOfMemoryAndThePoolStillWorks() throws {
+        var ran = false
+        XCTAssertThrowsError(try ScratchPool.withFallible(UInt8.self, count: Int.max / 2) { _ in ran = true }) { error in
+            XCTAssertEqual((error as? SwiftPruneError)?.kind, .outOfMemory)
+        }
+        XCTAssertThrowsError(try ScratchPool.withFallible(Double.self, count: Int.max / 4) { _ in ran = true }) { error in
+            XCTAssertEqual((error as? SwiftPruneError)?.kind, .outOfMemory)  // the byte count overflows
+        }
+        XCTAssertFalse(ran)
+        let sum = try ScratchPool.withFallible(Int.self, count: 1000) { p -> Int in
+            for i in 0 ..< 1000 { p[i] = i }
+            return (0 ..< 1000).reduce(0) { $0 + p[$1] }
+        }
+        XCTAssertEqual(sum, 999 * 1000 / 2)
     }
 
     func testScratchArrayGrowsAndKeepsItsElements() throws {

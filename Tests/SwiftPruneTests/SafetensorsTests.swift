@@ -56,23 +56,11 @@ final class SafetensorsTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/swiftprune-tests-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw XCTSkip("mkdtemp failed") }
-        directory = String(cString: made)
+        guard let made = makeTemporaryDirectory(prefix: "swiftprune-tests") else { throw XCTSkip("mkdtemp failed") }
+        directory = made
     }
 
-    override func tearDown() {
-        if let dir = opendir(directory) {
-            while let entry = readdir(dir) {
-                let name = withUnsafePointer(to: entry.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
-                if name != "." && name != ".." { unlink("\(directory)/\(name)") }
-            }
-            closedir(dir)
-        }
-        rmdir(directory)
-    }
+    override func tearDown() { removeTemporaryDirectory(directory) }
 
     func file(_ bytes: [UInt8], name: String = "t.safetensors") -> String {
         let path = "\(directory)/\(name)"

@@ -114,6 +114,62 @@ final class SingularValueDecompositionTests: XCTestCase {
         }
     }
 
+    func testSymmetricEigenNegligibleClusterOfAnExactlyRankThreeMatrix() throws {
+        // A = B Bᵀ with B n × 3: three positive eigenvalues and n − 3 zeros. With `negligible` (as the SVD
+        // calls it on Gram matrices) the zero cluster gets *some* orthonormal basis of the complement, not
+        // inverse iteration's vectors: V must still be orthonormal and A V = V Λ. The reference spectrum
+        // is that of the 3 × 3 Gram matrix BᵀB (the same nonzero eigenvalues), by the closed form for
+        // symmetric 3 × 3 matrices. n = 160 goes through the blocked tridiagonalization first.
+        for n in [64, 160] {
+            var random = TestRandom(seed: UInt64(n))
+            let b = (0 ..< n * 3).map { _ in Double(random.float(in: -1 ... 1)) }
+            var a = [Double](repeating: 0, count: n * n)
+            for i in 0 ..< n {
+                for j in 0 ..< n { a[i * n + j] = (0 ..< 3).reduce(0.0) { $0 + b[i * 3 + $1] * b[j * 3 + $1] } }
+            }
+            var gram = [Double](repeating: 0, count: 9)
+            for p in 0 ..< 3 {
+                for q in 0 ..< 3 { gram[p * 3 + q] = (0 ..< n).reduce(0.0) { $0 + b[$1 * 3 + p] * b[$1 * 3 + q] } }
+            }
+            let expected = symmetricThreeByThreeEigenvalues(gram)
+            var w = a
+            let values = try w.withUnsafeMutableBufferPointer {
+                try SymmetricEigen.decompose($0.baseAddress!, n: n, negligible: 1e-12)
+            }
+            let scale = expected[2]
+            for i in 0 ..< n - 3 { XCTAssertEqual(values[i], 0, accuracy: 1e-12 * scale) }
+            for i in 0 ..< 3 { XCTAssertEqual(values[n - 3 + i], expected[i], accuracy: 1e-12 * scale) }
+            var worstOrthogonality = 0.0, worstResidual = 0.0
+            for p in 0 ..< n {
+                for q in 0 ..< n {
+                    let product = (0 ..< n).reduce(0.0) { $0 + w[p * n + $1] * w[q * n + $1] }
+                    worstOrthogonality = max(worstOrthogonality, abs(product - (p == q ? 1 : 0)))
+                }
+                for i in 0 ..< n {
+                    let av = (0 ..< n).reduce(0.0) { $0 + a[i * n + $1] * w[p * n + $1] }
+                    worstResidual = max(worstResidual, abs(av - values[p] * w[p * n + i]))
+                }
+            }
+            XCTAssertLessThan(worstOrthogonality, 1e-12, "‖VᵀV − I‖ for n = \(n)")
+            XCTAssertLessThan(worstResidual, 1e-12 * scale, "‖AV − VΛ‖ for n = \(n)")
+        }
+    }
+
+    /// The eigenvalues, ascending, of a symmetric 3 × 3 matrix (row-major), by the trigonometric closed form
+    /// (Smith, 1961): an oracle independent of the tridiagonal QL / inverse iteration under test.
+    func symmetricThreeByThreeEigenvalues(_ m: [Double]) -> [Double] {
+        let q = (m[0] + m[4] + m[8]) / 3
+        let off = m[1] * m[1] + m[2] * m[2] + m[5] * m[5]
+        let p = (((m[0] - q) * (m[0] - q) + (m[4] - q) * (m[4] - q) + (m[8] - q) * (m[8] - q) + 2 * off) / 6)
+            .squareRoot()
+        let c = (0 ..< 9).map { (m[$0] - ($0 % 4 == 0 ? q : 0)) / p }   // (M − qI) / p
+        let det = c[0] * (c[4] * c[8] - c[5] * c[7]) - c[1] * (c[3] * c[8] - c[5] * c[6])
+            + c[2] * (c[3] * c[7] - c[4] * c[6])
+        let phi = acos(min(1, max(-1, det / 2))) / 3
+        let largest = q + 2 * p * cos(phi), smallest = q + 2 * p * cos(phi + 2 * Double.pi / 3)
+        return [smallest, 3 * q - largest - smallest, largest]
+    }
+
     func testBlockedTridiagonalizationMatchesUnblocked() throws {
         // 200 > unblockedSize: three 32-reflector panels, then the unblocked tail.
         // Both reductions generate the same reflectors; only the order of the

@@ -1,27 +1,6 @@
 import Testing
 @testable import SwiftPrune
 
-/// A deterministic pseudo-random float in [-1, 1).
-private func pseudoRandom(_ count: Int, seed: UInt64) -> [Float] {
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-    return (0 ..< count).map { _ in
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
-        return Float(Int64(state >> 40) - (1 << 23)) / Float(1 << 23)
-    }
-}
-
-/// Dense reference `W @ x` in Double.
-private func denseMatmul(_ w: [Float], rows: Int, columns: Int, _ x: [Float], batch: Int) -> [Float] {
-    var y = [Float](repeating: 0, count: rows * batch)
-    for i in 0 ..< rows {
-        for b in 0 ..< batch {
-            var sum = 0.0
-            for k in 0 ..< columns { sum += Double(w[i * columns + k]) * Double(x[k * batch + b]) }
-            y[i * batch + b] = Float(sum)
-        }
-    }
-    return y
-}
 
 private func maxError(_ a: [Float], _ b: [Float]) -> Float {
     zip(a, b).map { abs($0 - $1) }.max() ?? 0
@@ -30,14 +9,14 @@ private func maxError(_ a: [Float], _ b: [Float]) -> Float {
 @Test(arguments: [(1, 1, 1), (3, 17, 1), (17, 3, 70), (33, 40, 17), (5, 8, 64), (9, 12, 100)])
 func csrMatchesDense(shape: (Int, Int, Int)) throws {
     let (rows, columns, batch) = shape
-    var w = pseudoRandom(rows * columns, seed: 1)
+    var w = pseudoRandomFloats(rows * columns, seed: 1)
     for i in w.indices where i % 3 != 0 { w[i] = 0 }
-    let x = pseudoRandom(columns * batch, seed: 2)
+    let x = pseudoRandomFloats(columns * batch, seed: 2)
     let matrix = try Tensor(shape: [rows, columns], scalars: w).withView { try CSRMatrix(dense: $0) }
     #expect(matrix.nonzeroCount == w.filter { $0 != 0 }.count)
     #expect(try matrix.toDense().scalars == w)
     let y = try Tensor(shape: [columns, batch], scalars: x).withView { try matrix.matmul($0) }
-    #expect(maxError(y.scalars, denseMatmul(w, rows: rows, columns: columns, x, batch: batch)) < 1e-4)
+    #expect(maxError(y.scalars, referenceMatmul(w, rows: rows, columns: columns, x, batch: batch)) < 1e-4)
 }
 
 @Test func csrRejectsBadInput() throws {
@@ -60,8 +39,8 @@ func csrMatchesDense(shape: (Int, Int, Int)) throws {
 @Test(arguments: [(1, 4, 1), (3, 8, 17), (17, 12, 3), (6, 16, 64), (5, 4, 100)])
 func nmMatchesDense(shape: (Int, Int, Int)) throws {
     let (rows, columns, batch) = shape
-    let w = pseudoRandom(rows * columns, seed: 3)
-    let x = pseudoRandom(columns * batch, seed: 4)
+    let w = pseudoRandomFloats(rows * columns, seed: 3)
+    let x = pseudoRandomFloats(columns * batch, seed: 4)
     let matrix = try Tensor(shape: [rows, columns], scalars: w).withView { try NMSparseMatrix(dense: $0, n: 2, m: 4) }
     // The reference pruning: keep the two largest |w| of every group of four.
     var pruned = w
@@ -71,20 +50,20 @@ func nmMatchesDense(shape: (Int, Int, Int)) throws {
     }
     #expect(try matrix.toDense().scalars == pruned)
     let y = try Tensor(shape: [columns, batch], scalars: x).withView { try matrix.matmul($0) }
-    #expect(maxError(y.scalars, denseMatmul(pruned, rows: rows, columns: columns, x, batch: batch)) < 1e-4)
+    #expect(maxError(y.scalars, referenceMatmul(pruned, rows: rows, columns: columns, x, batch: batch)) < 1e-4)
 }
 
 @Test func nmWithNonPowerOfTwoGroups() throws {
     let (rows, columns, batch) = (4, 15, 9)
-    let w = pseudoRandom(rows * columns, seed: 8)
-    let x = pseudoRandom(columns * batch, seed: 9)
+    let w = pseudoRandomFloats(rows * columns, seed: 8)
+    let x = pseudoRandomFloats(columns * batch, seed: 9)
     let matrix = try Tensor(shape: [rows, columns], scalars: w).withView { try NMSparseMatrix(dense: $0, n: 3, m: 5) }
     let dense = try matrix.toDense().scalars
     for group in 0 ..< rows * columns / 5 {
         #expect((0 ..< 5).filter { dense[group * 5 + $0] != 0 }.count == 3)
     }
     let y = try Tensor(shape: [columns, batch], scalars: x).withView { try matrix.matmul($0) }
-    #expect(maxError(y.scalars, denseMatmul(dense, rows: rows, columns: columns, x, batch: batch)) < 1e-4)
+    #expect(maxError(y.scalars, referenceMatmul(dense, rows: rows, columns: columns, x, batch: batch)) < 1e-4)
 }
 
 @Test func nmRejectsBadLayout() {
@@ -99,9 +78,9 @@ func nmMatchesDense(shape: (Int, Int, Int)) throws {
 @Test(arguments: [(1, 1, 1), (3, 17, 1), (17, 3, 70), (5, 1000, 17), (8, 64, 64), (3, 100, 1), (2, 70, 5), (6, 35, 20)])
 func quantizedMatmulIsExactOnQuantizedActivations(shape: (Int, Int, Int)) throws {
     let (rows, columns, batch) = shape
-    let values = pseudoRandom(rows * columns, seed: 5).map { Int8(($0 * 127).rounded()) }
-    let scale = pseudoRandom(rows, seed: 6).map { abs($0) + 0.01 }
-    let x = pseudoRandom(columns * batch, seed: 7)
+    let values = pseudoRandomFloats(rows * columns, seed: 5).map { Int8(($0 * 127).rounded()) }
+    let scale = pseudoRandomFloats(rows, seed: 6).map { abs($0) + 0.01 }
+    let x = pseudoRandomFloats(columns * batch, seed: 7)
     var y = [Float](repeating: 0, count: rows * batch)
     try values.withUnsafeBufferPointer { v in
         try scale.withUnsafeBufferPointer { s in

@@ -95,6 +95,15 @@ static PyArrayObject *empty_like_shape(PyArrayObject *like, int typenum) {
     return (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(like), PyArray_DIMS(like), typenum, 0);
 }
 
+/* 0 when the three new arrays all exist; else releases those that do and returns -1 (NumPy set the exception). */
+static int all_three_allocated(PyArrayObject **a, PyArrayObject **b, PyArrayObject **c) {
+    if (*a != NULL && *b != NULL && *c != NULL) return 0;
+    Py_CLEAR(*a);
+    Py_CLEAR(*b);
+    Py_CLEAR(*c);
+    return -1;
+}
+
 static PyArrayObject *quant_as_float_array_of(PyObject *obj, const char *name, int typenum);
 
 /* ======================================================================== */
@@ -653,13 +662,7 @@ static int quant_new_row_outputs(PyArrayObject *w, int symmetric, long long grou
     *values = empty_like_shape(w, int_type);
     *scale = quant_empty_from_shape(2, scale_shape, NPY_FLOAT32);
     *zero_point = quant_empty_from_shape(2, scale_shape, int_type);
-    if (*values == NULL || *scale == NULL || *zero_point == NULL) {
-        Py_CLEAR(*values);
-        Py_CLEAR(*scale);
-        Py_CLEAR(*zero_point);
-        return -1;
-    }
-    return 0;
+    return all_three_allocated(values, scale, zero_point);
 }
 
 static PyObject *core_quant_quantize(PyObject *self, PyObject *args) {
@@ -1157,13 +1160,7 @@ static int new_svd_factors(npy_intp m, npy_intp n, npy_intp r, PyArrayObject **u
     *u = (PyArrayObject *)PyArray_EMPTY(2, u_dims, NPY_FLOAT, 0);
     *s = (PyArrayObject *)PyArray_EMPTY(1, s_dims, NPY_FLOAT, 0);
     *vt = (PyArrayObject *)PyArray_EMPTY(2, vt_dims, NPY_FLOAT, 0);
-    if (*u == NULL || *s == NULL || *vt == NULL) {
-        Py_CLEAR(*u);
-        Py_CLEAR(*s);
-        Py_CLEAR(*vt);
-        return -1;
-    }
-    return 0;
+    return all_three_allocated(u, s, vt);
 }
 
 static PyObject *core_svd(PyObject *self, PyObject *args) {

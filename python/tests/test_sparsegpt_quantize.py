@@ -115,6 +115,43 @@ def test_block_size_bound_is_a_value_error():
         _core.sparsegpt_quant_hessian(w, h, 0.5, 0, 0, 0, 0.01, 4, True, 32)
 
 
+def test_float64_hessian_entries_refuse_a_too_large_block_size():
+    # The C ABI's float64 entries (no Python wrapper calls them) check the same bounds as the float32 ones:
+    # SP_ERR_VALUE and a message, not a trap. Called through ctypes on the library the extension loads.
+    import ctypes
+    from pathlib import Path
+
+    import swiftprune
+    from swiftprune import _core
+
+    library = ctypes.CDLL(str(Path(swiftprune.__file__).with_name("libswiftprune.so")))
+    library.sp_last_error.restype = ctypes.c_char_p
+    pointer, i64, f64, boolean = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_bool
+    library.sp_quant_gptq_hessian_f64.argtypes = [pointer, i64, i64, pointer, i64, boolean, i64, f64, i64, boolean,
+                                                  boolean, i64, pointer, pointer, pointer, i64]
+    library.sp_sparsegpt_hessian_f64.argtypes = [pointer, i64, i64, pointer, f64, i64, i64, i64, f64, pointer]
+    rows, cols = 4, 64
+    w, x = correlated_layer(rows, cols, 100, 7)
+    w = w.astype(np.float64)
+    h = x.astype(np.float64).T @ x.astype(np.float64)
+    values, scale, zero_point = np.empty((rows, cols), np.int8), np.empty((rows, 2), np.float32), np.empty((rows, 2), np.int8)
+    out = np.empty_like(w)
+    for block_size in (1 << 40, 1 << 17, 0):
+        status = library.sp_quant_gptq_hessian_f64(
+            w.ctypes.data, rows, cols, h.ctypes.data, 4, True, 32, 0.01, block_size, False, False, 0,
+            values.ctypes.data, scale.ctypes.data, zero_point.ctypes.data, scale.size)
+        assert status == 1 and b"block_size" in library.sp_last_error()  # SP_ERR_VALUE
+        status = library.sp_sparsegpt_hessian_f64(w.ctypes.data, rows, cols, h.ctypes.data, 0.5, 0, 0, block_size,
+                                                  0.01, out.ctypes.data)
+        assert status == 1 and b"block_size" in library.sp_last_error()
+    # The largest allowed block works (it is clamped to the layer's width).
+    assert library.sp_quant_gptq_hessian_f64(
+        w.ctypes.data, rows, cols, h.ctypes.data, 4, True, 32, 0.01, 1 << 16, False, False, 0,
+        values.ctypes.data, scale.ctypes.data, zero_point.ctypes.data, scale.size) == 0
+    np.testing.assert_array_equal(values, _core.gptq_hessian(w.astype(np.float32), h, 4, True, 32, 0.01, 128, False,
+                                                             False, 0)[0])
+
+
 def test_float32_factorization_falls_back_to_float64():
     # A Hessian so ill-conditioned that float32 Cholesky breaks down with no damping, float64 does not.
     rng = np.random.default_rng(6)

@@ -80,23 +80,8 @@ extension SymmetricEigen {
             d[k] = row[i]
             let length = size - i - 1
             let x = row + i + 1
-            var tail = 0.0
-            for q in 1 ..< max(1, length) { tail += x[q] * x[q] }
-            let x0 = x[0]
-            var t = 0.0
-            if tail == 0 {
-                e[k] = x0
-                x[0] = 1
-                for q in 1 ..< max(1, length) { x[q] = 0 }
-            } else {
-                let norm = (x0 * x0 + tail).squareRoot()
-                let beta = x0 >= 0 ? -norm : norm
-                t = (beta - x0) / beta
-                let scale = 1 / (x0 - beta)
-                x[0] = 1
-                for q in 1 ..< length { x[q] *= scale }
-                e[k] = beta
-            }
+            let (beta, t) = householderReflector(x, length: length)
+            e[k] = beta
             tau[k] = t
             let v = vs + i * size + i + 1
             v.update(from: x, count: length)

@@ -100,23 +100,8 @@ enum SymmetricEigen {
             d[k] = a[k * n + k]
             let length = n - k - 1
             let x = a + k * n + k + 1
-            var tail = 0.0
-            for i in 1 ..< length { tail += x[i] * x[i] }
-            let x0 = x[0]
-            var t = 0.0
-            if tail == 0 {
-                e[k] = x0
-                x[0] = 1
-                for i in 1 ..< length { x[i] = 0 }
-            } else {
-                let norm = (x0 * x0 + tail).squareRoot()
-                let beta = x0 >= 0 ? -norm : norm
-                t = (beta - x0) / beta
-                let scale = 1 / (x0 - beta)
-                x[0] = 1
-                for i in 1 ..< length { x[i] *= scale }
-                e[k] = beta
-            }
+            let (beta, t) = householderReflector(x, length: length)
+            e[k] = beta
             tau[k] = t
             let v = UnsafePointer(x)
             let base = k + 1

@@ -40,7 +40,7 @@ public enum CholeskyQR {
         guard count > 0 else { return true }
         let (total, overflow) = count.multipliedReportingOverflow(by: length)
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "cholesky QR: size overflows") }
-        let accepted = try ScratchPool.with(Float.self, count: total) { copy -> Bool in
+        let accepted = try ScratchPool.withFallible(Float.self, count: total) { copy -> Bool in
             copy.update(from: rows, count: total)
             // The second pass must find Q₁ nearly orthonormal already, or Q₂ would not be.
             for limit in [maximumCondition, 1.5].prefix(passes) {
@@ -68,7 +68,7 @@ public enum CholeskyQR {
         for j in 0 ..< l {
             let rj = factor + j * l
             var d = Double(gram[j * l + j])
-            d -= dotDouble(rj, rj, j)
+            d -= dot(rj, rj, j)
             guard d > 0, d.isFinite else { return false }
             let pivot = d.squareRoot()
             rj[j] = pivot
@@ -77,7 +77,7 @@ public enum CholeskyQR {
             for i in j + 1 ..< l {
                 let ri = factor + i * l
                 var s = Double(gram[i * l + j])
-                s -= dotDouble(ri, rj, j)
+                s -= dot(ri, rj, j)
                 ri[j] = s / pivot
             }
         }
@@ -92,33 +92,17 @@ public enum CholeskyQR {
             for i in c ..< l {
                 var s = i == c ? 1.0 : 0.0
                 let ri = factor + i * l
-                s -= dotDouble(ri + c, column + c, i - c)
+                s -= dot(ri + c, column + c, i - c)
                 column[i] = s / ri[i]
                 inverse[i * l + c] = Float(column[i])
             }
         }
         // Qᵀ = L⁻¹ Yᵀ: rows ← inverse · rows.
-        try ScratchPool.with(Float.self, count: l * length) { out in
+        try ScratchPool.withFallible(Float.self, count: l * length) { out in
             try gemm(transA: false, transB: false, m: l, n: length, k: l, alpha: 1, a: inverse, lda: l,
                      b: rows, ldb: length, beta: 0, c: out, ldc: length)
             rows.update(from: out, count: l * length)
         }
         return true
     }
-}
-
-/// Σ x[i] y[i] in Double with two 4-lane accumulators.
-@inline(__always)
-func dotDouble(_ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>, _ count: Int) -> Double {
-    typealias V = SIMD4<Double>
-    var s0 = V(), s1 = V()
-    var i = 0
-    while i + 8 <= count {
-        s0 = s0.addingProduct(loadVector(x + i) as V, loadVector(y + i) as V)
-        s1 = s1.addingProduct(loadVector(x + i + 4) as V, loadVector(y + i + 4) as V)
-        i += 8
-    }
-    var total = (s0 + s1).sum()
-    while i < count { total += x[i] * y[i]; i += 1 }
-    return total
 }

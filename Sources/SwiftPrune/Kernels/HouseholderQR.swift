@@ -23,7 +23,7 @@ public enum HouseholderQR {
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "householder QR: size overflows") }
         let tau = factor(rows, count: count, length: length)
         // Q e_j = H_0 H_1 ⋯ H_j e_j, row by row into a copy.
-        ScratchPool.with(Float.self, count: total) { q in
+        try ScratchPool.withFallible(Float.self, count: total) { q in
             formColumns(of: rows, tau: tau, count: count, length: length, first: 0, columns: count, into: q)
             rows.update(from: q, count: total)
         }
@@ -136,7 +136,7 @@ extension Float: HouseholderScalar {
 extension Double: HouseholderScalar {
     @inline(__always)
     static func dot(_ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>, _ count: Int) -> Double {
-        dotDouble(x, y, count)
+        SwiftPrune.dot(x, y, count)
     }
     @inline(__always)
     static func axpy(_ alpha: Double, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ count: Int) {

@@ -17,7 +17,9 @@ enum ScratchPool {
     private static let idle = Mutex<[Buffer]>([])
 
     /// A buffer of at least `bytes` bytes; return it with ``recycle(_:)``.
-    static func take(bytes: Int) -> Buffer {
+    /// - Throws: ``SwiftPruneError`` `.outOfMemory` when no idle buffer is
+    ///   large enough and the system refuses a new one.
+    static func take(bytes: Int) throws -> Buffer {
         let needed = max(64, bytes)
         let reused: Buffer? = idle.withLock { list in
             guard let index = list.indices.filter({ list[$0].bytes >= needed })
@@ -25,7 +27,8 @@ enum ScratchPool {
             return list.remove(at: index)
         }
         if let reused { return reused }
-        return Buffer(pointer: UnsafeMutableRawPointer.allocate(byteCount: needed, alignment: 64), bytes: needed)
+        return Buffer(pointer: try FallibleAllocation.allocate(bytes: needed, alignment: 64, "\(needed) bytes of scratch"),
+                      bytes: needed)
     }
 
     /// Gives `buffer` back to the pool (or frees it when the pool is full).
@@ -36,13 +39,31 @@ enum ScratchPool {
                   let smallest = list.indices.min(by: { list[$0].bytes < list[$1].bytes }) else { return nil }
             return list.remove(at: smallest)
         }
-        evicted?.pointer.deallocate()
+        FallibleAllocation.free(evicted?.pointer)
     }
 
-    /// Runs `body` with `count` scratch elements of `T`.
+    /// Runs `body` with `count` scratch elements of `T`: for sizes that come
+    /// from the caller's data (the QR work arrays).
+    /// - Throws: ``SwiftPruneError`` `.outOfMemory` when the memory cannot
+    ///   be had (`body` does not run), or what `body` throws.
+    @inline(__always)
+    static func withFallible<T, R>(_: T.Type, count: Int, _ body: (UnsafeMutablePointer<T>) throws -> R) throws -> R {
+        let (bytes, overflow) = max(1, count).multipliedReportingOverflow(by: MemoryLayout<T>.stride)
+        guard !overflow else { throw SwiftPruneError(.outOfMemory, "\(count) scratch elements: the size overflows") }
+        let buffer = try take(bytes: bytes)
+        defer { recycle(buffer) }
+        return try body(buffer.pointer.bindMemory(to: T.self, capacity: max(1, count)))
+    }
+
+    /// As ``withFallible(_:count:_:)`` for sizes bounded by constants, not
+    /// by the data: GEMM's packing buffers (at most its cache blocks per
+    /// worker, a few MiB), whose callers do not throw. If even that memory
+    /// is refused the process stops, as any small Swift allocation would.
     @inline(__always)
     static func with<T, R>(_: T.Type, count: Int, _ body: (UnsafeMutablePointer<T>) throws -> R) rethrows -> R {
-        let buffer = take(bytes: max(1, count) * MemoryLayout<T>.stride)
+        guard let buffer = try? take(bytes: max(1, count) * MemoryLayout<T>.stride) else {
+            fatalError("swiftprune: cannot allocate \(count) elements of GEMM scratch")
+        }
         defer { recycle(buffer) }
         return try body(buffer.pointer.bindMemory(to: T.self, capacity: max(1, count)))
     }
