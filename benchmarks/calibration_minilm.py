@@ -320,6 +320,7 @@ ROWS = [
     ("int4 g32 asymmetric", "GPTQ act-order + mse scales", GPTQ4A_G32_BEST, "independent"),
     ("int4 g128", "GPTQ", GPTQ4, "sequential"),
     ("int4 g128", "GPTQ act-order", GPTQ4_ACT, "independent"),
+    ("int4 g128 asymmetric", "GPTQ act-order + mse scales", GPTQ4A_BEST, "sequential"),
     ("int3 g128", "GPTQ", GPTQ3, "sequential"),
     ("50%", "SparseGPT", SGPT50, "sequential"),
 ]
@@ -416,6 +417,131 @@ def diagnose(weights, calib) -> int:
     return 0
 
 
+def minilm_onnx(weights):
+    """The same encoder as an ONNX graph (opset 17), one sentence per run: inputs ``input_ids`` and
+    ``position_ids`` (T,), output the last hidden state (T, 384). Linear weights are MatMul initializers
+    named as the safetensors tensors, stored (in, out); attention reshapes (T, 12, 32) and transposes, GELU
+    is exact (Erf). The layout the recipe's graph analysis sees in a real export of a post-LN BERT."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits, nodes = [], []
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(op, inputs, output, **attrs):
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    p = "embeddings."
+    for key in ("word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias"):
+        const(p + key, weights[p + key])
+    const("token_type_row", weights[p + "token_type_embeddings.weight"][0])
+    words = node("Gather", [p + "word_embeddings.weight", "input_ids"], "words")
+    positions = node("Gather", [p + "position_embeddings.weight", "position_ids"], "positions")
+    summed = node("Add", [node("Add", [words, positions], "wp"), "token_type_row"], "embedded")
+    h = node("LayerNormalization", [summed, p + "LayerNorm.weight", p + "LayerNorm.bias"], "h_emb", axis=-1,
+             epsilon=1e-12)
+    const("heads_shape", np.array([-1, 12, 32], np.int64))
+    const("flat_shape", np.array([-1, 384], np.int64))
+    const("inv_sqrt_d", np.float32(1 / np.sqrt(32)))
+    const("half", np.float32(0.5))
+    const("one", np.float32(1.0))
+    const("inv_sqrt2", np.float32(1 / np.sqrt(2)))
+
+    def linear(name, x, tag):
+        const(name + ".weight", np.ascontiguousarray(weights[name + ".weight"].T))
+        const(name + ".bias", weights[name + ".bias"])
+        return node("Add", [node("MatMul", [x, name + ".weight"], tag + "_mm"), name + ".bias"], tag)
+
+    for layer in range(6):
+        q_ = f"encoder.layer.{layer}."
+        t = f"l{layer}_"
+        heads = {}
+        for part in ("query", "key", "value"):
+            y = linear(q_ + "attention.self." + part, h, t + part)
+            heads[part] = node("Reshape", [y, "heads_shape"], t + part + "_heads")
+        q = node("Transpose", [heads["query"]], t + "q_t", perm=[1, 0, 2])
+        k = node("Transpose", [heads["key"]], t + "k_t", perm=[1, 2, 0])
+        v = node("Transpose", [heads["value"]], t + "v_t", perm=[1, 0, 2])
+        scores = node("Mul", [node("MatMul", [q, k], t + "qk"), "inv_sqrt_d"], t + "scores")
+        context = node("MatMul", [node("Softmax", [scores], t + "probs", axis=-1), v], t + "context")
+        merged = node("Reshape", [node("Transpose", [context], t + "context_t", perm=[1, 0, 2]), "flat_shape"],
+                      t + "merged")
+        attention = linear(q_ + "attention.output.dense", merged, t + "attention")
+        for key in ("attention.output.LayerNorm", "output.LayerNorm"):
+            const(q_ + key + ".weight", weights[q_ + key + ".weight"])
+            const(q_ + key + ".bias", weights[q_ + key + ".bias"])
+        h = node("LayerNormalization", [node("Add", [attention, h], t + "res1"), q_ + "attention.output.LayerNorm.weight",
+                                        q_ + "attention.output.LayerNorm.bias"], t + "h1", axis=-1, epsilon=1e-12)
+        inner = linear(q_ + "intermediate.dense", h, t + "inner")
+        erf = node("Erf", [node("Mul", [inner, "inv_sqrt2"], t + "inner_s")], t + "erf")
+        gelu = node("Mul", [node("Mul", [inner, "half"], t + "inner_h"), node("Add", [erf, "one"], t + "erf1")],
+                    t + "gelu")
+        out = linear(q_ + "output.dense", gelu, t + "ffn")
+        h = node("LayerNormalization", [node("Add", [out, h], t + "res2"), q_ + "output.LayerNorm.weight",
+                                        q_ + "output.LayerNorm.bias"], t + "h2", axis=-1, epsilon=1e-12)
+    graph = helper.make_graph(nodes, "minilm", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [None]),
+                                                helper.make_tensor_value_info("position_ids", TensorProto.INT64, [None])],
+                              [helper.make_tensor_value_info(h, TensorProto.FLOAT, [None, 384])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def onnx_embeddings(path_or_model, sentences):
+    """Mean-pooled, normalized embeddings from an ONNX encoder run by onnxruntime, sentence by sentence."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    source = path_or_model if isinstance(path_or_model, (str, Path)) else path_or_model.SerializeToString()
+    session = ort.InferenceSession(str(source) if isinstance(source, Path) else source, options,
+                                   providers=["CPUExecutionProvider"])
+    out = np.stack([session.run(None, {"input_ids": ids, "position_ids": np.arange(len(ids), dtype=np.int64)})[0]
+                    .mean(axis=0) for ids in sentences])
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def awq_onnx(weights, calib, evaluation, reference, mode, record) -> None:
+    """AWQ int4 g128 (affine) through the recipe on the ONNX encoder, with ``insert_scale: true``: the
+    graph analysis finds no op that can absorb ``1/s`` in post-LN MiniLM, so a ``Mul`` by ``1/s`` is inserted
+    before each scaled layer (q/k/v share one); the exported model runs in onnxruntime. Its cosine is printed
+    beside the NumPy encoder's with ``result.weights`` (the effective ``Q(W·s)·diag(1/s)``): they must agree."""
+    import tempfile
+
+    from swiftprune.export.onnx import to_onnx
+
+    model = minilm_onnx(weights)
+    feeds = [{"input_ids": ids, "position_ids": np.arange(len(ids), dtype=np.int64)} for ids in calib]
+    start = time.perf_counter()
+    calibration = sp.calibration.from_onnx(model, feeds, mode=mode)
+    recipe = [{"quantize": {"method": "awq", "bits": 4, "group_size": 128, "insert_scale": True},
+               "include": "encoder.*.weight"}]
+    result = sp.compress(calibration.weights(), recipe, progress=False, calibration=calibration)
+    inserted = len(result.inserted_scales)
+    folded = sum("folded into" in note for note in result.scaling.values())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "awq.onnx"
+        export = to_onnx(model, path, result)
+        cos_onnx = (onnx_embeddings(path, evaluation) * reference).sum(axis=1)
+        size = export.nbytes
+    seconds = time.perf_counter() - start
+    numpy_weights = dict(weights)
+    for name, value in result.weights.items():  # (the value biases absorbed the attention outputs' 1/s)
+        if name in weights:
+            numpy_weights[name] = np.ascontiguousarray(value.T) if name in LINEAR_WEIGHTS else value
+    cos_numpy = (embeddings(numpy_weights, evaluation) * reference).sum(axis=1)
+    float_onnx = (onnx_embeddings(model, evaluation) * reference).sum(axis=1)
+    print(f"ONNX encoder: float vs NumPy cosine min {float_onnx.min():.6f}; {inserted} Mul ops inserted, "
+          f"{folded} layers' 1/s folded; "
+          f"{size:,} bytes; ONNX vs NumPy embedding cosine: max |diff| {np.abs(cos_onnx - cos_numpy).max():.2e}")
+    record("int4 g128 asymmetric", f"AWQ recipe: {inserted} Muls inserted, {folded} layers folded (onnxruntime)", mode, cos_onnx, seconds)
+    record("int4 g128 asymmetric", "same weights, NumPy encoder", mode, cos_numpy, 0.0)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir")
@@ -427,6 +553,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="run only the rows whose 'config method' contains this text")
     parser.add_argument("--diagnose-w8a8", action="store_true",
                         help="per layer of blocks 0-1: W8A8 output error, plain and SmoothQuant alpha 0.5 / 0.8")
+    parser.add_argument("--onnx-awq", choices=("independent", "sequential"),
+                        help="AWQ int4 g128 via the recipe on the ONNX encoder with inserted Mul ops (onnxruntime)")
     parser.add_argument("--scaling", action="store_true",
                         help="AWQ int4 g128 and SmoothQuant W8A8 rows (with the RTN / GPTQ asymmetric int4 rows)")
     args = parser.parse_args(argv)
@@ -456,7 +584,10 @@ def main(argv=None) -> int:
         print(f"{config:16s} {method:34s} {mode or '-':12s} cosine mean {cos.mean():.5f} min {cos.min():.5f} "
               f"({seconds:.1f} s)", flush=True)
 
-    if args.scaling:
+    if args.onnx_awq:
+        awq_onnx(weights, calib, evaluation, reference, args.onnx_awq, record)
+        rows_to_run = []
+    elif args.scaling:
         start = time.perf_counter()
         out, alphas = awq_effective(weights, calib)
         record("int4 g128 asymmetric", f"AWQ (alpha {np.min(alphas):g}-{np.max(alphas):g}, 1/s unfolded)",

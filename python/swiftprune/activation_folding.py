@@ -18,6 +18,15 @@ For each recipe stage whose method scales inputs (``quantize: awq``,
    stage then quantizes the scaled weights, and calibrated stages see the
    statistics of the scaled inputs ``x / s``.
 
+With the stage option ``insert_scale: true`` a layer whose input no op can
+absorb ``1/s`` (post-LN transformers: the LayerNorm output also feeds the
+residual ``Add``; a GELU or a reshape before the layer) gets an explicit
+``Mul`` by ``1/s`` on its input edge instead (:class:`InsertedScale`, ONNX
+MatMul/Gemm consumers only): ``CompressionResult.inserted_scales`` lists
+them, :func:`swiftprune.export.onnx.to_onnx` writes them, and
+``CompressionResult.weights`` holds those layers' effective weights
+``Q(W·s)·diag(1/s)`` so the dense weights alone stay a correct model.
+
 Sequential calibration sources are told the folded tensors (so later
 captures run through the folded model); the folded tensors are part of the
 compression result, so writing it into the model file
@@ -37,7 +46,7 @@ from .calibration.arrays import LayerView
 from .calibration.hessian import HessianAccumulator
 from .quantization import quantize
 
-__all__ = ["ScaledLayer", "FoldOutcome", "fold", "fold_inputs", "awq_input_scales", "smoothquant_input_scales",
+__all__ = ["ScaledLayer", "InsertedScale", "FoldOutcome", "fold", "fold_inputs", "awq_input_scales", "smoothquant_input_scales",
            "scaled_statistics"]
 
 
@@ -130,6 +139,18 @@ def scaled_statistics(acc: HessianAccumulator, inverse: np.ndarray) -> HessianAc
     return out
 
 
+@dataclass(frozen=True)
+class InsertedScale:
+    """A ``Mul`` by ``inverse`` (``1/s``, float32, one value per channel of the
+    last axis) to insert on the edges from ``tensor`` into the layers whose
+    weights are ``consumers`` (only those: other readers of ``tensor``, such
+    as a residual ``Add``, keep the unscaled values)."""
+
+    tensor: str
+    consumers: Tuple[str, ...]
+    inverse: np.ndarray
+
+
 @dataclass
 class FoldOutcome:
     """What the fold pass of a recipe did.
@@ -150,6 +171,11 @@ class FoldOutcome:
     rescale_statistics : bool
         Whether calibrated stages must rescale the statistics of scaled layers
         (a source that is not re-captured through the folded model).
+    inserted : list of InsertedScale
+        The ``Mul`` ops to insert (stage option ``insert_scale``).
+    unfolded : dict of str to (int, numpy.ndarray)
+        Per layer weight behind an inserted ``Mul``: its input-channel axis
+        and ``1/s`` along it (:meth:`model_weight` multiplies by it).
     """
 
     arrays: Dict[str, np.ndarray] = field(default_factory=dict)
@@ -157,6 +183,8 @@ class FoldOutcome:
     skipped: Dict[int, Dict[str, str]] = field(default_factory=dict)
     notes: Dict[str, str] = field(default_factory=dict)
     rescale_statistics: bool = True
+    inserted: list = field(default_factory=list)
+    unfolded: Dict[str, Tuple[int, np.ndarray]] = field(default_factory=dict)
     _views: Dict[str, HessianAccumulator] = field(default_factory=dict)
 
     def wrap(self, get: Callable[[str], np.ndarray]) -> Callable[[str], np.ndarray]:
@@ -167,11 +195,20 @@ class FoldOutcome:
 
     def view(self, view: Optional[LayerView], tensor: str) -> Optional[LayerView]:
         """``view`` with the statistics of the scaled inputs, for a scaled layer."""
-        if view is None or tensor not in self.scales or not self.rescale_statistics:
+        if view is None or tensor not in self.scales or not (self.rescale_statistics or tensor in self.unfolded):
             return view
         if tensor not in self._views:
             self._views[tensor] = scaled_statistics(view.statistics, 1.0 / self.scales[tensor])
         return LayerView(view.name, self._views[tensor], view.layout, view.shape)
+
+    def model_weight(self, name: str, dense: np.ndarray) -> np.ndarray:
+        """The weight the unchanged model graph must hold to compute what the
+        scaled layer computes: ``dense`` (of ``W·s``) times ``1/s`` along its
+        input channels for a layer behind an inserted ``Mul``, else ``dense``."""
+        if name not in self.unfolded:
+            return dense
+        axis, inverse = self.unfolded[name]
+        return _scale_along(dense, axis, inverse)
 
 
 def _channel_map(view: LayerView, shape: Tuple[int, ...], axis: int) -> np.ndarray:
@@ -222,7 +259,7 @@ def fold_inputs(stages: Sequence[Any], selected: Mapping[int, set], names: Seque
 
     for stage in scaling:
         candidates = [n for n in names if n in selected[stage.index] and calibration.find_layer(n) is not None]
-        sites, reasons = find_fold_sites(graph, candidates, names)
+        sites, reasons = find_fold_sites(graph, candidates, names, insert=bool(stage.options.get("insert_scale")))
         skipped = outcome.skipped.setdefault(stage.index, {})
         for name, reason in reasons.items():
             skipped[name] = reason
@@ -246,15 +283,24 @@ def fold_inputs(stages: Sequence[Any], selected: Mapping[int, set], names: Seque
             for layer, (name, axis) in zip(layers, site.consumers.items()):
                 current[name] = _scale_along(array(name), axis, s)
                 outcome.scales[name] = layer.feature_scale(s)
-                outcome.notes[name] = f"scaled; 1/s folded into {site.producer} ({note})"
+                outcome.notes[name] = f"scaled; 1/s folded into {site.producer} ({note})" if not site.inserted \
+                    else f"scaled; 1/s in {site.producer} ({note})"
+                if site.inserted:
+                    outcome.unfolded[name] = (axis, (1.0 / s).astype(np.float64))
+            if site.inserted:
+                outcome.inserted.append(InsertedScale(site.tensor, tuple(site.consumers),
+                                                      (1.0 / s).astype(np.float32)))
             for adjustment in site.adjustments:
                 current[adjustment.tensor] = _scale_along(array(adjustment.tensor), adjustment.axis,
                                                           s ** adjustment.power)
     outcome.arrays = current
     if sequential:
-        for name, value in current.items():  # later captures run through the folded model
-            calibration.commit(name, value)
-        calibration.invalidate([calibration.find_layer(n) for n in outcome.scales])
+        # Later captures run through the folded model; a layer behind an inserted Mul keeps its
+        # unscaled weight in the capture model (which has no Mul) and sees rescaled statistics
+        # (its output columns may still have absorbed another site's 1/s: a value projection).
+        for name, value in current.items():
+            calibration.commit(name, outcome.model_weight(name, value))
+        calibration.invalidate([calibration.find_layer(n) for n in outcome.scales if n not in outcome.unfolded])
     return outcome
 
 
@@ -263,7 +309,9 @@ def fold(weights: Mapping[str, Any], recipe: Any, calibration: Any) -> FoldOutco
     weights with the scales folded in (no quantization).
 
     ``{**weights, **fold(weights, recipe, calibration).arrays}`` computes the
-    same function as ``weights`` (to float rounding); this is what
+    same function as ``weights`` (to float rounding; with ``insert_scale``,
+    once the ``.inserted`` Muls are in the graph: ``to_onnx(model, path,
+    outcome.arrays, inserted_scales=outcome.inserted)``); this is what
     ``compress()`` quantizes. Useful to check a fold, or to hand a smoothed
     float model to a runtime that quantizes activations itself.
 

@@ -159,12 +159,14 @@ register_method(Method("quantize", "awq", scaled_rtn_tensor, {
     "symmetric": (_bool, False),  # AWQ's default: affine (zero point) groups
     "group_size": (_optional(_int(1)), 128),
     "n_grid": (_int(1), 20),
+    "insert_scale": (_bool, False),  # a Mul by 1/s where no op can absorb it (ONNX; adds ops, so opt-in)
 }, calibrated=True, input_scales=awq_input_scales))
 register_method(Method("quantize", "smoothquant", scaled_rtn_tensor, {
     "alpha": (check_fraction, 0.5),
     "bits": (_int(2, 8), 8),
     "symmetric": (_bool, True),
     "group_size": (_optional(_int(1)), None),  # W8A8: one scale per output channel
+    "insert_scale": (_bool, False),
 }, calibrated=True, input_scales=smoothquant_input_scales))
 register_method(Method("prune", "sparsegpt", sparsegpt_tensor, {
     "sparsity": (_optional(check_fraction), None),

@@ -96,7 +96,9 @@ AWQ and SmoothQuant (--quantize int4:128:method=awq, int8:method=smoothquant:
 alpha=0.5) fold their per-channel scales into the LayerNorm / BatchNorm /
 linear layer before each layer, so they need the model: IN an .onnx/.keras
 file; -o OUT.onnx / OUT.keras writes the model with the quantized weights and
-the adjusted ops (layers with no such op are left as they were, with a warning).
+the adjusted ops (layers with no such op are left as they were, with a warning;
+with :insert_scale=true, ONNX only, they get an inserted Mul by 1/s instead: the
+way to scale post-LN transformers such as BERT).
 
 Sharded checkpoints: IN may be a folder of .safetensors shards or its
 *.safetensors.index.json; OUT a folder (or an .index.json path) gets

@@ -71,6 +71,13 @@ class CompressionResult:
         (``"not scaled: its input 'h' also feeds Add 'add' ..."``). The
         tensors that absorbed ``1/s`` are in ``weights`` / ``tensors`` with
         their new values (the report's stages say ``absorbs-scale``).
+    inserted_scales : list of InsertedScale
+        With ``insert_scale: true``: the ``Mul`` ops by ``1/s`` to insert
+        before layers whose input no op could absorb it
+        (:class:`~swiftprune.activation_folding.InsertedScale`).
+        :func:`~swiftprune.export.onnx.to_onnx` inserts them; ``tensors``
+        holds those layers' scaled quantized weights ``Q(W·s)``, ``weights``
+        their effective dense weights ``Q(W·s)·diag(1/s)``.
     """
 
     weights: Any
@@ -79,6 +86,7 @@ class CompressionResult:
     report: Report = field(default_factory=Report)
     container: str = "mapping"
     scaling: dict[str, str] = field(default_factory=dict)
+    inserted_scales: list = field(default_factory=list)
 
     def __repr__(self) -> str:
         t = self.report.totals
@@ -107,6 +115,12 @@ class CompressionResult:
         if not path.lower().endswith(".safetensors"):
             raise ValueError(f"compressed results are saved as .safetensors, got {path!r}; "
                              "for dense weights in another format use save_weights(path, result.weights)")
+        if self.inserted_scales:
+            where = ", ".join(repr(i.tensor) for i in self.inserted_scales[:3])
+            raise ValueError(f"this result needs Mul ops inserted before some layers (insert_scale: on {where}), which "
+                             "a compressed .safetensors cannot hold: write it into the model with "
+                             "swiftprune.export.onnx.to_onnx(model, 'out.onnx', result) (CLI: -o out.onnx), or save "
+                             "the effective dense weights with save_weights(path, result.weights)")
         ndims = {name: np.ndim(form) if isinstance(form, np.ndarray) else len(getattr(form, "shape", ()))
                  for name, form in self.tensors.items()}
         with CompressedWriter(path, self.container, ndims) as writer:
@@ -213,6 +227,9 @@ def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: A
     tracks.sort(key=lambda t: position[t.name])  # a calibration source may have reordered them
     report = Report(report_row(t) for t in tracks)
     dense = [t.dense if t.form is not None else t.original for t in tracks]
+    if folds is not None and folds.unfolded:
+        # Layers behind an inserted Mul: the dense weights hold Q(W·s)·diag(1/s), a correct model by themselves.
+        dense = [folds.model_weight(t.name, d) for t, d in zip(tracks, dense)]
     if container == "sequence":
         out: Any = type(weights)(dense) if isinstance(weights, tuple) else dense
     elif isinstance(weights, dict):
@@ -225,7 +242,8 @@ def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: A
         out = dict(zip(names, dense))
     tensors = {t.name: (t.form if t.form is not None else t.original) for t in tracks}
     masks = {t.name: t.keep_mask for t in tracks if t.keep_mask is not None}
-    return CompressionResult(out, tensors, masks, report, container, dict(folds.notes) if folds is not None else {})
+    return CompressionResult(out, tensors, masks, report, container, dict(folds.notes) if folds is not None else {},
+                             list(folds.inserted) if folds is not None else [])
 
 
 def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense: bool | None = None,
@@ -283,6 +301,11 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
         return compress_sharded(source, destination, recipe, dense=dense, workers=workers, backend=backend,
                                 scheduler=scheduler, resume=resume, progress=progress, **extra)
     stages = load_recipe(recipe)
+    inserting = next((stage for stage in stages if stage.options.get("insert_scale")), None)
+    if inserting is not None:
+        raise ValueError(f"{inserting.where}: insert_scale adds Mul ops to the model graph, which a weight file "
+                         "cannot hold: use compress(weights, recipe, calibration=source) and "
+                         "swiftprune.export.onnx.to_onnx(model, 'out.onnx', result) (CLI: -o out.onnx)")
     destination = os.fspath(destination)
     to_safetensors = destination.lower().endswith(".safetensors")
     weight_format(destination)  # fails early for an unknown format

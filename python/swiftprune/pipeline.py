@@ -382,7 +382,8 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
 
     def commit(track: Track) -> None:
         if calibration is not None and track.form is not None:
-            calibration.commit(track.name, track.dense)
+            # (a layer behind an inserted Mul: the capture model holds its effective weight)
+            calibration.commit(track.name, track.dense if folds is None else folds.model_weight(track.name, track.dense))
 
     if all(stage.method.scope == "tensor" for stage in stages):
         for name in _progress(names, total=len(names), description="compress", enabled=show):

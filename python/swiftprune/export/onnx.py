@@ -15,6 +15,9 @@ Every quantized weight becomes integer initializers plus its scales:
 
 Plain float arrays whose values differ from the model's (the LayerNorms and
 layers that absorbed AWQ / SmoothQuant scales) replace their initializers.
+AWQ / SmoothQuant scales that no op could absorb (recipe option
+``insert_scale: true``; ``CompressionResult.inserted_scales``) become a
+``Mul`` by the constant ``1/s`` on the edges into the scaled layers only.
 Pruned float weights (no quantization) become ``sparse_initializer`` s
 (values + int64 indices) when that is smaller than dense; other compressed
 forms (clusters, low-rank factors) are written as their dense float32
@@ -259,27 +262,59 @@ def _sparse_initializer(onnx: Any, graph: Any, name: str, dense: np.ndarray) -> 
     return "sparse float32 (values + int64 indices)"
 
 
-def _compressed_forms(compressed: Any, recipe: Any, weights: Mapping[str, np.ndarray], progress: bool) -> dict[str, Any]:
+def _compressed_forms(compressed: Any, recipe: Any, weights: Mapping[str, np.ndarray],
+                      progress: bool) -> tuple[dict[str, Any], list]:
+    """The compressed form per weight name, and the scales to insert as Mul ops."""
     from ..model import CompressionResult, compress, load_compressed
 
     if recipe is not None:
         if compressed is not None:
             raise ValueError("give either a compression result or a recipe, not both")
-        return dict(compress(weights, recipe, progress=progress).tensors)
+        result = compress(weights, recipe, progress=progress)
+        return dict(result.tensors), list(result.inserted_scales)
     if compressed is None:
         raise ValueError("give a compression result (or the path of a compressed .safetensors) or a recipe")
     if isinstance(compressed, (str, os.PathLike)):
         compressed = load_compressed(compressed)
     if isinstance(compressed, CompressionResult):
-        return dict(compressed.tensors)
+        return dict(compressed.tensors), list(compressed.inserted_scales)
     if isinstance(compressed, Mapping):
-        return dict(compressed)
+        return dict(compressed), []
     raise TypeError(f"compressed must be a CompressionResult, a path or a mapping name -> compressed tensor, "
                     f"got {type(compressed).__name__}")
 
 
+def _insert_scales(onnx: Any, graph: Any, inserted: Any, weights: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """Puts a ``Mul`` by each :class:`~swiftprune.activation_folding.InsertedScale`'s
+    ``1/s`` on the edges from its tensor into the nodes that read one of its
+    consumer weights (other readers keep the tensor); returns report lines."""
+    from onnx import numpy_helper
+
+    report: dict[str, str] = {}
+    taken = {init.name for init in graph.initializer} | {o for node in graph.node for o in node.output}
+    for index, item in enumerate(inserted):
+        consumers = set(item.consumers)
+        nodes = [node for node in graph.node if item.tensor in node.input and consumers & set(node.input)]
+        if not nodes:
+            raise ValueError(f"inserted scale: no node reads {item.tensor!r} together with one of the weights "
+                             f"{sorted(consumers)} (was the result computed for another model?)")
+        dtype = weights[next(iter(consumers))].dtype if next(iter(consumers)) in weights else np.dtype(np.float32)
+        base = f"{item.tensor}::inverse_scale"
+        name = base if base not in taken else f"{base}_{index}"
+        taken.update((name, f"{name}::out"))
+        graph.initializer.append(numpy_helper.from_array(np.asarray(item.inverse, dtype=dtype).reshape(-1), name))
+        mul = onnx.helper.make_node("Mul", [item.tensor, name], [f"{name}::out"], name=f"{name}::mul")
+        for node in nodes:
+            node.input[list(node.input).index(item.tensor)] = f"{name}::out"
+        position = min(list(graph.node).index(node) for node in nodes)  # after the producer, before every reader
+        graph.node.insert(position, mul)
+        report[name] = (f"Mul inserted before {', '.join(n.op_type + ' ' + repr(n.name or n.output[0]) for n in nodes)} "
+                        f"({len(item.inverse)} channels; the activation scale no op could absorb)")
+    return report
+
+
 def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any = None,
-            matmul_nbits: bool = True, progress: bool = False) -> OnnxExport:
+            matmul_nbits: bool = True, progress: bool = False, inserted_scales: Any = None) -> OnnxExport:
     """Writes ``model`` with its weights replaced by their compressed forms.
 
     Parameters
@@ -300,6 +335,12 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
         onnxruntime); ``False`` keeps ``DequantizeLinear`` everywhere.
     progress : bool, default False
         Progress bar while compressing with ``recipe``.
+    inserted_scales : list of InsertedScale, optional
+        ``Mul`` ops by ``1/s`` to put before AWQ / SmoothQuant layers whose
+        input no op could absorb the scale (``insert_scale: true``); taken
+        from ``compressed`` when it is a :class:`CompressionResult` (or from
+        the result of ``recipe``). Each is inserted only on the edges into
+        its layers.
 
     Returns
     -------
@@ -326,7 +367,8 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
     initializers = {init.name: init for init in graph.initializer}
     weights = {name: numpy_helper.to_array(init) for name, init in initializers.items()
                if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)}
-    forms = _compressed_forms(compressed, recipe, weights, progress)
+    forms, found = _compressed_forms(compressed, recipe, weights, progress)
+    inserted = list(found if inserted_scales is None else inserted_scales)
     for name, form in forms.items():
         if name not in weights:
             known = ", ".join(list(weights)[:8])
@@ -353,7 +395,7 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
                              "(opset 13) or use int4 groups on MatMul weights (MatMulNBits)") from None
         graph = proto.graph
 
-    report: dict[str, str] = {}
+    report: dict[str, str] = _insert_scales(onnx, graph, inserted, weights)
     remove = set()
     for name, form in forms.items():
         if isinstance(form, np.ndarray):

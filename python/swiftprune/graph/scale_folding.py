@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
+import numpy as np
+
 from .ir import Graph, Node
 
 __all__ = ["Adjustment", "FoldSite", "find_fold_sites", "param_tensor"]
@@ -58,6 +60,7 @@ class FoldSite:
     consumers: Dict[str, int] = field(default_factory=dict)
     adjustments: List[Adjustment] = field(default_factory=list)
     producer: str = ""
+    inserted: bool = False  # 1/s goes into a Mul inserted before the consumers (no adjustments)
 
 
 def param_tensor(graph: Graph, node: Node, param: str, weights: Iterable[str]) -> Optional[str]:
@@ -103,7 +106,8 @@ class _Refused(Exception):
     pass
 
 
-def find_fold_sites(graph: Graph, consumers: Iterable[str], weights: Iterable[str]) -> Tuple[List[FoldSite], Dict[str, str]]:
+def find_fold_sites(graph: Graph, consumers: Iterable[str], weights: Iterable[str], *,
+                    insert: bool = False) -> Tuple[List[FoldSite], Dict[str, str]]:
     """Fold sites for the consumer weight tensors ``consumers`` (the layers a stage scales).
 
     Parameters
@@ -114,6 +118,10 @@ def find_fold_sites(graph: Graph, consumers: Iterable[str], weights: Iterable[st
         Weight tensor names of the layers to scale.
     weights : iterable of str
         Every weight tensor name of the model (as ``compress()`` sees them).
+    insert : bool, default False
+        Where no op can absorb ``1/s``, return an inserted site (a ``Mul``
+        before the consumers; ONNX Dense/MatMul/Gemm consumers only) instead
+        of refusing it.
 
     Returns
     -------
@@ -148,11 +156,35 @@ def find_fold_sites(graph: Graph, consumers: Iterable[str], weights: Iterable[st
         try:
             site = _site(graph, tensor, members, names, uses)
         except _Refused as why:
-            for name in members:
-                reasons[name] = str(why)
-            continue
+            site = _inserted_site(graph, tensor, members, str(why)) if insert else None
+            if site is None:
+                for name in members:
+                    reasons[name] = str(why) + (_insert_refusal(graph, members) if insert else "")
+                continue
         sites.append(site)
     return sites, reasons
+
+
+def _insertable(graph: Graph, members: Dict[str, Tuple[int, int]]) -> bool:
+    return graph.format == "onnx" and all(graph.nodes[index].op == "dense" for index, _ in members.values())
+
+
+def _insert_refusal(graph: Graph, members: Dict[str, Tuple[int, int]]) -> str:
+    if graph.format != "onnx":
+        return "; inserting a Mul is supported for ONNX models only (a Keras model's graph is not rebuilt)"
+    return "; inserting a Mul needs Dense/MatMul/Gemm consumers (input channels on the last axis)"
+
+
+def _inserted_site(graph: Graph, tensor: int, members: Dict[str, Tuple[int, int]], why: str) -> Optional[FoldSite]:
+    """A site whose ``1/s`` goes into a ``Mul`` inserted on the edges into ``members`` (None: not possible)."""
+    if not _insertable(graph, members):
+        return None
+    t = graph.tensors[tensor]
+    counts = {int(graph.nodes[index].params["kernel"].value.shape[axis]) for index, axis in members.values()}
+    if len(counts) != 1:
+        return None
+    return FoldSite(t.name, counts.pop(), {name: axis for name, (_, axis) in members.items()},
+                    producer=f"a Mul inserted before them (no op can absorb it: {why})", inserted=True)
 
 
 def _describe(node: Node) -> str:
@@ -194,6 +226,9 @@ def _site(graph: Graph, tensor: int, members: Dict[str, Tuple[int, int]], names:
 
     current = tensor
     passed: List[str] = []  # per-channel Add/Sub constants on the way, which absorbed the scale too
+    # Which consumer channel each element of the current tensor carries (broadcast, right-aligned;
+    # size-1 axes carry the same scale everywhere): a plain arange(channels) until a Reshape/Transpose.
+    layout = np.arange(int(channels or 0))
 
     def done(node: Node) -> FoldSite:
         site.producer = " after ".join(passed + [_describe(node)])
@@ -208,6 +243,16 @@ def _site(graph: Graph, tensor: int, members: Dict[str, Tuple[int, int]], names:
         used = [o for o in node.outputs if o != current and (graph.tensors[o].consumers or o in graph.outputs)]
         if used:  # (a LayerNormalization's unused Mean / InvStdDev outputs do not count)
             raise _Refused(f"{_describe(node)} has several outputs in use")
+        if graph.format == "onnx" and node.kind in ("Reshape", "Transpose", "MatMul") and not node.params:
+            upstream, layout = _trace_layout(graph, node, current, layout)
+            if len(graph.tensors[upstream].consumers) != 1 or upstream in graph.outputs:
+                raise _Refused(f"{graph.tensors[upstream].name!r} before {_describe(node)} feeds other ops too")
+            current = upstream
+            continue
+        if not _plain(layout):
+            raise _Refused(f"the Reshape/Transpose chain before {_describe(node)} moves the channels (their order "
+                           "at that op is not the layer's)")
+        layout = np.arange(layout.size)
         if node.op in ("layernorm", "norm"):
             gains = [p for p, param in node.params.items() if param.role == "gamma"]
             if not gains:
@@ -262,3 +307,49 @@ def _site(graph: Graph, tensor: int, members: Dict[str, Tuple[int, int]], names:
             raise _Refused(f"{_describe(node)} (an activation or other nonlinear/reshaping op) is between the "
                            "layer and the op that could absorb the scale")
         raise _Refused(f"{_describe(node)} produces its input and cannot absorb a per-channel scale")
+
+
+def _plain(layout: np.ndarray) -> bool:
+    """Whether channel ``c`` sits at position ``c`` of the last axis (leading axes of size 1)."""
+    return all(d == 1 for d in layout.shape[:-1]) and np.array_equal(layout.reshape(-1), np.arange(layout.size))
+
+
+def _trace_layout(graph: Graph, node: Node, output: int, layout: np.ndarray) -> Tuple[int, np.ndarray]:
+    """The input of a Reshape / Transpose / activation MatMul that carries the scaled channels of its
+    ``output``, and their layout there; refuses when the op mixes them (or shapes are unknown)."""
+    shape = graph.tensors[output].shape
+    if shape is None or len(shape) < layout.ndim:
+        raise _Refused(f"{_describe(node)}: the shape of {graph.tensors[output].name!r} is unknown")
+    full = layout.reshape((1,) * (len(shape) - layout.ndim) + layout.shape)
+    if node.kind == "Transpose":
+        perm = node.source["node"].attribute
+        perm = next((list(a.ints) for a in perm if a.name == "perm"), list(range(len(shape)))[::-1])
+        if len(perm) != len(shape):
+            raise _Refused(f"{_describe(node)} has a permutation of another rank")
+        return node.inputs[0], np.transpose(full, np.argsort(perm))
+    if node.kind == "MatMul":
+        # probs @ v: every output column n is a mix of v's column n over the rows (keys), so a scale per
+        # (batch..., column) of the output is the same scale on v, when it is constant over the rows.
+        if len(node.inputs) != 2 or len(shape) < 2 or full.shape[-2] != 1:
+            raise _Refused(f"{_describe(node)} mixes the channels")
+        source = graph.tensors[node.inputs[1]].shape
+        if source is None or len(source) != len(shape):
+            raise _Refused(f"{_describe(node)}: the shape of its second input is unknown")
+        return node.inputs[1], full
+    # Reshape: only a split / merge of the trailing axes that carry the channels (row-major order keeps
+    # their position inside the trailing block).
+    source = graph.tensors[node.inputs[0]].shape if node.inputs else None
+    varying = [k for k, d in enumerate(full.shape) if d != 1]
+    first = varying[0] if varying else len(shape) - 1
+    block = shape[first:]
+    if source is None or any(d is None for d in block) or tuple(full.shape[first:]) != tuple(block):
+        raise _Refused(f"{_describe(node)} reshapes axes whose sizes are unknown or that the scale does not span")
+    size, k = int(np.prod(block)), len(source)
+    product = 1
+    while product < size and k > 0 and source[k - 1] is not None:
+        k -= 1
+        product *= int(source[k])
+    if product != size:
+        raise _Refused(f"{_describe(node)} does not keep the channels in a trailing block")
+    trailing = tuple(int(d) for d in source[k:])
+    return node.inputs[0], full.reshape(full.shape[first:]).reshape((1,) * k + trailing)
