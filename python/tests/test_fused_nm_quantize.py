@@ -13,6 +13,7 @@ import pytest
 import swiftprune as sp
 from swiftprune import _core, _fused, pipeline
 from swiftprune.io import SafetensorsWriter
+from _fused_reference import assert_encodings_equal_staged, staged_quantized
 from _threads import num_threads
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -209,27 +210,12 @@ def test_core_empty_and_single_row():
 def test_core_outputs_equal_staged_kernels_with_workers(bits, symmetric, group):
     """Both layouts the kernel writes, on a tensor large enough for several workers (their bitmask values
     are moved together at odd bit offsets), equal the staged kernels' encodings."""
-    from swiftprune import _sparse_storage
-    from swiftprune._bitpack import pack_bits
-
     rng = np.random.default_rng(bits)
     w = rng.standard_normal((1048, 512)).astype(np.float32)
     w[rng.random(w.shape) < 0.2] *= 1e-3  # kept codes that round to the zero point
     with num_threads(3):
         scales, zeros, nm_values, positions, mask, values, nonzeros, norm, difference = \
             _core.nm_quantize_encode(w, 2, 4, bits, symmetric, group)
-    keep = sp.nm_mask(w, 2, 4)
-    q = sp.quantize(np.where(keep, w, np.float32(0)) + np.float32(0), bits, symmetric=symmetric, axis=0,
-                    group_size=group)
-    nonzero = q.nonzero_mask()
-    np.testing.assert_array_equal(scales, q.scale)
+    q = staged_quantized(w, sp.nm_mask(w, 2, 4), bits, symmetric, group)
     np.testing.assert_array_equal(zeros, q.zero_point)
-    assert nonzeros == int(np.count_nonzero(nonzero))
-    stored, stored_positions = _sparse_storage.nm_select(q.values, nonzero, 2, 4, -1)
-    assert nm_values.tobytes() == pack_bits(stored, bits).tobytes()
-    assert positions.tobytes() == pack_bits(stored_positions, 2).tobytes()
-    assert mask.tobytes() == np.packbits(nonzero.reshape(-1)).tobytes()
-    assert values.tobytes() == pack_bits(q.values[nonzero], bits).tobytes()
-    reference = w.astype(np.float64)
-    assert norm == pytest.approx(float(np.sum(reference ** 2)), rel=1e-12)
-    assert difference == pytest.approx(float(np.sum((reference - q.dequantize()) ** 2)), rel=1e-9)
+    assert_encodings_equal_staged(q, w, bits, scales, nm_values, positions, mask, values, nonzeros, norm, difference)

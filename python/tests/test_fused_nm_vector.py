@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import swiftprune as sp
-from swiftprune import _core, _sparse_storage
-from swiftprune._bitpack import pack_bits
+from swiftprune import _core
 from swiftprune.threads import get_num_threads, set_num_threads
+from _fused_reference import assert_encodings_equal_staged, staged_quantized
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
@@ -61,20 +61,10 @@ def test_vector_path_equals_references(dtype, bits, symmetric, group):
         set_num_threads(previous)
     keep = _keep_2_4(reference)
     np.testing.assert_array_equal(keep, sp.nm_mask(reference, 2, 4))
-    q = sp.quantize(np.where(keep, reference, np.float32(0)) + np.float32(0), bits, symmetric=symmetric, axis=0,
-                    group_size=group)
-    nonzero = q.nonzero_mask()
-    np.testing.assert_array_equal(scales, q.scale)
+    q = staged_quantized(reference, keep, bits, symmetric, group)
     np.testing.assert_array_equal(zeros, q.zero_point.astype(zeros.dtype))
-    assert nonzeros == int(np.count_nonzero(nonzero))
-    stored, stored_positions = _sparse_storage.nm_select(q.values, nonzero, 2, 4, -1)
-    assert nm_values.tobytes() == pack_bits(stored, bits).tobytes()
-    assert positions.tobytes() == pack_bits(stored_positions, 2).tobytes()
-    assert mask.tobytes() == np.packbits(nonzero.reshape(-1)).tobytes()
-    assert values.tobytes() == pack_bits(q.values[nonzero], bits).tobytes()
-    original = reference.astype(np.float64)
-    assert norm == pytest.approx(float(np.sum(original ** 2)), rel=1e-12)
-    assert difference == pytest.approx(float(np.sum((original - q.dequantize()) ** 2)), rel=1e-9)
+    assert_encodings_equal_staged(q, reference, bits, scales, nm_values, positions, mask, values, nonzeros, norm,
+                                  difference)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
