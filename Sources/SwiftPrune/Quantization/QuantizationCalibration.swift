@@ -1,3 +1,7 @@
+#if arch(x86_64)
+import SwiftPruneClipError
+#endif
+
 /// Scales and zero points of every group of a tensor, by calibration method.
 public enum QuantizationCalibration {
     /// The scale and zero point of each group of `x` (see
@@ -198,26 +202,109 @@ public enum QuantizationCalibration {
         return total
     }
 
-    /// ``squaredError`` split over threads for a large group (one per tensor).
-    static func squaredErrorParallel<S: QuantizationScalar>(
-        _ values: UnsafePointer<S>, count: Int, scale: Float, zeroPoint: Int32, scheme: QuantizationScheme
-    ) -> Double {
-        // Below two workers' share, skip the thread-count lookup (it reads the environment):
-        // the "mse" search calls this ~35 times per group.
+    /// The squared errors of `count` values (none larger in magnitude than
+    /// `maxMagnitude`) under each candidate `(scale, zeroPoint)` of
+    /// `candidates`, written to `errors`: for each, exactly the value
+    /// ``squaredError`` returns. Float groups go through the AVX2 kernel of
+    /// `SwiftPruneClipError`, which reads each block of 8 values once for two
+    /// candidates, divides without a division instruction (exactly) and keeps
+    /// ``squaredErrorFloat``'s float64 sums (same lanes, same order), so the
+    /// errors are bit-identical.
+    static func squaredErrors<S: QuantizationScalar>(
+        _ values: UnsafePointer<S>, count: Int, maxMagnitude: Double, candidates: UnsafeBufferPointer<(Float, Int32)>,
+        scheme: QuantizationScheme, into errors: UnsafeMutablePointer<Double>
+    ) {
+        #if arch(x86_64)
+        if S.self == Float.self && count >= 8
+            && candidates.allSatisfy({ kernelAdmits(scale: $0.0, maxMagnitude: maxMagnitude) }) {
+            values.withMemoryRebound(to: Float.self, capacity: count) {
+                squaredErrorsFloat($0, count: count, candidates: candidates, scheme: scheme, into: errors)
+            }
+            return
+        }
+        #endif
+        for (k, c) in candidates.enumerated() {
+            errors[k] = squaredError(values, count: count, scale: c.0, zeroPoint: c.1, scheme: scheme)
+        }
+    }
+
+    #if arch(x86_64)
+    /// Whether the kernel's division-free quotient is exact for `scale` and
+    /// values up to `maxMagnitude` (see `swiftprune_clip_errors_f32`): real
+    /// weights always are; a degenerate group (scales below 2⁻⁶⁴, e.g. of
+    /// subnormal values) takes ``squaredErrorFloat``.
+    @inline(__always)
+    static func kernelAdmits(scale: Float, maxMagnitude: Double) -> Bool {
+        let s = Double(scale)
+        return s >= 0x1p-64 && s <= 0x1p64 && maxMagnitude < s * 0x1p100
+    }
+
+    /// ``squaredErrors`` for Float values: the kernel over the multiple of
+    /// 8, then ``squaredErrorFloat``'s scalar tail and sums.
+    static func squaredErrorsFloat(
+        _ values: UnsafePointer<Float>, count: Int, candidates: UnsafeBufferPointer<(Float, Int32)>,
+        scheme: QuantizationScheme, into errors: UnsafeMutablePointer<Double>
+    ) {
+        let n = candidates.count
+        guard n > 0 else { return }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * n) { params in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: 8 * n) { sums in
+                let sp = params.baseAddress!, lp = sp + n, up = sp + 2 * n, out = sums.baseAddress!
+                for k in 0 ..< n {
+                    let c = candidates[k]
+                    sp[k] = c.0
+                    lp[k] = Float(scheme.qmin - c.1)
+                    up[k] = Float(scheme.qmax - c.1)
+                }
+                swiftprune_clip_errors_f32(values, count, sp, lp, up, Int32(n), out)
+                for k in 0 ..< n {
+                    let low = UnsafeRawPointer(out + 8 * k).loadUnaligned(as: SIMD4<Double>.self)
+                    let high = UnsafeRawPointer(out + 8 * k + 4).loadUnaligned(as: SIMD4<Double>.self)
+                    var total = (low + high).sum()
+                    let scale = sp[k], tLo = lp[k], tHi = up[k]
+                    for i in (count & ~7) ..< count {
+                        let v = values[i]
+                        let q = Swift.min(Swift.max(v / scale, tLo), tHi).roundedToInt32
+                        let e = Double(v) - Double(Float(q) * scale)
+                        total += e * e
+                    }
+                    errors[k] = total
+                }
+            }
+        }
+    }
+    #endif
+
+    /// ``squaredErrors`` split over threads for a large group (one per
+    /// tensor): each candidate's error is the sum, in worker order, of
+    /// ``squaredError`` over the same ranges as before batching.
+    static func squaredErrorsParallel<S: QuantizationScalar>(
+        _ values: UnsafePointer<S>, count: Int, maxMagnitude: Double, candidates: UnsafeBufferPointer<(Float, Int32)>,
+        scheme: QuantizationScheme, into errors: UnsafeMutablePointer<Double>
+    ) {
+        // Below two workers' share, skip the thread-count lookup (it reads the environment).
         let workers = count < 2 << 18 ? 1 : Threading.workerCount(for: count, minimumPerWorker: 1 << 18)
         guard workers > 1 else {
-            return squaredError(values, count: count, scale: scale, zeroPoint: zeroPoint, scheme: scheme)
+            squaredErrors(values, count: count, maxMagnitude: maxMagnitude, candidates: candidates, scheme: scheme,
+                          into: errors)
+            return
         }
-        var partial = [Double](repeating: 0, count: workers)
+        let n = candidates.count
+        var partial = [Double](repeating: 0, count: workers * n)
         partial.withUnsafeMutableBufferPointer { out in
             let base = out.baseAddress!
             parallelFor(workers: workers) { worker in
                 let range = partitionRange(count, parts: workers, index: worker)
-                base[worker] = squaredError(values + range.lowerBound, count: range.count, scale: scale,
-                                            zeroPoint: zeroPoint, scheme: scheme)
+                squaredErrors(values + range.lowerBound, count: range.count, maxMagnitude: maxMagnitude,
+                              candidates: candidates,
+                              scheme: scheme, into: base + worker * n)
             }
         }
-        return partial.reduce(0, +)
+        for k in 0 ..< n {
+            var total = 0.0
+            for worker in 0 ..< workers { total += partial[worker * n + k] }
+            errors[k] = total
+        }
     }
 
     /// The clipping factors tried by the "mse" method: a coarse grid from 1
@@ -227,26 +314,53 @@ public enum QuantizationCalibration {
     /// The parameters of the clipping range `[alpha·lo, alpha·hi]` with the
     /// smallest reconstruction error; alpha = 1 unless strictly better
     /// (by a relative margin above the error of the summation).
+    ///
+    /// The candidates of each stage (minmax and the coarse grid, then the
+    /// fine grid) are evaluated together by ``squaredErrorsParallel`` and
+    /// compared in the order of the grid, first strictly smaller error wins.
     static func bestClipping<S: QuantizationScalar>(
         _ values: UnsafePointer<S>, count: Int, lo: S, hi: S, scheme: QuantizationScheme
     ) -> (Float, Int32) {
         let minmax = scheme.parameters(lo: lo, hi: hi, as: S.self)
-        let reference = squaredErrorParallel(values, count: count, scale: minmax.0, zeroPoint: minmax.1, scheme: scheme)
-        var best = minmax, bestError = reference, bestAlpha = 1.0
-        func attempt(_ alpha: Double) {
-            guard alpha > 0 && alpha < 1 else { return }
-            let p = scheme.parameters(lo: S(Double(lo) * alpha), hi: S(Double(hi) * alpha), as: S.self)
-            let e = squaredErrorParallel(values, count: count, scale: p.0, zeroPoint: p.1, scheme: scheme)
-            if e < bestError { (best, bestError, bestAlpha) = (p, e, alpha) }
+        let maxMagnitude = Swift.max(Swift.abs(Double(lo)), Swift.abs(Double(hi)))
+        // 1 + 16 coarse factors, then 18 fine ones: 20 slots hold either stage.
+        return withUnsafeTemporaryAllocation(of: (Float, Int32).self, capacity: 20) { params in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: 20) { errs in
+                withUnsafeTemporaryAllocation(of: Double.self, capacity: 20) { alphas in
+                    let p = params.baseAddress!, e = errs.baseAddress!, a = alphas.baseAddress!
+                    func parameters(_ alpha: Double) -> (Float, Int32) {
+                        scheme.parameters(lo: S(Double(lo) * alpha), hi: S(Double(hi) * alpha), as: S.self)
+                    }
+                    func evaluate(_ n: Int) {
+                        squaredErrorsParallel(values, count: count, maxMagnitude: maxMagnitude, candidates: UnsafeBufferPointer(start: p, count: n),
+                                              scheme: scheme, into: e)
+                    }
+                    // Stage 1: minmax, then alpha = 0.95, 0.90, ... down to 0.2 (the same repeated subtraction).
+                    var n = 0
+                    p[0] = minmax; a[0] = 1; n = 1
+                    var alpha = 1 - coarseStep
+                    while alpha > 0.2 - 1e-9 {
+                        if alpha > 0 && alpha < 1 { p[n] = parameters(alpha); a[n] = alpha; n += 1 }
+                        alpha -= coarseStep
+                    }
+                    evaluate(n)
+                    let reference = e[0]
+                    var best = minmax, bestError = reference, bestAlpha = 1.0
+                    for k in 1 ..< n where e[k] < bestError { (best, bestError, bestAlpha) = (p[k], e[k], a[k]) }
+                    // Stage 2: center ∓ step·fineStep, alternating as before.
+                    let center = bestAlpha
+                    n = 0
+                    for j in 0 ..< 18 {
+                        let step = Double(j / 2 + 1)
+                        let candidate = j % 2 == 0 ? center - step * fineStep : center + step * fineStep
+                        if candidate > 0 && candidate < 1 { p[n] = parameters(candidate); a[n] = candidate; n += 1 }
+                    }
+                    evaluate(n)
+                    for k in 0 ..< n where e[k] < bestError { (best, bestError) = (p[k], e[k]) }
+                    // Never worse than minmax, even counting the rounding of the sums.
+                    return bestError < reference * (1 - 1e-6) ? best : minmax
+                }
+            }
         }
-        var alpha = 1 - coarseStep
-        while alpha > 0.2 - 1e-9 { attempt(alpha); alpha -= coarseStep }
-        let center = bestAlpha
-        for step in 1 ..< 10 {
-            attempt(center - Double(step) * fineStep)
-            attempt(center + Double(step) * fineStep)
-        }
-        // Never worse than minmax, even counting the rounding of the sums.
-        return bestError < reference * (1 - 1e-6) ? best : minmax
     }
 }
