@@ -66,4 +66,62 @@ __attribute__((target("avx2,fma"))) void swiftprune_clip_errors_f32(
         }
     }
 }
+
+/// Evaluates 4·V (V = 1 or 2, a constant after inlining) candidates, one per
+/// float64 lane; see swiftprune_clip_errors_f64_quotient.
+static inline __attribute__((always_inline, target("avx2,fma"))) void swiftprune_lane_errors_k(
+    const float *x, long count, const float *scales, const float *lower, const float *upper, const int V,
+    double *errors) {
+#pragma clang fp contract(off)
+    __m256d s[2], y[2], lo[2], hi[2], total[2];
+    __m128 sf[2];
+    for (int v = 0; v < V; v++) {
+        sf[v] = _mm_loadu_ps(scales + 4 * v);
+        s[v] = _mm256_cvtps_pd(sf[v]);
+        y[v] = _mm256_div_pd(_mm256_set1_pd(1.0), s[v]);  // RN(1/s) in float64
+        lo[v] = _mm256_cvtps_pd(_mm_loadu_ps(lower + 4 * v));
+        hi[v] = _mm256_cvtps_pd(_mm_loadu_ps(upper + 4 * v));
+        total[v] = _mm256_setzero_pd();
+    }
+    for (long c = 0; c < count; c++) {
+        const __m256d value = _mm256_set1_pd((double)x[c]);
+        for (int v = 0; v < V; v++) {
+            // RN(value / s) in float64 by Markstein's correction (exact for every float value and
+            // nonzero float scale: float64 has the range for q0·s without underflow).
+            const __m256d q0 = _mm256_mul_pd(value, y[v]);
+            const __m256d rem = _mm256_fnmadd_pd(q0, s[v], value);
+            __m256d t = _mm256_fmadd_pd(rem, y[v], q0);
+            t = _mm256_min_pd(_mm256_max_pd(t, lo[v]), hi[v]);
+            t = _mm256_round_pd(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            // The float reconstruction q·s (q exact in float), the difference exact in float64,
+            // its square rounded, then added: the scalar loop's operations, lane by lane.
+            const __m128 back = _mm_mul_ps(_mm256_cvtpd_ps(t), sf[v]);
+            const __m256d d = _mm256_sub_pd(value, _mm256_cvtps_pd(back));
+            total[v] = _mm256_add_pd(total[v], _mm256_mul_pd(d, d));
+        }
+    }
+    for (int v = 0; v < V; v++) _mm256_storeu_pd(errors + 4 * v, total[v]);
+}
+
+__attribute__((target("avx2,fma"))) void swiftprune_clip_errors_f64_quotient(
+    const float *x, long count, const float *scales, const float *lower, const float *upper, int candidates,
+    double *errors) {
+    // Eight candidates per pass (two vectors: two independent addition chains per value); the
+    // last pass pads its lanes with copies of the last candidate and discards them.
+    float ps[8], pl[8], pu[8];
+    double pe[8];
+    for (int k = 0; k < candidates; k += 8) {
+        const int n = candidates - k < 8 ? candidates - k : 8;
+        for (int j = 0; j < 8; j++) {
+            const int from = k + (j < n ? j : n - 1);
+            ps[j] = scales[from]; pl[j] = lower[from]; pu[j] = upper[from];
+        }
+        if (n > 4) {
+            swiftprune_lane_errors_k(x, count, ps, pl, pu, 2, pe);
+        } else {
+            swiftprune_lane_errors_k(x, count, ps, pl, pu, 1, pe);
+        }
+        for (int j = 0; j < n; j++) errors[k + j] = pe[j];
+    }
+}
 #endif

@@ -4,6 +4,8 @@
 // Swift's SIMD8<Float> code for it ran on 128-bit halves with lane extractions
 // for the float64 conversion (~8 ns per 8 values and candidate); here one
 // load of 8 values serves two candidates, each with its own float64 chains.
+// GPTQ's searched group ranges (float64 quotients, one sequential sum per
+// candidate) get their own kernel: one candidate per float64 lane.
 #ifndef SWIFTPRUNE_CLIP_ERROR_H
 #define SWIFTPRUNE_CLIP_ERROR_H
 
@@ -20,6 +22,16 @@
 /// in the quotient's correction, so it is exact).
 void swiftprune_clip_errors_f32(const float *x, long count, const float *scales, const float *lower,
                                 const float *upper, int candidates, double *sums);
+
+/// For each candidate `k < candidates` (any number): the float64 sum, in the
+/// order of `x`, of `d²` (rounded, then added) over the `count` values of `x`,
+/// where `t = clamp(x / scales[k], lower[k], upper[k])` with the quotient
+/// correctly rounded in float64, rounded half to even, and `d = x − fl32(t ·
+/// scales[k])` exact in float64; written to `errors[k]`. These are the
+/// operations of GPTQ's searched group range (SearchedRange.error), one
+/// candidate per float64 lane. Every scale must be finite and nonzero.
+void swiftprune_clip_errors_f64_quotient(const float *x, long count, const float *scales, const float *lower,
+                                         const float *upper, int candidates, double *errors);
 #define SWIFTPRUNE_HAS_CLIP_ERRORS 1
 #else
 #define SWIFTPRUNE_HAS_CLIP_ERRORS 0
