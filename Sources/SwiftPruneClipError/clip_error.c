@@ -52,17 +52,30 @@ static inline __attribute__((always_inline, target("avx2,fma"))) void swiftprune
 }
 
 __attribute__((target("avx2,fma"))) void swiftprune_clip_errors_f32(
-    const float *x, long count, const float *scales, const float *lower, const float *upper, int candidates,
-    double *sums) {
+    const float *x, long count, const float *scales, const int32_t *zeroPoints, int32_t qmin, int32_t qmax,
+    int candidates, double *errors) {
     // Two candidates per pass: four float64 chains hide the FMA latency, and their
     // constants and accumulators fit the 16 ymm registers (with 3 or 4 the compiler
     // spilled accumulators to the stack inside the loop: 2.7 -> 3.4 ns per 8 values
     // and candidate).
+    float lower[2], upper[2];
+    double sums[16];
     for (int k = 0; k < candidates; k += 2) {
-        if (candidates - k >= 2) {
-            swiftprune_clip_errors_k(x, count, scales + k, lower + k, upper + k, 2, sums + 8 * k);
+        const int n = candidates - k >= 2 ? 2 : 1;
+        for (int j = 0; j < n; j++) {
+            lower[j] = (float)(qmin - zeroPoints[k + j]);
+            upper[j] = (float)(qmax - zeroPoints[k + j]);
+        }
+        if (n == 2) {
+            swiftprune_clip_errors_k(x, count, scales + k, lower, upper, 2, sums);
         } else {
-            swiftprune_clip_errors_k(x, count, scales + k, lower + k, upper + k, 1, sums + 8 * k);
+            swiftprune_clip_errors_k(x, count, scales + k, lower, upper, 1, sums);
+        }
+        // Lanes 0-3 plus lanes 4-7, then the four sums in order: what Swift's
+        // `(low + high).sum()` computes (SIMD sum() adds the lanes one by one).
+        for (int j = 0; j < n; j++) {
+            const double *a = sums + 8 * j, *b = a + 4;
+            errors[k + j] = (((a[0] + b[0]) + (a[1] + b[1])) + (a[2] + b[2])) + (a[3] + b[3]);
         }
     }
 }

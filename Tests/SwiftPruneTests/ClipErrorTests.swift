@@ -15,12 +15,12 @@ final class ClipErrorTests: XCTestCase {
         let lo = values.min()!, hi = values.max()!
         let bound = Swift.max(Swift.abs(Double(lo)), Swift.abs(Double(hi)))
         var errors = [Double](repeating: -1, count: c.count)
+        let scales = c.map(\.0), zeroPoints = c.map(\.1)
         values.withUnsafeBufferPointer { v in
-            c.withUnsafeBufferPointer { cb in
-                errors.withUnsafeMutableBufferPointer { e in
-                    QuantizationCalibration.squaredErrors(v.baseAddress!, count: v.count, maxMagnitude: bound,
-                                                          candidates: cb, scheme: scheme, into: e.baseAddress!)
-                }
+            errors.withUnsafeMutableBufferPointer { e in
+                QuantizationCalibration.squaredErrors(v.baseAddress!, count: v.count, maxMagnitude: bound, scales: scales,
+                                                      zeroPoints: zeroPoints, n: c.count, scheme: scheme,
+                                                      into: e.baseAddress!)
             }
         }
         return errors
@@ -87,6 +87,40 @@ final class ClipErrorTests: XCTestCase {
                 let q0 = x * y
                 let q = q0.addingProduct(x.addingProduct(-q0, s), y)
                 XCTAssertEqual(q.bitPattern, (x / s).bitPattern)
+            }
+        }
+    }
+
+    func testSearchedRangeEqualsTheScalarScan() throws {
+        // GPTQ's mse=True search (SearchedRange): the kernel path against the scalar errors, scanned alike.
+        var random = TestRandom(seed: 17)
+        for (bits, symmetric, count) in [(4, true, 128), (4, false, 128), (3, false, 37), (8, true, 64), (2, true, 200)] {
+            let scheme = try QuantizationScheme(bits: bits, symmetric: symmetric)
+            let search = SearchedRange(scheme: scheme, grid: 100, maxShrink: 0.8)
+            for trial in 0 ..< 40 {
+                var x = (0 ..< count).map { _ in random.float(in: -1 ... 1) * (trial % 2 == 0 ? 1 : 0.01) }
+                x[trial % count] *= 8
+                // Values on the rounding boundaries of one shrink's grid.
+                let lo = Double(Swift.min(x.min()!, 0)), hi = Double(Swift.max(x.max()!, 0))
+                let p = 1 - Double(trial % 80) / 100
+                let c = scheme.parameters(lo: p * lo, hi: p * hi, as: Double.self)
+                for i in stride(from: 3, to: count, by: 11) {
+                    let edge = (Float(i % 7) - 3.5) * c.scale
+                    x[i] = [edge, edge.nextUp, edge.nextDown][i % 3]
+                }
+                let got = x.withUnsafeBufferPointer { search.parameters($0.baseAddress!, count) }
+                // The scalar scan: minmax, then the shrinks, first strictly smaller error wins.
+                let lo2 = Double(Swift.min(x.min()!, 0)), hi2 = Double(Swift.max(x.max()!, 0))
+                var best = scheme.parameters(lo: lo2, hi: hi2, as: Double.self)
+                var bestError = x.withUnsafeBufferPointer { search.error($0.baseAddress!, count, best) }
+                for k in 1 ..< 80 {
+                    let q = 1 - Double(k) / 100
+                    let candidate = scheme.parameters(lo: q * lo2, hi: q * hi2, as: Double.self)
+                    let e = x.withUnsafeBufferPointer { search.error($0.baseAddress!, count, candidate) }
+                    if e < bestError { (best, bestError) = (candidate, e) }
+                }
+                XCTAssertEqual(got.scale, best.scale, "bits \(bits) symmetric \(symmetric) trial \(trial)")
+                XCTAssertEqual(got.zeroPoint, best.zeroPoint)
             }
         }
     }

@@ -10,18 +10,21 @@
 #define SWIFTPRUNE_CLIP_ERROR_H
 
 #if defined(__x86_64__)
+#include <stdint.h>
 
-/// For each candidate `k < candidates` and the first `count` rounded
+/// For each candidate `k < candidates` (scale `scales[k]`, zero point
+/// `zeroPoints[k]` on the grid [qmin, qmax]) and the first `count` rounded
 /// down to a multiple of 8 values of `x`: with `t = clamp(x / scales[k],
-/// lower[k], upper[k])` rounded half to even (the correctly rounded quotient)
-/// and `e = x − t·scales[k]` (product and difference rounded to float),
-/// writes the float64 sums of `e²` over lanes 0-3 of each block of 8 to
-/// `sums[8k ..< 8k+4]` and over lanes 4-7 to `sums[8k+4 ..< 8k+8]`, each
-/// accumulated block by block in order. Every scale must lie in
-/// [2⁻⁶⁴, 2⁶⁴] and every `|x / scale|` below 2¹⁰⁰ (no underflow or overflow
-/// in the quotient's correction, so it is exact).
-void swiftprune_clip_errors_f32(const float *x, long count, const float *scales, const float *lower,
-                                const float *upper, int candidates, double *sums);
+/// qmin − zero, qmax − zero)` (the correctly rounded float quotient) rounded
+/// half to even and `e = x − t·scales[k]` (product and difference rounded to
+/// float), the float64 sums of `e²` per lane (lanes 0-3 and 4-7 of each block
+/// of 8, accumulated block by block in order), then reduced as
+/// `((l0 + h0) + (l1 + h1)) + (l2 + h2)) + (l3 + h3)`; written to
+/// `errors[k]`. Every scale must lie in [2⁻⁶⁴, 2⁶⁴] and every `|x / scale|`
+/// be below 2¹⁰⁰ (no underflow or overflow in the quotient's correction, so
+/// it is exact).
+void swiftprune_clip_errors_f32(const float *x, long count, const float *scales, const int32_t *zeroPoints,
+                                int32_t qmin, int32_t qmax, int candidates, double *errors);
 
 /// For each candidate `k < candidates` (any number): the float64 sum, in the
 /// order of `x`, of `d²` (rounded, then added) over the `count` values of `x`,
