@@ -1,9 +1,13 @@
 // Build and run: clang -O2 -march=x86-64-v3 benchmarks/exact_quotient.c -o /tmp/exact_quotient && /tmp/exact_quotient 60
 // (about 19 billion quotients, ~4 s of CPU; exit status 1 if any differs).
 //
-// Exhaustive check: for each divisor s in a set, and every float x with significand in [1,2) at two
-// exponents (x/s above and below 1), RN(q0 + RN(x - q0*s)*y) with q0 = RN(x*y), y = RN(1/s)
-// (two FMAs) equals the IEEE quotient x/s. Significands are what matter (exponents only shift).
+// Exhaustive check of the quotient of the "mse" search kernel (Sources/SwiftPruneClipError): for
+// divisors s with 4 extreme significands (1.0, 1+2^-23, 2-2^-23, 2-2^-22) and N pseudo-random ones,
+// each at exponents -60, 0 and 60, and every float x whose quotient x/s lies in about 2^-2 .. 2^10
+// (all 2^23 significands at each of 12 exponents; the search clamps quotients to at most 255),
+// RN(q0 + RN(x - q0*s)*y) with q0 = RN(x*y), y = RN(1/s) (two FMAs) equals the IEEE quotient x/s.
+// Quotients below 1/4 round to 0 whatever their last bits. Result on the dev VM with N = 60:
+// 19,327,352,832 quotients, 0 differ.
 #include <immintrin.h>
 #include <stdio.h>
 #include <stdint.h>
