@@ -64,8 +64,9 @@ def test_matmul_threads_give_the_same_result():
     rng = np.random.default_rng(5)
     a = rng.standard_normal((300, 400)).astype(np.float32)
     b = rng.standard_normal((400, 500)).astype(np.float32)
-    one, two = per_thread_count(lambda: sp.matmul(a, b))
+    one, two, three = per_thread_count(lambda: sp.matmul(a, b), (1, 2, 3))
     np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, three)
 
 
 @pytest.mark.parametrize("m,n", [(1003, 64), (1000, 70), (61, 128)])
@@ -76,8 +77,9 @@ def test_matmul_thin_product_threads_give_the_same_result(m, n):
     rng = np.random.default_rng(m + n)
     a = rng.standard_normal((m, 700)).astype(np.float32)
     b = rng.standard_normal((700, n)).astype(np.float32)
-    one, two = per_thread_count(lambda: sp.matmul(a, b))
+    one, two, three = per_thread_count(lambda: sp.matmul(a, b), (1, 2, 3))
     np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, three)
     np.testing.assert_allclose(two, reference(a, b), rtol=0, atol=1e-5 * np.sqrt(700) * 4)
 
 
