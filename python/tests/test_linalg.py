@@ -83,6 +83,19 @@ def test_matmul_thin_product_threads_give_the_same_result(m, n):
     np.testing.assert_allclose(two, reference(a, b), rtol=0, atol=1e-5 * np.sqrt(700) * 4)
 
 
+def test_matmul_tall_packed_product_row_slices_give_the_same_result():
+    # C wider than 128 columns (A packed) with at least 1024 rows per worker: each worker
+    # takes a slice of C's rows and packs its own B; every element's sum over the depth
+    # blocks (k = 600: three) runs in the same order as on one thread, so the bits agree.
+    rng = np.random.default_rng(31)
+    a = rng.standard_normal((3100, 600)).astype(np.float32)
+    b = rng.standard_normal((600, 150)).astype(np.float32)
+    one, two, three = per_thread_count(lambda: sp.matmul(a, b), (1, 2, 3))
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, three)
+    np.testing.assert_allclose(one, reference(a, b), rtol=0, atol=1e-5 * np.sqrt(600) * 4)
+
+
 def test_matmul_bad_input():
     with pytest.raises(ValueError, match="inner dimensions"):
         sp.matmul(np.ones((2, 3)), np.ones((4, 2)))

@@ -117,6 +117,12 @@ struct GEMMDriver<T: GEMMScalar> {
     /// in place, not packed (`sgemmMicroKernelDirectA` /
     /// `dgemmMicroKernelDirectA`, same results as the packed kernels).
     let directA: Bool
+    /// Rows of C per worker from which a packed product is split into row
+    /// slices (``runRowSlices(workers:)``, each worker packing its own B)
+    /// rather than sharing each packed B block between workers with two
+    /// fork-joins per depth block: a worker's extra B packing costs about
+    /// 30 / rows of its multiply time (3% at 1024 rows).
+    static var packedSliceRows: Int { 1024 }
     /// Up to this many columns of C (eight 16-column panels) a packed A
     /// sliver would be used too few times to repay its copy.
     static var directAMaxColumns: Int { 128 }
@@ -202,7 +208,7 @@ struct GEMMDriver<T: GEMMScalar> {
     /// - Throws: `.outOfMemory` when the packing buffers are refused (the
     ///   fallible allocator); C then holds a partial result.
     func runChecked(workers: Int) throws {
-        if directA && workers > 1 && !upperOnly && m >= workers * mr {
+        if workers > 1 && !upperOnly && m >= workers * (directA ? mr : Self.packedSliceRows) {
             try runRowSlices(workers: workers)
             return
         }

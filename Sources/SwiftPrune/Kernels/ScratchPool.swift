@@ -27,7 +27,7 @@ enum ScratchPool {
             return list.remove(at: index)
         }
         if let reused { return reused }
-        return Buffer(pointer: try FallibleAllocation.allocate(bytes: needed, alignment: 64, "\(needed) bytes of scratch"),
+        return Buffer(pointer: try FallibleAllocation.allocate(bytes: needed, alignment: 64, "scratch (GEMM packing or QR work arrays)"),
                       bytes: needed)
     }
 
