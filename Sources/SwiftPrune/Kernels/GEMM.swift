@@ -233,12 +233,14 @@ struct GEMMDriver<T: GEMMScalar> {
     }
 
     /// The direct-A case (C at most ``directAMaxColumns`` wide, e.g. a weight
-    /// times 64 activation columns) on several workers: each takes a slice of
-    /// C's rows (a multiple of `mr`, so the same tiles are full or partial as
-    /// on one worker: identical results) and runs the whole depth on its own,
-    /// packing its own copy of the small B. One fork-join per call instead of
-    /// two per depth block (32 at k = 4096), and no worker waits at a barrier
-    /// for another that the OS preempted.
+    /// times 64 activation columns), and packed products with at least
+    /// ``packedSliceRows`` rows per worker, on several workers: each takes a
+    /// slice of C's rows (a multiple of `mr`, so the same tiles are full or
+    /// partial as on one worker, and each element's sum runs over the same
+    /// depth blocks in the same order: identical results) and runs the whole
+    /// depth on its own, packing its own copy of B. One fork-join per call
+    /// instead of two per depth block (32 at k = 4096), and no worker waits at
+    /// a barrier for another that the OS preempted.
     func runRowSlices(workers: Int) throws {
         let tiles = (m + mr - 1) / mr
         // A worker cannot throw: the first refusal is kept and thrown after the join.
