@@ -152,15 +152,16 @@ def settle(limit: float = 1.0, window: float = 0.01) -> float:
     threads) would charge it their CPU time: measured on this 2-core VM, a
     2-thread `swiftprune.matmul` timed right after NumPy's 2-thread `a @ b`
     took 1.5x the CPU time it takes after a pause. A contender is therefore
-    timed only once the process has been idle for `window` seconds (at most
-    `limit` seconds of waiting).
+    timed only once the process has been idle for two windows of `window`
+    seconds in a row (at most `limit` seconds of waiting): on a loaded machine
+    a spinning thread may be off its core for one whole window.
     """
     start = time.perf_counter()
-    while time.perf_counter() - start < limit:
+    quiet = 0
+    while time.perf_counter() - start < limit and quiet < 2:
         cpu0 = time.process_time()
         time.sleep(window)
-        if time.process_time() - cpu0 < 0.1 * window:
-            break
+        quiet = quiet + 1 if time.process_time() - cpu0 < 0.05 * window else 0
     return time.perf_counter() - start
 
 
