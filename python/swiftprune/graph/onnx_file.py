@@ -11,19 +11,14 @@ channels through them.
 """
 from __future__ import annotations
 
-import errno
-import os
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from .._onnx_model import OnnxFileError, load_onnx_model
 from .ir import Graph, Node, Param
 
 __all__ = ["read_onnx", "write_onnx", "OnnxFileError"]
-
-
-class OnnxFileError(ValueError):
-    """The file is not a readable ONNX model."""
 
 
 def _onnx():
@@ -97,16 +92,8 @@ def _input_channel_axis(name: str, shape: Optional[tuple], nodes) -> Optional[in
 def read_onnx(model: Any) -> Graph:
     """Read an ``.onnx`` path (or an ``onnx.ModelProto``) into a :class:`Graph`."""
     onnx, numpy_helper = _onnx()
-    if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(errno.ENOENT, "no such .onnx file", path)
-        try:
-            proto = onnx.load(path)
-        except Exception as error:  # protobuf DecodeError and friends
-            raise OnnxFileError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
-    else:
-        path, proto = "<ModelProto>", model
+    proto = load_onnx_model(model, onnx)
+    path = "<ModelProto>" if proto is model else str(model)
     if not len(proto.graph.node):
         raise OnnxFileError(f"{path}: the ONNX graph has no nodes")
     try:
