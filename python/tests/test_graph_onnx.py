@@ -7,6 +7,9 @@ node's own inputs), run by onnxruntime.
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -15,6 +18,9 @@ ort = pytest.importorskip("onnxruntime", reason='needs onnxruntime: pip install 
 from onnx import numpy_helper  # noqa: E402
 
 import _graph_onnx_models as models  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+import graph_coverage as coverage  # noqa: E402
 from swiftprune.graph import load_graph, prune_model  # noqa: E402
 from swiftprune.graph.onnx_file import OnnxFileError  # noqa: E402
 
@@ -24,24 +30,8 @@ def run(model, x):
     return session.run(None, {"x": x})[0]
 
 
-def zeroed(model, result):
-    """A copy of ``model`` whose weights reading removed channels are 0."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    inits = {i.name: i for i in copy.graph.initializer}
-    touched = 0
-    for index, node in enumerate(copy.graph.node):
-        name = node.name or f"{node.op_type}_{index}"        # how unnamed nodes are reported
-        if name in result.removed_inputs:
-            _, axis, removed = result.removed_inputs[name]
-            w = numpy_helper.to_array(inits[node.input[1]]).copy()
-            index = [slice(None)] * w.ndim
-            index[axis] = removed
-            w[tuple(index)] = 0
-            inits[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
-            touched += 1
-    assert touched == len(result.removed_inputs)
-    return copy
+# A copy of the model whose weights reading removed channels are 0 (every removed input slice found).
+zeroed = coverage.zeroed_onnx
 
 
 @pytest.mark.parametrize("build", [models.residual, models.concat_depthwise_se, models.conv_transpose],
@@ -148,13 +138,11 @@ def test_onnx_converted_from_keras(tmp_path):
     """An ONNX file converted from a Keras .keras file (benchmarks/keras_to_onnx.py: NCHW, a Transpose back to
     NHWC before Flatten) prunes like the Keras model itself, and equals the zeroed original in onnxruntime."""
     keras = pytest.importorskip("keras", reason='needs Keras 3: pip install "swiftprune[keras]"')
-    import os
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
-    import graph_coverage as coverage
+    from _keras_numpy_init import numpy_initializers
     from keras_to_onnx import convert
     keras.utils.set_random_seed(0)
-    model = coverage.classic_cnn()
+    with numpy_initializers():      # random weights without compiling JAX's generator
+        model = coverage.classic_cnn()
     model.save(tmp_path / "cnn.keras")
     converted = convert(str(tmp_path / "cnn.keras"))
     x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype(np.float32)
