@@ -137,11 +137,16 @@ extension RandomizedSVD {
             if done >= rank && !(after > 1e-8 * before) { blocksUsed = i + 1; break iterate }
             // Round 1: C = K nextᵀ (done × b; K read in place as the direct-A kernel's A), next -= Cᵀ K,
             // removing what round 0's rounding (and the cancellation) left in the span of K.
-            try gemm(transA: false, transB: true, m: done, n: b, k: rows, alpha: 1, a: kt, lda: rows,
-                     b: next, ldb: rows, beta: 0, c: coefficients, ldc: b)
-            try gemm(transA: true, transB: false, m: b, n: rows, k: done, alpha: -1, a: coefficients, lda: b,
-                     b: kt, ldb: rows, beta: 1, c: next, ldc: rows)
-            try CholeskyQR.orthonormalizeRows(next, count: b, length: rows, passes: 2)
+            // When the block is (nearly) rank-deficient, CholeskyQR hands it to Householder QR,
+            // whose extra rows come from rounding noise that is not orthogonal to K: those
+            // unit rows get one more projection and orthonormalization.
+            for _ in 0 ..< 2 {
+                try gemm(transA: false, transB: true, m: done, n: b, k: rows, alpha: 1, a: kt, lda: rows,
+                         b: next, ldb: rows, beta: 0, c: coefficients, ldc: b)
+                try gemm(transA: true, transB: false, m: b, n: rows, k: done, alpha: -1, a: coefficients, lda: b,
+                         b: kt, ldb: rows, beta: 1, c: next, ldc: rows)
+                if try CholeskyQR.orthonormalizeRows(next, count: b, length: rows, passes: 2) { break }
+            }
         }
         // Rayleigh–Ritz: B = Kᵀ X = Z (d × cols); G = B Bᵀ = E Λ Eᵀ in Double.
         let d = blocksUsed * b
