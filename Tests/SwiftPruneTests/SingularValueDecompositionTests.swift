@@ -114,6 +114,55 @@ final class SingularValueDecompositionTests: XCTestCase {
         }
     }
 
+    func testSymmetricEigenTopVectorsOnClusteredAndDegenerateSpectra() throws {
+        // A = Q Λ Qᵀ with Q a product of three Householder reflections (orthogonal to rounding) and a
+        // spectrum with an 8-fold eigenvalue the `top` boundary cuts through, a pair 1e-9 apart and a
+        // 5-fold cluster 1e-7 wide among the kept ones: the top-k rows must be orthonormal eigenvectors
+        // (A v = λ v) of the known eigenvalues, as in the full decomposition. n = 200 goes through the
+        // blocked tridiagonalization.
+        let n = 200
+        var spectrum = (0 ..< n).map { 1 + Double($0) / 16 }
+        for i in 150 ..< 158 { spectrum[i] = spectrum[150] }          // degenerate, cut at 154
+        spectrum[170] = spectrum[169] + 1e-9                          // nearly equal pair
+        for i in 180 ..< 185 { spectrum[i] = spectrum[180] + 2e-8 * Double(i - 180) }
+        spectrum.sort()
+        var random = TestRandom(seed: 7)
+        var q = [Double](repeating: 0, count: n * n)
+        for i in 0 ..< n { q[i * n + i] = 1 }
+        for _ in 0 ..< 3 {   // q ← q (I − 2 v vᵀ)
+            let v = (0 ..< n).map { _ in Double(random.float(in: -1 ... 1)) }
+            let norm = v.reduce(0) { $0 + $1 * $1 }
+            for r in 0 ..< n {
+                let projection = (0 ..< n).reduce(0.0) { $0 + q[r * n + $1] * v[$1] } * 2 / norm
+                for c in 0 ..< n { q[r * n + c] -= projection * v[c] }
+            }
+        }
+        var a = [Double](repeating: 0, count: n * n)
+        for i in 0 ..< n {
+            for j in 0 ..< n { a[i * n + j] = (0 ..< n).reduce(0.0) { $0 + q[i * n + $1] * spectrum[$1] * q[j * n + $1] } }
+        }
+        for i in 0 ..< n { for j in 0 ..< i { a[i * n + j] = a[j * n + i] } }
+        for k in [46, 30, 1, n] {
+            var w = a
+            let values = try w.withUnsafeMutableBufferPointer {
+                try SymmetricEigen.decompose($0.baseAddress!, n: n, top: k)
+            }
+            for j in 0 ..< n { XCTAssertEqual(values[j], spectrum[j], accuracy: 1e-12 * spectrum[n - 1]) }
+            for p in n - k ..< n {
+                for r in p ..< n {
+                    let product = (0 ..< n).reduce(0.0) { $0 + w[p * n + $1] * w[r * n + $1] }
+                    XCTAssertEqual(product, p == r ? 1 : 0, accuracy: 1e-12, "rows \(p), \(r) of top \(k)")
+                }
+                var residual = 0.0
+                for i in 0 ..< n {
+                    let av = (0 ..< n).reduce(0.0) { $0 + a[i * n + $1] * w[p * n + $1] }
+                    residual = max(residual, abs(av - values[p] * w[p * n + i]))
+                }
+                XCTAssertLessThan(residual, 1e-12 * spectrum[n - 1], "row \(p) of top \(k)")
+            }
+        }
+    }
+
     func testSymmetricEigenNegligibleClusterOfAnExactlyRankThreeMatrix() throws {
         // A = B Bᵀ with B n × 3: three positive eigenvalues and n − 3 zeros. With `negligible` (as the SVD
         // calls it on Gram matrices) the zero cluster gets *some* orthonormal basis of the complement, not

@@ -155,8 +155,8 @@ extension RandomizedSVD {
         for r in 0 ..< d {
             for c in 0 ..< d { gd[r * d + c] = Double(gram[r * capacity + c]) }
         }
-        _ = try SymmetricEigen.decompose(gd, n: d)
-        // Eigenvectors come as rows, ascending: the leading `rank`, descending.
+        _ = try SymmetricEigen.decompose(gd, n: d, top: rank)
+        // Eigenvectors come as rows, ascending (only the last `rank` computed): the leading `rank`, descending.
         let top = try FallibleAllocation.allocate(Float.self, count: rank * d)
         defer { FallibleAllocation.free(top) }
         for j in 0 ..< rank {
