@@ -85,15 +85,26 @@ extension RandomizedSVD {
         defer { FallibleAllocation.free(coefficients) }
         let inverse = try FallibleAllocation.allocate(Float.self, count: b * b)
         defer { FallibleAllocation.free(inverse) }
+        // K and Z also by columns (rows × capacity, cols × capacity): every product with K or Z
+        // whose result is thin then reads them in place as GEMM's A (the direct-A kernel, ≤ 128
+        // result columns) — as rows they would be GEMM's B, packed (copied) on every call.
+        let kc = try FallibleAllocation.allocate(Float.self, count: rows * capacity)
+        defer { FallibleAllocation.free(kc) }
+        let zc = try FallibleAllocation.allocate(Float.self, count: cols * capacity)
+        defer { FallibleAllocation.free(zc) }
+        let nextColumns = try FallibleAllocation.allocate(Float.self, count: rows * b)
+        defer { FallibleAllocation.free(nextColumns) }
         // Ωᵀ: b × cols Gaussian rows; Y₀ = orth(X Ω).
         var generator = GaussianGenerator(seed: seed)
         for i in 0 ..< b * cols { work[i] = Float(generator.next()) }
         try timesX(work, b, kt)
         try CholeskyQR.orthonormalizeRows(kt, count: b, length: rows, passes: 2)
+        transposeBlocked(kt, rows: b, cols: rows, into: kc, dstStride: capacity)
         var blocksUsed = blocks
         iterate: for i in 0 ..< blocks {
             let y = kt + i * b * rows, z = zt + i * b * cols
             try timesXt(y, b, z)
+            transposeBlocked(z, rows: b, cols: cols, into: zc + i * b, dstStride: capacity)
             // G's block column i: Z_{≤i} Z_iᵀ (done × b), mirrored into block row i.
             let done = (i + 1) * b
             try gemm(transA: false, transB: true, m: done, n: b, k: cols, alpha: 1, a: zt, lda: cols,
@@ -124,29 +135,35 @@ extension RandomizedSVD {
             }
             let next = y + b * rows
             try timesX(work, b, next)
+            // Both projections by columns: next (as rows × b) −= K C, with K by columns
+            // as the direct-A kernel's A; round 1's C = K next reads K by rows the same way.
+            transposeBlocked(next, rows: b, cols: rows, into: nextColumns)
             var before = 0.0
-            for r in 0 ..< b * rows { before += Double(next[r]) * Double(next[r]) }
-            // Round 0: next -= Cᵀ K with the coefficients above.
-            try gemm(transA: true, transB: false, m: b, n: rows, k: done, alpha: -1, a: coefficients, lda: b,
-                     b: kt, ldb: rows, beta: 1, c: next, ldc: rows)
+            for r in 0 ..< b * rows { before += Double(nextColumns[r]) * Double(nextColumns[r]) }
+            // Round 0: next -= K C with the coefficients above.
+            try gemm(transA: false, transB: false, m: rows, n: b, k: done, alpha: -1, a: kc, lda: capacity,
+                     b: coefficients, ldb: b, beta: 1, c: nextColumns, ldc: b)
             // The whole block already lies in the span (to Float rounding): the
             // Krylov space is invariant (an exactly low-rank matrix), and blocks
             // of pure rounding noise would only be made orthogonal by luck.
             var after = 0.0
-            for r in 0 ..< b * rows { after += Double(next[r]) * Double(next[r]) }
+            for r in 0 ..< b * rows { after += Double(nextColumns[r]) * Double(nextColumns[r]) }
             if done >= rank && !(after > 1e-8 * before) { blocksUsed = i + 1; break iterate }
-            // Round 1: C = K nextᵀ (done × b; K read in place as the direct-A kernel's A), next -= Cᵀ K,
-            // removing what round 0's rounding (and the cancellation) left in the span of K.
-            // When the block is (nearly) rank-deficient, CholeskyQR hands it to Householder QR,
-            // whose extra rows come from rounding noise that is not orthogonal to K: those
-            // unit rows get one more projection and orthonormalization.
-            for _ in 0 ..< 2 {
-                try gemm(transA: false, transB: true, m: done, n: b, k: rows, alpha: 1, a: kt, lda: rows,
-                         b: next, ldb: rows, beta: 0, c: coefficients, ldc: b)
-                try gemm(transA: true, transB: false, m: b, n: rows, k: done, alpha: -1, a: coefficients, lda: b,
-                         b: kt, ldb: rows, beta: 1, c: next, ldc: rows)
+            // Round 1: C = Kᵀ next (done × b), next -= K C, removing what round 0's
+            // rounding (and the cancellation) left in the span of K. When the block is
+            // (nearly) rank-deficient, CholeskyQR hands it to Householder QR, whose extra
+            // rows come from rounding noise that is not orthogonal to K: those unit rows
+            // get one more projection and orthonormalization.
+            for attempt in 0 ..< 2 {
+                if attempt > 0 { transposeBlocked(next, rows: b, cols: rows, into: nextColumns) }
+                try gemm(transA: false, transB: false, m: done, n: b, k: rows, alpha: 1, a: kt, lda: rows,
+                         b: nextColumns, ldb: b, beta: 0, c: coefficients, ldc: b)
+                try gemm(transA: false, transB: false, m: rows, n: b, k: done, alpha: -1, a: kc, lda: capacity,
+                         b: coefficients, ldb: b, beta: 1, c: nextColumns, ldc: b)
+                transposeBlocked(nextColumns, rows: rows, cols: b, into: next)
                 if try CholeskyQR.orthonormalizeRows(next, count: b, length: rows, passes: 2) { break }
             }
+            transposeBlocked(next, rows: b, cols: rows, into: kc + done, dstStride: capacity)
         }
         // Rayleigh–Ritz: B = Kᵀ X = Z (d × cols); G = B Bᵀ = E Λ Eᵀ in Double.
         let d = blocksUsed * b
@@ -156,16 +173,29 @@ extension RandomizedSVD {
             for c in 0 ..< d { gd[r * d + c] = Double(gram[r * capacity + c]) }
         }
         _ = try SymmetricEigen.decompose(gd, n: d, top: rank)
-        // Eigenvectors come as rows, ascending (only the last `rank` computed): the leading `rank`, descending.
-        let top = try FallibleAllocation.allocate(Float.self, count: rank * d)
+        // Eigenvectors come as rows, ascending (only the last `rank` computed): the leading
+        // `rank`, descending, as the columns of Eᵀ (d × rank) for the products below.
+        let top = try FallibleAllocation.allocate(Float.self, count: d * rank)
         defer { FallibleAllocation.free(top) }
         for j in 0 ..< rank {
             let source = gd + (d - 1 - j) * d
-            for c in 0 ..< d { top[j * d + c] = Float(source[c]) }
+            for c in 0 ..< d { top[c * rank + j] = Float(source[c]) }
         }
-        // Vᵀ rows: e_j B / ‖e_j B‖ (the norm is σ_j); Uᵀ rows: e_j K.
-        try gemm(transA: false, transB: false, m: rank, n: cols, k: d, alpha: 1, a: top, lda: d,
-                 b: zt, ldb: cols, beta: 0, c: rightRows, ldc: cols)
+        // Vᵀ rows: e_j B / ‖e_j B‖ (the norm is σ_j); Uᵀ rows: e_j K — computed as
+        // Zᵀ E and K E by columns (K, Z read in place), ≤ 128 columns of E per product.
+        let thin = try FallibleAllocation.allocate(Float.self, count: max(rows, cols) * rank)
+        defer { FallibleAllocation.free(thin) }
+        func times(_ basis: UnsafePointer<Float>, length: Int, into out: UnsafeMutablePointer<Float>) throws {
+            var c0 = 0
+            while c0 < rank {
+                let width = min(128, rank - c0)
+                try gemm(transA: false, transB: false, m: length, n: width, k: d, alpha: 1, a: basis, lda: capacity,
+                         b: top + c0, ldb: rank, beta: 0, c: thin + c0, ldc: rank)
+                c0 += width
+            }
+            transposeBlocked(thin, rows: length, cols: rank, into: out)
+        }
+        try times(zc, length: cols, into: rightRows)
         var norms = try [Double](fallibleRepeating: 0, count: rank)
         for j in 0 ..< rank {
             let row = rightRows + j * cols
@@ -177,7 +207,12 @@ extension RandomizedSVD {
         let order = (0 ..< rank).sorted { norms[$0] > norms[$1] || (norms[$0] == norms[$1] && $0 < $1) }
         if order != Array(0 ..< rank) {
             permuteRows(rightRows, order, length: cols)
-            permuteRows(top, order, length: d)
+            // Columns of Eᵀ: through its transpose.
+            let rowsOfE = try FallibleAllocation.allocate(Float.self, count: rank * d)
+            defer { FallibleAllocation.free(rowsOfE) }
+            transposeBlocked(top, rows: d, cols: rank, into: rowsOfE)
+            permuteRows(rowsOfE, order, length: d)
+            transposeBlocked(rowsOfE, rows: rank, cols: d, into: top)
             norms = order.map { norms[$0] }
         }
         for j in 0 ..< rank { values[j] = norms[j] }
@@ -206,8 +241,7 @@ extension RandomizedSVD {
                 wide, count: rank, length: cols, norms: negligible ? norms : [Double](repeating: 1, count: rank))
             for i in 0 ..< rank * cols { rightRows[i] = Float(wide[i]) }
         }
-        try gemm(transA: false, transB: false, m: rank, n: rows, k: d, alpha: 1, a: top, lda: d,
-                 b: kt, ldb: rows, beta: 0, c: leftRows, ldc: rows)
+        try times(kc, length: rows, into: leftRows)
     }
 
     /// Reorders the rows of `b` (`order.count` rows of `length`): row `i` becomes old row `order[i]`.

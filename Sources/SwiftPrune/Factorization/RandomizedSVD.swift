@@ -242,7 +242,11 @@ public enum RandomizedSVD {
     /// eight row loads and eight row stores per block, where an element-wise
     /// copy makes 64 scattered stores; 3–4x faster on a 2048² matrix), the
     /// ragged edges element by element. An exact copy.
-    static func transposeBlocked(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+    ///
+    /// `srcStride` / `dstStride` (defaults `cols` / `rows`): the distance between stored rows.
+    static func transposeBlocked(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>,
+                                 srcStride: Int? = nil, dstStride: Int? = nil) {
+        let sld = srcStride ?? cols, dld = dstStride ?? rows
         let tile = 32
         let tiles = (rows + tile - 1) / tile
         let workers = Threading.workerCount(for: rows * cols, minimumPerWorker: 1 << 18)
@@ -257,17 +261,17 @@ public enum RandomizedSVD {
                     while i + 8 <= i1 {
                         var j = j0
                         while j + 8 <= j1 {
-                            swiftprune_transpose_8x8_f32(src + i * cols + j, cols, dst + j * rows + i, rows)
+                            swiftprune_transpose_8x8_f32(src + i * sld + j, sld, dst + j * dld + i, dld)
                             j += 8
                         }
                         for r in i ..< i + 8 {
-                            for c in j ..< j1 { dst[c * rows + r] = src[r * cols + c] }
+                            for c in j ..< j1 { dst[c * dld + r] = src[r * sld + c] }
                         }
                         i += 8
                     }
                     #endif
                     for r in i ..< i1 {
-                        for c in j0 ..< j1 { dst[c * rows + r] = src[r * cols + c] }
+                        for c in j0 ..< j1 { dst[c * dld + r] = src[r * sld + c] }
                     }
                     j0 = j1
                 }
