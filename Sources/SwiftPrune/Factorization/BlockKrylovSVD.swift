@@ -27,7 +27,8 @@
 /// Rounding: `G` is accumulated in Float (as every product of the method
 /// is), so the Ritz vectors are accurate to Float precision relative to
 /// `σ_max`, like the products that made `B`; `Vᵀ` is made orthonormal by one
-/// CholeskyQR pass in Float (Householder when that is ill-conditioned).
+/// CholeskyQR pass in Float (the dense SVD's Double path when that pass is
+/// ill-conditioned or rows are null).
 extension RandomizedSVD {
     /// The Krylov block size and number of blocks for `rank`, `oversample`
     /// and `iterations` (scikit-learn's number of power iterations `q`):
@@ -52,8 +53,8 @@ extension RandomizedSVD {
         let scaled = rank.multipliedReportingOverflow(by: 4 + min(iterations, 1 << 20))
         let target = max(l, scaled.overflow ? Int.max / 2 : scaled.partialValue / 4)
         let block = max(1, max((rank + 7) / 8, min(16, (rank + 1) / 2)))
-        let (sum, _) = iterations.addingReportingOverflow(1)
-        let blocks = max(sum, target / block + (target % block == 0 ? 0 : 1))
+        let (sum, huge) = iterations.addingReportingOverflow(1)
+        let blocks = max(huge ? Int.max : sum, target / block + (target % block == 0 ? 0 : 1))
         return (block, blocks)
     }
 
