@@ -207,12 +207,12 @@ extension RandomizedSVD {
         // Descending by the computed σ (rounding may swap near-equal eigenvalues).
         let order = (0 ..< rank).sorted { norms[$0] > norms[$1] || (norms[$0] == norms[$1] && $0 < $1) }
         if order != Array(0 ..< rank) {
-            permuteRows(rightRows, order, length: cols)
+            SingularValueDecomposition.permuteRows(rightRows, order, length: cols)
             // Columns of Eᵀ: through its transpose.
             let rowsOfE = try FallibleAllocation.allocate(Float.self, count: rank * d)
             defer { FallibleAllocation.free(rowsOfE) }
             transposeBlocked(top, rows: d, cols: rank, into: rowsOfE)
-            permuteRows(rowsOfE, order, length: d)
+            SingularValueDecomposition.permuteRows(rowsOfE, order, length: d)
             transposeBlocked(rowsOfE, rows: rank, cols: d, into: top)
             norms = order.map { norms[$0] }
         }
@@ -243,15 +243,5 @@ extension RandomizedSVD {
             for i in 0 ..< rank * cols { rightRows[i] = Float(wide[i]) }
         }
         try times(kc, length: rows, into: leftRows)
-    }
-
-    /// Reorders the rows of `b` (`order.count` rows of `length`): row `i` becomes old row `order[i]`.
-    static func permuteRows(_ b: UnsafeMutablePointer<Float>, _ order: [Int], length: Int) {
-        let copy = UnsafeMutablePointer<Float>.allocate(capacity: order.count * length)
-        defer { copy.deallocate() }
-        copy.update(from: b, count: order.count * length)
-        for (row, source) in order.enumerated() {
-            (b + row * length).update(from: copy + source * length, count: length)
-        }
     }
 }

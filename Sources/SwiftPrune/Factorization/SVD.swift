@@ -316,8 +316,9 @@ public enum SingularValueDecomposition {
         }
     }
 
-    static func permuteRows(_ b: UnsafeMutablePointer<Double>, _ order: [Int], length: Int) {
-        let copy = UnsafeMutablePointer<Double>.allocate(capacity: order.count * length)
+    /// Reorders the rows of `b` (`order.count` rows of `length`): row `i` becomes old row `order[i]`.
+    static func permuteRows<Element>(_ b: UnsafeMutablePointer<Element>, _ order: [Int], length: Int) {
+        let copy = UnsafeMutablePointer<Element>.allocate(capacity: order.count * length)
         defer { copy.deallocate() }
         copy.update(from: b, count: order.count * length)
         for (row, source) in order.enumerated() {
