@@ -490,6 +490,7 @@ def main(argv=None) -> int:
     evaluation = [tokenizer.encode(s) for s in texts]
     reference = embeddings(weights, evaluation)
     corpora: dict[int, list[np.ndarray]] = {}
+    sources: dict[tuple[str, int], MPNetCalibration] = {}
     rows = []
     for config, method, recipe, mode, tokens in ROWS:
         tokens = 2048 if args.quick else (tokens or args.tokens)
@@ -506,8 +507,9 @@ def main(argv=None) -> int:
         if mode is None:
             out = sp.compress(weights, recipe, progress=False).weights
         else:
-            out = sp.compress(weights, recipe, progress=False,
-                              calibration=MPNetCalibration(weights, calib, mode)).weights
+            if (mode, tokens) not in sources:  # one source per mode and corpus: compress() restarts it (begin())
+                sources[mode, tokens] = MPNetCalibration(weights, calib, mode)
+            out = sp.compress(weights, recipe, progress=False, calibration=sources[mode, tokens]).weights
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         cos = (embeddings(out, evaluation) * reference).sum(axis=1)
         used = sum(len(c) for c in calib) if mode else 0
