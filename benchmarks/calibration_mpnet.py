@@ -375,8 +375,8 @@ class MPNetCalibration(ModelCalibration):
 # --------------------------------------------------------------------------- #
 
 
-def verify(model: Path, weights, texts: Sequence[str]) -> int:
-    """Token ids against ``tokenizers`` on ``tokenizer.json``; embeddings against ``transformers.MPNetModel``
+def verify(model: Path, weights, texts: Sequence[str], encoder_texts: Sequence[str]) -> int:
+    """Token ids of `texts` against ``tokenizers`` on ``tokenizer.json``; embeddings of `encoder_texts` against ``transformers.MPNetModel``
     (float32, eval mode) loaded from the local folder, mean-pooled and normalized as sentence-transformers'
     modules.json says."""
     try:
@@ -394,7 +394,7 @@ def verify(model: Path, weights, texts: Sequence[str]) -> int:
     for s in mismatched[:5]:
         print("  differs:", s[:100])
     reference = MPNetModel.from_pretrained(str(model), add_pooling_layer=False).eval()
-    ids = [ours.encode(s) for s in texts]
+    ids = [ours.encode(s) for s in encoder_texts]
     worst, cos = 0.0, []
     with torch.no_grad():
         for positions, chosen in batches(ids):
@@ -510,7 +510,9 @@ def main(argv=None) -> int:
                if k != "embeddings.position_ids"}
     texts = evaluation_texts()[:32 if args.quick else 64]
     if args.verify:
-        return verify(model, weights, texts + stdlib_sentences()[:64])
+        corpus = stdlib_sentences()
+        readme = sentences_of((model / "README.md").read_text(encoding="utf-8")) if (model / "README.md").exists() else []
+        return verify(model, weights, evaluation_texts() + readme + corpus, texts + corpus[:64])
     evaluation = [tokenizer.encode(s) for s in texts]
     reference = embeddings(weights, evaluation)
     corpora: dict[int, list[np.ndarray]] = {}
