@@ -28,7 +28,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "SwiftPrune", dependencies: ["SwiftPruneAVX512", "SwiftPruneAVX512VNNI", "SwiftPrunePrefetch",
-                                                    "SwiftPruneShuffle", "SwiftPruneGather"],
+                                                    "SwiftPruneShuffle", "SwiftPruneGather", "SwiftPruneClipError"],
                 swiftSettings: targetFlags),
         .target(name: "SwiftPruneAVX512", swiftSettings: avx512Flags),
         .target(name: "SwiftPruneAVX512VNNI", swiftSettings: avx512VNNIFlags),
@@ -38,6 +38,8 @@ let package = Package(
         .target(name: "SwiftPruneShuffle"),
         // AVX2 gathers (a static inline C wrapper of the _mm256_i32gather_ps macro) for the sparse matvec.
         .target(name: "SwiftPruneGather"),
+        // AVX2 squared errors of a group under several quantization candidates (the "mse" clipping search).
+        .target(name: "SwiftPruneClipError"),
         // The one public C header and the per-thread last-error slot.
         .target(name: "CSwiftPrune"),
         // @_cdecl exports implementing swiftprune.h.

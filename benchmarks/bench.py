@@ -117,7 +117,9 @@ def interleaved(contenders: list[Callable[[], object]], repeat: int, budget: flo
     One warm-up call each, then up to `repeat` rounds in which every
     contender runs once (the starting contender rotates, so none always runs
     right after another's cache pollution); stops after at least 3 rounds
-    once `budget` seconds are spent. CPU time is the process's (all threads).
+    once `budget` seconds are spent. CPU time is the process's (all threads);
+    each contender starts once the previous one's thread pool stopped spinning
+    (``settle``), so neither time includes another library's idle workers.
     """
     for fn in contenders:
         fn()
@@ -128,6 +130,7 @@ def interleaved(contenders: list[Callable[[], object]], repeat: int, budget: flo
         order = list(range(len(contenders)))
         shift = round_index % len(order)
         for i in order[shift:] + order[:shift]:
+            settle()
             cpu0, wall0 = time.process_time(), time.perf_counter()
             contenders[i]()
             wall = time.perf_counter() - wall0
@@ -137,6 +140,29 @@ def interleaved(contenders: list[Callable[[], object]], repeat: int, budget: flo
         if spent > budget and round_index >= 2:
             break
     return [(statistics.median(w), statistics.median(c)) for w, c in zip(walls, cpus)]
+
+
+def settle(limit: float = 1.0, window: float = 0.01) -> float:
+    """Waits until no thread of this process is burning CPU; returns the seconds waited.
+
+    Thread pools keep their workers spinning after a call returns, waiting for
+    more work: OpenBLAS's `blas_thread_server` for about 2^28 cycles (~0.1 s),
+    libgomp's for its spin count. In an interleaved round the next contender
+    would then share the cores with those spinners, and `process_time` (all
+    threads) would charge it their CPU time: measured on this 2-core VM, a
+    2-thread `swiftprune.matmul` timed right after NumPy's 2-thread `a @ b`
+    took 1.5x the CPU time it takes after a pause. A contender is therefore
+    timed only once the process has been idle for two windows of `window`
+    seconds in a row (at most `limit` seconds of waiting): on a loaded machine
+    a spinning thread may be off its core for one whole window.
+    """
+    start = time.perf_counter()
+    quiet = 0
+    while time.perf_counter() - start < limit and quiet < 2:
+        cpu0 = time.process_time()
+        time.sleep(window)
+        quiet = quiet + 1 if time.process_time() - cpu0 < 0.05 * window else 0
+    return time.perf_counter() - start
 
 
 def copy_bandwidth(megabytes: int = 512) -> float:

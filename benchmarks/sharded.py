@@ -43,9 +43,11 @@ def layer_tensors(layer: int) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def random_bfloat16(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Random bfloat16 bit patterns with magnitudes in [2^-8, 2^0) (cheap: integers, no normal draw)."""
+    """Random bfloat16 bit patterns with magnitudes in [2^-8, 2^7) (cheap: integers, no normal draw)."""
     bits = rng.integers(0, 1 << 16, size=shape, dtype=np.uint16)
-    exponent = (bits & 0x0700) + np.uint16(0x3B80)  # exponents 119..126 -> 2^-8 .. 2^-1
+    # Bits 8-10 step the exponent field (bit 7 up) by 2: biased exponents 119, 121, ..., 133, so
+    # magnitudes 2^-8 .. 2^6 times a mantissa in [1, 2), every other binade.
+    exponent = (bits & 0x0700) + np.uint16(0x3B80)
     return ((bits & 0x807F) | (exponent & 0x7F80)).astype(np.uint16)
 
 

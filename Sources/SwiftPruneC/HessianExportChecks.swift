@@ -41,6 +41,25 @@ func gptqExportOptions(
     return options
 }
 
+/// Everything the two `sp_quant_gptq_hessian_*` exports check and set up before they run: the element counts,
+/// the scheme, the options and the caller's outputs (the exports differ only in the call that follows).
+func gptqHessianExport(
+    rows: Int64, cols: Int64, bits: Int64, symmetric: Bool, groupSize: Int64, damp: Double, blockSize: Int64,
+    actOrder: Bool, staticGroups: Bool, mseGrid: Int64, valuesOut: UnsafeMutableRawPointer?,
+    scaleOut: UnsafeMutablePointer<Float>?, zeroPointOut: UnsafeMutableRawPointer?, nScales: Int64
+) throws -> (count: (weights: Int64, hessian: Int64), scheme: QuantizationScheme, options: GPTQOptions,
+             outputs: RowQuantizationOutputs) {
+    let count = try hessianExportCounts(method: "gptq", rows: rows, cols: cols, groupSize: groupSize,
+                                        blockSize: blockSize)
+    let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
+    let options = try gptqExportOptions(groupSize: groupSize, damp: damp, blockSize: blockSize, actOrder: actOrder,
+                                        staticGroups: staticGroups, mseGrid: mseGrid)
+    let outputs = try RowQuantizationOutputs(rows: rows, cols: cols, groupSize: options.groupSize,
+                                             valuesOut: valuesOut, scaleOut: scaleOut, zeroPointOut: zeroPointOut,
+                                             nScales: nScales)
+    return (count, scheme, options, outputs)
+}
+
 /// The caller's outputs of a row-wise grouped quantization (GPTQ, SparseGPT's joint form): `values` (rows × cols
 /// bytes, `Int8` bit patterns when symmetric), one float32 scale and one zero-point byte per row and group;
 /// `n_scales` must be the layout's group count. The dimensions must have passed ``hessianExportCounts``

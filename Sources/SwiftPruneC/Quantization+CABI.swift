@@ -264,14 +264,10 @@ public func spQuantGptqHessianF64(
     _ zeroPointOut: UnsafeMutableRawPointer?, _ nScales: Int64
 ) -> sp_status {
     withStatus {
-        let count = try hessianExportCounts(method: "gptq", rows: rows, cols: cols, groupSize: groupSize,
-                                            blockSize: blockSize)
-        let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
-        let options = try gptqExportOptions(groupSize: groupSize, damp: damp, blockSize: blockSize, actOrder: actOrder,
-                                            staticGroups: staticGroups, mseGrid: mseGrid)
-        let outputs = try RowQuantizationOutputs(rows: rows, cols: cols, groupSize: options.groupSize,
-                                                 valuesOut: valuesOut, scaleOut: scaleOut, zeroPointOut: zeroPointOut,
-                                                 nScales: nScales)
+        let (count, scheme, options, outputs) = try gptqHessianExport(
+            rows: rows, cols: cols, bits: bits, symmetric: symmetric, groupSize: groupSize, damp: damp,
+            blockSize: blockSize, actOrder: actOrder, staticGroups: staticGroups, mseGrid: mseGrid,
+            valuesOut: valuesOut, scaleOut: scaleOut, zeroPointOut: zeroPointOut, nScales: nScales)
         outputs.store(try GPTQ.quantize(
             weights: inputBuffer(w, count.weights, "w"), rows: Int(rows), cols: Int(cols),
             hessian: outputBuffer(h, count.hessian, "h"), scheme: scheme, options: options))
@@ -287,14 +283,10 @@ public func spQuantGptqHessianF32(
     _ zeroPointOut: UnsafeMutableRawPointer?, _ nScales: Int64
 ) -> sp_status {
     withStatus {
-        let count = try hessianExportCounts(method: "gptq", rows: rows, cols: cols, groupSize: groupSize,
-                                            blockSize: blockSize)
-        let scheme = try QuantizationScheme(bits: Int(bits), symmetric: symmetric)
-        let options = try gptqExportOptions(groupSize: groupSize, damp: damp, blockSize: blockSize, actOrder: actOrder,
-                                            staticGroups: staticGroups, mseGrid: mseGrid)
-        let outputs = try RowQuantizationOutputs(rows: rows, cols: cols, groupSize: options.groupSize,
-                                                 valuesOut: valuesOut, scaleOut: scaleOut, zeroPointOut: zeroPointOut,
-                                                 nScales: nScales)
+        let (count, scheme, options, outputs) = try gptqHessianExport(
+            rows: rows, cols: cols, bits: bits, symmetric: symmetric, groupSize: groupSize, damp: damp,
+            blockSize: blockSize, actOrder: actOrder, staticGroups: staticGroups, mseGrid: mseGrid,
+            valuesOut: valuesOut, scaleOut: scaleOut, zeroPointOut: zeroPointOut, nScales: nScales)
         try outputs.fill { values, scales, zeroPoints in
             try GPTQ.quantize(weights: inputBuffer(w, count.weights, "w"), rows: Int(rows), cols: Int(cols),
                               hessian: inputBuffer(h, count.hessian, "h"), scheme: scheme, options: options,

@@ -234,6 +234,53 @@ final class GPTQTests: XCTestCase {
     }
 }
 
+final class WideCodeDequantizationTests: XCTestCase {
+    /// Codes wider than a byte (Swift callers only) on an output of 32 MiB and more, which is
+    /// written with streaming stores 32 codes a step after a scalar head, then 8 a step and a
+    /// scalar tail: rows of 4103 put every run start at every alignment, and a second output
+    /// 4 bytes off a 32-byte boundary starts with the head. Every value must equal the formula
+    /// `Float(Int32(truncatingIfNeeded: q) - zero) * scale` bit for bit, over codes of random bits
+    /// (so 32-bit codes beyond 2^24 round, 64-bit codes are truncated, subtraction wraps).
+    func testWideCodesEqualTheFormulaBitForBit() throws {
+        try check(Int16.self)
+        try check(UInt16.self)
+        try check(Int32.self)
+        try check(Int64.self)    // not specialized: the generic body
+    }
+
+    private func check<O: FixedWidthInteger & SIMDScalar>(_: O.Type) throws {
+        let rows = 2048, cols = 4103
+        XCTAssertGreaterThanOrEqual(rows * cols * 4, StreamingRuns.threshold)
+        var random = TestRandom(seed: UInt64(MemoryLayout<O>.size) * 7 + (O.isSigned ? 1 : 0))
+        let codes = (0 ..< rows * cols).map { _ in O(truncatingIfNeeded: random.next()) }
+        let scales = (0 ..< rows).map { _ in random.float(in: 0.001 ... 2) }
+        let zeros = (0 ..< rows).map { _ in Int32(truncatingIfNeeded: random.next()) >> Int32(random.next() % 32) }
+        let layout = try QuantizationLayout(shape: [rows, cols], axis: 0, groupSize: nil)
+        var backing = [Float](repeating: .nan, count: rows * cols + 8)
+        try backing.withUnsafeMutableBufferPointer { all in
+            let aligned = (8 - (Int(bitPattern: all.baseAddress!) & 31) / 4) % 8
+            for offset in [aligned, (aligned + 1) % 8] {
+                let out = UnsafeMutableBufferPointer(rebasing: all[offset ..< offset + rows * cols])
+                try codes.withUnsafeBufferPointer { q in
+                    try scales.withUnsafeBufferPointer { s in
+                        try zeros.withUnsafeBufferPointer { z in
+                            try dequantizeValues(q, layout: layout, scales: s, zeroPoints: z, into: out)
+                        }
+                    }
+                }
+                var mismatches = 0
+                for r in 0 ..< rows {
+                    for c in 0 ..< cols {
+                        let want = Float(Int32(truncatingIfNeeded: codes[r * cols + c]) &- zeros[r]) * scales[r]
+                        if out[r * cols + c].bitPattern != want.bitPattern { mismatches += 1 }
+                    }
+                }
+                XCTAssertEqual(mismatches, 0, "\(O.self), output offset \(offset * 4) bytes")
+            }
+        }
+    }
+}
+
 final class QuantizationTensorAPITests: XCTestCase {
     func testTensorLevelGPTQAndCasts() throws {
         var random = TestRandom(seed: 12)

@@ -114,6 +114,71 @@ final class SingularValueDecompositionTests: XCTestCase {
         }
     }
 
+    func testSymmetricEigenTopVectorsOnClusteredAndDegenerateSpectra() throws {
+        // A = Q Λ Qᵀ with Q a product of three Householder reflections (orthogonal to rounding) and a
+        // spectrum with an 8-fold eigenvalue the `top` boundary cuts through, a pair 1e-9 apart and a
+        // 5-fold cluster 1e-7 wide among the kept ones: the top-k rows must be orthonormal eigenvectors
+        // (A v = λ v) of the known eigenvalues, as in the full decomposition. n = 160 goes through the
+        // blocked tridiagonalization.
+        let n = 160
+        var spectrum = (0 ..< n).map { 1 + Double($0) / 16 }
+        for i in 110 ..< 118 { spectrum[i] = spectrum[110] }          // degenerate, cut at 114
+        spectrum[130] = spectrum[129] + 1e-9                          // nearly equal pair
+        for i in 140 ..< 145 { spectrum[i] = spectrum[140] + 2e-8 * Double(i - 140) }
+        spectrum.sort()
+        var random = TestRandom(seed: 7)
+        var q = [Double](repeating: 0, count: n * n)
+        for i in 0 ..< n { q[i * n + i] = 1 }
+        for _ in 0 ..< 3 {   // q ← q (I − 2 v vᵀ)
+            let v = (0 ..< n).map { _ in Double(random.float(in: -1 ... 1)) }
+            let norm = v.reduce(0) { $0 + $1 * $1 }
+            for r in 0 ..< n {
+                let projection = (0 ..< n).reduce(0.0) { $0 + q[r * n + $1] * v[$1] } * 2 / norm
+                for c in 0 ..< n { q[r * n + c] -= projection * v[c] }
+            }
+        }
+        // Plain loops over unsafe buffers: this test runs unoptimized (debug) too.
+        var a = [Double](repeating: 0, count: n * n)
+        q.withUnsafeBufferPointer { q in
+            a.withUnsafeMutableBufferPointer { a in
+                for i in 0 ..< n {
+                    for j in i ..< n {
+                        var sum = 0.0
+                        for l in 0 ..< n { sum += q[i * n + l] * spectrum[l] * q[j * n + l] }
+                        a[i * n + j] = sum
+                        a[j * n + i] = sum
+                    }
+                }
+            }
+        }
+        for k in [46, 1] {
+            var w = a
+            let values = try w.withUnsafeMutableBufferPointer {
+                try SymmetricEigen.decompose($0.baseAddress!, n: n, top: k)
+            }
+            for j in 0 ..< n { XCTAssertEqual(values[j], spectrum[j], accuracy: 1e-12 * spectrum[n - 1]) }
+            var worstProduct = 0.0, worstResidual = 0.0
+            w.withUnsafeBufferPointer { w in
+                a.withUnsafeBufferPointer { a in
+                    for p in n - k ..< n {
+                        for r in p ..< n {
+                            var product = 0.0
+                            for i in 0 ..< n { product += w[p * n + i] * w[r * n + i] }
+                            worstProduct = max(worstProduct, abs(product - (p == r ? 1 : 0)))
+                        }
+                        for i in 0 ..< n {
+                            var av = 0.0
+                            for j in 0 ..< n { av += a[i * n + j] * w[p * n + j] }
+                            worstResidual = max(worstResidual, abs(av - values[p] * w[p * n + i]))
+                        }
+                    }
+                }
+            }
+            XCTAssertLessThan(worstProduct, 1e-12, "orthonormality of the top \(k)")
+            XCTAssertLessThan(worstResidual, 1e-12 * spectrum[n - 1], "A v = λ v for the top \(k)")
+        }
+    }
+
     func testSymmetricEigenNegligibleClusterOfAnExactlyRankThreeMatrix() throws {
         // A = B Bᵀ with B n × 3: three positive eigenvalues and n − 3 zeros. With `negligible` (as the SVD
         // calls it on Gram matrices) the zero cluster gets *some* orthonormal basis of the complement, not

@@ -229,18 +229,20 @@ def structured_mask(w: ArrayLike, amount: float, axis: int = 0, norm: float = 2)
         ``amount`` outside [0, 1], ``w`` a scalar, ``axis`` out of range,
         ``norm`` not 1/2/inf, NaN/Inf in ``w``.
     """
-    amount = check_fraction("amount", amount)
-    array = _float_array("w", w)
-    axis = _check_axis(axis, array.ndim)
-    return _core.structured_mask(array, amount, axis, _check_norm(norm), False)
+    return _structured(w, amount, axis, norm, per_slice=False)
 
 
 def structured_keep(w: ArrayLike, amount: float, axis: int = 0, norm: float = 2) -> Mask:
     """One bool per slice along ``axis``: which slices :func:`structured_mask` keeps."""
+    return _structured(w, amount, axis, norm, per_slice=True)
+
+
+def _structured(w: ArrayLike, amount: float, axis: int, norm: float, per_slice: bool) -> Mask:
+    """The checked arguments of :func:`structured_mask` / :func:`structured_keep` and the Swift call."""
     amount = check_fraction("amount", amount)
     array = _float_array("w", w)
     axis = _check_axis(axis, array.ndim)
-    return _core.structured_mask(array, amount, axis, _check_norm(norm), True)
+    return _core.structured_mask(array, amount, axis, _check_norm(norm), per_slice)
 
 
 def nm_mask(w: ArrayLike, n: int = 2, m: int = 4, axis: int = -1) -> Mask:

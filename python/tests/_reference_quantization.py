@@ -213,3 +213,50 @@ def reference_optimal_kmeans_sse(values, k):
             nxt[i] = min(best[j] + cost(j, i) for j in range(layer, i))
         best = nxt
     return best[n]
+
+
+def group_errors(groups: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: int, symmetric: bool) -> np.ndarray:
+    """Float64 squared reconstruction error of each row of `groups` (G, L) under its (scale, zero):
+    quantized as `reference_quantize` does, reconstructed in float32 as `dequantize` does."""
+    dtype = compute_dtype(groups)
+    qmin, qmax = grid(bits, symmetric)
+    s = scale.astype(np.float32)[:, None]
+    q = np.clip(np.round(groups / s.astype(dtype)) + zero[:, None], qmin, qmax)
+    back = (q - zero[:, None]).astype(np.float32) * s
+    return ((groups.astype(np.float64) - back.astype(np.float64)) ** 2).sum(axis=1)
+
+
+def reference_mse_search(groups: np.ndarray, bits: int, symmetric: bool):
+    """The "mse" calibration's search, transcribed in float64 from its contract: minmax, then the
+    clipping factors 0.95, 0.90, ... 0.2 (repeated subtraction of 0.05), then 9 steps of 0.005 on
+    each side of the best; a factor replaces the incumbent only if strictly better; the winner is
+    kept only if below minmax's error by a relative 1e-6. Returns (scale, zero, error) per group."""
+    dtype = compute_dtype(groups)
+    lo, hi = groups.min(axis=1), groups.max(axis=1)
+
+    def params(alpha):
+        a_lo = (lo.astype(np.float64) * alpha).astype(groups.dtype)
+        a_hi = (hi.astype(np.float64) * alpha).astype(groups.dtype)
+        return scale_from_range(a_lo, a_hi, bits, symmetric, dtype)
+
+    scale, zero = params(1.0)
+    reference = group_errors(groups, scale, zero, bits, symmetric)
+    best_s, best_z, best_e, best_a = scale.copy(), zero.copy(), reference.copy(), np.ones(len(groups))
+
+    def attempt(alpha):
+        valid = (alpha > 0) & (alpha < 1)  # factors outside (0, 1) are skipped
+        s, z = params(np.where(valid, alpha, 1.0))
+        e = group_errors(groups, s, z, bits, symmetric)
+        better = (e < best_e) & valid
+        best_s[better], best_z[better], best_e[better], best_a[better] = s[better], z[better], e[better], alpha[better]
+
+    alpha = 1 - 0.05
+    while alpha > 0.2 - 1e-9:
+        attempt(np.full(len(groups), alpha))
+        alpha -= 0.05
+    center = best_a.copy()
+    for step in range(1, 10):
+        attempt(center - step * 0.005)
+        attempt(center + step * 0.005)
+    keep = best_e < reference * (1 - 1e-6)
+    return (np.where(keep, best_s, scale), np.where(keep, best_z, zero), np.where(keep, best_e, reference))

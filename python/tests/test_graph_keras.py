@@ -25,6 +25,7 @@ if keras.backend.backend() != "jax":  # pragma: no cover - CI sets KERAS_BACKEND
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import graph_coverage as coverage  # noqa: E402
 
+from _keras_numpy_init import numpy_initializers  # noqa: E402
 from swiftprune.graph import analyze, load_graph, prune_model  # noqa: E402
 from swiftprune.graph.keras_file import KerasFileError  # noqa: E402
 
@@ -34,6 +35,8 @@ L = keras.layers
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)
+    with numpy_initializers():      # random weights without an XLA compile per weight shape (build and reload)
+        yield
 
 
 def outputs(model, x):

@@ -7,6 +7,9 @@ node's own inputs), run by onnxruntime.
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -15,6 +18,9 @@ ort = pytest.importorskip("onnxruntime", reason='needs onnxruntime: pip install 
 from onnx import numpy_helper  # noqa: E402
 
 import _graph_onnx_models as models  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+import graph_coverage as coverage  # noqa: E402
 from swiftprune.graph import load_graph, prune_model  # noqa: E402
 from swiftprune.graph.onnx_file import OnnxFileError  # noqa: E402
 
@@ -24,24 +30,8 @@ def run(model, x):
     return session.run(None, {"x": x})[0]
 
 
-def zeroed(model, result):
-    """A copy of ``model`` whose weights reading removed channels are 0."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    inits = {i.name: i for i in copy.graph.initializer}
-    touched = 0
-    for index, node in enumerate(copy.graph.node):
-        name = node.name or f"{node.op_type}_{index}"        # how unnamed nodes are reported
-        if name in result.removed_inputs:
-            _, axis, removed = result.removed_inputs[name]
-            w = numpy_helper.to_array(inits[node.input[1]]).copy()
-            index = [slice(None)] * w.ndim
-            index[axis] = removed
-            w[tuple(index)] = 0
-            inits[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
-            touched += 1
-    assert touched == len(result.removed_inputs)
-    return copy
+# A copy of the model whose weights reading removed channels are 0 (every removed input slice found).
+zeroed = coverage.zeroed_onnx
 
 
 @pytest.mark.parametrize("build", [models.residual, models.concat_depthwise_se, models.conv_transpose],
@@ -148,13 +138,11 @@ def test_onnx_converted_from_keras(tmp_path):
     """An ONNX file converted from a Keras .keras file (benchmarks/keras_to_onnx.py: NCHW, a Transpose back to
     NHWC before Flatten) prunes like the Keras model itself, and equals the zeroed original in onnxruntime."""
     keras = pytest.importorskip("keras", reason='needs Keras 3: pip install "swiftprune[keras]"')
-    import os
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
-    import graph_coverage as coverage
+    from _keras_numpy_init import numpy_initializers
     from keras_to_onnx import convert
     keras.utils.set_random_seed(0)
-    model = coverage.classic_cnn()
+    with numpy_initializers():      # random weights without compiling JAX's generator
+        model = coverage.classic_cnn()
     model.save(tmp_path / "cnn.keras")
     converted = convert(str(tmp_path / "cnn.keras"))
     x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype(np.float32)
@@ -189,5 +177,52 @@ def test_onnx_slice(axes, prunable, tmp_path):
     result = prune_model(tmp_path / "m.onnx", 0.5, tmp_path / "s.onnx", progress=False)
     assert (result.params_after < result.params_before) == prunable
     x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(run(onnx.load(tmp_path / "s.onnx"), x), run(zeroed(model, result), x),
+                               rtol=1e-5, atol=1e-5)
+
+
+def _sequence_model(x_shape, first):
+    """``x`` → [first op] → MatMul (features 6 → 8) → +bias → Relu → MatMul (8 → 4): a per-token MLP."""
+    b = models.Builder(7)
+    x = "x"
+    if first == "scale":                                   # a layout-neutral op before the MatMul
+        b.inits.append(numpy_helper.from_array(np.asarray(0.5, dtype=np.float32), "half"))
+        x = b.op("Mul", [x, "half"])
+    h = b.op("Relu", [b.op("Add", [b.op("MatMul", [x, b.w((6, 8))]), b.w((8,), .1)])])
+    y = b.op("MatMul", [h, b.w((8, 4))])
+    return b.model(x_shape, y, list(x_shape[:-1]) + [4])
+
+
+@pytest.mark.parametrize("x_shape,first", [([None, None, 6], None), (["batch", "tokens", 6], "scale"),
+                                           ([2, 5, 6], None), ([None, 3, 5, 6], None)],
+                         ids=["dynamic", "named dims, scaled", "static", "rank 4"])
+def test_onnx_token_sequence_input_keeps_features_last(x_shape, first, tmp_path):
+    """A ``(batch, tokens, features)`` input read by MatMul has its channels on the last axis (it was taken
+    for channels-first, which made every MatMul reading it "unknown" and froze the hidden units)."""
+    model = _sequence_model(x_shape, first)
+    onnx.save(model, tmp_path / "m.onnx")
+    result = prune_model(tmp_path / "m.onnx", 0.5, tmp_path / "s.onnx", progress=False)
+    assert not any("MatMul" in reason for reason in result.frozen_reasons.values()), result.frozen_reasons
+    assert result.params_after == result.params_before - 4 * (6 + 1 + 4)     # 4 of the 8 hidden units go
+    shape = [d if isinstance(d, int) else k + 2 for k, d in enumerate(x_shape)]
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    small, original = onnx.load(tmp_path / "s.onnx"), run(model, x)
+    expected = run(zeroed(model, result), x)
+    np.testing.assert_allclose(run(small, x), expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(original - expected).max() > 1e-3
+
+
+def test_onnx_conv1d_input_stays_channels_first(tmp_path):
+    """A rank-3 ``(batch, channels, length)`` input read by a 1-D Conv keeps its channels on axis 1."""
+    b = models.Builder(8)
+    h = b.op("Relu", [b.op("Conv", ["x", b.w((8, 3, 3)), b.w((8,), .1)], pads=[1, 1])])
+    y = b.op("Conv", [h, b.w((4, 8, 1))])
+    model = b.model([None, 3, None], y, [None, 4, None])
+    graph = load_graph(model)
+    assert graph.tensors[graph.inputs[0]].channel_axis == 1
+    onnx.save(model, tmp_path / "m.onnx")
+    result = prune_model(tmp_path / "m.onnx", 0.5, tmp_path / "s.onnx", progress=False)
+    assert result.params_after == result.params_before - 4 * (3 * 3 + 1 + 4)
+    x = np.random.default_rng(0).normal(size=(2, 3, 7)).astype(np.float32)
     np.testing.assert_allclose(run(onnx.load(tmp_path / "s.onnx"), x), run(zeroed(model, result), x),
                                rtol=1e-5, atol=1e-5)

@@ -465,12 +465,33 @@ def test_thread_counts_agree_and_concurrent_calls_are_safe() -> None:
     def products() -> list:
         return [csr.matmul(x), nm.matmul(x), sp.quantized_matmul(values, scale, x)]
 
-    single, double = per_thread_count(products)
-    for a, b in zip(single, double):
+    single, double, triple = per_thread_count(products, (1, 2, 3))
+    for a, b, c in zip(single, double, triple):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
     for result in run_in_python_threads(lambda _: products()):
         for a, b in zip(result, single):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("columns", [4096, 70_000])
+def test_csr_matvec_thread_counts_agree_for_both_index_widths(columns: int) -> None:
+    # 240k nonzeros: three workers at 3 threads (one per ~64k). Rows are split by nonzero
+    # count and each row's sum is one worker's, so every thread count gives the same bits;
+    # uint16 indices up to 65536 columns, int32 past it (one driver, two row kernels).
+    rng = np.random.default_rng(columns)
+    rows, per_row = 800, 300
+    indices = np.sort(rng.choice(columns, size=(rows, per_row), replace=True), axis=1).ravel()
+    data = rng.standard_normal(rows * per_row).astype(np.float32)
+    indptr = np.arange(0, rows * per_row + 1, per_row)
+    csr = sp.CSRMatrix(data, indices, indptr, (rows, columns))
+    assert csr.indices.dtype == (np.uint16 if columns <= 65536 else np.int32)
+    v = rng.standard_normal(columns).astype(np.float32)
+    results = per_thread_count(lambda: csr.matmul(v), (1, 2, 3))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+    expected = np.add.reduceat(data.astype(np.float64) * v[indices], indptr[:-1])
+    np.testing.assert_allclose(results[0], expected, rtol=0, atol=1e-4 * np.sqrt(per_row))
 
 
 # ---- deep matrices: x is processed in several blocks of rows ------------------------------

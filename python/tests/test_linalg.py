@@ -60,12 +60,18 @@ def test_matmul_empty_and_closed_form():
     np.testing.assert_array_equal(sp.matmul([[1.0, 2.0]], [[3.0], [4.0]]), [[11.0]])
 
 
-def test_matmul_threads_give_the_same_result():
-    rng = np.random.default_rng(5)
-    a = rng.standard_normal((300, 400)).astype(np.float32)
-    b = rng.standard_normal((400, 500)).astype(np.float32)
-    one, two = per_thread_count(lambda: sp.matmul(a, b))
+@pytest.mark.parametrize("m,k,n", [(300, 400, 500), (3100, 600, 150)])
+def test_matmul_threads_give_the_same_result(m, k, n):
+    # A packed (C wider than 128 columns). 300 rows: workers share each packed B block, split by
+    # row blocks; 3100 rows (>= 1024 per worker): each worker takes a slice of C's rows and packs
+    # its own B. Either way every element sums the same depth blocks in the same order.
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    one, two, three = per_thread_count(lambda: sp.matmul(a, b), (1, 2, 3))
     np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, three)
+    np.testing.assert_allclose(one, reference(a, b), rtol=0, atol=1e-5 * np.sqrt(k) * 4)
 
 
 @pytest.mark.parametrize("m,n", [(1003, 64), (1000, 70), (61, 128)])
@@ -76,8 +82,9 @@ def test_matmul_thin_product_threads_give_the_same_result(m, n):
     rng = np.random.default_rng(m + n)
     a = rng.standard_normal((m, 700)).astype(np.float32)
     b = rng.standard_normal((700, n)).astype(np.float32)
-    one, two = per_thread_count(lambda: sp.matmul(a, b))
+    one, two, three = per_thread_count(lambda: sp.matmul(a, b), (1, 2, 3))
     np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, three)
     np.testing.assert_allclose(two, reference(a, b), rtol=0, atol=1e-5 * np.sqrt(700) * 4)
 
 

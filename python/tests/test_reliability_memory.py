@@ -76,6 +76,12 @@ SCENARIOS = {
         limit(160 << 20)                           # room for the int8 output (32 MB), not for the
         call = lambda: sp.gptq(w, acc, 4, 128)     # float32 working copy (128 MB) and factor (2 x 64 MB)
     """,
+    # GEMM's packing buffers (~1.3 MiB at 2 workers) come from the fallible allocator too.
+    "matmul packing": """
+        a = np.zeros((2048, 2048), np.float32)
+        limit((16 << 20) + (512 << 10))            # room for the 16 MiB output, not for the packing buffers
+        call = lambda: sp.matmul(a, a)
+    """,
     "svd": """
         w = np.zeros((200_000, 2_000), np.float32)
         limit(2200 << 20)                          # room for u (1.6 GB), s and vt

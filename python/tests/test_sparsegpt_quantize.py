@@ -115,14 +115,13 @@ def test_block_size_bound_is_a_value_error():
         _core.sparsegpt_quant_hessian(w, h, 0.5, 0, 0, 0, 0.01, 4, True, 32)
 
 
-def test_float64_hessian_entries_refuse_a_too_large_block_size():
-    # The C ABI's float64 entries (no Python wrapper calls them) check the same bounds as the float32 ones:
-    # SP_ERR_VALUE and a message, not a trap. Called through ctypes on the library the extension loads.
+def _float64_hessian_entries():
+    """The library the extension loads, through ctypes, with the argument types of the C ABI's float64
+    Hessian entries (no Python wrapper calls them)."""
     import ctypes
     from pathlib import Path
 
     import swiftprune
-    from swiftprune import _core
 
     library = ctypes.CDLL(str(Path(swiftprune.__file__).with_name("libswiftprune.so")))
     library.sp_last_error.restype = ctypes.c_char_p
@@ -130,6 +129,14 @@ def test_float64_hessian_entries_refuse_a_too_large_block_size():
     library.sp_quant_gptq_hessian_f64.argtypes = [pointer, i64, i64, pointer, i64, boolean, i64, f64, i64, boolean,
                                                   boolean, i64, pointer, pointer, pointer, i64]
     library.sp_sparsegpt_hessian_f64.argtypes = [pointer, i64, i64, pointer, f64, i64, i64, i64, f64, pointer]
+    return library
+
+
+def test_float64_hessian_entries_refuse_a_too_large_block_size():
+    # The C ABI's float64 entries check the same bounds as the float32 ones: SP_ERR_VALUE and a message, not a trap.
+    from swiftprune import _core
+
+    library = _float64_hessian_entries()
     rows, cols = 4, 64
     w, x = correlated_layer(rows, cols, 100, 7)
     w = w.astype(np.float64)
@@ -150,6 +157,33 @@ def test_float64_hessian_entries_refuse_a_too_large_block_size():
         values.ctypes.data, scale.ctypes.data, zero_point.ctypes.data, scale.size) == 0
     np.testing.assert_array_equal(values, _core.gptq_hessian(w.astype(np.float32), h, 4, True, 32, 0.01, 128, False,
                                                              False, 0)[0])
+
+
+def test_float64_hessian_entries_only_read_h():
+    """The header's contract: h (a non-const pointer in the float64 entries) is left bit-identical, and the
+    results equal the float32 entries' on the same weights rounded to float32 (the algorithm runs in float32)."""
+    from swiftprune import _core
+
+    library = _float64_hessian_entries()
+    rows, cols = 6, 64
+    w, x = correlated_layer(rows, cols, 100, 8)
+    w = w.astype(np.float64)
+    h = x.astype(np.float64).T @ x.astype(np.float64)
+    original = h.copy()
+    values, scale, zero_point = np.empty((rows, cols), np.int8), np.empty((rows, 2), np.float32), np.empty((rows, 2), np.int8)
+    assert library.sp_quant_gptq_hessian_f64(
+        w.ctypes.data, rows, cols, h.ctypes.data, 4, True, 32, 0.01, 16, True, True, 20,
+        values.ctypes.data, scale.ctypes.data, zero_point.ctypes.data, scale.size) == 0, library.sp_last_error()
+    assert h.tobytes() == original.tobytes()
+    expected = _core.gptq_hessian(w.astype(np.float32), original, 4, True, 32, 0.01, 16, True, True, 20)
+    np.testing.assert_array_equal(values, expected[0])
+    np.testing.assert_array_equal(scale, expected[1])
+    pruned = np.empty_like(w)
+    assert library.sp_sparsegpt_hessian_f64(w.ctypes.data, rows, cols, h.ctypes.data, 0.0, 2, 4, 16, 0.01,
+                                            pruned.ctypes.data) == 0, library.sp_last_error()
+    assert h.tobytes() == original.tobytes()
+    np.testing.assert_array_equal(pruned, _core.sparsegpt_hessian(w.astype(np.float32), original, 0.0, 2, 4, 16, 0.01))
+    assert (pruned.reshape(rows, -1, 4) != 0).sum(axis=2).max() == 2
 
 
 def test_float32_factorization_falls_back_to_float64():

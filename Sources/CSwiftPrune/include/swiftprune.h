@@ -215,17 +215,18 @@ sp_status sp_hessian_accumulate_f64(const double *x, int64_t samples, int64_t fe
 
 /**
  * SparseGPT from a precomputed Hessian h = x^T x (columns x columns, any
- * positive multiple, row-major; overwritten: used as scratch). Otherwise as
- * sp_sparsegpt_f32: w (rows, columns) float64, w_out receives the pruned,
- * updated weights.
- * SP_ERR_VALUE: bad sizes or pattern, NaN/Inf in w or h, a Hessian that is
- * not positive definite after damping.
+ * positive multiple, row-major; only read, never written: the pointer is not
+ * const only to keep the signature of earlier releases). Otherwise as
+ * sp_sparsegpt_f32: w (rows, columns) float64, rounded to float32 as the
+ * algorithm runs in float32; w_out receives the pruned, updated weights.
+ * SP_ERR_VALUE: bad sizes or pattern, block_size outside 1..65536, NaN/Inf in
+ * w or h, a Hessian that is not positive definite after damping.
+ * SP_ERR_MEMORY: columns > 32768, or the working copies cannot be allocated.
  */
 sp_status sp_sparsegpt_hessian_f64(const double *w, int64_t rows, int64_t columns, double *h, double sparsity,
                                    int64_t n, int64_t m, int64_t block_size, double damp, double *w_out);
-/** As sp_sparsegpt_hessian_f64 for float32 w and w_out; h is only read (never written). SparseGPT runs in
- * float32 whatever the entry (the factorization falls back to float64 only when float32 cannot factor h).
- * SP_ERR_VALUE also for block_size above 65536. */
+/** As sp_sparsegpt_hessian_f64 for float32 w and w_out (h only read, declared const). SparseGPT runs in
+ * float32 whatever the entry (the factorization falls back to float64 only when float32 cannot factor h). */
 sp_status sp_sparsegpt_hessian_f32(const float *w, int64_t rows, int64_t columns, const double *h, double sparsity,
                                    int64_t n, int64_t m, int64_t block_size, double damp, float *w_out);
 
@@ -361,15 +362,18 @@ sp_status sp_quant_gptq_f64(const double *w, int64_t rows, int64_t cols, const d
 
 /**
  * GPTQ from a precomputed Hessian h = x^T x (cols x cols, any positive
- * multiple, row-major; overwritten: used as scratch), with the options of
+ * multiple, row-major; only read, never written: the pointer is not const
+ * only to keep the signature of earlier releases), with the options of
  * the reference implementation: block_size (lazy-update width), act_order
  * (columns in decreasing diag(h); with groups, static groups), static_groups
  * (every group's scale from the weights before any update), mse_grid (0:
  * min-max scales; else the clipping range of each scale searched over
  * mse_grid shrink steps, up to 80%, for the least squared rounding error).
- * Outputs as sp_quant_gptq_f64.
- * SP_ERR_VALUE: as sp_quant_gptq_f64, plus block_size < 1, mse_grid outside
- * 0..10000, NaN/Inf in h.
+ * Outputs as sp_quant_gptq_f64; w is rounded to float32 (the algorithm runs
+ * in float32, see sp_quant_gptq_hessian_f32).
+ * SP_ERR_VALUE: as sp_quant_gptq_f64, plus block_size outside 1..65536,
+ * mse_grid outside 0..10000, NaN/Inf in h.
+ * SP_ERR_MEMORY: as sp_quant_gptq_hessian_f32, plus the float32 copy of w.
  */
 sp_status sp_quant_gptq_hessian_f64(const double *w, int64_t rows, int64_t cols, double *h, int64_t bits,
                                     bool symmetric, int64_t group_size, double damp, int64_t block_size,
@@ -377,11 +381,11 @@ sp_status sp_quant_gptq_hessian_f64(const double *w, int64_t rows, int64_t cols,
                                     void *values_out, float *scale_out, void *zero_point_out, int64_t n_scales);
 
 /**
- * As sp_quant_gptq_hessian_f64 for float32 weights, and h (cols x cols,
- * float64) only read, never written. The whole algorithm runs in float32 as
- * the paper's code (the factorization falls back to float64 when float32
- * cannot factor the damped Hessian); the f64 entries round w to float32 too.
- * SP_ERR_VALUE: as sp_quant_gptq_hessian_f64, plus block_size above 65536.
+ * As sp_quant_gptq_hessian_f64 for float32 weights (h, cols x cols float64,
+ * only read, declared const). The whole algorithm runs in float32 as the
+ * paper's code (the factorization falls back to float64 when float32 cannot
+ * factor the damped Hessian); the f64 entries round w to float32 too.
+ * SP_ERR_VALUE: as sp_quant_gptq_hessian_f64.
  * SP_ERR_MEMORY: the working copies (about 4 * (rows * cols + 3 * cols * cols)
  * bytes) cannot be allocated, or cols > 32768.
  */

@@ -28,9 +28,17 @@ enum SymmetricEigen {
     /// eigenvectors instead of their exact eigenvectors, which inverse
     /// iteration could only find at O(n k²) cost for a cluster of k. By
     /// default every eigenvector is computed.
+    ///
+    /// With `top: k` only the eigenvectors of the `k` largest eigenvalues are
+    /// computed (rows `n - k ..< n`; the other rows are left unspecified):
+    /// inverse iteration runs only on those eigenvalues (and on the rest of a
+    /// cluster that straddles the boundary, so that they are orthogonalized
+    /// as in the full decomposition) and only their rows are
+    /// back-transformed — what a Rayleigh–Ritz step that keeps `k` of `n`
+    /// Ritz vectors needs. Every eigenvalue is still returned.
     static func decompose(_ a: UnsafeMutablePointer<Double>, n: Int,
                           method: VectorMethod = .inverseIteration,
-                          negligible: Double = -Double.infinity) throws -> [Double] {
+                          negligible: Double = -Double.infinity, top: Int? = nil) throws -> [Double] {
         guard n > 0 else { return [] }
         if n == 1 {
             let value = a[0]
@@ -53,9 +61,10 @@ enum SymmetricEigen {
         values.sort()
         var order = Array(0 ..< n)
         let negligibleValue = negligible * values.reduce(0) { max($0, abs($1)) }
+        var first = n - min(n, max(0, top ?? n))
         let found = method != .rotations && [TridiagonalEigenvectors.Tolerances.tight, .conservative].contains {
             TridiagonalEigenvectors.inverseIteration(d: d, e: e, values: values, zt: z, n: n,
-                                                     negligible: negligibleValue, tolerances: $0)
+                                                     negligible: negligibleValue, tolerances: $0, first: first)
         }
         if !found {
             z.initialize(repeating: 0, count: n * n)
@@ -64,10 +73,11 @@ enum SymmetricEigen {
             work = e
             ql(d: &values, e: &work, zt: z, n: n)
             order = (0 ..< n).sorted { values[$0] < values[$1] }
+            first = 0
         }
-        try backTransform(reflectors: a, tau: tau, zt: z, n: n)
+        try backTransform(reflectors: a, tau: tau, zt: z + first * n, n: n, rows: n - first)
         // Ascending order, moving rows along.
-        for (row, source) in order.enumerated() {
+        for (row, source) in order.enumerated() where row >= first {
             (a + row * n).update(from: z + source * n, count: n)
         }
         return order.map { values[$0] }
@@ -209,8 +219,12 @@ enum SymmetricEigen {
     /// passes over them (each worker its own chunks): applying one block to
     /// all of `Zᵀ` at a time would stream the whole matrix through memory
     /// twice per block, and its depth-`nb` GEMMs would wait on it.
+    ///
+    /// `rows` (default `n`): how many rows of `Zᵀ` (`n` apart) `zt` points at.
     static func backTransform(reflectors a: UnsafePointer<Double>, tau: [Double],
-                              zt: UnsafeMutablePointer<Double>, n: Int) throws {
+                              zt: UnsafeMutablePointer<Double>, n: Int, rows rowCount: Int? = nil) throws {
+        let rowCount = rowCount ?? n
+        guard rowCount > 0 else { return }
         let count = n - 2   // reflectors 0 ..< n-2
         guard count > 0 else { return }
         let nb = 32
@@ -250,15 +264,15 @@ enum SymmetricEigen {
         }
         // Chunks of rows of Zᵀ: ~256 KiB each, a multiple of the GEMM's 6-row tile.
         let chunk = max(48, (32768 / max(1, n)) / 6 * 6)
-        let chunks = (n + chunk - 1) / chunk
-        let workers = min(chunks, Threading.workerCount(for: n * n * n, minimumPerWorker: 1 << 22))
+        let chunks = (rowCount + chunk - 1) / chunk
+        let workers = min(chunks, Threading.workerCount(for: rowCount * n * n, minimumPerWorker: 1 << 22))
         let scratch = try FallibleAllocation.allocate(Double.self, count: workers * 2 * chunk * nb)
         defer { FallibleAllocation.free(scratch) }
         offsets.withUnsafeBufferPointer { offsets in
             parallelFor(workers: workers) { worker in
                 let w = scratch + worker * 2 * chunk * nb, w2 = w + chunk * nb
                 for c in partitionRange(chunks, parts: workers, index: worker) {
-                    let r0 = c * chunk, rows = min(chunk, n - r0)
+                    let r0 = c * chunk, rows = min(chunk, rowCount - r0)
                     var q = blocks - 1
                     while q >= 0 {
                         let k0 = q * nb, b = min(nb, count - k0), length = n - k0 - 1

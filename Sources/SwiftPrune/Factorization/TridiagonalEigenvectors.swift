@@ -44,10 +44,14 @@ enum TridiagonalEigenvectors {
     ///
     /// Rows of eigenvalues `<= negligible` (the first `t`, values ascending) are
     /// filled with an orthonormal basis of the complement of the others.
+    ///
+    /// With `first > 0` only rows `first ..< n` are computed and checked (and
+    /// the rows of the rest of a cluster that straddles `first`, which its
+    /// vectors are orthogonalized against); rows below are left unspecified.
     static func inverseIteration(d: [Double], e: [Double], values: [Double],
                                  zt: UnsafeMutablePointer<Double>, n: Int,
                                  negligible: Double = -Double.infinity,
-                                 tolerances: Tolerances = .conservative) -> Bool {
+                                 tolerances: Tolerances = .conservative, first: Int = 0) -> Bool {
         var norm = 0.0
         for i in 0 ..< n {
             norm = max(norm, abs(d[i]) + (i > 0 ? abs(e[i - 1]) : 0) + (i + 1 < n ? abs(e[i]) : 0))
@@ -66,6 +70,10 @@ enum TridiagonalEigenvectors {
         var starts = [skipped]
         for j in skipped + 1 ..< max(skipped + 1, n) where values[j] - values[j - 1] > clusterGap { starts.append(j) }
         starts.append(n)
+        // Only the clusters from the one holding row `first` on (all of them when first ≤ skipped).
+        if let straddling = starts.lastIndex(where: { $0 <= first }), straddling > 0 {
+            starts.removeFirst(straddling)
+        }
         let clusters = starts.count - 1
         let workers = min(clusters, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 14))
         d.withUnsafeBufferPointer { d in
@@ -102,11 +110,11 @@ enum TridiagonalEigenvectors {
                 }
             }
         }
-        if skipped > 0 && !complete(zt, n: n, first: skipped) { return false }
+        if skipped > 0 && first < skipped && !complete(zt, n: n, first: skipped) { return false }
         // Residuals ‖T z − λ z‖₂ ≤ residual · ‖T‖ bound the inner products of
         // vectors of different clusters (see Tolerances) by 2e-8; inside a
         // cluster they are checked directly.
-        for j in skipped ..< n {
+        for j in starts[0] ..< n {
             let x = zt + j * n
             var residual = 0.0
             for i in 0 ..< n {

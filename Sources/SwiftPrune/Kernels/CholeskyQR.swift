@@ -60,6 +60,25 @@ public enum CholeskyQR {
         let gram = UnsafeMutablePointer<Float>.allocate(capacity: l * l)
         defer { gram.deallocate() }
         try syrk(transA: false, n: l, k: length, alpha: 1, a: rows, lda: length, c: gram, ldc: l)
+        let inverse = UnsafeMutablePointer<Float>.allocate(capacity: l * l)
+        defer { inverse.deallocate() }
+        guard inverseFactor(gram: gram, ld: l, count: l, limit: limit, into: inverse) else { return false }
+        // Qᵀ = L⁻¹ Yᵀ: rows ← inverse · rows.
+        try ScratchPool.withFallible(Float.self, count: l * length) { out in
+            try gemm(transA: false, transB: false, m: l, n: length, k: l, alpha: 1, a: inverse, lda: l,
+                     b: rows, ldb: length, beta: 0, c: out, ldc: length)
+            rows.update(from: out, count: l * length)
+        }
+        return true
+    }
+
+    /// `L⁻¹` (`count × count`, lower triangular, row-major, into `inverse`) of
+    /// the Cholesky factor `G = L Lᵀ` of the Gram matrix `gram` (its lower
+    /// triangle read, rows `ld` apart), factored in Double. `false` when a
+    /// pivot is not positive or the pivots' ratio (an estimate of `κ(Y)` for
+    /// `G = Y Yᵀ`) exceeds `limit`. `L⁻¹ Y` has orthonormal rows to about `κ² · 6e-8`.
+    static func inverseFactor(gram: UnsafePointer<Float>, ld: Int, count l: Int, limit: Double,
+                              into inverse: UnsafeMutablePointer<Float>) -> Bool {
         // Lower Cholesky factor L (= Rᵀ) in Double, row-major.
         let factor = UnsafeMutablePointer<Double>.allocate(capacity: l * l)
         defer { factor.deallocate() }
@@ -67,7 +86,7 @@ public enum CholeskyQR {
         var largest = 0.0, smallest = Double.infinity
         for j in 0 ..< l {
             let rj = factor + j * l
-            var d = Double(gram[j * l + j])
+            var d = Double(gram[j * ld + j])
             d -= dot(rj, rj, j)
             guard d > 0, d.isFinite else { return false }
             let pivot = d.squareRoot()
@@ -76,15 +95,13 @@ public enum CholeskyQR {
             smallest = min(smallest, pivot)
             for i in j + 1 ..< l {
                 let ri = factor + i * l
-                var s = Double(gram[i * l + j])
+                var s = Double(gram[i * ld + j])
                 s -= dot(ri, rj, j)
                 ri[j] = s / pivot
             }
         }
         guard largest <= limit * smallest else { return false }
         // L⁻¹ (lower triangular) by forward substitution, column by column, into Float.
-        let inverse = UnsafeMutablePointer<Float>.allocate(capacity: l * l)
-        defer { inverse.deallocate() }
         inverse.update(repeating: 0, count: l * l)
         let column = UnsafeMutablePointer<Double>.allocate(capacity: l)
         defer { column.deallocate() }
@@ -96,12 +113,6 @@ public enum CholeskyQR {
                 column[i] = s / ri[i]
                 inverse[i * l + c] = Float(column[i])
             }
-        }
-        // Qᵀ = L⁻¹ Yᵀ: rows ← inverse · rows.
-        try ScratchPool.withFallible(Float.self, count: l * length) { out in
-            try gemm(transA: false, transB: false, m: l, n: length, k: l, alpha: 1, a: inverse, lda: l,
-                     b: rows, ldb: length, beta: 0, c: out, ldc: length)
-            rows.update(from: out, count: l * length)
         }
         return true
     }

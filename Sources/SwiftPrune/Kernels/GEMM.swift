@@ -1,5 +1,6 @@
 import SwiftPruneAVX512
 import SwiftPrunePrefetch
+import Synchronization
 
 /// General matrix multiply on row-major (C-order) matrices:
 /// `C = alpha · op(A) · op(B) + beta · C`, where `op(X)` is `X` or `Xᵀ`.
@@ -25,7 +26,9 @@ import SwiftPrunePrefetch
 ///
 /// Pointers may be `nil` only when the matrix they address is empty.
 /// - Throws: ``SwiftPruneError`` for negative sizes, leading dimensions too
-///   small for the shapes, or a `nil` pointer to a non-empty matrix.
+///   small for the shapes, or a `nil` pointer to a non-empty matrix;
+///   `.outOfMemory` when the packing buffers (a few MiB) are refused, C then
+///   holding a partial result.
 @_specialize(where T == Float)
 @_specialize(where T == Double)
 public func gemm<T: GEMMScalar>(
@@ -51,9 +54,9 @@ public func gemm<T: GEMMScalar>(
     let (work, o2) = mn.multipliedReportingOverflow(by: k)
     let workers = (o1 || o2) ? Threading.threadCount
         : Threading.workerCount(for: work, minimumPerWorker: 1 << 21)
-    GEMMDriver<T>(transA: transA, transB: transB, m: m, n: n, k: k,
-                  alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
-        .run(workers: workers)
+    try GEMMDriver<T>(transA: transA, transB: transB, m: m, n: n, k: k,
+                      alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+        .runChecked(workers: workers)
 }
 
 /// The symmetric product `C = alpha · op(A) · op(A)ᵀ` (`op(A)` is `n × k`)
@@ -62,7 +65,8 @@ public func gemm<T: GEMMScalar>(
 /// mirrored. `transA == true` gives `AᵀA` for A stored `k × n`: the Gram
 /// matrix `XᵀX` of calibration activations or of a weight.
 /// - Throws: ``SwiftPruneError`` for negative sizes, a small `lda`/`ldc` or a
-///   `nil` pointer to a non-empty matrix.
+///   `nil` pointer to a non-empty matrix; `.outOfMemory` when the packing
+///   buffers are refused.
 @_specialize(where T == Float)
 @_specialize(where T == Double)
 public func syrk<T: GEMMScalar>(
@@ -85,7 +89,7 @@ public func syrk<T: GEMMScalar>(
         var driver = GEMMDriver<T>(transA: transA, transB: !transA, m: n, n: n, k: k,
                                    alpha: alpha, a: a, lda: lda, b: a, ldb: lda, c: c, ldc: ldc)
         driver.upperOnly = true
-        driver.run(workers: workers)
+        try driver.runChecked(workers: workers)
     }
     for i in 0 ..< n {
         for j in 0 ..< i { c[i * ldc + j] = c[j * ldc + i] }
@@ -113,6 +117,12 @@ struct GEMMDriver<T: GEMMScalar> {
     /// in place, not packed (`sgemmMicroKernelDirectA` /
     /// `dgemmMicroKernelDirectA`, same results as the packed kernels).
     let directA: Bool
+    /// Rows of C per worker from which a packed product is split into row
+    /// slices (``runRowSlices(workers:)``, each worker packing its own B)
+    /// rather than sharing each packed B block between workers with two
+    /// fork-joins per depth block: a worker's extra B packing costs about
+    /// 30 / rows of its multiply time (3% at 1024 rows).
+    static var packedSliceRows: Int { 1024 }
     /// Up to this many columns of C (eight 16-column panels) a packed A
     /// sliver would be used too few times to repay its copy.
     static var directAMaxColumns: Int { 128 }
@@ -183,9 +193,23 @@ struct GEMMDriver<T: GEMMScalar> {
         run(workers: workers)
     }
 
+    /// ``runChecked(workers:)`` for callers inside their own worker closures
+    /// (the factorizations), which cannot throw: a refused packing buffer
+    /// (bounded by the cache blocks, a few MiB) stops the process there.
     func run(workers: Int) {
-        if directA && workers > 1 && !upperOnly && m >= workers * mr {
-            runRowSlices(workers: workers)
+        do {
+            try runChecked(workers: workers)
+        } catch {
+            fatalError("swiftprune: \(error)")
+        }
+    }
+
+    /// `C += alpha · op(A) · op(B)` on `workers` workers.
+    /// - Throws: `.outOfMemory` when the packing buffers are refused (the
+    ///   fallible allocator); C then holds a partial result.
+    func runChecked(workers: Int) throws {
+        if workers > 1 && !upperOnly && m >= workers * (directA ? mr : Self.packedSliceRows) {
+            try runRowSlices(workers: workers)
             return
         }
         let kcMax = min(kc, k)
@@ -202,29 +226,39 @@ struct GEMMDriver<T: GEMMScalar> {
             mcMax = ((mRounded + blocks - 1) / blocks + mr - 1) / mr * mr
         }
         let bCount = kcMax * ncMax, aCount = workers * mcMax * kcMax
-        ScratchPool.with(T.self, count: bCount + aCount + workers * mr * nr) { workspace in
+        try ScratchPool.withFallible(T.self, count: bCount + aCount + workers * mr * nr) { workspace in
             run(workers: workers, packedB: workspace, packedA: workspace + bCount,
                 scratch: workspace + bCount + aCount, kcMax: kcMax, ncMax: ncMax, mcMax: mcMax)
         }
     }
 
     /// The direct-A case (C at most ``directAMaxColumns`` wide, e.g. a weight
-    /// times 64 activation columns) on several workers: each takes a slice of
-    /// C's rows (a multiple of `mr`, so the same tiles are full or partial as
-    /// on one worker: identical results) and runs the whole depth on its own,
-    /// packing its own copy of the small B. One fork-join per call instead of
-    /// two per depth block (32 at k = 4096), and no worker waits at a barrier
-    /// for another that the OS preempted.
-    func runRowSlices(workers: Int) {
+    /// times 64 activation columns), and packed products with at least
+    /// ``packedSliceRows`` rows per worker, on several workers: each takes a
+    /// slice of C's rows (a multiple of `mr`, so the same tiles are full or
+    /// partial as on one worker, and each element's sum runs over the same
+    /// depth blocks in the same order: identical results) and runs the whole
+    /// depth on its own, packing its own copy of B. One fork-join per call
+    /// instead of two per depth block (32 at k = 4096), and no worker waits at
+    /// a barrier for another that the OS preempted.
+    func runRowSlices(workers: Int) throws {
         let tiles = (m + mr - 1) / mr
+        // A worker cannot throw: the first refusal is kept and thrown after the join.
+        let failure = Mutex<SwiftPruneError?>(nil)
         parallelFor(workers: workers) { worker in
             let slice = partitionRange(tiles, parts: workers, index: worker)
             let first = slice.lowerBound * mr, rows = min(m, slice.upperBound * mr) - first
             guard rows > 0 else { return }
-            GEMMDriver(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
-                       a: a + first * lda, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
-                .run(workers: 1)
+            do {
+                try GEMMDriver(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
+                               a: a + first * lda, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
+                    .runChecked(workers: 1)
+            } catch {
+                let refusal = error as? SwiftPruneError ?? SwiftPruneError(.outOfMemory, "\(error)")
+                failure.withLock { if $0 == nil { $0 = refusal } }
+            }
         }
+        if let error = failure.withLock({ $0 }) { throw error }
     }
 
     func run(workers: Int, packedB: UnsafeMutablePointer<T>, packedA: UnsafeMutablePointer<T>,
@@ -393,35 +427,21 @@ struct GEMMDriver<T: GEMMScalar> {
             let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Double.self)
             let bDouble = UnsafeRawPointer(bPanel).assumingMemoryBound(to: Double.self)
             let alphaDouble = withUnsafeBytes(of: alpha) { $0.load(as: Double.self) }
-            if rows == mr && cols == nr {
+            edgeAware(rows: rows, cols: cols, cTile: cTile, scratch: scratch) { out, ldOut, full in
                 dgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bDouble, alphaDouble,
-                                        UnsafeMutableRawPointer(cTile).assumingMemoryBound(to: Double.self), ldc)
-            } else {
-                scratch.update(repeating: 0, count: mr * nr)
-                dgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bDouble, alphaDouble,
-                                        UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Double.self), nr)
-                for r in 0 ..< rows {
-                    for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
-                }
+                                        UnsafeMutableRawPointer(out).assumingMemoryBound(to: Double.self), ldOut)
             }
         } else if directA {
             // T == Float (see `directA`); A rows read in place.
             let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Float.self)
             let bFloat = UnsafeRawPointer(bPanel).assumingMemoryBound(to: Float.self)
             let alphaFloat = withUnsafeBytes(of: alpha) { $0.load(as: Float.self) }
-            // The first panel's pass prefetches the next six rows of A.
+            // The first panel's pass of a full tile prefetches the next six rows of A.
             let ahead = panel == first && i0 + 2 * mr <= mc ? aRows + mr * lda : nil
-            if rows == mr && cols == nr {
+            edgeAware(rows: rows, cols: cols, cTile: cTile, scratch: scratch) { out, ldOut, full in
                 sgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bFloat, alphaFloat,
-                                        UnsafeMutableRawPointer(cTile).assumingMemoryBound(to: Float.self), ldc,
-                                        ahead: ahead)
-            } else {
-                scratch.update(repeating: 0, count: mr * nr)
-                sgemmMicroKernelDirectA(kc, aRows, lda, rows: rows, bFloat, alphaFloat,
-                                        UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: Float.self), nr)
-                for r in 0 ..< rows {
-                    for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
-                }
+                                        UnsafeMutableRawPointer(out).assumingMemoryBound(to: Float.self), ldOut,
+                                        ahead: full ? ahead : nil)
             }
         } else if rows == mr && cols == nr {
             // Prefetch the next tile's rows of C: they arrive while this
@@ -437,11 +457,27 @@ struct GEMMDriver<T: GEMMScalar> {
             }
             microKernel(kc, aPanel, bPanel, cTile, ldc)
         } else {
-            scratch.update(repeating: 0, count: mr * nr)
-            microKernel(kc, aPanel, bPanel, scratch, nr)
-            for r in 0 ..< rows {
-                for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
+            edgeAware(rows: rows, cols: cols, cTile: cTile, scratch: scratch) { out, ldOut, _ in
+                microKernel(kc, aPanel, bPanel, out, ldOut)
             }
+        }
+    }
+
+    /// Runs `kernel(out, ldOut, full)` on the C tile itself when it is a full
+    /// `mr × nr` tile, else on the zeroed scratch tile (row stride `nr`) whose
+    /// `rows × cols` corner is then added to C: a micro-kernel always writes a
+    /// whole tile, and the edge tiles of C are smaller.
+    @inline(__always)
+    func edgeAware(rows: Int, cols: Int, cTile: UnsafeMutablePointer<T>, scratch: UnsafeMutablePointer<T>,
+                   _ kernel: (_ out: UnsafeMutablePointer<T>, _ ldOut: Int, _ full: Bool) -> Void) {
+        if rows == mr && cols == nr {
+            kernel(cTile, ldc, true)
+            return
+        }
+        scratch.update(repeating: 0, count: mr * nr)
+        kernel(scratch, nr, false)
+        for r in 0 ..< rows {
+            for j in 0 ..< cols { cTile[r * ldc + j] += scratch[r * nr + j] }
         }
     }
 }

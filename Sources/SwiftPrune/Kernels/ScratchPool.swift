@@ -27,7 +27,7 @@ enum ScratchPool {
             return list.remove(at: index)
         }
         if let reused { return reused }
-        return Buffer(pointer: try FallibleAllocation.allocate(bytes: needed, alignment: 64, "\(needed) bytes of scratch"),
+        return Buffer(pointer: try FallibleAllocation.allocate(bytes: needed, alignment: 64, "scratch (GEMM packing or QR work arrays)"),
                       bytes: needed)
     }
 
@@ -42,8 +42,8 @@ enum ScratchPool {
         FallibleAllocation.free(evicted?.pointer)
     }
 
-    /// Runs `body` with `count` scratch elements of `T`: for sizes that come
-    /// from the caller's data (the QR work arrays).
+    /// Runs `body` with `count` scratch elements of `T` (the QR work arrays,
+    /// GEMM's packing buffers).
     /// - Throws: ``SwiftPruneError`` `.outOfMemory` when the memory cannot
     ///   be had (`body` does not run), or what `body` throws.
     @inline(__always)
@@ -51,19 +51,6 @@ enum ScratchPool {
         let (bytes, overflow) = max(1, count).multipliedReportingOverflow(by: MemoryLayout<T>.stride)
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "\(count) scratch elements: the size overflows") }
         let buffer = try take(bytes: bytes)
-        defer { recycle(buffer) }
-        return try body(buffer.pointer.bindMemory(to: T.self, capacity: max(1, count)))
-    }
-
-    /// As ``withFallible(_:count:_:)`` for sizes bounded by constants, not
-    /// by the data: GEMM's packing buffers (at most its cache blocks per
-    /// worker, a few MiB), whose callers do not throw. If even that memory
-    /// is refused the process stops, as any small Swift allocation would.
-    @inline(__always)
-    static func with<T, R>(_: T.Type, count: Int, _ body: (UnsafeMutablePointer<T>) throws -> R) rethrows -> R {
-        guard let buffer = try? take(bytes: max(1, count) * MemoryLayout<T>.stride) else {
-            fatalError("swiftprune: cannot allocate \(count) elements of GEMM scratch")
-        }
         defer { recycle(buffer) }
         return try body(buffer.pointer.bindMemory(to: T.self, capacity: max(1, count)))
     }

@@ -1,3 +1,7 @@
+#if arch(x86_64)
+import SwiftPruneClipError
+#endif
+
 /// Scales and zero points of every group of a tensor, by calibration method.
 public enum QuantizationCalibration {
     /// The scale and zero point of each group of `x` (see
@@ -24,33 +28,37 @@ public enum QuantizationCalibration {
                 (scales[g], zeroPoints[g]) = scheme.parameters(lo: lo[g], hi: hi[g], as: S.self)
             }
         case .percentile(let p):
-            try perGroup(x, layout: layout, scales: &scales, zeroPoints: &zeroPoints) { group, values, length in
+            try perGroup(x, layout: layout, scales: &scales, zeroPoints: &zeroPoints, reorders: true) { group, values, length in
                 let c = absolutePercentile(values, count: length, percentile: p)
                 var l = Swift.max(lo[group], -c), h = Swift.min(hi[group], c)
                 if c == 0 { (l, h) = (lo[group], hi[group]) }  // clipping everything to 0 would lose the group
                 return scheme.parameters(lo: l, hi: h, as: S.self)
             }
         case .mse:
-            try perGroup(x, layout: layout, scales: &scales, zeroPoints: &zeroPoints) { group, values, length in
+            try perGroup(x, layout: layout, scales: &scales, zeroPoints: &zeroPoints, reorders: false) { group, values, length in
                 bestClipping(UnsafePointer(values), count: length, lo: lo[group], hi: hi[group], scheme: scheme)
             }
         }
         return (scales, zeroPoints)
     }
 
-    /// Gathers the groups contiguously, then runs `body` on each group (in
-    /// parallel); `body` may reorder the group's values in place.
+    /// Runs `body` on each group, stored contiguously (in parallel): in place
+    /// when the groups already are contiguous runs of `x` and `body` only
+    /// reads them, else on a gathered copy (`reorders`: `body` may reorder
+    /// the group's values in place).
     static func perGroup<S: QuantizationScalar>(
         _ x: UnsafeBufferPointer<S>, layout: QuantizationLayout,
-        scales: inout [Float], zeroPoints: inout [Int32],
+        scales: inout [Float], zeroPoints: inout [Int32], reorders: Bool,
         _ body: (Int, UnsafeMutablePointer<S>, Int) -> (Float, Int32)
     ) throws {
         let total = layout.count, length = layout.groupLength, groups = layout.groupCount
         guard total > 0 && length > 0 else { return }
-        let gathered = UnsafeMutableBufferPointer(start: try FallibleAllocation.allocate(S.self, count: total), count: total)
-        defer { FallibleAllocation.free(gathered.baseAddress) }
-        gatherGroups(x, layout: layout, into: gathered)
-        let base = gathered.baseAddress!
+        let inPlace = !reorders && layout.outer == 1 && layout.inner == 1 && layout.run == length
+        let gathered = inPlace ? nil : try FallibleAllocation.allocate(S.self, count: total)
+        defer { if let gathered { FallibleAllocation.free(gathered) } }
+        if let gathered { gatherGroups(x, layout: layout, into: UnsafeMutableBufferPointer(start: gathered, count: total)) }
+        // In place, `body` reads through the mutable pointer only (`reorders` is false).
+        let base = gathered ?? UnsafeMutablePointer(mutating: x.baseAddress!)
         let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 14)
         let w = Swift.min(workers, groups)
         scales.withUnsafeMutableBufferPointer { s in
@@ -198,26 +206,87 @@ public enum QuantizationCalibration {
         return total
     }
 
-    /// ``squaredError`` split over threads for a large group (one per tensor).
-    static func squaredErrorParallel<S: QuantizationScalar>(
-        _ values: UnsafePointer<S>, count: Int, scale: Float, zeroPoint: Int32, scheme: QuantizationScheme
-    ) -> Double {
-        // Below two workers' share, skip the thread-count lookup (it reads the environment):
-        // the "mse" search calls this ~35 times per group.
+    /// The squared errors of `count` values (none larger in magnitude than
+    /// `maxMagnitude`) under `n` candidates (`scales[k]`, `zeroPoints[k]`),
+    /// written to `errors`: for each, exactly the value ``squaredError``
+    /// returns. Float groups go through the AVX2 kernel of
+    /// `SwiftPruneClipError`, which reads each block of 8 values once for two
+    /// candidates, divides without a division instruction (exactly) and keeps
+    /// ``squaredErrorFloat``'s float64 sums (same lanes, same order), so the
+    /// errors are bit-identical.
+    static func squaredErrors<S: QuantizationScalar>(
+        _ values: UnsafePointer<S>, count: Int, maxMagnitude: Double, scales: UnsafePointer<Float>,
+        zeroPoints: UnsafePointer<Int32>, n: Int, scheme: QuantizationScheme, into errors: UnsafeMutablePointer<Double>
+    ) {
+        #if arch(x86_64)
+        // The scales are admitted when the extreme ones are (the kernel's exactness bounds are an interval).
+        var smallest = Float.infinity, largest: Float = 0
+        for k in 0 ..< n { smallest = Swift.min(smallest, scales[k]); largest = Swift.max(largest, scales[k]) }
+        if S.self == Float.self && count >= 8 && n > 0 && kernelAdmits(scale: smallest, maxMagnitude: maxMagnitude)
+            && kernelAdmits(scale: largest, maxMagnitude: 0) {
+            values.withMemoryRebound(to: Float.self, capacity: count) { v in
+                swiftprune_clip_errors_f32(v, count, scales, zeroPoints, scheme.qmin, scheme.qmax, Int32(n), errors)
+                // The scalar tail of squaredErrorFloat.
+                for k in 0 ..< n where count & 7 != 0 {
+                    let scale = scales[k]
+                    let tLo = Float(scheme.qmin - zeroPoints[k]), tHi = Float(scheme.qmax - zeroPoints[k])
+                    var total = errors[k]
+                    for i in (count & ~7) ..< count {
+                        let q = Swift.min(Swift.max(v[i] / scale, tLo), tHi).roundedToInt32
+                        let e = Double(v[i]) - Double(Float(q) * scale)
+                        total += e * e
+                    }
+                    errors[k] = total
+                }
+            }
+            return
+        }
+        #endif
+        for k in 0 ..< n {
+            errors[k] = squaredError(values, count: count, scale: scales[k], zeroPoint: zeroPoints[k], scheme: scheme)
+        }
+    }
+
+    #if arch(x86_64)
+    /// Whether the kernel's division-free quotient is exact for `scale` and
+    /// values up to `maxMagnitude` (see `swiftprune_clip_errors_f32`): real
+    /// weights always are; a degenerate group (scales below 2⁻⁶⁴, e.g. of
+    /// subnormal values) takes ``squaredErrorFloat``.
+    @inline(__always)
+    static func kernelAdmits(scale: Float, maxMagnitude: Double) -> Bool {
+        let s = Double(scale)
+        return s >= 0x1p-64 && s <= 0x1p64 && maxMagnitude < s * 0x1p100
+    }
+    #endif
+
+    /// ``squaredErrors`` split over threads for a large group (one per
+    /// tensor): each candidate's error is the sum, in worker order, of
+    /// ``squaredError`` over the same ranges as before batching.
+    static func squaredErrorsParallel<S: QuantizationScalar>(
+        _ values: UnsafePointer<S>, count: Int, maxMagnitude: Double, scales: UnsafePointer<Float>,
+        zeroPoints: UnsafePointer<Int32>, n: Int, scheme: QuantizationScheme, into errors: UnsafeMutablePointer<Double>
+    ) {
+        // Below two workers' share, skip the thread-count lookup (it reads the environment).
         let workers = count < 2 << 18 ? 1 : Threading.workerCount(for: count, minimumPerWorker: 1 << 18)
         guard workers > 1 else {
-            return squaredError(values, count: count, scale: scale, zeroPoint: zeroPoint, scheme: scheme)
+            squaredErrors(values, count: count, maxMagnitude: maxMagnitude, scales: scales, zeroPoints: zeroPoints,
+                          n: n, scheme: scheme, into: errors)
+            return
         }
-        var partial = [Double](repeating: 0, count: workers)
+        var partial = [Double](repeating: 0, count: workers * n)
         partial.withUnsafeMutableBufferPointer { out in
             let base = out.baseAddress!
             parallelFor(workers: workers) { worker in
                 let range = partitionRange(count, parts: workers, index: worker)
-                base[worker] = squaredError(values + range.lowerBound, count: range.count, scale: scale,
-                                            zeroPoint: zeroPoint, scheme: scheme)
+                squaredErrors(values + range.lowerBound, count: range.count, maxMagnitude: maxMagnitude, scales: scales,
+                              zeroPoints: zeroPoints, n: n, scheme: scheme, into: base + worker * n)
             }
         }
-        return partial.reduce(0, +)
+        for k in 0 ..< n {
+            var total = 0.0
+            for worker in 0 ..< workers { total += partial[worker * n + k] }
+            errors[k] = total
+        }
     }
 
     /// The clipping factors tried by the "mse" method: a coarse grid from 1
@@ -227,26 +296,55 @@ public enum QuantizationCalibration {
     /// The parameters of the clipping range `[alpha·lo, alpha·hi]` with the
     /// smallest reconstruction error; alpha = 1 unless strictly better
     /// (by a relative margin above the error of the summation).
+    ///
+    /// The candidates of each stage (minmax and the coarse grid, then the
+    /// fine grid) are evaluated together by ``squaredErrorsParallel`` and
+    /// compared in the order of the grid, first strictly smaller error wins.
     static func bestClipping<S: QuantizationScalar>(
         _ values: UnsafePointer<S>, count: Int, lo: S, hi: S, scheme: QuantizationScheme
     ) -> (Float, Int32) {
         let minmax = scheme.parameters(lo: lo, hi: hi, as: S.self)
-        let reference = squaredErrorParallel(values, count: count, scale: minmax.0, zeroPoint: minmax.1, scheme: scheme)
-        var best = minmax, bestError = reference, bestAlpha = 1.0
-        func attempt(_ alpha: Double) {
-            guard alpha > 0 && alpha < 1 else { return }
-            let p = scheme.parameters(lo: S(Double(lo) * alpha), hi: S(Double(hi) * alpha), as: S.self)
-            let e = squaredErrorParallel(values, count: count, scale: p.0, zeroPoint: p.1, scheme: scheme)
-            if e < bestError { (best, bestError, bestAlpha) = (p, e, alpha) }
+        let maxMagnitude = Swift.max(Swift.abs(Double(lo)), Swift.abs(Double(hi)))
+        // 1 + 16 coarse factors, then 18 fine ones: 20 slots hold either stage
+        // (scales, zero points, errors and factors side by side, one allocation).
+        return withUnsafeTemporaryAllocation(byteCount: 480, alignment: 16) { scratch in
+            let raw = scratch.baseAddress!
+            let e = raw.bindMemory(to: Double.self, capacity: 40), a = e + 20
+            let s = (raw + 320).bindMemory(to: Float.self, capacity: 20)
+            let z = (raw + 400).bindMemory(to: Int32.self, capacity: 20)
+            func add(_ alpha: Double, at n: Int) {
+                (s[n], z[n]) = scheme.parameters(lo: S(Double(lo) * alpha), hi: S(Double(hi) * alpha), as: S.self)
+                a[n] = alpha
+            }
+            func evaluate(_ n: Int) {
+                squaredErrorsParallel(values, count: count, maxMagnitude: maxMagnitude, scales: s, zeroPoints: z, n: n,
+                                      scheme: scheme, into: e)
+            }
+            // Stage 1: minmax, then alpha = 0.95, 0.90, ... down to 0.2 (the same repeated subtraction).
+            (s[0], z[0]) = minmax
+            a[0] = 1
+            var n = 1
+            var alpha = 1 - coarseStep
+            while alpha > 0.2 - 1e-9 {
+                if alpha > 0 && alpha < 1 { add(alpha, at: n); n += 1 }
+                alpha -= coarseStep
+            }
+            evaluate(n)
+            let reference = e[0]
+            var best = minmax, bestError = reference, bestAlpha = 1.0
+            for k in 1 ..< n where e[k] < bestError { (best, bestError, bestAlpha) = ((s[k], z[k]), e[k], a[k]) }
+            // Stage 2: center - fineStep, center + fineStep, center - 2·fineStep, ... (9 steps each side).
+            let center = bestAlpha
+            n = 0
+            for j in 0 ..< 18 {
+                let step = Double(j / 2 + 1)
+                let candidate = j % 2 == 0 ? center - step * fineStep : center + step * fineStep
+                if candidate > 0 && candidate < 1 { add(candidate, at: n); n += 1 }
+            }
+            evaluate(n)
+            for k in 0 ..< n where e[k] < bestError { (best, bestError) = ((s[k], z[k]), e[k]) }
+            // Never worse than minmax, even counting the rounding of the sums.
+            return bestError < reference * (1 - 1e-6) ? best : minmax
         }
-        var alpha = 1 - coarseStep
-        while alpha > 0.2 - 1e-9 { attempt(alpha); alpha -= coarseStep }
-        let center = bestAlpha
-        for step in 1 ..< 10 {
-            attempt(center - Double(step) * fineStep)
-            attempt(center + Double(step) * fineStep)
-        }
-        // Never worse than minmax, even counting the rounding of the sums.
-        return bestError < reference * (1 - 1e-6) ? best : minmax
     }
 }

@@ -138,6 +138,9 @@ public func quantizeValues<S: QuantizationScalar, O: FixedWidthInteger>(
 /// - Throws: ``SwiftPruneError`` if a buffer does not match `layout`.
 @_specialize(where O == Int8)
 @_specialize(where O == UInt8)
+@_specialize(where O == Int16)  // wider codes (Swift callers only): the generic body was 15-20x slower
+@_specialize(where O == UInt16)
+@_specialize(where O == Int32)
 public func dequantizeValues<O: FixedWidthInteger & SIMDScalar>(
     _ values: UnsafeBufferPointer<O>, layout: QuantizationLayout,
     scales: UnsafeBufferPointer<Float>, zeroPoints: UnsafeBufferPointer<Int32>,

@@ -59,6 +59,9 @@ enum StreamingRuns {
                 i &+= 8
             }
         } else {
+            // Wider codes: as fast as byte codes per element once the caller is specialized for
+            // the code type (dequantizeValues is, for Int16/UInt16/Int32); the intrinsics of the
+            // byte path measured 10-20% slower here (4096 x 4096, cleanup6).
             let zeros = SIMD16<Int32>(repeating: zero), scales = SIMD16<Float>(repeating: s)
             while i &+ 16 <= count {
                 let values = SIMD16<Float>(widenedCodes(p + i) &- zeros) * scales

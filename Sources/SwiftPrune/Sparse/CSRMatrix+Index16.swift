@@ -48,22 +48,9 @@ extension CSRMatrix {
         rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<UInt16>,
         values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
     ) throws {
-        guard rows > 0 else { return }
-        let nonzeros = Int(rowOffsets[rows])
-        let workers = Threading.workerCount(for: nonzeros &+ rows, minimumPerWorker: 1 << 16)
-        var outOfRange = [UInt32](repeating: 0, count: workers)
         let last = UInt16(truncatingIfNeeded: max(columns, 1) &- 1)
-        outOfRange.withUnsafeMutableBufferPointer { flags in
-            parallelFor(workers: workers) { worker in
-                let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
-                flags[worker] = matvecRows16(range, rowOffsets: rowOffsets, columnIndices: columnIndices, values: values,
-                                             v: v, last: last, y: y)
-            }
-        }
-        if columns == 0 && nonzeros > 0 || outOfRange.contains(where: { $0 != 0 }) {
-            for position in 0 ..< nonzeros where Int(columnIndices[position]) >= columns {
-                throw SwiftPruneError.value("column index \(columnIndices[position]) out of range for \(columns) columns")
-            }
+        try matvecDriver(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices) { range in
+            matvecRows16(range, rowOffsets: rowOffsets, columnIndices: columnIndices, values: values, v: v, last: last, y: y)
         }
     }
 

@@ -25,17 +25,30 @@ extension CSRMatrix {
         rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<Int32>,
         values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
     ) throws {
+        let last = UInt32(truncatingIfNeeded: max(columns, 1) &- 1)
+        try matvecDriver(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices) { range in
+            matvecRows(range, rowOffsets: rowOffsets, columnIndices: columnIndices, values: values, v: v, last: last, y: y)
+        }
+    }
+
+    /// The threading and error handling of both one-vector products (Int32
+    /// and UInt16 indices): rows split between workers by nonzero count,
+    /// `rowsKernel(range)` computing a range's outputs and returning nonzero
+    /// if it met an index past the last column (clamped, never read).
+    /// - Throws: ``SwiftPruneError`` naming the first index outside `0 ..< columns`.
+    @inline(__always)
+    static func matvecDriver<Index: CSRColumnIndex>(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<Index>,
+        rowsKernel: (Range<Int>) -> UInt32
+    ) throws {
         guard rows > 0 else { return }
         let nonzeros = Int(rowOffsets[rows])
         // About 64k multiply-adds per worker before a second thread pays for its start-up.
         let workers = Threading.workerCount(for: nonzeros &+ rows, minimumPerWorker: 1 << 16)
         var outOfRange = [UInt32](repeating: 0, count: workers)
-        let last = UInt32(truncatingIfNeeded: max(columns, 1) &- 1)
         outOfRange.withUnsafeMutableBufferPointer { flags in
             parallelFor(workers: workers) { worker in
-                let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
-                flags[worker] = matvecRows(range, rowOffsets: rowOffsets, columnIndices: columnIndices, values: values,
-                                           v: v, last: last, y: y)
+                flags[worker] = rowsKernel(balancedRows(rowOffsets, rows: rows, parts: workers, index: worker))
             }
         }
         if columns == 0 && nonzeros > 0 || outOfRange.contains(where: { $0 != 0 }) {

@@ -14,12 +14,12 @@ Needs ``onnx`` and ``onnxruntime`` (``pip install "swiftprune[onnx]"``).
 """
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .._onnx_model import load_onnx_model
 from .._progress import progress as _progress
 from .hessian import CalibrationWarning, HessianAccumulator
 from .im2col import patches_nchw, same_padding
@@ -48,13 +48,7 @@ class OnnxCalibration(ModelCalibration):
 
     def __init__(self, model: Any, inputs: Any, mode: str = "sequential", *, show: bool = False) -> None:
         onnx, _ = _import()
-        if isinstance(model, (str, os.PathLike)):
-            path = os.fspath(model)
-            if not os.path.exists(path):
-                raise FileNotFoundError(2, "No such file", path)
-            model = onnx.load(path)
-        if not isinstance(model, onnx.ModelProto):
-            raise TypeError(f"model must be an onnx.ModelProto or a path to an .onnx file, got {type(model).__name__}")
+        model = load_onnx_model(model, onnx)
         if any(node.op_type == "Constant" for node in model.graph.node):
             from ..export.onnx import _lift_constants
 

@@ -37,6 +37,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from .._bitpack import pack_bits
+from .._onnx_model import load_onnx_model
 from ..io import atomic_path
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -115,18 +116,7 @@ def _lift_constants(model: Any) -> None:
 
 
 def _load(model: Any) -> Any:
-    onnx = _import_onnx()
-    if isinstance(model, onnx.ModelProto):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        return copy
-    path = os.fspath(model)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"ONNX model not found: {path}")
-    try:
-        return onnx.load(path)
-    except Exception as error:  # protobuf's DecodeError and friends
-        raise ValueError(f"{path}: not a valid ONNX model ({type(error).__name__}: {error})") from None
+    return load_onnx_model(model, _import_onnx(), copy=True)
 
 
 def float_weights(model: Any) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from .._onnx_model import load_onnx_model
 from .._progress import progress as _progress
 from .ir import Graph
 
@@ -98,13 +99,7 @@ def onnx_activation_scores(model: Any, inputs: Any, *, batch_size: int = 64, gra
     onnx, ort = _onnx_runtime()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(2, "no such .onnx file", path)
-        model = onnx.load(path)
-    if not isinstance(model, onnx.ModelProto):
-        raise TypeError(f"model must be an .onnx path or an onnx.ModelProto, got {type(model).__name__}")
+    model = load_onnx_model(model, onnx)
     if graph is None:
         from .onnx_file import read_onnx
         graph = read_onnx(model)

@@ -2,25 +2,23 @@
 
 Weights come from initializers and ``Constant`` nodes. Shapes come from ONNX
 shape inference. Tensors are NCHW: the channel axis is 1 for convolution
-tensors and the last axis after MatMul/Gemm. Ops outside the tables below
+tensors and the last axis after MatMul/Gemm. A model input of rank >= 3 takes
+its layout from the first op that fixes one on the way from it (a token
+sequence ``(batch, tokens, features)`` read by MatMul keeps its features last).
+Ops outside the tables below
 (and any op whose weights are computed rather than stored) freeze the
 channels through them.
 """
 from __future__ import annotations
 
-import errno
-import os
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from .._onnx_model import OnnxFileError, load_onnx_model
 from .ir import Graph, Node, Param
 
 __all__ = ["read_onnx", "write_onnx", "OnnxFileError"]
-
-
-class OnnxFileError(ValueError):
-    """The file is not a readable ONNX model."""
 
 
 def _onnx():
@@ -38,6 +36,10 @@ PASSTHROUGH = {
     "GlobalMaxPool", "Resize", "Upsample", "Abs", "Neg", "Exp", "Sqrt", "Mish", "PRelu_scalar", "Cast",
 }
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean"}
+# Ops whose reading of a tensor says where its channels are (ONNX convolution and pooling are NCHW).
+CHANNELS_FIRST = {"Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "MaxPool",
+                  "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool"}
+CHANNELS_LAST = {"MatMul", "Gemm", "LayerNormalization"}
 
 
 def _attrs(node) -> Dict[str, Any]:
@@ -52,19 +54,46 @@ def _shape(value_info) -> Optional[tuple]:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
 
 
+def _input_channel_axis(name: str, shape: Optional[tuple], nodes) -> Optional[int]:
+    """Where a model input's channels are: axis 1 (NCHW) or -1 (features last).
+
+    Rank 2 is ``(batch, features)``. For rank >= 3 the first op that fixes a layout, found
+    breadth-first through element-wise and activation ops, decides; without one, a rank-3
+    input whose axis 1 has no fixed size but whose last axis has one (``[None, None, C]``)
+    is a token sequence, anything else NCHW.
+    """
+    if shape is None or len(shape) < 2:
+        return None
+    if len(shape) == 2:
+        return 1
+    readers: Dict[str, list] = {}
+    for node in nodes:
+        for i in node.input[:1] if node.op_type not in ELEMENTWISE else node.input:
+            readers.setdefault(i, []).append(node)
+    frontier, seen = [name], {name}
+    while frontier:
+        tensor = frontier.pop(0)
+        for node in readers.get(tensor, []):
+            if node.op_type in CHANNELS_FIRST:
+                return 1
+            if node.op_type == "LayerNormalization":
+                axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+                if axis % len(shape) == len(shape) - 1:
+                    return -1
+            elif node.op_type in CHANNELS_LAST:
+                return -1
+            if node.op_type in PASSTHROUGH or node.op_type in ELEMENTWISE:
+                fresh = [o for o in node.output if o and o not in seen]
+                seen.update(fresh)
+                frontier.extend(fresh)
+    return -1 if len(shape) == 3 and shape[1] is None and shape[2] is not None else 1
+
+
 def read_onnx(model: Any) -> Graph:
     """Read an ``.onnx`` path (or an ``onnx.ModelProto``) into a :class:`Graph`."""
     onnx, numpy_helper = _onnx()
-    if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(errno.ENOENT, "no such .onnx file", path)
-        try:
-            proto = onnx.load(path)
-        except Exception as error:  # protobuf DecodeError and friends
-            raise OnnxFileError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
-    else:
-        path, proto = "<ModelProto>", model
+    proto = load_onnx_model(model, onnx)
+    path = "<ModelProto>" if proto is model else str(model)
     if not len(proto.graph.node):
         raise OnnxFileError(f"{path}: the ONNX graph has no nodes")
     try:
@@ -95,7 +124,7 @@ def read_onnx(model: Any) -> Graph:
         if vi.name in weights:
             continue
         shape = shapes.get(vi.name)
-        t = tensor(vi.name, 1 if shape is not None and len(shape) >= 2 else None)
+        t = tensor(vi.name, _input_channel_axis(vi.name, shape, g.node))
         graph.inputs.append(t)
         graph.add_node(Node(vi.name, "input", "Input", [], [t]))
 

@@ -69,7 +69,8 @@ public func sparseGPT<S: MagnitudeOrdered & SIMDScalar>(
 }
 
 /// SparseGPT from a precomputed Hessian `hessian = XᵀX` (row-major `in × in`,
-/// any positive multiple; consumed: overwritten by the call). See
+/// any positive multiple; only read: the buffer is mutable only to keep the
+/// signature of earlier releases). See
 /// ``sparseGPT(_:activations:pattern:blockSize:damp:into:)``.
 /// - Throws: ``SwiftPruneError`` for bad shapes, pattern or options, NaN/Inf,
 ///   or a Hessian that stays singular (increase `damp`).

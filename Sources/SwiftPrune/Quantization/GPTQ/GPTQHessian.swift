@@ -1,3 +1,7 @@
+#if arch(x86_64)
+import SwiftPruneClipError
+#endif
+
 /// The options of GPTQ beyond the integer grid.
 public struct GPTQOptions: Sendable, Equatable {
     /// Columns per scale (must divide the input width); `nil`: one scale per row.
@@ -147,8 +151,15 @@ struct SearchedRange {
         for c in 0 ..< count { lo = Swift.min(lo, Double(x[c])); hi = Swift.max(hi, Double(x[c])) }
         var best = scheme.parameters(lo: lo, hi: hi, as: Double.self)
         guard grid > 0 && (lo != 0 || hi != 0) else { return best }
-        var bestError = error(x, count, best)
         let steps = Int((maxShrink * Double(grid)).rounded(.down))
+        #if arch(x86_64)
+        if T.self == Float.self && steps > 1 {
+            return x.withMemoryRebound(to: Float.self, capacity: count) {
+                searchedFloat($0, count, lo: lo, hi: hi, minmax: best, steps: steps)
+            }
+        }
+        #endif
+        var bestError = error(x, count, best)
         var k = 1
         while k < steps {
             let p = 1 - Double(k) / Double(grid)
@@ -159,6 +170,37 @@ struct SearchedRange {
         }
         return best
     }
+
+    #if arch(x86_64)
+    /// ``parameters(_:_:)`` for Float groups: the errors of minmax and of
+    /// every shrink at once by the AVX2 kernel of `SwiftPruneClipError` (one
+    /// candidate per float64 lane, the operations of ``error(_:_:_:)`` in the
+    /// same order, so the same sums), then the same first-strictly-smaller scan.
+    func searchedFloat(_ x: UnsafePointer<Float>, _ count: Int, lo: Double, hi: Double,
+                       minmax: (scale: Float, zeroPoint: Int32), steps: Int) -> (scale: Float, zeroPoint: Int32) {
+        withUnsafeTemporaryAllocation(of: (scale: Float, zeroPoint: Int32).self, capacity: steps) { candidates in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * steps) { bounds in
+                withUnsafeTemporaryAllocation(of: Double.self, capacity: steps) { errors in
+                    let c = candidates.baseAddress!, b = bounds.baseAddress!, e = errors.baseAddress!
+                    c[0] = minmax
+                    for k in 1 ..< steps {
+                        let p = 1 - Double(k) / Double(grid)
+                        c[k] = scheme.parameters(lo: p * lo, hi: p * hi, as: Double.self)
+                    }
+                    for k in 0 ..< steps {
+                        b[k] = c[k].scale
+                        b[steps + k] = Float(scheme.qmin - c[k].zeroPoint)
+                        b[2 * steps + k] = Float(scheme.qmax - c[k].zeroPoint)
+                    }
+                    swiftprune_clip_errors_f64_quotient(x, count, b, b + steps, b + 2 * steps, Int32(steps), e)
+                    var best = minmax, bestError = e[0]
+                    for k in 1 ..< steps where e[k] < bestError { (best, bestError) = (c[k], e[k]) }
+                    return best
+                }
+            }
+        }
+    }
+    #endif
 
     @inline(__always)
     func error<T: QuantizationScalar>(_ x: UnsafePointer<T>, _ count: Int, _ p: (scale: Float, zeroPoint: Int32)) -> Double {
