@@ -72,6 +72,12 @@ def test_matmul_threads_give_the_same_result(m, k, n):
     np.testing.assert_array_equal(one, two)
     np.testing.assert_array_equal(one, three)
     np.testing.assert_allclose(one, reference(a, b), rtol=0, atol=1e-5 * np.sqrt(k) * 4)
+    # A in Fortran order is passed transposed, so a worker's slice of C's rows starts at a
+    # column of the stored A (the row-slice path once offset it by rows: wrong products at 2 threads).
+    a_columns = np.asfortranarray(a)
+    one_t, two_t = per_thread_count(lambda: sp.matmul(a_columns, b), (1, 2))
+    np.testing.assert_array_equal(one_t, two_t)
+    np.testing.assert_allclose(two_t, reference(a, b), rtol=0, atol=1e-5 * np.sqrt(k) * 4)
 
 
 @pytest.mark.parametrize("m,n", [(1003, 64), (1000, 70), (61, 128)])

@@ -249,9 +249,11 @@ struct GEMMDriver<T: GEMMScalar> {
             let slice = partitionRange(tiles, parts: workers, index: worker)
             let first = slice.lowerBound * mr, rows = min(m, slice.upperBound * mr) - first
             guard rows > 0 else { return }
+            // Row `first` of op(A): a row of A, or a column of a transposed A.
+            let sliceA = transA ? a + first : a + first * lda
             do {
                 try GEMMDriver(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
-                               a: a + first * lda, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
+                               a: sliceA, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
                     .runChecked(workers: 1)
             } catch {
                 let refusal = error as? SwiftPruneError ?? SwiftPruneError(.outOfMemory, "\(error)")
