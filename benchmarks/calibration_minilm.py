@@ -59,22 +59,26 @@ class WordPiece:
     def encode(self, text: str, max_len: int = 128) -> np.ndarray:
         ids = [self.vocab["[CLS]"]]
         for word in self.words(text):
-            start, pieces = 0, []
-            while start < len(word):
-                end = len(word)
-                while end > start:
-                    piece = word[start:end] if start == 0 else "##" + word[start:end]
-                    if piece in self.vocab:
-                        pieces.append(self.vocab[piece])
-                        break
-                    end -= 1
-                if end == start:
-                    pieces = [self.vocab["[UNK]"]]
-                    break
-                start = end
-            ids.extend(pieces)
+            ids.extend(wordpiece(word, self.vocab, self.vocab["[UNK]"]))
         ids = ids[:max_len - 1] + [self.vocab["[SEP]"]]
         return np.array(ids, np.int64)
+
+
+def wordpiece(word: str, vocab: dict, unk: int) -> list:
+    """WordPiece's greedy longest-match-first split of one word into vocabulary ids ([UNK] if a piece is missing)."""
+    start, pieces = 0, []
+    while start < len(word):
+        end = len(word)
+        while end > start:
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if piece in vocab:
+                pieces.append(vocab[piece])
+                break
+            end -= 1
+        if end == start:
+            return [unk]
+        start = end
+    return pieces
 
 
 def layer_norm(x, g, b, eps=1e-12):

@@ -47,7 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration_minilm import (  # noqa: E402 - the shared harness (corpus, LayerNorm, GELU, batching)
-    ROOT, batches, gelu, layer_norm, sentences_of, stdlib_sentences)
+    ROOT, batches, gelu, layer_norm, sentences_of, stdlib_sentences, wordpiece)
 
 import swiftprune as sp  # noqa: E402
 from swiftprune.calibration import HessianAccumulator  # noqa: E402
@@ -165,20 +165,7 @@ class MPNetTokenizer:
             if len(word) > 100:
                 ids.append(self.unk)
                 continue
-            start, pieces = 0, []
-            while start < len(word):
-                end = len(word)
-                while end > start:
-                    piece = word[start:end] if start == 0 else "##" + word[start:end]
-                    if piece in self.vocab:
-                        pieces.append(self.vocab[piece])
-                        break
-                    end -= 1
-                if end == start:
-                    pieces = [self.unk]
-                    break
-                start = end
-            ids.extend(pieces)
+            ids.extend(wordpiece(word, self.vocab, self.unk))
         ids = ids[:max_len - 1] + [self.sep]
         return np.array(ids, np.int64)
 
