@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration_minilm import (  # noqa: E402 - the shared harness (corpus, LayerNorm, GELU, batching)
     ROOT, batches, gelu, layer_norm, sentences_of, stdlib_sentences, wordpiece)
+from calibration_minilm import calibration_corpus as minilm_corpus  # noqa: E402
 
 import swiftprune as sp  # noqa: E402
 from swiftprune.calibration import HessianAccumulator  # noqa: E402
@@ -411,17 +411,9 @@ def verify(model: Path, weights, texts: Sequence[str], encoder_texts: Sequence[s
 
 
 def calibration_corpus(tokenizer, model: Path, tokens: int) -> list[np.ndarray]:
-    """As MiniLM's: the model README's sentences, then the standard library's in a fixed random order."""
-    pool = stdlib_sentences()
-    readme = sentences_of((model / "README.md").read_text(encoding="utf-8")) if (model / "README.md").exists() else []
-    order = np.random.default_rng(0).permutation(len(pool))
-    chosen, total = [], 0
-    for s in readme + [pool[i] for i in order]:
-        ids = tokenizer.encode(s)
-        chosen.append(ids)
-        total += len(ids)
-        if total >= tokens:
-            break
+    """MiniLM's corpus (the model README's sentences, then the standard library's in a fixed random order)."""
+    chosen = minilm_corpus(tokenizer, model, tokens)
+    total = sum(len(ids) for ids in chosen)
     if total < tokens:
         print(f"(the corpus ends at {total} tokens)")
     return chosen
