@@ -48,16 +48,22 @@ public func gemm<T: GEMMScalar>(
     }
     guard m > 0, n > 0 else { return }
     guard let c else { throw SwiftPruneError.value("gemm: c is NULL") }
-    GEMMDriver<T>.scale(c, m: m, n: n, ldc: ldc, by: beta)
-    guard k > 0, alpha != 0 else { return }
+    guard k > 0, alpha != 0 else {
+        GEMMDriver<T>.scale(c, m: m, n: n, ldc: ldc, by: beta)
+        return
+    }
     guard let a, let b else { throw SwiftPruneError.value("gemm: a or b is NULL") }
+    // beta == 0: each tile of C is zeroed by the pass that first writes it (in
+    // cache, just before its micro-kernel) instead of by a separate pass over C.
+    if beta != 0 { GEMMDriver<T>.scale(c, m: m, n: n, ldc: ldc, by: beta) }
     let (mn, o1) = m.multipliedReportingOverflow(by: n)
     let (work, o2) = mn.multipliedReportingOverflow(by: k)
     let workers = (o1 || o2) ? Threading.threadCount
         : Threading.workerCount(for: work, minimumPerWorker: 1 << 21)
-    try GEMMDriver<T>(transA: transA, transB: transB, m: m, n: n, k: k,
-                      alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
-        .runChecked(workers: workers)
+    var driver = GEMMDriver<T>(transA: transA, transB: transB, m: m, n: n, k: k,
+                               alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+    driver.overwrite = beta == 0
+    try driver.runChecked(workers: workers)
 }
 
 /// The symmetric product `C = alpha · op(A) · op(A)ᵀ` (`op(A)` is `n × k`)
@@ -103,6 +109,11 @@ struct GEMMDriver<T: GEMMScalar> {
     /// Compute only the tiles of C that touch its upper triangle (SYRK-style,
     /// for symmetric products such as XᵀX); tiles strictly below are skipped.
     var upperOnly = false
+    /// C's previous contents are ignored (`beta == 0`): the first depth block's
+    /// pass zeroes each tile just before adding to it (see ``tile``), sparing a
+    /// separate zeroing pass over all of C (2.5% of a 2048³ product). The sum
+    /// per element is unchanged (`0 + alpha · Σ`).
+    var overwrite = false
     let m: Int, n: Int, k: Int
     let alpha: T
     let a: UnsafePointer<T>, lda: Int
@@ -190,8 +201,13 @@ struct GEMMDriver<T: GEMMScalar> {
     /// `C = alpha · op(A) · op(B)` (C zeroed first): the GEMM of a caller
     /// that has already split the work over its own workers.
     func runOverwriting(workers: Int) {
-        Self.scale(c, m: m, n: n, ldc: ldc, by: 0)
-        run(workers: workers)
+        guard k > 0, alpha != 0 else {
+            Self.scale(c, m: m, n: n, ldc: ldc, by: 0)
+            return
+        }
+        var driver = self
+        driver.overwrite = true
+        driver.run(workers: workers)
     }
 
     /// ``runChecked(workers:)`` for callers inside their own worker closures
@@ -253,9 +269,10 @@ struct GEMMDriver<T: GEMMScalar> {
             // Row `first` of op(A): a row of A, or a column of a transposed A.
             let sliceA = transA ? a + first : a + first * lda
             do {
-                try GEMMDriver(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
-                               a: sliceA, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
-                    .runChecked(workers: 1)
+                var slice = GEMMDriver(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
+                                       a: sliceA, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
+                slice.overwrite = overwrite
+                try slice.runChecked(workers: 1)
             } catch {
                 let refusal = error as? SwiftPruneError ?? SwiftPruneError(.outOfMemory, "\(error)")
                 failure.withLock { if $0 == nil { $0 = refusal } }
@@ -463,6 +480,7 @@ struct GEMMDriver<T: GEMMScalar> {
         let rows = min(mr, mc - i0)
         let aPanel = UnsafePointer(packedA + i0 * kc)
         let cTile = c + (row + i0) * ldc + column + j0
+        if overwrite && depth == 0 { Self.zero(cTile, rows: rows, cols: cols, ldc: ldc, full: rows == mr && cols == nr) }
         if directA && T.self == Double.self {
             // A rows read in place (float64).
             let aRows = UnsafeRawPointer(a + (row + i0) * lda + depth).assumingMemoryBound(to: Double.self)
@@ -501,6 +519,24 @@ struct GEMMDriver<T: GEMMScalar> {
             edgeAware(rows: rows, cols: cols, cTile: cTile, scratch: scratch) { out, ldOut, _ in
                 microKernel(kc, aPanel, bPanel, out, ldOut)
             }
+        }
+    }
+
+    /// Zeroes a `rows × cols` tile of C (a full `mr × nr` tile by 32-byte vector stores).
+    @inline(__always)
+    static func zero(_ tile: UnsafeMutablePointer<T>, rows: Int, cols: Int, ldc: Int, full: Bool) {
+        let bytes = cols * MemoryLayout<T>.stride
+        if full && bytes % 32 == 0 {
+            for r in 0 ..< rows {
+                let out = UnsafeMutableRawPointer(tile + r * ldc)
+                var offset = 0
+                while offset < bytes {
+                    out.storeBytes(of: SIMD32<UInt8>(), toByteOffset: offset, as: SIMD32<UInt8>.self)
+                    offset += 32
+                }
+            }
+        } else {
+            for r in 0 ..< rows { (tile + r * ldc).update(repeating: 0, count: cols) }
         }
     }
 
