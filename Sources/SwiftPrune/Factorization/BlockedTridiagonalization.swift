@@ -49,7 +49,7 @@ extension SymmetricEigen {
                     a: UnsafePointer(vs + nb), lda: size, b: UnsafePointer(ws + nb), ldb: size,
                     c: a + (k0 + nb) * n + k0 + nb, ldc: n)
                 driver.upperOnly = true
-                driver.run(workers: workers)
+                try driver.runChecked(workers: workers)
                 k0 += nb
             }
             // The unblocked reduction reads full rows: mirror the upper triangle of the rest.

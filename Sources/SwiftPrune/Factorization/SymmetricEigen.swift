@@ -1,3 +1,4 @@
+import Synchronization
 /// Eigendecomposition of a real symmetric matrix in `Double`:
 /// Householder reduction to tridiagonal form (blocked above 128 rows, see
 /// `BlockedTridiagonalization.swift`), eigenvalues by the implicit QL
@@ -268,31 +269,39 @@ enum SymmetricEigen {
         let workers = min(chunks, Threading.workerCount(for: rowCount * n * n, minimumPerWorker: 1 << 22))
         let scratch = try FallibleAllocation.allocate(Double.self, count: workers * 2 * chunk * nb)
         defer { FallibleAllocation.free(scratch) }
+        // A worker cannot throw: the first refused packing buffer is kept and thrown after the join.
+        let failure = Mutex<SwiftPruneError?>(nil)
         offsets.withUnsafeBufferPointer { offsets in
             parallelFor(workers: workers) { worker in
                 let w = scratch + worker * 2 * chunk * nb, w2 = w + chunk * nb
-                for c in partitionRange(chunks, parts: workers, index: worker) {
-                    let r0 = c * chunk, rows = min(chunk, rowCount - r0)
-                    var q = blocks - 1
-                    while q >= 0 {
-                        let k0 = q * nb, b = min(nb, count - k0), length = n - k0 - 1
-                        let vt = UnsafePointer(vts + offsets[q]), t = UnsafePointer(ts + q * nb * nb)
-                        // Z[:, k0+1...] −= ((Z[:, k0+1...] V) Tᵀ) Vᵀ on this chunk's rows.
-                        let z = zt + r0 * n + k0 + 1
-                        GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: length, alpha: 1,
-                                           a: UnsafePointer(z), lda: n, b: vt, ldb: length, c: w, ldc: b)
-                            .runOverwriting(workers: 1)
-                        GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: b, alpha: 1,
-                                           a: UnsafePointer(w), lda: b, b: t, ldb: b, c: w2, ldc: b)
-                            .runOverwriting(workers: 1)
-                        GEMMDriver<Double>(transA: false, transB: false, m: rows, n: length, k: b, alpha: -1,
-                                           a: UnsafePointer(w2), lda: b, b: vt, ldb: length, c: z, ldc: n)
-                            .run(workers: 1)
-                        q -= 1
+                do {
+                    for c in partitionRange(chunks, parts: workers, index: worker) {
+                        let r0 = c * chunk, rows = min(chunk, rowCount - r0)
+                        var q = blocks - 1
+                        while q >= 0 {
+                            let k0 = q * nb, b = min(nb, count - k0), length = n - k0 - 1
+                            let vt = UnsafePointer(vts + offsets[q]), t = UnsafePointer(ts + q * nb * nb)
+                            // Z[:, k0+1...] −= ((Z[:, k0+1...] V) Tᵀ) Vᵀ on this chunk's rows.
+                            let z = zt + r0 * n + k0 + 1
+                            try GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: length, alpha: 1,
+                                                   a: UnsafePointer(z), lda: n, b: vt, ldb: length, c: w, ldc: b)
+                                .runOverwriting(workers: 1)
+                            try GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: b, alpha: 1,
+                                                   a: UnsafePointer(w), lda: b, b: t, ldb: b, c: w2, ldc: b)
+                                .runOverwriting(workers: 1)
+                            try GEMMDriver<Double>(transA: false, transB: false, m: rows, n: length, k: b, alpha: -1,
+                                                   a: UnsafePointer(w2), lda: b, b: vt, ldb: length, c: z, ldc: n)
+                                .runChecked(workers: 1)
+                            q -= 1
+                        }
                     }
+                } catch {
+                    let refusal = error as? SwiftPruneError ?? SwiftPruneError(.outOfMemory, "\(error)")
+                    failure.withLock { if $0 == nil { $0 = refusal } }
                 }
             }
         }
+        if let error = failure.withLock({ $0 }) { throw error }
     }
 }
 

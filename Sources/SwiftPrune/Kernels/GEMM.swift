@@ -198,27 +198,17 @@ struct GEMMDriver<T: GEMMScalar> {
         }
     }
 
-    /// `C = alpha · op(A) · op(B)` (C zeroed first): the GEMM of a caller
-    /// that has already split the work over its own workers.
-    func runOverwriting(workers: Int) {
+    /// `C = alpha · op(A) · op(B)` (C's previous contents ignored): the GEMM of
+    /// a caller that has already split the work over its own workers.
+    /// - Throws: `.outOfMemory` when the packing buffers are refused.
+    func runOverwriting(workers: Int) throws {
         guard k > 0, alpha != 0 else {
             Self.scale(c, m: m, n: n, ldc: ldc, by: 0)
             return
         }
         var driver = self
         driver.overwrite = true
-        driver.run(workers: workers)
-    }
-
-    /// ``runChecked(workers:)`` for callers inside their own worker closures
-    /// (the factorizations), which cannot throw: a refused packing buffer
-    /// (bounded by the cache blocks, a few MiB) stops the process there.
-    func run(workers: Int) {
-        do {
-            try runChecked(workers: workers)
-        } catch {
-            fatalError("swiftprune: \(error)")
-        }
+        try driver.runChecked(workers: workers)
     }
 
     /// `C += alpha · op(A) · op(B)` on `workers` workers.
