@@ -233,9 +233,10 @@ class OnnxCalibration(ModelCalibration):
             model.functions.extend(self.model.functions)
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        # No graph rewrites: fusions differ between the whole model and a sub-model cut from it, and the
-        # captured inputs of both must be the same numbers.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if self.mode == "sequential":
+            # No graph rewrites: fusions differ between the whole model and a sub-model cut from it, and
+            # the inputs captured by both must be the same numbers.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:
