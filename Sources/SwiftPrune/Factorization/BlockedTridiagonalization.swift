@@ -57,7 +57,7 @@ extension SymmetricEigen {
                 for c in k0 ..< r { a[r * n + c] = a[c * n + r] }
             }
         }
-        tridiagonalize(a, n: n, d: &d, e: &e, tau: &tau, from: k0)
+        try tridiagonalize(a, n: n, d: &d, e: &e, tau: &tau, from: k0)
     }
 
     /// Generates reflectors `k0 ..< k0 + nb` and their `W` rows (`dlatrd`):

@@ -198,19 +198,6 @@ struct GEMMDriver<T: GEMMScalar> {
         }
     }
 
-    /// `C = alpha · op(A) · op(B)` (C's previous contents ignored): the GEMM of
-    /// a caller that has already split the work over its own workers.
-    /// - Throws: `.outOfMemory` when the packing buffers are refused.
-    func runOverwriting(workers: Int) throws {
-        guard k > 0, alpha != 0 else {
-            Self.scale(c, m: m, n: n, ldc: ldc, by: 0)
-            return
-        }
-        var driver = self
-        driver.overwrite = true
-        try driver.runChecked(workers: workers)
-    }
-
     /// `C += alpha · op(A) · op(B)` on `workers` workers.
     /// - Throws: `.outOfMemory` when the packing buffers are refused (the
     ///   fallible allocator); C then holds a partial result.
