@@ -47,7 +47,10 @@ final class GEMMTests: XCTestCase {
     }
 
     func testAllTranspositionsAndEdgeTiles() throws {
-        for (m, n, k) in [(1, 1, 1), (6, 16, 5), (7, 17, 3), (13, 33, 300), (150, 40, 260), (5, 3, 0)] {
+        // More than 128 columns (A packed, not read in place): six-row panels packed eight depth steps
+        // at a time with a ragged remainder (k = 9, 300 = 256 + 44), partial panels (m = 7, 50).
+        for (m, n, k) in [(1, 1, 1), (6, 16, 5), (7, 17, 3), (13, 33, 300), (150, 40, 260), (5, 3, 0),
+                          (50, 150, 300), (7, 140, 9), (12, 129, 16)] {
             for transA in [false, true] {
                 for transB in [false, true] {
                     try check(Float.self, m: m, n: n, k: k, transA: transA, transB: transB,
@@ -86,6 +89,27 @@ final class GEMMTests: XCTestCase {
         try gemm(transA: false, transB: false, m: 1, n: 1, k: 2, alpha: 1, a: a, lda: 2, b: b, ldb: 1,
                  beta: 0, c: &c, ldc: 1)
         XCTAssertEqual(c, [11])
+    }
+
+    /// With `beta == 0` each tile of C is zeroed by the pass that first writes it: every tile
+    /// kind (full and edge tiles, A packed or read in place, one worker or row slices) must
+    /// overwrite NaN in C, and give the same values as a C of zeros.
+    func testBetaZeroOverwritesEveryTile() throws {
+        defer { try? Threading.setThreadCount(0) }
+        var random = TestRandom(seed: 17)
+        for (m, n, k) in [(13, 150, 20), (300, 64, 300), (130, 200, 263)] {  // the last two split at 2 threads
+            let a = (0 ..< m * k).map { _ in random.float(in: -1 ... 1) }
+            let b = (0 ..< k * n).map { _ in random.float(in: -1 ... 1) }
+            for threads in [1, 2] {
+                try Threading.setThreadCount(threads)
+                var zeros = [Float](repeating: 0, count: m * n), nans = [Float](repeating: .nan, count: m * n)
+                try gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n,
+                         beta: 1, c: &zeros, ldc: n)
+                try gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n,
+                         beta: 0, c: &nans, ldc: n)
+                XCTAssertEqual(nans, zeros, "m=\(m) n=\(n) k=\(k) threads=\(threads)")
+            }
+        }
     }
 
     func testThreadsAgree() throws {
