@@ -161,14 +161,18 @@ def accumulator(h: np.ndarray, count: int) -> HessianAccumulator:
 # --------------------------------------------------------------------------- #
 
 
-def hw_clip_scales(w: np.ndarray, h: np.ndarray, group: int, bits: int = 4, grid: int = 100, maxshrink: float = 0.8):
+def hw_clip_scales(w: np.ndarray, h: np.ndarray | None, group: int, bits: int = 4, grid: int = 100,
+                   maxshrink: float = 0.8):
     """Asymmetric per-group (scale, zero) whose clip ``1 - k/grid`` minimizes the group's rounding error weighted
     by the Hessian's diagonal block of that group, ``(w - q) H_gg (w - q)ᵀ``, per row (instead of the plain squared
     error of GPTQ's ``mse=True``)."""
     out, inn = w.shape
     maxq = 2 ** bits - 1
     wg = w.reshape(out, inn // group, group).astype(np.float64)
-    hb = np.stack([h[g * group:(g + 1) * group, g * group:(g + 1) * group] for g in range(inn // group)])
+    if h is None:  # plain squared error (GPTQ's mse=True), for a like-for-like baseline of this prototype
+        hb = np.broadcast_to(np.eye(group), (inn // group, group, group))
+    else:
+        hb = np.stack([h[g * group:(g + 1) * group, g * group:(g + 1) * group] for g in range(inn // group)])
     lo0 = np.minimum(wg.min(-1), 0)
     hi0 = np.maximum(wg.max(-1), 0)
     best = np.full(lo0.shape, np.inf)
@@ -234,7 +238,7 @@ def plan(variant: str, weights, stats, group: int, seed: int = 0):
     """{weight name: (rotated weight, rotated Hessian, count, back)}: back maps a dequantized rotated weight to the
     original basis."""
     parts = set(variant.split("+"))
-    known = {"base", "vo", "qk", "vo_rand", "ffnout", "ffnout_full", "ffnin", "qkvin", "hw", "bc", "center", "attn",
+    known = {"base", "vo", "qk", "vo_rand", "ffnout", "ffnout_full", "ffnin", "qkvin", "hw", "bc", "center", "npmse", "attn",
              "ffn"}
     if parts - known:
         raise SystemExit(f"unknown variant parts {parts - known}")
@@ -300,9 +304,9 @@ def run(variant, weights, stats, group, evaluation, reference):
     rel = []
     parts = variant.split("+")
     for name, (w, h, n, back, mean) in plan(variant, weights, stats, group).items():
-        if "hw" in variant.split("+"):
+        if "hw" in parts or "npmse" in parts:
             hd = h / n
-            scale, zero = hw_clip_scales(w, hd, group)
+            scale, zero = hw_clip_scales(w, hd if "hw" in parts else None, group)
             q = gptq_numpy(w, hd, group, scale, zero)
         else:
             q = sp.gptq(w.astype(np.float32), accumulator(h, n), 4, group, 0.01, symmetric=False, act_order=True,
