@@ -439,6 +439,8 @@ ROWS = [  # (sequential rows last: they take the longest)
     ("int4 g128 asymmetric", "GPTQ", _q(4, 128, symmetric=False), "independent", None),
     ("int4 g128 asymmetric", "GPTQ act-order + mse scales", _q(4, 128, **BEST), "independent", None),
     ("int4 g128 asymmetric", "GPTQ act-order + mse scales", _q(4, 128, **BEST), "independent", 16384),
+    ("int4 g128 asymmetric", "GPTQ act-order + mse scales, centred + bias correction",
+     [{**_q(4, 128, **BEST, center=True)[0], "bias_correction": True}], "independent", None),
     ("int4 g64 asymmetric", "GPTQ act-order + mse scales", _q(4, 64, **BEST), "independent", None),
     ("int4 g32 asymmetric", "GPTQ act-order + mse scales", _q(4, 32, **BEST), "independent", None),
     ("int3 g128", "round-to-nearest", _rtn(3, 128), None, None),
