@@ -28,6 +28,7 @@ from .structured import prune_channels
 from .clustering import ClusteredTensor, cluster
 from .quantization import QuantizedTensor, cast, gptq, quantize, relative_error, sqnr_db
 from .activation_scaling import awq, bias_correction, smoothquant
+from .head_rotation import head_rotation_matrix, rotate_heads
 from . import calibration
 
 # Low-rank factorization
@@ -77,6 +78,8 @@ __all__ = [
     "awq",
     "smoothquant",
     "bias_correction",
+    "rotate_heads",
+    "head_rotation_matrix",
     "quantize",
     "relative_error",
     "sqnr_db",

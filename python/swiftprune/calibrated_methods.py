@@ -40,7 +40,7 @@ def _min_samples(name: str, value: Any) -> float:
 
 def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: bool, group_size: Optional[int],
                 damp: float, act_order: bool, static_groups: bool, mse: bool, block_size: int,
-                min_samples: float = 2.0, scale_dtype: str = "float32") -> Any:
+                min_samples: float = 2.0, scale_dtype: str = "float32", center: bool = False) -> Any:
     """GPTQ of one weight tensor against its layer's calibration statistics.
 
     With fewer than ``min_samples`` x inputs calibration samples (a layer
@@ -66,7 +66,7 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
                         f"{stats.count_} calibration samples for {stats.features} inputs (fewer than min_samples = "
                         f"{min_samples:g} x inputs): GPTQ would fit them, not the layer")
     q = gptq(view.to_matrix(w), stats, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
-             static_groups=static_groups, mse=mse, block_size=block_size)
+             static_groups=static_groups, mse=mse, block_size=block_size, center=center)
     return _in_tensor_layout(q, view, group_size).with_scale_dtype(scale_dtype)
 
 
@@ -153,6 +153,7 @@ register_method(Method("quantize", "gptq", gptq_tensor, {
     "block_size": (_int(1), 128),
     "min_samples": (_min_samples, 2.0),
     "scale_dtype": (_choice("float32", "float16"), "float32"),
+    "center": (_bool, False),  # the centred Hessian; the stage must have bias_correction: true (recipe.py)
 }, calibrated=True))
 register_method(Method("quantize", "awq", scaled_rtn_tensor, {
     "bits": (_int(2, 8), 4),

@@ -585,9 +585,21 @@ def _metric_pair(w: ArrayLike, w_hat: ArrayLike) -> tuple[np.ndarray, np.ndarray
     return a, b
 
 
+def _centred_hessian(statistics: Any) -> np.ndarray:
+    """``xᵀx − n·μμᵀ`` (float64) of an accumulator; an input whose centred variance is below 1e-12 of its
+    second moment (constant up to rounding: the subtraction cancels) gets a zero row and column, i.e. is a dead
+    column for GPTQ, instead of a rounding-noise entry that could make the matrix indefinite."""
+    n = max(statistics.count_, 1)
+    hessian = statistics.hessian_ - np.outer(statistics.sum_, statistics.sum_) / n
+    constant = np.diag(hessian) <= 1e-12 * np.diag(statistics.hessian_)
+    hessian[constant, :] = 0.0
+    hessian[:, constant] = 0.0
+    return hessian
+
+
 def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, damp: float = 0.01, *,
          symmetric: bool = True, act_order: bool = False, static_groups: bool = False, mse: bool = False,
-         block_size: int = 128, scale_dtype: str = "float32") -> QuantizedTensor:
+         block_size: int = 128, scale_dtype: str = "float32", center: bool = False) -> QuantizedTensor:
     """GPTQ: quantize a linear layer's weight using calibration activations.
 
     Columns (input features) are quantized one at a time; each column's
@@ -634,6 +646,15 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
     scale_dtype : {"float32", "float16"}
         As in :func:`quantize`: float16 scales are rounded after the GPTQ
         pass, the error-compensated integers kept.
+    center : bool
+        Minimize the error on the centred inputs ``x − mean(x)`` (the
+        Hessian ``xᵀx − n·μμᵀ``) instead of on ``x``: the part of the output
+        error that is a constant shift, ``(W − Ŵ) μ``, is left to
+        :func:`~swiftprune.bias_correction`, which removes it exactly, so
+        the quantizer spends nothing on it. Use it only followed by bias
+        correction (a recipe's gptq stage needs ``bias_correction: true``).
+        An input that is constant over the samples is then quantized as
+        zero: the corrected bias carries its whole contribution.
 
     Returns
     -------
@@ -664,6 +685,7 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
     mse = _check_bool("mse", mse)
     block_size = check_int("block_size", block_size, minimum=1)
     scale_dtype = _check_scale_dtype(scale_dtype)
+    center = _check_bool("center", center)
     from .calibration.hessian import HessianAccumulator  # (calibration imports this module's types)
 
     w = _float_array("w", w)
@@ -684,7 +706,10 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
         if x.shape[0] == 0 and w.shape[1] > 0:
             raise ValueError("x needs at least one calibration sample")
         # float32 products, as the paper's code (and float64 inputs give the same result as float32 ones).
-        hessian, name = HessianAccumulator(x.shape[1], name="x").update(x.astype(np.float32, copy=False)).hessian_, None
+        x = HessianAccumulator(x.shape[1], name="x").update(x.astype(np.float32, copy=False))
+        hessian, name = x.hessian_, None
+    if center:
+        hessian = _centred_hessian(x)
     if group and w.shape[1] % group:
         raise ValueError(f"group_size = {group} does not divide the {w.shape[1]} input columns")
     block_size = min(block_size, max(w.shape[1], 1))  # wider blocks change nothing

@@ -196,6 +196,9 @@ def _parse_stage(index: int, spec: Any) -> Stage:
         raise TypeError(f"{where}, field 'bias_correction': must be true or false, got {bias_correction!r}")
     if bias_correction and stage != "quantize":
         raise ValueError(f"{where}, field 'bias_correction': only quantize stages correct biases")
+    if checked.get("center") and not bias_correction:
+        raise ValueError(f"{where}, option 'center': GPTQ on centred inputs leaves the mean output shift to bias "
+                         "correction; add bias_correction: true to the stage")
     return Stage(index, stage, method, checked, include, exclude, min_rank, "include" in spec, on_unfit,
                  bias_correction)
 
