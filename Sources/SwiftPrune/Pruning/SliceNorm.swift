@@ -95,7 +95,14 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
             let base = all.baseAddress!
             parallelFor(workers: workers) { worker in
                 let acc = base + worker * plane
-                for o in partitionRange(outer, parts: workers, index: worker) {
+                let planes = partitionRange(outer, parts: workers, index: worker)
+                if S.self == Float.self && norm != .infinity {
+                    // Float32 L1/L2: four planes per pass over the accumulator (SliceNormPlanes.swift).
+                    let first = UnsafeRawPointer(source + planes.lowerBound * plane).assumingMemoryBound(to: Float.self)
+                    accumulateFloatPlanes(first, rows: planes.count, plane: plane, l1: norm == .l1, into: acc)
+                    return
+                }
+                for o in planes {
                     let p = source + o * plane
                     switch norm {
                     case .l1: for j in 0 ..< plane { acc[j] += Double(p[j].magnitude) }
