@@ -2,6 +2,9 @@
 norms, against the float64 NumPy oracle, at 1 and 2 workers (issue 18, stream7)."""
 from __future__ import annotations
 
+import ctypes
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -42,3 +45,26 @@ def test_column_norm_ties_prune_the_lower_index():
     w[:, 5] *= 0.5
     mask = sp.structured_mask(w, 0.5, axis=1)
     np.testing.assert_array_equal(mask.all(axis=0), [False] * 5 + [False] + [True] * 6)
+
+
+def test_streamed_mask_at_every_alignment_writes_exactly_its_bytes():
+    # Through the C ABI, into a mask that starts 0..31 bytes past a 32-byte boundary, between guard bytes:
+    # the plain head, the streamed middle and the plain tail all run, and nothing outside the mask changes.
+    library = ctypes.CDLL(str(Path(sp.__file__).with_name("libswiftprune.so")))
+    function = library.sp_structured_mask_f32
+    function.restype = ctypes.c_int
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int64,
+                         ctypes.c_double, ctypes.c_void_p]
+    shape = np.array([1500, 1401], np.int64)  # 2.1 MB of mask: streamed
+    w = np.random.default_rng(46).standard_normal(tuple(shape)).astype(np.float32)
+    backing = np.empty(w.size + 256, np.uint8)
+    start = (-backing.ctypes.data) % 32 + 64
+    for axis in (0, 1):
+        expected = ref.structured(w.astype(np.float64), 0.5, axis, 2)
+        for offset in range(32):
+            backing.fill(0xA5)
+            mask = backing[start + offset:start + offset + w.size]
+            assert mask.ctypes.data % 32 == offset
+            assert function(w.ctypes.data, shape.ctypes.data, 2, 0.5, axis, 2.0, mask.ctypes.data) == 0
+            np.testing.assert_array_equal(mask.view(bool).reshape(w.shape), expected)
+            assert np.all(backing[:start + offset] == 0xA5) and np.all(backing[start + offset + w.size:] == 0xA5)
