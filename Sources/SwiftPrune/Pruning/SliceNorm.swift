@@ -1,3 +1,7 @@
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
+
 /// The norm that scores a slice of a tensor in structured pruning.
 public enum SliceNorm: Sendable, Equatable {
     /// Sum of `|w|`.
@@ -95,7 +99,14 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
             let base = all.baseAddress!
             parallelFor(workers: workers) { worker in
                 let acc = base + worker * plane
-                for o in partitionRange(outer, parts: workers, index: worker) {
+                let planes = partitionRange(outer, parts: workers, index: worker)
+                if S.self == Float.self && norm != .infinity {
+                    // Float32 L1/L2: four planes per pass over the accumulator (SliceNormPlanes.swift).
+                    let first = UnsafeRawPointer(source + planes.lowerBound * plane).assumingMemoryBound(to: Float.self)
+                    accumulateFloatPlanes(first, rows: planes.count, plane: plane, l1: norm == .l1, into: acc)
+                    return
+                }
+                for o in planes {
                     let p = source + o * plane
                     switch norm {
                     case .l1: for j in 0 ..< plane { acc[j] += Double(p[j].magnitude) }
@@ -140,6 +151,25 @@ func reduceRow<S: BinaryFloatingPoint & SIMDScalar>(_ p: UnsafePointer<S>, _ cou
     let stride = MemoryLayout<S>.stride
     @inline(__always) func load(_ j: Int) -> V { raw.loadUnaligned(fromByteOffset: j * stride, as: V.self) }
     @inline(__always) func abs(_ x: V) -> V { pointwiseMax(x, -x) }
+    #if arch(x86_64)
+    if S.self == Float.self && norm == .l2 {
+        // The same four lanes and fused multiply-adds as the generic loop below (bit-identical sums),
+        // on a Float pointer: the generic loop checked each byte offset for overflow and spilled its
+        // accumulators every step, and ran 1.3x a bare read of the rows (4096 x 2560, axis 0).
+        let f = UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+        var b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0
+        while i &+ 32 <= count {
+            let q = UnsafeRawPointer(f + i)
+            let x0 = q.loadUnaligned(as: __m256.self), x1 = q.loadUnaligned(fromByteOffset: 32, as: __m256.self)
+            let x2 = q.loadUnaligned(fromByteOffset: 64, as: __m256.self), x3 = q.loadUnaligned(fromByteOffset: 96, as: __m256.self)
+            b0 = _mm256_fmadd_ps(x0, x0, b0); b1 = _mm256_fmadd_ps(x1, x1, b1)
+            b2 = _mm256_fmadd_ps(x2, x2, b2); b3 = _mm256_fmadd_ps(x3, x3, b3)
+            i &+= 32
+        }
+        a0 = unsafeBitCast(b0, to: V.self); a1 = unsafeBitCast(b1, to: V.self)
+        a2 = unsafeBitCast(b2, to: V.self); a3 = unsafeBitCast(b3, to: V.self)
+    }
+    #endif
     switch norm {
     case .l1:
         while i + 32 <= count {

@@ -50,7 +50,28 @@ public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
     let workers = Threading.workerCount(for: mask.count, minimumPerWorker: 1 << 18)
     keep.withUnsafeBufferPointer { keepBuffer in
         let flags = keepBuffer.baseAddress!
-        if split.outer >= workers {
+        if mask.count >= StreamedMaskWrite.threshold && (inner == 1 || inner >= 64) {
+            // Large masks of long runs: streamed in flat order (StreamedMaskWrite).
+            let total = mask.count
+            parallelFor(workers: workers) { worker in
+                StreamedMaskWrite.write(target, partitionRange(total, parts: workers, index: worker)) { into, position, count in
+                    var k = 0, p = position
+                    while k < count {
+                        if inner == 1 {
+                            // Consecutive slices: a run of `flags`.
+                            let l = p % length, run = Swift.min(length - l, count - k)
+                            (into + k).update(from: flags + l, count: run)
+                            k += run; p += run
+                        } else {
+                            // Within one slice: a run of one flag.
+                            let l = (p / inner) % length, run = Swift.min(inner - p % inner, count - k)
+                            (into + k).update(repeating: flags[l], count: run)
+                            k += run; p += run
+                        }
+                    }
+                }
+            }
+        } else if split.outer >= workers {
             // Each worker fills whole (length × inner) planes.
             parallelFor(workers: workers) { worker in
                 for o in partitionRange(split.outer, parts: workers, index: worker) {
