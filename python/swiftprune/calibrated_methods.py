@@ -12,6 +12,7 @@ Imported by :mod:`swiftprune._methods` (registration needs the registries).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -62,9 +63,12 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
         # (squeeze-excite convs after a global pool see one sample per image): round to nearest.
         q = quantize(view.to_matrix(w), bits, symmetric=symmetric, axis=0, group_size=group_size,
                      method="mse" if mse else "minmax", scale_dtype=scale_dtype)
+        needed = math.ceil(min_samples * stats.features)
         return Fallback(_in_tensor_layout(q, view, group_size), q.method,
-                        f"{stats.count_} calibration samples for {stats.features} inputs (fewer than min_samples = "
-                        f"{min_samples:g} x inputs): GPTQ would fit them, not the layer")
+                        f"{stats.count_} calibration samples for {stats.features} inputs: GPTQ needs at least "
+                        f"{needed} here (min_samples = {min_samples:g} x inputs; from fewer it fits those samples, "
+                        f"not the layer), so this tensor is rounded to nearest; give at least {needed} samples "
+                        f"(tokens or positions) or lower the option min_samples (0: GPTQ whatever the count)")
     q = gptq(view.to_matrix(w), stats, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
              static_groups=static_groups, mse=mse, block_size=block_size, center=center)
     return _in_tensor_layout(q, view, group_size).with_scale_dtype(scale_dtype)

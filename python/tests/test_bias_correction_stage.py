@@ -93,8 +93,11 @@ def test_gptq_with_too_few_samples_rounds_to_nearest_and_says_so():
     w = RNG.standard_normal((8, 32)).astype(np.float32)
     few = RNG.standard_normal((40, 32)).astype(np.float32)  # < 2 x 32 inputs (a squeeze-excite layer)
     recipe = [{"quantize": {"method": "gptq", "bits": 4, "group_size": None}}]
-    with pytest.warns(CalibrationWarning, match="40 calibration samples for 32 inputs.*minmax instead"):
+    with pytest.warns(CalibrationWarning, match="40 calibration samples for 32 inputs.*minmax instead") as caught:
         result = sp.compress({"se.weight": w}, recipe, progress=False, calibration={"se": few})
+    # The warning says how many samples GPTQ needs and how to get GPTQ anyway.
+    message = str(caught[0].message)
+    assert "at least 64" in message and "min_samples" in message and "rounded to nearest" in message
     rtn = sp.quantize(w, 4, axis=0)
     np.testing.assert_array_equal(result.tensors["se.weight"].dequantize(), rtn.dequantize())
     assert [r["stages"] for r in result.report] == ["quantize.gptq(fallback minmax)"]

@@ -111,3 +111,19 @@ def test_gptq_tall_layer_same_at_one_and_two_threads():
     np.testing.assert_array_equal(one, two)
     rtn = sp.quantize(w, 4, axis=0, group_size=128).dequantize()
     assert output_error(w, two, x) < output_error(w, rtn, x)
+
+
+
+def test_wide_layer_matches_reference_across_factor_panels():
+    # 600 inputs: the inverse-Hessian factor's Cholesky and triangular inverse work in panels of 256 columns
+    # (the rows below a panel and the off-diagonal block rows by GEMMs), here two full panels and a partial one.
+    from _threads import per_thread_count
+    w, x = correlated_layer(12, 600, 1500, 11)
+    one, two = per_thread_count(lambda: sp.gptq(w, x, 4, 40), (1, 2))
+    np.testing.assert_array_equal(one.values, two.values)
+    np.testing.assert_array_equal(one.scale, two.scale)
+    values, scales, zeros = reference_gptq(w, x, 4, 40, 0.01)
+    diff = np.abs(one.values.astype(np.int64) - values)
+    assert diff.max() <= 2 and np.mean(diff != 0) < 0.02
+    reference = (values - zeros.repeat(40, axis=1)).astype(np.float32) * scales.repeat(40, axis=1)
+    assert output_error(w, one.dequantize(), x) == pytest.approx(output_error(w, reference, x), rel=0.01)

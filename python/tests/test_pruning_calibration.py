@@ -187,3 +187,16 @@ def test_sparsegpt_bad_arrays():
         # Rank-deficient inputs and no damping: the Hessian is singular.
         x = np.ones((10, 1)) @ np.ones((1, 4))
         sp.sparsegpt(np.ones((2, 4)), x, 0.5, damp=0.0)
+
+
+def test_sparsegpt_wide_layer_matches_reference():
+    # 600 inputs: the inverse-Hessian factor spans three panels of its blocked Cholesky / triangular inverse.
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((8, 600))
+    x = correlated_inputs(rng, 1500, 600, rank=40, noise=0.3)
+    ours = sp.sparsegpt(w, x, 0.5).astype(np.float64)
+    expected = ref.sparsegpt(w, x, 0.5)
+    agree = ((ours == 0) == (expected == 0)).mean()
+    assert agree > 0.99, agree
+    e_ours, e_ref = output_error(w, ours, x), output_error(w, expected, x)
+    assert abs(e_ours - e_ref) < 0.02 * e_ref, (e_ours, e_ref)

@@ -207,12 +207,12 @@ extension RandomizedSVD {
         // Descending by the computed σ (rounding may swap near-equal eigenvalues).
         let order = (0 ..< rank).sorted { norms[$0] > norms[$1] || (norms[$0] == norms[$1] && $0 < $1) }
         if order != Array(0 ..< rank) {
-            SingularValueDecomposition.permuteRows(rightRows, order, length: cols)
+            try SingularValueDecomposition.permuteRows(rightRows, order, length: cols)
             // Columns of Eᵀ: through its transpose.
             let rowsOfE = try FallibleAllocation.allocate(Float.self, count: rank * d)
             defer { FallibleAllocation.free(rowsOfE) }
             transposeBlocked(top, rows: d, cols: rank, into: rowsOfE)
-            SingularValueDecomposition.permuteRows(rowsOfE, order, length: d)
+            try SingularValueDecomposition.permuteRows(rowsOfE, order, length: d)
             transposeBlocked(rowsOfE, rows: rank, cols: d, into: top)
             norms = order.map { norms[$0] }
         }

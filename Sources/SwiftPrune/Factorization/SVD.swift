@@ -156,8 +156,8 @@ public enum SingularValueDecomposition {
         // Descending order of the computed norms (they may differ slightly from the eigenvalue order).
         let order = (0 ..< cols).sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
         if order != Array(0 ..< cols) {
-            permuteRows(left, order, length: rows)
-            permuteRows(right, order, length: cols)
+            try permuteRows(left, order, length: rows)
+            try permuteRows(right, order, length: cols)
             values = order.map { values[$0] }
         }
         return RowFactors(left: left, right: right, values: values, transposed: transposed)
@@ -317,10 +317,11 @@ public enum SingularValueDecomposition {
     }
 
     /// Reorders the rows of `b` (`order.count` rows of `length`): row `i` becomes old row `order[i]`.
-    static func permuteRows<Element>(_ b: UnsafeMutablePointer<Element>, _ order: [Int], length: Int) {
-        let copy = UnsafeMutablePointer<Element>.allocate(capacity: order.count * length)
-        defer { copy.deallocate() }
-        copy.update(from: b, count: order.count * length)
+    /// - Throws: ``SwiftPruneError`` `.outOfMemory` if the copy of `b` cannot be allocated.
+    static func permuteRows<Element>(_ b: UnsafeMutablePointer<Element>, _ order: [Int], length: Int) throws {
+        let copy = try FallibleAllocation.allocate(Element.self, count: order.count * length, "the rows being reordered")
+        defer { FallibleAllocation.free(copy) }
+        copy.initialize(from: b, count: order.count * length)
         for (row, source) in order.enumerated() {
             (b + row * length).update(from: copy + source * length, count: length)
         }

@@ -1,3 +1,5 @@
+import SwiftPrunePrefetch
+
 /// The column loop of GPTQ and SparseGPT in float32, the precision of the
 /// papers' code: quantize (GPTQ), prune (SparseGPT) or both at once
 /// (SparseGPT's joint sparsification and quantization: the kept weights of
@@ -146,7 +148,9 @@ struct GPTQColumnLoop {
             let lanes = Self.lanes
             let tiles = (rows + lanes - 1) / lanes
             let workers = Swift.min(Threading.workerCount(for: rows * block * block, minimumPerWorker: 1 << 18), tiles)
-            let tileScratch = try FallibleAllocation.allocate(Float.self, count: workers * block * lanes, "the block scratch")
+            // Per worker: the tile's block (block × 8) and the negated errors of a sub-block (8 × 8).
+            let scratchPerWorker = (block + Self.subBlock) * lanes
+            let tileScratch = try FallibleAllocation.allocate(Float.self, count: workers * scratchPerWorker, "the block scratch")
             defer { FallibleAllocation.free(tileScratch) }
             let groupScratch = try FallibleAllocation.allocate(Float.self, count: workers * group, "the group scratch")
             defer { FallibleAllocation.free(groupScratch) }
@@ -180,10 +184,25 @@ struct GPTQColumnLoop {
                                             prune: k, into: [UnsafeMutableBufferPointer(start: keep, count: rows * width)])
                 }
                 parallelFor(workers: workers) { worker in
-                    let t = tileScratch + worker * block * lanes
+                    let t = tileScratch + worker * scratchPerWorker
+                    let pendingErrors = t + block * lanes
                     let groupValues = groupScratch + worker * group
-                    for tile in partitionRange(tiles, parts: workers, index: worker) {
+                    let myTiles = partitionRange(tiles, parts: workers, index: worker)
+                    for tile in myTiles {
                         let r0 = tile * lanes, active = Swift.min(lanes, rows - r0)
+                        // The next tile's rows of the block come from memory (the lazy update wrote them
+                        // long ago): fetch them while this tile runs (it was latency-bound without).
+                        if tile + 1 < myTiles.upperBound {
+                            let next = (tile + 1) * lanes
+                            for l in 0 ..< Swift.min(lanes, rows - next) {
+                                let row = UnsafeRawPointer(w + (next + l) * cols + i1)
+                                var offset = 0
+                                while offset < width * MemoryLayout<Float>.stride {
+                                    swiftprune_prefetch_read(row + offset)
+                                    offset += 64
+                                }
+                            }
+                        }
                         // The tile's block, transposed: t[c · 8 + l] = w[r0 + l, i1 + c].
                         if active < lanes { t.update(repeating: 0, count: width * lanes) }
                         for l in 0 ..< active {
@@ -193,81 +212,101 @@ struct GPTQColumnLoop {
                         var currentGroup = -1
                         var scale = V(repeating: 1), low = V(), high = V()
                         var zero = SIMD8<Int32>()
-                        for c in 0 ..< width {
-                            let i = i1 + c, original = order[i], g = original / group
-                            if patternGroup > 0 && c % patternGroup == 0 {
-                                // N:M: the m - n smallest w² / U_ii² of each row's group are pruned, now.
-                                for l in 0 ..< active {
-                                    selectGroup(t + c * lanes + l, lanes, u + i * (cols + 1), cols + 1,
-                                                patternGroup, keepPerGroup, keep + (r0 + l) * width + c)
-                                }
+                        var c0 = 0
+                        while c0 < width {
+                            // A sub-block of at most 8 columns, cut before a group start (its scales read the
+                            // columns after it) and an N:M group start (its choice reads them too), so that
+                            // those columns have every earlier column's update when read.
+                            var c1 = Swift.min(width, c0 + Self.subBlock)
+                            for k in (c0 + 1) ..< Swift.max(c0 + 1, c1)
+                            where (dynamicGroups && (i1 + k) % group == 0) || (patternGroup > 0 && k % patternGroup == 0) {
+                                c1 = k
+                                break
                             }
-                            if quantizing && dynamicGroups && i % group == 0, let scales, let zeroPoints {
-                                // Scales of the group from the weights updated so far, per lane.
-                                var lo = V(), hi = V()
-                                for k in c ..< c + group {
-                                    let x: V = loadVector(UnsafePointer(t + k * lanes))
-                                    lo = pointwiseMin(lo, x)
-                                    hi = pointwiseMax(hi, x)
-                                }
-                                for l in 0 ..< active {
-                                    let p: (scale: Float, zeroPoint: Int32)
-                                    if search.grid > 0 {
-                                        for k in 0 ..< group { groupValues[k] = t[(c + k) * lanes + l] }
-                                        p = search.parameters(UnsafePointer(groupValues), group)
-                                    } else {
-                                        p = scheme.parameters(lo: Double(lo[l]), hi: Double(hi[l]), as: Double.self)
-                                    }
-                                    scales[(r0 + l) * groupsPerRow + g] = p.scale
-                                    zeroPoints[(r0 + l) * groupsPerRow + g] = p.zeroPoint
-                                }
-                                currentGroup = -1
-                            }
-                            if quantizing && g != currentGroup, let scales, let zeroPoints {
-                                currentGroup = g
-                                for l in 0 ..< active {
-                                    let slot = (r0 + l) * groupsPerRow + g
-                                    let z = zeroPoints[slot]
-                                    scale[l] = scales[slot]
-                                    zero[l] = z
-                                    low[l] = Float(qmin - z)
-                                    high[l] = Float(qmax - z)
-                                }
-                            }
-                            let p = t + c * lanes
-                            let v: V = loadVector(UnsafePointer(p))
-                            var kept = V(repeating: 1)
-                            if pruning {
-                                let k = keep + r0 * width + c
-                                for l in 0 ..< active where !k[l * width] { kept[l] = 0 }
-                            }
-                            var q = v, rounded = V()
-                            if quantizing {
-                                let clamped = pointwiseMax(pointwiseMin(v / scale, high), low)
-                                rounded = ((clamped + magic) - magic) * kept
-                                q = rounded * scale
-                                if let values {
+                            for c in c0 ..< c1 {
+                                let i = i1 + c, original = order[i], g = original / group
+                                if patternGroup > 0 && c % patternGroup == 0 {
+                                    // N:M: the m - n smallest w² / U_ii² of each row's group are pruned, now.
                                     for l in 0 ..< active {
-                                        values[(r0 + l) * cols + original] =
-                                            UInt8(truncatingIfNeeded: rounded[l].roundedToInt32 &+ zero[l])
+                                        selectGroup(t + c * lanes + l, lanes, u + i * (cols + 1), cols + 1,
+                                                    patternGroup, keepPerGroup, keep + (r0 + l) * width + c)
                                     }
                                 }
-                            } else if pruning {
-                                q = v * kept
+                                if quantizing && dynamicGroups && i % group == 0, let scales, let zeroPoints {
+                                    // Scales of the group from the weights updated so far, per lane.
+                                    var lo = V(), hi = V()
+                                    for k in c ..< c + group {
+                                        let x: V = loadVector(UnsafePointer(t + k * lanes))
+                                        // (pointwiseMin/Max go lane by lane through a call; these are one instruction.)
+                                        lo = lo.replacing(with: x, where: x .< lo)
+                                        hi = hi.replacing(with: x, where: x .> hi)
+                                    }
+                                    for l in 0 ..< active {
+                                        let p: (scale: Float, zeroPoint: Int32)
+                                        if search.grid > 0 {
+                                            for k in 0 ..< group { groupValues[k] = t[(c + k) * lanes + l] }
+                                            p = search.parameters(UnsafePointer(groupValues), group)
+                                        } else {
+                                            p = scheme.parameters(lo: Double(lo[l]), hi: Double(hi[l]), as: Double.self)
+                                        }
+                                        scales[(r0 + l) * groupsPerRow + g] = p.scale
+                                        zeroPoints[(r0 + l) * groupsPerRow + g] = p.zeroPoint
+                                    }
+                                    currentGroup = -1
+                                }
+                                if quantizing && g != currentGroup, let scales, let zeroPoints {
+                                    currentGroup = g
+                                    for l in 0 ..< active {
+                                        let slot = (r0 + l) * groupsPerRow + g
+                                        let z = zeroPoints[slot]
+                                        scale[l] = scales[slot]
+                                        zero[l] = z
+                                        low[l] = Float(qmin - z)
+                                        high[l] = Float(qmax - z)
+                                    }
+                                }
+                                let p = t + c * lanes
+                                let v: V = loadVector(UnsafePointer(p))
+                                var kept = V(repeating: 1)
+                                if pruning {
+                                    let k = keep + r0 * width + c
+                                    for l in 0 ..< active where !k[l * width] { kept[l] = 0 }
+                                }
+                                var q = v, rounded = V()
+                                if quantizing {
+                                    let ratio = v / scale
+                                    let below = ratio.replacing(with: high, where: ratio .> high)
+                                    let clamped = below.replacing(with: low, where: below .< low)
+                                    rounded = ((clamped + magic) - magic) * kept
+                                    q = rounded * scale
+                                    if let values {
+                                        for l in 0 ..< active {
+                                            values[(r0 + l) * cols + original] =
+                                                UInt8(truncatingIfNeeded: rounded[l].roundedToInt32 &+ zero[l])
+                                        }
+                                    }
+                                } else if pruning {
+                                    q = v * kept
+                                }
+                                let error = (v - q) / V(repeating: u[i * cols + i])
+                                if dense != nil { storeVector(q, p) }  // the final value, copied out after the block
+                                let e = errors + c * rows + r0
+                                if active == lanes { storeVector(error, e) } else { for l in 0 ..< active { e[l] = error[l] } }
+                                // Rank-1 update of the sub-block's later columns; the columns after the
+                                // sub-block get it below, with the sub-block's other errors.
+                                let uRow = u + i * cols + i1
+                                let negative = -error
+                                storeVector(negative, pendingErrors + (c - c0) * lanes)
+                                var j = c + 1
+                                while j < c1 {
+                                    let x = t + j * lanes
+                                    storeVector((loadVector(UnsafePointer(x)) as V).addingProduct(negative, V(repeating: uRow[j])), x)
+                                    j += 1
+                                }
                             }
-                            let error = (v - q) / V(repeating: u[i * cols + i])
-                            if dense != nil { storeVector(q, p) }  // the final value, copied out after the block
-                            let e = errors + c * rows + r0
-                            if active == lanes { storeVector(error, e) } else { for l in 0 ..< active { e[l] = error[l] } }
-                            // Rank-1 update of the block's later columns.
-                            let uRow = u + i * cols + i1
-                            let negative = -error
-                            var j = c + 1
-                            while j < width {
-                                let x = t + j * lanes
-                                storeVector((loadVector(UnsafePointer(x)) as V).addingProduct(negative, V(repeating: uRow[j])), x)
-                                j += 1
-                            }
+                            Self.applyErrors(UnsafePointer(pendingErrors), count: c1 - c0, u: u + (i1 + c0) * cols + i1,
+                                             cols: cols, to: t, from: c1, width: width)
+                            c0 = c1
                         }
                         if let dense {
                             for l in 0 ..< active {
@@ -284,6 +323,53 @@ struct GPTQColumnLoop {
                              beta: 1, c: w + i2, ldc: cols)
                 }
                 i1 = i2
+            }
+        }
+    }
+}
+
+extension GPTQColumnLoop {
+    /// Columns per sub-block of the in-block updates (see ``applyErrors(_:count:u:cols:to:from:width:)``).
+    static let subBlock = 8
+
+    /// `t[j] += Σ_k negativeErrors[k] · u[k · cols + j]` for `from <= j < width`, `k < count`
+    /// (`t`: a tile's block, 8 lanes per column; `negativeErrors`: `count` vectors of 8): the rank-1
+    /// updates of up to 8 consecutive columns on the columns after them, each `t[j]` loaded and stored
+    /// once for all of them instead of once per column. Each lane receives the same fused
+    /// multiply-adds in the same order as one update per column, so the results are identical.
+    @inline(__always)
+    static func applyErrors(_ negativeErrors: UnsafePointer<Float>, count: Int, u: UnsafePointer<Float>, cols: Int,
+                            to t: UnsafeMutablePointer<Float>, from: Int, width: Int) {
+        guard from < width else { return }
+        let lanes = Self.lanes
+        if count == 8 {
+            let e0: V = loadVector(negativeErrors), e1: V = loadVector(negativeErrors + lanes)
+            let e2: V = loadVector(negativeErrors + 2 * lanes), e3: V = loadVector(negativeErrors + 3 * lanes)
+            let e4: V = loadVector(negativeErrors + 4 * lanes), e5: V = loadVector(negativeErrors + 5 * lanes)
+            let e6: V = loadVector(negativeErrors + 6 * lanes), e7: V = loadVector(negativeErrors + 7 * lanes)
+            let u0 = u, u1 = u0 + cols, u2 = u1 + cols, u3 = u2 + cols
+            let u4 = u3 + cols, u5 = u4 + cols, u6 = u5 + cols, u7 = u6 + cols
+            for j in from ..< width {
+                let p = t + j * lanes
+                var x: V = loadVector(UnsafePointer(p))
+                x = x.addingProduct(e0, V(repeating: u0[j]))
+                x = x.addingProduct(e1, V(repeating: u1[j]))
+                x = x.addingProduct(e2, V(repeating: u2[j]))
+                x = x.addingProduct(e3, V(repeating: u3[j]))
+                x = x.addingProduct(e4, V(repeating: u4[j]))
+                x = x.addingProduct(e5, V(repeating: u5[j]))
+                x = x.addingProduct(e6, V(repeating: u6[j]))
+                x = x.addingProduct(e7, V(repeating: u7[j]))
+                storeVector(x, p)
+            }
+        } else {
+            for j in from ..< width {
+                let p = t + j * lanes
+                var x: V = loadVector(UnsafePointer(p))
+                for k in 0 ..< count {
+                    x = x.addingProduct(loadVector(negativeErrors + k * lanes), V(repeating: u[k * cols + j]))
+                }
+                storeVector(x, p)
             }
         }
     }
