@@ -23,24 +23,8 @@ extension CSRMatrix {
         values: UnsafeBufferPointer<Float>, x: UnsafeBufferPointer<Float>, xRows: Int, n: Int,
         y: UnsafeMutableBufferPointer<Float>
     ) throws {
-        guard columns <= 65536 else {
-            throw SwiftPruneError.value("16-bit column indices need at most 65536 columns, got \(columns)")
-        }
-        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, indexCount: columnIndices16.count,
-                     valueCount: values.count)
-        let outputs = try checkMatmulShapes(rows: rows, columns: columns, xRows: xRows, n: n, xCount: x.count, yCount: y.count)
-        guard outputs > 0 else { return }
-        guard values.count > 0, let xBase = x.baseAddress else {
-            y.update(repeating: 0)
-            return
-        }
-        if n == 1, let indexBase = columnIndices16.baseAddress, let valueBase = values.baseAddress,
-           let yOut = y.baseAddress {
-            return try matvec16(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: indexBase,
-                                values: valueBase, v: xBase, y: yOut)
-        }
-        try blockedMatmul(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices16,
-                          values: values, x: xBase, n: n, y: y)
+        try product(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices16, values: values,
+                    x: x, xRows: xRows, n: n, y: y)
     }
 
     /// ``matvec(rows:columns:rowOffsets:columnIndices:values:v:y:)`` with UInt16 indices.
@@ -133,14 +117,33 @@ extension CSRMatrix {
 
 /// A column index type of ``CSRMatrix``'s kernels: Int32 (SciPy's) or UInt16.
 protocol CSRColumnIndex: FixedWidthInteger {
+    /// The most columns these indices can address.
+    static var columnLimit: Int { get }
+
     /// Checks that the indices of `rows` are in `0 ..< columns`; returns
     /// whether every row's indices are ascending.
     static func checkRows(
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Self>, columns: Int, rows: Range<Int>
     ) throws -> Bool
+
+    /// The one-vector product with these indices (``CSRMatrix/matvec(rows:columns:rowOffsets:columnIndices:values:v:y:)``).
+    static func matvec(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<Self>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    ) throws
 }
 
 extension Int32: CSRColumnIndex {
+    static var columnLimit: Int { Int(Int32.max) }
+
+    static func matvec(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<Int32>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    ) throws {
+        try CSRMatrix.matvec(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices,
+                             values: values, v: v, y: y)
+    }
+
     static func checkRows(
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>, columns: Int, rows: Range<Int>
     ) throws -> Bool {
@@ -149,6 +152,16 @@ extension Int32: CSRColumnIndex {
 }
 
 extension UInt16: CSRColumnIndex {
+    static var columnLimit: Int { 65536 }
+
+    static func matvec(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<UInt16>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    ) throws {
+        try CSRMatrix.matvec16(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices,
+                               values: values, v: v, y: y)
+    }
+
     static func checkRows(
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<UInt16>, columns: Int, rows: Range<Int>
     ) throws -> Bool {

@@ -128,14 +128,18 @@ struct GroupColumns: SparseColumns {
 /// block (the AVX-512 kernels, CSR's `CSRChunkKernel`): it must do what `sparseRowTimesDense` does
 /// for each row of the chunk, with the same nonzeros. It is not used for
 /// `batch < 8` (a scalar loop, where wider vectors do not help).
+///
+/// `sharedPanel`, when given, is ``SharedSparsePanel``'s copy of all of `x`
+/// (one tile, the whole depth), made once for every worker of the call.
+/// - Throws: ``SwiftPruneError`` `.outOfMemory` if the panel cannot be allocated.
 @inline(__always)
 func blockedSparseProduct<Columns: SparseColumns>(
     rows: Range<Int>, depth: Int, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>,
-    blockDepth requestedBlockDepth: Int, rowChunk: Int,
+    blockDepth requestedBlockDepth: Int, rowChunk: Int, sharedPanel: SharedSparsePanel? = nil,
     nonzeros: (_ row: Int, _ k0: Int, _ k1: Int) -> (UnsafePointer<Float>, Columns, Int),
     restart: () -> Void,
     chunkKernel: SparseChunkKernel? = nil
-) {
+) throws {
     if batch < 8 {
         // A vector or a thin block: nothing to reuse, gather straight from x.
         restart()
@@ -147,14 +151,18 @@ func blockedSparseProduct<Columns: SparseColumns>(
         return
     }
     let tileWidth = min(64, batch)
-    let stride = (tileWidth + 15) & ~15
+    let stride = SharedSparsePanel.stride(batch: batch)
     let blockDepth = max(1, min(depth, requestedBlockDepth))
-    let panelDepth = max(1, (16 << 20) / 4 / stride / blockDepth) &* blockDepth
+    let panelDepth = sharedPanel != nil ? depth : max(1, SharedSparsePanel.maximumRows(batch: batch) / blockDepth) &* blockDepth
     let panelRows = min(depth, panelDepth)
     let chunk = max(1, rowChunk)
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, panelRows * stride * 4), alignment: 64)
-        .bindMemory(to: Float.self, capacity: panelRows * stride)
-    defer { buffer.deallocate() }
+    var ownBuffer: UnsafeMutablePointer<Float>?
+    if sharedPanel == nil {
+        ownBuffer = try FallibleAllocation.allocate(Float.self, count: panelRows &* stride, "the sparse product's x panel")
+    }
+    defer { FallibleAllocation.free(ownBuffer) }
+    guard let panel = sharedPanel?.rows ?? ownBuffer else { return }
+    let buffer = UnsafePointer(panel)
     var tileStart = 0
     while tileStart < batch {
         let width = min(tileWidth, batch &- tileStart)
@@ -162,8 +170,9 @@ func blockedSparseProduct<Columns: SparseColumns>(
         var p0 = 0
         while p0 < depth {
             let p1 = min(depth, p0 &+ panelDepth)
-            for k in p0 ..< p1 {
-                (buffer + (k &- p0) &* stride).update(from: x + (k &* batch &+ tileStart), count: width)
+            if let ownBuffer {
+                SharedSparsePanel.copy(x: x, batch: batch, rows: p0 ..< p1, tileStart: tileStart, width: width,
+                                       stride: stride, into: ownBuffer)
             }
             var c0 = rows.lowerBound
             while c0 < rows.upperBound {
@@ -189,6 +198,43 @@ func blockedSparseProduct<Columns: SparseColumns>(
         }
         tileStart &+= tileWidth
     }
+}
+
+/// The copy of `x` that ``blockedSparseProduct`` reads: rows `stride`
+/// floats apart from a 64-byte-aligned start, so no vector load splits a
+/// cache line. When `x` has 8 to 64 columns and fits in one panel, the
+/// caller makes this copy once for all workers (`make`) instead of each
+/// worker copying (and page-faulting in) the same rows.
+struct SharedSparsePanel {
+    let rows: UnsafeMutablePointer<Float>
+
+    /// Floats between panel rows for `x` of `batch` columns (tiles of at most 64).
+    static func stride(batch: Int) -> Int { (min(64, batch) + 15) & ~15 }
+
+    /// The most rows of `x` per panel: 16 MiB.
+    static func maximumRows(batch: Int) -> Int { max(1, (16 << 20) / 4 / stride(batch: batch)) }
+
+    /// The whole of `x` as one panel, or nil when it is not one tile of one
+    /// panel (`batch` outside `8 ... 64`, or more than 16 MiB).
+    /// - Throws: ``SwiftPruneError`` `.outOfMemory` if the panel cannot be allocated.
+    static func make(x: UnsafePointer<Float>, depth: Int, batch: Int) throws -> SharedSparsePanel? {
+        guard batch >= 8, batch <= 64, depth > 0, depth <= maximumRows(batch: batch) else { return nil }
+        let stride = stride(batch: batch)
+        let rows = try FallibleAllocation.allocate(Float.self, count: depth &* stride, "the sparse product's x panel")
+        copy(x: x, batch: batch, rows: 0 ..< depth, tileStart: 0, width: batch, stride: stride, into: rows)
+        return SharedSparsePanel(rows: rows)
+    }
+
+    /// Copies `x[rows, tileStart ..< tileStart + width]` to `panel`, `stride` floats a row.
+    @inline(__always)
+    static func copy(x: UnsafePointer<Float>, batch: Int, rows: Range<Int>, tileStart: Int, width: Int, stride: Int,
+                     into panel: UnsafeMutablePointer<Float>) {
+        for k in rows {
+            (panel + (k &- rows.lowerBound) &* stride).update(from: x + (k &* batch &+ tileStart), count: width)
+        }
+    }
+
+    func free() { FallibleAllocation.free(rows) }
 }
 
 /// One chunk of rows over one block of `x` in ``blockedSparseProduct``:
