@@ -103,6 +103,96 @@ def test_onnx_sequential_beats_independent_at_low_bits():
     assert errors["sequential"] < errors["independent"]
 
 
+def residual_chain(blocks=3, width=12, hidden=24):
+    """x -> [MatMul A_i -> Add bias (a second model input) -> Relu -> MatMul B_i -> Add residual ->
+    LayerNormalization] x blocks: the shape of a transformer's FFN stack."""
+    nodes, inits, weights = [], [], {}
+    current = "x"
+    for i in range(blocks):
+        a = (RNG.standard_normal((width, hidden)) / np.sqrt(width)).astype(np.float32)
+        b = (RNG.standard_normal((hidden, width)) / np.sqrt(hidden)).astype(np.float32)
+        weights.update({f"A{i}": a, f"B{i}": b})
+        inits += [numpy_helper.from_array(a, f"A{i}"), numpy_helper.from_array(b, f"B{i}")]
+        nodes += [helper.make_node("MatMul", [current, f"A{i}"], [f"h{i}"]),
+                  helper.make_node("Add", [f"h{i}", "shift"], [f"s{i}"]),
+                  helper.make_node("Relu", [f"s{i}"], [f"r{i}"]),
+                  helper.make_node("MatMul", [f"r{i}", f"B{i}"], [f"o{i}"]),
+                  helper.make_node("Add", [f"o{i}", current], [f"res{i}"]),
+                  helper.make_node("LayerNormalization", [f"res{i}", "gamma", "beta"], [f"n{i}"], axis=-1)]
+        current = f"n{i}"
+    inits += [numpy_helper.from_array(np.ones(width, np.float32), "gamma"),
+              numpy_helper.from_array(np.zeros(width, np.float32), "beta")]
+    graph = helper.make_graph(nodes, "chain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width]),
+                               helper.make_tensor_value_info("shift", TensorProto.FLOAT, [hidden])],
+                              [helper.make_tensor_value_info(current, TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    batches = [{"x": RNG.standard_normal((40, width)).astype(np.float32),
+                "shift": (0.1 * RNG.standard_normal(hidden)).astype(np.float32)} for _ in range(3)]
+    return model, batches, weights
+
+
+def numpy_chain_input(batches, weights, blocks, last):
+    """The input of ``B{last}`` (float64 NumPy), through the given weights."""
+    rows = []
+    for feed in batches:
+        x = feed["x"].astype(np.float64)
+        for i in range(blocks):
+            r = np.maximum(x @ weights[f"A{i}"] + feed["shift"], 0)
+            if i == last:
+                break
+            y = r @ weights[f"B{i}"] + x
+            x = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-5)
+        rows.append(r)
+    return np.concatenate(rows)
+
+
+def test_onnx_sequential_runs_sub_models_with_the_same_numbers(monkeypatch):
+    from swiftprune.calibration.onnx_capture import OnnxCalibration
+
+    model, batches, w = residual_chain()
+    recipe = [{"quantize": {"method": "gptq", "bits": 3, "group_size": None}, "include": ["A*", "B*"]}]
+    ran: list[int] = []
+    session = OnnxCalibration._session
+    monkeypatch.setattr(OnnxCalibration, "_session", lambda self, outputs, cut=None: (
+        ran.append(len(cut[0]) if cut is not None else len(self.model.graph.node)), session(self, outputs, cut))[1])
+    captured: list[int] = []
+    capture = OnnxCalibration._capture
+    monkeypatch.setattr(OnnxCalibration, "_capture", lambda self, layers: (
+        captured.append(len(layers)), capture(self, layers))[1])
+    cal = sp.calibration.from_onnx(model, batches, mode="sequential")
+    result = sp.compress(cal.weights(), recipe, progress=False, calibration=cal)
+    cut_runs = list(ran)
+    # after the first capture (all six layers), each capture accumulates only the layer asked for: the next
+    # commit would make any other downstream statistics stale (it was 6 + 5 + 4 + 3 + 2 + 1 Hessians)
+    assert captured == [6, 1, 1, 1, 1, 1]
+    # the whole model per capture instead (the previous behaviour), and with nothing kept between captures
+    ran.clear()
+    whole = sp.calibration.from_onnx(model, batches, mode="sequential")
+    monkeypatch.setattr(whole, "_cut", lambda targets: None)
+    expected = sp.compress(whole.weights(), recipe, progress=False, calibration=whole)
+    whole_runs = list(ran)
+    nothing_kept = sp.calibration.from_onnx(model, batches, mode="sequential")
+    nothing_kept.kept_bytes_limit = 0
+    starved = sp.compress(nothing_kept.weights(), recipe, progress=False, calibration=nothing_kept)
+    for name in w:
+        np.testing.assert_array_equal(result.weights[name], expected.weights[name], err_msg=name)
+        np.testing.assert_array_equal(starved.weights[name], expected.weights[name], err_msg=name)
+    # the first capture runs the whole model (18 ops); each later one only the 3 ops from the tensors kept by
+    # the capture before it (B_i's input r_i from the kept n_(i-1): MatMul, Add, Relu; A_(i+1)'s input n_i
+    # from the kept r_i and n_(i-1): MatMul, Add, LayerNormalization)
+    assert whole_runs == [18] * 6
+    assert cut_runs == [18, 3, 3, 3, 3, 3]
+    # an independent reference: B2's statistics are the Gram matrix of its input through the compressed
+    # A0, B0, A1, B1, A2 (float64 NumPy forward)
+    x = numpy_chain_input(batches, result.weights, 3, last=2)
+    assert_gram(cal.statistics("B2").hessian_, x)
+    # a second run starts from the original model again and gives the same result
+    again = sp.compress(cal.weights(), recipe, progress=False, calibration=cal)
+    for name in w:
+        np.testing.assert_array_equal(again.weights[name], result.weights[name], err_msg=name)
+
+
 def test_onnx_errors_and_cli(tmp_path, capsys):
     from swiftprune.cli import main
 

@@ -64,6 +64,12 @@ class ModelCalibration(Calibration):
     def statistics(self, layer: str) -> HessianAccumulator:
         if layer not in self._cache:
             pending = [name for name in self.layers if name not in self._cache and name not in self.committed]
+            if self.committed:
+                # Sequential, after a commit: the next commit invalidates every layer downstream of it, so
+                # capture only the layers fed by this layer's input tensor (q/k/v share one) — capturing all
+                # pending layers here made a run over L layers accumulate O(L²) Hessians instead of O(L).
+                feeding = self.layers[layer].input if layer in self.layers else None
+                pending = [name for name in pending if self.layers[name].input == feeding]
             if layer not in pending:
                 pending.append(layer)
             captured = self._capture([self.layers[name] for name in pending])

@@ -10,6 +10,13 @@ weight initializer (the names :meth:`OnnxCalibration.weights` returns).
 layout), ``Gemm(transB=1)`` and ``Conv`` weights ``(out, in, ...)``
 ("torch"); conv inputs go through their im2col view.
 
+Sequential mode runs only what changed: after a commit, the inputs of the
+next layers are computed by a sub-model cut out of the graph, fed with the
+tensors kept from the previous capture that the commits since have not
+touched (in a transformer: the block input, the attention context, ...), so a
+sequential pass over L layers runs each op about once per layer group instead
+of running the whole model per group.
+
 Needs ``onnx`` and ``onnxruntime`` (``pip install "swiftprune[onnx]"``).
 """
 from __future__ import annotations
@@ -63,30 +70,22 @@ class OnnxCalibration(ModelCalibration):
         fed = {i.name for i in graph.input} - set(self.initializers)
         self.input_names = [i.name for i in graph.input if i.name in fed]
         self._feeds = batches_of(inputs, self.input_names, "ONNX calibration") if inputs is not None else None
+        self._producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+        self._upstream_memo: dict[str, frozenset] = {}
+        self._kept: dict[str, list[np.ndarray]] = {}  # tensor -> its value per batch, current weights
         super().__init__(self._layers_of(graph), mode)
+
+    #: Bytes of activations a sequential capture may keep for the next one
+    #: (beyond it, later captures recompute from the model inputs).
+    kept_bytes_limit: int = 2 << 30
 
     # --- graph analysis -----------------------------------------------------
     def _layers_of(self, graph: Any) -> list[CapturedLayer]:
-        producer = {out: node for node in graph.node for out in node.output}
         uses: dict[str, int] = {}
         for node in graph.node:
             for name in node.input:
                 if name in self.initializers:
                     uses[name] = uses.get(name, 0) + 1
-
-        def upstream(tensor: str) -> frozenset:
-            seen, stack, found = set(), [tensor], set()
-            while stack:
-                t = stack.pop()
-                if t in seen:
-                    continue
-                seen.add(t)
-                if t in self.initializers:
-                    found.add(t)
-                node = producer.get(t)
-                if node is not None:
-                    stack.extend(node.input)
-            return frozenset(found)
 
         layers: list[CapturedLayer] = []
         for node in graph.node:
@@ -123,9 +122,27 @@ class OnnxCalibration(ModelCalibration):
                 warnings.warn(f"ONNX calibration: weight {weight_name!r} is used by {uses[weight_name]} nodes; "
                               "its inputs are not captured", CalibrationWarning, stacklevel=3)
                 continue
-            layer.upstream = upstream(layer.input) - {weight_name}
+            layer.upstream = self._upstream(layer.input) - {weight_name}
             layers.append(layer)
         return layers
+
+    def _upstream(self, tensor: str) -> frozenset:
+        """The initializers whose values reach ``tensor``."""
+        if tensor not in self._upstream_memo:
+            nodes = self.model.graph.node
+            seen, stack, found = set(), [tensor], set()
+            while stack:
+                t = stack.pop()
+                if t in seen:
+                    continue
+                seen.add(t)
+                if t in self.initializers:
+                    found.add(t)
+                index = self._producer.get(t)
+                if index is not None:
+                    stack.extend(nodes[index].input)
+            self._upstream_memo[tensor] = frozenset(found)
+        return self._upstream_memo[tensor]
 
     # --- ModelCalibration ---------------------------------------------------
     def weights(self) -> dict[str, np.ndarray]:
@@ -137,38 +154,117 @@ class OnnxCalibration(ModelCalibration):
         return read_onnx(self.model)
 
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
-        pass  # committed weights replace the initializers in the next _session()
+        # committed weights replace the initializers in the next capture's model; kept tensors computed
+        # through the old value are stale now
+        self._kept = {t: v for t, v in self._kept.items() if name not in self._upstream(t)}
 
-    def _session(self, outputs: Sequence[str]) -> Any:
+    def invalidate(self, layers: Sequence[Optional[str]]) -> None:
+        super().invalidate(layers)
+        self._kept.clear()
+
+    def _initializer(self, onnx: Any, tensor: Any) -> Any:
+        """The initializer ``tensor`` as the next capture runs it: its committed value if any."""
+        if tensor.name not in self.committed:
+            return tensor
+        original = self.initializers[tensor.name]
+        value = np.asarray(self.committed[tensor.name], dtype=original.dtype).reshape(original.shape)
+        return onnx.numpy_helper.from_array(value, tensor.name)
+
+    def _cut(self, targets: Sequence[str]) -> Optional[tuple[list[int], list[str], list[str]]]:
+        """The nodes that compute ``targets`` from the model inputs and the kept tensors (nodes in graph
+        order, kept tensors used, model inputs used); None when a node holds a subgraph (its outer-scope
+        reads are not listed as inputs), so only the whole model is safe."""
+        onnx, _ = _import()
+        nodes = self.model.graph.node
+        fed = set(self.input_names)
+        needed: set[int] = set()
+        kept: set[str] = set()
+        inputs: set[str] = set()
+        seen: set[str] = set()
+        stack = list(targets)
+        while stack:
+            t = stack.pop()
+            if t in seen or not t:
+                continue
+            seen.add(t)
+            if t in self._kept:
+                kept.add(t)
+            elif t in fed:
+                inputs.add(t)
+            elif t in self._producer and t not in self.initializers:
+                index = self._producer[t]
+                if index in needed:
+                    continue
+                node = nodes[index]
+                if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                    return None
+                needed.add(index)
+                stack.extend(node.input)
+        return sorted(needed), sorted(kept), [n for n in self.input_names if n in inputs]
+
+    def _session(self, outputs: Sequence[str], cut: Optional[tuple[list[int], list[str], list[str]]] = None) -> Any:
+        """An onnxruntime session returning ``outputs``: of the whole model, or of the sub-model ``cut``
+        (its nodes, fed with kept tensors and model inputs), with the committed weights."""
         onnx, ort = _import()
-        model = onnx.ModelProto()
-        model.CopyFrom(self.model)
-        graph = model.graph
-        if self.committed:
+        if cut is None:
+            model = onnx.ModelProto()
+            model.CopyFrom(self.model)
+            graph = model.graph
             for i, tensor in enumerate(graph.initializer):
-                if tensor.name in self.committed:
-                    original = self.initializers[tensor.name]
-                    value = np.asarray(self.committed[tensor.name], dtype=original.dtype).reshape(original.shape)
-                    graph.initializer[i].CopyFrom(onnx.numpy_helper.from_array(value, tensor.name))
-        existing = {o.name for o in graph.output}
-        for name in outputs:
-            if name not in existing and name not in self.input_names:
-                graph.output.append(onnx.ValueInfoProto(name=name))
+                graph.initializer[i].CopyFrom(self._initializer(onnx, tensor))
+            existing = {o.name for o in graph.output}
+            for name in outputs:
+                if name not in existing and name not in self.input_names:
+                    graph.output.append(onnx.ValueInfoProto(name=name))
+        else:
+            indices, kept, inputs = cut
+            source = self.model.graph
+            nodes = [source.node[i] for i in indices]
+            read = {name for node in nodes for name in node.input}
+            declared = {i.name: i for i in source.input}
+            graph_inputs = [declared[name] for name in inputs] + [
+                onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(self._kept[name][0].dtype),
+                                                   None) for name in kept]
+            graph = onnx.helper.make_graph(
+                nodes, f"{source.name}_capture", graph_inputs, [onnx.ValueInfoProto(name=name) for name in outputs],
+                initializer=[self._initializer(onnx, t) for t in source.initializer if t.name in read])
+            model = onnx.helper.make_model(graph, opset_imports=self.model.opset_import,
+                                           ir_version=self.model.ir_version)
+            model.functions.extend(self.model.functions)
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if self.mode == "sequential":
+            # No graph rewrites: fusions differ between the whole model and a sub-model cut from it, and
+            # the inputs captured by both must be the same numbers.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:
         if self._feeds is None:
             raise ValueError("ONNX calibration: no calibration inputs were given")
         wanted = list(dict.fromkeys(layer.input for layer in layers))
-        fetched = [name for name in wanted if name not in self.input_names]
-        session = self._session(fetched)
+        fetched = [name for name in wanted if name not in self.input_names and name not in self._kept]
+        # Sequential captures after a commit run the sub-model from the kept tensors, and keep what they
+        # fetch for the next one; the first (all layers at once) and independent captures run the model.
+        incremental = self.mode == "sequential" and bool(self.committed)
+        cut = self._cut(fetched) if incremental and fetched else None
+        if cut is None:
+            self._kept.clear()
+        session = self._session(fetched, cut) if fetched else None
+        feed_names = set(cut[1]) | set(cut[2]) if cut is not None else set(self.input_names)
         out = {layer.name: HessianAccumulator(layer.features, name=layer.name, layout=layer.layout)
                for layer in layers}
-        for feed in _progress(self._feeds, total=len(self._feeds), description="capture", enabled=self.show):
-            values = dict(zip(fetched, session.run(fetched, feed))) if fetched else {}
-            values.update({name: feed[name] for name in wanted if name in feed})
+        fresh: dict[str, list[np.ndarray]] = {name: [] for name in fetched}
+        for b, feed in enumerate(_progress(self._feeds, total=len(self._feeds), description="capture",
+                                           enabled=self.show)):
+            values = {name: feed[name] for name in wanted if name in feed}
+            values.update({name: self._kept[name][b] for name in wanted if name in self._kept})
+            if session is not None:
+                run_feed = {name: (feed[name] if name in feed else self._kept[name][b]) for name in feed_names}
+                values.update(zip(fetched, session.run(fetched, run_feed)))
+            if cut is not None:
+                for name in fetched:
+                    fresh[name].append(values[name])
             for layer in layers:
                 x = np.asarray(values[layer.input])
                 if x.dtype.kind != "f":
@@ -178,7 +274,21 @@ class OnnxCalibration(ModelCalibration):
                         out[layer.name].update(rows)
                 else:
                     out[layer.name].update(x)
+        if cut is not None:
+            self._keep(fresh, cut[1])
         return out
+
+    def _keep(self, fresh: dict[str, list[np.ndarray]], used: Sequence[str]) -> None:
+        """Keeps this capture's fetched tensors and the kept ones it was fed with (the next cut is likely
+        to start from them: the residual stream and the layer inputs), within ``kept_bytes_limit``."""
+        kept: dict[str, list[np.ndarray]] = {}
+        total = 0
+        for name, arrays in list(fresh.items()) + [(name, self._kept[name]) for name in used]:
+            size = sum(a.nbytes for a in arrays)
+            if name not in kept and total + size <= self.kept_bytes_limit:
+                kept[name] = arrays
+                total += size
+        self._kept = kept
 
     @staticmethod
     def _conv_geometry(layer: CapturedLayer, shape: tuple[int, ...]) -> dict[str, Any]:
