@@ -1,6 +1,7 @@
 #if arch(x86_64)
 import _Builtin_intrinsics.intel
 import SwiftPruneGather
+import SwiftPrunePrefetch
 #endif
 
 /// CSR products with 16-bit column indices, for matrices of at most 65536
@@ -74,6 +75,11 @@ extension CSRMatrix {
             let end = Int(rowOffsets[row &+ 1])
             var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
             while t &+ 32 <= end {
+                // 32 values (two lines) and 32 indices (one line) ahead, as the Int32 loop.
+                let ahead = t &+ streamPrefetchDistance
+                swiftprune_prefetch_read(valueBytes + ahead &* 4)
+                swiftprune_prefetch_read(valueBytes + (ahead &* 4 &+ 64))
+                swiftprune_prefetch_read(indexBytes + ahead &* 2)
                 let (w0, x0, w1, x1) = gathered(t), (w2, x2, w3, x3) = gathered(t &+ 16)
                 a0.addProduct(w0, x0); a1.addProduct(w1, x1); a2.addProduct(w2, x2); a3.addProduct(w3, x3)
                 t &+= 32
