@@ -115,7 +115,7 @@ final class CholeskyQRTests: XCTestCase {
             var out = [T](repeating: 0, count: count * length)
             basis.withUnsafeBufferPointer { b in
                 out.withUnsafeMutableBufferPointer { o in
-                    HouseholderQR.orthonormalComplement(of: b.baseAddress!, basisCount: r, length: length, count: count,
+                    try! HouseholderQR.orthonormalComplement(of: b.baseAddress!, basisCount: r, length: length, count: count,
                                                         into: o.baseAddress!)
                 }
             }

@@ -101,6 +101,44 @@ SCENARIOS = {
         limit(2200 << 20)                          # room for u (1.6 GB), s and vt
         call = lambda: sp.svd(w)                   # float64 working copy (3.2 GB)
     """,
+    # Round 7: scratch that used Swift's trapping allocators. `what` is the allocation that
+    # must be refused (its name in the message): the scenario tests that site, not another.
+    "wanda_mask workers' scores": """
+        w = np.zeros((1, 20_000_000), np.float32)
+        x = np.zeros((1, 20_000_000), np.float32)
+        limit(400 << 20)                           # room for x's column norms, not the scores (16 B per column)
+        call = lambda: sp.wanda_mask(w, x, 0.5)
+        what = "wanda's scores"
+    """,
+    "hessian_accumulate partial sums": """
+        acc = sp.calibration.HessianAccumulator(12_000)
+        acc.update(np.ones((4, 12_000), np.float32))
+        limit(200 << 20)                           # the float32 partial Hessian needs 576 MB
+        call = lambda: acc.hessian_
+        what = "the Hessian's partial sums"
+    """,
+    "gptq from activations": """
+        from swiftprune import _core
+        w = np.zeros((4, 16_384))
+        x = np.ones((4, 16_384))
+        limit(400 << 20)                           # the float64 Hessian needs 2 GB
+        call = lambda: _core.gptq(w, x, 4, True, 128, 0.01)
+        what = "the GPTQ Hessian"
+    """,
+    "csr_from_dense row scratch": """
+        w = np.zeros((1, 200_000_000), np.float32)
+        limit(300 << 20)                           # room for indptr, not the row scratch (8 B per column)
+        call = lambda: sp.CSRMatrix.from_dense(w)
+        what = "the CSR row scratch"
+    """,
+    "quantized_matmul activations": """
+        values = np.zeros((1, 4_096), np.int8)
+        scale = np.ones(1, np.float32)
+        x = np.zeros((4_096, 100_000), np.float32)
+        limit(200 << 20)                           # room for y (400 KB), not x's int8 codes (400 MB)
+        call = lambda: sp.quantized_matmul(values, scale, x)
+        what = "the quantized activations"
+    """,
 }
 
 EPILOGUE = """
@@ -110,6 +148,7 @@ except MemoryError as error:
     print("MemoryError:", error)
     # Raised by the Swift core's allocator, not by NumPy allocating an output.
     assert "cannot allocate" in str(error), error
+    assert what in str(error), (what, str(error))
 else:
     raise SystemExit("the call fit in the limit: the scenario does not test anything")
 # The process is intact: small work still gives the right answer.
@@ -121,7 +160,7 @@ print("alive")
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_allocation_failure_is_a_memory_error(name):
-    code = PRELUDE + textwrap.dedent(SCENARIOS[name]) + EPILOGUE
+    code = PRELUDE + 'what = ""\n' + textwrap.dedent(SCENARIOS[name]) + EPILOGUE
     env = dict(os.environ, PYTHONPATH=PYTHON_DIR, OPENBLAS_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-2000:]}"

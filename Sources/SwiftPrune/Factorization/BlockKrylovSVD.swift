@@ -120,7 +120,7 @@ extension RandomizedSVD {
             // W_i = orth(Z_i): the renormalized block spans the same space (XXᵀ Y_i)
             // without its condition number growing with each iteration. Its first
             // projection's coefficients K (X W_iᵀ) = Z W_iᵀ: from G when W_i = L⁻¹ Z_i.
-            if CholeskyQR.inverseFactor(gram: gram + i * b * capacity + i * b, ld: capacity, count: b,
+            if try CholeskyQR.inverseFactor(gram: gram + i * b * capacity + i * b, ld: capacity, count: b,
                                         limit: CholeskyQR.maximumCondition, into: inverse) {
                 try gemm(transA: false, transB: false, m: b, n: cols, k: b, alpha: 1, a: inverse, lda: b,
                          b: z, ldb: cols, beta: 0, c: work, ldc: cols)
@@ -239,7 +239,7 @@ extension RandomizedSVD {
             defer { FallibleAllocation.free(wide) }
             for i in 0 ..< rank * cols { wide[i] = Double(rightRows[i]) }
             try SingularValueDecomposition.orthonormalizeRows(
-                wide, count: rank, length: cols, norms: negligible ? norms : [Double](repeating: 1, count: rank))
+                wide, count: rank, length: cols, norms: negligible ? norms : [Double](fallibleRepeating: 1, count: rank))
             for i in 0 ..< rank * cols { rightRows[i] = Float(wide[i]) }
         }
         try times(kc, length: rows, into: leftRows)

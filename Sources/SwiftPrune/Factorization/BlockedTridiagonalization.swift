@@ -49,7 +49,7 @@ extension SymmetricEigen {
                     a: UnsafePointer(vs + nb), lda: size, b: UnsafePointer(ws + nb), ldb: size,
                     c: a + (k0 + nb) * n + k0 + nb, ldc: n)
                 driver.upperOnly = true
-                driver.run(workers: workers)
+                try driver.runChecked(workers: workers)
                 k0 += nb
             }
             // The unblocked reduction reads full rows: mirror the upper triangle of the rest.
@@ -57,7 +57,7 @@ extension SymmetricEigen {
                 for c in k0 ..< r { a[r * n + c] = a[c * n + r] }
             }
         }
-        tridiagonalize(a, n: n, d: &d, e: &e, tau: &tau, from: k0)
+        try tridiagonalize(a, n: n, d: &d, e: &e, tau: &tau, from: k0)
     }
 
     /// Generates reflectors `k0 ..< k0 + nb` and their `W` rows (`dlatrd`):

@@ -119,7 +119,7 @@ public func lowRank<S: BinaryFloatingPoint>(
     let known = maximum
     if method.usesRandomized(selector: selector, rank: known, m: m, n: n) {
         let k = known
-        var s = [Float](repeating: 0, count: k)
+        var s = try [Float](fallibleRepeating: 0, count: k, "the singular values")
         try s.withUnsafeMutableBufferPointer { s in
             try RandomizedSVD.decompose(w, m: m, n: n, rank: k, seed: seed,
                                         u: UnsafeMutableBufferPointer(rebasing: a[..<(m * k)]), s: s,

@@ -191,7 +191,7 @@ public enum SingularValueDecomposition {
         }
         try orthonormalizeByCholeskyQR(packed, count: good.count, length: length)
         // The others: an orthonormal completion, exactly orthogonal to the good rows.
-        HouseholderQR.orthonormalComplement(of: packed, basisCount: good.count, length: length,
+        try HouseholderQR.orthonormalComplement(of: packed, basisCount: good.count, length: length,
                                        count: bad.count, into: packed + good.count * length)
         for (row, j) in (good + bad).enumerated() {
             (b + j * length).update(from: packed + row * length, count: length)

@@ -62,8 +62,8 @@ enum SymmetricEigen {
         var order = Array(0 ..< n)
         let negligibleValue = negligible * values.reduce(0) { max($0, abs($1)) }
         var first = n - min(n, max(0, top ?? n))
-        let found = method != .rotations && [TridiagonalEigenvectors.Tolerances.tight, .conservative].contains {
-            TridiagonalEigenvectors.inverseIteration(d: d, e: e, values: values, zt: z, n: n,
+        let found = try method != .rotations && [TridiagonalEigenvectors.Tolerances.tight, .conservative].contains {
+            try TridiagonalEigenvectors.inverseIteration(d: d, e: e, values: values, zt: z, n: n,
                                                      negligible: negligibleValue, tolerances: $0, first: first)
         }
         if !found {
@@ -95,10 +95,11 @@ enum SymmetricEigen {
     /// With `from: start`, reflectors `0 ..< start` are already done (by
     /// ``tridiagonalizeBlocked(_:n:d:e:tau:)``) and rows/columns `start ..< n`
     /// hold the full symmetric trailing matrix.
+    /// - Throws: `.outOfMemory` if its two work vectors cannot be allocated.
     static func tridiagonalize(_ a: UnsafeMutablePointer<Double>, n: Int,
-                               d: inout [Double], e: inout [Double], tau: inout [Double], from start: Int = 0) {
-        let buffers = UnsafeMutablePointer<Double>.allocate(capacity: 2 * n)
-        defer { buffers.deallocate() }
+                               d: inout [Double], e: inout [Double], tau: inout [Double], from start: Int = 0) throws {
+        let buffers = try FallibleAllocation.allocate(Double.self, count: 2 * n, "the tridiagonalization's vectors")
+        defer { FallibleAllocation.free(buffers) }
         var current = buffers, previous = buffers + n
         // The update not yet applied: v and w of the previous step, indexed from its first row.
         var pendingV: UnsafePointer<Double>?
@@ -230,7 +231,7 @@ enum SymmetricEigen {
         let nb = 32
         let blocks = (count + nb - 1) / nb
         // Block q holds reflectors k0 = q·nb ..< min(k0 + nb, count) on coordinates k0+1 ..< n.
-        var offsets = [Int](repeating: 0, count: blocks + 1)
+        var offsets = try [Int](fallibleRepeating: 0, count: blocks + 1, "the back-transformation's block offsets")
         for q in 0 ..< blocks { offsets[q + 1] = offsets[q] + nb * (n - q * nb - 1) }
         let vts = try FallibleAllocation.allocate(Double.self, count: offsets[blocks])
         defer { FallibleAllocation.free(vts) }
@@ -268,31 +269,42 @@ enum SymmetricEigen {
         let workers = min(chunks, Threading.workerCount(for: rowCount * n * n, minimumPerWorker: 1 << 22))
         let scratch = try FallibleAllocation.allocate(Double.self, count: workers * 2 * chunk * nb)
         defer { FallibleAllocation.free(scratch) }
+        // A worker cannot throw: a refused GEMM packing buffer is kept and thrown after the join.
+        var failures = [SwiftPruneError?](repeating: nil, count: workers)
         offsets.withUnsafeBufferPointer { offsets in
-            parallelFor(workers: workers) { worker in
-                let w = scratch + worker * 2 * chunk * nb, w2 = w + chunk * nb
-                for c in partitionRange(chunks, parts: workers, index: worker) {
-                    let r0 = c * chunk, rows = min(chunk, rowCount - r0)
-                    var q = blocks - 1
-                    while q >= 0 {
-                        let k0 = q * nb, b = min(nb, count - k0), length = n - k0 - 1
-                        let vt = UnsafePointer(vts + offsets[q]), t = UnsafePointer(ts + q * nb * nb)
-                        // Z[:, k0+1...] −= ((Z[:, k0+1...] V) Tᵀ) Vᵀ on this chunk's rows.
-                        let z = zt + r0 * n + k0 + 1
-                        GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: length, alpha: 1,
-                                           a: UnsafePointer(z), lda: n, b: vt, ldb: length, c: w, ldc: b)
-                            .runOverwriting(workers: 1)
-                        GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: b, alpha: 1,
-                                           a: UnsafePointer(w), lda: b, b: t, ldb: b, c: w2, ldc: b)
-                            .runOverwriting(workers: 1)
-                        GEMMDriver<Double>(transA: false, transB: false, m: rows, n: length, k: b, alpha: -1,
-                                           a: UnsafePointer(w2), lda: b, b: vt, ldb: length, c: z, ldc: n)
-                            .run(workers: 1)
-                        q -= 1
+            failures.withUnsafeMutableBufferPointer { failuresOut in
+                parallelFor(workers: workers) { worker in
+                    let w = scratch + worker * 2 * chunk * nb, w2 = w + chunk * nb
+                    do {
+                        for c in partitionRange(chunks, parts: workers, index: worker) {
+                            let r0 = c * chunk, rows = min(chunk, rowCount - r0)
+                            var q = blocks - 1
+                            while q >= 0 {
+                                let k0 = q * nb, b = min(nb, count - k0), length = n - k0 - 1
+                                let vt = UnsafePointer(vts + offsets[q]), t = UnsafePointer(ts + q * nb * nb)
+                                // Z[:, k0+1...] −= ((Z[:, k0+1...] V) Tᵀ) Vᵀ on this chunk's rows.
+                                let z = zt + r0 * n + k0 + 1
+                                w.update(repeating: 0, count: rows * b)
+                                try GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: length, alpha: 1,
+                                                       a: UnsafePointer(z), lda: n, b: vt, ldb: length, c: w, ldc: b)
+                                    .runChecked(workers: 1)
+                                w2.update(repeating: 0, count: rows * b)
+                                try GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: b, alpha: 1,
+                                                       a: UnsafePointer(w), lda: b, b: t, ldb: b, c: w2, ldc: b)
+                                    .runChecked(workers: 1)
+                                try GEMMDriver<Double>(transA: false, transB: false, m: rows, n: length, k: b, alpha: -1,
+                                                       a: UnsafePointer(w2), lda: b, b: vt, ldb: length, c: z, ldc: n)
+                                    .runChecked(workers: 1)
+                                q -= 1
+                            }
+                        }
+                    } catch {
+                        failuresOut[worker] = error as? SwiftPruneError ?? SwiftPruneError(.outOfMemory, "\(error)")
                     }
                 }
             }
         }
+        if let failure = failures.first(where: { $0 != nil }) { throw failure! }
     }
 }
 

@@ -48,10 +48,11 @@ enum TridiagonalEigenvectors {
     /// With `first > 0` only rows `first ..< n` are computed and checked (and
     /// the rows of the rest of a cluster that straddles `first`, which its
     /// vectors are orthogonalized against); rows below are left unspecified.
+    /// - Throws: `.outOfMemory` if the workers' LU scratch cannot be allocated.
     static func inverseIteration(d: [Double], e: [Double], values: [Double],
                                  zt: UnsafeMutablePointer<Double>, n: Int,
                                  negligible: Double = -Double.infinity,
-                                 tolerances: Tolerances = .conservative, first: Int = 0) -> Bool {
+                                 tolerances: Tolerances = .conservative, first: Int = 0) throws -> Bool {
         var norm = 0.0
         for i in 0 ..< n {
             norm = max(norm, abs(d[i]) + (i > 0 ? abs(e[i - 1]) : 0) + (i + 1 < n ? abs(e[i]) : 0))
@@ -76,10 +77,12 @@ enum TridiagonalEigenvectors {
         }
         let clusters = starts.count - 1
         let workers = min(clusters, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 14))
+        // A worker cannot throw: each one's LU scratch is allocated here.
+        let solvers = try (0 ..< max(0, workers)).map { _ in try TridiagonalSolver(n: n) }
         d.withUnsafeBufferPointer { d in
             e.withUnsafeBufferPointer { e in
                 parallelFor(workers: workers) { worker in
-                    let solver = TridiagonalSolver(n: n)
+                    let solver = solvers[worker]
                     // Round-robin clusters so that big and small ones mix.
                     var c = worker
                     while c < clusters {
@@ -110,7 +113,7 @@ enum TridiagonalEigenvectors {
                 }
             }
         }
-        if skipped > 0 && first < skipped && !complete(zt, n: n, first: skipped) { return false }
+        if try skipped > 0 && first < skipped && !complete(zt, n: n, first: skipped) { return false }
         // Residuals ‖T z − λ z‖₂ ≤ residual · ‖T‖ bound the inner products of
         // vectors of different clusters (see Tolerances) by 2e-8; inside a
         // cluster they are checked directly.
@@ -138,11 +141,11 @@ enum TridiagonalEigenvectors {
     /// complement of rows `first ..< n` (see
     /// ``HouseholderQR/orthonormalComplement(of:basisCount:length:count:into:)``), and
     /// checks it. Returns false if the check fails.
-    static func complete(_ zt: UnsafeMutablePointer<Double>, n: Int, first: Int) -> Bool {
+    static func complete(_ zt: UnsafeMutablePointer<Double>, n: Int, first: Int) throws -> Bool {
         let known = n - first
-        let completion = UnsafeMutablePointer<Double>.allocate(capacity: first * n)
-        defer { completion.deallocate() }
-        HouseholderQR.orthonormalComplement(of: zt + first * n, basisCount: known, length: n,
+        let completion = try FallibleAllocation.allocate(Double.self, count: first * n, "the eigenvectors' completion")
+        defer { FallibleAllocation.free(completion) }
+        try HouseholderQR.orthonormalComplement(of: zt + first * n, basisCount: known, length: n,
                                        count: first, into: completion)
         zt.update(from: completion, count: first * n)
         for j in 0 ..< first {
@@ -164,17 +167,24 @@ final class TridiagonalSolver {
     let upper: UnsafeMutablePointer<Double>, upper2: UnsafeMutablePointer<Double>
     let swapped: UnsafeMutablePointer<Bool>
 
-    init(n: Int) {
+    /// - Throws: `.outOfMemory` if the scratch cannot be allocated.
+    init(n: Int) throws {
         self.n = n
         let count = max(1, n)
-        lower = .allocate(capacity: count); inverseDiagonal = .allocate(capacity: count)
-        upper = .allocate(capacity: count); upper2 = .allocate(capacity: count)
-        swapped = .allocate(capacity: count)
+        // One block for the four Double arrays: a refusal of the second leaves only it to free.
+        let block = try FallibleAllocation.allocate(Double.self, count: 4 * count, "inverse iteration's LU")
+        do {
+            swapped = try FallibleAllocation.allocate(Bool.self, count: count, "inverse iteration's LU")
+        } catch {
+            FallibleAllocation.free(block)
+            throw error
+        }
+        lower = block; inverseDiagonal = block + count; upper = block + 2 * count; upper2 = block + 3 * count
     }
 
     deinit {
-        lower.deallocate(); inverseDiagonal.deallocate(); upper.deallocate(); upper2.deallocate()
-        swapped.deallocate()
+        FallibleAllocation.free(lower)
+        FallibleAllocation.free(swapped)
     }
 
     func factor(d: UnsafeBufferPointer<Double>, e: UnsafeBufferPointer<Double>, shift: Double, tiny: Double) {

@@ -57,12 +57,12 @@ public enum CholeskyQR {
 
     /// One CholeskyQR pass in place; `false` (rows untouched) when the Gram matrix is too ill-conditioned.
     static func pass(_ rows: UnsafeMutablePointer<Float>, count l: Int, length: Int, limit: Double) throws -> Bool {
-        let gram = UnsafeMutablePointer<Float>.allocate(capacity: l * l)
-        defer { gram.deallocate() }
+        let gram = try FallibleAllocation.allocate(Float.self, count: l * l, "cholesky QR's Gram matrix")
+        defer { FallibleAllocation.free(gram) }
         try syrk(transA: false, n: l, k: length, alpha: 1, a: rows, lda: length, c: gram, ldc: l)
-        let inverse = UnsafeMutablePointer<Float>.allocate(capacity: l * l)
-        defer { inverse.deallocate() }
-        guard inverseFactor(gram: gram, ld: l, count: l, limit: limit, into: inverse) else { return false }
+        let inverse = try FallibleAllocation.allocate(Float.self, count: l * l, "cholesky QR's inverse factor")
+        defer { FallibleAllocation.free(inverse) }
+        guard try inverseFactor(gram: gram, ld: l, count: l, limit: limit, into: inverse) else { return false }
         // Qᵀ = L⁻¹ Yᵀ: rows ← inverse · rows.
         try ScratchPool.withFallible(Float.self, count: l * length) { out in
             try gemm(transA: false, transB: false, m: l, n: length, k: l, alpha: 1, a: inverse, lda: l,
@@ -77,11 +77,12 @@ public enum CholeskyQR {
     /// triangle read, rows `ld` apart), factored in Double. `false` when a
     /// pivot is not positive or the pivots' ratio (an estimate of `κ(Y)` for
     /// `G = Y Yᵀ`) exceeds `limit`. `L⁻¹ Y` has orthonormal rows to about `κ² · 6e-8`.
+    /// - Throws: `.outOfMemory` if the factor's scratch cannot be allocated.
     static func inverseFactor(gram: UnsafePointer<Float>, ld: Int, count l: Int, limit: Double,
-                              into inverse: UnsafeMutablePointer<Float>) -> Bool {
+                              into inverse: UnsafeMutablePointer<Float>) throws -> Bool {
         // Lower Cholesky factor L (= Rᵀ) in Double, row-major.
-        let factor = UnsafeMutablePointer<Double>.allocate(capacity: l * l)
-        defer { factor.deallocate() }
+        let factor = try FallibleAllocation.allocate(Double.self, count: l * l, "cholesky QR's factor")
+        defer { FallibleAllocation.free(factor) }
         factor.update(repeating: 0, count: l * l)
         var largest = 0.0, smallest = Double.infinity
         for j in 0 ..< l {
@@ -103,8 +104,8 @@ public enum CholeskyQR {
         guard largest <= limit * smallest else { return false }
         // L⁻¹ (lower triangular) by forward substitution, column by column, into Float.
         inverse.update(repeating: 0, count: l * l)
-        let column = UnsafeMutablePointer<Double>.allocate(capacity: l)
-        defer { column.deallocate() }
+        let column = try FallibleAllocation.allocate(Double.self, count: l, "cholesky QR's inverse column")
+        defer { FallibleAllocation.free(column) }
         for c in 0 ..< l {
             for i in c ..< l {
                 var s = i == c ? 1.0 : 0.0

@@ -21,7 +21,7 @@ public enum HouseholderQR {
         guard count > 0 else { return }
         let (total, overflow) = count.multipliedReportingOverflow(by: length)
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "householder QR: size overflows") }
-        let tau = factor(rows, count: count, length: length)
+        let tau = try factor(rows, count: count, length: length)
         // Q e_j = H_0 H_1 ⋯ H_j e_j, row by row into a copy.
         try ScratchPool.withFallible(Float.self, count: total) { q in
             formColumns(of: rows, tau: tau, count: count, length: length, first: 0, columns: count, into: q)
@@ -38,21 +38,22 @@ public enum HouseholderQR {
     /// O(r · length · count) in all instead of the O(length · count²) of
     /// orthogonalizing random rows. This is what low-rank (rank-deficient)
     /// matrices need: a large null space to span, against a small basis.
+    /// - Throws: `.outOfMemory` if the basis copy cannot be allocated.
     static func orthonormalComplement<T: HouseholderScalar>(of basis: UnsafePointer<T>, basisCount r: Int, length: Int,
-                                                            count: Int, into out: UnsafeMutablePointer<T>) {
+                                                            count: Int, into out: UnsafeMutablePointer<T>) throws {
         guard count > 0 else { return }
-        let work = UnsafeMutablePointer<T>.allocate(capacity: max(1, r * length))
-        defer { work.deallocate() }
+        let work = try FallibleAllocation.allocate(T.self, count: r * length, "the orthonormal completion's basis")
+        defer { FallibleAllocation.free(work) }
         work.update(from: basis, count: r * length)
-        let tau = factor(work, count: r, length: length)
+        let tau = try factor(work, count: r, length: length)
         formColumns(of: work, tau: tau, count: r, length: length, first: r, columns: count, into: out)
     }
 
     /// Householder QR in place of `count` rows of `length` (the columns of `Y`):
     /// afterwards row j holds the reflector v_j on entries j..< length (v_j[j] = 1);
     /// returns the reflectors' τ (H_j = I − τ_j v_j v_jᵀ; τ = 0 for a zero column).
-    static func factor<T: HouseholderScalar>(_ rows: UnsafeMutablePointer<T>, count: Int, length: Int) -> [T] {
-        var tau = [T](repeating: 0, count: count)
+    static func factor<T: HouseholderScalar>(_ rows: UnsafeMutablePointer<T>, count: Int, length: Int) throws -> [T] {
+        var tau = try [T](fallibleRepeating: 0, count: count, "householder QR's tau")
         for j in 0 ..< count {
             let x = rows + j * length + j
             let size = length - j
@@ -119,7 +120,7 @@ public enum HouseholderQR {
 /// The scalars Householder QR runs in, with the vectorized dot product and
 /// axpy its loops are made of: Float for the randomized SVD's range finder,
 /// Double for the SVD's orthonormal completions.
-protocol HouseholderScalar: BinaryFloatingPoint {
+protocol HouseholderScalar: BinaryFloatingPoint, BitwiseCopyable {
     static func dot(_ x: UnsafePointer<Self>, _ y: UnsafePointer<Self>, _ count: Int) -> Self
     static func axpy(_ alpha: Self, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ count: Int)
 }

@@ -39,7 +39,7 @@ public func magnitudeHistogram(
     guard total > 0 else { return (0, 0) }
     // Per-worker UInt32 counts: keep each worker below 2^32 elements.
     let workers = max(Threading.workerCount(for: total, minimumPerWorker: 1 << 16), (total >> 32) + 1)
-    var histograms = [UInt32](repeating: 0, count: workers * bins)
+    var histograms = try [UInt32](fallibleRepeating: 0, count: workers * bins, "the magnitude histograms")
     var orBits = [UInt32](repeating: 0, count: workers)
     var bad = [Int](repeating: 0, count: workers)
     let lowBitMask = UInt32(truncatingIfNeeded: (UInt64(1) << UInt64(shift)) - 1)

@@ -154,7 +154,7 @@ public func groupRanges<S: QuantizationScalar>(
     var hi = try [S](fallibleRepeating: -.greatestFiniteMagnitude, count: groups * workers)
     var bad = [S](repeating: 0, count: workers)
     guard total > 0 else {
-        return (Array(repeating: 0, count: groups), Array(repeating: 0, count: groups))
+        return try ([S](fallibleRepeating: 0, count: groups), [S](fallibleRepeating: 0, count: groups))
     }
     let base = x.baseAddress!
     lo.withUnsafeMutableBufferPointer { loAll in

@@ -174,12 +174,16 @@ extension CSRMatrix {
         // Each row must hold exactly its nonzeros, or the writes would overrun.
         let workers = Threading.workerCount(for: dense.count, minimumPerWorker: 1 << 16)
         var consistent = [Bool](repeating: true, count: workers)
+        // Each worker's row scratch (one spare slot), allocated here (a worker cannot throw).
+        let rowScratch = columns &+ 1
+        let allIndices = try FallibleAllocation.allocate(Int32.self, count: workers * rowScratch, "the CSR row scratch")
+        defer { FallibleAllocation.free(allIndices) }
+        let allValues = try FallibleAllocation.allocate(Float.self, count: workers * rowScratch, "the CSR row scratch")
+        defer { FallibleAllocation.free(allValues) }
         consistent.withUnsafeMutableBufferPointer { consistentOut in
             parallelFor(workers: workers) { worker in
                 // Branch-free compaction of a row into scratch (one spare slot), then a copy.
-                let scratchIndices = UnsafeMutablePointer<Int32>.allocate(capacity: columns &+ 1)
-                let scratchValues = UnsafeMutablePointer<Float>.allocate(capacity: columns &+ 1)
-                defer { scratchIndices.deallocate(); scratchValues.deallocate() }
+                let scratchIndices = allIndices + worker * rowScratch, scratchValues = allValues + worker * rowScratch
                 for row in partitionRange(rows, parts: workers, index: worker) {
                     let start = Int(rowOffsets[row]), end = Int(rowOffsets[row &+ 1]), first = row &* columns
                     var count = 0
@@ -347,6 +351,9 @@ extension CSRMatrix {
         guard let offsetsBase = rowOffsets.baseAddress else { return }
         let shared = try SharedSparsePanel.make(x: xBase, depth: columns, batch: n)
         defer { shared?.free() }
+        // One cursor per row; workers own disjoint row ranges (allocated here: a worker cannot throw).
+        let allCursors = try FallibleAllocation.allocate(Int.self, count: rows, "the CSR row cursors")
+        defer { FallibleAllocation.free(allCursors) }
         failures.withUnsafeMutableBufferPointer { failuresOut in
             parallelFor(workers: workers) { worker in
                 let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
@@ -374,15 +381,8 @@ extension CSRMatrix {
                 } else {
                     blockDepth = columns
                 }
-                let cursors: UnsafeMutablePointer<Int>
-                do {
-                    cursors = try FallibleAllocation.allocate(Int.self, count: range.count, "the CSR row cursors")
-                } catch {
-                    failuresOut[worker] = error as? SwiftPruneError
-                    return
-                }
-                defer { FallibleAllocation.free(cursors) }
                 let first = range.lowerBound
+                let cursors = allCursors + first
                 do { try blockedSparseProduct(
                     rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth,
                     rowChunk: blockDepth == l2Rows && blockDepth != l1Rows ? l2RowChunk : 16, sharedPanel: shared,

@@ -374,12 +374,24 @@ struct ActivationQuantization {
         let small = batch < ActivationQuantization.smallBatch
         let (packedBytes, overflow) = (small ? 64 : columnBlocks * 64).multipliedReportingOverflow(by: small ? 1 : max(quads, 1))
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "x is too large") }
-        packed = .allocate(byteCount: packedBytes, alignment: 64)
-        scales = .allocate(capacity: paddedBatch)
-        zeroPoints = .allocate(capacity: paddedBatch)
-        columnSums = .allocate(capacity: paddedBatch)
-        tail = .allocate(capacity: max(1, tailDepth * paddedBatch))
-        columnMajor = small ? .allocate(capacity: max(1, depth * batch)) : nil
+        // All from the fallible allocator; a refusal frees what was already taken.
+        var taken: [UnsafeMutableRawPointer] = []
+        func take<T>(_: T.Type, _ count: Int) throws -> UnsafeMutablePointer<T> {
+            let pointer = try FallibleAllocation.allocate(T.self, count: count, "the quantized activations")
+            taken.append(UnsafeMutableRawPointer(pointer))
+            return pointer
+        }
+        do {
+            packed = UnsafeMutableRawPointer(try take(UInt8.self, packedBytes))
+            scales = try take(Float.self, paddedBatch)
+            zeroPoints = try take(Int32.self, paddedBatch)
+            columnSums = try take(Int64.self, paddedBatch)
+            tail = try take(Int32.self, max(1, tailDepth * paddedBatch))
+            columnMajor = small ? try take(UInt8.self, max(1, depth * batch)) : nil
+        } catch {
+            for pointer in taken { FallibleAllocation.free(pointer) }
+            throw error
+        }
         packed.initializeMemory(as: UInt8.self, repeating: 0, count: packedBytes)
         columnSums.initialize(repeating: 0, count: paddedBatch)
         tail.initialize(repeating: 0, count: max(1, tailDepth * paddedBatch))
@@ -499,11 +511,11 @@ struct ActivationQuantization {
     func packedBlock(_ block: Int) -> UnsafeRawPointer { UnsafeRawPointer(packed + block &* quads &* 64) }
 
     func deallocate() {
-        packed.deallocate()
-        scales.deallocate()
-        zeroPoints.deallocate()
-        columnSums.deallocate()
-        tail.deallocate()
-        columnMajor?.deallocate()
+        FallibleAllocation.free(packed)
+        FallibleAllocation.free(scales)
+        FallibleAllocation.free(zeroPoints)
+        FallibleAllocation.free(columnSums)
+        FallibleAllocation.free(tail)
+        FallibleAllocation.free(columnMajor)
     }
 }

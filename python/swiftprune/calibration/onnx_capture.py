@@ -162,6 +162,10 @@ class OnnxCalibration(ModelCalibration):
         super().invalidate(layers)
         self._kept.clear()
 
+    def begin(self) -> None:
+        super().begin()
+        self._kept.clear()  # computed through the weights committed by the previous run
+
     def _initializer(self, onnx: Any, tensor: Any) -> Any:
         """The initializer ``tensor`` as the next capture runs it: its committed value if any."""
         if tensor.name not in self.committed:
@@ -243,13 +247,15 @@ class OnnxCalibration(ModelCalibration):
         if self._feeds is None:
             raise ValueError("ONNX calibration: no calibration inputs were given")
         wanted = list(dict.fromkeys(layer.input for layer in layers))
-        fetched = [name for name in wanted if name not in self.input_names and name not in self._kept]
         # Sequential captures after a commit run the sub-model from the kept tensors, and keep what they
         # fetch for the next one; the first (all layers at once) and independent captures run the model.
         incremental = self.mode == "sequential" and bool(self.committed)
-        cut = self._cut(fetched) if incremental and fetched else None
-        if cut is None:
-            self._kept.clear()
+        cut, missing = None, [name for name in wanted if name not in self.input_names and name not in self._kept]
+        if incremental and missing:
+            cut = self._cut(missing)
+        if cut is None and not (incremental and not missing):
+            self._kept.clear()  # the whole model runs: nothing kept is fed to it
+        fetched = [name for name in wanted if name not in self.input_names and name not in self._kept]
         session = self._session(fetched, cut) if fetched else None
         feed_names = set(cut[1]) | set(cut[2]) if cut is not None else set(self.input_names)
         out = {layer.name: HessianAccumulator(layer.features, name=layer.name, layout=layer.layout)

@@ -122,16 +122,19 @@ public func calibrationInverseCholeskyUpper(_ h: [Double], n: Int) throws -> [Do
     for i in 0 ..< n { for j in 0 ... i { reversed[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)] } }
     try reversed.withUnsafeMutableBufferPointer { try calibrationCholesky($0.baseAddress!, n: n) }
     var upper = try [Double](fallibleRepeating: 0, count: n * n)
+    let workers = Threading.workerCount(for: n * n * n / 6, minimumPerWorker: 1 << 18)
+    // Each worker's group of columns, allocated here (a worker cannot throw).
+    let columns = try FallibleAllocation.allocate(Double.self, count: workers * max(n, 1) * columnGroup,
+                                                  "the triangular inverse's columns")
+    defer { FallibleAllocation.free(columns) }
     reversed.withUnsafeBufferPointer { lBuffer in
         upper.withUnsafeMutableBufferPointer { uBuffer in
             let l = lBuffer.baseAddress!, u = uBuffer.baseAddress!
             let groups = (n + columnGroup - 1) / columnGroup
-            let workers = Threading.workerCount(for: n * n * n / 6, minimumPerWorker: 1 << 18)
             parallelFor(workers: workers) { worker in
                 // Columns of M = L̃⁻¹ in groups of `columnGroup`: each row of L̃ is read once
                 // per group. y[g * n + i] holds M[i][k0 + g].
-                let y = UnsafeMutablePointer<Double>.allocate(capacity: max(n, 1) * columnGroup)
-                defer { y.deallocate() }
+                let y = columns + worker * max(n, 1) * columnGroup
                 // Interleaved groups: group cost falls with k, so stripes balance.
                 var group = worker
                 while group < groups {

@@ -44,8 +44,8 @@ public func accumulateHessian<S: GEMMScalar>(
         throw SwiftPruneError.value("the calibration inputs contain NaN or Inf values (sample \(row))")
     }
     let n = features
-    let scratch = UnsafeMutablePointer<S>.allocate(capacity: square)
-    defer { scratch.deallocate() }
+    let scratch = try FallibleAllocation.allocate(S.self, count: square, "the Hessian's partial sums")
+    defer { FallibleAllocation.free(scratch) }
     let target = h.baseAddress!
     var s0 = 0
     while s0 < samples {

@@ -38,12 +38,15 @@ public func wandaMask<S: MagnitudeOrdered & SIMDScalar>(
     let norms = try sliceNorms(activations, axis: 1, norm: .l2)
     let source = weights.buffer.baseAddress!, target = mask.buffer.baseAddress!
     let workers = Threading.workerCount(for: weights.count, minimumPerWorker: 1 << 15)
+    // Each worker's row of scores and selection scratch, allocated here (a worker cannot throw).
+    let allScores = try FallibleAllocation.allocate(Double.self, count: workers * columns, "wanda's scores")
+    defer { FallibleAllocation.free(allScores) }
+    let allScratch = try FallibleAllocation.allocate(UInt64.self, count: workers * columns, "wanda's selection scratch")
+    defer { FallibleAllocation.free(allScratch) }
     norms.withUnsafeBufferPointer { normBuffer in
         let norm = normBuffer.baseAddress!
         parallelFor(workers: workers) { worker in
-            let scores = UnsafeMutablePointer<Double>.allocate(capacity: columns)
-            let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: columns)
-            defer { scores.deallocate(); scratch.deallocate() }
+            let scores = allScores + worker * columns, scratch = allScratch + worker * columns
             for r in partitionRange(rows, parts: workers, index: worker) {
                 let row = source + r * columns
                 for c in 0 ..< columns { scores[c] = Double(row[c].magnitude) * norm[c] }

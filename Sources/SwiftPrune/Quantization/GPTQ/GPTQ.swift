@@ -45,7 +45,7 @@ public enum GPTQ {
         }
         for v in weights where !v.isFinite { throw SwiftPruneError.value("weights contain NaN or Inf values") }
         for v in activations where !v.isFinite { throw SwiftPruneError.value("x contains NaN or Inf values") }
-        var h = [Double](repeating: 0, count: cols * cols)
+        var h = try [Double](fallibleRepeating: 0, count: cols * cols, "the GPTQ Hessian")
         try h.withUnsafeMutableBufferPointer {
             try accumulateHessian(activations, samples: samples, features: cols, into: $0)
         }

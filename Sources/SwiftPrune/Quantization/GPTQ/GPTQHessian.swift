@@ -119,8 +119,8 @@ extension GPTQ {
         scheme: QuantizationScheme, options: GPTQOptions, layout: QuantizationLayout
     ) throws -> QuantizedTensor {
         var storage = try [UInt8](fallibleRepeating: 0, count: rows * cols, "GPTQ's integers")
-        var scales = [Float](repeating: 1, count: layout.groupCount)
-        var zeroPoints = [Int32](repeating: 0, count: layout.groupCount)
+        var scales = try [Float](fallibleRepeating: 1, count: layout.groupCount, "GPTQ's scales")
+        var zeroPoints = try [Int32](fallibleRepeating: 0, count: layout.groupCount, "GPTQ's zero points")
         if rows > 0 && cols > 0, let weights, let hessian {
             try storage.withUnsafeMutableBufferPointer { q in
                 try scales.withUnsafeMutableBufferPointer { s in
