@@ -41,18 +41,32 @@ public func spCSRFillF32(
     }
 }
 
+/// The one body of `sp_csr_matmul_f32` and `sp_csr_matmul_u16_f32`: the C
+/// arguments checked and wrapped, then `product`, the Swift entry for the index width.
+@inline(__always)
+private func csrMatmul<Index>(
+    _ rows: Int64, _ cols: Int64, _ indptr: UnsafePointer<Int64>?, _ indices: UnsafePointer<Index>?,
+    _ data: UnsafePointer<Float>?, _ nnz: Int64, _ x: UnsafePointer<Float>?, _ xRows: Int64, _ batch: Int64,
+    _ y: UnsafeMutablePointer<Float>?,
+    product: (Int, Int, UnsafeBufferPointer<Int64>, UnsafeBufferPointer<Index>, UnsafeBufferPointer<Float>,
+              UnsafeBufferPointer<Float>, Int, Int, UnsafeMutableBufferPointer<Float>) throws -> Void
+) -> sp_status {
+    withStatus {
+        _ = try matrixCount(rows, cols, "W")
+        try product(Int(rows), Int(cols), inputBuffer(indptr, rows &+ 1, "indptr"), inputBuffer(indices, nnz, "indices"),
+                    inputBuffer(data, nnz, "data"), inputBuffer(x, matrixCount(xRows, batch, "x"), "x"), Int(xRows),
+                    Int(batch), outputBuffer(y, matrixCount(rows, batch, "y"), "y"))
+    }
+}
+
 @_cdecl("sp_csr_matmul_f32")
 public func spCSRMatmulF32(
     _ rows: Int64, _ cols: Int64, _ indptr: UnsafePointer<Int64>?, _ indices: UnsafePointer<Int32>?,
     _ data: UnsafePointer<Float>?, _ nnz: Int64, _ x: UnsafePointer<Float>?, _ xRows: Int64, _ batch: Int64,
     _ y: UnsafeMutablePointer<Float>?
 ) -> sp_status {
-    withStatus {
-        _ = try matrixCount(rows, cols, "W")
-        try CSRMatrix.matmul(rows: Int(rows), columns: Int(cols), rowOffsets: inputBuffer(indptr, rows &+ 1, "indptr"),
-                             columnIndices: inputBuffer(indices, nnz, "indices"), values: inputBuffer(data, nnz, "data"),
-                             x: inputBuffer(x, matrixCount(xRows, batch, "x"), "x"), xRows: Int(xRows), n: Int(batch),
-                             y: outputBuffer(y, matrixCount(rows, batch, "y"), "y"))
+    csrMatmul(rows, cols, indptr, indices, data, nnz, x, xRows, batch, y) {
+        try CSRMatrix.matmul(rows: $0, columns: $1, rowOffsets: $2, columnIndices: $3, values: $4, x: $5, xRows: $6, n: $7, y: $8)
     }
 }
 
@@ -62,12 +76,8 @@ public func spCSRMatmulU16F32(
     _ data: UnsafePointer<Float>?, _ nnz: Int64, _ x: UnsafePointer<Float>?, _ xRows: Int64, _ batch: Int64,
     _ y: UnsafeMutablePointer<Float>?
 ) -> sp_status {
-    withStatus {
-        _ = try matrixCount(rows, cols, "W")
-        try CSRMatrix.matmul(rows: Int(rows), columns: Int(cols), rowOffsets: inputBuffer(indptr, rows &+ 1, "indptr"),
-                             columnIndices16: inputBuffer(indices, nnz, "indices"), values: inputBuffer(data, nnz, "data"),
-                             x: inputBuffer(x, matrixCount(xRows, batch, "x"), "x"), xRows: Int(xRows), n: Int(batch),
-                             y: outputBuffer(y, matrixCount(rows, batch, "y"), "y"))
+    csrMatmul(rows, cols, indptr, indices, data, nnz, x, xRows, batch, y) {
+        try CSRMatrix.matmul(rows: $0, columns: $1, rowOffsets: $2, columnIndices16: $3, values: $4, x: $5, xRows: $6, n: $7, y: $8)
     }
 }
 

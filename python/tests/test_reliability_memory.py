@@ -82,6 +82,20 @@ SCENARIOS = {
         limit((16 << 20) + (512 << 10))            # room for the 16 MiB output, not for the packing buffers
         call = lambda: sp.matmul(a, a)
     """,
+    # The sparse products' x panel (16 MiB for 65536 rows of 64 columns) comes from the fallible
+    # allocator: it aborted the process before.
+    "csr x panel": """
+        csr = sp.CSRMatrix.from_dense(np.eye(4, 65_536, dtype=np.float32))
+        x = np.zeros((65_536, 64), np.float32)
+        limit(8 << 20)                             # room for the small output, not for the 16 MiB panel
+        call = lambda: csr.matmul(x)
+    """,
+    "nm x panel": """
+        nm = sp.NMSparseMatrix.from_dense(np.ones((4, 65_536), np.float32))
+        x = np.zeros((65_536, 64), np.float32)
+        limit(8 << 20)
+        call = lambda: nm.matmul(x)
+    """,
     "svd": """
         w = np.zeros((200_000, 2_000), np.float32)
         limit(2200 << 20)                          # room for u (1.6 GB), s and vt

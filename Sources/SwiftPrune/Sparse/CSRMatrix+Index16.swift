@@ -1,6 +1,7 @@
 #if arch(x86_64)
 import _Builtin_intrinsics.intel
 import SwiftPruneGather
+import SwiftPrunePrefetch
 #endif
 
 /// CSR products with 16-bit column indices, for matrices of at most 65536
@@ -23,24 +24,8 @@ extension CSRMatrix {
         values: UnsafeBufferPointer<Float>, x: UnsafeBufferPointer<Float>, xRows: Int, n: Int,
         y: UnsafeMutableBufferPointer<Float>
     ) throws {
-        guard columns <= 65536 else {
-            throw SwiftPruneError.value("16-bit column indices need at most 65536 columns, got \(columns)")
-        }
-        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, indexCount: columnIndices16.count,
-                     valueCount: values.count)
-        let outputs = try checkMatmulShapes(rows: rows, columns: columns, xRows: xRows, n: n, xCount: x.count, yCount: y.count)
-        guard outputs > 0 else { return }
-        guard values.count > 0, let xBase = x.baseAddress else {
-            y.update(repeating: 0)
-            return
-        }
-        if n == 1, let indexBase = columnIndices16.baseAddress, let valueBase = values.baseAddress,
-           let yOut = y.baseAddress {
-            return try matvec16(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: indexBase,
-                                values: valueBase, v: xBase, y: yOut)
-        }
-        try blockedMatmul(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices16,
-                          values: values, x: xBase, n: n, y: y)
+        try product(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices16, values: values,
+                    x: x, xRows: xRows, n: n, y: y)
     }
 
     /// ``matvec(rows:columns:rowOffsets:columnIndices:values:v:y:)`` with UInt16 indices.
@@ -90,6 +75,11 @@ extension CSRMatrix {
             let end = Int(rowOffsets[row &+ 1])
             var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
             while t &+ 32 <= end {
+                // 32 values (two lines) and 32 indices (one line) ahead, as the Int32 loop.
+                let ahead = t &+ streamPrefetchDistance
+                swiftprune_prefetch_read(valueBytes + ahead &* 4)
+                swiftprune_prefetch_read(valueBytes + (ahead &* 4 &+ 64))
+                swiftprune_prefetch_read(indexBytes + ahead &* 2)
                 let (w0, x0, w1, x1) = gathered(t), (w2, x2, w3, x3) = gathered(t &+ 16)
                 a0.addProduct(w0, x0); a1.addProduct(w1, x1); a2.addProduct(w2, x2); a3.addProduct(w3, x3)
                 t &+= 32
@@ -133,14 +123,33 @@ extension CSRMatrix {
 
 /// A column index type of ``CSRMatrix``'s kernels: Int32 (SciPy's) or UInt16.
 protocol CSRColumnIndex: FixedWidthInteger {
+    /// The most columns these indices can address.
+    static var columnLimit: Int { get }
+
     /// Checks that the indices of `rows` are in `0 ..< columns`; returns
     /// whether every row's indices are ascending.
     static func checkRows(
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Self>, columns: Int, rows: Range<Int>
     ) throws -> Bool
+
+    /// The one-vector product with these indices (``CSRMatrix/matvec(rows:columns:rowOffsets:columnIndices:values:v:y:)``).
+    static func matvec(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<Self>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    ) throws
 }
 
 extension Int32: CSRColumnIndex {
+    static var columnLimit: Int { Int(Int32.max) }
+
+    static func matvec(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<Int32>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    ) throws {
+        try CSRMatrix.matvec(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices,
+                             values: values, v: v, y: y)
+    }
+
     static func checkRows(
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Int32>, columns: Int, rows: Range<Int>
     ) throws -> Bool {
@@ -149,6 +158,16 @@ extension Int32: CSRColumnIndex {
 }
 
 extension UInt16: CSRColumnIndex {
+    static var columnLimit: Int { 65536 }
+
+    static func matvec(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<UInt16>,
+        values: UnsafePointer<Float>, v: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    ) throws {
+        try CSRMatrix.matvec16(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices,
+                               values: values, v: v, y: y)
+    }
+
     static func checkRows(
         rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<UInt16>, columns: Int, rows: Range<Int>
     ) throws -> Bool {

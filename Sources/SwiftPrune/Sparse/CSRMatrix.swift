@@ -302,18 +302,32 @@ extension CSRMatrix {
         values: UnsafeBufferPointer<Float>, x: UnsafeBufferPointer<Float>, xRows: Int, n: Int,
         y: UnsafeMutableBufferPointer<Float>
     ) throws {
-        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices, valueCount: values.count)
+        try product(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices, values: values,
+                    x: x, xRows: xRows, n: n, y: y)
+    }
+
+    /// The one body of both `matmul` entries (Int32 and UInt16 column indices):
+    /// the checks, then the one-vector kernel for `n == 1`, else the blocked product.
+    static func product<Index: CSRColumnIndex>(
+        rows: Int, columns: Int, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafeBufferPointer<Index>,
+        values: UnsafeBufferPointer<Float>, x: UnsafeBufferPointer<Float>, xRows: Int, n: Int,
+        y: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        try validate(rows: rows, columns: columns, rowOffsets: rowOffsets, indexCount: columnIndices.count,
+                     valueCount: values.count)
+        guard columns <= Index.columnLimit else {
+            throw SwiftPruneError.value("\(Index.bitWidth)-bit column indices need at most \(Index.columnLimit) columns, got \(columns)")
+        }
         let outputs = try checkMatmulShapes(rows: rows, columns: columns, xRows: xRows, n: n, xCount: x.count, yCount: y.count)
         guard outputs > 0 else { return }
-        let nonzeros = values.count
-        guard nonzeros > 0, let xBase = x.baseAddress else {
+        guard values.count > 0, let xBase = x.baseAddress else {
             y.update(repeating: 0)
             return
         }
         if n == 1, let indexBase = columnIndices.baseAddress, let valueBase = values.baseAddress,
            let yOut = y.baseAddress {
-            return try matvec(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: indexBase,
-                              values: valueBase, v: xBase, y: yOut)
+            return try Index.matvec(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: indexBase,
+                                    values: valueBase, v: xBase, y: yOut)
         }
         try blockedMatmul(rows: rows, columns: columns, rowOffsets: rowOffsets, columnIndices: columnIndices,
                           values: values, x: xBase, n: n, y: y)
@@ -335,6 +349,8 @@ extension CSRMatrix {
         let tileStride = (min(64, n) + 15) & ~15
         let avx512 = CPUFeatures.useAVX512
         guard let offsetsBase = rowOffsets.baseAddress else { return }
+        let shared = try SharedSparsePanel.make(x: xBase, depth: columns, batch: n)
+        defer { shared?.free() }
         // One cursor per row; workers own disjoint row ranges (allocated here: a worker cannot throw).
         let allCursors = try FallibleAllocation.allocate(Int.self, count: rows, "the CSR row cursors")
         defer { FallibleAllocation.free(allCursors) }
@@ -367,9 +383,9 @@ extension CSRMatrix {
                 }
                 let first = range.lowerBound
                 let cursors = allCursors + first
-                blockedSparseProduct(
+                do { try blockedSparseProduct(
                     rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth,
-                    rowChunk: blockDepth == l2Rows && blockDepth != l1Rows ? l2RowChunk : 16,
+                    rowChunk: blockDepth == l2Rows && blockDepth != l1Rows ? l2RowChunk : 16, sharedPanel: shared,
                     nonzeros: { row, _, k1 in
                         let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
                         var end = start
@@ -408,6 +424,9 @@ extension CSRMatrix {
                                                 accumulate: accumulate)
                         }
                     })
+                } catch {
+                    failuresOut[worker] = error as? SwiftPruneError
+                }
             }
         }
         if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }

@@ -171,19 +171,25 @@ extension NMSparseMatrix {
         let tileStride = (min(64, batch) + 15) & ~15
         let blockDepth = max(m, (blockBytes / 4 / tileStride) / m * m)
         let workers = Threading.workerCount(for: rows * perRow * batch, minimumPerWorker: 1 << 16)
-        var bad = [Bool](repeating: false, count: workers)
+        var failures = [SwiftPruneError?](repeating: nil, count: workers)
         let avx512 = CPUFeatures.useAVX512
-        bad.withUnsafeMutableBufferPointer { badOut in
+        let shared = try SharedSparsePanel.make(x: xBase, depth: columns, batch: batch)
+        defer { shared?.free() }
+        failures.withUnsafeMutableBufferPointer { failuresOut in
             parallelFor(workers: workers) { worker in
                 let myRows = partitionRange(rows, parts: workers, index: worker)
                 // Every index must be < m before any is used as an offset.
                 let groupWidth = UInt8(truncatingIfNeeded: m)
                 var largest: UInt8 = 0
                 for t in myRows.lowerBound &* perRow ..< myRows.upperBound &* perRow { largest = max(largest, indices[t]) }
-                guard largest < groupWidth else { badOut[worker] = true; return }
+                guard largest < groupWidth else {
+                    failuresOut[worker] = SwiftPruneError.value("a group index is >= m = \(m)")
+                    return
+                }
                 let shift = n & (n &- 1) == 0 ? n.trailingZeroBitCount : -1
-                blockedSparseProduct(
+                do { try blockedSparseProduct(
                     rows: myRows, depth: columns, x: xBase, batch: batch, y: yBase, blockDepth: blockDepth, rowChunk: 64,
+                    sharedPanel: shared,
                     nonzeros: { row, k0, k1 in
                         let start = row &* perRow &+ (k0 / m) &* n
                         return (vals + start, GroupColumns(indices: indices + start, n: n, m: m, shift: shift, firstColumn: k0),
@@ -220,9 +226,12 @@ extension NMSparseMatrix {
                                 y: yChunk + (row &- chunk.lowerBound) &* batch, accumulate: accumulate)
                         }
                     })
+                } catch {
+                    failuresOut[worker] = error as? SwiftPruneError
+                }
             }
         }
-        guard !bad.contains(true) else { throw SwiftPruneError.value("a group index is >= m = \(m)") }
+        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
     }
 
     /// Prefetches the cache lines of `bytes` bytes from `start`.

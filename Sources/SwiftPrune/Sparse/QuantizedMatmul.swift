@@ -74,9 +74,10 @@ public enum QuantizedMatmul {
         if let columnMajor = activations.columnMajor {
             // Few columns (a matrix-vector product): one pass over each weight row,
             // dotted with every column of x, instead of zero-padded 16-column tiles.
+            let allDots = try FallibleAllocation.allocate(Int64.self, count: workers &* batch, "the int8 row dots")
+            defer { FallibleAllocation.free(allDots) }
             parallelFor(workers: workers) { worker in
-                let dots = UnsafeMutablePointer<Int64>.allocate(capacity: batch)
-                defer { dots.deallocate() }
+                let dots = allDots + worker &* batch
                 for row in partitionRange(rows, parts: workers, index: worker) {
                     let weights = wBase + row &* columns
                     let sum = avx512
@@ -92,22 +93,28 @@ public enum QuantizedMatmul {
             }
             return
         }
+        // One 4 × 16 Int64 tile of sums per worker, allocated once per call (not per block).
+        let tiles = try FallibleAllocation.allocate(Int64.self, count: workers &* tileRows &* tileColumns, "the int8 tile sums")
+        defer { FallibleAllocation.free(tiles) }
         parallelFor(workers: workers) { worker in
+            let tile = tiles + worker &* tileRows &* tileColumns
             for block in partitionRange(blocks, parts: workers, index: worker) {
                 let firstRow = block &* tileRows
                 let rowCount = min(tileRows, rows &- firstRow)
                 multiplyTile(weights: wBase, rows: rows, columns: columns, firstRow: firstRow, rowCount: rowCount,
                              activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase,
-                             avx512: avx512, vnni: vnni)
+                             tile: tile, avx512: avx512, vnni: vnni)
             }
         }
     }
 
-    /// One block of up to four rows against every column of `x`.
+    /// One block of up to four rows against every column of `x`; `tile` is the
+    /// worker's scratch of `tileRows · tileColumns` sums (overwritten).
     @inline(__always)
     static func multiplyTile(
         weights: UnsafePointer<Int8>, rows: Int, columns: Int, firstRow: Int, rowCount: Int, activations: ActivationQuantization,
-        scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Float>, avx512: Bool, vnni: Bool
+        scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Float>,
+        tile: UnsafeMutablePointer<Int64>, avx512: Bool, vnni: Bool
     ) {
         // Missing rows of a partial block repeat the last row; their results are dropped.
         var rowPointers = (weights, weights, weights, weights)
@@ -124,57 +131,54 @@ public enum QuantizedMatmul {
             }
         }
         let batch = activations.batch, quads = activations.quads
-        var tile = [Int64](repeating: 0, count: tileRows * tileColumns)
-        tile.withUnsafeMutableBufferPointer { tile in
-            for columnBlock in 0 ..< activations.columnBlocks {
-                tile.update(repeating: 0)
-                var chunkStart = 0
-                while chunkStart < quads {
-                    let chunkEnd = min(quads, chunkStart &+ chunkQuads)
-                    withUnsafeBytes(of: rowPointers) { pointerBytes in
-                        let p = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
-                        if vnni {
-                            AVX512VNNIKernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
-                                                           quadStart: chunkStart, quadEnd: chunkEnd, tile: tile.baseAddress!)
-                        } else if avx512 {
-                            AVX512Kernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
-                                                       quadStart: chunkStart, quadEnd: chunkEnd, tile: tile.baseAddress!)
-                        } else {
-                            // The first pass also prefetches the next block's rows (contiguous
-                            // after this block's): its row sums then read them from cache
-                            // instead of stalling on every miss (6% of a 4096² profile).
-                            let nextRow = firstRow &+ tileRows
-                            let prefetch = columnBlock == 0 && chunkStart == 0 && nextRow < rows
-                            microKernel(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
-                                        quads: chunkStart ..< chunkEnd, into: tile.baseAddress!,
-                                        ahead: prefetch ? weights + nextRow &* columns : nil,
-                                        aheadBytes: min(tileRows, rows &- nextRow) &* columns)
-                        }
-                    }
-                    chunkStart = chunkEnd
-                }
-                let firstColumn = columnBlock &* tileColumns
-                let columnCount = min(tileColumns, batch &- firstColumn)
+        for columnBlock in 0 ..< activations.columnBlocks {
+            tile.update(repeating: 0, count: tileRows &* tileColumns)
+            var chunkStart = 0
+            while chunkStart < quads {
+                let chunkEnd = min(quads, chunkStart &+ chunkQuads)
                 withUnsafeBytes(of: rowPointers) { pointerBytes in
-                    let pointers = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
-                    withUnsafeBytes(of: rowSums) { sumBytes in
-                        let sums = sumBytes.bindMemory(to: Int64.self)
-                        for r in 0 ..< rowCount {
-                            let row = firstRow &+ r
-                            let zp = Int64(zeroPoint?[row] ?? 0)
-                            let rowScale = scale[row]
-                            for c in 0 ..< columnCount {
-                                let b = firstColumn &+ c
-                                var dot = tile[r &* tileColumns &+ c]
-                                // The depth left over after the groups of four.
-                                for k in (quads &* 4) ..< columns {
-                                    dot &+= Int64(pointers[r][k]) &* Int64(activations.tail[(k &- quads &* 4) &* activations.paddedBatch &+ b])
-                                }
-                                let z = Int64(activations.zeroPoints[b])
-                                let exact = dot &- z &* sums[r] &- zp &* activations.columnSums[b]
-                                    &+ Int64(columns) &* zp &* z
-                                y[row &* batch &+ b] = Float(exact) * (rowScale * activations.scales[b])
+                    let p = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
+                    if vnni {
+                        AVX512VNNIKernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+                                                       quadStart: chunkStart, quadEnd: chunkEnd, tile: tile)
+                    } else if avx512 {
+                        AVX512Kernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+                                                   quadStart: chunkStart, quadEnd: chunkEnd, tile: tile)
+                    } else {
+                        // The first pass also prefetches the next block's rows (contiguous
+                        // after this block's): its row sums then read them from cache
+                        // instead of stalling on every miss (6% of a 4096² profile).
+                        let nextRow = firstRow &+ tileRows
+                        let prefetch = columnBlock == 0 && chunkStart == 0 && nextRow < rows
+                        microKernel(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+                                    quads: chunkStart ..< chunkEnd, into: tile,
+                                    ahead: prefetch ? weights + nextRow &* columns : nil,
+                                    aheadBytes: min(tileRows, rows &- nextRow) &* columns)
+                    }
+                }
+                chunkStart = chunkEnd
+            }
+            let firstColumn = columnBlock &* tileColumns
+            let columnCount = min(tileColumns, batch &- firstColumn)
+            withUnsafeBytes(of: rowPointers) { pointerBytes in
+                let pointers = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
+                withUnsafeBytes(of: rowSums) { sumBytes in
+                    let sums = sumBytes.bindMemory(to: Int64.self)
+                    for r in 0 ..< rowCount {
+                        let row = firstRow &+ r
+                        let zp = Int64(zeroPoint?[row] ?? 0)
+                        let rowScale = scale[row]
+                        for c in 0 ..< columnCount {
+                            let b = firstColumn &+ c
+                            var dot = tile[r &* tileColumns &+ c]
+                            // The depth left over after the groups of four.
+                            for k in (quads &* 4) ..< columns {
+                                dot &+= Int64(pointers[r][k]) &* Int64(activations.tail[(k &- quads &* 4) &* activations.paddedBatch &+ b])
                             }
+                            let z = Int64(activations.zeroPoints[b])
+                            let exact = dot &- z &* sums[r] &- zp &* activations.columnSums[b]
+                                &+ Int64(columns) &* zp &* z
+                            y[row &* batch &+ b] = Float(exact) * (rowScale * activations.scales[b])
                         }
                     }
                 }

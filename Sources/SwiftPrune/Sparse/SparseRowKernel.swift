@@ -128,14 +128,18 @@ struct GroupColumns: SparseColumns {
 /// block (the AVX-512 kernels, CSR's `CSRChunkKernel`): it must do what `sparseRowTimesDense` does
 /// for each row of the chunk, with the same nonzeros. It is not used for
 /// `batch < 8` (a scalar loop, where wider vectors do not help).
+///
+/// `sharedPanel`, when given, is ``SharedSparsePanel``'s copy of all of `x`
+/// (one tile, the whole depth), made once for every worker of the call.
+/// - Throws: ``SwiftPruneError`` `.outOfMemory` if the panel cannot be allocated.
 @inline(__always)
 func blockedSparseProduct<Columns: SparseColumns>(
     rows: Range<Int>, depth: Int, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>,
-    blockDepth requestedBlockDepth: Int, rowChunk: Int,
+    blockDepth requestedBlockDepth: Int, rowChunk: Int, sharedPanel: SharedSparsePanel? = nil,
     nonzeros: (_ row: Int, _ k0: Int, _ k1: Int) -> (UnsafePointer<Float>, Columns, Int),
     restart: () -> Void,
     chunkKernel: SparseChunkKernel? = nil
-) {
+) throws {
     if batch < 8 {
         // A vector or a thin block: nothing to reuse, gather straight from x.
         restart()
@@ -147,14 +151,18 @@ func blockedSparseProduct<Columns: SparseColumns>(
         return
     }
     let tileWidth = min(64, batch)
-    let stride = (tileWidth + 15) & ~15
+    let stride = SharedSparsePanel.stride(batch: batch)
     let blockDepth = max(1, min(depth, requestedBlockDepth))
-    let panelDepth = max(1, (16 << 20) / 4 / stride / blockDepth) &* blockDepth
+    let panelDepth = sharedPanel != nil ? depth : max(1, SharedSparsePanel.maximumRows(batch: batch) / blockDepth) &* blockDepth
     let panelRows = min(depth, panelDepth)
     let chunk = max(1, rowChunk)
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, panelRows * stride * 4), alignment: 64)
-        .bindMemory(to: Float.self, capacity: panelRows * stride)
-    defer { buffer.deallocate() }
+    var ownBuffer: UnsafeMutablePointer<Float>?
+    if sharedPanel == nil {
+        ownBuffer = try FallibleAllocation.allocate(Float.self, count: panelRows &* stride, "the sparse product's x panel")
+    }
+    defer { FallibleAllocation.free(ownBuffer) }
+    guard let panel = sharedPanel?.rows ?? ownBuffer else { return }
+    let buffer = UnsafePointer(panel)
     var tileStart = 0
     while tileStart < batch {
         let width = min(tileWidth, batch &- tileStart)
@@ -162,8 +170,9 @@ func blockedSparseProduct<Columns: SparseColumns>(
         var p0 = 0
         while p0 < depth {
             let p1 = min(depth, p0 &+ panelDepth)
-            for k in p0 ..< p1 {
-                (buffer + (k &- p0) &* stride).update(from: x + (k &* batch &+ tileStart), count: width)
+            if let ownBuffer {
+                SharedSparsePanel.copy(x: x, batch: batch, rows: p0 ..< p1, tileStart: tileStart, width: width,
+                                       stride: stride, into: ownBuffer)
             }
             var c0 = rows.lowerBound
             while c0 < rows.upperBound {
