@@ -201,7 +201,10 @@ def structured_mask(w: ArrayLike, amount: float, axis: int = 0, norm: float = 2)
     smallest L\\ ``norm`` norm taken over all the other axes, the lower index
     first among equal norms. This is
     ``torch.nn.utils.prune.ln_structured(module, name, amount, n=norm, dim=axis)``
-    (with torch's ``dim`` = ``axis``). Norms are accumulated in float64.
+    (with torch's ``dim`` = ``axis``). Norms are accumulated in float64, except
+    that slices stored as long contiguous rows (e.g. ``axis=0`` of a C-ordered
+    matrix) are first summed in 32 lanes of the input's dtype (float32 lanes for
+    float32 weights), then combined in float64.
 
     Parameters
     ----------

@@ -25,8 +25,10 @@ public enum SliceNorm: Sendable, Equatable {
 
 /// The `norm` of every slice of `weights` along `axis`, each taken over all
 /// the other axes (as `torch.nn.utils.prune.ln_structured` scores channels):
-/// `result[l]` is the norm of `weights[..., l, ...]`. Sums are accumulated in
-/// `Double`; an empty slice has norm 0.
+/// `result[l]` is the norm of `weights[..., l, ...]`. Slices laid out as long
+/// contiguous rows are summed in 32 lanes of the element type (float32 lanes
+/// for `Float`) combined in `Double`; short rows accumulate element-wise in
+/// `Double`. An empty slice has norm 0.
 /// - Throws: ``SwiftPruneError`` for a scalar, an axis out of range or NaN/Inf
 ///   weights.
 @_specialize(where S == Float)
