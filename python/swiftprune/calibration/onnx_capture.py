@@ -22,7 +22,7 @@ Needs ``onnx`` and ``onnxruntime`` (``pip install "swiftprune[onnx]"``).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -33,6 +33,14 @@ from .im2col import patches_nchw, same_padding
 from .model_source import CapturedLayer, ModelCalibration, batches_of
 
 __all__ = ["OnnxCalibration", "from_onnx"]
+
+
+class _SubModel(NamedTuple):
+    """What a sequential capture runs: node indices in graph order, the kept tensors and the model inputs fed."""
+
+    nodes: list[int]
+    kept: list[str]
+    inputs: list[str]
 
 
 def _import() -> tuple[Any, Any]:
@@ -174,7 +182,7 @@ class OnnxCalibration(ModelCalibration):
         value = np.asarray(self.committed[tensor.name], dtype=original.dtype).reshape(original.shape)
         return onnx.numpy_helper.from_array(value, tensor.name)
 
-    def _cut(self, targets: Sequence[str]) -> Optional[tuple[list[int], list[str], list[str]]]:
+    def _cut(self, targets: Sequence[str]) -> Optional[_SubModel]:
         """The nodes that compute ``targets`` from the model inputs and the kept tensors (nodes in graph
         order, kept tensors used, model inputs used); None when a node holds a subgraph (its outer-scope
         reads are not listed as inputs), so only the whole model is safe."""
@@ -204,9 +212,9 @@ class OnnxCalibration(ModelCalibration):
                     return None
                 needed.add(index)
                 stack.extend(node.input)
-        return sorted(needed), sorted(kept), [n for n in self.input_names if n in inputs]
+        return _SubModel(sorted(needed), sorted(kept), [n for n in self.input_names if n in inputs])
 
-    def _session(self, outputs: Sequence[str], cut: Optional[tuple[list[int], list[str], list[str]]] = None) -> Any:
+    def _session(self, outputs: Sequence[str], cut: Optional[_SubModel] = None) -> Any:
         """An onnxruntime session returning ``outputs``: of the whole model, or of the sub-model ``cut``
         (its nodes, fed with kept tensors and model inputs), with the committed weights."""
         onnx, ort = _import()
@@ -215,20 +223,20 @@ class OnnxCalibration(ModelCalibration):
             model.CopyFrom(self.model)
             graph = model.graph
             for i, tensor in enumerate(graph.initializer):
-                graph.initializer[i].CopyFrom(self._initializer(onnx, tensor))
+                if tensor.name in self.committed:
+                    graph.initializer[i].CopyFrom(self._initializer(onnx, tensor))
             existing = {o.name for o in graph.output}
             for name in outputs:
                 if name not in existing and name not in self.input_names:
                     graph.output.append(onnx.ValueInfoProto(name=name))
         else:
-            indices, kept, inputs = cut
             source = self.model.graph
-            nodes = [source.node[i] for i in indices]
+            nodes = [source.node[i] for i in cut.nodes]
             read = {name for node in nodes for name in node.input}
             declared = {i.name: i for i in source.input}
-            graph_inputs = [declared[name] for name in inputs] + [
+            graph_inputs = [declared[name] for name in cut.inputs] + [
                 onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(self._kept[name][0].dtype),
-                                                   None) for name in kept]
+                                                   None) for name in cut.kept]
             graph = onnx.helper.make_graph(
                 nodes, f"{source.name}_capture", graph_inputs, [onnx.ValueInfoProto(name=name) for name in outputs],
                 initializer=[self._initializer(onnx, t) for t in source.initializer if t.name in read])
@@ -250,14 +258,13 @@ class OnnxCalibration(ModelCalibration):
         # Sequential captures after a commit run the sub-model from the kept tensors, and keep what they
         # fetch for the next one; the first (all layers at once) and independent captures run the model.
         incremental = self.mode == "sequential" and bool(self.committed)
-        cut, missing = None, [name for name in wanted if name not in self.input_names and name not in self._kept]
-        if incremental and missing:
-            cut = self._cut(missing)
-        if cut is None and not (incremental and not missing):
-            self._kept.clear()  # the whole model runs: nothing kept is fed to it
         fetched = [name for name in wanted if name not in self.input_names and name not in self._kept]
+        cut = self._cut(fetched) if incremental and fetched else None
+        if cut is None and fetched:
+            self._kept.clear()  # the whole model runs: nothing kept is fed to it, so fetch every wanted tensor
+            fetched = [name for name in wanted if name not in self.input_names]
         session = self._session(fetched, cut) if fetched else None
-        feed_names = set(cut[1]) | set(cut[2]) if cut is not None else set(self.input_names)
+        feed_names = set(cut.kept) | set(cut.inputs) if cut is not None else set(self.input_names)
         out = {layer.name: HessianAccumulator(layer.features, name=layer.name, layout=layer.layout)
                for layer in layers}
         fresh: dict[str, list[np.ndarray]] = {name: [] for name in fetched}
@@ -281,7 +288,7 @@ class OnnxCalibration(ModelCalibration):
                 else:
                     out[layer.name].update(x)
         if cut is not None:
-            self._keep(fresh, cut[1])
+            self._keep(fresh, cut.kept)
         return out
 
     def _keep(self, fresh: dict[str, list[np.ndarray]], used: Sequence[str]) -> None:
