@@ -696,7 +696,7 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
             raise ValueError(f"layer {x.name!r}: the Hessian has {x.features} features but w has {w.shape[1]} "
                              "input columns (w must be (out, in))")
         x.check()
-        hessian, name = x.hessian_, x.name
+        statistics, name = x, x.name
     else:
         x = _float_array("x", x)
         if w.ndim != 2 or x.ndim != 2:
@@ -706,10 +706,8 @@ def gptq(w: ArrayLike, x: Any, bits: int = 4, group_size: Optional[int] = 128, d
         if x.shape[0] == 0 and w.shape[1] > 0:
             raise ValueError("x needs at least one calibration sample")
         # float32 products, as the paper's code (and float64 inputs give the same result as float32 ones).
-        x = HessianAccumulator(x.shape[1], name="x").update(x.astype(np.float32, copy=False))
-        hessian, name = x.hessian_, None
-    if center:
-        hessian = _centred_hessian(x)
+        statistics, name = HessianAccumulator(x.shape[1], name="x").update(x.astype(np.float32, copy=False)), None
+    hessian = _centred_hessian(statistics) if center else statistics.hessian_
     if group and w.shape[1] % group:
         raise ValueError(f"group_size = {group} does not divide the {w.shape[1]} input columns")
     block_size = min(block_size, max(w.shape[1], 1))  # wider blocks change nothing

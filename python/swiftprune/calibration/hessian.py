@@ -148,7 +148,8 @@ class HessianAccumulator:
             # fresh pages the kernel must zero (~2% of a 4096-wide GPTQ's time).
             magnitude = np.empty((min(flat.shape[0], _STATS_ROWS), self.features), flat.dtype)
             for start in range(0, flat.shape[0], _STATS_ROWS):
-                part = np.abs(flat[start:start + _STATS_ROWS], out=magnitude[:min(_STATS_ROWS, flat.shape[0] - start)])
+                rows = flat[start:start + _STATS_ROWS]
+                part = np.abs(rows, out=magnitude[:len(rows)])
                 self.abs_sum_ += part.sum(axis=0, dtype=np.float64)
                 np.maximum(self.abs_max_, part.max(axis=0), out=self.abs_max_)
         self.count_ += int(flat.shape[0])
