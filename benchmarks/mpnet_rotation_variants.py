@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.linalg import hadamard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibration_mpnet as cmp  # noqa: E402
@@ -47,27 +46,9 @@ HEAD_DIM = 64
 ATTN = "attention.attn."
 
 
-def paley_hadamard_12() -> np.ndarray:
-    """A 12 x 12 Hadamard matrix (Paley construction I, q = 11 ≡ 3 mod 4)."""
-    q = 11
-    residues = {(i * i) % q for i in range(1, q)}
-    chi = np.array([0] + [1 if a in residues else -1 for a in range(1, q)])
-    jacobsthal = np.array([[chi[(j - i) % q] for j in range(q)] for i in range(q)])
-    s = np.zeros((q + 1, q + 1), int)
-    s[0, 1:] = 1
-    s[1:, 0] = -1
-    s[1:, 1:] = jacobsthal
-    h = s + np.eye(q + 1, dtype=int)
-    assert (h @ h.T == (q + 1) * np.eye(q + 1)).all()
-    return h.astype(np.float64)
-
-
 def normalized_hadamard(n: int) -> np.ndarray:
-    if n & (n - 1) == 0:
-        return hadamard(n).astype(np.float64) / np.sqrt(n)
-    if n % 12 == 0 and (n // 12) & (n // 12 - 1) == 0:
-        return np.kron(paley_hadamard_12(), hadamard(n // 12)) / np.sqrt(n)
-    raise ValueError(n)
+    """Sylvester's Hadamard for a power of two, H_12 ⊗ H_(n/12) for 12 · 2^k, normalized (the library's)."""
+    return sp.head_rotation_matrix(n)
 
 
 class BlockRotation:

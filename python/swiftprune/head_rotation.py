@@ -214,18 +214,24 @@ def rotate_heads(weights: Mapping[str, np.ndarray], pairs: Sequence[Tuple[str, s
             raise ValueError(f"{role} {name!r} has shape {b.shape}, expected ({channels},) as {owner!r}'s outputs")
         return b
 
+    def matched(first: str, first_role: str, second: str, second_role: str, second_axis: int, verb: str
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Two 2-D weights whose head channels (`first`'s outputs, `second`'s along `second_axis`) agree."""
+        a, b = _tensor(weights, first, first_role), _tensor(weights, second, second_role)
+        _check_2d(a, first)
+        _check_2d(b, second)
+        channels = _head_channels(a, first, produced, d, f"{first_role} channels")
+        if b.shape[second_axis] != channels:
+            raise ValueError(f"{second_role} {second!r} (shape {b.shape}) {verb} {b.shape[second_axis]} channels but "
+                             f"{first_role} {first!r} (shape {a.shape}) gives {channels} ({layout} layout)")
+        return a, b, channels
+
     jobs = []  # (name, array, axis) to rotate by v ↦ v R
     for entry in pairs:
         if len(entry) != 3:
             raise ValueError(f"each of pairs must be (value, output, value_bias), got {entry!r}")
         v_name, o_name, b_name = entry
-        v, o = _tensor(weights, v_name, "value"), _tensor(weights, o_name, "output")
-        _check_2d(v, v_name)
-        _check_2d(o, o_name)
-        channels = _head_channels(v, v_name, produced, d, "value channels")
-        if o.shape[consumed] != channels:
-            raise ValueError(f"output {o_name!r} (shape {o.shape}) reads {o.shape[consumed]} channels but value "
-                             f"{v_name!r} (shape {v.shape}) gives {channels} ({layout} layout)")
+        v, o, channels = matched(v_name, "value", o_name, "output", consumed, "reads")
         b = bias(b_name, channels, v_name, "value_bias")
         for name in (v_name, o_name, b_name):
             claim(name)
@@ -234,13 +240,7 @@ def rotate_heads(weights: Mapping[str, np.ndarray], pairs: Sequence[Tuple[str, s
         if len(entry) != 4:
             raise ValueError(f"each of query_key must be (query, key, query_bias, key_bias), got {entry!r}")
         q_name, k_name, qb_name, kb_name = entry
-        q, k = _tensor(weights, q_name, "query"), _tensor(weights, k_name, "key")
-        _check_2d(q, q_name)
-        _check_2d(k, k_name)
-        channels = _head_channels(q, q_name, produced, d, "query channels")
-        if k.shape[produced] != channels:
-            raise ValueError(f"key {k_name!r} (shape {k.shape}) gives {k.shape[produced]} channels but query "
-                             f"{q_name!r} (shape {q.shape}) gives {channels} ({layout} layout)")
+        q, k, channels = matched(q_name, "query", k_name, "key", produced, "gives")
         qb = bias(qb_name, channels, q_name, "query_bias")
         kb = bias(kb_name, channels, k_name, "key_bias")
         for name in (q_name, k_name, qb_name, kb_name):
