@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "SwiftPrunePrefetch"),
         // AVX2 lane shuffles (static inline C, e.g. an 8 × 8 float transpose) Swift's SIMD types lack.
         .target(name: "SwiftPruneShuffle"),
-        // AVX2 gathers (a static inline C wrapper of the _mm256_i32gather_ps macro) for the sparse matvec.
+        // Eight-float gathers by scalar loads (static inline C, _mm256_setr_ps) for the sparse matvec.
         .target(name: "SwiftPruneGather"),
         // AVX2 squared errors of a group under several quantization candidates (the "mse" clipping search).
         .target(name: "SwiftPruneClipError"),

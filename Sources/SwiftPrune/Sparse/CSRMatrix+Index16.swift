@@ -40,8 +40,11 @@ extension CSRMatrix {
     }
 
     /// One worker's rows of ``matvec16``; returns nonzero if an index was out of range.
-    /// Eight indices per 16-byte load, widened to Int32, clamped to the last column and
-    /// flagged if changed, then gathered; four gathers in flight.
+    /// Each step of 32 (or 16) nonzeros first checks its indices against the last column
+    /// with two vector operations per 16; a step that fails is flagged and the rest of the
+    /// row runs through the clamped scalar loop, so `v` is never read out of bounds.
+    /// The entries of `v` are fetched by eight scalar loads per vector (see
+    /// `swiftprune_gather8_f32_u16`), four vector partial sums in flight.
     @inline(__always)
     static func matvecRows16(
         _ range: Range<Int>, rowOffsets: UnsafeBufferPointer<Int64>, columnIndices: UnsafePointer<UInt16>,
@@ -54,40 +57,42 @@ extension CSRMatrix {
             return (values[t], v[Int(min(c, last))])
         }
         #if arch(x86_64)
-        let lastLanes = _mm256_set1_epi32(Int32(last))
-        var badLanes = _mm256_setzero_si256()
+        let lastLanes = _mm256_set1_epi16(Int16(bitPattern: last))
         let indexBytes = UnsafeRawPointer(columnIndices), valueBytes = UnsafeRawPointer(values)
-        // Eight indices widened to Int32 (`vpmovzxwd` from memory), clamped, flagged if changed.
-        @inline(__always) func columns(_ t: Int) -> __m256i {
-            let wide = _mm256_cvtepu16_epi32(indexBytes.loadUnaligned(fromByteOffset: t &* 2, as: __m128i.self))
-            let clamped = _mm256_min_epu32(wide, lastLanes)
-            badLanes = _mm256_or_si256(badLanes, _mm256_xor_si256(wide, clamped))
-            return clamped
+        // The 16 indices at t, saturating-minus the last column: nonzero lanes are out of range.
+        @inline(__always) func excess(_ t: Int) -> __m256i {
+            _mm256_subs_epu16(indexBytes.loadUnaligned(fromByteOffset: t &* 2, as: __m256i.self), lastLanes)
         }
-        // Values and gathered entries of `v` for nonzeros t ..< t + 16.
-        @inline(__always) func gathered(_ t: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-            (valueBytes.loadUnaligned(fromByteOffset: t &* 4, as: SIMD8<Float>.self), swiftprune_gather8_f32(v, columns(t)),
-             valueBytes.loadUnaligned(fromByteOffset: (t &+ 8) &* 4, as: SIMD8<Float>.self),
-             swiftprune_gather8_f32(v, columns(t &+ 8)))
+        // Values and entries of `v` for nonzeros t ..< t + 8 (indices already checked).
+        @inline(__always) func gathered(_ t: Int) -> (SIMD8<Float>, SIMD8<Float>) {
+            (valueBytes.loadUnaligned(fromByteOffset: t &* 4, as: SIMD8<Float>.self),
+             unsafeBitCast(swiftprune_gather8_f32_u16(v, columnIndices + t), to: SIMD8<Float>.self))
         }
         for row in range {
             var t = Int(rowOffsets[row])
             let end = Int(rowOffsets[row &+ 1])
             var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+            var stepsInRange = true
             while t &+ 32 <= end {
+                let over = _mm256_or_si256(excess(t), excess(t &+ 16))
+                guard _mm256_testz_si256(over, over) != 0 else { stepsInRange = false; break }
                 // 32 values (two lines) and 32 indices (one line) ahead, as the Int32 loop.
                 let ahead = t &+ streamPrefetchDistance
                 swiftprune_prefetch_read(valueBytes + ahead &* 4)
                 swiftprune_prefetch_read(valueBytes + (ahead &* 4 &+ 64))
                 swiftprune_prefetch_read(indexBytes + ahead &* 2)
-                let (w0, x0, w1, x1) = gathered(t), (w2, x2, w3, x3) = gathered(t &+ 16)
+                let (w0, x0) = gathered(t), (w1, x1) = gathered(t &+ 8)
+                let (w2, x2) = gathered(t &+ 16), (w3, x3) = gathered(t &+ 24)
                 a0.addProduct(w0, x0); a1.addProduct(w1, x1); a2.addProduct(w2, x2); a3.addProduct(w3, x3)
                 t &+= 32
             }
-            if t &+ 16 <= end {
-                let (w0, x0, w1, x1) = gathered(t)
-                a0.addProduct(w0, x0); a1.addProduct(w1, x1)
-                t &+= 16
+            if stepsInRange && t &+ 16 <= end {
+                let over = excess(t)
+                if _mm256_testz_si256(over, over) != 0 {
+                    let (w0, x0) = gathered(t), (w1, x1) = gathered(t &+ 8)
+                    a0.addProduct(w0, x0); a1.addProduct(w1, x1)
+                    t &+= 16
+                }
             }
             var tail: Float = 0
             while t < end {
@@ -98,7 +103,7 @@ extension CSRMatrix {
             let lanes = (a0 + a1) + (a2 + a3)
             y[row] = (lanes.lowHalf + lanes.highHalf).sum() + tail
         }
-        return bad | (_mm256_testz_si256(badLanes, badLanes) == 0 ? 1 : 0)
+        return bad
         #else
         for row in range {
             var t = Int(rowOffsets[row])

@@ -10,13 +10,18 @@ import SwiftPrunePrefetch
 /// ``CSRMatrix/matmul(rows:columns:rowOffsets:columnIndices:values:x:xRows:n:y:)``
 /// only adds passes over the indices (its cursor scan and a separate range
 /// check). Here each row is one streaming pass over its values and indices:
-/// the range check is fused into the loop (an index past the last column is
-/// clamped before the load, so nothing out of bounds is read, and flagged so
-/// the call throws). On x86-64 the entries of `v` are fetched eight at a time
-/// by AVX2 gathers into four vector partial sums (32 lanes of fused
-/// multiply-adds, the row's last < 8 entries in a scalar sum); elsewhere eight
-/// scalar partial sums. Gathers measured 1.2–1.3x faster than scalar loads
-/// on Zen 3 for a 90%-sparse 4096² matrix. The values and indices are
+/// the range check is fused into the loop (each step's indices are compared
+/// with the last column by a few vector operations before any entry of `v`
+/// is loaded; a step that fails is flagged so the call throws, and the rest
+/// of its row runs through a clamped scalar loop, so nothing out of bounds is
+/// read). On x86-64 the entries of `v` are fetched eight at a time by scalar
+/// loads into a vector (`swiftprune_gather8_f32_u16`/`_u32`) into four vector
+/// partial sums (32 lanes of fused multiply-adds, the row's last < 8 entries
+/// in a scalar sum); elsewhere eight scalar partial sums. Scalar loads beat
+/// AVX2 `vpgatherdps` on Zen 3: through Python, 4096², 10% dense, 16-bit
+/// indices, interleaved with SciPy on this shared VM (load 8–12), median CPU
+/// 1.65–1.76 → 1.36–1.53 ms (1.45–1.53x → 1.73–1.85x SciPy); the summation
+/// order, and so every result bit, is the gather kernel's. The values and indices are
 /// prefetched ``streamPrefetchDistance`` nonzeros ahead (C model of the 16-bit loop,
 /// 4096², 10% dense, interleaved, this VM shared: median 1.61–2.00 → 1.43–1.65 ms,
 /// cold and L3-resident matrix alike). The summation order differs from
@@ -81,24 +86,31 @@ extension CSRMatrix {
             return (values[t], v[Int(min(c, last))])
         }
         #if arch(x86_64)
-        // Eight nonzeros per AVX2 gather (`vgatherdps`), four gathers in flight. Indices are
-        // clamped to the last column (unsigned min: a negative index is huge) before the
-        // gather reads `v`, and any index the clamp changed is flagged.
+        // Each step first checks its indices against the last column (unsigned: a negative
+        // index is huge), 8 per vector; a step that fails is flagged and the rest of the row
+        // runs through the clamped scalar loop, so `v` is never read out of bounds.
         let lastLanes = _mm256_set1_epi32(Int32(bitPattern: last))
-        var badLanes = _mm256_setzero_si256()
         let indexBytes = UnsafeRawPointer(columnIndices), valueBytes = UnsafeRawPointer(values)
-        @inline(__always) func gathered(_ t: Int) -> (SIMD8<Float>, SIMD8<Float>) {
+        let unsignedIndices = indexBytes.assumingMemoryBound(to: UInt32.self)
+        // Nonzero lanes where one of the 8 indices at t is past the last column.
+        @inline(__always) func excess(_ t: Int) -> __m256i {
             let indices = indexBytes.loadUnaligned(fromByteOffset: t &* 4, as: __m256i.self)
-            let clamped = _mm256_min_epu32(indices, lastLanes)
-            badLanes = _mm256_or_si256(badLanes, _mm256_xor_si256(indices, clamped))
-            return (valueBytes.loadUnaligned(fromByteOffset: t &* 4, as: SIMD8<Float>.self),
-                    swiftprune_gather8_f32(v, clamped))
+            return _mm256_xor_si256(indices, _mm256_min_epu32(indices, lastLanes))
+        }
+        // Values and entries of `v` for nonzeros t ..< t + 8 (indices already checked).
+        @inline(__always) func gathered(_ t: Int) -> (SIMD8<Float>, SIMD8<Float>) {
+            (valueBytes.loadUnaligned(fromByteOffset: t &* 4, as: SIMD8<Float>.self),
+             unsafeBitCast(swiftprune_gather8_f32_u32(v, unsignedIndices + t), to: SIMD8<Float>.self))
         }
         for row in range {
             var t = Int(rowOffsets[row])
             let end = Int(rowOffsets[row &+ 1])
             var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+            var stepsInRange = true
             while t &+ 32 <= end {
+                let over = _mm256_or_si256(_mm256_or_si256(excess(t), excess(t &+ 8)),
+                                           _mm256_or_si256(excess(t &+ 16), excess(t &+ 24)))
+                guard _mm256_testz_si256(over, over) != 0 else { stepsInRange = false; break }
                 // 32 values (two lines) and 32 indices (two lines), a prefetch never faults.
                 let ahead = t &+ streamPrefetchDistance
                 swiftprune_prefetch_read(valueBytes + ahead &* 4)
@@ -110,7 +122,9 @@ extension CSRMatrix {
                 a0.addProduct(w0, x0); a1.addProduct(w1, x1); a2.addProduct(w2, x2); a3.addProduct(w3, x3)
                 t &+= 32
             }
-            while t &+ 8 <= end {
+            while stepsInRange && t &+ 8 <= end {
+                let over = excess(t)
+                guard _mm256_testz_si256(over, over) != 0 else { break }
                 let (w0, x0) = gathered(t)
                 a0.addProduct(w0, x0)
                 t &+= 8
@@ -124,7 +138,7 @@ extension CSRMatrix {
             let lanes = (a0 + a1) + (a2 + a3)
             y[row] = (lanes.lowHalf + lanes.highHalf).sum() + tail
         }
-        return bad | (_mm256_testz_si256(badLanes, badLanes) == 0 ? 1 : 0)
+        return bad
         #else
         for row in range {
             var t = Int(rowOffsets[row])
