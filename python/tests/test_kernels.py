@@ -67,18 +67,36 @@ def test_csr_matvec_long_rows_match_float64() -> None:
     np.testing.assert_allclose(y, reference, rtol=0, atol=1e-5 * np.abs(w).sum(axis=1).max())
 
 
-@pytest.mark.parametrize("columns", [60, 70000])
+@pytest.mark.parametrize("columns, bad", [(60, 60), (60, 65535), (70000, 70000), (70000, -1)])
 @pytest.mark.parametrize("position", [17, 35, 50])
-def test_csr_matvec_bad_index_caught_in_every_loop(columns: int, position: int) -> None:
-    # One row of 53 nonzeros. 32-bit indices: entries 0-31 go through the 4-gather loop, 32-47
-    # through the one-gather loop, 48-52 through the scalar tail; 16-bit: 0-31, 32-47 (one
-    # 16-index step), 48-52. A bad index in each loop is caught.
+def test_csr_matvec_bad_index_caught_in_every_loop(columns: int, bad: int, position: int) -> None:
+    # One row of 53 nonzeros. 32-bit indices: entries 0-31 go through the 32-entry loop, 32-47
+    # through the 8-entry loop, 48-52 through the scalar tail; 16-bit: 0-31, 32-47 (one
+    # 16-index step), 48-52. Each step checks its indices before it loads from x (a negative
+    # 32-bit index counts as huge): a bad index in each loop is caught, never read.
     indptr = np.array([0, 0, 53, 53])
     csr = sp.CSRMatrix(np.arange(1, 54, dtype=np.float32), np.arange(53), indptr, (3, columns))
     assert csr.indices.dtype == (np.uint16 if columns <= 65536 else np.int32)
-    csr.indices[position] = columns
-    with pytest.raises(ValueError, match=f"column index {columns} out of range"):
+    csr.indices[position] = bad
+    with pytest.raises(ValueError, match=f"column index {bad} out of range"):
         csr.matmul(np.ones(columns, np.float32))
+
+
+@pytest.mark.parametrize("columns", [60, 65536, 70000])
+def test_csr_matvec_last_column_in_every_loop_is_in_range(columns: int) -> None:
+    # The largest valid index (columns - 1; 65535 for the widest 16-bit matrix) at positions
+    # handled by each loop of the row kernels passes their range checks: float64 reference.
+    rng = np.random.default_rng(21)
+    indptr = np.array([0, 53, 53 + 53])
+    indices = np.concatenate([np.arange(53), rng.integers(0, columns, 53)])
+    indices[[17, 35, 50, 53 + 0, 53 + 31, 53 + 47, 53 + 52]] = columns - 1
+    data = rng.standard_normal(106).astype(np.float32)
+    x = rng.standard_normal(columns).astype(np.float32)
+    csr = sp.CSRMatrix(data, indices, indptr, (2, columns))
+    assert csr.indices.dtype == (np.uint16 if columns <= 65536 else np.int32)
+    terms = data.astype(np.float64) * x[indices].astype(np.float64)
+    reference = np.array([terms[:53].sum(), terms[53:].sum()])
+    np.testing.assert_allclose(csr.matmul(x), reference, rtol=0, atol=1e-6 * np.abs(terms).sum())
 
 
 @pytest.mark.parametrize("columns", [128, 65536, 70000])
