@@ -66,7 +66,7 @@ extension CSRMatrix {
         // Values and entries of `v` for nonzeros t ..< t + 8 (indices already checked).
         @inline(__always) func gathered(_ t: Int) -> (SIMD8<Float>, SIMD8<Float>) {
             (valueBytes.loadUnaligned(fromByteOffset: t &* 4, as: SIMD8<Float>.self),
-             unsafeBitCast(swiftprune_gather8_f32_u16(v, columnIndices + t), to: SIMD8<Float>.self))
+             swiftprune_gather8_f32_u16(v, columnIndices + t))
         }
         for row in range {
             var t = Int(rowOffsets[row])
