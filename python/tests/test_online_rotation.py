@@ -7,6 +7,7 @@ against the float64 GPTQ transcription; the recipe end to end (ONNX export run b
 float64 NumPy transcription of the quantized rotated model); bad inputs against their messages."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -324,7 +325,8 @@ def test_bad_recipes_and_exports_are_refused(tmp_path):
 
 
 def test_keras_export_refuses_a_rotated_result():
-    keras = pytest.importorskip("keras")
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras", reason="needs Keras 3 (pip install 'swiftprune[keras]')")
     from swiftprune.export.keras import to_keras
     from swiftprune.online_rotation import RotatedLayer
 
