@@ -216,16 +216,20 @@ class Batch:
                             + np.where(self.mask, np.float32(0), np.float32(-1e9))[:, None, None, :]).astype(np.float32)
 
 
-def block(weights, layer: int, batch: Batch, h: np.ndarray, capture=None) -> np.ndarray:
+def block(weights, layer: int, batch: Batch, h: np.ndarray, capture=None, rotations=None) -> np.ndarray:
     """One MPNet layer (post-LN attention, post-LN GELU FFN); `capture(name, x)` sees each linear layer's input
-    rows of real tokens."""
+    rows of real tokens; `rotations` maps a weight name to the OnlineHadamard its layer's input goes through first
+    (``CompressionResult.input_rotations``: the weight then holds ``Q(W R)``)."""
     n, t, _ = h.shape
     q_ = f"encoder.layer.{layer}."
 
     def linear(name, x):
+        weight = q_ + name + ".weight"
         if capture is not None:
-            capture(q_ + name + ".weight", x[batch.mask])
-        return x @ weights[q_ + name + ".weight"].T + weights[q_ + name + ".bias"]
+            capture(weight, x[batch.mask])
+        if rotations and weight in rotations:
+            x = rotations[weight].apply(x)  # the op the deployed model runs before this layer
+        return x @ weights[weight].T + weights[q_ + name + ".bias"]
 
     def split(x, heads):
         return x.reshape(n, t, heads, -1).transpose(0, 2, 1, 3)
@@ -251,20 +255,21 @@ def layer_count(weights) -> int:
     return 1 + max(int(k.split(".")[2]) for k in weights if k.startswith("encoder.layer."))
 
 
-def hidden_states(weights, batch: Batch) -> np.ndarray:
-    """The last hidden state (n, t, width) of a batch."""
+def hidden_states(weights, batch: Batch, rotations=None) -> np.ndarray:
+    """The last hidden state (n, t, width) of a batch (`rotations`: as :func:`block`)."""
     h = batch.h
     for layer in range(layer_count(weights)):
-        h = block(weights, layer, batch, h)
+        h = block(weights, layer, batch, h, rotations=rotations)
     return h
 
 
-def embeddings(weights, sentences: Sequence[np.ndarray]) -> np.ndarray:
-    """Normalized mean-pooled embeddings (sentence-transformers' Transformer, Pooling(mean), Normalize)."""
+def embeddings(weights, sentences: Sequence[np.ndarray], rotations=None) -> np.ndarray:
+    """Normalized mean-pooled embeddings (sentence-transformers' Transformer, Pooling(mean), Normalize);
+    `rotations`: as :func:`block`."""
     out = np.zeros((len(sentences), weights["embeddings.LayerNorm.weight"].shape[0]), np.float32)
     for positions, chosen in batches(sentences):
         batch = Batch(weights, chosen)
-        out[positions] = pooled(batch, hidden_states(weights, batch))
+        out[positions] = pooled(batch, hidden_states(weights, batch, rotations))
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -457,6 +462,30 @@ ROWS = [  # (sequential rows last: they take the longest)
 ]
 
 
+FFN_OUT = "encoder.layer.*.output.dense.weight"
+# The FFN output layers read their inputs through an online Hadamard rotation (blocks of 1024 of the 3072; the recipe
+# field rotate_input), the other 60 layers as the best g128 row.
+ROTATED_FFN_OUT = [{**_q(4, 128, **BEST)[0], "include": FFN_OUT, "rotate_input": "hadamard", "rotate_block_size": 1024},
+                   {**_q(4, 128, **BEST)[0], "exclude": FFN_OUT}]
+
+
+def rows_online_rotation() -> list[tuple]:
+    """The best int4 g128 row without and with the FFN output layers' inputs rotated online (``rotate_input``)."""
+    return [("int4 g128 asymmetric", "GPTQ act-order + mse scales", _q(4, 128, **BEST), "independent", None),
+            ("int4 g128 asymmetric", "GPTQ act-order + mse scales, FFN-out input rotated online (Hadamard 1024)",
+             ROTATED_FFN_OUT, "independent", None)]
+
+
+def deployed_embeddings(result, sentences) -> tuple[np.ndarray, float]:
+    """The embeddings of the compressed model as deployed: each rotated layer holds its quantized ``Q(W R)``
+    (``result.tensors``) and reads ``x R`` (``result.input_rotations``); and how far the equivalent dense weights
+    for unrotated inputs (``result.weights``, ``Q(W R) Rᵀ``) move them (max |difference|)."""
+    rotations = {name: entry.rotation for name, entry in result.input_rotations.items()}
+    deployed = {**result.weights, **{name: result.tensors[name].dequantize() for name in rotations}}
+    out = embeddings(deployed, sentences, rotations)
+    return out, float(np.abs(embeddings(result.weights, sentences) - out).max()) if rotations else 0.0
+
+
 def rows_by_type() -> list[tuple]:
     """Where the int4 g128 error comes from: the best int4 g128 GPTQ on one layer type at a time (its 12 layers;
     the others stay float)."""
@@ -501,6 +530,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="run only the rows whose 'config method mode' contains this text")
     parser.add_argument("--by-type", action="store_true",
                         help="the best int4 g128 GPTQ on one layer type at a time (where the error comes from)")
+    parser.add_argument("--online-rotation", action="store_true",
+                        help="only the best int4 g128 row, without and with the FFN output layers' inputs rotated "
+                             "online (recipe field rotate_input: hadamard, blocks of 1024)")
     parser.add_argument("--rotate-heads", action="store_true",
                         help="rotate every head's value/output and query/key channels by a 64 x 64 Hadamard matrix "
                              "(sp.rotate_heads: the same function, exact in float) before calibrating and compressing")
@@ -523,9 +555,10 @@ def main(argv=None) -> int:
     corpora: dict[int, list[np.ndarray]] = {}
     sources: dict[tuple[str, int], MPNetCalibration] = {}
     rows = []
-    for config, method, recipe, mode, tokens in rows_by_type() if args.by_type else ROWS:
+    table = rows_by_type() if args.by_type else rows_online_rotation() if args.online_rotation else ROWS
+    for config, method, recipe, mode, tokens in table:
         tokens = 2048 if args.quick else (tokens or args.tokens)
-        if args.quick and not config.startswith("int4 g128") and not args.by_type:
+        if args.quick and not config.startswith("int4 g128") and not (args.by_type or args.online_rotation):
             continue
         if args.only and args.only not in f"{config} {method} {mode}":
             continue
@@ -538,13 +571,17 @@ def main(argv=None) -> int:
             method += ", heads rotated"
         start, cpu = time.perf_counter(), time.process_time()
         if mode is None:
-            out = sp.compress(weights, recipe, progress=False).weights
+            result = sp.compress(weights, recipe, progress=False)
         else:
             if (mode, tokens) not in sources:  # one source per mode and corpus: compress() restarts it (begin())
                 sources[mode, tokens] = MPNetCalibration(weights, calib, mode)
-            out = sp.compress(weights, recipe, progress=False, calibration=sources[mode, tokens]).weights
+            result = sp.compress(weights, recipe, progress=False, calibration=sources[mode, tokens])
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        cos = (embeddings(out, evaluation) * reference).sum(axis=1)
+        quantized, moved = deployed_embeddings(result, evaluation)
+        cos = (quantized * reference).sum(axis=1)
+        if result.input_rotations:
+            print(f"  {len(result.input_rotations)} layers read rotated inputs; the equivalent unrotated dense weights "
+                  f"move the embeddings by {moved:.1e}")
         used = sum(len(c) for c in calib) if mode else 0
         rows.append({"config": config, "method": method, "mode": mode or "-", "tokens": used,
                      "mean": float(cos.mean()), "min": float(cos.min()), "seconds": round(seconds, 1),
