@@ -24,6 +24,10 @@ DESIGN. Compression goes through ``sp.compress(weights, recipe, calibration=...)
 :class:`swiftprune.calibration.model_source.ModelCalibration` subclass (the user path for a model
 swiftprune cannot read as a graph).
 
+``--online-rotation``: the best int4 g128 row without and with the FFN output layers' inputs rotated online
+(recipe field ``rotate_input: hadamard``, blocks of 1024); the encoder then runs as deployed: each rotated layer
+holds its quantized ``Q(W R)`` from ``result.tensors`` and reads ``x R`` (``result.input_rotations``).
+
     PYTHONPATH=python python benchmarks/calibration_mpnet.py [--cache DIR] [--quick] [--tokens N] [--only TEXT]
 """
 from __future__ import annotations
