@@ -390,6 +390,8 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
             corrector.apply(track)
         if folds is not None and name in folds.arrays:
             track.labels.append("scaled" if name in folds.scales else "absorbs-scale")
+        if rotations is not None and name in rotations.layers:
+            track.labels.append("input-rotated")
         return track
 
     def commit(track: Track) -> None:

@@ -262,6 +262,8 @@ def test_recipe_default_block_and_cli(tmp_path):
     calibration = sp.calibration.from_onnx(model, inputs, mode="independent")
     result = sp.compress(calibration.weights(), recipe(), progress=False, calibration=calibration)
     assert {n: e.rotation.block_size for n, e in result.input_rotations.items()} == {"W2": 64, "W3": 32}
+    stages = {row["name"]: row["stages"] for row in result.report}
+    assert stages["W2"] == "input-rotated+quantize.gptq" and stages["W1"] == "quantize.gptq"
     path, batches, out, recipe_file = (str(tmp_path / n) for n in ("m.onnx", "in.npz", "out.onnx", "r.json"))
     onnx.save(model, path)
     np.savez(batches, **inputs)
