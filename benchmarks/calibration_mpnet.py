@@ -490,6 +490,52 @@ def deployed_embeddings(result, sentences) -> tuple[np.ndarray, float]:
     return out, float(np.abs(embeddings(result.weights, sentences) - out).max()) if rotations else 0.0
 
 
+def rotation_cost(weights, repeats: int = 41, tokens: int = 128) -> None:
+    """onnxruntime CPU time (1 thread) of one FFN output layer (layer 0's 3072 -> 768 weight, int4 g128
+    MatMulNBits) on `tokens` rows, without and with the inserted rotation (Hadamard blocks of 1024 as 32 x 32),
+    both exported by ``to_onnx`` from ``compress()`` results; runs interleaved, medians of `repeats`."""
+    import tempfile
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from swiftprune.export.onnx import to_onnx
+
+    name = "encoder.layer.0.output.dense.weight"
+    kernel = np.ascontiguousarray(weights[name].T)  # (3072, 768), as an ONNX MatMul reads it
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="ffn_out")], "ffn_out",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3072])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 768])],
+                              [numpy_helper.from_array(kernel, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    rng = np.random.default_rng(0)
+    calibration = sp.calibration.from_onnx(model, {"x": rng.standard_normal((8192, 3072)).astype(np.float32)},
+                                           mode="independent")
+    gptq = {"method": "gptq", "bits": 4, "group_size": 128, "symmetric": False}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    sessions = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for label, extra in (("plain", {}), ("rotated", {"rotate_input": "hadamard", "rotate_block_size": 1024})):
+            result = sp.compress({"W": kernel}, [{"quantize": gptq, **extra}], progress=False, calibration=calibration)
+            path = str(Path(folder) / f"{label}.onnx")
+            to_onnx(model, path, result)
+            sessions[label] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    x = {"x": rng.standard_normal((tokens, 3072)).astype(np.float32)}
+    times = {label: [] for label in sessions}
+    for _ in range(repeats):
+        for label, session in sessions.items():
+            cpu = time.process_time()
+            for _ in range(10):
+                session.run(None, x)
+            times[label].append((time.process_time() - cpu) / 10)
+    plain, rotated = (float(np.median(times[k])) * 1e3 for k in ("plain", "rotated"))
+    print(f"FFN output layer (3072 -> 768, int4 g128 MatMulNBits), {tokens} tokens, onnxruntime 1 thread, CPU time "
+          f"median of {repeats}: {plain:.3f} ms plain, {rotated:.3f} ms with the rotation ops "
+          f"(+{rotated / plain - 1:.0%})")
+
+
 def rows_by_type() -> list[tuple]:
     """Where the int4 g128 error comes from: the best int4 g128 GPTQ on one layer type at a time (its 12 layers;
     the others stay float)."""
@@ -537,6 +583,8 @@ def main(argv=None) -> int:
     parser.add_argument("--online-rotation", action="store_true",
                         help="only the best int4 g128 row, without and with the FFN output layers' inputs rotated "
                              "online (recipe field rotate_input: hadamard, blocks of 1024)")
+    parser.add_argument("--rotation-cost", action="store_true",
+                        help="only time one FFN output layer in onnxruntime without and with the inserted rotation")
     parser.add_argument("--rotate-heads", action="store_true",
                         help="rotate every head's value/output and query/key channels by a 64 x 64 Hadamard matrix "
                              "(sp.rotate_heads: the same function, exact in float) before calibrating and compressing")
@@ -546,6 +594,9 @@ def main(argv=None) -> int:
     tokenizer = MPNetTokenizer(model / "vocab.txt")
     weights = {k: np.asarray(v, np.float32) for k, v in sp.load_weights(model / "model.safetensors").items()
                if k != "embeddings.position_ids"}
+    if args.rotation_cost:
+        rotation_cost(weights)
+        return 0
     texts = evaluation_texts()[:32 if args.quick else 64]
     if args.verify:
         corpus = stdlib_sentences()
