@@ -73,7 +73,8 @@ class OnlineHadamard:
         The layer's input width.
     block_size : int, optional
         ``2^k`` or ``12 · 2^k``, dividing ``features``; default
-        :func:`default_block_size` (the largest power of two dividing it).
+        :func:`default_block_size` (the largest power of two dividing it;
+        an odd width has none but 1, which would rotate nothing: ValueError).
 
     Attributes
     ----------
@@ -95,6 +96,8 @@ class OnlineHadamard:
         features = check_int("features", self.features, minimum=1)
         block = default_block_size(features) if self.block_size is None else check_int(
             "block_size", self.block_size, minimum=1)
+        if self.block_size is None and block == 1:
+            raise ValueError(f"{features} input features are odd: no Hadamard block but 1 (no rotation) divides them")
         if not hadamard_size(block):
             raise ValueError(f"block_size must be a power of two or 12 times one (a Hadamard size built here), "
                              f"got {block}")

@@ -70,6 +70,9 @@ def test_default_block_is_the_largest_power_of_two_dividing_the_width():
     assert sp.OnlineHadamard(3072).block_size == 1024
     assert sp.OnlineHadamard(768).block_size == 256
     assert sp.OnlineHadamard(10).block_size == 2
+    with pytest.raises(ValueError, match="15 input features are odd"):
+        sp.OnlineHadamard(15)
+    assert sp.OnlineHadamard(15, 1).matrix().tolist() == np.eye(15).tolist()  # asked for: the identity
 
 
 @pytest.mark.parametrize("layout", ["torch", "keras"])
