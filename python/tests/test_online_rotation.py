@@ -244,12 +244,19 @@ def test_recipe_rotation_end_to_end_through_onnxruntime(tmp_path, mode):
     np.testing.assert_allclose(numpy_mlp({**w, **result.weights}, inputs["x"]), want, atol=1e-4)
     r2 = rotations["W2"].matrix()
     np.testing.assert_allclose(result.weights["W2"], r2 @ quantized["W2"], atol=1e-6)
-    if mode == "independent":  # GPTQ of Rᵀ K on Rᵀ H R (H from the float model's W2 inputs), float64 reference
-        h = np.maximum(inputs["x"].astype(np.float64) @ w["W1"] + w["b1"], 0)
-        values, _, _ = reference_gptq_hessian((r2.T @ w["W2"].astype(np.float64)).T.astype(np.float32),
-                                              r2.T @ (h.T @ h) @ r2, 4, 16, 0.01, False, True)
-        diff = np.abs(result.tensors["W2"].values.T.astype(np.int64) - values)
-        assert diff.max() <= 1 and np.mean(diff != 0) < 0.02
+    # GPTQ of Rᵀ K2 / W3 R on Rᵀ H R against the float64 reference, H from the layer's inputs in the float model
+    # (independent) or in the model quantized so far (sequential: W1 and W2 as result.weights hold them)
+    before = w if mode == "independent" else {**w, **result.weights}
+    h = np.maximum(inputs["x"].astype(np.float64) @ before["W1"] + w["b1"], 0)
+    g = np.maximum(h @ before["W2"].astype(np.float64) + w["b2"], 0)
+    r3 = rotations["W3"].matrix()
+    for name, matrix, rotation, x in (("W2", (r2.T @ w["W2"].astype(np.float64)).T, r2, h),
+                                      ("W3", w["W3"].astype(np.float64) @ r3, r3, g)):
+        values, _, _ = reference_gptq_hessian(matrix.astype(np.float32), rotation.T @ (x.T @ x) @ rotation, 4, 16,
+                                              0.01, False, True)
+        got = result.tensors[name].values
+        diff = np.abs((got.T if name == "W2" else got).astype(np.int64) - values)
+        assert diff.max() <= 1 and np.mean(diff != 0) < 0.02, name
     # the rotation lowers the output error of the layer reading the outlier channels
     plain = sp.compress(calibration.weights(), [{**recipe()[0], "rotate_input": None}, recipe()[1]], progress=False,
                         calibration=calibration)
