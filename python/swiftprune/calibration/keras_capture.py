@@ -75,7 +75,9 @@ class KerasCalibration(ModelCalibration):
         self.model = model
         self.show = show
         self.input_names = [t._keras_history.operation.name for t in model_inputs]
-        self._feeds = batches_of(inputs, self.input_names, "Keras calibration") if inputs is not None else None
+        shapes = {name: tuple(t.shape) for name, t in zip(self.input_names, model.inputs)}
+        self._feeds = batches_of(inputs, self.input_names, "Keras calibration", shapes,
+                                                trailing_one=True) if inputs is not None else None
         self._variables = {v.path: v for v in model.weights}
         self._original = {path: np.asarray(v.numpy()) for path, v in self._variables.items()
                           if np.dtype(v.dtype).kind == "f"}
@@ -231,7 +233,7 @@ class KerasCalibration(ModelCalibration):
         tensors = {layer.name: self.model.get_layer(layer.input).input for layer in layers}
         # A layer reading a model input takes it from the feed; the others are computed.
         targets = list({id(t): t for t in tensors.values() if id(t) not in self._model_inputs}.values())
-        fed = {id(t): (name, t.dtype) for t, name in zip(self._model_inputs.values(), self.input_names)
+        fed = {id(t): (name, t) for t, name in zip(self._model_inputs.values(), self.input_names)
                if any(id(t) == id(x) for x in tensors.values())}
         # Sequential captures after a commit run from the kept tensors and keep what they compute for the
         # next one; the first capture (all layers at once) and independent captures run the whole model.
@@ -247,8 +249,7 @@ class KerasCalibration(ModelCalibration):
         fresh: dict[int, list[np.ndarray]] = {id(t): [] for t in targets}
         for b, feed in enumerate(_progress(self._feeds, total=len(self._feeds), description="capture",
                                            enabled=self.show)):
-            # as the model would see them: cast to the Input's dtype
-            arrays = {key: np.asarray(feed[name], dtype=dtype) for key, (name, dtype) in fed.items()}
+            arrays = {key: _as_model_sees(feed[name], tensor) for key, (name, tensor) in fed.items()}
             if sub is not None:
                 args = [self._kept[id(t)][1][b] for t in kept] + [feed[name] for name in input_names]
                 values = sub(args, training=False)
@@ -281,6 +282,18 @@ class KerasCalibration(ModelCalibration):
                 kept[key] = entry
                 total += size
         self._kept = kept
+
+
+def _as_model_sees(array: np.ndarray, tensor: Any) -> np.ndarray:
+    """A model input as the model passes it on: in the ``Input``'s dtype, with a size-1 last axis added or
+    dropped to the ``Input``'s rank (what a Keras functional model does with its inputs)."""
+    x = np.asarray(array, dtype=tensor.dtype)
+    shape = tuple(tensor.shape)
+    if x.ndim == len(shape) - 1 and shape and shape[-1] == 1:
+        return x[..., None]
+    if x.ndim == len(shape) + 1 and x.shape[-1] == 1:
+        return x[..., 0]
+    return x
 
 
 def from_keras(model: Any, inputs: Any, *, mode: str = "sequential", progress: bool = False) -> KerasCalibration:
