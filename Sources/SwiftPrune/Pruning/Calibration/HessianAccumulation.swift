@@ -88,29 +88,52 @@ private func upperGram<S: GEMMScalar>(n: Int, k: Int, a: UnsafePointer<S>, into 
     try driver.runChecked(workers: workers)
 }
 
-/// Tile edge of ``addMirrored(upper:n:into:)``: a 64 × 64 Double tile (32 KB)
-/// and its transpose stay in L1/L2 while both are written.
-private let mirrorTile = 64
+/// Block edge of ``addMirrored(upper:n:into:)``: an 8 × 8 block of Double is
+/// eight 64-byte rows, so the mirrored block is written as eight short rows
+/// instead of a column. A column walk over a power-of-two-wide matrix (4096
+/// doubles: a 32 KB stride) maps every entry to the same L1 set and thrashes.
+private let mirrorBlock = 8
 
 /// `h[i][j] += upper[i][j]` and `h[j][i] += upper[i][j]` for `j >= i`, in
-/// Double, tile by tile so that the transposed writes stay in cache. Each
-/// worker owns whole tile rows (interleaved for balance: row `t` has
-/// `tiles - t` tiles); tile `(t, u)` and its mirror `(u, t)` are written only
-/// by the owner of row `t`, so workers never write the same entry.
+/// Double. Each 8 × 8 block above the diagonal is read once (eight row
+/// pieces), added to its place and, transposed through a 64-entry local
+/// copy, to its mirror, so every cache line is used whole once. Workers own
+/// whole block rows (interleaved for balance: block row `t` has
+/// `blocks - t` blocks); block `(t, u)` and its mirror `(u, t)` are written
+/// only by the owner of row `t`, so workers never write the same entry.
 private func addMirrored<S: GEMMScalar>(upper: UnsafeMutablePointer<S>, n: Int, into h: UnsafeMutablePointer<Double>) {
-    let tiles = (n + mirrorTile - 1) / mirrorTile
-    let workers = Swift.min(tiles, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 18))
+    let b = mirrorBlock
+    let blocks = (n + b - 1) / b
+    let workers = Swift.min(blocks, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 18))
     parallelFor(workers: workers) { worker in
-        for t in stride(from: worker, to: tiles, by: workers) {
-            let i0 = t * mirrorTile, i1 = Swift.min(n, i0 + mirrorTile)
-            for u in t ..< tiles {
-                let j0 = u * mirrorTile, j1 = Swift.min(n, j0 + mirrorTile)
-                for i in i0 ..< i1 {
-                    let row = upper + i * n, out = h + i * n
-                    for j in Swift.max(j0, i) ..< j1 {
-                        let v = Double(row[j])
-                        out[j] += v
-                        if j != i { h[j * n + i] += v }
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: b * b) { block in
+            let tile = block.baseAddress!
+            for t in stride(from: worker, to: blocks, by: workers) {
+                let i0 = t * b, i1 = Swift.min(n, i0 + b)
+                for u in t ..< blocks {
+                    let j0 = u * b, j1 = Swift.min(n, j0 + b)
+                    if u == t || i1 - i0 < b || j1 - j0 < b {
+                        // The diagonal block (only j >= i) and the partial blocks at the edges.
+                        for i in i0 ..< i1 {
+                            for j in Swift.max(j0, i) ..< j1 {
+                                let v = Double(upper[i * n + j])
+                                h[i * n + j] += v
+                                if j != i { h[j * n + i] += v }
+                            }
+                        }
+                        continue
+                    }
+                    for r in 0 ..< b {
+                        let source = upper + (i0 + r) * n + j0, target = h + (i0 + r) * n + j0
+                        for c in 0 ..< b {
+                            let v = Double(source[c])
+                            target[c] += v
+                            tile[c * b + r] = v
+                        }
+                    }
+                    for c in 0 ..< b {
+                        let target = h + (j0 + c) * n + i0, column = tile + c * b
+                        for r in 0 ..< b { target[r] += column[r] }
                     }
                 }
             }
