@@ -200,3 +200,16 @@ def test_scratch_refused_is_a_memory_error_naming_the_layer(monkeypatch):
         acc.hessian_
     monkeypatch.undo()
     assert_close(acc.hessian_, gram(x), np.float64)
+
+
+def test_an_accumulator_pickles_and_copies_without_its_scratch():
+    import copy
+    import pickle
+
+    acc = HessianAccumulator(20, name="sent")
+    x, y = RNG.standard_normal((5000, 20)).astype(np.float32), RNG.standard_normal((30, 20)).astype(np.float32)
+    acc.update(x)  # flushed: holds the shared scratch
+    acc.update(y)  # pending
+    for other in (pickle.loads(pickle.dumps(acc)), copy.deepcopy(acc)):  # e.g. returned by a worker process
+        assert other.count_ == 5030 and other._scratch is None
+        assert_close(other.hessian_, gram(x, y), np.float32)

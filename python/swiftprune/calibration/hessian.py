@@ -127,6 +127,13 @@ class HessianAccumulator:
         self.abs_sum_ = np.zeros(self.features, np.float64)
         self.abs_max_ = np.zeros(self.features, np.float64)
 
+    def __getstate__(self) -> dict:
+        # The shared scratch (and its lock) stays in this process: an accumulator sent back from a worker
+        # process, or deep-copied, takes its own at its next flush.
+        state = dict(self.__dict__)
+        state["_scratch"] = None
+        return state
+
     @property
     def hessian_(self) -> NDArray[np.float64]:
         """``Σ xᵀx`` over every sample added (float64, not divided by the count)."""
