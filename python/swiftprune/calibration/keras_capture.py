@@ -83,8 +83,6 @@ class KerasCalibration(ModelCalibration):
                           if np.dtype(v.dtype).kind == "f"}
         self._model_inputs = {id(t): t for t in model.inputs}  # the clone's, in sequential mode
         self._upstream_memo: dict[int, Optional[frozenset]] = {}
-        # id(tensor) -> (tensor, its value per batch through the weights committed so far)
-        self._kept: dict[int, tuple[Any, list[np.ndarray]]] = {}
         super().__init__(self._layers_of(model, keras), mode)
 
     #: Bytes of activations a sequential capture may keep for the next one
@@ -199,14 +197,6 @@ class KerasCalibration(ModelCalibration):
             variable.assign(np.asarray(weights, dtype=np.dtype(variable.dtype)).reshape(variable.shape))
         # kept tensors computed through the old value are stale now
         self._kept = {key: entry for key, entry in self._kept.items() if not self._reaches(name, entry[0])}
-
-    def invalidate(self, layers: Sequence[Optional[str]]) -> None:
-        super().invalidate(layers)
-        self._kept.clear()
-
-    def begin(self) -> None:
-        super().begin()
-        self._kept.clear()  # computed through the weights committed by the previous run
 
     def _sub_model(self, keras: Any, targets: Sequence[Any]) -> tuple[Any, list[Any], list[str]]:
         """The model computing ``targets``, the kept tensors it is fed and the model inputs it is fed:

@@ -47,6 +47,9 @@ class ModelCalibration(Calibration):
         self._cache: dict[str, HessianAccumulator] = {}
         self._pristine: dict[str, HessianAccumulator] = {}  # captured through the original weights
         self.committed: dict[str, np.ndarray] = {}
+        # Activations a source keeps between sequential captures (ONNX, Keras: tensor -> value per batch),
+        # forgotten whenever the model's weights go back or the folding changes layer inputs.
+        self._kept: dict[Any, Any] = {}
 
     def __contains__(self, name: object) -> bool:
         return name in self.layers
@@ -95,6 +98,7 @@ class ModelCalibration(Calibration):
         """Restores the original weights (undoing an earlier run's commits) and
         the statistics captured through them, so every ``compress()`` run
         starts from the original model."""
+        self._kept.clear()  # computed through the weights committed by the previous run
         if not self.committed:
             return
         originals = self.weights()
@@ -108,6 +112,7 @@ class ModelCalibration(Calibration):
         """Forgets the statistics of ``layers``: the next request captures them
         again, through the weights committed so far (the activation-scale
         folding changes a layer's inputs without compressing anything before it)."""
+        self._kept.clear()
         for name in layers:
             if name is not None:
                 self._cache.pop(name, None)

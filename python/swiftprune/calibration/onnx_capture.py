@@ -115,7 +115,6 @@ class OnnxCalibration(ModelCalibration):
             self._feeds = _in_declared_dtypes(self._feeds, {i.name: i for i in graph.input if i.name in fed}, onnx)
         self._producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
         self._upstream_memo: dict[str, frozenset] = {}
-        self._kept: dict[str, list[np.ndarray]] = {}  # tensor -> its value per batch, current weights
         super().__init__(self._layers_of(graph), mode)
 
     #: Bytes of activations a sequential capture may keep for the next one
@@ -200,14 +199,6 @@ class OnnxCalibration(ModelCalibration):
         # committed weights replace the initializers in the next capture's model; kept tensors computed
         # through the old value are stale now
         self._kept = {t: v for t, v in self._kept.items() if name not in self._upstream(t)}
-
-    def invalidate(self, layers: Sequence[Optional[str]]) -> None:
-        super().invalidate(layers)
-        self._kept.clear()
-
-    def begin(self) -> None:
-        super().begin()
-        self._kept.clear()  # computed through the weights committed by the previous run
 
     def _initializer(self, onnx: Any, tensor: Any) -> Any:
         """The initializer ``tensor`` as the next capture runs it: its committed value if any."""
