@@ -282,15 +282,32 @@ public func spHessianAccumulateF64(
     withStatus { try hessianAccumulate(x, samples, features, h) }
 }
 
+@_cdecl("sp_hessian_accumulate_scratch_f32")
+public func spHessianAccumulateScratchF32(
+    _ x: UnsafePointer<Float>?, _ samples: Int64, _ features: Int64, _ h: UnsafeMutablePointer<Double>?,
+    _ scratch: UnsafeMutablePointer<Float>?, _ scratchCount: Int64
+) -> sp_status {
+    withStatus { try hessianAccumulate(x, samples, features, h, scratch: outputBuffer(scratch, scratchCount, "scratch")) }
+}
+
+@_cdecl("sp_hessian_accumulate_scratch_f64")
+public func spHessianAccumulateScratchF64(
+    _ x: UnsafePointer<Double>?, _ samples: Int64, _ features: Int64, _ h: UnsafeMutablePointer<Double>?,
+    _ scratch: UnsafeMutablePointer<Double>?, _ scratchCount: Int64
+) -> sp_status {
+    withStatus { try hessianAccumulate(x, samples, features, h, scratch: outputBuffer(scratch, scratchCount, "scratch")) }
+}
+
 private func hessianAccumulate<S: GEMMScalar>(
-    _ x: UnsafePointer<S>?, _ samples: Int64, _ features: Int64, _ h: UnsafeMutablePointer<Double>?
+    _ x: UnsafePointer<S>?, _ samples: Int64, _ features: Int64, _ h: UnsafeMutablePointer<Double>?,
+    scratch: UnsafeMutableBufferPointer<S>? = nil
 ) throws {
     guard samples >= 0, features >= 0 else { throw SwiftPruneError.value("samples and features must be >= 0") }
     let (count, o1) = samples.multipliedReportingOverflow(by: features)
     let (square, o2) = features.multipliedReportingOverflow(by: features)
     guard !o1, !o2 else { throw SwiftPruneError(.outOfMemory, "sizes overflow") }
     try accumulateHessian(inputBuffer(x, count, "x"), samples: Int(samples), features: Int(features),
-                          into: outputBuffer(h, square, "h"))
+                          into: outputBuffer(h, square, "h"), scratch: scratch)
 }
 
 @_cdecl("sp_sparsegpt_hessian_f64")
@@ -348,6 +365,10 @@ public func spSparseGPTQuantHessianF32(
 func checkPruningCalibrationSignatures() {
     var hessianF32 = sp_hessian_accumulate_f32; implements(&hessianF32, spHessianAccumulateF32)
     var hessianF64 = sp_hessian_accumulate_f64; implements(&hessianF64, spHessianAccumulateF64)
+    var hessianScratchF32 = sp_hessian_accumulate_scratch_f32
+    implements(&hessianScratchF32, spHessianAccumulateScratchF32)
+    var hessianScratchF64 = sp_hessian_accumulate_scratch_f64
+    implements(&hessianScratchF64, spHessianAccumulateScratchF64)
     var sparseHessian = sp_sparsegpt_hessian_f64; implements(&sparseHessian, spSparseGPTHessianF64)
     var sparseHessianF32 = sp_sparsegpt_hessian_f32; implements(&sparseHessianF32, spSparseGPTHessianF32)
     var sparseQuant = sp_sparsegpt_quant_hessian_f32; implements(&sparseQuant, spSparseGPTQuantHessianF32)

@@ -482,11 +482,19 @@ static int float32_weight_and_hessian(PyObject *w_obj, PyObject *h_obj, const ch
     return 0;
 }
 
-/* hessian_accumulate(x, h): h += x^T x in place; x (samples, features) float, h a writeable
-   C-contiguous float64 (features, features) ndarray (an internal buffer of HessianAccumulator). */
+/* Whether the bytes of two C-contiguous arrays overlap (a scratch written by Swift must not be an input). */
+static int arrays_overlap(PyArrayObject *a, PyArrayObject *b) {
+    const char *a0 = (const char *)PyArray_DATA(a), *b0 = (const char *)PyArray_DATA(b);
+    return PyArray_NBYTES(a) > 0 && PyArray_NBYTES(b) > 0 && a0 < b0 + PyArray_NBYTES(b) && b0 < a0 + PyArray_NBYTES(a);
+}
+
+/* hessian_accumulate(x, h[, scratch]): h += x^T x in place; x (samples, features) float, h a writeable
+   C-contiguous float64 (features, features) ndarray (an internal buffer of HessianAccumulator). scratch, when
+   given, is a writeable C-contiguous array of at least features^2 elements, float64 for float64 x and float32
+   otherwise, reused by the caller across batches (its contents are overwritten). */
 static PyObject *core_hessian_accumulate(PyObject *self, PyObject *args) {
-    PyObject *x_obj, *h_obj;
-    if (!PyArg_ParseTuple(args, "OO:hessian_accumulate", &x_obj, &h_obj)) return NULL;
+    PyObject *x_obj, *h_obj, *scratch_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "OO|O:hessian_accumulate", &x_obj, &h_obj, &scratch_obj)) return NULL;
     if (!PyArray_Check(h_obj) || PyArray_TYPE((PyArrayObject *)h_obj) != NPY_FLOAT64 ||
         !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)h_obj) || !PyArray_ISWRITEABLE((PyArrayObject *)h_obj) ||
         PyArray_NDIM((PyArrayObject *)h_obj) != 2) {
@@ -503,8 +511,38 @@ static PyObject *core_hessian_accumulate(PyObject *self, PyObject *args) {
         return NULL;
     }
     int64_t samples = PyArray_DIM(x, 0), features = PyArray_DIM(x, 1);
+    PyArrayObject *scratch = NULL;
+    if (scratch_obj != Py_None) {
+        if (!PyArray_Check(scratch_obj) ||
+            PyArray_TYPE((PyArrayObject *)scratch_obj) != (is_double ? NPY_FLOAT64 : NPY_FLOAT32) ||
+            !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)scratch_obj) ||
+            !PyArray_ISWRITEABLE((PyArrayObject *)scratch_obj)) {
+            PyErr_SetString(PyExc_TypeError, is_double
+                ? "scratch must be a writeable C-contiguous float64 array (x is float64)"
+                : "scratch must be a writeable C-contiguous float32 array (x is float32)");
+            Py_DECREF(x);
+            return NULL;
+        }
+        scratch = (PyArrayObject *)scratch_obj;
+        if (arrays_overlap(scratch, x) || arrays_overlap(scratch, h)) {
+            PyErr_SetString(PyExc_ValueError, "scratch must not share memory with x or h");
+            Py_DECREF(x);
+            return NULL;
+        }
+    }
     sp_status status;
-    if (is_double) {
+    if (scratch != NULL) {
+        int64_t scratch_count = (int64_t)PyArray_SIZE(scratch);
+        if (is_double) {
+            SP_CALL(status, sp_hessian_accumulate_scratch_f64((const double *)PyArray_DATA(x), samples, features,
+                                                              (double *)PyArray_DATA(h), (double *)PyArray_DATA(scratch),
+                                                              scratch_count));
+        } else {
+            SP_CALL(status, sp_hessian_accumulate_scratch_f32((const float *)PyArray_DATA(x), samples, features,
+                                                              (double *)PyArray_DATA(h), (float *)PyArray_DATA(scratch),
+                                                              scratch_count));
+        }
+    } else if (is_double) {
         SP_CALL(status, sp_hessian_accumulate_f64((const double *)PyArray_DATA(x), samples, features, (double *)PyArray_DATA(h)));
     } else {
         SP_CALL(status, sp_hessian_accumulate_f32((const float *)PyArray_DATA(x), samples, features, (double *)PyArray_DATA(h)));
@@ -609,7 +647,7 @@ static PyObject *core_magnitude_threshold_mask(PyObject *self, PyObject *args) {
 #define PRUNING_CALIBRATION_METHODS \
     {"wanda_mask", core_wanda_mask, METH_VARARGS, "wanda_mask(w, x, sparsity) -> bool array"}, \
     {"sparsegpt", core_sparsegpt, METH_VARARGS, "sparsegpt(w, x, sparsity, n, m, block_size, damp) -> array"}, \
-    {"hessian_accumulate", core_hessian_accumulate, METH_VARARGS, "hessian_accumulate(x, h): h += x^T x in place"}, \
+    {"hessian_accumulate", core_hessian_accumulate, METH_VARARGS, "hessian_accumulate(x, h[, scratch]): h += x^T x in place"}, \
     {"sparsegpt_hessian", core_sparsegpt_hessian, METH_VARARGS, \
      "sparsegpt_hessian(w, h, sparsity, n, m, block_size, damp) -> float32 array"},
 

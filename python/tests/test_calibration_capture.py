@@ -262,6 +262,86 @@ def test_keras_sequential_compress_leaves_the_model_alone_and_keeps_outputs():
     assert ref @ out / np.linalg.norm(ref) / np.linalg.norm(out) > 0.99
 
 
+def keras_residual_chain(blocks=3, width=16):
+    """n_0 = x; per block i: r = relu(A_i n), n_(i+1) = LayerNorm(n + B_i r); then a conv on a side input.
+    B_i's input needs A_i's output, A_(i+1)'s input the skip n_i as well: a cut must feed both."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras", reason="keras is not installed (pip install 'swiftprune[keras]')")
+    keras.utils.set_random_seed(1)
+    x = keras.Input((width,), name="x")
+    img = keras.Input((6, 6, 2), name="img")
+    n = x
+    for i in range(blocks):
+        r = keras.layers.Dense(width, activation="relu", name=f"A{i}")(n)
+        b = keras.layers.Dense(width, name=f"B{i}")(r)
+        n = keras.layers.LayerNormalization(name=f"ln{i}")(keras.layers.Add(name=f"add{i}")([n, b]))
+    c = keras.layers.Conv2D(3, 3, padding="same", name="conv")(img)
+    model = keras.Model([x, img], [n, c])
+    batches = [{"x": RNG.standard_normal((40, width)).astype(np.float32),
+                "img": RNG.standard_normal((5, 6, 6, 2)).astype(np.float32)} for _ in range(3)]
+    return keras, model, batches
+
+
+def test_keras_sequential_cuts_sub_models_with_the_same_numbers(monkeypatch):
+    from swiftprune.calibration.keras_capture import KerasCalibration
+
+    keras, model, batches = keras_residual_chain()
+    recipe = [{"quantize": {"method": "gptq", "bits": 3, "group_size": None}}]
+    ran: list[list[str]] = []  # the layers each capture's (sub-)model runs
+    sub_model = KerasCalibration._sub_model
+    monkeypatch.setattr(KerasCalibration, "_sub_model", lambda self, keras, targets: (
+        lambda made: (ran.append(sorted(l.name for l in made[0].layers if not isinstance(l, keras.layers.InputLayer))),
+                      made)[1])(sub_model(self, keras, targets)))
+    cal = sp.calibration.from_keras(model, batches)
+    result = sp.compress(cal.weights(), recipe, progress=False, calibration=cal)
+    cuts = list(ran)
+    # the whole model for every capture instead (the previous behaviour), and with nothing kept between captures
+    whole = sp.calibration.from_keras(model, batches)
+    monkeypatch.setattr(whole, "_cut", lambda targets: None)
+    expected = sp.compress(whole.weights(), recipe, progress=False, calibration=whole)
+    nothing_kept = sp.calibration.from_keras(model, batches)
+    nothing_kept.kept_bytes_limit = 0
+    starved = sp.compress(nothing_kept.weights(), recipe, progress=False, calibration=nothing_kept)
+    assert sorted(result.weights) == sorted(v.path for v in model.weights)
+    for name in result.weights:
+        np.testing.assert_array_equal(result.weights[name], expected.weights[name], err_msg=name)
+        np.testing.assert_array_equal(starved.weights[name], expected.weights[name], err_msg=name)
+    # the captures after the first commit: from the model inputs while nothing is kept, then from the kept
+    # inputs of the layers captured before (B_i from A_i's kept input n_i: A_i alone; A_(i+1) from the kept
+    # n_i and r_i: B_i, the skip add and the norm), never the layers before the last commit
+    assert cuts[0] == ["A0"]  # B0's input, from the model input x (nothing kept yet)
+    assert cuts[1:5] == [["B0", "add0", "ln0"], ["A1"], ["B1", "add1", "ln1"], ["A2"]]
+    assert len(cuts) == 5  # B2 last; conv's input is a model input: captured with the first capture
+    # an independent reference: B2's statistics are the Gram matrix of its input through the compressed
+    # layers before it, computed by Keras on a clone holding the result's weights
+    clone = keras.models.clone_model(model)
+    clone.set_weights([result.weights[v.path] for v in model.weights])
+    probe = keras.Model(clone.inputs, clone.get_layer("B2").input)
+    b2_in = np.concatenate([np.asarray(probe([b["x"], b["img"]])) for b in batches])
+    assert_gram(cal.statistics("B2/kernel").hessian_, b2_in)
+    # a second run starts from the original model again and gives the same result
+    again = sp.compress(cal.weights(), recipe, progress=False, calibration=cal)
+    for name in result.weights:
+        np.testing.assert_array_equal(again.weights[name], result.weights[name], err_msg=name)
+
+
+def test_keras_commit_of_a_bias_recaptures_the_layers_after_it():
+    keras, model, batches = keras_residual_chain(blocks=2)
+    cal = sp.calibration.from_keras(model, batches)
+    assert "A0/bias" in cal.layers["B0/kernel"].upstream and "A0/bias" not in cal.layers["A0/kernel"].upstream
+    assert "conv/kernel" not in cal.layers["B1/kernel"].upstream  # another branch: no recapture for it
+    before = cal.statistics("B0/kernel").hessian_.copy()
+    bias = cal.weights()["A0/bias"] + 1.0
+    cal.commit("A0/bias", bias)
+    clone = keras.models.clone_model(model)
+    clone.set_weights([bias if v.path == "A0/bias" else v.numpy() for v in model.weights])
+    probe = keras.Model(clone.inputs, clone.get_layer("B0").input)
+    b0_in = np.concatenate([np.asarray(probe([b["x"], b["img"]])) for b in batches])
+    after = cal.statistics("B0/kernel").hessian_
+    assert not np.allclose(after, before)
+    assert_gram(after, b0_in)
+
+
 # --------------------------------------------------------------------------- #
 # PyTorch (optional: skipped without torch)
 # --------------------------------------------------------------------------- #

@@ -111,9 +111,18 @@ SCENARIOS = {
         what = "wanda's scores"
     """,
     "hessian_accumulate partial sums": """
+        from swiftprune import _core
+        x = np.ones((4, 12_000), np.float32)
+        h = np.zeros((12_000, 12_000))             # calloc'd: address space, no RAM
+        limit(200 << 20)                           # the float32 partial Hessian needs 576 MB
+        call = lambda: _core.hessian_accumulate(x, h)   # no scratch given: the core allocates one
+        what = "the Hessian's partial sums"
+    """,
+    # The accumulator's shared scratch is NumPy's: its refusal is reported as the core's would be.
+    "HessianAccumulator scratch": """
         acc = sp.calibration.HessianAccumulator(12_000)
         acc.update(np.ones((4, 12_000), np.float32))
-        limit(200 << 20)                           # the float32 partial Hessian needs 576 MB
+        limit(200 << 20)                           # the float32 scratch needs 576 MB
         call = lambda: acc.hessian_
         what = "the Hessian's partial sums"
     """,

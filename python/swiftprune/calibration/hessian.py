@@ -9,7 +9,9 @@ implementations, partial sums in float64).
 """
 from __future__ import annotations
 
+import threading
 import warnings
+import weakref
 from typing import Any, Optional
 
 import numpy as np
@@ -21,9 +23,43 @@ from .._validation import check_int
 __all__ = ["HessianAccumulator", "CalibrationWarning", "LAYOUTS"]
 
 LAYOUTS = ("torch", "keras")
-_FLUSH_ROWS = 4096
+_FLUSH_ROWS = 4096  # also the Swift core's chunk (hessianChunkSamples): one call per chunk fails or succeeds whole
 # Rows per chunk of the |x| statistics (a 1-4 MB buffer for 1k-4k features).
 _STATS_ROWS = 256
+
+
+class _Scratch:
+    """The partial-sums buffer (``features²`` of float32 or float64) the Swift
+    core fills per chunk before adding it into a Hessian. Shared by every
+    accumulator of one width and dtype, so a capture of many layers holds one
+    buffer per width (not one per layer) and no call maps and zeroes a fresh
+    one (64 MB at 4096 features); the lock keeps two threads from filling it
+    at once."""
+
+    __slots__ = ("array", "lock", "__weakref__")
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.lock = threading.Lock()
+
+
+# Alive as long as an accumulator holds it: freed with the last accumulator of its width.
+_SCRATCHES: "weakref.WeakValueDictionary[tuple[int, str], _Scratch]" = weakref.WeakValueDictionary()
+_SCRATCHES_LOCK = threading.Lock()
+
+
+def _shared_scratch(features: int, dtype: np.dtype, name: str) -> _Scratch:
+    key = (features, np.dtype(dtype).str)
+    with _SCRATCHES_LOCK:
+        scratch = _SCRATCHES.get(key)
+        if scratch is None:
+            try:
+                scratch = _Scratch(np.empty(features * features, dtype))
+            except MemoryError:
+                raise MemoryError(f"layer {name!r}: cannot allocate {features * features * np.dtype(dtype).itemsize} "
+                                  "bytes for the Hessian's partial sums") from None
+            _SCRATCHES[key] = scratch
+        return scratch
 
 
 class CalibrationWarning(UserWarning):
@@ -85,10 +121,18 @@ class HessianAccumulator:
         # besides its O(rows · features²) products, so one call per token would be slow.
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
+        self._scratch: Optional[_Scratch] = None  # taken at the first flush
         # First-order statistics per input feature (AWQ, SmoothQuant, bias correction).
         self.sum_ = np.zeros(self.features, np.float64)
         self.abs_sum_ = np.zeros(self.features, np.float64)
         self.abs_max_ = np.zeros(self.features, np.float64)
+
+    def __getstate__(self) -> dict:
+        # The shared scratch (and its lock) stays in this process: an accumulator sent back from a worker
+        # process, or deep-copied, takes its own at its next flush.
+        state = dict(self.__dict__)
+        state["_scratch"] = None
+        return state
 
     @property
     def hessian_(self) -> NDArray[np.float64]:
@@ -97,15 +141,59 @@ class HessianAccumulator:
         return self._hessian
 
     def _flush(self) -> None:
+        """Adds the pending rows into the Hessian. On a MemoryError (the caller
+        may free memory and read :attr:`hessian_` again) the rows not yet
+        added stay pending: nothing is lost and nothing is added twice."""
+        _, failure = self._flush_pending()
+        if failure is not None:
+            raise failure
+
+    def _flush_pending(self) -> tuple[int, Optional[MemoryError]]:
+        """:meth:`_flush` returning (rows added, the MemoryError that stopped it) instead of raising."""
         if not self._pending:
-            return
-        batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(
-            self._pending, dtype=np.result_type(*self._pending))
-        self._pending, self._pending_rows = [], 0
+            return 0, None
         try:
-            _core.hessian_accumulate(np.ascontiguousarray(batch), self._hessian)
-        except ValueError as error:
-            raise ValueError(f"layer {self.name!r}: {error}") from None
+            batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(
+                self._pending, dtype=np.result_type(*self._pending))
+        except MemoryError as error:
+            return 0, MemoryError(f"layer {self.name!r}: {error}")
+        added, failure = self._add_rows(batch)
+        if failure is not None:
+            self._pending = [batch[added:]]  # exactly the rows not added
+            self._pending_rows = len(batch) - added
+        else:
+            self._pending, self._pending_rows = [], 0
+        return added, failure
+
+    def _add_rows(self, rows: np.ndarray) -> tuple[int, Optional[MemoryError]]:
+        """Adds ``rows`` (finite) into the Hessian one Swift chunk at a time
+        (each call adds its whole chunk or leaves the Hessian unchanged).
+        Returns how many rows were added and, when memory ran out before all
+        were, the MemoryError for the caller to raise once its own state is
+        consistent."""
+        rows = np.ascontiguousarray(rows)
+        try:
+            if self._scratch is None or self._scratch.array.dtype != rows.dtype:
+                self._scratch = _shared_scratch(self.features, rows.dtype, self.name)
+        except MemoryError as error:
+            return 0, error
+        added = 0
+        while added < len(rows):
+            chunk = rows[added:added + _FLUSH_ROWS]
+            try:
+                if self._scratch.lock.acquire(blocking=False):
+                    try:
+                        _core.hessian_accumulate(chunk, self._hessian, self._scratch.array)
+                    finally:
+                        self._scratch.lock.release()
+                else:  # another thread is filling the shared scratch: the core allocates its own
+                    _core.hessian_accumulate(chunk, self._hessian)
+            except ValueError as error:
+                raise ValueError(f"layer {self.name!r}: {error}") from None
+            except MemoryError as error:
+                return added, MemoryError(f"layer {self.name!r}: {error}")
+            added += len(chunk)
+        return added, None
 
     def update(self, x: ArrayLike) -> "HessianAccumulator":
         """Adds a batch of inputs: shape ``(..., features)`` (batch and
@@ -118,6 +206,11 @@ class HessianAccumulator:
         ValueError
             The last dimension is not ``features``, or ``x`` holds NaN/Inf
             (the message names the layer).
+        MemoryError
+            Only when nothing of ``x`` was taken: free memory and add it
+            again. Once part of a batch is in the Hessian, the rest waits
+            pending and the next flush (a later batch, or reading
+            :attr:`hessian_`) retries, raising if memory is still short.
         """
         array = np.asarray(x)
         if array.dtype not in (np.float16, np.float32, np.float64):
@@ -129,19 +222,38 @@ class HessianAccumulator:
         flat = array.reshape(-1, self.features)
         if flat.dtype == np.float16:
             flat = flat.astype(np.float32)
+        # A MemoryError is raised only when nothing of this batch was taken (the caller may free memory and
+        # add it again). Once part of it is in the Hessian, the rest waits pending instead, and the next
+        # flush (the next large batch, or reading hessian_) retries and raises if memory is still short.
         if flat.shape[0] >= _FLUSH_ROWS:
+            # Checked whole before any chunk is added (the core checks each chunk only as it comes).
+            for start in range(0, flat.shape[0], _FLUSH_ROWS):
+                if not np.isfinite(flat[start:start + _FLUSH_ROWS]).all():
+                    raise ValueError(f"layer {self.name!r}: the calibration inputs contain NaN or Inf values")
             self._flush()  # keep the order of the sums
-            try:
-                _core.hessian_accumulate(np.ascontiguousarray(flat), self._hessian)
-            except ValueError as error:
-                raise ValueError(f"layer {self.name!r}: {error}") from None
+            added, failure = self._add_rows(flat)
+            if failure is not None and added == 0:
+                raise failure
+            if failure is not None:
+                self._pending.append(np.array(flat[added:], copy=True))
+                self._pending_rows += flat.shape[0] - added
         else:
             if not np.isfinite(flat).all():
                 raise ValueError(f"layer {self.name!r}: the calibration inputs contain NaN or Inf values")
+            before = list(self._pending)
             self._pending.append(np.array(flat, copy=True))  # the caller may reuse its buffer
             self._pending_rows += flat.shape[0]
             if self._pending_rows >= _FLUSH_ROWS:
-                self._flush()
+                added, failure = self._flush_pending()
+                if failure is not None and added == 0:
+                    self._pending = before  # nothing reached the Hessian: this batch is given back
+                    self._pending_rows -= flat.shape[0]
+                    raise failure
+        self._add_statistics(flat)
+        return self
+
+    def _add_statistics(self, flat: np.ndarray) -> None:
+        """The count and the first-order statistics of a batch that was taken."""
         if flat.shape[0]:
             self.sum_ += flat.sum(axis=0, dtype=np.float64)
             # |x| through one reused buffer of _STATS_ROWS rows: a temporary as big as the batch costs
@@ -153,7 +265,6 @@ class HessianAccumulator:
                 self.abs_sum_ += part.sum(axis=0, dtype=np.float64)
                 np.maximum(self.abs_max_, part.max(axis=0), out=self.abs_max_)
         self.count_ += int(flat.shape[0])
-        return self
 
     def merge(self, other: "HessianAccumulator") -> "HessianAccumulator":
         """Adds another accumulator's statistics (e.g. from another worker)."""

@@ -9,14 +9,25 @@ tensors; kernels are ``(in, out)`` / ``(kh, kw, in, out)`` ("keras" layout).
 
 Sequential mode works on a clone of the model (the caller's model is never
 changed): each compressed kernel is assigned to the clone, and the layers
-after it are captured again through it.
+after it are captured again through it. Only what changed runs: a capture
+after a commit runs a functional sub-model from the tensors kept by the
+previous captures that the commits since have not touched (the inputs of the
+layers captured last, within :attr:`KerasCalibration.kept_bytes_limit`) and
+the model inputs it still needs, to the next layers' inputs; so a sequential
+pass over L layers runs each layer about once per capture instead of running
+the model from its inputs L times. It falls back to running the model from
+its inputs when the graph cannot be cut there: a tensor on the way has no
+Keras history (a tensor made outside the functional graph), the way back
+reaches an ``Input`` that is not one of the model's, or Keras refuses the
+sub-model (``keras.Model(kept tensors, layer inputs)`` raises).
 
 Needs Keras 3 (``pip install "swiftprune[keras]"``).
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+import warnings
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -64,16 +75,26 @@ class KerasCalibration(ModelCalibration):
         self.model = model
         self.show = show
         self.input_names = [t._keras_history.operation.name for t in model_inputs]
-        self._feeds = batches_of(inputs, self.input_names, "Keras calibration") if inputs is not None else None
+        shapes = {name: tuple(t.shape) for name, t in zip(self.input_names, model.inputs)}
+        self._feeds = batches_of(inputs, self.input_names, "Keras calibration", shapes,
+                                                trailing_one=True) if inputs is not None else None
         self._variables = {v.path: v for v in model.weights}
         self._original = {path: np.asarray(v.numpy()) for path, v in self._variables.items()
                           if np.dtype(v.dtype).kind == "f"}
+        self._model_inputs = {id(t): t for t in model.inputs}  # the clone's, in sequential mode
+        self._upstream_memo: dict[int, Optional[frozenset]] = {}
         super().__init__(self._layers_of(model, keras), mode)
+
+    #: Bytes of activations a sequential capture may keep for the next one
+    #: (beyond it, later captures run the model from its inputs).
+    kept_bytes_limit: int = 2 << 30
 
     def _layers_of(self, model: Any, keras: Any) -> list[CapturedLayer]:
         layers: list[CapturedLayer] = []
         seen: set[str] = set()
         for layer in model.layers:
+            earlier = frozenset(seen)  # functional layers are topologically ordered
+            seen.update(v.path for v in layer.weights)
             kernel = getattr(layer, "kernel", None)
             if kernel is None or len(getattr(layer, "_inbound_nodes", [])) != 1:
                 continue
@@ -87,11 +108,79 @@ class KerasCalibration(ModelCalibration):
                                                "padding": layer.padding, "dilations": tuple(layer.dilation_rate)})
             else:
                 continue
-            # Functional layers are topologically ordered: every kernel before this one may be upstream.
-            captured.upstream = frozenset(seen)
-            seen.add(kernel.path)
+            # The variables whose values reach this layer's input (biases and folded scales too: any of
+            # them may be committed). A graph that cannot be walked: every variable of the layers before.
+            upstream = self._upstream(layer.input)
+            captured.upstream = upstream if upstream is not None else earlier
             layers.append(captured)
         return layers
+
+    # --- graph walking ----------------------------------------------------------
+    @staticmethod
+    def _producer(tensor: Any) -> Optional[tuple[Any, list]]:
+        """The operation computing ``tensor`` and the tensors it reads, or None when ``tensor`` has no
+        Keras history (the graph cannot be walked through it)."""
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            return None
+        operation = history.operation
+        nodes = getattr(operation, "_inbound_nodes", None)
+        if not nodes or history.node_index >= len(nodes):
+            return None
+        return operation, list(nodes[history.node_index].input_tensors)
+
+    def _upstream(self, tensor: Any) -> Optional[frozenset]:
+        """The paths of the variables whose values reach ``tensor``; None when the walk fails."""
+        key = id(tensor)
+        if key not in self._upstream_memo:
+            found: set[str] = set()
+            seen: set[int] = set()
+            stack = [tensor]
+            result: Optional[frozenset] = None
+            while stack:
+                t = stack.pop()
+                if id(t) in seen or id(t) in self._model_inputs:
+                    continue
+                seen.add(id(t))
+                produced = self._producer(t)
+                if produced is None:
+                    break
+                operation, inputs = produced
+                found.update(v.path for v in operation.weights)
+                stack.extend(inputs)
+            else:
+                result = frozenset(found)
+            self._upstream_memo[key] = result
+        return self._upstream_memo[key]
+
+    def _reaches(self, variable: str, tensor: Any) -> bool:
+        """Whether ``variable``'s value may reach ``tensor`` (yes when the graph cannot be walked)."""
+        upstream = self._upstream(tensor)
+        return upstream is None or variable in upstream
+
+    def _cut(self, targets: Sequence[Any]) -> Optional[tuple[list[Any], list[Any]]]:
+        """The kept tensors and the model inputs from which ``targets`` are computed (walking back from
+        them, stopping at kept tensors); None when the walk reaches a tensor without history or an
+        ``Input`` that is not the model's."""
+        kept: dict[int, Any] = {}
+        inputs: dict[int, Any] = {}
+        seen: set[int] = set()
+        stack = list(targets)
+        while stack:
+            t = stack.pop()
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            if id(t) in self._kept:
+                kept[id(t)] = t
+            elif id(t) in self._model_inputs:
+                inputs[id(t)] = t
+            else:
+                produced = self._producer(t)
+                if produced is None or not produced[1]:
+                    return None  # no history, or a source (an Input) that is not one of the model's
+                stack.extend(produced[1])
+        return list(kept.values()), [t for t in self._model_inputs.values() if id(t) in inputs]
 
     def weights(self) -> dict[str, np.ndarray]:
         """The model's original float weights by variable path."""
@@ -106,28 +195,95 @@ class KerasCalibration(ModelCalibration):
         variable = self._variables.get(name)
         if variable is not None:
             variable.assign(np.asarray(weights, dtype=np.dtype(variable.dtype)).reshape(variable.shape))
+        # kept tensors computed through the old value are stale now
+        self._kept = {key: entry for key, entry in self._kept.items() if not self._reaches(name, entry[0])}
+
+    def _sub_model(self, keras: Any, targets: Sequence[Any]) -> tuple[Any, list[Any], list[str]]:
+        """The model computing ``targets``, the kept tensors it is fed and the model inputs it is fed:
+        a sub-model cut at the kept tensors when the graph allows, else the model from its inputs."""
+        if self._kept:
+            cut = self._cut(targets)
+            if cut is not None:
+                kept, inputs = cut
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # Keras names the cloned inputs; nothing to act on
+                        sub = keras.Model(kept + inputs, list(targets))
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    pass  # Keras could not rebuild the graph from there: run from the model inputs
+                else:
+                    names = [self.input_names[list(self._model_inputs).index(id(t))] for t in inputs]
+                    return sub, kept, names
+        return keras.Model(self.model.inputs, list(targets)), [], list(self.input_names)
 
     def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:
         keras = _import()
         if self._feeds is None:
             raise ValueError("Keras calibration: no calibration inputs were given")
-        sub = keras.Model(self.model.inputs, [self.model.get_layer(layer.input).input for layer in layers])
+        tensors = {layer.name: self.model.get_layer(layer.input).input for layer in layers}
+        # A layer reading a model input takes it from the feed; the others are computed.
+        targets = list({id(t): t for t in tensors.values() if id(t) not in self._model_inputs}.values())
+        fed = {id(t): (name, t) for t, name in zip(self._model_inputs.values(), self.input_names)
+               if any(id(t) == id(x) for x in tensors.values())}
+        # Sequential captures after a commit run from the kept tensors and keep what they compute for the
+        # next one; the first capture (all layers at once) and independent captures run the whole model.
+        incremental = self.mode == "sequential" and bool(self.committed)
+        if not targets:
+            sub, kept, input_names = None, [], []
+        elif incremental:
+            sub, kept, input_names = self._sub_model(keras, targets)
+        else:
+            sub, kept, input_names = keras.Model(self.model.inputs, targets), [], list(self.input_names)
         out = {layer.name: HessianAccumulator(layer.features, name=layer.name, layout=layer.layout)
                for layer in layers}
-        for feed in _progress(self._feeds, total=len(self._feeds), description="capture", enabled=self.show):
-            args = [feed[name] for name in self.input_names]
-            values = sub(args, training=False)
-            if len(layers) == 1:
-                values = [values]
-            for layer, value in zip(layers, values):
-                x = np.asarray(keras.ops.convert_to_numpy(value))
+        fresh: dict[int, list[np.ndarray]] = {id(t): [] for t in targets}
+        for b, feed in enumerate(_progress(self._feeds, total=len(self._feeds), description="capture",
+                                           enabled=self.show)):
+            arrays = {key: _as_model_sees(feed[name], tensor) for key, (name, tensor) in fed.items()}
+            if sub is not None:
+                args = [self._kept[id(t)][1][b] for t in kept] + [feed[name] for name in input_names]
+                values = sub(args, training=False)
+                if len(targets) == 1:
+                    values = [values]
+                arrays.update((id(t), np.asarray(keras.ops.convert_to_numpy(v))) for t, v in zip(targets, values))
+            if incremental:
+                for key in fresh:
+                    fresh[key].append(arrays[key])
+            for layer in layers:
+                x = arrays[id(tensors[layer.name])]
                 if layer.kind == "conv2d":
                     c = layer.conv
                     for rows in patches_nhwc(x, c["kernel"], c["strides"], c["padding"], c["dilations"]):
                         out[layer.name].update(rows)
                 else:
                     out[layer.name].update(x)
+        if incremental:
+            self._keep({key: (t, fresh[key]) for key, t in ((id(t), t) for t in targets)}, kept)
         return out
+
+    def _keep(self, fresh: dict[int, tuple[Any, list[np.ndarray]]], used: Sequence[Any]) -> None:
+        """Keeps this capture's outputs and the kept tensors it was fed (the next cut is likely to start
+        from them), within ``kept_bytes_limit``."""
+        kept: dict[int, tuple[Any, list[np.ndarray]]] = {}
+        total = 0
+        for key, entry in list(fresh.items()) + [(id(t), self._kept[id(t)]) for t in used]:
+            size = sum(a.nbytes for a in entry[1])
+            if key not in kept and total + size <= self.kept_bytes_limit:
+                kept[key] = entry
+                total += size
+        self._kept = kept
+
+
+def _as_model_sees(array: np.ndarray, tensor: Any) -> np.ndarray:
+    """A model input as the model passes it on: in the ``Input``'s dtype, with a size-1 last axis added or
+    dropped to the ``Input``'s rank (what a Keras functional model does with its inputs)."""
+    x = np.asarray(array, dtype=tensor.dtype)
+    shape = tuple(tensor.shape)
+    if x.ndim == len(shape) - 1 and shape and shape[-1] == 1:
+        return x[..., None]
+    if x.ndim == len(shape) + 1 and x.shape[-1] == 1:
+        return x[..., 0]
+    return x
 
 
 def from_keras(model: Any, inputs: Any, *, mode: str = "sequential", progress: bool = False) -> KerasCalibration:

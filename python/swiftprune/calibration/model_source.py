@@ -47,6 +47,9 @@ class ModelCalibration(Calibration):
         self._cache: dict[str, HessianAccumulator] = {}
         self._pristine: dict[str, HessianAccumulator] = {}  # captured through the original weights
         self.committed: dict[str, np.ndarray] = {}
+        # Activations a source keeps between sequential captures (ONNX, Keras: tensor -> value per batch),
+        # forgotten whenever the model's weights go back or the folding changes layer inputs.
+        self._kept: dict[Any, Any] = {}
 
     def __contains__(self, name: object) -> bool:
         return name in self.layers
@@ -95,6 +98,7 @@ class ModelCalibration(Calibration):
         """Restores the original weights (undoing an earlier run's commits) and
         the statistics captured through them, so every ``compress()`` run
         starts from the original model."""
+        self._kept.clear()  # computed through the weights committed by the previous run
         if not self.committed:
             return
         originals = self.weights()
@@ -108,6 +112,7 @@ class ModelCalibration(Calibration):
         """Forgets the statistics of ``layers``: the next request captures them
         again, through the weights committed so far (the activation-scale
         folding changes a layer's inputs without compressing anything before it)."""
+        self._kept.clear()
         for name in layers:
             if name is not None:
                 self._cache.pop(name, None)
@@ -134,9 +139,16 @@ class ModelCalibration(Calibration):
         raise NotImplementedError
 
 
-def batches_of(inputs: Any, names: Sequence[str], what: str) -> list[dict[str, np.ndarray]]:
+def batches_of(inputs: Any, names: Sequence[str], what: str,
+               shapes: Optional[Mapping[str, Optional[Sequence[Optional[int]]]]] = None,
+               trailing_one: bool = False) -> list[dict[str, np.ndarray]]:
     """Calibration inputs as a list of feeds ``{input name: array}``: a mapping
-    (one batch), a list of mappings, or (one-input models) an array / list of arrays."""
+    (one batch), a list of mappings, or (one-input models) an array / list of arrays.
+    ``shapes``: the model inputs' declared shapes (None: any size on that axis;
+    a missing or None shape: not checked), checked here so that a batch that does
+    not fit is named at once instead of failing inside the framework; with
+    ``trailing_one`` a size-1 last axis may be missing or extra (Keras adds or
+    drops it)."""
     if inputs is None:
         raise ValueError(f"{what}: no calibration inputs given")
     if isinstance(inputs, Mapping):
@@ -159,8 +171,22 @@ def batches_of(inputs: Any, names: Sequence[str], what: str) -> list[dict[str, n
             array = np.asarray(batch[n])
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise ValueError(f"{what}: calibration input {n!r} of batch {i} contains NaN or Inf values")
+            expected = (shapes or {}).get(n)
+            if expected is not None and not _fits(array.shape, tuple(expected), trailing_one):
+                shown = "(" + ", ".join("?" if e is None else str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
+                raise ValueError(f"{what}: calibration input {n!r} of batch {i} has shape {array.shape}; the model "
+                                 f"expects {shown} (? = any size)")
             feed[n] = array
         feeds.append(feed)
     if not feeds:
         raise ValueError(f"{what}: no calibration batches given")
     return feeds
+
+
+def _fits(shape: tuple, expected: tuple, trailing_one: bool) -> bool:
+    """Whether an array of ``shape`` fits a declared shape (None: any size)."""
+    if trailing_one and len(shape) == len(expected) - 1 and expected[-1] == 1:
+        expected = expected[:-1]
+    elif trailing_one and len(shape) == len(expected) + 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    return len(shape) == len(expected) and all(e is None or e == d for e, d in zip(expected, shape))

@@ -52,6 +52,38 @@ def _import() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
+def _declared_shape(value_info: Any) -> Optional[tuple]:
+    """A graph input's declared shape (None for a symbolic or unknown size), or None when it declares none."""
+    tensor = value_info.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim)
+
+
+def _in_declared_dtypes(feeds: list[dict[str, np.ndarray]], declared: dict[str, Any], onnx: Any) -> list[dict[str, np.ndarray]]:
+    """The feeds in the dtypes the graph inputs declare (onnxruntime takes no other): float arrays cast to a
+    float input's type (float64 NumPy into a float32 model, as Keras casts), anything else must match."""
+    wanted = {}
+    for name, value_info in declared.items():
+        elem_type = value_info.type.tensor_type.elem_type
+        if elem_type:
+            wanted[name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    out = []
+    for i, feed in enumerate(feeds):
+        converted = dict(feed)
+        for name, dtype in wanted.items():
+            array = feed[name]
+            if array.dtype == dtype:
+                continue
+            if array.dtype.kind == "f" and dtype.kind == "f":
+                converted[name] = array.astype(dtype)
+            else:
+                raise ValueError(f"ONNX calibration: calibration input {name!r} of batch {i} is {array.dtype}; the "
+                                 f"model expects {dtype}")
+        out.append(converted)
+    return out
+
+
 def _attributes(node: Any) -> dict[str, Any]:
     import onnx
 
@@ -77,10 +109,12 @@ class OnnxCalibration(ModelCalibration):
         self.initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
         fed = {i.name for i in graph.input} - set(self.initializers)
         self.input_names = [i.name for i in graph.input if i.name in fed]
-        self._feeds = batches_of(inputs, self.input_names, "ONNX calibration") if inputs is not None else None
+        shapes = {i.name: _declared_shape(i) for i in graph.input if i.name in fed}
+        self._feeds = batches_of(inputs, self.input_names, "ONNX calibration", shapes) if inputs is not None else None
+        if self._feeds is not None:
+            self._feeds = _in_declared_dtypes(self._feeds, {i.name: i for i in graph.input if i.name in fed}, onnx)
         self._producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
         self._upstream_memo: dict[str, frozenset] = {}
-        self._kept: dict[str, list[np.ndarray]] = {}  # tensor -> its value per batch, current weights
         super().__init__(self._layers_of(graph), mode)
 
     #: Bytes of activations a sequential capture may keep for the next one
@@ -165,14 +199,6 @@ class OnnxCalibration(ModelCalibration):
         # committed weights replace the initializers in the next capture's model; kept tensors computed
         # through the old value are stale now
         self._kept = {t: v for t, v in self._kept.items() if name not in self._upstream(t)}
-
-    def invalidate(self, layers: Sequence[Optional[str]]) -> None:
-        super().invalidate(layers)
-        self._kept.clear()
-
-    def begin(self) -> None:
-        super().begin()
-        self._kept.clear()  # computed through the weights committed by the previous run
 
     def _initializer(self, onnx: Any, tensor: Any) -> Any:
         """The initializer ``tensor`` as the next capture runs it: its committed value if any."""

@@ -69,13 +69,30 @@ class TorchCalibration(ModelCalibration):
             self._record_order()
 
     def _feed(self, batch: Any) -> Any:
+        """Runs the model on one batch, every captured layer's input checked first (a clear error naming
+        the layer instead of torch's shape mismatch). NumPy float arrays run in the model's float dtype
+        (float64 arrays into a float32 model, as the Keras and ONNX sources cast them)."""
         torch = _import()
-        convert = lambda a: torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a  # noqa: E731
-        if isinstance(batch, Mapping):
-            return self.model(**{k: convert(v) for k, v in batch.items()})
-        if isinstance(batch, tuple):
-            return self.model(*[convert(v) for v in batch])
-        return self.model(convert(batch))
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
+
+        def convert(a: Any) -> Any:
+            if isinstance(a, torch.Tensor):
+                return a
+            array = np.asarray(a)
+            tensor = torch.as_tensor(array)
+            return tensor.to(dtype) if dtype is not None and array.dtype.kind == "f" else tensor
+
+        handles = [module.register_forward_pre_hook(lambda m, args, key=key: _check_input(m, args, key))
+                   for key, module in self._modules.items()]
+        try:
+            if isinstance(batch, Mapping):
+                return self.model(**{k: convert(v) for k, v in batch.items()})
+            if isinstance(batch, tuple):
+                return self.model(*[convert(v) for v in batch])
+            return self.model(convert(batch))
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def _record_order(self) -> None:
         """One forward pass: the order the layers run in, and each one's upstream set."""
@@ -135,6 +152,21 @@ class TorchCalibration(ModelCalibration):
             for handle in handles:
                 handle.remove()
         return out
+
+
+def _check_input(module: Any, args: Any, key: str) -> None:
+    """A forward pre-hook: the input of a captured Linear / Conv2d must fit its weight."""
+    torch = _import()
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor):
+        return
+    if isinstance(module, torch.nn.Linear):
+        if x.ndim < 1 or x.shape[-1] != module.in_features:
+            raise ValueError(f"PyTorch calibration: layer {key!r} (Linear, {module.in_features} input features) "
+                             f"got inputs of shape {tuple(x.shape)}")
+    elif x.ndim not in (3, 4) or x.shape[-3] != module.in_channels:
+        raise ValueError(f"PyTorch calibration: layer {key!r} (Conv2d, {module.in_channels} input channels) got "
+                         f"inputs of shape {tuple(x.shape)} (expected (N, {module.in_channels}, H, W))")
 
 
 def _same_padding(module: Any, shape: Sequence[int]) -> list[int]:

@@ -54,7 +54,17 @@ def _shape(value_info) -> Optional[tuple]:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
 
 
-def _input_channel_axis(name: str, shape: Optional[tuple], nodes) -> Optional[int]:
+def _readers(nodes) -> Dict[str, list]:
+    """tensor name -> the nodes reading it as data (an element-wise op: any input; others: the first),
+    built once per graph for :func:`_input_channel_axis`."""
+    readers: Dict[str, list] = {}
+    for node in nodes:
+        for i in node.input[:1] if node.op_type not in ELEMENTWISE else node.input:
+            readers.setdefault(i, []).append(node)
+    return readers
+
+
+def _input_channel_axis(name: str, shape: Optional[tuple], readers: Dict[str, list]) -> Optional[int]:
     """Where a model input's channels are: axis 1 (NCHW) or -1 (features last).
 
     Rank 2 is ``(batch, features)``. For rank >= 3 the first op that fixes a layout, found
@@ -66,10 +76,6 @@ def _input_channel_axis(name: str, shape: Optional[tuple], nodes) -> Optional[in
         return None
     if len(shape) == 2:
         return 1
-    readers: Dict[str, list] = {}
-    for node in nodes:
-        for i in node.input[:1] if node.op_type not in ELEMENTWISE else node.input:
-            readers.setdefault(i, []).append(node)
     frontier, seen = [name], {name}
     while frontier:
         tensor = frontier.pop(0)
@@ -120,11 +126,12 @@ def read_onnx(model: Any) -> Graph:
             ids[name] = graph.add_tensor(name, shapes.get(name), axis)
         return ids[name]
 
+    readers = _readers(g.node)
     for vi in g.input:
         if vi.name in weights:
             continue
         shape = shapes.get(vi.name)
-        t = tensor(vi.name, _input_channel_axis(vi.name, shape, g.node))
+        t = tensor(vi.name, _input_channel_axis(vi.name, shape, readers))
         graph.inputs.append(t)
         graph.add_node(Node(vi.name, "input", "Input", [], [t]))
 
