@@ -1802,7 +1802,8 @@ static PyObject *core_nm_pack(PyObject *self, PyObject *args) {
     sp_status status;
     SP_CALL(status, sp_nm_packed_bytes(rows, cols, n, m, &bytes));
     if (status != SP_OK) { raise_status(status); goto error; }
-    if ((long long)PyArray_SIZE(values) != (cols > 0 && m > 0 ? rows * (cols / m) * n : 0) || PyArray_SIZE(indices) != PyArray_SIZE(values)) {
+    /* The layout is valid here (sp_nm_packed_bytes checked it): m >= 1 and the count does not overflow. */
+    if ((long long)PyArray_SIZE(values) != rows * (cols / m) * n || PyArray_SIZE(indices) != PyArray_SIZE(values)) {
         PyErr_SetString(PyExc_ValueError, "values and indices must hold rows * cols / m * n elements");
         goto error;
     }
