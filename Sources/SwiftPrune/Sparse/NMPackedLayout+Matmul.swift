@@ -11,9 +11,12 @@ extension NMPackedLayout {
     /// `x` is copied, 64 columns at a time, into a 64-byte-aligned panel
     /// (rows `SharedSparsePanel.stride` floats apart) shared by every worker;
     /// workers take whole chunks of rows and stream their records in order.
-    /// Each output is the float32 sum of the row's products in increasing
-    /// column order, one fused multiply-add each, as
-    /// ``NMSparseMatrix/matmul(rows:columns:n:m:values:groupIndices:x:xRows:batch:y:)``.
+    /// The sums are those of the row-major kernel,
+    /// ``NMSparseMatrix/matmul(rows:columns:n:m:values:groupIndices:x:xRows:batch:y:)``:
+    /// bit for bit for 64-column tiles (one fused multiply-add per kept weight,
+    /// in column order), within float32 rounding for narrower ones (whose two
+    /// accumulator chains are combined per block of 128 columns here, per
+    /// L1-sized block there).
     /// - Throws: ``SwiftPruneError`` on a size or shape mismatch, a group
     ///   index `>= m` in `packed`, or `.outOfMemory` for the panel.
     public static func matmul(

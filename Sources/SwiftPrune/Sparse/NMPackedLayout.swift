@@ -7,8 +7,9 @@
 /// 64 of indices for 2:4, 8 KiB apart): a new memory stream per slice that
 /// the hardware prefetcher does not follow, and slices that all map to the
 /// same L1 sets. Measured on the 4096² 2:4 product @ 4096×64 (AMD EPYC Zen 3,
-/// 1 thread, prototype kernels on the same data): 31 ms from the row-major
-/// arrays with software prefetch, 22 ms from this layout.
+/// 1 thread, prototype kernels on the same data, minima of 7 calls on a loaded
+/// VM): 30–35 ms from the row-major arrays with software prefetch, 20–30 ms
+/// from this layout (README, round 8).
 ///
 /// Layout: rows are taken in chunks of ``rowChunk``, columns in blocks of
 /// ``blockDepth(m:)``; for every chunk, every block, every row of the chunk
