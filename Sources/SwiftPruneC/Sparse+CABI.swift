@@ -121,6 +121,46 @@ public func spNMMatmulF32(
     }
 }
 
+@_cdecl("sp_nm_packed_bytes")
+public func spNMPackedBytes(
+    _ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64, _ bytesOut: UnsafeMutablePointer<Int64>?
+) -> sp_status {
+    withStatus {
+        _ = try nmCount(rows, cols, n, m)
+        guard let bytesOut else { throw SwiftPruneError.value("bytes_out is NULL") }
+        bytesOut.pointee = Int64(try NMPackedLayout.byteCount(rows: Int(rows), columns: Int(cols), n: Int(n), m: Int(m)))
+    }
+}
+
+@_cdecl("sp_nm_pack")
+public func spNMPack(
+    _ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64, _ values: UnsafePointer<Float>?, _ indices: UnsafePointer<UInt8>?,
+    _ packedOut: UnsafeMutableRawPointer?, _ packedBytes: Int64
+) -> sp_status {
+    withStatus {
+        let count = try nmCount(rows, cols, n, m)
+        try NMPackedLayout.pack(rows: Int(rows), columns: Int(cols), n: Int(n), m: Int(m),
+                                values: inputBuffer(values, count, "values"), groupIndices: inputBuffer(indices, count, "indices"),
+                                into: UnsafeMutableRawBufferPointer(outputBuffer(packedOut?.assumingMemoryBound(to: UInt8.self),
+                                                                                 packedBytes, "packed_out")))
+    }
+}
+
+@_cdecl("sp_nm_packed_matmul_f32")
+public func spNMPackedMatmulF32(
+    _ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64, _ packed: UnsafeRawPointer?, _ packedBytes: Int64,
+    _ x: UnsafePointer<Float>?, _ xRows: Int64, _ batch: Int64, _ y: UnsafeMutablePointer<Float>?
+) -> sp_status {
+    withStatus {
+        _ = try nmCount(rows, cols, n, m)
+        try NMPackedLayout.matmul(rows: Int(rows), columns: Int(cols), n: Int(n), m: Int(m),
+                                  packed: UnsafeRawBufferPointer(inputBuffer(packed?.assumingMemoryBound(to: UInt8.self),
+                                                                             packedBytes, "packed")),
+                                  x: inputBuffer(x, matrixCount(xRows, batch, "x"), "x"), xRows: Int(xRows), batch: Int(batch),
+                                  y: outputBuffer(y, matrixCount(rows, batch, "y"), "y"))
+    }
+}
+
 @_cdecl("sp_nm_to_dense_f32")
 public func spNMToDenseF32(
     _ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64, _ values: UnsafePointer<Float>?, _ indices: UnsafePointer<UInt8>?,
@@ -212,6 +252,9 @@ func checkSparseSignatures() {
     var nmCompress = sp_nm_compress_f32; implements(&nmCompress, spNMCompressF32)
     var nmMatmul = sp_nm_matmul_f32; implements(&nmMatmul, spNMMatmulF32)
     var nmToDense = sp_nm_to_dense_f32; implements(&nmToDense, spNMToDenseF32)
+    var nmPackedBytes = sp_nm_packed_bytes; implements(&nmPackedBytes, spNMPackedBytes)
+    var nmPack = sp_nm_pack; implements(&nmPack, spNMPack)
+    var nmPackedMatmul = sp_nm_packed_matmul_f32; implements(&nmPackedMatmul, spNMPackedMatmulF32)
     var nmCompact = sp_nm_compact; implements(&nmCompact, spNMCompact)
     var maskCompact = sp_mask_compact; implements(&maskCompact, spMaskCompact)
     var applyMask = sp_apply_mask_f32; implements(&applyMask, spApplyMaskF32)

@@ -37,3 +37,30 @@ import Testing
     #expect(sp_quantized_matmul_i8(weights, 1, 2, scale, nil, [2, 1], 2, 1, &y) == SP_OK)
     #expect(abs(y[0] - 4) < 0.05)
 }
+
+@Test func nmPackedLayoutProductMatchesTheRowMajorKernel() {
+    // 3 rows of 2:4 over 8 columns, x of 8 columns (the packed product's smallest tile).
+    let values: [Float] = [1, 2, 3, 4, -1, 0.5, 2, -3, 0.25, 8, -2, 1]
+    let groupIndices: [UInt8] = [0, 1, 2, 3, 1, 3, 0, 2, 0, 3, 1, 2]
+    let x: [Float] = (0 ..< 64).map { Float($0 % 7) - 3 }
+    var bytes: Int64 = -1
+    #expect(sp_nm_packed_bytes(3, 8, 2, 4, &bytes) == SP_OK)
+    #expect(bytes == 3 * 4 * 5)  // one block: 4 values + 4 indices per row
+    var packed = [UInt8](repeating: 0xFF, count: Int(bytes))
+    #expect(sp_nm_pack(3, 8, 2, 4, values, groupIndices, &packed, bytes) == SP_OK)
+    // Row 0's record: its four float32 values, then its four indices.
+    #expect(Array(packed[16 ..< 20]) == [0, 1, 2, 3])
+    var rowMajor = [Float](repeating: 0, count: 24), fromPacked = [Float](repeating: -1, count: 24)
+    #expect(sp_nm_matmul_f32(3, 8, 2, 4, values, groupIndices, x, 8, 8, &rowMajor) == SP_OK)
+    #expect(sp_nm_packed_matmul_f32(3, 8, 2, 4, packed, bytes, x, 8, 8, &fromPacked) == SP_OK)
+    #expect(fromPacked == rowMajor)
+    // Statuses, not traps: a wrong size, NULL, an index >= m, x of the wrong height.
+    #expect(sp_nm_packed_matmul_f32(3, 8, 2, 4, packed, bytes - 4, x, 8, 8, &fromPacked) == SP_ERR_VALUE)
+    #expect(sp_nm_packed_matmul_f32(3, 8, 2, 4, nil, bytes, x, 8, 8, &fromPacked) == SP_ERR_VALUE)
+    #expect(sp_nm_packed_bytes(3, 6, 2, 4, &bytes) == SP_ERR_VALUE)
+    var corrupt = packed
+    corrupt[16] = 4
+    #expect(sp_nm_packed_matmul_f32(3, 8, 2, 4, corrupt, Int64(corrupt.count), x, 8, 8, &fromPacked) == SP_ERR_VALUE)
+    #expect(sp_nm_packed_matmul_f32(3, 8, 2, 4, packed, Int64(packed.count), x, 4, 16, &fromPacked) == SP_ERR_VALUE)
+    #expect(sp_nm_pack(3, 8, 2, 4, values, [UInt8](repeating: 4, count: 12), &packed, Int64(packed.count)) == SP_ERR_VALUE)
+}

@@ -1829,6 +1829,61 @@ error:
     return NULL;
 }
 
+/* nm_pack(values, indices, rows, cols, n, m) -> the packed matmul layout (read-only uint8 array). */
+static PyObject *core_nm_pack(PyObject *self, PyObject *args) {
+    PyObject *values_obj, *indices_obj;
+    long long rows, cols, n, m;
+    if (!PyArg_ParseTuple(args, "OOLLLL:nm_pack", &values_obj, &indices_obj, &rows, &cols, &n, &m)) return NULL;
+    PyArrayObject *values = NULL, *indices = NULL, *packed = NULL;
+    if (parse_nm(values_obj, indices_obj, &values, &indices) < 0) goto error;
+    int64_t bytes = 0;
+    sp_status status;
+    SP_CALL(status, sp_nm_packed_bytes(rows, cols, n, m, &bytes));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    /* The layout is valid here (sp_nm_packed_bytes checked it): m >= 1 and the count does not overflow. */
+    if ((long long)PyArray_SIZE(values) != rows * (cols / m) * n || PyArray_SIZE(indices) != PyArray_SIZE(values)) {
+        PyErr_SetString(PyExc_ValueError, "values and indices must hold rows * cols / m * n elements");
+        goto error;
+    }
+    npy_intp dims[1] = {(npy_intp)bytes};
+    packed = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_UINT8, 0);
+    if (packed == NULL) goto error;
+    SP_CALL(status, sp_nm_pack(rows, cols, n, m, (const float *)PyArray_DATA(values), (const uint8_t *)PyArray_DATA(indices),
+                               PyArray_DATA(packed), bytes));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    PyArray_CLEARFLAGS(packed, NPY_ARRAY_WRITEABLE);
+    Py_DECREF(values); Py_DECREF(indices);
+    return (PyObject *)packed;
+error:
+    Py_XDECREF(values); Py_XDECREF(indices); Py_XDECREF(packed);
+    return NULL;
+}
+
+/* nm_packed_matmul(packed, rows, cols, n, m, x) -> W @ x from the layout of nm_pack. */
+static PyObject *core_nm_packed_matmul(PyObject *self, PyObject *args) {
+    PyObject *packed_obj, *x_obj;
+    long long rows, cols, n, m;
+    if (!PyArg_ParseTuple(args, "OLLLLO:nm_packed_matmul", &packed_obj, &rows, &cols, &n, &m, &x_obj)) return NULL;
+    PyArrayObject *packed = NULL, *x = NULL, *y = NULL;
+    int64_t x_rows, batch;
+    packed = sparse_exact_array(packed_obj, NPY_UINT8, "packed");
+    if (packed == NULL) goto error;
+    x = sparse_activations(x_obj, &x_rows, &batch);
+    if (x == NULL) goto error;
+    if (rows < 0) { PyErr_Format(PyExc_ValueError, "rows must be >= 0, got %lld", rows); goto error; }
+    y = sparse_new_product(x, rows, batch);
+    if (y == NULL) goto error;
+    sp_status status;
+    SP_CALL(status, sp_nm_packed_matmul_f32(rows, cols, n, m, PyArray_DATA(packed), (int64_t)PyArray_NBYTES(packed),
+                                            (const float *)PyArray_DATA(x), x_rows, batch, (float *)PyArray_DATA(y)));
+    if (status != SP_OK) { raise_status(status); goto error; }
+    Py_DECREF(packed); Py_DECREF(x);
+    return (PyObject *)y;
+error:
+    Py_XDECREF(packed); Py_XDECREF(x); Py_XDECREF(y);
+    return NULL;
+}
+
 static PyObject *core_nm_to_dense(PyObject *self, PyObject *args) {
     PyObject *values_obj, *indices_obj;
     long long rows, cols, n, m;
@@ -1906,6 +1961,8 @@ error:
     {"mask_compact", core_mask_compact, METH_VARARGS, "mask_compact(values, keep, kept) -> values[keep]"},     \
     {"squared_error", core_squared_error, METH_VARARGS, "squared_error(a, b) -> (sum a^2, sum (a-b)^2); a float32, or uint16 bfloat16 bits"},     \
     {"nm_matmul", core_nm_matmul, METH_VARARGS, "nm_matmul(values, indices, rows, cols, n, m, x) -> W @ x"},        \
+    {"nm_pack", core_nm_pack, METH_VARARGS, "nm_pack(values, indices, rows, cols, n, m) -> packed layout"},       \
+    {"nm_packed_matmul", core_nm_packed_matmul, METH_VARARGS, "nm_packed_matmul(packed, rows, cols, n, m, x) -> W @ x"}, \
     {"nm_to_dense", core_nm_to_dense, METH_VARARGS, "nm_to_dense(values, indices, rows, cols, n, m) -> dense"},     \
     {"quantized_matmul", core_quantized_matmul, METH_VARARGS,                                                       \
      "quantized_matmul(values, scale, zero_point, x) -> W @ x"},

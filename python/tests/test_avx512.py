@@ -89,8 +89,11 @@ for rows, columns, batch in SHAPES:
     for n, m in [(2, 4), (3, 8)]:
         if columns % m == 0:
             nm = nm_prune(w, n, m)
-            check(f"nm{n}{m} {rows} {columns} {batch}", sp.NMSparseMatrix.from_dense(nm, n=n, m=m).matmul(x),
-                  dense_product(nm, x), columns)
+            matrix = sp.NMSparseMatrix.from_dense(nm, n=n, m=m)
+            check(f"nm{n}{m} {rows} {columns} {batch}", matrix.matmul(x), dense_product(nm, x), columns)
+            # The row-major kernel (AVX512Kernels.nmRows), which matmul leaves for the packed layout at >= 8 columns.
+            check(f"nm{n}{m} row-major {rows} {columns} {batch}",
+                  _core.nm_matmul(matrix.values, matrix.indices, rows, columns, n, m, x), dense_product(nm, x), columns)
     scale = (np.abs(w).max(axis=1) / 127).astype(np.float32)
     values = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
     zero_point = (np.arange(rows) % 5 - 2).astype(np.int32)

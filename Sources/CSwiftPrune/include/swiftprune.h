@@ -661,6 +661,28 @@ sp_status sp_mask_compact(const void *values, int64_t element_bytes, const uint8
 sp_status sp_nm_matmul_f32(int64_t rows, int64_t cols, int64_t n, int64_t m, const float *values,
                            const uint8_t *indices, const float *x, int64_t x_rows, int64_t batch, float *y);
 
+/**
+ * The matmul layout of an N:M matrix (NMPackedLayout in the Swift module): values
+ * and indices regrouped in the order the product reads them. *bytes_out = its size.
+ * SP_ERR_VALUE: bad layout; SP_ERR_MEMORY: a size that overflows.
+ */
+sp_status sp_nm_packed_bytes(int64_t rows, int64_t cols, int64_t n, int64_t m, int64_t *bytes_out);
+
+/**
+ * Fills packed_out (packed_bytes = sp_nm_packed_bytes) from values, indices as
+ * from sp_nm_compress_f32. SP_ERR_VALUE: bad layout or sizes, an index >= m.
+ */
+sp_status sp_nm_pack(int64_t rows, int64_t cols, int64_t n, int64_t m, const float *values, const uint8_t *indices,
+                     void *packed_out, int64_t packed_bytes);
+
+/**
+ * y = W @ x from the packed layout (sp_nm_pack): the sums of sp_nm_matmul_f32.
+ * SP_ERR_VALUE: bad layout or sizes, x_rows != cols, an index >= m in packed;
+ * SP_ERR_MEMORY: no room for the copy of x (cols x 64 floats).
+ */
+sp_status sp_nm_packed_matmul_f32(int64_t rows, int64_t cols, int64_t n, int64_t m, const void *packed,
+                                  int64_t packed_bytes, const float *x, int64_t x_rows, int64_t batch, float *y);
+
 /** The dense rows x cols matrix of an N:M matrix into out. Errors as sp_nm_matmul_f32. */
 sp_status sp_nm_to_dense_f32(int64_t rows, int64_t cols, int64_t n, int64_t m, const float *values,
                              const uint8_t *indices, float *out);

@@ -1,0 +1,186 @@
+import SwiftPrunePrefetch
+
+extension NMPackedLayout {
+    /// Bytes ahead of the record in use that the product prefetches: about
+    /// three 2:4 records (measured: 1 KiB ahead 22 ms, none 25 ms, 4 KiB 27 ms).
+    static let prefetchDistance = 1024
+
+    /// `y = W @ x` from the packed layout of an N:M matrix, `x` C-order
+    /// `(xRows, batch)` with `xRows == columns`, `y` `(rows, batch)`.
+    ///
+    /// `x` is copied, 64 columns at a time, into a 64-byte-aligned panel
+    /// (rows `SharedSparsePanel.stride` floats apart) shared by every worker;
+    /// workers take whole chunks of rows and stream their records in order.
+    /// The sums are those of the row-major kernel,
+    /// ``NMSparseMatrix/matmul(rows:columns:n:m:values:groupIndices:x:xRows:batch:y:)``:
+    /// bit for bit for 64-column tiles (one fused multiply-add per kept weight,
+    /// in column order), within float32 rounding for narrower ones (whose two
+    /// accumulator chains are combined per block of 128 columns here, per
+    /// L1-sized block there).
+    /// - Throws: ``SwiftPruneError`` on a size or shape mismatch, a group
+    ///   index `>= m` in `packed`, or `.outOfMemory` for the panel.
+    public static func matmul(
+        rows: Int, columns: Int, n: Int, m: Int, packed: UnsafeRawBufferPointer,
+        x: UnsafeBufferPointer<Float>, xRows: Int, batch: Int, y: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        let bytes = try byteCount(rows: rows, columns: columns, n: n, m: m)
+        guard packed.count == bytes else {
+            throw SwiftPruneError.value("the packed N:M layout needs \(bytes) bytes, got \(packed.count)")
+        }
+        let outputs = try checkMatmulShapes(rows: rows, columns: columns, xRows: xRows, n: batch, xCount: x.count, yCount: y.count)
+        guard outputs > 0 else { return }
+        guard columns > 0, let xBase = x.baseAddress, let yBase = y.baseAddress, let base = packed.baseAddress else {
+            y.update(repeating: 0)
+            return
+        }
+        let stride = SharedSparsePanel.stride(batch: batch)
+        let panel = try FallibleAllocation.allocate(Float.self, count: columns &* stride, "the N:M product's x panel")
+        defer { FallibleAllocation.free(panel) }
+        let chunks = (rows + rowChunk - 1) / rowChunk
+        let work = rows &* (columns / m * n) &* batch
+        let workers = min(chunks, Threading.workerCount(for: work, minimumPerWorker: 1 << 16))
+        let layout = ProductLayout(rows: rows, columns: columns, n: n, m: m, rowBytes: rowBytes(columns: columns, n: n, m: m),
+                                   end: base + bytes)
+        var valid = [Bool](repeating: true, count: workers)
+        var tileStart = 0
+        while tileStart < batch {
+            let width = min(64, batch &- tileStart)
+            SharedSparsePanel.copy(x: xBase, batch: batch, rows: 0 ..< columns, tileStart: tileStart, width: width,
+                                   stride: stride, into: panel)
+            valid.withUnsafeMutableBufferPointer { validOut in
+                parallelFor(workers: workers) { worker in
+                    validOut[worker] = layout.product(
+                        chunks: partitionRange(chunks, parts: workers, index: worker), packed: base, panel: panel,
+                        stride: stride, width: width, y: yBase + tileStart, yStride: batch)
+                }
+            }
+            guard !valid.contains(false) else { throw SwiftPruneError.value("a group index in the packed layout is >= m = \(m)") }
+            tileStart &+= 64
+        }
+    }
+}
+
+/// One product's constants, and the loop over a worker's chunks.
+private struct ProductLayout {
+    let rows: Int
+    let columns: Int
+    let n: Int
+    let m: Int
+    let rowBytes: Int
+    let end: UnsafeRawPointer
+
+    /// `y[rows of chunks, 0 ..< width] = W @ panel` for the panel's `width`
+    /// columns; false (and the rest skipped) at a record holding an index `>= m`.
+    @inline(__always)
+    func product(chunks: Range<Int>, packed: UnsafeRawPointer, panel: UnsafePointer<Float>, stride: Int, width: Int,
+                 y: UnsafeMutablePointer<Float>, yStride: Int) -> Bool {
+        let depth = NMPackedLayout.blockDepth(m: m)
+        let chunk = NMPackedLayout.rowChunk
+        let twoOfFour = n == 2 && m == 4 && width == 64
+        let shift = n & (n &- 1) == 0 ? n.trailingZeroBitCount : -1
+        var record = packed + chunks.lowerBound &* chunk &* rowBytes
+        for c in chunks {
+            let c0 = c &* chunk, c1 = min(rows, c0 &+ chunk)
+            var k0 = 0
+            while k0 < columns {
+                let count = (min(columns, k0 &+ depth) &- k0) / m &* n
+                let bytes = NMPackedLayout.recordBytes(count: count)
+                let block = panel + k0 &* stride
+                for row in c0 ..< c1 {
+                    prefetch(record + NMPackedLayout.prefetchDistance, bytes)
+                    let values = record.assumingMemoryBound(to: Float.self)
+                    let indices = (record + count &* 4).assumingMemoryBound(to: UInt8.self)
+                    guard indicesBelow(m, indices, count) else { return false }
+                    let yRow = y + row &* yStride
+                    if twoOfFour {
+                        twoOfFourRow64(values: values, indices: indices, groups: count &>> 1, x: block, stride: stride,
+                                       y: yRow, accumulate: k0 > 0)
+                    } else {
+                        sparseRowTimesDense(values: values,
+                                            columns: GroupColumns(indices: indices, n: n, m: m, shift: shift, firstColumn: 0),
+                                            count: count, x: block, stride: stride, width: width, y: yRow,
+                                            accumulate: k0 > 0)
+                    }
+                    record += bytes
+                }
+                k0 &+= depth
+            }
+        }
+        return true
+    }
+
+    /// Prefetches the `bytes` bytes from `start` that lie inside the layout.
+    @inline(__always)
+    func prefetch(_ start: UnsafeRawPointer, _ bytes: Int) {
+        var line = start
+        let stop = min(start + bytes, end)
+        while line < stop {
+            swiftprune_prefetch_read(line)
+            line += 64
+        }
+    }
+}
+
+/// Whether the `count` indices from `p` are all `< m` (checked before any is used as an offset).
+@inline(__always)
+private func indicesBelow(_ m: Int, _ p: UnsafePointer<UInt8>, _ count: Int) -> Bool {
+    var largest = SIMD16<UInt8>()
+    var t = 0
+    while t &+ 16 <= count {
+        largest = pointwiseMax(largest, UnsafeRawPointer(p + t).loadUnaligned(as: SIMD16<UInt8>.self))
+        t &+= 16
+    }
+    var top = largest.max()
+    while t < count {
+        top = max(top, p[t])
+        t &+= 1
+    }
+    return Int(top) < m
+}
+
+/// One 2:4 record times a 64-column block of `x`: `y[0 ..< 64] (+)= Σ_g
+/// v[2g] · x[4g + i[2g]] + v[2g+1] · x[4g + i[2g+1]]` (`x` rows `stride`
+/// floats apart). A group's two rows of `x` are found by offsetting the
+/// group's first row, so decoding an index is a byte load and a multiply; the
+/// 64 outputs stay in eight AVX2 registers, each nonzero one broadcast and
+/// eight fused multiply-adds in column order (the same sums as
+/// ``sparseRowTimesDense``).
+@inline(__always)
+private func twoOfFourRow64(
+    values: UnsafePointer<Float>, indices: UnsafePointer<UInt8>, groups: Int, x: UnsafePointer<Float>, stride: Int,
+    y: UnsafeMutablePointer<Float>, accumulate: Bool
+) {
+    @inline(__always) func load(_ p: UnsafeRawPointer, _ lane: Int) -> SIMD8<Float> {
+        p.loadUnaligned(fromByteOffset: lane &* 32, as: SIMD8<Float>.self)
+    }
+    let yRaw = UnsafeMutableRawPointer(y)
+    var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+    if accumulate {
+        a0 = load(yRaw, 0); a1 = load(yRaw, 1); a2 = load(yRaw, 2); a3 = load(yRaw, 3)
+        a4 = load(yRaw, 4); a5 = load(yRaw, 5); a6 = load(yRaw, 6); a7 = load(yRaw, 7)
+    }
+    let rowBytes = stride &* 4
+    var group = UnsafeRawPointer(x)
+    var v = values, i = indices
+    let end = values + groups &* 2
+    while v < end {
+        let p0 = group + Int(i[0]) &* rowBytes, p1 = group + Int(i[1]) &* rowBytes
+        let s0 = SIMD8<Float>(repeating: v[0])
+        a0.addProduct(s0, load(p0, 0)); a1.addProduct(s0, load(p0, 1)); a2.addProduct(s0, load(p0, 2)); a3.addProduct(s0, load(p0, 3))
+        a4.addProduct(s0, load(p0, 4)); a5.addProduct(s0, load(p0, 5)); a6.addProduct(s0, load(p0, 6)); a7.addProduct(s0, load(p0, 7))
+        let s1 = SIMD8<Float>(repeating: v[1])
+        a0.addProduct(s1, load(p1, 0)); a1.addProduct(s1, load(p1, 1)); a2.addProduct(s1, load(p1, 2)); a3.addProduct(s1, load(p1, 3))
+        a4.addProduct(s1, load(p1, 4)); a5.addProduct(s1, load(p1, 5)); a6.addProduct(s1, load(p1, 6)); a7.addProduct(s1, load(p1, 7))
+        v += 2
+        i += 2
+        group += 4 &* rowBytes
+    }
+    yRaw.storeBytes(of: a0, as: SIMD8<Float>.self)
+    yRaw.storeBytes(of: a1, toByteOffset: 32, as: SIMD8<Float>.self)
+    yRaw.storeBytes(of: a2, toByteOffset: 64, as: SIMD8<Float>.self)
+    yRaw.storeBytes(of: a3, toByteOffset: 96, as: SIMD8<Float>.self)
+    yRaw.storeBytes(of: a4, toByteOffset: 128, as: SIMD8<Float>.self)
+    yRaw.storeBytes(of: a5, toByteOffset: 160, as: SIMD8<Float>.self)
+    yRaw.storeBytes(of: a6, toByteOffset: 192, as: SIMD8<Float>.self)
+    yRaw.storeBytes(of: a7, toByteOffset: 224, as: SIMD8<Float>.self)
+}
