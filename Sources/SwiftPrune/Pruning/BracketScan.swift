@@ -7,10 +7,30 @@ import _Builtin_intrinsics.intel
 /// for the exact resolution, and `guess` (the sample's estimate of the
 /// threshold) decides the provisional mask byte `key > guess`, which the
 /// resolution then corrects only where the exact threshold disagrees.
+/// The scan also counts the recorded keys in ``bucketCount`` (at most 4096,
+/// an L1-resident histogram) buckets of `2^shift` keys from `lo`, so the
+/// resolution knows which bucket holds the threshold before it reads a record.
 struct MagnitudeBracket<Key: FixedWidthInteger & UnsignedInteger> {
     let lo: Key
     let guess: Key
     let hi: Key
+    let shift: Int
+    let bucketCount: Int
+
+    init(lo: Key, guess: Key, hi: Key) {
+        self.lo = lo
+        self.guess = guess
+        self.hi = hi
+        let span = UInt64(truncatingIfNeeded: hi &- lo)
+        shift = max(0, (64 - span.leadingZeroBitCount) - 12)
+        bucketCount = Int(truncatingIfNeeded: span >> UInt64(shift)) + 1
+    }
+
+    /// The histogram bucket of a key in `[lo, hi]`.
+    @inline(__always)
+    func bucket(_ key: Key) -> Int {
+        Int(truncatingIfNeeded: UInt64(truncatingIfNeeded: key &- lo) >> UInt64(shift))
+    }
 }
 
 /// The hot loop of the one-pass (sampled) magnitude-mask writer, over
@@ -18,7 +38,7 @@ struct MagnitudeBracket<Key: FixedWidthInteger & UnsignedInteger> {
 /// keys below `bracket.lo`, tracks the largest key (NaN/Inf watch) and
 /// records, in increasing order, every entry whose key is inside
 /// `[lo, hi]`: its key into `keys` and its mask address into `places` (both
-/// with room for `count`). Returns the largest key, the count below and the
+/// with room for `count`), and counts it in its bucket of `histogram`. Returns the largest key, the count below and the
 /// number recorded.
 ///
 /// Float32 runs 32 keys per step in AVX2 (compares, a movemask for the rare
@@ -32,7 +52,8 @@ struct MagnitudeBracket<Key: FixedWidthInteger & UnsignedInteger> {
 func scanMagnitudeBracket<S: MagnitudeOrdered>(
     _ v: UnsafePointer<S>, _ count: Int, _ bracket: MagnitudeBracket<S.MagnitudeKey>,
     mask: UnsafeMutablePointer<Bool>, streamed: Bool,
-    keys: UnsafeMutablePointer<UInt64>, places: UnsafeMutablePointer<UnsafeMutablePointer<Bool>>
+    keys: UnsafeMutablePointer<UInt64>, places: UnsafeMutablePointer<UnsafeMutablePointer<Bool>>,
+    histogram: UnsafeMutablePointer<UInt32>
 ) -> (worst: S.MagnitudeKey, below: Int, found: Int) {
     var start = 0
     var worst: S.MagnitudeKey = 0
@@ -43,7 +64,8 @@ func scanMagnitudeBracket<S: MagnitudeOrdered>(
         let (vectorWorst, vectorBelow, vectorFound, done) = scanFloatBracket(
             UnsafeRawPointer(v).assumingMemoryBound(to: Float.self), count,
             lo: UInt32(truncatingIfNeeded: bracket.lo), guess: UInt32(truncatingIfNeeded: bracket.guess),
-            hi: UInt32(truncatingIfNeeded: bracket.hi), mask: mask, streamed: streamed, keys: keys, places: places)
+            hi: UInt32(truncatingIfNeeded: bracket.hi), shift: UInt32(truncatingIfNeeded: bracket.shift),
+            mask: mask, streamed: streamed, keys: keys, places: places, histogram: histogram)
         worst = S.MagnitudeKey(truncatingIfNeeded: vectorWorst)
         below = vectorBelow
         found = vectorFound
@@ -60,6 +82,7 @@ func scanMagnitudeBracket<S: MagnitudeOrdered>(
         } else if key <= hi {
             keys[found] = UInt64(truncatingIfNeeded: key)
             places[found] = mask + i
+            histogram[bracket.bucket(key)] &+= 1
             found &+= 1
         }
     }
@@ -68,14 +91,16 @@ func scanMagnitudeBracket<S: MagnitudeOrdered>(
 
 #if arch(x86_64)
 /// The float32 keys of ``scanMagnitudeBracket`` in steps of 32; returns the
-/// largest key, the count below `lo`, the records written and how many
+/// largest key, the count below `lo`, the records written (and counted in
+/// `histogram`, buckets of `2^shift` keys from `lo`) and how many
 /// values it covered (a multiple of 32; the caller finishes the rest).
 /// `lo` and `guess` are keys (below 2^31); `hi` may be `UInt32.max`.
 @inline(__always)
 private func scanFloatBracket(
-    _ v: UnsafePointer<Float>, _ count: Int, lo: UInt32, guess: UInt32, hi: UInt32,
+    _ v: UnsafePointer<Float>, _ count: Int, lo: UInt32, guess: UInt32, hi: UInt32, shift: UInt32,
     mask: UnsafeMutablePointer<Bool>, streamed: Bool,
-    keys: UnsafeMutablePointer<UInt64>, places: UnsafeMutablePointer<UnsafeMutablePointer<Bool>>
+    keys: UnsafeMutablePointer<UInt64>, places: UnsafeMutablePointer<UnsafeMutablePointer<Bool>>,
+    histogram: UnsafeMutablePointer<UInt32>
 ) -> (UInt32, Int, Int, Int) {
     // Keys have the sign bit clear, so signed 32-bit compares order them; a
     // bound above every key (hi == max) is clamped to the largest key.
@@ -115,8 +140,10 @@ private func scanFloatBracket(
         var inside = ~(outside(g0, l0) | outside(g1, l1) << 8 | outside(g2, l2) << 16 | outside(g3, l3) << 24)
         while inside != 0 {
             let at = i &+ inside.trailingZeroBitCount
-            keys[found] = UInt64(v[at].bitPattern & 0x7FFF_FFFF)
+            let key = v[at].bitPattern & 0x7FFF_FFFF
+            keys[found] = UInt64(key)
             places[found] = mask + at
+            histogram[Int(truncatingIfNeeded: (key &- lo) &>> shift)] &+= 1
             found &+= 1
             inside &= inside &- 1
         }

@@ -1,4 +1,5 @@
 import Synchronization
+import SwiftPrunePrefetch
 
 /// The keep-masks of ``writeMagnitudeMasks(_:prune:into:)`` in one pass over
 /// the data for large inputs (sample select, after Floyd and Rivest).
@@ -10,7 +11,7 @@ import Synchronization
 /// the entries inside the range (key and mask address, in flat order) and
 /// looks for NaN/Inf; the recorded entries are resolved exactly, the lower
 /// flat index first among equal keys, by rewriting only the bytes between
-/// `guess` and the exact threshold (``resolveBracket(_:prune:lo:guess:hi:)``).
+/// `guess` and the exact threshold (``resolveBracket(_:histogram:prune:lo:guess:shift:)``).
 /// If the bracket missed (odds ~1e-4) or holds too many entries (many equal
 /// values), the two-pass writer redoes the work, so the result never depends
 /// on the sample.
@@ -50,6 +51,12 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
         let end = data.offsets[segment + 1], offset = UInt64(data.offsets[segment])
         guard let base = values.baseAddress else { continue }
         while s < sampleCount && sample[s] < UInt64(end) {
+            // A prefetch a few positions ahead: the misses overlap without
+            // waiting for the loads in between to retire.
+            let ahead = s &+ 32
+            if ahead < sampleCount && sample[ahead] < UInt64(end) {
+                swiftprune_prefetch_read(base + Int(truncatingIfNeeded: sample[ahead] &- offset))
+            }
             sample[s] = UInt64(base[Int(truncatingIfNeeded: sample[s] &- offset)].magnitudeKey)
             s &+= 1
         }
@@ -57,22 +64,13 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     let center = Double(k) / Double(total) * Double(sampleCount)
     let spread = 2 * Double(sampleCount).squareRoot() + 16  // 4σ of the sample rank (σ <= √n / 2)
     let lowRank = Int((center - spread).rounded(.down)), highRank = Int((center + spread).rounded(.up))
-    // Three selections on the one sample, each on what the previous left: quickselect
-    // leaves everything after the rank it found at or above it (and before, at or below).
-    var upperStart = 0, upperEnd = sampleCount
-    var lo: UInt64 = 0, hi: UInt64 = .max
-    if lowRank >= 0 {
-        lo = quickselect(sample, count: sampleCount, rank: lowRank)
-        upperStart = lowRank + 1
-    }
-    if highRank < sampleCount {
-        hi = quickselect(sample + upperStart, count: sampleCount - upperStart, rank: highRank - upperStart)
-        upperEnd = highRank
-    }
-    // The provisional threshold: the sample's own estimate of the k-th smallest (spread >= 16
-    // keeps upperStart < upperEnd).
-    let guessRank = min(max(Int(center.rounded(.down)), upperStart), upperEnd - 1)
-    let guess = quickselect(sample + upperStart, count: upperEnd - upperStart, rank: guessRank - upperStart)
+    // The three ranks straight from the sorted sample (spread >= 16 keeps
+    // lowRank < guessRank < highRank).
+    try radixSortKeys(sample, count: sampleCount, keyBits: S.magnitudeKeyBits)
+    let lo: UInt64 = lowRank < 0 ? 0 : sample[lowRank]
+    let hi: UInt64 = highRank >= sampleCount ? .max : sample[highRank]
+    // The provisional threshold: the sample's own estimate of the k-th smallest.
+    let guess = sample[min(max(Int(center.rounded(.down)), 0), sampleCount - 1)]
     let bracket = MagnitudeBracket(lo: S.MagnitudeKey(truncatingIfNeeded: lo),
                                    guess: S.MagnitudeKey(truncatingIfNeeded: guess),
                                    hi: hi == .max ? S.MagnitudeKey.max : S.MagnitudeKey(truncatingIfNeeded: hi))
@@ -85,6 +83,9 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     // Each worker records into its own arrays, sized for the expected count
     // up front and grown (fallibly) past it.
     let records = try (0 ..< workers).map { _ in try BracketRecords(capacity: Int(expected * 1.25) + chunk) }
+    let histograms = try FallibleAllocation.allocate(UInt32.self, count: workers * bracket.bucketCount, "the magnitude bracket")
+    defer { FallibleAllocation.free(histograms) }
+    histograms.initialize(repeating: 0, count: workers * bracket.bucketCount)
     var belowCounts = [Int](repeating: 0, count: workers)
     var failed = [Bool](repeating: false, count: workers)
     var worstKeys = [S.MagnitudeKey](repeating: 0, count: workers)
@@ -92,7 +93,7 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
         failed.withUnsafeMutableBufferPointer { failedOut in
             worstKeys.withUnsafeMutableBufferPointer { worstOut in
                 parallelFor(workers: workers) { worker in
-                    let mine = records[worker]
+                    let mine = records[worker], histogram = histograms + worker * bracket.bucketCount
                     var below = 0, worst: S.MagnitudeKey = 0, overflow = false
                     // Pieces collected first: the hot loop below mutates locals, not closure captures.
                     var pieces: [(Int, Range<Int>)] = []
@@ -114,7 +115,7 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
                             guard mine.reserve(count) else { overflow = true; break pieceLoop }
                             let (chunkWorst, chunkBelow, found) = scanMagnitudeBracket(
                                 values + start, count, bracket, mask: mask + start, streamed: streamed,
-                                keys: mine.keys + mine.count, places: mine.places + mine.count)
+                                keys: mine.keys + mine.count, places: mine.places + mine.count, histogram: histogram)
                             worst = max(worst, chunkWorst)
                             below &+= chunkBelow
                             mine.count += found
@@ -145,17 +146,26 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
         try writeMagnitudeMasksTwoPass(data, prune: k, into: masks)
         return
     }
-    try resolveBracket(records, prune: k - below, lo: lo, guess: guess, hi: hi == .max ? UInt64(S.MagnitudeKey.max) : hi)
+    var histogram = [Int](repeating: 0, count: bracket.bucketCount)
+    for worker in 0 ..< workers {
+        for b in 0 ..< bracket.bucketCount { histogram[b] &+= Int(histograms[worker * bracket.bucketCount + b]) }
+    }
+    try resolveBracket(records, histogram: histogram, prune: k - below, lo: UInt64(truncatingIfNeeded: bracket.lo),
+                       guess: UInt64(truncatingIfNeeded: bracket.guess), shift: bracket.shift)
 }
 
 /// Corrects the provisional mask bytes (`key > guess`) of the recorded
 /// bracket entries: the `need` smallest recorded keys are pruned, the lower
-/// flat index first among equal keys, the rest kept. Only the bytes the
-/// exact threshold decides otherwise than `guess` are written — the entries
-/// between the two thresholds, a small part of the bracket — and no branch
-/// depends on where a key falls, so the loop neither mispredicts nor
-/// touches mask lines it does not change.
-func resolveBracket(_ records: [BracketRecords], prune need: Int, lo: UInt64, guess: UInt64, hi: UInt64) throws {
+/// flat index first among equal keys, the rest kept. `histogram` counts the
+/// records in buckets of `2^shift` keys from `lo` (the scan's), so one pass
+/// over the records settles every entry outside the bucket holding the
+/// threshold and gathers that bucket's few entries, which quickselect then
+/// settles exactly. Only the bytes decided otherwise than by `guess` are
+/// written — the entries between `guess` and the threshold, a small part of
+/// the bracket — with write prefetches ahead of them: they sit in mask lines
+/// the streaming stores sent to memory.
+func resolveBracket(_ records: [BracketRecords], histogram: [Int], prune need: Int, lo: UInt64, guess: UInt64,
+                    shift: Int) throws {
     guard need > 0 else {
         // Nothing in the bracket is pruned.
         for mine in records {
@@ -163,25 +173,54 @@ func resolveBracket(_ records: [BracketRecords], prune need: Int, lo: UInt64, gu
         }
         return
     }
-    let (threshold, countBelow) = try bracketSelect(records.map(\.keyBuffer), rank: need - 1, lo: lo, hi: hi)
-    var equal = 0
+    var below = 0, chosen = 0
+    while below &+ histogram[chosen] < need { below &+= histogram[chosen]; chosen &+= 1 }
+    let size = histogram[chosen]
+    let bucketKeys = try FallibleAllocation.allocate(UInt64.self, count: 2 * size, "the magnitude bracket")
+    defer { FallibleAllocation.free(bucketKeys) }
+    let bucketPlaces = try FallibleAllocation.allocate(UnsafeMutablePointer<Bool>.self, count: size, "the magnitude bracket")
+    defer { FallibleAllocation.free(bucketPlaces) }
+    let bucketShift = UInt64(shift)
+    @inline(__always) func bucket(_ key: UInt64) -> Int { Int(truncatingIfNeeded: (key &- lo) >> bucketShift) }
+    // Outside the chosen bucket the decision is the bucket's side of it.
+    var gathered = 0
+    let lookahead = 16
     for mine in records {
-        let keys = mine.keys, places = mine.places
-        for c in 0 ..< mine.count {
-            let key = keys[c]
-            let keep = key > threshold  // entries equal to the threshold: pruned here, some kept below
-            if keep != (key > guess) { places[c].pointee = keep }
-            equal &+= key == threshold ? 1 : 0
+        let keys = mine.keys, places = mine.places, n = mine.count
+        for c in 0 ..< n {
+            let ahead = c &+ lookahead
+            if ahead < n {
+                let future = keys[ahead], side = bucket(future)
+                if side != chosen && (side > chosen) != (future > guess) { swiftprune_prefetch_write(places[ahead]) }
+            }
+            let key = keys[c], side = bucket(key)
+            if side == chosen {
+                bucketKeys[gathered] = key
+                bucketPlaces[gathered] = places[c]
+                gathered &+= 1
+            } else {
+                let keep = side > chosen
+                if keep != (key > guess) { places[c].pointee = keep }
+            }
         }
     }
-    // Entries equal to the threshold: the first `need - countBelow` (flat order) stay pruned.
-    let prunedTies = need - countBelow
-    guard equal > prunedTies else { return }
-    var seen = 0
-    for mine in records {
-        for c in 0 ..< mine.count where mine.keys[c] == threshold {
-            if seen >= prunedTies { mine.places[c].pointee = true }
-            seen += 1
+    // The chosen bucket, in flat order: the threshold by quickselect on a copy,
+    // then the first `need - countBelow` entries equal to it pruned.
+    let scratch = bucketKeys + size
+    scratch.update(from: bucketKeys, count: size)
+    let threshold = quickselect(scratch, count: size, rank: need - 1 - below)
+    var countBelow = below
+    for j in 0 ..< size where bucketKeys[j] < threshold { countBelow &+= 1 }
+    var prunedTies = need - countBelow
+    for j in 0 ..< size {
+        let key = bucketKeys[j]
+        let keep: Bool
+        if key == threshold {
+            keep = prunedTies <= 0
+            prunedTies -= 1
+        } else {
+            keep = key > threshold
         }
+        if keep != (key > guess) { bucketPlaces[j].pointee = keep }
     }
 }
