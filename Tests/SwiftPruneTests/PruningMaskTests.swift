@@ -233,21 +233,3 @@ func bracketSelectMatchesSorting(range: (UInt64, UInt64)) throws {
     }
     #expect(keys == untouched)
 }
-
-/// The sampled writer's sample sort against the standard library's sort: float32-sized
-/// keys (31 bits), float64-sized keys (63 bits), heavy ties and keys sharing their
-/// high bits (passes that move nothing are skipped).
-@Test(arguments: [31, 63])
-func radixSortKeysMatchesSorting(keyBits: Int) throws {
-    var generator = Xoshiro256StarStar(seed: 9)
-    let top = UInt64(1) << UInt64(keyBits)
-    for (count, spread) in [(0, top), (1, top), (2, top), (39_062, top), (5_000, UInt64(17)), (3_000, UInt64(1) << 20)] {
-        let keys: [UInt64] = (0 ..< count).map { _ in top - 1 - generator.uniform(below: spread) }
-        var sorted = keys
-        try sorted.withUnsafeMutableBufferPointer { buffer in
-            guard let base = buffer.baseAddress else { return }
-            try radixSortKeys(base, count: buffer.count, keyBits: keyBits)
-        }
-        #expect(sorted == keys.sorted(), "count \(count), spread \(spread)")
-    }
-}
