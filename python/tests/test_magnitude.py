@@ -132,13 +132,40 @@ import swiftprune as sp
 sys.path.insert(0, sys.argv[1])
 from _reference_pruning_core import reference_magnitude_mask
 rng = np.random.default_rng(3)
-gauss = rng.standard_normal(400_007)  # sampled: a bracket of ~28k keys, bucketed.astype(np.float32)
+gauss = rng.standard_normal(400_007).astype(np.float32)  # sampled: a bracket of ~28k keys, bucketed
 coarse = (rng.integers(-40, 41, size=100_003) / 8).astype(np.float32)  # ties at every threshold
-for w in (gauss, coarse, gauss[:50_003].astype(np.float64)):
-    for sparsity in (0.0001, 0.3, 0.5, 0.9, 0.9999):
-        assert np.array_equal(sp.magnitude_mask(w, sparsity), reference_magnitude_mask(w, sparsity)), sparsity
+for threads in (1, 2):
+    sp.set_num_threads(threads)
+    for w in (gauss, coarse, gauss[:50_003].astype(np.float64)):
+        for sparsity in (0.0001, 0.3, 0.5, 0.9, 0.9999):
+            assert np.array_equal(sp.magnitude_mask(w, sparsity), reference_magnitude_mask(w, sparsity)), sparsity
+    # Global pruning: odd-sized tensors of different scales (mask segments at every
+    # alignment, worker ranges crossing tensors) against the concatenation's mask.
+    parts = [gauss[:100_003] * 3, coarse[:7], gauss[100_003:350_004], coarse[7:]]
+    for sparsity in (0.3, 0.5, 0.97):
+        expected = reference_magnitude_mask(np.concatenate(parts), sparsity)
+        got = np.concatenate([m.ravel() for m in sp.global_magnitude_masks(parts, sparsity)])
+        assert np.array_equal(got, expected), sparsity
 print("ok")
 """
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_input_with_ties_at_the_threshold(threads):
+    # Past 2^22 entries the one-pass (sampled) writer runs: its provisional mask bytes are
+    # corrected only between the sample's estimate and the exact threshold, and equal
+    # magnitudes at the threshold are split in flat order across both workers' records.
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((1 << 22) + 13).astype(np.float32)
+    median = np.float32(np.median(np.abs(w)))
+    w[rng.choice(w.size, 5000, replace=False)] = median * rng.choice([-1, 1], 5000)
+    previous = sp.get_num_threads()
+    sp.set_num_threads(threads)
+    try:
+        for sparsity in (0.5, 0.5 - 1000 / w.size, 0.9):
+            np.testing.assert_array_equal(sp.magnitude_mask(w, sparsity), reference_magnitude_mask(w, sparsity))
+    finally:
+        sp.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("writer", ["sampled", "two-pass", "three-pass"])

@@ -1,14 +1,20 @@
+import Synchronization
+import SwiftPrunePrefetch
+
 /// The keep-masks of ``writeMagnitudeMasks(_:prune:into:)`` in one pass over
 /// the data for large inputs (sample select, after Floyd and Rivest).
 ///
 /// A seeded, stratified random sample of up to 2^18 magnitudes brackets the `k`-th smallest
 /// in a narrow key range `[lo, hi]` (±4 standard deviations of the sample
-/// rank). One pass then writes every mask entry outside the range (`< lo`
-/// pruned, `> hi` kept), records the entries inside it (key and mask address,
-/// in flat order) and looks for NaN/Inf; the recorded entries are resolved
-/// exactly, the lower flat index first among equal keys. If the bracket
-/// missed (odds ~1e-4) or holds too many entries (many equal values), the
-/// two-pass writer redoes the work, so the result never depends on the sample.
+/// rank) and estimates it (`guess`). One pass then writes every mask byte as
+/// `key > guess` — final outside the range — with streaming stores, records
+/// the entries inside the range (key and mask address, in flat order) and
+/// looks for NaN/Inf; the recorded entries are resolved exactly, the lower
+/// flat index first among equal keys, by rewriting only the bytes between
+/// `guess` and the exact threshold (``resolveBracket(_:histogram:prune:lo:guess:shift:)``).
+/// If the bracket missed (odds ~1e-4) or holds too many entries (many equal
+/// values), the two-pass writer redoes the work, so the result never depends
+/// on the sample.
 /// Below `minimumCount` entries (default 2^24) the sample's fixed cost is not
 /// repaid and the two-pass writer runs directly.
 @_specialize(where S == Float)
@@ -45,6 +51,12 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
         let end = data.offsets[segment + 1], offset = UInt64(data.offsets[segment])
         guard let base = values.baseAddress else { continue }
         while s < sampleCount && sample[s] < UInt64(end) {
+            // A prefetch a few positions ahead: the misses overlap without
+            // waiting for the loads in between to retire.
+            let ahead = s &+ 32
+            if ahead < sampleCount && sample[ahead] < UInt64(end) {
+                swiftprune_prefetch_read(base + Int(truncatingIfNeeded: sample[ahead] &- offset))
+            }
             sample[s] = UInt64(base[Int(truncatingIfNeeded: sample[s] &- offset)].magnitudeKey)
             s &+= 1
         }
@@ -52,76 +64,90 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     let center = Double(k) / Double(total) * Double(sampleCount)
     let spread = 2 * Double(sampleCount).squareRoot() + 16  // 4σ of the sample rank (σ <= √n / 2)
     let lowRank = Int((center - spread).rounded(.down)), highRank = Int((center + spread).rounded(.up))
-    let lo: UInt64 = lowRank < 0 ? 0 : quickselect(sample, count: sampleCount, rank: lowRank)
-    let hi: UInt64 = highRank >= sampleCount ? .max : quickselect(sample, count: sampleCount, rank: highRank)
-    let loKey = S.MagnitudeKey(truncatingIfNeeded: lo)
-    let hiKey = hi == .max ? S.MagnitudeKey.max : S.MagnitudeKey(truncatingIfNeeded: hi)
+    // Three selections on the one sample, each on what the previous left: quickselect
+    // leaves everything after the rank it found at or above it (and before, at or below).
+    // (An LSD radix sort of the sample measured slower: the top digit of magnitude keys
+    // takes few values, so its counting increments queue on the same counters.)
+    var upperStart = 0, upperEnd = sampleCount
+    var lo: UInt64 = 0, hi: UInt64 = .max
+    if lowRank >= 0 {
+        lo = quickselect(sample, count: sampleCount, rank: lowRank)
+        upperStart = lowRank + 1
+    }
+    if highRank < sampleCount {
+        hi = quickselect(sample + upperStart, count: sampleCount - upperStart, rank: highRank - upperStart)
+        upperEnd = highRank
+    }
+    // The provisional threshold: the sample's own estimate of the k-th smallest (spread >= 16
+    // keeps upperStart < upperEnd).
+    let guessRank = min(max(Int(center.rounded(.down)), upperStart), upperEnd - 1)
+    let guess = quickselect(sample + upperStart, count: upperEnd - upperStart, rank: guessRank - upperStart)
+    let bracket = MagnitudeBracket(lo: S.MagnitudeKey(truncatingIfNeeded: lo),
+                                   guess: S.MagnitudeKey(truncatingIfNeeded: guess),
+                                   hi: hi == .max ? S.MagnitudeKey.max : S.MagnitudeKey(truncatingIfNeeded: hi))
 
-    // One pass: direct writes outside [lo, hi], records inside, NaN/Inf watch.
+    // One pass: provisional mask bytes (streamed), records inside [lo, hi], NaN/Inf watch.
     let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
     let expected = Double(highRank - lowRank) / Double(sampleCount) * Double(total) / Double(workers)
     let cap = Int(4 * expected) + (1 << 16)
+    let chunk = 8192
     // Each worker records into its own arrays, sized for the expected count
     // up front and grown (fallibly) past it.
-    let recordKeys = try (0 ..< workers).map { _ in
-        try ScratchArray<UInt64>(capacity: Int(expected * 1.25) + 64, "the magnitude bracket") }
-    let recordPlaces = try (0 ..< workers).map { _ in
-        try ScratchArray<UnsafeMutablePointer<Bool>>(capacity: Int(expected * 1.25) + 64, "the magnitude bracket") }
+    let records = try (0 ..< workers).map { _ in try BracketRecords(capacity: Int(expected * 1.25) + chunk) }
+    let histograms = try FallibleAllocation.allocate(UInt32.self, count: workers * bracket.bucketCount, "the magnitude bracket")
+    defer { FallibleAllocation.free(histograms) }
+    histograms.initialize(repeating: 0, count: workers * bracket.bucketCount)
     var belowCounts = [Int](repeating: 0, count: workers)
     var failed = [Bool](repeating: false, count: workers)
     var worstKeys = [S.MagnitudeKey](repeating: 0, count: workers)
-            belowCounts.withUnsafeMutableBufferPointer { belowOut in
-                failed.withUnsafeMutableBufferPointer { failedOut in
-                    worstKeys.withUnsafeMutableBufferPointer { worstOut in
-                        parallelFor(workers: workers) { worker in
-                            let keys = recordKeys[worker], places = recordPlaces[worker]
-                            var below = 0, worst: S.MagnitudeKey = 0, overflow = false
-                            // Pieces collected first: the hot loop below mutates locals, not closure captures.
-                            var pieces: [(Int, Range<Int>)] = []
-                            data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) {
-                                pieces.append(($0, $1))
-                            }
-                            // Hits of one chunk: offsets, then keys and mask addresses, appended in bulk.
-                            let chunk = 8192
-                            let hits = UnsafeMutablePointer<UInt32>.allocate(capacity: chunk)
-                            let hitKeys = UnsafeMutablePointer<UInt64>.allocate(capacity: chunk)
-                            let hitPlaces = UnsafeMutablePointer<UnsafeMutablePointer<Bool>>.allocate(capacity: chunk)
-                            defer { hits.deallocate(); hitKeys.deallocate(); hitPlaces.deallocate() }
-                            pieceLoop: for (segment, range) in pieces {
-                                let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
-                                var start = range.lowerBound
-                                while start < range.upperBound {
-                                    let count = min(chunk, range.upperBound - start)
-                                    let v = values + start, m = mask + start
-                                    let (chunkWorst, chunkBelow, found) = scanMagnitudeBracket(
-                                        v, count, lo: loKey, hi: hiKey, mask: m, hits: hits)
-                                    worst = max(worst, chunkWorst)
-                                    below &+= chunkBelow
-                                    if found > 0 {
-                                        for h in 0 ..< found {
-                                            let i = Int(hits[h])
-                                            hitKeys[h] = UInt64(v[i].magnitudeKey)
-                                            hitPlaces[h] = m + i
-                                        }
-                                        keys.append(contentsOf: UnsafeBufferPointer(start: hitKeys, count: found))
-                                        places.append(contentsOf: UnsafeBufferPointer(start: hitPlaces, count: found))
-                                        // A runaway bracket (many equal values) stops early.
-                                        if keys.count > cap || keys.failed || places.failed { overflow = true; break pieceLoop }
-                                    }
-                                    start += count
-                                }
-                            }
-                            belowOut[worker] = below
-                            failedOut[worker] = overflow
-                            worstOut[worker] = worst
+    belowCounts.withUnsafeMutableBufferPointer { belowOut in
+        failed.withUnsafeMutableBufferPointer { failedOut in
+            worstKeys.withUnsafeMutableBufferPointer { worstOut in
+                parallelFor(workers: workers) { worker in
+                    let mine = records[worker], histogram = histograms + worker * bracket.bucketCount
+                    var below = 0, worst: S.MagnitudeKey = 0, overflow = false
+                    // Pieces collected first: the hot loop below mutates locals, not closure captures.
+                    var pieces: [(Int, Range<Int>)] = []
+                    data.forEachPiece(of: partitionRange(total, parts: workers, index: worker)) {
+                        pieces.append(($0, $1))
+                    }
+                    pieceLoop: for (segment, range) in pieces {
+                        let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
+                        var start = range.lowerBound
+                        // A short plain head up to the mask's 32-byte boundary; from there
+                        // every chunk starts aligned and streams its mask bytes.
+                        let misalignment = Int(bitPattern: mask + start) & 31
+                        var head = misalignment == 0 ? 0 : min(range.count, 32 - misalignment)
+                        while start < range.upperBound {
+                            let count = head > 0 ? head : min(chunk, range.upperBound - start)
+                            let streamed = head == 0
+                            head = 0
+                            // A refused reservation (out of memory) counts as an overflow.
+                            guard mine.reserve(count) else { overflow = true; break pieceLoop }
+                            let (chunkWorst, chunkBelow, found) = scanMagnitudeBracket(
+                                values + start, count, bracket, mask: mask + start, streamed: streamed,
+                                keys: mine.keys + mine.count, places: mine.places + mine.count, histogram: histogram)
+                            worst = max(worst, chunkWorst)
+                            below &+= chunkBelow
+                            mine.count += found
+                            // A runaway bracket (many equal values) stops early.
+                            if mine.count > cap { overflow = true; break pieceLoop }
+                            start += count
                         }
                     }
+                    // The streamed mask bytes are visible to whoever reads the mask next.
+                    atomicMemoryFence(ordering: .sequentiallyConsistent)
+                    belowOut[worker] = below
+                    failedOut[worker] = overflow
+                    worstOut[worker] = worst
                 }
             }
-    // A refused append (out of memory) counts as an overflow: the two-pass
-    // writer below needs less memory, and throws if even that is refused.
+        }
+    }
+    // An overflow or a missed bracket: the two-pass writer below needs less
+    // memory, and throws if even that is refused.
     let below = belowCounts.reduce(0, +)
-    let candidates = recordKeys.reduce(0) { $0 + $1.count }
+    let candidates = records.reduce(0) { $0 + $1.count }
     guard !failed.contains(true), below <= k, k <= below + candidates else {
         try writeMagnitudeMasksTwoPass(data, prune: k, into: masks)
         return
@@ -131,26 +157,81 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
         try writeMagnitudeMasksTwoPass(data, prune: k, into: masks)
         return
     }
+    var histogram = [Int](repeating: 0, count: bracket.bucketCount)
+    for worker in 0 ..< workers {
+        for b in 0 ..< bracket.bucketCount { histogram[b] &+= Int(histograms[worker * bracket.bucketCount + b]) }
+    }
+    try resolveBracket(records, histogram: histogram, prune: k - below, lo: UInt64(truncatingIfNeeded: bracket.lo),
+                       guess: UInt64(truncatingIfNeeded: bracket.guess), shift: bracket.shift)
+}
 
-    // Resolve the bracket: prune its `need` smallest, lower flat index first among ties.
-    let need = k - below
+/// Corrects the provisional mask bytes (`key > guess`) of the recorded
+/// bracket entries: the `need` smallest recorded keys are pruned, the lower
+/// flat index first among equal keys, the rest kept. `histogram` counts the
+/// records in buckets of `2^shift` keys from `lo` (the scan's), so one pass
+/// over the records settles every entry outside the bucket holding the
+/// threshold and gathers that bucket's few entries, which quickselect then
+/// settles exactly. Only the bytes decided otherwise than by `guess` are
+/// written — the entries between `guess` and the threshold, a small part of
+/// the bracket — with write prefetches ahead of them: they sit in mask lines
+/// the streaming stores sent to memory.
+func resolveBracket(_ records: [BracketRecords], histogram: [Int], prune need: Int, lo: UInt64, guess: UInt64,
+                    shift: Int) throws {
     guard need > 0 else {
-        for places in recordPlaces { for place in places.buffer { place.pointee = true } }
+        // Nothing in the bracket is pruned.
+        for mine in records {
+            for c in 0 ..< mine.count where mine.keys[c] <= guess { mine.places[c].pointee = true }
+        }
         return
     }
-    let (threshold, countBelow) = try bracketSelect(recordKeys.map { UnsafeBufferPointer($0.buffer) }, rank: need - 1,
-                                                    lo: lo, hi: hi == .max ? UInt64(S.MagnitudeKey.max) : hi)
-    var ties = need - countBelow
-    for (keys, places) in zip(recordKeys, recordPlaces) {
-        for (key, place) in zip(keys.buffer, places.buffer) {
-            if key < threshold {
-                place.pointee = false
-            } else if key == threshold && ties > 0 {
-                place.pointee = false
-                ties -= 1
+    var below = 0, chosen = 0
+    while below &+ histogram[chosen] < need { below &+= histogram[chosen]; chosen &+= 1 }
+    let size = histogram[chosen]
+    let bucketKeys = try FallibleAllocation.allocate(UInt64.self, count: 2 * size, "the magnitude bracket")
+    defer { FallibleAllocation.free(bucketKeys) }
+    let bucketPlaces = try FallibleAllocation.allocate(UnsafeMutablePointer<Bool>.self, count: size, "the magnitude bracket")
+    defer { FallibleAllocation.free(bucketPlaces) }
+    let bucketShift = UInt64(shift)
+    @inline(__always) func bucket(_ key: UInt64) -> Int { Int(truncatingIfNeeded: (key &- lo) >> bucketShift) }
+    // Outside the chosen bucket the decision is the bucket's side of it.
+    var gathered = 0
+    let lookahead = 16
+    for mine in records {
+        let keys = mine.keys, places = mine.places, n = mine.count
+        for c in 0 ..< n {
+            let ahead = c &+ lookahead
+            if ahead < n {
+                let future = keys[ahead], side = bucket(future)
+                if side != chosen && (side > chosen) != (future > guess) { swiftprune_prefetch_write(places[ahead]) }
+            }
+            let key = keys[c], side = bucket(key)
+            if side == chosen {
+                bucketKeys[gathered] = key
+                bucketPlaces[gathered] = places[c]
+                gathered &+= 1
             } else {
-                place.pointee = true
+                let keep = side > chosen
+                if keep != (key > guess) { places[c].pointee = keep }
             }
         }
+    }
+    // The chosen bucket, in flat order: the threshold by quickselect on a copy,
+    // then the first `need - countBelow` entries equal to it pruned.
+    let scratch = bucketKeys + size
+    scratch.update(from: bucketKeys, count: size)
+    let threshold = quickselect(scratch, count: size, rank: need - 1 - below)
+    var countBelow = below
+    for j in 0 ..< size where bucketKeys[j] < threshold { countBelow &+= 1 }
+    var prunedTies = need - countBelow
+    for j in 0 ..< size {
+        let key = bucketKeys[j]
+        let keep: Bool
+        if key == threshold {
+            keep = prunedTies <= 0
+            prunedTies -= 1
+        } else {
+            keep = key > threshold
+        }
+        if keep != (key > guess) { bucketPlaces[j].pointee = keep }
     }
 }
