@@ -1,4 +1,7 @@
 import SwiftPruneShuffle
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A big float32 matrix packed once into the AVX2 GEMM's A format, for many
 /// thin products with it (a randomized SVD's 30-odd `X · Wᵀ` and `Xᵀ · Yᵀ`).
@@ -36,7 +39,7 @@ struct PackedPanels {
         let mr = Self.mr, panels = (rows + mr - 1) / mr
         let (count, overflow) = (mr * panels).multipliedReportingOverflow(by: depth)
         guard !overflow else { throw SwiftPruneError(.outOfMemory, "packed matrix: the size overflows") }
-        let storage = try FallibleAllocation.allocate(Float.self, count: count, "the packed copy of the matrix")
+        let storage = try Self.allocate(count)
         self.storage = storage
         let workers = Threading.workerCount(for: count, minimumPerWorker: 1 << 18)
         parallelFor(workers: workers) { worker in
@@ -45,20 +48,22 @@ struct PackedPanels {
                 (storage + panel * mr * depth).update(repeating: 0, count: mr * depth)
             }
             if transposed {
-                // op(a)[i, p] = a[p · lda + i]: six contiguous values of a stored row per
-                // panel. Sixteen stored rows at a time (they stay in L2), so that each
-                // panel's 16 · 6 values are written as whole cache lines.
-                var p0 = 0
-                while p0 < depth {
-                    let p1 = min(depth, p0 + 16)
-                    for panel in mine {
-                        let first = panel * mr, valid = min(mr, rows - first)
-                        for p in p0 ..< p1 {
-                            let src = a + p * lda + first, dst = storage + panel * mr * depth + p * mr
-                            for r in 0 ..< valid { dst[r] = src[r] }
+                // op(a)[i, p] = a[p · lda + i]: six contiguous values of each stored row
+                // per panel. Eight panels (48 columns of a) at a time over all the depth:
+                // eight sequential write streams, where a pass over all panels per stored
+                // row writes 24 bytes into each of hundreds of pages.
+                var group = mine.lowerBound
+                while group < mine.upperBound {
+                    let end = min(mine.upperBound, group + 8)
+                    for p in 0 ..< depth {
+                        let src = a + p * lda
+                        for panel in group ..< end {
+                            let first = panel * mr, valid = min(mr, rows - first)
+                            let dst = storage + panel * mr * depth + p * mr
+                            for r in 0 ..< valid { dst[r] = src[first + r] }
                         }
                     }
-                    p0 = p1
+                    group = end
                 }
                 return
             }
@@ -84,6 +89,22 @@ struct PackedPanels {
     }
 
     func free() { FallibleAllocation.free(storage) }
+
+    /// `count` floats, 2 MiB-aligned and, on Linux, advised as transparent huge
+    /// pages (`MADV_HUGEPAGE`; ignored where THP is off): a fresh 16 MiB copy then
+    /// takes 8 page faults instead of 4096, and its products 8 TLB entries — the
+    /// faults of the two copies were 4% of a 2048² rank-256 call with 4 KiB pages.
+    static func allocate(_ count: Int) throws -> UnsafeMutablePointer<Float> {
+        let (bytes, overflow) = max(1, count).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
+        guard !overflow else { throw SwiftPruneError(.outOfMemory, "packed matrix: the size overflows") }
+        let huge = 1 << 21
+        let raw = try FallibleAllocation.allocate(bytes: bytes, alignment: bytes >= huge ? huge : 64,
+                                                  "the packed copy of the matrix")
+        #if os(Linux) && canImport(Glibc)
+        if bytes >= huge { _ = madvise(raw, bytes / huge * huge, MADV_HUGEPAGE) }
+        #endif
+        return raw.bindMemory(to: Float.self, capacity: max(1, count))
+    }
 
     /// `c` (`rows × n`, rows `ldc` apart) = `op(A) · bᵀ`, `b` being `n × depth`
     /// (rows `ldb` apart): a thin block of basis vectors stored as rows.
