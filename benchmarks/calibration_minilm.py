@@ -99,12 +99,13 @@ def fake_quantize_per_tensor(x, scale):
     return np.clip(np.round(x / scale), -127, 127).astype(np.float32) * np.float32(scale)
 
 
-def encode(weights, batch, capture=None, stop_after=None, activations=None):
+def encode(weights, batch, capture=None, stop_after=None, activations=None, rotations=None):
     """Mean-pooled embeddings of a batch of sentences (token id arrays, padded and masked, so the result is
     each sentence's own); `capture(name, x)` sees each linear layer's input rows of real tokens only.
     `activations` (W8A8): per layer name, `(inverse_scale or None, tensor_scale)`: the layer's input is
     multiplied by the inverse per-channel scale (SmoothQuant's, as a runtime that cannot fold it does), then
-    fake-quantized to int8 with the static per-tensor scale."""
+    fake-quantized to int8 with the static per-tensor scale. `rotations`: per weight name, the OnlineHadamard its
+    layer's input goes through first (``CompressionResult.input_rotations``; the weight then holds ``Q(W R)``)."""
     p = "embeddings."
     t = max(len(ids) for ids in batch)
     ids = np.zeros((len(batch), t), np.int64)
@@ -123,6 +124,8 @@ def encode(weights, batch, capture=None, stop_after=None, activations=None):
         if activations is not None and name + ".weight" in activations:
             inverse, scale = activations[name + ".weight"]
             x = fake_quantize_per_tensor(x if inverse is None else x * inverse, scale)
+        if rotations and name + ".weight" in rotations:
+            x = rotations[name + ".weight"].apply(x)  # the op the deployed model runs before this layer
         return x @ weights[name + ".weight"].T + weights[name + ".bias"]
 
     heads, n = 12, len(batch)
@@ -157,10 +160,10 @@ def batches(sentences, size=32):
         yield chosen, [sentences[i] for i in chosen]
 
 
-def embeddings(weights, sentences, activations=None):
+def embeddings(weights, sentences, activations=None, rotations=None):
     out = np.zeros((len(sentences), 384), np.float32)
     for positions, batch in batches(sentences):
-        out[positions] = encode(weights, batch, activations=activations)
+        out[positions] = encode(weights, batch, activations=activations, rotations=rotations)
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -546,6 +549,53 @@ def awq_onnx(weights, calib, evaluation, reference, mode, record) -> None:
     record("int4 g128 asymmetric", "same weights, NumPy encoder", mode, cos_numpy, 0.0)
 
 
+def rotation_onnx(weights, calib, evaluation, reference, mode, record) -> None:
+    """GPTQ int4 g128 (asymmetric, act-order, MSE scales) through the recipe on the ONNX encoder, the FFN output
+    layers' inputs rotated online (``rotate_input: hadamard``, blocks of 512 of the 1536): the export inserts
+    the rotation ops and onnxruntime runs the file. Its embeddings are compared with the NumPy encoder's, which
+    applies the rotations ``result.input_rotations`` lists to the quantized ``Q(Rᵀ K)`` weights: they must
+    agree to float rounding (the deployed file is right)."""
+    import tempfile
+
+    from swiftprune.export.onnx import to_onnx
+
+    model = minilm_onnx(weights)
+    feeds = [{"input_ids": ids, "position_ids": np.arange(len(ids), dtype=np.int64)} for ids in calib]
+    start = time.perf_counter()
+    calibration = sp.calibration.from_onnx(model, feeds, mode=mode)
+    gptq = {"method": "gptq", "bits": 4, "group_size": 128, "symmetric": False, "act_order": True, "mse": True}
+    ffn_out = [f"encoder.layer.{i}.output.dense.weight" for i in range(6)]  # (a glob would take attention.output too)
+    recipe = [{"quantize": gptq, "include": ffn_out, "rotate_input": "hadamard"},
+              {"quantize": gptq, "include": "encoder.*.weight", "exclude": ffn_out}]
+    base = sp.compress(calibration.weights(), [{"quantize": gptq, "include": "encoder.*.weight"}], progress=False,
+                       calibration=calibration)
+    result = sp.compress(calibration.weights(), recipe, progress=False, calibration=calibration)
+    rotations = {name: entry.rotation for name, entry in result.input_rotations.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rotated.onnx"
+        export = to_onnx(model, path, result)
+        embedded = onnx_embeddings(path, evaluation)
+        size = export.nbytes
+    seconds = time.perf_counter() - start
+    # the NumPy encoder (torch layout): the deployed weights Q(Rᵀ K)ᵀ, their layers reading x R
+    deployed = dict(weights)
+    for name in LINEAR_WEIGHTS:
+        deployed[name] = np.ascontiguousarray(result.tensors[name].dequantize().T)
+    numpy_embedded = embeddings(deployed, evaluation, rotations=rotations)
+    agreement = (embedded * numpy_embedded).sum(axis=1)
+    block = next(iter(rotations.values()))
+    print(f"ONNX encoder: {len(rotations)} layers read inputs rotated by Hadamard blocks of {block.block_size} "
+          f"({block.factors[0]} x {block.factors[1]}); {size:,} bytes; ONNX vs NumPy embeddings: cosine min "
+          f"{agreement.min():.8f} (1 - {1 - agreement.min():.1e}), max |diff| "
+          f"{np.abs(embedded - numpy_embedded).max():.1e}")
+    plain = {**weights, **{n: np.ascontiguousarray(base.weights[n].T) for n in LINEAR_WEIGHTS}}
+    record("int4 g128 asymmetric", "GPTQ act-order + mse (NumPy encoder)", mode,
+           (embeddings(plain, evaluation) * reference).sum(axis=1), 0.0)
+    record("int4 g128 asymmetric", "GPTQ act-order + mse, FFN-out rotated (onnxruntime)", mode,
+           (embedded * reference).sum(axis=1), seconds)
+    record("int4 g128 asymmetric", "same weights, NumPy encoder", mode, (numpy_embedded * reference).sum(axis=1), 0.0)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir")
@@ -559,6 +609,9 @@ def main(argv=None) -> int:
                         help="per layer of blocks 0-1: W8A8 output error, plain and SmoothQuant alpha 0.5 / 0.8")
     parser.add_argument("--onnx-awq", choices=("independent", "sequential"),
                         help="AWQ int4 g128 via the recipe on the ONNX encoder with inserted Mul ops (onnxruntime)")
+    parser.add_argument("--onnx-rotation", choices=("independent", "sequential"),
+                        help="GPTQ int4 g128 via the recipe on the ONNX encoder, the FFN output layers' inputs rotated "
+                             "online (rotate_input: hadamard; inserted ops, onnxruntime vs the NumPy encoder)")
     parser.add_argument("--scaling", action="store_true",
                         help="AWQ int4 g128 and SmoothQuant W8A8 rows (with the RTN / GPTQ asymmetric int4 rows)")
     args = parser.parse_args(argv)
@@ -590,6 +643,9 @@ def main(argv=None) -> int:
 
     if args.onnx_awq:
         awq_onnx(weights, calib, evaluation, reference, args.onnx_awq, record)
+        rows_to_run = []
+    elif args.onnx_rotation:
+        rotation_onnx(weights, calib, evaluation, reference, args.onnx_rotation, record)
         rows_to_run = []
     elif args.scaling:
         start = time.perf_counter()

@@ -24,6 +24,10 @@ DESIGN. Compression goes through ``sp.compress(weights, recipe, calibration=...)
 :class:`swiftprune.calibration.model_source.ModelCalibration` subclass (the user path for a model
 swiftprune cannot read as a graph).
 
+``--online-rotation``: the best int4 g128 row without and with the FFN output layers' inputs rotated online
+(recipe field ``rotate_input: hadamard``, blocks of 1024); the encoder then runs as deployed: each rotated layer
+holds its quantized ``Q(W R)`` from ``result.tensors`` and reads ``x R`` (``result.input_rotations``).
+
     PYTHONPATH=python python benchmarks/calibration_mpnet.py [--cache DIR] [--quick] [--tokens N] [--only TEXT]
 """
 from __future__ import annotations
@@ -216,16 +220,20 @@ class Batch:
                             + np.where(self.mask, np.float32(0), np.float32(-1e9))[:, None, None, :]).astype(np.float32)
 
 
-def block(weights, layer: int, batch: Batch, h: np.ndarray, capture=None) -> np.ndarray:
+def block(weights, layer: int, batch: Batch, h: np.ndarray, capture=None, rotations=None) -> np.ndarray:
     """One MPNet layer (post-LN attention, post-LN GELU FFN); `capture(name, x)` sees each linear layer's input
-    rows of real tokens."""
+    rows of real tokens; `rotations` maps a weight name to the OnlineHadamard its layer's input goes through first
+    (``CompressionResult.input_rotations``: the weight then holds ``Q(W R)``)."""
     n, t, _ = h.shape
     q_ = f"encoder.layer.{layer}."
 
     def linear(name, x):
+        weight = q_ + name + ".weight"
         if capture is not None:
-            capture(q_ + name + ".weight", x[batch.mask])
-        return x @ weights[q_ + name + ".weight"].T + weights[q_ + name + ".bias"]
+            capture(weight, x[batch.mask])
+        if rotations and weight in rotations:
+            x = rotations[weight].apply(x)  # the op the deployed model runs before this layer
+        return x @ weights[weight].T + weights[q_ + name + ".bias"]
 
     def split(x, heads):
         return x.reshape(n, t, heads, -1).transpose(0, 2, 1, 3)
@@ -251,20 +259,21 @@ def layer_count(weights) -> int:
     return 1 + max(int(k.split(".")[2]) for k in weights if k.startswith("encoder.layer."))
 
 
-def hidden_states(weights, batch: Batch) -> np.ndarray:
-    """The last hidden state (n, t, width) of a batch."""
+def hidden_states(weights, batch: Batch, rotations=None) -> np.ndarray:
+    """The last hidden state (n, t, width) of a batch (`rotations`: as :func:`block`)."""
     h = batch.h
     for layer in range(layer_count(weights)):
-        h = block(weights, layer, batch, h)
+        h = block(weights, layer, batch, h, rotations=rotations)
     return h
 
 
-def embeddings(weights, sentences: Sequence[np.ndarray]) -> np.ndarray:
-    """Normalized mean-pooled embeddings (sentence-transformers' Transformer, Pooling(mean), Normalize)."""
+def embeddings(weights, sentences: Sequence[np.ndarray], rotations=None) -> np.ndarray:
+    """Normalized mean-pooled embeddings (sentence-transformers' Transformer, Pooling(mean), Normalize);
+    `rotations`: as :func:`block`."""
     out = np.zeros((len(sentences), weights["embeddings.LayerNorm.weight"].shape[0]), np.float32)
     for positions, chosen in batches(sentences):
         batch = Batch(weights, chosen)
-        out[positions] = pooled(batch, hidden_states(weights, batch))
+        out[positions] = pooled(batch, hidden_states(weights, batch, rotations))
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -457,6 +466,76 @@ ROWS = [  # (sequential rows last: they take the longest)
 ]
 
 
+FFN_OUT = "encoder.layer.*.output.dense.weight"
+# The FFN output layers read their inputs through an online Hadamard rotation (blocks of 1024 of the 3072; the recipe
+# field rotate_input), the other 60 layers as the best g128 row.
+ROTATED_FFN_OUT = [{**_q(4, 128, **BEST)[0], "include": FFN_OUT, "rotate_input": "hadamard", "rotate_block_size": 1024},
+                   {**_q(4, 128, **BEST)[0], "exclude": FFN_OUT}]
+
+
+def rows_online_rotation() -> list[tuple]:
+    """The best int4 g128 row without and with the FFN output layers' inputs rotated online (``rotate_input``)."""
+    return [("int4 g128 asymmetric", "GPTQ act-order + mse scales", _q(4, 128, **BEST), "independent", None),
+            ("int4 g128 asymmetric", "GPTQ act-order + mse scales, FFN-out input rotated online (Hadamard 1024)",
+             ROTATED_FFN_OUT, "independent", None)]
+
+
+def deployed_embeddings(result, sentences) -> tuple[np.ndarray, float]:
+    """The embeddings of the compressed model as deployed: each rotated layer holds its quantized ``Q(W R)``
+    (``result.tensors``) and reads ``x R`` (``result.input_rotations``); and how far the equivalent dense weights
+    for unrotated inputs (``result.weights``, ``Q(W R) Rᵀ``) move them (max |difference|)."""
+    rotations = {name: entry.rotation for name, entry in result.input_rotations.items()}
+    deployed = {**result.weights, **{name: result.tensors[name].dequantize() for name in rotations}}
+    out = embeddings(deployed, sentences, rotations)
+    return out, float(np.abs(embeddings(result.weights, sentences) - out).max()) if rotations else 0.0
+
+
+def rotation_cost(weights, repeats: int = 41, tokens: int = 128) -> None:
+    """onnxruntime CPU time (1 thread) of one FFN output layer (layer 0's 3072 -> 768 weight, int4 g128
+    MatMulNBits) on `tokens` rows, without and with the inserted rotation (Hadamard blocks of 1024 as 32 x 32),
+    both exported by ``to_onnx`` from ``compress()`` results; runs interleaved, medians of `repeats`."""
+    import tempfile
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from swiftprune.export.onnx import to_onnx
+
+    name = "encoder.layer.0.output.dense.weight"
+    kernel = np.ascontiguousarray(weights[name].T)  # (3072, 768), as an ONNX MatMul reads it
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="ffn_out")], "ffn_out",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3072])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 768])],
+                              [numpy_helper.from_array(kernel, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    rng = np.random.default_rng(0)
+    calibration = sp.calibration.from_onnx(model, {"x": rng.standard_normal((8192, 3072)).astype(np.float32)},
+                                           mode="independent")
+    gptq = {"method": "gptq", "bits": 4, "group_size": 128, "symmetric": False}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    sessions = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for label, extra in (("plain", {}), ("rotated", {"rotate_input": "hadamard", "rotate_block_size": 1024})):
+            result = sp.compress({"W": kernel}, [{"quantize": gptq, **extra}], progress=False, calibration=calibration)
+            path = str(Path(folder) / f"{label}.onnx")
+            to_onnx(model, path, result)
+            sessions[label] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    x = {"x": rng.standard_normal((tokens, 3072)).astype(np.float32)}
+    times = {label: [] for label in sessions}
+    for _ in range(repeats):
+        for label, session in sessions.items():
+            cpu = time.process_time()
+            for _ in range(10):
+                session.run(None, x)
+            times[label].append((time.process_time() - cpu) / 10)
+    plain, rotated = (float(np.median(times[k])) * 1e3 for k in ("plain", "rotated"))
+    print(f"FFN output layer (3072 -> 768, int4 g128 MatMulNBits), {tokens} tokens, onnxruntime 1 thread, CPU time "
+          f"median of {repeats}: {plain:.3f} ms plain, {rotated:.3f} ms with the rotation ops "
+          f"(+{rotated / plain - 1:.0%})")
+
+
 def rows_by_type() -> list[tuple]:
     """Where the int4 g128 error comes from: the best int4 g128 GPTQ on one layer type at a time (its 12 layers;
     the others stay float)."""
@@ -501,6 +580,11 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="run only the rows whose 'config method mode' contains this text")
     parser.add_argument("--by-type", action="store_true",
                         help="the best int4 g128 GPTQ on one layer type at a time (where the error comes from)")
+    parser.add_argument("--online-rotation", action="store_true",
+                        help="only the best int4 g128 row, without and with the FFN output layers' inputs rotated "
+                             "online (recipe field rotate_input: hadamard, blocks of 1024)")
+    parser.add_argument("--rotation-cost", action="store_true",
+                        help="only time one FFN output layer in onnxruntime without and with the inserted rotation")
     parser.add_argument("--rotate-heads", action="store_true",
                         help="rotate every head's value/output and query/key channels by a 64 x 64 Hadamard matrix "
                              "(sp.rotate_heads: the same function, exact in float) before calibrating and compressing")
@@ -510,6 +594,9 @@ def main(argv=None) -> int:
     tokenizer = MPNetTokenizer(model / "vocab.txt")
     weights = {k: np.asarray(v, np.float32) for k, v in sp.load_weights(model / "model.safetensors").items()
                if k != "embeddings.position_ids"}
+    if args.rotation_cost:
+        rotation_cost(weights)
+        return 0
     texts = evaluation_texts()[:32 if args.quick else 64]
     if args.verify:
         corpus = stdlib_sentences()
@@ -523,9 +610,10 @@ def main(argv=None) -> int:
     corpora: dict[int, list[np.ndarray]] = {}
     sources: dict[tuple[str, int], MPNetCalibration] = {}
     rows = []
-    for config, method, recipe, mode, tokens in rows_by_type() if args.by_type else ROWS:
+    table = rows_by_type() if args.by_type else rows_online_rotation() if args.online_rotation else ROWS
+    for config, method, recipe, mode, tokens in table:
         tokens = 2048 if args.quick else (tokens or args.tokens)
-        if args.quick and not config.startswith("int4 g128") and not args.by_type:
+        if args.quick and not config.startswith("int4 g128") and not (args.by_type or args.online_rotation):
             continue
         if args.only and args.only not in f"{config} {method} {mode}":
             continue
@@ -538,13 +626,17 @@ def main(argv=None) -> int:
             method += ", heads rotated"
         start, cpu = time.perf_counter(), time.process_time()
         if mode is None:
-            out = sp.compress(weights, recipe, progress=False).weights
+            result = sp.compress(weights, recipe, progress=False)
         else:
             if (mode, tokens) not in sources:  # one source per mode and corpus: compress() restarts it (begin())
                 sources[mode, tokens] = MPNetCalibration(weights, calib, mode)
-            out = sp.compress(weights, recipe, progress=False, calibration=sources[mode, tokens]).weights
+            result = sp.compress(weights, recipe, progress=False, calibration=sources[mode, tokens])
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        cos = (embeddings(out, evaluation) * reference).sum(axis=1)
+        quantized, moved = deployed_embeddings(result, evaluation)
+        cos = (quantized * reference).sum(axis=1)
+        if result.input_rotations:
+            print(f"  {len(result.input_rotations)} layers read rotated inputs; the equivalent unrotated dense weights "
+                  f"move the embeddings by {moved:.1e}")
         used = sum(len(c) for c in calib) if mode else 0
         rows.append({"config": config, "method": method, "mode": mode or "-", "tokens": used,
                      "mean": float(cos.mean()), "min": float(cos.min()), "seconds": round(seconds, 1),

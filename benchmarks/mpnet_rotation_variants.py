@@ -13,7 +13,8 @@ the mean / min cosine of the mean-pooled embeddings against the float model on t
   vo_rand     per-head random orthogonal matrices (seed 0) instead of Hadamard on the value/output pair
   ffnout      online rotation before the FFN output layer (QuaRot's down_proj trick: ``W x = (W R)(Rᵀ x)`` with a
               runtime op): R = Hadamard over 3072 = 3 blocks of 1024 (``ffnout``) or the full 12 ⊗ 256
-              Kronecker Hadamard (``ffnout_full``). Measured only: it adds an op at run time.
+              Kronecker Hadamard (``ffnout_full``). It adds an op at run time; the library feature is the recipe
+              field ``rotate_input: hadamard`` (``calibration_mpnet.py --online-rotation`` runs it through compress()).
   ffnin, qkvin  online 768-wide Hadamard (12 ⊗ 64) before the FFN input layer / the q, k, v layers (measured
               only, as ffnout)
 Variants combine with ``+`` (``vo+qk+ffnout``). ``hw`` (suffix ``+hw``) replaces GPTQ's MSE clip search by a

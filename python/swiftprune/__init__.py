@@ -29,6 +29,7 @@ from .clustering import ClusteredTensor, cluster
 from .quantization import QuantizedTensor, cast, gptq, quantize, relative_error, sqnr_db
 from .activation_scaling import awq, bias_correction, smoothquant
 from .head_rotation import head_rotation_matrix, rotate_heads
+from .online_rotation import OnlineHadamard
 from . import calibration
 
 # Low-rank factorization
@@ -80,6 +81,7 @@ __all__ = [
     "bias_correction",
     "rotate_heads",
     "head_rotation_matrix",
+    "OnlineHadamard",
     "quantize",
     "relative_error",
     "sqnr_db",

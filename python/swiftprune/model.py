@@ -78,6 +78,15 @@ class CompressionResult:
         :func:`~swiftprune.export.onnx.to_onnx` inserts them; ``tensors``
         holds those layers' scaled quantized weights ``Q(W·s)``, ``weights``
         their effective dense weights ``Q(W·s)·diag(1/s)``.
+    input_rotations : dict of str to RotatedLayer
+        With ``rotate_input: hadamard``: per layer weight, the rotation ``R``
+        its input needs at run time (``x ↦ x R`` before the layer) and the
+        weight's layout (:class:`~swiftprune.online_rotation.RotatedLayer`).
+        :func:`~swiftprune.export.onnx.to_onnx` inserts it; ``tensors`` holds
+        those layers' quantized rotated weights ``Q(W R)`` (``Q(Rᵀ K)`` for
+        an ``(in, out)`` kernel), ``weights`` the equivalent dense weights
+        for unrotated inputs, ``Q(W R) Rᵀ`` (a correct model by themselves,
+        but no longer low-bit on a grid).
     """
 
     weights: Any
@@ -87,6 +96,7 @@ class CompressionResult:
     container: str = "mapping"
     scaling: dict[str, str] = field(default_factory=dict)
     inserted_scales: list = field(default_factory=list)
+    input_rotations: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         t = self.report.totals
@@ -94,6 +104,20 @@ class CompressionResult:
         return (f"CompressionResult({len(self.tensors)} tensors in a {self.container}, "
                 f"{human_bytes(t['bytes_before'])} -> {human_bytes(t['bytes_after'])}, ratio {t['ratio']:.2f}x, "
                 f"stages={stages})")
+
+    def check_no_inserted_ops(self, target: str) -> None:
+        """Raises ``ValueError`` when the result needs ops inserted into the model
+        (``insert_scale``'s Muls, ``rotate_input``'s rotations), which `target`
+        (a format holding weights only, e.g. ``"a Keras model"``) cannot hold."""
+        if self.inserted_scales:
+            ops = f"Mul ops (insert_scale: on {', '.join(repr(i.tensor) for i in self.inserted_scales[:3])})"
+        elif self.input_rotations:
+            ops = f"Hadamard rotations (rotate_input: on {', '.join(repr(n) for n in list(self.input_rotations)[:3])})"
+        else:
+            return
+        raise ValueError(f"this result needs {ops} inserted before some layers, which {target} cannot hold: write it "
+                         "into the model with swiftprune.export.onnx.to_onnx(model, 'out.onnx', result) (CLI: -o "
+                         "out.onnx), or save the effective dense weights with save_weights(path, result.weights)")
 
     def summary(self) -> str:
         """The report as a text table (see :meth:`Report.summary`)."""
@@ -115,12 +139,7 @@ class CompressionResult:
         if not path.lower().endswith(".safetensors"):
             raise ValueError(f"compressed results are saved as .safetensors, got {path!r}; "
                              "for dense weights in another format use save_weights(path, result.weights)")
-        if self.inserted_scales:
-            where = ", ".join(repr(i.tensor) for i in self.inserted_scales[:3])
-            raise ValueError(f"this result needs Mul ops inserted before some layers (insert_scale: on {where}), which "
-                             "a compressed .safetensors cannot hold: write it into the model with "
-                             "swiftprune.export.onnx.to_onnx(model, 'out.onnx', result) (CLI: -o out.onnx), or save "
-                             "the effective dense weights with save_weights(path, result.weights)")
+        self.check_no_inserted_ops("a compressed .safetensors")
         ndims = {name: np.ndim(form) if isinstance(form, np.ndarray) else len(getattr(form, "shape", ()))
                  for name, form in self.tensors.items()}
         with CompressedWriter(path, self.container, ndims) as writer:
@@ -221,8 +240,8 @@ def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: A
     tracks: list[Track] = []
     # An open file's input pages are let go once each tensor is done (views stay valid).
     release = weights.release if isinstance(weights, SafetensorsFile) else None
-    folds = run_stages(names, get, stages, tracks.append, release=release, show=progress,
-                       info=_info_getter(weights, get), calibration=calibration)
+    folds, rotations = run_stages(names, get, stages, tracks.append, release=release, show=progress,
+                                  info=_info_getter(weights, get), calibration=calibration)
     position = {name: i for i, name in enumerate(names)}
     tracks.sort(key=lambda t: position[t.name])  # a calibration source may have reordered them
     report = Report(report_row(t) for t in tracks)
@@ -230,6 +249,9 @@ def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: A
     if folds is not None and folds.unfolded:
         # Layers behind an inserted Mul: the dense weights hold Q(W·s)·diag(1/s), a correct model by themselves.
         dense = [folds.model_weight(t.name, d) for t, d in zip(tracks, dense)]
+    if rotations is not None:
+        # Layers behind an inserted rotation: the dense weights hold Q(W R) Rᵀ, for unrotated inputs.
+        dense = [rotations.model_weight(t.name, d) for t, d in zip(tracks, dense)]
     if container == "sequence":
         out: Any = type(weights)(dense) if isinstance(weights, tuple) else dense
     elif isinstance(weights, dict):
@@ -243,7 +265,8 @@ def compress(weights: Any, recipe: Any, progress: bool = True, *, calibration: A
     tensors = {t.name: (t.form if t.form is not None else t.original) for t in tracks}
     masks = {t.name: t.keep_mask for t in tracks if t.keep_mask is not None}
     return CompressionResult(out, tensors, masks, report, container, dict(folds.notes) if folds is not None else {},
-                             list(folds.inserted) if folds is not None else [])
+                             list(folds.inserted) if folds is not None else [],
+                             dict(rotations.layers) if rotations is not None else {})
 
 
 def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense: bool | None = None,
@@ -305,6 +328,11 @@ def compress_file(source: PathLike, destination: PathLike, recipe: Any, *, dense
     if inserting is not None:
         raise ValueError(f"{inserting.where}: insert_scale adds Mul ops to the model graph, which a weight file "
                          "cannot hold: use compress(weights, recipe, calibration=source) and "
+                         "swiftprune.export.onnx.to_onnx(model, 'out.onnx', result) (CLI: -o out.onnx)")
+    rotating = next((stage for stage in stages if stage.rotate_input is not None), None)
+    if rotating is not None:
+        raise ValueError(f"{rotating.where}: rotate_input adds a Hadamard rotation op before the layers, which a "
+                         "weight file cannot hold: use compress(weights, recipe, calibration=source) and "
                          "swiftprune.export.onnx.to_onnx(model, 'out.onnx', result) (CLI: -o out.onnx)")
     destination = os.fspath(destination)
     to_safetensors = destination.lower().endswith(".safetensors")

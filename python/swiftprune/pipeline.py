@@ -158,7 +158,7 @@ def _check_order(stage: Stage, track: Track) -> None:
             "(use include/exclude to split the tensors between the stages)")
 
 
-def _calibration_view(stage: Stage, track: Track, calibration: Any, folds: Any = None) -> Any:
+def _calibration_view(stage: Stage, track: Track, calibration: Any, folds: Any = None, rotations: Any = None) -> Any:
     """The calibration view of a calibrated stage's tensor, or None to skip it (with a warning)."""
     try:
         view = calibration.lookup(track.name, track.original.shape)
@@ -166,6 +166,8 @@ def _calibration_view(stage: Stage, track: Track, calibration: Any, folds: Any =
         raise type(error)(f"{stage.where} on tensor {track.name!r}: {error}") from None
     if folds is not None:
         view = folds.view(view, track.name)  # a scaled layer sees its scaled inputs
+    if rotations is not None:
+        view = rotations.view(view, track.name)  # a rotated layer sees its rotated inputs
     if view is None:
         if track.name in stage.include:
             raise ValueError(f"{stage.where}: tensor {track.name!r} has no calibration data (calibrated layers: "
@@ -178,9 +180,10 @@ def _calibration_view(stage: Stage, track: Track, calibration: Any, folds: Any =
 
 
 def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds: Any = None,
-           corrector: Any = None) -> None:
+           corrector: Any = None, rotations: Any = None) -> None:
     """Runs `stage` on the (already selected) `tracks`; `folds` is the
-    activation-scale fold pass's outcome (scaled weights, skipped layers)."""
+    activation-scale fold pass's outcome (scaled weights, skipped layers),
+    `rotations` the :class:`~swiftprune.online_rotation.RotationPlan`."""
     for track in tracks:
         _check_order(stage, track)
     if stage.method.scope == "model":
@@ -204,7 +207,7 @@ def _apply(stage: Stage, tracks: Sequence[Track], calibration: Any = None, folds
                 continue
         extra: dict[str, Any] = {"mask": track.mask} if stage.method.masked else {}
         if stage.method.calibrated:
-            view = _calibration_view(stage, track, calibration, folds)
+            view = _calibration_view(stage, track, calibration, folds, rotations)
             if view is None:
                 continue
             extra["calibration"] = view
@@ -320,9 +323,9 @@ def check_calibration(stages: Sequence[Stage], selected: dict[int, set[str]], ca
 
 
 def run_tensor_stages(stages: Sequence[Stage], track: Track, calibration: Any = None, folds: Any = None,
-                      corrector: Any = None, *, fused: bool = False) -> None:
+                      corrector: Any = None, *, fused: bool = False, rotations: Any = None) -> None:
     """Runs the tensor-scope ``stages`` (those selecting ``track``, in order)
-    on one track (``folds``, ``corrector``: as :func:`_apply`); with ``fused``
+    on one track (``folds``, ``corrector``, ``rotations``: as :func:`_apply`); with ``fused``
     and no calibration, a recipe that :mod:`swiftprune._fused` runs in one
     pass goes that way (its result must only be encoded: the track then
     holds no dense float32 weights)."""
@@ -331,7 +334,7 @@ def run_tensor_stages(stages: Sequence[Stage], track: Track, calibration: Any = 
     if recipe is not None and try_fused(recipe, track):
         return
     for stage in stages:
-        _apply(stage, [track], calibration, folds, corrector)
+        _apply(stage, [track], calibration, folds, corrector, rotations)
 
 
 def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: Sequence[Stage],
@@ -348,8 +351,11 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
     of later layers through it). Stages whose method scales inputs (AWQ,
     SmoothQuant) first fold their scales into the model's weights
     (:func:`~swiftprune.activation_folding.fold_inputs`): every stage then
-    reads the folded tensors. Returns that fold pass's
-    :class:`~swiftprune.activation_folding.FoldOutcome` (None without such stages).
+    reads the folded tensors. Stages with ``rotate_input`` read ``W R`` and
+    the rotated statistics (:class:`~swiftprune.online_rotation.RotationPlan`);
+    a sequential source is told the equivalent unrotated weights. Returns
+    that fold pass's :class:`~swiftprune.activation_folding.FoldOutcome` and
+    the rotation plan (each None without such stages).
     ``fused=True`` when ``emit`` only encodes ``track.form`` and reports
     (see :func:`run_tensor_stages`).
     """
@@ -363,6 +369,12 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
 
         folds = fold_inputs(stages, selected, names, get, calibration)
         get = folds.wrap(get)
+    rotations = None
+    if any(stage.rotate_input is not None and selected[stage.index] for stage in stages):
+        from .online_rotation import plan_rotations
+
+        rotations = plan_rotations(stages, selected, names, info, calibration)
+        get = rotations.wrap(get)
     corrector = None
     if calibration is not None:
         names = calibration.order(names)
@@ -378,32 +390,37 @@ def run_stages(names: Sequence[str], get: Callable[[str], np.ndarray], stages: S
             corrector.apply(track)
         if folds is not None and name in folds.arrays:
             track.labels.append("scaled" if name in folds.scales else "absorbs-scale")
+        if rotations is not None and name in rotations.layers:
+            track.labels.append("input-rotated")
         return track
 
     def commit(track: Track) -> None:
         if calibration is not None and track.form is not None:
-            # (a layer behind an inserted Mul: the capture model holds its effective weight)
-            calibration.commit(track.name, track.dense if folds is None else folds.model_weight(track.name, track.dense))
+            # (a layer behind an inserted Mul or rotation: the capture model, which has neither, holds its
+            # effective weight)
+            dense = track.dense if folds is None else folds.model_weight(track.name, track.dense)
+            calibration.commit(track.name, dense if rotations is None else rotations.model_weight(track.name, dense))
 
     if all(stage.method.scope == "tensor" for stage in stages):
         for name in _progress(names, total=len(names), description="compress", enabled=show):
             track = track_of(name)
             run_tensor_stages([stage for stage in stages if name in selected[stage.index]], track, calibration,
-                              folds, corrector, fused=fused)
+                              folds, corrector, fused=fused, rotations=rotations)
             commit(track)
             emit(track)
             del track  # its buffers go before the next tensor is read
             if release is not None:
                 release(name)
-        return folds
+        return folds, rotations
     tracks = {name: track_of(name) for name in names}
     for stage in _progress(stages, total=len(stages), description="compress", enabled=show):
-        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration, folds, corrector)
+        _apply(stage, [tracks[n] for n in names if n in selected[stage.index]], calibration, folds, corrector,
+               rotations)
     for name in names:
         if corrector is not None:
             corrector.apply(tracks[name])
         commit(tracks[name])
         emit(tracks[name])
-    return folds
+    return folds, rotations
 
 

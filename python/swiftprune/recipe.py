@@ -42,6 +42,20 @@ Stage fields:
     ``MatMul``) or, for weights alone, as the tensor named like the weight
     with ``bias`` for ``weight``/``kernel``. A layer without a bias keeps its
     quantization, uncorrected, with a warning.
+``rotate_input``
+    ``hadamard`` on a ``quantize: gptq`` stage: each selected 2-D weight
+    reads its inputs rotated at run time by a block-diagonal normalized
+    Hadamard matrix ``R`` (QuaRot's online rotation;
+    :class:`~swiftprune.online_rotation.OnlineHadamard`): GPTQ quantizes
+    ``W R`` (``Rᵀ K`` for an ``(in, out)`` kernel) on the rotated inputs'
+    Hessian ``Rᵀ H R``. The result lists the layers in
+    ``input_rotations``; the deployed model needs the op before them
+    (:func:`swiftprune.export.onnx.to_onnx` inserts it), while ``.weights``
+    holds the equivalent unrotated dense weights ``Q(W R) Rᵀ``.
+``rotate_block_size``
+    With ``rotate_input``: the Hadamard block (``2^k`` or ``12 · 2^k``,
+    dividing every selected layer's input width); default the largest power
+    of two dividing each width (3072 → 1024).
 ``min_rank``
     The smallest number of dimensions a tensor needs to be selected
     (default 2: biases and normalization vectors are skipped). A tensor named
@@ -73,7 +87,7 @@ import fnmatch
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -82,7 +96,8 @@ from .registry import _DEFAULT_METHOD, _METHODS, _REQUIRED, STAGES, Method, Opti
 
 __all__ = ["Stage", "load_recipe", "check_patterns"]
 
-_STAGE_FIELDS = ("include", "exclude", "min_rank", "on_unfit", "bias_correction")
+_STAGE_FIELDS = ("include", "exclude", "min_rank", "on_unfit", "bias_correction", "rotate_input", "rotate_block_size")
+ROTATIONS = ("hadamard",)
 ON_UNFIT = ("skip", "warn", "error")
 # Deeper nesting than any recipe needs; refused before parsing (see _validation.check_nesting).
 _MAX_NESTING = 64
@@ -110,6 +125,7 @@ class Stage:
     include_given: bool = False
     on_unfit: str = "skip"
     bias_correction: bool = False
+    rotate_input: Optional[Mapping[str, Any]] = None  # {"rotation": "hadamard", "block_size": int or None}
 
     @property
     def label(self) -> str:
@@ -200,7 +216,35 @@ def _parse_stage(index: int, spec: Any) -> Stage:
         raise ValueError(f"{where}, option 'center': GPTQ on centred inputs leaves the mean output shift to bias "
                          "correction; add bias_correction: true to the stage")
     return Stage(index, stage, method, checked, include, exclude, min_rank, "include" in spec, on_unfit,
-                 bias_correction)
+                 bias_correction, _rotate_input(where, spec, stage, method))
+
+
+def _rotate_input(where: str, spec: Mapping[str, Any], stage: str, method: Method) -> Optional[Mapping[str, Any]]:
+    """The validated ``rotate_input`` / ``rotate_block_size`` fields (None without rotation)."""
+    rotation = spec.get("rotate_input")
+    if rotation is None:
+        if spec.get("rotate_block_size") is not None:
+            raise ValueError(f"{where}, field 'rotate_block_size': only with rotate_input: hadamard")
+        return None
+    if rotation not in ROTATIONS:
+        raise ValueError(f"{where}, field 'rotate_input': must be one of {', '.join(map(repr, ROTATIONS))}, "
+                         f"got {rotation!r}")
+    if stage != "quantize" or method.name != "gptq":
+        raise ValueError(f"{where}, field 'rotate_input': only quantize stages with method gptq rotate inputs "
+                         f"(the calibration gives the layer's layout and the Hessian to rotate), got {stage} method "
+                         f"{method.name!r}")
+    block = spec.get("rotate_block_size")
+    if block is not None:
+        from .online_rotation import hadamard_size
+
+        try:
+            block = _validation.check_int("rotate_block_size", block, minimum=1)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{where}, field 'rotate_block_size': {error}") from None
+        if not hadamard_size(block):
+            raise ValueError(f"{where}, field 'rotate_block_size': must be a power of two or 12 times one "
+                             f"(a Hadamard size), got {block}")
+    return {"rotation": rotation, "block_size": block}
 
 
 def load_recipe(recipe: Any) -> list[Stage]:

@@ -160,6 +160,8 @@ def to_compressed_tensors(compressed: Any, directory: PathLike, *, config: Any =
 
     if isinstance(compressed, (str, os.PathLike)):
         compressed = load_compressed(compressed)
+    if isinstance(compressed, CompressionResult):
+        compressed.check_no_inserted_ops("a compressed-tensors checkpoint")
     forms = dict(compressed.tensors) if isinstance(compressed, CompressionResult) else dict(compressed)
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)

@@ -161,6 +161,8 @@ def to_keras(model: Any, output: PathLike, compressed: Any = None, *, recipe: An
         raise ValueError("give a compression result (or the path of a compressed .safetensors) or a recipe")
     if isinstance(compressed, (str, os.PathLike)):
         compressed = load_compressed(compressed)
+    if isinstance(compressed, CompressionResult):
+        compressed.check_no_inserted_ops("a Keras model written by to_keras")
     forms = dict(compressed.tensors) if isinstance(compressed, CompressionResult) else dict(compressed)
     sequence = isinstance(compressed, CompressionResult) and compressed.container == "sequence"
 

@@ -18,6 +18,12 @@ layers that absorbed AWQ / SmoothQuant scales) replace their initializers.
 AWQ / SmoothQuant scales that no op could absorb (recipe option
 ``insert_scale: true``; ``CompressionResult.inserted_scales``) become a
 ``Mul`` by the constant ``1/s`` on the edges into the scaled layers only.
+Layers whose inputs a recipe rotates (``rotate_input: hadamard``;
+``CompressionResult.input_rotations``) get the rotation ``x ↦ x R`` on their
+input edge, in the Kronecker form (``Shape``, ``Reshape`` to ``(rows, blocks,
+a, b)``, ``MatMul`` by ``H_b``, ``MatMul`` by ``H_aᵀ`` from the left,
+``Reshape`` back: ``a + b`` multiply-adds per element; shared by the layers
+reading one tensor with the same rotation).
 Pruned float weights (no quantization) become ``sparse_initializer`` s
 (values + int64 indices) when that is smaller than dense; other compressed
 forms (clusters, low-rank factors) are written as their dense float32
@@ -253,23 +259,23 @@ def _sparse_initializer(onnx: Any, graph: Any, name: str, dense: np.ndarray) -> 
 
 
 def _compressed_forms(compressed: Any, recipe: Any, weights: Mapping[str, np.ndarray],
-                      progress: bool) -> tuple[dict[str, Any], list]:
-    """The compressed form per weight name, and the scales to insert as Mul ops."""
+                      progress: bool) -> tuple[dict[str, Any], list, dict]:
+    """The compressed form per weight name, the scales to insert as Mul ops and the input rotations."""
     from ..model import CompressionResult, compress, load_compressed
 
     if recipe is not None:
         if compressed is not None:
             raise ValueError("give either a compression result or a recipe, not both")
         result = compress(weights, recipe, progress=progress)
-        return dict(result.tensors), list(result.inserted_scales)
+        return dict(result.tensors), list(result.inserted_scales), dict(result.input_rotations)
     if compressed is None:
         raise ValueError("give a compression result (or the path of a compressed .safetensors) or a recipe")
     if isinstance(compressed, (str, os.PathLike)):
         compressed = load_compressed(compressed)
     if isinstance(compressed, CompressionResult):
-        return dict(compressed.tensors), list(compressed.inserted_scales)
+        return dict(compressed.tensors), list(compressed.inserted_scales), dict(compressed.input_rotations)
     if isinstance(compressed, Mapping):
-        return dict(compressed), []
+        return dict(compressed), [], {}
     raise TypeError(f"compressed must be a CompressionResult, a path or a mapping name -> compressed tensor, "
                     f"got {type(compressed).__name__}")
 
@@ -303,8 +309,97 @@ def _insert_scales(onnx: Any, graph: Any, inserted: Any, weights: Mapping[str, n
     return report
 
 
+def _rotated_input(node: Any, weight: str) -> Optional[str]:
+    """The input a MatMul / Gemm ``node`` multiplies by the (in, out) / (out, in) `weight`, or None when the
+    node does not read `weight` as such a layer (the rotation's axis: in for MatMul B and Gemm B, transB=0 (in,
+    out); Gemm transB=1 (out, in))."""
+    if node.domain not in ("", "ai.onnx") or len(node.input) < 2 or node.input[1] != weight:
+        return None
+    if node.op_type == "MatMul":
+        return node.input[0]
+    if node.op_type == "Gemm":
+        attributes = {a.name: a.i for a in node.attribute if a.name in ("transA", "transB")}
+        return None if attributes.get("transA", 0) else node.input[0]
+    return None
+
+
+def _gemm_layout(node: Any) -> str:
+    """The layout of a layer node's weight: ``"torch"`` for Gemm with transB=1, else ``"keras"`` (in, out)."""
+    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+    return "torch" if node.op_type == "Gemm" and trans_b else "keras"
+
+
+def _insert_rotations(onnx: Any, graph: Any, rotations: Mapping[str, Any], weights: Mapping[str, np.ndarray]
+                      ) -> dict[str, str]:
+    """Puts each weight's input rotation (a :class:`~swiftprune.online_rotation.RotatedLayer`, or an
+    ``OnlineHadamard`` whose layout the node gives) on the input edge of the MatMul / Gemm nodes reading it
+    (one set of ops per input tensor and rotation, right after the tensor's producer); returns report lines."""
+    from onnx import numpy_helper
+
+    from ..online_rotation import OnlineHadamard, RotatedLayer
+
+    report: dict[str, str] = {}
+    taken = {init.name for init in graph.initializer} | {o for node in graph.node for o in node.output}
+    done: dict[tuple, str] = {}  # (input tensor, features, block) -> rotated tensor
+    for weight, entry in rotations.items():
+        if not isinstance(entry, (RotatedLayer, OnlineHadamard)):
+            raise TypeError(f"input rotation of {weight!r}: expected a RotatedLayer or OnlineHadamard, got "
+                            f"{type(entry).__name__}")
+        rotation = entry.rotation if isinstance(entry, RotatedLayer) else entry
+        nodes = [(node, x) for node in graph.node if (x := _rotated_input(node, weight)) is not None]
+        if not nodes or weight not in weights:
+            raise ValueError(f"input rotation of {weight!r}: no MatMul or Gemm reads it as its weight (was the result "
+                             "computed for another model?)")
+        for node, _ in nodes:
+            layout = _gemm_layout(node)
+            if isinstance(entry, RotatedLayer) and entry.layout != layout:
+                raise ValueError(f"input rotation of {weight!r}: the result holds a {entry.layout}-layout weight, but "
+                                 f"{node.op_type} {node.name or node.output[0]!r} reads it in {layout} layout")
+            k = weights[weight].shape[1 if layout == "torch" else 0]
+            if k != rotation.features:
+                raise ValueError(f"input rotation of {weight!r} has {rotation.features} features, but "
+                                 f"{node.op_type} {node.name or node.output[0]!r} reads {k}")
+        dtype = weights[weight].dtype
+        for node, x in nodes:
+            key = (x, rotation.features, rotation.block_size)
+            if key not in done:
+                a, b = rotation.factors
+                ha, hb = rotation.factor_matrices()
+                base = f"{x}::hadamard{rotation.block_size}"
+                name = base if base not in taken else f"{base}_{len(done)}"
+                parts = {p: f"{name}::{p}" for p in ("shape", "blocks", "blocks_shape", "h_b", "h_a_t", "right",
+                                                     "left", "out")}
+                taken.update(parts.values())
+                graph.initializer.extend([
+                    numpy_helper.from_array(np.array([-1, rotation.features // rotation.block_size, a, b], np.int64),
+                                            parts["blocks_shape"]),
+                    numpy_helper.from_array(hb.astype(dtype), parts["h_b"]),
+                    numpy_helper.from_array(np.ascontiguousarray(ha.T).astype(dtype), parts["h_a_t"])])
+                ops = [  # x R = reshape(H_aᵀ · (V · H_b)), V each block as an (a, b) matrix
+                    onnx.helper.make_node("Shape", [x], [parts["shape"]], name=f"{name}::Shape"),
+                    onnx.helper.make_node("Reshape", [x, parts["blocks_shape"]], [parts["blocks"]],
+                                          name=f"{name}::Reshape"),
+                    onnx.helper.make_node("MatMul", [parts["blocks"], parts["h_b"]], [parts["right"]],
+                                          name=f"{name}::MatMul_b"),
+                    onnx.helper.make_node("MatMul", [parts["h_a_t"], parts["right"]], [parts["left"]],
+                                          name=f"{name}::MatMul_a"),
+                    onnx.helper.make_node("Reshape", [parts["left"], parts["shape"]], [parts["out"]],
+                                          name=f"{name}::Reshape_back")]
+                # right after x's producer (before every reader, also those rotated for another weight)
+                position = next((i + 1 for i, n in enumerate(graph.node) if x in n.output), 0)
+                for offset, op in enumerate(ops):
+                    graph.node.insert(position + offset, op)
+                done[key] = parts["out"]
+                report[name] = (f"Hadamard rotation ({rotation.features} inputs, blocks of {rotation.block_size} = "
+                                f"{a} x {b}; {a + b} multiply-adds per element) inserted before "
+                                f"{node.op_type} {node.name or node.output[0]!r}")
+            node.input[0] = done[key]
+    return report
+
+
 def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any = None,
-            matmul_nbits: bool = True, progress: bool = False, inserted_scales: Any = None) -> OnnxExport:
+            matmul_nbits: bool = True, progress: bool = False, inserted_scales: Any = None,
+            input_rotations: Any = None) -> OnnxExport:
     """Writes ``model`` with its weights replaced by their compressed forms.
 
     Parameters
@@ -331,6 +426,11 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
         from ``compressed`` when it is a :class:`CompressionResult` (or from
         the result of ``recipe``). Each is inserted only on the edges into
         its layers.
+    input_rotations : mapping of str to OnlineHadamard, optional
+        Per layer weight, the Hadamard rotation to apply to its input
+        (``rotate_input: hadamard``); taken from ``compressed`` when it is a
+        :class:`CompressionResult` (or from the result of ``recipe``). Inserted
+        before each MatMul / Gemm reading that weight.
 
     Returns
     -------
@@ -357,8 +457,9 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
     initializers = {init.name: init for init in graph.initializer}
     weights = {name: numpy_helper.to_array(init) for name, init in initializers.items()
                if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)}
-    forms, found = _compressed_forms(compressed, recipe, weights, progress)
+    forms, found, found_rotations = _compressed_forms(compressed, recipe, weights, progress)
     inserted = list(found if inserted_scales is None else inserted_scales)
+    rotations = dict(found_rotations if input_rotations is None else input_rotations)
     for name, form in forms.items():
         if name not in weights:
             known = ", ".join(list(weights)[:8])
@@ -386,6 +487,7 @@ def to_onnx(model: Any, output: PathLike, compressed: Any = None, *, recipe: Any
         graph = proto.graph
 
     report: dict[str, str] = _insert_scales(onnx, graph, inserted, weights)
+    report.update(_insert_rotations(onnx, graph, rotations, weights))
     remove = set()
     for name, form in forms.items():
         if isinstance(form, np.ndarray):
