@@ -112,8 +112,12 @@ def randomized_svd(
       exploit, rank 256 of 2048² comes out 0.7% above scikit-learn's error
       (float64 model: 0.8032 against 0.7974) — use ``method="subspace"``
       there. The Gram matrix of the Rayleigh-Ritz step is accumulated in
-      float32, like every product of the method. When the basis would exceed
-      ``min(m, n)``, the subspace method is used instead.
+      float32, like every product of the method, and only its block
+      tridiagonal band is computed (block Lanczos: the other blocks are zero
+      but for float32 rounding). Besides the basis it holds two packed copies
+      of ``w`` (``2 * m * n`` float32; one transposed copy on AVX-512 CPUs).
+      When the basis would exceed ``min(m, n)``, the subspace method is used
+      instead.
 
     The result is deterministic for a given ``seed`` (and method).
 

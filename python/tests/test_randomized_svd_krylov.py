@@ -137,3 +137,16 @@ def test_krylov_float32_read_in_place_gives_the_scaled_copys_factors(shape):
     np.testing.assert_array_equal(large[2], in_place[2])
     # The input is only read.
     np.testing.assert_array_equal(w, _matrix("slow", shape))
+
+
+@pytest.mark.parametrize("spectrum", ["slow", "very slow"])
+def test_krylov_ritz_triplets_satisfy_the_projection_identity(spectrum):
+    # Rayleigh–Ritz on the Krylov basis K gives U = K E, V = Xᵀ U / σ with E the
+    # eigenvectors of G = Kᵀ X Xᵀ K, hence Uᵀ X V = Σ exactly. The method computes
+    # only G's block tridiagonal band (the Lanczos structure: the rest is rounding):
+    # if the dropped blocks were not negligible, Uᵀ X V (float64) would not be diagonal.
+    w = _matrix(spectrum, (400, 300))
+    for rank, power_iters in [(16, 7), (24, 4), (40, 12)]:
+        u, s, vt = sp.randomized_svd(w, rank, power_iters=power_iters)
+        projected = u.T.astype(np.float64) @ w.astype(np.float64) @ vt.T.astype(np.float64)
+        np.testing.assert_allclose(projected, np.diag(s.astype(np.float64)), rtol=0, atol=2e-6 * s[0])

@@ -15,12 +15,16 @@
 /// previous blocks twice (block classical Gram–Schmidt, "twice is enough"),
 /// then orthonormalized by CholeskyQR2. With an orthonormal basis `K`, the
 /// products `Z_i = Xᵀ Y_i` that drive the iteration are also the rows of
-/// `B = Kᵀ X`, and the Rayleigh–Ritz step needs the Gram matrix `G = B Bᵀ`,
-/// which is built one block column at a time (`Z_{≤i} Z_iᵀ`) as the
-/// iteration goes. That block column gives the first projection's
-/// coefficients for free: `K (X W_iᵀ) = Z W_iᵀ = G_{·i} L⁻ᵀ` where
+/// `B = Kᵀ X`, and the Rayleigh–Ritz step needs the Gram matrix
+/// `G = B Bᵀ = Kᵀ X Xᵀ K`. `X Xᵀ K_i` lies in the span of `K_{≤i+1}`, so
+/// `G` is block tridiagonal: only its band `Z_{i-1..i} Z_iᵀ` is computed as
+/// the iteration goes (the blocks beyond are zero but for Float rounding,
+/// ~6e-8 ‖X‖², the size of the rounding in the band itself). That band gives
+/// the first projection's coefficients for free (the block Lanczos
+/// recurrence): `K_{i-1..i} (X W_iᵀ) = Z_{i-1..i} W_iᵀ = G_{·i} L⁻ᵀ` where
 /// `G_ii = L Lᵀ` and `W_i = L⁻¹ Z_i` (so `W_i` needs no Gram matrix of its
-/// own either); only the second projection reads `K` and the new block. The
+/// own either); the second projection reads all of `K` and the new block,
+/// and removes what rounding left along the older blocks. The
 /// leading `rank` eigenvectors `E` of `G` (in Double) give `Vᵀ = Eᵀ B / σ`
 /// and `Uᵀ = Eᵀ Kᵀ`; all the big products are Float GEMMs.
 ///
@@ -59,7 +63,8 @@ extension RandomizedSVD {
     }
 
     /// Block Krylov rank-`rank` SVD of `x` (`rows × cols`, rows ≥ cols), read
-    /// through `timesX` / `timesXt`. Fills `leftRows` (`rank × rows`, rows of
+    /// through `timesX` (`X · basisᵀ` by columns: `rows × count`, the layout the
+    /// projections work in) and `timesXt` (`basis · X` as rows: `count × cols`). Fills `leftRows` (`rank × rows`, rows of
     /// Uᵀ), `values` (`rank`) and `rightRows` (`rank × cols`, rows of Vᵀ).
     /// The caller guarantees `rank ≤ blocks · block ≤ cols`.
     static func krylov(
@@ -78,6 +83,8 @@ extension RandomizedSVD {
         defer { FallibleAllocation.free(zt) }
         let gram = try FallibleAllocation.allocate(Float.self, count: capacity * capacity)
         defer { FallibleAllocation.free(gram) }
+        // Only G's band is computed (see the type's comment): the rest stays zero.
+        gram.update(repeating: 0, count: capacity * capacity)
         let work = try FallibleAllocation.allocate(Float.self, count: b * max(rows, cols))
         defer { FallibleAllocation.free(work) }
         let column = try FallibleAllocation.allocate(Float.self, count: b * capacity)
@@ -86,63 +93,64 @@ extension RandomizedSVD {
         defer { FallibleAllocation.free(coefficients) }
         let inverse = try FallibleAllocation.allocate(Float.self, count: b * b)
         defer { FallibleAllocation.free(inverse) }
-        // K and Z also by columns (rows × capacity, cols × capacity): every product with K or Z
-        // whose result is thin then reads them in place as GEMM's A (the direct-A kernel, ≤ 128
-        // result columns) — as rows they would be GEMM's B, packed (copied) on every call.
+        // K also by columns (rows × capacity): the re-orthogonalization's products with K,
+        // whose results are thin, then read it in place as GEMM's A (the direct-A kernel, ≤ 128
+        // result columns) — as rows it would be GEMM's B, packed (copied) on every call.
         let kc = try FallibleAllocation.allocate(Float.self, count: rows * capacity)
         defer { FallibleAllocation.free(kc) }
-        let zc = try FallibleAllocation.allocate(Float.self, count: cols * capacity)
-        defer { FallibleAllocation.free(zc) }
         let nextColumns = try FallibleAllocation.allocate(Float.self, count: rows * b)
         defer { FallibleAllocation.free(nextColumns) }
         // Ωᵀ: b × cols Gaussian rows; Y₀ = orth(X Ω).
         var generator = GaussianGenerator(seed: seed)
         for i in 0 ..< b * cols { work[i] = Float(generator.next()) }
-        try timesX(work, b, kt)
+        try timesX(work, b, nextColumns)
+        transposeBlocked(nextColumns, rows: rows, cols: b, into: kt)
         try CholeskyQR.orthonormalizeRows(kt, count: b, length: rows, passes: 2)
         transposeBlocked(kt, rows: b, cols: rows, into: kc, dstStride: capacity)
         var blocksUsed = blocks
         iterate: for i in 0 ..< blocks {
             let y = kt + i * b * rows, z = zt + i * b * cols
             try timesXt(y, b, z)
-            transposeBlocked(z, rows: b, cols: cols, into: zc + i * b, dstStride: capacity)
-            // G's block column i: Z_{≤i} Z_iᵀ (done × b), mirrored into block row i.
-            let done = (i + 1) * b
-            try gemm(transA: false, transB: true, m: done, n: b, k: cols, alpha: 1, a: zt, lda: cols,
+            // G's block column i within the band: Z_{i-1..i} Z_iᵀ (band × b, rows `first ..< done`
+            // of G), mirrored into block row i.
+            let done = (i + 1) * b, first = max(0, done - 2 * b), band = done - first
+            try gemm(transA: false, transB: true, m: band, n: b, k: cols, alpha: 1, a: zt + first * cols, lda: cols,
                      b: z, ldb: cols, beta: 0, c: column, ldc: b)
-            for r in 0 ..< done {
+            for r in first ..< done {
                 for c in 0 ..< b where r < i * b || r - i * b <= c {
-                    gram[r * capacity + i * b + c] = column[r * b + c]
-                    gram[(i * b + c) * capacity + r] = column[r * b + c]
+                    gram[r * capacity + i * b + c] = column[(r - first) * b + c]
+                    gram[(i * b + c) * capacity + r] = column[(r - first) * b + c]
                 }
             }
             guard i < blocks - 1 else { break }
             // W_i = orth(Z_i): the renormalized block spans the same space (XXᵀ Y_i)
             // without its condition number growing with each iteration. Its first
-            // projection's coefficients K (X W_iᵀ) = Z W_iᵀ: from G when W_i = L⁻¹ Z_i.
+            // projection's coefficients K_{i-1..i} (X W_iᵀ) = Z_{i-1..i} W_iᵀ: from G
+            // when W_i = L⁻¹ Z_i.
             if try CholeskyQR.inverseFactor(gram: gram + i * b * capacity + i * b, ld: capacity, count: b,
                                         limit: CholeskyQR.maximumCondition, into: inverse) {
                 try gemm(transA: false, transB: false, m: b, n: cols, k: b, alpha: 1, a: inverse, lda: b,
                          b: z, ldb: cols, beta: 0, c: work, ldc: cols)
-                try gemm(transA: false, transB: true, m: done, n: b, k: b, alpha: 1, a: column, lda: b,
+                try gemm(transA: false, transB: true, m: band, n: b, k: b, alpha: 1, a: column, lda: b,
                          b: inverse, ldb: b, beta: 0, c: coefficients, ldc: b)
             } else {
                 // Z_i (nearly) rank-deficient: Householder QR inside CholeskyQR, and
                 // the coefficients by a product.
                 work.update(from: z, count: b * cols)
                 try CholeskyQR.orthonormalizeRows(work, count: b, length: cols, passes: 1)
-                try gemm(transA: false, transB: true, m: done, n: b, k: cols, alpha: 1, a: zt, lda: cols,
-                         b: work, ldb: cols, beta: 0, c: coefficients, ldc: b)
+                try gemm(transA: false, transB: true, m: band, n: b, k: cols, alpha: 1, a: zt + first * cols,
+                         lda: cols, b: work, ldb: cols, beta: 0, c: coefficients, ldc: b)
             }
             let next = y + b * rows
-            try timesX(work, b, next)
             // Both projections by columns: next (as rows × b) −= K C, with K by columns
             // as the direct-A kernel's A; round 1's C = K next reads K by rows the same way.
-            transposeBlocked(next, rows: b, cols: rows, into: nextColumns)
+            try timesX(work, b, nextColumns)
             var before = 0.0
             for r in 0 ..< b * rows { before += Double(nextColumns[r]) * Double(nextColumns[r]) }
-            // Round 0: next -= K C with the coefficients above.
-            try gemm(transA: false, transB: false, m: rows, n: b, k: done, alpha: -1, a: kc, lda: capacity,
+            // Round 0 (the block Lanczos recurrence): next -= K_{i-1..i} C with the
+            // coefficients above; the older blocks' coefficients are zero but for rounding,
+            // which round 1 removes.
+            try gemm(transA: false, transB: false, m: rows, n: b, k: band, alpha: -1, a: kc + first, lda: capacity,
                      b: coefficients, ldb: b, beta: 1, c: nextColumns, ldc: b)
             // The whole block already lies in the span (to Float rounding): the
             // Krylov space is invariant (an exactly low-rank matrix), and blocks
@@ -175,28 +183,17 @@ extension RandomizedSVD {
         }
         _ = try SymmetricEigen.decompose(gd, n: d, top: rank)
         // Eigenvectors come as rows, ascending (only the last `rank` computed): the leading
-        // `rank`, descending, as the columns of Eᵀ (d × rank) for the products below.
-        let top = try FallibleAllocation.allocate(Float.self, count: d * rank)
+        // `rank`, descending, as the rows of Eᵀ (rank × d) for the products below.
+        let top = try FallibleAllocation.allocate(Float.self, count: rank * d)
         defer { FallibleAllocation.free(top) }
         for j in 0 ..< rank {
             let source = gd + (d - 1 - j) * d
-            for c in 0 ..< d { top[c * rank + j] = Float(source[c]) }
+            for c in 0 ..< d { top[j * d + c] = Float(source[c]) }
         }
-        // Vᵀ rows: e_j B / ‖e_j B‖ (the norm is σ_j); Uᵀ rows: e_j K — computed as
-        // Zᵀ E and K E by columns (K, Z read in place), ≤ 128 columns of E per product.
-        let thin = try FallibleAllocation.allocate(Float.self, count: max(rows, cols) * rank)
-        defer { FallibleAllocation.free(thin) }
-        func times(_ basis: UnsafePointer<Float>, length: Int, into out: UnsafeMutablePointer<Float>) throws {
-            var c0 = 0
-            while c0 < rank {
-                let width = min(128, rank - c0)
-                try gemm(transA: false, transB: false, m: length, n: width, k: d, alpha: 1, a: basis, lda: capacity,
-                         b: top + c0, ldb: rank, beta: 0, c: thin + c0, ldc: rank)
-                c0 += width
-            }
-            transposeBlocked(thin, rows: length, cols: rank, into: out)
-        }
-        try times(zc, length: cols, into: rightRows)
+        // Vᵀ rows: e_j B / ‖e_j B‖ (the norm is σ_j), i.e. Eᵀ Z; Uᵀ rows: e_j K, i.e. Eᵀ Kᵀ:
+        // both as GEMMs with `rank` rows on the rows of Z and K as stored (no transposes).
+        try gemm(transA: false, transB: false, m: rank, n: cols, k: d, alpha: 1, a: top, lda: d,
+                 b: zt, ldb: cols, beta: 0, c: rightRows, ldc: cols)
         var norms = try [Double](fallibleRepeating: 0, count: rank)
         for j in 0 ..< rank {
             let row = rightRows + j * cols
@@ -208,12 +205,7 @@ extension RandomizedSVD {
         let order = (0 ..< rank).sorted { norms[$0] > norms[$1] || (norms[$0] == norms[$1] && $0 < $1) }
         if order != Array(0 ..< rank) {
             try SingularValueDecomposition.permuteRows(rightRows, order, length: cols)
-            // Columns of Eᵀ: through its transpose.
-            let rowsOfE = try FallibleAllocation.allocate(Float.self, count: rank * d)
-            defer { FallibleAllocation.free(rowsOfE) }
-            transposeBlocked(top, rows: d, cols: rank, into: rowsOfE)
-            try SingularValueDecomposition.permuteRows(rowsOfE, order, length: d)
-            transposeBlocked(rowsOfE, rows: rank, cols: d, into: top)
+            try SingularValueDecomposition.permuteRows(top, order, length: d)
             norms = order.map { norms[$0] }
         }
         for j in 0 ..< rank { values[j] = norms[j] }
@@ -242,6 +234,7 @@ extension RandomizedSVD {
                 wide, count: rank, length: cols, norms: negligible ? norms : [Double](fallibleRepeating: 1, count: rank))
             for i in 0 ..< rank * cols { rightRows[i] = Float(wide[i]) }
         }
-        try times(kc, length: rows, into: leftRows)
+        try gemm(transA: false, transB: false, m: rank, n: rows, k: d, alpha: 1, a: top, lda: d,
+                 b: kt, ldb: rows, beta: 0, c: leftRows, ldc: rows)
     }
 }

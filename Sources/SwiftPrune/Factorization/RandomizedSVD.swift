@@ -107,24 +107,43 @@ public enum RandomizedSVD {
             defer { FallibleAllocation.free(rightRows) }
             let scratch = try FallibleAllocation.allocate(Float.self, count: block * rows)
             defer { FallibleAllocation.free(scratch) }
-            // A transposed copy of the matrix (one more m·n floats): the 2q + 2
-            // thin products then all read their matrix in place (GEMM's direct-A
-            // path) instead of packing all of it for every product with aᵀ,
-            // which costs as much as the product itself at these widths.
-            let at = try FallibleAllocation.allocate(Float.self, count: max(1, mn))
-            defer { FallibleAllocation.free(at) }
-            transposeBlocked(a, rows: m, cols: n, into: at)
-            let x = transposed ? UnsafePointer(at) : a, xt = transposed ? a : UnsafePointer(at)
             var values = try [Double](fallibleRepeating: 0, count: rank)
-            try values.withUnsafeMutableBufferPointer { values in
-                try krylov(rows: rows, cols: cols, rank: rank, block: block, blocks: blocks, seed: seed,
-                           timesX: { basis, count, out in
-                               try project(x, transposed: false, lda: cols, p: rows, q: cols,
-                                           basis: basis, l: count, into: out, scratch: scratch) },
-                           timesXt: { basis, count, out in
-                               try project(xt, transposed: false, lda: rows, p: cols, q: rows,
-                                           basis: basis, l: count, into: out, scratch: scratch) },
-                           leftRows: leftRows, values: values.baseAddress!, rightRows: rightRows)
+            if CPUFeatures.useAVX512 {
+                // A transposed copy of the matrix (one more m·n floats): the 2q + 2
+                // thin products then all read their matrix in place (GEMM's direct-A
+                // path) instead of packing all of it for every product with aᵀ,
+                // which costs as much as the product itself at these widths.
+                let at = try FallibleAllocation.allocate(Float.self, count: max(1, mn))
+                defer { FallibleAllocation.free(at) }
+                transposeBlocked(a, rows: m, cols: n, into: at)
+                let x = transposed ? UnsafePointer(at) : a, xt = transposed ? a : UnsafePointer(at)
+                try values.withUnsafeMutableBufferPointer { values in
+                    try krylov(rows: rows, cols: cols, rank: rank, block: block, blocks: blocks, seed: seed,
+                               timesX: { basis, count, out in
+                                   try gemm(transA: false, transB: true, m: rows, n: count, k: cols, alpha: 1,
+                                            a: x, lda: cols, b: basis, ldb: cols, beta: 0, c: out, ldc: count) },
+                               timesXt: { basis, count, out in
+                                   try project(xt, transposed: false, lda: rows, p: cols, q: rows,
+                                               basis: basis, l: count, into: out, scratch: scratch) },
+                               leftRows: leftRows, values: values.baseAddress!, rightRows: rightRows)
+                }
+            } else {
+                // X and Xᵀ packed once as the AVX2 GEMM's A panels (two more m·n floats):
+                // every product then streams its matrix sequentially (see PackedPanels),
+                // with GEMM's micro-kernel and sums, bit-identical to `gemm`.
+                let packedX = try PackedPanels(a, lda: n, transposed: transposed, rows: rows, depth: cols)
+                defer { packedX.free() }
+                let packedXt = try PackedPanels(a, lda: n, transposed: !transposed, rows: cols, depth: rows)
+                defer { packedXt.free() }
+                try values.withUnsafeMutableBufferPointer { values in
+                    try krylov(rows: rows, cols: cols, rank: rank, block: block, blocks: blocks, seed: seed,
+                               timesX: { basis, count, out in
+                                   try packedX.multiply(basis, ldb: cols, n: count, into: out, ldc: count) },
+                               timesXt: { basis, count, out in
+                                   try packedXt.multiply(basis, ldb: rows, n: count, into: scratch, ldc: count)
+                                   transposeBlocked(scratch, rows: cols, cols: count, into: out) },
+                               leftRows: leftRows, values: values.baseAddress!, rightRows: rightRows)
+                }
             }
             writeFactors(leftRows: leftRows, values: values, rightRows: rightRows, scale: factorScale,
                          transposed: transposed, m: m, n: n, rank: rank, u: u, s: s, vt: vt)
