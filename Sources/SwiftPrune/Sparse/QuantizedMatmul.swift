@@ -36,8 +36,6 @@ public enum QuantizedMatmul {
     /// depth is cut into chunks of this many groups of four and the chunks
     /// summed in Int64.
     static let chunkQuads = 16384
-    /// Row blocks per panel: 8 blocks = 32 rows (see `matmul`).
-    static let panelBlocks = 8
 
     /// Computes `y = dequantize(W) @ x` (see the type's documentation).
     ///
@@ -95,43 +93,26 @@ public enum QuantizedMatmul {
             }
             return
         }
-        // Per worker: one 4 × 16 Int64 tile of sums and the row sums of one panel, allocated once per call.
-        let panelBlocks = Self.panelBlocks
-        let scratchPerWorker = tileRows &* tileColumns &+ panelBlocks &* tileRows
-        let scratch = try FallibleAllocation.allocate(Int64.self, count: workers &* scratchPerWorker, "the int8 tile sums")
-        defer { FallibleAllocation.free(scratch) }
+        // One 4 × 16 Int64 tile of sums per worker, allocated once per call (not per block).
+        let tiles = try FallibleAllocation.allocate(Int64.self, count: workers &* tileRows &* tileColumns, "the int8 tile sums")
+        defer { FallibleAllocation.free(tiles) }
         parallelFor(workers: workers) { worker in
-            let tile = scratch + worker &* scratchPerWorker
-            let panelSums = tile + tileRows &* tileColumns
-            let mine = partitionRange(blocks, parts: workers, index: worker)
-            // A panel of rows (32 rows: 128 KB of weights at 4096 inputs) meets every 16-column
-            // block of x while it is in L2, so each block of x (256 KB at 4096 inputs) is read
-            // from L3 once per panel instead of once per four rows.
-            var panelStart = mine.lowerBound
-            while panelStart < mine.upperBound {
-                let panelEnd = min(mine.upperBound, panelStart &+ panelBlocks)
-                for columnBlock in 0 ..< activations.columnBlocks {
-                    for block in panelStart ..< panelEnd {
-                        let firstRow = block &* tileRows
-                        multiplyTile(weights: wBase, rows: rows, columns: columns, firstRow: firstRow,
-                                     rowCount: min(tileRows, rows &- firstRow), columnBlock: columnBlock,
-                                     rowSums: panelSums + (block &- panelStart) &* tileRows,
-                                     activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase,
-                                     tile: tile, avx512: avx512, vnni: vnni)
-                    }
-                }
-                panelStart = panelEnd
+            let tile = tiles + worker &* tileRows &* tileColumns
+            for block in partitionRange(blocks, parts: workers, index: worker) {
+                let firstRow = block &* tileRows
+                let rowCount = min(tileRows, rows &- firstRow)
+                multiplyTile(weights: wBase, rows: rows, columns: columns, firstRow: firstRow, rowCount: rowCount,
+                             activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase,
+                             tile: tile, avx512: avx512, vnni: vnni)
             }
         }
     }
 
-    /// One block of up to four rows against one 16-column block of `x`; `tile` is the
-    /// worker's scratch of `tileRows · tileColumns` sums (overwritten). `rowSums` holds
-    /// the block's `tileRows` row sums: computed at column block 0, reused after.
+    /// One block of up to four rows against every column of `x`; `tile` is the
+    /// worker's scratch of `tileRows · tileColumns` sums (overwritten).
     @inline(__always)
     static func multiplyTile(
-        weights: UnsafePointer<Int8>, rows: Int, columns: Int, firstRow: Int, rowCount: Int, columnBlock: Int,
-        rowSums: UnsafeMutablePointer<Int64>, activations: ActivationQuantization,
+        weights: UnsafePointer<Int8>, rows: Int, columns: Int, firstRow: Int, rowCount: Int, activations: ActivationQuantization,
         scale: UnsafePointer<Float>, zeroPoint: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Float>,
         tile: UnsafeMutablePointer<Int64>, avx512: Bool, vnni: Bool
     ) {
@@ -141,59 +122,65 @@ public enum QuantizedMatmul {
             let pointers = raw.bindMemory(to: UnsafePointer<Int8>.self)
             for r in 0 ..< tileRows { pointers[r] = weights + (firstRow &+ min(r, rowCount &- 1)) &* columns }
         }
-        if columnBlock == 0 {
+        var rowSums = (Int64(0), Int64(0), Int64(0), Int64(0))
+        withUnsafeMutableBytes(of: &rowSums) { raw in
+            let sums = raw.bindMemory(to: Int64.self)
             withUnsafeBytes(of: rowPointers) { pointerBytes in
                 let pointers = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
-                for r in 0 ..< rowCount { rowSums[r] = rowSum(pointers[r], columns) }
+                for r in 0 ..< rowCount { sums[r] = rowSum(pointers[r], columns) }
             }
         }
         let batch = activations.batch, quads = activations.quads
-        tile.update(repeating: 0, count: tileRows &* tileColumns)
-        var chunkStart = 0
-        while chunkStart < quads {
-            let chunkEnd = min(quads, chunkStart &+ chunkQuads)
-            withUnsafeBytes(of: rowPointers) { pointerBytes in
-                let p = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
-                if vnni {
-                    AVX512VNNIKernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+        for columnBlock in 0 ..< activations.columnBlocks {
+            tile.update(repeating: 0, count: tileRows &* tileColumns)
+            var chunkStart = 0
+            while chunkStart < quads {
+                let chunkEnd = min(quads, chunkStart &+ chunkQuads)
+                withUnsafeBytes(of: rowPointers) { pointerBytes in
+                    let p = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
+                    if vnni {
+                        AVX512VNNIKernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+                                                       quadStart: chunkStart, quadEnd: chunkEnd, tile: tile)
+                    } else if avx512 {
+                        AVX512Kernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
                                                    quadStart: chunkStart, quadEnd: chunkEnd, tile: tile)
-                } else if avx512 {
-                    AVX512Kernels.int8Tile4x16(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
-                                               quadStart: chunkStart, quadEnd: chunkEnd, tile: tile)
-                } else {
-                    // The first pass also prefetches the next block's rows (contiguous
-                    // after this block's): its row sums then read them from cache
-                    // instead of stalling on every miss (6% of a 4096² profile).
-                    let nextRow = firstRow &+ tileRows
-                    let prefetch = columnBlock == 0 && chunkStart == 0 && nextRow < rows
-                    microKernel(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
-                                quads: chunkStart ..< chunkEnd, into: tile,
-                                ahead: prefetch ? weights + nextRow &* columns : nil,
-                                aheadBytes: min(tileRows, rows &- nextRow) &* columns)
-                }
-            }
-            chunkStart = chunkEnd
-        }
-        let firstColumn = columnBlock &* tileColumns
-        let columnCount = min(tileColumns, batch &- firstColumn)
-        withUnsafeBytes(of: rowPointers) { pointerBytes in
-            let pointers = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
-            let sums = rowSums
-            for r in 0 ..< rowCount {
-                let row = firstRow &+ r
-                let zp = Int64(zeroPoint?[row] ?? 0)
-                let rowScale = scale[row]
-                for c in 0 ..< columnCount {
-                    let b = firstColumn &+ c
-                    var dot = tile[r &* tileColumns &+ c]
-                    // The depth left over after the groups of four.
-                    for k in (quads &* 4) ..< columns {
-                        dot &+= Int64(pointers[r][k]) &* Int64(activations.tail[(k &- quads &* 4) &* activations.paddedBatch &+ b])
+                    } else {
+                        // The first pass also prefetches the next block's rows (contiguous
+                        // after this block's): its row sums then read them from cache
+                        // instead of stalling on every miss (6% of a 4096² profile).
+                        let nextRow = firstRow &+ tileRows
+                        let prefetch = columnBlock == 0 && chunkStart == 0 && nextRow < rows
+                        microKernel(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
+                                    quads: chunkStart ..< chunkEnd, into: tile,
+                                    ahead: prefetch ? weights + nextRow &* columns : nil,
+                                    aheadBytes: min(tileRows, rows &- nextRow) &* columns)
                     }
-                    let z = Int64(activations.zeroPoints[b])
-                    let exact = dot &- z &* sums[r] &- zp &* activations.columnSums[b]
-                        &+ Int64(columns) &* zp &* z
-                    y[row &* batch &+ b] = Float(exact) * (rowScale * activations.scales[b])
+                }
+                chunkStart = chunkEnd
+            }
+            let firstColumn = columnBlock &* tileColumns
+            let columnCount = min(tileColumns, batch &- firstColumn)
+            withUnsafeBytes(of: rowPointers) { pointerBytes in
+                let pointers = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
+                withUnsafeBytes(of: rowSums) { sumBytes in
+                    let sums = sumBytes.bindMemory(to: Int64.self)
+                    for r in 0 ..< rowCount {
+                        let row = firstRow &+ r
+                        let zp = Int64(zeroPoint?[row] ?? 0)
+                        let rowScale = scale[row]
+                        for c in 0 ..< columnCount {
+                            let b = firstColumn &+ c
+                            var dot = tile[r &* tileColumns &+ c]
+                            // The depth left over after the groups of four.
+                            for k in (quads &* 4) ..< columns {
+                                dot &+= Int64(pointers[r][k]) &* Int64(activations.tail[(k &- quads &* 4) &* activations.paddedBatch &+ b])
+                            }
+                            let z = Int64(activations.zeroPoints[b])
+                            let exact = dot &- z &* sums[r] &- zp &* activations.columnSums[b]
+                                &+ Int64(columns) &* zp &* z
+                            y[row &* batch &+ b] = Float(exact) * (rowScale * activations.scales[b])
+                        }
+                    }
                 }
             }
         }
