@@ -209,27 +209,3 @@ import Testing
     #expect(MagnitudeMaskWriter.chosen(count: 1 << 22, segments: 1) == .sampled)
     #expect(MagnitudeMaskWriter.chosen(count: 1 << 26, segments: 20) == .sampled)
 }
-
-/// The bracket resolution of the sampled writer: the rank-th smallest key (and
-/// the count below it) by a 4096-bucket histogram, against a full sort, with
-/// ties, a wide range and the keys spread over several lists.
-@Test(arguments: [(UInt64(1000), UInt64(1_040_000)), (UInt64(0), UInt64.max), (UInt64(7), UInt64(900))])
-func bracketSelectMatchesSorting(range: (UInt64, UInt64)) throws {
-    var generator = Xoshiro256StarStar(seed: 5)
-    let (lo, hi) = range
-    let width = hi &- lo == .max ? UInt64.max : hi &- lo &+ 1  // values in [lo, hi] (2^64 counted as max)
-    func draw(_ limit: UInt64) -> UInt64 { limit == .max ? generator.next() : generator.uniform(below: limit) }
-    // A third clustered on ~300 values at the low end (many ties), the rest spread over the range.
-    let keys: [UInt64] = (0 ..< 40_000).map { i in lo &+ draw(i % 3 == 0 ? min(width, 301) : width) }
-    let sorted = keys.sorted()
-    let untouched = keys
-    for rank in [0, 1, 777, 20_000, 39_998, 39_999] {
-        let (key, below) = try keys.withUnsafeBufferPointer { all in
-            try bracketSelect([UnsafeBufferPointer(rebasing: all[0 ..< 13_000]), UnsafeBufferPointer(rebasing: all[13_000 ..< 13_000]),
-                               UnsafeBufferPointer(rebasing: all[13_000...])], rank: rank, lo: lo, hi: hi)
-        }
-        #expect(key == sorted[rank], "rank \(rank)")
-        #expect(below == sorted.firstIndex(of: key)!, "rank \(rank)")
-    }
-    #expect(keys == untouched)
-}

@@ -53,37 +53,3 @@ extension UnsafeMutablePointer {
         let t = self[i]; self[i] = self[j]; self[j] = t
     }
 }
-
-/// The key of 0-based `rank` in sorted order of all keys of `lists` (every
-/// key in `[lo, hi]`), and how many keys are smaller than it; `lists` are
-/// left as they are. One histogram pass over 4096 buckets of the range
-/// (L1-resident), then ``quickselect`` on a copy of the one bucket holding
-/// the rank: about two passes, against quickselect's many branchy ones over
-/// all keys (the bracket of the sampled magnitude writer, ~2% of a tensor).
-/// - Throws: `.outOfMemory` if the bucket's copy cannot be allocated.
-func bracketSelect(_ lists: [UnsafeBufferPointer<UInt64>], rank: Int, lo: UInt64, hi: UInt64) throws -> (key: UInt64, below: Int) {
-    let span = hi &- lo
-    let shift = UInt64(max(0, (64 - span.leadingZeroBitCount) - 12))
-    let buckets = Int(truncatingIfNeeded: span >> shift) &+ 1  // <= 4096
-    let histogram = UnsafeMutablePointer<Int>.allocate(capacity: buckets)
-    defer { histogram.deallocate() }
-    histogram.initialize(repeating: 0, count: buckets)
-    for keys in lists {
-        for key in keys { histogram[Int(truncatingIfNeeded: (key &- lo) >> shift)] &+= 1 }
-    }
-    var below = 0, bucket = 0
-    while below &+ histogram[bucket] <= rank { below &+= histogram[bucket]; bucket &+= 1 }
-    let size = histogram[bucket]
-    let chosen = try FallibleAllocation.allocate(UInt64.self, count: size, "the magnitude bracket")
-    defer { FallibleAllocation.free(chosen) }
-    var kept = 0
-    for keys in lists {
-        for key in keys where Int(truncatingIfNeeded: (key &- lo) >> shift) == bucket {
-            chosen[kept] = key
-            kept &+= 1
-        }
-    }
-    let key = quickselect(chosen, count: size, rank: rank &- below)
-    for i in 0 ..< size where chosen[i] < key { below &+= 1 }
-    return (key, below)
-}
