@@ -28,7 +28,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "SwiftPrune", dependencies: ["SwiftPruneAVX512", "SwiftPruneAVX512VNNI", "SwiftPrunePrefetch",
-                                                    "SwiftPruneShuffle", "SwiftPruneGather", "SwiftPruneClipError"],
+                                                    "SwiftPruneShuffle", "SwiftPruneGather", "SwiftPruneClipError",
+                                                    "SwiftPruneBracketScan"],
                 swiftSettings: targetFlags),
         .target(name: "SwiftPruneAVX512", swiftSettings: avx512Flags),
         .target(name: "SwiftPruneAVX512VNNI", swiftSettings: avx512VNNIFlags),
@@ -40,6 +41,8 @@ let package = Package(
         .target(name: "SwiftPruneGather"),
         // AVX2 squared errors of a group under several quantization candidates (the "mse" clipping search).
         .target(name: "SwiftPruneClipError"),
+        // AVX2 scan of the sampled magnitude-mask writer (provisional mask bytes, bracket records).
+        .target(name: "SwiftPruneBracketScan"),
         // The one public C header and the per-thread last-error slot.
         .target(name: "CSwiftPrune"),
         // @_cdecl exports implementing swiftprune.h.
