@@ -17,19 +17,19 @@ import SwiftPrunePrefetch
 /// (a prefetch a fixed number of *records* ahead, as before, had only a few).
 func resolveBracket(_ records: [BracketRecords], histogram: [Int], prune need: Int, lo: UInt64, guess: UInt64,
                     shift: Int) throws {
-    let recorded = records.reduce(0) { $0 + $1.count }
-    let flips = try FallibleAllocation.allocate(UnsafeMutablePointer<Bool>.self, count: recorded, "the magnitude bracket")
-    defer { FallibleAllocation.free(flips) }
-    var flipCount = 0
+    // The flips are listed in place, at the front of each worker's `places`
+    // (a flip is written at or before the record it came from): no extra
+    // memory, which a caller's later allocations would otherwise inherit.
     guard need > 0 else {
         // Nothing in the bracket is pruned: every provisional `false` flips.
         for mine in records {
+            var flips = 0
             for c in 0 ..< mine.count {
-                flips[flipCount] = mine.places[c]
-                flipCount &+= mine.keys[c] <= guess ? 1 : 0
+                mine.places[flips] = mine.places[c]
+                flips &+= mine.keys[c] <= guess ? 1 : 0
             }
+            toggleMaskBytes(mine.places, count: flips)
         }
-        toggleMaskBytes(flips, count: flipCount)
         return
     }
     var below = 0, chosen = 0
@@ -42,19 +42,22 @@ func resolveBracket(_ records: [BracketRecords], histogram: [Int], prune need: I
     let bucketShift = UInt64(shift)
     // Outside the chosen bucket the decision is the bucket's side of it.
     var gathered = 0
+    var flipCounts: [Int] = []
     for mine in records {
         let keys = mine.keys, places = mine.places, n = mine.count
+        var flips = 0
         for c in 0 ..< n {
-            let key = keys[c], side = Int(truncatingIfNeeded: (key &- lo) >> bucketShift)
+            let key = keys[c], place = places[c], side = Int(truncatingIfNeeded: (key &- lo) >> bucketShift)
             if side == chosen {
                 bucketKeys[gathered] = key
-                bucketPlaces[gathered] = places[c]
+                bucketPlaces[gathered] = place
                 gathered &+= 1
             } else {
-                flips[flipCount] = places[c]
-                flipCount &+= (side > chosen) != (key > guess) ? 1 : 0
+                places[flips] = place
+                flips &+= (side > chosen) != (key > guess) ? 1 : 0
             }
         }
+        flipCounts.append(flips)
     }
     // The chosen bucket, in flat order: the threshold by quickselect on a copy,
     // then the first `need - countBelow` entries equal to it pruned.
@@ -64,6 +67,7 @@ func resolveBracket(_ records: [BracketRecords], histogram: [Int], prune need: I
     var countBelow = below
     for j in 0 ..< size where bucketKeys[j] < threshold { countBelow &+= 1 }
     var prunedTies = need - countBelow
+    var bucketFlips = 0
     for j in 0 ..< size {
         let key = bucketKeys[j]
         let keep: Bool
@@ -74,11 +78,12 @@ func resolveBracket(_ records: [BracketRecords], histogram: [Int], prune need: I
             keep = key > threshold
         }
         if keep != (key > guess) {
-            flips[flipCount] = bucketPlaces[j]
-            flipCount &+= 1
+            bucketPlaces[bucketFlips] = bucketPlaces[j]
+            bucketFlips &+= 1
         }
     }
-    toggleMaskBytes(flips, count: flipCount)
+    for (mine, flips) in zip(records, flipCounts) { toggleMaskBytes(mine.places, count: flips) }
+    toggleMaskBytes(bucketPlaces, count: bucketFlips)
 }
 
 /// Inverts the `count` mask bytes at `places` (each listed once), with write
