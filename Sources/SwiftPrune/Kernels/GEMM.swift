@@ -549,9 +549,10 @@ struct GEMMDriver<T: GEMMScalar> {
             // a 2048³ profile.)
             // On the AVX2 path into L2 only: six rows `ldc` apart (8 KiB at 2048
             // columns) share one L1 set, where twelve prefetched lines evicted the
-            // B panel (prefetcht1 with the next-panel prefetch below: 2048³ on 2
-            // threads 0.86–0.89x → 0.93–1.0x NumPy's CPU time; the AVX-512 path,
-            // not measurable here, keeps its prefetch into L1).
+            // B panel (with the next-panel prefetch below and the shared packed B,
+            // 2048³ went from 0.87x to 0.89x NumPy's CPU time at 1 thread and from
+            // 0.89x to 0.97x at 2, medians of a loaded A/B: README, round 9). The
+            // AVX-512 path, not measurable here, keeps its prefetch into L1.
             if i0 + 2 * mr <= mc {
                 let next = cTile + mr * ldc
                 for r in 0 ..< mr {
