@@ -270,25 +270,40 @@ struct GEMMDriver<T: GEMMScalar> {
     /// ``sharedBlockOffset(jc:pc:panels:)``), each worker the same share of
     /// every block's panels.
     func packWholeB(into packed: UnsafeMutablePointer<T>, workers: Int) {
-        let kcMax = min(kc, k)
-        let ncMax = min(nc, (n + nr - 1) / nr * nr)
         parallelFor(workers: workers) { worker in
-            var jc = 0
-            while jc < n {
-                let nc = min(ncMax, n - jc)
-                let panels = (nc + nr - 1) / nr
-                var pc = 0
-                while pc < k {
-                    let kc = min(kcMax, k - pc)
-                    let block = packed + sharedBlockOffset(jc: jc, pc: pc, panels: panels)
-                    for panel in partitionRange(panels, parts: workers, index: worker) {
-                        packB(into: block + panel * kc * nr, row: pc, kc: kc,
-                              column: jc + panel * nr, width: min(nr, nc - panel * nr))
-                    }
-                    pc += kc
-                }
-                jc += nc
+            forEachBlockOfB(kcMax: min(kc, k), ncMax: min(nc, (n + nr - 1) / nr * nr)) { jc, nc, panels, pc, kc in
+                packPanelsOfB(partitionRange(panels, parts: workers, index: worker),
+                              into: packed + sharedBlockOffset(jc: jc, pc: pc, panels: panels),
+                              jc: jc, nc: nc, pc: pc, kc: kc)
             }
+        }
+    }
+
+    /// Calls `body(jc, nc, panels, pc, kc)` for each `kc × nc` block of op(B)
+    /// (`panels` of `nr` columns), column blocks outermost, as ``run`` takes them.
+    @inline(__always)
+    func forEachBlockOfB(kcMax: Int, ncMax: Int,
+                         _ body: (_ jc: Int, _ nc: Int, _ panels: Int, _ pc: Int, _ kc: Int) -> Void) {
+        var jc = 0
+        while jc < n {
+            let nc = min(ncMax, n - jc)
+            let panels = (nc + nr - 1) / nr
+            var pc = 0
+            while pc < k {
+                let kc = min(kcMax, k - pc)
+                body(jc, nc, panels, pc, kc)
+                pc += kc
+            }
+            jc += nc
+        }
+    }
+
+    /// Packs `panels` of the block of op(B) at rows `pc ..< pc + kc`, columns
+    /// `jc ..< jc + nc`, into `block` (panel `p` at `p · kc · nr`).
+    @inline(__always)
+    func packPanelsOfB(_ panels: Range<Int>, into block: UnsafeMutablePointer<T>, jc: Int, nc: Int, pc: Int, kc: Int) {
+        for panel in panels {
+            packB(into: block + panel * kc * nr, row: pc, kc: kc, column: jc + panel * nr, width: min(nr, nc - panel * nr))
         }
     }
 
@@ -318,48 +333,37 @@ struct GEMMDriver<T: GEMMScalar> {
 
     func run(workers: Int, packedB: UnsafeMutablePointer<T>, packedA: UnsafeMutablePointer<T>,
              scratch: UnsafeMutablePointer<T>, kcMax: Int, ncMax: Int, mcMax: Int) {
-        var jc = 0
-        while jc < n {
-            let nc = min(ncMax, n - jc)
-            let panels = (nc + nr - 1) / nr
-            var pc = 0
-            while pc < k {
-                let kc = min(kcMax, k - pc)
-                let blockB = prepackedB.map {
-                    UnsafeMutablePointer(mutating: $0) + sharedBlockOffset(jc: jc, pc: pc, panels: panels)
-                } ?? packedB
-                if prepackedB == nil {
-                    let packWorkers = min(workers, panels)
-                    parallelFor(workers: packWorkers) { worker in
-                        for panel in partitionRange(panels, parts: packWorkers, index: worker) {
-                            packB(into: packedB + panel * kc * nr, row: pc, kc: kc,
-                                  column: jc + panel * nr, width: min(nr, nc - panel * nr))
-                        }
-                    }
+        forEachBlockOfB(kcMax: kcMax, ncMax: ncMax) { jc, nc, panels, pc, kc in
+            let blockB = prepackedB.map {
+                UnsafeMutablePointer(mutating: $0) + sharedBlockOffset(jc: jc, pc: pc, panels: panels)
+            } ?? packedB
+            if prepackedB == nil {
+                let packWorkers = min(workers, panels)
+                parallelFor(workers: packWorkers) { worker in
+                    packPanelsOfB(partitionRange(panels, parts: packWorkers, index: worker), into: packedB,
+                                  jc: jc, nc: nc, pc: pc, kc: kc)
                 }
-                let mBlocks = (m + mcMax - 1) / mcMax
-                parallelFor(workers: workers) { worker in
-                    let myA = packedA + worker * mcMax * kcMax
-                    let blocks: Range<Int>, myPanels: Range<Int>
-                    if mBlocks >= workers {
-                        blocks = partitionRange(mBlocks, parts: workers, index: worker)
-                        myPanels = 0 ..< panels
-                    } else {
-                        blocks = 0 ..< mBlocks
-                        myPanels = partitionRange(panels, parts: workers, index: worker)
-                    }
-                    if myPanels.isEmpty { return }
-                    for block in blocks {
-                        let ic = block * mcMax
-                        let mc = min(mcMax, m - ic)
-                        if !directA { packA(into: myA, row: ic, mc: mc, column: pc, kc: kc) }
-                        macroKernel(packedA: myA, mc: mc, row: ic, packedB: blockB, panels: myPanels,
-                                    nc: nc, column: jc, kc: kc, depth: pc, scratch: scratch + worker * mr * nr)
-                    }
-                }
-                pc += kc
             }
-            jc += nc
+            let mBlocks = (m + mcMax - 1) / mcMax
+            parallelFor(workers: workers) { worker in
+                let myA = packedA + worker * mcMax * kcMax
+                let blocks: Range<Int>, myPanels: Range<Int>
+                if mBlocks >= workers {
+                    blocks = partitionRange(mBlocks, parts: workers, index: worker)
+                    myPanels = 0 ..< panels
+                } else {
+                    blocks = 0 ..< mBlocks
+                    myPanels = partitionRange(panels, parts: workers, index: worker)
+                }
+                if myPanels.isEmpty { return }
+                for block in blocks {
+                    let ic = block * mcMax
+                    let mc = min(mcMax, m - ic)
+                    if !directA { packA(into: myA, row: ic, mc: mc, column: pc, kc: kc) }
+                    macroKernel(packedA: myA, mc: mc, row: ic, packedB: blockB, panels: myPanels,
+                                nc: nc, column: jc, kc: kc, depth: pc, scratch: scratch + worker * mr * nr)
+                }
+            }
         }
     }
 
