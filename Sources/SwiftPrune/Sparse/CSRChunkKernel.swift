@@ -12,8 +12,8 @@ import SwiftPrunePrefetch
 /// and indices this block takes from the row two ahead (``segmentLines(expectedNonzeros:)``
 /// lines from its cursor: with blocks of `x` a row is read a segment per
 /// block, too short and scattered for the hardware prefetcher; in a C model
-/// of this loop, 90%-sparse 4096² @ 4096×64, 512-row blocks, interleaved on
-/// the shared VM, median 10.5–12.8 → 7.0–8.0 ms against one line of the
+/// of this loop, 90%-sparse 4096² @ 4096×64, 512-row blocks, 5 interleaved
+/// rounds on the shared VM, median 11.2 → 9.3 ms against one line of the
 /// next row). In the profile of a 90%-sparse 4096² @ 4096×64
 /// the separate scan took 15% of the time (its loads were the index
 /// stream's cache misses) and half of the multiply-adds waited on the first
