@@ -89,3 +89,11 @@ def test_a_torch_module_the_forward_pass_never_runs():
                                   sp.quantize(unused, 4, axis=0).dequantize())
     np.testing.assert_array_equal(result.tensors["enc.weight"].dequantize(),
                                   sp.gptq(net.enc.weight.detach().numpy(), x, 4, None).dequantize())
+
+
+@pytest.mark.parametrize("stage", [{"prune": {"method": "sparsegpt", "sparsity": 0.5}},
+                                   {"prune": {"method": "wanda", "sparsity": 0.5}}])
+def test_other_calibrated_methods_refuse_zero_samples_too(stage):
+    weights, x = layers()
+    with pytest.raises(ValueError, match=r"'aux\.weight'.*layer 'aux': no calibration samples were added.*never ran"):
+        sp.compress(weights, [stage], progress=False, calibration={"enc": x, "aux": np.zeros((0, 32), np.float32)})

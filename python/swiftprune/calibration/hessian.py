@@ -307,7 +307,9 @@ class HessianAccumulator:
         features: the Hessian is then rank-deficient (only damping makes it
         invertible) and the result fits those few samples."""
         if self.count_ == 0 and self.features > 0:
-            raise ValueError(f"layer {self.name!r}: no calibration samples were added")
+            raise ValueError(f"layer {self.name!r}: no calibration samples were added (a model source: the model "
+                             "never ran the layer on the calibration inputs — an unused module or a branch they do "
+                             "not take; arrays: an empty array was given for it)")
         if warn and self.count_ < self.features:
             warnings.warn(f"layer {self.name!r}: {self.count_} calibration samples for {self.features} input "
                           "features; the Hessian is rank-deficient and the result will overfit them (use at "
