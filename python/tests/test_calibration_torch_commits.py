@@ -166,3 +166,17 @@ def test_an_independent_source_ignores_commits():
     cal.commit("fc1.bias", np.zeros(32, np.float32))
     np.testing.assert_array_equal(cal.statistics("fc2.weight").hessian_, before)
     assert torch.equal(net.fc1.bias, make_net().fc1.bias)  # independent mode runs the caller's module: unchanged
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_a_scripted_submodule_counts_as_reaching_every_layer():
+    plain = make_net()
+    net = copy.deepcopy(plain)
+    net.norm = torch.jit.script(net.norm)  # takes no hooks: where it runs is unknown
+    x = RNG.standard_normal((100, 16)).astype(np.float32)
+    cal = sp.calibration.from_torch(net, x, mode="sequential")
+    assert {"norm.weight", "norm.bias"} <= cal.layers["fc1.weight"].upstream  # conservatively
+    gamma = net.norm.weight.detach().numpy() * 2.0
+    cal.statistics("fc2.weight")
+    cal.commit("norm.weight", gamma)
+    assert_gram(cal.statistics("fc2.weight").hessian_, gram(fc2_input(plain, {"norm.weight": gamma}, x)))

@@ -109,9 +109,13 @@ class TorchCalibration(ModelCalibration):
         scale or any other tensor then invalidates exactly the layers it may reach."""
         torch = _import()
         calls: list[int] = []  # id(module) per forward call, in call order
-        handles = [module.register_forward_pre_hook(lambda m, args: calls.append(id(m)))
-                   for module in self.model.modules()]
+        handles = []
         try:
+            for module in self.model.modules():
+                try:
+                    handles.append(module.register_forward_pre_hook(lambda m, args: calls.append(id(m))))
+                except (RuntimeError, TypeError, AttributeError):
+                    pass  # (a scripted submodule takes no hooks: its tensors count as reaching every layer)
             with torch.no_grad():
                 self._feed(self._batches[0])
         finally:
