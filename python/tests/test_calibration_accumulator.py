@@ -261,3 +261,24 @@ def test_a_memory_error_in_the_statistics_takes_nothing_of_the_batch(monkeypatch
     np.testing.assert_allclose(acc.sum_, everything.sum(axis=0), rtol=0, atol=1e-10)
     np.testing.assert_allclose(acc.abs_sum_, np.abs(everything).sum(axis=0), rtol=1e-13)
     np.testing.assert_array_equal(acc.abs_max_, np.abs(everything).max(axis=0))
+
+
+def test_a_large_batch_whose_rest_cannot_be_kept_leaves_an_accumulator_that_says_so(monkeypatch):
+    acc = HessianAccumulator(12, name="mlp.down")
+    big = RNG.standard_normal((9000, 12)).astype(np.float32)
+    failing_once(monkeypatch, 1)  # the second of big's three chunks fails: two thirds wait to be kept...
+    real_array = np.array
+
+    def refuse_copy(*args, **kwargs):
+        raise MemoryError("Unable to allocate 213 KiB")  # ...and their copy is refused too
+
+    monkeypatch.setattr(hessian_module.np, "array", refuse_copy)
+    with pytest.raises(MemoryError, match=r"mlp\.down.*4904 rows of a batch of 9000.*incomplete"):
+        acc.update(big)
+    monkeypatch.setattr(hessian_module.np, "array", real_array)
+    monkeypatch.undo()
+    # Neither "taken" nor "not taken": adding the batch again would count 4096 rows twice, so every use refuses.
+    for use in (lambda: acc.update(big), lambda: acc.hessian_, lambda: acc.check(),
+                lambda: HessianAccumulator(12).merge(acc)):
+        with pytest.raises(ValueError, match=r"mlp\.down.*incomplete: capture the layer again"):
+            use()

@@ -107,6 +107,10 @@ class HessianAccumulator:
     30
     """
 
+    #: Why the accumulator is unusable, once memory ran out while keeping the rest of a batch partly added
+    #: (see :meth:`_take`); None while it is sound.
+    _lost: Optional[str] = None
+
     def __init__(self, features: int, *, name: str = "layer", layout: str = "torch") -> None:
         self.features = check_int("features", features, minimum=0)
         if not isinstance(name, str):
@@ -137,6 +141,7 @@ class HessianAccumulator:
     @property
     def hessian_(self) -> NDArray[np.float64]:
         """``Σ xᵀx`` over every sample added (float64, not divided by the count)."""
+        self._check_sound()
         self._flush()
         return self._hessian
 
@@ -211,7 +216,10 @@ class HessianAccumulator:
             again. Once part of a batch is in the Hessian, the rest waits
             pending and the next flush (a later batch, or reading
             :attr:`hessian_`) retries, raising if memory is still short.
+            Should even that copy of the rest fail, the accumulator is
+            incomplete and every later use raises ``ValueError`` saying so.
         """
+        self._check_sound()
         array = np.asarray(x)
         if array.dtype not in (np.float16, np.float32, np.float64):
             raise TypeError(f"layer {self.name!r}: calibration inputs must be a real floating-point array, "
@@ -245,7 +253,16 @@ class HessianAccumulator:
         if flat.shape[0] >= _FLUSH_ROWS:
             added, failure = self._add_rows(flat)
             if failure is not None and added:
-                self._pending.append(np.array(flat[added:], copy=True))
+                try:
+                    rest = np.array(flat[added:], copy=True)  # the caller may reuse its buffer
+                except MemoryError as error:
+                    # Part of the batch is in the Hessian and the rest cannot be kept: neither "taken" nor
+                    # "not taken" is true, so the accumulator refuses every later use rather than mislead.
+                    self._lost = (f"layer {self.name!r}: memory ran out while {flat.shape[0] - added} rows of a "
+                                  f"batch of {flat.shape[0]} waited to be added ({error}); this accumulator is "
+                                  "incomplete: capture the layer again into a new one")
+                    raise MemoryError(self._lost) from None
+                self._pending.append(rest)
                 self._pending_rows += flat.shape[0] - added
         else:
             self._pending.append(np.array(flat, copy=True))  # the caller may reuse its buffer
@@ -282,6 +299,10 @@ class HessianAccumulator:
         np.maximum(self.abs_max_, abs_max, out=self.abs_max_)
         self.count_ += int(rows)
 
+    def _check_sound(self) -> None:
+        if self._lost is not None:
+            raise ValueError(self._lost)
+
     def merge(self, other: "HessianAccumulator") -> "HessianAccumulator":
         """Adds another accumulator's statistics (e.g. from another worker)."""
         if not isinstance(other, HessianAccumulator):
@@ -306,6 +327,7 @@ class HessianAccumulator:
         (:class:`CalibrationWarning`) when there are fewer samples than
         features: the Hessian is then rank-deficient (only damping makes it
         invertible) and the result fits those few samples."""
+        self._check_sound()
         if self.count_ == 0 and self.features > 0:
             raise ValueError(f"layer {self.name!r}: no calibration samples were added (a model source: the model "
                              "never ran the layer on the calibration inputs — an unused module or a branch they do "
