@@ -41,14 +41,18 @@ def _min_samples(name: str, value: Any) -> float:
 
 def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: bool, group_size: Optional[int],
                 damp: float, act_order: bool, static_groups: bool, mse: bool, block_size: int,
-                min_samples: float = 2.0, scale_dtype: str = "float32", center: bool = False) -> Any:
+                min_samples: float = 2.0, scale_dtype: str = "float32", center: bool = False,
+                no_samples: str = "error") -> Any:
     """GPTQ of one weight tensor against its layer's calibration statistics.
 
-    With fewer than ``min_samples`` x inputs calibration samples (a layer
+    A layer that received no calibration sample at all (the model never ran
+    it on the calibration inputs, or its arrays are empty) is an error
+    naming the layer; with ``no_samples="rtn"`` it is rounded to nearest
+    instead, with a :class:`~swiftprune.calibration.CalibrationWarning`.
+    With some, but fewer than ``min_samples`` x inputs, samples (a layer
     after a global pooling sees one per image) the layer is rounded to
-    nearest instead (``mse``: the MSE-searched scales), with a
-    :class:`~swiftprune.calibration.CalibrationWarning`; the report's stage
-    then reads ``quantize.gptq(fallback minmax)``.
+    nearest (``mse``: the MSE-searched scales), with a warning naming the
+    layer; the report's stage then reads ``quantize.gptq(fallback minmax)``.
 
     The result is a :class:`QuantizedTensor` of the tensor's shape with one
     scale per output channel (axis 0 for ``(out, ...)`` weights, -1 for
@@ -58,17 +62,30 @@ def gptq_tensor(w: np.ndarray, *, calibration: LayerView, bits: int, symmetric: 
     """
     view = calibration
     stats = view.statistics
+
+    def rounded(reason: str) -> Fallback:
+        q = quantize(view.to_matrix(w), bits, symmetric=symmetric, axis=0, group_size=group_size,
+                     method="mse" if mse else "minmax", scale_dtype=scale_dtype)
+        return Fallback(_in_tensor_layout(q, view, group_size), q.method, reason)
+
+    if stats.count_ == 0 and stats.features > 0:
+        # Not a weak calibration but a missing one (a module the forward pass never reached, a branch the
+        # inputs do not take, an empty array): rounding it silently would hide the mistake.
+        reason = (f"layer {view.name!r} received 0 calibration samples (the model never ran it on the calibration "
+                  "inputs — an unused module or a branch they do not take — or its calibration arrays are empty)")
+        if no_samples == "error":
+            raise ValueError(f"{reason}, so GPTQ has nothing to fit: check the calibration inputs, leave the tensor "
+                             "out of the stage (exclude), or set the stage option no_samples: rtn to round such "
+                             "layers to nearest")
+        return rounded(f"{reason}; no_samples = rtn: rounded to nearest")
     if stats.count_ < min_samples * stats.features:
         # A Hessian from fewer samples than (twice) its inputs fits those samples, not the layer
         # (squeeze-excite convs after a global pool see one sample per image): round to nearest.
-        q = quantize(view.to_matrix(w), bits, symmetric=symmetric, axis=0, group_size=group_size,
-                     method="mse" if mse else "minmax", scale_dtype=scale_dtype)
         needed = math.ceil(min_samples * stats.features)
-        return Fallback(_in_tensor_layout(q, view, group_size), q.method,
-                        f"{stats.count_} calibration samples for {stats.features} inputs: GPTQ needs at least "
-                        f"{needed} here (min_samples = {min_samples:g} x inputs; from fewer it fits those samples, "
-                        f"not the layer), so this tensor is rounded to nearest; give at least {needed} samples "
-                        f"(tokens or positions) or lower the option min_samples (0: GPTQ whatever the count)")
+        return rounded(f"layer {view.name!r}: {stats.count_} calibration samples for {stats.features} inputs: GPTQ "
+                       f"needs at least {needed} here (min_samples = {min_samples:g} x inputs; from fewer it fits "
+                       f"those samples, not the layer), so this tensor is rounded to nearest; give at least {needed} "
+                       "samples (tokens or positions) or lower the option min_samples (0: GPTQ whatever the count)")
     q = gptq(view.to_matrix(w), stats, bits, group_size, damp, symmetric=symmetric, act_order=act_order,
              static_groups=static_groups, mse=mse, block_size=block_size, center=center)
     return _in_tensor_layout(q, view, group_size).with_scale_dtype(scale_dtype)
@@ -158,6 +175,7 @@ register_method(Method("quantize", "gptq", gptq_tensor, {
     "min_samples": (_min_samples, 2.0),
     "scale_dtype": (_choice("float32", "float16"), "float32"),
     "center": (_bool, False),  # the centred Hessian; the stage must have bias_correction: true (recipe.py)
+    "no_samples": (_choice("error", "rtn"), "error"),  # a layer no calibration sample reached
 }, calibrated=True))
 register_method(Method("quantize", "awq", scaled_rtn_tensor, {
     "bits": (_int(2, 8), 4),

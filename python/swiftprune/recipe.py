@@ -30,7 +30,11 @@ Stage fields:
 ``include``
     A glob pattern or list of them matched against tensor names
     (default ``"*"``). A pattern that matches no tensor of the model is an
-    error, so a typo does not silently compress nothing.
+    error, so a typo does not silently compress nothing. ``*`` matches any
+    run of characters, dots included (``fnmatch``, case-sensitive), as
+    ``"*.weight"`` on nested names needs: so ``encoder.layer.*.output.dense.weight``
+    also selects ``encoder.layer.0.attention.output.dense.weight``; say
+    what you leave out with ``exclude`` (``"*.attention.*"``).
 ``exclude``
     Glob pattern(s) of tensors to leave alone.
 ``bias_correction``

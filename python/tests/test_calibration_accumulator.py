@@ -213,3 +213,72 @@ def test_an_accumulator_pickles_and_copies_without_its_scratch():
     for other in (pickle.loads(pickle.dumps(acc)), copy.deepcopy(acc)):  # e.g. returned by a worker process
         assert other.count_ == 5030 and other._scratch is None
         assert_close(other.hessian_, gram(x, y), np.float32)
+
+
+def refusing_abs_once(monkeypatch):
+    """Makes the next ``np.abs`` (the batch's |x| statistics) raise MemoryError, as a refused buffer would."""
+    real = np.abs
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError("Unable to allocate 2 KiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hessian_module.np, "abs", flaky)
+    return calls
+
+
+@pytest.mark.parametrize("earlier, rows", [
+    ((100,), 9000),  # a large batch: straight into the Hessian (after flushing the pending 100 rows)
+    ((100,), 50),  # a small batch that stays pending
+    ((3000,), 2000),  # a small batch whose arrival flushes 5000 pending rows
+    ((5000, 30), 4500),  # a large batch after a flushed one and pending rows
+])
+def test_a_memory_error_in_the_statistics_takes_nothing_of_the_batch(monkeypatch, earlier, rows):
+    acc = HessianAccumulator(9, name="enc.0.ffn")
+    taken = [RNG.standard_normal((n, 9)) + 0.5 for n in earlier]  # float64: the sums are exact to 1e-13
+    for batch in taken:
+        acc.update(batch)
+    state = (acc.count_, acc.sum_.copy(), acc.abs_sum_.copy(), acc.abs_max_.copy())
+    batch = RNG.standard_normal((rows, 9)) * 3.0
+    calls = refusing_abs_once(monkeypatch)
+    with pytest.raises(MemoryError, match=r"enc\.0\.ffn.*Unable to allocate"):
+        acc.update(batch)
+    monkeypatch.undo()
+    assert calls["n"] == 1
+    # As before the call: the statistics, and the Hessian (with every row pending before) of the earlier batches.
+    assert acc.count_ == state[0]
+    for actual, expected in zip((acc.sum_, acc.abs_sum_, acc.abs_max_), state[1:]):
+        np.testing.assert_array_equal(actual, expected)
+    assert_close(acc.hessian_, gram(*taken), np.float64)
+    # The caller adds the batch again: every statistic is the float64 reference over all batches, once.
+    acc.update(batch)
+    everything = np.concatenate(taken + [batch])
+    assert acc.count_ == len(everything)
+    assert_close(acc.hessian_, gram(everything), np.float64)
+    np.testing.assert_allclose(acc.sum_, everything.sum(axis=0), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(acc.abs_sum_, np.abs(everything).sum(axis=0), rtol=1e-13)
+    np.testing.assert_array_equal(acc.abs_max_, np.abs(everything).max(axis=0))
+
+
+def test_a_large_batch_whose_rest_cannot_be_kept_leaves_an_accumulator_that_says_so(monkeypatch):
+    acc = HessianAccumulator(12, name="mlp.down")
+    big = RNG.standard_normal((9000, 12)).astype(np.float32)
+    failing_once(monkeypatch, 1)  # the second of big's three chunks fails: two thirds wait to be kept...
+    real_array = np.array
+
+    def refuse_copy(*args, **kwargs):
+        raise MemoryError("Unable to allocate 213 KiB")  # ...and their copy is refused too
+
+    monkeypatch.setattr(hessian_module.np, "array", refuse_copy)
+    with pytest.raises(MemoryError, match=r"mlp\.down.*4904 rows of a batch of 9000.*incomplete"):
+        acc.update(big)
+    monkeypatch.setattr(hessian_module.np, "array", real_array)
+    monkeypatch.undo()
+    # Neither "taken" nor "not taken": adding the batch again would count 4096 rows twice, so every use refuses.
+    for use in (lambda: acc.update(big), lambda: acc.hessian_, lambda: acc.check(),
+                lambda: HessianAccumulator(12).merge(acc)):
+        with pytest.raises(ValueError, match=r"mlp\.down.*incomplete: capture the layer again"):
+            use()

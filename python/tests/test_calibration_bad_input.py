@@ -67,6 +67,12 @@ def test_keras_source():
     with pytest.warns(CalibrationWarning, match=r"'fc/kernel'.*4 calibration samples for 16 inputs"):
         cal = sp.calibration.from_keras(model, {"x": RNG.standard_normal((4, 16)), "img": img})
         sp.compress(cal.weights(), RECIPE, progress=False, calibration=cal)
+    # A sequential source refuses a committed tensor it cannot apply (it was silently skipped before).
+    with pytest.raises(ValueError, match=r"Keras calibration: cannot apply the committed tensor 'fc/bias_typo'"):
+        cal.commit("fc/bias_typo", np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match=r"'fc/bias' has 5 values, but the model's has shape \(8,\)"):
+        cal.commit("fc/bias", np.zeros(5, np.float32))
+    assert "fc/bias_typo" not in cal.committed and "fc/bias" not in cal.committed  # refused: not committed
 
 
 def test_onnx_source():
@@ -100,6 +106,14 @@ def test_onnx_source():
     with pytest.warns(CalibrationWarning, match=r"'W1'.*4 calibration samples for 16 inputs"):
         cal = sp.calibration.from_onnx(model, RNG.standard_normal((4, 16)).astype(np.float32))
         sp.compress(cal.weights(), RECIPE, progress=False, calibration=cal)
+    committed = {k: np.array(v) for k, v in cal.committed.items()}  # (by the compress above)
+    with pytest.raises(ValueError, match=r"ONNX calibration: cannot apply the committed tensor 'W3'"):
+        cal.commit("W3", np.zeros((8, 4), np.float32))
+    with pytest.raises(ValueError, match=r"'W2' has 8 values, but the model's has shape \(8, 4\)"):
+        cal.commit("W2", np.zeros(8, np.float32))
+    assert sorted(cal.committed) == sorted(committed)  # the refused tensors changed nothing
+    for name, value in committed.items():
+        np.testing.assert_array_equal(cal.committed[name], value)
 
 
 def test_torch_source():

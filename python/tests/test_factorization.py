@@ -375,6 +375,24 @@ def test_concurrent_calls_from_python_threads():
         np.testing.assert_array_equal(s, expected)
 
 
+@pytest.mark.parametrize("kind", ["clustered", "graded", "wilkinson-like pairs"])
+def test_svd_squares_are_the_eigenvalues_of_the_gram_matrix(kind):
+    # svd's eigensolver (blocked tridiagonalization above 128 columns, root-free QL
+    # eigenvalues, inverse iteration) against numpy.linalg.eigh of Wᵀ W in float64.
+    rng = np.random.default_rng(24)
+    n = 300
+    spectrum = {
+        "clustered": np.repeat([3.0, 2.0, 1.0, 0.5], n // 4) * (1 + 1e-9 * rng.standard_normal(n)),
+        "graded": np.logspace(0, -3, n),
+        "wilkinson-like pairs": np.sort(np.abs(n / 2 - np.arange(n)) + 1.0)[::-1],
+    }[kind]
+    w = matrix_with_spectrum(rng, 340, n, spectrum)
+    u, s, vt = sp.svd(w)
+    values = np.linalg.eigh(w.T @ w)[0][::-1]
+    np.testing.assert_allclose(s.astype(np.float64) ** 2, values, rtol=0, atol=2e-5 * values[0])
+    assert_valid_svd(w, u, s, vt)
+
+
 @pytest.mark.parametrize("scale", [1e-30, 1e30])
 def test_extreme_magnitudes(scale):
     rng = np.random.default_rng(18)

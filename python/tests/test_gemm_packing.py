@@ -70,3 +70,27 @@ def test_row_slices_equal_at_one_and_two_threads(order_b):
         sp.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(one, _reference(a, b), rtol=0, atol=3e-4)
+
+
+@pytest.mark.parametrize("m,k,n", [
+    (2100, 600, 2100),  # packed A: B blocks of 256 + 256 + 88 deep, 2048 + 52 wide, a partial last panel
+    (301, 530, 100),    # A read in place (at most 128 columns): 256 + 256 + 18 deep, a partial panel
+])
+def test_shared_packed_b_equal_at_one_and_two_threads(m, k, n):
+    # At 2 threads the workers take row slices of C and read one copy of B packed
+    # for the whole call (every depth and column block); each element's sum runs
+    # over the same blocks in the same order as on one worker: identical results.
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    before = sp.get_num_threads()
+    try:
+        sp.set_num_threads(1)
+        one = sp.matmul(a, b)
+        sp.set_num_threads(2)
+        two = sp.matmul(a, b)
+    finally:
+        sp.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    assert np.all(np.abs(two - _reference(a, b)) <= 2e-7 * k * scale + 1e-6)

@@ -150,3 +150,27 @@ def test_krylov_ritz_triplets_satisfy_the_projection_identity(spectrum):
         u, s, vt = sp.randomized_svd(w, rank, power_iters=power_iters)
         projected = u.T.astype(np.float64) @ w.astype(np.float64) @ vt.T.astype(np.float64)
         np.testing.assert_allclose(projected, np.diag(s.astype(np.float64)), rtol=0, atol=2e-6 * s[0])
+
+
+@pytest.mark.parametrize("shape", [(1100, 700), (700, 1100)])
+def test_krylov_large_basis_factors_against_float64_references(shape):
+    # rank 128 at q = 4: a 256-column basis, so the Rayleigh–Ritz eigenproblem
+    # takes the blocked tridiagonalization and the root-free QL eigenvalues;
+    # tall and wide (U from the transposed rows of Vᵀ) with float32 read in place.
+    w = _matrix("slow", shape)
+    rank = 128
+    u, s, vt = sp.randomized_svd(w, rank)
+    w64 = w.astype(np.float64)
+    np.testing.assert_allclose(u.T.astype(np.float64) @ u, np.eye(rank), atol=1e-5)
+    np.testing.assert_allclose(vt.astype(np.float64) @ vt.T, np.eye(rank), atol=1e-5)
+    # The Ritz values are the eigenvalues of Uᵀ X Xᵀ U (numpy.linalg.eigh, float64), descending,
+    # U the factor taken from the Krylov basis: u for a tall matrix, V for a wide one (X = wᵀ).
+    basis, x = (u, w64) if shape[0] >= shape[1] else (vt.T, w64.T)
+    projected = basis.T.astype(np.float64) @ x
+    ritz = np.sqrt(np.linalg.eigh(projected @ projected.T)[0][::-1])
+    np.testing.assert_allclose(s, ritz, rtol=0, atol=1e-5 * s[0])
+    # And close to the true leading singular values, with scikit-learn's error or better.
+    exact = np.linalg.svd(w64, compute_uv=False)[:rank]
+    np.testing.assert_allclose(s, exact, rtol=0, atol=2e-3 * exact[0])
+    theirs = sklearn_extmath.randomized_svd(w64, rank, random_state=0)
+    assert _error(w64, (u, s, vt)) <= _error(w64, theirs) * 1.001

@@ -13,7 +13,7 @@ import pytest
 
 import swiftprune as sp
 from _reference_kernels import dense_product, nm_prune
-from _threads import per_thread_count
+from _threads import num_threads, per_thread_count
 
 
 def _close(y: np.ndarray, reference: np.ndarray, depth: int) -> None:
@@ -54,3 +54,34 @@ def test_x_not_modified_and_non_contiguous_x_accepted() -> None:
     _close(nm.matmul(x), dense_product(nm.to_dense(), before), 512)
     _close(csr.matmul(x), dense_product(csr.to_dense(), before), 512)
     np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("row_count", [3, 40])
+def test_few_heavy_rows_match_float64_at_every_thread_count(row_count: int) -> None:
+    # The workers' row ranges are cut by nonzero count: with 3 rows (and 3 workers) a range holds one row,
+    # with 40 rows of very unequal length the ranges hold very different row counts.
+    rng = np.random.default_rng(row_count)
+    depth = 4096
+    x = rng.standard_normal((depth, 64)).astype(np.float32)
+    density = np.linspace(0.02, 0.9, row_count)[:, None] ** 2
+    w = np.where(rng.random((row_count, depth)) < density, rng.standard_normal((row_count, depth)), 0).astype(np.float32)
+    csr = sp.CSRMatrix.from_dense(w)
+    results = per_thread_count(lambda: csr.matmul(x), (1, 2, 3))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+    _close(results[0], dense_product(w, x), depth)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.uint16])
+def test_out_of_range_index_in_one_worker_is_caught_at_every_thread_count(index_dtype: type) -> None:
+    # The raw arrays through the extension (the Python class checks indices itself): one bad index in a
+    # late row must fail the call whichever worker's rows hold it.
+    rng = np.random.default_rng(11)
+    rows, depth = 600, 2048
+    csr = sp.CSRMatrix.from_dense(np.where(rng.random((rows, depth)) < 0.1, 1.0, 0.0).astype(np.float32))
+    indices = csr.indices.astype(index_dtype)
+    indices[csr.indptr[rows - 3] + 1] = depth  # one past the last column
+    x = rng.standard_normal((depth, 64)).astype(np.float32)
+    for count in (1, 2, 3):
+        with num_threads(count), pytest.raises(ValueError, match="out of range"):
+            sp._core.csr_matmul(csr.indptr, indices, csr.data, rows, depth, x)

@@ -75,13 +75,15 @@ extension RandomizedSVD {
         rightRows: UnsafeMutablePointer<Float>
     ) throws {
         let capacity = blocks * b
+        // The big arrays below (MiBs each) come from HugePageScratch: fresh 4 KiB pages
+        // would fault thousands of times per call.
         // K (capacity × rows): the orthonormal basis rows; Z (capacity × cols): rows of B = Kᵀ X;
         // G (capacity × capacity): B Bᵀ, filled one block column (and its mirror row) per block.
-        let kt = try FallibleAllocation.allocate(Float.self, count: capacity * rows)
+        let kt = try HugePageScratch.allocate(Float.self, count: capacity * rows)
         defer { FallibleAllocation.free(kt) }
-        let zt = try FallibleAllocation.allocate(Float.self, count: capacity * cols)
+        let zt = try HugePageScratch.allocate(Float.self, count: capacity * cols)
         defer { FallibleAllocation.free(zt) }
-        let gram = try FallibleAllocation.allocate(Float.self, count: capacity * capacity)
+        let gram = try HugePageScratch.allocate(Float.self, count: capacity * capacity)
         defer { FallibleAllocation.free(gram) }
         // Only G's band is computed (see the type's comment): the rest stays zero.
         gram.update(repeating: 0, count: capacity * capacity)
@@ -96,7 +98,7 @@ extension RandomizedSVD {
         // K also by columns (rows × capacity): the re-orthogonalization's products with K,
         // whose results are thin, then read it in place as GEMM's A (the direct-A kernel, ≤ 128
         // result columns) — as rows it would be GEMM's B, packed (copied) on every call.
-        let kc = try FallibleAllocation.allocate(Float.self, count: rows * capacity)
+        let kc = try HugePageScratch.allocate(Float.self, count: rows * capacity)
         defer { FallibleAllocation.free(kc) }
         let nextColumns = try FallibleAllocation.allocate(Float.self, count: rows * b)
         defer { FallibleAllocation.free(nextColumns) }
@@ -176,7 +178,7 @@ extension RandomizedSVD {
         }
         // Rayleigh–Ritz: B = Kᵀ X = Z (d × cols); G = B Bᵀ = E Λ Eᵀ in Double.
         let d = blocksUsed * b
-        let gd = try FallibleAllocation.allocate(Double.self, count: d * d)
+        let gd = try HugePageScratch.allocate(Double.self, count: d * d)
         defer { FallibleAllocation.free(gd) }
         for r in 0 ..< d {
             for c in 0 ..< d { gd[r * d + c] = Double(gram[r * capacity + c]) }

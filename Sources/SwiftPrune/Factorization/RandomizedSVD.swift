@@ -101,9 +101,9 @@ public enum RandomizedSVD {
             ?? UnsafeRawPointer(w.baseAddress!).assumingMemoryBound(to: Float.self)
         let factorScale = inPlace ? 1 : scale
         if let (block, blocks) = krylovBlocks {
-            let leftRows = try FallibleAllocation.allocate(Float.self, count: rank * rows)
+            let leftRows = try HugePageScratch.allocate(Float.self, count: rank * rows)
             defer { FallibleAllocation.free(leftRows) }
-            let rightRows = try FallibleAllocation.allocate(Float.self, count: rank * cols)
+            let rightRows = try HugePageScratch.allocate(Float.self, count: rank * cols)
             defer { FallibleAllocation.free(rightRows) }
             let scratch = try FallibleAllocation.allocate(Float.self, count: block * rows)
             defer { FallibleAllocation.free(scratch) }
@@ -226,17 +226,27 @@ public enum RandomizedSVD {
                              scale: Double, transposed: Bool, m: Int, n: Int, rank: Int,
                              u: UnsafeMutableBufferPointer<Float>, s: UnsafeMutableBufferPointer<Float>,
                              vt: UnsafeMutableBufferPointer<Float>) {
-        let rows = transposed ? n : m, cols = transposed ? m : n
-        for j in 0 ..< rank {
-            s[j] = Float(values[j] * scale)
-            if transposed {
-                // w = V Σ Uᵀ: u's column j is Vᵀ row j (length m = cols); vt's row j is leftRows j (length n = rows).
-                for i in 0 ..< m { u[i * rank + j] = Float(rightRows[j * cols + i]) }
-                for i in 0 ..< n { vt[j * n + i] = leftRows[j * rows + i] }
-            } else {
-                for i in 0 ..< m { u[i * rank + j] = leftRows[j * rows + i] }
+        let cols = transposed ? m : n
+        for j in 0 ..< rank { s[j] = Float(values[j] * scale) }
+        // U is the transpose of leftRows (or, transposed, of Float rightRows):
+        // in registers, 8 × 8 blocks at a time (an element-wise copy scatters
+        // one store per element down a column of U). Both exact copies.
+        if !transposed {
+            transposeBlocked(leftRows, rows: rank, cols: m, into: u.baseAddress!)
+            for j in 0 ..< rank {
                 for i in 0 ..< n { vt[j * n + i] = Float(rightRows[j * cols + i]) }
             }
+            return
+        }
+        // w = V Σ Uᵀ: u's column j is Vᵀ row j (length m = cols); vt's row j is leftRows j (length n = rows).
+        (vt.baseAddress!).update(from: leftRows, count: rank * n)
+        if R.self == Float.self {
+            let floatRows = UnsafeRawPointer(rightRows).assumingMemoryBound(to: Float.self)
+            transposeBlocked(floatRows, rows: rank, cols: m, into: u.baseAddress!)
+            return
+        }
+        for j in 0 ..< rank {
+            for i in 0 ..< m { u[i * rank + j] = Float(rightRows[j * cols + i]) }
         }
     }
 

@@ -1,7 +1,7 @@
 /// Eigendecomposition of a real symmetric matrix in `Double`:
 /// Householder reduction to tridiagonal form (blocked above 128 rows, see
-/// `BlockedTridiagonalization.swift`), eigenvalues by the implicit QL
-/// algorithm (as in EISPACK `tql2`), eigenvectors of the tridiagonal matrix
+/// `BlockedTridiagonalization.swift`), eigenvalues by the root-free QL
+/// algorithm (`RootFreeQL.swift`, as LAPACK `dsterf`), eigenvectors of the tridiagonal matrix
 /// by inverse iteration (``TridiagonalEigenvectors``; QL with accumulated
 /// rotations is the verified fallback), then the blocked back-transformation.
 ///
@@ -51,13 +51,23 @@ enum SymmetricEigen {
         try tridiagonalizeBlocked(a, n: n, d: &d, e: &e, tau: &tau)
         // The Householder vectors stay in the upper triangle of `a`; the
         // eigenvectors of T go into a separate matrix Zᵀ, then Q is applied.
-        let z = try FallibleAllocation.allocate(Double.self, count: n * n)
+        let z = try HugePageScratch.allocate(Double.self, count: n * n)
         defer { FallibleAllocation.free(z) }
-        // Eigenvalues by QL without vectors (O(n²)), eigenvectors of T by inverse
-        // iteration (O(n²) plus re-orthogonalization inside clusters), checked;
-        // QL with accumulated rotations (O(n³)) is the fallback.
+        // Eigenvalues by root-free QL without vectors (O(n²); hypot-based QL if it
+        // does not converge), eigenvectors of T by inverse iteration (O(n²) plus
+        // re-orthogonalization inside clusters), checked; QL with accumulated
+        // rotations (O(n³)) is the fallback.
         var values = d, work = e
-        ql(d: &values, e: &work, zt: nil, n: n)
+        let converged = values.withUnsafeMutableBufferPointer { values in
+            work.withUnsafeMutableBufferPointer { work in
+                rootFreeQLValues(d: values.baseAddress!, e: work.baseAddress!, n: n)
+            }
+        }
+        if !converged {
+            values = d
+            work = e
+            ql(d: &values, e: &work, zt: nil, n: n)
+        }
         values.sort()
         var order = Array(0 ..< n)
         let negligibleValue = negligible * values.reduce(0) { max($0, abs($1)) }

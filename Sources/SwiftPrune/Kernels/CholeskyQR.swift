@@ -65,11 +65,31 @@ public enum CholeskyQR {
         guard try inverseFactor(gram: gram, ld: l, count: l, limit: limit, into: inverse) else { return false }
         // Qᵀ = L⁻¹ Yᵀ: rows ← inverse · rows.
         try ScratchPool.withFallible(Float.self, count: l * length) { out in
-            try gemm(transA: false, transB: false, m: l, n: length, k: l, alpha: 1, a: inverse, lda: l,
-                     b: rows, ldb: length, beta: 0, c: out, ldc: length)
+            try lowerTriangularProduct(inverse, count: l, rows, length: length, into: out)
             rows.update(from: out, count: l * length)
         }
         return true
+    }
+
+    /// Rows of a lower-triangular product (`triangleRowBlock` of them per GEMM):
+    /// block `I` of `L · Y` only needs the first `(I + 1) · 64` rows of `Y`.
+    static let triangleRowBlock = 64
+
+    /// `out` (`count × length`) = `lower` (`count × count`, lower triangular,
+    /// zeros above the diagonal) · `rows` (`count × length`), by GEMMs on
+    /// blocks of ``triangleRowBlock`` rows that stop at the diagonal block
+    /// (5/8 of a full product's work at `count = 256`). Each element's sum is
+    /// the full product's, less trailing `0 · y` terms (the same depth blocks
+    /// in the same order): the same values.
+    static func lowerTriangularProduct(_ lower: UnsafePointer<Float>, count l: Int, _ rows: UnsafePointer<Float>,
+                                       length: Int, into out: UnsafeMutablePointer<Float>) throws {
+        var first = 0
+        while first < l {
+            let height = min(triangleRowBlock, l - first)
+            try gemm(transA: false, transB: false, m: height, n: length, k: first + height, alpha: 1,
+                     a: lower + first * l, lda: l, b: rows, ldb: length, beta: 0, c: out + first * length, ldc: length)
+            first += height
+        }
     }
 
     /// `L⁻¹` (`count × count`, lower triangular, row-major, into `inverse`) of

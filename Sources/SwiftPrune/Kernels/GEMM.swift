@@ -149,6 +149,13 @@ struct GEMMDriver<T: GEMMScalar> {
     var kc: Int { wide ? 512 : 256 }
     var nc: Int { wide ? 4096 : 1024 }
     var mcBlock: Int { wide ? 192 : mr * (MemoryLayout<T>.size == 4 ? 24 : 16) }
+    /// All of op(B) packed once for the call and shared by the row-slice
+    /// workers (``runRowSlices(workers:)``; block `(jc, pc)` at
+    /// ``sharedBlockOffset(jc:pc:panels:)``), or nil: ``run`` packs each block itself.
+    var prepackedB: UnsafePointer<T>? = nil
+    /// Up to this many elements of op(B) (32 MiB of Float) the row-slice workers
+    /// share one packed copy of all of B rather than each packing its own.
+    static var sharedPackedBMaxCount: Int { 1 << 23 }
 
     init(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
          a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
@@ -219,7 +226,7 @@ struct GEMMDriver<T: GEMMScalar> {
             let blocks = workers * perWorker
             mcMax = ((mRounded + blocks - 1) / blocks + mr - 1) / mr * mr
         }
-        let bCount = kcMax * ncMax, aCount = workers * mcMax * kcMax
+        let bCount = prepackedB == nil ? kcMax * ncMax : 0, aCount = workers * mcMax * kcMax
         try ScratchPool.withFallible(T.self, count: bCount + aCount + workers * mr * nr) { workspace in
             run(workers: workers, packedB: workspace, packedA: workspace + bCount,
                 scratch: workspace + bCount + aCount, kcMax: kcMax, ncMax: ncMax, mcMax: mcMax)
@@ -232,10 +239,75 @@ struct GEMMDriver<T: GEMMScalar> {
     /// slice of C's rows (a multiple of `mr`, so the same tiles are full or
     /// partial as on one worker, and each element's sum runs over the same
     /// depth blocks in the same order: identical results) and runs the whole
-    /// depth on its own, packing its own copy of B. One fork-join per call
-    /// instead of two per depth block (32 at k = 4096), and no worker waits at
-    /// a barrier for another that the OS preempted.
+    /// depth on its own. One fork-join per call instead of two per depth block
+    /// (32 at k = 4096), and no worker waits at a barrier for another that the
+    /// OS preempted. B (up to ``sharedPackedBMaxCount`` elements) is first
+    /// packed whole, each worker an equal share of every block's panels, into
+    /// one copy all workers read (each packing all of B cost a worker about
+    /// 3% of its multiply time at 1024 rows); a larger B is packed by each
+    /// worker block by block.
     func runRowSlices(workers: Int) throws {
+        let panelColumns = (n + nr - 1) / nr * nr
+        let (count, overflow) = k.multipliedReportingOverflow(by: panelColumns)
+        guard !overflow && count <= Self.sharedPackedBMaxCount else {
+            try runRowSlices(workers: workers, prepackedB: nil)
+            return
+        }
+        try ScratchPool.withFallible(T.self, count: count) { packed in
+            packWholeB(into: packed, workers: workers)
+            try runRowSlices(workers: workers, prepackedB: UnsafePointer(packed))
+        }
+    }
+
+    /// Where block `(jc, pc)` of the whole packed B starts: the blocks of
+    /// columns before `jc` hold `k` rows each of `nc` (a multiple of `nr`)
+    /// columns, and this column block's depth blocks before `pc` hold `pc` rows
+    /// of `panels · nr`.
+    @inline(__always)
+    func sharedBlockOffset(jc: Int, pc: Int, panels: Int) -> Int { jc * k + pc * panels * nr }
+
+    /// Packs all of op(B) in the blocks ``run`` walks (see
+    /// ``sharedBlockOffset(jc:pc:panels:)``), each worker the same share of
+    /// every block's panels.
+    func packWholeB(into packed: UnsafeMutablePointer<T>, workers: Int) {
+        parallelFor(workers: workers) { worker in
+            forEachBlockOfB(kcMax: min(kc, k), ncMax: min(nc, (n + nr - 1) / nr * nr)) { jc, nc, panels, pc, kc in
+                packPanelsOfB(partitionRange(panels, parts: workers, index: worker),
+                              into: packed + sharedBlockOffset(jc: jc, pc: pc, panels: panels),
+                              jc: jc, nc: nc, pc: pc, kc: kc)
+            }
+        }
+    }
+
+    /// Calls `body(jc, nc, panels, pc, kc)` for each `kc × nc` block of op(B)
+    /// (`panels` of `nr` columns), column blocks outermost, as ``run`` takes them.
+    @inline(__always)
+    func forEachBlockOfB(kcMax: Int, ncMax: Int,
+                         _ body: (_ jc: Int, _ nc: Int, _ panels: Int, _ pc: Int, _ kc: Int) -> Void) {
+        var jc = 0
+        while jc < n {
+            let nc = min(ncMax, n - jc)
+            let panels = (nc + nr - 1) / nr
+            var pc = 0
+            while pc < k {
+                let kc = min(kcMax, k - pc)
+                body(jc, nc, panels, pc, kc)
+                pc += kc
+            }
+            jc += nc
+        }
+    }
+
+    /// Packs `panels` of the block of op(B) at rows `pc ..< pc + kc`, columns
+    /// `jc ..< jc + nc`, into `block` (panel `p` at `p · kc · nr`).
+    @inline(__always)
+    func packPanelsOfB(_ panels: Range<Int>, into block: UnsafeMutablePointer<T>, jc: Int, nc: Int, pc: Int, kc: Int) {
+        for panel in panels {
+            packB(into: block + panel * kc * nr, row: pc, kc: kc, column: jc + panel * nr, width: min(nr, nc - panel * nr))
+        }
+    }
+
+    func runRowSlices(workers: Int, prepackedB: UnsafePointer<T>?) throws {
         let tiles = (m + mr - 1) / mr
         // A worker cannot throw: the first refusal is kept and thrown after the join.
         let failure = Mutex<SwiftPruneError?>(nil)
@@ -249,6 +321,7 @@ struct GEMMDriver<T: GEMMScalar> {
                 var slice = GEMMDriver(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
                                        a: sliceA, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
                 slice.overwrite = overwrite
+                slice.prepackedB = prepackedB
                 try slice.runChecked(workers: 1)
             } catch {
                 let refusal = error as? SwiftPruneError ?? SwiftPruneError(.outOfMemory, "\(error)")
@@ -260,43 +333,37 @@ struct GEMMDriver<T: GEMMScalar> {
 
     func run(workers: Int, packedB: UnsafeMutablePointer<T>, packedA: UnsafeMutablePointer<T>,
              scratch: UnsafeMutablePointer<T>, kcMax: Int, ncMax: Int, mcMax: Int) {
-        var jc = 0
-        while jc < n {
-            let nc = min(ncMax, n - jc)
-            let panels = (nc + nr - 1) / nr
-            var pc = 0
-            while pc < k {
-                let kc = min(kcMax, k - pc)
+        forEachBlockOfB(kcMax: kcMax, ncMax: ncMax) { jc, nc, panels, pc, kc in
+            let blockB = prepackedB.map {
+                UnsafeMutablePointer(mutating: $0) + sharedBlockOffset(jc: jc, pc: pc, panels: panels)
+            } ?? packedB
+            if prepackedB == nil {
                 let packWorkers = min(workers, panels)
                 parallelFor(workers: packWorkers) { worker in
-                    for panel in partitionRange(panels, parts: packWorkers, index: worker) {
-                        packB(into: packedB + panel * kc * nr, row: pc, kc: kc,
-                              column: jc + panel * nr, width: min(nr, nc - panel * nr))
-                    }
+                    packPanelsOfB(partitionRange(panels, parts: packWorkers, index: worker), into: packedB,
+                                  jc: jc, nc: nc, pc: pc, kc: kc)
                 }
-                let mBlocks = (m + mcMax - 1) / mcMax
-                parallelFor(workers: workers) { worker in
-                    let myA = packedA + worker * mcMax * kcMax
-                    let blocks: Range<Int>, myPanels: Range<Int>
-                    if mBlocks >= workers {
-                        blocks = partitionRange(mBlocks, parts: workers, index: worker)
-                        myPanels = 0 ..< panels
-                    } else {
-                        blocks = 0 ..< mBlocks
-                        myPanels = partitionRange(panels, parts: workers, index: worker)
-                    }
-                    if myPanels.isEmpty { return }
-                    for block in blocks {
-                        let ic = block * mcMax
-                        let mc = min(mcMax, m - ic)
-                        if !directA { packA(into: myA, row: ic, mc: mc, column: pc, kc: kc) }
-                        macroKernel(packedA: myA, mc: mc, row: ic, packedB: packedB, panels: myPanels,
-                                    nc: nc, column: jc, kc: kc, depth: pc, scratch: scratch + worker * mr * nr)
-                    }
-                }
-                pc += kc
             }
-            jc += nc
+            let mBlocks = (m + mcMax - 1) / mcMax
+            parallelFor(workers: workers) { worker in
+                let myA = packedA + worker * mcMax * kcMax
+                let blocks: Range<Int>, myPanels: Range<Int>
+                if mBlocks >= workers {
+                    blocks = partitionRange(mBlocks, parts: workers, index: worker)
+                    myPanels = 0 ..< panels
+                } else {
+                    blocks = 0 ..< mBlocks
+                    myPanels = partitionRange(panels, parts: workers, index: worker)
+                }
+                if myPanels.isEmpty { return }
+                for block in blocks {
+                    let ic = block * mcMax
+                    let mc = min(mcMax, m - ic)
+                    if !directA { packA(into: myA, row: ic, mc: mc, column: pc, kc: kc) }
+                    macroKernel(packedA: myA, mc: mc, row: ic, packedB: blockB, panels: myPanels,
+                                nc: nc, column: jc, kc: kc, depth: pc, scratch: scratch + worker * mr * nr)
+                }
+            }
         }
     }
 
@@ -484,18 +551,51 @@ struct GEMMDriver<T: GEMMScalar> {
             // micro-kernel runs instead of stalling its final update. (Plain
             // loads used as a touch held up retirement on every miss: 5% of
             // a 2048³ profile.)
+            // On the AVX2 path into L2 only: six rows `ldc` apart (8 KiB at 2048
+            // columns) share one L1 set, where twelve prefetched lines evicted the
+            // B panel (with the next-panel prefetch below and the shared packed B,
+            // 2048³ went from 0.87x to 0.89x NumPy's CPU time at 1 thread and from
+            // 0.89x to 0.97x at 2, medians of a loaded A/B: README, round 9). The
+            // AVX-512 path, not measurable here, keeps its prefetch into L1.
             if i0 + 2 * mr <= mc {
                 let next = cTile + mr * ldc
                 for r in 0 ..< mr {
-                    swiftprune_prefetch_write(next + r * ldc)
-                    swiftprune_prefetch_write(next + r * ldc + nr - 1)
+                    if wide {
+                        swiftprune_prefetch_write(next + r * ldc)
+                        swiftprune_prefetch_write(next + r * ldc + nr - 1)
+                    } else {
+                        swiftprune_prefetch_read_l2(next + r * ldc)
+                        swiftprune_prefetch_read_l2(next + r * ldc + nr - 1)
+                    }
                 }
             }
+            if !wide && (panel + 1) * nr < nc { prefetchNextPanel(of: packedB, after: panel, kc: kc, mc: mc, i0: i0) }
             microKernel(kc, aPanel, bPanel, cTile, ldc)
         } else {
             edgeAware(rows: rows, cols: cols, cTile: cTile, scratch: scratch) { out, ldOut, _ in
                 microKernel(kc, aPanel, bPanel, out, ldOut)
             }
+        }
+    }
+
+    /// Brings this tile's share of the next B panel into L2: the panel is
+    /// streamed from L3 (a `kc × nc` block of B is larger than L2) and would
+    /// otherwise stall the first tile that reads it; spread over the block's
+    /// `⌈mc / mr⌉` tiles (11 lines each for 256 × 16 floats over 24 tiles), it
+    /// has arrived when the pass over this panel ends. L2, not L1: the
+    /// current panel must stay in L1.
+    @inline(__always)
+    func prefetchNextPanel(of packedB: UnsafeMutablePointer<T>, after panel: Int, kc: Int, mc: Int, i0: Int) {
+        let lineBytes = 64
+        let lines = (kc * nr * MemoryLayout<T>.stride + lineBytes - 1) / lineBytes
+        let tiles = (mc + mr - 1) / mr
+        let perTile = (lines + tiles - 1) / tiles
+        let first = i0 / mr * perTile
+        let next = UnsafeRawPointer(packedB + (panel + 1) * kc * nr)
+        var line = first
+        while line < min(first + perTile, lines) {
+            swiftprune_prefetch_read_l2(next + line * lineBytes)
+            line += 1
         }
     }
 

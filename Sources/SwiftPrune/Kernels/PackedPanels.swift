@@ -1,7 +1,4 @@
 import SwiftPruneShuffle
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A big float32 matrix packed once into the AVX2 GEMM's A format, for many
 /// thin products with it (a randomized SVD's 30-odd `X · Wᵀ` and `Xᵀ · Yᵀ`).
@@ -52,6 +49,11 @@ struct PackedPanels {
                 // per panel. Eight panels (48 columns of a) at a time over all the depth:
                 // eight sequential write streams, where a pass over all panels per stored
                 // row writes 24 bytes into each of hundreds of pages.
+                // A full panel's six values move as one 8-float load and store: the
+                // two extra floats land in the panel's next depth slot (p + 1 < depth),
+                // which step p + 1 then overwrites, and are read from row p or p + 1
+                // of `a` (in bounds). Element-wise, the scalar stores were 3/4 of the
+                // packing's samples.
                 var group = mine.lowerBound
                 while group < mine.upperBound {
                     let end = min(mine.upperBound, group + 8)
@@ -60,7 +62,11 @@ struct PackedPanels {
                         for panel in group ..< end {
                             let first = panel * mr, valid = min(mr, rows - first)
                             let dst = storage + panel * mr * depth + p * mr
-                            for r in 0 ..< valid { dst[r] = src[first + r] }
+                            if valid == mr && p + 1 < depth {
+                                storeVector(loadVector(src + first) as SIMD8<Float>, dst)
+                            } else {
+                                for r in 0 ..< valid { dst[r] = src[first + r] }
+                            }
                         }
                     }
                     group = end
@@ -90,20 +96,11 @@ struct PackedPanels {
 
     func free() { FallibleAllocation.free(storage) }
 
-    /// `count` floats, 2 MiB-aligned and, on Linux, advised as transparent huge
-    /// pages (`MADV_HUGEPAGE`; ignored where THP is off): a fresh 16 MiB copy then
-    /// takes 8 page faults instead of 4096, and its products 8 TLB entries — the
-    /// faults of the two copies were 4% of a 2048² rank-256 call with 4 KiB pages.
+    /// `count` floats from ``HugePageScratch``: a fresh 16 MiB copy then takes 8
+    /// page faults instead of 4096, and its products 8 TLB entries — the faults
+    /// of the two copies were 4% of a 2048² rank-256 call with 4 KiB pages.
     static func allocate(_ count: Int) throws -> UnsafeMutablePointer<Float> {
-        let (bytes, overflow) = max(1, count).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
-        guard !overflow else { throw SwiftPruneError(.outOfMemory, "packed matrix: the size overflows") }
-        let huge = 1 << 21
-        let raw = try FallibleAllocation.allocate(bytes: bytes, alignment: bytes >= huge ? huge : 64,
-                                                  "the packed copy of the matrix")
-        #if os(Linux) && canImport(Glibc)
-        if bytes >= huge { _ = madvise(raw, bytes / huge * huge, MADV_HUGEPAGE) }
-        #endif
-        return raw.bindMemory(to: Float.self, capacity: max(1, count))
+        try HugePageScratch.allocate(Float.self, count: count, "the packed copy of the matrix")
     }
 
     /// `c` (`rows × n`, rows `ldc` apart) = `op(A) · bᵀ`, `b` being `n × depth`

@@ -381,6 +381,7 @@ extension CSRMatrix {
                 } else {
                     blockDepth = columns
                 }
+                let segmentLines = CSRChunkKernel.segmentLines(expectedNonzeros: density * Double(blockDepth))
                 let first = range.lowerBound
                 let cursors = allCursors + first
                 do { try blockedSparseProduct(
@@ -410,7 +411,7 @@ extension CSRMatrix {
                                 rowCount: chunk.count, values: vals, indices: indices,
                                 cursors: cursors + (chunk.lowerBound &- first), rowEnds: offsetsBase + (chunk.lowerBound &+ 1),
                                 limit: k1, x: block, stride: stride, columnBase: columnBase, y: yChunk, yStride: n,
-                                accumulate: accumulate)
+                                accumulate: accumulate, segmentLines: segmentLines)
                             return
                         }
                         for row in chunk {

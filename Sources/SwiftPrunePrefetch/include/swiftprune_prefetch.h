@@ -17,4 +17,10 @@ static inline __attribute__((always_inline)) void swiftprune_prefetch_write(cons
     __builtin_prefetch(address, 1, 3);
 }
 
+/// Brings the cache line holding `address` into L2 only (prefetcht1), for
+/// reading: data needed a little later, which must not evict what L1 holds now.
+static inline __attribute__((always_inline)) void swiftprune_prefetch_read_l2(const void *address) {
+    __builtin_prefetch(address, 0, 2);
+}
+
 #endif

@@ -107,6 +107,10 @@ class HessianAccumulator:
     30
     """
 
+    #: Why the accumulator is unusable, once memory ran out while keeping the rest of a batch partly added
+    #: (see :meth:`_take`); None while it is sound.
+    _lost: Optional[str] = None
+
     def __init__(self, features: int, *, name: str = "layer", layout: str = "torch") -> None:
         self.features = check_int("features", features, minimum=0)
         if not isinstance(name, str):
@@ -137,6 +141,7 @@ class HessianAccumulator:
     @property
     def hessian_(self) -> NDArray[np.float64]:
         """``Σ xᵀx`` over every sample added (float64, not divided by the count)."""
+        self._check_sound()
         self._flush()
         return self._hessian
 
@@ -211,7 +216,10 @@ class HessianAccumulator:
             again. Once part of a batch is in the Hessian, the rest waits
             pending and the next flush (a later batch, or reading
             :attr:`hessian_`) retries, raising if memory is still short.
+            Should even that copy of the rest fail, the accumulator is
+            incomplete and every later use raises ``ValueError`` saying so.
         """
+        self._check_sound()
         array = np.asarray(x)
         if array.dtype not in (np.float16, np.float32, np.float64):
             raise TypeError(f"layer {self.name!r}: calibration inputs must be a real floating-point array, "
@@ -222,49 +230,78 @@ class HessianAccumulator:
         flat = array.reshape(-1, self.features)
         if flat.dtype == np.float16:
             flat = flat.astype(np.float32)
-        # A MemoryError is raised only when nothing of this batch was taken (the caller may free memory and
-        # add it again). Once part of it is in the Hessian, the rest waits pending instead, and the next
-        # flush (the next large batch, or reading hessian_) retries and raises if memory is still short.
-        if flat.shape[0] >= _FLUSH_ROWS:
-            # Checked whole before any chunk is added (the core checks each chunk only as it comes).
-            for start in range(0, flat.shape[0], _FLUSH_ROWS):
-                if not np.isfinite(flat[start:start + _FLUSH_ROWS]).all():
-                    raise ValueError(f"layer {self.name!r}: the calibration inputs contain NaN or Inf values")
-            self._flush()  # keep the order of the sums
-            added, failure = self._add_rows(flat)
-            if failure is not None and added == 0:
-                raise failure
-            if failure is not None:
-                self._pending.append(np.array(flat[added:], copy=True))
-                self._pending_rows += flat.shape[0] - added
-        else:
-            if not np.isfinite(flat).all():
+        # Checked whole before any chunk is added (the core checks each chunk only as it comes).
+        for start in range(0, flat.shape[0], _FLUSH_ROWS):
+            if not np.isfinite(flat[start:start + _FLUSH_ROWS]).all():
                 raise ValueError(f"layer {self.name!r}: the calibration inputs contain NaN or Inf values")
-            before = list(self._pending)
-            self._pending.append(np.array(flat, copy=True))  # the caller may reuse its buffer
-            self._pending_rows += flat.shape[0]
-            if self._pending_rows >= _FLUSH_ROWS:
-                added, failure = self._flush_pending()
-                if failure is not None and added == 0:
-                    self._pending = before  # nothing reached the Hessian: this batch is given back
-                    self._pending_rows -= flat.shape[0]
-                    raise failure
-        self._add_statistics(flat)
+        # The batch's first-order statistics come before anything of it is taken, so a MemoryError while
+        # computing them leaves the accumulator as it was; once taken, they are added in place.
+        statistics = self._batch_statistics(flat)
+        if flat.shape[0] >= _FLUSH_ROWS:
+            self._flush()  # keep the order of the sums
+        self._take(flat)
+        self._add_statistics(statistics, flat.shape[0])
         return self
 
-    def _add_statistics(self, flat: np.ndarray) -> None:
-        """The count and the first-order statistics of a batch that was taken."""
-        if flat.shape[0]:
-            self.sum_ += flat.sum(axis=0, dtype=np.float64)
-            # |x| through one reused buffer of _STATS_ROWS rows: a temporary as big as the batch costs
-            # fresh pages the kernel must zero (~2% of a 4096-wide GPTQ's time).
-            magnitude = np.empty((min(flat.shape[0], _STATS_ROWS), self.features), flat.dtype)
-            for start in range(0, flat.shape[0], _STATS_ROWS):
-                rows = flat[start:start + _STATS_ROWS]
-                part = np.abs(rows, out=magnitude[:len(rows)])
-                self.abs_sum_ += part.sum(axis=0, dtype=np.float64)
-                np.maximum(self.abs_max_, part.max(axis=0), out=self.abs_max_)
-        self.count_ += int(flat.shape[0])
+    def _take(self, flat: np.ndarray) -> None:
+        """Puts a checked batch into the Hessian (4096 rows or more) or among the pending rows (fewer,
+        flushed once 4096 are waiting). Raises MemoryError only when nothing of the batch was taken, the
+        pending rows then as before the call (the caller may free memory and add it again). Once part of
+        it is in the Hessian, the rest waits pending, and the next flush (a later large batch, or reading
+        :attr:`hessian_`) retries, raising if memory is still short."""
+        pending, pending_rows = list(self._pending), self._pending_rows
+        if flat.shape[0] >= _FLUSH_ROWS:
+            added, failure = self._add_rows(flat)
+            if failure is not None and added:
+                try:
+                    rest = np.array(flat[added:], copy=True)  # the caller may reuse its buffer
+                except MemoryError as error:
+                    # Part of the batch is in the Hessian and the rest cannot be kept: neither "taken" nor
+                    # "not taken" is true, so the accumulator refuses every later use rather than mislead.
+                    self._lost = (f"layer {self.name!r}: memory ran out while {flat.shape[0] - added} rows of a "
+                                  f"batch of {flat.shape[0]} waited to be added ({error}); this accumulator is "
+                                  "incomplete: capture the layer again into a new one")
+                    raise MemoryError(self._lost) from None
+                self._pending.append(rest)
+                self._pending_rows += flat.shape[0] - added
+        else:
+            self._pending.append(np.array(flat, copy=True))  # the caller may reuse its buffer
+            self._pending_rows += flat.shape[0]
+            added, failure = self._flush_pending() if self._pending_rows >= _FLUSH_ROWS else (0, None)
+        if failure is not None and added == 0:
+            self._pending, self._pending_rows = pending, pending_rows  # nothing reached the Hessian
+            raise failure
+
+    def _batch_statistics(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``Σ x_j``, ``Σ |x_j|`` and ``max |x_j|`` of one batch (float64, per feature)."""
+        try:
+            total = flat.sum(axis=0, dtype=np.float64)
+            abs_total = np.zeros(self.features, np.float64)
+            abs_max = np.zeros(self.features, np.float64)
+            if flat.shape[0]:
+                # |x| through one reused buffer of _STATS_ROWS rows: a temporary as big as the batch costs
+                # fresh pages the kernel must zero (~2% of a 4096-wide GPTQ's time).
+                magnitude = np.empty((min(flat.shape[0], _STATS_ROWS), self.features), flat.dtype)
+                for start in range(0, flat.shape[0], _STATS_ROWS):
+                    rows = flat[start:start + _STATS_ROWS]
+                    part = np.abs(rows, out=magnitude[:len(rows)])
+                    abs_total += part.sum(axis=0, dtype=np.float64)
+                    np.maximum(abs_max, part.max(axis=0), out=abs_max)
+        except MemoryError as error:
+            raise MemoryError(f"layer {self.name!r}: the |x| statistics of a batch: {error}") from None
+        return total, abs_total, abs_max
+
+    def _add_statistics(self, statistics: tuple[np.ndarray, np.ndarray, np.ndarray], rows: int) -> None:
+        """The count and the first-order statistics of a batch that was taken (in place: no allocation)."""
+        total, abs_total, abs_max = statistics
+        self.sum_ += total
+        self.abs_sum_ += abs_total
+        np.maximum(self.abs_max_, abs_max, out=self.abs_max_)
+        self.count_ += int(rows)
+
+    def _check_sound(self) -> None:
+        if self._lost is not None:
+            raise ValueError(self._lost)
 
     def merge(self, other: "HessianAccumulator") -> "HessianAccumulator":
         """Adds another accumulator's statistics (e.g. from another worker)."""
@@ -290,8 +327,11 @@ class HessianAccumulator:
         (:class:`CalibrationWarning`) when there are fewer samples than
         features: the Hessian is then rank-deficient (only damping makes it
         invertible) and the result fits those few samples."""
+        self._check_sound()
         if self.count_ == 0 and self.features > 0:
-            raise ValueError(f"layer {self.name!r}: no calibration samples were added")
+            raise ValueError(f"layer {self.name!r}: no calibration samples were added (a model source: the model "
+                             "never ran the layer on the calibration inputs — an unused module or a branch they do "
+                             "not take; arrays: an empty array was given for it)")
         if warn and self.count_ < self.features:
             warnings.warn(f"layer {self.name!r}: {self.count_} calibration samples for {self.features} input "
                           "features; the Hessian is rank-deficient and the result will overfit them (use at "

@@ -88,8 +88,9 @@ class ModelCalibration(Calibration):
     def commit(self, tensor_name: str, weights: np.ndarray) -> None:
         if self.mode != "sequential":
             return
-        self.committed[tensor_name] = np.asarray(weights)
-        self._apply_weight(tensor_name, self.committed[tensor_name])
+        array = np.asarray(weights)
+        self._apply_weight(tensor_name, array)  # (a source refusing the tensor raises before it counts as committed)
+        self.committed[tensor_name] = array
         for name, layer in self.layers.items():
             if tensor_name in layer.upstream:
                 self._cache.pop(name, None)

@@ -7,7 +7,10 @@ weights ("torch" layout); conv inputs go through their im2col view
 weight flattens). The model runs under ``torch.no_grad()`` in eval mode; the
 order in which the layers are first called is the forward order used for
 sequential mode, which works on a deep copy (the caller's module is never
-changed).
+changed). Sequential mode applies every committed tensor of the
+``state_dict`` (a compressed weight, a corrected bias, a folded scale) to that
+copy, and recaptures the layers it may reach; a name the module does not
+hold is an error.
 
 Needs PyTorch (an optional dependency: ``pip install torch``).
 """
@@ -62,8 +65,10 @@ class TorchCalibration(ModelCalibration):
             else:
                 continue
             self._modules[key] = module
-        self._original = {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()
-                          if v.is_floating_point()}
+        # Every float parameter and buffer by its state_dict name (tied weights: one tensor under several
+        # names): what a commit may change, whatever module it belongs to.
+        self._tensors = {k: v for k, v in self.model.state_dict(keep_vars=True).items() if v.is_floating_point()}
+        self._original = {k: v.detach().cpu().numpy().copy() for k, v in self._tensors.items()}
         super().__init__(layers, mode)
         if self._batches is not None:
             self._record_order()
@@ -95,21 +100,45 @@ class TorchCalibration(ModelCalibration):
                 handle.remove()
 
     def _record_order(self) -> None:
-        """One forward pass: the order the layers run in, and each one's upstream set."""
+        """One forward pass: the order the layers run in, and each one's upstream set.
+
+        torch has no graph to walk, so a layer's upstream is every float tensor (parameter or buffer) of
+        the modules entered before the layer's last call — a parent module's own parameters count as
+        entered before its children, conservatively — plus every tensor of a module the pass never
+        entered (it may be read functionally anywhere), and their tied aliases. A committed bias, norm
+        scale or any other tensor then invalidates exactly the layers it may reach."""
         torch = _import()
-        called: list[str] = []
-        handles = [module.register_forward_hook(lambda m, i, o, key=key: called.append(key))
-                   for key, module in self._modules.items()]
+        calls: list[int] = []  # id(module) per forward call, in call order
+        handles = []
         try:
+            for module in self.model.modules():
+                try:
+                    handles.append(module.register_forward_pre_hook(lambda m, args: calls.append(id(m))))
+                except (RuntimeError, TypeError, AttributeError):
+                    pass  # (a scripted submodule takes no hooks: its tensors count as reaching every layer)
             with torch.no_grad():
                 self._feed(self._batches[0])
         finally:
             for handle in handles:
                 handle.remove()
-        order = list(dict.fromkeys(called))
-        layers = [self.layers[k] for k in order] + [l for k, l in self.layers.items() if k not in set(order)]
-        for i, layer in enumerate(layers):
-            layer.upstream = frozenset(order[:i]) if layer.name in set(order) else frozenset(self.layers)
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for position, key in enumerate(calls):
+            first.setdefault(key, position)
+            last[key] = position
+        owners = dict(self.model.named_modules(remove_duplicate=False))
+        aliases: dict[int, set[str]] = {}
+        for name, tensor in self._tensors.items():
+            aliases.setdefault(id(tensor), set()).add(name)
+        entered_at = {name: first.get(id(owners.get(name.rpartition(".")[0])), -1) for name in self._tensors}
+        called = [key for key in self._modules if id(self._modules[key]) in last]
+        called.sort(key=lambda key: first[id(self._modules[key])])
+        layers = [self.layers[k] for k in called] + [l for k, l in self.layers.items() if k not in set(called)]
+        for layer in layers:
+            end = last.get(id(self._modules[layer.name]))
+            reaching = {name for name, start in entered_at.items()
+                        if end is None or start < 0 or start < end}
+            layer.upstream = frozenset(alias for name in reaching for alias in aliases[id(self._tensors[name])])
         self.layers = {layer.name: layer for layer in layers}
 
     def weights(self) -> dict[str, np.ndarray]:
@@ -117,11 +146,20 @@ class TorchCalibration(ModelCalibration):
         return dict(self._original)
 
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
-        module = self._modules.get(name)
-        if module is not None:
-            torch = _import()
-            with torch.no_grad():
-                module.weight.copy_(torch.from_numpy(np.asarray(weights)).reshape(module.weight.shape))
+        """Writes a committed tensor (a layer weight, a corrected bias, a folded norm scale, ...) into the
+        working copy of the module; a name the module does not hold is refused, never skipped."""
+        tensor = self._tensors.get(name)
+        if tensor is None:
+            raise ValueError(f"PyTorch calibration: cannot apply the committed tensor {name!r}: the module has no "
+                             "floating-point parameter or buffer of that name (its state_dict keys, as "
+                             "calibration.weights() gives them, are the names compress() must use)")
+        array = np.asarray(weights)
+        if array.size != tensor.numel():
+            raise ValueError(f"PyTorch calibration: the committed tensor {name!r} has {array.size} values, but the "
+                             f"module's has shape {tuple(tensor.shape)}")
+        torch = _import()
+        with torch.no_grad():
+            tensor.copy_(torch.tensor(array, dtype=tensor.dtype).reshape(tensor.shape))
 
     def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:
         torch = _import()

@@ -309,6 +309,11 @@ def _insert_scales(onnx: Any, graph: Any, inserted: Any, weights: Mapping[str, n
     return report
 
 
+def _transposed(node: Any, attribute: str) -> bool:
+    """Whether a Gemm ``node`` sets ``transA`` / ``transB`` (absent: 0, as ONNX defines them)."""
+    return bool(next((a.i for a in node.attribute if a.name == attribute), 0))
+
+
 def _rotated_input(node: Any, weight: str) -> Optional[str]:
     """The input a MatMul / Gemm ``node`` multiplies by the (in, out) / (out, in) `weight`, or None when the
     node does not read `weight` as such a layer (the rotation's axis: in for MatMul B and Gemm B, transB=0 (in,
@@ -318,15 +323,13 @@ def _rotated_input(node: Any, weight: str) -> Optional[str]:
     if node.op_type == "MatMul":
         return node.input[0]
     if node.op_type == "Gemm":
-        attributes = {a.name: a.i for a in node.attribute if a.name in ("transA", "transB")}
-        return None if attributes.get("transA", 0) else node.input[0]
+        return None if _transposed(node, "transA") else node.input[0]
     return None
 
 
 def _gemm_layout(node: Any) -> str:
     """The layout of a layer node's weight: ``"torch"`` for Gemm with transB=1, else ``"keras"`` (in, out)."""
-    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-    return "torch" if node.op_type == "Gemm" and trans_b else "keras"
+    return "torch" if node.op_type == "Gemm" and _transposed(node, "transB") else "keras"
 
 
 def _insert_rotations(onnx: Any, graph: Any, rotations: Mapping[str, Any], weights: Mapping[str, np.ndarray]
