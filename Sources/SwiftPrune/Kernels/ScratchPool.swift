@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 
 /// A small process-wide pool of 64-byte-aligned scratch buffers for the
@@ -31,14 +28,10 @@ enum ScratchPool {
         }
         if let reused { return reused }
         // Buffers of 2 MiB and more (GEMM's packed B shared by its workers) are
-        // 2 MiB-aligned and advised as transparent huge pages (ignored where THP
-        // is off): a 16 MiB buffer then takes 8 page faults instead of 4096.
-        let huge = 1 << 21
-        let pointer = try FallibleAllocation.allocate(bytes: needed, alignment: needed >= huge ? huge : 64,
-                                                      "scratch (GEMM packing or QR work arrays)")
-        #if os(Linux) && canImport(Glibc)
-        if needed >= huge { _ = madvise(pointer, needed / huge * huge, MADV_HUGEPAGE) }
-        #endif
+        // 2 MiB-aligned and advised as transparent huge pages: a 16 MiB buffer
+        // then takes 8 page faults instead of 4096.
+        let pointer = UnsafeMutableRawPointer(try HugePageScratch.allocate(
+            UInt8.self, count: needed, "scratch (GEMM packing or QR work arrays)"))
         return Buffer(pointer: pointer, bytes: needed)
     }
 
