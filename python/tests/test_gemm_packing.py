@@ -53,6 +53,18 @@ def test_every_element_written_once_per_call():
     np.testing.assert_allclose(first, _reference(a, b), rtol=0, atol=2e-4)
 
 
+def _products_at_one_and_two_threads(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sp.matmul(a, b)`` on one worker and on two, restoring the thread count."""
+    before = sp.get_num_threads()
+    try:
+        sp.set_num_threads(1)
+        one = sp.matmul(a, b)
+        sp.set_num_threads(2)
+        return one, sp.matmul(a, b)
+    finally:
+        sp.set_num_threads(before)
+
+
 @pytest.mark.parametrize("order_b", ["C", "F"])
 def test_row_slices_equal_at_one_and_two_threads(order_b):
     # 2100 rows, 200 columns: packed A split into row slices at 2 threads, each
@@ -60,14 +72,7 @@ def test_row_slices_equal_at_one_and_two_threads(order_b):
     rng = np.random.default_rng(11)
     a = rng.standard_normal((2100, 300), dtype=np.float32)
     b = np.asarray(rng.standard_normal((300, 200), dtype=np.float32), order=order_b)
-    before = sp.get_num_threads()
-    try:
-        sp.set_num_threads(1)
-        one = sp.matmul(a, b)
-        sp.set_num_threads(2)
-        two = sp.matmul(a, b)
-    finally:
-        sp.set_num_threads(before)
+    one, two = _products_at_one_and_two_threads(a, b)
     np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(one, _reference(a, b), rtol=0, atol=3e-4)
 
@@ -83,14 +88,7 @@ def test_shared_packed_b_equal_at_one_and_two_threads(m, k, n):
     rng = np.random.default_rng(m + k + n)
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
-    before = sp.get_num_threads()
-    try:
-        sp.set_num_threads(1)
-        one = sp.matmul(a, b)
-        sp.set_num_threads(2)
-        two = sp.matmul(a, b)
-    finally:
-        sp.set_num_threads(before)
+    one, two = _products_at_one_and_two_threads(a, b)
     np.testing.assert_array_equal(one, two)
     scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
     assert np.all(np.abs(two - _reference(a, b)) <= 2e-7 * k * scale + 1e-6)
