@@ -67,8 +67,8 @@ enum SymmetricEigen {
             values = d
             work = e
             ql(d: &values, e: &work, zt: nil, n: n)
+            values.sort()  // (root-free QL returns them sorted)
         }
-        values.sort()
         var order = Array(0 ..< n)
         let negligibleValue = negligible * values.reduce(0) { max($0, abs($1)) }
         var first = n - min(n, max(0, top ?? n))

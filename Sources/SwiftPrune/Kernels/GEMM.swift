@@ -149,6 +149,11 @@ struct GEMMDriver<T: GEMMScalar> {
     var kc: Int { wide ? 512 : 256 }
     var nc: Int { wide ? 4096 : 1024 }
     var mcBlock: Int { wide ? 192 : mr * (MemoryLayout<T>.size == 4 ? 24 : 16) }
+    /// This call's packed blocks of op(B): `kc` deep (or all of `k`) and `nc`
+    /// columns wide (or all of op(B)'s panels). ``run`` and the shared packed B
+    /// (``packWholeB(into:workers:)``) must walk the same blocks.
+    var blockDepth: Int { min(kc, k) }
+    var blockColumns: Int { min(nc, (n + nr - 1) / nr * nr) }
     /// All of op(B) packed once for the call and shared by the row-slice
     /// workers (``runRowSlices(workers:)``; block `(jc, pc)` at
     /// ``sharedBlockOffset(jc:pc:panels:)``), or nil: ``run`` packs each block itself.
@@ -213,8 +218,8 @@ struct GEMMDriver<T: GEMMScalar> {
             try runRowSlices(workers: workers)
             return
         }
-        let kcMax = min(kc, k)
-        let ncMax = min(nc, (n + nr - 1) / nr * nr)
+        let kcMax = blockDepth
+        let ncMax = blockColumns
         // Row blocks split evenly over the workers: the fewest blocks per
         // worker that keep blocks within mcBlock, then the block height that
         // spreads the rows over them (11 blocks on 2 workers would leave one
@@ -271,7 +276,7 @@ struct GEMMDriver<T: GEMMScalar> {
     /// every block's panels.
     func packWholeB(into packed: UnsafeMutablePointer<T>, workers: Int) {
         parallelFor(workers: workers) { worker in
-            forEachBlockOfB(kcMax: min(kc, k), ncMax: min(nc, (n + nr - 1) / nr * nr)) { jc, nc, panels, pc, kc in
+            forEachBlockOfB(kcMax: blockDepth, ncMax: blockColumns) { jc, nc, panels, pc, kc in
                 packPanelsOfB(partitionRange(panels, parts: workers, index: worker),
                               into: packed + sharedBlockOffset(jc: jc, pc: pc, panels: panels),
                               jc: jc, nc: nc, pc: pc, kc: kc)
