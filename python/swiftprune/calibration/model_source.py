@@ -89,23 +89,11 @@ class ModelCalibration(Calibration):
         if self.mode != "sequential":
             return
         array = np.asarray(weights)
-        self._check_committable(tensor_name, array)  # refused, never skipped, before it counts as committed
-        self._apply_weight(tensor_name, array)
+        self._apply_weight(tensor_name, array)  # (a source refusing the tensor raises before it counts as committed)
         self.committed[tensor_name] = array
         for name, layer in self.layers.items():
             if tensor_name in layer.upstream:
                 self._cache.pop(name, None)
-
-    def _check_committable(self, name: str, array: np.ndarray) -> None:
-        """Raises ValueError when the model holds no tensor ``name`` or it has another number of values."""
-        shape = self._tensor_shape(name)
-        source, owner, kind = self._tensor_words
-        if shape is None:
-            raise ValueError(f"{source} calibration: cannot apply the committed tensor {name!r}: the {owner} has no "
-                             f"{kind} of that name (calibration.weights() gives the names compress() must use)")
-        if array.size != int(np.prod(shape)):
-            raise ValueError(f"{source} calibration: the committed tensor {name!r} has {array.size} values, but the "
-                             f"{owner}'s has shape {tuple(shape)}")
 
     def begin(self) -> None:
         """Restores the original weights (undoing an earlier run's commits) and
@@ -144,15 +132,7 @@ class ModelCalibration(Calibration):
     def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:
         raise NotImplementedError
 
-    # How commit()'s errors name the source, what holds its tensors and what a tensor is.
-    _tensor_words = ("model", "model", "tensor")
-
-    def _tensor_shape(self, name: str) -> Optional[tuple[int, ...]]:
-        """The shape of the model's tensor ``name`` that a commit may replace; None when there is none."""
-        raise NotImplementedError
-
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
-        """Writes ``weights`` (checked by ``_check_committable``) into the model's tensor ``name``."""
         raise NotImplementedError
 
     def weights(self) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ Needs PyTorch (an optional dependency: ``pip install torch``).
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -145,17 +145,18 @@ class TorchCalibration(ModelCalibration):
         """The module's original float ``state_dict`` as NumPy arrays."""
         return dict(self._original)
 
-    _tensor_words = ("PyTorch", "module", "floating-point parameter or buffer")
-
-    def _tensor_shape(self, name: str) -> Optional[tuple[int, ...]]:
-        tensor = self._tensors.get(name)  # state_dict names: a corrected bias or a folded norm scale too
-        return None if tensor is None else tuple(tensor.shape)
-
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
         """Writes a committed tensor (a layer weight, a corrected bias, a folded norm scale, ...) into the
-        working copy of the module."""
-        tensor = self._tensors[name]
+        working copy of the module; a name the module does not hold is refused, never skipped."""
+        tensor = self._tensors.get(name)
+        if tensor is None:
+            raise ValueError(f"PyTorch calibration: cannot apply the committed tensor {name!r}: the module has no "
+                             "floating-point parameter or buffer of that name (its state_dict keys, as "
+                             "calibration.weights() gives them, are the names compress() must use)")
         array = np.asarray(weights)
+        if array.size != tensor.numel():
+            raise ValueError(f"PyTorch calibration: the committed tensor {name!r} has {array.size} values, but the "
+                             f"module's has shape {tuple(tensor.shape)}")
         torch = _import()
         with torch.no_grad():
             tensor.copy_(torch.tensor(array, dtype=tensor.dtype).reshape(tensor.shape))
