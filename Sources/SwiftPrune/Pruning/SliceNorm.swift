@@ -42,9 +42,15 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
     guard weights.count > 0 else { return norms }
     let source = weights.buffer.baseAddress!
     let total = weights.count
+    // One worker for small tensors, where a second did not shorten the call (MemoryBoundWorkers).
+    let bytes = total * MemoryLayout<S>.stride
+    @inline(__always) func workerCount(minimumPerWorker: Int) -> Int {
+        MemoryBoundWorkers.count(size: bytes, threshold: MemoryBoundWorkers.structuredBytes, work: total,
+                                 minimumPerWorker: minimumPerWorker)
+    }
     if norm == .infinity {
         // NaN is invisible to max(); look for it (and Inf) on the bit patterns.
-        let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 18)
+        let workers = workerCount(minimumPerWorker: 1 << 18)
         var worst = [S.MagnitudeKey](repeating: 0, count: workers)
         worst.withUnsafeMutableBufferPointer { out in
             let o = out.baseAddress!
@@ -73,7 +79,7 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
         // Long contiguous rows (or too few planes to be worth a plane buffer each):
         // reduce each (o, l) row with SIMD, add into norms[l] in row order.
         let rows = outer * length
-        let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
+        let workers = workerCount(minimumPerWorker: 1 << 16)
         let chunk = Swift.min(rows, FloatRowStreams.chunkRows)
         var partial = try [Double](fallibleRepeating: 0, count: workers * length)
         var rowValues = try [Double](fallibleRepeating: 0, count: workers * chunk)
@@ -112,7 +118,7 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
     } else {
         // Short rows: accumulate whole (length * inner) planes over `outer`, element-wise.
         let plane = length * inner
-        let workers = Threading.workerCount(for: total, minimumPerWorker: max(1 << 16, 4 * plane))
+        let workers = workerCount(minimumPerWorker: max(1 << 16, 4 * plane))
         var partial = try [Double](fallibleRepeating: 0, count: workers * plane)
         partial.withUnsafeMutableBufferPointer { all in
             let base = all.baseAddress!
