@@ -9,13 +9,15 @@ import SwiftPrunePrefetch
 ///
 /// One core reading one sequential stream does not reach this machine's read
 /// ceiling: the hardware prefetcher keeps too few lines in flight. The read
-/// probe (`python benchmarks/memory_floor.py --read-ceiling`, 42 MB of float32,
-/// one thread, CPU time) measured 1 stream at ~9–11 GB/s and 4 interleaved
-/// streams a quarter of the buffer apart, each prefetched 512 bytes ahead
-/// (`prefetcht0`), at ~15–17 GB/s; 8 streams were no faster, `prefetchnta`
-/// no better than `prefetcht0`, and streams 10 KB apart (adjacent rows) slower
-/// than streams 40 KB or more apart. So a chunk of rows is cut into four
-/// quarters and row `r` of every quarter is summed in the same loop.
+/// probe (`python benchmarks/memory_floor.py --read-ceiling`: 42 MB of
+/// float32, one thread, median CPU time) measured 1 stream at 15.5 GB/s and 4
+/// interleaved streams a quarter of the buffer apart, each prefetched 512
+/// bytes ahead (`prefetcht0`), at 29.0 GB/s under real-time priority (13.5 vs
+/// 19.9 GB/s at load 9); 8 streams were about as fast (1.41 vs 1.45 ms) and
+/// `prefetchnta` slower (1.54 ms).
+/// In a C probe, four streams 10 KB apart (adjacent rows, restarting every row)
+/// were slower than four 40 KB or more apart. So a chunk of rows is cut into
+/// four quarters and row `r` of every quarter is summed in the same loop.
 ///
 /// Every row is summed exactly as ``reduceRow(_:_:_:)`` sums it (the same four
 /// 8-lane fused multiply-add accumulators, the same combination and tail), so
@@ -26,8 +28,9 @@ enum FloatRowStreams {
     static let streams = 4
     /// Rows of the long-row branch of ``sliceNorms(_:axis:norm:)`` summed before
     /// they are added into the norms in row order (a buffer of this many `Double`s
-    /// per worker): 4096 keeps the four streams at least 1024 rows of 64 or more
-    /// values (256 KB) apart, whatever the tensor's size.
+    /// per worker): in a full chunk the four streams are 1024 rows of 64 or more
+    /// values (256 KB or more) apart, whatever the tensor's size (a worker's last
+    /// chunk, or a small tensor, has them closer).
     static let chunkRows = 4096
     /// Bytes ahead of each stream that are prefetched (512 measured as good as 256–2048).
     static let prefetchBytes = 512
