@@ -23,7 +23,7 @@ class CapturedLayer:
 
     name: str  # the weight tensor's name (the key compress() looks up)
     weight: str
-    input: str  # the model tensor (ONNX value / Keras layer) feeding it
+    input: str  # the model tensor feeding it (ONNX value / Keras layer / torch: first module called on it)
     layout: str  # "torch" or "keras"
     features: int
     kind: str = "linear"  # or "conv2d"
