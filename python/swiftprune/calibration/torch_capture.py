@@ -169,18 +169,15 @@ class TorchCalibration(ModelCalibration):
         """The module's original float ``state_dict`` as NumPy arrays."""
         return dict(self._original)
 
+    #: (the shared check reads weights(): every float parameter and buffer)
+    _commit_words = ("PyTorch calibration", "module", "floating-point parameter or buffer of that name (its "
+                    "state_dict keys, as calibration.weights() gives them, are the names compress() must use)")
+
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
         """Writes a committed tensor (a layer weight, a corrected bias, a folded norm scale, ...) into the
-        working copy of the module; a name the module does not hold is refused, never skipped."""
-        tensor = self._tensors.get(name)
-        if tensor is None:
-            raise ValueError(f"PyTorch calibration: cannot apply the committed tensor {name!r}: the module has no "
-                             "floating-point parameter or buffer of that name (its state_dict keys, as "
-                             "calibration.weights() gives them, are the names compress() must use)")
+        working copy of the module (``commit`` refused names the module does not hold)."""
+        tensor = self._tensors[name]
         array = np.asarray(weights)
-        if array.size != tensor.numel():
-            raise ValueError(f"PyTorch calibration: the committed tensor {name!r} has {array.size} values, but the "
-                             f"module's has shape {tuple(tensor.shape)}")
         torch = _import()
         with torch.no_grad():
             tensor.copy_(torch.tensor(array, dtype=tensor.dtype).reshape(tensor.shape))
