@@ -3,6 +3,7 @@ layers in forward order, statistics captured on demand and cached, and the
 sequential / independent modes."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
@@ -142,7 +143,7 @@ class ModelCalibration(Calibration):
         shape = shapes.get(name)
         if shape is None:
             raise ValueError(f"{source}: cannot apply the committed tensor {name!r}: the {holder} has no {unknown}")
-        if array.size != int(np.prod(shape)):
+        if array.size != math.prod(shape):
             raise ValueError(f"{source}: the committed tensor {name!r} has {array.size} values, but the {holder}'s "
                              f"has shape {tuple(shape)}")
 
