@@ -1,6 +1,8 @@
 """Sequential calibration of a real PyTorch model through ``sp.calibration.from_torch``: forward passes and CPU
 time, with the layers that read one tensor captured together (q/k/v, as the source does) or one layer at a time
-(``--one-at-a-time``: every layer its own input key, how the source captured before grouping).
+(``--one-at-a-time``: every layer its own input key; the upstream sets stay the grouped ones, so the first block's
+k and v are not captured again after q's commit: 70 captures, where the source before grouping took 72 — run this
+script with that version's ``python/`` on ``PYTHONPATH`` to compare with it).
 
 The model is the Hugging Face ``MPNetModel`` of all-mpnet-base-v2 (12 blocks, 72 Linear layers: q, k, v, o,
 intermediate, output per block) loaded offline from its sentence-transformers folder (``--model``; default
