@@ -147,6 +147,13 @@ public enum QuantizedMatmul {
             }
         }
         let batch = activations.batch, quads = activations.quads
+        #if arch(x86_64)
+        // Symmetric weights, a depth of whole groups of four and one chunk: the AVX2 kernel's
+        // Int32 sums are final, and so is the corrected sum in Int32 (see `finishInt32`).
+        let int32Sums = !avx512 && !vnni && zeroPoint == nil && quads &* 4 == columns && quads <= chunkQuads
+        #else
+        let int32Sums = false
+        #endif
         for columnBlock in 0 ..< activations.columnBlocks {
             tile.update(repeating: 0, count: tileRows &* tileColumns)
             var chunkStart = 0
@@ -167,7 +174,7 @@ public enum QuantizedMatmul {
                         let nextRow = firstRow &+ tileRows
                         let prefetch = columnBlock == 0 && chunkStart == 0 && nextRow < rows
                         microKernel(p[0], p[1], p[2], p[3], packed: activations.packedBlock(columnBlock),
-                                    quads: chunkStart ..< chunkEnd, into: tile,
+                                    quads: chunkStart ..< chunkEnd, into: tile, int32Sums: int32Sums,
                                     ahead: prefetch ? weights + nextRow &* columns : nil,
                                     aheadBytes: min(tileRows, rows &- nextRow) &* columns)
                     }
@@ -176,6 +183,19 @@ public enum QuantizedMatmul {
             }
             let firstColumn = columnBlock &* tileColumns
             let columnCount = min(tileColumns, batch &- firstColumn)
+            #if arch(x86_64)
+            if int32Sums {
+                withUnsafeBytes(of: rowSums) { sumBytes in
+                    let sums = sumBytes.bindMemory(to: Int64.self)
+                    for r in 0 ..< rowCount {
+                        finishInt32(UnsafeRawPointer(tile) + r &* tileColumns &* 4, rowSum: sums[r], row: firstRow &+ r,
+                                    firstColumn: firstColumn, columnCount: columnCount, activations: activations,
+                                    scale: scale[firstRow &+ r], y: y)
+                    }
+                }
+                continue
+            }
+            #endif
             withUnsafeBytes(of: rowPointers) { pointerBytes in
                 let pointers = pointerBytes.bindMemory(to: UnsafePointer<Int8>.self)
                 withUnsafeBytes(of: rowSums) { sumBytes in
@@ -201,6 +221,40 @@ public enum QuantizedMatmul {
             }
         }
     }
+
+    #if arch(x86_64)
+    /// The outputs of one row of a tile from the kernel's Int32 sums (`int32Sums`, one
+    /// row of 16 at `sums`): `y[row, b] = Float(dot − z_b · Σw) · (scale · s_b)`, eight
+    /// columns per step instead of one Int64 expression per output (6.6% of a 4096² × 64
+    /// profile). Exact: the true value `Σ_k w[k] · (xq[k, b] − z_b)` is at most
+    /// 128 · 127 · depth ≤ 2^30 in magnitude for a depth of one chunk, so the wrapping
+    /// Int32 arithmetic lands on it, and `vcvtdq2ps` rounds it to nearest like `Float(_:)`.
+    @inline(__always)
+    static func finishInt32(
+        _ sums: UnsafeRawPointer, rowSum: Int64, row: Int, firstColumn: Int, columnCount: Int,
+        activations: ActivationQuantization, scale: Float, y: UnsafeMutablePointer<Float>
+    ) {
+        let rowSum = _mm256_set1_epi32(Int32(truncatingIfNeeded: rowSum)), rowScale = _mm256_set1_ps(scale)
+        var outputs = (_mm256_setzero_ps(), _mm256_setzero_ps())
+        withUnsafeMutableBytes(of: &outputs) { out in
+            for half in 0 ..< 2 {
+                let column = firstColumn &+ half &* 8  // padded columns have s = 1, z = 0
+                let dot = (sums + half &* 32).loadUnaligned(as: __m256i.self)
+                let z = UnsafeRawPointer(activations.zeroPoints + column).loadUnaligned(as: __m256i.self)
+                let exact = _mm256_sub_epi32(dot, _mm256_mullo_epi32(z, rowSum))
+                let s = UnsafeRawPointer(activations.scales + column).loadUnaligned(as: __m256.self)
+                out.storeBytes(of: _mm256_mul_ps(_mm256_cvtepi32_ps(exact), _mm256_mul_ps(rowScale, s)),
+                               toByteOffset: half &* 32, as: __m256.self)
+            }
+            let target = y + (row &* activations.batch &+ firstColumn)
+            if columnCount == tileColumns {
+                UnsafeMutableRawPointer(target).copyMemory(from: out.baseAddress!, byteCount: 64)
+            } else {
+                target.update(from: out.bindMemory(to: Float.self).baseAddress!, count: columnCount)
+            }
+        }
+    }
+    #endif
 
     /// `Σ_k w[k]` over one row.
     @inline(__always)
@@ -290,7 +344,7 @@ public enum QuantizedMatmul {
     @inline(__always)
     static func microKernel(
         _ w0: UnsafePointer<Int8>, _ w1: UnsafePointer<Int8>, _ w2: UnsafePointer<Int8>, _ w3: UnsafePointer<Int8>,
-        packed: UnsafeRawPointer, quads: Range<Int>, into tile: UnsafeMutablePointer<Int64>,
+        packed: UnsafeRawPointer, quads: Range<Int>, into tile: UnsafeMutablePointer<Int64>, int32Sums: Bool = false,
         ahead: UnsafePointer<Int8>? = nil, aheadBytes: Int = 0
     ) {
         #if arch(x86_64)
@@ -332,6 +386,19 @@ public enum QuantizedMatmul {
             q &+= 2
         }
         if q < end { step(q) }
+        if int32Sums {
+            // The sums as they are: 64 Int32 in the first half of `tile`, row-major 4 × 16.
+            let sums = UnsafeMutableRawPointer(tile)
+            sums.storeBytes(of: a00, toByteOffset: 0, as: __m256i.self)
+            sums.storeBytes(of: a01, toByteOffset: 32, as: __m256i.self)
+            sums.storeBytes(of: a10, toByteOffset: 64, as: __m256i.self)
+            sums.storeBytes(of: a11, toByteOffset: 96, as: __m256i.self)
+            sums.storeBytes(of: a20, toByteOffset: 128, as: __m256i.self)
+            sums.storeBytes(of: a21, toByteOffset: 160, as: __m256i.self)
+            sums.storeBytes(of: a30, toByteOffset: 192, as: __m256i.self)
+            sums.storeBytes(of: a31, toByteOffset: 224, as: __m256i.self)
+            return
+        }
         @inline(__always) func add(_ v: __m256i, _ at: Int) {
             let lanes = unsafeBitCast(v, to: SIMD8<Int32>.self)
             for i in 0 ..< 8 { tile[at &+ i] &+= Int64(lanes[i]) }
