@@ -502,12 +502,14 @@ def test_quantized_matmul_int32_finish_at_its_largest_sum() -> None:
     np.testing.assert_array_equal(y, reference)
 
 
-def test_quantized_matmul_thread_counts_agree_across_chunks() -> None:
-    # 250 row blocks dealt in chunks from a shared counter at 2 and 3 workers: every output is
-    # one block's exact sum whoever takes it, so the bits are those of one thread.
+@pytest.mark.parametrize("rows, batch", [(1000, 48), (3000, 3)])
+def test_quantized_matmul_thread_counts_agree_across_chunks(rows: int, batch: int) -> None:
+    # Row blocks (48 columns: 4-row tiles; 3 columns: single rows) dealt in chunks from a shared
+    # counter at 2 and 3 workers: every output is one exact sum whoever takes it, so the bits
+    # are those of one thread.
     rng = np.random.default_rng(22)
-    values, scale = quantize_rows(rng.standard_normal((1000, 256)))
-    x = rng.standard_normal((256, 48)).astype(np.float32)
+    values, scale = quantize_rows(rng.standard_normal((rows, 256)))
+    x = rng.standard_normal((256, batch)).astype(np.float32)
     single, double, triple = per_thread_count(lambda: sp.quantized_matmul(values, scale, x), (1, 2, 3))
     np.testing.assert_array_equal(single, double)
     np.testing.assert_array_equal(single, triple)

@@ -77,18 +77,25 @@ public enum QuantizedMatmul {
             // dotted with every column of x, instead of zero-padded 16-column tiles.
             let allDots = try FallibleAllocation.allocate(Int64.self, count: workers &* batch, "the int8 row dots")
             defer { FallibleAllocation.free(allDots) }
+            // Rows dealt in chunks from a shared counter, as the tiles below.
+            let chunks = workers == 1 ? 1 : min(rows, workers &* chunksPerWorker)
+            let nextChunk = Atomic<Int>(0)
             parallelFor(workers: workers) { worker in
                 let dots = allDots + worker &* batch
-                for row in partitionRange(rows, parts: workers, index: worker) {
-                    let weights = wBase + row &* columns
-                    let sum = avx512
-                        ? AVX512Kernels.int8RowDots(weights, columns: columns, xq: columnMajor, batch: batch, dots: dots)
-                        : rowDots(weights, columns: columns, xq: columnMajor, batch: batch, into: dots)
-                    let zp = Int64(zeroPoints?[row] ?? 0)
-                    for b in 0 ..< batch {
-                        let z = Int64(activations.zeroPoints[b])
-                        let exact = dots[b] &- z &* sum &- zp &* activations.columnSums[b] &+ Int64(columns) &* zp &* z
-                        yBase[row &* batch &+ b] = Float(exact) * (scaleBase[row] * activations.scales[b])
+                while true {
+                    let chunk = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard chunk < chunks else { break }
+                    for row in partitionRange(rows, parts: chunks, index: chunk) {
+                        let weights = wBase + row &* columns
+                        let sum = avx512
+                            ? AVX512Kernels.int8RowDots(weights, columns: columns, xq: columnMajor, batch: batch, dots: dots)
+                            : rowDots(weights, columns: columns, xq: columnMajor, batch: batch, into: dots)
+                        let zp = Int64(zeroPoints?[row] ?? 0)
+                        for b in 0 ..< batch {
+                            let z = Int64(activations.zeroPoints[b])
+                            let exact = dots[b] &- z &* sum &- zp &* activations.columnSums[b] &+ Int64(columns) &* zp &* z
+                            yBase[row &* batch &+ b] = Float(exact) * (scaleBase[row] * activations.scales[b])
+                        }
                     }
                 }
             }
@@ -610,18 +617,18 @@ struct ActivationQuantization {
     func quantizeBlockAVX2(x: UnsafePointer<Float>, depth: Int, first: Int, blockBase: Int) -> String? {
         typealias Block = ActivationBlockAVX2
         let (left, right) = Block.ranges(x: x, depth: depth, batch: batch, first: first)
-        @inline(__always) func lanes(_ v: __m256) -> SIMD8<Float> { unsafeBitCast(v, to: SIMD8<Float>.self) }
-        guard lanes(left.poison) == .zero, lanes(right.poison) == .zero else { return "x contains NaN or Inf" }
+        // (`__m256` is `SIMD8<Float>` in Swift: its lanes are read directly.)
+        guard left.poison == .zero, right.poison == .zero else { return "x contains NaN or Inf" }
         @inline(__always) func step(_ range: Block.Extremes) -> SIMD8<Float> {
-            let step = lanes(_mm256_div_ps(_mm256_sub_ps(range.high, range.low), _mm256_set1_ps(127)))
+            let step = _mm256_div_ps(_mm256_sub_ps(range.high, range.low), _mm256_set1_ps(127))
             return step.replacing(with: 1, where: step .== 0)
         }
         let stepLeft = step(left), stepRight = step(right)
         for c in 0 ..< 16 where !(c < 8 ? stepLeft[c] : stepRight[c &- 8]).isFinite {
             return "x column \(first + c) spans too wide a range to quantize (overflow)"
         }
-        let quantizeLeft = Block.Quantizer(s: unsafeBitCast(stepLeft, to: __m256.self), low: left.low)
-        let quantizeRight = Block.Quantizer(s: unsafeBitCast(stepRight, to: __m256.self), low: right.low)
+        let quantizeLeft = Block.Quantizer(s: stepLeft, low: left.low)
+        let quantizeRight = Block.Quantizer(s: stepRight, low: right.low)
         var sums = SIMD16<Int64>()
         @inline(__always) func add(_ low: __m256i, _ high: __m256i) {
             let l = unsafeBitCast(low, to: SIMD8<UInt32>.self), h = unsafeBitCast(high, to: SIMD8<UInt32>.self)
@@ -644,7 +651,7 @@ struct ActivationQuantization {
             (at + 32).storeBytes(of: h, as: __m256i.self)
             add(l, h)
         }
-        let z = SIMD16(lowHalf: lanes(quantizeLeft.z), highHalf: lanes(quantizeRight.z))
+        let z = SIMD16(lowHalf: quantizeLeft.z, highHalf: quantizeRight.z)
         for c in 0 ..< 16 {
             scales[first &+ c] = c < 8 ? stepLeft[c] : stepRight[c &- 8]
             zeroPoints[first &+ c] = Int32(z[c])
