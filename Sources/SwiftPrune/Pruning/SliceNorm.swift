@@ -42,9 +42,15 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
     guard weights.count > 0 else { return norms }
     let source = weights.buffer.baseAddress!
     let total = weights.count
+    // One worker for small tensors, where a second did not shorten the call (MemoryBoundWorkers).
+    let bytes = total * MemoryLayout<S>.stride
+    @inline(__always) func workerCount(minimumPerWorker: Int) -> Int {
+        MemoryBoundWorkers.count(size: bytes, threshold: MemoryBoundWorkers.structuredBytes, work: total,
+                                 minimumPerWorker: minimumPerWorker)
+    }
     if norm == .infinity {
         // NaN is invisible to max(); look for it (and Inf) on the bit patterns.
-        let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 18)
+        let workers = workerCount(minimumPerWorker: 1 << 18)
         var worst = [S.MagnitudeKey](repeating: 0, count: workers)
         worst.withUnsafeMutableBufferPointer { out in
             let o = out.baseAddress!
@@ -71,18 +77,35 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
         }
     } else if inner >= 64 || outer < 4 {
         // Long contiguous rows (or too few planes to be worth a plane buffer each):
-        // reduce each (o, l) row with SIMD, add into norms[l].
+        // reduce each (o, l) row with SIMD, add into norms[l] in row order.
         let rows = outer * length
-        let workers = Threading.workerCount(for: total, minimumPerWorker: 1 << 16)
+        let workers = workerCount(minimumPerWorker: 1 << 16)
+        let chunk = Swift.min(rows, FloatRowStreams.chunkRows)
         var partial = try [Double](fallibleRepeating: 0, count: workers * length)
+        var rowValues = try [Double](fallibleRepeating: 0, count: workers * chunk)
         partial.withUnsafeMutableBufferPointer { all in
-            let base = all.baseAddress!
-            parallelFor(workers: workers) { worker in
-                let mine = base + worker * length
-                for row in partitionRange(rows, parts: workers, index: worker) {
-                    let value = reduceRow(source + row * inner, inner, norm)
-                    let l = row % length
-                    mine[l] = norm == .infinity ? max(mine[l], value) : mine[l] + value
+            rowValues.withUnsafeMutableBufferPointer { allValues in
+                let base = all.baseAddress!
+                parallelFor(workers: workers) { worker in
+                    let mine = base + worker * length, values = allValues.baseAddress! + worker * chunk
+                    let range = partitionRange(rows, parts: workers, index: worker)
+                    var start = range.lowerBound
+                    while start < range.upperBound {
+                        // A chunk of rows summed (float32 L2: four rows at once, FloatRowStreams),
+                        // then added into `mine` in row order.
+                        let count = Swift.min(chunk, range.upperBound - start)
+                        if S.self == Float.self && norm == .l2 {
+                            let first = UnsafeRawPointer(source + start * inner).assumingMemoryBound(to: Float.self)
+                            FloatRowStreams.squaredNorms(first, rows: count, length: inner, into: values)
+                        } else {
+                            for k in 0 ..< count { values[k] = reduceRow(source + (start + k) * inner, inner, norm) }
+                        }
+                        for k in 0 ..< count {
+                            let l = (start + k) % length, value = values[k]
+                            mine[l] = norm == .infinity ? max(mine[l], value) : mine[l] + value
+                        }
+                        start += count
+                    }
                 }
             }
         }
@@ -95,7 +118,7 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
     } else {
         // Short rows: accumulate whole (length * inner) planes over `outer`, element-wise.
         let plane = length * inner
-        let workers = Threading.workerCount(for: total, minimumPerWorker: max(1 << 16, 4 * plane))
+        let workers = workerCount(minimumPerWorker: max(1 << 16, 4 * plane))
         var partial = try [Double](fallibleRepeating: 0, count: workers * plane)
         partial.withUnsafeMutableBufferPointer { all in
             let base = all.baseAddress!
@@ -192,16 +215,15 @@ func reduceRow<S: BinaryFloatingPoint & SIMDScalar>(_ p: UnsafePointer<S>, _ cou
         }
     }
     var result: Double
-    if norm == .infinity {
+    switch norm {
+    case .infinity:
         result = Double(pointwiseMax(pointwiseMax(a0, a1), pointwiseMax(a2, a3)).max())
         while i < count { result = max(result, Double(p[i].magnitude)); i += 1 }
-    } else {
+    case .l1:
         result = Double(((a0 + a1) + (a2 + a3)).sum())
-        if norm == .l1 {
-            while i < count { result += Double(p[i].magnitude); i += 1 }
-        } else {
-            while i < count { let x = Double(p[i]); result += x * x; i += 1 }
-        }
+        while i < count { result += Double(p[i].magnitude); i += 1 }
+    case .l2:
+        result = squaredL2RowResult(a0, a1, a2, a3, p, from: i, count)
     }
     return result
 }

@@ -47,7 +47,8 @@ public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
     guard mask.count > 0 else { return }
     let target = mask.buffer.baseAddress!
     let length = split.length, inner = split.inner, plane = length * inner
-    let workers = Threading.workerCount(for: mask.count, minimumPerWorker: 1 << 18)
+    let workers = MemoryBoundWorkers.count(size: weights.count * MemoryLayout<S>.stride, threshold: MemoryBoundWorkers.structuredBytes,
+                                           work: mask.count, minimumPerWorker: 1 << 18)
     keep.withUnsafeBufferPointer { keepBuffer in
         let flags = keepBuffer.baseAddress!
         if mask.count >= StreamedMaskWrite.threshold && (inner == 1 || inner >= 64) {

@@ -153,7 +153,9 @@ public func dequantizeValues<O: FixedWidthInteger & SIMDScalar>(
     guard total > 0 else { return }
     let src = values.baseAddress!, dst = out.baseAddress!
     let sc = scales.baseAddress!, zp = zeroPoints.baseAddress!
-    let workers = Threading.workerCount(for: total, minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
+    // One worker for small outputs, where a second did not shorten the call (MemoryBoundWorkers).
+    let workers = MemoryBoundWorkers.count(size: total, threshold: MemoryBoundWorkers.dequantizeElements, work: total,
+                                           minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
     let stream = total * MemoryLayout<Float>.stride >= StreamingRuns.threshold
     parallelFor(workers: workers) { worker in
         defer { if stream { StreamingRuns.fence() } }

@@ -74,7 +74,13 @@ extension CSRMatrix {
     ) throws {
         guard rows > 0 else { return }
         let nonzeros = Int(rowOffsets[rows])
-        // About 64k multiply-adds per worker before a second thread pays for its start-up.
+        // About 64k multiply-adds per worker before a second thread pays for its start-up: measured,
+        // not guessed (issue 18, round 10; `chrt -f 10 python benchmarks/memory_threads.py`, real-time
+        // priority standing in for a quiet machine, seven runs, 1 → 2 threads, q1 wall (CPU cost)):
+        // 90%-sparse 1280² (165k, just past the threshold) 1.10–1.47x, median 1.36x (1.19–1.74x CPU),
+        // 1448² 1.24–1.50x, 2048² 1.25–1.54x; one run: 4096² 1.86x (1.06x CPU), 8192² 1.86x (1.06x).
+        // The second thread shortens the calls it is given by the rule of MemoryBoundWorkers (≥ 20% in
+        // the median run), so the threshold stays.
         let workers = Threading.workerCount(for: nonzeros &+ rows, minimumPerWorker: 1 << 16)
         var outOfRange: UInt32 = 0
         if workers == 1 {
