@@ -161,25 +161,7 @@ private func twoOfFourRow64(
     values: UnsafePointer<Float>, indices: UnsafePointer<UInt8>, groups: Int, x: UnsafePointer<Float>,
     y: UnsafeMutablePointer<Float>, accumulate: Bool
 ) -> Bool {
-    @inline(__always) func load(_ p: UnsafeRawPointer, _ lane: Int) -> SIMD8<Float> {
-        p.loadUnaligned(fromByteOffset: lane &* 32, as: SIMD8<Float>.self)
-    }
-    let yRaw = UnsafeMutableRawPointer(y)
-    var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
-    if accumulate {
-        a0 = load(yRaw, 0); a1 = load(yRaw, 1); a2 = load(yRaw, 2); a3 = load(yRaw, 3)
-        a4 = load(yRaw, 4); a5 = load(yRaw, 5); a6 = load(yRaw, 6); a7 = load(yRaw, 7)
-    }
-    /// One group: `group`'s rows `offset0 / 256` and `offset1 / 256` times `v[0]`, `v[1]`.
-    @inline(__always) func addGroup(_ group: UnsafeRawPointer, _ offset0: UInt64, _ offset1: UInt64, _ v: UnsafePointer<Float>) {
-        let p0 = group + Int(truncatingIfNeeded: offset0), p1 = group + Int(truncatingIfNeeded: offset1)
-        let s0 = SIMD8<Float>(repeating: v[0])
-        a0.addProduct(s0, load(p0, 0)); a1.addProduct(s0, load(p0, 1)); a2.addProduct(s0, load(p0, 2)); a3.addProduct(s0, load(p0, 3))
-        a4.addProduct(s0, load(p0, 4)); a5.addProduct(s0, load(p0, 5)); a6.addProduct(s0, load(p0, 6)); a7.addProduct(s0, load(p0, 7))
-        let s1 = SIMD8<Float>(repeating: v[1])
-        a0.addProduct(s1, load(p1, 0)); a1.addProduct(s1, load(p1, 1)); a2.addProduct(s1, load(p1, 2)); a3.addProduct(s1, load(p1, 3))
-        a4.addProduct(s1, load(p1, 4)); a5.addProduct(s1, load(p1, 5)); a6.addProduct(s1, load(p1, 6)); a7.addProduct(s1, load(p1, 7))
-    }
+    var sums = Row64Sums(y: UnsafeMutableRawPointer(y), accumulate: accumulate)
     let groupBytes: Int = 4 &* 256  // a group: four panel rows of 64 floats
     var group = UnsafeRawPointer(x)
     var v = values, i = UnsafeRawPointer(indices)
@@ -190,10 +172,10 @@ private func twoOfFourRow64(
         let word = i.loadUnaligned(as: UInt64.self)
         outOfRange |= word & 0xFCFC_FCFC_FCFC_FCFC
         let offsets = word & 0x0303_0303_0303_0303
-        addGroup(group, (offsets & 0xFF) &<< 8, offsets & 0xFF00, v)
-        addGroup(group + groupBytes, (offsets &>> 8) & 0xFF00, (offsets &>> 16) & 0xFF00, v + 2)
-        addGroup(group + 2 &* groupBytes, (offsets &>> 24) & 0xFF00, (offsets &>> 32) & 0xFF00, v + 4)
-        addGroup(group + 3 &* groupBytes, (offsets &>> 40) & 0xFF00, (offsets &>> 48) & 0xFF00, v + 6)
+        sums.addGroup(group, (offsets & 0xFF) &<< 8, offsets & 0xFF00, v)
+        sums.addGroup(group + groupBytes, (offsets &>> 8) & 0xFF00, (offsets &>> 16) & 0xFF00, v + 2)
+        sums.addGroup(group + 2 &* groupBytes, (offsets &>> 24) & 0xFF00, (offsets &>> 32) & 0xFF00, v + 4)
+        sums.addGroup(group + 3 &* groupBytes, (offsets &>> 40) & 0xFF00, (offsets &>> 48) & 0xFF00, v + 6)
         group += 4 &* groupBytes
         v += 8
         i += 8
@@ -204,19 +186,65 @@ private func twoOfFourRow64(
         let pair = UInt64(i.loadUnaligned(as: UInt16.self))
         outOfRange |= pair & 0xFCFC
         let offsets = pair & 0x0303
-        addGroup(group, (offsets & 0xFF) &<< 8, offsets & 0xFF00, v)
+        sums.addGroup(group, (offsets & 0xFF) &<< 8, offsets & 0xFF00, v)
         group += groupBytes
         v += 2
         i += 2
         left &-= 1
     }
-    yRaw.storeBytes(of: a0, as: SIMD8<Float>.self)
-    yRaw.storeBytes(of: a1, toByteOffset: 32, as: SIMD8<Float>.self)
-    yRaw.storeBytes(of: a2, toByteOffset: 64, as: SIMD8<Float>.self)
-    yRaw.storeBytes(of: a3, toByteOffset: 96, as: SIMD8<Float>.self)
-    yRaw.storeBytes(of: a4, toByteOffset: 128, as: SIMD8<Float>.self)
-    yRaw.storeBytes(of: a5, toByteOffset: 160, as: SIMD8<Float>.self)
-    yRaw.storeBytes(of: a6, toByteOffset: 192, as: SIMD8<Float>.self)
-    yRaw.storeBytes(of: a7, toByteOffset: 224, as: SIMD8<Float>.self)
+    sums.store(UnsafeMutableRawPointer(y))
     return outOfRange == 0
+}
+
+/// The 64 running sums of one output row in eight AVX2 registers. A struct with
+/// mutating methods, not local variables captured by a nested function: those
+/// compiled to dynamic exclusivity checks (`swift_beginAccess`) on every
+/// multiply-add in the one-thread build (measured: 48–51 ms instead of ~18).
+private struct Row64Sums {
+    var a0, a1, a2, a3, a4, a5, a6, a7: SIMD8<Float>
+
+    @inline(__always)
+    static func load(_ p: UnsafeRawPointer, _ lane: Int) -> SIMD8<Float> {
+        p.loadUnaligned(fromByteOffset: lane &* 32, as: SIMD8<Float>.self)
+    }
+
+    /// `y[0 ..< 64]`, or zeros.
+    @inline(__always)
+    init(y: UnsafeMutableRawPointer, accumulate: Bool) {
+        if accumulate {
+            let p = UnsafeRawPointer(y)
+            a0 = Self.load(p, 0); a1 = Self.load(p, 1); a2 = Self.load(p, 2); a3 = Self.load(p, 3)
+            a4 = Self.load(p, 4); a5 = Self.load(p, 5); a6 = Self.load(p, 6); a7 = Self.load(p, 7)
+        } else {
+            a0 = SIMD8<Float>(); a1 = a0; a2 = a0; a3 = a0; a4 = a0; a5 = a0; a6 = a0; a7 = a0
+        }
+    }
+
+    /// One group: the panel rows `offset0 / 256` and `offset1 / 256` after `group`, times `v[0]` and `v[1]`.
+    @inline(__always)
+    mutating func addGroup(_ group: UnsafeRawPointer, _ offset0: UInt64, _ offset1: UInt64, _ v: UnsafePointer<Float>) {
+        let p0 = group + Int(truncatingIfNeeded: offset0), p1 = group + Int(truncatingIfNeeded: offset1)
+        let s0 = SIMD8<Float>(repeating: v[0])
+        a0.addProduct(s0, Self.load(p0, 0)); a1.addProduct(s0, Self.load(p0, 1))
+        a2.addProduct(s0, Self.load(p0, 2)); a3.addProduct(s0, Self.load(p0, 3))
+        a4.addProduct(s0, Self.load(p0, 4)); a5.addProduct(s0, Self.load(p0, 5))
+        a6.addProduct(s0, Self.load(p0, 6)); a7.addProduct(s0, Self.load(p0, 7))
+        let s1 = SIMD8<Float>(repeating: v[1])
+        a0.addProduct(s1, Self.load(p1, 0)); a1.addProduct(s1, Self.load(p1, 1))
+        a2.addProduct(s1, Self.load(p1, 2)); a3.addProduct(s1, Self.load(p1, 3))
+        a4.addProduct(s1, Self.load(p1, 4)); a5.addProduct(s1, Self.load(p1, 5))
+        a6.addProduct(s1, Self.load(p1, 6)); a7.addProduct(s1, Self.load(p1, 7))
+    }
+
+    @inline(__always)
+    func store(_ y: UnsafeMutableRawPointer) {
+        y.storeBytes(of: a0, as: SIMD8<Float>.self)
+        y.storeBytes(of: a1, toByteOffset: 32, as: SIMD8<Float>.self)
+        y.storeBytes(of: a2, toByteOffset: 64, as: SIMD8<Float>.self)
+        y.storeBytes(of: a3, toByteOffset: 96, as: SIMD8<Float>.self)
+        y.storeBytes(of: a4, toByteOffset: 128, as: SIMD8<Float>.self)
+        y.storeBytes(of: a5, toByteOffset: 160, as: SIMD8<Float>.self)
+        y.storeBytes(of: a6, toByteOffset: 192, as: SIMD8<Float>.self)
+        y.storeBytes(of: a7, toByteOffset: 224, as: SIMD8<Float>.self)
+    }
 }
