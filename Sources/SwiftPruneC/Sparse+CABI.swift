@@ -107,6 +107,17 @@ public func spNMCompressF32(
     }
 }
 
+@_cdecl("sp_nm_value_count")
+public func spNMValueCount(
+    _ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64, _ countOut: UnsafeMutablePointer<Int64>?
+) -> sp_status {
+    withStatus {
+        let count = try nmCount(rows, cols, n, m)
+        guard let countOut else { throw SwiftPruneError.value("count_out is NULL") }
+        countOut.pointee = count
+    }
+}
+
 @_cdecl("sp_nm_matmul_f32")
 public func spNMMatmulF32(
     _ rows: Int64, _ cols: Int64, _ n: Int64, _ m: Int64, _ values: UnsafePointer<Float>?, _ indices: UnsafePointer<UInt8>?,
@@ -250,6 +261,7 @@ func checkSparseSignatures() {
     var csrMatmul16 = sp_csr_matmul_u16_f32; implements(&csrMatmul16, spCSRMatmulU16F32)
     var csrToDense = sp_csr_to_dense_f32; implements(&csrToDense, spCSRToDenseF32)
     var nmCompress = sp_nm_compress_f32; implements(&nmCompress, spNMCompressF32)
+    var nmValueCount = sp_nm_value_count; implements(&nmValueCount, spNMValueCount)
     var nmMatmul = sp_nm_matmul_f32; implements(&nmMatmul, spNMMatmulF32)
     var nmToDense = sp_nm_to_dense_f32; implements(&nmToDense, spNMToDenseF32)
     var nmPackedBytes = sp_nm_packed_bytes; implements(&nmPackedBytes, spNMPackedBytes)

@@ -38,6 +38,22 @@ import Testing
     #expect(abs(y[0] - 4) < 0.05)
 }
 
+@Test func nmValueCountIsTheCompressedArraysLength() {
+    var count: Int64 = -1
+    #expect(sp_nm_value_count(3, 8, 2, 4, &count) == SP_OK)
+    #expect(count == 12)  // 3 rows of 2 groups of 4, two values kept in each
+    #expect(sp_nm_value_count(5, 40, 3, 5, &count) == SP_OK)
+    #expect(count == 5 * 8 * 3)
+    #expect(sp_nm_value_count(0, 8, 2, 4, &count) == SP_OK)
+    #expect(count == 0)
+    // Statuses, not traps: bad layouts, a NULL out-pointer, an overflowing shape.
+    #expect(sp_nm_value_count(3, 6, 2, 4, &count) == SP_ERR_VALUE)
+    #expect(sp_nm_value_count(3, 8, 5, 4, &count) == SP_ERR_VALUE)
+    #expect(sp_nm_value_count(-1, 8, 2, 4, &count) == SP_ERR_VALUE)
+    #expect(sp_nm_value_count(3, 8, 2, 4, nil) == SP_ERR_VALUE)
+    #expect(sp_nm_value_count(Int64.max, 8, 2, 4, &count) == SP_ERR_MEMORY)
+}
+
 @Test func nmPackedLayoutProductMatchesTheRowMajorKernel() {
     // 3 rows of 2:4 over 8 columns, x of 8 columns (the packed product's smallest tile).
     let values: [Float] = [1, 2, 3, 4, -1, 0.5, 2, -3, 0.25, 8, -2, 1]

@@ -1799,11 +1799,26 @@ error:
     return NULL;
 }
 
-static int parse_nm(PyObject *values_obj, PyObject *indices_obj, PyArrayObject **values, PyArrayObject **indices) {
+/* The values (float32) and indices (uint8) of a rows x cols N:M matrix, which the C ABI reads without a
+   length: each must hold sp_nm_value_count = rows * cols / m * n elements (that call also checks the layout).
+   0, or -1 with an exception; the caller releases *values and *indices either way. */
+static int parse_nm(PyObject *values_obj, PyObject *indices_obj, long long rows, long long cols, long long n, long long m,
+                    PyArrayObject **values, PyArrayObject **indices) {
+    *indices = NULL;
     *values = sparse_float32_array(values_obj, "values");
     if (*values == NULL) return -1;
     *indices = sparse_exact_array(indices_obj, NPY_UINT8, "indices");
-    return *indices == NULL ? -1 : 0;
+    if (*indices == NULL) return -1;
+    int64_t count = 0;
+    sp_status status;
+    SP_CALL(status, sp_nm_value_count(rows, cols, n, m, &count));
+    if (status != SP_OK) { raise_status(status); return -1; }
+    if ((int64_t)PyArray_SIZE(*values) != count || (int64_t)PyArray_SIZE(*indices) != count) {
+        PyErr_Format(PyExc_ValueError, "values and indices must hold rows * cols / m * n = %lld elements, got %lld and %lld",
+                     (long long)count, (long long)PyArray_SIZE(*values), (long long)PyArray_SIZE(*indices));
+        return -1;
+    }
+    return 0;
 }
 
 static PyObject *core_nm_matmul(PyObject *self, PyObject *args) {
@@ -1812,10 +1827,9 @@ static PyObject *core_nm_matmul(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOLLLLO:nm_matmul", &values_obj, &indices_obj, &rows, &cols, &n, &m, &x_obj)) return NULL;
     PyArrayObject *values = NULL, *indices = NULL, *x = NULL, *y = NULL;
     int64_t x_rows, batch;
-    if (parse_nm(values_obj, indices_obj, &values, &indices) < 0) goto error;
+    if (parse_nm(values_obj, indices_obj, rows, cols, n, m, &values, &indices) < 0) goto error;
     x = sparse_activations(x_obj, &x_rows, &batch);
     if (x == NULL) goto error;
-    if (rows < 0) { PyErr_Format(PyExc_ValueError, "rows must be >= 0, got %lld", rows); goto error; }
     y = sparse_new_product(x, rows, batch);
     if (y == NULL) goto error;
     sp_status status;
@@ -1835,16 +1849,11 @@ static PyObject *core_nm_pack(PyObject *self, PyObject *args) {
     long long rows, cols, n, m;
     if (!PyArg_ParseTuple(args, "OOLLLL:nm_pack", &values_obj, &indices_obj, &rows, &cols, &n, &m)) return NULL;
     PyArrayObject *values = NULL, *indices = NULL, *packed = NULL;
-    if (parse_nm(values_obj, indices_obj, &values, &indices) < 0) goto error;
+    if (parse_nm(values_obj, indices_obj, rows, cols, n, m, &values, &indices) < 0) goto error;
     int64_t bytes = 0;
     sp_status status;
     SP_CALL(status, sp_nm_packed_bytes(rows, cols, n, m, &bytes));
     if (status != SP_OK) { raise_status(status); goto error; }
-    /* The layout is valid here (sp_nm_packed_bytes checked it): m >= 1 and the count does not overflow. */
-    if ((long long)PyArray_SIZE(values) != rows * (cols / m) * n || PyArray_SIZE(indices) != PyArray_SIZE(values)) {
-        PyErr_SetString(PyExc_ValueError, "values and indices must hold rows * cols / m * n elements");
-        goto error;
-    }
     npy_intp dims[1] = {(npy_intp)bytes};
     packed = (PyArrayObject *)PyArray_EMPTY(1, dims, NPY_UINT8, 0);
     if (packed == NULL) goto error;
@@ -1889,8 +1898,7 @@ static PyObject *core_nm_to_dense(PyObject *self, PyObject *args) {
     long long rows, cols, n, m;
     if (!PyArg_ParseTuple(args, "OOLLLL:nm_to_dense", &values_obj, &indices_obj, &rows, &cols, &n, &m)) return NULL;
     PyArrayObject *values = NULL, *indices = NULL, *out = NULL;
-    if (parse_nm(values_obj, indices_obj, &values, &indices) < 0) goto error;
-    if (rows < 0 || cols < 0) { PyErr_Format(PyExc_ValueError, "shape (%lld, %lld) has a negative dimension", rows, cols); goto error; }
+    if (parse_nm(values_obj, indices_obj, rows, cols, n, m, &values, &indices) < 0) goto error;
     npy_intp dims[2] = {(npy_intp)rows, (npy_intp)cols};
     out = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_FLOAT, 0);
     if (out == NULL) goto error;

@@ -61,6 +61,10 @@ def _cases():
         "csr_from_dense (Swift error after indptr)": (lambda: _core.csr_from_dense(nan_w), [nan_w], ValueError),
         "nm_from_dense (m)": (lambda: _core.nm_from_dense(w, 3, 5), [w], ValueError),
         "nm_from_dense (Swift error after the outputs)": (lambda: _core.nm_from_dense(nan_w, 2, 4), [nan_w], ValueError),
+        "nm_matmul (short values)": (lambda: _core.nm_matmul(keep[:8].astype(np.float32), keep[:8].view(np.uint8), ROWS, COLS,
+                                                             2, 4, x.T.copy()), [], ValueError),
+        "nm_to_dense (short indices)": (lambda: _core.nm_to_dense(w, keep[:8].view(np.uint8), ROWS, COLS * 2, 2, 4), [w],
+                                        ValueError),
         "mask_compact (kept)": (lambda: _core.mask_compact(w, keep, ROWS * COLS + 1), [w, keep], ValueError),
         "apply_mask (sizes)": (lambda: _core.apply_mask(w, keep[:-1]), [w], ValueError),
         "quantized_matmul (Swift error after y)": (

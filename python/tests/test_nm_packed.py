@@ -14,11 +14,11 @@ from swiftprune import _core
 
 from _threads import per_thread_count
 
-ROW_CHUNK, BLOCK_COLUMNS = 64, 128
+ROW_CHUNK, BLOCK_COLUMNS = 128, 64
 
 
 def numpy_packed_layout(values: np.ndarray, indices: np.ndarray, n: int, m: int) -> np.ndarray:
-    """The layout as documented: per chunk of 64 rows, per block of columns, per row,
+    """The layout as documented: per chunk of 128 rows, per block of columns, per row,
     the block's values (float32) then its indices padded with zeros to 4 bytes."""
     rows, per_row = values.shape
     columns = per_row // n * m
@@ -120,8 +120,66 @@ def test_corrupt_or_mis_sized_layout_raises() -> None:
         _core.nm_pack(nm.values, np.array([[0, 1, 0, 4]], np.uint8), 1, 8, 2, 4)
 
 
+@pytest.mark.parametrize("columns", [256, 260, 68])
+def test_corrupt_index_in_the_64_column_2_4_kernel_raises(columns: int) -> None:
+    # The 2:4 kernel for 64-column tiles checks indices as it decodes them, four groups to a
+    # 64-bit word and the rest one group at a time (columns 260 and 68 leave a one-group tail).
+    rng = np.random.default_rng(columns)
+    nm = sp.NMSparseMatrix.from_dense(rng.standard_normal((3, columns)).astype(np.float32))
+    packed = _core.nm_pack(nm.values, nm.indices, 3, columns, 2, 4)
+    x = rng.standard_normal((columns, 64)).astype(np.float32)
+    np.testing.assert_array_equal(_core.nm_packed_matmul(packed, 3, columns, 2, 4, x),
+                                  _core.nm_matmul(nm.values, nm.indices, 3, columns, 2, 4, x))
+    layout = numpy_packed_layout(nm.values, nm.indices, 2, 4)
+    np.testing.assert_array_equal(packed, layout)
+    # Row 1's last index of the last block: in the tail when the block holds a number of groups
+    # that is not a multiple of 4, else in the last 64-bit word; then row 2's first index.
+    last_block = (columns - 1) // BLOCK_COLUMNS * BLOCK_COLUMNS
+    count = (columns - last_block) // 4 * 2
+    record = count * 4 + -(-count // 4) * 4  # the indices padded to 4 bytes
+    first_record_of_block = sum((min(columns, k0 + BLOCK_COLUMNS) - k0) // 4 * 2 * 5 for k0 in range(0, last_block, 64)) * 3
+    for byte in (first_record_of_block + record + count * 4 + count - 1, first_record_of_block + 2 * record + count * 4):
+        for bad_index in (4, 255):
+            corrupt = layout.copy()
+            corrupt[byte] = bad_index
+            with pytest.raises(ValueError, match=">= m"):
+                _core.nm_packed_matmul(corrupt, 3, columns, 2, 4, x)
+
+
 def test_empty_shapes() -> None:
     assert sp.NMSparseMatrix.from_dense(np.zeros((0, 8))).matmul(np.ones((8, 16))).shape == (0, 16)
     np.testing.assert_array_equal(sp.NMSparseMatrix.from_dense(np.ones((3, 0))).matmul(np.ones((0, 16))),
                                   np.zeros((3, 16)))
     np.testing.assert_array_equal(sp.NMSparseMatrix.from_dense(np.ones((2, 4))).matmul(np.ones((4, 0))), np.zeros((2, 0)))
+
+
+@pytest.mark.parametrize("call", ["nm_matmul", "nm_pack", "nm_to_dense"])
+@pytest.mark.parametrize("short", ["values", "indices", "both"])
+def test_arrays_shorter_than_the_shape_raise(call: str, short: str) -> None:
+    # The C ABI reads rows * cols / m * n elements of each array without a length; before the
+    # check, a 1-element array here read 8 MiB past its end (a crash or garbage, never an error).
+    rows, columns = 4096, 4096
+    count = rows * columns // 2
+    values = np.ones(1 if short != "indices" else count, np.float32)
+    indices = np.zeros(1 if short != "values" else count, np.uint8)
+    args = (values, indices, rows, columns, 2, 4)
+    functions = {"nm_matmul": lambda: _core.nm_matmul(*args, np.ones((columns, 8), np.float32)),
+                 "nm_pack": lambda: _core.nm_pack(*args),
+                 "nm_to_dense": lambda: _core.nm_to_dense(*args)}
+    with pytest.raises(ValueError, match=f"must hold rows \\* cols / m \\* n = {count} elements"):
+        functions[call]()
+
+
+@pytest.mark.parametrize("call", ["nm_matmul", "nm_pack", "nm_to_dense"])
+def test_longer_arrays_and_bad_layouts_raise(call: str) -> None:
+    values, indices = np.ones(9, np.float32), np.zeros(9, np.uint8)  # 2:4 of (2, 16) holds 16
+    x = np.ones((16, 8), np.float32)
+    functions = {"nm_matmul": lambda *a: _core.nm_matmul(*a, x), "nm_pack": _core.nm_pack, "nm_to_dense": _core.nm_to_dense}
+    with pytest.raises(ValueError, match="= 16 elements, got 9 and 9"):
+        functions[call](values, indices, 2, 16, 2, 4)
+    with pytest.raises(ValueError, match="multiple of m"):
+        functions[call](values, indices, 2, 18, 2, 4)
+    with pytest.raises(ValueError, match="n must be in"):
+        functions[call](values, indices, 2, 16, 0, 4)
+    with pytest.raises(ValueError, match="negative"):
+        functions[call](values, indices, -2, 16, 2, 4)

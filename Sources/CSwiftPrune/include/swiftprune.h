@@ -655,8 +655,16 @@ sp_status sp_mask_compact(const void *values, int64_t element_bytes, const uint8
                           int64_t kept, void *kept_out);
 
 /**
- * y = W @ x for an N:M matrix (values, indices as from sp_nm_compress_f32).
- * SP_ERR_VALUE: bad layout or sizes, x_rows != cols, an index >= m.
+ * *count_out = rows * cols / m * n: the elements of values and of indices of an N:M
+ * matrix, which the functions taking them read without a length (callers check their
+ * arrays against it). SP_ERR_VALUE: bad layout (not 1 <= n <= m <= 255, cols % m != 0,
+ * negative sizes); SP_ERR_MEMORY: rows * cols overflows.
+ */
+sp_status sp_nm_value_count(int64_t rows, int64_t cols, int64_t n, int64_t m, int64_t *count_out);
+
+/**
+ * y = W @ x for an N:M matrix (values, indices as from sp_nm_compress_f32, each of
+ * sp_nm_value_count elements). SP_ERR_VALUE: bad layout or sizes, x_rows != cols, an index >= m.
  */
 sp_status sp_nm_matmul_f32(int64_t rows, int64_t cols, int64_t n, int64_t m, const float *values,
                            const uint8_t *indices, const float *x, int64_t x_rows, int64_t batch, float *y);

@@ -110,15 +110,21 @@ extension NMSparseMatrix {
         }
         let groups = rows * (columns / m)
         let workers = Threading.workerCount(for: dense.count, minimumPerWorker: 1 << 16)
+        // Each worker's scratch for one group (keys, kept values, kept indices), allocated here so
+        // that a refusal is an error, not a trap; parts of whole cache lines, so workers share none.
+        @inline(__always) func lines(_ bytes: Int) -> Int { (bytes &+ 63) & ~63 }
+        let keyBytes = lines(m &* 8), valueBytes = lines((m &+ 1) &* 4), workerBytes = keyBytes &+ valueBytes &+ lines(m &+ 1)
+        let scratch = try FallibleAllocation.allocate(bytes: workers &* workerBytes, "the N:M compression's scratch")
+        defer { FallibleAllocation.free(scratch) }
         var finite = [Bool](repeating: true, count: workers)
         finite.withUnsafeMutableBufferPointer { finiteOut in
             parallelFor(workers: workers) { worker in
                 // Branch-free: a unique key per entry, |w|'s bit pattern (ordered like |w| for
                 // finite floats) then the reversed index, so that ties rank the lower index higher.
-                let keys = UnsafeMutablePointer<UInt64>.allocate(capacity: m)
-                let keptValues = UnsafeMutablePointer<Float>.allocate(capacity: m &+ 1)
-                let keptIndices = UnsafeMutablePointer<UInt8>.allocate(capacity: m &+ 1)
-                defer { keys.deallocate(); keptValues.deallocate(); keptIndices.deallocate() }
+                let mine = scratch + worker &* workerBytes
+                let keys = mine.bindMemory(to: UInt64.self, capacity: m)
+                let keptValues = (mine + keyBytes).bindMemory(to: Float.self, capacity: m &+ 1)
+                let keptIndices = (mine + (keyBytes &+ valueBytes)).bindMemory(to: UInt8.self, capacity: m &+ 1)
                 var bad: UInt32 = 0
                 for group in partitionRange(groups, parts: workers, index: worker) {
                     let base = group &* m
