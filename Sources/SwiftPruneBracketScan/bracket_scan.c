@@ -54,6 +54,26 @@ int64_t swiftprune_scan_float_bracket(const float *v, int64_t count, const swift
             | (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_or_si256(g2, l2))) << 16
             | (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_or_si256(g3, l3))) << 24;
         uint32_t inside = ~outside;
+        // The first two entries of the group go through two record slots written whether or not
+        // the group has them: no branch. About 2% of keys are inside the bracket, so half the
+        // groups hold none, and a loop over the set bits mispredicted about once per group (the
+        // scan of 1e7 took 4.45 ms CPU with it, 3.15 with the slots; a C harness of this kernel,
+        // 31 interleaved rounds). An empty slot writes its record just past `found` (inside the
+        // caller's room of `count`, as found <= i) from lane 31 (in bounds) and counts 0 into
+        // bucket 0. The rare third and later entries take the loop.
+        for (int slot = 0; slot < 2; slot++) {
+            const uint32_t lane = (uint32_t)__builtin_ctz(inside | 0x80000000u);
+            const uint32_t present = inside != 0;
+            uint32_t key;
+            __builtin_memcpy(&key, v + i + lane, 4);
+            key &= magnitude_bits;
+            keys[found] = key;
+            places[found] = mask + i + lane;
+            const uint32_t bucket = present ? (key - lo_key) >> shift : 0;
+            histogram[bucket] += present;
+            found += present;
+            inside &= inside - 1;
+        }
         while (inside != 0) {
             const int64_t at = i + __builtin_ctz(inside);
             uint32_t key;
