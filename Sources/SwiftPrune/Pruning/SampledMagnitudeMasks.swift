@@ -80,6 +80,9 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     let expected = Double(highRank - lowRank) / Double(sampleCount) * Double(total) / Double(workers)
     let cap = Int(4 * expected) + (1 << 16)
     let chunk = 8192
+    // Masks the caches could keep are written plainly, for their reader and for the
+    // resolution's rewrites (the rule of StreamedMaskWrite).
+    let streamMasks = total >= StreamedMaskWrite.threshold
     // Each worker records into its own arrays, sized for the expected count
     // up front and grown (fallibly) past it.
     let records = try (0 ..< workers).map { _ in try BracketRecords(capacity: Int(expected * 1.25) + chunk) }
@@ -104,12 +107,12 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
                         let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
                         var start = range.lowerBound
                         // A short plain head up to the mask's 32-byte boundary; from there
-                        // every chunk starts aligned and streams its mask bytes.
+                        // every chunk starts aligned and streams its mask bytes (large masks).
                         let misalignment = Int(bitPattern: mask + start) & 31
                         var head = misalignment == 0 ? 0 : min(range.count, 32 - misalignment)
                         while start < range.upperBound {
                             let count = head > 0 ? head : min(chunk, range.upperBound - start)
-                            let streamed = head == 0
+                            let streamed = streamMasks && head == 0
                             head = 0
                             // A refused reservation (out of memory) counts as an overflow.
                             guard mine.reserve(count) else { overflow = true; break pieceLoop }
