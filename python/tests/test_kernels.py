@@ -453,6 +453,70 @@ def test_quantized_matmul_empty_and_zero_columns() -> None:
     np.testing.assert_array_equal(sp.quantized_matmul(np.ones((2, 4), np.int8), np.ones(2), np.zeros((4, 3))), 0)
 
 
+def test_quantized_matmul_awkward_activation_blocks() -> None:
+    # Full 16-column blocks (the vectorized quantizer) holding a constant column (s = 1), an
+    # all-zero column, signed zeros, a column of only negative values and one of huge range,
+    # next to a partial block; depth 4k + 3 puts three depths in the tail.
+    rng = np.random.default_rng(21)
+    columns = 4 * 37 + 3
+    x = rng.standard_normal((columns, 35)).astype(np.float32)
+    x[:, 0] = 2.5
+    x[:, 1] = 0
+    x[::2, 2] = -0.0
+    x[:, 3] = -np.abs(x[:, 3]) - 1
+    x[:, 17] *= 1e30
+    x[5, 18] = 1e-40  # a subnormal
+    values, scale = quantize_rows(rng.standard_normal((13, columns)))
+    np.testing.assert_allclose(sp.quantized_matmul(values, scale, x), quantized_product(values, scale, x),
+                               rtol=2e-6, atol=1e-6 * float(np.abs(quantized_product(values, scale, x)).max()))
+
+
+@pytest.mark.parametrize("columns, batch", [(256, 48), (64, 16), (68, 33), (4 * 16384 + 4, 16)])
+def test_quantized_matmul_int32_finish_equals_int64_path(columns: int, batch: int) -> None:
+    # Symmetric weights (no zero point) with a depth of whole groups of four, at most one
+    # chunk deep, finish from the kernel's Int32 sums; an explicit zero point of 0 takes the
+    # Int64 path. Same integers, same rounding: the two must agree bit for bit, and with the
+    # float64 oracle. The last shape is one group deeper than a chunk (Int64 both ways).
+    rng = np.random.default_rng(columns + batch)
+    values = rng.integers(-128, 128, (9, columns)).astype(np.int8)
+    scale = (rng.random(9) + 0.5).astype(np.float32)
+    x = rng.standard_normal((columns, batch)).astype(np.float32)
+    symmetric = sp.quantized_matmul(values, scale, x)
+    explicit = sp.quantized_matmul(values, scale, x, zero_point=np.zeros(9, np.int64))
+    np.testing.assert_array_equal(symmetric, explicit)
+    reference = quantized_product(values, scale, x)
+    np.testing.assert_allclose(symmetric, reference, rtol=2e-6, atol=1e-6 * float(np.abs(reference).max()))
+
+
+def test_quantized_matmul_int32_finish_at_its_largest_sum() -> None:
+    # The largest magnitude the Int32 finish must hold: weights all -128 against codes all 127
+    # (x constant and positive: z = 0) over the deepest one-chunk depth, 65536:
+    # -128 * 127 * 65536 = -1 065 353 216, and a second row at +127.
+    depth = 4 * 16384
+    values = np.full((2, depth), -128, np.int8)
+    values[1] = 127
+    x = np.full((depth, 16), 3.0, np.float32)
+    y = sp.quantized_matmul(values, np.ones(2, np.float32), x)
+    reference = quantized_product(values, np.ones(2, np.float32), x)
+    assert reference[0, 0] == np.float32(-128 * 127 * depth) * np.float32(3.0 / 127)
+    np.testing.assert_array_equal(y, reference)
+
+
+@pytest.mark.parametrize("rows, batch", [(1000, 48), (3000, 3)])
+def test_quantized_matmul_thread_counts_agree_across_chunks(rows: int, batch: int) -> None:
+    # Row blocks (48 columns: 4-row tiles; 3 columns: single rows) dealt in chunks from a shared
+    # counter at 2 and 3 workers: every output is one exact sum whoever takes it, so the bits
+    # are those of one thread.
+    rng = np.random.default_rng(22)
+    values, scale = quantize_rows(rng.standard_normal((rows, 256)))
+    x = rng.standard_normal((256, batch)).astype(np.float32)
+    single, double, triple = per_thread_count(lambda: sp.quantized_matmul(values, scale, x), (1, 2, 3))
+    np.testing.assert_array_equal(single, double)
+    np.testing.assert_array_equal(single, triple)
+    reference = quantized_product(values, scale, x)
+    np.testing.assert_allclose(single, reference, rtol=2e-6, atol=1e-6 * float(np.abs(reference).max()))
+
+
 @pytest.mark.parametrize("args, kwargs, error", [
     ((np.ones((2, 3)), np.ones(2), np.ones((3, 1))), {}, TypeError),
     ((np.ones((2, 3), np.int16), np.ones(2), np.ones((3, 1))), {}, TypeError),

@@ -191,14 +191,15 @@ class KerasCalibration(ModelCalibration):
 
         return read_keras_model(self.model)
 
+    _commit_words = ("Keras calibration", "model",
+                    "variable of that path (calibration.weights() gives the names compress() must use)")
+
+    def _tensor_shapes(self) -> dict[str, tuple]:
+        # every variable, not only the float ones weights() gives: a commit of any of them is applied
+        return {path: tuple(variable.shape) for path, variable in self._variables.items()}
+
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
-        variable = self._variables.get(name)
-        if variable is None:
-            raise ValueError(f"Keras calibration: cannot apply the committed tensor {name!r}: the model has no "
-                             "variable of that path (calibration.weights() gives the names compress() must use)")
-        if np.size(weights) != int(np.prod(variable.shape)):
-            raise ValueError(f"Keras calibration: the committed tensor {name!r} has {np.size(weights)} values, but "
-                             f"the model's has shape {tuple(variable.shape)}")
+        variable = self._variables[name]  # (commit refused the paths the model does not hold)
         variable.assign(np.asarray(weights, dtype=np.dtype(variable.dtype)).reshape(variable.shape))
         # kept tensors computed through the old value are stale now
         self._kept = {key: entry for key, entry in self._kept.items() if not self._reaches(name, entry[0])}

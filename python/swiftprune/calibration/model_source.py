@@ -3,6 +3,7 @@ layers in forward order, statistics captured on demand and cached, and the
 sequential / independent modes."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
@@ -23,7 +24,7 @@ class CapturedLayer:
 
     name: str  # the weight tensor's name (the key compress() looks up)
     weight: str
-    input: str  # the model tensor (ONNX value / Keras layer) feeding it
+    input: str  # the model tensor feeding it (ONNX value / Keras layer / torch: first module called on it)
     layout: str  # "torch" or "keras"
     features: int
     kind: str = "linear"  # or "conv2d"
@@ -85,11 +86,17 @@ class ModelCalibration(Calibration):
         known = [name for name in self.layers if name in set(names)]
         return known + [name for name in names if name not in self.layers]
 
+    #: How a refused commit is worded: the source, what holds the tensors, and what an unknown name lacks
+    #: (each source says it in its own words; a subclass that says nothing gets these).
+    _commit_words: tuple[str, str, str] = (
+        "Calibration", "model", "tensor of that name (calibration.weights() gives the names compress() must use)")
+
     def commit(self, tensor_name: str, weights: np.ndarray) -> None:
         if self.mode != "sequential":
             return
         array = np.asarray(weights)
-        self._apply_weight(tensor_name, array)  # (a source refusing the tensor raises before it counts as committed)
+        self._check_commit(tensor_name, array)  # (a refused tensor raises before it counts as committed)
+        self._apply_weight(tensor_name, array)
         self.committed[tensor_name] = array
         for name, layer in self.layers.items():
             if tensor_name in layer.upstream:
@@ -124,6 +131,30 @@ class ModelCalibration(Calibration):
         if not hasattr(self, "_graph"):
             self._graph = self._read_graph()
         return self._graph
+
+    def _check_commit(self, name: str, array: np.ndarray) -> None:
+        """Refuses a committed tensor the model does not hold, or one of another size (never skipped)."""
+        if not hasattr(self, "_commit_shapes"):
+            self._commit_shapes = self._tensor_shapes()  # (read once: a model's tensors keep their shapes)
+        shapes = self._commit_shapes
+        if shapes is None:
+            return  # (a source that cannot list its tensors checks in _apply_weight, if at all)
+        source, holder, unknown = self._commit_words
+        shape = shapes.get(name)
+        if shape is None:
+            raise ValueError(f"{source}: cannot apply the committed tensor {name!r}: the {holder} has no {unknown}")
+        if array.size != math.prod(shape):
+            raise ValueError(f"{source}: the committed tensor {name!r} has {array.size} values, but the {holder}'s "
+                             f"has shape {tuple(shape)}")
+
+    def _tensor_shapes(self) -> Optional[Mapping[str, tuple]]:
+        """The shape of every tensor a commit may change, by name (read on the first commit); None: not
+        known, no check. By default the shapes of :meth:`weights` (a source may override it, e.g. to list
+        non-float tensors too)."""
+        try:
+            return {name: np.shape(array) for name, array in self.weights().items()}
+        except NotImplementedError:
+            return None  # (weights() left out: compress() was given the weights directly)
 
     # --- implemented by each source -----------------------------------------
     def _read_graph(self) -> Any:

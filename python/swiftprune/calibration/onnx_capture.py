@@ -195,15 +195,16 @@ class OnnxCalibration(ModelCalibration):
 
         return read_onnx(self.model)
 
+    _commit_words = ("ONNX calibration", "model",
+                    "initializer of that name (calibration.weights() gives the names compress() must use)")
+
+    def _tensor_shapes(self) -> dict[str, tuple]:
+        # every initializer, not only the float ones weights() gives: a commit of any of them is applied
+        return {name: array.shape for name, array in self.initializers.items()}
+
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
-        # committed weights replace the initializers in the next capture's model; kept tensors computed
-        # through the old value are stale now
-        if name not in self.initializers:
-            raise ValueError(f"ONNX calibration: cannot apply the committed tensor {name!r}: the model has no "
-                             "initializer of that name (calibration.weights() gives the names compress() must use)")
-        if np.size(weights) != self.initializers[name].size:
-            raise ValueError(f"ONNX calibration: the committed tensor {name!r} has {np.size(weights)} values, but "
-                             f"the model's has shape {self.initializers[name].shape}")
+        # committed weights replace the initializers in the next capture's model (commit refused the names
+        # the model does not hold); kept tensors computed through the old value are stale now
         self._kept = {t: v for t, v in self._kept.items() if name not in self._upstream(t)}
 
     def _initializer(self, onnx: Any, tensor: Any) -> Any:

@@ -10,14 +10,19 @@ sequential mode, which works on a deep copy (the caller's module is never
 changed). Sequential mode applies every committed tensor of the
 ``state_dict`` (a compressed weight, a corrected bias, a folded scale) to that
 copy, and recaptures the layers it may reach; a name the module does not
-hold is an error.
+hold is an error. Layers called on the same input tensor (q/k/v, gate/up)
+are captured together, in one forward pass per group instead of one per
+layer. The order, the groups and what reaches each layer are recorded on
+the first calibration batch: a model whose module calls depend on the data
+must call the same modules, on the same tensors, for every batch.
 
 Needs PyTorch (an optional dependency: ``pip install torch``).
 """
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Sequence
+import weakref
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -100,20 +105,31 @@ class TorchCalibration(ModelCalibration):
                 handle.remove()
 
     def _record_order(self) -> None:
-        """One forward pass: the order the layers run in, and each one's upstream set.
+        """One forward pass: the order the layers run in, which layers read the same input, and each
+        one's upstream set.
 
         torch has no graph to walk, so a layer's upstream is every float tensor (parameter or buffer) of
-        the modules entered before the layer's last call — a parent module's own parameters count as
-        entered before its children, conservatively — plus every tensor of a module the pass never
-        entered (it may be read functionally anywhere), and their tied aliases. A committed bias, norm
-        scale or any other tensor then invalidates exactly the layers it may reach."""
+        the modules entered before its input tensor was first seen (passed to any module) — a parent
+        module's own parameters count as entered before its children, conservatively — plus every tensor
+        of a module the pass never entered (it may be read functionally anywhere), and their tied aliases.
+        A committed bias, norm scale or any other tensor then invalidates exactly the layers it may reach.
+        Layers called on the very same tensors (q/k/v of one attention block, gate/up of an MLP; the same
+        object at the same in-place version, call for call) share an ``input`` key: a sequential capture
+        takes them in one forward pass, and a commit of one of them does not reach the others (its
+        module is entered after their input exists)."""
         torch = _import()
-        calls: list[int] = []  # id(module) per forward call, in call order
+        calls: list[tuple[int, Optional[tuple[int, int]]]] = []  # (id(module), its input's identity) per call
+        identities = _TensorIdentities()
+
+        def seen(module: Any, args: Any) -> None:
+            x = args[0] if args else None
+            calls.append((id(module), identities.of(x) if isinstance(x, torch.Tensor) else None))
+
         handles = []
         try:
             for module in self.model.modules():
                 try:
-                    handles.append(module.register_forward_pre_hook(lambda m, args: calls.append(id(m))))
+                    handles.append(module.register_forward_pre_hook(seen))
                 except (RuntimeError, TypeError, AttributeError):
                     pass  # (a scripted submodule takes no hooks: its tensors count as reaching every layer)
             with torch.no_grad():
@@ -122,20 +138,28 @@ class TorchCalibration(ModelCalibration):
             for handle in handles:
                 handle.remove()
         first: dict[int, int] = {}
-        last: dict[int, int] = {}
-        for position, key in enumerate(calls):
+        inputs: dict[int, list[tuple[int, Optional[tuple[int, int]]]]] = {}  # id(module) -> (position, input)
+        first_seen: dict[tuple[int, int], int] = {}  # input identity -> position of the first call given it
+        for position, (key, identity) in enumerate(calls):
             first.setdefault(key, position)
-            last[key] = position
+            inputs.setdefault(key, []).append((position, identity))
+            if identity is not None:
+                first_seen.setdefault(identity, position)
         owners = dict(self.model.named_modules(remove_duplicate=False))
         aliases: dict[int, set[str]] = {}
         for name, tensor in self._tensors.items():
             aliases.setdefault(id(tensor), set()).add(name)
         entered_at = {name: first.get(id(owners.get(name.rpartition(".")[0])), -1) for name in self._tensors}
-        called = [key for key in self._modules if id(self._modules[key]) in last]
+        called = [key for key in self._modules if id(self._modules[key]) in first]
         called.sort(key=lambda key: first[id(self._modules[key])])
         layers = [self.layers[k] for k in called] + [l for k, l in self.layers.items() if k not in set(called)]
+        feeding: dict[tuple, str] = {}  # the inputs of every call -> the first layer called on them
         for layer in layers:
-            end = last.get(id(self._modules[layer.name]))
+            calls_of = inputs.get(id(self._modules[layer.name]))
+            end = None if calls_of is None else max(
+                position if identity is None else first_seen[identity] for position, identity in calls_of)
+            if calls_of is not None and all(identity is not None for _, identity in calls_of):
+                layer.input = feeding.setdefault(tuple(identity for _, identity in calls_of), layer.input)
             reaching = {name for name, start in entered_at.items()
                         if end is None or start < 0 or start < end}
             layer.upstream = frozenset(alias for name in reaching for alias in aliases[id(self._tensors[name])])
@@ -145,18 +169,15 @@ class TorchCalibration(ModelCalibration):
         """The module's original float ``state_dict`` as NumPy arrays."""
         return dict(self._original)
 
+    #: (the shared check reads weights(): every float parameter and buffer)
+    _commit_words = ("PyTorch calibration", "module", "floating-point parameter or buffer of that name (its "
+                    "state_dict keys, as calibration.weights() gives them, are the names compress() must use)")
+
     def _apply_weight(self, name: str, weights: np.ndarray) -> None:
         """Writes a committed tensor (a layer weight, a corrected bias, a folded norm scale, ...) into the
-        working copy of the module; a name the module does not hold is refused, never skipped."""
-        tensor = self._tensors.get(name)
-        if tensor is None:
-            raise ValueError(f"PyTorch calibration: cannot apply the committed tensor {name!r}: the module has no "
-                             "floating-point parameter or buffer of that name (its state_dict keys, as "
-                             "calibration.weights() gives them, are the names compress() must use)")
+        working copy of the module (``commit`` refused names the module does not hold)."""
+        tensor = self._tensors[name]
         array = np.asarray(weights)
-        if array.size != tensor.numel():
-            raise ValueError(f"PyTorch calibration: the committed tensor {name!r} has {array.size} values, but the "
-                             f"module's has shape {tuple(tensor.shape)}")
         torch = _import()
         with torch.no_grad():
             tensor.copy_(torch.tensor(array, dtype=tensor.dtype).reshape(tensor.shape))
@@ -190,6 +211,30 @@ class TorchCalibration(ModelCalibration):
             for handle in handles:
                 handle.remove()
         return out
+
+
+class _TensorIdentities:
+    """Numbers the tensors seen during one forward pass by identity, without keeping them alive: a freed
+    tensor's ``id()`` is reused, so each number keeps a weak reference to tell a new tensor from the old
+    one; the in-place version counter tells the same tensor changed in place (``x.add_``) from unchanged."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[int, tuple[Any, int]] = {}  # id(tensor) -> (weak reference, number)
+        self._count = 0
+
+    def of(self, tensor: Any) -> Optional[tuple[int, int]]:
+        """(the tensor's number, its in-place version); None for a tensor without a version counter
+        (an inference-mode tensor), which then groups with nothing."""
+        try:
+            version = tensor._version
+        except RuntimeError:
+            return None
+        entry = self._numbers.get(id(tensor))
+        if entry is None or entry[0]() is not tensor:
+            self._count += 1
+            entry = (weakref.ref(tensor), self._count)
+            self._numbers[id(tensor)] = entry
+        return entry[1], version
 
 
 def _check_input(module: Any, args: Any, key: str) -> None:
