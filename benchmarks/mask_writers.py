@@ -9,6 +9,7 @@ over rounds of each child's best time, and the automatic choice's.
 
     python benchmarks/mask_writers.py                 # 1 and 2 threads, 2^18 .. 2^26 entries
     python benchmarks/mask_writers.py --rounds 5 --max-log2 24
+    python benchmarks/mask_writers.py --min-log2 20 --max-log2 23 --step 1   # around the cut-over
 """
 from __future__ import annotations
 
@@ -67,9 +68,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per child and size (best kept)")
     parser.add_argument("--min-log2", type=int, default=18)
     parser.add_argument("--max-log2", type=int, default=26)
+    parser.add_argument("--step", type=int, default=2, help="log2 step between sizes")
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     args = parser.parse_args()
-    sizes = [1 << e for e in range(args.min_log2, args.max_log2 + 1, 2)]
+    sizes = [1 << e for e in range(args.min_log2, args.max_log2 + 1, args.step)]
     print(f"# {os.cpu_count()} CPUs; medians over {args.rounds} interleaved rounds of best-of-{args.repeat}")
     for tensors, what in ((1, "magnitude_mask 50%"), (20, "global_magnitude_masks 20 tensors 80%")):
         for threads in args.threads:

@@ -54,6 +54,25 @@ int64_t swiftprune_scan_float_bracket(const float *v, int64_t count, const swift
             | (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_or_si256(g2, l2))) << 16
             | (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_or_si256(g3, l3))) << 24;
         uint32_t inside = ~outside;
+        // The first two entries of the group go through two record slots written whether or not
+        // the group has them: no branch. About 2% of keys are inside the bracket, so half the
+        // groups hold none, and a loop over the set bits mispredicted about once per group (the
+        // scan of 1e7 took 4.45 ms CPU with it, 3.15 with the slots; a C harness of this kernel,
+        // 31 interleaved rounds). An empty slot writes its record just past `found` (inside the
+        // caller's room of `count`, as found <= i + 1) from lane 31 (in bounds). The rare third
+        // and later entries take the loop. The histogram counts the records after the loop (in
+        // L1 by then): in the slots it cost as many instructions again (3.50 -> 3.26 ms).
+        for (int slot = 0; slot < 2; slot++) {
+            const uint32_t lane = (uint32_t)__builtin_ctz(inside | 0x80000000u);
+            const uint32_t present = inside != 0;
+            uint32_t key;
+            __builtin_memcpy(&key, v + i + lane, 4);
+            key &= magnitude_bits;
+            keys[found] = key;
+            places[found] = mask + i + lane;
+            found += present;
+            inside &= inside - 1;
+        }
         while (inside != 0) {
             const int64_t at = i + __builtin_ctz(inside);
             uint32_t key;
@@ -61,11 +80,11 @@ int64_t swiftprune_scan_float_bracket(const float *v, int64_t count, const swift
             key &= magnitude_bits;
             keys[found] = key;
             places[found] = mask + at;
-            histogram[(key - lo_key) >> shift] += 1;
             found += 1;
             inside &= inside - 1;
         }
     }
+    for (int64_t j = 0; j < found; j++) histogram[((uint32_t)keys[j] - lo_key) >> shift] += 1;
     uint32_t lanes[8], counts[8];
     _mm256_storeu_si256((__m256i *)lanes, worst);
     _mm256_storeu_si256((__m256i *)counts, below);

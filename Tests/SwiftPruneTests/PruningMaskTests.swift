@@ -199,13 +199,13 @@ import Testing
 }
 
 /// The one place that picks a magnitude-mask writer (measured by benchmarks/mask_writers.py):
-/// three-pass below 2^22 entries, sampled from there; one tensor or several alike.
+/// three-pass below 2^15 entries, sampled from there; one tensor or several alike.
 @Test func magnitudeMaskWriterChoice() {
     guard MagnitudeMaskWriter.forced == nil else { return }  // SWIFTPRUNE_MASK_WRITER set: the choice is forced
-    #expect(MagnitudeMaskWriter.chosen(count: 1 << 20, segments: 1) == .threePass)
-    #expect(MagnitudeMaskWriter.chosen(count: 1 << 20, segments: 20) == .threePass)
-    #expect(MagnitudeMaskWriter.chosen(count: (1 << 22) - 1, segments: 1) == .threePass)
-    #expect(MagnitudeMaskWriter.chosen(count: (1 << 22) - 1, segments: 20) == .threePass)
-    #expect(MagnitudeMaskWriter.chosen(count: 1 << 22, segments: 1) == .sampled)
+    #expect(MagnitudeMaskWriter.chosen(count: 1 << 10, segments: 1) == .threePass)
+    #expect(MagnitudeMaskWriter.chosen(count: (1 << 15) - 1, segments: 1) == .threePass)
+    #expect(MagnitudeMaskWriter.chosen(count: (1 << 15) - 1, segments: 20) == .threePass)
+    #expect(MagnitudeMaskWriter.chosen(count: 1 << 15, segments: 1) == .sampled)
+    #expect(MagnitudeMaskWriter.chosen(count: 1 << 20, segments: 20) == .sampled)
     #expect(MagnitudeMaskWriter.chosen(count: 1 << 26, segments: 20) == .sampled)
 }

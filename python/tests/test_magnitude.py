@@ -152,7 +152,7 @@ print("ok")
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_large_input_with_ties_at_the_threshold(threads):
-    # Past 2^22 entries the one-pass (sampled) writer runs: its provisional mask bytes are
+    # At this size the one-pass (sampled) writer runs (from 2^15 entries): its provisional mask bytes are
     # corrected only between the sample's estimate and the exact threshold, and equal
     # magnitudes at the threshold are split in flat order across both workers' records.
     rng = np.random.default_rng(8)
@@ -181,3 +181,19 @@ def test_each_forced_writer_against_reference(writer):
     run = subprocess.run([sys.executable, "-c", _WRITER_SCRIPT, str(Path(__file__).parent)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+# MagnitudeMaskWriter.chosen's cut-over (Sources/SwiftPrune/Pruning/MagnitudeMaskWriter.swift):
+# below it the three-pass writer runs, from it the sampled one.
+_WRITER_CUT_OVER = 1 << 15
+
+
+@pytest.mark.parametrize("size", [_WRITER_CUT_OVER - 1, _WRITER_CUT_OVER])
+def test_writers_either_side_of_the_cut_over(size):
+    # The writer the size picks, on each side of the cut, against the NumPy reference:
+    # Gaussian values with a block of copies of the median magnitude (ties at the threshold).
+    rng = np.random.default_rng(size)
+    w = rng.standard_normal(size).astype(np.float32)
+    w[rng.choice(size, 3000, replace=False)] = np.float32(np.median(np.abs(w))) * rng.choice([-1, 1], 3000)
+    for sparsity in (0.5, 0.5 - 700 / size, 0.95, 0.0001):
+        np.testing.assert_array_equal(sp.magnitude_mask(w, sparsity), reference_magnitude_mask(w, sparsity))

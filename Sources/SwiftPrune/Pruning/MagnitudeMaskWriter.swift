@@ -18,21 +18,19 @@ enum MagnitudeMaskWriter: String, CaseIterable, Sendable {
     /// The one place that decides which writer runs for `count` entries in
     /// `segments` tensors (one for per-tensor pruning, several for global).
     ///
-    /// Measured on a 2-vCPU AMD EPYC (Zen 3) VM, one float32 Gaussian tensor at
-    /// 50%, each writer forced in turn (`SWIFTPRUNE_MASK_WRITER`), CPU time per
-    /// call at one thread: 2^20 entries: three-pass 1.34 ms, sampled 1.94,
-    /// two-pass 1.66; 2^22: 6.17, 5.26, 6.28; 10^7: 14.6, 9.5 (14.9 two-pass);
-    /// 10^8: sampled 90 ms (156 before its pass was vectorized and its sample
-    /// read with independent loads). The one-pass sampled writer wins from
-    /// 2^22 entries; below, its sample and bracket cost more than the third
-    /// pass saves. An earlier run (benchmarks/mask_writers.py) ranked global
-    /// pruning of 20 tensors like one tensor, so only the size decides.
-    /// (These numbers are from round 7. The sampled writer has since become
-    /// cheaper — 1e7 at ~8–9 ms CPU in round 9 — so the crossover may now lie
-    /// below 2^22; not re-measured, the cut stays where it was measured.)
+    /// Measured with benchmarks/mask_writers.py (each writer forced in its own
+    /// process, 3 interleaved rounds of best-of-5, 2-vCPU AMD EPYC Zen 3 VM,
+    /// load ~8, round 10): the sampled writer took the least CPU at every size
+    /// measured, 2^15 to 2^23 entries, at 1 and 2 threads, for one tensor at
+    /// 50% and for 20 tensors at 80% — e.g. one tensor at one thread, CPU ms
+    /// three-pass / two-pass / sampled: 2^15 0.16 / 0.11 / 0.07, 2^18 0.36 /
+    /// 0.36 / 0.17, 2^21 2.75 / 2.72 / 1.05, 2^23 11.5 / 17.6 / 4.7. (Round 7
+    /// had it slower below 2^22; its scan, sample selection and resolution
+    /// have since become cheaper.) Smaller sizes were not measured: the
+    /// three-pass writer stays there.
     static func chosen(count: Int, segments: Int) -> MagnitudeMaskWriter {
         if let forced = forced { return forced }
-        return count >= 1 << 22 ? .sampled : .threePass
+        return count >= 1 << 15 ? .sampled : .threePass
     }
 
     /// The writer named by `SWIFTPRUNE_MASK_WRITER`, read once; nil when unset or unknown.

@@ -64,24 +64,13 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     let center = Double(k) / Double(total) * Double(sampleCount)
     let spread = 2 * Double(sampleCount).squareRoot() + 16  // 4σ of the sample rank (σ <= √n / 2)
     let lowRank = Int((center - spread).rounded(.down)), highRank = Int((center + spread).rounded(.up))
-    // Three selections on the one sample, each on what the previous left: quickselect
-    // leaves everything after the rank it found at or above it (and before, at or below).
-    // (An LSD radix sort of the sample measured slower: the top digit of magnitude keys
-    // takes few values, so its counting increments queue on the same counters.)
-    var upperStart = 0, upperEnd = sampleCount
-    var lo: UInt64 = 0, hi: UInt64 = .max
-    if lowRank >= 0 {
-        lo = quickselect(sample, count: sampleCount, rank: lowRank)
-        upperStart = lowRank + 1
-    }
-    if highRank < sampleCount {
-        hi = quickselect(sample + upperStart, count: sampleCount - upperStart, rank: highRank - upperStart)
-        upperEnd = highRank
-    }
-    // The provisional threshold: the sample's own estimate of the k-th smallest (spread >= 16
-    // keeps upperStart < upperEnd).
+    // The provisional threshold: the sample's own estimate of the k-th smallest, strictly
+    // inside the bracket's ranks (spread >= 16 leaves room).
+    let upperStart = max(lowRank + 1, 0), upperEnd = min(highRank, sampleCount)
     let guessRank = min(max(Int(center.rounded(.down)), upperStart), upperEnd - 1)
-    let guess = quickselect(sample + upperStart, count: upperEnd - upperStart, rank: guessRank - upperStart)
+    let (lowKey, guess, highKey) = magnitudeSampleRanks(
+        sample, count: sampleCount, ranks: (max(lowRank, 0), guessRank, min(highRank, sampleCount - 1)))
+    let lo: UInt64 = lowRank >= 0 ? lowKey : 0, hi: UInt64 = highRank < sampleCount ? highKey : .max
     let bracket = MagnitudeBracket(lo: S.MagnitudeKey(truncatingIfNeeded: lo),
                                    guess: S.MagnitudeKey(truncatingIfNeeded: guess),
                                    hi: hi == .max ? S.MagnitudeKey.max : S.MagnitudeKey(truncatingIfNeeded: hi))
@@ -91,6 +80,9 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
     let expected = Double(highRank - lowRank) / Double(sampleCount) * Double(total) / Double(workers)
     let cap = Int(4 * expected) + (1 << 16)
     let chunk = 8192
+    // Masks the caches could keep are written plainly, for their reader and for the
+    // resolution's rewrites (the rule of StreamedMaskWrite).
+    let streamMasks = total >= StreamedMaskWrite.threshold
     // Each worker records into its own arrays, sized for the expected count
     // up front and grown (fallibly) past it.
     let records = try (0 ..< workers).map { _ in try BracketRecords(capacity: Int(expected * 1.25) + chunk) }
@@ -115,12 +107,12 @@ func writeMagnitudeMasksSampled<S: MagnitudeOrdered>(
                         let values = data.segments[segment].baseAddress!, mask = masks[segment].baseAddress!
                         var start = range.lowerBound
                         // A short plain head up to the mask's 32-byte boundary; from there
-                        // every chunk starts aligned and streams its mask bytes.
+                        // every chunk starts aligned and streams its mask bytes (large masks).
                         let misalignment = Int(bitPattern: mask + start) & 31
                         var head = misalignment == 0 ? 0 : min(range.count, 32 - misalignment)
                         while start < range.upperBound {
                             let count = head > 0 ? head : min(chunk, range.upperBound - start)
-                            let streamed = head == 0
+                            let streamed = streamMasks && head == 0
                             head = 0
                             // A refused reservation (out of memory) counts as an overflow.
                             guard mine.reserve(count) else { overflow = true; break pieceLoop }

@@ -27,10 +27,20 @@ typedef struct {
 /// Scans `v[0 ..< covered]` for the largest multiple of 32 `covered <= count` (returned): writes
 /// `mask[i] = key > guess` (non-temporal 32-byte stores when `streamed`: `mask` 32-byte aligned, the
 /// caller fences), and for every key in `[lo, hi]`, in increasing `i`, its key into `keys`, `mask + i`
-/// into `places` and a count into `histogram[(key - lo) >> shift]`. Without AVX2 (not x86-64) it
+/// into `places` and a count into `histogram[(key - lo) >> shift]`. `keys` and `places` need room for `count`
+/// entries: the kernel may write one record past the last it counts. Without AVX2 (not x86-64) it
 /// covers nothing and the caller's scalar loop does it all.
 int64_t swiftprune_scan_float_bracket(const float *v, int64_t count, const swiftprune_float_bracket *bracket,
                                       bool *mask, bool streamed, uint64_t *keys, bool **places,
                                       uint32_t *histogram, swiftprune_bracket_totals *totals);
+
+/// The resolution's decision over one worker's `count` records (keys and mask addresses): a record
+/// whose bucket `(key - lo) >> shift` is `chosen` is appended to `bucket_keys`/`bucket_places` at
+/// `*gathered` (advanced); any other is settled by its bucket's side of `chosen`, and its mask
+/// address is listed at the front of `places` (in place: the list never overtakes the records) when
+/// that differs from the provisional byte `key > guess`. Returns the number listed.
+int64_t swiftprune_list_bracket_flips(const uint64_t *keys, bool **places, int64_t count, uint64_t lo,
+                                      uint32_t shift, uint64_t chosen, uint64_t guess, uint64_t *bucket_keys,
+                                      bool **bucket_places, int64_t *gathered);
 
 #endif
