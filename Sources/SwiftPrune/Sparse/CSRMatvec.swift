@@ -87,14 +87,9 @@ extension CSRMatrix {
             outOfRange = rowsKernel(0 ..< rows)
         } else {
             let chunks = workers &* matvecChunksPerWorker
-            let nextChunk = Atomic<Int>(0), flags = Atomic<UInt32>(0)
-            parallelFor(workers: workers) { _ in
-                var bad: UInt32 = 0
-                while true {
-                    let chunk = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard chunk < chunks else { break }
-                    bad |= rowsKernel(balancedRows(rowOffsets, rows: rows, parts: chunks, index: chunk))
-                }
+            let flags = Atomic<UInt32>(0)
+            parallelForChunks(workers: workers, chunks: chunks) { _, chunk in
+                let bad = rowsKernel(balancedRows(rowOffsets, rows: rows, parts: chunks, index: chunk))
                 if bad != 0 { flags.bitwiseOr(bad, ordering: .relaxed) }
             }
             outOfRange = flags.load(ordering: .relaxed)

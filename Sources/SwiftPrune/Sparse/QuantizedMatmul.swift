@@ -4,7 +4,6 @@ import _Builtin_intrinsics.intel
 import SwiftPruneAVX512
 import SwiftPruneAVX512VNNI
 import SwiftPrunePrefetch
-import Synchronization
 
 /// `W @ x` for int8 weights with per-row (per-output-channel) scales and
 /// float32 activations: `W = scale[i] · (values[i, k] − zeroPoint[i])`, of
@@ -79,23 +78,18 @@ public enum QuantizedMatmul {
             defer { FallibleAllocation.free(allDots) }
             // Rows dealt in chunks from a shared counter, as the tiles below.
             let chunks = workers == 1 ? 1 : min(rows, workers &* chunksPerWorker)
-            let nextChunk = Atomic<Int>(0)
-            parallelFor(workers: workers) { worker in
+            parallelForChunks(workers: workers, chunks: chunks) { worker, chunk in
                 let dots = allDots + worker &* batch
-                while true {
-                    let chunk = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard chunk < chunks else { break }
-                    for row in partitionRange(rows, parts: chunks, index: chunk) {
-                        let weights = wBase + row &* columns
-                        let sum = avx512
-                            ? AVX512Kernels.int8RowDots(weights, columns: columns, xq: columnMajor, batch: batch, dots: dots)
-                            : rowDots(weights, columns: columns, xq: columnMajor, batch: batch, into: dots)
-                        let zp = Int64(zeroPoints?[row] ?? 0)
-                        for b in 0 ..< batch {
-                            let z = Int64(activations.zeroPoints[b])
-                            let exact = dots[b] &- z &* sum &- zp &* activations.columnSums[b] &+ Int64(columns) &* zp &* z
-                            yBase[row &* batch &+ b] = Float(exact) * (scaleBase[row] * activations.scales[b])
-                        }
+                for row in partitionRange(rows, parts: chunks, index: chunk) {
+                    let weights = wBase + row &* columns
+                    let sum = avx512
+                        ? AVX512Kernels.int8RowDots(weights, columns: columns, xq: columnMajor, batch: batch, dots: dots)
+                        : rowDots(weights, columns: columns, xq: columnMajor, batch: batch, into: dots)
+                    let zp = Int64(zeroPoints?[row] ?? 0)
+                    for b in 0 ..< batch {
+                        let z = Int64(activations.zeroPoints[b])
+                        let exact = dots[b] &- z &* sum &- zp &* activations.columnSums[b] &+ Int64(columns) &* zp &* z
+                        yBase[row &* batch &+ b] = Float(exact) * (scaleBase[row] * activations.scales[b])
                     }
                 }
             }
@@ -104,24 +98,18 @@ public enum QuantizedMatmul {
         // One 4 × 16 Int64 tile of sums per worker, allocated once per call (not per block).
         let tiles = try FallibleAllocation.allocate(Int64.self, count: workers &* tileRows &* tileColumns, "the int8 tile sums")
         defer { FallibleAllocation.free(tiles) }
-        // The blocks are dealt in chunks from a shared counter, not as one fixed share per
-        // worker: on a shared machine a worker may start late (woken onto a busy core) or be
-        // preempted, and the others then take what it has not started. Every output is
-        // still one block's exact integer sum, so the bits do not depend on who took it.
+        // The blocks are dealt in chunks from a shared counter (parallelForChunks), not as one
+        // fixed share per worker. Every output is still one block's exact integer sum, so the
+        // bits do not depend on who took it.
         let chunks = workers == 1 ? 1 : min(blocks, workers &* chunksPerWorker)
-        let nextChunk = Atomic<Int>(0)
-        parallelFor(workers: workers) { worker in
+        parallelForChunks(workers: workers, chunks: chunks) { worker, chunk in
             let tile = tiles + worker &* tileRows &* tileColumns
-            while true {
-                let chunk = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard chunk < chunks else { break }
-                for block in partitionRange(blocks, parts: chunks, index: chunk) {
-                    let firstRow = block &* tileRows
-                    let rowCount = min(tileRows, rows &- firstRow)
-                    multiplyTile(weights: wBase, rows: rows, columns: columns, firstRow: firstRow, rowCount: rowCount,
-                                 activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase,
-                                 tile: tile, avx512: avx512, vnni: vnni)
-                }
+            for block in partitionRange(blocks, parts: chunks, index: chunk) {
+                let firstRow = block &* tileRows
+                let rowCount = min(tileRows, rows &- firstRow)
+                multiplyTile(weights: wBase, rows: rows, columns: columns, firstRow: firstRow, rowCount: rowCount,
+                             activations: activations, scale: scaleBase, zeroPoint: zeroPoints, y: yBase,
+                             tile: tile, avx512: avx512, vnni: vnni)
             }
         }
     }

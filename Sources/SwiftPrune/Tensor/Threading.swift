@@ -58,6 +58,25 @@ public func parallelFor(workers: Int, _ body: (Int) -> Void) {
     }
 }
 
+/// Runs `body(worker, chunk)` once for every `chunk` in `0..<chunks`, on
+/// `workers` workers that take the chunks in turn from a shared counter.
+///
+/// Why not a fixed share per worker: on a shared machine a worker may start
+/// late (woken onto a busy core) or be preempted, and with a fixed share the
+/// call waits for all of it; here the others take what it has not started.
+/// Which worker runs a chunk varies from call to call: `body` must give the
+/// same result whoever runs it (`worker` only picks per-worker scratch).
+func parallelForChunks(workers: Int, chunks: Int, _ body: (_ worker: Int, _ chunk: Int) -> Void) {
+    let nextChunk = Atomic<Int>(0)
+    parallelFor(workers: workers) { worker in
+        while true {
+            let chunk = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
+            guard chunk < chunks else { return }
+            body(worker, chunk)
+        }
+    }
+}
+
 /// Splits `0..<count` into `parts` near-equal contiguous ranges and returns
 /// range `index`.
 @inlinable
