@@ -180,7 +180,8 @@ def test_group_layers_called_in_another_order_are_all_waited_for():
 
 class Toggling(torch.nn.Module):
     """Sets its inner block to training mode around the call, without a `finally` (a stop inside leaves it
-    set unless the capture puts it back), and swallows every exception of a first, optional path."""
+    set unless the capture puts it back), and retries a failed `optional` on other inputs (a stop raised in
+    its hook too: the retry's inputs are not the model's and must not be counted)."""
 
     def __init__(self):
         super().__init__()
@@ -194,8 +195,8 @@ class Toggling(torch.nn.Module):
         self.inner.eval()
         try:
             h = h + self.optional(h)
-        except Exception:  # noqa: BLE001 - (a model's fallback path: takes the stop too, and goes on)
-            h = h + 1
+        except Exception:  # noqa: BLE001 - (a model's retry on another input: takes the stop too, goes on)
+            h = h + self.optional(h + 1)
         return self.out(h)
 
 
@@ -217,8 +218,8 @@ def test_a_stopped_pass_leaves_the_model_as_it_was():
     assert_gram(cal.statistics("inner.0.weight").hessian_, x)
     assert calls["optional.weight"] == before["optional.weight"] and finished[0] == 0
     assert [m.training for m in cal.model.modules()] == modes and not cal.model.inner.training
-    # optional's capture stops inside the model's try: the model takes the stop for an error of that path and
-    # goes on to its end; optional's inputs are counted once.
+    # optional's capture stops inside the model's try: the model takes the stop for an error, retries and
+    # goes on to its end; optional's inputs are those of its first call only.
     c = {k: v.astype(np.float64) for k, v in cal.committed.items()}
     assert_gram(cal.statistics("optional.weight").hessian_, x @ c["inner.0.weight"].T + c["inner.0.bias"])
     assert finished[0] == len(batches)
