@@ -7,7 +7,8 @@ The model: ``--blocks`` pre-norm blocks (multi-head attention from Dense q, k, v
 gated MLP: gate, up, down), width ``--width``, seeded random weights, ``--tokens`` tokens per sequence,
 ``--batches`` batches of ``--batch`` sequences. Timed as ``torch_sequential_capture.py`` times its model: for
 every layer in forward order, its statistics, then a commit of a 4-bit round-to-nearest copy of its weight (so
-every later layer is captured again through it). Both variants run ``--repeat`` times, interleaved; prints one
+every later layer is captured again through it). Both variants run once untimed (JAX's first-call costs), then
+``--repeat`` times, interleaved; prints one
 JSON line per run (captures, sub-model calls = captures x batches, CPU seconds of the process, wall seconds)
 and the medians.
 
@@ -114,6 +115,8 @@ def main(argv=None) -> int:
                for _ in range(args.batches)]
     variants = [False] if args.one_at_a_time else [True, False]
     runs: dict[bool, list[dict]] = {v: [] for v in variants}
+    for grouped in variants:  # warm-up, not counted: JAX's and Keras' first-call costs
+        run(model, batches, grouped)
     for _ in range(args.repeat):
         for grouped in variants:
             result = run(model, batches, grouped)
