@@ -16,10 +16,10 @@ layer, and a capture's forward pass stops (a private exception raised by the
 hook of the last layer it waits for, caught around the model call) once every
 captured module was called as often as in the recorded pass — the rest of the
 model computes nothing the capture uses (``TorchCalibration.stop_early =
-False`` runs every pass to the end). The hooks are removed and the modules'
-training flags put back whatever ends a pass; other state a model changes
-during its forward and resets at its end is not restored (such a model wants
-``stop_early = False``). The order, the groups, the call counts and what
+False`` runs every pass to the end). The hooks are removed whatever ends a
+pass, and the modules' training flags are put back after a stopped one; other
+state a model changes during its forward and resets at its end is not
+restored (such a model wants ``stop_early = False``). The order, the groups, the call counts and what
 reaches each layer are recorded on the first calibration batch: a model whose
 module calls depend on the data must call the same modules, on the same
 tensors, as often, for every batch.
