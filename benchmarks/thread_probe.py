@@ -131,6 +131,14 @@ def main() -> None:
         parts = " ".join(f"{'main' if m else 'w'}:{r:.2f}ms(wait {q:.2f},cpu{c})" for m, r, q, c in deltas)
         print(f"wall {wall:6.2f} ms  cpu {cpu:6.2f} ms  | {parts}")
     print(f"median wall {statistics.median(r[0] for r in rows):.2f} ms, cpu {statistics.median(r[1] for r in rows):.2f} ms")
+    # Calls whose worker waited >= 1 ms for a core (it started late) against the others.
+    late = [r for r in rows if max((q for m, _, q, _ in r[2] if not m), default=0) >= 1]
+    on_time = [r for r in rows if r not in late]
+    for label, group in (("worker late (waited >= 1 ms)", late), ("worker on time", on_time)):
+        if group:
+            waits = [max(q for m, _, q, _ in r[2] if not m) if any(not m for m, *_ in r[2]) else 0 for r in group]
+            print(f"{label}: {len(group)} calls, median wall {statistics.median(r[0] for r in group):.2f} ms, "
+                  f"cpu {statistics.median(r[1] for r in group):.2f} ms, worker wait {statistics.median(waits):.2f} ms")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,25 @@
 /// Per-group reductions and gathers over a ``QuantizationLayout``.
 ///
-/// Every kernel walks the tensor in C order, split into one contiguous flat
-/// range per worker, so reads are sequential whatever the layout.
+/// Every kernel walks the tensor in C order, split into contiguous flat ranges
+/// (one per worker, or chunks the workers take in turn), so reads are
+/// sequential whatever the layout.
 enum QuantizationGroupWalk {
     static let minimumPerWorker = 1 << 16
+    /// Elements per chunk of the element-wise kernels (quantize, dequantize), whose
+    /// workers take the flat range chunk by chunk from a shared counter: 1 MiB of float32.
+    static let chunkElements = 1 << 18
+
+    /// Calls `body(range)` for the consecutive `chunkElements`-long ranges of
+    /// `0 ..< total`, on `workers` workers that take them in turn
+    /// (``parallelForChunks(workers:chunks:_:)``: a worker that starts late leaves
+    /// its share to the others). For kernels whose every element is computed on
+    /// its own, so the result does not depend on who runs a chunk.
+    static func forEachChunk(total: Int, workers: Int, _ body: (Range<Int>) -> Void) {
+        let chunk = chunkElements
+        parallelForChunks(workers: workers, chunks: (total + chunk - 1) / chunk) { _, c in
+            body(c * chunk ..< Swift.min(total, (c + 1) * chunk))
+        }
+    }
 
     /// Calls `runBody(flatStart, count, group)` for the maximal stretches of
     /// `range` whose elements all belong to one group (layouts with
