@@ -86,7 +86,7 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
         // or more elements, or the tensor has fewer than 4 planes).
         let rows = outer * length
         let workers = workerCount(minimumPerWorker: 1 << 16)
-        let chunk = LongRowChunks.rows(rowCount: rows, rowBytes: inner * MemoryLayout<S>.stride)
+        let chunk = LongRowChunks.rows(rowCount: rows, workers: workers)
         var rowValues = try [Double](fallibleRepeating: 0, count: rows)
         rowValues.withUnsafeMutableBufferPointer { all in
             let values = all.baseAddress!

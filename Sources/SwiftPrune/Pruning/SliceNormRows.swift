@@ -111,16 +111,13 @@ func squaredL2RowResult<S: BinaryFloatingPoint & SIMDScalar>(
 /// How many rows of the long-row branch of ``sliceNorms(_:axis:norm:)`` one
 /// chunk holds: the chunks are dealt to the workers from a shared counter.
 enum LongRowChunks {
-    /// Bytes of weights per chunk: small enough that a 10–40 MB tensor makes
-    /// tens of chunks (a worker that starts late leaves the rest to the
-    /// others), large enough that the four streams of ``FloatRowStreams`` in a
-    /// full chunk are 256 KiB apart (40 KB or more measured as good as far apart).
-    static let bytes = 1 << 20
-    /// At most this many rows per chunk (the chunk size used before chunks were dealt).
+    /// At most this many rows per chunk: with one worker every chunk has this
+    /// many (the four streams of ``FloatRowStreams`` then 1024 rows apart).
     static let maximumRows = 4096
 
-    /// Rows per chunk for `rowCount` rows of `rowBytes` bytes (at least 1).
-    static func rows(rowCount: Int, rowBytes: Int) -> Int {
-        Swift.max(1, Swift.min(rowCount, maximumRows, bytes / Swift.max(1, rowBytes)))
+    /// Rows per chunk for `rowCount` rows and `workers` workers: a multiple of
+    /// the four streams (``dealtChunkSize(_:workers:minimum:multiple:)``), at most ``maximumRows``.
+    static func rows(rowCount: Int, workers: Int) -> Int {
+        Swift.min(maximumRows, dealtChunkSize(rowCount, workers: workers, minimum: 4, multiple: FloatRowStreams.streams))
     }
 }

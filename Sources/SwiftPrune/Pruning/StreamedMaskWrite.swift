@@ -21,9 +21,6 @@ enum StreamedMaskWrite {
     static let threshold = 2 << 20
     /// The stage: small enough for L1 next to the weights being read.
     static let blockBytes = 4096
-    /// Bytes of mask per chunk when workers take a large mask's chunks in turn
-    /// (a multiple of the 32-byte stores; each chunk writes its own unaligned ends plainly).
-    static let chunkBytes = 256 << 10
 
     /// Writes `mask[p]` for `p` in `range`; `fill(into, p, n)` must write the
     /// bytes of flat positions `p ..< p + n` to `into[0 ..< n]`. Issues the

@@ -54,7 +54,7 @@ public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
         if mask.count >= StreamedMaskWrite.threshold && (inner == 1 || inner >= 64) {
             // Large masks of long runs: streamed in flat order (StreamedMaskWrite), in
             // chunks dealt from a shared counter so a late worker leaves its share to the others.
-            let total = mask.count, chunk = StreamedMaskWrite.chunkBytes
+            let total = mask.count, chunk = dealtChunkSize(total, workers: workers, minimum: 1 << 18, multiple: 64)
             parallelForChunks(workers: workers, chunks: (total + chunk - 1) / chunk) { _, c in
                 StreamedMaskWrite.write(target, c * chunk ..< Swift.min(total, (c + 1) * chunk)) { into, position, count in
                     var k = 0, p = position

@@ -5,17 +5,14 @@
 /// sequential whatever the layout.
 enum QuantizationGroupWalk {
     static let minimumPerWorker = 1 << 16
-    /// Elements per chunk of the element-wise kernels (quantize, dequantize), whose
-    /// workers take the flat range chunk by chunk from a shared counter: 1 MiB of float32.
-    static let chunkElements = 1 << 18
-
-    /// Calls `body(range)` for the consecutive `chunkElements`-long ranges of
-    /// `0 ..< total`, on `workers` workers that take them in turn
+    /// Calls `body(range)` for consecutive ranges of `0 ..< total`: one for one
+    /// worker, else chunks (``dealtChunkSize(_:workers:minimum:multiple:)``, at
+    /// least 256 Ki elements) that `workers` workers take in turn
     /// (``parallelForChunks(workers:chunks:_:)``: a worker that starts late leaves
     /// its share to the others). For kernels whose every element is computed on
     /// its own, so the result does not depend on who runs a chunk.
     static func forEachChunk(total: Int, workers: Int, _ body: (Range<Int>) -> Void) {
-        let chunk = chunkElements
+        let chunk = dealtChunkSize(total, workers: workers, minimum: 1 << 18, multiple: 64)
         parallelForChunks(workers: workers, chunks: (total + chunk - 1) / chunk) { _, c in
             body(c * chunk ..< Swift.min(total, (c + 1) * chunk))
         }
