@@ -42,8 +42,8 @@ def test_dequantize_either_side_of_the_threshold(shape: tuple[int, int], symmetr
 @pytest.mark.parametrize("axis, group_size, columns", [(0, None, 2047), (1, None, 2047), (0, 128, 2176)])
 def test_quantize_and_dequantize_chunks_dealt_to_several_workers(axis: int, group_size: int | None,
                                                                  columns: int) -> None:
-    # 1537 x 2047 (or 2176 = 17 groups of 128) = 3.1-3.3 Mi elements: twelve or more 256 Ki-element chunks
-    # taken in turn by 1-3 workers, with groups (rows, columns, groups of 128) cut by the chunk boundaries.
+    # 1537 x 2047 (or 2176 = 17 groups of 128) = 3.1-3.3 Mi elements: about 8 chunks per worker taken in turn
+    # by 2-3 workers (one range at 1), with groups (rows, columns, groups of 128) cut by the chunk boundaries.
     # Every worker count must give the integers of the NumPy minmax formulas and the float32 bits of the
     # NumPy dequantization formula.
     w = np.random.default_rng(axis + 7).standard_normal((1537, columns), dtype=np.float32)

@@ -72,7 +72,7 @@ def test_streamed_mask_at_every_alignment_writes_exactly_its_bytes():
 
 def test_streamed_mask_in_chunks_dealt_to_several_workers():
     # 2300 x 1401 float32 = 12.9 MB: above the 12 MiB from which structured masks use two workers, so the
-    # 3.2 MB mask is written in 256 KiB chunks taken in turn by 1-3 workers. Into a mask 0, 1, 17 and 31
+    # 3.2 MB mask is written in 256 KiB chunks taken in turn by 2-3 workers (whole at 1). Into a mask 0, 1, 17 and 31
     # bytes past a 32-byte boundary (every chunk then has a plain head and tail) between guard bytes.
     library = ctypes.CDLL(str(Path(sp.__file__).with_name("libswiftprune.so")))
     function = library.sp_structured_mask_f32

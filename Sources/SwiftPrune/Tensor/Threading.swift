@@ -81,8 +81,9 @@ func parallelForChunks(workers: Int, chunks: Int, _ body: (_ worker: Int, _ chun
 /// only to be dealt by ``parallelForChunks(workers:chunks:_:)``: with 8, a worker
 /// that starts late or runs on a slower core unbalances the call by at most about
 /// an eighth of a share, and each chunk is still a long sequential stream. With
-/// one worker such kernels keep their work whole (measured: 1 MiB chunks made a
-/// one-thread structured L2 mask of 40 MB 7–30% slower).
+/// one worker such kernels keep their work whole, as before chunks were dealt
+/// (nothing to balance; fixed 1 MiB chunks looked slower at one thread in a
+/// cross-process A/B, which on this VM was not conclusive either way).
 let dealtChunksPerWorker = 8
 
 /// `count` cut into chunks for `workers` workers: `count` itself for one worker,
