@@ -5,13 +5,13 @@
 /// sequential whatever the layout.
 enum QuantizationGroupWalk {
     static let minimumPerWorker = 1 << 16
-    /// Calls `body(range)` for consecutive ranges of `0 ..< total`: one for one
-    /// worker, else chunks (``dealtChunkSize(_:workers:minimum:multiple:)``, at
-    /// least 32 Ki elements, so that the two workers quantize gets from 128 Ki
-    /// elements (``minimumPerWorker``) still have several chunks) that `workers` workers take in turn
+    /// Calls `body(range)` for consecutive ranges of `0 ..< total`: the whole for
+    /// one worker, else chunks that `workers` workers take in turn
     /// (``parallelForChunks(workers:chunks:_:)``: a worker that starts late leaves
-    /// its share to the others). For kernels whose every element is computed on
-    /// its own, so the result does not depend on who runs a chunk.
+    /// its share to the others) of ``dealtChunkSize(_:workers:minimum:multiple:)``
+    /// elements, at least 32 Ki so that the two workers quantize gets from 128 Ki
+    /// elements (``minimumPerWorker``) still have several. For kernels whose every
+    /// element is computed on its own: the result does not depend on who runs a chunk.
     static func forEachChunk(total: Int, workers: Int, _ body: (Range<Int>) -> Void) {
         let chunk = dealtChunkSize(total, workers: workers, minimum: 1 << 15, multiple: 64)
         parallelForChunks(workers: workers, chunks: (total + chunk - 1) / chunk) { _, c in
