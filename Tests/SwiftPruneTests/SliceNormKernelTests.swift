@@ -60,4 +60,31 @@ import Testing
             #expect(abs(norms[l] - exact.squareRoot()) <= 1e-6 * exact.squareRoot())
         }
     }
+
+    @Test(arguments: [SliceNorm.l1, .l2, .infinity])
+    func longRowsOfSeveralPlanesAreTheSameBitsAtEveryWorkerCount(norm: SliceNorm) throws {
+        // Shape (3, 4099, 300) along axis 1: 14.8 MB of float32 (above the 12 MiB from which the call
+        // uses two workers), rows of 300 (the long-row branch), each norm adding three rows of different
+        // planes. At 1 to 4 workers the norms must be the same bits, and equal the rows' own sums
+        // (reduceRow, tested above against the float64 formula) added in row order.
+        let shape = [3, 4099, 300], length = 4099, inner = 300
+        let data = Self.values(shape.reduce(1, *), seed: 11)
+        let w = try Tensor<Float>(shape: shape, scalars: data)
+        defer { try? Threading.setThreadCount(0) }
+        var perCount: [[UInt64]] = []
+        for count in 1 ... 4 {
+            try Threading.setThreadCount(count)
+            perCount.append(try w.withView { try sliceNorms($0, axis: 1, norm: norm) }.map(\.bitPattern))
+        }
+        var rowOrder = [Double](repeating: 0, count: length)
+        data.withUnsafeBufferPointer { p in
+            for row in 0 ..< 3 * length {
+                let value = reduceRow(p.baseAddress! + row * inner, inner, norm)
+                rowOrder[row % length] = norm == .infinity ? max(rowOrder[row % length], value) : rowOrder[row % length] + value
+            }
+        }
+        if norm == .l2 { rowOrder = rowOrder.map { $0.squareRoot() } }
+        for count in 2 ... 4 { #expect(perCount[count - 1] == perCount[0], "\(count) workers vs 1, \(norm)") }
+        #expect(perCount[0] == rowOrder.map(\.bitPattern), "\(norm)")
+    }
 }

@@ -80,6 +80,23 @@ def test_two_threads_same_result_as_one() -> None:
     np.testing.assert_array_equal(one, two)
 
 
+@pytest.mark.parametrize("rows, batch", [(1000, 64), (1000, 70), (2000, 129)])
+def test_chunks_dealt_to_several_workers_give_the_one_worker_bits(rows: int, batch: int) -> None:
+    # The 128-row chunks are taken in turn from a shared counter: which worker runs a chunk varies
+    # from call to call. Rows not a multiple of 128 (a short last chunk), a second 64-column tile,
+    # 1 to 5 workers, each call repeated: every result must be the one-worker bits, within float32
+    # rounding of the float64 product, and for full 64-column tiles equal to the row-major kernel.
+    rng = np.random.default_rng(rows + batch)
+    nm = sp.NMSparseMatrix.from_dense(rng.standard_normal((rows, 1024)).astype(np.float32))
+    x = rng.standard_normal((1024, batch)).astype(np.float32)
+    results = per_thread_count(lambda: [nm.matmul(x) for _ in range(3)], counts=(1, 2, 3, 5))
+    for result in (r for per_count in results for r in per_count):
+        np.testing.assert_array_equal(result, results[0][0])
+    assert product_error(results[0][0], nm.to_dense(), x) <= 1024 * 2.0**-24
+    if batch % 64 == 0:
+        np.testing.assert_array_equal(results[0][0], _core.nm_matmul(nm.values, nm.indices, rows, 1024, 2, 4, x))
+
+
 def test_thin_x_and_vectors_use_row_major_arrays() -> None:
     rng = np.random.default_rng(3)
     nm = sp.NMSparseMatrix.from_dense(rng.standard_normal((20, 16)).astype(np.float32))

@@ -68,3 +68,32 @@ def test_streamed_mask_at_every_alignment_writes_exactly_its_bytes():
             assert function(w.ctypes.data, shape.ctypes.data, 2, 0.5, axis, 2.0, mask.ctypes.data) == 0
             np.testing.assert_array_equal(mask.view(bool).reshape(w.shape), expected)
             assert np.all(backing[:start + offset] == 0xA5) and np.all(backing[start + offset + w.size:] == 0xA5)
+
+
+def test_streamed_mask_in_chunks_dealt_to_several_workers():
+    # 2300 x 1401 float32 = 12.9 MB: above the 12 MiB from which structured masks use two workers, so the
+    # 3.2 MB mask is written in 256 KiB chunks taken in turn by 2-3 workers (whole at 1). Into a mask 0, 1, 17 and 31
+    # bytes past a 32-byte boundary (every chunk then has a plain head and tail) between guard bytes.
+    library = ctypes.CDLL(str(Path(sp.__file__).with_name("libswiftprune.so")))
+    function = library.sp_structured_mask_f32
+    function.restype = ctypes.c_int
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int64,
+                         ctypes.c_double, ctypes.c_void_p]
+    shape = np.array([2300, 1401], np.int64)
+    w = np.random.default_rng(47).standard_normal(tuple(shape)).astype(np.float32)
+    assert w.nbytes > 12 << 20
+    backing = np.empty(w.size + 256, np.uint8)
+    start = (-backing.ctypes.data) % 32 + 64
+    for axis in (0, 1):
+        expected = ref.structured(w.astype(np.float64), 0.5, axis, 2)
+        for offset in (0, 1, 17, 31):
+            mask = backing[start + offset:start + offset + w.size]
+
+            def write() -> np.ndarray:
+                backing.fill(0xA5)
+                assert function(w.ctypes.data, shape.ctypes.data, 2, 0.5, axis, 2.0, mask.ctypes.data) == 0
+                assert np.all(backing[:start + offset] == 0xA5) and np.all(backing[start + offset + w.size:] == 0xA5)
+                return mask.view(bool).reshape(w.shape).copy()
+
+            for written in per_thread_count(write, counts=(1, 2, 3)):
+                np.testing.assert_array_equal(written, expected)

@@ -77,42 +77,35 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
         }
     } else if inner >= 64 || outer < 4 {
         // Long contiguous rows (or too few planes to be worth a plane buffer each):
-        // reduce each (o, l) row with SIMD, add into norms[l] in row order.
+        // reduce each (o, l) row with SIMD into rowValues[row], then add the rows into
+        // norms[l] in row order on the calling thread. The rows are dealt in chunks from
+        // a shared counter (a late worker costs only the chunks it did not take), and as
+        // the sums are added in row order whoever computed them, the norms are the same
+        // bit for bit at every worker count (and equal to the one-worker result of the
+        // per-worker partial sums used before). Cost: one Double per row (a row holds 64
+        // or more elements, or the tensor has fewer than 4 planes).
         let rows = outer * length
         let workers = workerCount(minimumPerWorker: 1 << 16)
-        let chunk = Swift.min(rows, FloatRowStreams.chunkRows)
-        var partial = try [Double](fallibleRepeating: 0, count: workers * length)
-        var rowValues = try [Double](fallibleRepeating: 0, count: workers * chunk)
-        partial.withUnsafeMutableBufferPointer { all in
-            rowValues.withUnsafeMutableBufferPointer { allValues in
-                let base = all.baseAddress!
-                parallelFor(workers: workers) { worker in
-                    let mine = base + worker * length, values = allValues.baseAddress! + worker * chunk
-                    let range = partitionRange(rows, parts: workers, index: worker)
-                    var start = range.lowerBound
-                    while start < range.upperBound {
-                        // A chunk of rows summed (float32 L2: four rows at once, FloatRowStreams),
-                        // then added into `mine` in row order.
-                        let count = Swift.min(chunk, range.upperBound - start)
-                        if S.self == Float.self && norm == .l2 {
-                            let first = UnsafeRawPointer(source + start * inner).assumingMemoryBound(to: Float.self)
-                            FloatRowStreams.squaredNorms(first, rows: count, length: inner, into: values)
-                        } else {
-                            for k in 0 ..< count { values[k] = reduceRow(source + (start + k) * inner, inner, norm) }
-                        }
-                        for k in 0 ..< count {
-                            let l = (start + k) % length, value = values[k]
-                            mine[l] = norm == .infinity ? max(mine[l], value) : mine[l] + value
-                        }
-                        start += count
-                    }
+        let chunk = LongRowChunks.rows(rowCount: rows, workers: workers)
+        var rowValues = try [Double](fallibleRepeating: 0, count: rows)
+        rowValues.withUnsafeMutableBufferPointer { all in
+            let values = all.baseAddress!
+            parallelForChunks(workers: workers, chunks: (rows + chunk - 1) / chunk) { _, c in
+                let start = c * chunk, count = Swift.min(chunk, rows - start)
+                if S.self == Float.self && norm == .l2 {
+                    // Float32 L2: four rows at once (FloatRowStreams), each bit-identical to reduceRow.
+                    let first = UnsafeRawPointer(source + start * inner).assumingMemoryBound(to: Float.self)
+                    FloatRowStreams.squaredNorms(first, rows: count, length: inner, into: values + start)
+                } else {
+                    for k in 0 ..< count { values[start + k] = reduceRow(source + (start + k) * inner, inner, norm) }
                 }
             }
         }
-        for worker in 0 ..< workers {
-            for l in 0 ..< length {
-                let value = partial[worker * length + l]
-                norms[l] = norm == .infinity ? max(norms[l], value) : norms[l] + value
+        norms.withUnsafeMutableBufferPointer { out in
+            let p = out.baseAddress!
+            for row in 0 ..< rows {
+                let l = row % length, value = rowValues[row]
+                p[l] = norm == .infinity ? Swift.max(p[l], value) : p[l] + value
             }
         }
     } else {

@@ -26,12 +26,6 @@ import SwiftPrunePrefetch
 enum FloatRowStreams {
     /// Rows summed together, one from each quarter of a chunk.
     static let streams = 4
-    /// Rows of the long-row branch of ``sliceNorms(_:axis:norm:)`` summed before
-    /// they are added into the norms in row order (a buffer of this many `Double`s
-    /// per worker): in a full chunk the four streams are 1024 rows of 64 or more
-    /// values (256 KB or more) apart, whatever the tensor's size (a worker's last
-    /// chunk, or a small tensor, has them closer).
-    static let chunkRows = 4096
     /// Bytes ahead of each stream that are prefetched (512 measured as good as 256–2048).
     static let prefetchBytes = 512
 
@@ -112,4 +106,18 @@ func squaredL2RowResult<S: BinaryFloatingPoint & SIMDScalar>(
     var i = start
     while i < count { let x = Double(p[i]); result += x * x; i += 1 }
     return result
+}
+
+/// How many rows of the long-row branch of ``sliceNorms(_:axis:norm:)`` one
+/// chunk holds: the chunks are dealt to the workers from a shared counter.
+enum LongRowChunks {
+    /// At most this many rows per chunk: with one worker every chunk has this
+    /// many (the four streams of ``FloatRowStreams`` then 1024 rows apart).
+    static let maximumRows = 4096
+
+    /// Rows per chunk for `rowCount` rows and `workers` workers: a multiple of
+    /// the four streams (``dealtChunkSize(_:workers:minimum:multiple:)``), at most ``maximumRows``.
+    static func rows(rowCount: Int, workers: Int) -> Int {
+        Swift.min(maximumRows, dealtChunkSize(rowCount, workers: workers, minimum: 4, multiple: FloatRowStreams.streams))
+    }
 }

@@ -52,10 +52,11 @@ public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
     keep.withUnsafeBufferPointer { keepBuffer in
         let flags = keepBuffer.baseAddress!
         if mask.count >= StreamedMaskWrite.threshold && (inner == 1 || inner >= 64) {
-            // Large masks of long runs: streamed in flat order (StreamedMaskWrite).
-            let total = mask.count
-            parallelFor(workers: workers) { worker in
-                StreamedMaskWrite.write(target, partitionRange(total, parts: workers, index: worker)) { into, position, count in
+            // Large masks of long runs: streamed in flat order (StreamedMaskWrite), in
+            // chunks dealt from a shared counter so a late worker leaves its share to the others.
+            let total = mask.count, chunk = dealtChunkSize(total, workers: workers, minimum: 1 << 18, multiple: 64)
+            parallelForChunks(workers: workers, chunks: (total + chunk - 1) / chunk) { _, c in
+                StreamedMaskWrite.write(target, c * chunk ..< Swift.min(total, (c + 1) * chunk)) { into, position, count in
                     var k = 0, p = position
                     while k < count {
                         if inner == 1 {

@@ -1,9 +1,23 @@
 /// Per-group reductions and gathers over a ``QuantizationLayout``.
 ///
-/// Every kernel walks the tensor in C order, split into one contiguous flat
-/// range per worker, so reads are sequential whatever the layout.
+/// Every kernel walks the tensor in C order, split into contiguous flat ranges
+/// (one per worker, or chunks the workers take in turn), so reads are
+/// sequential whatever the layout.
 enum QuantizationGroupWalk {
     static let minimumPerWorker = 1 << 16
+    /// Calls `body(range)` for consecutive ranges of `0 ..< total`: the whole for
+    /// one worker, else chunks that `workers` workers take in turn
+    /// (``parallelForChunks(workers:chunks:_:)``: a worker that starts late leaves
+    /// its share to the others) of ``dealtChunkSize(_:workers:minimum:multiple:)``
+    /// elements, at least 32 Ki so that the two workers quantize gets from 128 Ki
+    /// elements (``minimumPerWorker``) still have several. For kernels whose every
+    /// element is computed on its own: the result does not depend on who runs a chunk.
+    static func forEachChunk(total: Int, workers: Int, _ body: (Range<Int>) -> Void) {
+        let chunk = dealtChunkSize(total, workers: workers, minimum: 1 << 15, multiple: 64)
+        parallelForChunks(workers: workers, chunks: (total + chunk - 1) / chunk) { _, c in
+            body(c * chunk ..< Swift.min(total, (c + 1) * chunk))
+        }
+    }
 
     /// Calls `runBody(flatStart, count, group)` for the maximal stretches of
     /// `range` whose elements all belong to one group (layouts with

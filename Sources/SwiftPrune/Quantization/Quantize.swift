@@ -113,8 +113,8 @@ public func quantizeValues<S: QuantizationScalar, O: FixedWidthInteger>(
             upper.withUnsafeBufferPointer { up in
                 zeroPoints.withUnsafeBufferPointer { zp in
                     let d = dv.baseAddress!, l = lw.baseAddress!, u = up.baseAddress!, z = zp.baseAddress!
-                    parallelFor(workers: workers) { worker in
-                        QuantizationGroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
+                    QuantizationGroupWalk.forEachChunk(total: total, workers: workers) { chunk in
+                        QuantizationGroupWalk.forEachStretch(layout, chunk) { start, count, group in
                             let p = src + start, o = dst + start
                             if layout.inner == 1 {
                                 quantizeRun(p, count, d[group], l[group], u[group], z[group], into: o)
@@ -157,9 +157,9 @@ public func dequantizeValues<O: FixedWidthInteger & SIMDScalar>(
     let workers = MemoryBoundWorkers.count(size: total, threshold: MemoryBoundWorkers.dequantizeElements, work: total,
                                            minimumPerWorker: QuantizationGroupWalk.minimumPerWorker)
     let stream = total * MemoryLayout<Float>.stride >= StreamingRuns.threshold
-    parallelFor(workers: workers) { worker in
+    QuantizationGroupWalk.forEachChunk(total: total, workers: workers) { chunk in
         defer { if stream { StreamingRuns.fence() } }
-        QuantizationGroupWalk.forEachStretch(layout, partitionRange(total, parts: workers, index: worker)) { start, count, group in
+        QuantizationGroupWalk.forEachStretch(layout, chunk) { start, count, group in
             let p = src + start, o = dst + start
             if layout.inner == 1 {
                 let s = sc[group], zero = zp[group]

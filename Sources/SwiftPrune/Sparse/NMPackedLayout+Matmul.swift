@@ -12,7 +12,8 @@ extension NMPackedLayout {
     ///
     /// `x` is copied, 64 columns at a time, into a 64-byte-aligned panel
     /// (rows `SharedSparsePanel.stride` floats apart) shared by every worker;
-    /// workers take whole chunks of rows and stream their records in order.
+    /// workers take whole chunks of rows in turn from a shared counter and
+    /// stream each chunk's records in order.
     /// The sums are those of the row-major kernel,
     /// ``NMSparseMatrix/matmul(rows:columns:n:m:values:groupIndices:x:xRows:batch:y:)``:
     /// bit for bit for 64-column tiles (one fused multiply-add per kept weight,
@@ -43,16 +44,20 @@ extension NMPackedLayout {
         let workers = min(chunks, Threading.workerCount(for: work, minimumPerWorker: 1 << 16))
         let layout = ProductLayout(rows: rows, columns: columns, n: n, m: m, rowBytes: rowBytes(columns: columns, n: n, m: m),
                                    end: base + bytes)
-        var valid = [Bool](repeating: true, count: workers)
+        // Chunks are dealt from a shared counter (parallelForChunks), not as one fixed share per
+        // worker: a worker woken late (queued behind the caller on its vCPU, or behind another
+        // process) then costs the call only the chunks it did not take. Each row is summed the
+        // same way whoever runs its chunk, so the result does not depend on the worker count.
+        var valid = [Bool](repeating: true, count: chunks)
         var tileStart = 0
         while tileStart < batch {
             let width = min(64, batch &- tileStart)
             SharedSparsePanel.copy(x: xBase, batch: batch, rows: 0 ..< columns, tileStart: tileStart, width: width,
                                    stride: stride, into: panel)
             valid.withUnsafeMutableBufferPointer { validOut in
-                parallelFor(workers: workers) { worker in
-                    validOut[worker] = layout.product(
-                        chunks: partitionRange(chunks, parts: workers, index: worker), packed: base, panel: panel,
+                parallelForChunks(workers: workers, chunks: chunks) { _, chunk in
+                    validOut[chunk] = layout.product(
+                        chunks: chunk ..< chunk &+ 1, packed: base, panel: panel,
                         stride: stride, width: width, y: yBase + tileStart, yStride: batch)
                 }
             }

@@ -101,6 +101,25 @@ func parallelForChunks(workers: Int, chunks: Int, _ body: (_ worker: Int, _ chun
     }
 }
 
+/// Chunks per worker for a kernel whose contiguous work is cut into chunks
+/// only to be dealt by ``parallelForChunks(workers:chunks:_:)``: with 8, a worker
+/// that starts late or runs on a slower core unbalances the call by at most about
+/// an eighth of a share, and each chunk is still a long sequential stream. With
+/// one worker such kernels keep their work whole, as before chunks were dealt
+/// (nothing to balance; fixed 1 MiB chunks looked slower at one thread in a
+/// cross-process A/B, which on this VM was not conclusive either way).
+let dealtChunksPerWorker = 8
+
+/// `count` cut into chunks for `workers` workers: `count` itself for one worker,
+/// else `count / (dealtChunksPerWorker * workers)` rounded up to a multiple of
+/// `multiple`, at least `minimum` (and at least 1).
+func dealtChunkSize(_ count: Int, workers: Int, minimum: Int = 1, multiple: Int = 1) -> Int {
+    guard workers > 1 else { return Swift.max(1, count) }
+    let share = (count + dealtChunksPerWorker * workers - 1) / (dealtChunksPerWorker * workers)
+    let rounded = (share + multiple - 1) / multiple * multiple
+    return Swift.max(1, minimum, rounded)
+}
+
 /// Splits `0..<count` into `parts` near-equal contiguous ranges and returns
 /// range `index`.
 @inlinable
