@@ -16,6 +16,10 @@ rename), ``package`` (``safetensors.numpy.save_file``, no fsync),
 package to be durable too; rename and directory flush not included).
 
     PYTHONPATH=python python benchmarks/save_cpu.py --runs 5 --gib 1
+
+``--baseline DIR`` adds the variant ``baseline``: ``sp.save_weights`` imported
+from DIR (e.g. a copy of another build's ``python`` folder), for an A/B of two
+versions of ours.
 """
 from __future__ import annotations
 
@@ -43,14 +47,16 @@ def _thread_cpu_ns() -> dict[int, int]:
     return out
 
 
-def _child(variant: str, directory: str, gib: float) -> None:
+def _child(variant: str, directory: str, gib: float, baseline: str | None) -> None:
     import numpy as np
 
     count = max(1, round(gib * 64))  # tensors of 16 MiB
     rng = np.random.default_rng(7)
     tensors = {f"layers.{i}.weight": rng.standard_normal((2048, 2048), dtype=np.float32) for i in range(count)}
     path = os.path.join(directory, f"{variant.replace('+', '_')}.safetensors")
-    if variant == "ours":
+    if variant in ("ours", "baseline"):
+        if variant == "baseline":
+            sys.path.insert(0, baseline)
         import swiftprune as sp
 
         def save() -> None:
@@ -83,7 +89,8 @@ def _child(variant: str, directory: str, gib: float) -> None:
     print(json.dumps({"variant": variant, "wall": wall, "user": usage1.ru_utime - usage0.ru_utime,
                       "sys": usage1.ru_stime - usage0.ru_stime, "main": per_thread.get("main", 0.0),
                       "other": per_thread.get("other", 0.0),
-                      "size": os.path.getsize(path)}))
+                      "size": os.path.getsize(path),
+                      "module": sys.modules["swiftprune"].__file__ if "swiftprune" in sys.modules else None}))
 
 
 def main() -> None:
@@ -92,18 +99,20 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--dir", default=None, help="where to write (default: a temporary folder in /tmp)")
+    parser.add_argument("--baseline", default=None, help="a folder to import another swiftprune from (variant 'baseline')")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.dir, args.gib)
+        _child(args.child, args.dir, args.gib, args.baseline)
         return
-    variants = args.variants.split(",")
+    variants = args.variants.split(",") + (["baseline"] if args.baseline else [])
     results: dict[str, list[dict]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="swiftprune-save-cpu-", dir=args.dir) as directory:
         for run in range(args.runs):
             for variant in variants:
                 done = subprocess.run([sys.executable, __file__, "--child", variant, "--dir", directory,
-                                       "--gib", str(args.gib)], capture_output=True, text=True, check=True)
+                                       "--gib", str(args.gib)] + (["--baseline", args.baseline] if args.baseline else []),
+                                      capture_output=True, text=True, check=True)
                 row = json.loads(done.stdout.strip().splitlines()[-1])
                 results[variant].append(row)
                 print(f"run {run + 1} {variant:14s} wall {row['wall']:.3f} s  user {row['user']:.3f}  "

@@ -33,9 +33,12 @@ final class DataAppender: @unchecked Sendable {
     static let chunk = 8 << 20
     /// File offsets, lengths and buffer addresses of direct writes are multiples
     /// of this (the largest logical block size in common use).
-    static let alignment = 4096
+    /// (A variable only so that tests can misalign writes on purpose.)
+    nonisolated(unsafe) static var alignment = 4096
     /// Tests set this to `false` to exercise the buffered path on a file system that has `O_DIRECT`.
     nonisolated(unsafe) static var allowDirect = true
+    /// How many direct writes were refused and redone buffered (for tests).
+    static let refusals = Atomic<Int>(0)
 
     private let fd: Int32
     /// File offset where the appended data start.
@@ -201,6 +204,7 @@ final class DataAppender: @unchecked Sendable {
         let error = failure.exchange(0, ordering: .relaxed)
         guard error != 0 else { return }
         guard error == EINVAL else { throw SwiftPruneError.system("cannot write \(what)", errno: error) }
+        Self.refusals.add(1, ordering: .relaxed)
         try leaveDirectMode()
         try writeBuffered(buffer: job.buffer, offset: job.offset, length: job.length)
     }
