@@ -101,13 +101,19 @@ final class DataAppenderTests: XCTestCase {
         XCTAssertEqual(names.count, 12, "temporary files left: \(names.sorted())")
     }
 
-    /// ext4 and XFS refuse direct writes at offsets that are not multiples of the
-    /// logical block size (512 or more); tmpfs, for one, accepts any.
+    /// Whether this directory's file system refuses a direct write at offset 256
+    /// (ext4 and XFS do: not a multiple of the logical block size; tmpfs accepts it).
     func enforcesDirectAlignment() -> Bool {
-        #if os(Linux)
-        var info = statfs()
-        guard statfs(directory, &info) == 0 else { return false }
-        return [0xEF53, 0x5846_5342].contains(Int(info.f_type))
+        #if os(Linux) && (arch(x86_64) || arch(arm64))
+        let path = "\(directory)/probe"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_DIRECT_FLAG, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd); unlink(path) }
+        var buffer: UnsafeMutableRawPointer?
+        guard posix_memalign(&buffer, 4096, 4096) == 0, let buffer else { return false }
+        defer { free(buffer) }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+        return pwrite(fd, buffer, 4096, 256) < 0 && errno == EINVAL
         #else
         return false
         #endif
