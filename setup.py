@@ -11,6 +11,17 @@
    linked dynamically from the toolchain: XCTest cannot link a static stdlib);
 2. copies `libswiftprune.so` into the package, next to the extension;
 3. builds `swiftprune._core`, linked to it through an `$ORIGIN` rpath.
+
+The two builds share `.build` and each recompiles everything the other
+built, since their flags differ. So that a developer alternating
+`python setup.py build_ext --inplace` with the Swift tests' `swift build -c
+release --build-tests -Xswiftc -enable-testing` does not pay for a full
+build each time, an in-place build with SWIFTPRUNE_BUILD_TESTS unset follows
+the build already in `.build`: when that one was testable (SwiftPM's build
+manifest compiles the module with `-enable-testing`), it builds the testable
+way too, incrementally. SWIFTPRUNE_BUILD_TESTS=0 forces the static library;
+a wheel (`pip install .`, not in place) is always the static library unless
+SWIFTPRUNE_BUILD_TESTS=1.
 """
 from __future__ import annotations
 
@@ -41,17 +52,46 @@ def find_swift() -> str:
 TEST_BUILD_FLAGS = ["-Xswiftc", "-enable-testing", "--build-tests"]
 
 
-def swift_build_command(swift: str) -> list[str]:
+# SwiftPM's manifest of the last release build in .build (its commands and flags).
+RELEASE_MANIFEST = ROOT / ".build" / "release.yaml"
+
+
+def last_build_was_testable(manifest: Path = RELEASE_MANIFEST) -> bool:
+    """Whether the last release build in `.build` compiled with `-enable-testing`
+    (`swift build --build-tests -Xswiftc -enable-testing`, or this script with
+    SWIFTPRUNE_BUILD_TESTS=1). False when there is no such build or its manifest
+    cannot be read: then the default, static build is made."""
+    try:
+        return '"-enable-testing"' in manifest.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def wants_test_build(inplace: bool, manifest: Path = RELEASE_MANIFEST) -> bool:
+    """SWIFTPRUNE_BUILD_TESTS=1: a testable build; =0: the static library; unset:
+    an in-place build follows a testable build already in `.build` (see the
+    module docstring), anything else builds the static library."""
+    setting = os.environ.get("SWIFTPRUNE_BUILD_TESTS", "")
+    if setting:
+        return setting != "0"
+    return inplace and last_build_was_testable(manifest)
+
+
+def swift_build_command(swift: str, test_build: bool) -> list[str]:
     """The one `swift build` that setup.py runs (see the module docstring)."""
-    if os.environ.get("SWIFTPRUNE_BUILD_TESTS", "") not in ("", "0"):
+    if test_build:
         return [swift, "build", "-c", "release", *TEST_BUILD_FLAGS]
     return [swift, "build", "-c", "release", "--product", "swiftprune", "-Xswiftc", "-static-stdlib"]
 
 
-def build_swift_library() -> Path:
+def build_swift_library(test_build: bool) -> Path:
     """Builds the release shared library and returns its path."""
     swift = find_swift()
-    command = swift_build_command(swift)
+    command = swift_build_command(swift, test_build)
+    if test_build and not os.environ.get("SWIFTPRUNE_BUILD_TESTS"):
+        print("swiftprune: .build holds a testable build (swift build --build-tests -Xswiftc -enable-testing): "
+              "building the same way, so that neither build redoes the other "
+              "(SWIFTPRUNE_BUILD_TESTS=0 forces the static library)", flush=True)
     print("swiftprune: " + " ".join(command), flush=True)
     subprocess.check_call(command, cwd=ROOT)
     bin_dir = subprocess.check_output([swift, "build", "-c", "release", "--show-bin-path"], cwd=ROOT, text=True).strip()
@@ -63,7 +103,7 @@ def build_swift_library() -> Path:
 
 class SwiftBuildExt(build_ext):
     def run(self) -> None:
-        library = build_swift_library()
+        library = build_swift_library(wants_test_build(bool(self.inplace)))
         for ext in self.extensions:
             ext.library_dirs.append(str(library.parent))
         # Next to the extension, wherever it goes: build/ for a wheel, the source tree for -e.

@@ -2,7 +2,9 @@
 time, with the layers that read one tensor captured together (q/k/v, as the source does) or one layer at a time
 (``--one-at-a-time``: every layer its own input key; the upstream sets stay the grouped ones, so the first block's
 k and v are not captured again after q's commit: 70 captures, where the source before grouping took 72 — run this
-script with that version's ``python/`` on ``PYTHONPATH`` to compare with it).
+script with that version's ``python/`` on ``PYTHONPATH`` to compare with it). A capture's pass stops once its
+layers have their inputs (``TorchCalibration.stop_early``); ``--run-to-end`` runs every pass to the model's end,
+as before that.
 
 The model is the Hugging Face ``MPNetModel`` of all-mpnet-base-v2 (12 blocks, 72 Linear layers: q, k, v, o,
 intermediate, output per block) loaded offline from its sentence-transformers folder (``--model``; default
@@ -13,10 +15,12 @@ them in batches of ``--batch``.
 ``--what capture`` (default) times the capture alone: for every layer in forward order, its statistics, then a
 commit of a 4-bit round-to-nearest copy of its weight (so every later layer is captured again through it).
 ``--what compress`` times ``sp.compress`` with GPTQ int4 g128 on the 72 Linear weights. Prints one JSON line:
-the forward passes counted by a hook on the working module (the pass recording the layer order excluded),
-captures (passes / batches), CPU seconds (``time.process_time``: every thread of the process) and wall seconds.
+the forward passes started, counted by a pre-hook on the working module (the pass recording the layer order
+excluded), captures (passes / batches), the calls of the 72 Linear modules (how much of the model the passes ran),
+CPU seconds (``time.process_time``: every thread of the process) and wall seconds.
 
-    PYTHONPATH=python python benchmarks/torch_sequential_capture.py [--one-at-a-time] [--threads N] [--what compress]
+    PYTHONPATH=python python benchmarks/torch_sequential_capture.py [--one-at-a-time] [--run-to-end] [--threads N]
+        [--what compress]
 """
 from __future__ import annotations
 
@@ -74,6 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--what", choices=("capture", "compress"), default="capture")
     parser.add_argument("--one-at-a-time", action="store_true")
+    parser.add_argument("--run-to-end", action="store_true", help="no early stop of the capture passes")
     args = parser.parse_args(argv)
 
     import torch
@@ -86,9 +91,12 @@ def main(argv=None) -> int:
     if args.one_at_a_time:
         for name, layer in cal.layers.items():
             layer.input = name
-    passes = [0]
-    cal.model.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
+    cal.stop_early = not args.run_to_end
+    passes, calls = [0], [0]
+    cal.model.register_forward_pre_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
     linear = [name for name in cal.layers if ".layer." in name]
+    for name in linear:
+        cal._modules[name].register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
 
     cpu, wall = time.process_time(), time.perf_counter()
     if args.what == "capture":
@@ -100,8 +108,9 @@ def main(argv=None) -> int:
         recipe = [{"quantize": {"method": "gptq", "bits": 4, "group_size": 128}, "include": linear}]
         sp.compress(cal.weights(), recipe, progress=False, calibration=cal)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    print(json.dumps({"what": args.what, "grouped": not args.one_at_a_time, "threads": args.threads,
-                      "layers": len(linear), "batches": len(batches), "passes": passes[0],
+    print(json.dumps({"what": args.what, "grouped": not args.one_at_a_time, "stop_early": cal.stop_early,
+                      "threads": args.threads, "layers": len(linear), "batches": len(batches), "passes": passes[0],
+                      "linear_calls": calls[0],
                       "captures": passes[0] / len(batches), "cpu_s": round(cpu, 2), "wall_s": round(wall, 2)}))
     return 0
 

@@ -1913,9 +1913,44 @@ error:
     return NULL;
 }
 
+/* The caller's output of W @ x (quantized_matmul's out=), a new reference: a writeable C-contiguous float32
+   array of the product's shape ((rows,) for a 1-D x, else (rows, batch)) sharing no memory with an array the
+   kernel reads (`inputs`, `count` of them, NULL entries skipped). */
+static PyArrayObject *sparse_product_out(PyObject *obj, PyArrayObject *x, int64_t rows, int64_t batch,
+                                         PyArrayObject *const *inputs, int count) {
+    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != NPY_FLOAT32) {
+        PyErr_Format(PyExc_TypeError, "out must be a float32 numpy array, got %s",
+                     PyArray_Check(obj) ? PyArray_DESCR((PyArrayObject *)obj)->typeobj->tp_name : Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *out = (PyArrayObject *)obj;
+    int ndim = PyArray_NDIM(x);
+    if (PyArray_NDIM(out) != ndim || PyArray_DIM(out, 0) != (npy_intp)rows || (ndim == 2 && PyArray_DIM(out, 1) != (npy_intp)batch)) {
+        if (ndim == 2) {
+            PyErr_Format(PyExc_ValueError, "out must have the product's shape (%lld, %lld)", (long long)rows, (long long)batch);
+        } else {
+            PyErr_Format(PyExc_ValueError, "out must have the product's shape (%lld,)", (long long)rows);
+        }
+        return NULL;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(out) || !PyArray_ISWRITEABLE(out)) {
+        PyErr_SetString(PyExc_ValueError, "out must be a writeable C-contiguous array");
+        return NULL;
+    }
+    for (int i = 0; i < count; i++) {
+        if (inputs[i] != NULL && arrays_overlap(out, inputs[i])) {
+            PyErr_SetString(PyExc_ValueError, "out must not share memory with the inputs (values, scale, zero_point, x)");
+            return NULL;
+        }
+    }
+    Py_INCREF(out);
+    return out;
+}
+
 static PyObject *core_quantized_matmul(PyObject *self, PyObject *args) {
-    PyObject *values_obj, *scale_obj, *zero_point_obj, *x_obj;
-    if (!PyArg_ParseTuple(args, "OOOO:quantized_matmul", &values_obj, &scale_obj, &zero_point_obj, &x_obj)) return NULL;
+    PyObject *values_obj, *scale_obj, *zero_point_obj, *x_obj, *out_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOO|O:quantized_matmul", &values_obj, &scale_obj, &zero_point_obj, &x_obj, &out_obj))
+        return NULL;
     PyArrayObject *values = NULL, *scale = NULL, *zero_point = NULL, *x = NULL, *y = NULL;
     int64_t x_rows, batch;
     values = sparse_exact_array(values_obj, NPY_INT8, "values");
@@ -1942,7 +1977,12 @@ static PyObject *core_quantized_matmul(PyObject *self, PyObject *args) {
     }
     x = sparse_activations(x_obj, &x_rows, &batch);
     if (x == NULL) goto error;
-    y = sparse_new_product(x, rows, batch);
+    if (out_obj == Py_None) {
+        y = sparse_new_product(x, rows, batch);
+    } else {
+        PyArrayObject *const inputs[] = {values, scale, zero_point, x};
+        y = sparse_product_out(out_obj, x, rows, batch, inputs, 4);
+    }
     if (y == NULL) goto error;
     sp_status status;
     SP_CALL(status, sp_quantized_matmul_i8((const int8_t *)PyArray_DATA(values), rows, cols, (const float *)PyArray_DATA(scale),
@@ -1973,7 +2013,7 @@ error:
     {"nm_packed_matmul", core_nm_packed_matmul, METH_VARARGS, "nm_packed_matmul(packed, rows, cols, n, m, x) -> W @ x"}, \
     {"nm_to_dense", core_nm_to_dense, METH_VARARGS, "nm_to_dense(values, indices, rows, cols, n, m) -> dense"},     \
     {"quantized_matmul", core_quantized_matmul, METH_VARARGS,                                                       \
-     "quantized_matmul(values, scale, zero_point, x) -> W @ x"},
+     "quantized_matmul(values, scale, zero_point, x[, out]) -> W @ x (into out when given)"},
 
 /* ======================================================================== */
 /* Weight files                                                              */

@@ -207,7 +207,7 @@ class QuantizedTensor:
         """The weight's shape."""
         return self.values.shape
 
-    def matmul(self, x: ArrayLike) -> NDArray[np.float32]:
+    def matmul(self, x: ArrayLike, *, out: Optional[NDArray[np.float32]] = None) -> NDArray[np.float32]:
         """``W @ x`` computed from the quantized weights, as a layer would run.
 
         ``W`` is this tensor as a 2-D ``(out_features, in_features)`` weight
@@ -220,6 +220,11 @@ class QuantizedTensor:
         with activations quantized on the fly; see it for the error).
         Other layouts (``axis=1``, groups) have no int8 kernel: their weights
         are dequantized and multiplied with :func:`swiftprune.matmul`.
+
+        ``out``: a float32 array of the result's shape to write into (and
+        return), as :func:`swiftprune.quantized_matmul`'s ``out=`` (same
+        checks); only for the layouts that run on the int8 kernel
+        (``ValueError`` for the others).
         """
         from .linalg import matmul
         from .sparse import quantized_matmul
@@ -232,7 +237,10 @@ class QuantizedTensor:
                 return np.ascontiguousarray(np.broadcast_to(a.reshape(-1), (self.values.shape[0],)))
 
             zero_point = None if self.symmetric else per_row(self.zero_point)
-            return quantized_matmul(self.values, per_row(self.scale), x, zero_point)
+            return quantized_matmul(self.values, per_row(self.scale), x, zero_point, out=out)
+        if out is not None:
+            raise ValueError(f"out= is supported on the int8 kernel only (per-tensor or axis=0 scales, no groups); "
+                             f"this tensor has axis={self.axis}, group_size={self.group_size}")
         x = np.asarray(x)
         if x.ndim == 1:
             return matmul(self.dequantize(), x.reshape(-1, 1)).reshape(-1)

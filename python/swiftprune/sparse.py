@@ -344,7 +344,8 @@ class NMSparseMatrix:
 
 
 def quantized_matmul(
-    values: ArrayLike, scale: ArrayLike, x: ArrayLike, zero_point: Optional[ArrayLike] = None
+    values: ArrayLike, scale: ArrayLike, x: ArrayLike, zero_point: Optional[ArrayLike] = None,
+    *, out: Optional[NDArray[np.float32]] = None,
 ) -> NDArray[np.float32]:
     """``W @ x`` for int8 weights ``W = scale[:, None] * (values - zero_point[:, None])``.
 
@@ -369,18 +370,28 @@ def quantized_matmul(
     x : array_like of float, shape (in_features, n) or (in_features,)
     zero_point : int or array_like of int, shape (out_features,), optional
         Integer zero point per output channel; ``None`` means 0 (symmetric).
+    out : numpy.ndarray of float32, optional
+        A writeable C-contiguous float32 array of the result's shape that
+        receives the product and is returned (as NumPy's ``out=``), for a
+        layer called repeatedly: it saves allocating, and the kernel faulting
+        in, a fresh output per call. The values written are bit-identical to
+        the result without ``out``. It must not share memory with the arrays
+        the kernel reads (``values``, ``scale``, ``zero_point`` and ``x``
+        after their conversion, if any, to int8/float32/int32 C order).
 
     Returns
     -------
     numpy.ndarray of float32, shape (out_features, n) or (out_features,)
+        ``out`` when given.
 
     Raises
     ------
     TypeError
         ``values`` is not an int8/uint8 array, ``zero_point`` not integer,
-        ``x`` or ``scale`` not floating.
+        ``x`` or ``scale`` not floating, ``out`` not a float32 ndarray.
     ValueError
-        Bad shapes, NaN/Inf in ``scale`` or ``x``.
+        Bad shapes, NaN/Inf in ``scale`` or ``x``; an ``out`` of another
+        shape, not C-contiguous, read-only or sharing memory with an input.
     """
     values = np.asarray(values)
     if values.dtype not in (np.int8, np.uint8):
@@ -415,4 +426,4 @@ def quantized_matmul(
         zero_point = (zero_point if zero_point is not None else np.zeros(rows, dtype=np.int64)) - 128
     x = _activations(x, values.shape[1])
     zp32 = None if zero_point is None else zero_point.astype(np.int32)
-    return _core.quantized_matmul(values, scale, zp32, x)
+    return _core.quantized_matmul(values, scale, zp32, x, out)

@@ -76,9 +76,10 @@ def make_batches(count=3):
 
 
 def count_passes(cal):
-    """A counter of the forward passes the calibration runs from now on (its working copy of the module)."""
+    """A counter of the forward passes the calibration starts from now on (its working copy of the module; a
+    pre-hook: a capture's pass stops once its layers have their inputs, before the module's forward hooks)."""
     passes = [0]
-    cal.model.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
+    cal.model.register_forward_pre_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
     return passes
 
 

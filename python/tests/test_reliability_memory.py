@@ -9,6 +9,18 @@ now the call raises MemoryError and the process goes on working.
 The inputs are ``np.zeros`` arrays: calloc'd pages that are only read stay
 unbacked, so a 1.6 GB input costs address space (which the limit counts)
 but no RAM.
+
+The limit bounds only *new* address space, so the child runs glibc's malloc
+with one arena and fixed thresholds (``MALLOC_SETTINGS``): otherwise memory
+that is already counted could serve a scenario's request past the limit. A
+thread that has exited leaves its arena, a 64 MiB reservation counted in
+``VmSize``, on glibc's free list, and a refused main-arena request is retried
+there (``arena_get_retry``); Dispatch's idle workers exit after 5 s, so on a
+loaded machine a worker of the prelude could be gone by the time of the call,
+and the 16 MiB packing buffer of "matmul packing" was then served from its
+arena ("the call fit in the limit"; reproduced every time with a 6 s sleep
+before ``limit``). A freed large block also raises the dynamic mmap threshold,
+after which up to twice that much freed memory stays mapped at the heap top.
 """
 from __future__ import annotations
 
@@ -24,6 +36,12 @@ import swiftprune as sp
 PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(sp.__file__)))
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc are Linux's")
+
+# One malloc arena (no other arena's reserved heap to retry a refused request
+# in) and the default 128 KiB mmap/trim thresholds held fixed (no freed block
+# kept mapped at the heap top): every request the scenario makes past the
+# limit needs new address space, so the limit refuses it. See the docstring.
+MALLOC_SETTINGS = "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072"
 
 PRELUDE = """
 import resource, numpy as np, swiftprune as sp
@@ -76,11 +94,13 @@ SCENARIOS = {
         limit(160 << 20)                           # room for the int8 output (32 MB), not for the
         call = lambda: sp.gptq(w, acc, 4, 128)     # float32 working copy (128 MB) and factor (2 x 64 MB)
     """,
-    # GEMM's packing buffers (~1.3 MiB at 2 workers) come from the fallible allocator too.
+    # GEMM's packing buffers come from the fallible allocator too: at 2 workers, B packed
+    # once for both row slices (16 MiB for 2048 x 2048).
     "matmul packing": """
         a = np.zeros((2048, 2048), np.float32)
         limit((16 << 20) + (512 << 10))            # room for the 16 MiB output, not for the packing buffers
         call = lambda: sp.matmul(a, a)
+        what = "GEMM packing"
     """,
     # The sparse products' x panel (16 MiB for 65536 rows of 64 columns) comes from the fallible
     # allocator: it aborted the process before.
@@ -170,7 +190,8 @@ print("alive")
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_allocation_failure_is_a_memory_error(name):
     code = PRELUDE + 'what = ""\n' + textwrap.dedent(SCENARIOS[name]) + EPILOGUE
-    env = dict(os.environ, PYTHONPATH=PYTHON_DIR, OPENBLAS_NUM_THREADS="1")
+    tunables = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), MALLOC_SETTINGS]))
+    env = dict(os.environ, PYTHONPATH=PYTHON_DIR, OPENBLAS_NUM_THREADS="1", GLIBC_TUNABLES=tunables)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-2000:]}"
     assert "MemoryError: " in result.stdout and result.stdout.rstrip().endswith("alive"), result.stdout

@@ -279,42 +279,34 @@ enum SymmetricEigen {
         let workers = min(chunks, Threading.workerCount(for: rowCount * n * n, minimumPerWorker: 1 << 22))
         let scratch = try FallibleAllocation.allocate(Double.self, count: workers * 2 * chunk * nb)
         defer { FallibleAllocation.free(scratch) }
-        // A worker cannot throw: a refused GEMM packing buffer is kept and thrown after the join.
-        var failures = [SwiftPruneError?](repeating: nil, count: workers)
-        offsets.withUnsafeBufferPointer { offsets in
-            failures.withUnsafeMutableBufferPointer { failuresOut in
-                parallelFor(workers: workers) { worker in
-                    let w = scratch + worker * 2 * chunk * nb, w2 = w + chunk * nb
-                    do {
-                        for c in partitionRange(chunks, parts: workers, index: worker) {
-                            let r0 = c * chunk, rows = min(chunk, rowCount - r0)
-                            var q = blocks - 1
-                            while q >= 0 {
-                                let k0 = q * nb, b = min(nb, count - k0), length = n - k0 - 1
-                                let vt = UnsafePointer(vts + offsets[q]), t = UnsafePointer(ts + q * nb * nb)
-                                // Z[:, k0+1...] −= ((Z[:, k0+1...] V) Tᵀ) Vᵀ on this chunk's rows.
-                                let z = zt + r0 * n + k0 + 1
-                                w.update(repeating: 0, count: rows * b)
-                                try GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: length, alpha: 1,
-                                                       a: UnsafePointer(z), lda: n, b: vt, ldb: length, c: w, ldc: b)
-                                    .runChecked(workers: 1)
-                                w2.update(repeating: 0, count: rows * b)
-                                try GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: b, alpha: 1,
-                                                       a: UnsafePointer(w), lda: b, b: t, ldb: b, c: w2, ldc: b)
-                                    .runChecked(workers: 1)
-                                try GEMMDriver<Double>(transA: false, transB: false, m: rows, n: length, k: b, alpha: -1,
-                                                       a: UnsafePointer(w2), lda: b, b: vt, ldb: length, c: z, ldc: n)
-                                    .runChecked(workers: 1)
-                                q -= 1
-                            }
-                        }
-                    } catch {
-                        failuresOut[worker] = error as? SwiftPruneError ?? SwiftPruneError(.outOfMemory, "\(error)")
+        // A refused GEMM packing buffer ends its worker and is thrown after the join.
+        try offsets.withUnsafeBufferPointer { offsets in
+            try parallelForThrowing(workers: workers) { worker in
+                let w = scratch + worker * 2 * chunk * nb, w2 = w + chunk * nb
+                for c in partitionRange(chunks, parts: workers, index: worker) {
+                    let r0 = c * chunk, rows = min(chunk, rowCount - r0)
+                    var q = blocks - 1
+                    while q >= 0 {
+                        let k0 = q * nb, b = min(nb, count - k0), length = n - k0 - 1
+                        let vt = UnsafePointer(vts + offsets[q]), t = UnsafePointer(ts + q * nb * nb)
+                        // Z[:, k0+1...] −= ((Z[:, k0+1...] V) Tᵀ) Vᵀ on this chunk's rows.
+                        let z = zt + r0 * n + k0 + 1
+                        w.update(repeating: 0, count: rows * b)
+                        try GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: length, alpha: 1,
+                                               a: UnsafePointer(z), lda: n, b: vt, ldb: length, c: w, ldc: b)
+                            .runChecked(workers: 1)
+                        w2.update(repeating: 0, count: rows * b)
+                        try GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: b, alpha: 1,
+                                               a: UnsafePointer(w), lda: b, b: t, ldb: b, c: w2, ldc: b)
+                            .runChecked(workers: 1)
+                        try GEMMDriver<Double>(transA: false, transB: false, m: rows, n: length, k: b, alpha: -1,
+                                               a: UnsafePointer(w2), lda: b, b: vt, ldb: length, c: z, ldc: n)
+                            .runChecked(workers: 1)
+                        q -= 1
                     }
                 }
             }
         }
-        if let failure = failures.first(where: { $0 != nil }) { throw failure! }
     }
 }
 

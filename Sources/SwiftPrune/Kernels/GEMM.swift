@@ -1,7 +1,6 @@
 import SwiftPruneAVX512
 import SwiftPrunePrefetch
 import SwiftPruneShuffle
-import Synchronization
 
 /// General matrix multiply on row-major (C-order) matrices:
 /// `C = alpha · op(A) · op(B) + beta · C`, where `op(X)` is `X` or `Xᵀ`.
@@ -314,26 +313,18 @@ struct GEMMDriver<T: GEMMScalar> {
 
     func runRowSlices(workers: Int, prepackedB: UnsafePointer<T>?) throws {
         let tiles = (m + mr - 1) / mr
-        // A worker cannot throw: the first refusal is kept and thrown after the join.
-        let failure = Mutex<SwiftPruneError?>(nil)
-        parallelFor(workers: workers) { worker in
+        try parallelForThrowing(workers: workers) { worker in
             let slice = partitionRange(tiles, parts: workers, index: worker)
             let first = slice.lowerBound * mr, rows = min(m, slice.upperBound * mr) - first
             guard rows > 0 else { return }
             // Row `first` of op(A): a row of A, or a column of a transposed A.
             let sliceA = transA ? a + first : a + first * lda
-            do {
-                var slice = GEMMDriver(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
-                                       a: sliceA, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
-                slice.overwrite = overwrite
-                slice.prepackedB = prepackedB
-                try slice.runChecked(workers: 1)
-            } catch {
-                let refusal = error as? SwiftPruneError ?? SwiftPruneError(.outOfMemory, "\(error)")
-                failure.withLock { if $0 == nil { $0 = refusal } }
-            }
+            var sliceDriver = GEMMDriver(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
+                                         a: sliceA, lda: lda, b: b, ldb: ldb, c: c + first * ldc, ldc: ldc)
+            sliceDriver.overwrite = overwrite
+            sliceDriver.prepackedB = prepackedB
+            try sliceDriver.runChecked(workers: 1)
         }
-        if let error = failure.withLock({ $0 }) { throw error }
     }
 
     func run(workers: Int, packedB: UnsafeMutablePointer<T>, packedA: UnsafeMutablePointer<T>,

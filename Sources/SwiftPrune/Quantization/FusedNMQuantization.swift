@@ -98,30 +98,20 @@ public enum FusedNMQuantization {
         let blocks = (rows + 7) / 8
         let workers = Swift.max(1, Swift.min(blocks, Threading.workerCount(for: count, minimumPerWorker: 1 << 18)))
         var summaries = [Summary](repeating: Summary(nonzeros: 0, maskValueBytes: 0, norm: 0, difference: 0), count: workers)
-        var failures = [SwiftPruneError?](repeating: nil, count: workers)
         let perRow = columns / m * n
         let out = Outputs(scales: scales.baseAddress!, zeroPoints: zeroPoints.baseAddress!, nmValues: nmValues.baseAddress!,
                           nmPositions: nmPositions.baseAddress!, maskBits: maskBits.baseAddress!,
                           maskValues: maskValues.baseAddress!)
         let shape = Shape2(rows: rows, columns: columns, n: n, m: m, groupSize: groupSize, bits: bits,
                            positionBits: positionBits)
-        summaries.withUnsafeMutableBufferPointer { sums in
-            failures.withUnsafeMutableBufferPointer { errors in
-                let sumBase = sums.baseAddress!, errorBase = errors.baseAddress!
-                parallelFor(workers: workers) { worker in
-                    let blockRange = partitionRange(blocks, parts: workers, index: worker)
-                    let rowRange = (blockRange.lowerBound * 8) ..< Swift.min(rows, blockRange.upperBound * 8)
-                    do {
-                        sumBase[worker] = try runRows(source, rowRange, shape, scheme, table, out)
-                    } catch let error as SwiftPruneError {
-                        errorBase[worker] = error
-                    } catch {
-                        errorBase[worker] = SwiftPruneError.value("\(error)")
-                    }
-                }
+        try summaries.withUnsafeMutableBufferPointer { sums in
+            let sumBase = sums.baseAddress!
+            try parallelForThrowing(workers: workers) { worker in
+                let blockRange = partitionRange(blocks, parts: workers, index: worker)
+                let rowRange = (blockRange.lowerBound * 8) ..< Swift.min(rows, blockRange.upperBound * 8)
+                sumBase[worker] = try runRows(source, rowRange, shape, scheme, table, out)
             }
         }
-        if let error = failures.compactMap({ $0 }).first { throw error }
         // The bitmask values of worker w were written at its rows' room; move them up behind worker w - 1's.
         var total = Summary(nonzeros: 0, maskValueBytes: 0, norm: 0, difference: 0)
         var bitEnd = 0

@@ -3,7 +3,7 @@ import _Builtin_intrinsics.intel
 
 /// One full block of 16 activation columns quantized with AVX2 intrinsics:
 /// the same operations, in the same order, as the portable `SIMD16<Float>`
-/// path of ``ActivationQuantization/quantizeColumns(x:depth:first:width:block:)``
+/// path, ``ActivationQuantization/quantizeBlockPortable(x:depth:first:blockBase:)``
 /// (so the same codes, scales and zero points bit for bit), written as two
 /// 8-lane halves because Swift lowered `SIMD16` arithmetic to 128-bit halves
 /// behind an out-of-line call per depth (7% of a 4096² × 64 product).

@@ -344,93 +344,81 @@ extension CSRMatrix {
         let nonzeros = values.count
         let (work, overflow) = (nonzeros + rows).multipliedReportingOverflow(by: n)
         let workers = Threading.workerCount(for: overflow ? Int.max : work, minimumPerWorker: 1 << 16)
-        var failures = [SwiftPruneError?](repeating: nil, count: workers)
         guard let vals = values.baseAddress, let indices = columnIndices.baseAddress, let yBase = y.baseAddress else { return }
         let tileStride = (min(64, n) + 15) & ~15
         let avx512 = CPUFeatures.useAVX512
         guard let offsetsBase = rowOffsets.baseAddress else { return }
         let shared = try SharedSparsePanel.make(x: xBase, depth: columns, batch: n)
         defer { shared?.free() }
-        // One cursor per row; workers own disjoint row ranges (allocated here: a worker cannot throw).
+        // One cursor per row, allocated once for the call; workers own disjoint row ranges.
         let allCursors = try FallibleAllocation.allocate(Int.self, count: rows, "the CSR row cursors")
         defer { FallibleAllocation.free(allCursors) }
-        failures.withUnsafeMutableBufferPointer { failuresOut in
-            parallelFor(workers: workers) { worker in
-                let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
-                let sorted: Bool
-                do {
-                    sorted = try Index.checkRows(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns, rows: range)
-                } catch {
-                    failuresOut[worker] = error as? SwiftPruneError
-                    return
-                }
-                // Blocking over the depth needs each row's columns ascending (a cursor per row).
-                // Dense rows: blocks of x sized to hold about 64 nonzeros of a row, when that block
-                // is L1-sized. Sparser rows: blocks of x of a quarter of a small L2 (128 KiB; Zen 3
-                // has 512 KiB per core), when x is larger, so the rows of x each nonzero reads come
-                // from L2 rather than L3. 90% sparse 4096² @ 4096×64 on Zen 3, 1 thread: 15–17 ms
-                // unblocked, 10–12 ms with these blocks (C model of this loop, block 256–1024).
-                let density = Double(nonzeros) / (Double(rows) * Double(max(columns, 1)))
-                let l1Rows = max(1, blockBytes / 4 / tileStride)
-                let l2Rows = max(1, l2BlockBytes / 4 / tileStride)
-                let blockDepth: Int
-                if sorted && 64 / density <= Double(2 * l1Rows) {
-                    blockDepth = l1Rows
-                } else if sorted && columns > 2 * l2Rows {
-                    blockDepth = l2Rows
-                } else {
-                    blockDepth = columns
-                }
-                let segmentLines = CSRChunkKernel.segmentLines(expectedNonzeros: density * Double(blockDepth))
-                let first = range.lowerBound
-                let cursors = allCursors + first
-                do { try blockedSparseProduct(
-                    rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth,
-                    rowChunk: blockDepth == l2Rows && blockDepth != l1Rows ? l2RowChunk : 16, sharedPanel: shared,
-                    nonzeros: { row, _, k1 in
+        try parallelForThrowing(workers: workers) { worker in
+            let range = balancedRows(rowOffsets, rows: rows, parts: workers, index: worker)
+            let sorted = try Index.checkRows(rowOffsets: rowOffsets, columnIndices: columnIndices, columns: columns,
+                                             rows: range)
+            // Blocking over the depth needs each row's columns ascending (a cursor per row).
+            // Dense rows: blocks of x sized to hold about 64 nonzeros of a row, when that block
+            // is L1-sized. Sparser rows: blocks of x of a quarter of a small L2 (128 KiB; Zen 3
+            // has 512 KiB per core), when x is larger, so the rows of x each nonzero reads come
+            // from L2 rather than L3. 90% sparse 4096² @ 4096×64 on Zen 3, 1 thread: 15–17 ms
+            // unblocked, 10–12 ms with these blocks (C model of this loop, block 256–1024).
+            let density = Double(nonzeros) / (Double(rows) * Double(max(columns, 1)))
+            let l1Rows = max(1, blockBytes / 4 / tileStride)
+            let l2Rows = max(1, l2BlockBytes / 4 / tileStride)
+            let blockDepth: Int
+            if sorted && 64 / density <= Double(2 * l1Rows) {
+                blockDepth = l1Rows
+            } else if sorted && columns > 2 * l2Rows {
+                blockDepth = l2Rows
+            } else {
+                blockDepth = columns
+            }
+            let segmentLines = CSRChunkKernel.segmentLines(expectedNonzeros: density * Double(blockDepth))
+            let first = range.lowerBound
+            let cursors = allCursors + first
+            try blockedSparseProduct(
+                rows: range, depth: columns, x: xBase, batch: n, y: yBase, blockDepth: blockDepth,
+                rowChunk: blockDepth == l2Rows && blockDepth != l1Rows ? l2RowChunk : 16, sharedPanel: shared,
+                nonzeros: { row, _, k1 in
+                    let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
+                    var end = start
+                    while end < rowEnd && Int(indices[end]) < k1 { end &+= 1 }
+                    cursors[row &- first] = end
+                    return (vals + start, IndexedColumns(indices: indices + start), end &- start)
+                },
+                restart: {
+                    for row in range { cursors[row &- first] = Int(rowOffsets[row]) }
+                },
+                // The AVX-512 kernel takes Int32 indices; 16-bit ones run the AVX2 kernels there too.
+                chunkKernel: avx512 && Index.self == Int32.self ? { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
+                    AVX512Kernels.csrRows(
+                        rowCount: chunk.count, values: vals, indices: UnsafeRawPointer(indices).assumingMemoryBound(to: Int32.self),
+                        cursors: cursors + (chunk.lowerBound &- first),
+                        rowEnds: offsetsBase + (chunk.lowerBound &+ 1), limit: Int32(truncatingIfNeeded: k1),
+                        x: block, stride: stride, columnBase: columnBase, width: width, y: yChunk, yStride: n,
+                        accumulate: accumulate)
+                } : { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
+                    if width == 64 {
+                        CSRChunkKernel.rows64(
+                            rowCount: chunk.count, values: vals, indices: indices,
+                            cursors: cursors + (chunk.lowerBound &- first), rowEnds: offsetsBase + (chunk.lowerBound &+ 1),
+                            limit: k1, x: block, stride: stride, columnBase: columnBase, y: yChunk, yStride: n,
+                            accumulate: accumulate, segmentLines: segmentLines)
+                        return
+                    }
+                    for row in chunk {
                         let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
                         var end = start
                         while end < rowEnd && Int(indices[end]) < k1 { end &+= 1 }
                         cursors[row &- first] = end
-                        return (vals + start, IndexedColumns(indices: indices + start), end &- start)
-                    },
-                    restart: {
-                        for row in range { cursors[row &- first] = Int(rowOffsets[row]) }
-                    },
-                    // The AVX-512 kernel takes Int32 indices; 16-bit ones run the AVX2 kernels there too.
-                    chunkKernel: avx512 && Index.self == Int32.self ? { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
-                        AVX512Kernels.csrRows(
-                            rowCount: chunk.count, values: vals, indices: UnsafeRawPointer(indices).assumingMemoryBound(to: Int32.self),
-                            cursors: cursors + (chunk.lowerBound &- first),
-                            rowEnds: offsetsBase + (chunk.lowerBound &+ 1), limit: Int32(truncatingIfNeeded: k1),
-                            x: block, stride: stride, columnBase: columnBase, width: width, y: yChunk, yStride: n,
-                            accumulate: accumulate)
-                    } : { chunk, _, k1, block, stride, columnBase, yChunk, width, accumulate in
-                        if width == 64 {
-                            CSRChunkKernel.rows64(
-                                rowCount: chunk.count, values: vals, indices: indices,
-                                cursors: cursors + (chunk.lowerBound &- first), rowEnds: offsetsBase + (chunk.lowerBound &+ 1),
-                                limit: k1, x: block, stride: stride, columnBase: columnBase, y: yChunk, yStride: n,
-                                accumulate: accumulate, segmentLines: segmentLines)
-                            return
-                        }
-                        for row in chunk {
-                            let start = cursors[row &- first], rowEnd = Int(rowOffsets[row &+ 1])
-                            var end = start
-                            while end < rowEnd && Int(indices[end]) < k1 { end &+= 1 }
-                            cursors[row &- first] = end
-                            sparseRowTimesDense(values: vals + start, columns: IndexedColumns(indices: indices + start),
-                                                count: end &- start, x: block, stride: stride, columnBase: columnBase,
-                                                width: width, y: yChunk + (row &- chunk.lowerBound) &* n,
-                                                accumulate: accumulate)
-                        }
-                    })
-                } catch {
-                    failuresOut[worker] = error as? SwiftPruneError
-                }
-            }
+                        sparseRowTimesDense(values: vals + start, columns: IndexedColumns(indices: indices + start),
+                                            count: end &- start, x: block, stride: stride, columnBase: columnBase,
+                                            width: width, y: yChunk + (row &- chunk.lowerBound) &* n,
+                                            accumulate: accumulate)
+                    }
+                })
         }
-        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
     }
 
     /// Writes the dense `(rows, columns)` matrix into `out` (duplicate

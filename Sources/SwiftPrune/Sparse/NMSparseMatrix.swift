@@ -177,67 +177,57 @@ extension NMSparseMatrix {
         let tileStride = (min(64, batch) + 15) & ~15
         let blockDepth = max(m, (blockBytes / 4 / tileStride) / m * m)
         let workers = Threading.workerCount(for: rows * perRow * batch, minimumPerWorker: 1 << 16)
-        var failures = [SwiftPruneError?](repeating: nil, count: workers)
         let avx512 = CPUFeatures.useAVX512
         let shared = try SharedSparsePanel.make(x: xBase, depth: columns, batch: batch)
         defer { shared?.free() }
-        failures.withUnsafeMutableBufferPointer { failuresOut in
-            parallelFor(workers: workers) { worker in
-                let myRows = partitionRange(rows, parts: workers, index: worker)
-                // Every index must be < m before any is used as an offset.
-                let groupWidth = UInt8(truncatingIfNeeded: m)
-                var largest: UInt8 = 0
-                for t in myRows.lowerBound &* perRow ..< myRows.upperBound &* perRow { largest = max(largest, indices[t]) }
-                guard largest < groupWidth else {
-                    failuresOut[worker] = SwiftPruneError.value("a group index is >= m = \(m)")
-                    return
-                }
-                let shift = n & (n &- 1) == 0 ? n.trailingZeroBitCount : -1
-                do { try blockedSparseProduct(
-                    rows: myRows, depth: columns, x: xBase, batch: batch, y: yBase, blockDepth: blockDepth, rowChunk: 64,
-                    sharedPanel: shared,
-                    nonzeros: { row, k0, k1 in
+        try parallelForThrowing(workers: workers) { worker in
+            let myRows = partitionRange(rows, parts: workers, index: worker)
+            // Every index must be < m before any is used as an offset.
+            let groupWidth = UInt8(truncatingIfNeeded: m)
+            var largest: UInt8 = 0
+            for t in myRows.lowerBound &* perRow ..< myRows.upperBound &* perRow { largest = max(largest, indices[t]) }
+            guard largest < groupWidth else { throw SwiftPruneError.value("a group index is >= m = \(m)") }
+            let shift = n & (n &- 1) == 0 ? n.trailingZeroBitCount : -1
+            try blockedSparseProduct(
+                rows: myRows, depth: columns, x: xBase, batch: batch, y: yBase, blockDepth: blockDepth, rowChunk: 64,
+                sharedPanel: shared,
+                nonzeros: { row, k0, k1 in
+                    let start = row &* perRow &+ (k0 / m) &* n
+                    return (vals + start, GroupColumns(indices: indices + start, n: n, m: m, shift: shift, firstColumn: k0),
+                            (k1 &- k0) / m &* n)
+                },
+                restart: {},
+                chunkKernel: avx512 ? { chunk, k0, k1, block, stride, columnBase, yChunk, width, accumulate in
+                    let start = chunk.lowerBound &* perRow &+ (k0 / m) &* n
+                    AVX512Kernels.nmRows(
+                        rowCount: chunk.count, values: vals + start, indices: indices + start, perRow: perRow,
+                        n: n, m: m, shift: shift, firstColumn: k0, count: (k1 &- k0) / m &* n,
+                        x: block, stride: stride, columnBase: columnBase, width: width, y: yChunk, yStride: batch,
+                        accumulate: accumulate)
+                } : { chunk, k0, k1, block, stride, columnBase, yChunk, width, accumulate in
+                    // The AVX2 loop of the default driver, plus a prefetch of the next
+                    // row's values and positions for this block: each row's slice is a
+                    // new short stream (320 bytes for 2:4 at the default block) that the
+                    // hardware prefetcher does not follow from row to row.
+                    let count = (k1 &- k0) / m &* n
+                    for row in chunk {
                         let start = row &* perRow &+ (k0 / m) &* n
-                        return (vals + start, GroupColumns(indices: indices + start, n: n, m: m, shift: shift, firstColumn: k0),
-                                (k1 &- k0) / m &* n)
-                    },
-                    restart: {},
-                    chunkKernel: avx512 ? { chunk, k0, k1, block, stride, columnBase, yChunk, width, accumulate in
-                        let start = chunk.lowerBound &* perRow &+ (k0 / m) &* n
-                        AVX512Kernels.nmRows(
-                            rowCount: chunk.count, values: vals + start, indices: indices + start, perRow: perRow,
-                            n: n, m: m, shift: shift, firstColumn: k0, count: (k1 &- k0) / m &* n,
-                            x: block, stride: stride, columnBase: columnBase, width: width, y: yChunk, yStride: batch,
-                            accumulate: accumulate)
-                    } : { chunk, k0, k1, block, stride, columnBase, yChunk, width, accumulate in
-                        // The AVX2 loop of the default driver, plus a prefetch of the next
-                        // row's values and positions for this block: each row's slice is a
-                        // new short stream (320 bytes for 2:4 at the default block) that the
-                        // hardware prefetcher does not follow from row to row.
-                        let count = (k1 &- k0) / m &* n
-                        for row in chunk {
-                            let start = row &* perRow &+ (k0 / m) &* n
-                            // The last row prefetches the first row's slice of the next block.
-                            let next = row &+ 1 < chunk.upperBound ? start &+ perRow
-                                : k1 < columns ? chunk.lowerBound &* perRow &+ (k1 / m) &* n : -1
-                            if next >= 0 {
-                                let nextCount = min(count, perRow &- (next % perRow))
-                                NMSparseMatrix.prefetchBytes(vals + next, nextCount &* 4)
-                                NMSparseMatrix.prefetchBytes(indices + next, nextCount)
-                            }
-                            sparseRowTimesDense(
-                                values: vals + start,
-                                columns: GroupColumns(indices: indices + start, n: n, m: m, shift: shift, firstColumn: k0),
-                                count: count, x: block, stride: stride, columnBase: columnBase, width: width,
-                                y: yChunk + (row &- chunk.lowerBound) &* batch, accumulate: accumulate)
+                        // The last row prefetches the first row's slice of the next block.
+                        let next = row &+ 1 < chunk.upperBound ? start &+ perRow
+                            : k1 < columns ? chunk.lowerBound &* perRow &+ (k1 / m) &* n : -1
+                        if next >= 0 {
+                            let nextCount = min(count, perRow &- (next % perRow))
+                            NMSparseMatrix.prefetchBytes(vals + next, nextCount &* 4)
+                            NMSparseMatrix.prefetchBytes(indices + next, nextCount)
                         }
-                    })
-                } catch {
-                    failuresOut[worker] = error as? SwiftPruneError
-                }
-            }
+                        sparseRowTimesDense(
+                            values: vals + start,
+                            columns: GroupColumns(indices: indices + start, n: n, m: m, shift: shift, firstColumn: k0),
+                            count: count, x: block, stride: stride, columnBase: columnBase, width: width,
+                            y: yChunk + (row &- chunk.lowerBound) &* batch, accumulate: accumulate)
+                    }
+                })
         }
-        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
     }
 
     /// Prefetches the cache lines of `bytes` bytes from `start`.

@@ -58,6 +58,30 @@ public func parallelFor(workers: Int, _ body: (Int) -> Void) {
     }
 }
 
+/// Runs `body(worker)` for `worker` in `0..<workers` as ``parallelFor(workers:_:)``
+/// does, for a body that can fail (a worker cannot throw across Dispatch).
+///
+/// A worker's error ends that worker only: the others run to their end. After
+/// the join, the error of the lowest-numbered failing worker is thrown: by
+/// worker order, not by time, so the same input gives the same error however
+/// the threads were scheduled. The error is thrown as it was (same type,
+/// same message); a `body` that cannot throw makes this call not throw.
+func parallelForThrowing<Failure: Error>(
+    workers: Int, _ body: (_ worker: Int) throws(Failure) -> Void
+) throws(Failure) {
+    if workers <= 1 {
+        try body(0)
+        return
+    }
+    var failures = [Failure?](repeating: nil, count: workers)
+    failures.withUnsafeMutableBufferPointer { failures in
+        parallelFor(workers: workers) { worker in
+            do throws(Failure) { try body(worker) } catch { failures[worker] = error }
+        }
+    }
+    if let first = failures.lazy.compactMap({ $0 }).first { throw first }
+}
+
 /// Runs `body(worker, chunk)` once for every `chunk` in `0..<chunks`, on
 /// `workers` workers that take the chunks in turn from a shared counter.
 ///

@@ -19,7 +19,10 @@ the model from its inputs L times. It falls back to running the model from
 its inputs when the graph cannot be cut there: a tensor on the way has no
 Keras history (a tensor made outside the functional graph), the way back
 reaches an ``Input`` that is not one of the model's, or Keras refuses the
-sub-model (``keras.Model(kept tensors, layer inputs)`` raises).
+sub-model (``keras.Model(kept tensors, layer inputs)`` raises). Layers
+reading the very same symbolic tensor (q/k/v after one norm, gate/up) share
+their captures: one sub-model call per batch for the group, and a sibling's
+commit does not reach the others (it is not upstream of their input).
 
 Needs Keras 3 (``pip install "swiftprune[keras]"``).
 """
@@ -83,6 +86,7 @@ class KerasCalibration(ModelCalibration):
                           if np.dtype(v.dtype).kind == "f"}
         self._model_inputs = {id(t): t for t in model.inputs}  # the clone's, in sequential mode
         self._upstream_memo: dict[int, Optional[frozenset]] = {}
+        self._inputs: dict[str, Any] = {}  # kernel path -> the layer's input tensor (filled by _layers_of)
         super().__init__(self._layers_of(model, keras), mode)
 
     #: Bytes of activations a sequential capture may keep for the next one
@@ -108,6 +112,10 @@ class KerasCalibration(ModelCalibration):
                                                "padding": layer.padding, "dilations": tuple(layer.dilation_rate)})
             else:
                 continue
+            # Layers reading the very same symbolic tensor (q/k/v, gate/up) share an input key: a sequential
+            # capture takes them together, one sub-model for the group.
+            captured.input = _tensor_key(layer.input, layer.name)
+            self._inputs[captured.name] = layer.input
             # The variables whose values reach this layer's input (biases and folded scales too: any of
             # them may be committed). A graph that cannot be walked: every variable of the layers before.
             upstream = self._upstream(layer.input)
@@ -146,7 +154,7 @@ class KerasCalibration(ModelCalibration):
                 if produced is None:
                     break
                 operation, inputs = produced
-                found.update(v.path for v in operation.weights)
+                found.update(v.path for v in getattr(operation, "weights", ()))  # (a keras.ops op has none)
                 stack.extend(inputs)
             else:
                 result = frozenset(found)
@@ -226,7 +234,7 @@ class KerasCalibration(ModelCalibration):
         keras = _import()
         if self._feeds is None:
             raise ValueError("Keras calibration: no calibration inputs were given")
-        tensors = {layer.name: self.model.get_layer(layer.input).input for layer in layers}
+        tensors = {layer.name: self._inputs[layer.name] for layer in layers}
         # A layer reading a model input takes it from the feed; the others are computed.
         targets = list({id(t): t for t in tensors.values() if id(t) not in self._model_inputs}.values())
         fed = {id(t): (name, t) for t, name in zip(self._model_inputs.values(), self.input_names)
@@ -278,6 +286,16 @@ class KerasCalibration(ModelCalibration):
                 kept[key] = entry
                 total += size
         self._kept = kept
+
+
+def _tensor_key(tensor: Any, fallback: str) -> str:
+    """A symbolic tensor's name in the graph: the operation making it, which call of it (node) and which of
+    its outputs (``"ln:0:0"``); ``fallback`` (the reading layer's name: grouped with nothing) when the tensor
+    has no Keras history."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return fallback
+    return f"{history.operation.name}:{history.node_index}:{history.tensor_index}"
 
 
 def _as_model_sees(array: np.ndarray, tensor: Any) -> np.ndarray:

@@ -24,7 +24,9 @@ class CapturedLayer:
 
     name: str  # the weight tensor's name (the key compress() looks up)
     weight: str
-    input: str  # the model tensor feeding it (ONNX value / Keras layer / torch: first module called on it)
+    # the model tensor feeding it (ONNX value, Keras "operation:node:output", torch: first layer called on
+    # it); layers of one input are captured together (q/k/v: one pass for the three)
+    input: str
     layout: str  # "torch" or "keras"
     features: int
     kind: str = "linear"  # or "conv2d"

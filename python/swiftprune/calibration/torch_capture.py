@@ -12,9 +12,17 @@ changed). Sequential mode applies every committed tensor of the
 copy, and recaptures the layers it may reach; a name the module does not
 hold is an error. Layers called on the same input tensor (q/k/v, gate/up)
 are captured together, in one forward pass per group instead of one per
-layer. The order, the groups and what reaches each layer are recorded on
-the first calibration batch: a model whose module calls depend on the data
-must call the same modules, on the same tensors, for every batch.
+layer, and a capture's forward pass stops (a private exception raised by the
+hook of the last layer it waits for, caught around the model call) once every
+captured module was called as often as in the recorded pass — the rest of the
+model computes nothing the capture uses (``TorchCalibration.stop_early =
+False`` runs every pass to the end). The hooks are removed whatever ends a
+pass, and the modules' training flags are put back after a stopped one; other
+state a model changes during its forward and resets at its end is not
+restored (such a model wants ``stop_early = False``). The order, the groups, the call counts and what
+reaches each layer are recorded on the first calibration batch: a model whose
+module calls depend on the data must call the same modules, on the same
+tensors, as often, for every batch.
 
 Needs PyTorch (an optional dependency: ``pip install torch``).
 """
@@ -59,6 +67,7 @@ class TorchCalibration(ModelCalibration):
             if not self._batches:
                 raise ValueError("PyTorch calibration: no calibration batches given")
         self._modules = {}
+        self._calls: dict[str, int] = {}  # (filled by _record_order)
         layers = []
         for name, module in self.model.named_modules():
             key = f"{name}.weight" if name else "weight"
@@ -154,8 +163,11 @@ class TorchCalibration(ModelCalibration):
         called.sort(key=lambda key: first[id(self._modules[key])])
         layers = [self.layers[k] for k in called] + [l for k, l in self.layers.items() if k not in set(called)]
         feeding: dict[tuple, str] = {}  # the inputs of every call -> the first layer called on them
+        self._calls = {}  # layer -> how often the recorded pass called its module (what a capture waits for)
         for layer in layers:
             calls_of = inputs.get(id(self._modules[layer.name]))
+            if calls_of is not None:
+                self._calls[layer.name] = len(calls_of)
             end = None if calls_of is None else max(
                 position if identity is None else first_seen[identity] for position, identity in calls_of)
             if calls_of is not None and all(identity is not None for _, identity in calls_of):
@@ -182,13 +194,26 @@ class TorchCalibration(ModelCalibration):
         with torch.no_grad():
             tensor.copy_(torch.tensor(array, dtype=tensor.dtype).reshape(tensor.shape))
 
+    #: Whether a capture stops each forward pass once every captured layer has seen its inputs (the rest
+    #: of the model computes nothing a capture uses); False runs every pass to the model's end.
+    stop_early: bool = True
+
     def _capture(self, layers: Sequence[CapturedLayer]) -> dict[str, HessianAccumulator]:
+        """One forward pass per batch, with a forward hook on every layer of ``layers`` accumulating its
+        inputs; with :attr:`stop_early`, a pass ends (see :class:`_PassStop`) once each of those modules was
+        called as often as in the recorded pass, else it runs to the end (a layer the recorded pass never
+        called: nothing to wait for)."""
         torch = _import()
         if self._batches is None:
             raise ValueError("PyTorch calibration: no calibration inputs were given")
         out = {layer.name: HessianAccumulator(layer.features, name=layer.name, layout="torch") for layer in layers}
+        expected = {layer.name: self._calls.get(layer.name) for layer in layers}
+        stop = self.stop_early and all(count is not None for count in expected.values())
+        waiting = _Waiting(expected)
 
         def hook(module: Any, args: Any, _output: Any, key: str) -> None:
+            if waiting.stopped:
+                return  # (the pass was told to stop and went on: a model catching every exception)
             x = args[0].detach()
             if isinstance(module, torch.nn.Conv2d):
                 if isinstance(module.padding, str):
@@ -199,18 +224,62 @@ class TorchCalibration(ModelCalibration):
                 x = torch.nn.functional.unfold(x, module.kernel_size, dilation=module.dilation, padding=padding,
                                                stride=module.stride).transpose(1, 2)
             out[key].update(x.reshape(-1, x.shape[-1]).float().cpu().numpy())
+            if waiting.seen(key) and stop:
+                waiting.stopped = True
+                raise _PassStop
 
         handles = [self._modules[layer.name].register_forward_hook(
             lambda m, a, o, key=layer.name: hook(m, a, o, key)) for layer in layers]
+        modes = [(module, module.training) for module in self.model.modules()]
         try:
             with torch.no_grad():
                 for batch in _progress(self._batches, total=len(self._batches), description="capture",
                                        enabled=self.show):
-                    self._feed(batch)
+                    waiting.start()
+                    try:
+                        self._feed(batch)
+                    except Exception:
+                        if not waiting.stopped:
+                            raise
+                        # Every input was captured: whatever ended the pass after that (_PassStop, or an
+                        # error a model made of it) concerns nothing the capture uses. A forward cut short
+                        # may leave a mode its model sets and resets around a call: put the modes back.
+                        for module, training in modes:
+                            module.training = training  # (not train(): it would set the children too)
         finally:
             for handle in handles:
                 handle.remove()
         return out
+
+
+class _PassStop(Exception):
+    """Raised by the capture hook that saw the last input a capture needs, to end the forward pass there;
+    caught around the model call. An ``Exception`` (torch then runs its always-called hooks); a model that
+    catches it and goes on runs to its end, its further layer calls ignored (every input was seen)."""
+
+
+class _Waiting:
+    """The module calls one forward pass of a capture still waits for: per layer, as many calls as the
+    recorded pass made (a module called twice, weight sharing, feeds its layer twice), in any order."""
+
+    def __init__(self, expected: Mapping[str, Optional[int]]) -> None:
+        self._expected = dict(expected)
+        self.start()
+
+    def start(self) -> None:
+        """A new pass: every call still to come."""
+        self._left = dict(self._expected)
+        self._missing = len(self._left)
+        self.stopped = False  # (set by the hook that raised _PassStop)
+
+    def seen(self, key: str) -> bool:
+        """Counts a call of ``key``'s module; True once every layer had all its calls (the pass may stop)."""
+        left = self._left[key]
+        if left is not None:
+            self._left[key] = left - 1
+            if left == 1:
+                self._missing -= 1
+        return self._missing == 0
 
 
 class _TensorIdentities:

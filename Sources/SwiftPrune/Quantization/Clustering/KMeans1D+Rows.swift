@@ -41,34 +41,24 @@ extension KMeans1D {
         }
         // Enough rows per worker to pay for a thread, never more workers than rows.
         let workers = Swift.min(rows, Threading.workerCount(for: total + rows * k * 8, minimumPerWorker: 1 << 14))
-        var failures = [SwiftPruneError?](repeating: nil, count: workers)
         var iterations = [Int](repeating: 0, count: workers)
-        failures.withUnsafeMutableBufferPointer { failed in
-            iterations.withUnsafeMutableBufferPointer { ranBuffer in
-                let failed = failed.baseAddress!, ran = ranBuffer.baseAddress!
-                let src = x.baseAddress!, book = centroids.baseAddress!, dst = indices.baseAddress!
-                parallelFor(workers: workers) { worker in
-                    do {
-                        for r in partitionRange(rows, parts: workers, index: worker) {
-                            let row = UnsafeBufferPointer(start: src + r * rowLength, count: rowLength)
-                            let fit = try KMeans1D(row, clusters: k, initialization: initialization,
-                                                   maxIterations: maxIterations, seed: seed)
-                            let codebook = UnsafeMutableBufferPointer(start: book + r * k, count: k)
-                            for j in 0 ..< k { codebook[j] = fit.centroids[j] }
-                            ran[worker] = Swift.max(ran[worker], fit.iterations)
-                            try Codebook.assign(row, centroids: UnsafeBufferPointer(codebook),
-                                                into: UnsafeMutableBufferPointer(start: dst + r * rowLength,
-                                                                                 count: rowLength))
-                        }
-                    } catch let error as SwiftPruneError {
-                        failed[worker] = error
-                    } catch {
-                        failed[worker] = SwiftPruneError.value("\(error)")
-                    }
+        try iterations.withUnsafeMutableBufferPointer { ranBuffer in
+            let ran = ranBuffer.baseAddress!
+            let src = x.baseAddress!, book = centroids.baseAddress!, dst = indices.baseAddress!
+            try parallelForThrowing(workers: workers) { worker in
+                for r in partitionRange(rows, parts: workers, index: worker) {
+                    let row = UnsafeBufferPointer(start: src + r * rowLength, count: rowLength)
+                    let fit = try KMeans1D(row, clusters: k, initialization: initialization,
+                                           maxIterations: maxIterations, seed: seed)
+                    let codebook = UnsafeMutableBufferPointer(start: book + r * k, count: k)
+                    for j in 0 ..< k { codebook[j] = fit.centroids[j] }
+                    ran[worker] = Swift.max(ran[worker], fit.iterations)
+                    try Codebook.assign(row, centroids: UnsafeBufferPointer(codebook),
+                                        into: UnsafeMutableBufferPointer(start: dst + r * rowLength,
+                                                                         count: rowLength))
                 }
             }
         }
-        if let error = failures.compactMap({ $0 }).first { throw error }
         return iterations.max() ?? 0
     }
 }
