@@ -13,9 +13,10 @@ import Synchronization
 /// without holding it in memory. ``commit()`` writes the compact header in
 /// front of the data (padded with spaces only up to the 8-byte alignment of
 /// the data section; data spooled behind a larger reserve are moved down in
-/// place, so the file holds no slack), flushes the file to disk (`fsync`; most
-/// of it was already flushed in the background while later tensors were
-/// written, see ``BackgroundFlush``), renames it over the destination and flushes the
+/// place, so the file holds no slack), flushes the file to disk (`fsync`; the
+/// data were already written past the page cache while later tensors were
+/// copied, or flushed in the background where that is not possible, see
+/// ``DataAppender``), renames it over the destination and flushes the
 /// directory: readers see the old file or the complete new one, never a
 /// partial file (see ``TemporaryFile``: no named temporary file exists while
 /// writing where the file system has `O_TMPFILE`). The new file keeps the
@@ -31,6 +32,8 @@ public final class SafetensorsWriter: @unchecked Sendable {
 
     private struct State {
         var spool: TemporaryFile?
+        /// Writes the data section of `spool`.
+        var appender: DataAppender?
         var entries: [SafetensorsEntry] = []
         var names = Set<String>()
         var metadata: [(String, String)] = []
@@ -41,9 +44,6 @@ public final class SafetensorsWriter: @unchecked Sendable {
     private let state = Mutex(State())
     /// `path` with symbolic links followed: a link keeps pointing at the new file.
     private let destination: String
-    /// Flushes written data in the background while later tensors are written.
-    private let flush = BackgroundFlush()
-
     /// Where the data section starts in the temporary file: 8 + the reserved header room.
     private let dataBase: Int
 
@@ -60,7 +60,11 @@ public final class SafetensorsWriter: @unchecked Sendable {
         destination = TemporaryFile.resolvingSymlinks(path)
         dataBase = (8 + headerReserve + 7) / 8 * 8
         let spool = try TemporaryFile.create(besides: destination)
-        state.withLock { $0.spool = spool }
+        let appender = DataAppender(fd: spool.descriptor, base: dataBase, what: "temporary file for \(path)")
+        state.withLock {
+            $0.spool = spool
+            $0.appender = appender
+        }
     }
 
     deinit { discard() }
@@ -86,8 +90,7 @@ public final class SafetensorsWriter: @unchecked Sendable {
         try state.withLock { state in
             guard !state.finished else { throw SwiftPruneError.value("the safetensors writer for \(path) is already closed") }
             guard !state.names.contains(name) else { throw SwiftPruneError.value("duplicate tensor name \"\(name)\"") }
-            try Self.writeAll(state.spool!.descriptor, bytes, at: dataBase + state.dataSize, what: "temporary file for \(path)")
-            flush.wrote(bytes.count, fd: state.spool!.descriptor)
+            try state.appender!.append(bytes)
             let begin = state.dataSize
             state.dataSize += bytes.count
             state.names.insert(name)
@@ -146,14 +149,11 @@ public final class SafetensorsWriter: @unchecked Sendable {
     ///   flush or rename fails; the destination is then left untouched.
     public func commit() throws {
         try state.withLock { state in
-            // Under the lock no new background flush can start (add holds it); none may outlive
-            // the file descriptor, and an error it saw is this commit's.
-            let flushError = flush.finish()
             guard !state.finished else { throw SwiftPruneError.value("the safetensors writer for \(path) is already closed") }
             defer { Self.finish(&state) }
-            guard flushError == 0 else {
-                throw SwiftPruneError.value("cannot flush the temporary file for \(path): \(errnoText(flushError))")
-            }
+            // Under the lock no new background write can start (add holds it); this waits for
+            // the last ones, and an error they saw is this commit's.
+            try state.appender!.finish()
             let compact = Self.headerBytes(entries: state.entries, metadata: state.metadata)
             guard compact.count - 8 <= SafetensorsHeader.maximumHeaderLength else {
                 throw SwiftPruneError.value("safetensors header of \(compact.count - 8) bytes exceeds the limit of \(SafetensorsHeader.maximumHeaderLength)")
@@ -191,13 +191,13 @@ public final class SafetensorsWriter: @unchecked Sendable {
     /// Abandons the file: removes the spool, leaves the destination untouched.
     /// Does nothing on a closed writer.
     public func discard() {
-        state.withLock { state in
-            _ = flush.finish()
-            Self.finish(&state)
-        }
+        state.withLock { state in Self.finish(&state) }
     }
 
     private static func finish(_ state: inout State) {
+        // No background write may outlive the file descriptor.
+        state.appender?.abandon()
+        state.appender = nil
         state.spool?.discard()
         state.spool = nil
         state.finished = true
