@@ -90,8 +90,8 @@ public func sliceNorms<S: MagnitudeOrdered & SIMDScalar>(
         var rowValues = try [Double](fallibleRepeating: 0, count: rows)
         rowValues.withUnsafeMutableBufferPointer { all in
             let values = all.baseAddress!
-            parallelForChunks(workers: workers, chunks: (rows + chunk - 1) / chunk) { _, c in
-                let start = c * chunk, count = Swift.min(chunk, rows - start)
+            parallelForRanges(rows, chunk: chunk, workers: workers) { range in
+                let start = range.lowerBound, count = range.count
                 if S.self == Float.self && norm == .l2 {
                     // Float32 L2: four rows at once (FloatRowStreams), each bit-identical to reduceRow.
                     let first = UnsafeRawPointer(source + start * inner).assumingMemoryBound(to: Float.self)

@@ -55,8 +55,8 @@ public func structuredMask<S: MagnitudeOrdered & SIMDScalar>(
             // Large masks of long runs: streamed in flat order (StreamedMaskWrite), in
             // chunks dealt from a shared counter so a late worker leaves its share to the others.
             let total = mask.count, chunk = dealtChunkSize(total, workers: workers, minimum: 1 << 18, multiple: 64)
-            parallelForChunks(workers: workers, chunks: (total + chunk - 1) / chunk) { _, c in
-                StreamedMaskWrite.write(target, c * chunk ..< Swift.min(total, (c + 1) * chunk)) { into, position, count in
+            parallelForRanges(total, chunk: chunk, workers: workers) { range in
+                StreamedMaskWrite.write(target, range) { into, position, count in
                     var k = 0, p = position
                     while k < count {
                         if inner == 1 {

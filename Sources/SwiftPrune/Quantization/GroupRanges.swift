@@ -14,9 +14,7 @@ enum QuantizationGroupWalk {
     /// element is computed on its own: the result does not depend on who runs a chunk.
     static func forEachChunk(total: Int, workers: Int, _ body: (Range<Int>) -> Void) {
         let chunk = dealtChunkSize(total, workers: workers, minimum: 1 << 15, multiple: 64)
-        parallelForChunks(workers: workers, chunks: (total + chunk - 1) / chunk) { _, c in
-            body(c * chunk ..< Swift.min(total, (c + 1) * chunk))
-        }
+        parallelForRanges(total, chunk: chunk, workers: workers, body)
     }
 
     /// Calls `runBody(flatStart, count, group)` for the maximal stretches of

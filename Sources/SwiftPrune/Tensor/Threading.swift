@@ -101,6 +101,15 @@ func parallelForChunks(workers: Int, chunks: Int, _ body: (_ worker: Int, _ chun
     }
 }
 
+/// Calls `body(range)` for the consecutive ranges of `0 ..< count`, `chunk`
+/// elements each (the last one may be shorter), dealt to `workers` workers by
+/// ``parallelForChunks(workers:chunks:_:)``; `chunk` must be at least 1.
+func parallelForRanges(_ count: Int, chunk: Int, workers: Int, _ body: (Range<Int>) -> Void) {
+    parallelForChunks(workers: workers, chunks: (count + chunk - 1) / chunk) { _, c in
+        body(c * chunk ..< Swift.min(count, (c + 1) * chunk))
+    }
+}
+
 /// Chunks per worker for a kernel whose contiguous work is cut into chunks
 /// only to be dealt by ``parallelForChunks(workers:chunks:_:)``: with 8, a worker
 /// that starts late or runs on a slower core unbalances the call by at most about
