@@ -76,16 +76,38 @@ enum TridiagonalEigenvectors {
             starts.removeFirst(straddling)
         }
         let clusters = starts.count - 1
-        let workers = min(clusters, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 14))
+        // Eigenvalues alone in their cluster need no orthogonalization: whole
+        // groups of them are solved together, one per SIMD lane (bit-identical
+        // to the scalar solver); the rest, and clusters, one by one.
+        let singles = (0 ..< clusters).filter { starts[$0 + 1] - starts[$0] == 1 }.map { starts[$0] }
+        let laneWidth = TridiagonalSolverLanes.width
+        let groups = singles.count / laneWidth
+        let alone = Set(singles.prefix(groups * laneWidth))
+        let scalarClusters = (0 ..< clusters).filter { !alone.contains(starts[$0]) }
+        let tasks = groups + scalarClusters.count
+        let workers = min(tasks, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 14))
         // A worker cannot throw: each one's LU scratch is allocated here.
         let solvers = try (0 ..< max(0, workers)).map { _ in try TridiagonalSolver(n: n) }
+        let laneSolvers = try (0 ..< (groups > 0 ? max(0, workers) : 0)).map { _ in try TridiagonalSolverLanes(n: n) }
+        let laneVectors = try FallibleAllocation.allocate(TridiagonalSolverLanes.Lanes.self,
+                                                          count: max(1, laneSolvers.count * n), "inverse iteration's vectors")
+        defer { FallibleAllocation.free(laneVectors) }
         d.withUnsafeBufferPointer { d in
             e.withUnsafeBufferPointer { e in
                 parallelFor(workers: workers) { worker in
                     let solver = solvers[worker]
-                    // Round-robin clusters so that big and small ones mix.
-                    var c = worker
-                    while c < clusters {
+                    // Round-robin tasks (lane groups first, then the others) so that big and small ones mix.
+                    var task = worker
+                    while task < tasks {
+                        defer { task += workers }
+                        if task < groups {
+                            let rows = Array(singles[task * laneWidth ..< (task + 1) * laneWidth])
+                            Self.solveAlone(rows: rows, d: d, e: e, values: values, zt: zt, n: n, tiny: eps * norm,
+                                            iterations: tolerances.iterations, solver: laneSolvers[worker],
+                                            x: laneVectors + worker * n)
+                            continue
+                        }
+                        let c = scalarClusters[task - groups]
                         var previous = -Double.infinity
                         for j in starts[c] ..< starts[c + 1] {
                             var lambda = values[j]
@@ -95,7 +117,7 @@ enum TridiagonalEigenvectors {
                             let x = zt + j * n
                             // Uniform in (-1, 1) as LAPACK's dlarnv; seeded by the eigenvalue's
                             // index: the same vectors whatever the thread count.
-                            var generator = GaussianGenerator(seed: 0x1be5_0000 &+ UInt64(j))
+                            var generator = GaussianGenerator(seed: Self.seed(j))
                             for i in 0 ..< n { x[i] = 2 * generator.uniform() - 1 }
                             for _ in 0 ..< tolerances.iterations {
                                 solver.solve(x)
@@ -108,7 +130,6 @@ enum TridiagonalEigenvectors {
                                 for i in 0 ..< n { x[i] *= scale }
                             }
                         }
-                        c += workers
                     }
                 }
             }
@@ -135,6 +156,33 @@ enum TridiagonalEigenvectors {
             }
         }
         return true
+    }
+
+    /// The seed of the start vector of eigenvalue `j`.
+    static func seed(_ j: Int) -> UInt64 { 0x1be5_0000 &+ UInt64(j) }
+
+    /// Inverse iteration for eigenvalues `rows` (``TridiagonalSolverLanes/width``
+    /// of them, each alone in its cluster: shift `values[j]`, no
+    /// orthogonalization), one per lane of `x` (`n` steps), into their rows of `zt`.
+    static func solveAlone(rows: [Int], d: UnsafeBufferPointer<Double>, e: UnsafeBufferPointer<Double>,
+                           values: [Double], zt: UnsafeMutablePointer<Double>, n: Int, tiny: Double,
+                           iterations: Int, solver: TridiagonalSolverLanes,
+                           x: UnsafeMutablePointer<TridiagonalSolverLanes.Lanes>) {
+        var shifts = TridiagonalSolverLanes.Lanes()
+        for (l, j) in rows.enumerated() {
+            shifts[l] = values[j]
+            var generator = GaussianGenerator(seed: seed(j))
+            for i in 0 ..< n { x[i][l] = 2 * generator.uniform() - 1 }
+        }
+        solver.factor(d: d, e: e, shifts: shifts, tiny: tiny)
+        for _ in 0 ..< iterations {
+            solver.solve(x)
+            solver.normalize(x)
+        }
+        for (l, j) in rows.enumerated() {
+            let row = zt + j * n
+            for i in 0 ..< n { row[i] = x[i][l] }
+        }
     }
 
     /// Fills rows `0 ..< first` of `zt` with an orthonormal basis of the
