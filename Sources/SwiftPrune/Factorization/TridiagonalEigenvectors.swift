@@ -204,6 +204,34 @@ enum TridiagonalEigenvectors {
     }
 }
 
+/// The arrays of a tridiagonal LU (``TridiagonalSolver``, ``TridiagonalSolverLanes``):
+/// multipliers, reciprocal pivots, first and second superdiagonal of U
+/// (one block: a refusal of the flags leaves only it to free), and the row-swap flags.
+enum TridiagonalLUStorage {
+    typealias Arrays<Element, Flag> = (lower: UnsafeMutablePointer<Element>, inverseDiagonal: UnsafeMutablePointer<Element>,
+                                       upper: UnsafeMutablePointer<Element>, upper2: UnsafeMutablePointer<Element>,
+                                       swapped: UnsafeMutablePointer<Flag>)
+
+    /// - Throws: `.outOfMemory` if either block cannot be allocated.
+    static func allocate<Element, Flag>(_: Element.Type, _: Flag.Type, n: Int) throws -> Arrays<Element, Flag> {
+        let count = max(1, n)
+        let block = try FallibleAllocation.allocate(Element.self, count: 4 * count, "inverse iteration's LU")
+        do {
+            let swapped = try FallibleAllocation.allocate(Flag.self, count: count, "inverse iteration's LU")
+            return (block, block + count, block + 2 * count, block + 3 * count, swapped)
+        } catch {
+            FallibleAllocation.free(block)
+            throw error
+        }
+    }
+
+    /// Frees what ``allocate(_:_:n:)`` returned (`lower` starts the block).
+    static func free<Element, Flag>(_ lower: UnsafeMutablePointer<Element>, _ swapped: UnsafeMutablePointer<Flag>) {
+        FallibleAllocation.free(lower)
+        FallibleAllocation.free(swapped)
+    }
+}
+
 /// LU with partial pivoting of a shifted tridiagonal matrix `T − λI`
 /// (LAPACK `dgttrf` / `dgtts2`), zero pivots replaced by `tiny`. The
 /// pivots are stored as reciprocals (the solve multiplies), in raw
@@ -218,22 +246,10 @@ final class TridiagonalSolver {
     /// - Throws: `.outOfMemory` if the scratch cannot be allocated.
     init(n: Int) throws {
         self.n = n
-        let count = max(1, n)
-        // One block for the four Double arrays: a refusal of the second leaves only it to free.
-        let block = try FallibleAllocation.allocate(Double.self, count: 4 * count, "inverse iteration's LU")
-        do {
-            swapped = try FallibleAllocation.allocate(Bool.self, count: count, "inverse iteration's LU")
-        } catch {
-            FallibleAllocation.free(block)
-            throw error
-        }
-        lower = block; inverseDiagonal = block + count; upper = block + 2 * count; upper2 = block + 3 * count
+        (lower, inverseDiagonal, upper, upper2, swapped) = try TridiagonalLUStorage.allocate(Double.self, Bool.self, n: n)
     }
 
-    deinit {
-        FallibleAllocation.free(lower)
-        FallibleAllocation.free(swapped)
-    }
+    deinit { TridiagonalLUStorage.free(lower, swapped) }
 
     func factor(d: UnsafeBufferPointer<Double>, e: UnsafeBufferPointer<Double>, shift: Double, tiny: Double) {
         let diagonal = inverseDiagonal   // holds the pivots until the last loop inverts them

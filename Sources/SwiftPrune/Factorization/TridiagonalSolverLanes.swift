@@ -26,21 +26,10 @@ final class TridiagonalSolverLanes {
     /// - Throws: `.outOfMemory` if the scratch cannot be allocated.
     init(n: Int) throws {
         self.n = n
-        let count = max(1, n)
-        let block = try FallibleAllocation.allocate(Lanes.self, count: 4 * count, "inverse iteration's LU")
-        do {
-            swapped = try FallibleAllocation.allocate(Mask.self, count: count, "inverse iteration's LU")
-        } catch {
-            FallibleAllocation.free(block)
-            throw error
-        }
-        lower = block; inverseDiagonal = block + count; upper = block + 2 * count; upper2 = block + 3 * count
+        (lower, inverseDiagonal, upper, upper2, swapped) = try TridiagonalLUStorage.allocate(Lanes.self, Mask.self, n: n)
     }
 
-    deinit {
-        FallibleAllocation.free(lower)
-        FallibleAllocation.free(swapped)
-    }
+    deinit { TridiagonalLUStorage.free(lower, swapped) }
 
     /// `|x|` per lane (only compared, so the sign of a zero does not matter).
     @inline(__always)
