@@ -75,10 +75,13 @@ struct CompactWYBlocks {
     /// Number of blocks.
     var count: Int { (reflectors + Self.width - 1) / Self.width }
 
-    /// Where block `q`'s pieces start in `storage`: `Vᵀ` (`b × length`, row `j`
-    /// = `v_{k0+j}` on coordinates `k0+1 ..< n`, zero before its leading 1),
-    /// `T` (`b × b`, upper triangular), then the packed `V`, `Tᵀ` and `Vᵀ`.
-    struct Layout { var vt = 0, t = 0, packedV = 0, packedT = 0, packedVt = 0, end = 0 }
+    /// Where block `q`'s pieces start in `storage`: `T` (`b × b`, upper
+    /// triangular), then the packed `V`, `Tᵀ` and `Vᵀ`. (`Vᵀ` itself, `b ×
+    /// length` with row `j` = `v_{k0+j}` on coordinates `k0+1 ..< n`, zero
+    /// before its leading 1, is only needed to build them: it lives in a
+    /// worker's scratch while its block is built, so that the blocks take
+    /// about `n²` doubles, not `1.5 n²`.)
+    struct Layout { var t = 0, packedV = 0, packedT = 0, packedVt = 0, end = 0 }
     private let layout: [Layout]
     private let storage: UnsafeMutablePointer<Double>
 
@@ -100,8 +103,7 @@ struct CompactWYBlocks {
         for q in 0 ..< blocks {
             let b = min(Self.width, reflectors - q * Self.width), length = n - q * Self.width - 1
             var l = Layout()
-            l.vt = offset
-            l.t = l.vt + b * length
+            l.t = offset
             l.packedV = l.t + b * b
             l.packedT = l.packedV + Self.packedCount(depth: length, columns: b)
             l.packedVt = l.packedT + Self.packedCount(depth: b, columns: b)
@@ -112,13 +114,20 @@ struct CompactWYBlocks {
         self.layout = layout
         storage = try FallibleAllocation.allocate(Double.self, count: max(1, offset), "the back-transformation's blocks")
         let workers = min(blocks, Threading.workerCount(for: reflectors * n * Self.width, minimumPerWorker: 1 << 20))
+        let vtCount = Self.width * max(1, n - 1)
+        let vts: UnsafeMutablePointer<Double>
+        do { vts = try FallibleAllocation.allocate(Double.self, count: max(1, workers) * vtCount, "the reflector blocks") } catch {
+            FallibleAllocation.free(storage)
+            throw error
+        }
+        defer { FallibleAllocation.free(vts) }
         let this = self
         tau.withUnsafeBufferPointer { tau in
             parallelFor(workers: workers) { worker in
                 // Round-robin: the blocks shrink with q.
                 var q = worker
                 while q < blocks {
-                    this.build(q, reflectors: a, tau: tau)
+                    this.build(q, reflectors: a, tau: tau, vt: vts + worker * vtCount)
                     q += workers
                 }
             }
@@ -134,11 +143,12 @@ struct CompactWYBlocks {
         return depth * ((columns + nr - 1) / nr * nr)
     }
 
-    /// Fills block `q`: `Vᵀ`, `T` column by column (`T[0..<i, i] = −τ_i ·
-    /// T[0..<i, 0..<i] · (Vᵀ v_i)[0..<i]`), then the packed operands.
-    private func build(_ q: Int, reflectors a: UnsafePointer<Double>, tau: UnsafeBufferPointer<Double>) {
+    /// Fills block `q`: `Vᵀ` (into the scratch `vt`), `T` column by column
+    /// (`T[0..<i, i] = −τ_i · T[0..<i, 0..<i] · (Vᵀ v_i)[0..<i]`), then the packed operands.
+    private func build(_ q: Int, reflectors a: UnsafePointer<Double>, tau: UnsafeBufferPointer<Double>,
+                       vt: UnsafeMutablePointer<Double>) {
         let k0 = first(q), b = size(q), length = length(q), l = layout[q]
-        let vt = storage + l.vt, t = storage + l.t
+        let t = storage + l.t
         for j in 0 ..< b {
             let row = vt + j * length
             row.update(repeating: 0, count: j)
@@ -160,7 +170,8 @@ struct CompactWYBlocks {
             }
         }
         // The drivers only read their B operands here (the A and C pointers are placeholders).
-        let (product, scaled, update) = products(q, rows: 1, z: storage, ldz: length, work: storage, work2: storage)
+        let (product, scaled, update) = products(q, rows: 1, z: storage, ldz: length, work: storage, work2: storage,
+                                                 vt: UnsafePointer(vt))
         product.packWholeB(into: storage + l.packedV, workers: 1)
         scaled.packWholeB(into: storage + l.packedT, workers: 1)
         update.packWholeB(into: storage + l.packedVt, workers: 1)
@@ -168,12 +179,14 @@ struct CompactWYBlocks {
 
     /// The three products that apply block `q` to `rows` rows of `Zᵀ`
     /// (`z`: row `r` at `z + r · ldz`, coordinates from 0): `W = Z[:, k0+1...] V`,
-    /// `W2 = W Tᵀ`, `Z[:, k0+1...] −= W2 Vᵀ` (`work`, `work2`: `rows × b`).
+    /// `W2 = W Tᵀ`, `Z[:, k0+1...] −= W2 Vᵀ` (`work`, `work2`: `rows × b`),
+    /// with `Vᵀ` at `vt` (read only by the packing, in ``build``).
     private func products(_ q: Int, rows: Int, z: UnsafeMutablePointer<Double>, ldz: Int,
-                          work: UnsafeMutablePointer<Double>, work2: UnsafeMutablePointer<Double>)
+                          work: UnsafeMutablePointer<Double>, work2: UnsafeMutablePointer<Double>,
+                          vt: UnsafePointer<Double>)
         -> (GEMMDriver<Double>, GEMMDriver<Double>, GEMMDriver<Double>) {
         let b = size(q), length = length(q), l = layout[q]
-        let vt = UnsafePointer(storage + l.vt), t = UnsafePointer(storage + l.t)
+        let t = UnsafePointer(storage + l.t)
         var product = GEMMDriver<Double>(transA: false, transB: true, m: rows, n: b, k: length, alpha: 1,
                                          a: UnsafePointer(z), lda: ldz, b: vt, ldb: length, c: work, ldc: b)
         product.overwrite = true
@@ -191,8 +204,9 @@ struct CompactWYBlocks {
     func apply(_ q: Int, to zt: UnsafeMutablePointer<Double>, ldz: Int, rows: Int,
                work: UnsafeMutablePointer<Double>, work2: UnsafeMutablePointer<Double>) throws {
         let l = layout[q]
+        // With every B operand prepacked, the drivers never read `vt`: the packed `Vᵀ` stands in for it.
         var (product, scaled, update) = products(q, rows: rows, z: zt + first(q) + 1, ldz: ldz,
-                                                 work: work, work2: work2)
+                                                 work: work, work2: work2, vt: UnsafePointer(storage + l.packedVt))
         product.prepackedB = UnsafePointer(storage + l.packedV)
         scaled.prepackedB = UnsafePointer(storage + l.packedT)
         update.prepackedB = UnsafePointer(storage + l.packedVt)
