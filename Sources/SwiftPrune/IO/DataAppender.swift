@@ -184,7 +184,7 @@ final class DataAppender: @unchecked Sendable {
         let job = (buffer: current, offset: bufferStart, length: length)
         inFlight = job
         group.enter()
-        DispatchQueue.global().async { [self] in
+        runInBackground { [self] in
             // `buffers` is not changed after init; the caller fills the other buffer meanwhile.
             let error = Self.writeDirect(fd, buffers[job.buffer], count: job.length, at: job.offset)
             if error != 0 { _ = failure.compareExchange(expected: 0, desired: error, ordering: .relaxed) }
