@@ -148,7 +148,8 @@ final class DataAppender: @unchecked Sendable {
         }
         let flushError = flush.finish()
         guard flushError == 0 else {
-            throw SwiftPruneError.value("cannot flush \(what): \(errnoText(flushError))")
+            // A system error with its errno (Python: the OSError subclass), as the final fsync's failure is.
+            throw SwiftPruneError.system("cannot flush \(what)", errno: flushError)
         }
     }
 
