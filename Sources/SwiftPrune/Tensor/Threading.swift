@@ -14,10 +14,10 @@ import Darwin
 public enum Threading {
     private static let configured = Atomic<Int>(0)
 
-    /// The processors online on this machine (at least 1).
-    public static var processorCount: Int {
-        max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }
+    /// The processors online on this machine (at least 1), read once: glibc's
+    /// `sysconf` opens and reads a file under /sys on every call, and the
+    /// default thread count is asked for by every kernel call.
+    public static let processorCount: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     static var environmentDefault: Int? {
         guard let raw = getenv("SWIFTPRUNE_NUM_THREADS"),
