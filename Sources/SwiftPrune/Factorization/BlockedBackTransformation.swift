@@ -32,6 +32,8 @@ extension SymmetricEigen {
         let chunks = (rowCount + chunk - 1) / chunk
         let workers = min(chunks, Threading.workerCount(for: rowCount * n * n, minimumPerWorker: 1 << 22))
         let ldz = paddedStride(n), perWorker = chunk * ldz + 2 * chunk * nb
+        // Every worker's chunk copy and two panels in one allocation: one refusal before any work
+        // (allocated in the workers, the peak would be the same, the failure later).
         let scratch = try FallibleAllocation.allocate(Double.self, count: workers * perWorker,
                                                       "the back-transformation's rows")
         defer { FallibleAllocation.free(scratch) }

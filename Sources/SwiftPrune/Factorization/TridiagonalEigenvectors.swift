@@ -86,25 +86,27 @@ enum TridiagonalEigenvectors {
         let scalarClusters = (0 ..< clusters).filter { !alone.contains(starts[$0]) }
         let tasks = groups + scalarClusters.count
         let workers = min(tasks, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 14))
-        // A worker cannot throw: each one's LU scratch is allocated here.
-        let solvers = try (0 ..< max(0, workers)).map { _ in try TridiagonalSolver(n: n) }
-        let laneSolvers = try (0 ..< (groups > 0 ? max(0, workers) : 0)).map { _ in try TridiagonalSolverLanes(n: n) }
-        let laneVectors = try FallibleAllocation.allocate(TridiagonalSolverLanes.Lanes.self,
-                                                          count: max(1, laneSolvers.count * n), "inverse iteration's vectors")
-        defer { FallibleAllocation.free(laneVectors) }
-        d.withUnsafeBufferPointer { d in
-            e.withUnsafeBufferPointer { e in
-                parallelFor(workers: workers) { worker in
-                    let solver = solvers[worker]
+        try d.withUnsafeBufferPointer { d in
+            try e.withUnsafeBufferPointer { e in
+                // Each worker allocates its own LU scratch (5n doubles, and the lane solver's and its vectors
+                // when it has lane groups: tasks are dealt round-robin, groups first); a refusal ends that
+                // worker and is thrown after the join.
+                try parallelForThrowing(workers: workers) { worker in
+                    let solver = try TridiagonalSolver(n: n)
+                    let laneSolver = worker < groups ? try TridiagonalSolverLanes(n: n) : nil
+                    let laneVectors = try FallibleAllocation.allocate(TridiagonalSolverLanes.Lanes.self,
+                                                                      count: laneSolver == nil ? 1 : n, "inverse iteration's vectors")
+                    defer { FallibleAllocation.free(laneVectors) }
                     // Round-robin tasks (lane groups first, then the others) so that big and small ones mix.
                     var task = worker
                     while task < tasks {
                         defer { task += workers }
                         if task < groups {
+                            // (A worker with a group has its lane solver: its first task is a group.)
+                            guard let laneSolver else { continue }
                             let rows = Array(singles[task * laneWidth ..< (task + 1) * laneWidth])
                             Self.solveAlone(rows: rows, d: d, e: e, values: values, zt: zt, n: n, tiny: eps * norm,
-                                            iterations: tolerances.iterations, solver: laneSolvers[worker],
-                                            x: laneVectors + worker * n)
+                                            iterations: tolerances.iterations, solver: laneSolver, x: laneVectors)
                             continue
                         }
                         let c = scalarClusters[task - groups]
