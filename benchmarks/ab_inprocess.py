@@ -8,7 +8,8 @@ same conditions. Wall time median / p10 / p90 and CPU time median of each:
         python/swiftprune/libswiftprune.so
 
 ROW: nm (2:4 packed product 4096x4096 @ 4096x64) or structured0 / structured1 (structured L2 mask of
-4096x2560 float32 along axis 0 / 1; structured0fresh / structured1fresh: into a new mask each call). The inputs are made with the swiftprune package on PYTHONPATH. A seventh
+4096x2560 float32 along axis 0 / 1; structured0fresh / structured1fresh: into a new mask each call), or
+svdMxN (thin SVD of a standard normal MxN float32 matrix, the peer bench's input, e.g. svd1024x1024). The inputs are made with the swiftprune package on PYTHONPATH. A seventh
 argument BURST:PAUSE starts thread_probe.py's competitor (busy BURST ms, asleep PAUSE ms, on CPU 0).
 """
 import ctypes
@@ -42,6 +43,16 @@ if row.startswith("structured"):
             calls_of[v] = fresh
         else:
             calls_of[v] = (lambda f=f, o=outs[v]: f(w.ctypes.data, shape.ctypes.data, 2, 0.5, axis, 2.0, o.ctypes.data))
+elif row.startswith("svd"):
+    m, n = (int(t) for t in row[3:].split("x"))
+    w = np.random.default_rng(1).standard_normal((m, n), dtype=np.float32)
+    r = min(m, n)
+    outs = {v: (np.empty((m, r), np.float32), np.empty(r, np.float32), np.empty((r, n), np.float32)) for v in libs}
+    for v, lib in libs.items():
+        f = lib.sp_svd_f32
+        f.restype = ctypes.c_int
+        f.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3
+        calls_of[v] = (lambda f=f, o=outs[v]: f(w.ctypes.data, m, n, *(x.ctypes.data for x in o)))
 else:
     rng = np.random.default_rng(4)
     W = rng.standard_normal((4096, 4096), dtype=np.float32); x = rng.standard_normal((4096, 64), dtype=np.float32)
@@ -59,7 +70,9 @@ for v, lib in libs.items():
     lib.sp_set_num_threads(threads)
     for _ in range(3):
         assert calls_of[v]() == 0
-if not row.endswith("fresh"):  # (fresh masks are not kept: compare with the plain row)
+if row.startswith("svd"):  # a faster build may round differently: report how far apart, do not require equality
+    print("max |A - B| of u, s, vt:", [float(np.abs(a - b).max()) for a, b in zip(outs["A"], outs["B"])])
+elif not row.endswith("fresh"):  # (fresh masks are not kept: compare with the plain row)
     assert np.array_equal(outs["A"], outs["B"]), "the two builds disagree"
 competitor = None
 if len(sys.argv) > 7:

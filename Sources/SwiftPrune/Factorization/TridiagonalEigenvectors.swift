@@ -76,15 +76,40 @@ enum TridiagonalEigenvectors {
             starts.removeFirst(straddling)
         }
         let clusters = starts.count - 1
-        let workers = min(clusters, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 14))
+        // Eigenvalues alone in their cluster need no orthogonalization: whole
+        // groups of them are solved together, one per SIMD lane (bit-identical
+        // to the scalar solver); the rest, and clusters, one by one.
+        let singles = (0 ..< clusters).filter { starts[$0 + 1] - starts[$0] == 1 }.map { starts[$0] }
+        let laneWidth = TridiagonalSolverLanes.width
+        let groups = singles.count / laneWidth
+        let alone = Set(singles.prefix(groups * laneWidth))
+        let scalarClusters = (0 ..< clusters).filter { !alone.contains(starts[$0]) }
+        let tasks = groups + scalarClusters.count
+        let workers = min(tasks, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 14))
         try d.withUnsafeBufferPointer { d in
             try e.withUnsafeBufferPointer { e in
-                // Each worker allocates its own LU scratch (5n doubles); a refusal ends that worker and is thrown after the join.
+                // Each worker allocates its own LU scratch (5n doubles, and the lane solver's and its vectors
+                // when it has lane groups: tasks are dealt round-robin, groups first); a refusal ends that
+                // worker and is thrown after the join.
                 try parallelForThrowing(workers: workers) { worker in
                     let solver = try TridiagonalSolver(n: n)
-                    // Round-robin clusters so that big and small ones mix.
-                    var c = worker
-                    while c < clusters {
+                    let laneSolver = worker < groups ? try TridiagonalSolverLanes(n: n) : nil
+                    let laneVectors = try FallibleAllocation.allocate(TridiagonalSolverLanes.Lanes.self,
+                                                                      count: laneSolver == nil ? 1 : n, "inverse iteration's vectors")
+                    defer { FallibleAllocation.free(laneVectors) }
+                    // Round-robin tasks (lane groups first, then the others) so that big and small ones mix.
+                    var task = worker
+                    while task < tasks {
+                        defer { task += workers }
+                        if task < groups {
+                            // (A worker with a group has its lane solver: its first task is a group.)
+                            guard let laneSolver else { continue }
+                            let rows = Array(singles[task * laneWidth ..< (task + 1) * laneWidth])
+                            Self.solveAlone(rows: rows, d: d, e: e, values: values, zt: zt, n: n, tiny: eps * norm,
+                                            iterations: tolerances.iterations, solver: laneSolver, x: laneVectors)
+                            continue
+                        }
+                        let c = scalarClusters[task - groups]
                         var previous = -Double.infinity
                         for j in starts[c] ..< starts[c + 1] {
                             var lambda = values[j]
@@ -94,7 +119,7 @@ enum TridiagonalEigenvectors {
                             let x = zt + j * n
                             // Uniform in (-1, 1) as LAPACK's dlarnv; seeded by the eigenvalue's
                             // index: the same vectors whatever the thread count.
-                            var generator = GaussianGenerator(seed: 0x1be5_0000 &+ UInt64(j))
+                            var generator = GaussianGenerator(seed: Self.seed(j))
                             for i in 0 ..< n { x[i] = 2 * generator.uniform() - 1 }
                             for _ in 0 ..< tolerances.iterations {
                                 solver.solve(x)
@@ -107,7 +132,6 @@ enum TridiagonalEigenvectors {
                                 for i in 0 ..< n { x[i] *= scale }
                             }
                         }
-                        c += workers
                     }
                 }
             }
@@ -136,6 +160,33 @@ enum TridiagonalEigenvectors {
         return true
     }
 
+    /// The seed of the start vector of eigenvalue `j`.
+    static func seed(_ j: Int) -> UInt64 { 0x1be5_0000 &+ UInt64(j) }
+
+    /// Inverse iteration for eigenvalues `rows` (``TridiagonalSolverLanes/width``
+    /// of them, each alone in its cluster: shift `values[j]`, no
+    /// orthogonalization), one per lane of `x` (`n` steps), into their rows of `zt`.
+    static func solveAlone(rows: [Int], d: UnsafeBufferPointer<Double>, e: UnsafeBufferPointer<Double>,
+                           values: [Double], zt: UnsafeMutablePointer<Double>, n: Int, tiny: Double,
+                           iterations: Int, solver: TridiagonalSolverLanes,
+                           x: UnsafeMutablePointer<TridiagonalSolverLanes.Lanes>) {
+        var shifts = TridiagonalSolverLanes.Lanes()
+        for (l, j) in rows.enumerated() {
+            shifts[l] = values[j]
+            var generator = GaussianGenerator(seed: seed(j))
+            for i in 0 ..< n { x[i][l] = 2 * generator.uniform() - 1 }
+        }
+        solver.factor(d: d, e: e, shifts: shifts, tiny: tiny)
+        for _ in 0 ..< iterations {
+            solver.solve(x)
+            solver.normalize(x)
+        }
+        for (l, j) in rows.enumerated() {
+            let row = zt + j * n
+            for i in 0 ..< n { row[i] = x[i][l] }
+        }
+    }
+
     /// Fills rows `0 ..< first` of `zt` with an orthonormal basis of the
     /// complement of rows `first ..< n` (see
     /// ``HouseholderQR/orthonormalComplement(of:basisCount:length:count:into:)``), and
@@ -155,6 +206,34 @@ enum TridiagonalEigenvectors {
     }
 }
 
+/// The arrays of a tridiagonal LU (``TridiagonalSolver``, ``TridiagonalSolverLanes``):
+/// multipliers, reciprocal pivots, first and second superdiagonal of U
+/// (one block: a refusal of the flags leaves only it to free), and the row-swap flags.
+enum TridiagonalLUStorage {
+    typealias Arrays<Element, Flag> = (lower: UnsafeMutablePointer<Element>, inverseDiagonal: UnsafeMutablePointer<Element>,
+                                       upper: UnsafeMutablePointer<Element>, upper2: UnsafeMutablePointer<Element>,
+                                       swapped: UnsafeMutablePointer<Flag>)
+
+    /// - Throws: `.outOfMemory` if either block cannot be allocated.
+    static func allocate<Element, Flag>(_: Element.Type, _: Flag.Type, n: Int) throws -> Arrays<Element, Flag> {
+        let count = max(1, n)
+        let block = try FallibleAllocation.allocate(Element.self, count: 4 * count, "inverse iteration's LU")
+        do {
+            let swapped = try FallibleAllocation.allocate(Flag.self, count: count, "inverse iteration's LU")
+            return (block, block + count, block + 2 * count, block + 3 * count, swapped)
+        } catch {
+            FallibleAllocation.free(block)
+            throw error
+        }
+    }
+
+    /// Frees what ``allocate(_:_:n:)`` returned (`lower` starts the block).
+    static func free<Element, Flag>(_ lower: UnsafeMutablePointer<Element>, _ swapped: UnsafeMutablePointer<Flag>) {
+        FallibleAllocation.free(lower)
+        FallibleAllocation.free(swapped)
+    }
+}
+
 /// LU with partial pivoting of a shifted tridiagonal matrix `T − λI`
 /// (LAPACK `dgttrf` / `dgtts2`), zero pivots replaced by `tiny`. The
 /// pivots are stored as reciprocals (the solve multiplies), in raw
@@ -169,22 +248,10 @@ final class TridiagonalSolver {
     /// - Throws: `.outOfMemory` if the scratch cannot be allocated.
     init(n: Int) throws {
         self.n = n
-        let count = max(1, n)
-        // One block for the four Double arrays: a refusal of the second leaves only it to free.
-        let block = try FallibleAllocation.allocate(Double.self, count: 4 * count, "inverse iteration's LU")
-        do {
-            swapped = try FallibleAllocation.allocate(Bool.self, count: count, "inverse iteration's LU")
-        } catch {
-            FallibleAllocation.free(block)
-            throw error
-        }
-        lower = block; inverseDiagonal = block + count; upper = block + 2 * count; upper2 = block + 3 * count
+        (lower, inverseDiagonal, upper, upper2, swapped) = try TridiagonalLUStorage.allocate(Double.self, Bool.self, n: n)
     }
 
-    deinit {
-        FallibleAllocation.free(lower)
-        FallibleAllocation.free(swapped)
-    }
+    deinit { TridiagonalLUStorage.free(lower, swapped) }
 
     func factor(d: UnsafeBufferPointer<Double>, e: UnsafeBufferPointer<Double>, shift: Double, tiny: Double) {
         let diagonal = inverseDiagonal   // holds the pivots until the last loop inverts them
