@@ -16,7 +16,11 @@ import SwiftPruneShuffle
 /// The algorithm is the Goto/BLIS scheme: op(B) is packed in `KC × NC`
 /// blocks (panels of `NR` columns), op(A) in `MC × KC` blocks (panels of
 /// `MR` rows) and a register-blocked micro-kernel (``GEMMScalar``) computes
-/// `MR × NR` tiles with fused multiply-adds. For `Float` on a CPU with
+/// `MR × NR` tiles with fused multiply-adds. Float32 on the AVX2 path runs
+/// on one worker, and in each worker's row slice, in the sliver order (an A
+/// sliver in L1 against an L2-sized block of B:
+/// ``GEMMDriver/runSliverOrder(packedB:packedA:scratch:kcMax:ncMax:mcMax:)``),
+/// with the same sums. For `Float` on a CPU with
 /// AVX-512 (``CPUFeatures/hasAVX512``) the micro-kernel is
 /// `GEMMAVX512.microKernel12x32` (6 × 32 when C has fewer than 96 rows) with
 /// deeper blocks; the result differs from the AVX2 path's only by the rounding
