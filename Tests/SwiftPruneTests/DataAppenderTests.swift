@@ -84,7 +84,7 @@ final class DataAppenderTests: XCTestCase {
             let before = DataAppender.refusals.load(ordering: .relaxed)
             let refused = try save("r\(reserve).safetensors", reserve: reserve, data)
             DataAppender.alignment = 4096
-            if reserve == 4344 && enforcesDirectAlignment() {
+            if reserve == 4344 && enforcesDirectAlignment(in: directory) {
                 XCTAssertGreaterThan(DataAppender.refusals.load(ordering: .relaxed), before, "the misaligned write was not refused")
             }
             assertLayout(refused, data, "refused, reserve \(reserve)")
@@ -99,24 +99,6 @@ final class DataAppenderTests: XCTestCase {
             closedir(stream)
         }
         XCTAssertEqual(names.count, 12, "temporary files left: \(names.sorted())")
-    }
-
-    /// Whether this directory's file system refuses a direct write at offset 256
-    /// (ext4 and XFS do: not a multiple of the logical block size; tmpfs accepts it).
-    func enforcesDirectAlignment() -> Bool {
-        #if os(Linux) && (arch(x86_64) || arch(arm64))
-        let path = "\(directory)/probe"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_DIRECT_FLAG, 0o600)
-        guard fd >= 0 else { return false }
-        defer { close(fd); unlink(path) }
-        var buffer: UnsafeMutableRawPointer?
-        guard posix_memalign(&buffer, 4096, 4096) == 0, let buffer else { return false }
-        defer { free(buffer) }
-        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
-        return pwrite(fd, buffer, 4096, 256) < 0 && errno == EINVAL
-        #else
-        return false
-        #endif
     }
 
     func testDiscardedWriterLeavesNothing() throws {

@@ -1,3 +1,4 @@
+@testable import SwiftPrune
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -26,6 +27,24 @@ func removeTemporaryDirectory(_ directory: String) {
         closedir(dir)
     }
     rmdir(directory)
+}
+
+/// Whether the file system of `directory` refuses a direct write at offset 256
+/// (ext4 and XFS do: not a multiple of the logical block size; tmpfs accepts it).
+func enforcesDirectAlignment(in directory: String) -> Bool {
+    #if os(Linux) && (arch(x86_64) || arch(arm64))
+    let path = "\(directory)/probe"
+    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_DIRECT_FLAG, 0o600)
+    guard fd >= 0 else { return false }
+    defer { close(fd); unlink(path) }
+    var buffer: UnsafeMutableRawPointer?
+    guard posix_memalign(&buffer, 4096, 4096) == 0, let buffer else { return false }
+    defer { free(buffer) }
+    buffer.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+    return pwrite(fd, buffer, 4096, 256) < 0 && errno == EINVAL
+    #else
+    return false
+    #endif
 }
 
 /// `count` deterministic pseudo-random floats in [-1, 1) (xorshift64 from `seed`).

@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 import Testing
 @testable import SwiftPrune
@@ -98,5 +99,42 @@ struct ParallelForThrowingTests {
         } catch {
             Issue.record("unexpected error \(error)")
         }
+    }
+}
+
+/// `parallelFor` on the worker pool: every index runs exactly once, however
+/// many jobs are posted at once, nested or from several threads.
+struct ParallelForPoolTests {
+    /// The indices `parallelFor(workers:)` ran, each as many times as it ran.
+    func indicesRun(workers: Int) -> [Int] {
+        let ran = Mutex<[Int]>([])
+        parallelFor(workers: workers) { worker in ran.withLock { $0.append(worker) } }
+        return ran.withLock { $0.sorted() }
+    }
+
+    @Test(arguments: [2, 3, 4, 7, 16])
+    func everyIndexRunsOnce(workers: Int) {
+        for _ in 0 ..< 200 { #expect(indicesRun(workers: workers) == Array(0 ..< workers)) }
+    }
+
+    /// A `parallelFor` inside a worker (a second job posted while the first runs) finishes.
+    @Test func nestedCallsFinish() {
+        let ran = Mutex<[Int]>([])
+        parallelFor(workers: 3) { outer in
+            parallelFor(workers: 4) { inner in ran.withLock { $0.append(outer * 4 + inner) } }
+        }
+        #expect(ran.withLock { $0.sorted() } == Array(0 ..< 12))
+    }
+
+    /// Calls from several threads at once (as from Python threads, the GIL released) each finish with every index.
+    @Test func concurrentCallersEachGetEveryIndex() {
+        let wrong = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: 4) { caller in
+            for round in 0 ..< 100 {
+                let workers = 2 + (caller + round) % 5
+                if indicesRun(workers: workers) != Array(0 ..< workers) { wrong.add(1, ordering: .relaxed) }
+            }
+        }
+        #expect(wrong.load(ordering: .relaxed) == 0)
     }
 }

@@ -57,7 +57,8 @@ def limit(headroom: int) -> None:
     target = address_space() + headroom
     resource.setrlimit(resource.RLIMIT_AS, (target, resource.RLIM_INFINITY))
 
-# Start the worker threads (their stacks count too) before limiting.
+# Start the worker threads (their stacks count too) before limiting. (Not to avoid a
+# hang any more: a refused thread means fewer workers, see test_thread_refusal.py.)
 sp.set_num_threads(2)
 sp.magnitude_mask(np.random.default_rng(0).random(1 << 22, dtype=np.float32), 0.5)
 """

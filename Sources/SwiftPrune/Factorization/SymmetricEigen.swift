@@ -277,6 +277,8 @@ enum SymmetricEigen {
         let chunk = max(48, (32768 / max(1, n)) / 6 * 6)
         let chunks = (rowCount + chunk - 1) / chunk
         let workers = min(chunks, Threading.workerCount(for: rowCount * n * n, minimumPerWorker: 1 << 22))
+        // Every worker's two panels in one allocation: one refusal before any work (allocated in the
+        // workers, the peak would be the same, the failure later).
         let scratch = try FallibleAllocation.allocate(Double.self, count: workers * 2 * chunk * nb)
         defer { FallibleAllocation.free(scratch) }
         // A refused GEMM packing buffer ends its worker and is thrown after the join.

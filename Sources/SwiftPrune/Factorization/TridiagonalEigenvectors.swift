@@ -77,12 +77,11 @@ enum TridiagonalEigenvectors {
         }
         let clusters = starts.count - 1
         let workers = min(clusters, Threading.workerCount(for: n * n, minimumPerWorker: 1 << 14))
-        // A worker cannot throw: each one's LU scratch is allocated here.
-        let solvers = try (0 ..< max(0, workers)).map { _ in try TridiagonalSolver(n: n) }
-        d.withUnsafeBufferPointer { d in
-            e.withUnsafeBufferPointer { e in
-                parallelFor(workers: workers) { worker in
-                    let solver = solvers[worker]
+        try d.withUnsafeBufferPointer { d in
+            try e.withUnsafeBufferPointer { e in
+                // Each worker allocates its own LU scratch (5n doubles); a refusal ends that worker and is thrown after the join.
+                try parallelForThrowing(workers: workers) { worker in
+                    let solver = try TridiagonalSolver(n: n)
                     // Round-robin clusters so that big and small ones mix.
                     var c = worker
                     while c < clusters {

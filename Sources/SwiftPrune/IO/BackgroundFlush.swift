@@ -33,7 +33,7 @@ final class BackgroundFlush: @unchecked Sendable {
         guard pending >= Self.stride, !inFlight.exchange(true, ordering: .acquiringAndReleasing) else { return }
         pending = 0
         group.enter()
-        DispatchQueue.global().async { [self] in
+        runInBackground { [self] in
             if fdatasync(fd) != 0 {
                 _ = failure.compareExchange(expected: 0, desired: errno, ordering: .relaxed)
             }

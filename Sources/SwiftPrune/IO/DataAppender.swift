@@ -148,7 +148,8 @@ final class DataAppender: @unchecked Sendable {
         }
         let flushError = flush.finish()
         guard flushError == 0 else {
-            throw SwiftPruneError.value("cannot flush \(what): \(errnoText(flushError))")
+            // A system error with its errno (Python: the OSError subclass), as the final fsync's failure is.
+            throw SwiftPruneError.system("cannot flush \(what)", errno: flushError)
         }
     }
 
@@ -184,7 +185,7 @@ final class DataAppender: @unchecked Sendable {
         let job = (buffer: current, offset: bufferStart, length: length)
         inFlight = job
         group.enter()
-        DispatchQueue.global().async { [self] in
+        runInBackground { [self] in
             // `buffers` is not changed after init; the caller fills the other buffer meanwhile.
             let error = Self.writeDirect(fd, buffers[job.buffer], count: job.length, at: job.offset)
             if error != 0 { _ = failure.compareExchange(expected: 0, desired: error, ordering: .relaxed) }

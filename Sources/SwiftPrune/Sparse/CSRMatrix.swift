@@ -174,7 +174,8 @@ extension CSRMatrix {
         // Each row must hold exactly its nonzeros, or the writes would overrun.
         let workers = Threading.workerCount(for: dense.count, minimumPerWorker: 1 << 16)
         var consistent = [Bool](repeating: true, count: workers)
-        // Each worker's row scratch (one spare slot), allocated here (a worker cannot throw).
+        // Each worker's row scratch (one spare slot), allocated here: one refusal before any work
+        // (allocated in parallelForThrowing's workers, the peak would be the same, the failure later).
         let rowScratch = columns &+ 1
         let allIndices = try FallibleAllocation.allocate(Int32.self, count: workers * rowScratch, "the CSR row scratch")
         defer { FallibleAllocation.free(allIndices) }

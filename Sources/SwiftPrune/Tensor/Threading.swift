@@ -14,10 +14,10 @@ import Darwin
 public enum Threading {
     private static let configured = Atomic<Int>(0)
 
-    /// The processors online on this machine (at least 1).
-    public static var processorCount: Int {
-        max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }
+    /// The processors online on this machine (at least 1), read once: glibc's
+    /// `sysconf` opens and reads a file under /sys on every call, and the
+    /// default thread count is asked for by every kernel call.
+    public static let processorCount: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     static var environmentDefault: Int? {
         guard let raw = getenv("SWIFTPRUNE_NUM_THREADS"),
@@ -49,12 +49,20 @@ public enum Threading {
 
 /// Runs `body(worker)` for `worker` in `0..<workers`, concurrently when
 /// `workers > 1`. The call returns when every worker has finished.
+///
+/// Concurrency is not promised: at most as many threads as processors run the
+/// indices, the caller among them, and fewer when the system refuses new
+/// threads; `body(worker)` must not wait for another index.
 @inlinable
 public func parallelFor(workers: Int, _ body: (Int) -> Void) {
     if workers <= 1 {
         body(0)
     } else {
+        #if os(Linux)
+        WorkerPool.shared.run(workers: workers, body)  // (libdispatch's pool hangs when a thread is refused)
+        #else
         DispatchQueue.concurrentPerform(iterations: workers, execute: body)
+        #endif
     }
 }
 

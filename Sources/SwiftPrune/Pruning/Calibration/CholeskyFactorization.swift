@@ -123,7 +123,8 @@ public func calibrationInverseCholeskyUpper(_ h: [Double], n: Int) throws -> [Do
     try reversed.withUnsafeMutableBufferPointer { try calibrationCholesky($0.baseAddress!, n: n) }
     var upper = try [Double](fallibleRepeating: 0, count: n * n)
     let workers = Threading.workerCount(for: n * n * n / 6, minimumPerWorker: 1 << 18)
-    // Each worker's group of columns, allocated here (a worker cannot throw).
+    // Each worker's group of columns, allocated here: one refusal before any work
+    // (allocated in parallelForThrowing's workers, the peak would be the same, the failure later).
     let columns = try FallibleAllocation.allocate(Double.self, count: workers * max(n, 1) * columnGroup,
                                                   "the triangular inverse's columns")
     defer { FallibleAllocation.free(columns) }

@@ -38,7 +38,8 @@ public func wandaMask<S: MagnitudeOrdered & SIMDScalar>(
     let norms = try sliceNorms(activations, axis: 1, norm: .l2)
     let source = weights.buffer.baseAddress!, target = mask.buffer.baseAddress!
     let workers = Threading.workerCount(for: weights.count, minimumPerWorker: 1 << 15)
-    // Each worker's row of scores and selection scratch, allocated here (a worker cannot throw).
+    // Each worker's row of scores and selection scratch, allocated here: one refusal before any work
+    // (allocated in parallelForThrowing's workers, the peak would be the same, the failure later).
     let allScores = try FallibleAllocation.allocate(Double.self, count: workers * columns, "wanda's scores")
     defer { FallibleAllocation.free(allScores) }
     let allScratch = try FallibleAllocation.allocate(UInt64.self, count: workers * columns, "wanda's selection scratch")
