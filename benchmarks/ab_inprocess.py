@@ -7,9 +7,10 @@ same conditions. Wall time median / p10 / p90 and CPU time median of each:
     python benchmarks/ab_inprocess.py nm 2 80 20 /work/main/python/swiftprune/libswiftprune.so \
         python/swiftprune/libswiftprune.so
 
-ROW: nm (2:4 packed product 4096x4096 @ 4096x64) or structured0 / structured1 (structured L2 mask of
-4096x2560 float32 along axis 0 / 1; structured0fresh / structured1fresh: into a new mask each call), or
-svdMxN (thin SVD of a standard normal MxN float32 matrix, the peer bench's input, e.g. svd1024x1024). The inputs are made with the swiftprune package on PYTHONPATH. A seventh
+ROW: nm (2:4 packed product 4096x4096 @ 4096x64), sgemm (float32 matmul 2048x2048 @ 2048x2048) or structured0 /
+structured1 (structured L2 mask of 4096x2560 float32 along axis 0 / 1; structured0fresh / structured1fresh: into a new
+mask each call), or svdMxN (thin SVD of a standard normal MxN float32 matrix, the peer bench's input, e.g.
+svd1024x1024). The inputs are made with the swiftprune package on PYTHONPATH. A seventh
 argument BURST:PAUSE starts thread_probe.py's competitor (busy BURST ms, asleep PAUSE ms, on CPU 0).
 """
 import ctypes
@@ -53,6 +54,15 @@ elif row.startswith("svd"):
         f.restype = ctypes.c_int
         f.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3
         calls_of[v] = (lambda f=f, o=outs[v]: f(w.ctypes.data, m, n, *(x.ctypes.data for x in o)))
+elif row == "sgemm":
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2048, 2048), dtype=np.float32); b = rng.standard_normal((2048, 2048), dtype=np.float32)
+    outs = {v: np.empty((2048, 2048), np.float32) for v in libs}
+    for v, lib in libs.items():
+        f = lib.sp_matmul_f32
+        f.restype = ctypes.c_int
+        f.argtypes = [ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p, ctypes.c_bool] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+        calls_of[v] = (lambda f=f, o=outs[v]: f(a.ctypes.data, False, b.ctypes.data, False, 2048, 2048, 2048, o.ctypes.data))
 else:
     rng = np.random.default_rng(4)
     W = rng.standard_normal((4096, 4096), dtype=np.float32); x = rng.standard_normal((4096, 64), dtype=np.float32)

@@ -125,6 +125,66 @@ final class GEMMTests: XCTestCase {
         XCTAssertEqual(one, three)
     }
 
+    /// The float32 sliver order (one worker, packed A: `GEMMSliverOrder.swift`) against the
+    /// float64 loop, and bit for bit against the general order (two workers on fewer than
+    /// 2048 rows share each packed block instead): blocks of B past the first (n = 400:
+    /// 384 + 16 columns), ragged depth (300 = 256 + 44), partial slivers and panels, alpha,
+    /// beta and padded leading dimensions, both layouts of A (packed per sliver or per block).
+    func testSliverOrderMatchesReferenceAndGeneralOrder() throws {
+        defer { try? Threading.setThreadCount(0) }
+        try Threading.setThreadCount(1)
+        for transA in [false, true] {
+            for transB in [false, true] {
+                try check(Float.self, m: 50, n: 400, k: 300, transA: transA, transB: transB,
+                          alpha: 1, beta: 0, pad: 0, tolerance: 1e-6)
+            }
+            try check(Float.self, m: 31, n: 785, k: 9, transA: transA, transB: false,
+                      alpha: -0.5, beta: 2, pad: 3, tolerance: 1e-6)
+        }
+        var random = TestRandom(seed: 23)
+        for (m, n, k) in [(50, 400, 300), (1000, 785, 520), (13, 129, 1)] {
+            for transA in [false, true] {
+                let a = (0 ..< m * k).map { _ in random.float(in: -1 ... 1) }
+                let b = (0 ..< k * n).map { _ in random.float(in: -1 ... 1) }
+                var results: [[Float]] = []
+                for threads in [1, 2] {
+                    try Threading.setThreadCount(threads)
+                    var c = [Float](repeating: .nan, count: m * n)
+                    try gemm(transA: transA, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: transA ? m : k,
+                             b: b, ldb: n, beta: 0, c: &c, ldc: n)
+                    results.append(c)
+                }
+                XCTAssertEqual(results[0].map(\.bitPattern), results[1].map(\.bitPattern),
+                               "m=\(m) n=\(n) k=\(k) tA=\(transA)")
+            }
+        }
+    }
+
+    /// More rows than one sliver-order block of A (4092): the second block packs its own
+    /// A and repacks B; against the float64 loop on rows of both blocks and both edges.
+    /// (A block of 4096 rows, not a multiple of the 6-row sliver, overran the packed A
+    /// into the edge tiles' scratch: wrong last rows at m = 4096.)
+    func testSliverOrderAcrossRowBlocks() throws {
+        defer { try? Threading.setThreadCount(0) }
+        try Threading.setThreadCount(1)
+        let n = 140, k = 270
+        for m in [4096, 4103] {
+            var random = TestRandom(seed: UInt64(m))
+            let a = (0 ..< m * k).map { _ in random.float(in: -1 ... 1) }
+            let b = (0 ..< k * n).map { _ in random.float(in: -1 ... 1) }
+            var c = [Float](repeating: .nan, count: m * n)
+            try gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n,
+                     beta: 0, c: &c, ldc: n)
+            for i in [0, 5, 4091, 4092, 4093, 4095, 4096, m - 1] where i < m {
+                for j in [0, 15, 16, n - 1] {
+                    var sum = 0.0
+                    for p in 0 ..< k { sum += Double(a[i * k + p]) * Double(b[p * n + j]) }
+                    XCTAssertEqual(Double(c[i * n + j]), sum, accuracy: 1e-6 * Double(k), "m=\(m) (\(i), \(j))")
+                }
+            }
+        }
+    }
+
     func testBadArgumentsThrow() throws {
         var c: [Float] = [0]
         XCTAssertThrowsError(try gemm(transA: false, transB: false, m: -1, n: 1, k: 1, alpha: Float(1), a: nil, lda: 1,

@@ -16,7 +16,11 @@ import SwiftPruneShuffle
 /// The algorithm is the Goto/BLIS scheme: op(B) is packed in `KC × NC`
 /// blocks (panels of `NR` columns), op(A) in `MC × KC` blocks (panels of
 /// `MR` rows) and a register-blocked micro-kernel (``GEMMScalar``) computes
-/// `MR × NR` tiles with fused multiply-adds. For `Float` on a CPU with
+/// `MR × NR` tiles with fused multiply-adds. Float32 on the AVX2 path runs
+/// on one worker, and in each worker's row slice, in the sliver order (an A
+/// sliver in L1 against an L2-sized block of B:
+/// ``GEMMDriver/runSliverOrder(packedB:packedA:scratch:kcMax:ncMax:mcMax:)``),
+/// with the same sums. For `Float` on a CPU with
 /// AVX-512 (``CPUFeatures/hasAVX512``) the micro-kernel is
 /// `GEMMAVX512.microKernel12x32` (6 × 32 when C has fewer than 96 rows) with
 /// deeper blocks; the result differs from the AVX2 path's only by the rounding
@@ -146,7 +150,7 @@ struct GEMMDriver<T: GEMMScalar> {
     /// (measured on a Xeon with 48 KiB L1d, 2 MiB L2: 256/1024/144 →
     /// 512/4096/192 is +10–20% at n = 2048 and 4096).
     var kc: Int { wide ? 512 : 256 }
-    var nc: Int { wide ? 4096 : 1024 }
+    var nc: Int { wide ? 4096 : sliverOrder ? Self.sliverBlockColumns : 1024 }
     var mcBlock: Int { wide ? 192 : mr * (MemoryLayout<T>.size == 4 ? 24 : 16) }
     /// This call's packed blocks of op(B): `kc` deep (or all of `k`) and `nc`
     /// columns wide (or all of op(B)'s panels). ``run`` and the shared packed B
@@ -224,7 +228,8 @@ struct GEMMDriver<T: GEMMScalar> {
         // spreads the rows over them (11 blocks on 2 workers would leave one
         // idle for a twelfth of the time).
         let mRounded = (m + mr - 1) / mr * mr
-        var mcMax = min(mcBlock, mRounded)
+        let sliver = sliverOrder && workers == 1
+        var mcMax = min(sliver ? Self.sliverBlockRows / mr * mr : mcBlock, mRounded)
         if workers > 1 && mRounded > mcMax {
             let perWorker = (mRounded + workers * mcMax - 1) / (workers * mcMax)
             let blocks = workers * perWorker
@@ -232,6 +237,11 @@ struct GEMMDriver<T: GEMMScalar> {
         }
         let bCount = prepackedB == nil ? kcMax * ncMax : 0, aCount = workers * mcMax * kcMax
         try ScratchPool.withFallible(T.self, count: bCount + aCount + workers * mr * nr) { workspace in
+            if sliver {
+                runSliverOrder(packedB: workspace, packedA: workspace + bCount, scratch: workspace + bCount + aCount,
+                               kcMax: kcMax, ncMax: ncMax, mcMax: mcMax)
+                return
+            }
             run(workers: workers, packedB: workspace, packedA: workspace + bCount,
                 scratch: workspace + bCount + aCount, kcMax: kcMax, ncMax: ncMax, mcMax: mcMax)
         }
